@@ -1,0 +1,203 @@
+"""The ``zart`` command: demo, ls, show, resume, cancel."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import datetime
+from typing import Sequence
+
+from . import _engine, _serialization as ser
+from ._errors import ZartError
+from ._records import ExecutionStatus
+
+
+def _fmt_time(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def _fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 120:
+        return f"{seconds:.1f}s"
+    return f"{seconds / 60:.1f}m"
+
+
+def _table(headers: Sequence[str], rows: list[Sequence[str]]) -> str:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(str(c))) for w, c in zip(widths, row)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from . import _demo
+
+    _demo.main(journal=args.journal, execution_id=args.execution_id, workers=args.workers)
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    journal = _engine.get_journal(args.journal)
+    with journal.hold():
+        records = journal.list_executions(status=args.status, limit=args.limit)
+    if not records:
+        print(f"no executions in {journal.path}")
+        return 0
+    rows = [(r.execution_id, r.workflow, r.status.value, f"{r.steps_completed}/{r.steps_total}",
+             str(r.run_number), _fmt_time(r.started_at), _fmt_duration(r.duration)) for r in records]
+    print(_table(("ID", "WORKFLOW", "STATUS", "DONE/TOTAL", "RUNS", "STARTED", "DURATION"), rows))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    journal = _engine.get_journal(args.journal)
+    with journal.hold():
+        record = journal.execution_record(args.execution_id)
+        if record is None:
+            print(f"zart: no execution {args.execution_id!r} in {journal.path}", file=sys.stderr)
+            return 1
+        steps = journal.list_steps(args.execution_id)
+        runs = journal.list_runs(args.execution_id)
+        attempts = journal.list_attempts(args.execution_id)
+    print(f"Execution {record.execution_id}  [{record.status.value}]")
+    print(f"  workflow: {record.workflow}")
+    print(f"  input:    {record.input_preview}")
+    if record.output_preview is not None:
+        print(f"  output:   {record.output_preview}")
+    if record.error:
+        print(f"  error:    {record.error}")
+    print(f"  steps:    {record.steps_completed}/{record.steps_total} completed, "
+          f"{record.steps_failed} failed")
+    print()
+    print("Runs")
+    print(_table(("RUN", "STATUS", "STARTED", "DURATION", "EXECUTED", "REUSED", "PID"),
+                 [(str(r.run_number), r.status.value, _fmt_time(r.started_at),
+                   _fmt_duration(((r.finished_at or datetime.now()) - r.started_at).total_seconds()),
+                   str(r.executed), str(r.reused), str(r.pid)) for r in runs]))
+    print()
+    print("Steps")
+    rows = []
+    for s in steps:
+        ran = (f"executed ({s.reason})" if s.run_number == record.run_number
+               else f"reused from run {s.run_number}")
+        result = s.error if s.error else (s.output_preview or "")
+        rows.append((s.step_key, s.status.value, str(s.attempts), _fmt_duration(s.duration), ran,
+                     s.args_preview, result))
+    print(_table(("KEY", "STATUS", "ATTEMPTS", "DURATION", "THIS RUN", "ARGS", "OUTPUT / ERROR"), rows))
+    if attempts:
+        print()
+        print("Failed attempts")
+        print(_table(("KEY", "RUN", "ATTEMPT", "ERROR"),
+                     [(a.step_key, str(a.run_number), str(a.attempt), a.error or "") for a in attempts]))
+    if args.traceback:
+        for s in steps:
+            if s.traceback:
+                print(f"\nTraceback of {s.step_key}:\n{s.traceback}")
+        if record.traceback:
+            print(f"\nTraceback of the workflow:\n{record.traceback}")
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from ._api import _as_workflow
+    from ._engine import Execution, execute
+
+    sys.path.insert(0, os.getcwd())
+    journal = _engine.get_journal(args.journal)
+    with journal.hold():
+        stored = journal.get_execution(args.execution_id)
+        if stored is None:
+            print(f"zart: no execution {args.execution_id!r} in {journal.path}", file=sys.stderr)
+            return 1
+        kind, name, blob = journal.load_definition(stored.def_id)
+    workflow = _as_workflow(ser.loads(blob), stored.workflow)
+    data = ser.loads(stored.input)
+    execution = Execution(args.execution_id, journal)
+    print(f"Resuming execution '{args.execution_id}' ({stored.workflow}, was {stored.status})...")
+    execute(execution, workflow, data, workers=args.workers)
+    output = execution.result()
+    print(f"Execution completed (run {execution.run_number}).")
+    print(f"  output: {ser.preview(output)}")
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    journal = _engine.get_journal(args.journal)
+    with journal.hold():
+        stored = journal.get_execution(args.execution_id)
+        if stored is None:
+            print(f"zart: no execution {args.execution_id!r} in {journal.path}", file=sys.stderr)
+            return 1
+        if ExecutionStatus(stored.status).finished:
+            print(f"execution {args.execution_id!r} is already {stored.status}")
+            return 0
+        journal.set_status(args.execution_id, ExecutionStatus.CANCELLED)
+    print(f"execution {args.execution_id!r} cancelled (was {stored.status})")
+    return 0
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    print("zart tui: the terminal monitor (zart-tui) is not part of this version yet; "
+          "use `zart ls` and `zart show ID`.", file=sys.stderr)
+    return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--journal", default=argparse.SUPPRESS,
+                        help="journal file (default: $ZART_JOURNAL or ./.zart/journal.duckdb)")
+    parser = argparse.ArgumentParser(prog="zart", description="Durable workflows for notebooks.",
+                                     parents=[common])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", parents=[common], help="run the seed's parallel health check")
+    demo.add_argument("--execution-id", help="default: parallel-demo-<unix time>")
+    demo.add_argument("--workers", type=int, help="worker processes (default: $ZART_WORKERS or CPUs)")
+    demo.set_defaults(func=cmd_demo)
+
+    ls = sub.add_parser("ls", parents=[common], help="list executions")
+    ls.add_argument("--status", choices=[s.value for s in ExecutionStatus])
+    ls.add_argument("--limit", type=int, default=50)
+    ls.set_defaults(func=cmd_ls)
+
+    show = sub.add_parser("show", parents=[common], help="show an execution, its runs and steps")
+    show.add_argument("execution_id")
+    show.add_argument("--traceback", action="store_true", help="print error tracebacks")
+    show.set_defaults(func=cmd_show)
+
+    resume = sub.add_parser("resume", parents=[common], help="finish an execution from its journaled definition")
+    resume.add_argument("execution_id")
+    resume.add_argument("--workers", type=int)
+    resume.set_defaults(func=cmd_resume)
+
+    cancel = sub.add_parser("cancel", parents=[common], help="mark an unfinished execution cancelled")
+    cancel.add_argument("execution_id")
+    cancel.set_defaults(func=cmd_cancel)
+
+    tui = sub.add_parser("tui", parents=[common], help="terminal monitor (coming)")
+    tui.set_defaults(func=cmd_tui)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.journal = getattr(args, "journal", None)
+    try:
+        return args.func(args)
+    except ZartError as exc:
+        print(f"zart: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("zart: interrupted; run `zart resume ID` to continue", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Which execution and step the current code runs in (contextvars, so threads and tasks stay apart)."""
+from __future__ import annotations
+
+from contextvars import ContextVar, Token
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ._errors import NotInWorkflow
+
+if TYPE_CHECKING:
+    from ._engine import Run
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Where the calling code runs: ``step_key``/``attempt`` are set inside a step, else ``None``."""
+
+    execution_id: str
+    step_key: str | None
+    attempt: int | None
+    run_number: int | None = None
+
+
+_run: ContextVar["Run | None"] = ContextVar("zart_run", default=None)
+_step: ContextVar[Context | None] = ContextVar("zart_step", default=None)
+
+
+def current_run() -> "Run | None":
+    return _run.get()
+
+
+def require_run(what: str) -> "Run":
+    run = _run.get()
+    if run is None:
+        raise NotInWorkflow(f"zart.{what}() must be called inside a running workflow "
+                            "(zart.run(...), zart.start(...) or a DurableScheduler)")
+    return run
+
+
+def enter_run(run: "Run") -> Token:
+    return _run.set(run)
+
+
+def leave_run(token: Token) -> None:
+    _run.reset(token)
+
+
+def enter_step(execution_id: str, step_key: str, attempt: int) -> Token:
+    return _step.set(Context(execution_id, step_key, attempt))
+
+
+def leave_step(token: Token) -> None:
+    _step.reset(token)
+
+
+def context() -> Context:
+    """The current execution id, step key and attempt number.
+
+    Inside a step (in its worker) all three are set; in a workflow body ``step_key`` and ``attempt``
+    are ``None``. Outside both, raises :class:`NotInWorkflow`.
+    """
+    step = _step.get()
+    if step is not None:
+        return step
+    run: Any = _run.get()
+    if run is not None:
+        return Context(run.execution_id, None, None, run.run_number)
+    raise NotInWorkflow("zart.context() is only available inside a workflow or a step")

@@ -1,0 +1,618 @@
+"""Replay, dispatch and results: the durable heart of zart_nb.
+
+A workflow body runs in an ordinary thread. Each step call or ``schedule`` gets a key in call order;
+when the journal holds a completed record of that key with the same argument and code hashes, the
+handle resolves at once from the stored pickle (nothing is dispatched), otherwise an attempt goes to
+the worker pool. Outcomes come back in batches on the pool's I/O thread, are made durable (side log,
+fsynced) and only then resolve their handles, so ``wait`` never returns an unjournaled result.
+
+Shaped for suspension (durable sleep, external events): a run holds no state that replay from the
+top cannot rebuild, so a body can unwind and a later run can continue it.
+"""
+from __future__ import annotations
+
+import asyncio
+import atexit
+import inspect
+import os
+import threading
+import time
+import traceback as tb_module
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from . import _context, _serialization as ser
+from ._errors import (
+    Cancelled,
+    DefinitionError,
+    NonDeterminism,
+    SerializationError,
+    StepCancelled,
+    StepError,
+    StepFailed,
+    StepTimeout,
+    TaskError,
+    WorkerCrashed,
+)
+from ._events import Event, events
+from ._executors import Outcome, Task
+from ._journal import Journal, StoredStep
+from ._pool import LocalPool, default_worker_count
+from ._records import ExecutionStatus, RunReason, StepStatus
+
+if TYPE_CHECKING:
+    from ._api import Step
+
+DEFAULT_JOURNAL = Path(".zart") / "journal.duckdb"
+WAIT_TICK = 0.1
+
+
+def default_journal_path() -> Path:
+    return Path(os.environ.get("ZART_JOURNAL") or DEFAULT_JOURNAL)
+
+
+# --- the process-wide worker pool ---------------------------------------------------------------
+
+_pool_lock = threading.Lock()
+_pool: LocalPool | None = None
+
+
+def _deliver(outcomes: list[Outcome]) -> None:
+    by_run: dict[Run, list[Outcome]] = {}
+    for outcome in outcomes:
+        by_run.setdefault(outcome.task.owner.run, []).append(outcome)
+    for run, batch in by_run.items():
+        run.on_outcomes(batch)
+
+
+def get_pool(workers: int | None = None) -> LocalPool:
+    """The warm pool shared by every execution of this process (restarted if the size changes)."""
+    global _pool
+    size = workers or default_worker_count()
+    with _pool_lock:
+        if _pool is not None and _pool.size != size:
+            _pool.shutdown()
+            _pool = None
+        if _pool is None:
+            _pool = LocalPool(size, _deliver)
+        return _pool
+
+
+def shutdown_pool() -> None:
+    """Stop the worker processes (they are restarted on the next dispatch)."""
+    global _pool
+    with _pool_lock:
+        if _pool is not None:
+            _pool.shutdown()
+            _pool = None
+
+
+def _close_all() -> None:
+    shutdown_pool()
+    with _journals_lock:
+        journals = list(_journals.values())
+    for journal in journals:
+        try:
+            journal.close()
+        except Exception:
+            pass
+
+
+atexit.register(_close_all)
+
+
+# --- journals by path --------------------------------------------------------------------------
+
+_journals: dict[Path, Journal] = {}
+_journals_lock = threading.Lock()
+
+
+def get_journal(path: str | os.PathLike[str] | None = None) -> Journal:
+    resolved = Path(path or default_journal_path()).expanduser().absolute()
+    with _journals_lock:
+        journal = _journals.get(resolved)
+        if journal is None:
+            journal = _journals[resolved] = Journal(resolved)
+        return journal
+
+
+# --- handles -----------------------------------------------------------------------------------
+
+
+class StepHandle:
+    """The promise of one step's result. ``zart.wait`` turns handles into results."""
+
+    __slots__ = ("key", "name", "done", "_blob", "_value", "_has_value", "_error", "_run", "reused")
+
+    def __init__(self, run: "Run", key: str, name: str) -> None:
+        self.key = key
+        self.name = name
+        self.done = False
+        self.reused = False
+        self._blob: bytes | None = None
+        self._value: Any = None
+        self._has_value = False
+        self._error: BaseException | None = None
+        self._run = run
+
+    def __repr__(self) -> str:
+        state = "reused" if self.reused else ("done" if self.done else "pending")
+        return f"<StepHandle {self.key} {state}>"
+
+    def wait_done(self, timeout: float | None = None) -> None:
+        self._run.wait_for([self], timeout)
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Block until the step has a journaled result and return it (or raise its ``StepError``)."""
+        if not self.done:
+            self.wait_done(timeout)
+        if self._error is not None:
+            raise self._error
+        return self.value()
+
+    def exception(self) -> BaseException | None:
+        if not self.done:
+            self.wait_done()
+        return self._error
+
+    def value(self) -> Any:
+        if not self._has_value:
+            self._value = ser.loads(self._blob) if self._blob is not None else None
+            self._has_value = True
+            self._blob = None
+        return self._value
+
+
+@dataclass(slots=True)
+class _Definition:
+    fn_id: str
+    fn_blob: bytes
+    code_hash: str
+
+
+class _StepState:
+    __slots__ = ("run", "handle", "step", "args_blob", "args_hash", "args_preview", "seq", "reason",
+                 "supersedes", "attempt", "scheduled_at", "definition", "timeout")
+
+    def __init__(self, run: "Run", handle: StepHandle, step: "Step", definition: _Definition,
+                 args_blob: bytes, args_hash: str, args_preview: str, seq: int, reason: str,
+                 supersedes: bool) -> None:
+        self.run = run
+        self.handle = handle
+        self.step = step
+        self.definition = definition
+        self.args_blob = args_blob
+        self.args_hash = args_hash
+        self.args_preview = args_preview
+        self.seq = seq
+        self.reason = reason
+        self.supersedes = supersedes
+        self.attempt = 1
+        self.scheduled_at = time.time()
+        self.timeout = step.timeout
+
+
+# --- one run of one execution ------------------------------------------------------------------
+
+
+class Run:
+    """The live state of one run (run 1, run 2 after a resume, ...) of an execution."""
+
+    def __init__(self, journal: Journal, execution_id: str, run_number: int,
+                 stored: dict[str, StoredStep], on_change: str, workers: int | None) -> None:
+        self.journal = journal
+        self.execution_id = execution_id
+        self.run_number = run_number
+        self.stored = stored
+        self.on_change = on_change
+        self.workers = workers
+        self.cancelled = False
+        self.executed = 0
+        self.reused = 0
+        self.total = 0
+        self.finished = 0
+        self._counters: dict[str, int] = {}
+        self._keys: set[str] = set()
+        self._definitions: dict[int, _Definition] = {}
+        self._pending: dict[int, _StepState] = {}
+        self._cond = threading.Condition()
+        self._task_ids = iter(range(1, 1 << 62))
+        self._pool: LocalPool | None = None
+
+    # --- scheduling (workflow thread) ------------------------------------------------------------
+
+    def schedule(self, step: "Step", args: tuple, kwargs: dict, key: str | None = None) -> StepHandle:
+        if self.cancelled:
+            raise Cancelled(f"execution {self.execution_id!r} was cancelled")
+        name = step.name
+        if key is None:
+            key = step.key_for(args, kwargs)
+        if key is None:
+            occurrence = self._counters.get(name, 0)
+            self._counters[name] = occurrence + 1
+            key = f"{name}#{occurrence}"
+        if key in self._keys:
+            raise DefinitionError(f"step key {key!r} is used twice in execution {self.execution_id!r}; "
+                                  "give each call a distinct key (a name template or .named(...))")
+        self._keys.add(key)
+        seq = self.total
+        self.total += 1
+        handle = StepHandle(self, key, name)
+        try:
+            args_hash = ser.args_hash(args, kwargs)
+        except SerializationError as exc:
+            raise SerializationError(f"an argument of step {key!r} cannot be pickled: {exc}") from exc
+        definition = self._definition(step)
+        stored = self.stored.get(key)
+        reason = RunReason.NEW
+        if stored is not None:
+            if (stored.status == "completed" and stored.args_hash == args_hash
+                    and stored.def_id == definition.code_hash):
+                handle._blob = stored.output
+                handle.done = handle.reused = True
+                self.reused += 1
+                self.finished += 1
+                if events.active:
+                    events.publish(Event("step", self.execution_id, "completed", key,
+                                         {"reused": True, "name": name}))
+                return handle
+            if stored.status == "failed":
+                reason = RunReason.FAILED_BEFORE
+            elif stored.status == "cancelled":
+                reason = RunReason.CANCELLED_BEFORE
+            elif stored.def_id != definition.code_hash:
+                reason = RunReason.CODE_CHANGED
+            else:
+                reason = RunReason.ARGS_CHANGED
+            if self.on_change == "error" and reason in (RunReason.CODE_CHANGED, RunReason.ARGS_CHANGED):
+                raise NonDeterminism(f"step {key!r} of execution {self.execution_id!r}: {reason.value} "
+                                     "since it was journaled, and on_change='error'")
+        try:
+            args_blob = ser.dumps((args, kwargs))
+        except Exception as exc:
+            raise SerializationError(f"an argument of step {key!r} cannot be pickled: {exc}") from exc
+        state = _StepState(self, handle, step, definition, args_blob, args_hash,
+                           ser.args_preview(args, kwargs), seq, reason.value, stored is not None)
+        self.executed += 1
+        self._submit(state)
+        if events.active:
+            events.publish(Event("step", self.execution_id, "scheduled", key,
+                                 {"name": name, "reason": reason.value}))
+        return handle
+
+    def _definition(self, step: "Step") -> _Definition:
+        definition = self._definitions.get(id(step))
+        if definition is None:
+            try:
+                blob = ser.dumps_by_value(step.fn)
+            except Exception as exc:
+                raise SerializationError(f"step {step.name!r} cannot be pickled to run in a worker "
+                                         f"process: {exc}") from exc
+            code = ser.code_hash(step.fn)
+            definition = _Definition(ser.digest(blob), blob, code)
+            self._definitions[id(step)] = definition
+            if not self.journal.has_definition(code):
+                self.journal.save_definition(code, "step", step.name, ser.source_of(step.fn), blob)
+        return definition
+
+    def _submit(self, state: _StepState, delay: float = 0.0) -> None:
+        task = Task(next(self._task_ids), state.definition.fn_id, state.definition.fn_blob,
+                    state.args_blob, self.execution_id, state.handle.key, state.attempt,
+                    state.timeout, time.time() + delay if delay else 0.0, owner=state)
+        with self._cond:
+            self._pending[task.task_id] = state
+        if self._pool is None:
+            self._pool = get_pool(self.workers)
+        self._pool.submit([task])
+
+    # --- outcomes (pool I/O thread) --------------------------------------------------------------
+
+    def on_outcomes(self, outcomes: list[Outcome]) -> None:
+        step_rows: list[tuple] = []
+        attempt_rows: list[tuple] = []
+        supersede: list[tuple[str, str]] = []
+        resolved: list[tuple[_StepState, bytes | None, BaseException | None]] = []
+        retries: list[tuple[_StepState, float]] = []
+        published: list[Event] = []
+        for outcome in outcomes:
+            state: _StepState = outcome.task.owner
+            task = outcome.task
+            key = state.handle.key
+            if outcome.kind == "ok":
+                status, error = StepStatus.COMPLETED, None
+            else:
+                error = self._error_for(state, outcome)
+                retryable = (outcome.kind != "cancelled" and not self.cancelled
+                             and outcome.error_type != "SerializationError"
+                             and state.attempt <= state.step.retry.retries)
+                attempt_rows.append((self.execution_id, key, self.run_number, state.attempt,
+                                     StepStatus.FAILED.value, outcome.error, outcome.traceback,
+                                     task.started_at or None, outcome.finished_at, task.worker))
+                if retryable:
+                    delay = state.step.retry.delay(state.attempt)
+                    state.attempt += 1
+                    retries.append((state, delay))
+                    published.append(Event("step", self.execution_id, StepStatus.RETRYING.value, key,
+                                            {"attempt": state.attempt, "error": outcome.error,
+                                             "delay": delay}))
+                    continue
+                status = StepStatus.CANCELLED if outcome.kind == "cancelled" else StepStatus.FAILED
+            if state.supersedes:
+                supersede.append((self.execution_id, key))
+            step_rows.append((
+                self.execution_id, key, self.run_number, state.seq, state.step.name,
+                state.definition.code_hash, state.args_blob, state.args_hash, state.args_preview,
+                status.value, outcome.blob if outcome.kind == "ok" else None, outcome.preview,
+                None if error is None else str(error), outcome.error_type, outcome.traceback,
+                state.attempt, state.reason, True, state.scheduled_at, task.started_at or None,
+                outcome.finished_at, task.worker))
+            resolved.append((state, outcome.blob if outcome.kind == "ok" else None, error))
+            published.append(Event("step", self.execution_id, status.value, key,
+                                   {"attempts": state.attempt, "preview": outcome.preview,
+                                    "error": None if error is None else str(error),
+                                    "worker": task.worker}))
+        self.journal.record(step_rows, attempt_rows, supersede)
+        with self._cond:
+            for outcome in outcomes:
+                self._pending.pop(outcome.task.task_id, None)
+            for state, blob, error in resolved:
+                handle = state.handle
+                handle._blob = blob
+                handle._error = error
+                handle.done = True
+                self.finished += 1
+            self._cond.notify_all()
+        for state, delay in retries:
+            self._submit(state, delay)
+        if events.active:
+            for event in published:
+                events.publish(event)
+
+    def _error_for(self, state: _StepState, outcome: Outcome) -> StepError:
+        key = state.handle.key
+        attempts = state.attempt
+        suffix = f" (attempt {attempts} of {state.step.retry.retries + 1})"
+        if outcome.kind == "timeout":
+            return StepTimeout(self.execution_id, key, f"{outcome.error}{suffix}", attempts)
+        if outcome.kind == "crashed":
+            return WorkerCrashed(self.execution_id, key, f"{outcome.error}{suffix}", attempts)
+        if outcome.kind == "cancelled":
+            return StepCancelled(self.execution_id, key, "cancelled before it finished", attempts)
+        error = StepFailed(self.execution_id, key, f"{outcome.error}{suffix}", attempts,
+                           outcome.error_type or "", outcome.traceback or "")
+        if outcome.blob is not None:
+            try:
+                error.__cause__ = ser.loads(outcome.blob)
+            except Exception:
+                pass
+        outcome.blob = None
+        return error
+
+    # --- waiting (workflow thread) ---------------------------------------------------------------
+
+    def wait_for(self, handles: list[StepHandle], timeout: float | None = None,
+                 tick: Callable[[], None] | None = None) -> None:
+        """Block until every handle is done (an O(n) pass: each handle is checked until done once)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            for handle in handles:
+                while not handle.done:
+                    if self.cancelled:
+                        raise Cancelled(f"execution {self.execution_id!r} was cancelled")
+                    remaining = WAIT_TICK
+                    if deadline is not None:
+                        remaining = min(remaining, deadline - time.monotonic())
+                        if remaining <= 0:
+                            raise TimeoutError(f"steps of {self.execution_id!r} still running "
+                                               f"after {timeout}s")
+                    self._cond.wait(remaining)
+                    if tick is not None:
+                        tick()
+
+    def cancel_pending(self) -> None:
+        """Cancel every attempt still queued or running for this execution."""
+        with self._cond:
+            pending = bool(self._pending)
+        if pending and self._pool is not None:
+            self._pool.cancel(self.execution_id)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self.cancel_pending()
+        with self._cond:
+            self._cond.notify_all()
+
+
+# --- executing a workflow ----------------------------------------------------------------------
+
+
+class Execution:
+    """A handle on a started execution: ``status``, ``result(timeout)``, ``cancel()``."""
+
+    def __init__(self, execution_id: str, journal: Journal) -> None:
+        self.execution_id = execution_id
+        self.journal = journal
+        self._done = threading.Event()
+        self._status = ExecutionStatus.PENDING
+        self._output: Any = None
+        self._error: BaseException | None = None
+        self._run: Run | None = None
+        self._cancel_requested = False
+
+    def __repr__(self) -> str:
+        return f"<Execution {self.execution_id!r} {self.status.value}>"
+
+    @property
+    def status(self) -> ExecutionStatus:
+        return self._status
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    @property
+    def run_number(self) -> int | None:
+        return self._run.run_number if self._run else None
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The workflow's output; raises its error. ``ExecutionTimeout`` if not done in time."""
+        from ._errors import ExecutionTimeout
+
+        if not self._done.wait(timeout):
+            raise ExecutionTimeout(f"execution {self.execution_id!r} still {self._status.value} after "
+                                   f"{timeout}s (it keeps running; call result() again)")
+        if self._error is not None:
+            raise self._error
+        return self._output
+
+    def cancel(self) -> None:
+        """Stop the execution: running steps are killed, the body gets ``Cancelled``."""
+        self._cancel_requested = True
+        if self._run is not None:
+            self._run.cancel()
+
+
+@dataclass(slots=True)
+class WorkflowDef:
+    """What the engine needs of a workflow: a name and a callable taking the input."""
+
+    name: str
+    body: Callable[[Any], Any]
+    definition: Any  # what is pickled into the journal: the function or DurableExecution instance
+
+
+def execute(execution: Execution, workflow: WorkflowDef, data: Any, *, on_change: str = "rerun",
+            workers: int | None = None) -> None:
+    """Run (or resume) ``execution`` in the calling thread; the outcome lands on ``execution``."""
+    journal = execution.journal
+    execution_id = execution.execution_id
+    try:
+        with journal.hold():
+            _execute_held(execution, workflow, data, on_change, workers)
+    except BaseException as exc:
+        if execution._error is None and not execution.done:
+            execution._error = exc
+            if execution._status in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING):
+                execution._status = ExecutionStatus.FAILED
+        raise
+    finally:
+        execution._done.set()
+        if events.active:
+            events.publish(Event("execution", execution_id, execution._status.value))
+
+
+def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, on_change: str,
+                  workers: int | None) -> None:
+    journal = execution.journal
+    execution_id = execution.execution_id
+    try:
+        input_blob = ser.dumps(data)
+    except Exception as exc:
+        raise SerializationError(f"the input of execution {execution_id!r} cannot be pickled: {exc}") \
+            from exc
+    input_hash = ser.args_hash((data,), {})
+    workflow_hash = ser.code_hash(workflow.definition)
+    stored = journal.get_execution(execution_id)
+    if stored is not None and stored.status == ExecutionStatus.COMPLETED.value:
+        unchanged = stored.input_hash == input_hash and stored.def_id == workflow_hash
+        if unchanged:
+            execution._output = ser.loads(stored.output) if stored.output is not None else None
+            execution._status = ExecutionStatus.COMPLETED
+            return
+        if on_change == "error":
+            what = "input" if stored.input_hash != input_hash else "workflow code"
+            raise NonDeterminism(f"execution {execution_id!r} completed with a different {what}, "
+                                 "and on_change='error'")
+    active_key = (journal.path, execution_id)
+    with _active_lock:
+        if active_key in _active:
+            raise DefinitionError(f"execution {execution_id!r} is already running in this process; "
+                                  "wait for it (or cancel it) before starting it again")
+        _active[active_key] = execution
+    try:
+        _run_body(execution, workflow, data, on_change, workers, input_blob, input_hash, workflow_hash)
+    finally:
+        with _active_lock:
+            _active.pop(active_key, None)
+
+
+def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change: str,
+              workers: int | None, input_blob: bytes, input_hash: str, workflow_hash: str) -> None:
+    journal = execution.journal
+    execution_id = execution.execution_id
+    if not journal.has_definition(workflow_hash):
+        try:
+            blob = ser.dumps_by_value(workflow.definition)
+        except Exception as exc:
+            raise SerializationError(f"workflow {workflow.name!r} cannot be pickled into the journal: "
+                                     f"{exc}") from exc
+        journal.save_definition(workflow_hash, "workflow", workflow.name,
+                                ser.source_of(workflow.definition), blob)
+    run_number = journal.begin_run(execution_id, workflow.name, workflow_hash, input_blob, input_hash,
+                                   ser.preview(data), on_change)
+    run = Run(journal, execution_id, run_number, journal.load_steps(execution_id), on_change, workers)
+    execution._run = run
+    execution._status = ExecutionStatus.RUNNING
+    if execution._cancel_requested:
+        run.cancelled = True
+    if events.active:
+        events.publish(Event("execution", execution_id, "running", detail={"run": run_number}))
+    token = _context.enter_run(run)
+    try:
+        output = workflow.body(data)
+        if inspect.isawaitable(output):
+            output = asyncio.run(_await(output))
+        if run.cancelled:
+            raise Cancelled(f"execution {execution_id!r} was cancelled")
+    except (Cancelled, KeyboardInterrupt) as exc:
+        run.cancel()
+        status = ExecutionStatus.CANCELLED if isinstance(exc, Cancelled) else ExecutionStatus.INTERRUPTED
+        execution._status = status
+        journal.finish_run(execution_id, run_number, status, error=f"{type(exc).__name__}: {exc}",
+                           executed=run.executed, reused=run.reused)
+        execution._error = exc if isinstance(exc, KeyboardInterrupt) else exc
+        raise
+    except BaseException as exc:
+        run.cancel_pending()
+        error = exc if isinstance(exc, (StepError, TaskError)) else None
+        if error is None:
+            error = TaskError(execution_id, f"{type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+        execution._status = ExecutionStatus.FAILED
+        execution._error = error
+        journal.finish_run(execution_id, run_number, ExecutionStatus.FAILED, error=str(exc),
+                           traceback=tb_module.format_exc(), executed=run.executed, reused=run.reused)
+        if error is exc:
+            raise
+        raise error from exc
+    finally:
+        _context.leave_run(token)
+    run.cancel_pending()  # steps scheduled but never waited for do not outlive their execution
+    try:
+        output_blob = ser.dumps(output)
+    except Exception as exc:
+        error = SerializationError(f"the output of execution {execution_id!r} cannot be pickled: {exc}")
+        execution._status = ExecutionStatus.FAILED
+        execution._error = error
+        journal.finish_run(execution_id, run_number, ExecutionStatus.FAILED, error=str(error),
+                           executed=run.executed, reused=run.reused)
+        raise error from exc
+    journal.finish_run(execution_id, run_number, ExecutionStatus.COMPLETED, output_blob,
+                       ser.preview(output), executed=run.executed, reused=run.reused)
+    execution._output = output
+    execution._status = ExecutionStatus.COMPLETED
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+_active: dict[tuple[Path, str], Execution] = {}
+_active_lock = threading.Lock()
+
+
+def active_execution(journal: Journal, execution_id: str) -> Execution | None:
+    """The execution of that id running in this process, if any."""
+    with _active_lock:
+        return _active.get((journal.path, execution_id))

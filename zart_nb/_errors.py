@@ -1,0 +1,131 @@
+"""Every error zart_nb raises, in one tree::
+
+    ZartError
+     ├── JournalError                 something is wrong with the journal file (names the file)
+     │    ├── JournalLocked           another process owns the file (names its pid)
+     │    ├── JournalCorrupt          not a DuckDB file, not a zart journal, or unreadable
+     │    └── JournalSchemaTooNew     written by a newer zart_nb
+     ├── DefinitionError              a workflow or step used wrongly (bad name, not registered, ...)
+     ├── NotInWorkflow                schedule()/wait() called outside a running workflow
+     ├── NonDeterminism               a journaled step or execution changed while on_change="error"
+     ├── SerializationError           an argument, output or definition cannot be pickled (names the step)
+     ├── StepError                    base of one step's failure (names the execution and step key)
+     │    ├── StepFailed              the step raised; ``__cause__`` is the original exception when it
+     │    │                           could be carried back, ``attempts`` how many were made
+     │    ├── StepTimeout             one attempt ran past its timeout; its worker was killed
+     │    ├── WorkerCrashed           the worker process died during the attempt
+     │    └── StepCancelled           the execution was cancelled or interrupted
+     ├── TaskError                    the workflow body raised; the execution is failed
+     └── ExecutionTimeout             waiting for an execution took longer than asked (it keeps running)
+
+Cancellation of a running workflow body is signalled with :class:`Cancelled`, a ``BaseException``, so a
+user's ``except Exception:`` cannot swallow it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class ZartError(Exception):
+    """Base of every error raised by zart_nb."""
+
+
+class JournalError(ZartError):
+    """The journal file cannot be used."""
+
+    def __init__(self, path: str | Path, message: str) -> None:
+        self.path = str(path)
+        super().__init__(f"{message} (journal: {self.path})")
+
+
+class JournalLocked(JournalError):
+    """Another process owns the journal file and did not release it in time."""
+
+    def __init__(self, path: str | Path, owner: str, waited: float) -> None:
+        self.owner = owner
+        self.waited = waited
+        super().__init__(
+            path,
+            f"journal is in use by {owner}; waited {waited:.1f}s. Stop that process (or let its "
+            "executions finish: an idle engine releases the file after a short grace), or pass "
+            "another journal=",
+        )
+
+
+class JournalCorrupt(JournalError):
+    """The file is not a DuckDB zart journal, or DuckDB cannot read it. The file is left untouched."""
+
+
+class JournalSchemaTooNew(JournalError):
+    """The journal was written by a newer zart_nb whose schema this version does not know."""
+
+
+class DefinitionError(ZartError):
+    """A workflow, task or step is defined or used wrongly."""
+
+
+class NotInWorkflow(ZartError):
+    """``schedule``/``wait``/``context`` were called outside a running workflow."""
+
+
+class NonDeterminism(ZartError):
+    """A journaled step or execution no longer matches its code or arguments and ``on_change="error"``."""
+
+
+class SerializationError(ZartError):
+    """A value that must cross a process boundary or be journaled cannot be pickled."""
+
+
+class StepError(ZartError):
+    """A step did not produce a result."""
+
+    def __init__(self, execution_id: str, step_key: str, message: str, attempts: int = 1) -> None:
+        self.execution_id = execution_id
+        self.step_key = step_key
+        self.attempts = attempts
+        super().__init__(f"step {step_key!r} of execution {execution_id!r}: {message}")
+
+
+class StepFailed(StepError):
+    """The step raised (after ``attempts`` attempts); ``__cause__`` holds the last exception if available."""
+
+    def __init__(
+        self,
+        execution_id: str,
+        step_key: str,
+        message: str,
+        attempts: int = 1,
+        error_type: str = "",
+        remote_traceback: str = "",
+    ) -> None:
+        self.error_type = error_type
+        self.remote_traceback = remote_traceback
+        super().__init__(execution_id, step_key, message, attempts)
+
+
+class StepTimeout(StepError):
+    """An attempt ran past the step's timeout; its worker process was killed and replaced."""
+
+
+class WorkerCrashed(StepError):
+    """The worker process running the attempt died (killed, segfault, out of memory)."""
+
+
+class StepCancelled(StepError):
+    """The step's execution was cancelled or interrupted before the step finished."""
+
+
+class TaskError(ZartError):
+    """The workflow body raised; ``__cause__`` is the exception."""
+
+    def __init__(self, execution_id: str, message: str) -> None:
+        self.execution_id = execution_id
+        super().__init__(f"execution {execution_id!r} failed: {message}")
+
+
+class ExecutionTimeout(ZartError, TimeoutError):
+    """Waiting for an execution's result timed out. The execution itself keeps running."""
+
+
+class Cancelled(BaseException):
+    """Raised inside a workflow body when its execution is cancelled (a BaseException on purpose)."""

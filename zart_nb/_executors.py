@@ -1,0 +1,58 @@
+"""The executor interface the engine dispatches steps through, and the records that cross it.
+
+The local worker pool (``_pool.LocalPool``) is one implementation; a Dask ``distributed.Client``
+will be another (steps are cloudpickled, so any worker of a cluster can run them while the journal
+stays with the driver).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+
+@dataclass(slots=True, eq=False)
+class Task:
+    """One attempt of one step, ready to run anywhere."""
+
+    task_id: int
+    fn_id: str
+    fn_blob: bytes
+    args_blob: bytes
+    execution_id: str
+    step_key: str
+    attempt: int
+    timeout: float | None = None
+    not_before: float = 0.0
+    started_at: float = 0.0
+    worker: str = ""
+    owner: object = field(default=None, repr=False)  # the engine's bookkeeping for this step
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How an attempt ended. ``kind`` is ``ok``, ``error``, ``crashed``, ``timeout`` or ``cancelled``."""
+
+    task: Task
+    kind: str
+    blob: bytes | None = None
+    preview: str | None = None
+    error_type: str | None = None
+    error: str | None = None
+    traceback: str | None = None
+    finished_at: float = 0.0
+
+
+OutcomeSink = Callable[[list[Outcome]], None]
+
+
+class Executor(Protocol):
+    def submit(self, tasks: list[Task]) -> None:
+        """Queue attempts; outcomes are delivered to the sink given at construction, in batches."""
+
+    def cancel(self, execution_id: str) -> None:
+        """Drop queued attempts of an execution and kill the workers running its attempts.
+
+        Every dropped or killed attempt is delivered as a ``cancelled`` outcome."""
+
+    def shutdown(self) -> None:
+        """Stop all workers."""

@@ -1,0 +1,621 @@
+"""The journal: the only module that speaks SQL, and the only code that opens the DuckDB file.
+
+DuckDB locks a file against every other process while one has it open read-write, so a Journal opens
+the file when work starts (``hold``) and closes it after a short grace once the last holder leaves,
+letting other notebooks, the CLI and the TUI take their turn. Finished steps reach disk through the
+fsynced side log first (see ``_sidelog``) and are folded into DuckDB in batches by a writer thread.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import duckdb
+
+from ._errors import JournalCorrupt, JournalLocked, JournalSchemaTooNew
+from ._records import (
+    AttemptRecord,
+    ExecutionRecord,
+    ExecutionStatus,
+    RunRecord,
+    StepRecord,
+    StepStatus,
+)
+from ._sidelog import SideLog
+
+SCHEMA_VERSION = 1
+DEFAULT_GRACE = 1.0
+FOLD_INTERVAL = 0.05
+FOLD_BATCH = 5000
+
+STEP_COLUMNS = (
+    "execution_id", "step_key", "run_number", "seq", "name", "def_id", "args", "args_hash",
+    "args_preview", "status", "output", "output_preview", "error", "error_type", "traceback",
+    "attempts", "reason", "current", "scheduled_at", "started_at", "finished_at", "worker",
+)
+ATTEMPT_COLUMNS = (
+    "execution_id", "step_key", "run_number", "attempt", "status", "error", "traceback",
+    "started_at", "finished_at", "worker",
+)
+
+_MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        "CREATE TABLE zart_meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
+        """CREATE TABLE definitions (
+            def_id VARCHAR PRIMARY KEY, kind VARCHAR, name VARCHAR, source VARCHAR, pickle BLOB,
+            created_at DOUBLE)""",
+        """CREATE TABLE executions (
+            execution_id VARCHAR PRIMARY KEY, workflow VARCHAR, def_id VARCHAR, input BLOB,
+            input_hash VARCHAR, input_preview VARCHAR, status VARCHAR, output BLOB, output_preview VARCHAR,
+            error VARCHAR, traceback VARCHAR, run_number INTEGER, on_change VARCHAR, created_at DOUBLE,
+            started_at DOUBLE, finished_at DOUBLE, owner_pid INTEGER, owner_host VARCHAR)""",
+        """CREATE TABLE runs (
+            execution_id VARCHAR, run_number INTEGER, status VARCHAR, started_at DOUBLE,
+            finished_at DOUBLE, pid INTEGER, executed INTEGER, reused INTEGER)""",
+        """CREATE TABLE steps (
+            execution_id VARCHAR, step_key VARCHAR, run_number INTEGER, seq INTEGER, name VARCHAR,
+            def_id VARCHAR, args BLOB, args_hash VARCHAR, args_preview VARCHAR, status VARCHAR,
+            output BLOB, output_preview VARCHAR, error VARCHAR, error_type VARCHAR, traceback VARCHAR,
+            attempts INTEGER, reason VARCHAR, current BOOLEAN, scheduled_at DOUBLE, started_at DOUBLE,
+            finished_at DOUBLE, worker VARCHAR)""",
+        """CREATE TABLE attempts (
+            execution_id VARCHAR, step_key VARCHAR, run_number INTEGER, attempt INTEGER, status VARCHAR,
+            error VARCHAR, traceback VARCHAR, started_at DOUBLE, finished_at DOUBLE, worker VARCHAR)""",
+        "CREATE INDEX executions_status ON executions(status)",
+    ],
+}
+
+
+@dataclass(slots=True)
+class StoredStep:
+    """What replay needs of a journaled step (its output stays a pickle until asked for)."""
+
+    step_key: str
+    status: str
+    args_hash: str
+    def_id: str
+    output: bytes | None
+    error: str | None
+    error_type: str | None
+    traceback: str | None
+    attempts: int
+    run_number: int
+
+
+@dataclass(slots=True)
+class StoredExecution:
+    execution_id: str
+    workflow: str
+    def_id: str
+    input: bytes
+    input_hash: str
+    status: str
+    output: bytes | None
+    error: str | None
+    run_number: int
+
+
+def _ts(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value)
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _owner_from(message: str) -> str:
+    match = re.search(r"PID (\d+)", message)
+    return f"process {match.group(1)}" if match else "another process"
+
+
+class Journal:
+    """A zart journal file. Thread-safe; every method opens the file if it is not open yet."""
+
+    def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float | None = None,
+                 grace: float = DEFAULT_GRACE) -> None:
+        self.path = Path(path).expanduser().absolute()
+        self.lock_timeout = (float(os.environ.get("ZART_LOCK_TIMEOUT", "10"))
+                             if lock_timeout is None else lock_timeout)
+        self.grace = grace
+        self._lock = threading.RLock()
+        self._conn: duckdb.DuckDBPyConnection | None = None
+        self._holders = 0
+        self._close_timer: threading.Timer | None = None
+        self._sidelog = SideLog(self.path.with_name(self.path.name + ".steps.log"))
+        self._seq = 0
+        self._unfolded: list[tuple[int, str, tuple]] = []
+        self._fold_wakeup = threading.Condition(self._lock)
+        self._writer: threading.Thread | None = None
+        self._known_defs: set[str] = set()
+
+    # --- ownership -----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator["Journal"]:
+        """Keep the file open for the duration (reentrant); closed ``grace`` seconds after the last."""
+        with self._lock:
+            self._holders += 1
+            if self._close_timer is not None:
+                self._close_timer.cancel()
+                self._close_timer = None
+            try:
+                self._ensure_open()
+            except BaseException:
+                self._holders -= 1
+                raise
+        try:
+            yield self
+        finally:
+            with self._lock:
+                self._holders -= 1
+                if self._holders == 0 and self._conn is not None:
+                    if self.grace <= 0:
+                        self.close()
+                    else:
+                        self._close_timer = threading.Timer(self.grace, self._close_if_idle)
+                        self._close_timer.daemon = True
+                        self._close_timer.start()
+
+    @property
+    def is_open(self) -> bool:
+        return self._conn is not None
+
+    def _close_if_idle(self) -> None:
+        with self._lock:
+            if self._holders == 0:
+                self.close()
+
+    def close(self) -> None:
+        """Fold what is pending and release the file."""
+        with self._lock:
+            if self._close_timer is not None:
+                self._close_timer.cancel()
+                self._close_timer = None
+            if self._conn is None:
+                return
+            self._fold_locked()
+            self._sidelog.truncate()
+            self._sidelog.close()
+            self._conn.close()
+            self._conn = None
+            self._fold_wakeup.notify_all()
+
+    def _ensure_open(self) -> duckdb.DuckDBPyConnection:
+        if self._conn is not None:
+            return self._conn
+        self._conn = self._connect()
+        try:
+            self._migrate()
+            self._recover_sidelog()
+            self._mark_orphans_interrupted()
+            self._protect_wal()
+        except BaseException:
+            self._conn.close()
+            self._conn = None
+            raise
+        if self._writer is None or not self._writer.is_alive():
+            self._writer = threading.Thread(target=self._writer_loop, name="zart-journal-writer",
+                                            daemon=True)
+            self._writer.start()
+        return self._conn
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        path = self.path
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        existed = path.exists()
+        if existed:
+            self._check_file(path)
+        deadline = time.monotonic() + self.lock_timeout
+        announced = False
+        while True:
+            try:
+                if existed:
+                    self._check_contents(path)
+                old_umask = os.umask(0o077)
+                try:
+                    conn = duckdb.connect(str(path))
+                finally:
+                    os.umask(old_umask)
+                break
+            except duckdb.IOException as exc:
+                message = str(exc)
+                if "lock" not in message.lower():
+                    raise JournalCorrupt(path, f"DuckDB cannot open the file: {message}") from exc
+                owner = _owner_from(message)
+                if time.monotonic() >= deadline:
+                    raise JournalLocked(path, owner, self.lock_timeout) from None
+                if not announced:
+                    print(f"zart: journal {path} is in use by {owner}; waiting up to "
+                          f"{self.lock_timeout:.0f}s for it to be released...", file=sys.stderr)
+                    announced = True
+                time.sleep(0.05)
+            except duckdb.Error as exc:
+                raise JournalCorrupt(path, f"DuckDB cannot open the file: {exc}") from exc
+        if not existed:
+            os.chmod(path, 0o600)
+        return conn
+
+    def _protect_wal(self) -> None:
+        """DuckDB creates the WAL with the process umask; keep it owner-only like the journal."""
+        wal = self.path.with_name(self.path.name + ".wal")
+        try:
+            if wal.stat().st_mode & 0o077:
+                os.chmod(wal, 0o600)
+        except FileNotFoundError:
+            pass
+
+    @staticmethod
+    def _check_file(path: Path) -> None:
+        with open(path, "rb") as handle:
+            head = handle.read(12)
+        if len(head) == 0:
+            raise JournalCorrupt(path, "the file is empty, not a DuckDB database; it was left untouched")
+        if head[8:12] != b"DUCK":
+            raise JournalCorrupt(path, "the file is not a DuckDB database (no DUCK magic bytes); "
+                                       "it was left untouched")
+
+    @staticmethod
+    def _check_contents(path: Path) -> None:
+        """Read-only look at an existing file so a foreign or newer one is refused without a write."""
+        try:
+            conn = duckdb.connect(str(path), read_only=True)
+        except duckdb.IOException:
+            raise
+        except duckdb.Error as exc:
+            raise JournalCorrupt(path, f"DuckDB cannot read the file: {exc}") from exc
+        try:
+            tables = {row[0] for row in conn.execute(
+                "SELECT table_name FROM information_schema.tables").fetchall()}
+            if not tables:
+                return
+            if "zart_meta" not in tables:
+                raise JournalCorrupt(path, "a DuckDB database, but not a zart journal (no zart_meta "
+                                           f"table; it has {', '.join(sorted(tables)[:5])}); left untouched")
+            row = conn.execute("SELECT value FROM zart_meta WHERE key = 'schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+            if version > SCHEMA_VERSION:
+                raise JournalSchemaTooNew(path, f"journal schema version {version} is newer than this "
+                                                f"zart_nb understands ({SCHEMA_VERSION}); upgrade zart_nb")
+        finally:
+            conn.close()
+
+    def _migrate(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        tables = {row[0] for row in conn.execute(
+            "SELECT table_name FROM information_schema.tables").fetchall()}
+        version = 0
+        if "zart_meta" in tables:
+            row = conn.execute("SELECT value FROM zart_meta WHERE key = 'schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+        elif tables:
+            raise JournalCorrupt(self.path, "a DuckDB database, but not a zart journal")
+        if version > SCHEMA_VERSION:
+            raise JournalSchemaTooNew(self.path, f"journal schema version {version} is newer than "
+                                                 f"this zart_nb understands ({SCHEMA_VERSION})")
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            conn.execute("BEGIN")
+            for statement in _MIGRATIONS[target]:
+                conn.execute(statement)
+            conn.execute("INSERT OR REPLACE INTO zart_meta VALUES ('schema_version', ?)", [str(target)])
+            conn.execute("COMMIT")
+        row = conn.execute("SELECT value FROM zart_meta WHERE key = 'folded_seq'").fetchone()
+        self._seq = int(row[0]) if row else 0
+        self._known_defs = {r[0] for r in conn.execute("SELECT def_id FROM definitions").fetchall()}
+
+    # --- side log and folding --------------------------------------------------------------------
+
+    def _recover_sidelog(self) -> None:
+        folded = self._seq
+        leftover = [record for record in self._sidelog.read() if record[0] > folded]
+        if leftover:
+            self._seq = max(record[0] for record in leftover)
+            self._unfolded = leftover
+            self._fold_locked()
+        self._sidelog.truncate()
+
+    def record(self, steps: Sequence[tuple] = (), attempts: Sequence[tuple] = (),
+               supersede: Sequence[tuple[str, str]] = ()) -> None:
+        """Make finished steps (rows in ``STEP_COLUMNS`` order) and failed attempts durable now.
+
+        ``supersede`` lists ``(execution_id, step_key)`` whose older records stop being current; it is
+        applied before the rows given with it. Durable when this returns (fsynced side log); folded
+        into DuckDB within ``FOLD_INTERVAL``.
+        """
+        with self._lock:
+            self._ensure_open()
+            records: list[tuple[int, str, tuple]] = []
+            for kind, rows in (("x", supersede), ("a", attempts), ("s", steps)):
+                for row in rows:
+                    self._seq += 1
+                    records.append((self._seq, kind, tuple(row)))
+            if not records:
+                return
+            self._sidelog.append(records)
+            self._unfolded.extend(records)
+            self._fold_wakeup.notify_all()
+
+    def flush(self) -> None:
+        """Fold everything pending into DuckDB now."""
+        with self._lock:
+            if self._conn is not None:
+                self._fold_locked()
+
+    def _writer_loop(self) -> None:
+        with self._lock:
+            while True:
+                if self._conn is None:
+                    self._writer = None
+                    return
+                if not self._unfolded:
+                    self._fold_wakeup.wait(timeout=1.0)
+                    continue
+                if len(self._unfolded) < FOLD_BATCH:
+                    self._fold_wakeup.wait(timeout=FOLD_INTERVAL)
+                if self._conn is not None and self._unfolded:
+                    try:
+                        self._fold_locked()
+                    except Exception as exc:  # keep the rows in the side log; retried next round
+                        print(f"zart: folding the side log into {self.path} failed: {exc}",
+                              file=sys.stderr)
+                        self._fold_wakeup.wait(timeout=1.0)
+
+    def _fold_locked(self) -> None:
+        records, self._unfolded = self._unfolded, []
+        if not records:
+            return
+        conn = self._conn
+        assert conn is not None
+        conn.execute("BEGIN")
+        try:
+            steps: list[tuple] = []
+            attempts: list[tuple] = []
+            for _, kind, row in records:
+                if kind == "x":
+                    self._append(conn, steps, attempts)
+                    steps, attempts = [], []
+                    conn.execute("UPDATE steps SET current = false WHERE execution_id = ? AND step_key = ?",
+                                 list(row))
+                elif kind == "s":
+                    steps.append(row)
+                else:
+                    attempts.append(row)
+            self._append(conn, steps, attempts)
+            conn.execute("INSERT OR REPLACE INTO zart_meta VALUES ('folded_seq', ?)", [str(records[-1][0])])
+            conn.execute("COMMIT")
+            self._protect_wal()
+        except BaseException:
+            conn.execute("ROLLBACK")
+            self._unfolded = records + self._unfolded
+            raise
+
+    @staticmethod
+    def _append(conn: duckdb.DuckDBPyConnection, steps: list[tuple], attempts: list[tuple]) -> None:
+        if steps:
+            appender = conn.appender("steps", columns=list(STEP_COLUMNS))
+            appender.append_rows(steps)
+            appender.flush()
+        if attempts:
+            appender = conn.appender("attempts", columns=list(ATTEMPT_COLUMNS))
+            appender.append_rows(attempts)
+            appender.flush()
+
+    # --- definitions -----------------------------------------------------------------------------
+
+    def save_definition(self, def_id: str, kind: str, name: str, source: str, pickle: bytes) -> None:
+        with self._lock:
+            conn = self._ensure_open()
+            if def_id in self._known_defs:
+                return
+            conn.execute("INSERT OR IGNORE INTO definitions VALUES (?, ?, ?, ?, ?, ?)",
+                         [def_id, kind, name, source, pickle, time.time()])
+            self._known_defs.add(def_id)
+
+    def has_definition(self, def_id: str) -> bool:
+        with self._lock:
+            self._ensure_open()
+            return def_id in self._known_defs
+
+    def load_definition(self, def_id: str) -> tuple[str, str, bytes]:
+        """``(kind, name, pickle)`` of a stored definition."""
+        with self._lock:
+            row = self._ensure_open().execute(
+                "SELECT kind, name, pickle FROM definitions WHERE def_id = ?", [def_id]).fetchone()
+        if row is None:
+            raise KeyError(def_id)
+        return row[0], row[1], row[2]
+
+    def definition_source(self, def_id: str) -> str:
+        with self._lock:
+            row = self._ensure_open().execute(
+                "SELECT source FROM definitions WHERE def_id = ?", [def_id]).fetchone()
+        return row[0] if row else ""
+
+    # --- executions and runs ---------------------------------------------------------------------
+
+    def get_execution(self, execution_id: str) -> StoredExecution | None:
+        with self._lock:
+            row = self._ensure_open().execute(
+                """SELECT execution_id, workflow, def_id, input, input_hash, status, output, error,
+                          run_number FROM executions WHERE execution_id = ?""", [execution_id]).fetchone()
+        return None if row is None else StoredExecution(*row)
+
+    def begin_run(self, execution_id: str, workflow: str, def_id: str, input: bytes, input_hash: str,
+                  input_preview: str, on_change: str) -> int:
+        """Mark the execution running under this process and open its next run; returns its number."""
+        now = time.time()
+        with self._lock:
+            conn = self._ensure_open()
+            conn.execute("BEGIN")
+            try:
+                row = conn.execute("SELECT run_number FROM executions WHERE execution_id = ?",
+                                   [execution_id]).fetchone()
+                run_number = (row[0] if row else 0) + 1
+                conn.execute(
+                    """INSERT INTO executions (execution_id, workflow, def_id, input, input_hash,
+                           input_preview, status, run_number, on_change, created_at, started_at,
+                           owner_pid, owner_host)
+                       VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)
+                       ON CONFLICT (execution_id) DO UPDATE SET workflow = excluded.workflow,
+                           def_id = excluded.def_id, input = excluded.input,
+                           input_hash = excluded.input_hash, input_preview = excluded.input_preview,
+                           status = 'running', output = NULL, output_preview = NULL, error = NULL,
+                           traceback = NULL, run_number = excluded.run_number,
+                           on_change = excluded.on_change, started_at = excluded.started_at,
+                           finished_at = NULL, owner_pid = excluded.owner_pid,
+                           owner_host = excluded.owner_host""",
+                    [execution_id, workflow, def_id, input, input_hash, input_preview, run_number,
+                     on_change, now, now, os.getpid(), os.uname().nodename])
+                conn.execute("INSERT INTO runs VALUES (?, ?, 'running', ?, NULL, ?, 0, 0)",
+                             [execution_id, run_number, now, os.getpid()])
+                conn.execute("COMMIT")
+                self._protect_wal()
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return run_number
+
+    def finish_run(self, execution_id: str, run_number: int, status: ExecutionStatus,
+                   output: bytes | None = None, output_preview: str | None = None,
+                   error: str | None = None, traceback: str | None = None,
+                   executed: int = 0, reused: int = 0) -> None:
+        """Fold pending steps, then record how the run ended, in one transaction."""
+        now = time.time()
+        with self._lock:
+            conn = self._ensure_open()
+            self._fold_locked()
+            conn.execute("BEGIN")
+            try:
+                conn.execute(
+                    """UPDATE executions SET status = ?, output = ?, output_preview = ?, error = ?,
+                           traceback = ?, finished_at = ? WHERE execution_id = ?""",
+                    [status.value, output, output_preview, error, traceback, now, execution_id])
+                conn.execute(
+                    """UPDATE runs SET status = ?, finished_at = ?, executed = ?, reused = ?
+                       WHERE execution_id = ? AND run_number = ?""",
+                    [status.value, now, executed, reused, execution_id, run_number])
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def set_status(self, execution_id: str, status: ExecutionStatus) -> None:
+        """Set an execution's status outside of a run (e.g. cancel an interrupted one)."""
+        with self._lock:
+            self._ensure_open().execute(
+                "UPDATE executions SET status = ?, finished_at = coalesce(finished_at, ?) "
+                "WHERE execution_id = ?", [status.value, time.time(), execution_id])
+
+    # --- steps -----------------------------------------------------------------------------------
+
+    def load_steps(self, execution_id: str) -> dict[str, StoredStep]:
+        """The current record of every journaled step of an execution, by step key."""
+        with self._lock:
+            conn = self._ensure_open()
+            self._fold_locked()
+            rows = conn.execute(
+                """SELECT step_key, status, args_hash, def_id, output, error, error_type, traceback,
+                          attempts, run_number
+                   FROM steps WHERE execution_id = ? AND current""", [execution_id]).fetchall()
+        return {row[0]: StoredStep(*row) for row in rows}
+
+    # --- listings for the CLI, widget and TUI (no pickle is read) --------------------------------
+
+    def list_executions(self, status: str | None = None, limit: int = 200) -> list[ExecutionRecord]:
+        with self._lock:
+            conn = self._ensure_open()
+            self._fold_locked()
+            rows = conn.execute(
+                f"""SELECT e.execution_id, e.workflow, e.status, e.run_number, e.input_preview,
+                           e.output_preview, e.error, e.traceback, e.created_at, e.started_at,
+                           e.finished_at, e.owner_pid,
+                           coalesce(s.total, 0), coalesce(s.done, 0), coalesce(s.failed, 0)
+                    FROM executions e LEFT JOIN (
+                        SELECT execution_id, count(*) AS total,
+                               count(*) FILTER (WHERE status = 'completed') AS done,
+                               count(*) FILTER (WHERE status = 'failed') AS failed
+                        FROM steps WHERE current GROUP BY execution_id) s USING (execution_id)
+                    {"WHERE e.status = ?" if status else ""}
+                    ORDER BY e.created_at DESC LIMIT {int(limit)}""",
+                [status] if status else []).fetchall()
+        return [ExecutionRecord(r[0], r[1], ExecutionStatus(r[2]), r[3], r[4], r[5], r[6], r[7],
+                                _ts(r[8]), _ts(r[9]), _ts(r[10]), r[11], r[12], r[13], r[14])
+                for r in rows]
+
+    def execution_record(self, execution_id: str) -> ExecutionRecord | None:
+        for record in self.list_executions_by_id([execution_id]):
+            return record
+        return None
+
+    def list_executions_by_id(self, ids: list[str]) -> list[ExecutionRecord]:
+        return [r for r in self.list_executions(limit=1_000_000) if r.execution_id in set(ids)]
+
+    def list_steps(self, execution_id: str, current_only: bool = True) -> list[StepRecord]:
+        with self._lock:
+            conn = self._ensure_open()
+            self._fold_locked()
+            rows = conn.execute(
+                f"""SELECT execution_id, step_key, name, seq, status, run_number, reason, attempts,
+                           args_preview, output_preview, error, traceback, scheduled_at, started_at,
+                           finished_at, worker
+                    FROM steps WHERE execution_id = ? {"AND current" if current_only else ""}
+                    ORDER BY run_number, seq""", [execution_id]).fetchall()
+        return [StepRecord(r[0], r[1], r[2], r[3], StepStatus(r[4]), r[5], r[6], r[7], r[8], r[9],
+                           r[10], r[11], _ts(r[12]), _ts(r[13]), _ts(r[14]), r[15]) for r in rows]
+
+    def list_attempts(self, execution_id: str, step_key: str | None = None) -> list[AttemptRecord]:
+        with self._lock:
+            conn = self._ensure_open()
+            self._fold_locked()
+            rows = conn.execute(
+                f"""SELECT execution_id, step_key, run_number, attempt, status, error, traceback,
+                           started_at, finished_at, worker FROM attempts WHERE execution_id = ?
+                    {"AND step_key = ?" if step_key else ""} ORDER BY run_number, step_key, attempt""",
+                [execution_id, step_key] if step_key else [execution_id]).fetchall()
+        return [AttemptRecord(r[0], r[1], r[2], r[3], StepStatus(r[4]), r[5], r[6], _ts(r[7]),
+                              _ts(r[8]), r[9]) for r in rows]
+
+    def list_runs(self, execution_id: str) -> list[RunRecord]:
+        with self._lock:
+            rows = self._ensure_open().execute(
+                """SELECT execution_id, run_number, status, started_at, finished_at, pid, executed,
+                          reused FROM runs WHERE execution_id = ? ORDER BY run_number""",
+                [execution_id]).fetchall()
+        return [RunRecord(r[0], r[1], ExecutionStatus(r[2]), _ts(r[3]), _ts(r[4]), r[5], r[6], r[7])
+                for r in rows]
+
+    def execution_pickles(self, execution_id: str) -> tuple[bytes | None, bytes | None]:
+        """``(input, output)`` pickles, for code that is allowed to unpickle (the engine, resume)."""
+        with self._lock:
+            row = self._ensure_open().execute(
+                "SELECT input, output FROM executions WHERE execution_id = ?", [execution_id]).fetchone()
+        return (row[0], row[1]) if row else (None, None)
+
+    def _mark_orphans_interrupted(self) -> None:
+        """Executions left ``running`` by a process that is gone (killed) become ``interrupted``."""
+        conn = self._conn
+        assert conn is not None
+        rows = conn.execute("SELECT execution_id, owner_pid, run_number, owner_host FROM executions "
+                            "WHERE status = 'running'").fetchall()
+        for execution_id, pid, run_number, host in rows:
+            if pid != os.getpid() and (host != os.uname().nodename or not _alive(pid)):
+                conn.execute("UPDATE executions SET status = 'interrupted' WHERE execution_id = ?",
+                             [execution_id])
+                conn.execute("UPDATE runs SET status = 'interrupted' WHERE execution_id = ? "
+                             "AND run_number = ? AND status = 'running'", [execution_id, run_number])

@@ -1,0 +1,116 @@
+"""Status enums and typed records shared by the engine, the CLI and (later) the widget and the TUI."""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+
+class ExecutionStatus(str, enum.Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def finished(self) -> bool:
+        return self in (ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED)
+
+
+class StepStatus(str, enum.Enum):
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class RunReason(str, enum.Enum):
+    """Why a step was executed in a run rather than reused from the journal."""
+
+    NEW = "new"
+    CODE_CHANGED = "code changed"
+    ARGS_CHANGED = "arguments changed"
+    FAILED_BEFORE = "failed before"
+    CANCELLED_BEFORE = "cancelled before"
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionRecord:
+    execution_id: str
+    workflow: str
+    status: ExecutionStatus
+    run_number: int
+    input_preview: str
+    output_preview: str | None
+    error: str | None
+    traceback: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    owner_pid: int | None
+    steps_total: int = 0
+    steps_completed: int = 0
+    steps_failed: int = 0
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.finished_at or datetime.now()
+        return (end - self.started_at).total_seconds()
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    execution_id: str
+    step_key: str
+    name: str
+    seq: int
+    status: StepStatus
+    run_number: int
+    reason: str
+    attempts: int
+    args_preview: str
+    output_preview: str | None
+    error: str | None
+    traceback: str | None
+    scheduled_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    worker: str | None
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    execution_id: str
+    step_key: str
+    run_number: int
+    attempt: int
+    status: StepStatus
+    error: str | None
+    traceback: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    worker: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    execution_id: str
+    run_number: int
+    status: ExecutionStatus
+    started_at: datetime
+    finished_at: datetime | None
+    pid: int
+    executed: int
+    reused: int

@@ -1,0 +1,294 @@
+"""Pickling, canonical hashing of arguments and code, and text previews.
+
+Values cross two boundaries: driver <-> worker processes (a private socketpair) and driver <-> journal.
+Plain ``pickle`` is tried first because it is several times faster than cloudpickle for plain data;
+cloudpickle takes over for what plain pickle cannot do (functions and classes defined in ``__main__``,
+i.e. in a notebook cell, travel by value).
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+import hashlib
+import inspect
+import io
+import pickle
+import reprlib
+import sys
+import types
+import weakref
+from typing import Any, Callable
+
+import cloudpickle
+from cloudpickle import cloudpickle as _cp
+
+from ._errors import SerializationError
+
+PROTOCOL = 5
+PREVIEW_CHARS = 200
+
+_repr = reprlib.Repr()
+_repr.maxstring = 120
+_repr.maxother = 120
+_repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 8
+_repr.maxlevel = 4
+
+
+def dumps(value: Any) -> bytes:
+    """Pickle ``value``: plain pickle when it can, cloudpickle (by value for ``__main__``) otherwise."""
+    try:
+        return pickle.dumps(value, PROTOCOL)
+    except Exception:
+        return cloudpickle.dumps(value, PROTOCOL)
+
+
+def dumps_by_value(value: Any) -> bytes:
+    """cloudpickle, for definitions (functions/classes) that must be rebuilt in another process."""
+    return cloudpickle.dumps(value, PROTOCOL)
+
+
+# --- loading: a class defined in ``__main__`` resolves to the *current* class of that name -------------
+#
+# A dataclass defined in a notebook cell is pickled by value. Loaded in a later kernel (a resume), the
+# by-value copy would be a different class from the one the re-run cell just defined, so ``isinstance``
+# and ``==`` would fail. When ``__main__`` holds a class of the same name, we adopt it instead.
+
+_adopted: "weakref.WeakSet[type]" = weakref.WeakSet()
+
+
+def _make_skeleton_class(type_constructor, name, bases, type_kwargs, class_tracker_id, extra):
+    with _cp._DYNAMIC_CLASS_TRACKER_LOCK:
+        known = _cp._DYNAMIC_CLASS_TRACKER_BY_ID.get(class_tracker_id)
+    if known is None and type_kwargs.get("__module__") == "__main__":
+        current = getattr(sys.modules.get("__main__"), name, None)
+        if isinstance(current, type) and current.__module__ == "__main__":
+            _adopted.add(current)
+            return _cp._lookup_class_or_track(class_tracker_id, current)
+    return _cp._make_skeleton_class(type_constructor, name, bases, type_kwargs, class_tracker_id, extra)
+
+
+def _class_setstate(obj, state):
+    if obj in _adopted:
+        return obj
+    return _cp._class_setstate(obj, state)
+
+
+class _Unpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if module.startswith("cloudpickle"):
+            if name == "_make_skeleton_class":
+                return _make_skeleton_class
+            if name == "_class_setstate":
+                return _class_setstate
+        return super().find_class(module, name)
+
+
+def loads(data: bytes) -> Any:
+    """Unpickle trusted bytes (from our own workers or journal)."""
+    return _Unpickler(io.BytesIO(data)).load()
+
+
+# --- previews ---------------------------------------------------------------------------------------
+
+
+def preview(value: Any) -> str:
+    """A short, never-failing text rendering stored next to every pickle (the TUI never unpickles)."""
+    try:
+        text = _repr.repr(value)
+    except Exception as exc:  # a broken __repr__ must not lose the value
+        text = f"<{type(value).__name__} (repr failed: {exc.__class__.__name__})>"
+    return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 3] + "..."
+
+
+def args_preview(args: tuple, kwargs: dict) -> str:
+    parts = [preview(a) for a in args] + [f"{k}={preview(v)}" for k, v in kwargs.items()]
+    text = ", ".join(parts)
+    return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 3] + "..."
+
+
+# --- canonical hashing of values --------------------------------------------------------------------
+
+_SIMPLE = (str, int, float, bool, type(None), bytes)
+
+
+def _is_simple(value: Any) -> bool:
+    kind = type(value)
+    if kind in _SIMPLE:
+        return True
+    if kind is tuple or kind is list:
+        return all(_is_simple(v) for v in value)
+    return False
+
+
+def _canonical(value: Any, out: list[str], depth: int = 0) -> None:
+    """Append a process-independent rendering of ``value`` (sets and dicts in sorted order)."""
+    kind = type(value)
+    if kind in _SIMPLE:
+        out.append(repr(value))
+    elif depth > 50:
+        out.append(_pickle_digest(value))
+    elif kind in (tuple, list):
+        out.append("(" if kind is tuple else "[")
+        for item in value:
+            _canonical(item, out, depth + 1)
+            out.append(",")
+        out.append(")" if kind is tuple else "]")
+    elif kind in (set, frozenset):
+        items = []
+        for item in value:
+            sub: list[str] = []
+            _canonical(item, sub, depth + 1)
+            items.append("".join(sub))
+        out.append("{" + ",".join(sorted(items)) + "}")
+    elif kind is dict:
+        items = []
+        for key, item in value.items():
+            sub = []
+            _canonical(key, sub, depth + 1)
+            sub.append(":")
+            _canonical(item, sub, depth + 1)
+            items.append("".join(sub))
+        out.append("{" + ",".join(sorted(items)) + "}")
+    elif isinstance(value, enum.Enum):
+        out.append(f"{kind.__qualname__}.{value.name}")
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out.append(kind.__qualname__ + "(")
+        for field in dataclasses.fields(value):
+            out.append(field.name + "=")
+            _canonical(getattr(value, field.name), out, depth + 1)
+            out.append(",")
+        out.append(")")
+    else:
+        out.append(_pickle_digest(value))
+
+
+def _pickle_digest(value: Any) -> str:
+    try:
+        data = dumps(value)
+    except Exception as exc:
+        raise SerializationError(f"cannot pickle {type(value).__name__}: {exc}") from exc
+    return "p:" + hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def args_hash(args: tuple, kwargs: dict) -> str:
+    """A digest of call arguments that is equal across processes for equal values."""
+    if not kwargs and _is_simple(args):
+        text = repr(args)
+    else:
+        out: list[str] = []
+        _canonical(args, out)
+        _canonical(kwargs, out)
+        text = "".join(out)
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+# --- hashing of code --------------------------------------------------------------------------------
+
+
+def code_hash(obj: Callable[..., Any] | type | object) -> str:
+    """A digest of what a function (or class, or instance's class) *does*.
+
+    Bytecode, constants and names count; line numbers, comments and formatting do not. Functions and
+    classes of the same module that the code refers to (helpers) count too, as do simple constants in
+    its globals and closure cells, so a changed helper re-runs the step.
+    """
+    hasher = hashlib.blake2b(digest_size=16)
+    _hash_object(obj, hasher, set())
+    return hasher.hexdigest()
+
+
+def _hash_object(obj: Any, hasher: "hashlib._Hash", seen: set[int]) -> None:
+    if id(obj) in seen:
+        hasher.update(b"<seen>")
+        return
+    seen.add(id(obj))
+    if isinstance(obj, (staticmethod, classmethod)):
+        obj = obj.__func__
+    if isinstance(obj, functools.partial):
+        _hash_object(obj.func, hasher, seen)
+        hasher.update(args_hash(obj.args, obj.keywords or {}).encode())
+        return
+    if isinstance(obj, types.MethodType):
+        obj = obj.__func__
+    if isinstance(obj, types.FunctionType):
+        _hash_function(obj, hasher, seen)
+    elif isinstance(obj, type):
+        hasher.update(f"class {obj.__module__}.{obj.__qualname__}".encode())
+        for name, member in sorted(vars(obj).items()):
+            if isinstance(member, (types.FunctionType, staticmethod, classmethod, property)):
+                hasher.update(name.encode())
+                target = member.fget if isinstance(member, property) else member
+                if target is not None:
+                    _hash_object(target, hasher, seen)
+    elif hasattr(obj, "__wrapped_fn__"):  # a zart Step
+        _hash_object(obj.__wrapped_fn__, hasher, seen)
+    elif callable(obj) and not isinstance(obj, types.BuiltinFunctionType):
+        _hash_object(type(obj), hasher, seen)
+    else:
+        hasher.update(repr(obj).encode())
+
+
+def _hash_function(fn: types.FunctionType, hasher: "hashlib._Hash", seen: set[int]) -> None:
+    _hash_code(fn.__code__, hasher, fn.__doc__)
+    if fn.__defaults__:
+        hasher.update(preview(fn.__defaults__).encode())
+    module = fn.__module__
+    for name in _global_names(fn.__code__):
+        if name in fn.__globals__:
+            _hash_reference(name, fn.__globals__[name], module, hasher, seen)
+    for cell_name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
+        try:
+            contents = cell.cell_contents
+        except ValueError:
+            continue
+        _hash_reference(cell_name, contents, module, hasher, seen)
+
+
+def _hash_reference(name: str, value: Any, module: str, hasher: "hashlib._Hash", seen: set[int]) -> None:
+    if type(value) in _SIMPLE:
+        hasher.update(f"{name}={value!r}".encode())
+    elif isinstance(value, (types.FunctionType, type)) and getattr(value, "__module__", None) == module:
+        hasher.update(name.encode())
+        _hash_object(value, hasher, seen)
+    elif hasattr(value, "__wrapped_fn__") and getattr(value.__wrapped_fn__, "__module__", None) == module:
+        hasher.update(name.encode())
+        _hash_object(value.__wrapped_fn__, hasher, seen)
+
+
+def _global_names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _global_names(const)
+    return names
+
+
+def _hash_code(code: types.CodeType, hasher: "hashlib._Hash", doc: str | None = None) -> None:
+    hasher.update(code.co_code)
+    hasher.update(repr(code.co_names).encode())
+    hasher.update(repr(code.co_varnames).encode())
+    hasher.update(repr((code.co_argcount, code.co_kwonlyargcount, code.co_flags)).encode())
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            _hash_code(const, hasher)
+        elif doc is not None and const is doc:
+            continue
+        else:
+            hasher.update(repr(const).encode())
+
+
+def source_of(obj: Any) -> str:
+    """Source text of a definition when available (cells and scripts), else an empty string."""
+    target = getattr(obj, "__wrapped_fn__", obj)
+    if not isinstance(target, (type, types.FunctionType, types.MethodType)):
+        target = type(target)
+    try:
+        return inspect.getsource(target)
+    except (OSError, TypeError):
+        return ""
+
+
+def digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
