@@ -33,7 +33,7 @@ from ._api import (
     workflow,
 )
 from ._context import Context
-from ._engine import Execution, StepHandle, shutdown_pool
+from ._engine import Execution, StepHandle, get_journal as journal, shutdown_pool
 from ._errors import (
     Cancelled,
     DefinitionError,
@@ -108,6 +108,7 @@ __all__ = [
     "__version__",
     "context",
     "events",
+    "journal",
     "run",
     "schedule",
     "shutdown_pool",

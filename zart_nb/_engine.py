@@ -34,6 +34,7 @@ from ._errors import (
     StepTimeout,
     TaskError,
     WorkerCrashed,
+    ZartError,
 )
 from ._events import Event, events
 from ._executors import Outcome, Task
@@ -109,6 +110,8 @@ _journals_lock = threading.Lock()
 
 
 def get_journal(path: str | os.PathLike[str] | None = None) -> Journal:
+    """The process's one :class:`Journal` for ``path`` (default ``$ZART_JOURNAL`` or
+    ``./.zart/journal.duckdb``). Use it to read executions and steps (``list_executions``, ...)."""
     resolved = Path(path or default_journal_path()).expanduser().absolute()
     with _journals_lock:
         journal = _journals.get(resolved)
@@ -575,7 +578,7 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change:
         raise
     except BaseException as exc:
         run.cancel_pending()
-        error = exc if isinstance(exc, (StepError, TaskError)) else None
+        error = exc if isinstance(exc, ZartError) else None
         if error is None:
             error = TaskError(execution_id, f"{type(exc).__name__}: {exc}")
             error.__cause__ = exc

@@ -27,6 +27,8 @@ Subscriber = Callable[[Event], None]
 
 
 class EventBus:
+    """Fan-out of engine events to subscribers (``zart.events`` is the process's bus)."""
+
     def __init__(self) -> None:
         self._subscribers: tuple[Subscriber, ...] = ()
         self._lock = threading.Lock()

@@ -277,6 +277,10 @@ class Journal:
             conn = duckdb.connect(str(path), read_only=True)
         except duckdb.IOException:
             raise
+        except duckdb.ConnectionException as exc:
+            if "different configuration" in str(exc):
+                return  # this process has it open already (another Journal object): validated then
+            raise JournalCorrupt(path, f"DuckDB cannot read the file: {exc}") from exc
         except duckdb.Error as exc:
             raise JournalCorrupt(path, f"DuckDB cannot read the file: {exc}") from exc
         try:

@@ -7,6 +7,8 @@ from datetime import datetime
 
 
 class ExecutionStatus(str, enum.Enum):
+    """Where an execution stands. ``interrupted``: its process died or the kernel was interrupted."""
+
     PENDING = "pending"
     RUNNING = "running"
     COMPLETED = "completed"
@@ -20,6 +22,8 @@ class ExecutionStatus(str, enum.Enum):
 
 
 class StepStatus(str, enum.Enum):
+    """Where a step stands in the current run (``retrying``: an attempt failed, another is due)."""
+
     SCHEDULED = "scheduled"
     RUNNING = "running"
     RETRYING = "retrying"

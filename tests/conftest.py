@@ -1,0 +1,24 @@
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("ZART_WORKERS", "2")
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Path:
+    return tmp_path / ".zart" / "journal.duckdb"
+
+
+def wait_until(condition, timeout: float = 30.0, interval: float = 0.02, what: str = "condition"):
+    """Poll ``condition`` until it is truthy (returns its value) or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)

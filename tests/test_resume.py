@@ -1,0 +1,134 @@
+"""Re-running an execution id resumes from the journal: reuse, re-run reasons, runs, on_change."""
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import zart_nb as zart
+from steps_lib import add, calls, flaky_flow, square, squares
+
+
+def test_completed_execution_returns_stored_output_without_dispatch(journal, tmp_path):
+    data = {"xs": [1, 2, 3], "counter_dir": str(tmp_path)}
+    assert zart.run(squares, data, execution_id="sq-1", journal=journal) == 14
+    first_calls = calls(tmp_path)
+    assert sorted(first_calls) == ["add:14+0", "square:1", "square:2", "square:3"]
+    assert zart.run(squares, data, execution_id="sq-1", journal=journal) == 14
+    assert calls(tmp_path) == first_calls  # nothing ran again
+    runs = zart.journal(journal).list_runs("sq-1")
+    assert [r.run_number for r in runs] == [1]  # a completed execution does not even open a run
+
+
+def test_failed_execution_resumes_and_reuses_completed_steps(journal, tmp_path):
+    marker = tmp_path / "fail-now"
+    marker.touch()
+    data = {"xs": [1, 2, 3, 4], "marker": str(marker), "counter_dir": str(tmp_path)}
+    with pytest.raises(zart.StepFailed, match="flaky#2"):
+        zart.run(flaky_flow, data, execution_id="fl-1", journal=journal)
+    assert sorted(calls(tmp_path)) == ["flaky:1", "flaky:2", "flaky:3", "flaky:4"]
+    marker.unlink()
+    assert zart.run(flaky_flow, data, execution_id="fl-1", journal=journal) == [10, 20, 30, 40]
+    assert sorted(calls(tmp_path)) == ["flaky:1", "flaky:2", "flaky:3", "flaky:3", "flaky:4"]
+
+    j = zart.journal(journal)
+    runs = j.list_runs("fl-1")
+    assert [(r.run_number, r.status.value, r.executed, r.reused) for r in runs] == [
+        (1, "failed", 4, 0), (2, "completed", 1, 3)]
+    steps = {s.step_key: s for s in j.list_steps("fl-1")}
+    assert steps["flaky#2"].run_number == 2 and steps["flaky#2"].reason == "failed before"
+    assert steps["flaky#0"].run_number == 1  # reused in run 2, executed in run 1
+    history = [s for s in j.list_steps("fl-1", current_only=False) if s.step_key == "flaky#2"]
+    assert [(s.run_number, s.status.value) for s in history] == [(1, "failed"), (2, "completed")]
+
+
+def test_changed_arguments_rerun_and_keep_superseded_record(journal):
+    @zart.workflow("args-change")
+    def flow(xs):
+        return zart.wait([zart.schedule(square, x) for x in xs])
+
+    zart.run(flow, [1, 2], execution_id="ac-1", journal=journal)
+    assert zart.run(flow, [1, 5], execution_id="ac-1", journal=journal) == [1, 25]
+    j = zart.journal(journal)
+    current = {s.step_key: s for s in j.list_steps("ac-1")}
+    assert current["square#0"].run_number == 1
+    assert current["square#1"].run_number == 2 and current["square#1"].reason == "arguments changed"
+    all_rows = [s for s in j.list_steps("ac-1", current_only=False) if s.step_key == "square#1"]
+    assert [s.output_preview for s in all_rows] == ["4", "25"]
+
+
+def test_changed_step_code_reruns_only_that_step(journal):
+    def make(body):
+        step_v = zart.step("calc")(body)
+
+        @zart.workflow("code-change")
+        def flow(xs):
+            return [step_v(x) for x in xs] + [add(1, 1)]
+
+        return flow
+
+    first = make(lambda x: x + 1)
+    assert zart.run(first, [1, 2], execution_id="cc-1", journal=journal) == [2, 3, 2]
+    second = make(lambda x: x + 100)
+    assert zart.run(second, [1, 2], execution_id="cc-1", journal=journal) == [101, 102, 2]
+    steps = {s.step_key: s for s in zart.journal(journal).list_steps("cc-1")}
+    assert steps["calc#0"].reason == "code changed" and steps["calc#0"].run_number == 2
+    assert steps["add#0"].run_number == 1
+
+
+def test_on_change_error_refuses_changed_steps(journal):
+    @zart.workflow("strict")
+    def flow(xs):
+        return zart.wait([zart.schedule(square, x) for x in xs])
+
+    zart.run(flow, [1, 2], execution_id="st-1", journal=journal)
+    with pytest.raises(zart.NonDeterminism, match="st-1"):
+        zart.run(flow, [1, 3], execution_id="st-1", journal=journal, on_change="error")
+    # the default re-runs it
+    assert zart.run(flow, [1, 3], execution_id="st-1", journal=journal) == [1, 9]
+
+
+def test_default_execution_id_is_stable_for_the_same_input(journal, tmp_path):
+    data = {"xs": [4], "counter_dir": str(tmp_path)}
+    assert zart.run(squares, data, journal=journal) == 16
+    assert zart.run(squares, dict(data), journal=journal) == 16
+    assert calls(tmp_path).count("square:4") == 1
+    ids = [r.execution_id for r in zart.journal(journal).list_executions()]
+    assert len(ids) == 1 and ids[0].startswith("squares-")
+
+
+def test_zart_resume_finishes_an_execution_whose_process_is_gone(journal, tmp_path):
+    """A script defines its workflow in __main__, fails midway and exits; `zart resume` finishes it."""
+    marker = tmp_path / "fail-now"
+    marker.touch()
+    script = tmp_path / "notebook_like.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, sys
+        import zart_nb as zart
+
+        @zart.step("stage")
+        def stage(i, marker):
+            if i == 2 and os.path.exists(marker):
+                raise RuntimeError("not yet")
+            return i * i
+
+        @zart.workflow("staged")
+        def staged(n):
+            return sum(stage(i, {str(marker)!r}) for i in range(n))
+
+        try:
+            zart.run(staged, 4, execution_id="gone-1", journal={str(journal)!r}, workers=1)
+        except zart.StepFailed as exc:
+            print("FAILED", exc.step_key)
+    """))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+    assert "FAILED stage#2" in proc.stdout, proc.stderr
+    script.unlink()  # the defining code is gone
+    marker.unlink()
+    cli = subprocess.run([sys.executable, "-m", "zart_nb._cli", "--journal", str(journal), "resume",
+                          "gone-1"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert cli.returncode == 0, cli.stderr
+    assert "output: 14" in cli.stdout
+    runs = zart.journal(journal).list_runs("gone-1")
+    assert [(r.status.value, r.executed, r.reused) for r in runs] == [("failed", 3, 0), ("completed", 2, 2)]
