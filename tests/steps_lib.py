@@ -93,3 +93,22 @@ def flaky(x: int, marker: str, counter_dir: str | None = None) -> int:
 @zart.workflow("flaky-flow")
 def flaky_flow(data: dict) -> list[int]:
     return zart.wait([zart.schedule(flaky, x, data["marker"], data["counter_dir"]) for x in data["xs"]])
+
+
+@zart.step("wait-for-file")
+def wait_for_file(path: str, timeout: float = 60.0) -> str:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(path)
+        time.sleep(0.01)
+    return "released"
+
+
+@zart.step("pid")
+def pid_step(tag: str, pid_dir: str) -> int:
+    with open(os.path.join(pid_dir, f"{tag}.pid"), "w") as handle:
+        handle.write(str(os.getpid()))
+    return os.getpid()

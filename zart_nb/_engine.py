@@ -148,7 +148,7 @@ class StepHandle:
 
     def result(self, timeout: float | None = None) -> Any:
         """Block until the step has a journaled result and return it (or raise its ``StepError``)."""
-        if not self.done:
+        if not self.done or self._run.cancelled:
             self.wait_done(timeout)
         if self._error is not None:
             raise self._error
@@ -412,6 +412,8 @@ class Run:
                     self._cond.wait(remaining)
                     if tick is not None:
                         tick()
+            if self.cancelled:
+                raise Cancelled(f"execution {self.execution_id!r} was cancelled")
 
     def cancel_pending(self) -> None:
         """Cancel every attempt still queued or running for this execution."""

@@ -41,7 +41,7 @@ def default_worker_count() -> int:
 
 
 class _Worker:
-    __slots__ = ("proc", "conn", "inflight", "functions", "name", "head_started")
+    __slots__ = ("proc", "conn", "inflight", "functions", "name", "head_started", "ready")
 
     def __init__(self, index: int) -> None:
         parent_sock, child_sock = socket.socketpair()
@@ -58,6 +58,7 @@ class _Worker:
         self.functions: set[str] = set()
         self.name = f"worker-{index}:pid{self.proc.pid}"
         self.head_started = 0.0
+        self.ready = False  # until its first message: start-up time is not counted against a step
 
     def kill(self) -> None:
         try:
@@ -167,7 +168,7 @@ class LocalPool:
                 message = pickle.dumps(("run", task.task_id, task.fn_id,
                                         task.fn_blob if send_fn else None, task.args_blob,
                                         task.execution_id, task.step_key, task.attempt), 5)
-                if not worker.inflight:
+                if not worker.inflight and worker.ready:
                     worker.head_started = time.time()
                 worker.inflight.append(task)
                 task.worker = worker.name
@@ -249,6 +250,12 @@ class LocalPool:
             while True:
                 reply = pickle.loads(worker.conn.recv_bytes())
                 now = time.time()
+                if reply is None:  # the worker finished starting
+                    worker.ready = True
+                    worker.head_started = now
+                    if not worker.conn.poll(0):
+                        return
+                    continue
                 task = worker.inflight.popleft()
                 task.started_at = worker.head_started
                 worker.head_started = time.time()
@@ -273,7 +280,7 @@ class LocalPool:
     def _check_timeouts_locked(self, outcomes: list[Outcome]) -> None:
         now = time.time()
         for index, worker in enumerate(self._workers):
-            if worker.inflight:
+            if worker.inflight and worker.ready:
                 head = worker.inflight[0]
                 if head.timeout is not None and now - worker.head_started > head.timeout:
                     outcomes.extend(self._replace_locked(
@@ -285,7 +292,7 @@ class LocalPool:
         if self._delayed:
             deadlines.append(self._delayed[0][0])
         for worker in self._workers:
-            if worker.inflight and worker.inflight[0].timeout is not None:
+            if worker.ready and worker.inflight and worker.inflight[0].timeout is not None:
                 deadlines.append(worker.head_started + worker.inflight[0].timeout)
         if not deadlines:
             return None

@@ -7,7 +7,8 @@ forks a kernel's threads. It talks to its driver over one end of a private socke
 Messages from the driver (pickled tuples):
   ("init", sys_path)                                      once
   ("run", task_id, fn_id, fn_blob | None, args_blob, execution_id, step_key, attempt)
-Replies: (task_id, ok, blob, preview, error_type, error_message, traceback)
+Replies: ``None`` once when ready, then per task
+  (task_id, ok, blob, preview, error_type, error_message, traceback)
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ def _serve(conn: Connection) -> None:
     from . import _context, _serialization
 
     functions: dict[str, object] = {}
+    conn.send_bytes(pickle.dumps(None, 5))  # ready: the driver starts its step clocks from here
     while True:
         try:
             message = pickle.loads(conn.recv_bytes())

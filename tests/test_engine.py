@@ -1,0 +1,85 @@
+"""Engine behaviour: commit latency, the event stream, cancellation, journal release."""
+import subprocess
+import sys
+
+import pytest
+
+import zart_nb as zart
+from conftest import wait_until
+from steps_lib import square, wait_for_file
+
+
+def test_finished_step_is_in_duckdb_while_wait_is_still_pending(journal, tmp_path):
+    barrier = tmp_path / "go"
+
+    @zart.workflow("half-done")
+    def flow(_):
+        fast = zart.schedule(square, 3)
+        slow = zart.schedule(wait_for_file, str(barrier))
+        return zart.wait([fast, slow])
+
+    execution = zart.start(flow, None, execution_id="hd-1", journal=journal)
+    j = zart.journal(journal)
+    try:
+        steps = wait_until(lambda: [s for s in j.list_steps("hd-1") if s.step_key == "square#0"],
+                           what="square#0 in the journal")
+        assert steps[0].status is zart.StepStatus.COMPLETED and steps[0].output_preview == "9"
+        assert not execution.done
+        # the fold into DuckDB itself (not only the side log) happened without waiting for the run
+        with j.hold():
+            folded = j._conn.execute("SELECT count(*) FROM steps WHERE execution_id = 'hd-1'").fetchone()
+        assert folded == (1,)
+    finally:
+        barrier.touch()
+    assert execution.result(timeout=60) == [9, "released"]
+
+
+def test_event_stream_reports_steps_and_execution(journal):
+    seen = []
+    unsubscribe = zart.events.subscribe(seen.append)
+    try:
+        @zart.workflow("evented")
+        def flow(xs):
+            return zart.wait([zart.schedule(square, x) for x in xs])
+
+        zart.run(flow, [1, 2], execution_id="ev-1", journal=journal)
+    finally:
+        unsubscribe()
+    mine = [(e.kind, e.status, e.step_key) for e in seen if e.execution_id == "ev-1"]
+    assert mine[0] == ("execution", "running", None)
+    assert mine[-1] == ("execution", "completed", None)
+    assert {(k, s) for k, s, key in mine if key == "square#1"} == {("step", "scheduled"), ("step", "completed")}
+    # after unsubscribing nothing more arrives
+    count = len(seen)
+    zart.run(lambda x: x, 1, journal=journal)
+    assert len(seen) == count
+
+
+def test_cancel_stops_running_steps(journal, tmp_path):
+    never = tmp_path / "never"
+
+    @zart.workflow("cancellable")
+    def flow(_):
+        return zart.wait([zart.schedule(wait_for_file, str(never)) for _ in range(3)])
+
+    execution = zart.start(flow, None, execution_id="cx-1", journal=journal)
+    wait_until(lambda: execution.status is zart.ExecutionStatus.RUNNING, what="running")
+    execution.cancel()
+    with pytest.raises(zart.Cancelled):
+        execution.result(timeout=60)
+    assert execution.status is zart.ExecutionStatus.CANCELLED
+    j = zart.journal(journal)
+    assert j.list_executions()[0].status is zart.ExecutionStatus.CANCELLED
+    assert {s.status for s in j.list_steps("cx-1")} == {zart.StepStatus.CANCELLED}
+    # the pool healed: the next execution runs
+    assert zart.run(lambda x: square(x), 4, journal=journal) == 16
+
+
+def test_idle_journal_is_released_for_other_processes(journal):
+    zart.run(lambda x: square(x), 2, execution_id="rel-1", journal=journal)
+    code = ("import zart_nb as zart, sys; "
+            f"j = zart.journal({str(journal)!r}); j.lock_timeout = 30; "
+            "print([e.execution_id for e in j.list_executions()])")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "['rel-1']"
