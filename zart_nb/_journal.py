@@ -541,7 +541,18 @@ class Journal:
 
     # --- listings for the CLI, widget and TUI (no pickle is read) --------------------------------
 
-    def list_executions(self, status: str | None = None, limit: int = 200) -> list[ExecutionRecord]:
+    def list_executions(self, status: str | None = None, limit: int = 200,
+                        execution_id: str | None = None) -> list[ExecutionRecord]:
+        """Executions, newest first, with their current step counts (no pickle is read)."""
+        filters, params = [], []
+        if status:
+            filters.append("e.status = ?")
+            params.append(status)
+        if execution_id is not None:
+            filters.append("e.execution_id = ?")
+            params.append(execution_id)
+        where = f"WHERE {' AND '.join(filters)}" if filters else ""
+        step_filter = "AND execution_id = ?" if execution_id is not None else ""
         with self._lock:
             conn = self._ensure_open()
             self._fold_locked()
@@ -554,21 +565,17 @@ class Journal:
                         SELECT execution_id, count(*) AS total,
                                count(*) FILTER (WHERE status = 'completed') AS done,
                                count(*) FILTER (WHERE status = 'failed') AS failed
-                        FROM steps WHERE current GROUP BY execution_id) s USING (execution_id)
-                    {"WHERE e.status = ?" if status else ""}
-                    ORDER BY e.created_at DESC LIMIT {int(limit)}""",
-                [status] if status else []).fetchall()
+                        FROM steps WHERE current {step_filter} GROUP BY execution_id
+                    ) s USING (execution_id)
+                    {where} ORDER BY e.created_at DESC LIMIT {int(limit)}""",
+                ([execution_id] if execution_id is not None else []) + params).fetchall()
         return [ExecutionRecord(r[0], r[1], ExecutionStatus(r[2]), r[3], r[4], r[5], r[6], r[7],
                                 _ts(r[8]), _ts(r[9]), _ts(r[10]), r[11], r[12], r[13], r[14])
                 for r in rows]
 
     def execution_record(self, execution_id: str) -> ExecutionRecord | None:
-        for record in self.list_executions_by_id([execution_id]):
-            return record
-        return None
-
-    def list_executions_by_id(self, ids: list[str]) -> list[ExecutionRecord]:
-        return [r for r in self.list_executions(limit=1_000_000) if r.execution_id in set(ids)]
+        records = self.list_executions(limit=1, execution_id=execution_id)
+        return records[0] if records else None
 
     def list_steps(self, execution_id: str, current_only: bool = True) -> list[StepRecord]:
         with self._lock:
