@@ -576,7 +576,7 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change:
         execution._status = status
         journal.finish_run(execution_id, run_number, status, error=f"{type(exc).__name__}: {exc}",
                            executed=run.executed, reused=run.reused)
-        execution._error = exc if isinstance(exc, KeyboardInterrupt) else exc
+        execution._error = exc
         raise
     except BaseException as exc:
         run.cancel_pending()

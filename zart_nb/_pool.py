@@ -110,6 +110,8 @@ class LocalPool:
                     wake = True
                 else:
                     self._queue.append(task)
+                    # the I/O thread may be blocked with no deadline: it must learn of this timeout
+                    wake = wake or task.timeout is not None
             self._dispatch_locked()
         if wake:
             self._wake()
@@ -265,7 +267,10 @@ class LocalPool:
                 if not worker.conn.poll(0):
                     return
         except (EOFError, OSError):
-            code = worker.proc.poll()
+            try:
+                code = worker.proc.wait(timeout=1)  # reap it, so a kill by signal is reported as such
+            except subprocess.TimeoutExpired:
+                code = None
             detail = f"exit code {code}" if code is not None and code >= 0 else (
                 f"killed by signal {-code}" if code is not None else "connection lost")
             index = self._workers.index(worker)

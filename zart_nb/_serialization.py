@@ -234,7 +234,7 @@ def _hash_function(fn: types.FunctionType, hasher: "hashlib._Hash", seen: set[in
     if fn.__defaults__:
         hasher.update(preview(fn.__defaults__).encode())
     module = fn.__module__
-    for name in _global_names(fn.__code__):
+    for name in sorted(_global_names(fn.__code__)):  # set order varies by process
         if name in fn.__globals__:
             _hash_reference(name, fn.__globals__[name], module, hasher, seen)
     for cell_name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
