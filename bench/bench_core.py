@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import cProfile
 import datetime as dt
 import faulthandler
 import gc
@@ -26,6 +27,7 @@ import json
 import multiprocessing
 import os
 import platform
+import pstats
 import resource
 import shutil
 import statistics
@@ -120,12 +122,27 @@ class Scratch:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
+PROFILER: cProfile.Profile | None = None  # --cprofile: the driver's calling thread, timed runs only
+
+
+def profiled_run(workflow: Any, data: Any, **kwargs: Any) -> tuple[Any, float]:
+    """``zart.run`` timed (and profiled with --cprofile); returns (output, seconds)."""
+    if PROFILER is not None:
+        PROFILER.enable()
+    try:
+        t0 = time.perf_counter()
+        out = zart.run(workflow, data, **kwargs)
+        return out, time.perf_counter() - t0
+    finally:
+        if PROFILER is not None:
+            PROFILER.disable()
+
+
 def timed_zart(workflow: Any, data: Any, workers: int, expect: Any = None) -> float:
     scratch = Scratch()
     try:
-        t0 = time.perf_counter()
-        out = zart.run(workflow, data, execution_id="bench", journal=scratch.journal, workers=workers)
-        elapsed = time.perf_counter() - t0
+        out, elapsed = profiled_run(workflow, data, execution_id="bench", journal=scratch.journal,
+                                    workers=workers)
         if expect is not None and out != expect:
             raise AssertionError(f"{workflow!r} returned {out!r}, expected {expect!r}")
         return elapsed
@@ -295,10 +312,8 @@ class Bench:
                 pool.submit = counting_submit  # type: ignore[method-assign]
                 gc.collect()
                 try:
-                    t0 = time.perf_counter()
-                    out = zart.run(fail_last, spec, execution_id="bench-p3", journal=scratch.journal,
-                                   workers=self.workers)
-                    elapsed = time.perf_counter() - t0
+                    out, elapsed = profiled_run(fail_last, spec, execution_id="bench-p3",
+                                                journal=scratch.journal, workers=self.workers)
                 finally:
                     del pool.submit
                 if out != n:
@@ -331,10 +346,8 @@ class Bench:
             scratch = Scratch()
             try:
                 rss0, peak0 = rss_mb(), peak_rss_mb()
-                t0 = time.perf_counter()
-                out = zart.run(big, {"n": n, "chunk": chunk}, execution_id="bench-p5",
-                               journal=scratch.journal, workers=self.workers)
-                elapsed = time.perf_counter() - t0
+                out, elapsed = profiled_run(big, {"n": n, "chunk": chunk}, execution_id="bench-p5",
+                                            journal=scratch.journal, workers=self.workers)
                 rss1, peak1 = rss_mb(), peak_rss_mb()
                 if out != n:
                     raise AssertionError(f"P5 returned {out!r}, expected {n}")
@@ -374,6 +387,10 @@ def main() -> None:
     parser.add_argument("--p5-chunk", type=int, default=10_000, help="steps scheduled per wait in P5")
     parser.add_argument("--p5-repeats", type=int, default=1)
     parser.add_argument("--no-baseline", action="store_true", help="zart only (for profiling)")
+    parser.add_argument("--cprofile", type=int, metavar="N", default=0,
+                        help="profile the calling thread during the timed zart runs (warm-up, P3's "
+                             "first run and baselines excluded) and print the top N functions by "
+                             "own time, per benchmark")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--hang-timeout", type=float, default=900,
                         help="dump every thread's traceback and exit if one benchmark takes longer")
@@ -391,9 +408,16 @@ def main() -> None:
     bench = Bench(args)
     faulthandler.dump_traceback_later(args.hang_timeout, exit=True)
     bench.warm()
+    global PROFILER
     for name in chosen:
         faulthandler.dump_traceback_later(args.hang_timeout, exit=True)
+        if args.cprofile:
+            PROFILER = cProfile.Profile()
         getattr(bench, name)()
+        if PROFILER is not None and PROFILER.getstats():
+            print(f"--- cProfile of the timed zart runs of {name.upper()} (calling thread only) ---")
+            pstats.Stats(PROFILER, stream=sys.stdout).sort_stats("tottime").print_stats(args.cprofile)
+            PROFILER = None
     faulthandler.cancel_dump_traceback_later()
     if bench.pool is not None:
         bench.pool.shutdown()
