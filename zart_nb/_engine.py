@@ -59,12 +59,44 @@ _pool_lock = threading.Lock()
 _pool: LocalPool | None = None
 
 
-def _deliver(outcomes: list[Outcome]) -> None:
-    by_run: dict[Run, list[Outcome]] = {}
-    for outcome in outcomes:
-        by_run.setdefault(outcome.task.owner.run, []).append(outcome)
-    for run, batch in by_run.items():
-        run.on_outcomes(batch)
+class _Committer:
+    """Takes outcomes off the pool's I/O thread and makes them durable in groups.
+
+    The I/O thread only receives and dispatches; this thread appends and fsyncs whatever arrived
+    during the previous fsync (group commit), then resolves the handles.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._outcomes: list[Outcome] = []
+        self._thread: threading.Thread | None = None
+
+    def deliver(self, outcomes: list[Outcome]) -> None:
+        with self._cond:
+            self._outcomes.extend(outcomes)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="zart-committer", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._outcomes:
+                    self._cond.wait()
+                batch, self._outcomes = self._outcomes, []
+            by_run: dict[Run, list[Outcome]] = {}
+            for outcome in batch:
+                by_run.setdefault(outcome.task.owner.run, []).append(outcome)
+            for run, outcomes in by_run.items():
+                try:
+                    run.on_outcomes(outcomes)
+                except Exception as exc:
+                    run.fail_outcomes(outcomes, exc)
+
+
+_committer = _Committer()
+_deliver = _committer.deliver
 
 
 def get_pool(workers: int | None = None) -> LocalPool:
@@ -415,12 +447,31 @@ class Run:
             if self.cancelled:
                 raise Cancelled(f"execution {self.execution_id!r} was cancelled")
 
-    def cancel_pending(self) -> None:
-        """Cancel every attempt still queued or running for this execution."""
+    def fail_outcomes(self, outcomes: list[Outcome], exc: BaseException) -> None:
+        """Journaling these outcomes failed: their handles fail too (never hang a ``wait``)."""
+        with self._cond:
+            for outcome in outcomes:
+                self._pending.pop(outcome.task.task_id, None)
+                handle = outcome.task.owner.handle
+                if not handle.done:
+                    handle._error = StepFailed(self.execution_id, handle.key,
+                                               f"its result could not be journaled: {exc}")
+                    handle.done = True
+                    self.finished += 1
+            self._cond.notify_all()
+
+    def cancel_pending(self, timeout: float = 10.0) -> None:
+        """Cancel every attempt still queued or running for this execution, and wait until the
+        cancellations are journaled (so the run's final record comes after them)."""
+        deadline = time.monotonic() + timeout
         with self._cond:
             pending = bool(self._pending)
-        if pending and self._pool is not None:
+        while pending and self._pool is not None and time.monotonic() < deadline:
             self._pool.cancel(self.execution_id)
+            with self._cond:
+                if self._pending:
+                    self._cond.wait(0.2)
+                pending = bool(self._pending)
 
     def cancel(self) -> None:
         self.cancelled = True

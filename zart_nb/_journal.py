@@ -103,6 +103,16 @@ class StoredExecution:
     run_number: int
 
 
+# Files this process has opened read-write and migrated: re-opening them skips the read-only check
+# (which costs a second DuckDB open).
+_validated_files: set[tuple[int, int]] = set()
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return (stat.st_dev, stat.st_ino)
+
+
 def _ts(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value)
 
@@ -133,14 +143,17 @@ class Journal:
         self.lock_timeout = (float(os.environ.get("ZART_LOCK_TIMEOUT", "10"))
                              if lock_timeout is None else lock_timeout)
         self.grace = grace
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the DuckDB connection and open/close
         self._conn: duckdb.DuckDBPyConnection | None = None
         self._holders = 0
         self._close_timer: threading.Timer | None = None
         self._sidelog = SideLog(self.path.with_name(self.path.name + ".steps.log"))
+        # The side log and the rows not yet folded have their own lock, so recording a finished step
+        # never waits for a fold (a DuckDB transaction) in progress.
+        self._log_lock = threading.Lock()
+        self._log_cond = threading.Condition(self._log_lock)
         self._seq = 0
         self._unfolded: list[tuple[int, str, tuple]] = []
-        self._fold_wakeup = threading.Condition(self._lock)
         self._writer: threading.Thread | None = None
         self._known_defs: set[str] = set()
 
@@ -189,12 +202,15 @@ class Journal:
                 self._close_timer = None
             if self._conn is None:
                 return
-            self._fold_locked()
-            self._sidelog.truncate()
-            self._sidelog.close()
+            with self._log_lock:  # no record may slip in between the last fold and the truncation
+                records, self._unfolded = self._unfolded, []
+                self._write(records)
+                self._sidelog.truncate()
+                self._sidelog.close()
             self._conn.close()
             self._conn = None
-            self._fold_wakeup.notify_all()
+        with self._log_cond:
+            self._log_cond.notify_all()
 
     def _ensure_open(self) -> duckdb.DuckDBPyConnection:
         if self._conn is not None:
@@ -205,14 +221,16 @@ class Journal:
             self._recover_sidelog()
             self._mark_orphans_interrupted()
             self._protect_wal()
+            _validated_files.add(_identity(self.path))
         except BaseException:
             self._conn.close()
             self._conn = None
             raise
-        if self._writer is None or not self._writer.is_alive():
-            self._writer = threading.Thread(target=self._writer_loop, name="zart-journal-writer",
-                                            daemon=True)
-            self._writer.start()
+        with self._log_cond:  # the writer clears _writer under this lock as it exits
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._writer_loop, name="zart-journal-writer",
+                                                daemon=True)
+                self._writer.start()
         return self._conn
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
@@ -225,7 +243,7 @@ class Journal:
         announced = False
         while True:
             try:
-                if existed:
+                if existed and _identity(path) not in _validated_files:
                     self._check_contents(path)
                 old_umask = os.umask(0o077)
                 try:
@@ -320,18 +338,22 @@ class Journal:
             conn.execute("INSERT OR REPLACE INTO zart_meta VALUES ('schema_version', ?)", [str(target)])
             conn.execute("COMMIT")
         row = conn.execute("SELECT value FROM zart_meta WHERE key = 'folded_seq'").fetchone()
-        self._seq = int(row[0]) if row else 0
+        if row is None:
+            conn.execute("INSERT INTO zart_meta VALUES ('folded_seq', '0')")
+        with self._log_lock:
+            self._seq = int(row[0]) if row else 0
         self._known_defs = {r[0] for r in conn.execute("SELECT def_id FROM definitions").fetchall()}
 
     # --- side log and folding --------------------------------------------------------------------
 
     def _recover_sidelog(self) -> None:
-        folded = self._seq
-        leftover = [record for record in self._sidelog.read() if record[0] > folded]
-        if leftover:
-            self._seq = max(record[0] for record in leftover)
-            self._unfolded = leftover
-            self._fold_locked()
+        """Fold what a previous owner (or this process before a release) left in the side log."""
+        with self._log_lock:
+            folded = self._seq
+            self._unfolded = [record for record in self._sidelog.read() if record[0] > folded]
+            if self._unfolded:
+                self._seq = self._unfolded[-1][0]
+        self._fold_locked()
         self._sidelog.truncate()
 
     def record(self, steps: Sequence[tuple] = (), attempts: Sequence[tuple] = (),
@@ -340,10 +362,12 @@ class Journal:
 
         ``supersede`` lists ``(execution_id, step_key)`` whose older records stop being current; it is
         applied before the rows given with it. Durable when this returns (fsynced side log); folded
-        into DuckDB within ``FOLD_INTERVAL``.
+        into DuckDB within ``FOLD_INTERVAL`` by the writer thread.
         """
-        with self._lock:
-            self._ensure_open()
+        if self._conn is None:
+            with self._lock:
+                self._ensure_open()
+        with self._log_cond:
             records: list[tuple[int, str, tuple]] = []
             for kind, rows in (("x", supersede), ("a", attempts), ("s", steps)):
                 for row in rows:
@@ -352,8 +376,10 @@ class Journal:
             if not records:
                 return
             self._sidelog.append(records)
+            was_empty = not self._unfolded
             self._unfolded.extend(records)
-            self._fold_wakeup.notify_all()
+            if was_empty or len(self._unfolded) >= FOLD_BATCH:
+                self._log_cond.notify_all()
 
     def flush(self) -> None:
         """Fold everything pending into DuckDB now."""
@@ -362,26 +388,38 @@ class Journal:
                 self._fold_locked()
 
     def _writer_loop(self) -> None:
-        with self._lock:
-            while True:
+        """Fold pending rows ``FOLD_INTERVAL`` after the first arrives (or at ``FOLD_BATCH`` rows)."""
+        while True:
+            with self._log_cond:
+                while not self._unfolded and self._conn is not None:
+                    self._log_cond.wait(timeout=1.0)
                 if self._conn is None:
                     self._writer = None
                     return
-                if not self._unfolded:
-                    self._fold_wakeup.wait(timeout=1.0)
-                    continue
-                if len(self._unfolded) < FOLD_BATCH:
-                    self._fold_wakeup.wait(timeout=FOLD_INTERVAL)
-                if self._conn is not None and self._unfolded:
-                    try:
-                        self._fold_locked()
-                    except Exception as exc:  # keep the rows in the side log; retried next round
-                        print(f"zart: folding the side log into {self.path} failed: {exc}",
-                              file=sys.stderr)
-                        self._fold_wakeup.wait(timeout=1.0)
+                deadline = time.monotonic() + FOLD_INTERVAL
+                while len(self._unfolded) < FOLD_BATCH and self._conn is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._log_cond.wait(remaining)
+            try:
+                self.flush()
+            except Exception as exc:  # the rows stay in the side log and in memory; retried
+                print(f"zart: folding the side log into {self.path} failed: {exc}", file=sys.stderr)
+                time.sleep(1.0)
 
     def _fold_locked(self) -> None:
-        records, self._unfolded = self._unfolded, []
+        """Write pending rows into DuckDB in one transaction (caller holds ``_lock``)."""
+        with self._log_lock:
+            records, self._unfolded = self._unfolded, []
+        try:
+            self._write(records)
+        except BaseException:
+            with self._log_lock:
+                self._unfolded = records + self._unfolded
+            raise
+
+    def _write(self, records: list[tuple[int, str, tuple]]) -> None:
         if not records:
             return
         conn = self._conn
@@ -401,13 +439,12 @@ class Journal:
                 else:
                     attempts.append(row)
             self._append(conn, steps, attempts)
-            conn.execute("INSERT OR REPLACE INTO zart_meta VALUES ('folded_seq', ?)", [str(records[-1][0])])
+            conn.execute("UPDATE zart_meta SET value = ? WHERE key = 'folded_seq'", [str(records[-1][0])])
             conn.execute("COMMIT")
-            self._protect_wal()
         except BaseException:
             conn.execute("ROLLBACK")
-            self._unfolded = records + self._unfolded
             raise
+        self._protect_wal()
 
     @staticmethod
     def _append(conn: duckdb.DuckDBPyConnection, steps: list[tuple], attempts: list[tuple]) -> None:

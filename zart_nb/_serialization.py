@@ -117,7 +117,10 @@ def _is_simple(value: Any) -> bool:
     if kind in _SIMPLE:
         return True
     if kind is tuple or kind is list:
-        return all(_is_simple(v) for v in value)
+        for item in value:
+            if type(item) not in _SIMPLE and not _is_simple(item):
+                return False
+        return True
     return False
 
 
