@@ -25,6 +25,7 @@ class Task:
     not_before: float = 0.0
     started_at: float = 0.0
     worker: str = ""
+    sent_bytes: int = 0
     owner: object = field(default=None, repr=False)  # the engine's bookkeeping for this step
 
 

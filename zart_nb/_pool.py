@@ -1,9 +1,14 @@
 """The local worker pool: warm worker processes, pipelined dispatch, timeouts and crash recovery.
 
 One I/O thread owns the receiving side of every worker connection. Tasks are sent as soon as a
-worker has room (``depth`` attempts in flight per worker, so a worker never waits for the driver),
-each step function is sent to a worker once and then named by id, and outcomes are handed to the
+worker has room, several to a message; each step function is sent to a worker once and then named
+by id. How many attempts a worker may hold adapts to how long steps take (about ``QUEUE_SECONDS``
+of work, between ``MIN_DEPTH`` and ``MAX_DEPTH``), so no-op steps are pipelined deeply while slow
+ones are spread evenly. Workers batch the replies of quick steps too. Outcomes are handed to the
 engine in batches (whatever arrived together), which is what lets the journal group-commit.
+
+Deadlock rule: a worker that is busy is never sent more than ``BUSY_WINDOW`` bytes it has not
+answered yet, so the driver's send never blocks on a full socket while the worker blocks on its own.
 """
 from __future__ import annotations
 
@@ -22,8 +27,10 @@ from pathlib import Path
 
 from ._executors import Outcome, OutcomeSink, Task
 
-DEPTH = 3
-LARGE_MESSAGE = 64 * 1024  # sent only to an idle worker, so two full socket buffers never deadlock
+MIN_DEPTH = 2
+MAX_DEPTH = 64
+QUEUE_SECONDS = 0.005
+BUSY_WINDOW = 64 * 1024
 _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 
 
@@ -41,7 +48,7 @@ def default_worker_count() -> int:
 
 
 class _Worker:
-    __slots__ = ("proc", "conn", "inflight", "functions", "name", "head_started", "ready")
+    __slots__ = ("proc", "conn", "inflight", "functions", "name", "head_started", "ready", "unanswered")
 
     def __init__(self, index: int) -> None:
         parent_sock, child_sock = socket.socketpair()
@@ -59,6 +66,7 @@ class _Worker:
         self.name = f"worker-{index}:pid{self.proc.pid}"
         self.head_started = 0.0
         self.ready = False  # until its first message: start-up time is not counted against a step
+        self.unanswered = 0  # bytes sent for attempts it has not answered yet
 
     def kill(self) -> None:
         try:
@@ -78,12 +86,12 @@ class _Worker:
 class LocalPool:
     """Worker processes kept warm for the life of the driver (or until ``shutdown``)."""
 
-    def __init__(self, workers: int, sink: OutcomeSink, depth: int = DEPTH) -> None:
+    def __init__(self, workers: int, sink: OutcomeSink) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.size = workers
         self._sink = sink
-        self._depth = depth
+        self._step_seconds = 0.01  # moving average of step durations; sets the pipeline depth
         self._lock = threading.Lock()
         self._queue: collections.deque[Task] = collections.deque()
         self._delayed: list[tuple[float, int, Task]] = []
@@ -93,26 +101,39 @@ class LocalPool:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._closed = False
+        self._wake_pending = False
         self._thread = threading.Thread(target=self._loop, name="zart-pool-io", daemon=True)
         self._thread.start()
 
     # --- called from engine threads --------------------------------------------------------------
 
     def submit(self, tasks: list[Task]) -> None:
+        if self._closed:
+            raise RuntimeError("the worker pool was shut down")
         now = time.time()
         wake = False
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("the worker pool was shut down")
-            for task in tasks:
-                if task.not_before > now:
+        delayed = []
+        for task in tasks:
+            if task.not_before > now:
+                delayed.append(task)
+            else:
+                self._queue.append(task)  # deque appends are atomic: no lock needed
+                # the I/O thread may be blocked with no deadline: it must learn of this timeout
+                wake = wake or task.timeout is not None
+        if delayed:
+            with self._lock:
+                for task in delayed:
                     heapq.heappush(self._delayed, (task.not_before, next(self._counter), task))
-                    wake = True
-                else:
-                    self._queue.append(task)
-                    # the I/O thread may be blocked with no deadline: it must learn of this timeout
-                    wake = wake or task.timeout is not None
-            self._dispatch_locked()
+            wake = True
+        # Send now if the I/O thread is not busy (saves a thread hop on the sequential path);
+        # otherwise it dispatches what is queued as soon as it finishes what it is doing.
+        if self._lock.acquire(blocking=False):
+            try:
+                self._dispatch_locked()
+            finally:
+                self._lock.release()
+        else:
+            wake = True
         if wake:
             self._wake()
 
@@ -120,11 +141,13 @@ class LocalPool:
         outcomes: list[Outcome] = []
         with self._lock:
             now = time.time()
-            kept = collections.deque()
-            for task in self._queue:
-                (outcomes.append(Outcome(task, "cancelled", finished_at=now))
-                 if task.execution_id == execution_id else kept.append(task))
-            self._queue = kept
+            queue = self._queue
+            for _ in range(len(queue)):  # in place: other threads may append meanwhile
+                task = queue.popleft()
+                if task.execution_id == execution_id:
+                    outcomes.append(Outcome(task, "cancelled", finished_at=now))
+                else:
+                    queue.append(task)
             delayed = []
             for entry in self._delayed:
                 (outcomes.append(Outcome(entry[2], "cancelled", finished_at=now))
@@ -155,31 +178,44 @@ class LocalPool:
 
     # --- dispatch --------------------------------------------------------------------------------
 
+    def _depth(self) -> int:
+        return max(MIN_DEPTH, min(MAX_DEPTH, int(QUEUE_SECONDS / max(self._step_seconds, 1e-6))))
+
     def _dispatch_locked(self) -> None:
         queue = self._queue
         if not queue:
             return
+        depth = self._depth()
         for worker in sorted(self._workers, key=lambda w: len(w.inflight)):
-            while queue and len(worker.inflight) < self._depth:
+            room = depth - len(worker.inflight)
+            batch: list[tuple] = []
+            batch_bytes = 0
+            idle = not worker.inflight
+            while queue and room > 0:
                 task = queue[0]
                 send_fn = task.fn_id not in worker.functions
-                size = len(task.args_blob) + (len(task.fn_blob) if send_fn else 0)
-                if size > LARGE_MESSAGE and worker.inflight:
+                size = len(task.args_blob) + (len(task.fn_blob) if send_fn else 0) + 100
+                if not (idle and not batch) and worker.unanswered + batch_bytes + size > BUSY_WINDOW:
                     break
                 queue.popleft()
-                message = pickle.dumps(("run", task.task_id, task.fn_id,
-                                        task.fn_blob if send_fn else None, task.args_blob,
-                                        task.execution_id, task.step_key, task.attempt), 5)
-                if not worker.inflight and worker.ready:
-                    worker.head_started = time.time()
-                worker.inflight.append(task)
-                task.worker = worker.name
-                try:
-                    worker.conn.send_bytes(message)
-                except OSError:
-                    break  # the worker died; the I/O thread sees EOF and recovers its tasks
+                batch.append((task.task_id, task.fn_id, task.fn_blob if send_fn else None,
+                              task.args_blob, task.execution_id, task.step_key, task.attempt))
+                batch_bytes += size
                 if send_fn:
                     worker.functions.add(task.fn_id)
+                task.worker = worker.name
+                task.sent_bytes = size
+                worker.inflight.append(task)
+                room -= 1
+            if not batch:
+                continue
+            if idle and worker.ready:
+                worker.head_started = time.time()
+            worker.unanswered += batch_bytes
+            try:
+                worker.conn.send_bytes(pickle.dumps(("run", batch), 5))
+            except OSError:
+                pass  # the worker died; the I/O thread sees EOF and recovers its tasks
             if not queue:
                 return
 
@@ -201,7 +237,7 @@ class LocalPool:
             if cancel is not None and task.execution_id == cancel:
                 outcomes.append(Outcome(task, "cancelled", finished_at=now))
             elif cancel is None and position == 0:
-                task.started_at = worker.head_started
+                task.started_at = worker.head_started if worker.ready else 0.0
                 outcomes.append(Outcome(task, kind, error=message, error_type=kind, finished_at=now))
             else:
                 requeue.append(task)
@@ -213,6 +249,9 @@ class LocalPool:
     # --- the I/O thread --------------------------------------------------------------------------
 
     def _wake(self) -> None:
+        if self._wake_pending:
+            return
+        self._wake_pending = True
         try:
             os.write(self._wake_w, b"x")
         except (BlockingIOError, OSError):
@@ -226,18 +265,32 @@ class LocalPool:
                 timeout = self._next_deadline_locked()
                 conns = {worker.conn: worker for worker in self._workers}
             ready = wait_for_ready(list(conns) + [self._wake_r], timeout)
+            # Read without the lock (only this thread receives), so submitters rarely wait for it.
+            received: list[tuple[_Worker, list[bytes], bool, float]] = []
+            for conn in ready:
+                if conn == self._wake_r:
+                    self._wake_pending = False
+                    os.read(self._wake_r, 4096)
+                    continue
+                messages: list[bytes] = []
+                dead = False
+                try:
+                    messages.append(conn.recv_bytes())
+                    while conn.poll(0):
+                        messages.append(conn.recv_bytes())
+                except (EOFError, OSError):
+                    dead = True
+                received.append((conns[conn], messages, dead, time.time()))
             outcomes: list[Outcome] = []
             with self._lock:
                 if self._closed:
                     return
-                for conn in ready:
-                    if conn == self._wake_r:
-                        os.read(self._wake_r, 4096)
-                        continue
-                    worker = conns[conn]
+                for worker, messages, dead, now in received:
                     if worker not in self._workers:
-                        continue
-                    self._receive_locked(worker, outcomes)
+                        continue  # replaced meanwhile (cancelled); its outcomes were reported then
+                    self._absorb_locked(worker, messages, now, outcomes)
+                    if dead:
+                        self._crashed_locked(worker, outcomes)
                 self._release_delayed_locked()
                 self._check_timeouts_locked(outcomes)
                 self._dispatch_locked()
@@ -247,35 +300,33 @@ class LocalPool:
                 except Exception as exc:  # the engine must never kill the I/O thread
                     print(f"zart: internal error while handling step results: {exc!r}", file=sys.stderr)
 
-    def _receive_locked(self, worker: _Worker, outcomes: list[Outcome]) -> None:
-        try:
-            while True:
-                reply = pickle.loads(worker.conn.recv_bytes())
-                now = time.time()
-                if reply is None:  # the worker finished starting
-                    worker.ready = True
-                    worker.head_started = now
-                    if not worker.conn.poll(0):
-                        return
-                    continue
+    def _absorb_locked(self, worker: _Worker, messages: list[bytes], now: float,
+                       outcomes: list[Outcome]) -> None:
+        for message in messages:
+            replies = pickle.loads(message)
+            if replies is None:  # the worker finished starting
+                worker.ready = True
+                worker.head_started = now
+                continue
+            for task_id, ok, blob, preview, error_type, error, tb, started, finished in replies:
                 task = worker.inflight.popleft()
-                task.started_at = worker.head_started
-                worker.head_started = time.time()
-                task_id, ok, blob, preview, error_type, error, tb = reply
+                worker.unanswered -= task.sent_bytes
+                task.started_at = started
+                worker.head_started = finished  # the next attempt started when this one ended
+                self._step_seconds = 0.8 * self._step_seconds + 0.2 * (finished - started)
                 outcomes.append(Outcome(task, "ok" if ok else "error", blob, preview, error_type,
-                                        error, tb, now))
-                if not worker.conn.poll(0):
-                    return
-        except (EOFError, OSError):
-            try:
-                code = worker.proc.wait(timeout=1)  # reap it, so a kill by signal is reported as such
-            except subprocess.TimeoutExpired:
-                code = None
-            detail = f"exit code {code}" if code is not None and code >= 0 else (
-                f"killed by signal {-code}" if code is not None else "connection lost")
-            index = self._workers.index(worker)
-            outcomes.extend(self._replace_locked(
-                index, "crashed", f"worker process {worker.proc.pid} died during the step ({detail})"))
+                                        error, tb, finished))
+
+    def _crashed_locked(self, worker: _Worker, outcomes: list[Outcome]) -> None:
+        try:
+            code = worker.proc.wait(timeout=1)  # reap it, so a kill by signal is reported as such
+        except subprocess.TimeoutExpired:
+            code = None
+        detail = f"exit code {code}" if code is not None and code >= 0 else (
+            f"killed by signal {-code}" if code is not None else "connection lost")
+        index = self._workers.index(worker)
+        outcomes.extend(self._replace_locked(
+            index, "crashed", f"worker process {worker.proc.pid} died during the step ({detail})"))
 
     def _release_delayed_locked(self) -> None:
         now = time.time()

@@ -101,8 +101,18 @@ def preview(value: Any) -> str:
     return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 3] + "..."
 
 
+_SCALARS = (int, float, bool, type(None))
+
+
+def _quick_preview(value: Any) -> str:
+    kind = type(value)
+    if kind in _SCALARS or (kind is str and len(value) <= 120):
+        return repr(value)
+    return preview(value)
+
+
 def args_preview(args: tuple, kwargs: dict) -> str:
-    parts = [preview(a) for a in args] + [f"{k}={preview(v)}" for k, v in kwargs.items()]
+    parts = [_quick_preview(a) for a in args] + [f"{k}={_quick_preview(v)}" for k, v in kwargs.items()]
     text = ", ".join(parts)
     return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 3] + "..."
 
