@@ -70,8 +70,25 @@ class _Committer:
         self._cond = threading.Condition()
         self._outcomes: list[Outcome] = []
         self._thread: threading.Thread | None = None
+        self._busy = False
 
     def deliver(self, outcomes: list[Outcome]) -> None:
+        pool = _pool
+        with self._cond:
+            inline = not self._busy and not self._outcomes and pool is not None and not pool.has_queued
+            if inline:
+                self._busy = True
+        if inline:
+            # Nothing waits to be dispatched: commit on the calling thread and save a thread hop
+            # (this is the sequential path: one step at a time).
+            try:
+                self._commit(outcomes)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    if self._outcomes:
+                        self._cond.notify()
+            return
         with self._cond:
             self._outcomes.extend(outcomes)
             if self._thread is None:
@@ -82,17 +99,26 @@ class _Committer:
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while not self._outcomes:
+                while not self._outcomes or self._busy:
                     self._cond.wait()
                 batch, self._outcomes = self._outcomes, []
-            by_run: dict[Run, list[Outcome]] = {}
-            for outcome in batch:
-                by_run.setdefault(outcome.task.owner.run, []).append(outcome)
-            for run, outcomes in by_run.items():
-                try:
-                    run.on_outcomes(outcomes)
-                except Exception as exc:
-                    run.fail_outcomes(outcomes, exc)
+                self._busy = True
+            try:
+                self._commit(batch)
+            finally:
+                with self._cond:
+                    self._busy = False
+
+    @staticmethod
+    def _commit(batch: list[Outcome]) -> None:
+        by_run: dict[Run, list[Outcome]] = {}
+        for outcome in batch:
+            by_run.setdefault(outcome.task.owner.run, []).append(outcome)
+        for run, outcomes in by_run.items():
+            try:
+                run.on_outcomes(outcomes)
+            except Exception as exc:
+                run.fail_outcomes(outcomes, exc)
 
 
 _committer = _Committer()

@@ -172,6 +172,11 @@ class LocalPool:
             worker.kill()
 
     @property
+    def has_queued(self) -> bool:
+        """Attempts wait to be sent (so the I/O thread should not be kept busy with other work)."""
+        return bool(self._queue)
+
+    @property
     def pids(self) -> list[int]:
         with self._lock:
             return [worker.proc.pid for worker in self._workers]
