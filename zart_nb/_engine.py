@@ -623,16 +623,16 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change:
               workers: int | None, input_blob: bytes, input_hash: str, workflow_hash: str) -> None:
     journal = execution.journal
     execution_id = execution.execution_id
+    definition = None
     if not journal.has_definition(workflow_hash):
         try:
             blob = ser.dumps_by_value(workflow.definition)
         except Exception as exc:
             raise SerializationError(f"workflow {workflow.name!r} cannot be pickled into the journal: "
                                      f"{exc}") from exc
-        journal.save_definition(workflow_hash, "workflow", workflow.name,
-                                ser.source_of(workflow.definition), blob)
+        definition = (workflow_hash, "workflow", workflow.name, ser.source_of(workflow.definition), blob)
     run_number = journal.begin_run(execution_id, workflow.name, workflow_hash, input_blob, input_hash,
-                                   ser.preview(data), on_change)
+                                   ser.preview(data), on_change, definition)
     run = Run(journal, execution_id, run_number, journal.load_steps(execution_id), on_change, workers)
     execution._run = run
     execution._status = ExecutionStatus.RUNNING

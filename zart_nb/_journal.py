@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import duckdb
 
@@ -154,6 +154,7 @@ class Journal:
         self._log_cond = threading.Condition(self._log_lock)
         self._seq = 0
         self._unfolded: list[tuple[int, str, tuple]] = []
+        self._pending_defs: list[tuple] = []
         self._writer: threading.Thread | None = None
         self._known_defs: set[str] = set()
 
@@ -203,6 +204,7 @@ class Journal:
             if self._conn is None:
                 return
             with self._log_lock:  # no record may slip in between the last fold and the truncation
+                self._queue_pending_defs_locked()
                 records, self._unfolded = self._unfolded, []
                 self._write(records)
                 self._sidelog.truncate()
@@ -342,7 +344,10 @@ class Journal:
             conn.execute("INSERT INTO zart_meta VALUES ('folded_seq', '0')")
         with self._log_lock:
             self._seq = int(row[0]) if row else 0
-        self._known_defs = {r[0] for r in conn.execute("SELECT def_id FROM definitions").fetchall()}
+        known = {r[0] for r in conn.execute("SELECT def_id FROM definitions").fetchall()}
+        with self._log_lock:
+            self._known_defs = known
+            self._pending_defs = []
 
     # --- side log and folding --------------------------------------------------------------------
 
@@ -369,7 +374,8 @@ class Journal:
                 self._ensure_open()
         with self._log_cond:
             records: list[tuple[int, str, tuple]] = []
-            for kind, rows in (("x", supersede), ("a", attempts), ("s", steps)):
+            definitions, self._pending_defs = self._pending_defs, []
+            for kind, rows in (("d", definitions), ("x", supersede), ("a", attempts), ("s", steps)):
                 for row in rows:
                     self._seq += 1
                     records.append((self._seq, kind, tuple(row)))
@@ -408,19 +414,21 @@ class Journal:
                 print(f"zart: folding the side log into {self.path} failed: {exc}", file=sys.stderr)
                 time.sleep(1.0)
 
-    def _fold_locked(self) -> None:
-        """Write pending rows into DuckDB in one transaction (caller holds ``_lock``)."""
+    def _fold_locked(self, also: Callable[[duckdb.DuckDBPyConnection], None] | None = None) -> None:
+        """Write pending rows (and ``also``) into DuckDB in one transaction (caller holds ``_lock``)."""
         with self._log_lock:
             records, self._unfolded = self._unfolded, []
         try:
-            self._write(records)
+            self._write(records, also)
         except BaseException:
             with self._log_lock:
                 self._unfolded = records + self._unfolded
             raise
 
-    def _write(self, records: list[tuple[int, str, tuple]]) -> None:
-        if not records:
+    def _write(self, records: list[tuple[int, str, tuple]],
+               also: Callable[[duckdb.DuckDBPyConnection], None] | None = None) -> None:
+        """Fold ``records`` (and run ``also``) in one transaction."""
+        if not records and also is None:
             return
         conn = self._conn
         assert conn is not None
@@ -436,10 +444,16 @@ class Journal:
                                  list(row))
                 elif kind == "s":
                     steps.append(row)
+                elif kind == "d":
+                    conn.execute("INSERT OR IGNORE INTO definitions VALUES (?, ?, ?, ?, ?, ?)", list(row))
                 else:
                     attempts.append(row)
             self._append(conn, steps, attempts)
-            conn.execute("UPDATE zart_meta SET value = ? WHERE key = 'folded_seq'", [str(records[-1][0])])
+            if records:
+                conn.execute("UPDATE zart_meta SET value = ? WHERE key = 'folded_seq'",
+                             [str(records[-1][0])])
+            if also is not None:
+                also(conn)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -460,18 +474,24 @@ class Journal:
     # --- definitions -----------------------------------------------------------------------------
 
     def save_definition(self, def_id: str, kind: str, name: str, source: str, pickle: bytes) -> None:
-        with self._lock:
-            conn = self._ensure_open()
+        """Journal a definition once per code hash. It travels with the next recorded step (no
+        commit of its own): a definition matters only once a step that used it is journaled."""
+        with self._log_lock:
             if def_id in self._known_defs:
                 return
-            conn.execute("INSERT OR IGNORE INTO definitions VALUES (?, ?, ?, ?, ?, ?)",
-                         [def_id, kind, name, source, pickle, time.time()])
             self._known_defs.add(def_id)
+            self._pending_defs.append((def_id, kind, name, source, pickle, time.time()))
+
+    def _queue_pending_defs_locked(self) -> None:
+        for row in self._pending_defs:
+            self._seq += 1
+            self._unfolded.append((self._seq, "d", row))
+        self._pending_defs = []
 
     def has_definition(self, def_id: str) -> bool:
         with self._lock:
             self._ensure_open()
-            return def_id in self._known_defs
+        return def_id in self._known_defs
 
     def load_definition(self, def_id: str) -> tuple[str, str, bytes]:
         """``(kind, name, pickle)`` of a stored definition."""
@@ -498,13 +518,19 @@ class Journal:
         return None if row is None else StoredExecution(*row)
 
     def begin_run(self, execution_id: str, workflow: str, def_id: str, input: bytes, input_hash: str,
-                  input_preview: str, on_change: str) -> int:
-        """Mark the execution running under this process and open its next run; returns its number."""
+                  input_preview: str, on_change: str, definition: tuple | None = None) -> int:
+        """Mark the execution running under this process and open its next run; returns its number.
+
+        ``definition`` (``def_id, kind, name, source, pickle``), the workflow's, is journaled in the
+        same transaction when it is new, so ``zart resume`` always finds it."""
         now = time.time()
         with self._lock:
             conn = self._ensure_open()
             conn.execute("BEGIN")
             try:
+                if definition is not None and definition[0] not in self._known_defs:
+                    conn.execute("INSERT OR IGNORE INTO definitions VALUES (?, ?, ?, ?, ?, ?)",
+                                 [*definition, now])
                 row = conn.execute("SELECT run_number FROM executions WHERE execution_id = ?",
                                    [execution_id]).fetchone()
                 run_number = (row[0] if row else 0) + 1
@@ -526,6 +552,9 @@ class Journal:
                 conn.execute("INSERT INTO runs VALUES (?, ?, 'running', ?, NULL, ?, 0, 0)",
                              [execution_id, run_number, now, os.getpid()])
                 conn.execute("COMMIT")
+                if definition is not None:
+                    with self._log_lock:
+                        self._known_defs.add(definition[0])
                 self._protect_wal()
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -538,23 +567,22 @@ class Journal:
                    executed: int = 0, reused: int = 0) -> None:
         """Fold pending steps, then record how the run ended, in one transaction."""
         now = time.time()
+
+        def record_end(conn: duckdb.DuckDBPyConnection) -> None:
+            conn.execute(
+                """UPDATE executions SET status = ?, output = ?, output_preview = ?, error = ?,
+                       traceback = ?, finished_at = ? WHERE execution_id = ?""",
+                [status.value, output, output_preview, error, traceback, now, execution_id])
+            conn.execute(
+                """UPDATE runs SET status = ?, finished_at = ?, executed = ?, reused = ?
+                   WHERE execution_id = ? AND run_number = ?""",
+                [status.value, now, executed, reused, execution_id, run_number])
+
         with self._lock:
-            conn = self._ensure_open()
-            self._fold_locked()
-            conn.execute("BEGIN")
-            try:
-                conn.execute(
-                    """UPDATE executions SET status = ?, output = ?, output_preview = ?, error = ?,
-                           traceback = ?, finished_at = ? WHERE execution_id = ?""",
-                    [status.value, output, output_preview, error, traceback, now, execution_id])
-                conn.execute(
-                    """UPDATE runs SET status = ?, finished_at = ?, executed = ?, reused = ?
-                       WHERE execution_id = ? AND run_number = ?""",
-                    [status.value, now, executed, reused, execution_id, run_number])
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+            self._ensure_open()
+            with self._log_lock:  # definitions not yet carried by a step still belong in the journal
+                self._queue_pending_defs_locked()
+            self._fold_locked(record_end)
 
     def set_status(self, execution_id: str, status: ExecutionStatus) -> None:
         """Set an execution's status outside of a run (e.g. cancel an interrupted one)."""
