@@ -284,45 +284,48 @@ class Run:
     # --- scheduling (workflow thread) ------------------------------------------------------------
 
     def schedule(self, step: "Step", args: tuple, kwargs: dict, key: str | None = None) -> StepHandle:
+        # The replay of a journaled step takes this path thousands of times: keep it lean.
         if self.cancelled:
             raise Cancelled(f"execution {self.execution_id!r} was cancelled")
         name = step.name
-        if key is None:
+        if key is None and step._template_fields:
             key = step.key_for(args, kwargs)
         if key is None:
             occurrence = self._counters.get(name, 0)
             self._counters[name] = occurrence + 1
             key = f"{name}#{occurrence}"
-        if key in self._keys:
+        keys = self._keys
+        if key in keys:
             raise DefinitionError(f"step key {key!r} is used twice in execution {self.execution_id!r}; "
                                   "give each call a distinct key (a name template or .named(...))")
-        self._keys.add(key)
+        keys.add(key)
         seq = self.total
-        self.total += 1
+        self.total = seq + 1
         handle = StepHandle(self, key, name)
         try:
             args_hash = ser.args_hash(args, kwargs)
         except SerializationError as exc:
             raise SerializationError(f"an argument of step {key!r} cannot be pickled: {exc}") from exc
-        definition = self._definition(step)
+        definition = self._definitions.get(id(step)) or self._definition(step)
         stored = self.stored.get(key)
         reason = RunReason.NEW
         if stored is not None:
-            if (stored.status == "completed" and stored.args_hash == args_hash
-                    and stored.def_id == definition.code_hash):
-                handle._blob = stored.output
+            status, stored_args_hash, stored_code_hash, output = stored
+            if (status == "completed" and stored_args_hash == args_hash
+                    and stored_code_hash == definition.code_hash):
+                handle._blob = output
                 handle.done = handle.reused = True
                 self.reused += 1
                 self.finished += 1
-                if events.active:
+                if events._subscribers:
                     events.publish(Event("step", self.execution_id, "completed", key,
                                          {"reused": True, "name": name}))
                 return handle
-            if stored.status == "failed":
+            if status == "failed":
                 reason = RunReason.FAILED_BEFORE
-            elif stored.status == "cancelled":
+            elif status == "cancelled":
                 reason = RunReason.CANCELLED_BEFORE
-            elif stored.def_id != definition.code_hash:
+            elif stored_code_hash != definition.code_hash:
                 reason = RunReason.CODE_CHANGED
             else:
                 reason = RunReason.ARGS_CHANGED

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 import duckdb
 
@@ -74,20 +74,13 @@ _MIGRATIONS: dict[int, list[str]] = {
 }
 
 
-@dataclass(slots=True)
-class StoredStep:
+class StoredStep(NamedTuple):
     """What replay needs of a journaled step (its output stays a pickle until asked for)."""
 
-    step_key: str
     status: str
     args_hash: str
     def_id: str
     output: bytes | None
-    error: str | None
-    error_type: str | None
-    traceback: str | None
-    attempts: int
-    run_number: int
 
 
 @dataclass(slots=True)
@@ -305,7 +298,7 @@ class Journal:
             raise JournalCorrupt(path, f"DuckDB cannot read the file: {exc}") from exc
         try:
             tables = {row[0] for row in conn.execute(
-                "SELECT table_name FROM information_schema.tables").fetchall()}
+                "SELECT table_name FROM duckdb_tables()").fetchall()}
             if not tables:
                 return
             if "zart_meta" not in tables:
@@ -323,7 +316,7 @@ class Journal:
         conn = self._conn
         assert conn is not None
         tables = {row[0] for row in conn.execute(
-            "SELECT table_name FROM information_schema.tables").fetchall()}
+            "SELECT table_name FROM duckdb_tables()").fetchall()}
         version = 0
         if "zart_meta" in tables:
             row = conn.execute("SELECT value FROM zart_meta WHERE key = 'schema_version'").fetchone()
@@ -599,10 +592,10 @@ class Journal:
             conn = self._ensure_open()
             self._fold_locked()
             rows = conn.execute(
-                """SELECT step_key, status, args_hash, def_id, output, error, error_type, traceback,
-                          attempts, run_number
+                """SELECT step_key, status, args_hash, def_id, output
                    FROM steps WHERE execution_id = ? AND current""", [execution_id]).fetchall()
-        return {row[0]: StoredStep(*row) for row in rows}
+        make = StoredStep._make
+        return {row[0]: make(row[1:]) for row in rows}
 
     # --- listings for the CLI, widget and TUI (no pickle is read) --------------------------------
 

@@ -86,6 +86,8 @@ class _Unpickler(pickle.Unpickler):
 
 def loads(data: bytes) -> Any:
     """Unpickle trusted bytes (from our own workers or journal)."""
+    if b"cloudpickle" not in data:  # plain data: the C unpickler alone is several times faster
+        return pickle.loads(data)
     return _Unpickler(io.BytesIO(data)).load()
 
 
