@@ -6,8 +6,9 @@ made durable here first and folded into DuckDB by a background writer. Each reco
 number and the journal stores the last folded one in the same transaction as the rows, so folding a
 log again after a crash never duplicates a row.
 
-Frame: ``u32 length | u32 crc32 | pickle((seq, kind, row))``. A torn tail (the process died mid-write)
-fails its length or CRC check and is ignored: its step had not been reported as finished.
+Frame: ``u32 length | u32 crc32 | pickle([(seq, kind, row), ...])``, one frame per append. A torn
+tail (the process died mid-write) fails its length or CRC check and is ignored: its steps had not
+been reported as finished.
 """
 from __future__ import annotations
 
@@ -30,12 +31,8 @@ class SideLog:
         """Append and fsync ``(seq, kind, row)`` records; durable when this returns."""
         if self._fd is None:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        frames = []
-        for record in records:
-            body = pickle.dumps(record, 5)
-            frames.append(_HEADER.pack(len(body), zlib.crc32(body)))
-            frames.append(body)
-        data = b"".join(frames)
+        body = pickle.dumps(records, 5)
+        data = _HEADER.pack(len(body), zlib.crc32(body)) + body
         view = memoryview(data)
         while view:
             written = os.write(self._fd, view)
@@ -54,7 +51,7 @@ class SideLog:
             body = data[offset + _HEADER.size : offset + _HEADER.size + length]
             if len(body) != length or zlib.crc32(body) != crc:
                 return
-            yield pickle.loads(body)
+            yield from pickle.loads(body)
             offset += _HEADER.size + length
 
     def truncate(self) -> None:

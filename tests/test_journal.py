@@ -1,0 +1,94 @@
+"""The journal file: side log recovery, torn tails, schema version, owner-only files."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import duckdb
+
+import zart_nb as zart
+from zart_nb._journal import SCHEMA_VERSION, STEP_COLUMNS
+from zart_nb._sidelog import SideLog
+
+
+def _row(execution_id, key, status="completed", run=1):
+    values = dict.fromkeys(STEP_COLUMNS)
+    values.update(execution_id=execution_id, step_key=key, run_number=run, seq=0, name="s", def_id="d",
+                  args=b"", args_hash="h", args_preview="", status=status, output=b"\x80\x05N.",
+                  output_preview="None", attempts=1, reason="new", current=True)
+    return tuple(values[c] for c in STEP_COLUMNS)
+
+
+def test_side_log_ignores_a_torn_tail(tmp_path):
+    log = SideLog(tmp_path / "x.log")
+    log.append([(1, "s", ("a",)), (2, "s", ("b",))])
+    log.append([(3, "s", ("c",))])
+    log.close()
+    data = (tmp_path / "x.log").read_bytes()
+    (tmp_path / "x.log").write_bytes(data[:-3])  # the process died in the middle of a write
+    assert [r[0] for r in SideLog(tmp_path / "x.log").read()] == [1, 2]
+
+
+def test_rows_in_the_side_log_survive_a_crash_before_folding(tmp_path):
+    journal = tmp_path / "j.duckdb"
+    script = textwrap.dedent(f"""
+        import os, sys
+        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        from zart_nb import _journal
+        from test_journal import _row
+        _journal.FOLD_INTERVAL = 3600  # never fold: the rows live only in the side log
+        j = _journal.Journal({str(journal)!r})
+        with j.hold():
+            j.begin_run("e1", "wf", "d", b"", "h", "", "rerun")
+            j.record([_row("e1", "k#0"), _row("e1", "k#1")])
+            os._exit(0)  # no close, no fold: as if killed
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    assert os.path.getsize(str(journal) + ".steps.log") > 0
+    j = zart.journal(journal)
+    assert [s.step_key for s in j.list_steps("e1")] == ["k#0", "k#1"]
+    j.close()
+    assert os.path.getsize(str(journal) + ".steps.log") == 0
+    # folding again (a second recovery) never duplicates rows
+    assert len(zart.journal(journal).list_steps("e1")) == 2
+
+
+def test_superseded_rows_stop_being_current(journal):
+    j = zart.journal(journal)
+    with j.hold():
+        j.record([_row("e", "k#0", status="failed")])
+        j.record([_row("e", "k#0", run=2)], supersede=[("e", "k#0")])
+        current = j.list_steps("e")
+        history = j.list_steps("e", current_only=False)
+    assert [(s.run_number, s.status.value) for s in current] == [(2, "completed")]
+    assert [(s.run_number, s.status.value) for s in history] == [(1, "failed"), (2, "completed")]
+
+
+def test_new_journal_records_its_schema_version_and_is_owner_only(journal):
+    j = zart.journal(journal)
+    with j.hold():
+        version = j._conn.execute("SELECT value FROM zart_meta WHERE key = 'schema_version'").fetchone()
+    j.close()
+    assert version == (str(SCHEMA_VERSION),)
+    assert (journal.stat().st_mode & 0o777) == 0o600
+    assert (journal.parent.stat().st_mode & 0o777) == 0o700
+
+
+def test_execution_left_running_by_a_dead_process_reads_as_interrupted(journal):
+    j = zart.journal(journal)
+    with j.hold():
+        j.begin_run("orphan", "wf", "d", b"", "h", "", "rerun")
+        j._conn.execute("UPDATE executions SET owner_pid = 999999999 WHERE execution_id = 'orphan'")
+    j.close()
+    assert zart.journal(journal).execution_record("orphan").status is zart.ExecutionStatus.INTERRUPTED
+    assert [r.status for r in zart.journal(journal).list_runs("orphan")] == [zart.ExecutionStatus.INTERRUPTED]
+
+
+def test_journal_read_by_plain_duckdb_after_release(journal):
+    zart.run(lambda x: x + 1, 1, execution_id="plain", journal=journal)
+    zart.journal(journal).close()
+    conn = duckdb.connect(str(journal), read_only=True)
+    try:
+        assert conn.execute("SELECT status FROM executions").fetchall() == [("completed",)]
+    finally:
+        conn.close()
