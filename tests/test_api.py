@@ -199,12 +199,10 @@ def test_cell_defined_steps_travel_by_value(journal, tmp_path):
 
 def test_definitions_are_journaled_with_source(journal):
     zart.run(squares, {"xs": [2]}, execution_id="defs-1", journal=journal)
-    j = zart.journal(journal)
-    with j.hold():
-        rows = j._conn.execute("SELECT kind, name, source FROM definitions ORDER BY kind, name").fetchall()
-    kinds = {(kind, name) for kind, name, _ in rows}
+    rows = zart.journal(journal).list_definitions()
+    kinds = {(kind, name) for _, kind, name, _ in rows}
     assert ("step", "square") in kinds and ("workflow", "squares") in kinds
-    assert any("def square" in source for _, _, source in rows)
+    assert any("def square" in source for _, _, _, source in rows)
 
 
 def test_on_change_validation():
