@@ -41,7 +41,7 @@ from typing import Any, Callable
 import duckdb
 
 import zart_nb as zart
-from zart_nb import _engine  # only to close a benchmark's journal and count dispatches
+from zart_nb import _runtime  # only to close a benchmark's journal and count dispatches
 
 HERE = Path(__file__).resolve().parent
 
@@ -115,10 +115,10 @@ class Scratch:
 
     def close(self) -> None:
         try:
-            _engine.get_journal(self.journal).close()
+            _runtime.get_journal(self.journal).close()
         finally:
-            with _engine._journals_lock:
-                _engine._journals.pop(Path(self.journal).absolute(), None)
+            with _runtime._journals_lock:
+                _runtime._journals.pop(Path(self.journal).absolute(), None)
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -299,8 +299,8 @@ class Bench:
                 first_runs.append(time.perf_counter() - t0)
                 os.unlink(marker)
                 # A cold re-run, as after a kernel restart: the journal is closed first.
-                _engine.get_journal(scratch.journal).close()
-                pool = _engine.get_pool(self.workers)
+                _runtime.get_journal(scratch.journal).close()
+                pool = _runtime.get_pool(self.workers)
                 dispatched = 0
                 original = pool.submit
 

@@ -5,7 +5,7 @@ import pytest
 
 import zart_nb as zart
 from steps_lib import (
-    Point, SumSquares, add, async_double, calls, fail_if, fetch, make_point, square, squares, whereami,
+    Point, SumSquares, add, async_double, fail_if, fetch, make_point, square, squares, whereami,
 )
 
 

@@ -21,7 +21,7 @@ import pytest
 
 import zart_nb as zart
 from conftest import wait_until
-from zart_nb import _engine
+from zart_nb import _runtime
 
 DRIVER = Path(__file__).resolve().parent / "scripts" / "fault_driver.py"
 WORKERS = 2  # every in-process run uses the same size, so the process-wide pool is reused
@@ -286,7 +286,7 @@ def test_worker_killed_mid_step_is_retried_and_pool_heals(tmp_path):
     assert output["outcome"] == "survived"
     assert crashed_pid not in output["pids"]
     assert not pid_alive(crashed_pid)
-    pool_pids = _engine.get_pool(WORKERS).pids
+    pool_pids = _runtime.get_pool(WORKERS).pids
     assert len(pool_pids) == WORKERS and crashed_pid not in pool_pids
     assert all(pid_alive(pid) for pid in pool_pids)
 
@@ -363,7 +363,7 @@ def test_step_timeout_kills_worker_and_pool_heals(tmp_path):
     # the killed worker is named in the journal ("worker-N:pidP"); it is gone and was replaced
     killed_pid = int(steps[0].worker.rsplit("pid", 1)[1])
     assert not pid_alive(killed_pid)
-    pool_pids = _engine.get_pool(WORKERS).pids
+    pool_pids = _runtime.get_pool(WORKERS).pids
     assert len(pool_pids) == WORKERS and killed_pid not in pool_pids
     assert zart.run(squares, 6, execution_id="after-timeout", journal=journal,
                     workers=WORKERS) == [i * i for i in range(6)]

@@ -33,7 +33,8 @@ from ._api import (
     workflow,
 )
 from ._context import Context
-from ._engine import Execution, StepHandle, get_journal as journal, shutdown_pool
+from ._handles import Execution, StepHandle
+from ._runtime import get_journal as journal, shutdown_pool
 from ._errors import (
     Cancelled,
     DefinitionError,

@@ -7,11 +7,12 @@ import os
 import string
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Iterable, ParamSpec, Sequence, TypeVar, overload
+from typing import Any, Callable, Generic, Iterable, ParamSpec, TypeVar, overload
 
-from . import _context, _engine, _serialization as ser
-from ._engine import Execution, StepHandle, WorkflowDef
-from ._errors import DefinitionError, StepError
+from . import _context, _engine, _runtime, _serialization as ser
+from ._engine import WorkflowDef
+from ._handles import Execution, StepHandle
+from ._errors import DefinitionError
 from ._records import ExecutionStatus
 
 P = ParamSpec("P")
@@ -254,7 +255,7 @@ class DurableScheduler:
                  workers: int | None = None, on_change: str = "rerun") -> None:
         _check_on_change(on_change)
         self.registry = registry
-        self.journal = _engine.get_journal(journal)
+        self.journal = _runtime.get_journal(journal)
         self.workers = workers
         self.on_change = on_change
         self._executions: dict[str, Execution] = {}
@@ -338,7 +339,7 @@ def run(workflow: Any, data: Any = None, *, execution_id: str | None = None,
     _check_on_change(on_change)
     definition = _as_workflow(workflow)
     execution = Execution(execution_id or default_execution_id(definition, data),
-                          _engine.get_journal(journal))
+                          _runtime.get_journal(journal))
     _engine.execute(execution, definition, data, on_change=on_change, workers=workers)
     return execution.result()
 
@@ -350,7 +351,7 @@ def start(workflow: Any, data: Any = None, *, execution_id: str | None = None,
     _check_on_change(on_change)
     definition = _as_workflow(workflow)
     execution = Execution(execution_id or default_execution_id(definition, data),
-                          _engine.get_journal(journal))
+                          _runtime.get_journal(journal))
     _start_thread(execution, definition, data, on_change, workers)
     return execution
 

@@ -7,7 +7,7 @@ import sys
 from datetime import datetime
 from typing import Sequence
 
-from . import _engine, _serialization as ser
+from . import _runtime, _serialization as ser
 from ._errors import ZartError
 from ._records import ExecutionStatus
 
@@ -43,7 +43,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    journal = _engine.get_journal(args.journal)
+    journal = _runtime.get_journal(args.journal)
     with journal.hold():
         records = journal.list_executions(status=args.status, limit=args.limit)
     if not records:
@@ -56,7 +56,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    journal = _engine.get_journal(args.journal)
+    journal = _runtime.get_journal(args.journal)
     with journal.hold():
         record = journal.execution_record(args.execution_id)
         if record is None:
@@ -106,10 +106,11 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from ._api import _as_workflow
-    from ._engine import Execution, execute
+    from ._engine import execute
+    from ._handles import Execution
 
     sys.path.insert(0, os.getcwd())
-    journal = _engine.get_journal(args.journal)
+    journal = _runtime.get_journal(args.journal)
     with journal.hold():
         stored = journal.get_execution(args.execution_id)
         if stored is None:
@@ -128,7 +129,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    journal = _engine.get_journal(args.journal)
+    journal = _runtime.get_journal(args.journal)
     with journal.hold():
         stored = journal.get_execution(args.execution_id)
         if stored is None:

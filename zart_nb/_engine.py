@@ -12,9 +12,7 @@ top cannot rebuild, so a body can unwind and a later run can continue it.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import inspect
-import os
 import threading
 import time
 import traceback as tb_module
@@ -38,192 +36,16 @@ from ._errors import (
 )
 from ._events import Event, events
 from ._executors import Outcome, Task
+from ._handles import Execution, StepHandle
 from ._journal import Journal, StoredStep
-from ._pool import LocalPool, default_worker_count
+from ._pool import LocalPool
 from ._records import ExecutionStatus, RunReason, StepStatus
+from ._runtime import get_pool
 
 if TYPE_CHECKING:
     from ._api import Step
 
-DEFAULT_JOURNAL = Path(".zart") / "journal.duckdb"
 WAIT_TICK = 0.1
-
-
-def default_journal_path() -> Path:
-    return Path(os.environ.get("ZART_JOURNAL") or DEFAULT_JOURNAL)
-
-
-# --- the process-wide worker pool ---------------------------------------------------------------
-
-_pool_lock = threading.Lock()
-_pool: LocalPool | None = None
-
-
-class _Committer:
-    """Takes outcomes off the pool's I/O thread and makes them durable in groups.
-
-    The I/O thread only receives and dispatches; this thread appends and fsyncs whatever arrived
-    during the previous fsync (group commit), then resolves the handles.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._outcomes: list[Outcome] = []
-        self._thread: threading.Thread | None = None
-        self._busy = False
-
-    def deliver(self, outcomes: list[Outcome]) -> None:
-        pool = _pool
-        with self._cond:
-            inline = not self._busy and not self._outcomes and pool is not None and not pool.has_queued
-            if inline:
-                self._busy = True
-        if inline:
-            # Nothing waits to be dispatched: commit on the calling thread and save a thread hop
-            # (this is the sequential path: one step at a time).
-            try:
-                self._commit(outcomes)
-            finally:
-                with self._cond:
-                    self._busy = False
-                    if self._outcomes:
-                        self._cond.notify()
-            return
-        with self._cond:
-            self._outcomes.extend(outcomes)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="zart-committer", daemon=True)
-                self._thread.start()
-            self._cond.notify()
-
-    def _loop(self) -> None:
-        while True:
-            with self._cond:
-                while not self._outcomes or self._busy:
-                    self._cond.wait()
-                batch, self._outcomes = self._outcomes, []
-                self._busy = True
-            try:
-                self._commit(batch)
-            finally:
-                with self._cond:
-                    self._busy = False
-
-    @staticmethod
-    def _commit(batch: list[Outcome]) -> None:
-        by_run: dict[Run, list[Outcome]] = {}
-        for outcome in batch:
-            by_run.setdefault(outcome.task.owner.run, []).append(outcome)
-        for run, outcomes in by_run.items():
-            try:
-                run.on_outcomes(outcomes)
-            except Exception as exc:
-                run.fail_outcomes(outcomes, exc)
-
-
-_committer = _Committer()
-_deliver = _committer.deliver
-
-
-def get_pool(workers: int | None = None) -> LocalPool:
-    """The warm pool shared by every execution of this process (restarted if the size changes)."""
-    global _pool
-    size = workers or default_worker_count()
-    with _pool_lock:
-        if _pool is not None and _pool.size != size:
-            _pool.shutdown()
-            _pool = None
-        if _pool is None:
-            _pool = LocalPool(size, _deliver)
-        return _pool
-
-
-def shutdown_pool() -> None:
-    """Stop the worker processes (they are restarted on the next dispatch)."""
-    global _pool
-    with _pool_lock:
-        if _pool is not None:
-            _pool.shutdown()
-            _pool = None
-
-
-def _close_all() -> None:
-    shutdown_pool()
-    with _journals_lock:
-        journals = list(_journals.values())
-    for journal in journals:
-        try:
-            journal.close()
-        except Exception:
-            pass
-
-
-atexit.register(_close_all)
-
-
-# --- journals by path --------------------------------------------------------------------------
-
-_journals: dict[Path, Journal] = {}
-_journals_lock = threading.Lock()
-
-
-def get_journal(path: str | os.PathLike[str] | None = None) -> Journal:
-    """The process's one :class:`Journal` for ``path`` (default ``$ZART_JOURNAL`` or
-    ``./.zart/journal.duckdb``). Use it to read executions and steps (``list_executions``, ...)."""
-    resolved = Path(path or default_journal_path()).expanduser().absolute()
-    with _journals_lock:
-        journal = _journals.get(resolved)
-        if journal is None:
-            journal = _journals[resolved] = Journal(resolved)
-        return journal
-
-
-# --- handles -----------------------------------------------------------------------------------
-
-
-class StepHandle:
-    """The promise of one step's result. ``zart.wait`` turns handles into results."""
-
-    __slots__ = ("key", "name", "done", "_blob", "_value", "_has_value", "_error", "_run", "reused")
-
-    def __init__(self, run: "Run", key: str, name: str) -> None:
-        self.key = key
-        self.name = name
-        self.done = False
-        self.reused = False
-        self._blob: bytes | None = None
-        self._value: Any = None
-        self._has_value = False
-        self._error: BaseException | None = None
-        self._run = run
-
-    def __repr__(self) -> str:
-        state = "reused" if self.reused else ("done" if self.done else "pending")
-        return f"<StepHandle {self.key} {state}>"
-
-    def wait_done(self, timeout: float | None = None) -> None:
-        self._run.wait_for([self], timeout)
-
-    def result(self, timeout: float | None = None) -> Any:
-        """Block until the step has a journaled result and return it (or raise its ``StepError``)."""
-        if not self.done or self._run.cancelled:
-            self.wait_done(timeout)
-        if self._error is not None:
-            raise self._error
-        return self.value()
-
-    def exception(self) -> BaseException | None:
-        if not self.done:
-            self.wait_done()
-        return self._error
-
-    def value(self) -> Any:
-        if not self._has_value:
-            self._value = ser.loads(self._blob) if self._blob is not None else None
-            self._has_value = True
-            self._blob = None
-        return self._value
-
 
 @dataclass(slots=True)
 class _Definition:
@@ -510,52 +332,6 @@ class Run:
 
 
 # --- executing a workflow ----------------------------------------------------------------------
-
-
-class Execution:
-    """A handle on a started execution: ``status``, ``result(timeout)``, ``cancel()``."""
-
-    def __init__(self, execution_id: str, journal: Journal) -> None:
-        self.execution_id = execution_id
-        self.journal = journal
-        self._done = threading.Event()
-        self._status = ExecutionStatus.PENDING
-        self._output: Any = None
-        self._error: BaseException | None = None
-        self._run: Run | None = None
-        self._cancel_requested = False
-
-    def __repr__(self) -> str:
-        return f"<Execution {self.execution_id!r} {self.status.value}>"
-
-    @property
-    def status(self) -> ExecutionStatus:
-        return self._status
-
-    @property
-    def done(self) -> bool:
-        return self._done.is_set()
-
-    @property
-    def run_number(self) -> int | None:
-        return self._run.run_number if self._run else None
-
-    def result(self, timeout: float | None = None) -> Any:
-        """The workflow's output; raises its error. ``ExecutionTimeout`` if not done in time."""
-        from ._errors import ExecutionTimeout
-
-        if not self._done.wait(timeout):
-            raise ExecutionTimeout(f"execution {self.execution_id!r} still {self._status.value} after "
-                                   f"{timeout}s (it keeps running; call result() again)")
-        if self._error is not None:
-            raise self._error
-        return self._output
-
-    def cancel(self) -> None:
-        """Stop the execution: running steps are killed, the body gets ``Cancelled``."""
-        self._cancel_requested = True
-        if self._run is not None:
-            self._run.cancel()
 
 
 @dataclass(slots=True)
