@@ -2,11 +2,20 @@
 import os
 
 import pytest
+from steps_lib import (
+    Point,
+    SumSquares,
+    add,
+    async_double,
+    fail_if,
+    fetch,
+    make_point,
+    square,
+    squares,
+    whereami,
+)
 
 import zart_nb as zart
-from steps_lib import (
-    Point, SumSquares, add, async_double, fail_if, fetch, make_point, square, squares, whereami,
-)
 
 
 def test_seed_health_check_as_documented(journal):

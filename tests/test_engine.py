@@ -3,10 +3,10 @@ import subprocess
 import sys
 
 import pytest
-
-import zart_nb as zart
 from conftest import wait_until
 from steps_lib import square, wait_for_file
+
+import zart_nb as zart
 
 
 def test_finished_step_is_in_duckdb_while_wait_is_still_pending(journal, tmp_path):

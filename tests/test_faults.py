@@ -18,9 +18,9 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import wait_until
 
 import zart_nb as zart
-from conftest import wait_until
 from zart_nb import _runtime
 
 DRIVER = Path(__file__).resolve().parent / "scripts" / "fault_driver.py"

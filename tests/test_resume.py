@@ -4,9 +4,9 @@ import sys
 import textwrap
 
 import pytest
+from steps_lib import add, calls, flaky_flow, square, squares
 
 import zart_nb as zart
-from steps_lib import add, calls, flaky_flow, square, squares
 
 
 def test_completed_execution_returns_stored_output_without_dispatch(journal, tmp_path):

@@ -33,8 +33,6 @@ from ._api import (
     workflow,
 )
 from ._context import Context
-from ._handles import Execution, StepHandle
-from ._runtime import get_journal as journal, shutdown_pool
 from ._errors import (
     Cancelled,
     DefinitionError,
@@ -55,6 +53,7 @@ from ._errors import (
     ZartError,
 )
 from ._events import Event, EventBus, events
+from ._handles import Execution, StepHandle
 from ._journal import Journal
 from ._records import (
     AttemptRecord,
@@ -65,6 +64,8 @@ from ._records import (
     StepRecord,
     StepStatus,
 )
+from ._runtime import get_journal as journal
+from ._runtime import shutdown_pool
 
 __version__ = "0.1.0"
 

@@ -6,13 +6,15 @@ import inspect
 import os
 import string
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Iterable, ParamSpec, TypeVar, overload
+from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from . import _context, _engine, _runtime, _serialization as ser
+from . import _context, _engine, _runtime
+from . import _serialization as ser
 from ._engine import WorkflowDef
-from ._handles import Execution, StepHandle
 from ._errors import DefinitionError
+from ._handles import Execution, StepHandle
 from ._records import ExecutionStatus
 
 P = ParamSpec("P")
@@ -89,7 +91,7 @@ class Step(Generic[P, R]):
             raise DefinitionError(f"step name template {self.name!r} refers to {exc}, which is not an "
                                   f"argument of {self.fn.__name__}") from None
 
-    def named(self, key: str) -> "NamedCall[P, R]":
+    def named(self, key: str) -> NamedCall[P, R]:
         """This step under an explicit key, for one call: ``step.named("fetch-eu")(region)``."""
         return NamedCall(self, key)
 

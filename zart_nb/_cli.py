@@ -4,10 +4,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Sequence
 
-from . import _runtime, _serialization as ser
+from . import _runtime
+from . import _serialization as ser
 from ._errors import ZartError
 from ._records import ExecutionStatus
 
@@ -29,9 +30,9 @@ def _fmt_duration(seconds: float | None) -> str:
 def _table(headers: Sequence[str], rows: list[Sequence[str]]) -> str:
     widths = [len(h) for h in headers]
     for row in rows:
-        widths = [max(w, len(str(c))) for w, c in zip(widths, row)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+        widths = [max(w, len(str(c))) for w, c in zip(widths, row, strict=True)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     return "\n".join(lines)
 
 
@@ -172,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--traceback", action="store_true", help="print error tracebacks")
     show.set_defaults(func=cmd_show)
 
-    resume = sub.add_parser("resume", parents=[common], help="finish an execution from its journaled definition")
+    resume = sub.add_parser("resume", parents=[common],
+                            help="finish an execution from its journaled definition")
     resume.add_argument("execution_id")
     resume.add_argument("--workers", type=int)
     resume.set_defaults(func=cmd_resume)

@@ -21,15 +21,15 @@ class Context:
     run_number: int | None = None
 
 
-_run: ContextVar["Run | None"] = ContextVar("zart_run", default=None)
+_run: ContextVar[Run | None] = ContextVar("zart_run", default=None)
 _step: ContextVar[Context | None] = ContextVar("zart_step", default=None)
 
 
-def current_run() -> "Run | None":
+def current_run() -> Run | None:
     return _run.get()
 
 
-def require_run(what: str) -> "Run":
+def require_run(what: str) -> Run:
     run = _run.get()
     if run is None:
         raise NotInWorkflow(f"zart.{what}() must be called inside a running workflow "
@@ -37,7 +37,7 @@ def require_run(what: str) -> "Run":
     return run
 
 
-def enter_run(run: "Run") -> Token:
+def enter_run(run: Run) -> Token:
     return _run.set(run)
 
 

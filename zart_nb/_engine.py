@@ -16,11 +16,13 @@ import inspect
 import threading
 import time
 import traceback as tb_module
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
-from . import _context, _serialization as ser
+from . import _context
+from . import _serialization as ser
 from ._errors import (
     Cancelled,
     DefinitionError,
@@ -58,7 +60,7 @@ class _StepState:
     __slots__ = ("run", "handle", "step", "args_blob", "args_hash", "args_preview", "seq", "reason",
                  "supersedes", "attempt", "scheduled_at", "definition", "timeout")
 
-    def __init__(self, run: "Run", handle: StepHandle, step: "Step", definition: _Definition,
+    def __init__(self, run: Run, handle: StepHandle, step: Step, definition: _Definition,
                  args_blob: bytes, args_hash: str, args_preview: str, seq: int, reason: str,
                  supersedes: bool) -> None:
         self.run = run
@@ -105,7 +107,7 @@ class Run:
 
     # --- scheduling (workflow thread) ------------------------------------------------------------
 
-    def schedule(self, step: "Step", args: tuple, kwargs: dict, key: str | None = None) -> StepHandle:
+    def schedule(self, step: Step, args: tuple, kwargs: dict, key: str | None = None) -> StepHandle:
         # The replay of a journaled step takes this path thousands of times: keep it lean.
         if self.cancelled:
             raise Cancelled(f"execution {self.execution_id!r} was cancelled")
@@ -167,7 +169,7 @@ class Run:
                                  {"name": name, "reason": reason.value}))
         return handle
 
-    def _definition(self, step: "Step") -> _Definition:
+    def _definition(self, step: Step) -> _Definition:
         definition = self._definitions.get(id(step))
         if definition is None:
             try:

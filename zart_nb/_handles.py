@@ -18,7 +18,7 @@ class StepHandle:
 
     __slots__ = ("key", "name", "done", "_blob", "_value", "_has_value", "_error", "_run", "reused")
 
-    def __init__(self, run: "Run", key: str, name: str) -> None:
+    def __init__(self, run: Run, key: str, name: str) -> None:
         self.key = key
         self.name = name
         self.done = False

@@ -13,10 +13,11 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Iterator, NamedTuple, Sequence
+from typing import NamedTuple
 
 import duckdb
 
@@ -154,7 +155,7 @@ class Journal:
     # --- ownership -----------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def hold(self) -> Iterator["Journal"]:
+    def hold(self) -> Iterator[Journal]:
         """Keep the file open for the duration (reentrant); closed ``grace`` seconds after the last."""
         with self._lock:
             self._holders += 1

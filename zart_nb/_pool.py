@@ -22,7 +22,8 @@ import subprocess
 import sys
 import threading
 import time
-from multiprocessing.connection import Connection, wait as wait_for_ready
+from multiprocessing.connection import Connection
+from multiprocessing.connection import wait as wait_for_ready
 from pathlib import Path
 
 from ._executors import Outcome, OutcomeSink, Task
@@ -313,7 +314,7 @@ class LocalPool:
                 worker.ready = True
                 worker.head_started = now
                 continue
-            for task_id, ok, blob, preview, error_type, error, tb, started, finished in replies:
+            for _task_id, ok, blob, preview, error_type, error, tb, started, finished in replies:
                 task = worker.inflight.popleft()
                 worker.unanswered -= task.sent_bytes
                 task.started_at = started

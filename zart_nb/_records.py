@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 
-class ExecutionStatus(str, enum.Enum):
+class ExecutionStatus(enum.StrEnum):
     """Where an execution stands. ``interrupted``: its process died or the kernel was interrupted."""
 
     PENDING = "pending"
@@ -21,7 +21,7 @@ class ExecutionStatus(str, enum.Enum):
         return self in (ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED)
 
 
-class StepStatus(str, enum.Enum):
+class StepStatus(enum.StrEnum):
     """Where a step stands in the current run (``retrying``: an attempt failed, another is due)."""
 
     SCHEDULED = "scheduled"
@@ -32,7 +32,7 @@ class StepStatus(str, enum.Enum):
     CANCELLED = "cancelled"
 
 
-class RunReason(str, enum.Enum):
+class RunReason(enum.StrEnum):
     """Why a step was executed in a run rather than reused from the journal."""
 
     NEW = "new"

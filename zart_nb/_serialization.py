@@ -18,7 +18,8 @@ import reprlib
 import sys
 import types
 import weakref
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import cloudpickle
 from cloudpickle import cloudpickle as _cp
@@ -54,7 +55,7 @@ def dumps_by_value(value: Any) -> bytes:
 # by-value copy would be a different class from the one the re-run cell just defined, so ``isinstance``
 # and ``==`` would fail. When ``__main__`` holds a class of the same name, we adopt it instead.
 
-_adopted: "weakref.WeakSet[type]" = weakref.WeakSet()
+_adopted: weakref.WeakSet[type] = weakref.WeakSet()
 
 
 def _make_skeleton_class(type_constructor, name, bases, type_kwargs, class_tracker_id, extra):
@@ -213,7 +214,7 @@ def code_hash(obj: Callable[..., Any] | type | object) -> str:
     return hasher.hexdigest()
 
 
-def _hash_object(obj: Any, hasher: "hashlib._Hash", seen: set[int]) -> None:
+def _hash_object(obj: Any, hasher: hashlib._Hash, seen: set[int]) -> None:
     if id(obj) in seen:
         hasher.update(b"<seen>")
         return
@@ -244,7 +245,7 @@ def _hash_object(obj: Any, hasher: "hashlib._Hash", seen: set[int]) -> None:
         hasher.update(repr(obj).encode())
 
 
-def _hash_function(fn: types.FunctionType, hasher: "hashlib._Hash", seen: set[int]) -> None:
+def _hash_function(fn: types.FunctionType, hasher: hashlib._Hash, seen: set[int]) -> None:
     _hash_code(fn.__code__, hasher, fn.__doc__)
     if fn.__defaults__:
         hasher.update(preview(fn.__defaults__).encode())
@@ -252,7 +253,7 @@ def _hash_function(fn: types.FunctionType, hasher: "hashlib._Hash", seen: set[in
     for name in sorted(_global_names(fn.__code__)):  # set order varies by process
         if name in fn.__globals__:
             _hash_reference(name, fn.__globals__[name], module, hasher, seen)
-    for cell_name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
+    for cell_name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or (), strict=False):
         try:
             contents = cell.cell_contents
         except ValueError:
@@ -260,7 +261,7 @@ def _hash_function(fn: types.FunctionType, hasher: "hashlib._Hash", seen: set[in
         _hash_reference(cell_name, contents, module, hasher, seen)
 
 
-def _hash_reference(name: str, value: Any, module: str, hasher: "hashlib._Hash", seen: set[int]) -> None:
+def _hash_reference(name: str, value: Any, module: str, hasher: hashlib._Hash, seen: set[int]) -> None:
     if type(value) in _SIMPLE:
         hasher.update(f"{name}={value!r}".encode())
     elif isinstance(value, (types.FunctionType, type)) and getattr(value, "__module__", None) == module:
@@ -279,7 +280,7 @@ def _global_names(code: types.CodeType) -> set[str]:
     return names
 
 
-def _hash_code(code: types.CodeType, hasher: "hashlib._Hash", doc: str | None = None) -> None:
+def _hash_code(code: types.CodeType, hasher: hashlib._Hash, doc: str | None = None) -> None:
     hasher.update(code.co_code)
     hasher.update(repr(code.co_names).encode())
     hasher.update(repr(code.co_varnames).encode())

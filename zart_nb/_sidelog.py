@@ -16,8 +16,8 @@ import os
 import pickle
 import struct
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 _HEADER = struct.Struct("<II")
 
