@@ -118,8 +118,8 @@ class Scratch:
         try:
             _runtime.get_journal(self.journal).close()
         finally:
-            with _runtime._journals_lock:
-                _runtime._journals.pop(Path(self.journal).absolute(), None)
+            with zart.Journal._instances_lock:
+                zart.Journal._instances.pop(Path(self.journal).absolute(), None)
             shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -92,3 +92,9 @@ def test_journal_read_by_plain_duckdb_after_release(journal):
         assert conn.execute("SELECT status FROM executions").fetchall() == [("completed",)]
     finally:
         conn.close()
+
+
+def test_one_journal_object_per_file_per_process(journal, tmp_path):
+    """Two objects would both fold the same side log (duplicate rows, write conflicts)."""
+    assert zart.Journal(journal) is zart.journal(journal) is zart.Journal(str(journal))
+    assert zart.Journal(tmp_path / "other.duckdb") is not zart.Journal(journal)

@@ -129,14 +129,38 @@ def _owner_from(message: str) -> str:
 
 
 class Journal:
-    """A zart journal file. Thread-safe; every method opens the file if it is not open yet."""
+    """A zart journal file. Thread-safe; every method opens the file if it is not open yet.
+
+    There is one Journal per file per process: ``Journal(path)`` returns the existing one (two
+    would both fold the same side log).
+    """
+
+    _instances: dict[Path, Journal] = {}
+    _instances_lock = threading.Lock()
+
+    def __new__(cls, path: str | os.PathLike[str], **_: object) -> Journal:
+        resolved = Path(path).expanduser().absolute()
+        with cls._instances_lock:
+            instance = cls._instances.get(resolved)
+            if instance is None:
+                instance = super().__new__(cls)
+                instance._initialized = False
+                cls._instances[resolved] = instance
+            return instance
 
     def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float | None = None,
-                 grace: float = DEFAULT_GRACE) -> None:
+                 grace: float | None = None) -> None:
+        if self._initialized:
+            if lock_timeout is not None:
+                self.lock_timeout = lock_timeout
+            if grace is not None:
+                self.grace = grace
+            return
+        self._initialized = True
         self.path = Path(path).expanduser().absolute()
         self.lock_timeout = (float(os.environ.get("ZART_LOCK_TIMEOUT", "10"))
                              if lock_timeout is None else lock_timeout)
-        self.grace = grace
+        self.grace = DEFAULT_GRACE if grace is None else grace
         self._lock = threading.RLock()  # the DuckDB connection and open/close
         self._conn: duckdb.DuckDBPyConnection | None = None
         self._holders = 0

@@ -118,8 +118,8 @@ def shutdown_pool() -> None:
 
 def _close_all() -> None:
     shutdown_pool()
-    with _journals_lock:
-        journals = list(_journals.values())
+    with Journal._instances_lock:
+        journals = list(Journal._instances.values())
     for journal in journals:
         try:
             journal.close()
@@ -132,18 +132,8 @@ atexit.register(_close_all)
 
 # --- journals by path --------------------------------------------------------------------------
 
-_journals: dict[Path, Journal] = {}
-_journals_lock = threading.Lock()
-
 
 def get_journal(path: str | os.PathLike[str] | None = None) -> Journal:
     """The process's one :class:`Journal` for ``path`` (default ``$ZART_JOURNAL`` or
     ``./.zart/journal.duckdb``). Use it to read executions and steps (``list_executions``, ...)."""
-    resolved = Path(path or default_journal_path()).expanduser().absolute()
-    with _journals_lock:
-        journal = _journals.get(resolved)
-        if journal is None:
-            journal = _journals[resolved] = Journal(resolved)
-        return journal
-
-
+    return Journal(path or default_journal_path())
