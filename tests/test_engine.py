@@ -87,3 +87,22 @@ def test_idle_journal_is_released_for_other_processes(journal):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "['rel-1']"
+
+
+def test_a_busy_pool_is_not_resized_under_running_steps(journal, tmp_path):
+    barrier = tmp_path / "go"
+
+    @zart.workflow("long")
+    def long_flow(_):
+        return wait_for_file(str(barrier))
+
+    from zart_nb import _runtime
+
+    first = zart.start(long_flow, None, execution_id="busy-1", journal=journal, workers=2)
+    wait_until(lambda: _runtime._pool is not None and not _runtime._pool.idle, what="a step in the pool")
+    try:
+        # another size while busy: runs on the existing pool instead of killing busy-1's step
+        assert zart.run(lambda x: square(x), 6, execution_id="busy-2", journal=journal, workers=1) == 36
+    finally:
+        barrier.touch()
+    assert first.result(timeout=60) == "released"

@@ -173,6 +173,12 @@ class LocalPool:
             worker.kill()
 
     @property
+    def idle(self) -> bool:
+        """No attempt is queued, delayed or running."""
+        with self._lock:
+            return not self._queue and not self._delayed and not any(w.inflight for w in self._workers)
+
+    @property
     def has_queued(self) -> bool:
         """Attempts wait to be sent (so the I/O thread should not be kept busy with other work)."""
         return bool(self._queue)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -95,13 +96,20 @@ _deliver = _committer.deliver
 
 
 def get_pool(workers: int | None = None) -> LocalPool:
-    """The warm pool shared by every execution of this process (restarted if the size changes)."""
+    """The warm pool shared by every execution of this process.
+
+    Asking for another size restarts it when it is idle; while other executions use it, it keeps
+    its size (restarting would kill their steps) and says so."""
     global _pool
     size = workers or default_worker_count()
     with _pool_lock:
         if _pool is not None and _pool.size != size:
-            _pool.shutdown()
-            _pool = None
+            if _pool.idle:
+                _pool.shutdown()
+                _pool = None
+            else:
+                print(f"zart: the worker pool is busy with {_pool.size} workers; keeping that size "
+                      f"instead of {size} until it is idle", file=sys.stderr)
         if _pool is None:
             _pool = LocalPool(size, _deliver)
         return _pool
