@@ -98,3 +98,44 @@ def test_one_journal_object_per_file_per_process(journal, tmp_path):
     """Two objects would both fold the same side log (duplicate rows, write conflicts)."""
     assert zart.Journal(journal) is zart.journal(journal) is zart.Journal(str(journal))
     assert zart.Journal(tmp_path / "other.duckdb") is not zart.Journal(journal)
+
+
+def test_side_log_of_a_deleted_journal_is_never_folded_into_a_new_one(tmp_path):
+    journal = tmp_path / "j.duckdb"
+    script = textwrap.dedent(f"""
+        import os, sys
+        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        from zart_nb import _journal
+        from test_journal import _row
+        _journal.FOLD_INTERVAL = 3600
+        j = _journal.Journal({str(journal)!r})
+        with j.hold():
+            j.record([_row("old", "k#0")])
+            os._exit(0)
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    for leftover in (journal, tmp_path / "j.duckdb.wal"):
+        if leftover.exists():
+            leftover.unlink()  # the user deletes the database, the side log stays behind
+    assert (tmp_path / "j.duckdb.steps.log").stat().st_size > 0
+    fresh = zart.journal(journal)
+    assert fresh.list_steps("old") == []
+    assert (tmp_path / "j.duckdb.steps.log.orphaned").exists()
+
+
+def test_paths_naming_the_same_file_share_one_journal(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path)
+    plain = zart.Journal(tmp_path / "j.duckdb")
+    assert zart.Journal(tmp_path / "sub" / ".." / "j.duckdb") is plain
+    assert zart.Journal(tmp_path / "link" / "j.duckdb") is plain
+
+
+def test_a_bare_read_releases_the_file_after_the_grace(journal):
+    j = zart.journal(journal)
+    j.list_executions()  # no hold() by the caller
+    code = (f"import zart_nb as zart; j = zart.journal({str(journal)!r}); j.lock_timeout = 30; "
+            "print(len(j.list_executions()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "0"

@@ -8,16 +8,18 @@ fsynced side log first (see ``_sidelog``) and are folded into DuckDB in batches 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import duckdb
 
@@ -31,6 +33,8 @@ from ._records import (
     StepStatus,
 )
 from ._sidelog import SideLog
+
+T = TypeVar("T")
 
 SCHEMA_VERSION = 1
 DEFAULT_GRACE = 1.0
@@ -128,6 +132,20 @@ def _owner_from(message: str) -> str:
     return f"process {match.group(1)}" if match else "another process"
 
 
+def _held(method: Callable[..., T]) -> Callable[..., T]:
+    """Run a Journal method inside ``hold()``: the file is opened if needed and released after the
+    grace period, even when the caller never held it (a bare ``zart.journal(p).list_steps(...)``)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Journal, *args: object, **kwargs: object) -> T:
+        if self._holders:  # already held (a run, or a nested call): the cheap path
+            return method(self, *args, **kwargs)
+        with self.hold():
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class Journal:
     """A zart journal file. Thread-safe; every method opens the file if it is not open yet.
 
@@ -139,7 +157,7 @@ class Journal:
     _instances_lock = threading.Lock()
 
     def __new__(cls, path: str | os.PathLike[str], **_: object) -> Journal:
-        resolved = Path(path).expanduser().absolute()
+        resolved = Path(path).expanduser().resolve()  # symlinks and .. name the same file
         with cls._instances_lock:
             instance = cls._instances.get(resolved)
             if instance is None:
@@ -157,12 +175,13 @@ class Journal:
                 self.grace = grace
             return
         self._initialized = True
-        self.path = Path(path).expanduser().absolute()
+        self.path = Path(path).expanduser().resolve()
         self.lock_timeout = (float(os.environ.get("ZART_LOCK_TIMEOUT", "10"))
                              if lock_timeout is None else lock_timeout)
         self.grace = DEFAULT_GRACE if grace is None else grace
         self._lock = threading.RLock()  # the DuckDB connection and open/close
         self._conn: duckdb.DuckDBPyConnection | None = None
+        self._ready = False  # open, migrated and recovered: records may go to the side log
         self._holders = 0
         self._close_timer: threading.Timer | None = None
         self._sidelog = SideLog(self.path.with_name(self.path.name + ".steps.log"))
@@ -171,6 +190,7 @@ class Journal:
         self._log_lock = threading.Lock()
         self._log_cond = threading.Condition(self._log_lock)
         self._seq = 0
+        self._journal_id = ""
         self._unfolded: list[tuple[int, str, tuple]] = []
         self._pending_defs: list[tuple] = []
         self._writer: threading.Thread | None = None
@@ -223,10 +243,11 @@ class Journal:
                 return
             with self._log_lock:  # no record may slip in between the last fold and the truncation
                 self._queue_pending_defs_locked()
-                records, self._unfolded = self._unfolded, []
-                self._write(records)
+                self._write(self._unfolded)  # on failure the rows stay in memory and in the log
+                self._unfolded = []
                 self._sidelog.truncate()
                 self._sidelog.close()
+                self._ready = False
             self._conn.close()
             self._conn = None
         with self._log_cond:
@@ -246,6 +267,7 @@ class Journal:
             self._conn.close()
             self._conn = None
             raise
+        self._ready = True
         with self._log_cond:  # the writer clears _writer under this lock as it exits
             if self._writer is None:
                 self._writer = threading.Thread(target=self._writer_loop, name="zart-journal-writer",
@@ -357,6 +379,12 @@ class Journal:
                 conn.execute(statement)
             conn.execute("INSERT OR REPLACE INTO zart_meta VALUES ('schema_version', ?)", [str(target)])
             conn.execute("COMMIT")
+        row = conn.execute("SELECT value FROM zart_meta WHERE key = 'journal_id'").fetchone()
+        if row is None:
+            self._journal_id = uuid.uuid4().hex
+            conn.execute("INSERT INTO zart_meta VALUES ('journal_id', ?)", [self._journal_id])
+        else:
+            self._journal_id = row[0]
         row = conn.execute("SELECT value FROM zart_meta WHERE key = 'folded_seq'").fetchone()
         if row is None:
             conn.execute("INSERT INTO zart_meta VALUES ('folded_seq', '0')")
@@ -370,15 +398,26 @@ class Journal:
     # --- side log and folding --------------------------------------------------------------------
 
     def _recover_sidelog(self) -> None:
-        """Fold what a previous owner (or this process before a release) left in the side log."""
-        with self._log_lock:
-            folded = self._seq
-            self._unfolded = [record for record in self._sidelog.read() if record[0] > folded]
-            if self._unfolded:
-                self._seq = self._unfolded[-1][0]
-        self._fold_locked()
-        self._sidelog.truncate()
+        """Fold what a previous owner (or this process before a release) left in the side log.
 
+        Only a log written for this very database counts (its first frame names the journal id):
+        the log of a deleted or replaced journal file is set aside, never folded into a new one."""
+        with self._log_lock:
+            records = list(self._sidelog.read())
+            if records and records[0][1:] != ("h", (self._journal_id,)):
+                aside = self._sidelog.path.with_name(self._sidelog.path.name + ".orphaned")
+                os.replace(self._sidelog.path, aside)
+                print(f"zart: {self._sidelog.path} belongs to another journal file; moved it to {aside}",
+                      file=sys.stderr)
+                records = []
+            leftover = [record for record in records[1:] if record[0] > self._seq]
+            self._write(leftover)  # on failure the log stays as it is, for the next open
+            if leftover:
+                self._seq = leftover[-1][0]
+            self._unfolded = []
+            self._sidelog.truncate()
+
+    @_held
     def record(self, steps: Sequence[tuple] = (), attempts: Sequence[tuple] = (),
                supersede: Sequence[tuple[str, str]] = ()) -> None:
         """Make finished steps (rows in ``STEP_COLUMNS`` order) and failed attempts durable now.
@@ -387,7 +426,7 @@ class Journal:
         applied before the rows given with it. Durable when this returns (fsynced side log); folded
         into DuckDB within ``FOLD_INTERVAL`` by the writer thread.
         """
-        if self._conn is None:
+        if not self._ready:
             with self._lock:
                 self._ensure_open()
         with self._log_cond:
@@ -399,7 +438,7 @@ class Journal:
                     records.append((self._seq, kind, tuple(row)))
             if not records:
                 return
-            self._sidelog.append(records)
+            self._sidelog.append(records, header=(0, "h", (self._journal_id,)))
             was_empty = not self._unfolded
             self._unfolded.extend(records)
             if was_empty or len(self._unfolded) >= FOLD_BATCH:
@@ -506,11 +545,13 @@ class Journal:
             self._unfolded.append((self._seq, "d", row))
         self._pending_defs = []
 
+    @_held
     def has_definition(self, def_id: str) -> bool:
         with self._lock:
             self._ensure_open()
         return def_id in self._known_defs
 
+    @_held
     def load_definition(self, def_id: str) -> tuple[str, str, bytes]:
         """``(kind, name, pickle)`` of a stored definition."""
         with self._lock:
@@ -520,6 +561,7 @@ class Journal:
             raise KeyError(def_id)
         return row[0], row[1], row[2]
 
+    @_held
     def list_definitions(self) -> list[tuple[str, str, str, str]]:
         """``(def_id, kind, name, source)`` of every journaled definition (no pickle is read)."""
         with self._lock:
@@ -528,6 +570,7 @@ class Journal:
             return conn.execute("SELECT def_id, kind, name, source FROM definitions "
                                 "ORDER BY kind, name").fetchall()
 
+    @_held
     def definition_source(self, def_id: str) -> str:
         with self._lock:
             row = self._ensure_open().execute(
@@ -536,6 +579,7 @@ class Journal:
 
     # --- executions and runs ---------------------------------------------------------------------
 
+    @_held
     def get_execution(self, execution_id: str) -> StoredExecution | None:
         with self._lock:
             row = self._ensure_open().execute(
@@ -543,6 +587,7 @@ class Journal:
                           run_number FROM executions WHERE execution_id = ?""", [execution_id]).fetchone()
         return None if row is None else StoredExecution(*row)
 
+    @_held
     def begin_run(self, execution_id: str, workflow: str, def_id: str, input: bytes, input_hash: str,
                   input_preview: str, on_change: str, definition: tuple | None = None) -> int:
         """Mark the execution running under this process and open its next run; returns its number.
@@ -591,6 +636,7 @@ class Journal:
                 raise
         return run_number
 
+    @_held
     def finish_run(self, execution_id: str, run_number: int, status: ExecutionStatus,
                    output: bytes | None = None, output_preview: str | None = None,
                    error: str | None = None, traceback: str | None = None,
@@ -619,6 +665,7 @@ class Journal:
                     self._log_cond.notify_all()
             self._write([], record_end)
 
+    @_held
     def set_status(self, execution_id: str, status: ExecutionStatus) -> None:
         """Set an execution's status outside of a run (e.g. cancel an interrupted one)."""
         with self._lock:
@@ -628,6 +675,7 @@ class Journal:
 
     # --- steps -----------------------------------------------------------------------------------
 
+    @_held
     def load_steps(self, execution_id: str) -> dict[str, StoredStep]:
         """The current record of every journaled step of an execution, by step key."""
         with self._lock:
@@ -641,6 +689,7 @@ class Journal:
 
     # --- listings for the CLI, widget and TUI (no pickle is read) --------------------------------
 
+    @_held
     def list_executions(self, status: str | None = None, limit: int = 200,
                         execution_id: str | None = None) -> list[ExecutionRecord]:
         """Executions, newest first, with their current step counts (no pickle is read)."""
@@ -677,6 +726,7 @@ class Journal:
         records = self.list_executions(limit=1, execution_id=execution_id)
         return records[0] if records else None
 
+    @_held
     def list_steps(self, execution_id: str, current_only: bool = True) -> list[StepRecord]:
         with self._lock:
             conn = self._ensure_open()
@@ -690,6 +740,7 @@ class Journal:
         return [StepRecord(r[0], r[1], r[2], r[3], StepStatus(r[4]), r[5], r[6], r[7], r[8], r[9],
                            r[10], r[11], _ts(r[12]), _ts(r[13]), _ts(r[14]), r[15]) for r in rows]
 
+    @_held
     def list_attempts(self, execution_id: str, step_key: str | None = None) -> list[AttemptRecord]:
         with self._lock:
             conn = self._ensure_open()
@@ -702,6 +753,7 @@ class Journal:
         return [AttemptRecord(r[0], r[1], r[2], r[3], StepStatus(r[4]), r[5], r[6], _ts(r[7]),
                               _ts(r[8]), r[9]) for r in rows]
 
+    @_held
     def list_runs(self, execution_id: str) -> list[RunRecord]:
         with self._lock:
             rows = self._ensure_open().execute(
@@ -711,6 +763,7 @@ class Journal:
         return [RunRecord(r[0], r[1], ExecutionStatus(r[2]), _ts(r[3]), _ts(r[4]), r[5], r[6], r[7])
                 for r in rows]
 
+    @_held
     def execution_pickles(self, execution_id: str) -> tuple[bytes | None, bytes | None]:
         """``(input, output)`` pickles, for code that is allowed to unpickle (the engine, resume)."""
         with self._lock:

@@ -27,10 +27,14 @@ class SideLog:
         self.path = path
         self._fd: int | None = None
 
-    def append(self, records: list[tuple[int, str, tuple]]) -> None:
-        """Append and fsync ``(seq, kind, row)`` records; durable when this returns."""
+    def append(self, records: list[tuple[int, str, tuple]], header: tuple | None = None) -> None:
+        """Append and fsync ``(seq, kind, row)`` records; durable when this returns.
+
+        ``header`` is written first when the file is empty (it names the journal the log is for)."""
         if self._fd is None:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        if header is not None and os.fstat(self._fd).st_size == 0:
+            records = [header, *records]
         body = pickle.dumps(records, 5)
         data = _HEADER.pack(len(body), zlib.crc32(body)) + body
         view = memoryview(data)
