@@ -93,6 +93,7 @@ class Run:
         self.on_change = on_change
         self.workers = workers
         self.cancelled = False
+        self.closing = False
         self.executed = 0
         self.reused = 0
         self.total = 0
@@ -184,15 +185,23 @@ class Run:
                 self.journal.save_definition(code, "step", step.name, ser.source_of(step.fn), blob)
         return definition
 
-    def _submit(self, state: _StepState, delay: float = 0.0) -> None:
-        task = Task(next(self._task_ids), state.definition.fn_id, state.definition.fn_blob,
+    def _task(self, state: _StepState, delay: float = 0.0) -> Task:
+        """A new attempt of ``state``; the caller registers it in ``_pending`` under ``_cond``."""
+        return Task(next(self._task_ids), state.definition.fn_id, state.definition.fn_blob,
                     state.args_blob, self.execution_id, state.handle.key, state.attempt,
-                    state.timeout, time.time() + delay if delay else 0.0, owner=state)
+                    state.timeout, time.time() + delay if delay else 0.0, owner=state, token=self)
+
+    def _submit(self, state: _StepState) -> None:
+        task = self._task(state)
         with self._cond:
             self._pending[task.task_id] = state
-        if self._pool is None:
-            self._pool = get_pool(self.workers)
-        self._pool.submit([task])
+        self._dispatch([task])
+
+    def _dispatch(self, tasks: list[Task]) -> None:
+        pool = self._pool
+        if pool is None or pool.closed:
+            pool = self._pool = get_pool(self.workers)
+        pool.submit(tasks)
 
     # --- outcomes (pool I/O thread) --------------------------------------------------------------
 
@@ -211,7 +220,7 @@ class Run:
                 status, error = StepStatus.COMPLETED, None
             else:
                 error = self._error_for(state, outcome)
-                retryable = (outcome.kind != "cancelled" and not self.cancelled
+                retryable = (outcome.kind != "cancelled" and not self.cancelled and not self.closing
                              and outcome.error_type != "SerializationError"
                              and state.attempt <= state.step.retry.retries)
                 attempt_rows.append((self.execution_id, key, self.run_number, state.attempt,
@@ -241,9 +250,16 @@ class Run:
                                     "error": None if error is None else str(error),
                                     "worker": task.worker}))
         self.journal.record(step_rows, attempt_rows, supersede)
+        retry_tasks: list[Task] = []
         with self._cond:
             for outcome in outcomes:
                 self._pending.pop(outcome.task.task_id, None)
+            # Registered in the same critical section that retires the failed attempt, so
+            # cancel_pending never sees an empty _pending while a retry is on its way.
+            for state, delay in retries:
+                task = self._task(state, delay)
+                self._pending[task.task_id] = state
+                retry_tasks.append(task)
             for state, blob, error in resolved:
                 handle = state.handle
                 handle._blob = blob
@@ -251,8 +267,8 @@ class Run:
                 handle.done = True
                 self.finished += 1
             self._cond.notify_all()
-        for state, delay in retries:
-            self._submit(state, delay)
+        if retry_tasks:
+            self._dispatch(retry_tasks)
         if events.active:
             for event in published:
                 events.publish(event)
@@ -318,9 +334,10 @@ class Run:
         cancellations are journaled (so the run's final record comes after them)."""
         deadline = time.monotonic() + timeout
         with self._cond:
+            self.closing = True  # no retry may start from now on
             pending = bool(self._pending)
         while pending and self._pool is not None and time.monotonic() < deadline:
-            self._pool.cancel(self.execution_id)
+            self._pool.cancel(self)
             with self._cond:
                 if self._pending:
                     self._cond.wait(0.2)

@@ -27,6 +27,7 @@ class Task:
     started_at: float = 0.0
     worker: str = ""
     sent_bytes: int = 0
+    token: object = field(default=None, repr=False)  # what cancel() matches: the run it belongs to
     owner: object = field(default=None, repr=False)  # the engine's bookkeeping for this step
 
 
@@ -51,8 +52,8 @@ class Executor(Protocol):
     def submit(self, tasks: list[Task]) -> None:
         """Queue attempts; outcomes are delivered to the sink given at construction, in batches."""
 
-    def cancel(self, execution_id: str) -> None:
-        """Drop queued attempts of an execution and kill the workers running its attempts.
+    def cancel(self, token: object) -> None:
+        """Drop queued attempts carrying ``token`` and kill the workers running such attempts.
 
         Every dropped or killed attempt is delivered as a ``cancelled`` outcome."""
 

@@ -27,11 +27,13 @@ from multiprocessing.connection import wait as wait_for_ready
 from pathlib import Path
 
 from ._executors import Outcome, OutcomeSink, Task
+from ._worker import FUNCTION_MISSING
 
 MIN_DEPTH = 2
 MAX_DEPTH = 64
 QUEUE_SECONDS = 0.005
 BUSY_WINDOW = 64 * 1024
+SOCKET_BUFFER = 4 * BUSY_WINDOW
 _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 
 
@@ -53,6 +55,9 @@ class _Worker:
 
     def __init__(self, index: int) -> None:
         parent_sock, child_sock = socket.socketpair()
+        for sock in (parent_sock, child_sock):  # comfortably above BUSY_WINDOW on every platform
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_PARENT, env.get("PYTHONPATH")]))
         child_fd = child_sock.fileno()
@@ -138,39 +143,54 @@ class LocalPool:
         if wake:
             self._wake()
 
-    def cancel(self, execution_id: str) -> None:
+    def cancel(self, token: object) -> None:
         outcomes: list[Outcome] = []
         with self._lock:
             now = time.time()
             queue = self._queue
             for _ in range(len(queue)):  # in place: other threads may append meanwhile
                 task = queue.popleft()
-                if task.execution_id == execution_id:
+                if task.token is token:
                     outcomes.append(Outcome(task, "cancelled", finished_at=now))
                 else:
                     queue.append(task)
             delayed = []
             for entry in self._delayed:
                 (outcomes.append(Outcome(entry[2], "cancelled", finished_at=now))
-                 if entry[2].execution_id == execution_id else delayed.append(entry))
+                 if entry[2].token is token else delayed.append(entry))
             heapq.heapify(delayed)
             self._delayed = delayed
             for index, worker in enumerate(self._workers):
-                if any(task.execution_id == execution_id for task in worker.inflight):
-                    outcomes.extend(self._replace_locked(index, "cancelled", cancel=execution_id))
+                if any(task.token is token for task in worker.inflight):
+                    outcomes.extend(self._replace_locked(index, "cancelled", cancel=token))
             self._dispatch_locked()
         if outcomes:
             self._sink(outcomes)
 
     def shutdown(self) -> None:
+        """Stop every worker; attempts still queued or running end as ``cancelled``."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             workers, self._workers = self._workers, []
+            now = time.time()
+            dropped = list(self._queue) + [entry[2] for entry in self._delayed]
+            self._queue.clear()
+            self._delayed.clear()
+            for worker in workers:
+                dropped.extend(worker.inflight)
+                worker.inflight.clear()
         self._wake()
         for worker in workers:
             worker.kill()
+        if dropped:
+            self._sink([Outcome(task, "cancelled", error="the worker pool was shut down",
+                                finished_at=now) for task in dropped])
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     @property
     def idle(self) -> bool:
@@ -206,7 +226,8 @@ class LocalPool:
             while queue and room > 0:
                 task = queue[0]
                 send_fn = task.fn_id not in worker.functions
-                size = len(task.args_blob) + (len(task.fn_blob) if send_fn else 0) + 100
+                size = (len(task.args_blob) + (len(task.fn_blob) if send_fn else 0)
+                        + len(task.step_key) + len(task.execution_id) + 128)
                 if not (idle and not batch) and worker.unanswered + batch_bytes + size > BUSY_WINDOW:
                     break
                 queue.popleft()
@@ -232,7 +253,7 @@ class LocalPool:
                 return
 
     def _replace_locked(self, index: int, kind: str, message: str | None = None,
-                        cancel: str | None = None) -> list[Outcome]:
+                        cancel: object = None) -> list[Outcome]:
         """Kill a worker and start another in its place.
 
         Without ``cancel``, the attempt it was running fails with ``kind`` and those it had not
@@ -246,7 +267,7 @@ class LocalPool:
         worker.inflight.clear()
         requeue = []
         for position, task in enumerate(inflight):
-            if cancel is not None and task.execution_id == cancel:
+            if cancel is not None and task.token is cancel:
                 outcomes.append(Outcome(task, "cancelled", finished_at=now))
             elif cancel is None and position == 0:
                 task.started_at = worker.head_started if worker.ready else 0.0
@@ -271,46 +292,55 @@ class LocalPool:
 
     def _loop(self) -> None:
         while True:
-            with self._lock:
-                if self._closed:
+            try:
+                if not self._iterate():
                     return
-                timeout = self._next_deadline_locked()
-                conns = {worker.conn: worker for worker in self._workers}
+            except Exception as exc:  # keep serving: a dead I/O thread would hang every execution
+                print(f"zart: internal error in the worker pool's I/O thread: {exc!r}", file=sys.stderr)
+
+    def _iterate(self) -> bool:
+        """One round: wait for replies (or a wake-up or deadline), absorb them, dispatch."""
+        with self._lock:
+            if self._closed:
+                return False
+            timeout = self._next_deadline_locked()
+            conns = {worker.conn: worker for worker in self._workers}
+        try:
             ready = wait_for_ready(list(conns) + [self._wake_r], timeout)
-            # Read without the lock (only this thread receives), so submitters rarely wait for it.
-            received: list[tuple[_Worker, list[bytes], bool, float]] = []
-            for conn in ready:
-                if conn == self._wake_r:
-                    self._wake_pending = False
-                    os.read(self._wake_r, 4096)
-                    continue
-                messages: list[bytes] = []
-                dead = False
-                try:
+        except OSError:
+            return True  # a connection was closed meanwhile (a cancel replaced its worker)
+        # Read without the lock (only this thread receives), so submitters rarely wait for it.
+        received: list[tuple[_Worker, list[bytes], bool, float]] = []
+        for conn in ready:
+            if conn == self._wake_r:
+                os.read(self._wake_r, 4096)
+                self._wake_pending = False  # after the read: a wake-up written meanwhile stays
+                continue
+            messages: list[bytes] = []
+            dead = False
+            try:
+                messages.append(conn.recv_bytes())
+                while conn.poll(0):
                     messages.append(conn.recv_bytes())
-                    while conn.poll(0):
-                        messages.append(conn.recv_bytes())
-                except (EOFError, OSError):
-                    dead = True
-                received.append((conns[conn], messages, dead, time.time()))
-            outcomes: list[Outcome] = []
-            with self._lock:
-                if self._closed:
-                    return
-                for worker, messages, dead, now in received:
-                    if worker not in self._workers:
-                        continue  # replaced meanwhile (cancelled); its outcomes were reported then
-                    self._absorb_locked(worker, messages, now, outcomes)
-                    if dead:
-                        self._crashed_locked(worker, outcomes)
-                self._release_delayed_locked()
-                self._check_timeouts_locked(outcomes)
-                self._dispatch_locked()
-            if outcomes:
-                try:
-                    self._sink(outcomes)
-                except Exception as exc:  # the engine must never kill the I/O thread
-                    print(f"zart: internal error while handling step results: {exc!r}", file=sys.stderr)
+            except (EOFError, OSError):
+                dead = True
+            received.append((conns[conn], messages, dead, time.time()))
+        outcomes: list[Outcome] = []
+        with self._lock:
+            if self._closed:
+                return False
+            for worker, messages, dead, now in received:
+                if worker not in self._workers:
+                    continue  # replaced meanwhile (cancelled); its outcomes were reported then
+                self._absorb_locked(worker, messages, now, outcomes)
+                if dead:
+                    self._crashed_locked(worker, outcomes)
+            self._release_delayed_locked()
+            self._check_timeouts_locked(outcomes)
+            self._dispatch_locked()
+        if outcomes:
+            self._sink(outcomes)
+        return True
 
     def _absorb_locked(self, worker: _Worker, messages: list[bytes], now: float,
                        outcomes: list[Outcome]) -> None:
@@ -323,6 +353,11 @@ class LocalPool:
             for _task_id, ok, blob, preview, error_type, error, tb, started, finished in replies:
                 task = worker.inflight.popleft()
                 worker.unanswered -= task.sent_bytes
+                if error_type == FUNCTION_MISSING:  # evicted from its cache, or it failed to load
+                    worker.functions.discard(task.fn_id)
+                    self._queue.appendleft(task)
+                    worker.head_started = finished
+                    continue
                 task.started_at = started
                 worker.head_started = finished  # the next attempt started when this one ended
                 self._step_seconds = 0.8 * self._step_seconds + 0.2 * (finished - started)

@@ -9,8 +9,10 @@ Messages from the driver (pickled tuples):
   ("run", [(task_id, fn_id, fn_blob | None, args_blob, execution_id, step_key, attempt), ...])
 Replies: ``None`` once when ready, then lists of
   (task_id, ok, blob, preview, error_type, error_message, traceback, started, finished)
-in task order. Replies of quick steps are gathered for up to ``REPLY_DELAY`` seconds; a slow step's
-reply leaves as soon as it is done.
+in task order. A reply leaves at most ``REPLY_DELAY`` seconds after its step ended (a sender thread
+gathers the replies of quick steps into one message, whatever the next step is doing).
+A task whose function the worker no longer has (``fn_blob`` None, not cached) is answered with
+error type ``FUNCTION_MISSING``; the driver sends it again with the function.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from multiprocessing.connection import Connection
 
 FN_CACHE_SIZE = 512
 REPLY_DELAY = 0.001
+FUNCTION_MISSING = "zart:function-missing"
 
 
 def _watch_parent(parent_pid: int) -> None:
@@ -54,7 +57,7 @@ class _Runner:
             fn = self._functions.get(fn_id)
             if fn is None:
                 if fn_blob is None:
-                    raise RuntimeError("driver did not send the step function (protocol error)")
+                    return (task_id, False, None, None, FUNCTION_MISSING, "", "", started, time.time())
                 fn = ser.loads(fn_blob)
                 if len(self._functions) >= FN_CACHE_SIZE:
                     self._functions.pop(next(iter(self._functions)))
@@ -83,6 +86,49 @@ class _Runner:
         return (task_id, True, blob, ser.preview(result), None, None, None, started, time.time())
 
 
+class _Replies:
+    """Replies on their way to the driver: gathered for at most ``REPLY_DELAY``, sent by a thread of
+    their own so a long next step never holds back the reply of the step before it."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._cond = threading.Condition()
+        self._items: list[tuple] = []
+        self._first = 0.0
+        threading.Thread(target=self._loop, name="zart-worker-replies", daemon=True).start()
+
+    def add(self, reply: tuple) -> None:
+        with self._cond:
+            if not self._items:
+                self._first = time.monotonic()
+                self._cond.notify()
+            self._items.append(reply)
+
+    def flush(self) -> None:
+        with self._cond:
+            self._send_locked()
+
+    def _send_locked(self) -> None:
+        if self._items:
+            items, self._items = self._items, []
+            try:
+                self._conn.send_bytes(pickle.dumps(items, 5))
+            except OSError:
+                os._exit(0)  # the driver is gone
+
+    def _loop(self) -> None:
+        with self._cond:
+            while True:
+                if not self._items:
+                    self._cond.wait()
+                    continue
+                remaining = self._first + REPLY_DELAY - time.monotonic()
+                if remaining > 0:
+                    self._cond.wait(remaining)
+                    continue
+                self._send_locked()
+
+
 def _serve(conn: Connection) -> None:
     runner = _Runner()
     pending: collections.deque[tuple] = collections.deque()
@@ -97,25 +143,17 @@ def _serve(conn: Connection) -> None:
             pending.extend(payload)
 
     conn.send_bytes(pickle.dumps(None, 5))  # ready: the driver starts its step clocks from here
+    replies = _Replies(conn)
     while True:
         try:
             if not pending:
+                replies.flush()  # nothing left to run: no reason to make the driver wait
                 absorb(conn.recv_bytes())
             while conn.poll(0):
                 absorb(conn.recv_bytes())
         except (EOFError, OSError):
             return
-        replies: list[tuple] = []
-        gathering_since = time.monotonic()
-        while pending:
-            replies.append(runner.run(pending.popleft()))
-            if not pending:
-                while conn.poll(0):
-                    absorb(conn.recv_bytes())
-            if not pending or time.monotonic() - gathering_since >= REPLY_DELAY:
-                conn.send_bytes(pickle.dumps(replies, 5))
-                replies = []
-                gathering_since = time.monotonic()
+        replies.add(runner.run(pending.popleft()))
 
 
 async def _await(awaitable):
