@@ -112,3 +112,17 @@ def pid_step(tag: str, pid_dir: str) -> int:
     with open(os.path.join(pid_dir, f"{tag}.pid"), "w") as handle:
         handle.write(str(os.getpid()))
     return os.getpid()
+
+
+@zart.step("quick")
+def quick(x: int) -> int:
+    return x + 1
+
+
+@zart.step("slow-forever", timeout=1.0)
+def slow_forever(path: str) -> str:
+    import time
+
+    while not os.path.exists(path):
+        time.sleep(0.01)
+    return "never"

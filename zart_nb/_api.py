@@ -6,6 +6,7 @@ import inspect
 import os
 import string
 import threading
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar, overload
@@ -72,6 +73,7 @@ class Step(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         run = _context.current_run()
         if run is None:
+            _warn_if_detached(self)
             return self.fn(*args, **kwargs)
         return run.schedule(self, args, kwargs).result()
 
@@ -94,6 +96,15 @@ class Step(Generic[P, R]):
     def named(self, key: str) -> NamedCall[P, R]:
         """This step under an explicit key, for one call: ``step.named("fetch-eu")(region)``."""
         return NamedCall(self, key)
+
+
+def _warn_if_detached(step: Step) -> None:
+    """A step called on a thread the workflow started runs unjournaled: say so."""
+    if _engine.has_active_executions():
+        warnings.warn(f"step {step.name!r} was called outside its workflow's context (on another "
+                      "thread?), so it ran in this process and was not journaled. Use "
+                      "zart.schedule(...) for parallel steps, or contextvars.copy_context().run(...) "
+                      "to carry the workflow into a thread.", RuntimeWarning, stacklevel=3)
 
 
 class NamedCall(Generic[P, R]):
@@ -230,9 +241,11 @@ class TaskRegistry:
         return sorted(self._tasks)
 
 
-def _check_on_change(on_change: str) -> None:
+def _check_options(on_change: str, workers: int | None) -> None:
     if on_change not in ON_CHANGE:
         raise ValueError(f"on_change must be one of {ON_CHANGE}, got {on_change!r}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
 
 
 def _start_thread(execution: Execution, workflow: WorkflowDef, data: Any, on_change: str,
@@ -255,7 +268,7 @@ class DurableScheduler:
 
     def __init__(self, registry: TaskRegistry, journal: str | os.PathLike[str] | None = None, *,
                  workers: int | None = None, on_change: str = "rerun") -> None:
-        _check_on_change(on_change)
+        _check_options(on_change, workers)
         self.registry = registry
         self.journal = _runtime.get_journal(journal)
         self.workers = workers
@@ -263,15 +276,25 @@ class DurableScheduler:
         self._executions: dict[str, Execution] = {}
 
     def start(self, execution_id: str, task_name: str, data: Any = None) -> Execution:
-        """Start (or resume) an execution in the background and return its handle at once."""
+        """Start (or resume) an execution in the background and return its handle at once.
+
+        If that execution is already running here, its handle is returned (nothing starts twice)."""
         workflow = self.registry.get(task_name)
+        running = self._executions.get(execution_id) or _engine.active_execution(self.journal, execution_id)
+        if running is not None and not running.done:
+            return running
         execution = Execution(execution_id, self.journal)
         self._executions[execution_id] = execution
         _start_thread(execution, workflow, data, self.on_change, self.workers)
         return execution
 
     def run(self, execution_id: str, task_name: str, data: Any = None) -> Any:
-        """Run (or resume) an execution in the calling thread and return its output."""
+        """Run (or resume) an execution in the calling thread and return its output.
+
+        If that execution is already running here (started with ``start``), waits for it instead."""
+        running = self._executions.get(execution_id) or _engine.active_execution(self.journal, execution_id)
+        if running is not None and not running.done:
+            return running.wait_interruptibly()
         execution = Execution(execution_id, self.journal)
         self._executions[execution_id] = execution
         _engine.execute(execution, self.registry.get(task_name), data, on_change=self.on_change,
@@ -280,12 +303,14 @@ class DurableScheduler:
 
     def start_and_wait_for(self, execution_id: str, task_name: str, data: Any = None,
                            timeout: float | None = None) -> Any:
-        """Start (or resume) and block until the output is ready (``ExecutionTimeout`` after ``timeout``).
+        """Start (or resume) and block until the output is ready.
 
-        Runs the body in the calling thread, so Ctrl-C / a kernel interrupt stops it cleanly."""
+        After ``timeout`` seconds, ``ExecutionTimeout`` is raised and the execution keeps running in
+        the background. Ctrl-C (a kernel interrupt) while waiting interrupts the execution: its
+        running steps are stopped and it is recorded as ``interrupted``, ready to resume."""
         if timeout is None:
             return self.run(execution_id, task_name, data)
-        return self.start(execution_id, task_name, data).result(timeout)
+        return self.start(execution_id, task_name, data).wait_interruptibly(timeout)
 
     def wait(self, execution_id: str, timeout: float | None = None) -> Any:
         """The output of an execution started here (or journaled as completed)."""
@@ -338,7 +363,7 @@ def run(workflow: Any, data: Any = None, *, execution_id: str | None = None,
     The execution id defaults to the workflow name plus a hash of ``data``, so re-running the same
     cell resumes: journaled steps return their stored results and only missing ones run.
     """
-    _check_on_change(on_change)
+    _check_options(on_change, workers)
     definition = _as_workflow(workflow)
     execution = Execution(execution_id or default_execution_id(definition, data),
                           _runtime.get_journal(journal))
@@ -350,7 +375,7 @@ def start(workflow: Any, data: Any = None, *, execution_id: str | None = None,
           journal: str | os.PathLike[str] | None = None, workers: int | None = None,
           on_change: str = "rerun") -> Execution:
     """Start (or resume) a workflow in a background thread; returns an :class:`Execution` at once."""
-    _check_on_change(on_change)
+    _check_options(on_change, workers)
     definition = _as_workflow(workflow)
     execution = Execution(execution_id or default_execution_id(definition, data),
                           _runtime.get_journal(journal))

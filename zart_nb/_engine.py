@@ -12,6 +12,7 @@ top cannot rebuild, so a body can unwind and a later run can continue it.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import threading
 import time
@@ -42,7 +43,7 @@ from ._handles import Execution, StepHandle
 from ._journal import Journal, StoredStep
 from ._pool import LocalPool
 from ._records import ExecutionStatus, RunReason, StepStatus
-from ._runtime import get_pool
+from ._runtime import get_pool, run_closed, run_opened
 
 if TYPE_CHECKING:
     from ._api import Step
@@ -93,6 +94,7 @@ class Run:
         self.on_change = on_change
         self.workers = workers
         self.cancelled = False
+        self.interrupted = False
         self.closing = False
         self.executed = 0
         self.reused = 0
@@ -343,7 +345,9 @@ class Run:
                     self._cond.wait(0.2)
                 pending = bool(self._pending)
 
-    def cancel(self) -> None:
+    def cancel(self, interrupted: bool = False) -> None:
+        """Stop the run; ``interrupted`` records it as interrupted (Ctrl-C) rather than cancelled."""
+        self.interrupted = self.interrupted or interrupted
         self.cancelled = True
         self.cancel_pending()
         with self._cond:
@@ -410,9 +414,11 @@ def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, on_cha
             raise DefinitionError(f"execution {execution_id!r} is already running in this process; "
                                   "wait for it (or cancel it) before starting it again")
         _active[active_key] = execution
+    run_opened()
     try:
         _run_body(execution, workflow, data, on_change, workers, input_blob, input_hash, workflow_hash)
     finally:
+        run_closed()
         with _active_lock:
             _active.pop(active_key, None)
 
@@ -442,12 +448,12 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change:
     try:
         output = workflow.body(data)
         if inspect.isawaitable(output):
-            output = asyncio.run(_await(output))
+            output = _run_coroutine(output)
         if run.cancelled:
             raise Cancelled(f"execution {execution_id!r} was cancelled")
     except (Cancelled, KeyboardInterrupt) as exc:
-        run.cancel()
-        status = ExecutionStatus.CANCELLED if isinstance(exc, Cancelled) else ExecutionStatus.INTERRUPTED
+        run.cancel(interrupted=isinstance(exc, KeyboardInterrupt))
+        status = ExecutionStatus.INTERRUPTED if run.interrupted else ExecutionStatus.CANCELLED
         execution._status = status
         journal.finish_run(execution_id, run_number, status, error=f"{type(exc).__name__}: {exc}",
                            executed=run.executed, reused=run.reused)
@@ -488,8 +494,39 @@ async def _await(awaitable: Any) -> Any:
     return await awaitable
 
 
+def _run_coroutine(awaitable: Any) -> Any:
+    """Run an async workflow body to completion from this (blocking) thread.
+
+    In Jupyter the cell's thread already runs an event loop, where ``asyncio.run`` is refused: the
+    body then runs on a thread of its own, in a copy of this context (so it sees its run)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(_await(awaitable))
+    context = contextvars.copy_context()
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = context.run(asyncio.run, _await(awaitable))
+        except BaseException as exc:  # carried back to the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="zart-async-workflow", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
 _active: dict[tuple[Path, str], Execution] = {}
 _active_lock = threading.Lock()
+
+
+def has_active_executions() -> bool:
+    """Some execution runs in this process (worker processes never have one)."""
+    return bool(_active)
 
 
 def active_execution(journal: Journal, execution_id: str) -> Execution | None:

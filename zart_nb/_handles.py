@@ -101,4 +101,20 @@ class Execution:
         if self._run is not None:
             self._run.cancel()
 
+    def interrupt(self) -> None:
+        """Like ``cancel``, but the execution is recorded as ``interrupted`` (as by Ctrl-C): a re-run
+        resumes it."""
+        self._cancel_requested = True
+        if self._run is not None:
+            self._run.cancel(interrupted=True)
+
+    def wait_interruptibly(self, timeout: float | None = None) -> Any:
+        """``result(timeout)``, where a KeyboardInterrupt while waiting interrupts the execution."""
+        try:
+            return self.result(timeout)
+        except KeyboardInterrupt:
+            self.interrupt()
+            self._done.wait(30)
+            raise
+
 

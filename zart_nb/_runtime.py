@@ -95,6 +95,23 @@ _committer = _Committer()
 _deliver = _committer.deliver
 
 
+_open_runs = 0
+_warned_sizes: set[int] = set()
+
+
+def run_opened() -> None:
+    """A run started: the pool must not be restarted under it (see ``get_pool``)."""
+    global _open_runs
+    with _pool_lock:
+        _open_runs += 1
+
+
+def run_closed() -> None:
+    global _open_runs
+    with _pool_lock:
+        _open_runs -= 1
+
+
 def get_pool(workers: int | None = None) -> LocalPool:
     """The warm pool shared by every execution of this process.
 
@@ -104,12 +121,13 @@ def get_pool(workers: int | None = None) -> LocalPool:
     size = workers or default_worker_count()
     with _pool_lock:
         if _pool is not None and _pool.size != size:
-            if _pool.idle:
+            if _open_runs == 0 and _pool.idle:
                 _pool.shutdown()
                 _pool = None
-            else:
-                print(f"zart: the worker pool is busy with {_pool.size} workers; keeping that size "
-                      f"instead of {size} until it is idle", file=sys.stderr)
+            elif size not in _warned_sizes:
+                _warned_sizes.add(size)
+                print(f"zart: the worker pool is in use with {_pool.size} workers; keeping that size "
+                      f"instead of {size} while executions run", file=sys.stderr)
         if _pool is None:
             _pool = LocalPool(size, _deliver)
         return _pool

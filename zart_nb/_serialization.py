@@ -241,14 +241,23 @@ def _hash_object(obj: Any, hasher: hashlib._Hash, seen: set[int]) -> None:
         _hash_object(obj.__wrapped_fn__, hasher, seen)
     elif callable(obj) and not isinstance(obj, types.BuiltinFunctionType):
         _hash_object(type(obj), hasher, seen)
-    else:
+    elif type(obj) in _SIMPLE:
         hasher.update(repr(obj).encode())
+    else:  # an instance (a DurableExecution): its class and its attributes, never its address
+        _hash_object(type(obj), hasher, seen)
+        try:
+            hasher.update(args_hash((getattr(obj, "__dict__", {}),), {}).encode())
+        except SerializationError:
+            hasher.update(b"<unhashable attributes>")
 
 
 def _hash_function(fn: types.FunctionType, hasher: hashlib._Hash, seen: set[int]) -> None:
     _hash_code(fn.__code__, hasher, fn.__doc__)
-    if fn.__defaults__:
-        hasher.update(preview(fn.__defaults__).encode())
+    if fn.__defaults__ or fn.__kwdefaults__:
+        try:
+            hasher.update(args_hash(fn.__defaults__ or (), fn.__kwdefaults__ or {}).encode())
+        except SerializationError:
+            hasher.update(repr([type(d).__qualname__ for d in fn.__defaults__ or ()]).encode())
     module = fn.__module__
     for name in sorted(_global_names(fn.__code__)):  # set order varies by process
         if name in fn.__globals__:

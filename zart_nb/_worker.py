@@ -153,7 +153,8 @@ def _serve(conn: Connection) -> None:
                 absorb(conn.recv_bytes())
         except (EOFError, OSError):
             return
-        replies.add(runner.run(pending.popleft()))
+        if pending:  # (an "init" message brings no task)
+            replies.add(runner.run(pending.popleft()))
 
 
 async def _await(awaitable):
