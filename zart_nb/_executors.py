@@ -47,6 +47,8 @@ class Outcome:
 
 OutcomeSink = Callable[[list[Outcome]], None]
 
+FUNCTION_MISSING = "zart:function-missing"  # a worker's answer to a task whose function it lacks
+
 
 class Executor(Protocol):
     def submit(self, tasks: list[Task]) -> None:

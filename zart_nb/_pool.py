@@ -26,8 +26,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_for_ready
 from pathlib import Path
 
-from ._executors import Outcome, OutcomeSink, Task
-from ._worker import FUNCTION_MISSING
+from ._executors import FUNCTION_MISSING, Outcome, OutcomeSink, Task
 
 MIN_DEPTH = 2
 MAX_DEPTH = 64

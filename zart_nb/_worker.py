@@ -28,9 +28,10 @@ import time
 import traceback
 from multiprocessing.connection import Connection
 
+from ._executors import FUNCTION_MISSING
+
 FN_CACHE_SIZE = 512
 REPLY_DELAY = 0.001
-FUNCTION_MISSING = "zart:function-missing"
 
 
 def _watch_parent(parent_pid: int) -> None:
