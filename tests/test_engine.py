@@ -66,8 +66,14 @@ def test_cancel_stops_running_steps(journal, tmp_path):
     def flow(_):
         return zart.wait([zart.schedule(wait_for_file, str(never)) for _ in range(3)])
 
+    scheduled = []
+    unsubscribe = zart.events.subscribe(
+        lambda e: e.execution_id == "cx-1" and e.status == "scheduled" and scheduled.append(e))
     execution = zart.start(flow, None, execution_id="cx-1", journal=journal)
-    wait_until(lambda: execution.status is zart.ExecutionStatus.RUNNING, what="running")
+    try:
+        wait_until(lambda: len(scheduled) == 3, what="3 steps scheduled")
+    finally:
+        unsubscribe()
     execution.cancel()
     with pytest.raises(zart.Cancelled):
         execution.result(timeout=60)

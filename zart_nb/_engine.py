@@ -252,6 +252,11 @@ class Run:
                                     "error": None if error is None else str(error),
                                     "worker": task.worker}))
         self.journal.record(step_rows, attempt_rows, supersede)
+        # Published before the handles resolve, so a step's event always precedes whatever the
+        # workflow does next (its execution's "completed" event included).
+        if events._subscribers:
+            for event in published:
+                events.publish(event)
         retry_tasks: list[Task] = []
         with self._cond:
             for outcome in outcomes:
@@ -271,9 +276,6 @@ class Run:
             self._cond.notify_all()
         if retry_tasks:
             self._dispatch(retry_tasks)
-        if events.active:
-            for event in published:
-                events.publish(event)
 
     def _error_for(self, state: _StepState, outcome: Outcome) -> StepError:
         key = state.handle.key
