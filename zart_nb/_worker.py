@@ -98,12 +98,14 @@ class _Replies:
         self._first = 0.0
         threading.Thread(target=self._loop, name="zart-worker-replies", daemon=True).start()
 
-    def add(self, reply: tuple) -> None:
+    def add(self, reply: tuple, more_to_run: bool) -> None:
         with self._cond:
-            if not self._items:
+            self._items.append(reply)
+            if not more_to_run:  # nothing else to do: send now, no thread hop
+                self._send_locked()
+            elif len(self._items) == 1:
                 self._first = time.monotonic()
                 self._cond.notify()
-            self._items.append(reply)
 
     def flush(self) -> None:
         with self._cond:
@@ -155,7 +157,14 @@ def _serve(conn: Connection) -> None:
         except (EOFError, OSError):
             return
         if pending:  # (an "init" message brings no task)
-            replies.add(runner.run(pending.popleft()))
+            reply = runner.run(pending.popleft())
+            if not pending:
+                try:
+                    while conn.poll(0):
+                        absorb(conn.recv_bytes())
+                except (EOFError, OSError):
+                    return
+            replies.add(reply, more_to_run=bool(pending))
 
 
 async def _await(awaitable):
