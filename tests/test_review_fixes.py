@@ -115,3 +115,18 @@ def test_a_step_called_on_another_thread_warns_that_it_is_not_journaled(journal)
 
     with pytest.warns(RuntimeWarning, match="not journaled"):
         assert zart.run(threaded, [1, 2], journal=journal) == [1, 4]
+
+
+def test_shutting_the_pool_down_under_a_run_ends_its_steps(journal, tmp_path):
+    from zart_nb import _runtime
+
+    @zart.workflow("orphaned-by-shutdown")
+    def flow(path):
+        return zart.wait([zart.schedule(wait_for_file, path)])
+
+    execution = zart.start(flow, str(tmp_path / "never"), journal=journal)
+    wait_until(lambda: _runtime._pool is not None and not _runtime._pool.idle, what="a step in the pool")
+    zart.shutdown_pool()
+    with pytest.raises(zart.StepCancelled, match="wait-for-file#0"):
+        execution.result(timeout=60)
+    assert zart.run(lambda x: square(x), 3, journal=journal) == 9  # a new pool starts on demand
