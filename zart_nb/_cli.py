@@ -118,6 +118,12 @@ def cmd_resume(args: argparse.Namespace) -> int:
             print(f"zart: no execution {args.execution_id!r} in {journal.path}", file=sys.stderr)
             return 1
         kind, name, blob = journal.load_definition(stored.def_id)
+    if stored.status == ExecutionStatus.COMPLETED.value:
+        output = ser.loads(stored.output) if stored.output is not None else None
+        print(f"Execution '{args.execution_id}' is already completed (run {stored.run_number}); "
+              "nothing to resume.")
+        print(f"  output: {ser.preview(output)}")
+        return 0
     workflow = _as_workflow(ser.loads(blob), stored.workflow)
     data = ser.loads(stored.input)
     execution = Execution(args.execution_id, journal)
