@@ -11,7 +11,6 @@ top cannot rebuild, so a body can unwind and a later run can continue it.
 """
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import inspect
 import threading
@@ -501,6 +500,8 @@ def _run_coroutine(awaitable: Any) -> Any:
 
     In Jupyter the cell's thread already runs an event loop, where ``asyncio.run`` is refused: the
     body then runs on a thread of its own, in a copy of this context (so it sees its run)."""
+    import asyncio  # only async workflows pay for it
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:

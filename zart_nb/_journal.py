@@ -19,9 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import NamedTuple, TypeVar
-
-import duckdb
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 from ._errors import JournalCorrupt, JournalLocked, JournalSchemaTooNew
 from ._records import (
@@ -33,6 +31,9 @@ from ._records import (
     StepStatus,
 )
 from ._sidelog import SideLog
+
+if TYPE_CHECKING:
+    import duckdb  # imported when a journal opens: worker processes never load DuckDB
 
 T = TypeVar("T")
 
@@ -276,6 +277,8 @@ class Journal:
         return self._conn
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
+        import duckdb
+
         path = self.path
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         existed = path.exists()
@@ -333,6 +336,8 @@ class Journal:
     @staticmethod
     def _check_contents(path: Path) -> None:
         """Read-only look at an existing file so a foreign or newer one is refused without a write."""
+        import duckdb
+
         try:
             conn = duckdb.connect(str(path), read_only=True)
         except duckdb.IOException:

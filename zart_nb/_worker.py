@@ -16,7 +16,6 @@ error type ``FUNCTION_MISSING``; the driver sends it again with the function.
 """
 from __future__ import annotations
 
-import asyncio
 import collections
 import inspect
 import os
@@ -68,6 +67,8 @@ class _Runner:
             try:
                 result = fn(*args, **kwargs)
                 if inspect.isawaitable(result):
+                    import asyncio  # only async steps pay for it
+
                     result = asyncio.run(_await(result))
             finally:
                 self._context.leave_step(token)
