@@ -252,6 +252,30 @@ class Bench:
         self.compare("P1", n, lambda: timed_zart(fan_out, n, self.workers, expect=n),
                      lambda: self._base_map(n), 0.5, 0.25)
 
+    def p1w(self) -> None:
+        """P1 on a journal that is already open (a notebook's second cell): no file creation."""
+        n = self.args.p1_steps
+        print(f"P1w: {n} no-op steps fanned out and waited on an open journal, vs pool.map(chunksize=1)",
+              flush=True)
+        scratch = Scratch()
+        journal = zart.Journal(scratch.journal)
+        counter = iter(range(1_000_000))
+        try:
+            with journal.hold():
+                profiled_run(fan_out, 10, execution_id="p1w-warm", journal=scratch.journal,
+                             workers=self.workers)
+
+                def once() -> float:
+                    out, elapsed = profiled_run(fan_out, n, execution_id=f"p1w-{next(counter)}",
+                                                journal=scratch.journal, workers=self.workers)
+                    if out != n:
+                        raise AssertionError(f"fan_out returned {out!r}, expected {n!r}")
+                    return elapsed
+
+                self.compare("P1w", n, once, lambda: self._base_map(n), 0.5, 0.25)
+        finally:
+            scratch.close()
+
     def _base_map(self, n: int) -> float:
         assert self.pool is not None
         t0 = time.perf_counter()
@@ -377,7 +401,7 @@ class Bench:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("benchmarks", nargs="*", metavar="{p1,p2,p3,p5,all}",
+    parser.add_argument("benchmarks", nargs="*", metavar="{p1,p1w,p2,p3,p5,all}",
                         help="which to run (default: all)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--repeats", type=int, default=5, help="repeats of P1-P3 (median reported)")
@@ -397,10 +421,10 @@ def main() -> None:
                         help="dump every thread's traceback and exit if one benchmark takes longer")
     args = parser.parse_args()
     wanted = [b.lower() for b in args.benchmarks] or ["all"]
-    unknown = set(wanted) - {"p1", "p2", "p3", "p5", "all"}
+    unknown = set(wanted) - {"p1", "p1w", "p2", "p3", "p5", "all"}
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
-    chosen = ["p1", "p2", "p3", "p5"] if "all" in wanted else list(dict.fromkeys(wanted))
+    chosen = ["p1", "p1w", "p2", "p3", "p5"] if "all" in wanted else list(dict.fromkeys(wanted))
 
     print(f"zart_nb bench: {dt.datetime.now().isoformat(timespec='seconds')}, git {git_state()}, "
           f"Python {platform.python_version()}, duckdb {duckdb.__version__}, "

@@ -139,7 +139,7 @@ def _held(method: Callable[..., T]) -> Callable[..., T]:
 
     @functools.wraps(method)
     def wrapper(self: Journal, *args: object, **kwargs: object) -> T:
-        if self._holders:  # already held (a run, or a nested call): the cheap path
+        if self._holders and self._ready:  # already held and open (a run, a nested call): cheap path
             return method(self, *args, **kwargs)
         with self.hold():
             return method(self, *args, **kwargs)
@@ -183,6 +183,9 @@ class Journal:
         self._lock = threading.RLock()  # the DuckDB connection and open/close
         self._conn: duckdb.DuckDBPyConnection | None = None
         self._ready = False  # open, migrated and recovered: records may go to the side log
+        self._control: duckdb.DuckDBPyConnection | None = None
+        self._control_lock = threading.Lock()
+        self._hold_lock = threading.RLock()
         self._holders = 0
         self._close_timer: threading.Timer | None = None
         self._sidelog = SideLog(self.path.with_name(self.path.name + ".steps.log"))
@@ -201,45 +204,58 @@ class Journal:
 
     @contextlib.contextmanager
     def hold(self) -> Iterator[Journal]:
-        """Keep the file open for the duration (reentrant); closed ``grace`` seconds after the last."""
-        with self._lock:
+        """Keep the file open for the duration (reentrant); closed ``grace`` seconds after the last.
+
+        Only the holder count is locked here (``_hold_lock``), not the connection: taking hold
+        never waits for a fold in progress."""
+        with self._hold_lock:
             self._holders += 1
             if self._close_timer is not None:
                 self._close_timer.cancel()
                 self._close_timer = None
-            try:
-                self._ensure_open()
-            except BaseException:
-                self._holders -= 1
-                raise
+        try:
+            if not self._ready:
+                with self._lock:
+                    self._ensure_open()
+        except BaseException:
+            self._release_hold()
+            raise
         try:
             yield self
         finally:
-            with self._lock:
-                self._holders -= 1
-                if self._holders == 0 and self._conn is not None:
-                    if self.grace <= 0:
-                        self.close()
-                    else:
-                        self._close_timer = threading.Timer(self.grace, self._close_if_idle)
-                        self._close_timer.daemon = True
-                        self._close_timer.start()
+            self._release_hold()
+
+    def _release_hold(self) -> None:
+        with self._hold_lock:
+            self._holders -= 1
+            if self._holders or self._conn is None:
+                return
+            if self.grace > 0:
+                self._close_timer = threading.Timer(self.grace, self._close_if_idle)
+                self._close_timer.daemon = True
+                self._close_timer.start()
+                return
+        self._close_if_idle()
 
     @property
     def is_open(self) -> bool:
         return self._conn is not None
 
     def _close_if_idle(self) -> None:
-        with self._lock:
+        with self._hold_lock:  # held throughout: nobody takes hold of a file being closed
             if self._holders == 0:
-                self.close()
+                self._close_locked()
 
     def close(self) -> None:
-        """Fold what is pending and release the file."""
-        with self._lock:
-            if self._close_timer is not None:
-                self._close_timer.cancel()
-                self._close_timer = None
+        """Fold what is pending and release the file now."""
+        with self._hold_lock:
+            self._close_locked()
+
+    def _close_locked(self) -> None:
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
+        with self._lock, self._control_lock:
             if self._conn is None:
                 return
             with self._log_lock:  # no record may slip in between the last fold and the truncation
@@ -249,6 +265,9 @@ class Journal:
                 self._sidelog.truncate()
                 self._sidelog.close()
                 self._ready = False
+            if self._control is not None:
+                self._control.close()
+                self._control = None
             self._conn.close()
             self._conn = None
         with self._log_cond:
@@ -268,6 +287,9 @@ class Journal:
             self._conn.close()
             self._conn = None
             raise
+        # A second connection to the same database for starting and ending runs: they never wait
+        # for a fold of the writer thread (different tables, so their transactions never conflict).
+        self._control = self._conn.cursor()
         self._ready = True
         with self._log_cond:  # the writer clears _writer under this lock as it exits
             if self._writer is None:
@@ -586,8 +608,8 @@ class Journal:
 
     @_held
     def get_execution(self, execution_id: str) -> StoredExecution | None:
-        with self._lock:
-            row = self._ensure_open().execute(
+        with self._control_lock:
+            row = self._control.execute(
                 """SELECT execution_id, workflow, def_id, input, input_hash, status, output, error,
                           run_number FROM executions WHERE execution_id = ?""", [execution_id]).fetchone()
         return None if row is None else StoredExecution(*row)
@@ -600,8 +622,8 @@ class Journal:
         ``definition`` (``def_id, kind, name, source, pickle``), the workflow's, is journaled in the
         same transaction when it is new, so ``zart resume`` always finds it."""
         now = time.time()
-        with self._lock:
-            conn = self._ensure_open()
+        with self._control_lock:
+            conn = self._control
             conn.execute("BEGIN")
             try:
                 if definition is not None and definition[0] not in self._known_defs:
@@ -662,19 +684,25 @@ class Journal:
                    WHERE execution_id = ? AND run_number = ?""",
                 [status.value, now, executed, reused, execution_id, run_number])
 
-        with self._lock:
-            self._ensure_open()
-            with self._log_lock:  # definitions not yet carried by a step still belong in the journal
-                self._queue_pending_defs_locked()
-                if self._unfolded:
-                    self._log_cond.notify_all()
-            self._write([], record_end)
+        with self._log_lock:  # definitions not yet carried by a step still belong in the journal
+            self._queue_pending_defs_locked()
+            if self._unfolded:
+                self._log_cond.notify_all()
+        with self._control_lock:
+            conn = self._control
+            conn.execute("BEGIN")
+            try:
+                record_end(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
 
     @_held
     def set_status(self, execution_id: str, status: ExecutionStatus) -> None:
         """Set an execution's status outside of a run (e.g. cancel an interrupted one)."""
-        with self._lock:
-            self._ensure_open().execute(
+        with self._control_lock:
+            self._control.execute(
                 "UPDATE executions SET status = ?, finished_at = coalesce(finished_at, ?) "
                 "WHERE execution_id = ?", [status.value, time.time(), execution_id])
 
