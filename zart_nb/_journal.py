@@ -185,6 +185,7 @@ class Journal:
         self._ready = False  # open, migrated and recovered: records may go to the side log
         self._control: duckdb.DuckDBPyConnection | None = None
         self._control_lock = threading.Lock()
+        self._created = False  # the last open created the file
         self._hold_lock = threading.RLock()
         self._holders = 0
         self._close_timer: threading.Timer | None = None
@@ -280,7 +281,8 @@ class Journal:
         try:
             self._migrate()
             self._recover_sidelog()
-            self._mark_orphans_interrupted()
+            if not self._created:
+                self._mark_orphans_interrupted()
             self._protect_wal()
             _validated_files.add(_identity(self.path))
         except BaseException:
@@ -334,6 +336,7 @@ class Journal:
                 raise JournalCorrupt(path, f"DuckDB cannot open the file: {exc}") from exc
         if not existed:
             os.chmod(path, 0o600)
+        self._created = not existed
         return conn
 
     def _protect_wal(self) -> None:
@@ -387,38 +390,43 @@ class Journal:
             conn.close()
 
     def _migrate(self) -> None:
+        """Create or upgrade the schema, one transaction per version; a new file takes one round."""
         conn = self._conn
         assert conn is not None
-        tables = {row[0] for row in conn.execute(
-            "SELECT table_name FROM duckdb_tables()").fetchall()}
-        version = 0
+        tables = set() if self._created else {
+            row[0] for row in conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        meta: dict[str, str] = {}
         if "zart_meta" in tables:
-            row = conn.execute("SELECT value FROM zart_meta WHERE key = 'schema_version'").fetchone()
-            version = int(row[0]) if row else 0
+            meta = dict(conn.execute("SELECT key, value FROM zart_meta").fetchall())
         elif tables:
             raise JournalCorrupt(self.path, "a DuckDB database, but not a zart journal")
+        version = int(meta.get("schema_version", 0))
         if version > SCHEMA_VERSION:
             raise JournalSchemaTooNew(self.path, f"journal schema version {version} is newer than "
                                                  f"this zart_nb understands ({SCHEMA_VERSION})")
-        for target in range(version + 1, SCHEMA_VERSION + 1):
+        if version < SCHEMA_VERSION:
+            statements = [statement for target in range(version + 1, SCHEMA_VERSION + 1)
+                          for statement in _MIGRATIONS[target]]
+            meta.setdefault("journal_id", uuid.uuid4().hex)
+            meta.setdefault("folded_seq", "0")
+            meta["schema_version"] = str(SCHEMA_VERSION)
             conn.execute("BEGIN")
-            for statement in _MIGRATIONS[target]:
-                conn.execute(statement)
-            conn.execute("INSERT OR REPLACE INTO zart_meta VALUES ('schema_version', ?)", [str(target)])
-            conn.execute("COMMIT")
-        row = conn.execute("SELECT value FROM zart_meta WHERE key = 'journal_id'").fetchone()
-        if row is None:
-            self._journal_id = uuid.uuid4().hex
-            conn.execute("INSERT INTO zart_meta VALUES ('journal_id', ?)", [self._journal_id])
-        else:
-            self._journal_id = row[0]
-        row = conn.execute("SELECT value FROM zart_meta WHERE key = 'folded_seq'").fetchone()
-        if row is None:
-            conn.execute("INSERT INTO zart_meta VALUES ('folded_seq', '0')")
+            try:
+                for statement in statements:
+                    conn.execute(statement)
+                conn.execute("DELETE FROM zart_meta WHERE key IN ('schema_version', 'journal_id', "
+                             "'folded_seq')")
+                conn.execute("INSERT INTO zart_meta VALUES ('schema_version', ?), ('journal_id', ?), "
+                             "('folded_seq', ?)",
+                             [meta["schema_version"], meta["journal_id"], meta["folded_seq"]])
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        self._journal_id = meta["journal_id"]
+        known = {r[0] for r in conn.execute("SELECT def_id FROM definitions").fetchall()} if tables else set()
         with self._log_lock:
-            self._seq = int(row[0]) if row else 0
-        known = {r[0] for r in conn.execute("SELECT def_id FROM definitions").fetchall()}
-        with self._log_lock:
+            self._seq = int(meta["folded_seq"])
             self._known_defs = known
             self._pending_defs = []
 
