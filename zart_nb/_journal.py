@@ -133,15 +133,22 @@ def _owner_from(message: str) -> str:
     return f"process {match.group(1)}" if match else "another process"
 
 
+def _rollback(conn: duckdb.DuckDBPyConnection) -> None:
+    """Roll back if DuckDB has not already (a failed COMMIT ends the transaction itself): the
+    error that got us here must surface, not "no transaction is active"."""
+    try:
+        conn.execute("ROLLBACK")
+    except Exception:
+        pass
+
+
 def _held(method: Callable[..., T]) -> Callable[..., T]:
     """Run a Journal method inside ``hold()``: the file is opened if needed and released after the
     grace period, even when the caller never held it (a bare ``zart.journal(p).list_steps(...)``)."""
 
     @functools.wraps(method)
     def wrapper(self: Journal, *args: object, **kwargs: object) -> T:
-        if self._holders and self._ready:  # already held and open (a run, a nested call): cheap path
-            return method(self, *args, **kwargs)
-        with self.hold():
+        with self.hold():  # cheap when already held: one re-entrant lock, no I/O
             return method(self, *args, **kwargs)
 
     return wrapper
@@ -300,6 +307,17 @@ class Journal:
                 self._writer.start()
         return self._conn
 
+    @contextlib.contextmanager
+    def _controlled(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The run-control connection, reopening the file if someone closed it under a holder."""
+        while True:
+            with self._control_lock:
+                if self._control is not None:
+                    yield self._control
+                    return
+            with self._lock:
+                self._ensure_open()
+
     def _connect(self) -> duckdb.DuckDBPyConnection:
         import duckdb
 
@@ -421,7 +439,7 @@ class Journal:
                              [meta["schema_version"], meta["journal_id"], meta["folded_seq"]])
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
         self._journal_id = meta["journal_id"]
         known = {r[0] for r in conn.execute("SELECT def_id FROM definitions").fetchall()} if tables else set()
@@ -548,7 +566,7 @@ class Journal:
                 also(conn)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
         self._protect_wal()
 
@@ -582,8 +600,6 @@ class Journal:
 
     @_held
     def has_definition(self, def_id: str) -> bool:
-        with self._lock:
-            self._ensure_open()
         return def_id in self._known_defs
 
     @_held
@@ -616,8 +632,8 @@ class Journal:
 
     @_held
     def get_execution(self, execution_id: str) -> StoredExecution | None:
-        with self._control_lock:
-            row = self._control.execute(
+        with self._controlled() as control:
+            row = control.execute(
                 """SELECT execution_id, workflow, def_id, input, input_hash, status, output, error,
                           run_number FROM executions WHERE execution_id = ?""", [execution_id]).fetchone()
         return None if row is None else StoredExecution(*row)
@@ -627,16 +643,16 @@ class Journal:
                   input_preview: str, on_change: str, definition: tuple | None = None) -> int:
         """Mark the execution running under this process and open its next run; returns its number.
 
-        ``definition`` (``def_id, kind, name, source, pickle``), the workflow's, is journaled in the
-        same transaction when it is new, so ``zart resume`` always finds it."""
+        ``definition`` (``def_id, kind, name, source, pickle``), the workflow's, is made durable
+        first (side log, fsynced), so ``zart resume`` always finds it; it reaches DuckDB with the
+        next fold, like step definitions (one writer of ``definitions``: no commit conflicts)."""
         now = time.time()
-        with self._control_lock:
-            conn = self._control
+        if definition is not None:  # durable in the side log before the run exists
+            self.save_definition(*definition)
+            self.record()
+        with self._controlled() as conn:
             conn.execute("BEGIN")
             try:
-                if definition is not None and definition[0] not in self._known_defs:
-                    conn.execute("INSERT OR IGNORE INTO definitions VALUES (?, ?, ?, ?, ?, ?)",
-                                 [*definition, now])
                 row = conn.execute("SELECT run_number FROM executions WHERE execution_id = ?",
                                    [execution_id]).fetchone()
                 run_number = (row[0] if row else 0) + 1
@@ -662,12 +678,9 @@ class Journal:
                 conn.execute("INSERT INTO runs VALUES (?, ?, 'running', ?, NULL, ?, 0, 0)",
                              [execution_id, run_number, now, os.getpid()])
                 conn.execute("COMMIT")
-                if definition is not None:
-                    with self._log_lock:
-                        self._known_defs.add(definition[0])
                 self._protect_wal()
             except BaseException:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
         return run_number
 
@@ -696,21 +709,20 @@ class Journal:
             self._queue_pending_defs_locked()
             if self._unfolded:
                 self._log_cond.notify_all()
-        with self._control_lock:
-            conn = self._control
+        with self._controlled() as conn:
             conn.execute("BEGIN")
             try:
                 record_end(conn)
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
 
     @_held
     def set_status(self, execution_id: str, status: ExecutionStatus) -> None:
         """Set an execution's status outside of a run (e.g. cancel an interrupted one)."""
-        with self._control_lock:
-            self._control.execute(
+        with self._controlled() as control:
+            control.execute(
                 "UPDATE executions SET status = ?, finished_at = coalesce(finished_at, ?) "
                 "WHERE execution_id = ?", [status.value, time.time(), execution_id])
 
