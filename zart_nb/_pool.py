@@ -130,15 +130,17 @@ class LocalPool:
                 for task in delayed:
                     heapq.heappush(self._delayed, (task.not_before, next(self._counter), task))
             wake = True
-        # Send now if the I/O thread is not busy (saves a thread hop on the sequential path);
-        # otherwise it dispatches what is queued as soon as it finishes what it is doing.
-        if self._lock.acquire(blocking=False):
-            try:
-                self._dispatch_locked()
-            finally:
-                self._lock.release()
-        else:
-            wake = True
+        # An idle worker gets the work now, from this thread (no hop: the sequential path). When
+        # every worker is busy, their replies wake the I/O thread, which sends what is queued in
+        # batches: a burst of schedule() calls costs the caller only the append.
+        if any(not worker.inflight for worker in self._workers):
+            if self._lock.acquire(blocking=False):
+                try:
+                    self._dispatch_locked()
+                finally:
+                    self._lock.release()
+            else:
+                wake = True
         if wake:
             self._wake()
 
