@@ -245,10 +245,6 @@ class Journal:
                 return
         self._close_if_idle()
 
-    @property
-    def is_open(self) -> bool:
-        return self._conn is not None
-
     def _close_if_idle(self) -> None:
         with self._hold_lock:  # held throughout: nobody takes hold of a file being closed
             if self._holders == 0:
@@ -622,15 +618,6 @@ class Journal:
                                 "ORDER BY kind, name").fetchall()
 
     @_held
-    def definition_source(self, def_id: str) -> str:
-        with self._lock:
-            row = self._ensure_open().execute(
-                "SELECT source FROM definitions WHERE def_id = ?", [def_id]).fetchone()
-        return row[0] if row else ""
-
-    # --- executions and runs ---------------------------------------------------------------------
-
-    @_held
     def get_execution(self, execution_id: str) -> StoredExecution | None:
         with self._controlled() as control:
             row = control.execute(
@@ -815,14 +802,6 @@ class Journal:
                 [execution_id]).fetchall()
         return [RunRecord(r[0], r[1], ExecutionStatus(r[2]), _ts(r[3]), _ts(r[4]), r[5], r[6], r[7])
                 for r in rows]
-
-    @_held
-    def execution_pickles(self, execution_id: str) -> tuple[bytes | None, bytes | None]:
-        """``(input, output)`` pickles, for code that is allowed to unpickle (the engine, resume)."""
-        with self._lock:
-            row = self._ensure_open().execute(
-                "SELECT input, output FROM executions WHERE execution_id = ?", [execution_id]).fetchone()
-        return (row[0], row[1]) if row else (None, None)
 
     def _mark_orphans_interrupted(self) -> None:
         """Executions left ``running`` by a process that is gone (killed) become ``interrupted``."""
