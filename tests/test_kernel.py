@@ -56,3 +56,78 @@ def test_cell_defined_workflow_resumes_in_a_new_kernel(tmp_path):
     third = run_notebook(tmp_path, log)  # completed: its stored output, nothing runs
     assert "OUT ['auth-api', 'payments', 'users-db'] True" in third
     assert len(log.read_text().split()) == 4
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_kernel_interrupt_marks_interrupted_and_the_rerun_resumes(tmp_path):
+    """The notebook's stop button: Jupyter sends SIGINT to the kernel (and its process group)."""
+    from jupyter_client.manager import start_new_kernel
+
+    from conftest import wait_until
+
+    journal, gate, started = tmp_path / "j.duckdb", tmp_path / "gate", tmp_path / "started"
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
+    try:
+        printed: list[str] = []
+
+        def run(code):
+            hook = lambda msg: printed.append(msg["content"].get("text", ""))  # noqa: E731
+            return kc.execute_interactive(code, timeout=120, output_hook=hook)["content"]
+
+        def pool_pids():
+            printed.clear()
+            assert run("from zart_nb import _runtime; print(*_runtime.get_pool(2).pids)")["status"] == "ok"
+            return set(map(int, "".join(printed).split()))
+
+        assert run(f"""
+import os, time
+import zart_nb as zart
+
+@zart.step("quick")
+def quick(i):
+    return i * 10
+
+@zart.step("gated")
+def gated(path, started):
+    with open(started, "w") as handle:
+        handle.write(str(os.getpid()))
+    while not os.path.exists(path):
+        time.sleep(0.01)
+    return "opened"
+
+@zart.workflow("interruptible")
+def flow(paths):
+    done = zart.wait([zart.schedule(quick, i) for i in range(3)])
+    return done + [gated(*paths)]
+
+call = "zart.run(flow, ({str(gate)!r}, {str(started)!r}), execution_id='int-1', journal={str(journal)!r}, workers=2)"
+""")["status"] == "ok"
+        before = pool_pids()
+        msg_id = kc.execute("out = eval(call)")
+        wait_until(lambda: started.exists() and started.read_text(), timeout=60, what="the gated step")
+        km.interrupt_kernel()
+        reply = kc.get_shell_msg(timeout=60)
+        while reply["parent_header"].get("msg_id") != msg_id:
+            reply = kc.get_shell_msg(timeout=60)
+        assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
+        after = pool_pids()
+        gated_pid = int(started.read_text())
+        # the worker running the interrupted step was killed and replaced; the other one ignored the
+        # SIGINT sent to the process group and is still serving
+        assert gated_pid in before and gated_pid not in after
+        assert len(after) == 2 and len(before & after) == 1
+        gate.touch()
+        assert run("out = eval(call)")["status"] == "ok"
+        assert run("assert out == [0, 10, 20, 'opened'], out")["status"] == "ok"
+        assert run(f"zart.journal({str(journal)!r}).close()")["status"] == "ok"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    runs = zart_journal_runs(journal, "int-1")
+    assert runs == [("interrupted", 4, 0), ("completed", 1, 3)]
+
+
+def zart_journal_runs(journal, execution_id):
+    import zart_nb as zart
+
+    return [(r.status.value, r.executed, r.reused) for r in zart.journal(journal).list_runs(execution_id)]
