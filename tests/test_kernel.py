@@ -61,9 +61,8 @@ def test_cell_defined_workflow_resumes_in_a_new_kernel(tmp_path):
 @pytest.mark.filterwarnings("ignore")
 def test_kernel_interrupt_marks_interrupted_and_the_rerun_resumes(tmp_path):
     """The notebook's stop button: Jupyter sends SIGINT to the kernel (and its process group)."""
-    from jupyter_client.manager import start_new_kernel
-
     from conftest import wait_until
+    from jupyter_client.manager import start_new_kernel
 
     journal, gate, started = tmp_path / "j.duckdb", tmp_path / "gate", tmp_path / "started"
     km, kc = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
