@@ -132,3 +132,47 @@ def test_zart_resume_finishes_an_execution_whose_process_is_gone(journal, tmp_pa
     assert "output: 14" in cli.stdout
     runs = zart.journal(journal).list_runs("gone-1")
     assert [(r.status.value, r.executed, r.reused) for r in runs] == [("failed", 3, 0), ("completed", 2, 2)]
+
+
+def test_zart_resume_after_the_driver_was_killed(journal, tmp_path):
+    """SIGKILL mid-run, the notebook/script is gone: `zart resume` finishes from the journal alone."""
+    import os
+    import signal
+
+    from conftest import wait_until
+
+    gate, started, log = tmp_path / "gate", tmp_path / "started", tmp_path / "calls.log"
+    script = tmp_path / "doomed.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, time
+        import zart_nb as zart
+
+        @zart.step("part")
+        def part(i):
+            with open({str(log)!r}, "a") as handle:
+                handle.write(f"part{{i}}\\n")
+            if i == 3:
+                open({str(started)!r}, "w").close()
+                while not os.path.exists({str(gate)!r}):
+                    time.sleep(0.01)
+            return i
+
+        @zart.workflow("doomed")
+        def doomed(n):
+            return [part(i) for i in range(n)]
+
+        zart.run(doomed, 5, execution_id="kill-1", journal={str(journal)!r}, workers=1)
+    """))
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path)
+    try:
+        wait_until(started.exists, timeout=60, what="step part#3 to start")
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    script.unlink()
+    gate.touch()
+    cli = subprocess.run([sys.executable, "-m", "zart_nb._cli", "--journal", str(journal), "resume",
+                          "kill-1"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert cli.returncode == 0, cli.stderr
+    assert "was interrupted" in cli.stdout and "output: [0, 1, 2, 3, 4]" in cli.stdout
+    assert log.read_text().split() == ["part0", "part1", "part2", "part3", "part3", "part4"]
