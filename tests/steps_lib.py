@@ -126,3 +126,8 @@ def slow_forever(path: str) -> str:
     while not os.path.exists(path):
         time.sleep(0.01)
     return "never"
+
+
+@zart.step("echo-bytes")
+def echo_bytes(data: bytes) -> bytes:
+    return data[::-1]

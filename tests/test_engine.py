@@ -112,3 +112,17 @@ def test_a_busy_pool_is_not_resized_under_running_steps(journal, tmp_path):
     finally:
         barrier.touch()
     assert first.result(timeout=60) == "released"
+
+
+def test_large_arguments_and_results_never_deadlock_the_pool(journal):
+    """Many ~300 KB arguments and results in flight: both sides of a socket fill up otherwise."""
+    from steps_lib import echo_bytes
+
+    blobs = [bytes([i]) * 300_000 + b"end" for i in range(24)]
+
+    @zart.workflow("big-payloads")
+    def flow(items):
+        return zart.wait([zart.schedule(echo_bytes, item) for item in items])
+
+    out = zart.run(flow, blobs, journal=journal, workers=2)
+    assert [o[::-1] for o in out] == blobs
