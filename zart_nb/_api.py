@@ -202,14 +202,14 @@ def _as_workflow(target: Any, name: str | None = None) -> WorkflowDef:
     if isinstance(target, Workflow):
         return WorkflowDef(name or target.name, target.fn, target.fn)
     if isinstance(target, DurableExecution):
-        return WorkflowDef(name or target.name or type(target).__name__, target.run, target)
+        return WorkflowDef(str(name or target.name or type(target).__name__), target.run, target)
     if isinstance(target, type) and issubclass(target, DurableExecution):
         raise DefinitionError(f"pass an instance of {target.__name__} (e.g. {target.__name__}()), "
                               "not the class")
     if isinstance(target, Step):
         raise DefinitionError(f"{target!r} is a step; run it from a workflow, or wrap it in one")
     if callable(target):
-        return WorkflowDef(name or getattr(target, "__name__", "workflow"), target, target)
+        return WorkflowDef(str(name or getattr(target, "__name__", "workflow")), target, target)
     raise DefinitionError(f"not a workflow: {target!r} (use @zart.workflow, a DurableExecution "
                           "subclass instance or a function)")
 

@@ -27,7 +27,7 @@ def _fmt_duration(seconds: float | None) -> str:
     return f"{seconds / 60:.1f}m"
 
 
-def _table(headers: Sequence[str], rows: list[Sequence[str]]) -> str:
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [len(h) for h in headers]
     for row in rows:
         widths = [max(w, len(str(c))) for w, c in zip(widths, row, strict=True)]
@@ -79,7 +79,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     print("Runs")
     print(_table(("RUN", "STATUS", "STARTED", "DURATION", "EXECUTED", "REUSED", "PID"),
                  [(str(r.run_number), r.status.value, _fmt_time(r.started_at),
-                   _fmt_duration(((r.finished_at or datetime.now()) - r.started_at).total_seconds()),
+                   _fmt_duration(((r.finished_at or datetime.now()) - r.started_at).total_seconds()
+                                 if r.started_at else None),
                    str(r.executed), str(r.reused), str(r.pid)) for r in runs]))
     print()
     print("Steps")

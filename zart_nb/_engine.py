@@ -19,7 +19,7 @@ import traceback as tb_module
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from . import _context
 from . import _serialization as ser
@@ -214,7 +214,7 @@ class Run:
         retries: list[tuple[_StepState, float]] = []
         published: list[Event] = []
         for outcome in outcomes:
-            state: _StepState = outcome.task.owner
+            state = cast(_StepState, outcome.task.owner)
             task = outcome.task
             key = state.handle.key
             if outcome.kind == "ok":
@@ -266,10 +266,10 @@ class Run:
                 task = self._task(state, delay)
                 self._pending[task.task_id] = state
                 retry_tasks.append(task)
-            for state, blob, error in resolved:
+            for state, blob, failure in resolved:
                 handle = state.handle
                 handle._blob = blob
-                handle._error = error
+                handle._error = failure
                 handle.done = True
                 self.finished += 1
             self._cond.notify_all()
@@ -324,7 +324,7 @@ class Run:
         with self._cond:
             for outcome in outcomes:
                 self._pending.pop(outcome.task.task_id, None)
-                handle = outcome.task.owner.handle
+                handle = cast(_StepState, outcome.task.owner).handle
                 if not handle.done:
                     handle._error = StepFailed(self.execution_id, handle.key,
                                                f"its result could not be journaled: {exc}")

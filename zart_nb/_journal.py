@@ -162,6 +162,7 @@ class Journal:
     """
 
     _instances: dict[Path, Journal] = {}
+    _initialized: bool
     _instances_lock = threading.Lock()
 
     def __new__(cls, path: str | os.PathLike[str], **_: object) -> Journal:

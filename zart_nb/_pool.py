@@ -319,13 +319,14 @@ class LocalPool:
                 continue
             messages: list[bytes] = []
             dead = False
+            assert isinstance(conn, Connection)
             try:
                 messages.append(conn.recv_bytes())
                 while conn.poll(0):
                     messages.append(conn.recv_bytes())
             except (EOFError, OSError):
                 dead = True
-            received.append((conns[conn], messages, dead, time.time()))
+            received.append((conns[conn], messages, dead, time.time()))  # type: ignore[index]
         outcomes: list[Outcome] = []
         with self._lock:
             if self._closed:

@@ -52,7 +52,7 @@ class ExecutionRecord:
     output_preview: str | None
     error: str | None
     traceback: str | None
-    created_at: datetime
+    created_at: datetime | None
     started_at: datetime | None
     finished_at: datetime | None
     owner_pid: int | None
@@ -113,7 +113,7 @@ class RunRecord:
     execution_id: str
     run_number: int
     status: ExecutionStatus
-    started_at: datetime
+    started_at: datetime | None
     finished_at: datetime | None
     pid: int
     executed: int

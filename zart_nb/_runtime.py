@@ -83,7 +83,7 @@ class _Committer:
     def _commit(batch: list[Outcome]) -> None:
         by_run: dict[Run, list[Outcome]] = {}
         for outcome in batch:
-            by_run.setdefault(outcome.task.owner.run, []).append(outcome)
+            by_run.setdefault(outcome.task.owner.run, []).append(outcome)  # type: ignore[attr-defined]
         for run, outcomes in by_run.items():
             try:
                 run.on_outcomes(outcomes)

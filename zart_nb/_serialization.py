@@ -214,7 +214,7 @@ def code_hash(obj: Callable[..., Any] | type | object) -> str:
     return hasher.hexdigest()
 
 
-def _hash_object(obj: Any, hasher: hashlib._Hash, seen: set[int]) -> None:
+def _hash_object(obj: Any, hasher: Any, seen: set[int]) -> None:
     if id(obj) in seen:
         hasher.update(b"<seen>")
         return
@@ -251,7 +251,7 @@ def _hash_object(obj: Any, hasher: hashlib._Hash, seen: set[int]) -> None:
             hasher.update(b"<unhashable attributes>")
 
 
-def _hash_function(fn: types.FunctionType, hasher: hashlib._Hash, seen: set[int]) -> None:
+def _hash_function(fn: types.FunctionType, hasher: Any, seen: set[int]) -> None:
     _hash_code(fn.__code__, hasher, fn.__doc__)
     if fn.__defaults__ or fn.__kwdefaults__:
         try:
@@ -270,7 +270,7 @@ def _hash_function(fn: types.FunctionType, hasher: hashlib._Hash, seen: set[int]
         _hash_reference(cell_name, contents, module, hasher, seen)
 
 
-def _hash_reference(name: str, value: Any, module: str, hasher: hashlib._Hash, seen: set[int]) -> None:
+def _hash_reference(name: str, value: Any, module: str, hasher: Any, seen: set[int]) -> None:
     if type(value) in _SIMPLE:
         hasher.update(f"{name}={value!r}".encode())
     elif isinstance(value, (types.FunctionType, type)) and getattr(value, "__module__", None) == module:
@@ -289,7 +289,7 @@ def _global_names(code: types.CodeType) -> set[str]:
     return names
 
 
-def _hash_code(code: types.CodeType, hasher: hashlib._Hash, doc: str | None = None) -> None:
+def _hash_code(code: types.CodeType, hasher: Any, doc: str | None = None) -> None:
     hasher.update(code.co_code)
     hasher.update(repr(code.co_names).encode())
     hasher.update(repr(code.co_varnames).encode())

@@ -25,7 +25,9 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from multiprocessing.connection import Connection
+from typing import Any
 
 from ._executors import FUNCTION_MISSING
 
@@ -47,7 +49,7 @@ class _Runner:
 
         self._context = _context
         self._ser = _serialization
-        self._functions: dict[str, object] = {}
+        self._functions: dict[str, Callable[..., Any]] = {}
 
     def run(self, task: tuple) -> tuple:
         task_id, fn_id, fn_blob, args_blob, execution_id, step_key, attempt = task
