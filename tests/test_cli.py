@@ -86,3 +86,15 @@ def test_cancel_marks_an_unfinished_execution(tmp_path, journal):
     assert proc.returncode == 0, proc.stderr
     assert "cancelled" in proc.stdout
     assert j.list_executions()[0].status is zart.ExecutionStatus.CANCELLED
+
+
+def test_the_installed_zart_command_runs_the_demo(tmp_path):
+    """The README's first command: `pip install . && zart demo` (the console script, not -m)."""
+    import shutil
+
+    zart_bin = shutil.which("zart", path=os.path.dirname(sys.executable))
+    assert zart_bin, "the `zart` console script is not installed next to this Python"
+    proc = subprocess.run([zart_bin, "demo", "--execution-id", "parallel-demo-test"], capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path, env={**os.environ, "ZART_JOURNAL": ""})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == SEED_OUTPUT
