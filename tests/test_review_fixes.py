@@ -130,3 +130,32 @@ def test_shutting_the_pool_down_under_a_run_ends_its_steps(journal, tmp_path):
     with pytest.raises(zart.StepCancelled, match="wait-for-file#0"):
         execution.result(timeout=60)
     assert zart.run(lambda x: square(x), 3, journal=journal) == 9  # a new pool starts on demand
+
+
+def test_rerunning_a_cell_while_its_execution_runs_joins_it(journal, tmp_path):
+    gate = tmp_path / "gate"
+
+    @zart.workflow("joined")
+    def flow(path):
+        return wait_for_file(path)
+
+    first = zart.start(flow, str(gate), journal=journal)
+    wait_until(lambda: first.status is zart.ExecutionStatus.RUNNING, what="running")
+    assert zart.start(flow, str(gate), journal=journal) is first
+    results, errors = [], []
+
+    def rerun_cell():
+        try:
+            results.append(zart.run(flow, str(gate), journal=journal))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    import threading
+
+    thread = threading.Thread(target=rerun_cell)
+    thread.start()  # blocks: the gate is closed, so `first` is still running when run() is called
+    gate.touch()
+    thread.join(timeout=60)
+    assert errors == [] and results == ["released"]
+    assert first.result(timeout=60) == "released"
+    assert [r.run_number for r in zart.journal(journal).list_runs(first.execution_id)] == [1]

@@ -361,12 +361,17 @@ def run(workflow: Any, data: Any = None, *, execution_id: str | None = None,
     """Run (or resume) a workflow in the calling thread and return its output.
 
     The execution id defaults to the workflow name plus a hash of ``data``, so re-running the same
-    cell resumes: journaled steps return their stored results and only missing ones run.
+    cell resumes: journaled steps return their stored results and only missing ones run. If that
+    execution is already running in this process (``zart.start``), this waits for it instead.
     """
     _check_options(on_change, workers)
     definition = _as_workflow(workflow)
-    execution = Execution(execution_id or default_execution_id(definition, data),
-                          _runtime.get_journal(journal))
+    journal_ = _runtime.get_journal(journal)
+    execution_id = execution_id or default_execution_id(definition, data)
+    running = _engine.active_execution(journal_, execution_id)
+    if running is not None and not running.done:
+        return running.wait_interruptibly()
+    execution = Execution(execution_id, journal_)
     _engine.execute(execution, definition, data, on_change=on_change, workers=workers)
     return execution.result()
 
@@ -374,11 +379,17 @@ def run(workflow: Any, data: Any = None, *, execution_id: str | None = None,
 def start(workflow: Any, data: Any = None, *, execution_id: str | None = None,
           journal: str | os.PathLike[str] | None = None, workers: int | None = None,
           on_change: str = "rerun") -> Execution:
-    """Start (or resume) a workflow in a background thread; returns an :class:`Execution` at once."""
+    """Start (or resume) a workflow in a background thread; returns an :class:`Execution` at once.
+
+    If that execution is already running in this process, its handle is returned."""
     _check_options(on_change, workers)
     definition = _as_workflow(workflow)
-    execution = Execution(execution_id or default_execution_id(definition, data),
-                          _runtime.get_journal(journal))
+    journal_ = _runtime.get_journal(journal)
+    execution_id = execution_id or default_execution_id(definition, data)
+    running = _engine.active_execution(journal_, execution_id)
+    if running is not None and not running.done:
+        return running
+    execution = Execution(execution_id, journal_)
     _start_thread(execution, definition, data, on_change, workers)
     return execution
 
