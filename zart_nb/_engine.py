@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 WAIT_TICK = 0.1
 
+
 @dataclass(slots=True)
 class _Definition:
     fn_id: str
