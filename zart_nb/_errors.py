@@ -47,8 +47,8 @@ class JournalLocked(JournalError):
         super().__init__(
             path,
             f"journal is in use by {owner}; waited {waited:.1f}s. Stop that process (or let its "
-            "executions finish: an idle engine releases the file after a short grace), or pass "
-            "another journal=",
+            "executions finish: an idle engine releases the file after a short grace), or use "
+            "another journal file",
         )
 
 
