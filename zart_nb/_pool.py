@@ -298,6 +298,7 @@ class LocalPool:
                     return
             except Exception as exc:  # keep serving: a dead I/O thread would hang every execution
                 print(f"zart: internal error in the worker pool's I/O thread: {exc!r}", file=sys.stderr)
+                time.sleep(0.1)  # a repeating error must not turn into a busy loop
 
     def _iterate(self) -> bool:
         """One round: wait for replies (or a wake-up or deadline), absorb them, dispatch."""
