@@ -159,3 +159,40 @@ def test_rerunning_a_cell_while_its_execution_runs_joins_it(journal, tmp_path):
     assert errors == [] and results == ["released"]
     assert first.result(timeout=60) == "released"
     assert [r.run_number for r in zart.journal(journal).list_runs(first.execution_id)] == [1]
+
+
+def test_start_twice_at_once_gives_one_execution(journal, tmp_path):
+    gate = tmp_path / "gate"
+
+    @zart.workflow("twice")
+    def flow(path):
+        return wait_for_file(path)
+
+    first = zart.start(flow, str(gate), execution_id="t-1", journal=journal)
+    second = zart.start(flow, str(gate), execution_id="t-1", journal=journal)  # no wait in between
+    assert second is first
+    gate.touch()
+    assert first.result(timeout=60) == "released"
+    assert len(zart.journal(journal).list_runs("t-1")) == 1
+
+
+def test_joining_a_running_execution_with_other_code_or_input_is_refused(journal, tmp_path):
+    gate = tmp_path / "gate"
+
+    @zart.workflow("original")
+    def flow(path):
+        return wait_for_file(path)
+
+    @zart.workflow("edited")
+    def edited(path):
+        return wait_for_file(path) + "!"
+
+    first = zart.start(flow, str(gate), execution_id="j-1", journal=journal)
+    try:
+        with pytest.raises(zart.DefinitionError, match="different input"):
+            zart.run(flow, str(tmp_path / "other"), execution_id="j-1", journal=journal)
+        with pytest.raises(zart.NonDeterminism, match="different workflow code"):
+            zart.run(edited, str(gate), execution_id="j-1", journal=journal, on_change="error")
+    finally:
+        gate.touch()
+    assert first.result(timeout=60) == "released"

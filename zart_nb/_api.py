@@ -256,7 +256,12 @@ def _start_thread(execution: Execution, workflow: WorkflowDef, data: Any, on_cha
         except BaseException:
             pass  # the outcome is on the Execution; result() raises it
 
-    threading.Thread(target=target, name=f"zart-{execution.execution_id}", daemon=True).start()
+    thread = threading.Thread(target=target, name=f"zart-{execution.execution_id}", daemon=True)
+    try:
+        thread.start()
+    except BaseException:
+        _engine.release(execution)  # claimed but never started: nobody may wait for it
+        raise
 
 
 class DurableScheduler:
@@ -280,25 +285,22 @@ class DurableScheduler:
 
         If that execution is already running here, its handle is returned (nothing starts twice)."""
         workflow = self.registry.get(task_name)
-        running = self._executions.get(execution_id) or _engine.active_execution(self.journal, execution_id)
-        if running is not None and not running.done:
-            return running
-        execution = Execution(execution_id, self.journal)
-        self._executions[execution_id] = execution
-        _start_thread(execution, workflow, data, self.on_change, self.workers)
+        execution, is_new = _engine.claim(self.journal, execution_id, workflow, data, self.on_change)
+        if is_new:
+            self._executions[execution_id] = execution
+            _start_thread(execution, workflow, data, self.on_change, self.workers)
         return execution
 
     def run(self, execution_id: str, task_name: str, data: Any = None) -> Any:
         """Run (or resume) an execution in the calling thread and return its output.
 
         If that execution is already running here (started with ``start``), waits for it instead."""
-        running = self._executions.get(execution_id) or _engine.active_execution(self.journal, execution_id)
-        if running is not None and not running.done:
-            return running.wait_interruptibly()
-        execution = Execution(execution_id, self.journal)
+        workflow = self.registry.get(task_name)
+        execution, is_new = _engine.claim(self.journal, execution_id, workflow, data, self.on_change)
+        if not is_new:
+            return execution.wait_interruptibly()
         self._executions[execution_id] = execution
-        _engine.execute(execution, self.registry.get(task_name), data, on_change=self.on_change,
-                        workers=self.workers)
+        _engine.execute(execution, workflow, data, on_change=self.on_change, workers=self.workers)
         return execution.result()
 
     def start_and_wait_for(self, execution_id: str, task_name: str, data: Any = None,
@@ -367,11 +369,10 @@ def run(workflow: Any, data: Any = None, *, execution_id: str | None = None,
     _check_options(on_change, workers)
     definition = _as_workflow(workflow)
     journal_ = _runtime.get_journal(journal)
-    execution_id = execution_id or default_execution_id(definition, data)
-    running = _engine.active_execution(journal_, execution_id)
-    if running is not None and not running.done:
-        return running.wait_interruptibly()
-    execution = Execution(execution_id, journal_)
+    execution, is_new = _engine.claim(journal_, execution_id or default_execution_id(definition, data),
+                                      definition, data, on_change)
+    if not is_new:
+        return execution.wait_interruptibly()
     _engine.execute(execution, definition, data, on_change=on_change, workers=workers)
     return execution.result()
 
@@ -385,12 +386,10 @@ def start(workflow: Any, data: Any = None, *, execution_id: str | None = None,
     _check_options(on_change, workers)
     definition = _as_workflow(workflow)
     journal_ = _runtime.get_journal(journal)
-    execution_id = execution_id or default_execution_id(definition, data)
-    running = _engine.active_execution(journal_, execution_id)
-    if running is not None and not running.done:
-        return running
-    execution = Execution(execution_id, journal_)
-    _start_thread(execution, definition, data, on_change, workers)
+    execution, is_new = _engine.claim(journal_, execution_id or default_execution_id(definition, data),
+                                      definition, data, on_change)
+    if is_new:
+        _start_thread(execution, definition, data, on_change, workers)
     return execution
 
 

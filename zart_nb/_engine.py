@@ -370,9 +370,18 @@ class WorkflowDef:
 
 def execute(execution: Execution, workflow: WorkflowDef, data: Any, *, on_change: str = "rerun",
             workers: int | None = None) -> None:
-    """Run (or resume) ``execution`` in the calling thread; the outcome lands on ``execution``."""
+    """Run (or resume) ``execution`` in the calling thread; the outcome lands on ``execution``.
+
+    ``execution`` must be the one ``claim`` registered for its id (or none may be registered)."""
     journal = execution.journal
     execution_id = execution.execution_id
+    key = (journal.path, execution_id)
+    with _active_lock:
+        current = _active.get(key)
+        if current is not None and current is not execution:
+            raise DefinitionError(f"execution {execution_id!r} is already running in this process; "
+                                  "wait for it (or cancel it) before starting it again")
+        _active[key] = execution
     try:
         with journal.hold():
             _execute_held(execution, workflow, data, on_change, workers)
@@ -383,6 +392,9 @@ def execute(execution: Execution, workflow: WorkflowDef, data: Any, *, on_change
                 execution._status = ExecutionStatus.FAILED
         raise
     finally:
+        with _active_lock:
+            if _active.get(key) is execution:
+                del _active[key]
         execution._done.set()
         if events.active:
             events.publish(Event("execution", execution_id, execution._status.value))
@@ -397,8 +409,7 @@ def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, on_cha
     except Exception as exc:
         raise SerializationError(f"the input of execution {execution_id!r} cannot be pickled: {exc}") \
             from exc
-    input_hash = ser.args_hash((data,), {})
-    workflow_hash = ser.code_hash(workflow.definition)
+    workflow_hash, input_hash = execution.fingerprint or fingerprint(workflow, data)
     stored = journal.get_execution(execution_id)
     if stored is not None and stored.status == ExecutionStatus.COMPLETED.value:
         unchanged = stored.input_hash == input_hash and stored.def_id == workflow_hash
@@ -410,19 +421,11 @@ def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, on_cha
             what = "input" if stored.input_hash != input_hash else "workflow code"
             raise NonDeterminism(f"execution {execution_id!r} completed with a different {what}, "
                                  "and on_change='error'")
-    active_key = (journal.path, execution_id)
-    with _active_lock:
-        if active_key in _active:
-            raise DefinitionError(f"execution {execution_id!r} is already running in this process; "
-                                  "wait for it (or cancel it) before starting it again")
-        _active[active_key] = execution
     run_opened()
     try:
         _run_body(execution, workflow, data, on_change, workers, input_blob, input_hash, workflow_hash)
     finally:
         run_closed()
-        with _active_lock:
-            _active.pop(active_key, None)
 
 
 def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change: str,
@@ -526,6 +529,46 @@ def _run_coroutine(awaitable: Any) -> Any:
 
 _active: dict[tuple[Path, str], Execution] = {}
 _active_lock = threading.Lock()
+
+
+def fingerprint(workflow: WorkflowDef, data: Any) -> tuple[str, str]:
+    """``(code hash of the workflow, hash of its input)``: what makes two runs of one id the same."""
+    try:
+        return ser.code_hash(workflow.definition), ser.args_hash((data,), {})
+    except SerializationError as exc:
+        raise SerializationError(f"the input of workflow {workflow.name!r} cannot be pickled: {exc}") from exc
+
+
+def claim(journal: Journal, execution_id: str, workflow: WorkflowDef, data: Any,
+          on_change: str) -> tuple[Execution, bool]:
+    """Register a new execution of this id in this process, or find the one already running.
+
+    Returns ``(execution, is_new)``. Joining is refused when the running one has another workflow
+    code or input (a ``DefinitionError``, or ``NonDeterminism`` with ``on_change="error"``)."""
+    mark = fingerprint(workflow, data)
+    key = (journal.path, execution_id)
+    with _active_lock:
+        current = _active.get(key)
+        if current is None or current.done:
+            execution = Execution(execution_id, journal)
+            execution.fingerprint = mark
+            _active[key] = execution
+            return execution, True
+    if current.fingerprint is not None and current.fingerprint != mark:
+        what = "input" if current.fingerprint[1] != mark[1] else "workflow code"
+        error = NonDeterminism if on_change == "error" else DefinitionError
+        raise error(f"execution {execution_id!r} is running in this process with a different {what}; "
+                    "wait for it, cancel it, or use another execution_id")
+    return current, False
+
+
+def release(execution: Execution) -> None:
+    """Forget a claimed execution that will not run."""
+    with _active_lock:
+        key = (execution.journal.path, execution.execution_id)
+        if _active.get(key) is execution:
+            del _active[key]
+    execution._done.set()
 
 
 def has_active_executions() -> bool:

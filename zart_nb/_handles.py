@@ -70,6 +70,7 @@ class Execution:
         self._error: BaseException | None = None
         self._run: Run | None = None
         self._cancel_requested = False
+        self.fingerprint: tuple[str, str] | None = None  # (workflow code hash, input hash)
 
     def __repr__(self) -> str:
         return f"<Execution {self.execution_id!r} {self.status.value}>"

@@ -107,6 +107,7 @@ class LocalPool:
         os.set_blocking(self._wake_w, False)
         self._closed = False
         self._wake_pending = False
+        self._delivering = False  # the I/O thread is inside the sink (not reading replies)
         self._thread = threading.Thread(target=self._loop, name="zart-pool-io", daemon=True)
         self._thread.start()
 
@@ -130,10 +131,14 @@ class LocalPool:
                 for task in delayed:
                     heapq.heappush(self._delayed, (task.not_before, next(self._counter), task))
             wake = True
+        if self._closed:  # shut down meanwhile: what shutdown() did not take ends here
+            self._drop_after_shutdown(tasks)
+            return
         # An idle worker gets the work now, from this thread (no hop: the sequential path). When
         # every worker is busy, their replies wake the I/O thread, which sends what is queued in
-        # batches: a burst of schedule() calls costs the caller only the append.
-        if any(not worker.inflight for worker in self._workers):
+        # batches: a burst of schedule() calls costs the caller only the append. While the I/O
+        # thread is handing outcomes over (it reads no replies then), the caller dispatches too.
+        if self._delivering or any(not worker.inflight for worker in self._workers):
             if self._lock.acquire(blocking=False):
                 try:
                     self._dispatch_locked()
@@ -143,6 +148,15 @@ class LocalPool:
                 wake = True
         if wake:
             self._wake()
+
+    def _drop_after_shutdown(self, tasks: list[Task]) -> None:
+        with self._lock:
+            left = [task for task in tasks if task in self._queue]
+            for task in left:
+                self._queue.remove(task)
+        if left:
+            self._sink([Outcome(task, "cancelled", error="the worker pool was shut down",
+                                finished_at=time.time()) for task in left])
 
     def cancel(self, token: object) -> None:
         outcomes: list[Outcome] = []
@@ -161,10 +175,14 @@ class LocalPool:
                  if entry[2].token is token else delayed.append(entry))
             heapq.heapify(delayed)
             self._delayed = delayed
+            replaced = False
             for index, worker in enumerate(self._workers):
                 if any(task.token is token for task in worker.inflight):
                     outcomes.extend(self._replace_locked(index, "cancelled", cancel=token))
+                    replaced = True
             self._dispatch_locked()
+        if replaced:
+            self._wake()  # the I/O thread must start listening to the new worker
         if outcomes:
             self._sink(outcomes)
 
@@ -342,7 +360,11 @@ class LocalPool:
             self._check_timeouts_locked(outcomes)
             self._dispatch_locked()
         if outcomes:
-            self._sink(outcomes)
+            self._delivering = True
+            try:
+                self._sink(outcomes)
+            finally:
+                self._delivering = False
         return True
 
     def _absorb_locked(self, worker: _Worker, messages: list[bytes], now: float,
