@@ -360,7 +360,9 @@ class LocalPool:
             self._check_timeouts_locked(outcomes)
             self._dispatch_locked()
         if outcomes:
-            self._delivering = True
+            # With nothing queued, the sink may commit right here (fsync, event subscribers):
+            # submitters must not wait for that. With work queued it only hands outcomes over.
+            self._delivering = not self._queue
             try:
                 self._sink(outcomes)
             finally:
