@@ -331,8 +331,7 @@ class DurableScheduler:
         execution = self._executions.get(execution_id)
         if execution is not None and execution.status != ExecutionStatus.PENDING:
             return execution.status
-        with self.journal.hold():
-            stored = self.journal.get_execution(execution_id)
+        stored = self.journal.get_execution(execution_id)
         if stored is None:
             raise DefinitionError(f"no execution {execution_id!r} in {self.journal.path}")
         return ExecutionStatus(stored.status)

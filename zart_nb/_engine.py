@@ -144,7 +144,7 @@ class Run:
                 handle.done = handle.reused = True
                 self.reused += 1
                 self.finished += 1
-                if events._subscribers:
+                if events.active:
                     events.publish(Event("step", self.execution_id, "completed", key,
                                          {"reused": True, "name": name}))
                 return handle
@@ -254,7 +254,7 @@ class Run:
         self.journal.record(step_rows, attempt_rows, supersede)
         # Published before the handles resolve, so a step's event always precedes whatever the
         # workflow does next (its execution's "completed" event included).
-        if events._subscribers:
+        if events.active:
             for event in published:
                 events.publish(event)
         retry_tasks: list[Task] = []
@@ -404,11 +404,6 @@ def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, on_cha
                   workers: int | None) -> None:
     journal = execution.journal
     execution_id = execution.execution_id
-    try:
-        input_blob = ser.dumps(data)
-    except Exception as exc:
-        raise SerializationError(f"the input of execution {execution_id!r} cannot be pickled: {exc}") \
-            from exc
     workflow_hash, input_hash = execution.fingerprint or fingerprint(workflow, data)
     stored = journal.get_execution(execution_id)
     if stored is not None and stored.status == ExecutionStatus.COMPLETED.value:
@@ -421,6 +416,11 @@ def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, on_cha
             what = "input" if stored.input_hash != input_hash else "workflow code"
             raise NonDeterminism(f"execution {execution_id!r} completed with a different {what}, "
                                  "and on_change='error'")
+    try:  # only a run needs the input's pickle: a completed execution returned above
+        input_blob = ser.dumps(data)
+    except Exception as exc:
+        raise SerializationError(f"the input of execution {execution_id!r} cannot be pickled: {exc}") \
+            from exc
     run_opened()
     try:
         _run_body(execution, workflow, data, on_change, workers, input_blob, input_hash, workflow_hash)

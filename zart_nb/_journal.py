@@ -133,6 +133,22 @@ def _owner_from(message: str) -> str:
     return f"process {match.group(1)}" if match else "another process"
 
 
+def _read_schema(conn: duckdb.DuckDBPyConnection, path: Path) -> tuple[set[str], dict[str, str]]:
+    """The tables and ``zart_meta`` of a database; refuses a foreign or newer one (names the file)."""
+    tables = {row[0] for row in conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    if not tables:
+        return tables, {}
+    if "zart_meta" not in tables:
+        raise JournalCorrupt(path, "a DuckDB database, but not a zart journal (no zart_meta table; it has "
+                                   f"{', '.join(sorted(tables)[:5])}); left untouched")
+    meta = dict(conn.execute("SELECT key, value FROM zart_meta").fetchall())
+    version = int(meta.get("schema_version", 0))
+    if version > SCHEMA_VERSION:
+        raise JournalSchemaTooNew(path, f"journal schema version {version} is newer than this zart_nb "
+                                        f"understands ({SCHEMA_VERSION}); upgrade zart_nb")
+    return tables, meta
+
+
 def _rollback(conn: duckdb.DuckDBPyConnection) -> None:
     """Roll back if DuckDB has not already (a failed COMMIT ends the transaction itself): the
     error that got us here must surface, not "no transaction is active"."""
@@ -389,36 +405,16 @@ class Journal:
         except duckdb.Error as exc:
             raise JournalCorrupt(path, f"DuckDB cannot read the file: {exc}") from exc
         try:
-            tables = {row[0] for row in conn.execute(
-                "SELECT table_name FROM duckdb_tables()").fetchall()}
-            if not tables:
-                return
-            if "zart_meta" not in tables:
-                raise JournalCorrupt(path, "a DuckDB database, but not a zart journal (no zart_meta "
-                                           f"table; it has {', '.join(sorted(tables)[:5])}); left untouched")
-            row = conn.execute("SELECT value FROM zart_meta WHERE key = 'schema_version'").fetchone()
-            version = int(row[0]) if row else 0
-            if version > SCHEMA_VERSION:
-                raise JournalSchemaTooNew(path, f"journal schema version {version} is newer than this "
-                                                f"zart_nb understands ({SCHEMA_VERSION}); upgrade zart_nb")
+            _read_schema(conn, path)
         finally:
             conn.close()
 
     def _migrate(self) -> None:
-        """Create or upgrade the schema, one transaction per version; a new file takes one round."""
+        """Create or upgrade the schema: every missing version in one transaction."""
         conn = self._conn
         assert conn is not None
-        tables = set() if self._created else {
-            row[0] for row in conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-        meta: dict[str, str] = {}
-        if "zart_meta" in tables:
-            meta = dict(conn.execute("SELECT key, value FROM zart_meta").fetchall())
-        elif tables:
-            raise JournalCorrupt(self.path, "a DuckDB database, but not a zart journal")
+        tables, meta = (set(), {}) if self._created else _read_schema(conn, self.path)
         version = int(meta.get("schema_version", 0))
-        if version > SCHEMA_VERSION:
-            raise JournalSchemaTooNew(self.path, f"journal schema version {version} is newer than "
-                                                 f"this zart_nb understands ({SCHEMA_VERSION})")
         if version < SCHEMA_VERSION:
             statements = [statement for target in range(version + 1, SCHEMA_VERSION + 1)
                           for statement in _MIGRATIONS[target]]
