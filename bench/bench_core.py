@@ -43,6 +43,7 @@ import duckdb
 
 import zart_nb as zart
 from zart_nb import _runtime  # only to close a benchmark's journal and count dispatches
+from zart_nb._journal import Journal
 
 HERE = Path(__file__).resolve().parent
 
@@ -118,8 +119,8 @@ class Scratch:
         try:
             _runtime.get_journal(self.journal).close()
         finally:
-            with zart.Journal._instances_lock:
-                zart.Journal._instances.pop(Path(self.journal).absolute(), None)
+            with Journal._instances_lock:
+                Journal._instances.pop(Path(self.journal).absolute(), None)
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -167,7 +168,7 @@ def journal_open_cost() -> float:
     """Seconds to create a journal file, open it (schema, writer thread) and close it."""
     scratch = tempfile.mkdtemp(prefix="zart-bench-")
     try:
-        journal = zart.Journal(os.path.join(scratch, "j.duckdb"), grace=0)
+        journal = Journal(os.path.join(scratch, "j.duckdb"), grace=0)
         t0 = time.perf_counter()
         with journal.hold():
             pass
@@ -258,7 +259,7 @@ class Bench:
         print(f"P1w: {n} no-op steps fanned out and waited on an open journal, vs pool.map(chunksize=1)",
               flush=True)
         scratch = Scratch()
-        journal = zart.Journal(scratch.journal)
+        journal = Journal(scratch.journal)
         counter = iter(range(1_000_000))
         try:
             with journal.hold():

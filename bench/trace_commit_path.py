@@ -23,11 +23,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_core  # noqa: E402
+import zart_nb._sidelog as sidelog  # noqa: E402
 
 import zart_nb as zart  # noqa: E402
 import zart_nb._engine as engine  # noqa: E402
 import zart_nb._journal as journal  # noqa: E402
-import zart_nb._sidelog as sidelog  # noqa: E402
 
 STATS: dict[str, list] = collections.defaultdict(lambda: [0, 0.0])
 

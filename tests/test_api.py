@@ -209,9 +209,9 @@ def test_cell_defined_steps_travel_by_value(journal, tmp_path):
 def test_definitions_are_journaled_with_source(journal):
     zart.run(squares, {"xs": [2]}, execution_id="defs-1", journal=journal)
     rows = zart.journal(journal).list_definitions()
-    kinds = {(kind, name) for _, kind, name, _ in rows}
+    kinds = {(row.kind, row.name) for row in rows}
     assert ("step", "square") in kinds and ("workflow", "squares") in kinds
-    assert any("def square" in source for _, _, _, source in rows)
+    assert any("def square" in row.source for row in rows)
 
 
 def test_on_change_validation():
@@ -230,7 +230,7 @@ def test_step_options_validation():
 
 
 def test_workers_env_validation(monkeypatch):
-    from zart_nb._pool import default_worker_count
+    from zart_nb._runtime import default_worker_count
 
     monkeypatch.setenv("ZART_WORKERS", "3")
     assert default_worker_count() == 3

@@ -7,6 +7,7 @@ from conftest import wait_until
 from steps_lib import square, wait_for_file
 
 import zart_nb as zart
+from zart_nb._journal import Journal
 
 
 def test_finished_step_is_in_duckdb_while_wait_is_still_pending(journal, tmp_path):
@@ -19,7 +20,7 @@ def test_finished_step_is_in_duckdb_while_wait_is_still_pending(journal, tmp_pat
         return zart.wait([fast, slow])
 
     execution = zart.start(flow, None, execution_id="hd-1", journal=journal)
-    j = zart.journal(journal)
+    j = Journal(journal)
 
     def rows_in_duckdb():  # a raw read: no fold on the reader's side, only the writer thread's
         with j._lock:
@@ -88,7 +89,7 @@ def test_cancel_stops_running_steps(journal, tmp_path):
 def test_idle_journal_is_released_for_other_processes(journal):
     zart.run(lambda x: square(x), 2, execution_id="rel-1", journal=journal)
     code = ("import zart_nb as zart, sys; "
-            f"j = zart.journal({str(journal)!r}); j.lock_timeout = 30; "
+            f"from zart_nb._journal import Journal; j = Journal({str(journal)!r}, lock_timeout=30); "
             "print([e.execution_id for e in j.list_executions()])")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
@@ -102,10 +103,10 @@ def test_a_busy_pool_is_not_resized_under_running_steps(journal, tmp_path):
     def long_flow(_):
         return wait_for_file(str(barrier))
 
-    from zart_nb import _runtime
+    from zart_nb._runtime import runtime
 
     first = zart.start(long_flow, None, execution_id="busy-1", journal=journal, workers=2)
-    wait_until(lambda: _runtime._pool is not None and not _runtime._pool.idle, what="a step in the pool")
+    wait_until(lambda: runtime.executor is not None and not runtime.executor.idle, what="a step in the pool")
     try:
         # another size while busy: runs on the existing pool instead of killing busy-1's step
         assert zart.run(lambda x: square(x), 6, execution_id="busy-2", journal=journal, workers=1) == 36

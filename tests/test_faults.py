@@ -21,7 +21,8 @@ import pytest
 from conftest import wait_until
 
 import zart_nb as zart
-from zart_nb import _runtime
+from zart_nb._journal import Journal
+from zart_nb._runtime import runtime
 
 DRIVER = Path(__file__).resolve().parent / "scripts" / "fault_driver.py"
 WORKERS = 2  # every in-process run uses the same size, so the process-wide pool is reused
@@ -66,8 +67,8 @@ def append_line(path: str, text: str) -> int:
 
 
 def read_journal(path: Path, read):
-    """Open the journal with a fresh ``zart.Journal``, apply ``read`` and release the file."""
-    journal = zart.Journal(path)
+    """Open the journal with a fresh ``Journal``, apply ``read`` and release the file."""
+    journal = Journal(path)
     try:
         return read(journal)
     finally:
@@ -183,7 +184,7 @@ def test_sigkill_driver_then_rerun_resumes_exactly(tmp_path, drivers):
                what=f"workers {sorted(worker_pids)} of the killed driver to exit")
 
     # Exactly the first 5 steps are journaled complete, and the dead owner's execution is interrupted.
-    def after_kill(j: zart.Journal):
+    def after_kill(j: Journal):
         return (j.list_steps(execution_id), j.execution_record(execution_id))
 
     steps, record = read_journal(journal, after_kill)
@@ -200,7 +201,7 @@ def test_sigkill_driver_then_rerun_resumes_exactly(tmp_path, drivers):
     assert second.finish() == 0, second.describe()
     assert second.result() == expected
 
-    def final(j: zart.Journal):
+    def final(j: Journal):
         return j.list_runs(execution_id), j.list_steps(execution_id), j.execution_record(execution_id)
 
     run_rows, steps, record = read_journal(journal, final)
@@ -286,11 +287,11 @@ def test_worker_killed_mid_step_is_retried_and_pool_heals(tmp_path):
     assert output["outcome"] == "survived"
     assert crashed_pid not in output["pids"]
     assert not pid_alive(crashed_pid)
-    pool_pids = _runtime.get_pool(WORKERS).pids
+    pool_pids = runtime.get_executor(WORKERS).pids
     assert len(pool_pids) == WORKERS and crashed_pid not in pool_pids
     assert all(pid_alive(pid) for pid in pool_pids)
 
-    def read(j: zart.Journal):
+    def read(j: Journal):
         return j.list_steps("crash"), j.list_attempts("crash", "crash-once#0")
 
     steps, attempts = read_journal(journal, read)
@@ -352,7 +353,7 @@ def test_step_timeout_kills_worker_and_pool_heals(tmp_path):
     assert info.value.step_key == "slow#0" and "'slow#0'" in str(info.value)
     assert "timeout" in str(info.value)
 
-    def read(j: zart.Journal):
+    def read(j: Journal):
         return j.list_steps("slow-run"), j.list_attempts("slow-run"), j.execution_record("slow-run")
 
     steps, attempts, record = read_journal(journal, read)
@@ -363,7 +364,7 @@ def test_step_timeout_kills_worker_and_pool_heals(tmp_path):
     # the killed worker is named in the journal ("worker-N:pidP"); it is gone and was replaced
     killed_pid = int(steps[0].worker.rsplit("pid", 1)[1])
     assert not pid_alive(killed_pid)
-    pool_pids = _runtime.get_pool(WORKERS).pids
+    pool_pids = runtime.get_executor(WORKERS).pids
     assert len(pool_pids) == WORKERS and killed_pid not in pool_pids
     assert zart.run(squares, 6, execution_id="after-timeout", journal=journal,
                     workers=WORKERS) == [i * i for i in range(6)]
@@ -402,7 +403,7 @@ def test_retries_with_backoff_then_success(tmp_path):
                     workers=WORKERS) == "ok after 3"
     assert Path(counter).read_text().count("attempt") == 3
 
-    def read(j: zart.Journal):
+    def read(j: Journal):
         return j.list_steps("flaky"), j.list_attempts("flaky", "flaky#0")
 
     steps, attempts = read_journal(journal, read)
@@ -511,7 +512,7 @@ def _foreign(path: Path) -> None:
 
 
 def _too_new(path: Path) -> None:
-    journal = zart.Journal(path)
+    journal = Journal(path)
     journal.list_executions()  # creates the schema
     journal.close()
     conn = duckdb.connect(str(path))
@@ -538,7 +539,7 @@ def test_bad_journal_file_is_refused_and_untouched(tmp_path, make, error, words)
     assert info.value.path == str(path)
 
     with pytest.raises(error):
-        zart.Journal(path).list_executions()
+        Journal(path).list_executions()
     cli = subprocess.run([sys.executable, "-m", "zart_nb._cli", "ls", "--journal", str(path)],
                          capture_output=True, text=True, timeout=DEADLINE)
     assert cli.returncode == 1 and str(path) in cli.stderr, (cli.returncode, cli.stderr)
@@ -568,7 +569,7 @@ def test_keyboard_interrupt_marks_interrupted_stops_workers_and_resumes(tmp_path
     assert "GATE_WORKERS_ALIVE []" in first.stderr, first.describe()
     assert not pid_alive(gate_pid)
 
-    def read(j: zart.Journal):
+    def read(j: Journal):
         return j.execution_record(execution_id), j.list_steps(execution_id), j.list_runs(execution_id)
 
     record, steps, run_rows = read_journal(journal, read)

@@ -7,8 +7,8 @@ import textwrap
 import duckdb
 
 import zart_nb as zart
-from zart_nb._journal import SCHEMA_VERSION, STEP_COLUMNS
-from zart_nb._sidelog import SideLog
+from zart_nb._journal import SCHEMA_VERSION, STEP_COLUMNS, Journal
+from zart_nb._journal.sidelog import SideLog
 
 
 def _row(execution_id, key, status="completed", run=1):
@@ -34,9 +34,10 @@ def test_rows_in_the_side_log_survive_a_crash_before_folding(tmp_path):
     script = textwrap.dedent(f"""
         import os, sys
         sys.path.insert(0, {os.path.dirname(__file__)!r})
+        import zart_nb._journal.journal
         from zart_nb import _journal
         from test_journal import _row
-        _journal.FOLD_INTERVAL = 3600  # never fold: the rows live only in the side log
+        _journal.journal.FOLD_INTERVAL = 3600  # never fold: the rows live only in the side log
         j = _journal.Journal({str(journal)!r})
         with j.hold():
             j.begin_run("e1", "wf", "d", b"", "h", "", "rerun")
@@ -54,7 +55,7 @@ def test_rows_in_the_side_log_survive_a_crash_before_folding(tmp_path):
 
 
 def test_superseded_rows_stop_being_current(journal):
-    j = zart.journal(journal)
+    j = Journal(journal)
     with j.hold():
         j.record([_row("e", "k#0", status="failed")])
         j.record([_row("e", "k#0", run=2)], supersede=[("e", "k#0")])
@@ -65,7 +66,7 @@ def test_superseded_rows_stop_being_current(journal):
 
 
 def test_new_journal_records_its_schema_version_and_is_owner_only(journal):
-    j = zart.journal(journal)
+    j = Journal(journal)
     with j.hold():
         version = j._conn.execute("SELECT value FROM zart_meta WHERE key = 'schema_version'").fetchone()
     j.close()
@@ -75,7 +76,7 @@ def test_new_journal_records_its_schema_version_and_is_owner_only(journal):
 
 
 def test_execution_left_running_by_a_dead_process_reads_as_interrupted(journal):
-    j = zart.journal(journal)
+    j = Journal(journal)
     with j.hold():
         j.begin_run("orphan", "wf", "d", b"", "h", "", "rerun")
         j._conn.execute("UPDATE executions SET owner_pid = 999999999 WHERE execution_id = 'orphan'")
@@ -96,8 +97,8 @@ def test_journal_read_by_plain_duckdb_after_release(journal):
 
 def test_one_journal_object_per_file_per_process(journal, tmp_path):
     """Two objects would both fold the same side log (duplicate rows, write conflicts)."""
-    assert zart.Journal(journal) is zart.journal(journal) is zart.Journal(str(journal))
-    assert zart.Journal(tmp_path / "other.duckdb") is not zart.Journal(journal)
+    assert Journal(journal) is Journal(str(journal))
+    assert Journal(tmp_path / "other.duckdb") is not Journal(journal)
 
 
 def test_side_log_of_a_deleted_journal_is_never_folded_into_a_new_one(tmp_path):
@@ -105,9 +106,10 @@ def test_side_log_of_a_deleted_journal_is_never_folded_into_a_new_one(tmp_path):
     script = textwrap.dedent(f"""
         import os, sys
         sys.path.insert(0, {os.path.dirname(__file__)!r})
+        import zart_nb._journal.journal
         from zart_nb import _journal
         from test_journal import _row
-        _journal.FOLD_INTERVAL = 3600
+        _journal.journal.FOLD_INTERVAL = 3600
         j = _journal.Journal({str(journal)!r})
         with j.hold():
             j.record([_row("old", "k#0")])
@@ -126,15 +128,15 @@ def test_side_log_of_a_deleted_journal_is_never_folded_into_a_new_one(tmp_path):
 def test_paths_naming_the_same_file_share_one_journal(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "link").symlink_to(tmp_path)
-    plain = zart.Journal(tmp_path / "j.duckdb")
-    assert zart.Journal(tmp_path / "sub" / ".." / "j.duckdb") is plain
-    assert zart.Journal(tmp_path / "link" / "j.duckdb") is plain
+    plain = Journal(tmp_path / "j.duckdb")
+    assert Journal(tmp_path / "sub" / ".." / "j.duckdb") is plain
+    assert Journal(tmp_path / "link" / "j.duckdb") is plain
 
 
 def test_a_bare_read_releases_the_file_after_the_grace(journal):
     j = zart.journal(journal)
     j.list_executions()  # no hold() by the caller
-    code = (f"import zart_nb as zart; j = zart.journal({str(journal)!r}); j.lock_timeout = 30; "
+    code = (f"from zart_nb._journal import Journal; j = Journal({str(journal)!r}, lock_timeout=30); "
             "print(len(j.list_executions()))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr

@@ -75,7 +75,7 @@ def test_kernel_interrupt_marks_interrupted_and_the_rerun_resumes(tmp_path):
 
         def pool_pids():
             printed.clear()
-            assert run("from zart_nb import _runtime; print(*_runtime.get_pool(2).pids)")["status"] == "ok"
+            assert run("from zart_nb._runtime import runtime; print(*runtime.get_executor(2).pids)")["status"] == "ok"
             return set(map(int, "".join(printed).split()))
 
         assert run(f"""

@@ -28,6 +28,6 @@ def test_engine_imports_no_ui_library():
 
 def test_importing_the_package_does_not_load_duckdb():
     """Worker processes import the package; DuckDB loads only where a journal is opened."""
-    code = "import sys, zart_nb, zart_nb._worker; print('duckdb' in sys.modules, 'asyncio' in sys.modules)"
+    code = "import sys, zart_nb, zart_nb._executors.worker; print('duckdb' in sys.modules, 'asyncio' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]

@@ -118,14 +118,14 @@ def test_a_step_called_on_another_thread_warns_that_it_is_not_journaled(journal)
 
 
 def test_shutting_the_pool_down_under_a_run_ends_its_steps(journal, tmp_path):
-    from zart_nb import _runtime
+    from zart_nb._runtime import runtime
 
     @zart.workflow("orphaned-by-shutdown")
     def flow(path):
         return zart.wait([zart.schedule(wait_for_file, path)])
 
     execution = zart.start(flow, str(tmp_path / "never"), journal=journal)
-    wait_until(lambda: _runtime._pool is not None and not _runtime._pool.idle, what="a step in the pool")
+    wait_until(lambda: runtime.executor is not None and not runtime.executor.idle, what="a step in the pool")
     zart.shutdown_pool()
     with pytest.raises(zart.StepCancelled, match="wait-for-file#0"):
         execution.result(timeout=60)

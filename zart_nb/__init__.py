@@ -16,27 +16,35 @@ a warm pool of worker processes.
 
     zart.run(health_check, ["auth-api", "payments"])
 """
+import os
+
 from ._api import (
-    DurableExecution,
     DurableScheduler,
-    NamedCall,
-    RetryPolicy,
-    Step,
     TaskRegistry,
-    Workflow,
     context,
     run,
     schedule,
     start,
-    step,
     wait,
-    workflow,
 )
 from ._context import Context
+from ._definitions import (
+    DurableExecution,
+    NamedCall,
+    RetryPolicy,
+    Step,
+    Workflow,
+    step,
+    workflow,
+)
 from ._errors import (
     Cancelled,
+    ConfigurationError,
     DefinitionError,
+    DefinitionNotFound,
+    ExecutionNotFound,
     ExecutionTimeout,
+    ExecutorClosed,
     JournalCorrupt,
     JournalError,
     JournalLocked,
@@ -49,14 +57,16 @@ from ._errors import (
     StepFailed,
     StepTimeout,
     TaskError,
+    WaitTimeout,
     WorkerCrashed,
     ZartError,
 )
 from ._events import Event, EventBus, events
 from ._handles import Execution, StepHandle
-from ._journal import Journal
+from ._reader import JournalReader
 from ._records import (
     AttemptRecord,
+    DefinitionRecord,
     ExecutionRecord,
     ExecutionStatus,
     RunReason,
@@ -64,37 +74,61 @@ from ._records import (
     StepRecord,
     StepStatus,
 )
-from ._runtime import get_journal as journal
 from ._runtime import shutdown_pool
 
 __version__ = "0.1.0"
 
+
+def journal(path: str | os.PathLike[str] | None = None) -> JournalReader:
+    """A typed reader of a journal file (default ``$ZART_JOURNAL`` or ``./.zart/journal.duckdb``).
+
+    It never unpickles: ``list_executions``, ``execution_record``, ``list_steps``, ``list_attempts``,
+    ``list_runs``, ``stats``, ``list_definitions``. ``close()`` releases the file for other processes."""
+    from ._journal.reader import FileJournalReader
+    from ._runtime import runtime
+
+    return FileJournalReader(runtime.journal(path))
+
 __all__ = [
+    "__version__",
     "AttemptRecord",
     "Cancelled",
+    "ConfigurationError",
+    "context",
     "Context",
     "DefinitionError",
+    "DefinitionNotFound",
+    "DefinitionRecord",
     "DurableExecution",
     "DurableScheduler",
     "Event",
     "EventBus",
+    "events",
     "Execution",
+    "ExecutionNotFound",
     "ExecutionRecord",
     "ExecutionStatus",
     "ExecutionTimeout",
-    "Journal",
+    "ExecutorClosed",
+    "journal",
     "JournalCorrupt",
     "JournalError",
     "JournalLocked",
+    "JournalReader",
     "JournalSchemaTooNew",
     "NamedCall",
     "NonDeterminism",
     "NotInWorkflow",
     "RetryPolicy",
+    "run",
     "RunReason",
     "RunRecord",
+    "schedule",
     "SerializationError",
+    "shutdown_pool",
+    "start",
     "Step",
+    "step",
     "StepCancelled",
     "StepError",
     "StepFailed",
@@ -104,18 +138,20 @@ __all__ = [
     "StepTimeout",
     "TaskError",
     "TaskRegistry",
+    "wait",
+    "WaitTimeout",
     "WorkerCrashed",
+    "workflow",
     "Workflow",
     "ZartError",
-    "__version__",
-    "context",
-    "events",
-    "journal",
-    "run",
-    "schedule",
-    "shutdown_pool",
-    "start",
-    "step",
-    "wait",
-    "workflow",
 ]
+
+# Public names read as public in tracebacks and reprs: zart_nb.StepFailed, not zart_nb._errors.StepFailed.
+for _name in __all__:
+    _value = globals()[_name]
+    if isinstance(_value, type) or callable(_value) and getattr(_value, "__module__", "").startswith("zart_nb."):
+        try:
+            _value.__module__ = "zart_nb"
+        except (AttributeError, TypeError):
+            pass
+del _name, _value

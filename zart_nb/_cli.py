@@ -7,10 +7,10 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 
-from . import _runtime
 from . import _serialization as ser
 from ._errors import ZartError
 from ._records import ExecutionStatus
+from ._runtime import runtime
 
 
 def _fmt_time(value: datetime | None) -> str:
@@ -44,7 +44,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    journal = _runtime.get_journal(args.journal)
+    journal = runtime.journal(args.journal)
     with journal.hold():
         records = journal.list_executions(status=args.status, limit=args.limit)
     if not records:
@@ -57,7 +57,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    journal = _runtime.get_journal(args.journal)
+    journal = runtime.journal(args.journal)
     with journal.hold():
         record = journal.execution_record(args.execution_id)
         if record is None:
@@ -107,12 +107,12 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from ._api import _as_workflow
+    from ._definitions import as_workflow
     from ._engine import execute
     from ._handles import Execution
 
     sys.path.insert(0, os.getcwd())
-    journal = _runtime.get_journal(args.journal)
+    journal = runtime.journal(args.journal)
     with journal.hold():
         stored = journal.get_execution(args.execution_id)
         if stored is None:
@@ -125,7 +125,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
               "nothing to resume.")
         print(f"  output: {ser.preview(output)}")
         return 0
-    workflow = _as_workflow(ser.loads(blob), stored.workflow)
+    workflow = as_workflow(ser.loads(blob), stored.workflow)
     data = ser.loads(stored.input)
     execution = Execution(args.execution_id, journal)
     print(f"Resuming execution '{args.execution_id}' ({stored.workflow}, was {stored.status})...")
@@ -137,7 +137,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    journal = _runtime.get_journal(args.journal)
+    journal = runtime.journal(args.journal)
     with journal.hold():
         stored = journal.get_execution(args.execution_id)
         if stored is None:

@@ -1,14 +1,28 @@
 """Which execution and step the current code runs in (contextvars, so threads and tasks stay apart)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ._errors import NotInWorkflow
 
-if TYPE_CHECKING:
-    from ._engine import Run
+
+class Run(Protocol):
+    """What code in a workflow body needs of its run (the engine's ``RunState`` implements it)."""
+
+    execution_id: str
+    run_number: int
+    cancelled: bool
+
+    def schedule(self, step: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                 key: str | None = None) -> Any: ...
+
+    def wait_for(self, handles: list[Any], timeout: float | None = None,
+                 tick: Callable[[], None] | None = None) -> None: ...
+
+    def cancel(self, interrupted: bool = False) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,19 +51,19 @@ def require_run(what: str) -> Run:
     return run
 
 
-def enter_run(run: Run) -> Token:
+def enter_run(run: Run) -> Token[Run | None]:
     return _run.set(run)
 
 
-def leave_run(token: Token) -> None:
+def leave_run(token: Token[Run | None]) -> None:
     _run.reset(token)
 
 
-def enter_step(execution_id: str, step_key: str, attempt: int) -> Token:
+def enter_step(execution_id: str, step_key: str, attempt: int) -> Token[Context | None]:
     return _step.set(Context(execution_id, step_key, attempt))
 
 
-def leave_step(token: Token) -> None:
+def leave_step(token: Token[Context | None]) -> None:
     _step.reset(token)
 
 
@@ -62,7 +76,7 @@ def context() -> Context:
     step = _step.get()
     if step is not None:
         return step
-    run: Any = _run.get()
+    run = _run.get()
     if run is not None:
         return Context(run.execution_id, None, None, run.run_number)
     raise NotInWorkflow("zart.context() is only available inside a workflow or a step")

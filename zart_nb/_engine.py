@@ -18,11 +18,11 @@ import time
 import traceback as tb_module
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from . import _context
 from . import _serialization as ser
+from ._definitions import Step, WorkflowDef
 from ._errors import (
     Cancelled,
     DefinitionError,
@@ -33,19 +33,16 @@ from ._errors import (
     StepFailed,
     StepTimeout,
     TaskError,
+    WaitTimeout,
     WorkerCrashed,
     ZartError,
 )
 from ._events import Event, events
-from ._executors import Outcome, Task
+from ._executors.base import Executor, Outcome, OutcomeKind, Task
 from ._handles import Execution, StepHandle
 from ._journal import Journal, StoredStep
-from ._pool import LocalPool
 from ._records import ExecutionStatus, RunReason, StepStatus
-from ._runtime import get_pool, run_closed, run_opened
-
-if TYPE_CHECKING:
-    from ._api import Step
+from ._runtime import runtime
 
 WAIT_TICK = 0.1
 
@@ -61,7 +58,7 @@ class _StepState:
     __slots__ = ("run", "handle", "step", "args_blob", "args_hash", "args_preview", "seq", "reason",
                  "supersedes", "attempt", "scheduled_at", "definition", "timeout")
 
-    def __init__(self, run: Run, handle: StepHandle, step: Step, definition: _Definition,
+    def __init__(self, run: RunState, handle: StepHandle, step: Step[Any, Any], definition: _Definition,
                  args_blob: bytes, args_hash: str, args_preview: str, seq: int, reason: str,
                  supersedes: bool) -> None:
         self.run = run
@@ -82,7 +79,7 @@ class _StepState:
 # --- one run of one execution ------------------------------------------------------------------
 
 
-class Run:
+class RunState:
     """The live state of one run (run 1, run 2 after a resume, ...) of an execution."""
 
     def __init__(self, journal: Journal, execution_id: str, run_number: int,
@@ -106,7 +103,7 @@ class Run:
         self._pending: dict[int, _StepState] = {}
         self._cond = threading.Condition()
         self._task_ids = iter(range(1, 1 << 62))
-        self._pool: LocalPool | None = None
+        self._executor: Executor | None = None
 
     # --- scheduling (workflow thread) ------------------------------------------------------------
 
@@ -191,7 +188,7 @@ class Run:
         """A new attempt of ``state``; the caller registers it in ``_pending`` under ``_cond``."""
         return Task(next(self._task_ids), state.definition.fn_id, state.definition.fn_blob,
                     state.args_blob, self.execution_id, state.handle.key, state.attempt,
-                    state.timeout, time.time() + delay if delay else 0.0, owner=state, token=self)
+                    state.timeout, time.time() + delay if delay else 0.0, consumer=self, owner=state)
 
     def _submit(self, state: _StepState) -> None:
         task = self._task(state)
@@ -200,10 +197,10 @@ class Run:
         self._dispatch([task])
 
     def _dispatch(self, tasks: list[Task]) -> None:
-        pool = self._pool
-        if pool is None or pool.closed:
-            pool = self._pool = get_pool(self.workers)
-        pool.submit(tasks)
+        executor = self._executor
+        if executor is None or executor.closed:
+            executor = self._executor = runtime.get_executor(self.workers)
+        executor.submit(tasks)
 
     # --- outcomes (pool I/O thread) --------------------------------------------------------------
 
@@ -218,12 +215,13 @@ class Run:
             state = cast(_StepState, outcome.task.owner)
             task = outcome.task
             key = state.handle.key
-            if outcome.kind == "ok":
+            kind = outcome.kind
+            if kind is OutcomeKind.OK:
                 status, error = StepStatus.COMPLETED, None
             else:
                 error = self._error_for(state, outcome)
-                retryable = (outcome.kind != "cancelled" and not self.cancelled and not self.closing
-                             and outcome.error_type != "SerializationError"
+                retryable = (kind is not OutcomeKind.CANCELLED and kind is not OutcomeKind.UNPICKLABLE
+                             and not self.cancelled and not self.closing
                              and state.attempt <= state.step.retry.retries)
                 attempt_rows.append((self.execution_id, key, self.run_number, state.attempt,
                                      StepStatus.FAILED.value, outcome.error, outcome.traceback,
@@ -236,17 +234,17 @@ class Run:
                                             {"attempt": state.attempt, "error": outcome.error,
                                              "delay": delay}))
                     continue
-                status = StepStatus.CANCELLED if outcome.kind == "cancelled" else StepStatus.FAILED
+                status = StepStatus.CANCELLED if kind is OutcomeKind.CANCELLED else StepStatus.FAILED
             if state.supersedes:
                 supersede.append((self.execution_id, key))
             step_rows.append((
                 self.execution_id, key, self.run_number, state.seq, state.step.name,
                 state.definition.code_hash, state.args_blob, state.args_hash, state.args_preview,
-                status.value, outcome.blob if outcome.kind == "ok" else None, outcome.preview,
+                status.value, outcome.blob if kind is OutcomeKind.OK else None, outcome.preview,
                 None if error is None else str(error), outcome.error_type, outcome.traceback,
                 state.attempt, state.reason, True, state.scheduled_at, task.started_at or None,
                 outcome.finished_at, task.worker))
-            resolved.append((state, outcome.blob if outcome.kind == "ok" else None, error))
+            resolved.append((state, outcome.blob if kind is OutcomeKind.OK else None, error))
             published.append(Event("step", self.execution_id, status.value, key,
                                    {"attempts": state.attempt, "preview": outcome.preview,
                                     "error": None if error is None else str(error),
@@ -281,11 +279,11 @@ class Run:
         key = state.handle.key
         attempts = state.attempt
         suffix = f" (attempt {attempts} of {state.step.retry.retries + 1})"
-        if outcome.kind == "timeout":
+        if outcome.kind is OutcomeKind.TIMEOUT:
             return StepTimeout(self.execution_id, key, f"{outcome.error}{suffix}", attempts)
-        if outcome.kind == "crashed":
+        if outcome.kind is OutcomeKind.CRASHED:
             return WorkerCrashed(self.execution_id, key, f"{outcome.error}{suffix}", attempts)
-        if outcome.kind == "cancelled":
+        if outcome.kind is OutcomeKind.CANCELLED:
             return StepCancelled(self.execution_id, key, "cancelled before it finished", attempts)
         error = StepFailed(self.execution_id, key, f"{outcome.error}{suffix}", attempts,
                            outcome.error_type or "", outcome.traceback or "")
@@ -312,8 +310,8 @@ class Run:
                     if deadline is not None:
                         remaining = min(remaining, deadline - time.monotonic())
                         if remaining <= 0:
-                            raise TimeoutError(f"steps of {self.execution_id!r} still running "
-                                               f"after {timeout}s")
+                            raise WaitTimeout(f"steps of {self.execution_id!r} still running "
+                                              f"after {timeout}s (they keep running)")
                     self._cond.wait(remaining)
                     if tick is not None:
                         tick()
@@ -340,8 +338,8 @@ class Run:
         with self._cond:
             self.closing = True  # no retry may start from now on
             pending = bool(self._pending)
-        while pending and self._pool is not None and time.monotonic() < deadline:
-            self._pool.cancel(self)
+        while pending and self._executor is not None and time.monotonic() < deadline:
+            self._executor.cancel(self)
             with self._cond:
                 if self._pending:
                     self._cond.wait(0.2)
@@ -359,15 +357,6 @@ class Run:
 # --- executing a workflow ----------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class WorkflowDef:
-    """What the engine needs of a workflow: a name and a callable taking the input."""
-
-    name: str
-    body: Callable[[Any], Any]
-    definition: Any  # what is pickled into the journal: the function or DurableExecution instance
-
-
 def execute(execution: Execution, workflow: WorkflowDef, data: Any, *, on_change: str = "rerun",
             workers: int | None = None) -> None:
     """Run (or resume) ``execution`` in the calling thread; the outcome lands on ``execution``.
@@ -375,13 +364,7 @@ def execute(execution: Execution, workflow: WorkflowDef, data: Any, *, on_change
     ``execution`` must be the one ``claim`` registered for its id (or none may be registered)."""
     journal = execution.journal
     execution_id = execution.execution_id
-    key = (journal.path, execution_id)
-    with _active_lock:
-        current = _active.get(key)
-        if current is not None and current is not execution:
-            raise DefinitionError(f"execution {execution_id!r} is already running in this process; "
-                                  "wait for it (or cancel it) before starting it again")
-        _active[key] = execution
+    runtime.enter(execution)
     try:
         with journal.hold():
             _execute_held(execution, workflow, data, on_change, workers)
@@ -392,9 +375,7 @@ def execute(execution: Execution, workflow: WorkflowDef, data: Any, *, on_change
                 execution._status = ExecutionStatus.FAILED
         raise
     finally:
-        with _active_lock:
-            if _active.get(key) is execution:
-                del _active[key]
+        runtime.release(execution)
         execution._done.set()
         if events.active:
             events.publish(Event("execution", execution_id, execution._status.value))
@@ -421,11 +402,11 @@ def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, on_cha
     except Exception as exc:
         raise SerializationError(f"the input of execution {execution_id!r} cannot be pickled: {exc}") \
             from exc
-    run_opened()
+    runtime.run_opened()
     try:
         _run_body(execution, workflow, data, on_change, workers, input_blob, input_hash, workflow_hash)
     finally:
-        run_closed()
+        runtime.run_closed()
 
 
 def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change: str,
@@ -442,7 +423,7 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change:
         definition = (workflow_hash, "workflow", workflow.name, ser.source_of(workflow.definition), blob)
     run_number = journal.begin_run(execution_id, workflow.name, workflow_hash, input_blob, input_hash,
                                    ser.preview(data), on_change, definition)
-    run = Run(journal, execution_id, run_number, journal.load_steps(execution_id), on_change, workers)
+    run = RunState(journal, execution_id, run_number, journal.load_steps(execution_id), on_change, workers)
     execution._run = run
     execution._status = ExecutionStatus.RUNNING
     if execution._cancel_requested:
@@ -527,10 +508,6 @@ def _run_coroutine(awaitable: Any) -> Any:
     return box["value"]
 
 
-_active: dict[tuple[Path, str], Execution] = {}
-_active_lock = threading.Lock()
-
-
 def fingerprint(workflow: WorkflowDef, data: Any) -> tuple[str, str]:
     """``(code hash of the workflow, hash of its input)``: what makes two runs of one id the same."""
     try:
@@ -546,14 +523,9 @@ def claim(journal: Journal, execution_id: str, workflow: WorkflowDef, data: Any,
     Returns ``(execution, is_new)``. Joining is refused when the running one has another workflow
     code or input (a ``DefinitionError``, or ``NonDeterminism`` with ``on_change="error"``)."""
     mark = fingerprint(workflow, data)
-    key = (journal.path, execution_id)
-    with _active_lock:
-        current = _active.get(key)
-        if current is None or current.done:
-            execution = Execution(execution_id, journal)
-            execution.fingerprint = mark
-            _active[key] = execution
-            return execution, True
+    current, is_new = runtime.claim(journal, execution_id, Execution, mark)
+    if is_new:
+        return current, True
     if current.fingerprint is not None and current.fingerprint != mark:
         what = "input" if current.fingerprint[1] != mark[1] else "workflow code"
         error = NonDeterminism if on_change == "error" else DefinitionError
@@ -564,19 +536,5 @@ def claim(journal: Journal, execution_id: str, workflow: WorkflowDef, data: Any,
 
 def release(execution: Execution) -> None:
     """Forget a claimed execution that will not run."""
-    with _active_lock:
-        key = (execution.journal.path, execution.execution_id)
-        if _active.get(key) is execution:
-            del _active[key]
+    runtime.release(execution)
     execution._done.set()
-
-
-def has_active_executions() -> bool:
-    """Some execution runs in this process (worker processes never have one)."""
-    return bool(_active)
-
-
-def active_execution(journal: Journal, execution_id: str) -> Execution | None:
-    """The execution of that id running in this process, if any."""
-    with _active_lock:
-        return _active.get((journal.path, execution_id))

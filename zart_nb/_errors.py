@@ -6,6 +6,10 @@
      │    ├── JournalCorrupt          not a DuckDB file, not a zart journal, or unreadable
      │    └── JournalSchemaTooNew     written by a newer zart_nb
      ├── DefinitionError              a workflow or step used wrongly (bad name, not registered, ...)
+     ├── ConfigurationError           a bad option or environment variable (also a ValueError)
+     ├── ExecutionNotFound            no execution of that id in the journal (also a LookupError)
+     ├── DefinitionNotFound           the journal lacks a workflow or step definition (also a LookupError)
+     ├── ExecutorClosed               the executor was shut down while a step was submitted
      ├── NotInWorkflow                schedule()/wait() called outside a running workflow
      ├── NonDeterminism               a journaled step or execution changed while on_change="error"
      ├── SerializationError           an argument, output or definition cannot be pickled (names the step)
@@ -16,14 +20,19 @@
      │    ├── WorkerCrashed           the worker process died during the attempt
      │    └── StepCancelled           the execution was cancelled or interrupted
      ├── TaskError                    the workflow body raised; the execution is failed
+     ├── WaitTimeout                  zart.wait(timeout=) ran out (the steps keep running; a TimeoutError)
      └── ExecutionTimeout             waiting for an execution took longer than asked (it keeps running)
 
 Cancellation of a running workflow body is signalled with :class:`Cancelled`, a ``BaseException``, so a
 user's ``except Exception:`` cannot swallow it.
+
+Every error survives pickle and cloudpickle with its context (``__reduce__`` gives the constructor's
+arguments back): the journal stores them, and other processes carry them.
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 class ZartError(Exception):
@@ -35,7 +44,11 @@ class JournalError(ZartError):
 
     def __init__(self, path: str | Path, message: str) -> None:
         self.path = str(path)
+        self.message = message
         super().__init__(f"{message} (journal: {self.path})")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.path, self.message), self.__dict__)
 
 
 class JournalLocked(JournalError):
@@ -51,6 +64,9 @@ class JournalLocked(JournalError):
             "another journal file",
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.path, self.owner, self.waited), self.__dict__)
+
 
 class JournalCorrupt(JournalError):
     """The file is not a DuckDB zart journal, or DuckDB cannot read it. The file is left untouched."""
@@ -62,6 +78,31 @@ class JournalSchemaTooNew(JournalError):
 
 class DefinitionError(ZartError):
     """A workflow, task or step is defined or used wrongly."""
+
+
+class ConfigurationError(ZartError, ValueError):
+    """An option or environment variable has a value zart_nb cannot use (names it and the value)."""
+
+
+class ExecutionNotFound(ZartError, LookupError):
+    """No execution of that id is journaled (names the id and the journal)."""
+
+    def __init__(self, execution_id: str, journal: str | Path = "") -> None:
+        self.execution_id = execution_id
+        self.journal = str(journal)
+        where = f" in {self.journal}" if self.journal else ""
+        super().__init__(f"no execution {execution_id!r}{where}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.execution_id, self.journal), self.__dict__)
+
+
+class DefinitionNotFound(ZartError, LookupError):
+    """The journal does not hold the workflow or step definition a resume needs."""
+
+
+class ExecutorClosed(ZartError):
+    """The executor (worker pool, cluster client) was shut down; nothing more can be submitted to it."""
 
 
 class NotInWorkflow(ZartError):
@@ -83,7 +124,11 @@ class StepError(ZartError):
         self.execution_id = execution_id
         self.step_key = step_key
         self.attempts = attempts
+        self.message = message
         super().__init__(f"step {step_key!r} of execution {execution_id!r}: {message}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.execution_id, self.step_key, self.message, self.attempts), self.__dict__)
 
 
 class StepFailed(StepError):
@@ -101,6 +146,10 @@ class StepFailed(StepError):
         self.error_type = error_type
         self.remote_traceback = remote_traceback
         super().__init__(execution_id, step_key, message, attempts)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.execution_id, self.step_key, self.message, self.attempts,
+                             self.error_type, self.remote_traceback), self.__dict__)
 
 
 class StepTimeout(StepError):
@@ -120,7 +169,15 @@ class TaskError(ZartError):
 
     def __init__(self, execution_id: str, message: str) -> None:
         self.execution_id = execution_id
+        self.message = message
         super().__init__(f"execution {execution_id!r} failed: {message}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.execution_id, self.message), self.__dict__)
+
+
+class WaitTimeout(ZartError, TimeoutError):
+    """``zart.wait(..., timeout=)`` or a handle's ``result(timeout)`` ran out; the steps keep running."""
 
 
 class ExecutionTimeout(ZartError, TimeoutError):

@@ -5,12 +5,12 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from . import _serialization as ser
+from ._context import Run
 from ._errors import ExecutionTimeout
-from ._journal import Journal
 from ._records import ExecutionStatus
 
 if TYPE_CHECKING:
-    from ._engine import Run
+    from ._journal import Journal
 
 
 class StepHandle:

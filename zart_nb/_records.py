@@ -118,3 +118,13 @@ class RunRecord:
     pid: int
     executed: int
     reused: int
+
+
+@dataclass(frozen=True, slots=True)
+class DefinitionRecord:
+    """A journaled workflow or step definition (its source text; the pickle is never read here)."""
+
+    def_id: str
+    kind: str
+    name: str
+    source: str

@@ -1,20 +1,26 @@
-"""What a process shares between its executions: the warm worker pool, the committer that makes
-outcomes durable, and one Journal per file."""
+"""What a process shares between its executions, in one object (``runtime``): the executor (the warm
+worker pool), the committer that makes outcomes durable, the open journals and the live executions.
+
+The monitor endpoint lists this process's live executions and journals from here.
+"""
 from __future__ import annotations
 
 import atexit
+import logging
 import os
-import sys
 import threading
+from collections.abc import Hashable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._executors import Outcome
+from ._errors import ConfigurationError, DefinitionError
+from ._executors.base import Executor, Outcome, OutcomeConsumer
 from ._journal import Journal
-from ._pool import LocalPool, default_worker_count
 
 if TYPE_CHECKING:
-    from ._engine import Run
+    from ._handles import Execution
+
+logger = logging.getLogger("zart_nb")
 
 DEFAULT_JOURNAL = Path(".zart") / "journal.duckdb"
 
@@ -23,29 +29,39 @@ def default_journal_path() -> Path:
     return Path(os.environ.get("ZART_JOURNAL") or DEFAULT_JOURNAL)
 
 
-# --- the process-wide worker pool ---------------------------------------------------------------
-
-_pool_lock = threading.Lock()
-_pool: LocalPool | None = None
+def default_worker_count() -> int:
+    """``$ZART_WORKERS``, or the CPU count."""
+    env = os.environ.get("ZART_WORKERS")
+    if env:
+        try:
+            count = int(env)
+        except ValueError:
+            raise ConfigurationError(f"ZART_WORKERS must be a positive integer, got {env!r}") from None
+        if count < 1:
+            raise ConfigurationError(f"ZART_WORKERS must be a positive integer, got {env!r}")
+        return count
+    return os.cpu_count() or 2
 
 
 class _Committer:
-    """Takes outcomes off the pool's I/O thread and makes them durable in groups.
+    """Takes outcomes off the executor's I/O thread and makes them durable in groups.
 
     The I/O thread only receives and dispatches; this thread appends and fsyncs whatever arrived
     during the previous fsync (group commit), then resolves the handles.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
         self._cond = threading.Condition()
         self._outcomes: list[Outcome] = []
         self._thread: threading.Thread | None = None
         self._busy = False
 
     def deliver(self, outcomes: list[Outcome]) -> None:
-        pool = _pool
+        executor = self._runtime.executor
         with self._cond:
-            inline = not self._busy and not self._outcomes and pool is not None and not pool.has_queued
+            inline = (not self._busy and not self._outcomes and executor is not None
+                      and not executor.has_queued)
             if inline:
                 self._busy = True
         if inline:
@@ -81,85 +97,135 @@ class _Committer:
 
     @staticmethod
     def _commit(batch: list[Outcome]) -> None:
-        by_run: dict[Run, list[Outcome]] = {}
+        by_consumer: dict[OutcomeConsumer, list[Outcome]] = {}
         for outcome in batch:
-            by_run.setdefault(outcome.task.owner.run, []).append(outcome)  # type: ignore[attr-defined]
-        for run, outcomes in by_run.items():
+            consumer = outcome.task.consumer
+            assert consumer is not None
+            by_consumer.setdefault(consumer, []).append(outcome)
+        for consumer, outcomes in by_consumer.items():
             try:
-                run.on_outcomes(outcomes)
+                consumer.on_outcomes(outcomes)
             except Exception as exc:
-                run.fail_outcomes(outcomes, exc)
+                consumer.fail_outcomes(outcomes, exc)
 
 
-_committer = _Committer()
-_deliver = _committer.deliver
+class Runtime:
+    """The process-wide state of zart_nb. There is one, ``runtime``; worker processes never use it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.executor: Executor | None = None
+        self.committer = _Committer(self)
+        self._open_runs = 0
+        self._warned_sizes: set[int] = set()
+        self._live: dict[tuple[Hashable, str], Execution] = {}
+
+    # --- the executor ------------------------------------------------------------------------
+
+    def run_opened(self) -> None:
+        """A run started: the pool must not be restarted under it (see ``get_executor``)."""
+        with self._lock:
+            self._open_runs += 1
+
+    def run_closed(self) -> None:
+        with self._lock:
+            self._open_runs -= 1
+
+    def get_executor(self, workers: int | None = None) -> Executor:
+        """The warm local pool shared by every execution of this process.
+
+        Asking for another size restarts it when it is idle; while other executions use it, it keeps
+        its size (restarting would kill their steps) and says so."""
+        from ._executors.local import LocalPool
+
+        size = workers or default_worker_count()
+        with self._lock:
+            executor = self.executor
+            if executor is not None and (executor.closed or executor.size != size):
+                if executor.closed or (self._open_runs == 0 and executor.idle):
+                    executor.shutdown()
+                    executor = self.executor = None
+                elif size not in self._warned_sizes:
+                    self._warned_sizes.add(size)
+                    logger.warning("zart: the worker pool is in use with %d workers; keeping that size "
+                                   "instead of %d while executions run", executor.size, size)
+            if executor is None:
+                executor = self.executor = LocalPool(size, self.committer.deliver)
+            return executor
+
+    def shutdown_executor(self) -> None:
+        with self._lock:
+            executor, self.executor = self.executor, None
+        if executor is not None:
+            executor.shutdown()
+
+    # --- live executions ---------------------------------------------------------------------
+
+    def claim(self, journal: Journal, execution_id: str, make: type[Execution],
+              fingerprint: tuple[str, str]) -> tuple[Execution, bool]:
+        """Register a new execution of this id, or return the one already live: ``(execution, is_new)``."""
+        key = (journal.identity, execution_id)
+        with self._lock:
+            current = self._live.get(key)
+            if current is None or current.done:
+                execution = make(execution_id, journal)
+                execution.fingerprint = fingerprint
+                self._live[key] = execution
+                return execution, True
+        return current, False
+
+    def enter(self, execution: Execution) -> None:
+        """``execution`` starts running here; refused if another object of its id is live."""
+        key = (execution.journal.identity, execution.execution_id)
+        with self._lock:
+            current = self._live.get(key)
+            if current is not None and current is not execution and not current.done:
+                raise DefinitionError(f"execution {execution.execution_id!r} is already running in this "
+                                      "process; wait for it (or cancel it) before starting it again")
+            self._live[key] = execution
+
+    def release(self, execution: Execution) -> None:
+        """Forget a live execution (it finished, or was claimed and never ran)."""
+        key = (execution.journal.identity, execution.execution_id)
+        with self._lock:
+            if self._live.get(key) is execution:
+                del self._live[key]
+
+    def live_execution(self, journal: Journal, execution_id: str) -> Execution | None:
+        with self._lock:
+            return self._live.get((journal.identity, execution_id))
+
+    def live_executions(self) -> list[Execution]:
+        """Every execution running in this process, on any journal."""
+        with self._lock:
+            return list(self._live.values())
+
+    def has_live_executions(self) -> bool:
+        return bool(self._live)
+
+    # --- journals ----------------------------------------------------------------------------
+
+    def journal(self, path: str | os.PathLike[str] | None = None) -> Journal:
+        """The process's one :class:`Journal` for ``path`` (default ``$ZART_JOURNAL`` or
+        ``./.zart/journal.duckdb``)."""
+        return Journal(path or default_journal_path())
+
+    def open_journals(self) -> list[Journal]:
+        return Journal.instances()
+
+    def close_all(self) -> None:
+        self.shutdown_executor()
+        for journal in Journal.instances():
+            try:
+                journal.close()
+            except Exception:
+                logger.exception("zart: closing %s failed", journal.path)
 
 
-_open_runs = 0
-_warned_sizes: set[int] = set()
-
-
-def run_opened() -> None:
-    """A run started: the pool must not be restarted under it (see ``get_pool``)."""
-    global _open_runs
-    with _pool_lock:
-        _open_runs += 1
-
-
-def run_closed() -> None:
-    global _open_runs
-    with _pool_lock:
-        _open_runs -= 1
-
-
-def get_pool(workers: int | None = None) -> LocalPool:
-    """The warm pool shared by every execution of this process.
-
-    Asking for another size restarts it when it is idle; while other executions use it, it keeps
-    its size (restarting would kill their steps) and says so."""
-    global _pool
-    size = workers or default_worker_count()
-    with _pool_lock:
-        if _pool is not None and _pool.size != size:
-            if _open_runs == 0 and _pool.idle:
-                _pool.shutdown()
-                _pool = None
-            elif size not in _warned_sizes:
-                _warned_sizes.add(size)
-                print(f"zart: the worker pool is in use with {_pool.size} workers; keeping that size "
-                      f"instead of {size} while executions run", file=sys.stderr)
-        if _pool is None:
-            _pool = LocalPool(size, _deliver)
-        return _pool
+runtime = Runtime()
+atexit.register(runtime.close_all)
 
 
 def shutdown_pool() -> None:
-    """Stop the worker processes (they are restarted on the next dispatch)."""
-    global _pool
-    with _pool_lock:
-        if _pool is not None:
-            _pool.shutdown()
-            _pool = None
-
-
-def _close_all() -> None:
-    shutdown_pool()
-    with Journal._instances_lock:
-        journals = list(Journal._instances.values())
-    for journal in journals:
-        try:
-            journal.close()
-        except Exception:
-            pass
-
-
-atexit.register(_close_all)
-
-
-# --- journals by path --------------------------------------------------------------------------
-
-
-def get_journal(path: str | os.PathLike[str] | None = None) -> Journal:
-    """The process's one :class:`Journal` for ``path`` (default ``$ZART_JOURNAL`` or
-    ``./.zart/journal.duckdb``). Use it to read executions and steps (``list_executions``, ...)."""
-    return Journal(path or default_journal_path())
+    """Stop the worker processes (they are started again on the next dispatch)."""
+    runtime.shutdown_executor()

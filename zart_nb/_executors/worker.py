@@ -1,16 +1,15 @@
-"""A worker process: ``python -m zart_nb._worker FD``. Runs step functions sent by the driver.
+"""A worker process: ``python -m zart_nb._executors.worker FD``. Runs step functions sent by the driver.
 
 Started with ``subprocess`` (fork+exec), not ``multiprocessing``: a fresh interpreter that never
 re-imports the user's ``__main__`` (a notebook or a script without a ``__main__`` guard) and never
 forks a kernel's threads. It talks to its driver over one end of a private socketpair.
 
-Messages from the driver (pickled tuples):
-  ("init", sys_path)                                                        once
-  ("run", [(task_id, fn_id, fn_blob | None, args_blob, execution_id, step_key, attempt), ...])
-Replies: ``None`` once when ready, then lists of
-  (task_id, ok, blob, preview, error_type, error_message, traceback, started, finished)
-in task order. A reply leaves at most ``REPLY_DELAY`` seconds after its step ended (a sender thread
-gathers the replies of quick steps into one message, whatever the next step is doing).
+Messages from the driver (pickled):
+  ("init", sys_path)                  once
+  ("run", [WireTask, ...])
+Replies: ``None`` once when ready, then lists of ``WireReply`` in task order. A reply leaves at
+most ``REPLY_DELAY`` seconds after its step ended (a sender thread gathers the replies of quick
+steps into one message, whatever the next step is doing).
 A task whose function the worker no longer has (``fn_blob`` None, not cached) is answered with
 error type ``FUNCTION_MISSING``; the driver sends it again with the function.
 """
@@ -29,7 +28,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from ._executors import FUNCTION_MISSING
+from .base import FUNCTION_MISSING, UNPICKLABLE_RESULT, WireReply, WireTask
 
 FN_CACHE_SIZE = 512
 REPLY_DELAY = 0.001
@@ -45,13 +44,13 @@ def _watch_parent(parent_pid: int) -> None:
 
 class _Runner:
     def __init__(self) -> None:
-        from . import _context, _serialization
+        from .. import _context, _serialization
 
         self._context = _context
         self._ser = _serialization
         self._functions: dict[str, Callable[..., Any]] = {}
 
-    def run(self, task: tuple) -> tuple:
+    def run(self, task: WireTask) -> WireReply:
         task_id, fn_id, fn_blob, args_blob, execution_id, step_key, attempt = task
         ser = self._ser
         started = time.time()
@@ -59,7 +58,7 @@ class _Runner:
             fn = self._functions.get(fn_id)
             if fn is None:
                 if fn_blob is None:
-                    return (task_id, False, None, None, FUNCTION_MISSING, "", "", started, time.time())
+                    return WireReply(task_id, False, None, None, FUNCTION_MISSING, "", "", started, time.time())
                 fn = ser.loads(fn_blob)
                 if len(self._functions) >= FN_CACHE_SIZE:
                     self._functions.pop(next(iter(self._functions)))
@@ -79,15 +78,15 @@ class _Runner:
                 error_blob = ser.dumps(exc) if isinstance(exc, Exception) else None
             except Exception:
                 error_blob = None
-            return (task_id, False, error_blob, None, type(exc).__qualname__, _message(exc),
+            return WireReply(task_id, False, error_blob, None, type(exc).__qualname__, _message(exc),
                     traceback.format_exc(), started, time.time())
         try:
             blob = ser.dumps(result)
         except Exception as exc:
-            return (task_id, False, None, None, "SerializationError",
+            return WireReply(task_id, False, None, None, UNPICKLABLE_RESULT,
                     f"the step returned a {type(result).__name__} that cannot be pickled: {exc}",
                     traceback.format_exc(), started, time.time())
-        return (task_id, True, blob, ser.preview(result), None, None, None, started, time.time())
+        return WireReply(task_id, True, blob, ser.preview(result), None, None, None, started, time.time())
 
 
 class _Replies:
@@ -97,11 +96,11 @@ class _Replies:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self._cond = threading.Condition()
-        self._items: list[tuple] = []
+        self._items: list[WireReply] = []
         self._first = 0.0
         threading.Thread(target=self._loop, name="zart-worker-replies", daemon=True).start()
 
-    def add(self, reply: tuple, more_to_run: bool) -> None:
+    def add(self, reply: WireReply, more_to_run: bool) -> None:
         with self._cond:
             self._items.append(reply)
             if not more_to_run:  # nothing else to do: send now, no thread hop
@@ -137,7 +136,7 @@ class _Replies:
 
 def _serve(conn: Connection) -> None:
     runner = _Runner()
-    pending: collections.deque[tuple] = collections.deque()
+    pending: collections.deque[WireTask] = collections.deque()
 
     def absorb(message: bytes) -> None:
         kind, payload = pickle.loads(message)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import re
-import sys
 import threading
 import time
 import uuid
@@ -21,8 +21,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
-from ._errors import JournalCorrupt, JournalLocked, JournalSchemaTooNew
-from ._records import (
+from .._errors import DefinitionNotFound, JournalCorrupt, JournalLocked, JournalSchemaTooNew
+from .._records import (
     AttemptRecord,
     ExecutionRecord,
     ExecutionStatus,
@@ -30,12 +30,13 @@ from ._records import (
     StepRecord,
     StepStatus,
 )
-from ._sidelog import SideLog
+from .sidelog import SideLog
 
 if TYPE_CHECKING:
     import duckdb  # imported when a journal opens: worker processes never load DuckDB
 
 T = TypeVar("T")
+logger = logging.getLogger("zart_nb")
 
 SCHEMA_VERSION = 1
 DEFAULT_GRACE = 1.0
@@ -190,6 +191,17 @@ class Journal:
                 instance._initialized = False
                 cls._instances[resolved] = instance
             return instance
+
+    @classmethod
+    def instances(cls) -> list[Journal]:
+        """Every Journal of this process."""
+        with cls._instances_lock:
+            return list(cls._instances.values())
+
+    @property
+    def identity(self) -> Path:
+        """What names this journal's file within the process (the key of live executions)."""
+        return self.path
 
     def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float | None = None,
                  grace: float | None = None) -> None:
@@ -359,8 +371,8 @@ class Journal:
                 if time.monotonic() >= deadline:
                     raise JournalLocked(path, owner, self.lock_timeout) from None
                 if not announced:
-                    print(f"zart: journal {path} is in use by {owner}; waiting up to "
-                          f"{self.lock_timeout:.0f}s for it to be released...", file=sys.stderr)
+                    logger.warning("zart: journal %s is in use by %s; waiting up to %.0fs for it to be "
+                                   "released...", path, owner, self.lock_timeout)
                     announced = True
                 time.sleep(0.05)
             except duckdb.Error as exc:
@@ -453,8 +465,8 @@ class Journal:
             if records and records[0][1:] != ("h", (self._journal_id,)):
                 aside = self._sidelog.path.with_name(self._sidelog.path.name + ".orphaned")
                 os.replace(self._sidelog.path, aside)
-                print(f"zart: {self._sidelog.path} belongs to another journal file; moved it to {aside}",
-                      file=sys.stderr)
+                logger.warning("zart: %s belongs to another journal file; moved it to %s",
+                               self._sidelog.path, aside)
                 records = []
             leftover = [record for record in records[1:] if record[0] > self._seq]
             self._write(leftover)  # on failure the log stays as it is, for the next open
@@ -514,7 +526,7 @@ class Journal:
             try:
                 self.flush()
             except Exception as exc:  # the rows stay in the side log and in memory; retried
-                print(f"zart: folding the side log into {self.path} failed: {exc}", file=sys.stderr)
+                logger.warning("zart: folding the side log into %s failed: %s", self.path, exc)
                 time.sleep(1.0)
 
     def _fold_locked(self, also: Callable[[duckdb.DuckDBPyConnection], None] | None = None) -> None:
@@ -602,7 +614,7 @@ class Journal:
             row = self._ensure_open().execute(
                 "SELECT kind, name, pickle FROM definitions WHERE def_id = ?", [def_id]).fetchone()
         if row is None:
-            raise KeyError(def_id)
+            raise DefinitionNotFound(f"the journal {self.path} holds no definition {def_id!r}")
         return row[0], row[1], row[2]
 
     @_held
@@ -728,12 +740,17 @@ class Journal:
 
     @_held
     def list_executions(self, status: str | None = None, limit: int = 200,
-                        execution_id: str | None = None) -> list[ExecutionRecord]:
+                        execution_id: str | None = None, *, offset: int = 0,
+                        search: str | None = None) -> list[ExecutionRecord]:
         """Executions, newest first, with their current step counts (no pickle is read)."""
-        filters, params = [], []
+        filters: list[str] = []
+        params: list[object] = []
         if status:
             filters.append("e.status = ?")
-            params.append(status)
+            params.append(str(status))
+        if search:
+            filters.append("(contains(lower(e.execution_id), ?) OR contains(lower(e.workflow), ?))")
+            params += [search.lower(), search.lower()]
         if execution_id is not None:
             filters.append("e.execution_id = ?")
             params.append(execution_id)
@@ -753,7 +770,8 @@ class Journal:
                                count(*) FILTER (WHERE status = 'failed') AS failed
                         FROM steps WHERE current {step_filter} GROUP BY execution_id
                     ) s USING (execution_id)
-                    {where} ORDER BY e.created_at DESC LIMIT {int(limit)}""",
+                    {where} ORDER BY e.created_at DESC, e.execution_id LIMIT {int(limit)}
+                    OFFSET {int(offset)}""",
                 ([execution_id] if execution_id is not None else []) + params).fetchall()
         return [ExecutionRecord(r[0], r[1], ExecutionStatus(r[2]), r[3], r[4], r[5], r[6], r[7],
                                 _ts(r[8]), _ts(r[9]), _ts(r[10]), r[11], r[12], r[13], r[14])
@@ -764,7 +782,17 @@ class Journal:
         return records[0] if records else None
 
     @_held
-    def list_steps(self, execution_id: str, current_only: bool = True) -> list[StepRecord]:
+    def stats(self) -> dict[ExecutionStatus, int]:
+        """How many executions are in each status."""
+        with self._lock:
+            rows = self._ensure_open().execute(
+                "SELECT status, count(*) FROM executions GROUP BY status").fetchall()
+        return {ExecutionStatus(status): count for status, count in rows}
+
+    @_held
+    def list_steps(self, execution_id: str, current_only: bool = True, *, offset: int = 0,
+                   limit: int | None = None) -> list[StepRecord]:
+        page = f"LIMIT {int(limit)} OFFSET {int(offset)}" if limit is not None else f"OFFSET {int(offset)}"
         with self._lock:
             conn = self._ensure_open()
             self._fold_locked()
@@ -773,7 +801,7 @@ class Journal:
                            args_preview, output_preview, error, traceback, scheduled_at, started_at,
                            finished_at, worker
                     FROM steps WHERE execution_id = ? {"AND current" if current_only else ""}
-                    ORDER BY run_number, seq""", [execution_id]).fetchall()
+                    ORDER BY run_number, seq {page}""", [execution_id]).fetchall()
         return [StepRecord(r[0], r[1], r[2], r[3], StepStatus(r[4]), r[5], r[6], r[7], r[8], r[9],
                            r[10], r[11], _ts(r[12]), _ts(r[13]), _ts(r[14]), r[15]) for r in rows]
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import heapq
 import itertools
+import logging
 import os
 import pickle
 import socket
@@ -26,7 +27,20 @@ from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_for_ready
 from pathlib import Path
 
-from ._executors import FUNCTION_MISSING, Outcome, OutcomeSink, Task
+from .._errors import ExecutorClosed
+from .base import (
+    FUNCTION_MISSING,
+    UNPICKLABLE_RESULT,
+    Executor,
+    Outcome,
+    OutcomeConsumer,
+    OutcomeKind,
+    OutcomeSink,
+    Task,
+    WireTask,
+)
+
+logger = logging.getLogger("zart_nb")
 
 MIN_DEPTH = 2
 MAX_DEPTH = 64
@@ -34,19 +48,6 @@ QUEUE_SECONDS = 0.005
 BUSY_WINDOW = 64 * 1024
 SOCKET_BUFFER = 4 * BUSY_WINDOW
 _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
-
-
-def default_worker_count() -> int:
-    env = os.environ.get("ZART_WORKERS")
-    if env:
-        try:
-            count = int(env)
-        except ValueError:
-            raise ValueError(f"ZART_WORKERS must be a positive integer, got {env!r}") from None
-        if count < 1:
-            raise ValueError(f"ZART_WORKERS must be a positive integer, got {env!r}")
-        return count
-    return os.cpu_count() or 2
 
 
 class _Worker:
@@ -61,7 +62,7 @@ class _Worker:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_PARENT, env.get("PYTHONPATH")]))
         child_fd = child_sock.fileno()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "zart_nb._worker", str(child_fd)],
+            [sys.executable, "-m", "zart_nb._executors.worker", str(child_fd)],
             pass_fds=[child_fd], stdin=subprocess.DEVNULL, env=env, close_fds=True)
         child_sock.close()
         self.conn = Connection(parent_sock.detach())
@@ -88,7 +89,7 @@ class _Worker:
             pass
 
 
-class LocalPool:
+class LocalPool(Executor):
     """Worker processes kept warm for the life of the driver (or until ``shutdown``)."""
 
     def __init__(self, workers: int, sink: OutcomeSink) -> None:
@@ -115,7 +116,7 @@ class LocalPool:
 
     def submit(self, tasks: list[Task]) -> None:
         if self._closed:
-            raise RuntimeError("the worker pool was shut down")
+            raise ExecutorClosed("the worker pool was shut down; submit to a new one")
         now = time.time()
         wake = False
         delayed = []
@@ -155,30 +156,30 @@ class LocalPool:
             for task in left:
                 self._queue.remove(task)
         if left:
-            self._sink([Outcome(task, "cancelled", error="the worker pool was shut down",
+            self._sink([Outcome(task, OutcomeKind.CANCELLED, error="the worker pool was shut down",
                                 finished_at=time.time()) for task in left])
 
-    def cancel(self, token: object) -> None:
+    def cancel(self, consumer: OutcomeConsumer) -> None:
         outcomes: list[Outcome] = []
         with self._lock:
             now = time.time()
             queue = self._queue
             for _ in range(len(queue)):  # in place: other threads may append meanwhile
                 task = queue.popleft()
-                if task.token is token:
-                    outcomes.append(Outcome(task, "cancelled", finished_at=now))
+                if task.consumer is consumer:
+                    outcomes.append(Outcome(task, OutcomeKind.CANCELLED, finished_at=now))
                 else:
                     queue.append(task)
             delayed = []
             for entry in self._delayed:
-                (outcomes.append(Outcome(entry[2], "cancelled", finished_at=now))
-                 if entry[2].token is token else delayed.append(entry))
+                (outcomes.append(Outcome(entry[2], OutcomeKind.CANCELLED, finished_at=now))
+                 if entry[2].consumer is consumer else delayed.append(entry))
             heapq.heapify(delayed)
             self._delayed = delayed
             replaced = False
             for index, worker in enumerate(self._workers):
-                if any(task.token is token for task in worker.inflight):
-                    outcomes.extend(self._replace_locked(index, "cancelled", cancel=token))
+                if any(task.consumer is consumer for task in worker.inflight):
+                    outcomes.extend(self._replace_locked(index, OutcomeKind.CANCELLED, cancel=consumer))
                     replaced = True
             self._dispatch_locked()
         if replaced:
@@ -204,7 +205,7 @@ class LocalPool:
         for worker in workers:
             worker.kill()
         if dropped:
-            self._sink([Outcome(task, "cancelled", error="the worker pool was shut down",
+            self._sink([Outcome(task, OutcomeKind.CANCELLED, error="the worker pool was shut down",
                                 finished_at=now) for task in dropped])
 
     @property
@@ -239,7 +240,7 @@ class LocalPool:
         depth = self._depth()
         for worker in sorted(self._workers, key=lambda w: len(w.inflight)):
             room = depth - len(worker.inflight)
-            batch: list[tuple] = []
+            batch: list[WireTask] = []
             batch_bytes = 0
             idle = not worker.inflight
             while queue and room > 0:
@@ -250,8 +251,7 @@ class LocalPool:
                 if not (idle and not batch) and worker.unanswered + batch_bytes + size > BUSY_WINDOW:
                     break
                 queue.popleft()
-                batch.append((task.task_id, task.fn_id, task.fn_blob if send_fn else None,
-                              task.args_blob, task.execution_id, task.step_key, task.attempt))
+                batch.append(task.wire(send_fn))
                 batch_bytes += size
                 if send_fn:
                     worker.functions.add(task.fn_id)
@@ -271,8 +271,8 @@ class LocalPool:
             if not queue:
                 return
 
-    def _replace_locked(self, index: int, kind: str, message: str | None = None,
-                        cancel: object = None) -> list[Outcome]:
+    def _replace_locked(self, index: int, kind: OutcomeKind, message: str | None = None,
+                        cancel: OutcomeConsumer | None = None) -> list[Outcome]:
         """Kill a worker and start another in its place.
 
         Without ``cancel``, the attempt it was running fails with ``kind`` and those it had not
@@ -286,8 +286,8 @@ class LocalPool:
         worker.inflight.clear()
         requeue = []
         for position, task in enumerate(inflight):
-            if cancel is not None and task.token is cancel:
-                outcomes.append(Outcome(task, "cancelled", finished_at=now))
+            if cancel is not None and task.consumer is cancel:
+                outcomes.append(Outcome(task, OutcomeKind.CANCELLED, finished_at=now))
             elif cancel is None and position == 0:
                 task.started_at = worker.head_started if worker.ready else 0.0
                 outcomes.append(Outcome(task, kind, error=message, error_type=kind, finished_at=now))
@@ -315,7 +315,7 @@ class LocalPool:
                 if not self._iterate():
                     return
             except Exception as exc:  # keep serving: a dead I/O thread would hang every execution
-                print(f"zart: internal error in the worker pool's I/O thread: {exc!r}", file=sys.stderr)
+                logger.exception("zart: internal error in the worker pool's I/O thread: %r", exc)
                 time.sleep(0.1)  # a repeating error must not turn into a busy loop
 
     def _iterate(self) -> bool:
@@ -377,7 +377,8 @@ class LocalPool:
                 worker.ready = True
                 worker.head_started = now
                 continue
-            for _task_id, ok, blob, preview, error_type, error, tb, started, finished in replies:
+            for reply in replies:
+                _task_id, ok, blob, preview, error_type, error, tb, started, finished = reply
                 task = worker.inflight.popleft()
                 worker.unanswered -= task.sent_bytes
                 if error_type == FUNCTION_MISSING:  # evicted from its cache, or it failed to load
@@ -388,8 +389,10 @@ class LocalPool:
                 task.started_at = started
                 worker.head_started = finished  # the next attempt started when this one ended
                 self._step_seconds = 0.8 * self._step_seconds + 0.2 * (finished - started)
-                outcomes.append(Outcome(task, "ok" if ok else "error", blob, preview, error_type,
-                                        error, tb, finished))
+                kind = OutcomeKind.OK if ok else OutcomeKind.ERROR
+                if error_type == UNPICKLABLE_RESULT:
+                    kind, error_type = OutcomeKind.UNPICKLABLE, "SerializationError"
+                outcomes.append(Outcome(task, kind, blob, preview, error_type, error, tb, finished))
 
     def _crashed_locked(self, worker: _Worker, outcomes: list[Outcome]) -> None:
         try:
@@ -400,7 +403,7 @@ class LocalPool:
             f"killed by signal {-code}" if code is not None else "connection lost")
         index = self._workers.index(worker)
         outcomes.extend(self._replace_locked(
-            index, "crashed", f"worker process {worker.proc.pid} died during the step ({detail})"))
+            index, OutcomeKind.CRASHED, f"worker process {worker.proc.pid} died during the step ({detail})"))
 
     def _release_delayed_locked(self) -> None:
         now = time.time()
@@ -414,7 +417,7 @@ class LocalPool:
                 head = worker.inflight[0]
                 if head.timeout is not None and now - worker.head_started > head.timeout:
                     outcomes.extend(self._replace_locked(
-                        index, "timeout", f"attempt ran past its timeout of {head.timeout:g}s; "
+                        index, OutcomeKind.TIMEOUT, f"attempt ran past its timeout of {head.timeout:g}s; "
                                           f"worker process {worker.proc.pid} was killed"))
 
     def _next_deadline_locked(self) -> float | None:

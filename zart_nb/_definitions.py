@@ -1,0 +1,220 @@
+"""What users define: steps, workflows and class-style executions, and the engine's view of a workflow.
+
+Below the engine: nothing here imports it. A step call inside a workflow goes through the run found
+in the current context (``_context``), which the engine sets.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import string
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from . import _context
+from ._errors import DefinitionError
+from ._runtime import runtime
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often a failed step is tried again, and how long to wait in between.
+
+    ``retries`` is the number of attempts *after* the first. The delay before retry ``n`` (1-based) is
+    ``backoff * multiplier ** (n - 1)``, capped at ``max_backoff`` seconds.
+    """
+
+    retries: int = 0
+    backoff: float = 0.5
+    multiplier: float = 2.0
+    max_backoff: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.retries < 0:
+            raise ValueError(f"retries must be >= 0, got {self.retries}")
+        if self.backoff < 0 or self.multiplier < 1 or self.max_backoff < 0:
+            raise ValueError("backoff and max_backoff must be >= 0 and multiplier >= 1")
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        return min(self.max_backoff, self.backoff * self.multiplier ** (attempt - 1))
+
+
+class Step(Generic[P, R]):
+    """A function whose calls inside a workflow are journaled and run in worker processes.
+
+    Called outside a workflow it is the plain function. Inside one, a call runs it durably and returns
+    its result; ``zart.schedule(step, ...)`` runs it in parallel and returns a handle.
+    """
+
+    def __init__(self, fn: Callable[P, R], name: str, retry: RetryPolicy, timeout: float | None) -> None:
+        if not callable(fn):
+            raise DefinitionError(f"@zart.step needs a function, got {fn!r}")
+        self.fn = fn
+        self.__wrapped_fn__ = fn
+        self.name = name
+        self.retry = retry
+        self.timeout = timeout
+        self._template_fields = [f for _, f, _, _ in string.Formatter().parse(name) if f]
+        self._signature = inspect.signature(fn) if self._template_fields else None
+        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        return f"<zart step {self.name!r}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        run = _context.current_run()
+        if run is None:
+            _warn_if_detached(self)
+            return self.fn(*args, **kwargs)
+        return run.schedule(self, args, kwargs).result()
+
+    def key_for(self, args: tuple, kwargs: dict) -> str | None:
+        """The step key a name template gives these arguments (``None`` without a template)."""
+        if not self._template_fields:
+            return None
+        assert self._signature is not None
+        try:
+            bound = self._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise DefinitionError(f"step {self.name!r}: {exc}") from None
+        bound.apply_defaults()
+        try:
+            return self.name.format(**bound.arguments)
+        except (KeyError, IndexError, AttributeError) as exc:
+            raise DefinitionError(f"step name template {self.name!r} refers to {exc}, which is not an "
+                                  f"argument of {self.fn.__name__}") from None
+
+    def named(self, key: str) -> NamedCall[P, R]:
+        """This step under an explicit key, for one call: ``step.named("fetch-eu")(region)``."""
+        return NamedCall(self, key)
+
+
+def _warn_if_detached(step: Step) -> None:
+    """A step called on a thread the workflow started runs unjournaled: say so."""
+    if runtime.has_live_executions():
+        warnings.warn(f"step {step.name!r} was called outside its workflow's context (on another "
+                      "thread?), so it ran in this process and was not journaled. Use "
+                      "zart.schedule(...) for parallel steps, or contextvars.copy_context().run(...) "
+                      "to carry the workflow into a thread.", RuntimeWarning, stacklevel=3)
+
+
+class NamedCall(Generic[P, R]):
+    """A step bound to an explicit step key (from ``Step.named``)."""
+
+    __slots__ = ("step", "key")
+
+    def __init__(self, step: Step[P, R], key: str) -> None:
+        self.step = step
+        self.key = key
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        run = _context.current_run()
+        if run is None:
+            return self.step.fn(*args, **kwargs)
+        return run.schedule(self.step, args, kwargs, key=self.key).result()
+
+
+def _retry_policy(retries: int | RetryPolicy) -> RetryPolicy:
+    if isinstance(retries, RetryPolicy):
+        return retries
+    if isinstance(retries, bool) or not isinstance(retries, int):
+        raise DefinitionError(f"retries must be an int or a RetryPolicy, got {retries!r}")
+    return RetryPolicy(retries=retries)
+
+
+@overload
+def step(name: Callable[P, R]) -> Step[P, R]: ...
+@overload
+def step(name: str | None = None, *, retries: int | RetryPolicy = 0,
+         timeout: float | None = None) -> Callable[[Callable[P, R]], Step[P, R]]: ...
+
+
+def step(name: Any = None, *, retries: int | RetryPolicy = 0, timeout: float | None = None) -> Any:
+    """Declare a durable step: ``@zart.step("check-service", retries=3, timeout=30)``.
+
+    ``name`` defaults to the function's name and may be a template of the arguments
+    (``"check-{service}"``) to give each call a stable key. ``retries`` is a count or a
+    :class:`RetryPolicy`; ``timeout`` (seconds) kills an attempt's worker when exceeded.
+    """
+    if callable(name):
+        return Step(name, name.__name__, RetryPolicy(), None)
+    if timeout is not None and timeout <= 0:
+        raise DefinitionError(f"timeout must be positive seconds, got {timeout!r}")
+    policy = _retry_policy(retries)
+
+    def decorate(fn: Callable[P, R]) -> Step[P, R]:
+        return Step(fn, name or fn.__name__, policy, timeout)
+
+    return decorate
+
+
+class Workflow(Generic[R]):
+    """A workflow function (``@zart.workflow("name")``): ``zart.run(wf, data)`` runs it durably."""
+
+    def __init__(self, fn: Callable[[Any], R], name: str) -> None:
+        self.fn = fn
+        self.name = name
+        self.__wrapped_fn__ = fn
+        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        return f"<zart workflow {self.name!r}>"
+
+    def __call__(self, data: Any) -> R:
+        return self.fn(data)
+
+
+def workflow(name: Any = None) -> Any:
+    """Declare a workflow function: ``@zart.workflow("health-check") def health(data): ...``."""
+    if callable(name):
+        return Workflow(name, name.__name__)
+
+    def decorate(fn: Callable[[Any], R]) -> Workflow[R]:
+        return Workflow(fn, name or fn.__name__)
+
+    return decorate
+
+
+class DurableExecution:
+    """Base class of class-style workflows: override ``run(self, data)``.
+
+    ``name`` (a class attribute) defaults to the class name when the task is not registered by name.
+    """
+
+    name: str | None = None
+
+    def run(self, data: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must implement run(self, data)")
+
+
+def as_workflow(target: Any, name: str | None = None) -> WorkflowDef:
+    if isinstance(target, WorkflowDef):
+        return target
+    if isinstance(target, Workflow):
+        return WorkflowDef(name or target.name, target.fn, target.fn)
+    if isinstance(target, DurableExecution):
+        return WorkflowDef(str(name or target.name or type(target).__name__), target.run, target)
+    if isinstance(target, type) and issubclass(target, DurableExecution):
+        raise DefinitionError(f"pass an instance of {target.__name__} (e.g. {target.__name__}()), "
+                              "not the class")
+    if isinstance(target, Step):
+        raise DefinitionError(f"{target!r} is a step; run it from a workflow, or wrap it in one")
+    if callable(target):
+        return WorkflowDef(str(name or getattr(target, "__name__", "workflow")), target, target)
+    raise DefinitionError(f"not a workflow: {target!r} (use @zart.workflow, a DurableExecution "
+                          "subclass instance or a function)")
+
+
+@dataclass(slots=True)
+class WorkflowDef:
+    """What the engine needs of a workflow: a name and a callable taking the input."""
+
+    name: str
+    body: Callable[[Any], Any]
+    definition: Any  # what is pickled into the journal: the function or DurableExecution instance

@@ -1,0 +1,137 @@
+"""The executor interface the engine dispatches steps through, and the records that cross it.
+
+The engine only ever calls what :class:`Executor` declares, so another implementation (the in-thread
+executor of the tests, a Dask ``distributed.Client``) needs no engine change. Steps are cloudpickled,
+so any process that can unpickle them can run them, while the journal stays with the driver.
+"""
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
+
+
+class OutcomeKind(enum.StrEnum):
+    """How an attempt ended, as the engine decides retries on it."""
+
+    OK = "ok"
+    ERROR = "error"  # the step raised
+    UNPICKLABLE = "unpicklable"  # its result (or error) cannot be pickled: retrying would not help
+    CRASHED = "crashed"  # the process running it died
+    TIMEOUT = "timeout"  # it ran past its timeout; its process was killed
+    CANCELLED = "cancelled"  # its execution was cancelled, or the executor shut down
+
+
+class OutcomeConsumer(Protocol):
+    """Who receives a task's outcome: the engine's run of the execution the task belongs to."""
+
+    def on_outcomes(self, outcomes: list[Outcome]) -> None: ...
+
+    def fail_outcomes(self, outcomes: list[Outcome], exc: BaseException) -> None: ...
+
+
+@dataclass(slots=True, eq=False)
+class Task:
+    """One attempt of one step, ready to run anywhere."""
+
+    task_id: int
+    fn_id: str
+    fn_blob: bytes
+    args_blob: bytes
+    execution_id: str
+    step_key: str
+    attempt: int
+    timeout: float | None = None
+    not_before: float = 0.0
+    started_at: float = 0.0
+    worker: str = ""
+    sent_bytes: int = 0
+    consumer: OutcomeConsumer | None = field(default=None, repr=False)  # also what cancel() matches
+    owner: Any = field(default=None, repr=False)  # the consumer's bookkeeping for this step
+
+    def wire(self, send_fn: bool) -> WireTask:
+        return WireTask(self.task_id, self.fn_id, self.fn_blob if send_fn else None, self.args_blob,
+                        self.execution_id, self.step_key, self.attempt)
+
+
+class WireTask(NamedTuple):
+    """A task as sent to a worker process (``fn_blob`` is None when the worker has the function)."""
+
+    task_id: int
+    fn_id: str
+    fn_blob: bytes | None
+    args_blob: bytes
+    execution_id: str
+    step_key: str
+    attempt: int
+
+
+class WireReply(NamedTuple):
+    """A worker's answer to one task."""
+
+    task_id: int
+    ok: bool
+    blob: bytes | None
+    preview: str | None
+    error_type: str | None
+    error: str | None
+    traceback: str | None
+    started: float
+    finished: float
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How an attempt ended."""
+
+    task: Task
+    kind: OutcomeKind
+    blob: bytes | None = None
+    preview: str | None = None
+    error_type: str | None = None
+    error: str | None = None
+    traceback: str | None = None
+    finished_at: float = 0.0
+
+
+OutcomeSink = Callable[[list[Outcome]], None]
+
+FUNCTION_MISSING = "zart:function-missing"  # a worker's answer to a task whose function it lacks
+UNPICKLABLE_RESULT = "zart:unpicklable-result"  # a worker's answer when a result cannot be pickled
+
+
+class Executor(ABC):
+    """Runs attempts somewhere and delivers their outcomes, in batches, to the sink it was built with."""
+
+    size: int  # how many attempts may run at once
+
+    @abstractmethod
+    def submit(self, tasks: list[Task]) -> None:
+        """Queue attempts (a task with ``not_before`` in the future waits until then)."""
+
+    @abstractmethod
+    def cancel(self, consumer: OutcomeConsumer) -> None:
+        """Drop queued attempts of ``consumer`` and stop those running.
+
+        Every dropped or stopped attempt is delivered as a ``CANCELLED`` outcome."""
+
+    @abstractmethod
+    def shutdown(self) -> None:
+        """Stop; attempts still queued or running end as ``CANCELLED``."""
+
+    @property
+    @abstractmethod
+    def closed(self) -> bool:
+        """``shutdown`` was called: submit to a new executor."""
+
+    @property
+    @abstractmethod
+    def idle(self) -> bool:
+        """No attempt is queued, delayed or running."""
+
+    @property
+    def has_queued(self) -> bool:
+        """Attempts wait to be sent (the delivering thread should only hand outcomes over)."""
+        return False

@@ -1,0 +1,59 @@
+"""The journal file as a :class:`JournalReader`: reads take the file for a moment (or share this
+process's hold of it) and never unpickle."""
+from __future__ import annotations
+
+from .._reader import JournalReader
+from .._records import (
+    AttemptRecord,
+    DefinitionRecord,
+    ExecutionRecord,
+    ExecutionStatus,
+    RunRecord,
+    StepRecord,
+)
+from .journal import Journal
+
+
+class FileJournalReader(JournalReader):
+    """Reads one journal file through the process's :class:`Journal` of that file."""
+
+    def __init__(self, journal: Journal) -> None:
+        self._journal = journal
+
+    def __repr__(self) -> str:
+        return f"<JournalReader {self.location}>"
+
+    @property
+    def location(self) -> str:
+        return str(self._journal.path)
+
+    @property
+    def path(self) -> str:
+        return str(self._journal.path)
+
+    def list_executions(self, status: ExecutionStatus | str | None = None, *, search: str | None = None,
+                        limit: int = 200, offset: int = 0) -> list[ExecutionRecord]:
+        return self._journal.list_executions(status, limit=limit, offset=offset, search=search)
+
+    def execution_record(self, execution_id: str) -> ExecutionRecord | None:
+        return self._journal.execution_record(execution_id)
+
+    def list_steps(self, execution_id: str, *, current_only: bool = True, offset: int = 0,
+                   limit: int | None = None) -> list[StepRecord]:
+        return self._journal.list_steps(execution_id, current_only, offset=offset, limit=limit)
+
+    def list_attempts(self, execution_id: str, step_key: str | None = None) -> list[AttemptRecord]:
+        return self._journal.list_attempts(execution_id, step_key)
+
+    def list_runs(self, execution_id: str) -> list[RunRecord]:
+        return self._journal.list_runs(execution_id)
+
+    def stats(self) -> dict[ExecutionStatus, int]:
+        return self._journal.stats()
+
+    def list_definitions(self) -> list[DefinitionRecord]:
+        return [DefinitionRecord(*row) for row in self._journal.list_definitions()]
+
+    def close(self) -> None:
+        """Release the file now (other processes may take it)."""
+        self._journal.close()

@@ -1,0 +1,66 @@
+"""The one read API every surface uses (the CLI, the widget, the monitor and the TUI).
+
+Implementations return typed records and never unpickle: the journal file (``_journal.reader``), and
+the monitor client of a live engine. Pages are ``offset``/``limit``; lists come in a stable order.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from ._records import (
+    AttemptRecord,
+    DefinitionRecord,
+    ExecutionRecord,
+    ExecutionStatus,
+    RunRecord,
+    StepRecord,
+)
+
+
+class JournalReader(ABC):
+    """Typed, paged reads of one journal. ``zart.journal()`` returns one."""
+
+    @property
+    @abstractmethod
+    def location(self) -> str:
+        """What is read: the journal file's path (or the endpoint's address)."""
+
+    @abstractmethod
+    def list_executions(self, status: ExecutionStatus | str | None = None, *, search: str | None = None,
+                        limit: int = 200, offset: int = 0) -> list[ExecutionRecord]:
+        """Executions, newest first, with their step counts. ``search`` matches a part of the id or
+        the workflow name (case-insensitive)."""
+
+    @abstractmethod
+    def execution_record(self, execution_id: str) -> ExecutionRecord | None:
+        """One execution, or ``None`` when the journal has no such id."""
+
+    @abstractmethod
+    def list_steps(self, execution_id: str, *, current_only: bool = True, offset: int = 0,
+                   limit: int | None = None) -> list[StepRecord]:
+        """An execution's step records in call order (``current_only=False`` adds superseded ones)."""
+
+    @abstractmethod
+    def list_attempts(self, execution_id: str, step_key: str | None = None) -> list[AttemptRecord]:
+        """Failed attempts (every attempt but a step's last), by run, step key and attempt."""
+
+    @abstractmethod
+    def list_runs(self, execution_id: str) -> list[RunRecord]:
+        """An execution's runs: run 1, run 2 after a resume, ..."""
+
+    @abstractmethod
+    def stats(self) -> dict[ExecutionStatus, int]:
+        """How many executions are in each status (statuses with none are left out)."""
+
+    @abstractmethod
+    def list_definitions(self) -> list[DefinitionRecord]:
+        """Every journaled workflow and step definition, with its source text."""
+
+    def close(self) -> None:  # noqa: B027 - a reader with nothing to release keeps this
+        """Release what the reader holds (the file, a connection)."""
+
+    def __enter__(self) -> JournalReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
