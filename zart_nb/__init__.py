@@ -61,7 +61,7 @@ from ._errors import (
     WorkerCrashed,
     ZartError,
 )
-from ._events import Event, EventBus, events
+from ._events import Event, EventBus, ExecutionEvent, StepEvent, events
 from ._handles import Execution, StepHandle
 from ._reader import JournalReader
 from ._records import (
@@ -105,6 +105,7 @@ __all__ = [
     "EventBus",
     "events",
     "Execution",
+    "ExecutionEvent",
     "ExecutionNotFound",
     "ExecutionRecord",
     "ExecutionStatus",
@@ -131,6 +132,7 @@ __all__ = [
     "step",
     "StepCancelled",
     "StepError",
+    "StepEvent",
     "StepFailed",
     "StepHandle",
     "StepRecord",

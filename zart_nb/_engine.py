@@ -37,7 +37,7 @@ from ._errors import (
     WorkerCrashed,
     ZartError,
 )
-from ._events import Event, events
+from ._events import ExecutionEvent, StepEvent, events
 from ._executors.base import Executor, Outcome, OutcomeKind, Task
 from ._handles import Execution, StepHandle
 from ._journal import Journal, StoredStep
@@ -59,7 +59,7 @@ class _StepState:
                  "supersedes", "attempt", "scheduled_at", "definition", "timeout")
 
     def __init__(self, run: RunState, handle: StepHandle, step: Step[Any, Any], definition: _Definition,
-                 args_blob: bytes, args_hash: str, args_preview: str, seq: int, reason: str,
+                 args_blob: bytes, args_hash: str, args_preview: str, seq: int, reason: RunReason,
                  supersedes: bool) -> None:
         self.run = run
         self.handle = handle
@@ -142,8 +142,8 @@ class RunState:
                 self.reused += 1
                 self.finished += 1
                 if events.active:
-                    events.publish(Event("step", self.execution_id, "completed", key,
-                                         {"reused": True, "name": name}))
+                    events.publish(StepEvent(self.execution_id, key, StepStatus.COMPLETED, name,
+                                             reused=True))
                 return handle
             if status == "failed":
                 reason = RunReason.FAILED_BEFORE
@@ -161,12 +161,11 @@ class RunState:
         except Exception as exc:
             raise SerializationError(f"an argument of step {key!r} cannot be pickled: {exc}") from exc
         state = _StepState(self, handle, step, definition, args_blob, args_hash,
-                           ser.args_preview(args, kwargs), seq, reason.value, stored is not None)
+                           ser.args_preview(args, kwargs), seq, reason, stored is not None)
         self.executed += 1
         self._submit(state)
         if events.active:
-            events.publish(Event("step", self.execution_id, "scheduled", key,
-                                 {"name": name, "reason": reason.value}))
+            events.publish(StepEvent(self.execution_id, key, StepStatus.SCHEDULED, name, reason=reason))
         return handle
 
     def _definition(self, step: Step) -> _Definition:
@@ -210,7 +209,8 @@ class RunState:
         supersede: list[tuple[str, str]] = []
         resolved: list[tuple[_StepState, bytes | None, BaseException | None]] = []
         retries: list[tuple[_StepState, float]] = []
-        published: list[Event] = []
+        published: list[StepEvent] = []
+        publish = events.active
         for outcome in outcomes:
             state = cast(_StepState, outcome.task.owner)
             task = outcome.task
@@ -230,9 +230,10 @@ class RunState:
                     delay = state.step.retry.delay(state.attempt)
                     state.attempt += 1
                     retries.append((state, delay))
-                    published.append(Event("step", self.execution_id, StepStatus.RETRYING.value, key,
-                                            {"attempt": state.attempt, "error": outcome.error,
-                                             "delay": delay}))
+                    if publish:
+                        published.append(StepEvent(self.execution_id, key, StepStatus.RETRYING,
+                                                   state.step.name, state.attempt, error=outcome.error,
+                                                   delay=delay, worker=task.worker))
                     continue
                 status = StepStatus.CANCELLED if kind is OutcomeKind.CANCELLED else StepStatus.FAILED
             if state.supersedes:
@@ -242,19 +243,19 @@ class RunState:
                 state.definition.code_hash, state.args_blob, state.args_hash, state.args_preview,
                 status.value, outcome.blob if kind is OutcomeKind.OK else None, outcome.preview,
                 None if error is None else str(error), outcome.error_type, outcome.traceback,
-                state.attempt, state.reason, True, state.scheduled_at, task.started_at or None,
+                state.attempt, state.reason.value, True, state.scheduled_at, task.started_at or None,
                 outcome.finished_at, task.worker))
             resolved.append((state, outcome.blob if kind is OutcomeKind.OK else None, error))
-            published.append(Event("step", self.execution_id, status.value, key,
-                                   {"attempts": state.attempt, "preview": outcome.preview,
-                                    "error": None if error is None else str(error),
-                                    "worker": task.worker}))
+            if publish:
+                published.append(StepEvent(self.execution_id, key, status, state.step.name, state.attempt,
+                                           reason=state.reason, error=None if error is None else str(error),
+                                           preview=outcome.preview, worker=task.worker,
+                                           started_at=task.started_at or None, at=outcome.finished_at))
         self.journal.record(step_rows, attempt_rows, supersede)
         # Published before the handles resolve, so a step's event always precedes whatever the
         # workflow does next (its execution's "completed" event included).
-        if events.active:
-            for event in published:
-                events.publish(event)
+        for event in published:
+            events.publish(event)
         retry_tasks: list[Task] = []
         with self._cond:
             for outcome in outcomes:
@@ -378,7 +379,9 @@ def execute(execution: Execution, workflow: WorkflowDef, data: Any, *, on_change
         runtime.release(execution)
         execution._done.set()
         if events.active:
-            events.publish(Event("execution", execution_id, execution._status.value))
+            events.publish(ExecutionEvent(execution_id, execution._status, workflow.name,
+                                          execution.run_number, str(journal.path),
+                                          None if execution._error is None else str(execution._error)))
 
 
 def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, on_change: str,
@@ -429,7 +432,8 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change:
     if execution._cancel_requested:
         run.cancelled = True
     if events.active:
-        events.publish(Event("execution", execution_id, "running", detail={"run": run_number}))
+        events.publish(ExecutionEvent(execution_id, ExecutionStatus.RUNNING, workflow.name, run_number,
+                                      str(journal.path)))
     token = _context.enter_run(run)
     try:
         output = workflow.body(data)

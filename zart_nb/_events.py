@@ -1,7 +1,8 @@
-"""An in-process stream of execution and step state changes.
+"""An in-process stream of execution and step state changes, as typed events.
 
-The notebook widget and the monitor endpoint subscribe here instead of polling the journal.
-Callbacks run on engine threads and must return quickly (hand the event to a queue).
+The notebook widget and the monitor endpoint subscribe here instead of polling the journal; both
+serialize events as they are (``to_dict`` gives JSON-ready values). Callbacks run on engine threads
+and must return quickly (hand the event to a queue).
 """
 from __future__ import annotations
 
@@ -9,20 +10,66 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from ._records import ExecutionStatus, RunReason, StepStatus
 
 
 @dataclass(frozen=True, slots=True)
-class Event:
-    """``kind`` is ``execution`` or ``step``; ``status`` the new status value."""
+class StepEvent:
+    """A step changed state: scheduled, retrying (``attempt`` is the next one), completed, failed, cancelled.
 
-    kind: str
+    ``reused`` marks a completed step taken from the journal (no attempt ran in this run)."""
+
+    kind: ClassVar[str] = "step"
+
     execution_id: str
-    status: str
-    step_key: str | None = None
-    detail: dict = field(default_factory=dict)
+    step_key: str
+    status: StepStatus
+    name: str = ""
+    attempt: int = 1
+    reused: bool = False
+    reason: RunReason | None = None  # why it runs in this run (scheduled events)
+    error: str | None = None
+    preview: str | None = None  # of the output (completed events)
+    worker: str | None = None
+    delay: float | None = None  # seconds before the next attempt (retrying events)
+    started_at: float | None = None
     at: float = field(default_factory=time.time)
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "execution_id": self.execution_id, "step_key": self.step_key,
+                "status": self.status.value, "name": self.name, "attempt": self.attempt,
+                "reused": self.reused, "reason": None if self.reason is None else self.reason.value,
+                "error": self.error, "preview": self.preview, "worker": self.worker, "delay": self.delay,
+                "started_at": self.started_at, "at": self.at}
 
+
+@dataclass(frozen=True, slots=True)
+class ExecutionEvent:
+    """An execution changed state (running when a run starts; then how it ended)."""
+
+    kind: ClassVar[str] = "execution"
+
+    execution_id: str
+    status: ExecutionStatus
+    workflow: str = ""
+    run_number: int | None = None
+    journal: str = ""
+    error: str | None = None
+    at: float = field(default_factory=time.time)
+
+    @property
+    def step_key(self) -> None:
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "execution_id": self.execution_id, "status": self.status.value,
+                "workflow": self.workflow, "run_number": self.run_number, "journal": self.journal,
+                "error": self.error, "at": self.at}
+
+
+Event = StepEvent | ExecutionEvent
 Subscriber = Callable[[Event], None]
 
 
@@ -35,6 +82,7 @@ class EventBus:
 
     @property
     def active(self) -> bool:
+        """Someone listens (the engine builds events only then)."""
         return bool(self._subscribers)
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
