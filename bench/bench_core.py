@@ -42,8 +42,8 @@ from typing import Any
 import duckdb
 
 import zart_nb as zart
-from zart_nb import _runtime  # only to close a benchmark's journal and count dispatches
 from zart_nb._journal import Journal
+from zart_nb._runtime import runtime  # only to close a benchmark's journal and count dispatches
 
 HERE = Path(__file__).resolve().parent
 
@@ -117,10 +117,13 @@ class Scratch:
 
     def close(self) -> None:
         try:
-            _runtime.get_journal(self.journal).close()
+            runtime.journal(self.journal).close()
         finally:
+            resolved = Path(self.journal).resolve()
             with Journal._instances_lock:
-                Journal._instances.pop(Path(self.journal).absolute(), None)
+                for key, instance in list(Journal._instances.items()):
+                    if instance.path == resolved:
+                        del Journal._instances[key]
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -325,8 +328,8 @@ class Bench:
                 first_runs.append(time.perf_counter() - t0)
                 os.unlink(marker)
                 # A cold re-run, as after a kernel restart: the journal is closed first.
-                _runtime.get_journal(scratch.journal).close()
-                pool = _runtime.get_pool(self.workers)
+                runtime.journal(scratch.journal).close()
+                pool = runtime.get_executor(self.workers)
                 dispatched = 0
                 original = pool.submit
 
@@ -344,7 +347,7 @@ class Bench:
                     del pool.submit
                 if out != n:
                     raise AssertionError(f"P3 re-run returned {out!r}, expected {n}")
-                with zart.journal(scratch.journal).hold():
+                with runtime.journal(scratch.journal).hold():
                     runs = zart.journal(scratch.journal).list_runs("bench-p3")
                 last = runs[-1]
                 if dispatched != 1 or last.executed != 1 or last.reused != n - 1:

@@ -23,11 +23,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_core  # noqa: E402
-import zart_nb._sidelog as sidelog  # noqa: E402
 
 import zart_nb as zart  # noqa: E402
 import zart_nb._engine as engine  # noqa: E402
-import zart_nb._journal as journal  # noqa: E402
+import zart_nb._journal.journal as journal  # noqa: E402
+import zart_nb._journal.sidelog as sidelog  # noqa: E402
 
 STATS: dict[str, list] = collections.defaultdict(lambda: [0, 0.0])
 
@@ -63,7 +63,7 @@ def _instrument() -> None:
     _wrap(journal.Journal, "record", "Journal.record (whole)")
     _wrap(journal.Journal, "_fold_locked", "Journal._fold_locked (DuckDB transaction)")
     _wrap(sidelog.SideLog, "append", "SideLog.append (write + fdatasync)")
-    _wrap(engine.Run, "on_outcomes", "Run.on_outcomes (pool I/O thread)")
+    _wrap(engine.RunState, "on_outcomes", "RunState.on_outcomes (pool I/O thread)")
 
 
 def main() -> None:
