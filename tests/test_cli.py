@@ -86,7 +86,7 @@ def test_cancel_marks_an_unfinished_execution(tmp_path, journal):
     proc = zart_cli("--journal", str(journal), "cancel", "stuck-1", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "cancelled" in proc.stdout
-    assert j.list_executions()[0].status is zart.ExecutionStatus.CANCELLED
+    assert zart.journal(journal).list_executions()[0].status is zart.ExecutionStatus.CANCELLED
 
 
 def test_the_installed_zart_command_runs_the_demo(tmp_path):

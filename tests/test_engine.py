@@ -31,7 +31,7 @@ def test_finished_step_is_in_duckdb_while_wait_is_still_pending(journal, tmp_pat
     try:
         wait_until(lambda: rows_in_duckdb() == 1, what="square#0 folded into DuckDB")
         assert not execution.done
-        steps = j.list_steps("hd-1")
+        steps = zart.journal(journal).list_steps("hd-1")
         assert [(s.step_key, s.status, s.output_preview) for s in steps] == [
             ("square#0", zart.StepStatus.COMPLETED, "9")]
     finally:
@@ -89,7 +89,8 @@ def test_cancel_stops_running_steps(journal, tmp_path):
 def test_idle_journal_is_released_for_other_processes(journal):
     zart.run(lambda x: square(x), 2, execution_id="rel-1", journal=journal)
     code = ("import zart_nb as zart, sys; "
-            f"from zart_nb._journal import Journal; j = Journal({str(journal)!r}, lock_timeout=30); "
+            f"from zart_nb._journal import Journal; from zart_nb._journal.reader import FileJournalReader; "
+            f"j = FileJournalReader(Journal({str(journal)!r}, lock_timeout=30)); "
             "print([e.execution_id for e in j.list_executions()])")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr

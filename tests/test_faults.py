@@ -22,6 +22,7 @@ from conftest import wait_until
 
 import zart_nb as zart
 from zart_nb._journal import Journal
+from zart_nb._journal.reader import FileJournalReader
 from zart_nb._runtime import runtime
 
 DRIVER = Path(__file__).resolve().parent / "scripts" / "fault_driver.py"
@@ -70,7 +71,7 @@ def read_journal(path: Path, read):
     """Open the journal with a fresh ``Journal``, apply ``read`` and release the file."""
     journal = Journal(path)
     try:
-        return read(journal)
+        return read(FileJournalReader(journal))
     finally:
         journal.close()
 
@@ -513,7 +514,7 @@ def _foreign(path: Path) -> None:
 
 def _too_new(path: Path) -> None:
     journal = Journal(path)
-    journal.list_executions()  # creates the schema
+    FileJournalReader(journal).list_executions()  # creates the schema
     journal.close()
     conn = duckdb.connect(str(path))
     conn.execute("UPDATE zart_meta SET value = '999' WHERE key = 'schema_version'")
@@ -539,7 +540,7 @@ def test_bad_journal_file_is_refused_and_untouched(tmp_path, make, error, words)
     assert info.value.path == str(path)
 
     with pytest.raises(error):
-        Journal(path).list_executions()
+        FileJournalReader(Journal(path)).list_executions()
     cli = subprocess.run([sys.executable, "-m", "zart_nb._cli", "ls", "--journal", str(path)],
                          capture_output=True, text=True, timeout=DEADLINE)
     assert cli.returncode == 1 and str(path) in cli.stderr, (cli.returncode, cli.stderr)

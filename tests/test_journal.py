@@ -7,7 +7,8 @@ import textwrap
 import duckdb
 
 import zart_nb as zart
-from zart_nb._journal import SCHEMA_VERSION, STEP_COLUMNS, Journal
+from zart_nb._journal import SCHEMA_VERSION, STEP_COLUMNS, Journal, StepRow
+from zart_nb._journal.reader import FileJournalReader
 from zart_nb._journal.sidelog import SideLog
 
 
@@ -16,7 +17,7 @@ def _row(execution_id, key, status="completed", run=1):
     values.update(execution_id=execution_id, step_key=key, run_number=run, seq=0, name="s", def_id="d",
                   args=b"", args_hash="h", args_preview="", status=status, output=b"\x80\x05N.",
                   output_preview="None", attempts=1, reason="new", current=True)
-    return tuple(values[c] for c in STEP_COLUMNS)
+    return StepRow(**values)
 
 
 def test_side_log_ignores_a_torn_tail(tmp_path):
@@ -26,7 +27,7 @@ def test_side_log_ignores_a_torn_tail(tmp_path):
     log.close()
     data = (tmp_path / "x.log").read_bytes()
     (tmp_path / "x.log").write_bytes(data[:-3])  # the process died in the middle of a write
-    assert [r[0] for r in SideLog(tmp_path / "x.log").read()] == [1, 2]
+    assert [r[0] for r in SideLog(tmp_path / "x.log").read().records] == [1, 2]
 
 
 def test_rows_in_the_side_log_survive_a_crash_before_folding(tmp_path):
@@ -59,8 +60,8 @@ def test_superseded_rows_stop_being_current(journal):
     with j.hold():
         j.record([_row("e", "k#0", status="failed")])
         j.record([_row("e", "k#0", run=2)], supersede=[("e", "k#0")])
-        current = j.list_steps("e")
-        history = j.list_steps("e", current_only=False)
+        current = FileJournalReader(j).list_steps("e")
+        history = FileJournalReader(j).list_steps("e", current_only=False)
     assert [(s.run_number, s.status.value) for s in current] == [(2, "completed")]
     assert [(s.run_number, s.status.value) for s in history] == [(1, "failed"), (2, "completed")]
 
@@ -136,8 +137,8 @@ def test_paths_naming_the_same_file_share_one_journal(tmp_path):
 def test_a_bare_read_releases_the_file_after_the_grace(journal):
     j = zart.journal(journal)
     j.list_executions()  # no hold() by the caller
-    code = (f"from zart_nb._journal import Journal; j = Journal({str(journal)!r}, lock_timeout=30); "
-            "print(len(j.list_executions()))")
+    code = (f"from zart_nb._journal import Journal; from zart_nb._journal.reader import FileJournalReader; "
+            f"j = Journal({str(journal)!r}, lock_timeout=30); print(len(FileJournalReader(j).list_executions()))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "0"

@@ -125,7 +125,7 @@ class DurableScheduler:
         execution = self._executions.get(execution_id)
         if execution is not None:
             return execution.result(timeout)
-        stored = self.journal.get_execution(execution_id)
+        stored = self.journal.pickled_execution(execution_id)
         if stored is None:
             raise ExecutionNotFound(execution_id, self.journal.path)
         if stored.status != ExecutionStatus.COMPLETED.value:
@@ -137,10 +137,10 @@ class DurableScheduler:
         execution = self._executions.get(execution_id)
         if execution is not None and execution.status != ExecutionStatus.PENDING:
             return execution.status
-        stored = self.journal.get_execution(execution_id)
-        if stored is None:
+        status = self.journal.execution_status(execution_id)
+        if status is None:
             raise ExecutionNotFound(execution_id, self.journal.path)
-        return ExecutionStatus(stored.status)
+        return status
 
     def cancel(self, execution_id: str) -> None:
         """Cancel a running execution (its steps are killed) or mark a journaled unfinished one cancelled."""
@@ -149,10 +149,10 @@ class DurableScheduler:
             execution.cancel()
             return
         with self.journal.hold():
-            stored = self.journal.get_execution(execution_id)
-            if stored is None:
+            status = self.journal.execution_status(execution_id)
+            if status is None:
                 raise ExecutionNotFound(execution_id, self.journal.path)
-            if not ExecutionStatus(stored.status).finished:
+            if not status.finished:
                 self.journal.set_status(execution_id, ExecutionStatus.CANCELLED)
 
 

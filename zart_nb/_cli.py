@@ -3,14 +3,35 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from . import _serialization as ser
-from ._errors import ZartError
+from ._errors import ExecutionNotFound, ZartError
 from ._records import ExecutionStatus
 from ._runtime import runtime
+
+if TYPE_CHECKING:
+    from ._journal.reader import FileJournalReader
+
+
+# C0/C1 control characters (ESC starts terminal escape sequences) and the bidi overrides that reorder text.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_CONTROL_KEEP_LINES = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(char: re.Match[str]) -> str:
+    code = ord(char.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def safe(text: object, *, lines: bool = False) -> str:
+    """``text`` with control characters shown as ``\\x1b``-style escapes: journaled ids, errors and
+    previews come from user code and must not drive the terminal. ``lines`` keeps newlines and tabs."""
+    return (_CONTROL_KEEP_LINES if lines else _CONTROL).sub(_escape, str(text))
 
 
 def _fmt_time(value: datetime | None) -> str:
@@ -28,6 +49,7 @@ def _fmt_duration(seconds: float | None) -> str:
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    rows = [[safe(cell) for cell in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         widths = [max(w, len(str(c))) for w, c in zip(widths, row, strict=True)]
@@ -43,12 +65,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reader(args: argparse.Namespace) -> FileJournalReader:
+    from ._journal.reader import FileJournalReader
+
+    return FileJournalReader(runtime.journal(args.journal))
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
-    journal = runtime.journal(args.journal)
-    with journal.hold():
-        records = journal.list_executions(status=args.status, limit=args.limit)
+    reader = _reader(args)
+    records = reader.list_executions(status=args.status, limit=args.limit)
     if not records:
-        print(f"no executions in {journal.path}")
+        print(f"no executions in {safe(reader.location)}")
         return 0
     rows = [(r.execution_id, r.workflow, r.status.value, f"{r.steps_completed}/{r.steps_total}",
              str(r.run_number), _fmt_time(r.started_at), _fmt_duration(r.duration)) for r in records]
@@ -57,22 +84,21 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    journal = runtime.journal(args.journal)
-    with journal.hold():
-        record = journal.execution_record(args.execution_id)
+    reader = _reader(args)
+    with runtime.journal(args.journal).hold():  # one open for the four reads
+        record = reader.execution_record(args.execution_id)
         if record is None:
-            print(f"zart: no execution {args.execution_id!r} in {journal.path}", file=sys.stderr)
-            return 1
-        steps = journal.list_steps(args.execution_id)
-        runs = journal.list_runs(args.execution_id)
-        attempts = journal.list_attempts(args.execution_id)
-    print(f"Execution {record.execution_id}  [{record.status.value}]")
-    print(f"  workflow: {record.workflow}")
-    print(f"  input:    {record.input_preview}")
+            raise ExecutionNotFound(args.execution_id, reader.location)
+        steps = reader.list_steps(args.execution_id)
+        runs = reader.list_runs(args.execution_id)
+        attempts = reader.list_attempts(args.execution_id)
+    print(f"Execution {safe(record.execution_id)}  [{record.status.value}]")
+    print(f"  workflow: {safe(record.workflow)}")
+    print(f"  input:    {safe(record.input_preview)}")
     if record.output_preview is not None:
-        print(f"  output:   {record.output_preview}")
+        print(f"  output:   {safe(record.output_preview)}")
     if record.error:
-        print(f"  error:    {record.error}")
+        print(f"  error:    {safe(record.error)}")
     print(f"  steps:    {record.steps_completed}/{record.steps_total} completed, "
           f"{record.steps_failed} failed")
     print()
@@ -100,9 +126,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.traceback:
         for s in steps:
             if s.traceback:
-                print(f"\nTraceback of {s.step_key}:\n{s.traceback}")
+                print(f"\nTraceback of {safe(s.step_key)}:\n{safe(s.traceback, lines=True)}")
         if record.traceback:
-            print(f"\nTraceback of the workflow:\n{record.traceback}")
+            print(f"\nTraceback of the workflow:\n{safe(record.traceback, lines=True)}")
     return 0
 
 
@@ -114,40 +140,38 @@ def cmd_resume(args: argparse.Namespace) -> int:
     sys.path.insert(0, os.getcwd())
     journal = runtime.journal(args.journal)
     with journal.hold():
-        stored = journal.get_execution(args.execution_id)
+        stored = journal.pickled_execution(args.execution_id)
         if stored is None:
-            print(f"zart: no execution {args.execution_id!r} in {journal.path}", file=sys.stderr)
-            return 1
-        kind, name, blob = journal.load_definition(stored.def_id)
+            raise ExecutionNotFound(args.execution_id, journal.path)
+        kind, name, blob = journal.pickled_definition(stored.def_id)
     if stored.status == ExecutionStatus.COMPLETED.value:
         output = ser.loads(stored.output) if stored.output is not None else None
-        print(f"Execution '{args.execution_id}' is already completed (run {stored.run_number}); "
+        print(f"Execution {safe(repr(args.execution_id))} is already completed (run {stored.run_number}); "
               "nothing to resume.")
-        print(f"  output: {ser.preview(output)}")
+        print(f"  output: {safe(ser.preview(output))}")
         return 0
     workflow = as_workflow(ser.loads(blob), stored.workflow)
     data = ser.loads(stored.input)
     execution = Execution(args.execution_id, journal)
-    print(f"Resuming execution '{args.execution_id}' ({stored.workflow}, was {stored.status})...")
+    print(f"Resuming execution {safe(repr(args.execution_id))} ({safe(stored.workflow)}, was {stored.status})...")
     execute(execution, workflow, data, workers=args.workers)
     output = execution.result()
     print(f"Execution completed (run {execution.run_number}).")
-    print(f"  output: {ser.preview(output)}")
+    print(f"  output: {safe(ser.preview(output))}")
     return 0
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     journal = runtime.journal(args.journal)
     with journal.hold():
-        stored = journal.get_execution(args.execution_id)
-        if stored is None:
-            print(f"zart: no execution {args.execution_id!r} in {journal.path}", file=sys.stderr)
-            return 1
-        if ExecutionStatus(stored.status).finished:
-            print(f"execution {args.execution_id!r} is already {stored.status}")
+        status = journal.execution_status(args.execution_id)
+        if status is None:
+            raise ExecutionNotFound(args.execution_id, journal.path)
+        if status.finished:
+            print(f"execution {safe(repr(args.execution_id))} is already {status}")
             return 0
         journal.set_status(args.execution_id, ExecutionStatus.CANCELLED)
-    print(f"execution {args.execution_id!r} cancelled (was {stored.status})")
+    print(f"execution {safe(repr(args.execution_id))} cancelled (was {status})")
     return 0
 
 
@@ -202,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except ZartError as exc:
-        print(f"zart: {exc}", file=sys.stderr)
+        print(f"zart: {safe(exc, lines=True)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("zart: interrupted; run `zart resume ID` to continue", file=sys.stderr)

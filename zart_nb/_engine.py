@@ -40,7 +40,7 @@ from ._errors import (
 from ._events import ExecutionEvent, StepEvent, events
 from ._executors.base import Executor, Outcome, OutcomeKind, Task
 from ._handles import Execution, StepHandle
-from ._journal import Journal, StoredStep
+from ._journal import AttemptRow, Journal, StepRow, StoredStep
 from ._records import ExecutionStatus, RunReason, StepStatus
 from ._runtime import runtime
 
@@ -204,8 +204,8 @@ class RunState:
     # --- outcomes (pool I/O thread) --------------------------------------------------------------
 
     def on_outcomes(self, outcomes: list[Outcome]) -> None:
-        step_rows: list[tuple] = []
-        attempt_rows: list[tuple] = []
+        step_rows: list[StepRow] = []
+        attempt_rows: list[AttemptRow] = []
         supersede: list[tuple[str, str]] = []
         resolved: list[tuple[_StepState, bytes | None, BaseException | None]] = []
         retries: list[tuple[_StepState, float]] = []
@@ -223,9 +223,9 @@ class RunState:
                 retryable = (kind is not OutcomeKind.CANCELLED and kind is not OutcomeKind.UNPICKLABLE
                              and not self.cancelled and not self.closing
                              and state.attempt <= state.step.retry.retries)
-                attempt_rows.append((self.execution_id, key, self.run_number, state.attempt,
-                                     StepStatus.FAILED.value, outcome.error, outcome.traceback,
-                                     task.started_at or None, outcome.finished_at, task.worker))
+                attempt_rows.append(AttemptRow(self.execution_id, key, self.run_number, state.attempt,
+                                               StepStatus.FAILED.value, outcome.error, outcome.traceback,
+                                               task.started_at or None, outcome.finished_at, task.worker))
                 if retryable:
                     delay = state.step.retry.delay(state.attempt)
                     state.attempt += 1
@@ -238,7 +238,7 @@ class RunState:
                 status = StepStatus.CANCELLED if kind is OutcomeKind.CANCELLED else StepStatus.FAILED
             if state.supersedes:
                 supersede.append((self.execution_id, key))
-            step_rows.append((
+            step_rows.append(StepRow(
                 self.execution_id, key, self.run_number, state.seq, state.step.name,
                 state.definition.code_hash, state.args_blob, state.args_hash, state.args_preview,
                 status.value, outcome.blob if kind is OutcomeKind.OK else None, outcome.preview,
@@ -389,7 +389,7 @@ def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, on_cha
     journal = execution.journal
     execution_id = execution.execution_id
     workflow_hash, input_hash = execution.fingerprint or fingerprint(workflow, data)
-    stored = journal.get_execution(execution_id)
+    stored = journal.pickled_execution(execution_id)
     if stored is not None and stored.status == ExecutionStatus.COMPLETED.value:
         unchanged = stored.input_hash == input_hash and stored.def_id == workflow_hash
         if unchanged:
@@ -426,7 +426,7 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change:
         definition = (workflow_hash, "workflow", workflow.name, ser.source_of(workflow.definition), blob)
     run_number = journal.begin_run(execution_id, workflow.name, workflow_hash, input_blob, input_hash,
                                    ser.preview(data), on_change, definition)
-    run = RunState(journal, execution_id, run_number, journal.load_steps(execution_id), on_change, workers)
+    run = RunState(journal, execution_id, run_number, journal.pickled_steps(execution_id), on_change, workers)
     execution._run = run
     execution._status = ExecutionStatus.RUNNING
     if execution._cancel_requested:

@@ -1,8 +1,11 @@
 """The journal: the only package that imports DuckDB and speaks SQL.
 
-``journal`` owns the file (opening, locking, migrations, writes); ``sidelog`` is the fsynced log
-finished steps reach before DuckDB.
+``journal`` holds the file and writes to it; ``file`` opens it (lock waits, owner-only files, orphaned
+runs); ``schema`` has the migrations and the row types; ``queries`` the record reads behind
+``reader.FileJournalReader``; ``sidelog`` is the fsynced log finished steps reach before DuckDB.
 """
-from .journal import SCHEMA_VERSION, STEP_COLUMNS, Journal, StoredExecution, StoredStep
+from .journal import Journal, StoredExecution, StoredStep
+from .schema import ATTEMPT_COLUMNS, SCHEMA_VERSION, STEP_COLUMNS, AttemptRow, StepRow
 
-__all__ = ["SCHEMA_VERSION", "STEP_COLUMNS", "Journal", "StoredExecution", "StoredStep"]
+__all__ = ["ATTEMPT_COLUMNS", "SCHEMA_VERSION", "STEP_COLUMNS", "AttemptRow", "Journal", "StepRow",
+           "StoredExecution", "StoredStep"]

@@ -11,6 +11,7 @@ from .._records import (
     RunRecord,
     StepRecord,
 )
+from . import queries
 from .journal import Journal
 
 
@@ -33,26 +34,28 @@ class FileJournalReader(JournalReader):
 
     def list_executions(self, status: ExecutionStatus | str | None = None, *, search: str | None = None,
                         limit: int = 200, offset: int = 0) -> list[ExecutionRecord]:
-        return self._journal.list_executions(status, limit=limit, offset=offset, search=search)
+        return self._journal.query(queries.list_executions, status, limit=limit, offset=offset,
+                                   search=search)
 
     def execution_record(self, execution_id: str) -> ExecutionRecord | None:
-        return self._journal.execution_record(execution_id)
+        return self._journal.query(queries.execution_record, execution_id)
 
     def list_steps(self, execution_id: str, *, current_only: bool = True, offset: int = 0,
                    limit: int | None = None) -> list[StepRecord]:
-        return self._journal.list_steps(execution_id, current_only, offset=offset, limit=limit)
+        return self._journal.query(queries.list_steps, execution_id, current_only, offset=offset,
+                                   limit=limit)
 
     def list_attempts(self, execution_id: str, step_key: str | None = None) -> list[AttemptRecord]:
-        return self._journal.list_attempts(execution_id, step_key)
+        return self._journal.query(queries.list_attempts, execution_id, step_key)
 
     def list_runs(self, execution_id: str) -> list[RunRecord]:
-        return self._journal.list_runs(execution_id)
+        return self._journal.query(queries.list_runs, execution_id)
 
     def stats(self) -> dict[ExecutionStatus, int]:
-        return self._journal.stats()
+        return self._journal.query(queries.stats)
 
     def list_definitions(self) -> list[DefinitionRecord]:
-        return [DefinitionRecord(*row) for row in self._journal.list_definitions()]
+        return self._journal.query(queries.list_definitions)
 
     def close(self) -> None:
         """Release the file now (other processes may take it)."""

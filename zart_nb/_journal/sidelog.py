@@ -6,20 +6,98 @@ made durable here first and folded into DuckDB by a background writer. Each reco
 number and the journal stores the last folded one in the same transaction as the rows, so folding a
 log again after a crash never duplicates a row.
 
-Frame: ``u32 length | u32 crc32 | pickle([(seq, kind, row), ...])``, one frame per append. A torn
-tail (the process died mid-write) fails its length or CRC check and is ignored: its steps had not
-been reported as finished.
+Frame: ``u32 length | u32 crc32 | body``, one frame per append; the body is a list of
+``(seq, kind, row)`` whose values are only bytes, str, int, float, bool and None. It is written by a
+pickler that refuses anything else and read by an unpickler that refuses every class, so a crafted log
+can never run code (nor build any object but those plain values). The first record of the file names
+the journal it belongs to and is checked before any later frame is decoded.
+
+A torn tail (the process died mid-write), an empty frame or a zero-filled tail (what delayed allocation
+can leave after a power cut) ends the log: its steps had not been reported as finished. A damaged frame
+with intact data after it (bit rot) also ends what can be trusted; the reader reports it so the journal
+keeps the file aside as evidence.
 """
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 _HEADER = struct.Struct("<II")
+Record = tuple[int, str, tuple[Any, ...]]
+
+
+class _PlainPickler(pickle.Pickler):
+    # Called only for objects that are not plain (None, bool, int, float, bytes, str, tuple, list,
+    # dict, ...): those never reach the log.
+    def reducer_override(self, obj: Any) -> Any:
+        raise pickle.PicklingError(f"side-log records hold only plain values, not {type(obj).__name__}")
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"the side log holds only plain values; it names {module}.{name}")
+
+
+def _dump(records: Sequence[Record]) -> bytes:
+    buffer = io.BytesIO()
+    _PlainPickler(buffer, 5).dump(records)
+    return buffer.getvalue()
+
+
+def _plain(value: Any) -> Any:
+    """The plain value behind a subclass (a ``StrEnum`` member, a ``bytearray``, ...)."""
+    if value is None or type(value) in (str, bytes, int, float, bool):
+        return value
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass").decode("utf-8", "surrogatepass")
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise pickle.PicklingError(f"side-log records hold only plain values, not {type(value).__name__}")
+
+
+def encode(records: Sequence[Record]) -> bytes:
+    """The frame body of ``records``; values that subclass a plain type are written as that type."""
+    try:
+        return _dump(records)
+    except pickle.PicklingError:  # rare: converted only then, the common path pays nothing
+        return _dump([(int(seq), str(kind), tuple(_plain(value) for value in row))
+                      for seq, kind, row in records])
+
+
+def decode(body: bytes) -> list[Record]:
+    """Plain values only; raises ``ValueError`` for anything else (never runs code)."""
+    try:
+        records = _PlainUnpickler(io.BytesIO(body)).load()
+    except Exception as exc:  # UnpicklingError, EOFError, ... : all mean "not a frame we wrote"
+        raise ValueError(f"undecodable frame: {exc}") from None
+    if not isinstance(records, list) or not all(
+            isinstance(r, tuple) and len(r) == 3 and isinstance(r[0], int) and isinstance(r[1], str)
+            and isinstance(r[2], tuple) for r in records):
+        raise ValueError("a frame that is not a list of (seq, kind, row) records")
+    return records
+
+
+@dataclass
+class LogContents:
+    """What a read of the log found."""
+
+    records: list[Record] = field(default_factory=list)
+    header: tuple[Any, ...] | None = None  # the row of the first record ("h", (journal_id,))
+    foreign: bool = False  # the log names another journal: nothing after the header was decoded
+    damage: str | None = None  # a damaged frame with data after it: what was wrong, where
 
 
 class SideLog:
@@ -27,15 +105,15 @@ class SideLog:
         self.path = path
         self._fd: int | None = None
 
-    def append(self, records: list[tuple[int, str, tuple]], header: tuple | None = None) -> None:
+    def append(self, records: Sequence[Record], header: Record | None = None) -> None:
         """Append and fsync ``(seq, kind, row)`` records; durable when this returns.
 
         ``header`` is written first when the file is empty (it names the journal the log is for)."""
         if self._fd is None:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         if header is not None and os.fstat(self._fd).st_size == 0:
             records = [header, *records]
-        body = pickle.dumps(records, 5)
+        body = encode(records)
         data = _HEADER.pack(len(body), zlib.crc32(body)) + body
         view = memoryview(data)
         while view:
@@ -43,20 +121,50 @@ class SideLog:
             view = view[written:]
         (getattr(os, "fdatasync", None) or os.fsync)(self._fd)
 
-    def read(self) -> Iterator[tuple[int, str, tuple]]:
-        """The intact records of the file, in order (stops at a torn tail)."""
+    def read(self, header: Record | None = None) -> LogContents:
+        """The intact records of the file, in order, up to a torn tail or a damaged frame.
+
+        With ``header``, the log must begin with that record; otherwise it is ``foreign`` and no
+        other frame is decoded."""
+        contents = LogContents()
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
-            return
+            return contents
         offset = 0
         while offset + _HEADER.size <= len(data):
             length, crc = _HEADER.unpack_from(data, offset)
-            body = data[offset + _HEADER.size : offset + _HEADER.size + length]
-            if len(body) != length or zlib.crc32(body) != crc:
-                return
-            yield from pickle.loads(body)
-            offset += _HEADER.size + length
+            end = offset + _HEADER.size + length
+            body = data[offset + _HEADER.size : end]
+            problem = None
+            if length == 0:
+                problem = "an empty frame"
+            elif len(body) != length:
+                problem = "a frame cut short"
+            elif zlib.crc32(body) != crc:
+                problem = "a frame failing its checksum"
+            else:
+                try:
+                    records = decode(body)
+                except ValueError as exc:
+                    problem = str(exc)
+            if problem is not None:
+                after = data[end:] if length else data[offset + _HEADER.size:]
+                if len(body) == length and after.strip(b"\0"):
+                    # data follows: bit rot in the middle, not a torn or zero-filled tail
+                    contents.damage = f"{problem} at byte {offset} of {len(data)}"
+                return contents
+            if offset == 0:
+                first = records[0] if records else None
+                if header is not None and (first is None or first[1:] != header[1:]):
+                    contents.foreign = True
+                    return contents
+                if first is not None and first[1] == "h":
+                    contents.header = first[2]
+                    records = records[1:]
+            contents.records.extend(records)
+            offset = end
+        return contents
 
     def truncate(self) -> None:
         """Empty the log (everything in it has been folded into the journal)."""

@@ -1,0 +1,167 @@
+"""The journal's tables: migrations by version, and the row types that are their column lists.
+
+``StepRow`` and ``AttemptRow`` are what the engine builds and the side log carries; their field
+order is the column order the appender writes, so a row can never be built in another order.
+"""
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+from .._errors import JournalCorrupt, JournalSchemaTooNew
+
+if TYPE_CHECKING:
+    import duckdb
+
+SCHEMA_VERSION = 1
+
+
+class StepRow(NamedTuple):
+    """One finished step as journaled (a row of ``steps``)."""
+
+    execution_id: str
+    step_key: str
+    run_number: int
+    seq: int
+    name: str
+    def_id: str
+    args: bytes
+    args_hash: str
+    args_preview: str
+    status: str
+    output: bytes | None
+    output_preview: str | None
+    error: str | None
+    error_type: str | None
+    traceback: str | None
+    attempts: int
+    reason: str
+    current: bool
+    scheduled_at: float | None
+    started_at: float | None
+    finished_at: float | None
+    worker: str | None
+
+
+class AttemptRow(NamedTuple):
+    """A failed attempt of a step that was tried again (a row of ``attempts``)."""
+
+    execution_id: str
+    step_key: str
+    run_number: int
+    attempt: int
+    status: str
+    error: str | None
+    traceback: str | None
+    started_at: float | None
+    finished_at: float | None
+    worker: str | None
+
+
+class DefinitionRow(NamedTuple):
+    """A workflow or step definition, once per code hash (a row of ``definitions``)."""
+
+    def_id: str
+    kind: str
+    name: str
+    source: str
+    pickle: bytes
+    created_at: float
+
+
+STEP_COLUMNS: tuple[str, ...] = StepRow._fields
+ATTEMPT_COLUMNS: tuple[str, ...] = AttemptRow._fields
+
+MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        "CREATE TABLE zart_meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
+        """CREATE TABLE definitions (
+            def_id VARCHAR PRIMARY KEY, kind VARCHAR, name VARCHAR, source VARCHAR, pickle BLOB,
+            created_at DOUBLE)""",
+        """CREATE TABLE executions (
+            execution_id VARCHAR PRIMARY KEY, workflow VARCHAR, def_id VARCHAR, input BLOB,
+            input_hash VARCHAR, input_preview VARCHAR, status VARCHAR, output BLOB, output_preview VARCHAR,
+            error VARCHAR, traceback VARCHAR, run_number INTEGER, on_change VARCHAR, created_at DOUBLE,
+            started_at DOUBLE, finished_at DOUBLE, owner_pid INTEGER, owner_host VARCHAR)""",
+        """CREATE TABLE runs (
+            execution_id VARCHAR, run_number INTEGER, status VARCHAR, started_at DOUBLE,
+            finished_at DOUBLE, pid INTEGER, executed INTEGER, reused INTEGER)""",
+        """CREATE TABLE steps (
+            execution_id VARCHAR, step_key VARCHAR, run_number INTEGER, seq INTEGER, name VARCHAR,
+            def_id VARCHAR, args BLOB, args_hash VARCHAR, args_preview VARCHAR, status VARCHAR,
+            output BLOB, output_preview VARCHAR, error VARCHAR, error_type VARCHAR, traceback VARCHAR,
+            attempts INTEGER, reason VARCHAR, current BOOLEAN, scheduled_at DOUBLE, started_at DOUBLE,
+            finished_at DOUBLE, worker VARCHAR)""",
+        """CREATE TABLE attempts (
+            execution_id VARCHAR, step_key VARCHAR, run_number INTEGER, attempt INTEGER, status VARCHAR,
+            error VARCHAR, traceback VARCHAR, started_at DOUBLE, finished_at DOUBLE, worker VARCHAR)""",
+        "CREATE INDEX executions_status ON executions(status)",
+    ],
+}
+
+
+def read_schema(conn: duckdb.DuckDBPyConnection, path: Path) -> tuple[set[str], dict[str, str]]:
+    """The tables and ``zart_meta`` of a database; refuses a foreign, damaged or newer one (names the
+    file). Reads only: a refused file is never written."""
+    import duckdb
+
+    try:
+        tables = {row[0] for row in conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        if not tables:
+            return tables, {}
+        if "zart_meta" not in tables:
+            raise JournalCorrupt(path, "a DuckDB database, but not a zart journal (no zart_meta table; it "
+                                       f"has {', '.join(sorted(tables)[:5])}); left untouched")
+        meta = {str(key): str(value) for key, value in
+                conn.execute("SELECT key, value FROM zart_meta").fetchall()}
+    except duckdb.Error as exc:
+        raise JournalCorrupt(path, f"the journal's zart_meta table cannot be read ({exc}); left "
+                                   "untouched") from exc
+    try:
+        version = int(meta.get("schema_version", "0"))
+    except ValueError:
+        version = -1
+    if version < 1 or not meta.get("journal_id") or not meta.get("folded_seq", "").isdigit():
+        raise JournalCorrupt(path, "the journal's zart_meta table is damaged (schema_version "
+                                   f"{meta.get('schema_version')!r}, journal_id {meta.get('journal_id')!r}, "
+                                   f"folded_seq {meta.get('folded_seq')!r}); left untouched")
+    if version > SCHEMA_VERSION:
+        raise JournalSchemaTooNew(path, f"journal schema version {version} is newer than this zart_nb "
+                                        f"understands ({SCHEMA_VERSION}); upgrade zart_nb")
+    return tables, meta
+
+
+def migrate(conn: duckdb.DuckDBPyConnection, meta: dict[str, str]) -> dict[str, str]:
+    """Create or upgrade the schema from ``meta``'s version: every missing version in one transaction.
+    Returns the meta after it (``journal_id``, ``folded_seq``, ``schema_version``)."""
+    meta = dict(meta)
+    version = int(meta.get("schema_version", "0"))
+    if version >= SCHEMA_VERSION:
+        return meta
+    statements = [statement for target in range(version + 1, SCHEMA_VERSION + 1)
+                  for statement in MIGRATIONS[target]]
+    meta.setdefault("journal_id", uuid.uuid4().hex)
+    meta.setdefault("folded_seq", "0")
+    meta["schema_version"] = str(SCHEMA_VERSION)
+    conn.execute("BEGIN")
+    try:
+        for statement in statements:
+            conn.execute(statement)
+        conn.execute("DELETE FROM zart_meta WHERE key IN ('schema_version', 'journal_id', 'folded_seq')")
+        conn.execute("INSERT INTO zart_meta VALUES ('schema_version', ?), ('journal_id', ?), "
+                     "('folded_seq', ?)", [meta["schema_version"], meta["journal_id"], meta["folded_seq"]])
+        conn.execute("COMMIT")
+    except BaseException:
+        rollback(conn)
+        raise
+    return meta
+
+
+def rollback(conn: duckdb.DuckDBPyConnection) -> None:
+    """Roll back if DuckDB has not already (a failed COMMIT ends the transaction itself): the
+    error that got us here must surface, not "no transaction is active"."""
+    try:
+        conn.execute("ROLLBACK")
+    except Exception:
+        pass
