@@ -117,13 +117,8 @@ class Scratch:
 
     def close(self) -> None:
         try:
-            runtime.journal(self.journal).close()
+            Journal.forget(runtime.journal(self.journal))
         finally:
-            resolved = Path(self.journal).resolve()
-            with Journal._instances_lock:
-                for key, instance in list(Journal._instances.items()):
-                    if instance.path == resolved:
-                        del Journal._instances[key]
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
