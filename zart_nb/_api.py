@@ -54,6 +54,15 @@ def _check_options(on_change: str, workers: int | None) -> None:
         raise ConfigurationError(f"workers must be a positive integer, got {workers!r}")
 
 
+def _follow(execution: Execution, workflow: WorkflowDef, display: bool | None, background: bool) -> Any:
+    """The live progress of ``execution`` (a widget in a kernel, a line on a terminal), or None."""
+    if display is False:
+        return None
+    from ._notebook import follow
+
+    return follow(execution, workflow.name, display, background)
+
+
 def _start_thread(execution: Execution, workflow: WorkflowDef, data: Any, on_change: str,
                   workers: int | None) -> None:
     def target() -> None:
@@ -63,6 +72,7 @@ def _start_thread(execution: Execution, workflow: WorkflowDef, data: Any, on_cha
             pass  # the outcome is on the Execution; result() raises it
 
     thread = threading.Thread(target=target, name=f"zart-{execution.execution_id}", daemon=True)
+    execution._status = ExecutionStatus.RUNNING  # from the caller's point of view it runs now
     try:
         thread.start()
     except BaseException:
@@ -74,13 +84,15 @@ class DurableScheduler:
     """Starts, resumes and watches executions of registered tasks on one journal.
 
     ``journal`` defaults to ``$ZART_JOURNAL`` or ``./.zart/journal.duckdb``; ``workers`` to
-    ``$ZART_WORKERS`` or the CPU count.
+    ``$ZART_WORKERS`` or the CPU count. ``display=False`` (or ``$ZART_DISPLAY=0``) turns the live
+    progress (a widget in a notebook, a line on a terminal's stderr) off.
     """
 
     def __init__(self, registry: TaskRegistry, journal: str | os.PathLike[str] | None = None, *,
-                 workers: int | None = None, on_change: str = "rerun") -> None:
+                 workers: int | None = None, on_change: str = "rerun", display: bool | None = None) -> None:
         _check_options(on_change, workers)
         self.registry = registry
+        self.display = display
         self.journal = runtime.journal(journal)
         self.workers = workers
         self.on_change = on_change
@@ -95,6 +107,7 @@ class DurableScheduler:
         if is_new:
             self._executions[execution_id] = execution
             _start_thread(execution, workflow, data, self.on_change, self.workers)
+        _follow(execution, workflow, self.display, background=True)
         return execution
 
     def run(self, execution_id: str, task_name: str, data: Any = None) -> Any:
@@ -103,11 +116,16 @@ class DurableScheduler:
         If that execution is already running here (started with ``start``), waits for it instead."""
         workflow = self.registry.get(task_name)
         execution, is_new = _engine.claim(self.journal, execution_id, workflow, data, self.on_change)
-        if not is_new:
-            return execution.wait_interruptibly()
-        self._executions[execution_id] = execution
-        _engine.execute(execution, workflow, data, on_change=self.on_change, workers=self.workers)
-        return execution.result()
+        live = _follow(execution, workflow, self.display, background=False)
+        try:
+            if not is_new:
+                return execution.wait_interruptibly()
+            self._executions[execution_id] = execution
+            _engine.execute(execution, workflow, data, on_change=self.on_change, workers=self.workers)
+            return execution.result()
+        finally:
+            if live is not None:
+                live.close()
 
     def start_and_wait_for(self, execution_id: str, task_name: str, data: Any = None,
                            timeout: float | None = None) -> Any:
@@ -163,30 +181,38 @@ def default_execution_id(workflow: WorkflowDef, data: Any) -> str:
 
 def run(workflow: Any, data: Any = None, *, execution_id: str | None = None,
         journal: str | os.PathLike[str] | None = None, workers: int | None = None,
-        on_change: str = "rerun") -> Any:
+        on_change: str = "rerun", display: bool | None = None) -> Any:
     """Run (or resume) a workflow in the calling thread and return its output.
 
     The execution id defaults to the workflow name plus a hash of ``data``, so re-running the same
     cell resumes: journaled steps return their stored results and only missing ones run. If that
     execution is already running in this process (``zart.start``), this waits for it instead.
+    In a notebook a live progress widget shows under the cell (``display=False`` or
+    ``$ZART_DISPLAY=0`` turns it off); on a terminal, a progress line on stderr.
     """
     _check_options(on_change, workers)
     definition = as_workflow(workflow)
     journal_ = runtime.journal(journal)
     execution, is_new = _engine.claim(journal_, execution_id or default_execution_id(definition, data),
                                       definition, data, on_change)
-    if not is_new:
-        return execution.wait_interruptibly()
-    _engine.execute(execution, definition, data, on_change=on_change, workers=workers)
-    return execution.result()
+    live = _follow(execution, definition, display, background=False)
+    try:
+        if not is_new:
+            return execution.wait_interruptibly()
+        _engine.execute(execution, definition, data, on_change=on_change, workers=workers)
+        return execution.result()
+    finally:
+        if live is not None:
+            live.close()
 
 
 def start(workflow: Any, data: Any = None, *, execution_id: str | None = None,
           journal: str | os.PathLike[str] | None = None, workers: int | None = None,
-          on_change: str = "rerun") -> Execution:
+          on_change: str = "rerun", display: bool | None = None) -> Execution:
     """Start (or resume) a workflow in a background thread; returns an :class:`Execution` at once.
 
-    If that execution is already running in this process, its handle is returned."""
+    If that execution is already running in this process, its handle is returned. In a notebook
+    the progress widget keeps moving under this cell after it returns (``display=False`` to hide)."""
     _check_options(on_change, workers)
     definition = as_workflow(workflow)
     journal_ = runtime.journal(journal)
@@ -194,6 +220,7 @@ def start(workflow: Any, data: Any = None, *, execution_id: str | None = None,
                                       definition, data, on_change)
     if is_new:
         _start_thread(execution, definition, data, on_change, workers)
+    _follow(execution, definition, display, background=True)
     return execution
 
 

@@ -97,6 +97,11 @@ class RunState:
         self.reused = 0
         self.total = 0
         self.finished = 0
+        # For progress views (read from other threads; written on failure paths only):
+        self.failures: dict[str, tuple[int, str]] = {}  # step key -> (attempts, error)
+        self.retrying: dict[str, str] = {}  # step key -> error of the attempt that failed
+        self.retries = 0
+        self.cancelled_steps = 0
         self._counters: dict[str, int] = {}
         self._keys: set[str] = set()
         self._definitions: dict[int, _Definition] = {}
@@ -218,6 +223,8 @@ class RunState:
             kind = outcome.kind
             if kind is OutcomeKind.OK:
                 status, error = StepStatus.COMPLETED, None
+                if self.retrying:
+                    self.retrying.pop(key, None)
             else:
                 error = self._error_for(state, outcome)
                 retryable = (kind is not OutcomeKind.CANCELLED and kind is not OutcomeKind.UNPICKLABLE
@@ -227,6 +234,8 @@ class RunState:
                                                StepStatus.FAILED.value, outcome.error, outcome.traceback,
                                                task.started_at or None, outcome.finished_at, task.worker))
                 if retryable:
+                    self.retrying[key] = outcome.error or ""
+                    self.retries += 1
                     delay = state.step.retry.delay(state.attempt)
                     state.attempt += 1
                     retries.append((state, delay))
@@ -236,6 +245,11 @@ class RunState:
                                                    delay=delay, worker=task.worker))
                     continue
                 status = StepStatus.CANCELLED if kind is OutcomeKind.CANCELLED else StepStatus.FAILED
+                self.retrying.pop(key, None)
+                if status is StepStatus.FAILED:
+                    self.failures[key] = (state.attempt, str(error))
+                else:
+                    self.cancelled_steps += 1
             if state.supersedes:
                 supersede.append((self.execution_id, key))
             step_rows.append(StepRow(

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import _serialization as ser
@@ -70,6 +71,7 @@ class Execution:
         self._error: BaseException | None = None
         self._run: Run | None = None
         self._cancel_requested = False
+        self._on_result: list[Callable[[], None]] = []  # progress views: final render in the caller's cell
         self.fingerprint: tuple[str, str] | None = None  # (workflow code hash, input hash)
 
     def __repr__(self) -> str:
@@ -92,6 +94,8 @@ class Execution:
         if not self._done.wait(timeout):
             raise ExecutionTimeout(f"execution {self.execution_id!r} still {self._status.value} after "
                                    f"{timeout}s (it keeps running; call result() again)")
+        for callback in self._on_result:
+            callback()
         if self._error is not None:
             raise self._error
         return self._output

@@ -135,3 +135,8 @@ class Executor(ABC):
     def has_queued(self) -> bool:
         """Attempts wait to be sent (the delivering thread should only hand outcomes over)."""
         return False
+
+    def running(self) -> list[tuple[Task, float]]:
+        """The attempts running now, each with when it started (``time.time()``); a best-effort
+        snapshot for progress views, taken without stopping anything."""
+        return []

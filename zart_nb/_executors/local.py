@@ -223,6 +223,16 @@ class LocalPool(Executor):
         """Attempts wait to be sent (so the I/O thread should not be kept busy with other work)."""
         return bool(self._queue)
 
+    def running(self) -> list[tuple[Task, float]]:
+        attempts = []
+        for worker in list(self._workers):  # no lock: a progress view must not slow dispatch
+            try:
+                if worker.ready and worker.inflight:
+                    attempts.append((worker.inflight[0], worker.head_started))
+            except IndexError:  # answered meanwhile
+                pass
+        return attempts
+
     @property
     def pids(self) -> list[int]:
         with self._lock:

@@ -1,0 +1,71 @@
+"""The notebook surface: the live progress widget, the plain-text progress line, ``zart.show``.
+
+The only package that imports ipywidgets and IPython, and only once a kernel is known to be running
+(``IPython`` already imported, with a kernel): scripts never load either.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .._handles import Execution
+    from .live import Live
+
+logger = logging.getLogger("zart_nb")
+
+_OFF = ("0", "false", "no", "off")
+
+
+def display_enabled(display: bool | None) -> bool:
+    """``display=`` wins; otherwise ``$ZART_DISPLAY=0`` turns progress off."""
+    if display is not None:
+        return bool(display)
+    return os.environ.get("ZART_DISPLAY", "").strip().lower() not in _OFF
+
+
+def kernel_shell() -> Any:
+    """The IPython shell of a running Jupyter kernel, or None (a script, a plain IPython terminal)."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return None
+    try:
+        shell = ipython.get_ipython()
+    except Exception:
+        return None
+    if shell is None or getattr(shell, "kernel", None) is None:
+        return None
+    return shell
+
+
+def follow(execution: Execution, workflow: str, display: bool | None, background: bool) -> Live | None:
+    """Show the progress of ``execution`` where the caller runs: a widget in a kernel, a text line
+    on a terminal's stderr, nothing otherwise. Returns the controller (``close()`` ends it)."""
+    if not display_enabled(display):
+        return None
+    from .live import Live
+    from .progress import Tracker
+
+    if kernel_shell() is not None:
+        try:
+            from .show_live import widget_view
+        except ImportError:
+            logger.info("zart: install ipywidgets (pip install 'zart_nb[notebook]') for live progress")
+            return None
+        tracker = Tracker(execution, workflow)
+        update, finish = widget_view(tracker.snapshot())
+        return Live(tracker, update, finish, background)
+    stream = sys.stderr
+    try:
+        tty = stream is not None and stream.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    if not tty:
+        return None
+    from .text import TextProgress
+
+    tracker = Tracker(execution, workflow)
+    text = TextProgress(stream)
+    return Live(tracker, text.update, text.finish, background)
