@@ -22,3 +22,18 @@ def wait_until(condition, timeout: float = 30.0, interval: float = 0.02, what: s
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+@pytest.fixture
+def inline():
+    """Steps run on threads of this process (the inline executor) instead of worker processes."""
+    from zart_nb._executors.inline import InlineExecutor
+    from zart_nb._runtime import runtime
+
+    runtime.shutdown_executor()
+    runtime.executor_factory = InlineExecutor
+    try:
+        yield runtime
+    finally:
+        runtime.shutdown_executor()
+        runtime.executor_factory = None

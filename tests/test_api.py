@@ -1,4 +1,6 @@
 """The public API end to end, on a real journal file and real worker processes."""
+import asyncio
+import concurrent.futures
 import os
 
 import pytest
@@ -237,3 +239,31 @@ def test_workers_env_validation(monkeypatch):
     monkeypatch.setenv("ZART_WORKERS", "zero")
     with pytest.raises(ValueError, match="ZART_WORKERS"):
         default_worker_count()
+
+
+def test_async_workflow_body_under_a_running_event_loop(journal):
+    @zart.workflow("async-in-loop")
+    async def body(x):
+        await asyncio.sleep(0)
+        return square(x)
+
+    async def notebook_cell():  # Jupyter runs cells while an event loop is running
+        return zart.run(body, 7, journal=journal)
+
+    assert asyncio.run(notebook_cell()) == 49
+
+
+def test_bad_worker_counts_are_refused_up_front():
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="workers"):
+            zart.run(lambda x: x, 1, workers=bad)
+
+
+def test_a_step_called_on_another_thread_warns_that_it_is_not_journaled(journal):
+    @zart.workflow("threaded")
+    def threaded(xs):
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            return list(pool.map(square, xs))
+
+    with pytest.warns(RuntimeWarning, match="not journaled"):
+        assert zart.run(threaded, [1, 2], journal=journal) == [1, 4]

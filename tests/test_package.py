@@ -10,7 +10,7 @@ def test_all_lists_exactly_the_public_names():
         # submodules are not API
         name for name in dir(zart_nb) if type(getattr(zart_nb, name)).__name__ == "module"}
     assert set(zart_nb.__all__) - {"__version__"} == public
-    assert zart_nb.__all__ == sorted(zart_nb.__all__, key=str.lower) or sorted(zart_nb.__all__)
+    assert zart_nb.__all__ == sorted(zart_nb.__all__, key=str.casefold)
 
 
 def test_public_callables_have_docstrings():

@@ -8,6 +8,9 @@ from steps_lib import add, calls, flaky_flow, square, squares
 
 import zart_nb as zart
 
+# Replay is the engine's business, not the pool's: steps run inline (the subprocess tests still
+# start real workers in their own processes).
+pytestmark = pytest.mark.usefixtures("inline")
 
 def test_completed_execution_returns_stored_output_without_dispatch(journal, tmp_path):
     data = {"xs": [1, 2, 3], "counter_dir": str(tmp_path)}
@@ -176,3 +179,35 @@ def test_zart_resume_after_the_driver_was_killed(journal, tmp_path):
     assert cli.returncode == 0, cli.stderr
     assert "was interrupted" in cli.stdout and "output: [0, 1, 2, 3, 4]" in cli.stdout
     assert log.read_text().split() == ["part0", "part1", "part2", "part3", "part3", "part4"]
+
+
+def test_completed_durable_execution_is_reused_in_a_new_process(tmp_path):
+    journal = tmp_path / "j.duckdb"
+    script = tmp_path / "cls.py"
+    script.write_text(textwrap.dedent(f"""
+        import zart_nb as zart
+
+        @zart.step("twice")
+        def twice(x):
+            return 2 * x
+
+        class Doubler(zart.DurableExecution):
+            def __init__(self):
+                self.label = "doubler"
+
+            def run(self, data):
+                return [twice(x) for x in data]
+
+        registry = zart.TaskRegistry()
+        registry.register("doubler", Doubler())
+        durable = zart.DurableScheduler(registry, journal={str(journal)!r}, workers=1,
+                                        on_change="error")
+        print(durable.start_and_wait_for("d-1", "doubler", [1, 2], timeout=60))
+        print(len(zart.journal({str(journal)!r}).list_runs("d-1")))
+    """))
+    outputs = [subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+               for _ in range(2)]
+    for proc in outputs:
+        assert proc.returncode == 0, proc.stderr
+    assert outputs[0].stdout.split() == ["[2,", "4]", "1"]
+    assert outputs[1].stdout.split() == ["[2,", "4]", "1"]  # reused: no second run, no NonDeterminism

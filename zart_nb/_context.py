@@ -59,6 +59,11 @@ def leave_run(token: Token[Run | None]) -> None:
     _run.reset(token)
 
 
+def in_step() -> bool:
+    """True while a step's function runs (in a worker, or on a thread of the inline executor)."""
+    return _step.get() is not None
+
+
 def enter_step(execution_id: str, step_key: str, attempt: int) -> Token[Context | None]:
     return _step.set(Context(execution_id, step_key, attempt))
 

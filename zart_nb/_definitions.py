@@ -97,7 +97,7 @@ class Step(Generic[P, R]):
 
 def _warn_if_detached(step: Step) -> None:
     """A step called on a thread the workflow started runs unjournaled: say so."""
-    if runtime.has_live_executions():
+    if runtime.has_live_executions() and not _context.in_step():
         warnings.warn(f"step {step.name!r} was called outside its workflow's context (on another "
                       "thread?), so it ran in this process and was not journaled. Use "
                       "zart.schedule(...) for parallel steps, or contextvars.copy_context().run(...) "

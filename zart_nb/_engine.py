@@ -42,6 +42,7 @@ from ._executors.base import Executor, Outcome, OutcomeKind, Task
 from ._handles import Execution, StepHandle
 from ._journal import AttemptRow, Journal, StepRow, StoredStep
 from ._records import ExecutionStatus, RunReason, StepStatus
+from ._replay import Keys, check_change, decide
 from ._runtime import runtime
 
 WAIT_TICK = 0.1
@@ -102,8 +103,7 @@ class RunState:
         self.retrying: dict[str, str] = {}  # step key -> error of the attempt that failed
         self.retries = 0
         self.cancelled_steps = 0
-        self._counters: dict[str, int] = {}
-        self._keys: set[str] = set()
+        self._keys = Keys(execution_id)
         self._definitions: dict[int, _Definition] = {}
         self._pending: dict[int, _StepState] = {}
         self._cond = threading.Condition()
@@ -119,15 +119,7 @@ class RunState:
         name = step.name
         if key is None and step._template_fields:
             key = step.key_for(args, kwargs)
-        if key is None:
-            occurrence = self._counters.get(name, 0)
-            self._counters[name] = occurrence + 1
-            key = f"{name}#{occurrence}"
-        keys = self._keys
-        if key in keys:
-            raise DefinitionError(f"step key {key!r} is used twice in execution {self.execution_id!r}; "
-                                  "give each call a distinct key (a name template or .named(...))")
-        keys.add(key)
+        key = self._keys.step_key(name, key)
         seq = self.total
         self.total = seq + 1
         handle = StepHandle(self, key, name)
@@ -137,30 +129,17 @@ class RunState:
             raise SerializationError(f"an argument of step {key!r} cannot be pickled: {exc}") from exc
         definition = self._definitions.get(id(step)) or self._definition(step)
         stored = self.stored.get(key)
-        reason = RunReason.NEW
+        reason = decide(stored, args_hash, definition.code_hash)
+        if reason is None:
+            handle._blob = stored.output  # type: ignore[union-attr]
+            handle.done = handle.reused = True
+            self.reused += 1
+            self.finished += 1
+            if events.active:
+                events.publish(StepEvent(self.execution_id, key, StepStatus.COMPLETED, name, reused=True))
+            return handle
         if stored is not None:
-            status, stored_args_hash, stored_code_hash, output = stored
-            if (status == "completed" and stored_args_hash == args_hash
-                    and stored_code_hash == definition.code_hash):
-                handle._blob = output
-                handle.done = handle.reused = True
-                self.reused += 1
-                self.finished += 1
-                if events.active:
-                    events.publish(StepEvent(self.execution_id, key, StepStatus.COMPLETED, name,
-                                             reused=True))
-                return handle
-            if status == "failed":
-                reason = RunReason.FAILED_BEFORE
-            elif status == "cancelled":
-                reason = RunReason.CANCELLED_BEFORE
-            elif stored_code_hash != definition.code_hash:
-                reason = RunReason.CODE_CHANGED
-            else:
-                reason = RunReason.ARGS_CHANGED
-            if self.on_change == "error" and reason in (RunReason.CODE_CHANGED, RunReason.ARGS_CHANGED):
-                raise NonDeterminism(f"step {key!r} of execution {self.execution_id!r}: {reason.value} "
-                                     "since it was journaled, and on_change='error'")
+            check_change(reason, self.on_change, self.execution_id, key)
         try:
             args_blob = ser.dumps((args, kwargs))
         except Exception as exc:

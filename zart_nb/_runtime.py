@@ -9,12 +9,12 @@ import atexit
 import logging
 import os
 import threading
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ._errors import ConfigurationError, DefinitionError
-from ._executors.base import Executor, Outcome, OutcomeConsumer
+from ._executors.base import Executor, Outcome, OutcomeConsumer, OutcomeSink
 from ._journal import Journal
 
 if TYPE_CHECKING:
@@ -115,6 +115,8 @@ class Runtime:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.executor: Executor | None = None
+        # What builds the executor: the local pool unless a test installs another (the inline one).
+        self.executor_factory: Callable[[int, OutcomeSink], Executor] | None = None
         self.committer = _Committer(self)
         self._open_runs = 0
         self._warned_sizes: set[int] = set()
@@ -136,8 +138,6 @@ class Runtime:
 
         Asking for another size restarts it when it is idle; while other executions use it, it keeps
         its size (restarting would kill their steps) and says so."""
-        from ._executors.local import LocalPool
-
         size = workers or default_worker_count()
         with self._lock:
             executor = self.executor
@@ -150,7 +150,12 @@ class Runtime:
                     logger.warning("zart: the worker pool is in use with %d workers; keeping that size "
                                    "instead of %d while executions run", executor.size, size)
             if executor is None:
-                executor = self.executor = LocalPool(size, self.committer.deliver)
+                factory = self.executor_factory
+                if factory is None:
+                    from ._executors.local import LocalPool
+
+                    factory = LocalPool
+                executor = self.executor = factory(size, self.committer.deliver)
             return executor
 
     def shutdown_executor(self) -> None:

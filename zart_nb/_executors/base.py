@@ -98,8 +98,20 @@ class Outcome:
 
 OutcomeSink = Callable[[list[Outcome]], None]
 
+
 FUNCTION_MISSING = "zart:function-missing"  # a worker's answer to a task whose function it lacks
 UNPICKLABLE_RESULT = "zart:unpicklable-result"  # a worker's answer when a result cannot be pickled
+
+
+def outcome_of(task: Task, reply: WireReply) -> Outcome:
+    """The outcome a worker's reply gives ``task`` (not for ``FUNCTION_MISSING``: resend the function)."""
+    task.started_at = reply.started
+    kind = OutcomeKind.OK if reply.ok else OutcomeKind.ERROR
+    error_type = reply.error_type
+    if error_type == UNPICKLABLE_RESULT:
+        kind, error_type = OutcomeKind.UNPICKLABLE, "SerializationError"
+    return Outcome(task, kind, reply.blob, reply.preview, error_type, reply.error, reply.traceback,
+                   reply.finished)
 
 
 class Executor(ABC):

@@ -30,7 +30,6 @@ from pathlib import Path
 from .._errors import ExecutorClosed
 from .base import (
     FUNCTION_MISSING,
-    UNPICKLABLE_RESULT,
     Executor,
     Outcome,
     OutcomeConsumer,
@@ -38,6 +37,7 @@ from .base import (
     OutcomeSink,
     Task,
     WireTask,
+    outcome_of,
 )
 
 logger = logging.getLogger("zart_nb")
@@ -363,8 +363,10 @@ class LocalPool(Executor):
             for worker, messages, dead, now in received:
                 if worker not in self._workers:
                     continue  # replaced meanwhile (cancelled); its outcomes were reported then
-                self._absorb_locked(worker, messages, now, outcomes)
-                if dead:
+                if not self._absorb_locked(worker, messages, now, outcomes):
+                    self._crashed_locked(worker, outcomes, "answered for an attempt it was not running "
+                                         "(did the step fork?)")
+                elif dead:
                     self._crashed_locked(worker, outcomes)
             self._release_delayed_locked()
             self._check_timeouts_locked(outcomes)
@@ -380,7 +382,8 @@ class LocalPool(Executor):
         return True
 
     def _absorb_locked(self, worker: _Worker, messages: list[bytes], now: float,
-                       outcomes: list[Outcome]) -> None:
+                       outcomes: list[Outcome]) -> bool:
+        """Turn a worker's messages into outcomes; False when it broke the protocol."""
         for message in messages:
             replies = pickle.loads(message)
             if replies is None:  # the worker finished starting
@@ -388,29 +391,36 @@ class LocalPool(Executor):
                 worker.head_started = now
                 continue
             for reply in replies:
-                _task_id, ok, blob, preview, error_type, error, tb, started, finished = reply
-                task = worker.inflight.popleft()
+                task = worker.inflight[0] if worker.inflight else None
+                if task is None or reply.task_id != task.task_id:
+                    # Not the answer to the attempt it holds (a step forked and its child answered
+                    # too): nothing more it says can be trusted. Its attempts fail as crashed.
+                    logger.warning("zart: worker %s answered task %s while it held %s; replacing it",
+                                   worker.name, reply.task_id, None if task is None else task.task_id)
+                    return False
+                worker.inflight.popleft()
                 worker.unanswered -= task.sent_bytes
-                if error_type == FUNCTION_MISSING:  # evicted from its cache, or it failed to load
+                if reply.error_type == FUNCTION_MISSING:  # evicted from its cache, or it failed to load
                     worker.functions.discard(task.fn_id)
                     self._queue.appendleft(task)
-                    worker.head_started = finished
+                    worker.head_started = reply.finished
                     continue
-                task.started_at = started
-                worker.head_started = finished  # the next attempt started when this one ended
-                self._step_seconds = 0.8 * self._step_seconds + 0.2 * (finished - started)
-                kind = OutcomeKind.OK if ok else OutcomeKind.ERROR
-                if error_type == UNPICKLABLE_RESULT:
-                    kind, error_type = OutcomeKind.UNPICKLABLE, "SerializationError"
-                outcomes.append(Outcome(task, kind, blob, preview, error_type, error, tb, finished))
+                worker.head_started = reply.finished  # the next attempt started when this one ended
+                self._step_seconds = 0.8 * self._step_seconds + 0.2 * (reply.finished - reply.started)
+                outcomes.append(outcome_of(task, reply))
+        return True
 
-    def _crashed_locked(self, worker: _Worker, outcomes: list[Outcome]) -> None:
-        try:
-            code = worker.proc.wait(timeout=1)  # reap it, so a kill by signal is reported as such
-        except subprocess.TimeoutExpired:
-            code = None
-        detail = f"exit code {code}" if code is not None and code >= 0 else (
-            f"killed by signal {-code}" if code is not None else "connection lost")
+    def _crashed_locked(self, worker: _Worker, outcomes: list[Outcome], broken: str | None = None) -> None:
+        if broken is not None:
+            worker.kill()
+            detail = broken
+        else:
+            try:
+                code = worker.proc.wait(timeout=1)  # reap it, so a kill by signal is reported as such
+            except subprocess.TimeoutExpired:
+                code = None
+            detail = f"exit code {code}" if code is not None and code >= 0 else (
+                f"killed by signal {-code}" if code is not None else "connection lost")
         index = self._workers.index(worker)
         outcomes.extend(self._replace_locked(
             index, OutcomeKind.CRASHED, f"worker process {worker.proc.pid} died during the step ({detail})"))

@@ -42,7 +42,12 @@ def _watch_parent(parent_pid: int) -> None:
             os._exit(0)
 
 
-class _Runner:
+class Runner:
+    """Runs one :class:`WireTask` in this process and answers with a :class:`WireReply`.
+
+    Used without the socket loop too: by the inline executor (a thread of the driver) and by
+    executors that run tasks inside other processes (a Dask worker)."""
+
     def __init__(self) -> None:
         from .. import _context, _serialization
 
@@ -135,7 +140,8 @@ class _Replies:
 
 
 def _serve(conn: Connection) -> None:
-    runner = _Runner()
+    runner = Runner()
+    pid = os.getpid()
     pending: collections.deque[WireTask] = collections.deque()
 
     def absorb(message: bytes) -> None:
@@ -160,6 +166,8 @@ def _serve(conn: Connection) -> None:
             return
         if pending:  # (an "init" message brings no task)
             reply = runner.run(pending.popleft())
+            if os.getpid() != pid:  # the step forked and this is the child: it must not serve
+                os._exit(0)
             if not pending:
                 try:
                     while conn.poll(0):

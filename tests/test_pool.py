@@ -1,0 +1,49 @@
+"""The local worker pool: replies not held back by the next step, timeouts of queued steps, shutdown
+under a run, a crashed or misbehaving worker."""
+import pytest
+from conftest import wait_until
+from steps_lib import quick, slow_forever, square, wait_for_file
+
+import zart_nb as zart
+
+
+def test_a_finished_step_is_reported_while_the_next_one_runs(journal, tmp_path):
+    barrier = tmp_path / "go"
+
+    @zart.workflow("fast-then-slow")
+    def flow(_):
+        fast = zart.schedule(quick, 1)
+        slow = zart.schedule(wait_for_file, str(barrier))
+        fast.wait_done(timeout=30)  # one worker: the slow step runs right after, in the same process
+        done_first = not slow.done
+        barrier.touch()
+        return fast.result(), slow.result(), done_first
+
+    assert zart.run(flow, None, journal=journal, workers=1) == (2, "released", True)
+
+
+def test_a_step_queued_behind_another_still_times_out(journal, tmp_path):
+    @zart.workflow("queued-timeout")
+    def flow(_):
+        first = zart.schedule(quick, 1)
+        stuck = zart.schedule(slow_forever, str(tmp_path / "never"))
+        return zart.wait([first, stuck], return_exceptions=True)
+
+    first, stuck = zart.run(flow, None, journal=journal, workers=1)
+    assert first == 2
+    assert isinstance(stuck, zart.StepTimeout) and stuck.step_key == "slow-forever#0"
+
+
+def test_shutting_the_pool_down_under_a_run_ends_its_steps(journal, tmp_path):
+    from zart_nb._runtime import runtime
+
+    @zart.workflow("orphaned-by-shutdown")
+    def flow(path):
+        return zart.wait([zart.schedule(wait_for_file, path)])
+
+    execution = zart.start(flow, str(tmp_path / "never"), journal=journal)
+    wait_until(lambda: runtime.executor is not None and not runtime.executor.idle, what="a step in the pool")
+    zart.shutdown_pool()
+    with pytest.raises(zart.StepCancelled, match="wait-for-file#0"):
+        execution.result(timeout=60)
+    assert zart.run(lambda x: square(x), 3, journal=journal) == 9  # a new pool starts on demand

@@ -1,0 +1,113 @@
+"""Replay: the key each durable call gets, and whether its journaled record is reused. Pure code.
+
+Keys are assigned when a call is made or scheduled, in the workflow thread's call order, never when
+it finishes (parallel results arrive in any order). A key is the call's name plus its occurrence
+among calls of that name (``check-service#0``, ``#1``), or an explicit key (a name template or
+``.named(...)``). One run never uses a key twice.
+
+Each kind of durable call has a sequence of its own (Temporal's ``_next_seq("timer")``): today steps;
+a durable sleep, an awaited event or a captured value are further kinds. A new kind never shifts the
+keys of another, and its keys live in a namespace of their own (``sleep:nap#0``), so a step named like
+a sleep cannot collide with it.
+
+The reuse decision (:func:`decide`) compares a journaled record with the call being made: the record
+is reused only when it completed with the same argument and code hashes; otherwise the call runs, and
+the reason says why (new, code changed, arguments changed, failed before, cancelled before).
+"""
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING
+
+from ._errors import DefinitionError, NonDeterminism
+from ._records import RunReason
+
+if TYPE_CHECKING:
+    from ._journal import StoredStep
+
+
+class Kind(enum.StrEnum):
+    """A kind of durable call; each has its own sequence and key namespace."""
+
+    STEP = "step"
+
+
+_COMPLETED = "completed"
+_FAILED = "failed"
+_CANCELLED = "cancelled"
+_CHANGES = (RunReason.CODE_CHANGED, RunReason.ARGS_CHANGED)
+
+
+class Keys:
+    """Assigns keys in call order for one run of one execution (the workflow thread only)."""
+
+    __slots__ = ("execution_id", "_step_counts", "_counts", "_seqs", "_used")
+
+    def __init__(self, execution_id: str) -> None:
+        self.execution_id = execution_id
+        self._step_counts: dict[str, int] = {}
+        self._counts: dict[Kind, dict[str, int]] = {Kind.STEP: self._step_counts}
+        self._seqs: dict[Kind, int] = {}
+        self._used: set[str] = set()
+
+    def next_seq(self, kind: Kind = Kind.STEP) -> int:
+        """The position of the next call of ``kind`` among calls of that kind (0, 1, ...)."""
+        seq = self._seqs.get(kind, 0)
+        self._seqs[kind] = seq + 1
+        return seq
+
+    def step_key(self, name: str, explicit: str | None = None) -> str:
+        """The key of the next call of step ``name`` (``explicit`` when given). The replay hot path."""
+        if explicit is None:
+            counts = self._step_counts
+            occurrence = counts.get(name, 0)
+            counts[name] = occurrence + 1
+            key = f"{name}#{occurrence}"
+        else:
+            key = explicit
+        used = self._used
+        if key in used:
+            raise DefinitionError(f"step key {key!r} is used twice in execution {self.execution_id!r}; "
+                                  "give each call a distinct key (a name template or .named(...))")
+        used.add(key)
+        return key
+
+    def key(self, kind: Kind, name: str, explicit: str | None = None) -> str:
+        """The key of the next call of ``kind`` named ``name``; other kinds than steps are prefixed
+        with their kind (``sleep:nap#0``)."""
+        if kind is Kind.STEP:
+            return self.step_key(name, explicit)
+        counts = self._counts.setdefault(kind, {})
+        if explicit is None:
+            occurrence = counts.get(name, 0)
+            counts[name] = occurrence + 1
+            explicit = f"{name}#{occurrence}"
+        key = f"{kind.value}:{explicit}"
+        if key in self._used:
+            raise DefinitionError(f"{kind.value} key {key!r} is used twice in execution "
+                                  f"{self.execution_id!r}")
+        self._used.add(key)
+        return key
+
+
+def decide(stored: StoredStep | None, args_hash: str, code_hash: str) -> RunReason | None:
+    """``None`` when the journaled record ``stored`` is reused; otherwise why the call runs again."""
+    if stored is None:
+        return RunReason.NEW
+    status = stored[0]
+    if status == _COMPLETED:
+        if stored[1] == args_hash and stored[2] == code_hash:
+            return None
+        return RunReason.CODE_CHANGED if stored[2] != code_hash else RunReason.ARGS_CHANGED
+    if status == _FAILED:
+        return RunReason.FAILED_BEFORE
+    if status == _CANCELLED:
+        return RunReason.CANCELLED_BEFORE
+    return RunReason.CODE_CHANGED if stored[2] != code_hash else RunReason.ARGS_CHANGED
+
+
+def check_change(reason: RunReason, on_change: str, execution_id: str, key: str) -> None:
+    """With ``on_change="error"``, a journaled call whose code or arguments changed is refused."""
+    if on_change == "error" and reason in _CHANGES:
+        raise NonDeterminism(f"step {key!r} of execution {execution_id!r}: {reason.value} since it was "
+                             "journaled, and on_change='error'")
