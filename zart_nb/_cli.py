@@ -7,12 +7,13 @@ import re
 import sys
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import _serialization as ser
-from ._errors import ExecutionNotFound, ZartError
+from ._errors import ExecutionNotFound, JournalLocked, ZartError
 from ._records import ExecutionStatus
-from ._runtime import runtime
+from ._runtime import DEFAULT_JOURNAL, runtime
 
 if TYPE_CHECKING:
     from ._journal.reader import FileJournalReader
@@ -71,15 +72,60 @@ def _reader(args: argparse.Namespace) -> FileJournalReader:
     return FileJournalReader(runtime.journal(args.journal))
 
 
+def _journal_paths(args: argparse.Namespace) -> list[Path] | None:
+    """Every journal in ``./.zart/`` (a notebook's is ``.zart/<notebook stem>.duckdb``), or None when
+    ``--journal`` or ``$ZART_JOURNAL`` names one."""
+    if args.journal or os.environ.get("ZART_JOURNAL"):
+        return None
+    return sorted(DEFAULT_JOURNAL.parent.glob("*.duckdb")) or [DEFAULT_JOURNAL]
+
+
+def _locate(args: argparse.Namespace) -> None:
+    """Without ``--journal``, point ``args.journal`` at whichever journal of ``./.zart/`` holds the
+    execution (the first one that does; a journal another process holds is waited for)."""
+    from ._journal.reader import FileJournalReader
+
+    paths = _journal_paths(args)
+    if paths is None or len(paths) == 1:
+        return
+    for path in paths:
+        if FileJournalReader(runtime.journal(path)).execution_record(args.execution_id) is not None:
+            args.journal = str(path)
+            return
+    raise ExecutionNotFound(args.execution_id, f"any journal of {DEFAULT_JOURNAL.parent}/")
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
-    reader = _reader(args)
-    records = reader.list_executions(status=args.status, limit=args.limit)
-    if not records:
-        print(f"no executions in {safe(reader.location)}")
+    from ._journal.reader import FileJournalReader
+
+    paths = _journal_paths(args)
+    if paths is None:
+        reader = _reader(args)
+        records = reader.list_executions(status=args.status, limit=args.limit)
+        if not records:
+            print(f"no executions in {safe(reader.location)}")
+            return 0
+        rows = [(r.execution_id, r.workflow, r.status.value, f"{r.steps_completed}/{r.steps_total}",
+                 str(r.run_number), _fmt_time(r.started_at), _fmt_duration(r.duration)) for r in records]
+        print(_table(("ID", "WORKFLOW", "STATUS", "DONE/TOTAL", "RUNS", "STARTED", "DURATION"), rows))
         return 0
-    rows = [(r.execution_id, r.workflow, r.status.value, f"{r.steps_completed}/{r.steps_total}",
-             str(r.run_number), _fmt_time(r.started_at), _fmt_duration(r.duration)) for r in records]
-    print(_table(("ID", "WORKFLOW", "STATUS", "DONE/TOTAL", "RUNS", "STARTED", "DURATION"), rows))
+    found = []
+    for path in paths:
+        try:
+            records = FileJournalReader(runtime.journal(path)).list_executions(status=args.status,
+                                                                               limit=args.limit)
+        except JournalLocked as exc:
+            print(f"zart: skipped {safe(path)}: {safe(exc)}", file=sys.stderr)
+            continue
+        found.extend((path.stem, record) for record in records)
+    if not found:
+        print(f"no executions in {safe(DEFAULT_JOURNAL.parent)}/")
+        return 0
+    found.sort(key=lambda item: item[1].started_at or datetime.min, reverse=True)
+    rows = [(r.execution_id, journal, r.workflow, r.status.value, f"{r.steps_completed}/{r.steps_total}",
+             str(r.run_number), _fmt_time(r.started_at), _fmt_duration(r.duration))
+            for journal, r in found[:args.limit]]
+    print(_table(("ID", "JOURNAL", "WORKFLOW", "STATUS", "DONE/TOTAL", "RUNS", "STARTED", "DURATION"), rows))
     return 0
 
 
@@ -184,7 +230,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--journal", default=argparse.SUPPRESS,
-                        help="journal file (default: $ZART_JOURNAL or ./.zart/journal.duckdb)")
+                        help="journal file (default: $ZART_JOURNAL, else every journal in ./.zart/)")
     parser = argparse.ArgumentParser(prog="zart", description="Durable workflows for notebooks.",
                                      parents=[common])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -224,6 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.journal = getattr(args, "journal", None)
     try:
+        if getattr(args, "execution_id", None) and args.command in ("show", "resume", "cancel"):
+            _locate(args)
         return args.func(args)
     except ZartError as exc:
         print(f"zart: {safe(exc, lines=True)}", file=sys.stderr)

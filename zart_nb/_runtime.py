@@ -8,6 +8,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable, Hashable
 from pathlib import Path
@@ -26,7 +27,32 @@ DEFAULT_JOURNAL = Path(".zart") / "journal.duckdb"
 
 
 def default_journal_path() -> Path:
-    return Path(os.environ.get("ZART_JOURNAL") or DEFAULT_JOURNAL)
+    """``$ZART_JOURNAL``; in a kernel that knows its notebook, ``.zart/<notebook stem>.duckdb`` beside
+    the notebook (two notebooks of one folder never wait for each other); else ``./.zart/journal.duckdb``."""
+    env = os.environ.get("ZART_JOURNAL")
+    if env:
+        return Path(env)
+    notebook = notebook_path()
+    if notebook is not None:
+        return notebook.parent / ".zart" / f"{notebook.stem}.duckdb"
+    return DEFAULT_JOURNAL
+
+
+def notebook_path() -> Path | None:
+    """The notebook this process is the kernel of, when the kernel knows it: ``__vsc_ipynb_file__``
+    (VS Code) or ``$JPY_SESSION_NAME`` (Jupyter Server). None in scripts (a script started from a
+    notebook inherits the variable, so it only counts inside a kernel)."""
+    if "ipykernel" not in sys.modules:
+        return None
+    main = sys.modules.get("__main__")
+    vscode = getattr(main, "__vsc_ipynb_file__", None)
+    name = vscode if isinstance(vscode, str) and vscode else os.environ.get("JPY_SESSION_NAME")
+    if not name or not name.endswith(".ipynb"):
+        return None
+    path = Path(name)
+    if not path.is_absolute():  # Jupyter Server may give it relative to its root; the kernel runs beside it
+        path = Path.cwd() / path.name
+    return path
 
 
 def default_worker_count() -> int:
