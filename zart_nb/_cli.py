@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from . import _serialization as ser
 from ._errors import ExecutionNotFound, JournalLocked, ZartError
-from ._records import ExecutionStatus
+from ._records import ExecutionRecord, ExecutionStatus
 from ._runtime import DEFAULT_JOURNAL, runtime
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
                  str(r.run_number), _fmt_time(r.started_at), _fmt_duration(r.duration)) for r in records]
         print(_table(("ID", "WORKFLOW", "STATUS", "DONE/TOTAL", "RUNS", "STARTED", "DURATION"), rows))
         return 0
-    found = []
+    found: list[tuple[str, ExecutionRecord]] = []
     for path in paths:
         try:
             records = FileJournalReader(runtime.journal(path)).list_executions(status=args.status,
@@ -122,10 +122,10 @@ def cmd_ls(args: argparse.Namespace) -> int:
         print(f"no executions in {safe(DEFAULT_JOURNAL.parent)}/")
         return 0
     found.sort(key=lambda item: item[1].started_at or datetime.min, reverse=True)
-    rows = [(r.execution_id, journal, r.workflow, r.status.value, f"{r.steps_completed}/{r.steps_total}",
+    table = [(r.execution_id, journal, r.workflow, r.status.value, f"{r.steps_completed}/{r.steps_total}",
              str(r.run_number), _fmt_time(r.started_at), _fmt_duration(r.duration))
-            for journal, r in found[:args.limit]]
-    print(_table(("ID", "JOURNAL", "WORKFLOW", "STATUS", "DONE/TOTAL", "RUNS", "STARTED", "DURATION"), rows))
+             for journal, r in found[:args.limit]]
+    print(_table(("ID", "JOURNAL", "WORKFLOW", "STATUS", "DONE/TOTAL", "RUNS", "STARTED", "DURATION"), table))
     return 0
 
 
