@@ -55,9 +55,8 @@ def _check_options(on_change: str, workers: int | None) -> None:
 
 
 def _follow(execution: Execution, workflow: WorkflowDef, display: bool | None, background: bool) -> Any:
-    """The live progress of ``execution`` (a widget in a kernel, a line on a terminal), or None."""
-    if display is False:
-        return None
+    """The live progress of ``execution`` (a widget in a kernel, a line on a terminal) and, in a
+    kernel, the steps' printed lines in the calling cell; or None."""
     from ._notebook import follow
 
     return follow(execution, workflow.name, display, background)

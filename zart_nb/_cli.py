@@ -169,6 +169,15 @@ def cmd_show(args: argparse.Namespace) -> int:
         print("Failed attempts")
         print(_table(("KEY", "RUN", "ATTEMPT", "ERROR"),
                      [(a.step_key, str(a.run_number), str(a.attempt), a.error or "") for a in attempts]))
+    if args.output:
+        for a in attempts:
+            if a.log:
+                print(f"\nOutput of {safe(a.step_key)} (run {a.run_number}, attempt {a.attempt}):\n"
+                      f"{safe(a.log.rstrip(), lines=True)}")
+        for s in steps:
+            if s.log:
+                print(f"\nOutput of {safe(s.step_key)} (run {s.run_number}, attempt {s.attempts}):\n"
+                      f"{safe(s.log.rstrip(), lines=True)}")
     if args.traceback:
         for s in steps:
             if s.traceback:
@@ -248,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", parents=[common], help="show an execution, its runs and steps")
     show.add_argument("execution_id")
     show.add_argument("--traceback", action="store_true", help="print error tracebacks")
+    show.add_argument("--output", action="store_true", help="print what each attempt printed")
     show.set_defaults(func=cmd_show)
 
     resume = sub.add_parser("resume", parents=[common],

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextvars
 import inspect
+import sys
 import threading
 import time
 import traceback as tb_module
@@ -39,6 +40,7 @@ from ._errors import (
 )
 from ._events import ExecutionEvent, StepEvent, events
 from ._executors.base import Executor, Outcome, OutcomeKind, Task
+from ._executors.capture import prefix_lines
 from ._handles import Execution, StepHandle
 from ._journal import AttemptRow, Journal, StepRow, StoredStep
 from ._records import ExecutionStatus, RunReason, StepStatus
@@ -103,6 +105,8 @@ class RunState:
         self.retrying: dict[str, str] = {}  # step key -> error of the attempt that failed
         self.retries = 0
         self.cancelled_steps = 0
+        self.never_started = 0  # cancelled before an attempt began: not counted as executed
+        self.output_sinks: list[Callable[[str, int, str, str], None]] = []  # (key, attempt, stream, lines)
         self._keys = Keys(execution_id)
         self._definitions: dict[int, _Definition] = {}
         self._pending: dict[int, _StepState] = {}
@@ -187,6 +191,22 @@ class RunState:
 
     # --- outcomes (pool I/O thread) --------------------------------------------------------------
 
+    @property
+    def ran(self) -> int:
+        """Steps of this run whose attempt actually started (the run's "executed" count)."""
+        return self.executed - self.never_started
+
+    def on_output(self, task: Task, stream: str, text: str) -> None:
+        """Lines a running step printed: to the cell that started the execution, else to this
+        process's own stream, prefixed with the step key."""
+        sinks = self.output_sinks
+        if sinks:
+            for sink in sinks:
+                sink(task.step_key, task.attempt, stream, text)
+        else:
+            target = sys.stderr if stream == "stderr" else sys.stdout
+            target.write(prefix_lines(task.step_key, task.attempt, text))
+
     def on_outcomes(self, outcomes: list[Outcome]) -> None:
         step_rows: list[StepRow] = []
         attempt_rows: list[AttemptRow] = []
@@ -209,9 +229,14 @@ class RunState:
                 retryable = (kind is not OutcomeKind.CANCELLED and kind is not OutcomeKind.UNPICKLABLE
                              and not self.cancelled and not self.closing
                              and state.attempt <= state.step.retry.retries)
-                attempt_rows.append(AttemptRow(self.execution_id, key, self.run_number, state.attempt,
-                                               StepStatus.FAILED.value, outcome.error, outcome.traceback,
-                                               task.started_at or None, outcome.finished_at, task.worker))
+                if kind is OutcomeKind.CANCELLED:  # not a failure; the step row says it was cancelled
+                    if not task.started_at:
+                        self.never_started += 1
+                else:
+                    attempt_rows.append(AttemptRow(self.execution_id, key, self.run_number, state.attempt,
+                                                   StepStatus.FAILED.value, outcome.error, outcome.traceback,
+                                                   task.started_at or None, outcome.finished_at, task.worker,
+                                                   outcome.output))
                 if retryable:
                     self.retrying[key] = outcome.error or ""
                     self.retries += 1
@@ -237,7 +262,7 @@ class RunState:
                 status.value, outcome.blob if kind is OutcomeKind.OK else None, outcome.preview,
                 None if error is None else str(error), outcome.error_type, outcome.traceback,
                 state.attempt, state.reason.value, True, state.scheduled_at, task.started_at or None,
-                outcome.finished_at, task.worker))
+                outcome.finished_at, task.worker, outcome.output))
             resolved.append((state, outcome.blob if kind is OutcomeKind.OK else None, error))
             if publish:
                 published.append(StepEvent(self.execution_id, key, status, state.step.name, state.attempt,
@@ -420,6 +445,7 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change:
     run_number = journal.begin_run(execution_id, workflow.name, workflow_hash, input_blob, input_hash,
                                    ser.preview(data), on_change, definition)
     run = RunState(journal, execution_id, run_number, journal.pickled_steps(execution_id), on_change, workers)
+    run.output_sinks = execution._output_sinks
     execution._run = run
     execution._status = ExecutionStatus.RUNNING
     if execution._cancel_requested:
@@ -439,7 +465,7 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change:
         status = ExecutionStatus.INTERRUPTED if run.interrupted else ExecutionStatus.CANCELLED
         execution._status = status
         journal.finish_run(execution_id, run_number, status, error=f"{type(exc).__name__}: {exc}",
-                           executed=run.executed, reused=run.reused)
+                           executed=run.ran, reused=run.reused)
         execution._error = exc
         raise
     except BaseException as exc:
@@ -451,7 +477,7 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change:
         execution._status = ExecutionStatus.FAILED
         execution._error = error
         journal.finish_run(execution_id, run_number, ExecutionStatus.FAILED, error=str(exc),
-                           traceback=tb_module.format_exc(), executed=run.executed, reused=run.reused)
+                           traceback=tb_module.format_exc(), executed=run.ran, reused=run.reused)
         if error is exc:
             raise
         raise error from exc
@@ -465,10 +491,10 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change:
         execution._status = ExecutionStatus.FAILED
         execution._error = error
         journal.finish_run(execution_id, run_number, ExecutionStatus.FAILED, error=str(error),
-                           executed=run.executed, reused=run.reused)
+                           executed=run.ran, reused=run.reused)
         raise error from exc
     journal.finish_run(execution_id, run_number, ExecutionStatus.COMPLETED, output_blob,
-                       ser.preview(output), executed=run.executed, reused=run.reused)
+                       ser.preview(output), executed=run.ran, reused=run.reused)
     execution._output = output
     execution._status = ExecutionStatus.COMPLETED
 

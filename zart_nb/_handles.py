@@ -72,6 +72,7 @@ class Execution:
         self._run: Run | None = None
         self._cancel_requested = False
         self._on_result: list[Callable[[], None]] = []  # progress views: final render in the caller's cell
+        self._output_sinks: list[Callable[[str, int, str, str], None]] = []  # lines its steps print
         self.fingerprint: tuple[str, str] | None = None  # (workflow code hash, input hash)
 
     def __repr__(self) -> str:

@@ -86,6 +86,7 @@ class StepRecord:
     started_at: datetime | None
     finished_at: datetime | None
     worker: str | None
+    log: str | None = None  # what its last attempt printed (the last 64 KiB)
 
     @property
     def duration(self) -> float | None:
@@ -106,6 +107,7 @@ class AttemptRecord:
     started_at: datetime | None
     finished_at: datetime | None
     worker: str | None
+    log: str | None = None  # what the attempt printed (the last 64 KiB)
 
 
 @dataclass(frozen=True, slots=True)

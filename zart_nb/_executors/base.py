@@ -7,6 +7,7 @@ so any process that can unpickle them can run them, while the journal stays with
 from __future__ import annotations
 
 import enum
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -80,6 +81,15 @@ class WireReply(NamedTuple):
     traceback: str | None
     started: float
     finished: float
+    output: str | None = None  # what the step printed (the last 64 KiB), for the journal
+
+
+class WireOutput(NamedTuple):
+    """Complete lines a running step printed, sent before its reply (shown live in the notebook)."""
+
+    task_id: int
+    stream: str  # "stdout" or "stderr"
+    text: str
 
 
 @dataclass(slots=True)
@@ -94,6 +104,7 @@ class Outcome:
     error: str | None = None
     traceback: str | None = None
     finished_at: float = 0.0
+    output: str | None = None
 
 
 OutcomeSink = Callable[[list[Outcome]], None]
@@ -111,7 +122,18 @@ def outcome_of(task: Task, reply: WireReply) -> Outcome:
     if error_type == UNPICKLABLE_RESULT:
         kind, error_type = OutcomeKind.UNPICKLABLE, "SerializationError"
     return Outcome(task, kind, reply.blob, reply.preview, error_type, reply.error, reply.traceback,
-                   reply.finished)
+                   reply.finished, reply.output)
+
+
+def deliver_output(printed: list[tuple[Task, str, str]]) -> None:
+    """Hand lines steps printed to their consumers (those that take them: ``on_output``)."""
+    for task, stream, text in printed:
+        on_output = getattr(task.consumer, "on_output", None)
+        if on_output is not None:
+            try:
+                on_output(task, stream, text)
+            except Exception:  # a consumer's display problem must not stop the executor
+                logging.getLogger("zart_nb").debug("zart: step output lost", exc_info=True)
 
 
 class Executor(ABC):

@@ -36,7 +36,9 @@ from .base import (
     OutcomeKind,
     OutcomeSink,
     Task,
+    WireOutput,
     WireTask,
+    deliver_output,
     outcome_of,
 )
 
@@ -109,6 +111,7 @@ class LocalPool(Executor):
         self._closed = False
         self._wake_pending = False
         self._delivering = False  # the I/O thread is inside the sink (not reading replies)
+        self._printed: list[tuple[Task, str, str]] = []  # (task, stream, lines), I/O thread only
         self._thread = threading.Thread(target=self._loop, name="zart-pool-io", daemon=True)
         self._thread.start()
 
@@ -297,6 +300,8 @@ class LocalPool(Executor):
         requeue = []
         for position, task in enumerate(inflight):
             if cancel is not None and task.consumer is cancel:
+                if position == 0 and worker.ready:  # it had started: it counts as executed
+                    task.started_at = worker.head_started
                 outcomes.append(Outcome(task, OutcomeKind.CANCELLED, finished_at=now))
             elif cancel is None and position == 0:
                 task.started_at = worker.head_started if worker.ready else 0.0
@@ -371,6 +376,9 @@ class LocalPool(Executor):
             self._release_delayed_locked()
             self._check_timeouts_locked(outcomes)
             self._dispatch_locked()
+        if self._printed:
+            printed, self._printed = self._printed, []
+            deliver_output(printed)
         if outcomes:
             # With nothing queued, the sink may commit right here (fsync, event subscribers):
             # submitters must not wait for that. With work queued it only hands outcomes over.
@@ -392,6 +400,10 @@ class LocalPool(Executor):
                 continue
             for reply in replies:
                 task = worker.inflight[0] if worker.inflight else None
+                if type(reply) is WireOutput:  # lines its running step printed
+                    if task is not None and reply.task_id == task.task_id:
+                        self._printed.append((task, reply.stream, reply.text))
+                    continue
                 if task is None or reply.task_id != task.task_id:
                     # Not the answer to the attempt it holds (a step forked and its child answered
                     # too): nothing more it says can be trusted. Its attempts fail as crashed.

@@ -7,7 +7,8 @@ forks a kernel's threads. It talks to its driver over one end of a private socke
 Messages from the driver (pickled):
   ("init", sys_path)                  once
   ("run", [WireTask, ...])
-Replies: ``None`` once when ready, then lists of ``WireReply`` in task order. A reply leaves at
+Replies: ``None`` once when ready, then lists of ``WireReply`` in task order, with ``WireOutput``
+(lines a running step printed) before the reply of their task. A reply leaves at
 most ``REPLY_DELAY`` seconds after its step ended (a sender thread gathers the replies of quick
 steps into one message, whatever the next step is doing).
 A task whose function the worker no longer has (``fn_blob`` None, not cached) is answered with
@@ -28,7 +29,8 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from .base import FUNCTION_MISSING, UNPICKLABLE_RESULT, WireReply, WireTask
+from . import capture
+from .base import FUNCTION_MISSING, UNPICKLABLE_RESULT, WireOutput, WireReply, WireTask
 
 FN_CACHE_SIZE = 512
 REPLY_DELAY = 0.001
@@ -48,17 +50,19 @@ class Runner:
     Used without the socket loop too: by the inline executor (a thread of the driver) and by
     executors that run tasks inside other processes (a Dask worker)."""
 
-    def __init__(self) -> None:
+    def __init__(self, live: Callable[[int, str, str], None] | None = None) -> None:
         from .. import _context, _serialization
 
         self._context = _context
         self._ser = _serialization
         self._functions: dict[str, Callable[..., Any]] = {}
+        self._live = live  # (task id, stream, complete lines) as the step prints them
 
     def run(self, task: WireTask) -> WireReply:
         task_id, fn_id, fn_blob, args_blob, execution_id, step_key, attempt = task
         ser = self._ser
         started = time.time()
+        output: str | None = None
         try:
             fn = self._functions.get(fn_id)
             if fn is None:
@@ -69,6 +73,9 @@ class Runner:
                     self._functions.pop(next(iter(self._functions)))
                 self._functions[fn_id] = fn
             args, kwargs = ser.loads(args_blob)
+            live = self._live
+            captured, capture_token = capture.begin(
+                None if live is None else lambda stream, text: live(task_id, stream, text))
             token = self._context.enter_step(execution_id, step_key, attempt)
             try:
                 result = fn(*args, **kwargs)
@@ -78,20 +85,22 @@ class Runner:
                     result = asyncio.run(_await(result))
             finally:
                 self._context.leave_step(token)
+                capture.end(capture_token)
+                output = captured.close()
         except BaseException as exc:  # report everything; the driver decides about retries
             try:
                 error_blob = ser.dumps(exc) if isinstance(exc, Exception) else None
             except Exception:
                 error_blob = None
             return WireReply(task_id, False, error_blob, None, type(exc).__qualname__, _message(exc),
-                    traceback.format_exc(), started, time.time())
+                    traceback.format_exc(), started, time.time(), output)
         try:
             blob = ser.dumps(result)
         except Exception as exc:
             return WireReply(task_id, False, None, None, UNPICKLABLE_RESULT,
                     f"the step returned a {type(result).__name__} that cannot be pickled: {exc}",
-                    traceback.format_exc(), started, time.time())
-        return WireReply(task_id, True, blob, ser.preview(result), None, None, None, started, time.time())
+                    traceback.format_exc(), started, time.time(), output)
+        return WireReply(task_id, True, blob, ser.preview(result), None, None, None, started, time.time(), output)
 
 
 class _Replies:
@@ -101,9 +110,17 @@ class _Replies:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self._cond = threading.Condition()
-        self._items: list[WireReply] = []
+        self._items: list[WireReply | WireOutput] = []
         self._first = 0.0
         threading.Thread(target=self._loop, name="zart-worker-replies", daemon=True).start()
+
+    def add_output(self, task_id: int, stream: str, text: str) -> None:
+        """A step's complete lines, sent within ``REPLY_DELAY`` while it keeps running."""
+        with self._cond:
+            self._items.append(WireOutput(task_id, stream, text))
+            if len(self._items) == 1:
+                self._first = time.monotonic()
+                self._cond.notify()
 
     def add(self, reply: WireReply, more_to_run: bool) -> None:
         with self._cond:
@@ -140,7 +157,8 @@ class _Replies:
 
 
 def _serve(conn: Connection) -> None:
-    runner = Runner()
+    replies = _Replies(conn)
+    runner = Runner(live=replies.add_output)
     pid = os.getpid()
     pending: collections.deque[WireTask] = collections.deque()
 
@@ -154,7 +172,6 @@ def _serve(conn: Connection) -> None:
             pending.extend(payload)
 
     conn.send_bytes(pickle.dumps(None, 5))  # ready: the driver starts its step clocks from here
-    replies = _Replies(conn)
     while True:
         try:
             if not pending:

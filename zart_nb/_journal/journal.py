@@ -83,6 +83,11 @@ def _held(method: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
+
+def _widen(row: tuple[Any, ...], width: int) -> tuple[Any, ...]:
+    """A row from a side log written before columns were added: the new columns are NULL."""
+    return row if len(row) == width else tuple(row) + (None,) * (width - len(row))
+
 class Journal:
     """A zart journal file. Thread-safe; every method opens the file if it is not open yet.
 
@@ -418,11 +423,11 @@ class Journal:
                     conn.execute("UPDATE steps SET current = false WHERE execution_id = ? AND step_key = ?",
                                  list(row))
                 elif kind == "s":
-                    steps.append(row)
+                    steps.append(_widen(row, len(STEP_COLUMNS)))
                 elif kind == "d":
                     conn.execute("INSERT OR IGNORE INTO definitions VALUES (?, ?, ?, ?, ?, ?)", list(row))
                 else:
-                    attempts.append(row)
+                    attempts.append(_widen(row, len(ATTEMPT_COLUMNS)))
             self._append(conn, steps, attempts)
             conn.execute("UPDATE zart_meta SET value = ? WHERE key = 'folded_seq'", [str(records[-1][0])])
             conn.execute("COMMIT")

@@ -76,22 +76,22 @@ def list_steps(conn: duckdb.DuckDBPyConnection, execution_id: str, current_only:
     rows = conn.execute(
         f"""SELECT execution_id, step_key, name, seq, status, run_number, reason, attempts,
                    args_preview, output_preview, error, traceback, scheduled_at, started_at,
-                   finished_at, worker
+                   finished_at, worker, log
             FROM steps WHERE execution_id = ? {"AND current" if current_only else ""}
             ORDER BY run_number, seq {page}""", [execution_id]).fetchall()
     return [StepRecord(r[0], r[1], r[2], r[3], StepStatus(r[4]), r[5], r[6], r[7], r[8], r[9],
-                       r[10], r[11], _ts(r[12]), _ts(r[13]), _ts(r[14]), r[15]) for r in rows]
+                       r[10], r[11], _ts(r[12]), _ts(r[13]), _ts(r[14]), r[15], r[16]) for r in rows]
 
 
 def list_attempts(conn: duckdb.DuckDBPyConnection, execution_id: str,
                   step_key: str | None = None) -> list[AttemptRecord]:
     rows = conn.execute(
         f"""SELECT execution_id, step_key, run_number, attempt, status, error, traceback,
-                   started_at, finished_at, worker FROM attempts WHERE execution_id = ?
+                   started_at, finished_at, worker, log FROM attempts WHERE execution_id = ?
             {"AND step_key = ?" if step_key else ""} ORDER BY run_number, step_key, attempt""",
         [execution_id, step_key] if step_key else [execution_id]).fetchall()
     return [AttemptRecord(r[0], r[1], r[2], r[3], StepStatus(r[4]), r[5], r[6], _ts(r[7]),
-                          _ts(r[8]), r[9]) for r in rows]
+                          _ts(r[8]), r[9], r[10]) for r in rows]
 
 
 def list_runs(conn: duckdb.DuckDBPyConnection, execution_id: str) -> list[RunRecord]:

@@ -14,7 +14,7 @@ from .._errors import JournalCorrupt, JournalSchemaTooNew
 if TYPE_CHECKING:
     import duckdb
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class StepRow(NamedTuple):
@@ -42,6 +42,7 @@ class StepRow(NamedTuple):
     started_at: float | None
     finished_at: float | None
     worker: str | None
+    log: str | None = None  # what the attempt printed (the last 64 KiB)
 
 
 class AttemptRow(NamedTuple):
@@ -57,6 +58,7 @@ class AttemptRow(NamedTuple):
     started_at: float | None
     finished_at: float | None
     worker: str | None
+    log: str | None = None
 
 
 class DefinitionRow(NamedTuple):
@@ -97,6 +99,10 @@ MIGRATIONS: dict[int, list[str]] = {
             execution_id VARCHAR, step_key VARCHAR, run_number INTEGER, attempt INTEGER, status VARCHAR,
             error VARCHAR, traceback VARCHAR, started_at DOUBLE, finished_at DOUBLE, worker VARCHAR)""",
         "CREATE INDEX executions_status ON executions(status)",
+    ],
+    2: [  # what each attempt printed
+        "ALTER TABLE steps ADD COLUMN log VARCHAR",
+        "ALTER TABLE attempts ADD COLUMN log VARCHAR",
     ],
 }
 

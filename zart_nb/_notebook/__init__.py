@@ -41,22 +41,26 @@ def kernel_shell() -> Any:
 
 
 def follow(execution: Execution, workflow: str, display: bool | None, background: bool) -> Live | None:
-    """Show the progress of ``execution`` where the caller runs: a widget in a kernel, a text line
-    on a terminal's stderr, nothing otherwise. Returns the controller (``close()`` ends it)."""
-    if not display_enabled(display):
-        return None
+    """Show the progress of ``execution`` where the caller runs: in a kernel, a widget (unless
+    display is off) and the steps' printed lines in this cell; on a terminal, a progress line on
+    stderr. Returns the controller (``close()`` ends it), or None: steps' lines then go to this
+    process's stdout/stderr as they arrive."""
+    show = display_enabled(display)
     from .live import Live
     from .progress import Tracker
 
     if kernel_shell() is not None:
-        try:
-            from .show_live import widget_view
-        except ImportError:
-            logger.info("zart: install ipywidgets (pip install 'zart_nb[notebook]') for live progress")
-            return None
-        tracker = Tracker(execution, workflow)
-        update, finish = widget_view(tracker.snapshot())
-        return Live(tracker, update, finish, background)
+        update = finish = None
+        if show:
+            try:
+                from .show_live import widget_view
+            except ImportError:
+                logger.info("zart: install ipywidgets (pip install 'zart_nb[notebook]') for live progress")
+            else:
+                update, finish = widget_view(Tracker(execution, workflow).snapshot())
+        return Live(Tracker(execution, workflow), update, finish, background)
+    if not show:
+        return None
     stream = sys.stderr
     try:
         tty = stream is not None and stream.isatty()
@@ -66,6 +70,5 @@ def follow(execution: Execution, workflow: str, display: bool | None, background
         return None
     from .text import TextProgress
 
-    tracker = Tracker(execution, workflow)
     text = TextProgress(stream)
-    return Live(tracker, text.update, text.finish, background)
+    return Live(Tracker(execution, workflow), text.update, text.finish, background, before_output=text.clear)

@@ -1,4 +1,4 @@
-"""Keeps a progress view up to date with one execution.
+"""Keeps a progress view and the steps' printed lines flowing into the cell that started an execution.
 
 ipykernel 7 routes a thread's output by the parent header in its *context*; a thread that did not
 inherit the cell's context sends under whichever cell ran last (or nowhere). The updating thread
@@ -8,57 +8,106 @@ cannot freeze the view) and ``zart.start`` (the view keeps moving after the cell
 """
 from __future__ import annotations
 
+import collections
 import contextvars
 import logging
+import sys
 import threading
+import time
 from collections.abc import Callable
 
+from .._executors.capture import prefix_lines
 from .progress import Snapshot, Tracker
 
 logger = logging.getLogger("zart_nb")
 
 INTERVAL = 0.1  # at most ~10 frontend updates a second, whatever the step rate
+View = Callable[[Snapshot], None]
 
 
 class Live:
-    """Renders ``tracker`` through ``update`` every ``INTERVAL`` until the execution ends, then
-    ``finish`` once (from ``close()``, or from the thread itself when nobody waits)."""
+    """Renders ``tracker`` through ``update`` at most every ``INTERVAL`` and writes the lines the
+    execution's steps print as they arrive, until the execution ends; then ``finish`` once (from
+    ``close()``, or from the thread itself when nobody waits). Without views it only relays lines."""
 
-    def __init__(self, tracker: Tracker, update: Callable[[Snapshot], None],
-                 finish: Callable[[Snapshot], None], background: bool) -> None:
+    def __init__(self, tracker: Tracker, update: View | None, finish: View | None, background: bool,
+                 before_output: Callable[[], None] | None = None) -> None:
         self._tracker = tracker
         self._update = update
         self._finish = finish
+        self._before_output = before_output
         self._background = background
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._lines: collections.deque[tuple[str, int, str, str]] = collections.deque()
         self._closed = False
         self._rendered_by: set[int] = set()  # threads that rendered the final state
         self._lock = threading.Lock()
-        tracker.execution._on_result.append(self.close)
+        execution = tracker.execution
+        execution._on_result.append(self.close)
+        execution._output_sinks.append(self._printed)
         context = contextvars.copy_context()
         self._thread = threading.Thread(target=context.run, args=(self._loop,), name="zart-progress",
                                         daemon=True)
         self._thread.start()
 
+    def _printed(self, key: str, attempt: int, stream: str, text: str) -> None:
+        # On the executor's I/O thread: only hand over.
+        self._lines.append((key, attempt, stream, text))
+        self._wake.set()
+
+    def _write_lines(self) -> None:
+        if not self._lines:
+            return
+        if self._before_output is not None:
+            self._before_output()
+        pending: list[str] = []
+        stream = "stdout"
+        while self._lines:
+            key, attempt, line_stream, text = self._lines.popleft()
+            if line_stream != stream and pending:
+                self._emit(stream, pending)
+                pending = []
+            stream = line_stream
+            pending.append(prefix_lines(key, attempt, text))
+        self._emit(stream, pending)
+
+    @staticmethod
+    def _emit(stream: str, pieces: list[str]) -> None:
+        target = sys.stderr if stream == "stderr" else sys.stdout
+        try:
+            target.write("".join(pieces))
+            target.flush()
+        except Exception:
+            logger.debug("zart: writing step output failed", exc_info=True)
+
     def _loop(self) -> None:
         done = self._tracker.execution._done
-        # The widget was displayed with the first state: a run shorter than INTERVAL costs no update.
+        # The view was displayed with the first state: a run shorter than INTERVAL costs no update.
+        last = time.monotonic()
         while not self._stop.is_set():
-            done.wait(INTERVAL)
+            self._wake.wait(INTERVAL / 2)
+            self._wake.clear()
+            self._write_lines()
             if done.is_set() or self._stop.is_set():
                 break
-            self._render(self._update)
+            now = time.monotonic()
+            if self._update is not None and now - last >= INTERVAL:
+                last = now
+                self._render(self._update)
         if self._background and not self._stop.is_set():
             self.close()
 
-    def _render(self, view: Callable[[Snapshot], None]) -> None:
+    def _render(self, view: View | None) -> None:
+        if view is None:
+            return
         try:
             view(self._tracker.snapshot())
         except Exception:  # a broken view must never break the workflow
             logger.debug("zart: progress view failed", exc_info=True)
 
     def close(self) -> None:
-        """Stop updating and render the final state.
+        """Stop updating, write the last lines and render the final state.
 
         Called again (``Execution.result()`` calls it from whichever cell waits), it renders the
         final state once more from the caller's context: a saved notebook (nbclient keeps only
@@ -69,8 +118,13 @@ class Live:
             self._closed = True
             if first:
                 self._stop.set()
+                self._wake.set()
                 if threading.current_thread() is not self._thread:
                     self._thread.join(5)
+                sinks = self._tracker.execution._output_sinks
+                if self._printed in sinks:
+                    sinks.remove(self._printed)
+                self._write_lines()
                 self._tracker.close()
             elif me in self._rendered_by:
                 return

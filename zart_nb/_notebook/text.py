@@ -24,6 +24,13 @@ class TextProgress:
             self._stream.flush()
             self._last = line
 
+    def clear(self) -> None:
+        """Blank the line (steps' printed lines are about to be written) ; the next update redraws it."""
+        if self._last:
+            self._stream.write("\r" + " " * len(self._last) + "\r")
+            self._stream.flush()
+            self._last = ""
+
     def finish(self, snap: Snapshot) -> None:
         self.update(snap)
         self._stream.write("\n")

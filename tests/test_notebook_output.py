@@ -1,0 +1,114 @@
+"""What steps print: captured in the worker, shown live with the step key, journaled per attempt."""
+import os
+import subprocess
+import sys
+
+import duckdb
+import pytest
+from nbhelpers import execute, text
+
+import zart_nb as zart
+
+PROGRAM = r"""
+import os, sys
+import zart_nb as zart
+
+@zart.step("talk")
+def talk(i):
+    print(f"out {i} line 1")
+    print(f"out {i} line 2")
+    print(f"err {i}", file=sys.stderr)
+    return i
+
+@zart.step("flaky", retries=1)
+def flaky(marker):
+    print("trying", zart.context().attempt)
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        raise RuntimeError("first attempt fails")
+    return "ok"
+
+@zart.step("loud")
+def loud():
+    for n in range(20000):
+        print(f"line {n:05d} " + "x" * 20)
+    return "done"
+
+@zart.workflow("chatty")
+def chatty(marker):
+    handles = [zart.schedule(talk, i) for i in range(4)]
+    return zart.wait(handles) + [flaky(marker), loud()]
+
+print("result", zart.run(chatty, sys.argv[1], execution_id="chatty-1", journal="j.duckdb", workers=2))
+"""
+
+
+def test_step_output_is_prefixed_live_and_journaled_per_attempt(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", PROGRAM, str(tmp_path / "marker")], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out, err = proc.stdout.splitlines(), proc.stderr.splitlines()
+    for i in range(4):  # whole lines, each with its step key, on the stream it was written to
+        assert f"[talk#{i}] out {i} line 1" in out and f"[talk#{i}] out {i} line 2" in out
+        assert f"[talk#{i}] err {i}" in err
+    assert "[flaky#0] trying 1" in out and "[flaky#0 attempt 2] trying 2" in out
+    assert out[-1] == "result [0, 1, 2, 3, 'ok', 'done']"
+    reader = zart.journal(tmp_path / "j.duckdb")
+    try:
+        steps = {s.step_key: s for s in reader.list_steps("chatty-1")}
+        assert steps["talk#2"].log == "out 2 line 1\nout 2 line 2\nerr 2\n"
+        assert steps["flaky#0"].log == "trying 2\n"
+        (attempt,) = reader.list_attempts("chatty-1")
+        assert (attempt.step_key, attempt.attempt, attempt.log) == ("flaky#0", 1, "trying 1\n")
+        loud = steps["loud#0"].log
+        assert loud.startswith("[zart: output cut; only the last 64 KiB are kept]\n")
+        assert loud.endswith("line 19999 " + "x" * 20 + "\n") and len(loud) < 70 * 1024
+    finally:
+        reader.close()
+    cli = subprocess.run([sys.executable, "-m", "zart_nb._cli", "show", "chatty-1", "--output",
+                          "--journal", "j.duckdb"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert "Output of flaky#0 (run 1, attempt 1):\ntrying 1" in cli.stdout
+    assert "Output of talk#3 (run 1, attempt 1):\nout 3 line 1" in cli.stdout
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_step_output_lands_in_the_cell_that_runs_the_workflow(tmp_path):
+    nb = execute([
+        "import zart_nb as zart\n"
+        "@zart.step('say')\n"
+        "def say(i):\n"
+        "    print('hello', i)\n"
+        "    return i\n"
+        "@zart.workflow('greet')\n"
+        "def greet(n):\n"
+        "    return zart.wait([zart.schedule(say, i) for i in range(n)])",
+        "print('before')\nout = zart.run(greet, 6, journal='j.duckdb', workers=2)\nprint('after', out)",
+        "print('next cell')",
+    ], tmp_path)
+    lines = text(nb.cells[1], "stdout").splitlines()
+    assert lines[0] == "before" and lines[-1] == "after [0, 1, 2, 3, 4, 5]"
+    assert sorted(lines[1:-1]) == [f"[say#{i}] hello {i}" for i in range(6)]
+    assert text(nb.cells[2]) == "next cell\n"
+
+
+def test_a_version_1_journal_is_upgraded_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "j.duckdb"
+    proc = subprocess.run([sys.executable, "-c", PROGRAM, str(tmp_path / "marker")], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    conn = duckdb.connect(str(path))  # make it what version 1 wrote
+    conn.execute("ALTER TABLE steps DROP COLUMN log")
+    conn.execute("ALTER TABLE attempts DROP COLUMN log")
+    conn.execute("UPDATE zart_meta SET value = '1' WHERE key = 'schema_version'")
+    conn.close()
+    reader = zart.journal(path)
+    try:
+        steps = reader.list_steps("chatty-1")
+        assert len(steps) == 6 and all(s.log is None for s in steps)
+        assert reader.execution_record("chatty-1").output_preview == "[0, 1, 2, 3, 'ok', 'done']"
+    finally:
+        reader.close()
+    conn = duckdb.connect(str(path), read_only=True)
+    assert conn.execute("SELECT value FROM zart_meta WHERE key = 'schema_version'").fetchone() == ("2",)
+    conn.close()
+    os.unlink(tmp_path / "marker")
