@@ -23,19 +23,20 @@ _current: ContextVar[Capture | None] = ContextVar("zart_capture", default=None)
 
 
 class Capture:
-    """One attempt's output: both streams interleaved, bounded to the last ``LIMIT`` characters."""
+    """One attempt's output: both streams interleaved, bounded to the last ``LIMIT`` characters.
+    Costs next to nothing until the step writes (most steps print nothing)."""
 
     __slots__ = ("_chunks", "_size", "_cut", "_partial", "_sink", "_lock")
 
     def __init__(self, sink: LineSink | None) -> None:
-        self._chunks: list[str] = []
-        self._size = 0
-        self._cut = False
-        self._partial = {"stdout": "", "stderr": ""}
+        self._chunks: list[str] | None = None
         self._sink = sink
-        self._lock = threading.Lock()
 
     def write(self, stream: str, text: str) -> None:
+        if self._chunks is None:
+            self._chunks, self._size, self._cut = [], 0, False
+            self._partial = {"stdout": "", "stderr": ""}
+            self._lock = threading.Lock()
         with self._lock:
             self._chunks.append(text)
             self._size += len(text)
@@ -53,6 +54,8 @@ class Capture:
 
     def close(self) -> str | None:
         """The text to journal (None when nothing was printed); passes on unterminated last lines."""
+        if self._chunks is None:
+            return None
         with self._lock:
             partial = [(stream, text) for stream, text in self._partial.items() if text]
             self._partial = {"stdout": "", "stderr": ""}
@@ -92,16 +95,12 @@ class _Router:
         return getattr(self._inner, name)
 
 
-def _install() -> None:
-    if not isinstance(sys.stdout, _Router):
-        sys.stdout = _Router("stdout", sys.stdout)
-    if not isinstance(sys.stderr, _Router):
-        sys.stderr = _Router("stderr", sys.stderr)
-
-
 def begin(sink: LineSink | None) -> tuple[Capture, Any]:
     """Start capturing this context's output; ``end(token)`` stops."""
-    _install()
+    if type(sys.stdout) is not _Router:
+        sys.stdout = _Router("stdout", sys.stdout)
+    if type(sys.stderr) is not _Router:
+        sys.stderr = _Router("stderr", sys.stderr)
     capture = Capture(sink)
     return capture, _current.set(capture)
 
