@@ -10,6 +10,8 @@ from . import _context, _engine
 from . import _serialization as ser
 from ._definitions import NamedCall, Step, WorkflowDef, as_workflow
 from ._errors import ConfigurationError, DefinitionError, ExecutionNotFound
+from ._executors import choice
+from ._executors.choice import ExecutorSpec
 from ._handles import Execution, StepHandle
 from ._records import ExecutionStatus
 from ._runtime import runtime
@@ -47,7 +49,8 @@ class TaskRegistry:
         return sorted(self._tasks)
 
 
-def _check_options(on_change: str, workers: int | None) -> None:
+def _check_options(on_change: str, workers: int | None, executor: ExecutorSpec = None) -> None:
+    choice.target(executor)
     if on_change not in ON_CHANGE:
         raise ConfigurationError(f"on_change must be one of {ON_CHANGE}, got {on_change!r}")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
@@ -63,10 +66,11 @@ def _follow(execution: Execution, workflow: WorkflowDef, display: bool | None, b
 
 
 def _start_thread(execution: Execution, workflow: WorkflowDef, data: Any, on_change: str,
-                  workers: int | None) -> None:
+                  workers: int | None, executor: ExecutorSpec = None) -> None:
     def target() -> None:
         try:
-            _engine.execute(execution, workflow, data, on_change=on_change, workers=workers)
+            _engine.execute(execution, workflow, data, on_change=on_change, workers=workers,
+                            executor=executor)
         except BaseException:
             pass  # the outcome is on the Execution; result() raises it
 
@@ -84,16 +88,20 @@ class DurableScheduler:
 
     ``journal`` defaults to ``$ZART_JOURNAL`` or ``./.zart/journal.duckdb``; ``workers`` to
     ``$ZART_WORKERS`` or the CPU count. ``display=False`` (or ``$ZART_DISPLAY=0``) turns the live
-    progress (a widget in a notebook, a line on a terminal's stderr) off.
+    progress (a widget in a notebook, a line on a terminal's stderr) off. ``executor`` runs the steps
+    on a Dask cluster: a ``distributed.Client`` or a scheduler address (default ``$ZART_EXECUTOR``,
+    else the local pool).
     """
 
     def __init__(self, registry: TaskRegistry, journal: str | os.PathLike[str] | None = None, *,
-                 workers: int | None = None, on_change: str = "rerun", display: bool | None = None) -> None:
-        _check_options(on_change, workers)
+                 workers: int | None = None, on_change: str = "rerun", display: bool | None = None,
+                 executor: ExecutorSpec = None) -> None:
+        _check_options(on_change, workers, executor)
         self.registry = registry
         self.display = display
         self.journal = runtime.journal(journal)
         self.workers = workers
+        self.executor = executor
         self.on_change = on_change
         self._executions: dict[str, Execution] = {}
 
@@ -105,7 +113,7 @@ class DurableScheduler:
         execution, is_new = _engine.claim(self.journal, execution_id, workflow, data, self.on_change)
         if is_new:
             self._executions[execution_id] = execution
-            _start_thread(execution, workflow, data, self.on_change, self.workers)
+            _start_thread(execution, workflow, data, self.on_change, self.workers, self.executor)
         _follow(execution, workflow, self.display, background=True)
         return execution
 
@@ -120,7 +128,8 @@ class DurableScheduler:
             if not is_new:
                 return execution.wait_interruptibly()
             self._executions[execution_id] = execution
-            _engine.execute(execution, workflow, data, on_change=self.on_change, workers=self.workers)
+            _engine.execute(execution, workflow, data, on_change=self.on_change, workers=self.workers,
+                            executor=self.executor)
             return execution.result()
         finally:
             if live is not None:
@@ -180,7 +189,7 @@ def default_execution_id(workflow: WorkflowDef, data: Any) -> str:
 
 def run(workflow: Any, data: Any = None, *, execution_id: str | None = None,
         journal: str | os.PathLike[str] | None = None, workers: int | None = None,
-        on_change: str = "rerun", display: bool | None = None) -> Any:
+        on_change: str = "rerun", display: bool | None = None, executor: ExecutorSpec = None) -> Any:
     """Run (or resume) a workflow in the calling thread and return its output.
 
     The execution id defaults to the workflow name plus a hash of ``data``, so re-running the same
@@ -188,8 +197,10 @@ def run(workflow: Any, data: Any = None, *, execution_id: str | None = None,
     execution is already running in this process (``zart.start``), this waits for it instead.
     In a notebook a live progress widget shows under the cell (``display=False`` or
     ``$ZART_DISPLAY=0`` turns it off); on a terminal, a progress line on stderr.
+    ``executor`` runs the steps on a Dask cluster: a ``distributed.Client`` or a scheduler address
+    like ``"tcp://host:8786"`` (default ``$ZART_EXECUTOR``; ``"local"`` or unset: the local pool).
     """
-    _check_options(on_change, workers)
+    _check_options(on_change, workers, executor)
     definition = as_workflow(workflow)
     journal_ = runtime.journal(journal)
     execution, is_new = _engine.claim(journal_, execution_id or default_execution_id(definition, data),
@@ -198,7 +209,7 @@ def run(workflow: Any, data: Any = None, *, execution_id: str | None = None,
     try:
         if not is_new:
             return execution.wait_interruptibly()
-        _engine.execute(execution, definition, data, on_change=on_change, workers=workers)
+        _engine.execute(execution, definition, data, on_change=on_change, workers=workers, executor=executor)
         return execution.result()
     finally:
         if live is not None:
@@ -207,18 +218,19 @@ def run(workflow: Any, data: Any = None, *, execution_id: str | None = None,
 
 def start(workflow: Any, data: Any = None, *, execution_id: str | None = None,
           journal: str | os.PathLike[str] | None = None, workers: int | None = None,
-          on_change: str = "rerun", display: bool | None = None) -> Execution:
+          on_change: str = "rerun", display: bool | None = None, executor: ExecutorSpec = None) -> Execution:
     """Start (or resume) a workflow in a background thread; returns an :class:`Execution` at once.
 
     If that execution is already running in this process, its handle is returned. In a notebook
-    the progress widget keeps moving under this cell after it returns (``display=False`` to hide)."""
-    _check_options(on_change, workers)
+    the progress widget keeps moving under this cell after it returns (``display=False`` to hide).
+    ``executor`` as for :func:`run`."""
+    _check_options(on_change, workers, executor)
     definition = as_workflow(workflow)
     journal_ = runtime.journal(journal)
     execution, is_new = _engine.claim(journal_, execution_id or default_execution_id(definition, data),
                                       definition, data, on_change)
     if is_new:
-        _start_thread(execution, definition, data, on_change, workers)
+        _start_thread(execution, definition, data, on_change, workers, executor)
     _follow(execution, definition, display, background=True)
     return execution
 

@@ -39,8 +39,10 @@ from ._errors import (
     ZartError,
 )
 from ._events import ExecutionEvent, StepEvent, events
+from ._executors import choice
 from ._executors.base import Executor, Outcome, OutcomeKind, Task
 from ._executors.capture import prefix_lines
+from ._executors.choice import ExecutorSpec
 from ._handles import Execution, StepHandle
 from ._journal import AttemptRow, Journal, StepRow, StoredStep
 from ._records import ExecutionStatus, RunReason, StepStatus
@@ -86,13 +88,15 @@ class RunState:
     """The live state of one run (run 1, run 2 after a resume, ...) of an execution."""
 
     def __init__(self, journal: Journal, execution_id: str, run_number: int,
-                 stored: dict[str, StoredStep], on_change: str, workers: int | None) -> None:
+                 stored: dict[str, StoredStep], on_change: str, workers: int | None,
+                 executor: ExecutorSpec = None) -> None:
         self.journal = journal
         self.execution_id = execution_id
         self.run_number = run_number
         self.stored = stored
         self.on_change = on_change
         self.workers = workers
+        self.executor_spec = executor
         self.cancelled = False
         self.interrupted = False
         self.closing = False
@@ -186,7 +190,7 @@ class RunState:
     def _dispatch(self, tasks: list[Task]) -> None:
         executor = self._executor
         if executor is None or executor.closed:
-            executor = self._executor = runtime.get_executor(self.workers)
+            executor = self._executor = runtime.get_executor(self.workers, self.executor_spec)
         executor.submit(tasks)
 
     # --- outcomes (pool I/O thread) --------------------------------------------------------------
@@ -377,7 +381,7 @@ class RunState:
 
 
 def execute(execution: Execution, workflow: WorkflowDef, data: Any, *, on_change: str = "rerun",
-            workers: int | None = None) -> None:
+            workers: int | None = None, executor: ExecutorSpec = None) -> None:
     """Run (or resume) ``execution`` in the calling thread; the outcome lands on ``execution``.
 
     ``execution`` must be the one ``claim`` registered for its id (or none may be registered)."""
@@ -386,7 +390,7 @@ def execute(execution: Execution, workflow: WorkflowDef, data: Any, *, on_change
     runtime.enter(execution)
     try:
         with journal.hold():
-            _execute_held(execution, workflow, data, on_change, workers)
+            _execute_held(execution, workflow, data, on_change, workers, executor)
     except BaseException as exc:
         if execution._error is None and not execution.done:
             execution._error = exc
@@ -403,7 +407,7 @@ def execute(execution: Execution, workflow: WorkflowDef, data: Any, *, on_change
 
 
 def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, on_change: str,
-                  workers: int | None) -> None:
+                  workers: int | None, executor: ExecutorSpec = None) -> None:
     journal = execution.journal
     execution_id = execution.execution_id
     workflow_hash, input_hash = execution.fingerprint or fingerprint(workflow, data)
@@ -425,15 +429,19 @@ def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, on_cha
             from exc
     runtime.run_opened()
     try:
-        _run_body(execution, workflow, data, on_change, workers, input_blob, input_hash, workflow_hash)
+        _run_body(execution, workflow, data, on_change, workers, input_blob, input_hash, workflow_hash,
+                  executor)
     finally:
         runtime.run_closed()
 
 
 def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change: str,
-              workers: int | None, input_blob: bytes, input_hash: str, workflow_hash: str) -> None:
+              workers: int | None, input_blob: bytes, input_hash: str, workflow_hash: str,
+              executor: ExecutorSpec = None) -> None:
     journal = execution.journal
     execution_id = execution.execution_id
+    # A cluster is reached before the run is journaled, so a wrong address costs no run record.
+    remote = runtime.get_executor(workers, executor) if choice.target(executor) is not None else None
     definition = None
     if not journal.has_definition(workflow_hash):
         try:
@@ -444,7 +452,9 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change:
         definition = (workflow_hash, "workflow", workflow.name, ser.source_of(workflow.definition), blob)
     run_number = journal.begin_run(execution_id, workflow.name, workflow_hash, input_blob, input_hash,
                                    ser.preview(data), on_change, definition)
-    run = RunState(journal, execution_id, run_number, journal.pickled_steps(execution_id), on_change, workers)
+    run = RunState(journal, execution_id, run_number, journal.pickled_steps(execution_id), on_change, workers,
+                   executor)
+    run._executor = remote
     run.output_sinks = execution._output_sinks
     execution._run = run
     execution._status = ExecutionStatus.RUNNING

@@ -12,9 +12,10 @@ import sys
 import threading
 from collections.abc import Callable, Hashable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigurationError, DefinitionError
+from ._executors import choice
 from ._executors.base import Executor, Outcome, OutcomeConsumer, OutcomeSink
 from ._journal import Journal
 
@@ -147,6 +148,8 @@ class Runtime:
         self._open_runs = 0
         self._warned_sizes: set[int] = set()
         self._live: dict[tuple[Hashable, str], Execution] = {}
+        self._remote: dict[tuple[str, Any], Executor] = {}  # Dask executors, by address or client
+        self._remote_lock = threading.Lock()  # held while connecting: not the runtime's lock
 
     # --- the executor ------------------------------------------------------------------------
 
@@ -159,11 +162,15 @@ class Runtime:
         with self._lock:
             self._open_runs -= 1
 
-    def get_executor(self, workers: int | None = None) -> Executor:
-        """The warm local pool shared by every execution of this process.
+    def get_executor(self, workers: int | None = None, executor: choice.ExecutorSpec = None) -> Executor:
+        """The executor for ``executor=`` (default ``$ZART_EXECUTOR``, else the local pool).
 
-        Asking for another size restarts it when it is idle; while other executions use it, it keeps
-        its size (restarting would kill their steps) and says so."""
+        The warm local pool is shared by every execution of this process. Asking for another size
+        restarts it when it is idle; while other executions use it, it keeps its size (restarting
+        would kill their steps) and says so. A Dask executor is kept per client or address."""
+        where = choice.target(executor)
+        if where is not None:
+            return self._dask_executor(where)
         size = workers or default_worker_count()
         with self._lock:
             executor = self.executor
@@ -184,11 +191,32 @@ class Runtime:
                 executor = self.executor = factory(size, self.committer.deliver)
             return executor
 
+    def _dask_executor(self, where: str | Any) -> Executor:
+        key = choice.cache_key(where)
+        with self._remote_lock:
+            executor = self._remote.get(key)
+            if executor is None or not choice.usable(executor):
+                if executor is not None:
+                    executor.shutdown()
+                executor = self._remote[key] = choice.dask_executor(where, self.committer.deliver)
+            return executor
+
     def shutdown_executor(self) -> None:
         with self._lock:
             executor, self.executor = self.executor, None
         if executor is not None:
             executor.shutdown()
+
+    def shutdown_remote_executors(self) -> None:
+        """Stop the Dask executors (their attempts end cancelled; clients made from an address close)."""
+        with self._remote_lock:
+            executors = list(self._remote.values())
+            self._remote.clear()
+        for executor in executors:
+            try:
+                executor.shutdown()
+            except Exception:
+                logger.exception("zart: stopping a Dask executor failed")
 
     # --- live executions ---------------------------------------------------------------------
 
@@ -246,6 +274,7 @@ class Runtime:
 
     def close_all(self) -> None:
         self.shutdown_executor()
+        self.shutdown_remote_executors()
         for journal in Journal.instances():
             try:
                 journal.close()

@@ -1,5 +1,6 @@
 """Executors: one interface (``base.Executor``), several implementations.
 
 ``local`` is the warm pool of worker processes (``worker`` is what runs in them); ``inline`` runs
-attempts in a thread of the driver, for fast engine tests.
+attempts in a thread of the driver, for fast engine tests; ``dask`` runs them on a Dask cluster (the
+only importer of ``distributed``), chosen by ``choice`` from ``executor=`` or ``$ZART_EXECUTOR``.
 """

@@ -1,0 +1,356 @@
+"""Steps on a real Dask cluster: ``distributed.LocalCluster`` with two worker *processes* (one thread
+each), started once for the module. Kills are real signals to the cluster's worker processes (their
+pids come from ``client.run(os.getpid)``); drivers killed mid-run are real subprocesses.
+
+The scheduler is made with ``allowed-failures`` 1, so one worker death while a task runs reschedules
+it, and a second one fails it with Dask's ``KilledWorker`` (which zart_nb reports as ``WorkerCrashed``).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import wait_until
+
+import zart_nb as zart
+from zart_nb._journal import Journal
+
+distributed = pytest.importorskip("distributed")
+dask = pytest.importorskip("dask")
+
+DRIVER = Path(__file__).resolve().parent / "scripts" / "fault_driver.py"
+DEADLINE = 60.0  # generous: the machine is shared and noisy
+GATE_DEADLINE = 60.0
+
+
+# --- the cluster ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """``(client, address)`` of a LocalCluster of 2 worker processes, for the whole module."""
+    noisy = logging.getLogger("distributed")
+    level = noisy.level
+    # Killed workers make the scheduler and nannies log warnings by design; errors still show.
+    noisy.setLevel(logging.ERROR)
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        local = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                         dashboard_address=None, silence_logs=logging.ERROR)
+    client = distributed.Client(local, set_as_default=False)
+    try:
+        client.wait_for_workers(2, timeout=DEADLINE)
+        yield client, local.scheduler_address
+    finally:
+        from zart_nb._runtime import runtime
+
+        runtime.shutdown_remote_executors()
+        client.close()
+        local.close()
+        noisy.setLevel(level)
+
+
+def worker_pids(client) -> dict[str, int]:
+    """Address -> pid of every worker of the cluster now."""
+    return client.run(os.getpid)
+
+
+def two_workers(client) -> None:
+    """Wait until the nannies have replaced killed workers and nothing runs (the next test's start)."""
+    wait_until(lambda: len(client.scheduler_info(n_workers=-1)["workers"]) == 2
+               and not any(client.processing().values()), timeout=DEADLINE, what="2 idle workers")
+
+
+# --- steps (this module is importable on the cluster's workers: they are pickled by reference) ----
+
+
+def note(workdir: str, label: str) -> None:
+    """Append ``label pid`` to WORKDIR/counter.log in one O_APPEND write."""
+    fd = os.open(os.path.join(workdir, "counter.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.write(fd, f"{label} {os.getpid()}\n".encode())
+    finally:
+        os.close(fd)
+
+
+def counter(workdir: Path) -> list[tuple[str, int]]:
+    path = workdir / "counter.log"
+    if not path.exists():
+        return []
+    return [(label, int(pid)) for label, pid in (line.split() for line in path.read_text().splitlines())]
+
+
+def wait_for_release(workdir: str) -> bool:
+    """Block until WORKDIR/release exists (False if it never appeared: a broken test leaves no thread)."""
+    deadline = time.monotonic() + GATE_DEADLINE
+    while not os.path.exists(os.path.join(workdir, "release")):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+@zart.step("whoami")
+def whoami(i: int) -> tuple[int, int]:
+    return i * i, os.getpid()
+
+
+@zart.step("gated")
+def gated(workdir: str, i: int) -> int:
+    note(workdir, f"gated-{i}")
+    wait_for_release(workdir)
+    return i
+
+
+@zart.step("flaky", retries=zart.RetryPolicy(retries=2, backoff=0.05))
+def flaky(workdir: str) -> str:
+    note(workdir, "flaky")
+    if len(counter(Path(workdir))) < 3:
+        raise RuntimeError("not yet")
+    return "third time lucky"
+
+
+@zart.step("slow", timeout=1)
+def slow(workdir: str) -> str:
+    note(workdir, "slow")
+    wait_for_release(workdir)
+    return "too late"
+
+
+@zart.step("kills-its-worker")
+def kills_its_worker() -> str:
+    os.kill(os.getpid(), signal.SIGKILL)
+    return "unreachable"
+
+
+@zart.workflow("fan-out")
+def fan_out(n: int) -> list:
+    return zart.wait([zart.schedule(whoami, i) for i in range(n)])
+
+
+@zart.workflow("gates")
+def gates(data: dict) -> list:
+    return zart.wait([zart.schedule(gated, data["workdir"], i) for i in range(data["n"])])
+
+
+@zart.workflow("flaky-flow")
+def flaky_flow(workdir: str) -> str:
+    return flaky(workdir)
+
+
+@zart.workflow("slow-flow")
+def slow_flow(workdir: str) -> list:
+    return zart.wait([zart.schedule(slow, workdir)], return_exceptions=True)
+
+
+@zart.workflow("crash-flow")
+def crash_flow(_: None) -> list:
+    return zart.wait([zart.schedule(kills_its_worker)], return_exceptions=True)
+
+
+def read_journal(path: Path, read):
+    journal = Journal(path)
+    try:
+        return read(journal)
+    finally:
+        journal.close()
+
+
+# --- the tests -----------------------------------------------------------------------------------
+
+
+def test_steps_run_on_the_cluster_and_journal_their_worker(cluster, journal):
+    client, _ = cluster
+    pids = worker_pids(client)
+    out = zart.run(fan_out, 12, journal=journal, executor=client, execution_id="fan")
+    assert [square for square, _ in out] == [i * i for i in range(12)]
+    assert {pid for _, pid in out} <= set(pids.values())
+    assert os.getpid() not in {pid for _, pid in out}
+    steps = zart.journal(journal).list_steps("fan")
+    assert len(steps) == 12 and {s.worker for s in steps} <= set(pids)
+    assert all(s.started_at is not None and s.finished_at >= s.started_at for s in steps)
+
+
+def test_address_string_env_and_scheduler_pick_the_cluster(cluster, journal, monkeypatch):
+    client, address = cluster
+    cluster_pids = set(worker_pids(client).values())
+
+    registry = zart.TaskRegistry()
+    registry.register("fan-out", fan_out)
+    scheduler = zart.DurableScheduler(registry, journal, executor=address)
+    assert {pid for _, pid in scheduler.run("by-address", "fan-out", 4)} <= cluster_pids
+
+    monkeypatch.setenv("ZART_EXECUTOR", address)
+    assert {pid for _, pid in zart.run(fan_out, 3, journal=journal)} <= cluster_pids
+    # "local" overrides the environment: the local pool's worker processes run the steps.
+    local = zart.run(fan_out, 2, journal=journal, executor="local", execution_id="local")
+    assert not {pid for _, pid in local} & (cluster_pids | {os.getpid()})
+
+
+def test_retries_back_off_and_journal_each_attempt(cluster, journal, tmp_path):
+    client, _ = cluster
+    assert zart.run(flaky_flow, str(tmp_path), journal=journal, executor=client,
+                    execution_id="flaky") == "third time lucky"
+    assert [label for label, _ in counter(tmp_path)] == ["flaky"] * 3
+    j = zart.journal(journal)
+    (step,) = j.list_steps("flaky")
+    assert step.status == zart.StepStatus.COMPLETED and step.attempts == 3
+    attempts = j.list_attempts("flaky")
+    assert [a.attempt for a in attempts] == [1, 2] and all("not yet" in a.error for a in attempts)
+    assert {a.worker for a in attempts} <= set(worker_pids(client))
+
+
+def test_a_timed_out_attempt_fails_at_once_and_its_result_is_discarded(cluster, journal, tmp_path):
+    client, _ = cluster
+    (error,) = zart.run(slow_flow, str(tmp_path), journal=journal, executor=client, execution_id="slow")
+    # It failed while the step was still blocked on the cluster (nothing released it yet).
+    assert isinstance(error, zart.StepTimeout) and error.step_key == "slow#0"
+    assert "timeout of 1s" in str(error) and not (tmp_path / "release").exists()
+    assert [label for label, _ in counter(tmp_path)] == ["slow"]
+    (tmp_path / "release").touch()
+    two_workers(client)  # the remote function ran to its end; its result went nowhere
+    (step,) = zart.journal(journal).list_steps("slow")
+    assert step.status == zart.StepStatus.FAILED and step.output_preview is None
+    assert step.worker in worker_pids(client)
+
+
+def test_cancel_stops_queued_and_running_steps(cluster, journal, tmp_path):
+    client, _ = cluster
+    execution = zart.start(gates, {"workdir": str(tmp_path), "n": 4}, journal=journal, executor=client,
+                           execution_id="cancel-me")
+    wait_until(lambda: len(counter(tmp_path)) == 2, timeout=DEADLINE, what="two gated steps to start")
+    execution.cancel()
+    with pytest.raises(zart.Cancelled):
+        execution.result(timeout=DEADLINE)
+    assert execution.status == zart.ExecutionStatus.CANCELLED
+    steps = zart.journal(journal).list_steps("cancel-me")
+    assert sorted(s.status.value for s in steps) == ["cancelled"] * 4
+    (tmp_path / "release").touch()
+    two_workers(client)
+    assert len(counter(tmp_path)) == 2  # the two queued ones never started
+
+
+def test_a_worker_killed_mid_step_is_rescheduled_and_the_execution_completes(cluster, journal, tmp_path):
+    client, _ = cluster
+    pids = worker_pids(client)
+    execution = zart.start(gates, {"workdir": str(tmp_path), "n": 1}, journal=journal, executor=client,
+                           execution_id="kill-worker")
+    ((_, victim),) = wait_until(lambda: counter(tmp_path), timeout=DEADLINE, what="the step to start")
+    assert victim in pids.values()
+    os.kill(victim, signal.SIGKILL)
+    wait_until(lambda: len(counter(tmp_path)) == 2, timeout=DEADLINE, what="the step to start again")
+    (tmp_path / "release").touch()
+    assert execution.result(timeout=DEADLINE) == [0]
+    (first, _), (second, rescheduled) = counter(tmp_path)
+    assert first == second == "gated-0" and rescheduled != victim
+    (step,) = zart.journal(journal).list_steps("kill-worker")
+    assert step.status == zart.StepStatus.COMPLETED and step.attempts == 1
+    two_workers(client)
+
+
+def test_workers_dying_past_allowed_failures_fail_the_attempt_as_worker_crashed(cluster, journal):
+    client, _ = cluster
+    (error,) = zart.run(crash_flow, None, journal=journal, executor=client, execution_id="crash")
+    assert isinstance(error, zart.WorkerCrashed), error
+    assert "died" in str(error)
+    two_workers(client)
+
+
+def test_main_defined_steps_resume_after_the_driver_is_sigkilled(cluster, tmp_path):
+    """tests/scripts/fault_driver.py, whose steps live in its __main__ (cloudpickled by value), run on
+    the cluster through $ZART_EXECUTOR; SIGKILLed mid-run, a second driver finishes the execution."""
+    client, address = cluster
+    cluster_pids = set(worker_pids(client).values())
+    journal, work = tmp_path / "j.duckdb", tmp_path / "work"
+    work.mkdir()
+    env = {**os.environ, "ZART_EXECUTOR": address}
+
+    def driver(name: str) -> tuple[subprocess.Popen, Path]:
+        out = tmp_path / f"{name}.out"
+        with open(out, "wb") as handle:
+            proc = subprocess.Popen([sys.executable, str(DRIVER), "phased", str(journal), str(work), "dk"],
+                                    stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        return proc, out
+
+    first, _ = driver("run1")
+    try:
+        # The 15 gated steps are scheduled after the first 5 were journaled; two of them start.
+        wait_until(lambda: sum(int(label.split("-")[1]) >= 5 for label, _ in counter(work)) >= 2
+                   or first.poll() is not None, timeout=DEADLINE, what="two gated steps to start")
+        assert first.poll() is None, (tmp_path / "run1.out").read_text()
+        before_kill = counter(work)
+        first.send_signal(signal.SIGKILL)
+        assert first.wait(DEADLINE) == -signal.SIGKILL
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert {pid for _, pid in before_kill} <= cluster_pids
+
+    (work / "release").touch()  # the killed driver's running steps end too; their results go nowhere
+    second, out = driver("run2")
+    assert second.wait(DEADLINE) == 0, out.read_text()
+    (line,) = [line for line in out.read_text().splitlines() if line.startswith("RESULT ")]
+    assert json.loads(line[len("RESULT "):])["total"] == sum(i * i for i in range(20))
+
+    runs = Counter(label for label, _ in counter(work))
+    started_in_run1 = {label for label, _ in before_kill}
+    for i in range(20):  # journaled before the kill: once; running at the kill: once or twice
+        assert runs[f"work-{i}"] in ((1, 2) if f"work-{i}" in started_in_run1 and i >= 5 else (1,)), runs
+    assert {pid for _, pid in counter(work)} <= set(worker_pids(client).values()) | cluster_pids
+
+    def final(j: Journal):
+        return j.list_runs("dk"), j.list_steps("dk")
+
+    run_rows, steps = read_journal(journal, final)
+    assert [(r.run_number, r.status.value) for r in run_rows] == [(1, "interrupted"), (2, "completed")]
+    assert (run_rows[1].executed, run_rows[1].reused) == (15, 5)
+    assert all(s.worker.startswith("tcp://") for s in steps)
+    two_workers(client)
+
+
+def test_bad_executor_values_are_refused_clearly(journal, monkeypatch):
+    for bad in (42, "not an address", ""):
+        with pytest.raises(zart.ConfigurationError, match="executor"):
+            zart.run(fan_out, 1, journal=journal, executor=bad)
+    monkeypatch.setenv("ZART_EXECUTOR", "bogus")
+    with pytest.raises(zart.ConfigurationError, match="ZART_EXECUTOR"):
+        zart.start(fan_out, 1, journal=journal)
+    assert not journal.exists() or zart.journal(journal).list_executions() == []
+
+
+def test_without_distributed_the_error_names_the_extra(tmp_path):
+    """Nothing imports distributed unless asked; without it, asking names the extra to install."""
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["distributed"] = None  # as if it were not installed
+        import zart_nb as zart
+
+        @zart.step("one")
+        def one():
+            return 1
+
+        @zart.workflow("w")
+        def w(_):
+            return one()
+
+        assert zart.run(w, None, journal={str(tmp_path / "j.duckdb")!r}, executor="local") == 1
+        try:
+            zart.run(w, 2, journal={str(tmp_path / "j.duckdb")!r}, executor="tcp://127.0.0.1:8786")
+        except zart.ConfigurationError as exc:
+            print("ERROR", exc)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=DEADLINE)
+    assert done.returncode == 0, done.stderr
+    assert "ERROR" in done.stdout and "pip install 'zart_nb[dask]'" in done.stdout, done.stdout
+    imported = subprocess.run([sys.executable, "-c", "import sys, zart_nb; print('distributed' in sys.modules)"],
+                              capture_output=True, text=True, timeout=DEADLINE)
+    assert imported.stdout.strip() == "False", imported.stderr

@@ -1,0 +1,420 @@
+"""Steps on a Dask cluster: :class:`DaskExecutor` runs attempts through a ``distributed.Client``.
+
+The only module of zart_nb that imports ``distributed``; nothing imports it unless an execution asks
+for a Dask executor. The journal stays with the driver: a cluster worker runs the same
+:class:`~zart_nb._executors.worker._Runner` as a local worker process (so a step behaves the same
+in both) and hands back the same :class:`WireReply`, which the driver journals.
+
+One thread of the executor (``zart-dask``) does everything that talks to the cluster: it submits
+queued attempts with one ``client.map`` per batch, gathers the results of finished futures with one
+``client.gather`` per batch, enforces timeouts and hands outcomes to the sink in batches. Dask's own
+event loop only ever puts a note into a queue (a done callback, a "started" event), so it is never
+blocked by the engine or the journal.
+
+Where Dask and the local pool differ, and what this module does about it:
+
+- A worker killed mid-step: Dask runs the task again on another worker (the attempt is rescheduled,
+  not failed) until ``distributed.scheduler.allowed-failures`` workers died running it; then the
+  attempt fails as ``CRASHED`` (``WorkerCrashed``) and the step's own retries apply.
+- Timeouts: Dask cannot stop a running Python function. A timed-out attempt fails at once and its
+  future is cancelled, so its result is discarded; the function itself runs on in its worker thread
+  until it returns (occupying that thread). Its clock starts when a worker starts it (workers report
+  the start of timed attempts as a Dask event), not when it is queued.
+- Cancelling an execution cancels its futures: queued ones never start, running ones run on to their
+  end in the cluster and their results are dropped.
+"""
+from __future__ import annotations
+
+import collections
+import heapq
+import itertools
+import logging
+import queue
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import distributed
+
+from .._errors import ConfigurationError, ExecutorClosed
+from .base import (
+    UNPICKLABLE_RESULT,
+    Executor,
+    Outcome,
+    OutcomeConsumer,
+    OutcomeKind,
+    OutcomeSink,
+    Task,
+    WireReply,
+    WireTask,
+)
+
+logger = logging.getLogger("zart_nb")
+
+_STARTED_TOPIC = "zart-started-"
+_runner: Any = None  # one _Runner per cluster worker process (its function cache is shared by threads)
+_runner_lock = threading.Lock()
+
+
+# --- what runs on a cluster worker --------------------------------------------------------------
+
+
+def run_on_worker(wire: WireTask, topic: str | None) -> tuple[WireReply, str]:
+    """Run one attempt in a Dask worker; returns the runner's reply and the worker's address.
+
+    ``topic`` is set for an attempt with a timeout: its start is reported so the driver's clock
+    starts then (not while it waits in the scheduler's queue)."""
+    global _runner
+    if _runner is None:
+        with _runner_lock:
+            if _runner is None:
+                from .worker import _Runner
+
+                _runner = _Runner()
+    worker = distributed.get_worker()
+    if topic is not None:
+        worker.log_event(topic, [wire.task_id, worker.address, time.time()])
+    return _runner.run(wire), worker.address
+
+
+# --- the driver's side --------------------------------------------------------------------------
+
+
+@dataclass(slots=True, eq=False)
+class _Flight:
+    """An attempt handed to Dask."""
+
+    task: Task
+    future: Any
+
+
+class DaskExecutor(Executor):
+    """Runs attempts on the cluster behind ``client``; outcomes go to ``sink`` from one thread.
+
+    ``owns_client``: close the client on ``shutdown`` (it was made from an address string)."""
+
+    def __init__(self, client: distributed.Client, sink: OutcomeSink, *, owns_client: bool = False) -> None:
+        self.client = client
+        self._sink = sink
+        self._owns_client = owns_client
+        self._uid = uuid.uuid4().hex[:12]
+        self._topic = _STARTED_TOPIC + self._uid
+        self._lock = threading.Lock()
+        self._queue: collections.deque[Task] = collections.deque()
+        self._delayed: list[tuple[float, int, Task]] = []
+        self._counter = itertools.count()
+        self._flights: dict[int, _Flight] = {}  # by task id
+        self._deadlines: dict[int, float] = {}  # monotonic, of timed attempts a worker has started
+        # What Dask's threads tell this executor's thread: putting never blocks them.
+        self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._closed = False
+        self.size = max(1, sum(client.nthreads().values()))
+        client.subscribe_topic(self._topic, self._on_started)
+        self._thread = threading.Thread(target=self._loop, name="zart-dask", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def connect(cls, address: str, sink: OutcomeSink) -> DaskExecutor:
+        """An executor on a new client of the scheduler at ``address`` (closed on ``shutdown``).
+
+        It is not made the default client of the process: the user's own Dask code is unaffected."""
+        try:
+            client = distributed.Client(address, set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            raise ConfigurationError(f"executor={address!r}: cannot connect to a Dask scheduler there: "
+                                     f"{exc}") from exc
+        try:
+            return cls(client, sink, owns_client=True)
+        except BaseException:
+            client.close()
+            raise
+
+    @property
+    def address(self) -> str:
+        return str(self.client.scheduler.address)
+
+    # --- called from engine threads --------------------------------------------------------------
+
+    def submit(self, tasks: list[Task]) -> None:
+        if self._closed:
+            raise ExecutorClosed("the Dask executor was shut down; submit to a new one")
+        now = time.time()
+        with self._lock:
+            for task in tasks:
+                if task.not_before > now:
+                    heapq.heappush(self._delayed, (task.not_before, next(self._counter), task))
+                else:
+                    self._queue.append(task)
+        self._inbox.put(("wake", None))
+
+    def cancel(self, consumer: OutcomeConsumer) -> None:
+        self._inbox.put(("cancel", consumer))
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._inbox.put(("stop", None))
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=10)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def idle(self) -> bool:
+        with self._lock:
+            return not self._queue and not self._delayed and not self._flights
+
+    @property
+    def has_queued(self) -> bool:
+        return bool(self._queue)
+
+    # --- called on Dask's threads: only ever a note in the inbox -----------------------------------
+
+    def _on_done(self, future: Any) -> None:
+        self._inbox.put(("done", future))
+
+    def _on_started(self, event: tuple[float, Any]) -> None:
+        self._inbox.put(("started", event[1]))
+
+    # --- the executor's thread -------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        running = True
+        while running:
+            try:
+                running = self._iterate()
+            except Exception as exc:  # keep serving: a dead thread would hang every execution
+                logger.exception("zart: internal error in the Dask executor's thread: %r", exc)
+                time.sleep(0.1)
+        try:
+            self.client.unsubscribe_topic(self._topic)
+        except Exception:
+            pass
+        if self._owns_client:
+            try:
+                self.client.close()
+            except Exception:
+                logger.debug("zart: closing the Dask client failed", exc_info=True)
+
+    def _iterate(self) -> bool:
+        try:
+            notes = [self._inbox.get(timeout=self._next_wait())]
+        except queue.Empty:  # a deadline: a delayed attempt is due, or a timed one ran out
+            notes = []
+        while True:  # everything that arrived meanwhile: one batch
+            try:
+                notes.append(self._inbox.get_nowait())
+            except queue.Empty:
+                break
+        outcomes: list[Outcome] = []
+        done: list[Any] = []
+        stop = False
+        for kind, payload in notes:
+            if kind == "done":
+                done.append(payload)
+            elif kind == "started":
+                self._started(payload)
+            elif kind == "cancel":
+                outcomes.extend(self._cancel_consumer(payload))
+            elif kind == "stop":
+                stop = True
+        if stop:
+            outcomes.extend(self._drop_everything())
+        else:
+            self._dispatch(outcomes)
+        if done:
+            outcomes.extend(self._collect(done))
+        outcomes.extend(self._check_timeouts())
+        if outcomes:
+            self._sink(outcomes)
+        return not stop
+
+    def _next_wait(self) -> float | None:
+        deadlines = []
+        with self._lock:
+            if self._delayed:
+                deadlines.append(self._delayed[0][0] - time.time())
+            if self._deadlines:
+                deadlines.append(min(self._deadlines.values()) - time.monotonic())
+        if not deadlines:
+            return None
+        return max(0.0, min(deadlines))
+
+    def _dispatch(self, outcomes: list[Outcome]) -> None:
+        with self._lock:
+            now = time.time()
+            while self._delayed and self._delayed[0][0] <= now:
+                self._queue.append(heapq.heappop(self._delayed)[2])
+            if not self._queue:
+                return
+            batch = list(self._queue)
+            self._queue.clear()
+        keys = [f"zart-{task.step_key}-{self._uid}-{task.task_id}" for task in batch]
+        wires = [task.wire(True) for task in batch]
+        topics = [self._topic if task.timeout is not None else None for task in batch]
+        try:
+            futures = self.client.map(run_on_worker, wires, topics, key=keys, pure=False)
+        except Exception as exc:
+            logger.warning("zart: cannot submit steps to the Dask scheduler at %s: %r", self.address, exc)
+            now = time.time()
+            outcomes.extend(Outcome(task, OutcomeKind.CRASHED, error_type="DaskSubmitError",
+                                    error=f"cannot submit to the Dask scheduler at {self.address}: {exc!r}",
+                                    finished_at=now) for task in batch)
+            return
+        with self._lock:
+            for task, future in zip(batch, futures, strict=True):
+                self._flights[task.task_id] = _Flight(task, future)
+        for future in futures:
+            future.add_done_callback(self._on_done)
+
+    def _started(self, message: Any) -> None:
+        task_id, address, started = message
+        with self._lock:
+            flight = self._flights.get(task_id)
+            if flight is None or flight.task.timeout is None:
+                return  # finished (or cancelled) before the note arrived
+            flight.task.started_at = started
+            flight.task.worker = address
+            # The driver's clock, not the worker's: the cluster's clocks may differ from ours. A
+            # task that Dask reschedules (its worker died) starts again, and so does its clock.
+            self._deadlines[task_id] = time.monotonic() + flight.task.timeout
+
+    def _pop_locked(self, task_id: int) -> _Flight:
+        self._deadlines.pop(task_id, None)
+        return self._flights.pop(task_id)
+
+    def _collect(self, futures: list[Any]) -> list[Outcome]:
+        """Outcomes of the finished futures that are still ours (not timed out or cancelled)."""
+        with self._lock:
+            mine = []
+            for future in futures:
+                flight = self._flights.get(_task_id(future.key))
+                if flight is not None and flight.future is future:
+                    mine.append(flight)
+        finished = [flight for flight in mine if flight.future.status == "finished"]
+        results: dict[Any, Any] = {}
+        gather_error: Exception | None = None
+        if finished:
+            try:
+                results = self.client.gather({flight.future.key: flight.future for flight in finished},
+                                             errors="skip")
+            except Exception as exc:
+                gather_error = exc
+                logger.warning("zart: gathering step results from the Dask cluster failed: %r", exc)
+        outcomes: list[Outcome] = []
+        with self._lock:
+            for flight in mine:
+                if self._flights.get(flight.task.task_id) is not flight:
+                    continue  # timed out or cancelled meanwhile: that outcome was delivered
+                future = flight.future
+                result = results.get(future.key)
+                if result is None and gather_error is None and future.status not in ("error", "cancelled"):
+                    # lost, or being computed again (its worker died): Dask calls back when it is done
+                    future.add_done_callback(self._on_done)
+                    continue
+                self._pop_locked(flight.task.task_id)
+                outcomes.append(_outcome_of(flight, result, gather_error))
+        return outcomes
+
+    def _check_timeouts(self) -> list[Outcome]:
+        now = time.monotonic()
+        expired: list[_Flight] = []
+        with self._lock:
+            for task_id, deadline in list(self._deadlines.items()):
+                if now >= deadline:
+                    expired.append(self._pop_locked(task_id))
+        if not expired:
+            return []
+        self._release([flight.future for flight in expired])
+        finished = time.time()
+        return [Outcome(flight.task, OutcomeKind.TIMEOUT, error_type=OutcomeKind.TIMEOUT,
+                        error=f"attempt ran past its timeout of {flight.task.timeout:g}s on Dask worker "
+                              f"{flight.task.worker}; its result will be discarded (the function runs "
+                              "on in that worker until it returns)",
+                        finished_at=finished) for flight in expired]
+
+    def _cancel_consumer(self, consumer: OutcomeConsumer) -> list[Outcome]:
+        with self._lock:
+            tasks = [task for task in self._queue if task.consumer is consumer]
+            if tasks:
+                self._queue = collections.deque(task for task in self._queue if task.consumer is not consumer)
+            delayed = [entry for entry in self._delayed if entry[2].consumer is not consumer]
+            tasks.extend(entry[2] for entry in self._delayed if entry[2].consumer is consumer)
+            heapq.heapify(delayed)
+            self._delayed = delayed
+            flights = [self._pop_locked(task_id) for task_id, flight in list(self._flights.items())
+                       if flight.task.consumer is consumer]
+        self._release([flight.future for flight in flights])
+        now = time.time()
+        return [Outcome(task, OutcomeKind.CANCELLED, finished_at=now)
+                for task in tasks + [flight.task for flight in flights]]
+
+    def _drop_everything(self) -> list[Outcome]:
+        with self._lock:
+            tasks = list(self._queue) + [entry[2] for entry in self._delayed]
+            self._queue.clear()
+            self._delayed.clear()
+            flights = list(self._flights.values())
+            self._flights.clear()
+            self._deadlines.clear()
+        self._release([flight.future for flight in flights])
+        now = time.time()
+        return [Outcome(task, OutcomeKind.CANCELLED, error="the Dask executor was shut down", finished_at=now)
+                for task in tasks + [flight.task for flight in flights]]
+
+    def _release(self, futures: list[Any]) -> None:
+        if futures:
+            try:
+                self.client.cancel(futures, reason="zart", msg="cancelled by zart_nb")
+            except Exception:
+                logger.debug("zart: cancelling Dask futures failed", exc_info=True)
+
+
+def _task_id(key: Any) -> int:
+    return int(str(key).rsplit("-", 1)[1])
+
+
+def _outcome_of(flight: _Flight, result: tuple[WireReply, str] | None,
+                gather_error: Exception | None = None) -> Outcome:
+    """The one place where how Dask ended a task becomes an :class:`OutcomeKind`."""
+    task = flight.task
+    future = flight.future
+    now = time.time()
+    if result is not None:
+        reply, address = result
+        task.worker = address
+        task.started_at = reply.started
+        if reply.ok:
+            return Outcome(task, OutcomeKind.OK, reply.blob, reply.preview, finished_at=reply.finished)
+        kind, error_type = OutcomeKind.ERROR, reply.error_type
+        if error_type == UNPICKLABLE_RESULT:
+            kind, error_type = OutcomeKind.UNPICKLABLE, "SerializationError"
+        return Outcome(task, kind, reply.blob, None, error_type, reply.error, reply.traceback, reply.finished)
+    if gather_error is not None:
+        return Outcome(task, OutcomeKind.CRASHED, error_type=type(gather_error).__qualname__, finished_at=now,
+                       error=f"the step's result could not be fetched from the Dask cluster: {gather_error!r}")
+    if future.status == "cancelled":  # not by us: we forget a future before cancelling it
+        return Outcome(task, OutcomeKind.CRASHED, error_type="CancelledError", finished_at=now,
+                       error="the Dask scheduler cancelled the task (was the cluster restarted, or the "
+                             "connection to its scheduler lost?)")
+    try:
+        exc = future.exception(timeout=5)
+        tb = future.traceback(timeout=5)
+    except Exception as error:  # the future is in no state to say
+        exc, tb = error, None
+    if isinstance(exc, distributed.KilledWorker):
+        last = getattr(exc.last_worker, "address", exc.last_worker)
+        return Outcome(task, OutcomeKind.CRASHED, error_type="KilledWorker", finished_at=now,
+                       error=f"the Dask workers running the step died ({exc.allowed_failures + 1} times; "
+                             f"the last was {last})")
+    text = "".join(traceback.format_exception(type(exc), exc, tb)) if exc is not None else None
+    return Outcome(task, OutcomeKind.ERROR, error_type=type(exc).__qualname__, finished_at=now,
+                   error=f"the Dask cluster could not run the step: {type(exc).__name__}: {exc}",
+                   traceback=text)
