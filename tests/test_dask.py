@@ -22,7 +22,6 @@ import pytest
 from conftest import wait_until
 
 import zart_nb as zart
-from zart_nb._journal import Journal
 
 distributed = pytest.importorskip("distributed")
 dask = pytest.importorskip("dask")
@@ -157,11 +156,12 @@ def crash_flow(_: None) -> list:
 
 
 def read_journal(path: Path, read):
-    journal = Journal(path)
+    """Apply ``read`` to a reader of the journal, then release the file."""
+    reader = zart.journal(path)
     try:
-        return read(journal)
+        return read(reader)
     finally:
-        journal.close()
+        reader.close()
 
 
 # --- the tests -----------------------------------------------------------------------------------
@@ -307,7 +307,7 @@ def test_main_defined_steps_resume_after_the_driver_is_sigkilled(cluster, tmp_pa
         assert runs[f"work-{i}"] in ((1, 2) if f"work-{i}" in started_in_run1 and i >= 5 else (1,)), runs
     assert {pid for _, pid in counter(work)} <= set(worker_pids(client).values()) | cluster_pids
 
-    def final(j: Journal):
+    def final(j):
         return j.list_runs("dk"), j.list_steps("dk")
 
     run_rows, steps = read_journal(journal, final)
