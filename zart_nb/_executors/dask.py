@@ -2,7 +2,7 @@
 
 The only module of zart_nb that imports ``distributed``; nothing imports it unless an execution asks
 for a Dask executor. The journal stays with the driver: a cluster worker runs the same
-:class:`~zart_nb._executors.worker._Runner` as a local worker process (so a step behaves the same
+:class:`~zart_nb._executors.worker.Runner` as a local worker process (so a step behaves the same
 in both) and hands back the same :class:`WireReply`, which the driver journals.
 
 One thread of the executor (``zart-dask``) does everything that talks to the cluster: it submits
@@ -41,7 +41,6 @@ import distributed
 
 from .._errors import ConfigurationError, ExecutorClosed
 from .base import (
-    UNPICKLABLE_RESULT,
     Executor,
     Outcome,
     OutcomeConsumer,
@@ -50,12 +49,13 @@ from .base import (
     Task,
     WireReply,
     WireTask,
+    outcome_of,
 )
 
 logger = logging.getLogger("zart_nb")
 
 _STARTED_TOPIC = "zart-started-"
-_runner: Any = None  # one _Runner per cluster worker process (its function cache is shared by threads)
+_runner: Any = None  # one Runner per cluster worker process (its function cache is shared by threads)
 _runner_lock = threading.Lock()
 
 
@@ -71,9 +71,9 @@ def run_on_worker(wire: WireTask, topic: str | None) -> tuple[WireReply, str]:
     if _runner is None:
         with _runner_lock:
             if _runner is None:
-                from .worker import _Runner
+                from .worker import Runner
 
-                _runner = _Runner()
+                _runner = Runner()
     worker = distributed.get_worker()
     if topic is not None:
         worker.log_event(topic, [wire.task_id, worker.address, time.time()])
@@ -387,16 +387,9 @@ def _outcome_of(flight: _Flight, result: tuple[WireReply, str] | None,
     task = flight.task
     future = flight.future
     now = time.time()
-    if result is not None:
-        reply, address = result
-        task.worker = address
-        task.started_at = reply.started
-        if reply.ok:
-            return Outcome(task, OutcomeKind.OK, reply.blob, reply.preview, finished_at=reply.finished)
-        kind, error_type = OutcomeKind.ERROR, reply.error_type
-        if error_type == UNPICKLABLE_RESULT:
-            kind, error_type = OutcomeKind.UNPICKLABLE, "SerializationError"
-        return Outcome(task, kind, reply.blob, None, error_type, reply.error, reply.traceback, reply.finished)
+    if result is not None:  # the runner's reply, as from a local worker process
+        reply, task.worker = result
+        return outcome_of(task, reply)
     if gather_error is not None:
         return Outcome(task, OutcomeKind.CRASHED, error_type=type(gather_error).__qualname__, finished_at=now,
                        error=f"the step's result could not be fetched from the Dask cluster: {gather_error!r}")
