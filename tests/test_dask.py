@@ -102,6 +102,13 @@ def whoami(i: int) -> tuple[int, int]:
     return i * i, os.getpid()
 
 
+@zart.step("talk")
+def talk(i: int) -> int:
+    print(f"out {i}")
+    print(f"err {i}", file=sys.stderr)
+    return i
+
+
 @zart.step("gated")
 def gated(workdir: str, i: int) -> int:
     note(workdir, f"gated-{i}")
@@ -133,6 +140,11 @@ def kills_its_worker() -> str:
 @zart.workflow("fan-out")
 def fan_out(n: int) -> list:
     return zart.wait([zart.schedule(whoami, i) for i in range(n)])
+
+
+@zart.workflow("talks")
+def talks(n: int) -> list:
+    return zart.wait([zart.schedule(talk, i) for i in range(n)])
 
 
 @zart.workflow("gates")
@@ -177,6 +189,16 @@ def test_steps_run_on_the_cluster_and_journal_their_worker(cluster, journal):
     steps = zart.journal(journal).list_steps("fan")
     assert len(steps) == 12 and {s.worker for s in steps} <= set(pids)
     assert all(s.started_at is not None and s.finished_at >= s.started_at for s in steps)
+
+
+def test_what_steps_print_on_the_cluster_is_shown_live_and_journaled(cluster, journal, capsys):
+    client, _ = cluster
+    assert zart.run(talks, 3, journal=journal, executor=client, execution_id="talks") == [0, 1, 2]
+    out, err = capsys.readouterr()
+    for i in range(3):  # outside a notebook, on the driver's own streams, with the step key
+        assert f"[talk#{i}] out {i}" in out.splitlines() and f"[talk#{i}] err {i}" in err.splitlines()
+    steps = zart.journal(journal).list_steps("talks")
+    assert sorted(s.log for s in steps) == [f"out {i}\nerr {i}\n" for i in range(3)]
 
 
 def test_address_string_env_and_scheduler_pick_the_cluster(cluster, journal, monkeypatch):

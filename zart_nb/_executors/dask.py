@@ -49,35 +49,50 @@ from .base import (
     Task,
     WireReply,
     WireTask,
+    deliver_output,
     outcome_of,
 )
 
 logger = logging.getLogger("zart_nb")
 
-_STARTED_TOPIC = "zart-started-"
-_runner: Any = None  # one Runner per cluster worker process (its function cache is shared by threads)
-_runner_lock = threading.Lock()
+_TOPIC = "zart-"  # + the executor's id: the events its attempts send back (starts, printed lines)
+_RUNNERS = 16  # drivers whose runners (function caches) a cluster worker keeps
+_runners: collections.OrderedDict[str, Any] = collections.OrderedDict()
+_runners_lock = threading.Lock()
 
 
 # --- what runs on a cluster worker --------------------------------------------------------------
 
 
-def run_on_worker(wire: WireTask, topic: str | None) -> tuple[WireReply, str]:
+def run_on_worker(wire: WireTask, topic: str, timed: bool) -> tuple[WireReply, str]:
     """Run one attempt in a Dask worker; returns the runner's reply and the worker's address.
 
-    ``topic`` is set for an attempt with a timeout: its start is reported so the driver's clock
-    starts then (not while it waits in the scheduler's queue)."""
-    global _runner
-    if _runner is None:
-        with _runner_lock:
-            if _runner is None:
-                from .worker import Runner
-
-                _runner = Runner()
+    Lines the step prints travel to the driver as Dask events on ``topic`` while it runs, and so
+    does the start of an attempt with a timeout (``timed``): the driver's clock starts then, not
+    while the task waits in the scheduler's queue."""
     worker = distributed.get_worker()
-    if topic is not None:
-        worker.log_event(topic, [wire.task_id, worker.address, time.time()])
-    return _runner.run(wire), worker.address
+    runner = _runner_for(topic, worker)
+    if timed:
+        worker.log_event(topic, ["started", wire.task_id, worker.address, time.time()])
+    return runner.run(wire), worker.address
+
+
+def _runner_for(topic: str, worker: Any) -> Any:
+    """This worker process's runner for one driver's executor (its live output goes to ``topic``)."""
+    with _runners_lock:
+        runner = _runners.get(topic)
+        if runner is None:
+            from .worker import Runner
+
+            def live(task_id: int, stream: str, text: str) -> None:
+                worker.log_event(topic, ["output", task_id, stream, text])
+
+            runner = _runners[topic] = Runner(live=live)
+            while len(_runners) > _RUNNERS:
+                _runners.popitem(last=False)
+        else:
+            _runners.move_to_end(topic)
+        return runner
 
 
 # --- the driver's side --------------------------------------------------------------------------
@@ -101,7 +116,7 @@ class DaskExecutor(Executor):
         self._sink = sink
         self._owns_client = owns_client
         self._uid = uuid.uuid4().hex[:12]
-        self._topic = _STARTED_TOPIC + self._uid
+        self._topic = _TOPIC + self._uid
         self._lock = threading.Lock()
         self._queue: collections.deque[Task] = collections.deque()
         self._delayed: list[tuple[float, int, Task]] = []
@@ -112,7 +127,7 @@ class DaskExecutor(Executor):
         self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._closed = False
         self.size = max(1, sum(client.nthreads().values()))
-        client.subscribe_topic(self._topic, self._on_started)
+        client.subscribe_topic(self._topic, self._on_event)
         self._thread = threading.Thread(target=self._loop, name="zart-dask", daemon=True)
         self._thread.start()
 
@@ -180,8 +195,8 @@ class DaskExecutor(Executor):
     def _on_done(self, future: Any) -> None:
         self._inbox.put(("done", future))
 
-    def _on_started(self, event: tuple[float, Any]) -> None:
-        self._inbox.put(("started", event[1]))
+    def _on_event(self, event: tuple[float, Any]) -> None:
+        self._inbox.put(("event", event[1]))
 
     # --- the executor's thread -------------------------------------------------------------------
 
@@ -215,12 +230,13 @@ class DaskExecutor(Executor):
                 break
         outcomes: list[Outcome] = []
         done: list[Any] = []
+        printed: list[tuple[Task, str, str]] = []
         stop = False
         for kind, payload in notes:
             if kind == "done":
                 done.append(payload)
-            elif kind == "started":
-                self._started(payload)
+            elif kind == "event":
+                self._event(payload, printed)
             elif kind == "cancel":
                 outcomes.extend(self._cancel_consumer(payload))
             elif kind == "stop":
@@ -232,6 +248,8 @@ class DaskExecutor(Executor):
         if done:
             outcomes.extend(self._collect(done))
         outcomes.extend(self._check_timeouts())
+        if printed:  # before the outcomes: a step's last lines come before its result
+            deliver_output(printed)
         if outcomes:
             self._sink(outcomes)
         return not stop
@@ -258,9 +276,10 @@ class DaskExecutor(Executor):
             self._queue.clear()
         keys = [f"zart-{task.step_key}-{self._uid}-{task.task_id}" for task in batch]
         wires = [task.wire(True) for task in batch]
-        topics = [self._topic if task.timeout is not None else None for task in batch]
+        timed = [task.timeout is not None for task in batch]
         try:
-            futures = self.client.map(run_on_worker, wires, topics, key=keys, pure=False)
+            futures = self.client.map(run_on_worker, wires, [self._topic] * len(batch), timed, key=keys,
+                                      pure=False)
         except Exception as exc:
             logger.warning("zart: cannot submit steps to the Dask scheduler at %s: %r", self.address, exc)
             now = time.time()
@@ -274,12 +293,17 @@ class DaskExecutor(Executor):
         for future in futures:
             future.add_done_callback(self._on_done)
 
-    def _started(self, message: Any) -> None:
-        task_id, address, started = message
+    def _event(self, message: Any, printed: list[tuple[Task, str, str]]) -> None:
         with self._lock:
-            flight = self._flights.get(task_id)
-            if flight is None or flight.task.timeout is None:
-                return  # finished (or cancelled) before the note arrived
+            flight = self._flights.get(message[1])
+            if flight is None:
+                return  # finished (or cancelled) before the event arrived; the journal has its output
+            if message[0] == "output":
+                printed.append((flight.task, message[2], message[3]))
+                return
+            _, task_id, address, started = message
+            if flight.task.timeout is None:
+                return
             flight.task.started_at = started
             flight.task.worker = address
             # The driver's clock, not the worker's: the cluster's clocks may differ from ours. A
