@@ -31,6 +31,7 @@ SAMPLES = {
     zart.TaskError: ("exec-1", "ValueError: boom"),
     zart.WaitTimeout: ("steps still running",),
     zart.ExecutionTimeout: ("still running",),
+    zart.MonitorError: ("the engine went away",),
     zart.Cancelled: ("cancelled",),
 }
 

@@ -17,6 +17,7 @@ a warm pool of worker processes.
     zart.run(health_check, ["auth-api", "payments"])
 """
 import os
+import typing as _typing
 
 from ._api import (
     DurableScheduler,
@@ -28,6 +29,7 @@ from ._api import (
     wait,
 )
 from ._context import Context
+from ._control import cancel, delete
 from ._definitions import (
     DurableExecution,
     NamedCall,
@@ -49,6 +51,7 @@ from ._errors import (
     JournalError,
     JournalLocked,
     JournalSchemaTooNew,
+    MonitorError,
     NonDeterminism,
     NotInWorkflow,
     SerializationError,
@@ -76,22 +79,52 @@ from ._records import (
 )
 from ._runtime import shutdown_pool
 
+if _typing.TYPE_CHECKING:
+    from ._monitor.client import MonitorClient
+
 __version__ = "0.1.0"
 
 
-def journal(path: str | os.PathLike[str] | None = None) -> JournalReader:
-    """A typed reader of a journal file (default ``$ZART_JOURNAL`` or ``./.zart/journal.duckdb``).
+def journal(path: str | os.PathLike[str] | None = None, *, live: bool = True,
+            lock_timeout: float | None = None) -> JournalReader:
+    """A typed reader of a journal (default ``$ZART_JOURNAL`` or ``./.zart/journal.duckdb``).
+
+    When an engine of another process holds the journal, this is a :class:`MonitorClient` reading
+    through that engine (``live=False`` always reads the file). Otherwise it reads the file, taking it
+    only for a moment (``lock_timeout``: how long to wait for another process to release it).
 
     It never unpickles: ``list_executions``, ``execution_record``, ``list_steps``, ``list_attempts``,
-    ``list_runs``, ``stats``, ``list_definitions``. ``close()`` releases the file for other processes."""
+    ``list_runs``, ``stats``, ``list_definitions``. ``close()`` releases the file or the connection."""
+    from ._journal import Journal
     from ._journal.reader import FileJournalReader
-    from ._runtime import runtime
+    from ._runtime import default_journal_path
 
-    return FileJournalReader(runtime.journal(path))
+    target = path or default_journal_path()
+    if live:
+        from ._monitor.client import MonitorClient
+
+        client = MonitorClient.connect(target)
+        if client is not None:
+            return client
+    return FileJournalReader(Journal(target, lock_timeout=lock_timeout))
+
+
+def __getattr__(name: str) -> _typing.Any:
+    if name == "MonitorClient":  # sockets load only for a process that reads a live engine
+        from ._monitor.client import MonitorClient
+
+        return MonitorClient
+    raise AttributeError(f"module 'zart_nb' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | {"MonitorClient"})
+
 
 __all__ = [
     "__version__",
     "AttemptRecord",
+    "cancel",
     "Cancelled",
     "ConfigurationError",
     "context",
@@ -99,6 +132,7 @@ __all__ = [
     "DefinitionError",
     "DefinitionNotFound",
     "DefinitionRecord",
+    "delete",
     "DurableExecution",
     "DurableScheduler",
     "Event",
@@ -117,6 +151,8 @@ __all__ = [
     "JournalLocked",
     "JournalReader",
     "JournalSchemaTooNew",
+    "MonitorClient",
+    "MonitorError",
     "NamedCall",
     "NonDeterminism",
     "NotInWorkflow",
@@ -150,6 +186,8 @@ __all__ = [
 
 # Public names read as public in tracebacks and reprs: zart_nb.StepFailed, not zart_nb._errors.StepFailed.
 for _name in __all__:
+    if _name == "MonitorClient":
+        continue
     _value = globals()[_name]
     if isinstance(_value, type) or callable(_value) and getattr(_value, "__module__", "").startswith("zart_nb."):
         try:

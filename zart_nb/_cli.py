@@ -16,7 +16,7 @@ from ._records import ExecutionRecord, ExecutionStatus
 from ._runtime import DEFAULT_JOURNAL, runtime
 
 if TYPE_CHECKING:
-    from ._journal.reader import FileJournalReader
+    from ._reader import JournalReader
 
 
 # C0/C1 control characters (ESC starts terminal escape sequences) and the bidi overrides that reorder text.
@@ -66,10 +66,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _reader(args: argparse.Namespace) -> FileJournalReader:
-    from ._journal.reader import FileJournalReader
+def _reader(args: argparse.Namespace) -> JournalReader:
+    """The live engine's monitor when another process holds the journal, else the file for a moment."""
+    from . import journal
 
-    return FileJournalReader(runtime.journal(args.journal))
+    return journal(args.journal)
 
 
 def _journal_paths(args: argparse.Namespace) -> list[Path] | None:
@@ -130,8 +131,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    reader = _reader(args)
-    with runtime.journal(args.journal).hold():  # one open for the four reads
+    with _reader(args) as reader:
         record = reader.execution_record(args.execution_id)
         if record is None:
             raise ExecutionNotFound(args.execution_id, reader.location)
@@ -217,23 +217,24 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    journal = runtime.journal(args.journal)
-    with journal.hold():
-        status = journal.execution_status(args.execution_id)
-        if status is None:
-            raise ExecutionNotFound(args.execution_id, journal.path)
-        if status.finished:
-            print(f"execution {safe(repr(args.execution_id))} is already {status}")
-            return 0
-        journal.set_status(args.execution_id, ExecutionStatus.CANCELLED)
-    print(f"execution {safe(repr(args.execution_id))} cancelled (was {status})")
+    from ._control import cancel
+
+    was = cancel(args.execution_id, journal=args.journal)
+    if was.finished:
+        print(f"execution {safe(repr(args.execution_id))} is already {was.value}")
+    else:
+        print(f"execution {safe(repr(args.execution_id))} cancelled (was {was.value})")
     return 0
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
-    print("zart tui: the terminal monitor (zart-tui) is not part of this version yet; "
-          "use `zart ls` and `zart show ID`.", file=sys.stderr)
-    return 2
+    try:
+        from zart_tui.app import main as tui_main
+    except ImportError as exc:
+        print(f"zart tui: the terminal monitor needs textual ({exc}); install it with "
+              "`pip install 'zart_nb[tui]'`", file=sys.stderr)
+        return 2
+    return tui_main(["--journal", args.journal] if args.journal else [])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -270,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("execution_id")
     cancel.set_defaults(func=cmd_cancel)
 
-    tui = sub.add_parser("tui", parents=[common], help="terminal monitor (coming)")
+    tui = sub.add_parser("tui", parents=[common], help="terminal monitor (zart-tui)")
     tui.set_defaults(func=cmd_tui)
     return parser
 

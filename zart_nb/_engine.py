@@ -390,6 +390,7 @@ def execute(execution: Execution, workflow: WorkflowDef, data: Any, *, on_change
     runtime.enter(execution)
     try:
         with journal.hold():
+            runtime.serve(journal)
             _execute_held(execution, workflow, data, on_change, workers, executor)
     except BaseException as exc:
         if execution._error is None and not execution.done:

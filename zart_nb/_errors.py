@@ -21,7 +21,8 @@
      │    └── StepCancelled           the execution was cancelled or interrupted
      ├── TaskError                    the workflow body raised; the execution is failed
      ├── WaitTimeout                  zart.wait(timeout=) ran out (the steps keep running; a TimeoutError)
-     └── ExecutionTimeout             waiting for an execution took longer than asked (it keeps running)
+     ├── ExecutionTimeout             waiting for an execution took longer than asked (it keeps running)
+     └── MonitorError                 the monitor endpoint of a live engine refused, went away or replied badly
 
 Cancellation of a running workflow body is signalled with :class:`Cancelled`, a ``BaseException``, so a
 user's ``except Exception:`` cannot swallow it.
@@ -182,6 +183,10 @@ class WaitTimeout(ZartError, TimeoutError):
 
 class ExecutionTimeout(ZartError, TimeoutError):
     """Waiting for an execution's result timed out. The execution itself keeps running."""
+
+
+class MonitorError(ZartError):
+    """The monitor endpoint of a live engine refused the request, went away, or sent something invalid."""
 
 
 class Cancelled(BaseException):

@@ -150,6 +150,9 @@ class Runtime:
         self._live: dict[tuple[Hashable, str], Execution] = {}
         self._remote: dict[tuple[str, Any], Executor] = {}  # Dask executors, by address or client
         self._remote_lock = threading.Lock()  # held while connecting: not the runtime's lock
+        self._serving: dict[object, Callable[[], None]] = {}  # journal identity -> stop its server
+        self.monitor: Callable[[Journal], Callable[[], None] | None] | None = None
+        self._serve_lock = threading.Lock()
 
     # --- the executor ------------------------------------------------------------------------
 
@@ -268,6 +271,28 @@ class Runtime:
         """The process's one :class:`Journal` for ``path`` (default ``$ZART_JOURNAL`` or
         ``./.zart/journal.duckdb``)."""
         return Journal(path or default_journal_path())
+
+    def serve(self, journal: Journal) -> None:
+        """Serve the monitor endpoint of ``journal`` (held by this process's engine) until it is released.
+
+        ``$ZART_MONITOR=0`` turns it off. ``monitor`` (set by ``_control``) starts a server and returns
+        its stop function; a failure to serve is logged there, never raised into a run."""
+        if self.monitor is None or os.environ.get("ZART_MONITOR", "1") == "0":
+            return
+        with self._serve_lock:
+            if journal.identity in self._serving:
+                return
+            stop = self.monitor(journal)
+            if stop is None:
+                return
+            self._serving[journal.identity] = stop
+
+        def released() -> None:
+            with self._serve_lock:
+                self._serving.pop(journal.identity, None)
+            stop()
+
+        journal.on_release(released)
 
     def open_journals(self) -> list[Journal]:
         return Journal.instances()

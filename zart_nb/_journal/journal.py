@@ -160,6 +160,7 @@ class Journal:
         self._hold_lock = threading.RLock()
         self._holders = 0
         self._close_timer: threading.Timer | None = None
+        self._on_release: list[Callable[[], None]] = []
         self._sidelog = SideLog(self.path.with_name(self.path.name + ".steps.log"))
         # The side log and the rows not yet folded have their own lock, so recording a finished step
         # never waits for a fold (a DuckDB transaction) in progress.
@@ -222,10 +223,39 @@ class Journal:
         with self._hold_lock:
             self._close_locked()
 
+    def on_release(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, as this process next releases the file (the monitor stops serving)."""
+        with self._hold_lock:
+            self._on_release.append(callback)
+
+    @contextlib.contextmanager
+    def borrow(self) -> Iterator[duckdb.DuckDBPyConnection | None]:
+        """A cursor of its own on the open file, lent only while someone else holds it: None (and
+        nothing held) when the file is closed or idle. The monitor reads through this, so a client
+        never opens or keeps the file, nor waits for (or delays) a fold. Folded rows only: a step
+        finished in the last ``FOLD_INTERVAL`` may be missing (its event has it)."""
+        cursor = None
+        with self._hold_lock:
+            if self._holders > 0 and self._ready and self._conn is not None:
+                self._holders += 1
+                cursor = self._conn.cursor()
+        try:
+            yield cursor
+        finally:
+            if cursor is not None:
+                cursor.close()
+                self._release_hold()
+
     def _close_locked(self) -> None:
         if self._close_timer is not None:
             self._close_timer.cancel()
             self._close_timer = None
+        callbacks, self._on_release = self._on_release, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                logger.exception("zart: a release callback of %s failed", self.path)
         with self._lock, self._control_lock:
             if self._conn is None:
                 return
@@ -572,6 +602,21 @@ class Journal:
             conn.execute("BEGIN")
             try:
                 record_end(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                rollback(conn)
+                raise
+
+    @_held
+    def delete_execution(self, execution_id: str) -> None:
+        """Remove an execution with its runs, steps and attempts (pending rows are folded first)."""
+        with self._lock:
+            conn = self._ensure_open()
+            self._fold_locked()
+            conn.execute("BEGIN")
+            try:
+                for table in ("attempts", "steps", "runs", "executions"):
+                    conn.execute(f"DELETE FROM {table} WHERE execution_id = ?", [execution_id])
                 conn.execute("COMMIT")
             except BaseException:
                 rollback(conn)

@@ -2,6 +2,9 @@
 process's hold of it) and never unpickle."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
 from .._reader import JournalReader
 from .._records import (
     AttemptRecord,
@@ -13,6 +16,9 @@ from .._records import (
 )
 from . import queries
 from .journal import Journal
+
+if TYPE_CHECKING:
+    import duckdb
 
 
 class FileJournalReader(JournalReader):
@@ -60,3 +66,25 @@ class FileJournalReader(JournalReader):
     def close(self) -> None:
         """Release the file now (other processes may take it)."""
         self._journal.close()
+
+
+T = TypeVar("T")
+
+
+class _Cursor:
+    """Runs the same queries on one lent cursor (see ``Journal.borrow``), without folding first."""
+
+    def __init__(self, cursor: duckdb.DuckDBPyConnection, path: object) -> None:
+        self._cursor = cursor
+        self.path = path
+
+    def query(self, read: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return read(self._cursor, *args, **kwargs)
+
+    def close(self) -> None:
+        pass
+
+
+def cursor_reader(cursor: duckdb.DuckDBPyConnection, path: object) -> JournalReader:
+    """A :class:`JournalReader` over a cursor the monitor borrowed from the engine's open journal."""
+    return FileJournalReader(_Cursor(cursor, path))  # type: ignore[arg-type]

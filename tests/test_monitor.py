@@ -1,0 +1,193 @@
+"""The monitor endpoint served by an engine in this process: reads, events, control, and its security."""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+from multiprocessing import AuthenticationError
+from multiprocessing.connection import Client
+
+import pytest
+from conftest import wait_until
+from steps_lib import flaky, wait_for_file
+
+import zart_nb as zart
+from zart_nb._monitor import endpoint as endpoint_file
+from zart_nb._monitor.client import MonitorClient
+from zart_nb._monitor.protocol import (
+    MAX_REQUEST_BYTES,
+    MessageType,
+    ProtocolError,
+    Request,
+    Response,
+    record_from_json,
+    record_to_json,
+)
+
+
+@zart.workflow("hold-open")
+def hold_open(path: str) -> str:
+    """Holds the journal without a worker (a step blocking a worker would hold up tasks queued to it)."""
+    deadline = time.monotonic() + 60
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return "released"
+
+
+@zart.workflow("hold-with-step")
+def hold_with_step(path: str) -> str:
+    return wait_for_file(path)
+
+
+@zart.workflow("flaky-flow")
+def flaky_flow(data: dict) -> list[int]:
+    return zart.wait([zart.schedule(flaky, x, data["marker"]) for x in data["xs"]])
+
+
+@pytest.fixture
+def served(tmp_path, journal):
+    """An engine in this process holding ``journal`` (a step waits for ``release``): its endpoint."""
+    release = tmp_path / "release"
+    holder = zart.start(hold_open, str(release), execution_id="holder", journal=journal)
+    found = wait_until(lambda: endpoint_file.read(journal), what="the endpoint file")
+    with MonitorClient(found) as client:
+        wait_until(lambda: client.execution_record("holder"), what="the holder's run to begin")
+    yield found
+    release.touch()
+    holder.result(timeout=60)
+
+
+def test_endpoint_file_and_socket_are_owner_only_and_removed_on_release(tmp_path, journal):
+    release = tmp_path / "release"
+    holder = zart.start(hold_open, str(release), execution_id="holder", journal=journal)
+    found = wait_until(lambda: endpoint_file.read(journal), what="the endpoint file")
+    assert found.pid == os.getpid() and found.is_live()
+    assert stat.S_IMODE(endpoint_file.endpoint_path(journal).stat().st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(found.address).st_mode) & 0o077 == 0
+    assert stat.S_IMODE(os.stat(os.path.dirname(found.address)).st_mode) == 0o700
+    release.touch()
+    assert holder.result(timeout=60) == "released"
+    zart.journal(journal, live=False).close()  # release now rather than after the grace
+    wait_until(lambda: not endpoint_file.endpoint_path(journal).exists(), what="the endpoint file removed")
+    assert not os.path.exists(found.address)
+
+
+def test_client_reads_the_same_records_as_the_file(tmp_path, journal, served):
+    marker = tmp_path / "marker"
+    marker.touch()
+    with pytest.raises(zart.StepFailed):
+        zart.run(flaky_flow, {"xs": [1, 3], "marker": str(marker)}, execution_id="flaky", journal=journal)
+    local = zart.journal(journal, live=False)
+    client = MonitorClient(served)
+    try:
+        # The monitor reads folded rows on a cursor of its own: the steps appear within a fold interval.
+        wait_until(lambda: len(client.list_steps("flaky")) == 2, what="the steps folded")
+        executions = {r.execution_id: r for r in client.list_executions()}
+        assert executions["flaky"].status is zart.ExecutionStatus.FAILED
+        assert executions["holder"].status is zart.ExecutionStatus.RUNNING
+        assert [r.execution_id for r in client.list_executions("failed")] == ["flaky"]
+        assert [r.execution_id for r in client.list_executions(search="HOLD")] == ["holder"]
+        assert client.stats() == {zart.ExecutionStatus.FAILED: 1, zart.ExecutionStatus.RUNNING: 1}
+        steps = client.list_steps("flaky")
+        assert [(s.step_key, s.status) for s in steps] == [("flaky#0", zart.StepStatus.COMPLETED),
+                                                           ("flaky#1", zart.StepStatus.FAILED)]
+        assert "marker present" in steps[1].traceback
+        assert client.list_steps("flaky", offset=1, limit=1)[0].step_key == "flaky#1"
+        assert client.list_steps("flaky") == local.list_steps("flaky")
+        assert client.execution_record("flaky") == local.execution_record("flaky")
+        assert client.list_runs("flaky") == local.list_runs("flaky")
+        assert client.list_attempts("flaky") == local.list_attempts("flaky")
+        assert {d.name for d in client.list_definitions()} >= {"flaky", "flaky-flow"}
+        assert client.execution_record("nope") is None
+
+        marker.unlink()  # the step succeeds from now on: retry it through the engine
+        client.retry("flaky", "flaky#1")
+        wait_until(lambda: client.execution_record("flaky").status is zart.ExecutionStatus.COMPLETED,
+                   what="the retried execution to complete")
+        assert [r.run_number for r in client.list_runs("flaky")] == [1, 2]
+        with pytest.raises(zart.DefinitionError, match="running"):
+            client.delete("holder")
+        client.delete("flaky")
+        assert client.execution_record("flaky") is None
+        with pytest.raises(zart.ExecutionNotFound):
+            client.cancel("nope")
+    finally:
+        client.close()
+
+
+def test_subscribe_streams_coalesced_events_and_cancel_stops_the_execution(tmp_path, journal, served):
+    client = MonitorClient(served)
+    seen: list[zart.Event] = []
+    subscription = client.subscribe(lambda events, resync: seen.extend(events))
+    try:
+        gate = tmp_path / "gate"
+        execution = zart.start(hold_with_step, str(gate), execution_id="second", journal=journal)
+        wait_until(lambda: any(e.execution_id == "second" and e.step_key == "wait-for-file#0" for e in seen),
+                   what="the scheduled step's event")
+        assert client.cancel("second") is zart.ExecutionStatus.RUNNING
+        assert execution.status is zart.ExecutionStatus.CANCELLED
+        wait_until(lambda: any(isinstance(e, zart.ExecutionEvent) and e.execution_id == "second"
+                               and e.status is zart.ExecutionStatus.CANCELLED for e in seen),
+                   what="the cancelled event")
+        assert client.execution_record("second").status is zart.ExecutionStatus.CANCELLED
+    finally:
+        subscription.close()
+        client.close()
+
+
+def test_a_wrong_key_is_refused(served):
+    with pytest.raises(AuthenticationError):
+        Client(served.address, family="AF_UNIX", authkey=b"not the key")
+    with MonitorClient(served) as client:  # and the server still serves
+        assert client.request(MessageType.PING)["pid"] == os.getpid()
+
+
+def test_malformed_and_huge_messages_get_error_replies(served):
+    conn = Client(served.address, family="AF_UNIX", authkey=served.authkey)
+    try:
+        for bad in (b"\xff\xfe not json", b"[1, 2]", b'{"id": 1, "type": "drop_tables"}',
+                    b'{"id": 2, "type": "list_steps", "args": {}}',
+                    b'{"id": 3, "type": "list_executions", "args": {"limit": "ten"}}'):
+            conn.send_bytes(bad)
+            reply = Response.from_json(conn.recv_bytes())
+            assert reply.ok is False and reply.error_type == "ProtocolError", bad
+        try:  # the server answers after the length header and closes: the rest may not be sent
+            conn.send_bytes(b"x" * (MAX_REQUEST_BYTES + 1))
+        except BrokenPipeError:
+            pass
+        reply = Response.from_json(conn.recv_bytes())
+        assert reply.ok is False and "longer than" in reply.error
+    finally:
+        conn.close()
+    with MonitorClient(served) as client:  # the engine keeps serving
+        assert client.execution_record("holder").status is zart.ExecutionStatus.RUNNING
+
+
+def test_stale_endpoint_files_are_ignored_and_removed(tmp_path):
+    journal = tmp_path / "j.duckdb"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    endpoint_file.endpoint_path(journal).write_text(json.dumps(
+        {"address": "/nonexistent", "pid": int(dead.stdout), "started": None, "key": "00", "journal": ""}))
+    assert endpoint_file.find_live(journal) is None
+    assert not endpoint_file.endpoint_path(journal).exists()
+    # A live pid whose start time differs: the pid was reused by another program.
+    endpoint_file.endpoint_path(journal).write_text(json.dumps(
+        {"address": "/nonexistent", "pid": os.getppid(), "started": "1", "key": "00", "journal": ""}))
+    assert endpoint_file.find_live(journal) is None
+    assert MonitorClient.connect(journal) is None
+
+
+def test_protocol_round_trips_records_and_refuses_bad_ones(journal):
+    zart.run(flaky_flow, {"xs": [1], "marker": "/nonexistent"}, execution_id="ok", journal=journal)
+    reader = zart.journal(journal, live=False)
+    for record in [reader.execution_record("ok"), *reader.list_steps("ok"), *reader.list_runs("ok")]:
+        wire = json.loads(json.dumps(record_to_json(record)))
+        assert record_from_json(type(record), wire) == record
+    with pytest.raises(ProtocolError):
+        record_from_json(type(reader.execution_record("ok")), {"execution_id": "x"})
+    with pytest.raises(ProtocolError):
+        Request.from_json(b'{"id": true, "type": "ping"}')

@@ -1,0 +1,186 @@
+"""Control of executions for the CLI, the monitor and the TUI: cancel, retry a failed step, resume, delete.
+
+``cancel``/``delete`` go through the live engine's monitor endpoint when another process holds the
+journal (so a cancel really stops that engine's steps), and act on the file in this process otherwise.
+:class:`EngineControl` is what the monitor server of an engine does on request.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from . import _serialization as ser
+from ._errors import Cancelled, DefinitionError, ExecutionNotFound, ZartError
+from ._handles import Execution
+from ._journal import Journal
+from ._monitor.control import Control
+from ._records import ExecutionStatus, StepStatus
+from ._runtime import runtime
+
+if TYPE_CHECKING:
+    from ._reader import JournalReader
+
+logger = logging.getLogger("zart_nb")
+
+CANCEL_WAIT = 30.0
+
+
+def cancel_here(journal: Journal, execution_id: str) -> ExecutionStatus:
+    """Cancel in this process: stop the live execution (its steps' workers killed and the status
+    journaled as ``cancelled``) or mark an unfinished journaled one cancelled. Returns the status it had."""
+    live = runtime.live_execution(journal, execution_id)
+    if live is not None and not live.done:
+        was = live.status
+        live.cancel()
+        try:
+            live.result(timeout=CANCEL_WAIT)
+        except (ZartError, Cancelled, Exception):
+            pass
+        return was
+    status = journal.execution_status(execution_id)
+    if status is None:
+        raise ExecutionNotFound(execution_id, journal.path)
+    if not status.finished:
+        journal.set_status(execution_id, ExecutionStatus.CANCELLED)
+    return status
+
+
+def delete_here(journal: Journal, execution_id: str) -> None:
+    """Delete a finished (or interrupted) execution from the journal; a running one is refused."""
+    live = runtime.live_execution(journal, execution_id)
+    status = journal.execution_status(execution_id)
+    if status is None:
+        raise ExecutionNotFound(execution_id, journal.path)
+    if (live is not None and not live.done) or status in (ExecutionStatus.RUNNING, ExecutionStatus.PENDING):
+        raise DefinitionError(f"execution {execution_id!r} is {status.value}; cancel it before deleting it")
+    journal.delete_execution(execution_id)
+
+
+def resume_here(journal: Journal, execution_id: str, *, workers: int | None = None,
+                background: bool = False) -> Execution:
+    """Run the next run of a journaled execution from its journaled definition, in this process."""
+    from ._definitions import as_workflow
+    from ._engine import execute
+
+    live = runtime.live_execution(journal, execution_id)
+    if live is not None and not live.done:
+        raise DefinitionError(f"execution {execution_id!r} is already running")
+    stored = journal.pickled_execution(execution_id)
+    if stored is None:
+        raise ExecutionNotFound(execution_id, journal.path)
+    if stored.status == ExecutionStatus.COMPLETED.value:
+        raise DefinitionError(f"execution {execution_id!r} is already completed; nothing to resume")
+    _, _, blob = journal.pickled_definition(stored.def_id)
+    workflow = as_workflow(ser.loads(blob), stored.workflow)
+    data = ser.loads(stored.input)
+    execution = Execution(execution_id, journal)
+    if not background:
+        execute(execution, workflow, data, workers=workers)
+        return execution
+
+    def run() -> None:
+        try:
+            execute(execution, workflow, data, workers=workers)
+        except BaseException as exc:  # the outcome is journaled; nobody waits on this thread
+            logger.info("zart: resumed execution %r ended: %s", execution_id, exc)
+
+    threading.Thread(target=run, name=f"zart-resume-{execution_id}", daemon=True).start()
+    return execution
+
+
+def retry_here(journal: Journal, execution_id: str, step_key: str) -> Execution:
+    """Run a failed (or cancelled) step again by resuming its execution; completed steps are reused."""
+    from ._journal.reader import FileJournalReader
+
+    steps = [s for s in FileJournalReader(journal).list_steps(execution_id) if s.step_key == step_key]
+    if not steps:
+        if journal.execution_status(execution_id) is None:
+            raise ExecutionNotFound(execution_id, journal.path)
+        raise DefinitionError(f"execution {execution_id!r} has no step {step_key!r}")
+    if steps[-1].status not in (StepStatus.FAILED, StepStatus.CANCELLED):
+        raise DefinitionError(f"step {step_key!r} of {execution_id!r} is {steps[-1].status.value}; "
+                              "only a failed or cancelled step can be retried")
+    return resume_here(journal, execution_id, background=True)
+
+
+class EngineControl(Control):
+    """The monitor server's control actions, run in the engine's process."""
+
+    def __init__(self, journal: Journal) -> None:
+        self._journal = journal
+
+    def cancel(self, execution_id: str) -> dict[str, Any]:
+        return {"was": cancel_here(self._journal, execution_id).value}
+
+    def retry(self, execution_id: str, step_key: str) -> dict[str, Any]:
+        retry_here(self._journal, execution_id, step_key)
+        return {"started": True}
+
+    def resume(self, execution_id: str) -> dict[str, Any]:
+        resume_here(self._journal, execution_id, background=True)
+        return {"started": True}
+
+    def delete(self, execution_id: str) -> dict[str, Any]:
+        delete_here(self._journal, execution_id)
+        return {"deleted": True}
+
+
+def cancel(execution_id: str, *, journal: str | os.PathLike[str] | None = None) -> ExecutionStatus:
+    """Cancel an execution; returns the status it had.
+
+    When another process's engine runs it, the request goes through that engine's monitor endpoint: its
+    steps' workers are killed and it ends ``cancelled``. Otherwise an unfinished journaled execution is
+    marked cancelled (a finished one is left as it is)."""
+    from ._monitor.client import MonitorClient
+    from ._runtime import default_journal_path
+
+    path = journal or default_journal_path()
+    client = MonitorClient.connect(path)
+    if client is not None:
+        with client:
+            return client.cancel(execution_id)
+    return cancel_here(runtime.journal(path), execution_id)
+
+
+def delete(execution_id: str, *, journal: str | os.PathLike[str] | None = None) -> None:
+    """Remove a finished execution (its runs, steps and attempts) from the journal; a running one is
+    refused with ``DefinitionError``."""
+    from ._monitor.client import MonitorClient
+    from ._runtime import default_journal_path
+
+    path = journal or default_journal_path()
+    client = MonitorClient.connect(path)
+    if client is not None:
+        with client:
+            client.delete(execution_id)
+            return
+    delete_here(runtime.journal(path), execution_id)
+
+
+def _start_monitor(journal: Journal) -> Callable[[], None] | None:
+    """Start the monitor server of ``journal`` (the runtime calls this as an engine takes hold of it)."""
+    from ._events import events
+    from ._journal.reader import cursor_reader
+    from ._monitor.server import MonitorServer
+
+    def live_ids() -> list[str]:
+        return [e.execution_id for e in runtime.live_executions() if e.journal is journal]
+
+    @contextmanager
+    def lend() -> Iterator[JournalReader | None]:
+        with journal.borrow() as cursor:
+            yield None if cursor is None else cursor_reader(cursor, journal.path)
+
+    try:
+        server = MonitorServer(journal.path, EngineControl(journal), lend=lend, bus=events, live_ids=live_ids)
+    except OSError as exc:
+        logger.warning("zart: cannot serve the monitor of %s: %s", journal.path, exc)
+        return None
+    return server.stop
+
+
+runtime.monitor = _start_monitor

@@ -1,0 +1,270 @@
+"""The monitor client: a :class:`JournalReader` of a journal a live engine holds, plus its event stream and
+control actions. Everything it receives is JSON; nothing is unpickled."""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+import threading
+from collections.abc import Callable
+from multiprocessing import AuthenticationError
+from multiprocessing.connection import Client, Connection
+from pathlib import Path
+from typing import Any
+
+from .._errors import (
+    ConfigurationError,
+    DefinitionError,
+    DefinitionNotFound,
+    ExecutionNotFound,
+    MonitorError,
+    NonDeterminism,
+)
+from .._events import Event
+from .._reader import JournalReader
+from .._records import (
+    AttemptRecord,
+    DefinitionRecord,
+    ExecutionRecord,
+    ExecutionStatus,
+    RunRecord,
+    StepRecord,
+)
+from . import endpoint as endpoint_file
+from .endpoint import Endpoint
+from .protocol import (
+    MAX_RESPONSE_BYTES,
+    EventBatch,
+    MessageType,
+    ProtocolError,
+    Request,
+    Response,
+    event_from_json,
+    record_from_json,
+)
+
+logger = logging.getLogger("zart_nb")
+
+_ERRORS: dict[str, type[Exception]] = {
+    cls.__name__: cls for cls in (ConfigurationError, DefinitionError, DefinitionNotFound, NonDeterminism,
+                                  ProtocolError, MonitorError)}
+
+
+def _connect(endpoint: Endpoint) -> Connection:
+    try:
+        return Client(endpoint.address, family="AF_UNIX", authkey=endpoint.authkey)
+    except AuthenticationError as exc:
+        raise MonitorError(f"the monitor of {endpoint.journal} refused the key: {exc}") from None
+    except (OSError, EOFError) as exc:
+        raise MonitorError(f"cannot reach the monitor of {endpoint.journal} (pid {endpoint.pid}): {exc}") \
+            from None
+
+
+class Subscription:
+    """A running event stream; :meth:`close` ends it. ``on_lost`` is called once if the engine goes away."""
+
+    def __init__(self, conn: Connection, on_events: Callable[[list[Event], bool], None],
+                 on_lost: Callable[[str], None] | None) -> None:
+        self._conn = conn
+        self._on_events = on_events
+        self._on_lost = on_lost
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="zart-monitor-events", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        reason = "the engine released the journal"
+        try:
+            while not self._closed.is_set():
+                if not self._conn.poll(0.2):
+                    continue
+                batch = EventBatch.from_json(self._conn.recv_bytes(MAX_RESPONSE_BYTES))
+                events = []
+                for value in batch.events:
+                    with contextlib.suppress(ProtocolError):
+                        events.append(event_from_json(value))
+                self._on_events(events, batch.resync)
+        except (EOFError, OSError, ProtocolError) as exc:
+            if not isinstance(exc, EOFError):
+                reason = f"the event stream broke: {exc}"
+        except Exception:
+            logger.exception("zart: an event subscriber failed")
+            reason = "an event subscriber failed"
+        finally:
+            if not self._closed.is_set() and self._on_lost is not None:
+                self._on_lost(reason)
+            self._closed.set()
+            with contextlib.suppress(OSError):
+                self._conn.close()
+
+    @property
+    def active(self) -> bool:
+        return not self._closed.is_set()
+
+    def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        with contextlib.suppress(OSError, ValueError):
+            self._conn.send_bytes(b"{}")  # tells the server to end the stream
+        self._thread.join(timeout=2)
+
+
+class MonitorClient(JournalReader):
+    """Reads (and controls) a journal through the live engine that holds it.
+
+    ``MonitorClient.connect(path)`` returns one when a live engine of another process serves the journal,
+    else None. Calls raise :class:`MonitorError` when the engine goes away (read the file then)."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self._conn: Connection | None = _connect(endpoint)
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._subscriptions: list[Subscription] = []
+
+    @classmethod
+    def connect(cls, journal: str | os.PathLike[str]) -> MonitorClient | None:
+        endpoint = endpoint_file.find_live(journal)
+        if endpoint is None:
+            return None
+        try:
+            return cls(endpoint)
+        except MonitorError:
+            return None  # it stopped between reading the file and connecting
+
+    def __repr__(self) -> str:
+        return f"<MonitorClient {self.location} pid={self.endpoint.pid}>"
+
+    @property
+    def location(self) -> str:
+        return self.endpoint.journal
+
+    @property
+    def path(self) -> str:
+        return self.endpoint.journal
+
+    @property
+    def pid(self) -> int:
+        return self.endpoint.pid
+
+    def request(self, kind: MessageType, **args: Any) -> Any:
+        """One request and its reply's result; a failure reply raises the matching ``ZartError``."""
+        with self._lock:
+            if self._conn is None:
+                raise MonitorError(f"the monitor client of {self.location} is closed")
+            request = Request(next(self._ids), kind, {k: v for k, v in args.items() if v is not None})
+            try:
+                self._conn.send_bytes(request.to_json())
+                response = Response.from_json(self._conn.recv_bytes(MAX_RESPONSE_BYTES))
+            except (EOFError, OSError) as exc:
+                self._conn.close()
+                self._conn = None
+                raise MonitorError(f"the engine serving {self.location} went away ({exc or 'closed'})") \
+                    from None
+        if response.ok:
+            return response.result
+        error_type, message = response.error_type or "MonitorError", response.error or ""
+        if error_type == "ExecutionNotFound":
+            raise ExecutionNotFound(str(args.get("execution_id", "")), self.location)
+        cls = _ERRORS.get(error_type)
+        if cls is not None:
+            raise cls(message)
+        raise MonitorError(f"{error_type}: {message}")
+
+    # --- JournalReader ---------------------------------------------------------------------------
+
+    def list_executions(self, status: ExecutionStatus | str | None = None, *, search: str | None = None,
+                        limit: int = 200, offset: int = 0) -> list[ExecutionRecord]:
+        rows = self.request(MessageType.LIST_EXECUTIONS, status=None if status is None else str(status),
+                            search=search, limit=limit, offset=offset)
+        return [record_from_json(ExecutionRecord, row) for row in _list(rows)]
+
+    def execution_record(self, execution_id: str) -> ExecutionRecord | None:
+        row = self.request(MessageType.EXECUTION, execution_id=execution_id)
+        return None if row is None else record_from_json(ExecutionRecord, row)
+
+    def list_steps(self, execution_id: str, *, current_only: bool = True, offset: int = 0,
+                   limit: int | None = None) -> list[StepRecord]:
+        rows = self.request(MessageType.LIST_STEPS, execution_id=execution_id, current_only=current_only,
+                            offset=offset, limit=limit)
+        return [record_from_json(StepRecord, row) for row in _list(rows)]
+
+    def list_attempts(self, execution_id: str, step_key: str | None = None) -> list[AttemptRecord]:
+        rows = self.request(MessageType.LIST_ATTEMPTS, execution_id=execution_id, step_key=step_key)
+        return [record_from_json(AttemptRecord, row) for row in _list(rows)]
+
+    def list_runs(self, execution_id: str) -> list[RunRecord]:
+        rows = self.request(MessageType.LIST_RUNS, execution_id=execution_id)
+        return [record_from_json(RunRecord, row) for row in _list(rows)]
+
+    def stats(self) -> dict[ExecutionStatus, int]:
+        value = self.request(MessageType.STATS)
+        if not isinstance(value, dict):
+            raise ProtocolError("stats must be a JSON object")
+        try:
+            return {ExecutionStatus(k): int(v) for k, v in value.items()}
+        except (TypeError, ValueError) as exc:
+            raise ProtocolError(f"stats do not fit: {exc}") from None
+
+    def list_definitions(self) -> list[DefinitionRecord]:
+        return [record_from_json(DefinitionRecord, row) for row in _list(self.request(MessageType.LIST_DEFINITIONS))]
+
+    # --- events and control ----------------------------------------------------------------------
+
+    def subscribe(self, on_events: Callable[[list[Event], bool], None],
+                  on_lost: Callable[[str], None] | None = None) -> Subscription:
+        """Call ``on_events(events, resync)`` (on a background thread) with the engine's events for this
+        journal, coalesced (the latest per step, at most ~10 batches a second). ``resync`` says some
+        were dropped: read the journal again."""
+        conn = _connect(self.endpoint)
+        try:
+            conn.send_bytes(Request(0, MessageType.SUBSCRIBE).to_json())
+            response = Response.from_json(conn.recv_bytes(MAX_RESPONSE_BYTES))
+        except (EOFError, OSError) as exc:
+            conn.close()
+            raise MonitorError(f"the engine serving {self.location} went away ({exc or 'closed'})") from None
+        if not response.ok:
+            conn.close()
+            raise MonitorError(f"subscribe refused: {response.error}")
+        subscription = Subscription(conn, on_events, on_lost)
+        self._subscriptions.append(subscription)
+        return subscription
+
+    def cancel(self, execution_id: str) -> ExecutionStatus:
+        """Stop the execution in the engine (its running steps' workers are killed); returns the
+        status it had."""
+        return ExecutionStatus(self.request(MessageType.CANCEL, execution_id=execution_id)["was"])
+
+    def retry(self, execution_id: str, step_key: str) -> None:
+        """Run a failed step again: the engine resumes its execution (completed steps are reused)."""
+        self.request(MessageType.RETRY, execution_id=execution_id, step_key=step_key)
+
+    def resume(self, execution_id: str) -> None:
+        """Start the next run of an unfinished execution in the engine (it runs in the background)."""
+        self.request(MessageType.RESUME, execution_id=execution_id)
+
+    def delete(self, execution_id: str) -> None:
+        """Remove a finished execution from the journal."""
+        self.request(MessageType.DELETE, execution_id=execution_id)
+
+    def close(self) -> None:
+        for subscription in self._subscriptions:
+            subscription.close()
+        self._subscriptions = []
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+def _list(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise ProtocolError("expected a JSON list")
+    return value
+
+
+def monitor(journal: str | os.PathLike[str]) -> MonitorClient | None:
+    """A client of the live engine (another process) serving ``journal``, or None."""
+    return MonitorClient.connect(Path(journal))

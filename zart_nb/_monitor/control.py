@@ -1,0 +1,26 @@
+"""What the monitor's control requests do: an interface the runtime implements (no sockets here, so the
+engine side can import it cheaply)."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+
+class Control(ABC):
+    """What the monitor's control requests do in the serving process (injected by the runtime)."""
+
+    @abstractmethod
+    def cancel(self, execution_id: str) -> dict[str, Any]:
+        """Stop a running execution (its workers killed) or mark an unfinished one cancelled."""
+
+    @abstractmethod
+    def retry(self, execution_id: str, step_key: str) -> dict[str, Any]:
+        """Run a failed step again (by resuming its execution: completed steps are reused)."""
+
+    @abstractmethod
+    def resume(self, execution_id: str) -> dict[str, Any]:
+        """Start the next run of an unfinished execution in the background."""
+
+    @abstractmethod
+    def delete(self, execution_id: str) -> dict[str, Any]:
+        """Remove a finished execution from the journal."""
