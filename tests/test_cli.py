@@ -99,3 +99,29 @@ def test_the_installed_zart_command_runs_the_demo(tmp_path):
                           text=True, timeout=120, cwd=tmp_path, env={**os.environ, "ZART_JOURNAL": ""})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == SEED_OUTPUT
+
+
+def test_ls_and_show_escape_control_characters(tmp_path, journal):
+    import zart_nb as zart
+
+    @zart.step
+    def hostile(x):
+        raise ValueError("\x1b[2J\x1b]0;pwned\x07 cleared")
+
+    @zart.workflow
+    def flow(x):
+        return zart.wait([zart.schedule(hostile, x)])
+
+    evil_id = "id\x1b[31m-red\u202e"
+    try:
+        zart.run(flow, 1, execution_id=evil_id, journal=journal, workers=1)
+    except zart.StepError:
+        pass
+    zart.journal(journal).close()
+    listed = zart_cli("--journal", str(journal), "ls", cwd=tmp_path)
+    shown = zart_cli("--journal", str(journal), "show", evil_id, "--traceback", cwd=tmp_path)
+    for proc in (listed, shown):
+        assert proc.returncode == 0, proc.stderr
+        assert "\x1b" not in proc.stdout and "\x07" not in proc.stdout and "\u202e" not in proc.stdout
+        assert "\\x1b[31m-red\\u202e" in proc.stdout
+    assert "\\x1b[2J\\x1b]0;pwned\\x07 cleared" in shown.stdout

@@ -3,15 +3,18 @@ owner-only, and marking the executions a dead process left running.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import math
 import os
 import re
+import stat
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .._errors import ConfigurationError, JournalCorrupt, JournalLocked
+from .._errors import ConfigurationError, JournalCorrupt, JournalError, JournalLocked
 
 if TYPE_CHECKING:
     import duckdb  # imported when a journal opens: worker processes never load DuckDB
@@ -66,10 +69,67 @@ def _owner_from(message: str) -> str:
     return f"process {match.group(1)}" if match else "another process"
 
 
+def _refuse(path: Path, message: str) -> JournalError:
+    return JournalError(path, message)
+
+
+def _who(uid: int) -> str:
+    try:
+        import pwd
+
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+
+
+def check_location(given: Path, path: Path) -> None:
+    """Refuse, as ssh does, a journal that someone else could have planted or could change: its folder
+    or files not owned by this user (or root), or writable by group or others. ``given`` is the path
+    as the user wrote it, ``path`` the resolved one. A dangling symlink is refused, not followed."""
+    if given.is_symlink() and not given.exists():
+        raise _refuse(given, f"the journal path is a symlink to {os.readlink(given)!r}, which does not "
+                             "exist; zart does not follow it to create a file there. Remove the link or "
+                             "point it at an existing journal")
+    if path.is_dir():
+        raise _refuse(path, "the journal path is a directory, not a journal file; pass a file path, "
+                            f"e.g. {path / 'journal.duckdb'}")
+    me = os.getuid()
+    try:
+        folder = path.parent.stat()
+    except FileNotFoundError:
+        return  # created by us, owner-only
+    if folder.st_uid not in (me, 0):
+        raise _refuse(path, f"the journal's folder {path.parent} belongs to {_who(folder.st_uid)}, not to "
+                            "you: whoever owns it could plant a journal or side log there. Use a folder "
+                            "of your own (e.g. ./.zart)")
+    if folder.st_mode & 0o022 and not folder.st_mode & stat.S_ISVTX:
+        raise _refuse(path, f"the journal's folder {path.parent} is writable by others (mode "
+                            f"{stat.S_IMODE(folder.st_mode):o}): anyone could plant a side log there. "
+                            f"Run `chmod go-w {path.parent}` or use a folder of your own")
+    for name in (path.name, path.name + ".wal", path.name + ".steps.log"):
+        try:
+            info = os.lstat(path.with_name(name))
+        except FileNotFoundError:
+            continue
+        member = path.with_name(name)
+        if stat.S_ISLNK(info.st_mode) and name != path.name:
+            raise _refuse(path, f"{member} is a symlink; zart writes it and will not follow a link. "
+                                "Remove it")
+        if info.st_uid not in (me, 0):
+            raise _refuse(path, f"{member} belongs to {_who(info.st_uid)}, not to you; zart reads only "
+                                "journal files of your own. Copy the journal if you need to read it")
+        if info.st_mode & 0o022:
+            raise _refuse(path, f"{member} is writable by others (mode {stat.S_IMODE(info.st_mode):o}); "
+                                f"run `chmod 600 {member}`")
+
+
 def check_magic(path: Path) -> None:
     """Refuse a file that is not a DuckDB database, before DuckDB sees it (it is left untouched)."""
-    with open(path, "rb") as handle:
-        head = handle.read(12)
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(12)
+    except PermissionError as exc:
+        raise _refuse(path, f"you may not read the journal file ({exc.strerror})") from None
     if len(head) == 0:
         raise JournalCorrupt(path, "the file is empty, not a DuckDB database; it was left untouched")
     if head[8:12] != b"DUCK":
@@ -77,44 +137,204 @@ def check_magic(path: Path) -> None:
                                    "it was left untouched")
 
 
-def connect(path: Path, lock_timeout: float) -> tuple[duckdb.DuckDBPyConnection, bool]:
-    """Open (or create) the database read-write, waiting up to ``lock_timeout`` seconds for another
-    process to release it. Returns ``(connection, created)``.
+# --- creation ------------------------------------------------------------------------------------
+# DuckDB needs ~40-90 us to write a new file's headers; a process killed then leaves a 0, 4096 or 8192
+# byte file no one can open. So a creator first claims ``<journal>.creating`` (O_EXCL, holding its
+# pid): a second creator waits for it like for any holder, and a marker whose process is dead says
+# the file beside it was never finished and may be started over.
 
-    The file is opened once: its contents are checked by the caller before anything is written."""
+
+def _marker(path: Path) -> Path:
+    return path.with_name(path.name + ".creating")
+
+
+def _creator(marker: Path) -> int | None:
+    """The pid in a creation marker (``None`` if there is no marker); 0 for an unreadable one."""
+    try:
+        text = marker.read_text()
+        age = time.time() - marker.stat().st_mtime
+    except FileNotFoundError:
+        return None
+    try:
+        host, pid = text.split(":")
+        if host == os.uname().nodename:
+            return int(pid)
+        return int(pid) if age < 60 else 0
+    except ValueError:
+        return -1 if age < 2 else 0  # being written right now, or abandoned half-written
+
+
+def _claim_creation(marker: Path) -> bool:
+    try:
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return False
+    try:
+        os.write(fd, f"{os.uname().nodename}:{os.getpid()}".encode())
+    finally:
+        os.close(fd)
+    return True
+
+
+def finish_creation(path: Path) -> None:
+    """The new journal is initialised: release the creation marker."""
+    try:
+        _marker(path).unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _opens(path: Path) -> bool:
     import duckdb
 
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    existed = path.exists()
-    if existed:
+    try:
         check_magic(path)
+        duckdb.connect(str(path), read_only=True).close()
+    except (JournalError, duckdb.Error):
+        return False
+    return True
+
+
+def _start_over(path: Path, marker: Path) -> None:
+    """A creator died: claim its marker, and remove a file that never became a database."""
+    claimed = marker.with_name(f"{marker.name}.{os.getpid()}")
+    try:
+        os.rename(marker, claimed)  # only one process wins
+    except FileNotFoundError:
+        return
+    try:
+        if path.exists() and not _opens(path):
+            logger.warning("zart: %s was left unfinished by a process killed while creating it; "
+                           "creating it again", path)
+            for leftover in (path, path.with_name(path.name + ".wal")):
+                with contextlib.suppress(FileNotFoundError):
+                    leftover.unlink()
+    finally:
+        claimed.unlink()
+
+
+def os_error(path: Path, exc: OSError, doing: str) -> JournalError:
+    if exc.errno == errno.EROFS:
+        return _refuse(path, f"cannot {doing}: the journal is on a read-only file system. `zart ls` and "
+                             "`zart show` can read it; to run, use a journal on writable storage")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return _refuse(path, f"cannot {doing}: permission denied ({exc.filename or path}). `zart ls` and "
+                             "`zart show` can read a journal you may not write")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return _refuse(path, f"cannot {doing}: the disk is full (or a size limit was reached: "
+                             f"{exc.strerror}); nothing journaled before was lost. Free some space and "
+                             "run it again")
+    return _refuse(path, f"cannot {doing}: {exc.strerror or exc}")
+
+
+def describe(path: Path, exc: BaseException, doing: str) -> JournalError:
+    """``exc`` (an OSError or a DuckDB error met while ``doing``) as a JournalError that says why."""
+    if isinstance(exc, JournalError):
+        return exc
+    if isinstance(exc, OSError):
+        return os_error(path, exc, doing)
+    lowered = str(exc).lower()
+    for words, code in (("no space left", errno.ENOSPC), ("read-only file system", errno.EROFS),
+                        ("permission denied", errno.EACCES)):
+        if words in lowered:
+            return os_error(path, OSError(code, os.strerror(code)), doing)
+    return JournalError(path, f"cannot {doing}: {exc}")
+
+
+def _duckdb_error(path: Path, message: str) -> JournalError:
+    lowered = message.lower()
+    if "read-only file system" in lowered:
+        return os_error(path, OSError(errno.EROFS, "Read-only file system"), "write the journal")
+    if "permission denied" in lowered:
+        return os_error(path, OSError(errno.EACCES, "Permission denied"), "open the journal")
+    if "no space left" in lowered:
+        return os_error(path, OSError(errno.ENOSPC, "No space left on device"), "write the journal")
+    return JournalCorrupt(path, f"DuckDB cannot open the file: {message}")
+
+
+def writable(path: Path) -> bool:
+    """Whether this process may write the journal (and create its side files)."""
+    folder = path.parent
+    if not folder.exists():
+        return True
+    return os.access(folder, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
+
+
+def connect(given: Path, path: Path, lock_timeout: float, *,
+            read_only: bool = False) -> tuple[duckdb.DuckDBPyConnection, bool]:
+    """Open the database, waiting up to ``lock_timeout`` seconds for another process to release it
+    (or to finish creating it). Returns ``(connection, created)``; ``created`` means this process
+    created the file and must call :func:`finish_creation` once its schema is in.
+
+    The file is opened once: its contents are checked by the caller before anything is written.
+    ``read_only`` opens an existing file without writing (none is created)."""
+    import duckdb
+
+    check_location(given, path)
+    if not read_only:
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise os_error(path, exc, f"create the journal's folder {path.parent}") from None
+    marker = _marker(path)
     deadline = time.monotonic() + lock_timeout
     announced = False
     while True:
+        created = False
+        creator = _creator(marker)
+        if creator is not None and creator != os.getpid():
+            if creator > 0 and alive(creator) or creator < 0:
+                owner = f"process {creator} (creating it)" if creator > 0 else "a process creating it"
+                announced = _wait(path, owner, deadline, lock_timeout, announced)
+                continue
+            if read_only:
+                raise JournalCorrupt(path, "a process was killed while creating this journal; run any "
+                                           "workflow on it (or `zart ls` with write access) to start over")
+            _start_over(path, marker)
+            continue
+        if not path.exists():
+            if read_only:
+                raise JournalError(path, "no journal file here")
+            try:
+                claimed = _claim_creation(marker)
+            except OSError as exc:
+                raise os_error(path, exc, "create the journal") from None
+            if not claimed:
+                continue  # another process claimed it first: wait for it
+            created = True
+        else:
+            check_magic(path)
         try:
             old_umask = os.umask(0o077)
             try:
-                conn = duckdb.connect(str(path))
+                conn = duckdb.connect(str(path), read_only=read_only)
             finally:
                 os.umask(old_umask)
-            break
         except duckdb.IOException as exc:
+            if created:
+                finish_creation(path)
             message = str(exc)
             if "lock" not in message.lower():
-                raise JournalCorrupt(path, f"DuckDB cannot open the file: {message}") from exc
-            owner = _owner_from(message)
-            if time.monotonic() >= deadline:
-                raise JournalLocked(path, owner, lock_timeout) from None
-            if not announced:
-                logger.warning("zart: journal %s is in use by %s; waiting up to %.0fs for it to be "
-                               "released...", path, owner, lock_timeout)
-                announced = True
-            time.sleep(0.05)
+                raise _duckdb_error(path, message) from exc
+            announced = _wait(path, _owner_from(message), deadline, lock_timeout, announced)
+            continue
         except duckdb.Error as exc:
-            raise JournalCorrupt(path, f"DuckDB cannot open the file: {exc}") from exc
-    if not existed:
-        os.chmod(path, 0o600)
-    return conn, not existed
+            if created:
+                finish_creation(path)
+            raise _duckdb_error(path, str(exc)) from exc
+        if created:
+            os.chmod(path, 0o600)
+        return conn, created
+
+
+def _wait(path: Path, owner: str, deadline: float, lock_timeout: float, announced: bool) -> bool:
+    if time.monotonic() >= deadline:
+        raise JournalLocked(path, owner, lock_timeout) from None
+    if not announced:
+        logger.warning("zart: journal %s is in use by %s; waiting up to %.0fs for it to be released...",
+                       path, owner, lock_timeout)
+    time.sleep(0.05)
+    return True
 
 
 def protect_wal(path: Path) -> None:
@@ -127,16 +347,27 @@ def protect_wal(path: Path) -> None:
         pass
 
 
-def mark_orphans_interrupted(conn: duckdb.DuckDBPyConnection) -> None:
-    """Executions left ``running`` by a process that is gone (killed) become ``interrupted``, with
-    their open run, in one transaction."""
-    from .schema import rollback
-
+def _orphans(conn: duckdb.DuckDBPyConnection) -> list[tuple[str, int]]:
     rows = conn.execute("SELECT execution_id, owner_pid, run_number, owner_host FROM executions "
                         "WHERE status = 'running'").fetchall()
     here, me = os.uname().nodename, os.getpid()
-    orphans = [(execution_id, run_number) for execution_id, pid, run_number, host in rows
-               if pid != me and (host != here or not alive(pid))]
+    return [(execution_id, run_number) for execution_id, pid, run_number, host in rows
+            if pid != me and (host != here or not alive(pid))]
+
+
+def has_orphans(conn: duckdb.DuckDBPyConnection) -> bool:
+    """Whether a dead process left an execution ``running``."""
+    return bool(_orphans(conn))
+
+
+def mark_orphans_interrupted(conn: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Executions left ``running`` by a process that is gone (killed) become ``interrupted``, with
+    their open run, in one transaction."""
+    import duckdb
+
+    from .schema import rollback
+
+    orphans = _orphans(conn)
     if not orphans:
         return
     conn.execute("BEGIN")
@@ -147,6 +378,10 @@ def mark_orphans_interrupted(conn: duckdb.DuckDBPyConnection) -> None:
             conn.execute("UPDATE runs SET status = 'interrupted' WHERE execution_id = ? "
                          "AND run_number = ? AND status = 'running'", [execution_id, run_number])
         conn.execute("COMMIT")
+    except duckdb.Error as exc:
+        rollback(conn)
+        raise JournalCorrupt(path, f"the executions a dead process left running cannot be marked "
+                                   f"interrupted: {exc}; nothing was changed") from exc
     except BaseException:
         rollback(conn)
         raise

@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from .._errors import DefinitionNotFound
+from .._errors import DefinitionNotFound, JournalError
 from .._records import ExecutionStatus
 from . import file
 from .schema import (
     ATTEMPT_COLUMNS,
+    SCHEMA_VERSION,
     STEP_COLUMNS,
     AttemptRow,
     DefinitionRow,
@@ -77,8 +78,17 @@ def _held(method: Callable[..., T]) -> Callable[..., T]:
 
     @functools.wraps(method)
     def wrapper(self: Journal, *args: object, **kwargs: object) -> T:
-        with self.hold():  # cheap when already held: one re-entrant lock, no I/O
-            return method(self, *args, **kwargs)
+        try:
+            with self.hold():  # cheap when already held: one re-entrant lock, no I/O
+                return method(self, *args, **kwargs)
+        except JournalError:
+            raise
+        except Exception as exc:
+            import duckdb
+
+            if isinstance(exc, (OSError, duckdb.Error)):  # disk full, storage gone: say so
+                raise file.describe(self.path, exc, method.__name__.replace("_", " ")) from exc
+            raise
 
     return wrapper
 
@@ -128,11 +138,14 @@ class Journal:
     def forget(cls, journal: Journal) -> None:
         """Drop a closed journal from the registry (benchmarks and tests that remove its folder)."""
         journal.close()
-        with cls._instances_lock:
-            for path in [key for key, value in cls._by_path.items() if value is journal]:
-                del cls._by_path[path]
-            for found in [key for key, value in cls._by_file.items() if value is journal]:
-                del cls._by_file[found]
+        journal.forget_unopened()
+
+    def forget_unopened(self) -> None:
+        with self._instances_lock:
+            for path in [key for key, value in self._by_path.items() if value is self]:
+                del self._by_path[path]
+            for found in [key for key, value in self._by_file.items() if value is self]:
+                del self._by_file[found]
 
     @property
     def identity(self) -> object:
@@ -148,13 +161,20 @@ class Journal:
             if grace is not None:
                 self.grace = grace
             return
-        self.path = Path(path).expanduser().resolve()
-        self.lock_timeout = file.lock_timeout(lock_timeout)
+        try:
+            self.lock_timeout = file.lock_timeout(lock_timeout)
+        except BaseException:
+            self.forget_unopened()
+            raise
+        self._given = Path(path).expanduser()
+        self.path = self._given.resolve()
         self._initialized = True
         self.grace = DEFAULT_GRACE if grace is None else grace
         self._lock = threading.RLock()  # the DuckDB connection and open/close
         self._conn: duckdb.DuckDBPyConnection | None = None
-        self._ready = False  # open, migrated and recovered: records may go to the side log
+        self._ready = False  # open read-write, migrated and recovered: records may go to the side log
+        self._read_only = False  # the open connection is read-only (a reader's)
+        self._opened: tuple[int, int] | None = None  # the identity of the file opened read-write
         self._control: duckdb.DuckDBPyConnection | None = None
         self._control_lock = threading.Lock()
         self._hold_lock = threading.RLock()
@@ -179,20 +199,21 @@ class Journal:
     # --- ownership -----------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def hold(self) -> Iterator[Journal]:
+    def hold(self, *, write: bool = True) -> Iterator[Journal]:
         """Keep the file open for the duration (reentrant); closed ``grace`` seconds after the last.
 
-        Only the holder count is locked here (``_hold_lock``), not the connection: taking hold
-        never waits for a fold in progress."""
+        ``write=False`` (readers) is content with a read-only open, which also reads an archived
+        journal on read-only storage; a writer reopens the file read-write. Only the holder count is
+        locked here (``_hold_lock``), not the connection: taking hold never waits for a fold."""
         with self._hold_lock:
             self._holders += 1
             if self._close_timer is not None:
                 self._close_timer.cancel()
                 self._close_timer = None
         try:
-            if not self._ready:
+            if not self._ready if write else self._conn is None:
                 with self._lock:
-                    self._ensure_open()
+                    self._ensure_open(write=write)
         except BaseException:
             self._release_hold()
             raise
@@ -214,9 +235,13 @@ class Journal:
         self._close_if_idle()
 
     def _close_if_idle(self) -> None:
-        with self._hold_lock:  # held throughout: nobody takes hold of a file being closed
-            if self._holders == 0:
-                self._close_locked()
+        try:
+            with self._hold_lock:  # held throughout: nobody takes hold of a file being closed
+                if self._holders == 0:
+                    self._close_locked()
+        except Exception as exc:  # a timer thread: say it, never leave an unhandled exception
+            logger.error("zart: releasing the journal %s failed: %s (its records stay in the side log; "
+                         "they are folded when it is opened next)", self.path, exc)
 
     def close(self) -> None:
         """Fold what is pending and release the file now."""
@@ -259,13 +284,20 @@ class Journal:
         with self._lock, self._control_lock:
             if self._conn is None:
                 return
-            with self._log_lock:  # no record may slip in between the last fold and the truncation
-                self._queue_pending_defs_locked()
-                self._write(self._unfolded)  # on failure the rows stay in memory and in the log
-                self._unfolded = []
-                self._sidelog.truncate()
-                self._sidelog.close()
-                self._ready = False
+            if not self._read_only:
+                with self._log_lock:  # no record may slip in between the last fold and the truncation
+                    self._queue_pending_defs_locked()
+                    try:
+                        self._write(self._unfolded)
+                    except Exception as exc:  # still durable in the side log: folded at the next open
+                        logger.error("zart: %s", file.describe(self.path, exc, "fold the side log into the "
+                                     "journal while releasing it; its records stay in the side log and "
+                                     "are folded when the journal is opened next"))
+                    else:
+                        self._sidelog.truncate()
+                    self._unfolded = []
+                    self._sidelog.close()
+                    self._ready = False
             if self._control is not None:
                 self._control.close()
                 self._control = None
@@ -274,28 +306,71 @@ class Journal:
         with self._log_cond:
             self._log_cond.notify_all()
 
-    def _ensure_open(self) -> duckdb.DuckDBPyConnection:
+    def _ensure_open(self, *, write: bool = True) -> duckdb.DuckDBPyConnection:
+        """The connection, opened if needed (caller holds ``_lock``). A reader gets a read-only one
+        unless there is recovery to do (a side log to fold, runs to mark interrupted, a schema to
+        upgrade) and the file may be written."""
         if self._conn is not None:
-            return self._conn
-        conn, created = file.connect(self.path, self.lock_timeout)
+            if not write or not self._read_only:
+                return self._conn
+            self._conn.close()  # a read-only open; writing needs the file read-write
+            self._conn = None
+        if not write and self.path.exists() and not self._sidelog_pending():
+            conn = self._open_for_reading()
+            if conn is not None:
+                return conn
+        return self._open_for_writing()
+
+    def _sidelog_pending(self) -> bool:
+        try:
+            return self._sidelog.path.stat().st_size > 0
+        except FileNotFoundError:
+            return False
+
+    def _open_for_reading(self) -> duckdb.DuckDBPyConnection | None:
+        """A read-only connection, or ``None`` when a read-write open should recover the file first."""
+        conn, _ = file.connect(self._given, self.path, self.lock_timeout, read_only=True)
+        try:
+            tables, meta = read_schema(conn, self.path)
+            recover = (not tables or int(meta["schema_version"]) < SCHEMA_VERSION
+                       or file.has_orphans(conn))
+        except BaseException:
+            conn.close()
+            raise
+        if recover and file.writable(self.path):
+            conn.close()
+            return None
+        if self._sidelog_pending() or recover:
+            logger.warning("zart: the journal %s is read-only here and was not recovered (its side log "
+                           "or interrupted runs are not shown as such)", self.path)
+        self._conn, self._read_only = conn, True
+        return conn
+
+    def _open_for_writing(self) -> duckdb.DuckDBPyConnection:
+        conn, created = file.connect(self._given, self.path, self.lock_timeout)
         try:
             # Checked on the one connection before anything is written: a foreign, damaged or newer
-            # file is closed untouched.
-            tables, meta = (set(), {}) if created else read_schema(conn, self.path)
-            self._conn = conn
+            # file is closed untouched. What it holds, not whether it existed, says if it is new: a
+            # second process creating it at the same moment finds the first one's tables.
+            tables, meta = read_schema(conn, self.path)
+            self._conn, self._read_only = conn, False
             self._adopt(migrate(conn, meta), tables)
+            if created:
+                file.finish_creation(self.path)
             self._recover_sidelog()
-            if not created:
-                file.mark_orphans_interrupted(conn)
+            if tables:
+                file.mark_orphans_interrupted(conn, self.path)
             file.protect_wal(self.path)
         except BaseException:
             self._conn = None
             conn.close()
+            if created:
+                file.finish_creation(self.path)
             raise
-        found = file.identity(self.path)
-        if found is not None:
+        self._opened = file.identity(self.path)
+        if self._opened is not None:
             with self._instances_lock:
-                self._by_file.setdefault(found, self)
+                self._by_file.setdefault(self._opened, self)
         # A second connection to the same database for starting and ending runs: they never wait
         # for a fold of the writer thread (different tables, so their transactions never conflict).
         self._control = conn.cursor()
@@ -306,6 +381,13 @@ class Journal:
                                                 daemon=True)
                 self._writer.start()
         return conn
+
+    def _check_still_there(self, doing: str) -> None:
+        """Refuse to go on when the open file was deleted or replaced under this process (its DuckDB
+        instance would write to a file no one can read any more)."""
+        if self._opened is not None and file.identity(self.path) != self._opened:
+            raise JournalError(self.path, f"the journal file was deleted or replaced while it was open; "
+                                          f"{doing}. Runs recorded since are lost with the deleted file")
 
     def _adopt(self, meta: dict[str, str], tables: set[str]) -> None:
         conn = self._conn
@@ -330,13 +412,13 @@ class Journal:
 
     # --- reads -----------------------------------------------------------------------------------
 
-    @_held
     def query(self, read: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``read(connection, *args, **kwargs)`` (one of ``queries``) on the journal with every
-        record of this process folded in first."""
-        with self._lock:
-            conn = self._ensure_open()
-            self._fold_locked()
+        record of this process folded in first; a read-only open is enough."""
+        with self.hold(write=False), self._lock:
+            conn = self._ensure_open(write=False)
+            if not self._read_only:
+                self._fold_locked()
             return read(conn, *args, **kwargs)
 
     # --- side log and folding --------------------------------------------------------------------
@@ -392,7 +474,11 @@ class Journal:
                     records.append((self._seq, kind, tuple(row)))
             if not records:
                 return
-            self._sidelog.append(records, header=self._header())
+            try:
+                self._sidelog.append(records, header=self._header())
+            except OSError as exc:
+                self._seq -= len(records)
+                raise file.os_error(self._sidelog.path, exc, "record finished steps") from exc
             was_empty = not self._unfolded
             self._unfolded.extend(records)
             if was_empty or len(self._unfolded) >= FOLD_BATCH:
@@ -406,6 +492,7 @@ class Journal:
 
     def _writer_loop(self) -> None:
         """Fold pending rows ``FOLD_INTERVAL`` after the first arrives (or at ``FOLD_BATCH`` rows)."""
+        warned_gone = False
         while True:
             with self._log_cond:
                 while not self._unfolded and self._conn is not None:
@@ -421,8 +508,14 @@ class Journal:
                     self._log_cond.wait(remaining)
             try:
                 self.flush()
+                self._check_still_there("the steps folded since were written to the deleted file")
+            except JournalError as exc:
+                if not warned_gone:
+                    logger.error("zart: %s", exc)
+                    warned_gone = True
             except Exception as exc:  # the rows stay in the side log and in memory; retried
-                logger.warning("zart: folding the side log into %s failed: %s", self.path, exc)
+                logger.warning("zart: %s", file.describe(self.path, exc, "fold the side log into the "
+                               "journal; retrying (the steps are safe in the side log)"))
                 time.sleep(1.0)
 
     def _fold_locked(self) -> None:
@@ -535,6 +628,10 @@ class Journal:
         ``definition`` (``def_id, kind, name, source, pickle``), the workflow's, is made durable
         first (side log, fsynced), so ``zart resume`` always finds it; it reaches DuckDB with the
         next fold, like step definitions (one writer of ``definitions``: no commit conflicts)."""
+        if self._opened is not None and file.identity(self.path) != self._opened:
+            logger.warning("zart: the journal %s was deleted or replaced while open here; opening it "
+                           "afresh for execution %r", self.path, execution_id)
+            self.close()  # a new file: the next statement opens (or creates) it
         now = time.time()
         if definition is not None:  # durable in the side log before the run exists
             self.save_definition(*definition)
@@ -606,6 +703,8 @@ class Journal:
             except BaseException:
                 rollback(conn)
                 raise
+        self._check_still_there(f"execution {execution_id!r} ended ({status}), but nothing of run "
+                                f"{run_number} can be read back")
 
     @_held
     def delete_execution(self, execution_id: str) -> None:

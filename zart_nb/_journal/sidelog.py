@@ -19,6 +19,7 @@ keeps the file aside as evidence.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import pickle
@@ -116,10 +117,19 @@ class SideLog:
         body = encode(records)
         data = _HEADER.pack(len(body), zlib.crc32(body)) + body
         view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        (getattr(os, "fdatasync", None) or os.fsync)(self._fd)
+        written = 0
+        try:
+            while view:
+                count = os.write(self._fd, view)
+                view = view[count:]
+                written += count
+            (getattr(os, "fdatasync", None) or os.fsync)(self._fd)
+        except OSError:
+            if written:  # a partial frame (disk full) must not sit in front of the next appends
+                size = os.fstat(self._fd).st_size
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, size - written)
+            raise
 
     def read(self, header: Record | None = None) -> LogContents:
         """The intact records of the file, in order, up to a torn tail or a damaged frame.
@@ -150,7 +160,9 @@ class SideLog:
                     problem = str(exc)
             if problem is not None:
                 after = data[end:] if length else data[offset + _HEADER.size:]
-                if len(body) == length and after.strip(b"\0"):
+                # A frame that passed its checksum yet does not decode was never written by us.
+                if len(body) == length and (after.strip(b"\0") or problem.startswith("undecodable")
+                                            or problem.startswith("a frame that")):
                     # data follows: bit rot in the middle, not a torn or zero-filled tail
                     contents.damage = f"{problem} at byte {offset} of {len(data)}"
                 return contents
