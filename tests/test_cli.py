@@ -114,7 +114,7 @@ def test_ls_and_show_escape_control_characters(tmp_path, journal):
 
     evil_id = "id\x1b[31m-red\u202e"
     try:
-        zart.run(flow, 1, execution_id=evil_id, journal=journal, workers=1)
+        zart.run(flow, 1, execution_id=evil_id, journal=journal)
     except zart.StepError:
         pass
     zart.journal(journal).close()
