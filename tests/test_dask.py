@@ -20,8 +20,10 @@ from pathlib import Path
 
 import pytest
 from conftest import wait_until
+from nbhelpers import execute, text
 
 import zart_nb as zart
+from zart_nb._cli import main as cli_main
 
 distributed = pytest.importorskip("distributed")
 dask = pytest.importorskip("dask")
@@ -124,6 +126,14 @@ def flaky(workdir: str) -> str:
     return "third time lucky"
 
 
+@zart.step("fragile")
+def fragile(workdir: str) -> int:
+    note(workdir, "fragile")
+    if os.path.exists(os.path.join(workdir, "broken")):
+        raise RuntimeError("broken")
+    return os.getpid()
+
+
 @zart.step("slow", timeout=1)
 def slow(workdir: str) -> str:
     note(workdir, "slow")
@@ -155,6 +165,11 @@ def gates(data: dict) -> list:
 @zart.workflow("flaky-flow")
 def flaky_flow(workdir: str) -> str:
     return flaky(workdir)
+
+
+@zart.workflow("fragile-flow")
+def fragile_flow(workdir: str) -> int:
+    return fragile(workdir)
 
 
 @zart.workflow("slow-flow")
@@ -228,6 +243,20 @@ def test_retries_back_off_and_journal_each_attempt(cluster, journal, tmp_path):
     attempts = j.list_attempts("flaky")
     assert [a.attempt for a in attempts] == [1, 2] and all("not yet" in a.error for a in attempts)
     assert {a.worker for a in attempts} <= set(worker_pids(client))
+
+
+def test_zart_resume_finishes_a_failed_execution_on_the_cluster(cluster, journal, tmp_path, capsys):
+    client, address = cluster
+    (tmp_path / "broken").touch()
+    with pytest.raises(zart.StepFailed, match="broken"):
+        zart.run(fragile_flow, str(tmp_path), journal=journal, executor=client, execution_id="fragile")
+    (tmp_path / "broken").unlink()
+    assert cli_main(["resume", "fragile", "--journal", str(journal), "--executor", address]) == 0
+    assert "Execution completed (run 2)" in capsys.readouterr().out
+    assert [pid for _, pid in counter(tmp_path)][-1] in worker_pids(client).values()
+    assert cli_main(["show", "fragile", "--journal", str(journal)]) == 0
+    shown = capsys.readouterr().out
+    assert "WORKER" in shown and shown.count("tcp://") == 2  # the step, and its failed attempt
 
 
 def test_a_timed_out_attempt_fails_at_once_and_its_result_is_discarded(cluster, journal, tmp_path):
@@ -337,6 +366,36 @@ def test_main_defined_steps_resume_after_the_driver_is_sigkilled(cluster, tmp_pa
     assert (run_rows[1].executed, run_rows[1].reused) == (15, 5)
     assert all(s.worker.startswith("tcp://") for s in steps)
     two_workers(client)
+
+
+@pytest.mark.filterwarnings("ignore")  # the kernel's own (jupyter_client, zmq)
+def test_steps_defined_in_a_notebook_cell_run_on_the_cluster(cluster, tmp_path):
+    client, address = cluster
+    nb = execute([
+        "import os\n"
+        "from dataclasses import dataclass\n"
+        "import zart_nb as zart\n"
+        "@dataclass\n"
+        "class Reading:\n"
+        "    sensor: int\n"
+        "    pid: int\n"
+        "@zart.step('read')\n"
+        "def read(sensor):\n"
+        "    print('reading', sensor)\n"
+        "    return Reading(sensor, os.getpid())\n"
+        "@zart.workflow('survey')\n"
+        "def survey(n):\n"
+        "    return zart.wait([zart.schedule(read, i) for i in range(n)])",
+        f"import distributed\nclient = distributed.Client({address!r}, set_as_default=False)\n"
+        "out = zart.run(survey, 4, journal='j.duckdb', executor=client, display=False)\n"
+        "print('OUT', [r.sensor for r in out], all(isinstance(r, Reading) for r in out))\n"
+        "print('PIDS', sorted({r.pid for r in out}))",
+    ], tmp_path)
+    lines = text(nb.cells[1], "stdout").splitlines()
+    assert "OUT [0, 1, 2, 3] True" in lines, lines
+    (pids,) = [json.loads(line[len("PIDS "):]) for line in lines if line.startswith("PIDS ")]
+    assert set(pids) <= set(worker_pids(client).values())
+    assert sorted(line for line in lines if line.startswith("[read#")) == [f"[read#{i}] reading {i}" for i in range(4)]
 
 
 def test_bad_executor_values_are_refused_clearly(journal, monkeypatch):

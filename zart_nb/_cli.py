@@ -162,13 +162,15 @@ def cmd_show(args: argparse.Namespace) -> int:
                else f"reused from run {s.run_number}")
         result = s.error if s.error else (s.output_preview or "")
         rows.append((s.step_key, s.status.value, str(s.attempts), _fmt_duration(s.duration), ran,
-                     s.args_preview, result))
-    print(_table(("KEY", "STATUS", "ATTEMPTS", "DURATION", "THIS RUN", "ARGS", "OUTPUT / ERROR"), rows))
+                     s.worker or "", s.args_preview, result))
+    print(_table(("KEY", "STATUS", "ATTEMPTS", "DURATION", "THIS RUN", "WORKER", "ARGS", "OUTPUT / ERROR"),
+                 rows))
     if attempts:
         print()
         print("Failed attempts")
-        print(_table(("KEY", "RUN", "ATTEMPT", "ERROR"),
-                     [(a.step_key, str(a.run_number), str(a.attempt), a.error or "") for a in attempts]))
+        print(_table(("KEY", "RUN", "ATTEMPT", "WORKER", "ERROR"),
+                     [(a.step_key, str(a.run_number), str(a.attempt), a.worker or "", a.error or "")
+                      for a in attempts]))
     if args.output:
         for a in attempts:
             if a.log:
@@ -209,7 +211,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     data = ser.loads(stored.input)
     execution = Execution(args.execution_id, journal)
     print(f"Resuming execution {safe(repr(args.execution_id))} ({safe(stored.workflow)}, was {stored.status})...")
-    execute(execution, workflow, data, workers=args.workers)
+    execute(execution, workflow, data, workers=args.workers, executor=args.executor)
     output = execution.result()
     print(f"Execution completed (run {execution.run_number}).")
     print(f"  output: {safe(ser.preview(output))}")
@@ -265,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
                             help="finish an execution from its journaled definition")
     resume.add_argument("execution_id")
     resume.add_argument("--workers", type=int)
+    resume.add_argument("--executor", help="run the steps on a Dask cluster: its scheduler address, e.g. "
+                        "tcp://host:8786 (default: $ZART_EXECUTOR, else the local pool)")
     resume.set_defaults(func=cmd_resume)
 
     cancel = sub.add_parser("cancel", parents=[common], help="mark an unfinished execution cancelled")
