@@ -56,7 +56,7 @@ def test_ls_and_show_print_without_unpickling(tmp_path):
     show = zart_cli("show", "d1", "--journal", str(journal), cwd=tmp_path)
     assert show.returncode == 0, show.stderr
     assert "Execution d1  [completed]" in show.stdout
-    assert re.search(r"check-service#1\s+completed\s+1\s+\S+\s+executed \(new\)\s+'payments'\s+"
+    assert re.search(r"check-service#1\s+completed\s+1\s+\S+\s+executed \(new\)\s+worker-\d+:pid\d+\s+'payments'\s+"
                      r"ServiceResult\(name='payments', status='degraded'", show.stdout)
     # a second demo run of the same id is reused
     again = zart_cli("--journal", str(journal), "demo", "--execution-id", "d1", cwd=tmp_path)
