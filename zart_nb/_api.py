@@ -65,6 +65,13 @@ def _follow(execution: Execution, workflow: WorkflowDef, display: bool | None, b
     return follow(execution, workflow.name, display, background)
 
 
+def _explain_interrupt(exc: KeyboardInterrupt, execution: Execution) -> None:
+    """One clear line in a notebook instead of a long traceback (how far it got, how to resume)."""
+    from ._notebook.tracebacks import explain_interrupt
+
+    explain_interrupt(exc, execution)
+
+
 def _start_thread(execution: Execution, workflow: WorkflowDef, data: Any, on_change: str,
                   workers: int | None, executor: ExecutorSpec = None) -> None:
     def target() -> None:
@@ -109,6 +116,7 @@ class DurableScheduler:
         """Start (or resume) an execution in the background and return its handle at once.
 
         If that execution is already running here, its handle is returned (nothing starts twice)."""
+        __tracebackhide__ = True  # IPython leaves zart_nb's frames out of tracebacks
         workflow = self.registry.get(task_name)
         execution, is_new = _engine.claim(self.journal, execution_id, workflow, data, self.on_change)
         if is_new:
@@ -121,6 +129,7 @@ class DurableScheduler:
         """Run (or resume) an execution in the calling thread and return its output.
 
         If that execution is already running here (started with ``start``), waits for it instead."""
+        __tracebackhide__ = True  # IPython leaves zart_nb's frames out of tracebacks
         workflow = self.registry.get(task_name)
         execution, is_new = _engine.claim(self.journal, execution_id, workflow, data, self.on_change)
         live = _follow(execution, workflow, self.display, background=False)
@@ -131,6 +140,9 @@ class DurableScheduler:
             _engine.execute(execution, workflow, data, on_change=self.on_change, workers=self.workers,
                             executor=self.executor)
             return execution.result()
+        except KeyboardInterrupt as exc:
+            _explain_interrupt(exc, execution)
+            raise
         finally:
             if live is not None:
                 live.close()
@@ -142,12 +154,19 @@ class DurableScheduler:
         After ``timeout`` seconds, ``ExecutionTimeout`` is raised and the execution keeps running in
         the background. Ctrl-C (a kernel interrupt) while waiting interrupts the execution: its
         running steps are stopped and it is recorded as ``interrupted``, ready to resume."""
+        __tracebackhide__ = True  # IPython leaves zart_nb's frames out of tracebacks
         if timeout is None:
             return self.run(execution_id, task_name, data)
-        return self.start(execution_id, task_name, data).wait_interruptibly(timeout)
+        execution = self.start(execution_id, task_name, data)
+        try:
+            return execution.wait_interruptibly(timeout)
+        except KeyboardInterrupt as exc:
+            _explain_interrupt(exc, execution)
+            raise
 
     def wait(self, execution_id: str, timeout: float | None = None) -> Any:
         """The output of an execution started here (or journaled as completed)."""
+        __tracebackhide__ = True  # IPython leaves zart_nb's frames out of tracebacks
         execution = self._executions.get(execution_id)
         if execution is not None:
             return execution.result(timeout)
@@ -200,6 +219,7 @@ def run(workflow: Any, data: Any = None, *, execution_id: str | None = None,
     ``executor`` runs the steps on a Dask cluster: a ``distributed.Client`` or a scheduler address
     like ``"tcp://host:8786"`` (default ``$ZART_EXECUTOR``; ``"local"`` or unset: the local pool).
     """
+    __tracebackhide__ = True  # IPython leaves zart_nb's frames out of tracebacks
     _check_options(on_change, workers, executor)
     definition = as_workflow(workflow)
     journal_ = runtime.journal(journal)
@@ -211,6 +231,9 @@ def run(workflow: Any, data: Any = None, *, execution_id: str | None = None,
             return execution.wait_interruptibly()
         _engine.execute(execution, definition, data, on_change=on_change, workers=workers, executor=executor)
         return execution.result()
+    except KeyboardInterrupt as exc:
+        _explain_interrupt(exc, execution)
+        raise
     finally:
         if live is not None:
             live.close()
@@ -224,6 +247,7 @@ def start(workflow: Any, data: Any = None, *, execution_id: str | None = None,
     If that execution is already running in this process, its handle is returned. In a notebook
     the progress widget keeps moving under this cell after it returns (``display=False`` to hide).
     ``executor`` as for :func:`run`."""
+    __tracebackhide__ = True  # IPython leaves zart_nb's frames out of tracebacks
     _check_options(on_change, workers, executor)
     definition = as_workflow(workflow)
     journal_ = runtime.journal(journal)
@@ -255,6 +279,7 @@ def wait(handles: Iterable[StepHandle], return_exceptions: bool = False,
     Raises the first failure in handle order (a :class:`StepError`) once all are done, unless
     ``return_exceptions=True``, which puts each failure in its place in the list instead.
     """
+    __tracebackhide__ = True  # IPython leaves zart_nb's frames out of tracebacks
     handles = list(handles)
     if not handles:
         return []

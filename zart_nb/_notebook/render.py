@@ -24,6 +24,8 @@ def _duration(seconds: float) -> str:
 def header_html(snap: Snapshot) -> str:
     colour = _STATUS_COLOURS.get(snap.status, "#1565c0")
     run = f" · run {snap.run_number}" if snap.run_number else ""
+    if snap.run_number and snap.run_number > 1:
+        run += " (resumed)"
     return (f"<b>{html.escape(snap.workflow or 'workflow')}</b> · <code>{html.escape(snap.execution_id)}</code>"
             f"{run} · <b style='color:{colour}'>{snap.status.value}</b>")
 
