@@ -131,13 +131,6 @@ class StepError(ZartError):
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.execution_id, self.step_key, self.message, self.attempts), self.__dict__)
 
-    def _render_traceback_(self) -> list[str]:
-        """What IPython shows: the step's own traceback (from its worker, with the notebook's
-        source lines), then where the workflow learned of it; zart_nb's frames left out."""
-        from ._notebook.tracebacks import render_step_error
-
-        return render_step_error(self)
-
 
 class StepFailed(StepError):
     """The step raised (after ``attempts`` attempts); ``__cause__`` holds the last exception if available."""
@@ -182,12 +175,6 @@ class TaskError(ZartError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.execution_id, self.message), self.__dict__)
-
-    def _render_traceback_(self) -> list[str]:
-        """What IPython shows: the workflow body's traceback without zart_nb's frames."""
-        from ._notebook.tracebacks import render_task_error
-
-        return render_task_error(self)
 
 
 class WaitTimeout(ZartError, TimeoutError):

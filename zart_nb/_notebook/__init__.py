@@ -6,39 +6,18 @@ The only package that imports ipywidgets and IPython, and only once a kernel is 
 from __future__ import annotations
 
 import logging
-import os
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .kernel import display_enabled, kernel_shell
 
 if TYPE_CHECKING:
     from .._handles import Execution
     from .live import Live
 
+__all__ = ["display_enabled", "follow", "kernel_shell"]
+
 logger = logging.getLogger("zart_nb")
-
-_OFF = ("0", "false", "no", "off")
-
-
-def display_enabled(display: bool | None) -> bool:
-    """``display=`` wins; otherwise ``$ZART_DISPLAY=0`` turns progress off."""
-    if display is not None:
-        return bool(display)
-    return os.environ.get("ZART_DISPLAY", "").strip().lower() not in _OFF
-
-
-def kernel_shell() -> Any:
-    """The IPython shell of a running Jupyter kernel, or None (a script, a plain IPython terminal)."""
-    ipython = sys.modules.get("IPython")
-    if ipython is None:
-        return None
-    try:
-        shell = ipython.get_ipython()
-    except Exception:
-        return None
-    if shell is None or getattr(shell, "kernel", None) is None:
-        return None
-    return shell
-
 
 def follow(execution: Execution, workflow: str, display: bool | None, background: bool) -> Live | None:
     """Show the progress of ``execution`` where the caller runs: in a kernel, a widget (unless
@@ -50,6 +29,9 @@ def follow(execution: Execution, workflow: str, display: bool | None, background
     from .progress import Tracker
 
     if kernel_shell() is not None:
+        from .tracebacks import install
+
+        install()
         update = finish = None
         if show:
             try:

@@ -17,10 +17,10 @@ import traceback
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from . import kernel_shell
+from .._errors import StepError, TaskError
+from .kernel import kernel_shell
 
 if TYPE_CHECKING:
-    from .._errors import StepError, TaskError
     from .._handles import Execution
 
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
@@ -183,3 +183,10 @@ def explain_interrupt(exc: BaseException, execution: Execution) -> None:
         message = f"execution {execution.execution_id!r} interrupted; run the cell again to resume"
     exc.zart_message = message  # type: ignore[attr-defined]
     exc._render_traceback_ = lambda: [f"KeyboardInterrupt: {message}"]  # type: ignore[attr-defined]
+
+
+def install() -> None:
+    """Teach IPython (``_render_traceback_``) to show zart_nb's errors as above; called once a
+    workflow runs in a kernel, so the error classes themselves know nothing of notebooks."""
+    StepError._render_traceback_ = render_step_error  # type: ignore[attr-defined]
+    TaskError._render_traceback_ = render_task_error  # type: ignore[attr-defined]
