@@ -102,7 +102,9 @@ def flow(paths):
 call = "zart.run(flow, ({str(gate)!r}, {str(started)!r}), execution_id='int-1', journal={str(journal)!r}, workers=2)"
 """)["status"] == "ok"
         before = pool_pids()
-        msg_id = kc.execute("out = eval(call)")
+        # stop_on_error=False: after this request fails (KeyboardInterrupt) the kernel must not abort
+        # the next one, which may already be on its way
+        msg_id = kc.execute("out = eval(call)", stop_on_error=False)
         wait_until(lambda: started.exists() and started.read_text(), timeout=60, what="the gated step")
         km.interrupt_kernel()
         reply = kc.get_shell_msg(timeout=60)
