@@ -131,3 +131,61 @@ def slow_forever(path: str) -> str:
 @zart.step("echo-bytes")
 def echo_bytes(data: bytes) -> bytes:
     return data[::-1]
+
+
+@zart.step("forker")
+def forker(x: int) -> tuple:
+    """Forks, and the child returns from the step too (as careless code in a step may do)."""
+    child = os.fork() == 0
+    return (x, child)
+
+
+class BadStr(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("__str__ is broken too")
+
+
+@zart.step("bad-str")
+def raise_bad_str() -> None:
+    raise BadStr()
+
+
+def _refuse_to_load() -> None:
+    raise RuntimeError("this value only loads where it was made")
+
+
+class LoadsOnlyInTheWorker:
+    def __reduce__(self):
+        return (_refuse_to_load, ())
+
+
+@zart.step("unloadable")
+def unloadable(marker: str) -> object:
+    return LoadsOnlyInTheWorker() if not os.path.exists(marker) else "loadable now"
+
+
+@zart.step("shout")
+def shout(size: int) -> None:
+    raise ValueError("x" * size)
+
+
+@zart.step("spawner")
+def spawner(pid_file: str) -> None:
+    """Starts a child process, records its pid, then waits forever (killed by timeout or cancel)."""
+    import subprocess
+    import time
+
+    child = subprocess.Popen(["sleep", "600"])
+    with open(pid_file + ".tmp", "w") as handle:
+        handle.write(str(child.pid))
+    os.rename(pid_file + ".tmp", pid_file)
+    while True:
+        time.sleep(0.05)
+
+
+@zart.step("read-it")
+def read_it(handle) -> str:
+    return handle.read()
+
+
+SHARED: list = []  # for tests that pass objects between workflows of one process

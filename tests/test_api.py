@@ -226,7 +226,7 @@ def test_step_options_validation():
         zart.step("x", timeout=0)(lambda: None)
     with pytest.raises(zart.DefinitionError):
         zart.step("x", retries="3")(lambda: None)
-    with pytest.raises(ValueError):
+    with pytest.raises(zart.DefinitionError):
         zart.RetryPolicy(retries=-1)
     assert zart.RetryPolicy(retries=3, backoff=0.1, multiplier=2, max_backoff=0.3).delay(3) == 0.3
 

@@ -88,3 +88,59 @@ def test_joining_a_running_execution_with_other_code_or_input_is_refused(journal
     finally:
         gate.touch()
     assert first.result(timeout=60) == "released"
+
+
+def test_a_workflow_that_runs_its_own_execution_is_refused(journal, inline):
+    @zart.workflow("ouroboros")
+    def flow(depth):
+        return zart.run(flow, depth, journal=journal)  # the same input: the same execution id
+
+    with pytest.raises(zart.DefinitionError, match="would wait for itself"):
+        zart.run(flow, 1, journal=journal)
+
+
+def test_a_workflow_may_run_another_execution_inside(journal, inline):
+    @zart.workflow("nested")
+    def flow(depth):
+        return depth if depth == 0 else zart.run(flow, depth - 1, journal=journal) + 1
+
+    assert zart.run(flow, 2, journal=journal) == 2
+
+
+def test_ctrl_c_while_waiting_for_a_started_execution_interrupts_it(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    journal = tmp_path / "j.duckdb"
+    script = tmp_path / "driver.py"
+    script.write_text(textwrap.dedent(f"""
+        import zart_nb as zart
+        from steps_lib import wait_for_file
+
+        @zart.workflow("ctrl-c-start")
+        def flow(path):
+            return wait_for_file(path)
+
+        execution = zart.start(flow, {str(tmp_path / "never")!r}, execution_id="c-1",
+                               journal={str(journal)!r}, workers=1, display=False)
+        print("started", flush=True)
+        try:
+            execution.result()
+        except KeyboardInterrupt:
+            print("STATUS", execution.status.value, flush=True)
+    """))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [os.path.dirname(__file__),
+                                                                      os.environ.get("PYTHONPATH")])))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    try:
+        assert proc.stdout.readline().strip() == "started"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert "STATUS interrupted" in out, err
+    assert zart.journal(journal).execution_record("c-1").status is zart.ExecutionStatus.INTERRUPTED

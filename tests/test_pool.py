@@ -47,3 +47,18 @@ def test_shutting_the_pool_down_under_a_run_ends_its_steps(journal, tmp_path):
     with pytest.raises(zart.StepCancelled, match="wait-for-file#0"):
         execution.result(timeout=60)
     assert zart.run(lambda x: square(x), 3, journal=journal) == 9  # a new pool starts on demand
+
+
+def test_a_later_worker_count_is_honoured_when_nothing_runs(journal, caplog):
+    from zart_nb._runtime import runtime
+
+    @zart.workflow("sized")
+    def flow(x):
+        return square(x)
+
+    assert zart.run(flow, 2, journal=journal, workers=1) == 4
+    assert runtime.executor is not None and runtime.executor.size == 1
+    with caplog.at_level("WARNING", logger="zart_nb"):
+        assert zart.run(flow, 3, journal=journal, workers=3) == 9
+    assert runtime.executor.size == 3
+    assert "in use" not in caplog.text

@@ -14,7 +14,7 @@ from ._executors import choice
 from ._executors.choice import ExecutorSpec
 from ._handles import Execution, StepHandle
 from ._records import ExecutionStatus
-from ._runtime import runtime
+from ._runtime import default_worker_count, runtime
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -55,6 +55,8 @@ def _check_options(on_change: str, workers: int | None, executor: ExecutorSpec =
         raise ConfigurationError(f"on_change must be one of {ON_CHANGE}, got {on_change!r}")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ConfigurationError(f"workers must be a positive integer, got {workers!r}")
+    if workers is None:
+        default_worker_count()  # a bad $ZART_WORKERS is refused before anything is journaled
 
 
 def _follow(execution: Execution, workflow: WorkflowDef, display: bool | None, background: bool) -> Any:
@@ -135,7 +137,7 @@ class DurableScheduler:
         live = _follow(execution, workflow, self.display, background=False)
         try:
             if not is_new:
-                return execution.wait_interruptibly()
+                return execution.result()
             self._executions[execution_id] = execution
             _engine.execute(execution, workflow, data, on_change=self.on_change, workers=self.workers,
                             executor=self.executor)
@@ -159,7 +161,7 @@ class DurableScheduler:
             return self.run(execution_id, task_name, data)
         execution = self.start(execution_id, task_name, data)
         try:
-            return execution.wait_interruptibly(timeout)
+            return execution.result(timeout)
         except KeyboardInterrupt as exc:
             _explain_interrupt(exc, execution)
             raise
@@ -201,6 +203,13 @@ class DurableScheduler:
                 self.journal.set_status(execution_id, ExecutionStatus.CANCELLED)
 
 
+def _execution_id(execution_id: str | None, workflow: WorkflowDef, data: Any) -> str:
+    if execution_id is None:
+        return default_execution_id(workflow, data)
+    _engine.check_execution_id(execution_id)
+    return execution_id
+
+
 def default_execution_id(workflow: WorkflowDef, data: Any) -> str:
     """``<workflow>-<hash of the input>``: re-running the same cell resumes the same execution."""
     return f"{workflow.name}-{ser.args_hash((data,), {})[:12]}"
@@ -223,12 +232,12 @@ def run(workflow: Any, data: Any = None, *, execution_id: str | None = None,
     _check_options(on_change, workers, executor)
     definition = as_workflow(workflow)
     journal_ = runtime.journal(journal)
-    execution, is_new = _engine.claim(journal_, execution_id or default_execution_id(definition, data),
+    execution, is_new = _engine.claim(journal_, _execution_id(execution_id, definition, data),
                                       definition, data, on_change)
     live = _follow(execution, definition, display, background=False)
     try:
         if not is_new:
-            return execution.wait_interruptibly()
+            return execution.result()
         _engine.execute(execution, definition, data, on_change=on_change, workers=workers, executor=executor)
         return execution.result()
     except KeyboardInterrupt as exc:
@@ -251,7 +260,7 @@ def start(workflow: Any, data: Any = None, *, execution_id: str | None = None,
     _check_options(on_change, workers, executor)
     definition = as_workflow(workflow)
     journal_ = runtime.journal(journal)
-    execution, is_new = _engine.claim(journal_, execution_id or default_execution_id(definition, data),
+    execution, is_new = _engine.claim(journal_, _execution_id(execution_id, definition, data),
                                       definition, data, on_change)
     if is_new:
         _start_thread(execution, definition, data, on_change, workers, executor)
@@ -272,6 +281,25 @@ def schedule(target: Step[P, R] | NamedCall[P, R], *args: P.args, **kwargs: P.kw
     return run_state.schedule(target, args, kwargs)
 
 
+def _handles_run(handles: list[StepHandle]) -> _context.Run:
+    """The one run all ``handles`` belong to, which must be the caller's when it is in a workflow."""
+    first = handles[0]
+    if not isinstance(first, StepHandle):
+        raise DefinitionError(f"zart.wait() takes step handles (from zart.schedule), got {first!r}")
+    run_state = first._run
+    for handle in handles:
+        if not isinstance(handle, StepHandle):
+            raise DefinitionError(f"zart.wait() takes step handles (from zart.schedule), got {handle!r}")
+        if handle._run is not run_state:
+            raise DefinitionError(f"zart.wait() got handles of two executions ({run_state.execution_id!r} "
+                                  f"and {handle._run.execution_id!r}); wait for each in its own workflow")
+    current = _context.current_run()
+    if current is not None and current is not run_state:
+        raise DefinitionError(f"step {first.key!r} belongs to execution {run_state.execution_id!r}, not to "
+                              f"{current.execution_id!r} that waits for it; wait for it in its own workflow")
+    return run_state
+
+
 def wait(handles: Iterable[StepHandle], return_exceptions: bool = False,
          timeout: float | None = None) -> list[Any]:
     """Block until every handle has a journaled result; results come in the handles' order.
@@ -283,7 +311,7 @@ def wait(handles: Iterable[StepHandle], return_exceptions: bool = False,
     handles = list(handles)
     if not handles:
         return []
-    run_state = handles[0]._run
+    run_state = _handles_run(handles)
     run_state.wait_for(handles, timeout)
     results: list[Any] = []
     for handle in handles:

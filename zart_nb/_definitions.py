@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import string
 import warnings
 from collections.abc import Callable
@@ -35,14 +36,24 @@ class RetryPolicy:
     max_backoff: float = 30.0
 
     def __post_init__(self) -> None:
-        if self.retries < 0:
-            raise ValueError(f"retries must be >= 0, got {self.retries}")
-        if self.backoff < 0 or self.multiplier < 1 or self.max_backoff < 0:
-            raise ValueError("backoff and max_backoff must be >= 0 and multiplier >= 1")
+        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
+            raise DefinitionError(f"retries must be an integer >= 0, got {self.retries!r}")
+        _check_number("backoff", self.backoff, minimum=0.0)
+        _check_number("multiplier", self.multiplier, minimum=1.0)
+        _check_number("max_backoff", self.max_backoff, minimum=0.0)
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
         return min(self.max_backoff, self.backoff * self.multiplier ** (attempt - 1))
+
+
+def _check_number(what: str, value: Any, *, minimum: float = 0.0, positive: bool = False) -> None:
+    """A finite real number of at least ``minimum`` (above 0 when ``positive``), else a DefinitionError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DefinitionError(f"{what} must be a number of seconds, got {value!r}")
+    if not math.isfinite(value) or value < minimum or (positive and value <= 0):
+        bound = "positive" if positive else f">= {minimum:g}"
+        raise DefinitionError(f"{what} must be a finite number {bound}, got {value!r}")
 
 
 class Step(Generic[P, R]):
@@ -53,8 +64,18 @@ class Step(Generic[P, R]):
     """
 
     def __init__(self, fn: Callable[P, R], name: str, retry: RetryPolicy, timeout: float | None) -> None:
+        if isinstance(fn, Step):
+            raise DefinitionError(f"{fn!r} is already a step: decorate the function once (the options "
+                                  f"of step {name!r} would be lost)")
         if not callable(fn):
             raise DefinitionError(f"@zart.step needs a function, got {fn!r}")
+        if not isinstance(retry, RetryPolicy):
+            raise DefinitionError(f"step {name!r}: retries must be an int or a RetryPolicy, got {retry!r}")
+        if timeout is not None:
+            try:
+                _check_number("timeout", timeout, positive=True)
+            except DefinitionError as exc:
+                raise DefinitionError(f"step {name!r}: {exc}") from None
         self.fn = fn
         self.__wrapped_fn__ = fn
         self.name = name
@@ -120,12 +141,15 @@ class NamedCall(Generic[P, R]):
         return run.schedule(self.step, args, kwargs, key=self.key).result()
 
 
-def _retry_policy(retries: int | RetryPolicy) -> RetryPolicy:
+def _retry_policy(retries: int | RetryPolicy, name: str) -> RetryPolicy:
     if isinstance(retries, RetryPolicy):
         return retries
     if isinstance(retries, bool) or not isinstance(retries, int):
-        raise DefinitionError(f"retries must be an int or a RetryPolicy, got {retries!r}")
-    return RetryPolicy(retries=retries)
+        raise DefinitionError(f"step {name!r}: retries must be an int or a RetryPolicy, got {retries!r}")
+    try:
+        return RetryPolicy(retries=retries)
+    except DefinitionError as exc:
+        raise DefinitionError(f"step {name!r}: {exc}") from None
 
 
 @overload
@@ -144,12 +168,12 @@ def step(name: Any = None, *, retries: int | RetryPolicy = 0, timeout: float | N
     """
     if callable(name):
         return Step(name, name.__name__, RetryPolicy(), None)
-    if timeout is not None and timeout <= 0:
-        raise DefinitionError(f"timeout must be positive seconds, got {timeout!r}")
-    policy = _retry_policy(retries)
+    if name is not None and (not isinstance(name, str) or not name):
+        raise DefinitionError(f"a step name must be a non-empty string, got {name!r}")
 
     def decorate(fn: Callable[P, R]) -> Step[P, R]:
-        return Step(fn, name or fn.__name__, policy, timeout)
+        step_name: str = name or str(getattr(fn, "__name__", repr(fn)))
+        return Step(fn, step_name, _retry_policy(retries, step_name), timeout)
 
     return decorate
 

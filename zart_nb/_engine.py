@@ -26,6 +26,7 @@ from . import _serialization as ser
 from ._definitions import Step, WorkflowDef
 from ._errors import (
     Cancelled,
+    ConfigurationError,
     DefinitionError,
     NonDeterminism,
     SerializationError,
@@ -81,6 +82,22 @@ class _StepState:
         self.timeout = step.timeout
 
 
+def _argument_error(step: Step, key: str, args: tuple, kwargs: dict, exc: Exception) -> SerializationError:
+    """Names the argument that cannot be pickled (a failure path: the cost does not matter)."""
+    try:
+        arguments = dict(inspect.signature(step.fn).bind_partial(*args, **kwargs).arguments)
+    except (TypeError, ValueError):
+        arguments = {**{f"#{index}": value for index, value in enumerate(args)}, **kwargs}
+    where = "an argument"
+    for name, value in arguments.items():
+        try:
+            ser.dumps(value)
+        except Exception:
+            where = f"argument {name!r}"
+            break
+    return SerializationError(f"{where} of step {key!r} cannot be pickled: {_text(exc)}")
+
+
 # --- one run of one execution ------------------------------------------------------------------
 
 
@@ -97,6 +114,7 @@ class RunState:
         self.on_change = on_change
         self.workers = workers
         self.executor_spec = executor
+        self.parent: RunState | None = None  # the run whose body started this one, if any
         self.cancelled = False
         self.interrupted = False
         self.closing = False
@@ -134,7 +152,7 @@ class RunState:
         try:
             args_hash = ser.args_hash(args, kwargs)
         except SerializationError as exc:
-            raise SerializationError(f"an argument of step {key!r} cannot be pickled: {exc}") from exc
+            raise _argument_error(step, key, args, kwargs, exc) from exc
         definition = self._definitions.get(id(step)) or self._definition(step)
         stored = self.stored.get(key)
         reason = decide(stored, args_hash, definition.code_hash)
@@ -151,7 +169,7 @@ class RunState:
         try:
             args_blob = ser.dumps((args, kwargs))
         except Exception as exc:
-            raise SerializationError(f"an argument of step {key!r} cannot be pickled: {exc}") from exc
+            raise _argument_error(step, key, args, kwargs, exc) from exc
         state = _StepState(self, handle, step, definition, args_blob, args_hash,
                            ser.args_preview(args, kwargs), seq, reason, stored is not None)
         self.executed += 1
@@ -215,7 +233,7 @@ class RunState:
         step_rows: list[StepRow] = []
         attempt_rows: list[AttemptRow] = []
         supersede: list[tuple[str, str]] = []
-        resolved: list[tuple[_StepState, bytes | None, BaseException | None]] = []
+        resolved: list[tuple[_StepState, Any, BaseException | None]] = []
         retries: list[tuple[_StepState, float]] = []
         published: list[StepEvent] = []
         publish = events.active
@@ -224,6 +242,18 @@ class RunState:
             task = outcome.task
             key = state.handle.key
             kind = outcome.kind
+            value: Any = None
+            if kind is OutcomeKind.OK:
+                # Loaded here, before it is journaled as completed: an output the driver cannot load
+                # (a class only the worker has) fails the step instead of failing every re-run.
+                try:
+                    value = ser.loads(outcome.blob) if outcome.blob is not None else None
+                except Exception as exc:
+                    kind = outcome.kind = OutcomeKind.UNPICKLABLE
+                    outcome.error_type = "SerializationError"
+                    outcome.error = ser.cap_text(f"its output cannot be unpickled in this process: "
+                                                 f"{type(exc).__name__}: {_text(exc)}")
+                    outcome.blob = None
             if kind is OutcomeKind.OK:
                 status, error = StepStatus.COMPLETED, None
                 if self.retrying:
@@ -267,7 +297,7 @@ class RunState:
                 None if error is None else str(error), outcome.error_type, outcome.traceback,
                 state.attempt, state.reason.value, True, state.scheduled_at, task.started_at or None,
                 outcome.finished_at, task.worker, outcome.output))
-            resolved.append((state, outcome.blob if kind is OutcomeKind.OK else None, error))
+            resolved.append((state, value, error))
             if publish:
                 published.append(StepEvent(self.execution_id, key, status, state.step.name, state.attempt,
                                            reason=state.reason, error=None if error is None else str(error),
@@ -288,9 +318,10 @@ class RunState:
                 task = self._task(state, delay)
                 self._pending[task.task_id] = state
                 retry_tasks.append(task)
-            for state, blob, failure in resolved:
+            for state, value, failure in resolved:
                 handle = state.handle
-                handle._blob = blob
+                handle._value = value
+                handle._has_value = True
                 handle._error = failure
                 handle.done = True
                 self.finished += 1
@@ -428,7 +459,7 @@ def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, on_cha
     except Exception as exc:
         raise SerializationError(f"the input of execution {execution_id!r} cannot be pickled: {exc}") \
             from exc
-    runtime.run_opened()
+    runtime.run_opened(workers)
     try:
         _run_body(execution, workflow, data, on_change, workers, input_blob, input_hash, workflow_hash,
                   executor)
@@ -459,11 +490,14 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change:
     run.output_sinks = execution._output_sinks
     execution._run = run
     execution._status = ExecutionStatus.RUNNING
-    if execution._cancel_requested:
+    if execution._cancel_requested:  # before its run existed
         run.cancelled = True
+        run.interrupted = execution._interrupt_requested
     if events.active:
         events.publish(ExecutionEvent(execution_id, ExecutionStatus.RUNNING, workflow.name, run_number,
                                       str(journal.path)))
+    outer = _context.current_run()
+    run.parent = outer if isinstance(outer, RunState) else None
     token = _context.enter_run(run)
     try:
         output = workflow.body(data)
@@ -475,7 +509,7 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change:
         run.cancel(interrupted=isinstance(exc, KeyboardInterrupt))
         status = ExecutionStatus.INTERRUPTED if run.interrupted else ExecutionStatus.CANCELLED
         execution._status = status
-        journal.finish_run(execution_id, run_number, status, error=f"{type(exc).__name__}: {exc}",
+        journal.finish_run(execution_id, run_number, status, error=f"{type(exc).__name__}: {_text(exc)}",
                            executed=run.ran, reused=run.reused)
         execution._error = exc
         raise
@@ -483,12 +517,16 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change:
         run.cancel_pending()
         error = exc if isinstance(exc, ZartError) else None
         if error is None:
-            error = TaskError(execution_id, f"{type(exc).__name__}: {exc}")
+            error = TaskError(execution_id, f"{type(exc).__name__}: {_text(exc)}")
             error.__cause__ = exc
         execution._status = ExecutionStatus.FAILED
         execution._error = error
-        journal.finish_run(execution_id, run_number, ExecutionStatus.FAILED, error=str(exc),
-                           traceback=tb_module.format_exc(), executed=run.ran, reused=run.reused)
+        try:
+            traceback = tb_module.format_exc()
+        except BaseException:  # noqa: BLE001 - an exception whose __str__ fails breaks the formatter
+            traceback = "".join(tb_module.format_tb(exc.__traceback__))
+        journal.finish_run(execution_id, run_number, ExecutionStatus.FAILED, error=_text(exc),
+                           traceback=ser.cap_text(traceback), executed=run.ran, reused=run.reused)
         if error is exc:
             raise
         raise error from exc
@@ -508,6 +546,15 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change:
                        ser.preview(output), executed=run.ran, reused=run.reused)
     execution._output = output
     execution._status = ExecutionStatus.COMPLETED
+
+
+def _text(exc: BaseException) -> str:
+    """``str(exc)`` cut to a journal-sized length; user code may make ``__str__`` fail."""
+    try:
+        text = str(exc)
+    except BaseException as error:  # noqa: BLE001 - reported, not raised
+        text = f"<str() of the {type(exc).__name__} raised {type(error).__name__}>"
+    return ser.cap_text(text)
 
 
 async def _await(awaitable: Any) -> Any:
@@ -550,16 +597,34 @@ def fingerprint(workflow: WorkflowDef, data: Any) -> tuple[str, str]:
         raise SerializationError(f"the input of workflow {workflow.name!r} cannot be pickled: {exc}") from exc
 
 
+def check_execution_id(execution_id: object) -> None:
+    """An execution id is a non-empty string that UTF-8 can store."""
+    if not isinstance(execution_id, str) or not execution_id:
+        raise ConfigurationError(f"execution_id must be a non-empty string, got {execution_id!r}")
+    try:
+        execution_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigurationError(f"execution_id {execution_id!r} is not valid text (a lone surrogate?)") \
+            from None
+
+
 def claim(journal: Journal, execution_id: str, workflow: WorkflowDef, data: Any,
           on_change: str) -> tuple[Execution, bool]:
     """Register a new execution of this id in this process, or find the one already running.
 
     Returns ``(execution, is_new)``. Joining is refused when the running one has another workflow
     code or input (a ``DefinitionError``, or ``NonDeterminism`` with ``on_change="error"``)."""
+    check_execution_id(execution_id)
     mark = fingerprint(workflow, data)
     current, is_new = runtime.claim(journal, execution_id, Execution, mark)
     if is_new:
         return current, True
+    outer = _context.current_run()
+    while outer is not None:
+        if isinstance(outer, RunState) and outer.journal is journal and outer.execution_id == execution_id:
+            raise DefinitionError(f"execution {execution_id!r} would wait for itself: a workflow cannot "
+                                  "run its own execution (give the inner run another execution_id)")
+        outer = getattr(outer, "parent", None)
     if current.fingerprint is not None and current.fingerprint != mark:
         what = "input" if current.fingerprint[1] != mark[1] else "workflow code"
         error = NonDeterminism if on_change == "error" else DefinitionError

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _serialization as ser
 from ._context import Run
-from ._errors import ExecutionTimeout
+from ._errors import ExecutionTimeout, SerializationError
 from ._records import ExecutionStatus
 
 if TYPE_CHECKING:
@@ -52,7 +52,11 @@ class StepHandle:
 
     def value(self) -> Any:
         if not self._has_value:
-            self._value = ser.loads(self._blob) if self._blob is not None else None
+            try:
+                self._value = ser.loads(self._blob) if self._blob is not None else None
+            except Exception as exc:
+                raise SerializationError(f"the journaled output of step {self.key!r} cannot be unpickled "
+                                         f"here: {type(exc).__name__}: {exc}") from exc
             self._has_value = True
             self._blob = None
         return self._value
@@ -71,6 +75,7 @@ class Execution:
         self._error: BaseException | None = None
         self._run: Run | None = None
         self._cancel_requested = False
+        self._interrupt_requested = False
         self._on_result: list[Callable[[], None]] = []  # progress views: final render in the caller's cell
         self._output_sinks: list[Callable[[str, int, str, str], None]] = []  # lines its steps print
         self.fingerprint: tuple[str, str] | None = None  # (workflow code hash, input hash)
@@ -91,8 +96,17 @@ class Execution:
         return self._run.run_number if self._run else None
 
     def result(self, timeout: float | None = None) -> Any:
-        """The workflow's output; raises its error. ``ExecutionTimeout`` if not done in time."""
-        if not self._done.wait(timeout):
+        """The workflow's output; raises its error. ``ExecutionTimeout`` if not done in time.
+
+        Ctrl-C (a KeyboardInterrupt) while waiting interrupts the execution: its running steps are
+        stopped and it is recorded as ``interrupted``, ready to resume."""
+        try:
+            finished = self._done.wait(timeout)
+        except KeyboardInterrupt:
+            self.interrupt()
+            self._done.wait(30)
+            raise
+        if not finished:
             raise ExecutionTimeout(f"execution {self.execution_id!r} still {self._status.value} after "
                                    f"{timeout}s (it keeps running; call result() again)")
         for callback in self._on_result:
@@ -110,17 +124,8 @@ class Execution:
     def interrupt(self) -> None:
         """Like ``cancel``, but the execution is recorded as ``interrupted`` (as by Ctrl-C): a re-run
         resumes it."""
-        self._cancel_requested = True
+        self._cancel_requested = self._interrupt_requested = True
         if self._run is not None:
             self._run.cancel(interrupted=True)
-
-    def wait_interruptibly(self, timeout: float | None = None) -> Any:
-        """``result(timeout)``, where a KeyboardInterrupt while waiting interrupts the execution."""
-        try:
-            return self.result(timeout)
-        except KeyboardInterrupt:
-            self.interrupt()
-            self._done.wait(30)
-            raise
 
 

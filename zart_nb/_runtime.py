@@ -156,10 +156,20 @@ class Runtime:
 
     # --- the executor ------------------------------------------------------------------------
 
-    def run_opened(self) -> None:
-        """A run started: the pool must not be restarted under it (see ``get_executor``)."""
+    def run_opened(self, workers: int | None = None) -> None:
+        """A run started: the pool must not be restarted under it (see ``get_executor``).
+
+        When no other run is open and the idle pool has another size than ``workers`` asks for, it is
+        stopped here, so the run's first dispatch starts one of the size asked for."""
+        stale = None
         with self._lock:
+            executor = self.executor
+            if (self._open_runs == 0 and executor is not None and not executor.closed
+                    and executor.size != (workers or default_worker_count()) and executor.idle):
+                stale, self.executor = executor, None
             self._open_runs += 1
+        if stale is not None:
+            stale.shutdown()
 
     def run_closed(self) -> None:
         with self._lock:

@@ -7,6 +7,7 @@ i.e. in a notebook cell, travel by value).
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import enum
 import functools
@@ -28,6 +29,7 @@ from ._errors import SerializationError
 
 PROTOCOL = 5
 PREVIEW_CHARS = 200
+MAX_TEXT = 64 * 1024  # an error message or traceback longer than this is cut, with a note
 
 _repr = reprlib.Repr()
 _repr.maxstring = 120
@@ -36,17 +38,40 @@ _repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 8
 _repr.maxlevel = 4
 
 
+def _refuse_file(obj: Any) -> Any:
+    name = getattr(obj, "name", None)
+    raise SerializationError(f"an open file{'' if name is None else f' ({name!r})'} cannot travel to "
+                             "another process or into the journal (cloudpickle would send a copy of its "
+                             "contents); pass its path instead")
+
+
+_FILE_TYPES = (io.TextIOWrapper, io.BufferedReader, io.BufferedWriter, io.BufferedRandom, io.FileIO)
+
+
+class _Pickler(cloudpickle.Pickler):
+    """cloudpickle, refusing open files instead of sending a ``StringIO`` copy of them."""
+
+    dispatch_table = collections.ChainMap({kind: _refuse_file for kind in _FILE_TYPES},
+                                          cloudpickle.Pickler.dispatch_table)
+
+
+def _cloudpickle(value: Any) -> bytes:
+    buffer = io.BytesIO()
+    _Pickler(buffer, protocol=PROTOCOL).dump(value)
+    return buffer.getvalue()
+
+
 def dumps(value: Any) -> bytes:
     """Pickle ``value``: plain pickle when it can, cloudpickle (by value for ``__main__``) otherwise."""
     try:
         return pickle.dumps(value, PROTOCOL)
     except Exception:
-        return cloudpickle.dumps(value, PROTOCOL)
+        return _cloudpickle(value)
 
 
 def dumps_by_value(value: Any) -> bytes:
     """cloudpickle, for definitions (functions/classes) that must be rebuilt in another process."""
-    return cloudpickle.dumps(value, PROTOCOL)
+    return _cloudpickle(value)
 
 
 # --- loading: a class defined in ``__main__`` resolves to the *current* class of that name -------------
@@ -93,6 +118,13 @@ def loads(data: bytes) -> Any:
 
 
 # --- previews ---------------------------------------------------------------------------------------
+
+
+def cap_text(text: str, limit: int = MAX_TEXT) -> str:
+    """``text`` cut to ``limit`` characters, with a note saying so (errors are journaled and shown)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}\n... [zart: cut {len(text) - limit:,} of {len(text):,} characters]"
 
 
 def preview(value: Any) -> str:

@@ -110,6 +110,7 @@ class Outcome:
 OutcomeSink = Callable[[list[Outcome]], None]
 
 
+PATH_VARIABLE = "ZART_WORKER_SYS_PATH"  # the driver's sys.path, for a worker process to import steps
 FUNCTION_MISSING = "zart:function-missing"  # a worker's answer to a task whose function it lacks
 UNPICKLABLE_RESULT = "zart:unpicklable-result"  # a worker's answer when a result cannot be pickled
 

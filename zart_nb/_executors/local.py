@@ -18,6 +18,7 @@ import itertools
 import logging
 import os
 import pickle
+import signal
 import socket
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from pathlib import Path
 from .._errors import ExecutorClosed
 from .base import (
     FUNCTION_MISSING,
+    PATH_VARIABLE,
     Executor,
     Outcome,
     OutcomeConsumer,
@@ -62,13 +64,16 @@ class _Worker:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_PARENT, env.get("PYTHONPATH")]))
+        # The driver's import path travels in the environment, not as a first message: nothing is
+        # sent until a task is, and every send copes with a worker that died at any moment.
+        env[PATH_VARIABLE] = os.pathsep.join(p for p in sys.path if p)
         child_fd = child_sock.fileno()
+        # A process group of its own: killing the group also ends whatever a step started.
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "zart_nb._executors.worker", str(child_fd)],
-            pass_fds=[child_fd], stdin=subprocess.DEVNULL, env=env, close_fds=True)
+            pass_fds=[child_fd], stdin=subprocess.DEVNULL, env=env, close_fds=True, process_group=0)
         child_sock.close()
         self.conn = Connection(parent_sock.detach())
-        self.conn.send_bytes(pickle.dumps(("init", [p for p in sys.path if p]), 5))
         self.inflight: collections.deque[Task] = collections.deque()
         self.functions: set[str] = set()
         self.name = f"worker-{index}:pid{self.proc.pid}"
@@ -78,9 +83,12 @@ class _Worker:
 
     def kill(self) -> None:
         try:
-            self.proc.kill()
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the worker and any process its step started
         except OSError:
-            pass
+            try:
+                self.proc.kill()
+            except OSError:
+                pass
         try:
             self.conn.close()
         except OSError:

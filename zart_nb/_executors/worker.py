@@ -4,9 +4,8 @@ Started with ``subprocess`` (fork+exec), not ``multiprocessing``: a fresh interp
 re-imports the user's ``__main__`` (a notebook or a script without a ``__main__`` guard) and never
 forks a kernel's threads. It talks to its driver over one end of a private socketpair.
 
-Messages from the driver (pickled):
-  ("init", sys_path)                  once
-  ("run", [WireTask, ...])
+The driver's ``sys.path`` comes in the environment (``PATH_VARIABLE``). Messages from the driver
+(pickled): ``("run", [WireTask, ...])``.
 Replies: ``None`` once when ready, then lists of ``WireReply`` in task order, with ``WireOutput``
 (lines a running step printed) before the reply of their task. A reply leaves at
 most ``REPLY_DELAY`` seconds after its step ended (a sender thread gathers the replies of quick
@@ -29,19 +28,30 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from .._serialization import cap_text
 from . import capture
-from .base import FUNCTION_MISSING, UNPICKLABLE_RESULT, WireOutput, WireReply, WireTask
+from .base import FUNCTION_MISSING, PATH_VARIABLE, UNPICKLABLE_RESULT, WireOutput, WireReply, WireTask
 
 FN_CACHE_SIZE = 512
 REPLY_DELAY = 0.001
 
 
 def _watch_parent(parent_pid: int) -> None:
-    """Exit when the driver is gone, even while a step is busy (the pipe EOF is seen only when idle)."""
+    """Exit when the driver is gone, even while a step is busy (the pipe EOF is seen only when idle),
+    taking along whatever the step started (the worker leads a process group of its own)."""
     while True:
         time.sleep(0.5)
         if os.getppid() != parent_pid:
-            os._exit(0)
+            _exit_group()
+
+
+def _exit_group() -> None:
+    if os.getpgid(0) == os.getpid():
+        try:
+            os.killpg(0, signal.SIGKILL)
+        except OSError:
+            pass
+    os._exit(0)
 
 
 class Runner:
@@ -92,14 +102,15 @@ class Runner:
                 error_blob = ser.dumps(exc) if isinstance(exc, Exception) else None
             except Exception:
                 error_blob = None
-            return WireReply(task_id, False, error_blob, None, type(exc).__qualname__, _message(exc),
-                    traceback.format_exc(), started, time.time(), output)
+            return WireReply(task_id, False, error_blob, None, type(exc).__qualname__, cap_text(_message(exc)),
+                             cap_text(_format_traceback(exc)), started, time.time(), output)
         try:
             blob = ser.dumps(result)
         except Exception as exc:
             return WireReply(task_id, False, None, None, UNPICKLABLE_RESULT,
-                    f"the step returned a {type(result).__name__} that cannot be pickled: {exc}",
-                    traceback.format_exc(), started, time.time(), output)
+                             cap_text(f"the step returned a {type(result).__name__} that cannot be pickled: "
+                                      f"{_text(exc)}"),
+                             cap_text(_format_traceback(exc)), started, time.time(), output)
         return WireReply(task_id, True, blob, ser.preview(result), None, None, None, started, time.time(), output)
 
 
@@ -141,7 +152,7 @@ class _Replies:
             try:
                 self._conn.send_bytes(pickle.dumps(items, 5))
             except OSError:
-                os._exit(0)  # the driver is gone
+                _exit_group()  # the driver is gone
 
     def _loop(self) -> None:
         with self._cond:
@@ -163,13 +174,8 @@ def _serve(conn: Connection) -> None:
     pending: collections.deque[WireTask] = collections.deque()
 
     def absorb(message: bytes) -> None:
-        kind, payload = pickle.loads(message)
-        if kind == "init":
-            for entry in reversed(payload):
-                if entry not in sys.path:
-                    sys.path.insert(0, entry)
-        else:
-            pending.extend(payload)
+        _kind, payload = pickle.loads(message)
+        pending.extend(payload)
 
     conn.send_bytes(pickle.dumps(None, 5))  # ready: the driver starts its step clocks from here
     while True:
@@ -181,7 +187,7 @@ def _serve(conn: Connection) -> None:
                 absorb(conn.recv_bytes())
         except (EOFError, OSError):
             return
-        if pending:  # (an "init" message brings no task)
+        if pending:
             reply = runner.run(pending.popleft())
             if os.getpid() != pid:  # the step forked and this is the child: it must not serve
                 os._exit(0)
@@ -198,17 +204,36 @@ async def _await(awaitable):
     return await awaitable
 
 
+def _text(exc: BaseException) -> str:
+    """``str(exc)``, which runs user code and may itself fail."""
+    try:
+        return str(exc)
+    except BaseException as error:  # noqa: BLE001 - any failure of user code is reported, not raised
+        return f"<str() of the {type(exc).__name__} raised {type(error).__name__}>"
+
+
 def _message(exc: BaseException) -> str:
-    text = str(exc)
+    text = _text(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _format_traceback(exc: BaseException) -> str:
+    try:
+        return traceback.format_exc()
+    except BaseException:  # noqa: BLE001 - an exception whose __str__ fails breaks the formatter
+        return "".join(traceback.format_tb(exc.__traceback__)) + _message(exc) + "\n"
 
 
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Jupyter signals the kernel's whole process group
+    for entry in reversed(os.environ.pop(PATH_VARIABLE, "").split(os.pathsep)):
+        if entry and entry not in sys.path:
+            sys.path.insert(0, entry)
     parent_pid = os.getppid()
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
     conn = Connection(int(sys.argv[1]))
     _serve(conn)
+    _exit_group()  # the driver closed the connection: nothing this worker started outlives it
 
 
 if __name__ == "__main__":

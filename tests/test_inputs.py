@@ -1,0 +1,78 @@
+"""Odd inputs get a clear ZartError naming the thing, before anything is journaled."""
+import subprocess
+import sys
+
+import pytest
+import steps_lib
+from steps_lib import square
+
+import zart_nb as zart
+
+
+@zart.workflow("plain")
+def plain(x):
+    return square(x)
+
+
+pytestmark = pytest.mark.usefixtures("inline")
+
+
+def test_a_bad_zart_workers_is_refused_before_the_execution_starts(journal, monkeypatch):
+    monkeypatch.setenv("ZART_WORKERS", "abc")
+    with pytest.raises(zart.ConfigurationError, match="ZART_WORKERS"):
+        zart.run(plain, 2, execution_id="w-1", journal=journal)
+    with pytest.raises(zart.ConfigurationError, match="ZART_WORKERS"):
+        zart.start(plain, 2, execution_id="w-1", journal=journal)
+    monkeypatch.delenv("ZART_WORKERS")
+    assert zart.journal(journal).list_executions() == []  # nothing was journaled
+
+
+@pytest.mark.parametrize("bad", ["", 123, b"bytes", "\ud800"])
+def test_bad_execution_ids_are_refused(journal, bad):
+    with pytest.raises(zart.ConfigurationError, match="execution_id"):
+        zart.run(plain, 2, execution_id=bad, journal=journal)
+    with pytest.raises(zart.ConfigurationError, match="execution_id"):
+        zart.start(plain, 2, execution_id=bad, journal=journal)
+    registry = zart.TaskRegistry()
+    registry.register("plain", plain)
+    with pytest.raises(zart.ConfigurationError, match="execution_id"):
+        zart.DurableScheduler(registry, journal=journal).start(bad, "plain", 2)
+
+
+def test_wait_takes_step_handles_only(journal):
+    @zart.workflow("waits-on-ints")
+    def flow(_):
+        return zart.wait([1, 2])
+
+    with pytest.raises(zart.DefinitionError, match="step handles"):
+        zart.run(flow, None, journal=journal)
+    with pytest.raises(zart.DefinitionError, match="step handles"):
+        zart.wait([1, 2])
+
+
+def test_waiting_on_another_executions_handle_is_refused(journal):
+    steps_lib.SHARED.clear()  # a module: the workflows below refer to it, they do not pickle it
+
+    @zart.workflow("keeps-a-handle")
+    def first(_):
+        handle = zart.schedule(square, 3)
+        steps_lib.SHARED.append(handle)
+        return zart.wait([handle])
+
+    @zart.workflow("borrows-a-handle")
+    def second(_):
+        return zart.wait(steps_lib.SHARED)
+
+    assert zart.run(first, None, execution_id="h-1", journal=journal) == [9]
+    with pytest.raises(zart.DefinitionError, match="belongs to execution 'h-1'"):
+        zart.run(second, None, execution_id="h-2", journal=journal)
+
+
+def test_the_demo_with_zero_workers_prints_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "zart_nb._cli", "demo", "--workers", "0",
+                           "--journal", str(tmp_path / "d.duckdb")], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert [line for line in proc.stderr.splitlines() if line.strip()] == [
+        "zart: workers must be a positive integer, got 0"]
