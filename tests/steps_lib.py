@@ -189,3 +189,10 @@ def read_it(handle) -> str:
 
 
 SHARED: list = []  # for tests that pass objects between workflows of one process
+
+
+@zart.step("announce-then-wait")
+def announce_then_wait(started: str, gate: str) -> str:
+    with open(started, "w") as handle:
+        handle.write(str(os.getpid()))
+    return wait_for_file(gate)

@@ -116,17 +116,17 @@ def test_ctrl_c_while_waiting_for_a_started_execution_interrupts_it(tmp_path):
 
     journal = tmp_path / "j.duckdb"
     script = tmp_path / "driver.py"
+    started = tmp_path / "started"
     script.write_text(textwrap.dedent(f"""
         import zart_nb as zart
-        from steps_lib import wait_for_file
+        from steps_lib import announce_then_wait
 
         @zart.workflow("ctrl-c-start")
-        def flow(path):
-            return wait_for_file(path)
+        def flow(paths):
+            return announce_then_wait(*paths)
 
-        execution = zart.start(flow, {str(tmp_path / "never")!r}, execution_id="c-1",
+        execution = zart.start(flow, ({str(started)!r}, {str(tmp_path / "never")!r}), execution_id="c-1",
                                journal={str(journal)!r}, workers=1, display=False)
-        print("started", flush=True)
         try:
             execution.result()
         except KeyboardInterrupt:
@@ -137,7 +137,8 @@ def test_ctrl_c_while_waiting_for_a_started_execution_interrupts_it(tmp_path):
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env)
     try:
-        assert proc.stdout.readline().strip() == "started"
+        # the step runs, so the driver waits in result() (a step in a worker takes far longer to start)
+        wait_until(lambda: started.exists() or proc.poll() is not None, what="the step to start")
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=120)
     finally:
