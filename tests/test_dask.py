@@ -43,9 +43,11 @@ def cluster():
     level = noisy.level
     # Killed workers make the scheduler and nannies log warnings by design; errors still show.
     noisy.setLevel(logging.ERROR)
+    # dashboard_address ":0": the scheduler always serves HTTP, by default on 8787, which another
+    # cluster on this machine (a parallel test run) may hold
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
         local = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                         dashboard_address=None, silence_logs=logging.ERROR)
+                                         dashboard_address=":0", silence_logs=logging.ERROR)
     client = distributed.Client(local, set_as_default=False)
     try:
         client.wait_for_workers(2, timeout=DEADLINE)
@@ -123,7 +125,7 @@ def flaky(workdir: str) -> str:
     note(workdir, "flaky")
     if len(counter(Path(workdir))) < 3:
         raise RuntimeError("not yet")
-    return "third time lucky"
+    return f"lucky attempt {zart.context().attempt}"
 
 
 @zart.step("fragile")
@@ -231,11 +233,16 @@ def test_address_string_env_and_scheduler_pick_the_cluster(cluster, journal, mon
     local = zart.run(fan_out, 2, journal=journal, executor="local", execution_id="local")
     assert not {pid for _, pid in local} & (cluster_pids | {os.getpid()})
 
+    closed = distributed.Client(address, set_as_default=False)
+    closed.close()
+    with pytest.raises(zart.ConfigurationError, match="is closed"):
+        zart.run(fan_out, 1, journal=journal, executor=closed)
+
 
 def test_retries_back_off_and_journal_each_attempt(cluster, journal, tmp_path):
     client, _ = cluster
     assert zart.run(flaky_flow, str(tmp_path), journal=journal, executor=client,
-                    execution_id="flaky") == "third time lucky"
+                    execution_id="flaky") == "lucky attempt 3"
     assert [label for label, _ in counter(tmp_path)] == ["flaky"] * 3
     j = zart.journal(journal)
     (step,) = j.list_steps("flaky")

@@ -55,6 +55,8 @@ def dask_executor(where: str | Any, sink: OutcomeSink) -> Executor:
     module = _import_dask(where)
     if isinstance(where, str):
         return module.DaskExecutor.connect(where, sink)
+    if where.status in ("closing", "closed"):
+        raise ConfigurationError(f"executor={where!r}: that distributed.Client is closed; pass an open one")
     return module.DaskExecutor(where, sink)
 
 

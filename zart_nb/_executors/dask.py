@@ -154,10 +154,10 @@ class DaskExecutor(Executor):
     # --- called from engine threads --------------------------------------------------------------
 
     def submit(self, tasks: list[Task]) -> None:
-        if self._closed:
-            raise ExecutorClosed("the Dask executor was shut down; submit to a new one")
         now = time.time()
-        with self._lock:
+        with self._lock:  # the same lock as shutdown's: what is queued here, the thread still ends
+            if self._closed:
+                raise ExecutorClosed("the Dask executor was shut down; submit to a new one")
             for task in tasks:
                 if task.not_before > now:
                     heapq.heappush(self._delayed, (task.not_before, next(self._counter), task))
