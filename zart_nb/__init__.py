@@ -85,6 +85,19 @@ if _typing.TYPE_CHECKING:
 __version__ = "0.1.0"
 
 
+def show(execution: str | Execution, journal: str | os.PathLike[str] | None = None) -> _typing.Any:
+    """An execution as a notebook shows it: runs, steps (status, attempts, duration, executed or
+    reused and why, previews), failed attempts and a timeline (one lane per worker, a bar per
+    attempt). ``execution`` is an id (in ``journal``, default as for :func:`journal`) or an
+    :class:`Execution`. The result renders as HTML in a notebook and as one line of text elsewhere;
+    nothing is unpickled."""
+    from ._notebook.show import show as show_execution
+
+    if isinstance(execution, Execution):
+        return show_execution(execution.execution_id, execution.journal.path)
+    return show_execution(execution, journal)
+
+
 def journal(path: str | os.PathLike[str] | None = None, *, live: bool = True,
             lock_timeout: float | None = None) -> JournalReader:
     """A typed reader of a journal (default ``$ZART_JOURNAL`` or ``./.zart/journal.duckdb``).
@@ -162,6 +175,7 @@ __all__ = [
     "RunRecord",
     "schedule",
     "SerializationError",
+    "show",
     "shutdown_pool",
     "start",
     "Step",

@@ -7,7 +7,7 @@ from .._records import ExecutionStatus
 from .progress import Snapshot
 
 GREY = "#9e9e9e"
-_STATUS_COLOURS = {
+STATUS_COLOURS = {
     ExecutionStatus.COMPLETED: "#2e7d32",
     ExecutionStatus.FAILED: "#c62828",
     ExecutionStatus.CANCELLED: "#757575",
@@ -22,7 +22,7 @@ def _duration(seconds: float) -> str:
 
 
 def header_html(snap: Snapshot) -> str:
-    colour = _STATUS_COLOURS.get(snap.status, "#1565c0")
+    colour = STATUS_COLOURS.get(snap.status, "#1565c0")
     run = f" · run {snap.run_number}" if snap.run_number else ""
     if snap.run_number and snap.run_number > 1:
         run += " (resumed)"
@@ -56,6 +56,6 @@ def details_html(snap: Snapshot) -> str:
                     f"{failed.attempts} attempt{'s' if failed.attempts != 1 else ''}: "
                     f"{html.escape(failed.error[:300])}</div>")
     if snap.done and snap.error and not snap.failed_steps:
-        rows.append(f"<div style='color:{_STATUS_COLOURS.get(snap.status, GREY)}'>"
+        rows.append(f"<div style='color:{STATUS_COLOURS.get(snap.status, GREY)}'>"
                     f"{html.escape(snap.error[:300])}</div>")
     return "".join(rows)

@@ -190,3 +190,12 @@ def install() -> None:
     workflow runs in a kernel, so the error classes themselves know nothing of notebooks."""
     StepError._render_traceback_ = render_step_error  # type: ignore[attr-defined]
     TaskError._render_traceback_ = render_task_error  # type: ignore[attr-defined]
+    shell = kernel_shell()
+    if shell is not None:  # an Execution as the cell's value shows as zart.show shows it
+        from .._handles import Execution
+        from .show import show
+
+        def execution_html(execution: Execution) -> str:
+            return show(execution.execution_id, execution.journal.path)._repr_html_()
+
+        shell.display_formatter.formatters["text/html"].for_type(Execution, execution_html)
