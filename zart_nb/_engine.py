@@ -421,7 +421,6 @@ def execute(execution: Execution, workflow: WorkflowDef, data: Any, *, on_change
     runtime.enter(execution)
     try:
         with journal.hold():
-            runtime.serve(journal)
             _execute_held(execution, workflow, data, on_change, workers, executor)
     except BaseException as exc:
         if execution._error is None and not execution.done:
@@ -459,6 +458,7 @@ def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, on_cha
     except Exception as exc:
         raise SerializationError(f"the input of execution {execution_id!r} cannot be pickled: {exc}") \
             from exc
+    runtime.serve(journal)  # a run starts: the monitor may list it (a completed re-run returned above)
     runtime.run_opened(workers)
     try:
         _run_body(execution, workflow, data, on_change, workers, input_blob, input_hash, workflow_hash,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._errors import ConfigurationError, JournalCorrupt, JournalError, JournalLocked
+from . import db
 
 if TYPE_CHECKING:
     import duckdb  # imported when a journal opens: worker processes never load DuckDB
@@ -185,7 +186,7 @@ def finish_creation(path: Path) -> None:
 
 
 def _opens(path: Path) -> bool:
-    import duckdb
+    duckdb = db.load()
 
     try:
         check_magic(path)
@@ -268,7 +269,7 @@ def connect(given: Path, path: Path, lock_timeout: float, *,
 
     The file is opened once: its contents are checked by the caller before anything is written.
     ``read_only`` opens an existing file without writing (none is created)."""
-    import duckdb
+    duckdb = db.load()
 
     check_location(given, path)
     if not read_only:
@@ -363,7 +364,7 @@ def has_orphans(conn: duckdb.DuckDBPyConnection) -> bool:
 def mark_orphans_interrupted(conn: duckdb.DuckDBPyConnection, path: Path) -> None:
     """Executions left ``running`` by a process that is gone (killed) become ``interrupted``, with
     their open run, in one transaction."""
-    import duckdb
+    duckdb = db.load()
 
     from .schema import rollback
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from .._errors import DefinitionNotFound, JournalError
 from .._records import ExecutionStatus
-from . import file
+from . import db, file
 from .schema import (
     ATTEMPT_COLUMNS,
     SCHEMA_VERSION,
@@ -84,7 +84,7 @@ def _held(method: Callable[..., T]) -> Callable[..., T]:
         except JournalError:
             raise
         except Exception as exc:
-            import duckdb
+            duckdb = db.load()
 
             if isinstance(exc, (OSError, duckdb.Error)):  # disk full, storage gone: say so
                 raise file.describe(self.path, exc, method.__name__.replace("_", " ")) from exc
@@ -331,8 +331,8 @@ class Journal:
         """A read-only connection, or ``None`` when a read-write open should recover the file first."""
         conn, _ = file.connect(self._given, self.path, self.lock_timeout, read_only=True)
         try:
-            tables, meta = read_schema(conn, self.path)
-            recover = (not tables or int(meta["schema_version"]) < SCHEMA_VERSION
+            meta = read_schema(conn, self.path)
+            recover = (not meta or int(meta["schema_version"]) < SCHEMA_VERSION
                        or file.has_orphans(conn))
         except BaseException:
             conn.close()
@@ -352,13 +352,13 @@ class Journal:
             # Checked on the one connection before anything is written: a foreign, damaged or newer
             # file is closed untouched. What it holds, not whether it existed, says if it is new: a
             # second process creating it at the same moment finds the first one's tables.
-            tables, meta = read_schema(conn, self.path)
+            meta = read_schema(conn, self.path)
             self._conn, self._read_only = conn, False
-            self._adopt(migrate(conn, meta), tables)
+            self._adopt(migrate(conn, meta), fresh=not meta)
             if created:
                 file.finish_creation(self.path)
             self._recover_sidelog()
-            if tables:
+            if meta:
                 file.mark_orphans_interrupted(conn, self.path)
             file.protect_wal(self.path)
         except BaseException:
@@ -389,11 +389,11 @@ class Journal:
             raise JournalError(self.path, f"the journal file was deleted or replaced while it was open; "
                                           f"{doing}. Runs recorded since are lost with the deleted file")
 
-    def _adopt(self, meta: dict[str, str], tables: set[str]) -> None:
+    def _adopt(self, meta: dict[str, str], *, fresh: bool) -> None:
         conn = self._conn
         assert conn is not None
         self._journal_id = meta["journal_id"]
-        known = {r[0] for r in conn.execute("SELECT def_id FROM definitions").fetchall()} if tables else set()
+        known = set() if fresh else {r[0] for r in conn.execute("SELECT def_id FROM definitions").fetchall()}
         with self._log_lock:
             self._seq = int(meta["folded_seq"])
             self._known_defs = known
