@@ -31,3 +31,15 @@ def test_importing_the_package_does_not_load_duckdb():
     code = "import sys, zart_nb, zart_nb._executors.worker; print('duckdb' in sys.modules, 'asyncio' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_every_package_folder_is_installed():
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {"zart_nb": root / "zart_nb", **{name: root / path for name, path in config["package-dir"].items()}}
+    found = {".".join([top, *init.parent.relative_to(folder).parts])
+             for top, folder in folders.items() for init in folder.rglob("__init__.py")}
+    assert set(config["packages"]) == found

@@ -108,7 +108,8 @@ class Subscription:
         self._closed.set()
         with contextlib.suppress(OSError, ValueError):
             self._conn.send_bytes(b"{}")  # tells the server to end the stream
-        self._thread.join(timeout=2)
+        if threading.current_thread() is not self._thread:  # on_lost may close it from its own thread
+            self._thread.join(timeout=2)
 
 
 class MonitorClient(JournalReader):

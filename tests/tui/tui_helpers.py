@@ -1,0 +1,80 @@
+"""Journals made by real runs for the app's tests, and helpers that let the app's reads land."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from steps_lib import fail_if, flaky, square
+
+import zart_nb as zart
+
+
+@zart.workflow("squares")
+def squares(xs: list[int]) -> int:
+    return sum(zart.wait([zart.schedule(square, x) for x in xs]))
+
+
+@zart.workflow("picky")
+def picky(xs: list[int]) -> list[int]:
+    return zart.wait([zart.schedule(fail_if, x, 2) for x in xs])
+
+
+@zart.workflow("flaky-flow")
+def flaky_flow(data: dict) -> list[int]:
+    return zart.wait([zart.schedule(flaky, x, data["marker"]) for x in data["xs"]])
+
+
+def make_journal(path: Path, marker: Path | None = None) -> Path:
+    """``sq`` completed (3 steps), ``bad`` failed at step fail-if#1; with ``marker``, ``flaky`` failed
+    while the marker exists. The file is released afterwards, as by an engine that finished."""
+    zart.run(squares, [1, 2, 3], execution_id="sq", journal=path)
+    with pytest.raises(zart.StepFailed):
+        zart.run(picky, [1, 2, 3], execution_id="bad", journal=path)
+    if marker is not None:
+        marker.touch()
+        with pytest.raises(zart.StepFailed):
+            zart.run(flaky_flow, {"xs": [1, 3], "marker": str(marker)}, execution_id="flaky", journal=path)
+    zart.journal(path, live=False).close()
+    return path
+
+
+async def settle(pilot, rounds: int = 2) -> None:
+    """Let the app's read workers finish and their results reach the screen."""
+    for _ in range(rounds):
+        await pilot.pause()
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+
+async def wait_for(pilot, condition, timeout: float = 30.0, what: str = "condition"):
+    """Poll ``condition`` while the app runs (its timer reloads the screens)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await pilot.pause(0.05)
+
+
+def rows(table) -> list[list[str]]:
+    return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+os.environ.setdefault("ZART_WORKERS", "2")
+
+
+def run_async(fn):
+    """Run an async pilot test in its own event loop (no pytest-asyncio needed)."""
+    import asyncio
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return asyncio.run(fn(*args, **kwargs))
+
+    return wrapper

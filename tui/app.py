@@ -1,0 +1,119 @@
+"""``zart-tui``: the app, its sources (one per journal) and the live loop.
+
+Events of live engines arrive on subscription threads and are queued; a 0.25 s tick on the app's
+thread hands them to the screens and reloads the current one (so a burst of events costs one read).
+Journals read from the file are polled every ``poll`` seconds. Actions are confirmed, run on a worker
+thread, and report back as notifications; an error is a message, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from textual.app import App
+from textual.binding import Binding
+
+import zart_nb as zart
+
+from .commands import ZartCommands
+from .fmt import Clock
+from .screens.confirm import ConfirmScreen
+from .screens.execution import ExecutionScreen
+from .screens.executions import ExecutionsScreen
+from .screens.help import HelpScreen
+from .source import Source, discover
+
+TICK = 0.25
+
+
+class ZartApp(App[None]):
+    """Executions of zart_nb journals, live while an engine runs them."""
+
+    CSS_PATH = "zart.tcss"
+    TITLE = "zart"
+    BINDINGS = [
+        Binding("q", "quit", "Quit", id="app.quit"),
+        Binding("question_mark", "help", "Help", id="app.help"),
+    ]
+    COMMANDS = App.COMMANDS | {ZartCommands}
+
+    def __init__(self, target: str | None = None, *, clock: Clock | None = None, poll: float = 2.0) -> None:
+        super().__init__()
+        self.target = target
+        self.clock = clock or Clock()
+        self.poll = poll
+        self.sources = [Source(path, self._queue_events) for path in discover(target)]
+        self._zart_events: collections.deque[tuple[list[zart.Event], bool]] = collections.deque()
+        self._zart_last_reload = time.monotonic()
+        self._zart_closed = threading.Event()
+
+    def on_mount(self) -> None:
+        self.sub_title = self.target or "./.zart/"
+        self.push_screen(ExecutionsScreen())
+        self.set_interval(TICK, self._tick)
+
+    def _queue_events(self, source: Source, events: list[zart.Event], resync: bool) -> None:
+        if not self._zart_closed.is_set():  # on a subscription thread: only queue
+            self._zart_events.append((events, resync))
+
+    def _tick(self) -> None:
+        changed = False
+        while self._zart_events:
+            events, resync = self._zart_events.popleft()
+            changed = True
+            for screen in self.screen_stack:
+                if isinstance(screen, ExecutionScreen):
+                    screen.take_events(events)
+        if changed or time.monotonic() - self._zart_last_reload >= self.poll:
+            self.reload_screen()
+
+    def reload_screen(self) -> None:
+        self._zart_last_reload = time.monotonic()
+        reload = getattr(self.screen, "reload", None)
+        if callable(reload):
+            reload()
+
+    # --- actions -----------------------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def confirm_action(self, question: str, act: Callable[[], str]) -> None:
+        """Ask ``question``; on yes, run ``act`` on a worker thread and show what it returns (or its error)."""
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_worker(lambda: self._act(act), thread=True, group="actions")
+
+        self.push_screen(ConfirmScreen(question), answered)
+
+    def _act(self, act: Callable[[], str]) -> None:
+        try:
+            message, severity = act(), "information"
+        except zart.ZartError as exc:
+            message, severity = str(exc), "error"
+        except Exception as exc:  # shown, never a traceback
+            message, severity = f"{type(exc).__name__}: {exc}", "error"
+        self.call_from_thread(self._acted, message, severity)
+
+    def _acted(self, message: str, severity: str) -> None:
+        self.notify(message, severity=severity, timeout=6)  # type: ignore[arg-type]
+        self.reload_screen()
+
+    def on_unmount(self) -> None:
+        self._zart_closed.set()
+        for source in self.sources:
+            source.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="zart-tui", description="Live terminal monitor of zart_nb journals.")
+    parser.add_argument("target", nargs="?", help="a journal file, or a folder of them (default: ./.zart/)")
+    parser.add_argument("--journal", help="a journal file, or a folder of them")
+    args = parser.parse_args(argv)
+    ZartApp(args.journal or args.target).run()
+    return 0

@@ -1,0 +1,49 @@
+"""The command palette (ctrl+p): the current screen's actions, by name."""
+from __future__ import annotations
+
+from functools import partial
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from .screens.execution import ExecutionScreen
+from .screens.executions import FILTERS, ExecutionsScreen
+
+
+def _commands(screen: object) -> list[tuple[str, str, str]]:
+    """``(name, help, action)`` for ``screen``."""
+    found = [("Help", "every key of the app", "app.help")]
+    if isinstance(screen, ExecutionsScreen):
+        found += [(f"Show {name or 'all'} executions", "status filter", f"filter({i})")
+                  for i, name in enumerate(FILTERS)]
+        found += [("Search executions", "by id or workflow", "search"),
+                  ("Cancel the highlighted execution", "its steps' workers are killed", "cancel"),
+                  ("Resume the highlighted execution", "its next run", "resume"),
+                  ("Delete the highlighted execution", "a finished one, with its steps", "delete"),
+                  ("Reload", "read the journals again", "reload")]
+    if isinstance(screen, ExecutionScreen):
+        found += [("Toggle the timeline", "steps per worker", "toggle_timeline"),
+                  ("Next page of steps", "", "page(1)"), ("Previous page of steps", "", "page(-1)"),
+                  ("Cancel this execution", "its steps' workers are killed", "cancel"),
+                  ("Resume this execution", "its next run", "resume"),
+                  ("Retry the highlighted step", "a failed one; completed steps are reused", "retry"),
+                  ("Delete this execution", "a finished one, with its steps", "delete")]
+    return found
+
+
+class ZartCommands(Provider):
+    async def _run(self, action: str) -> None:
+        if action.startswith("app."):
+            await self.app.run_action(action[4:])
+        else:
+            await self.screen.run_action(action)
+
+    async def discover(self) -> Hits:
+        for name, help_text, action in _commands(self.screen):
+            yield DiscoveryHit(name, partial(self._run, action), help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, help_text, action in _commands(self.screen):
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), partial(self._run, action), help=help_text)

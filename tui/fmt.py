@@ -1,0 +1,73 @@
+"""Text for the tables: statuses in colour, progress bars, times and durations, user text made inert."""
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from rich.text import Text
+
+STATUS_STYLES = {
+    "pending": "dim", "scheduled": "dim", "running": "bold cyan", "retrying": "bold yellow",
+    "completed": "green", "failed": "bold red", "cancelled": "magenta", "interrupted": "yellow",
+}
+
+# Journaled text comes from user code: control characters (escape sequences) are shown, never sent.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def clean(value: object, *, lines: bool = True) -> str:
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", "" if value is None else str(value))
+    return text if lines else text.replace("\n", " ").replace("\t", " ")
+
+
+def cell(value: object, limit: int = 60) -> Text:
+    """A table cell: one line, inert, cut at ``limit`` characters."""
+    text = clean(value, lines=False)
+    return Text(text if len(text) <= limit else text[: limit - 1] + "…")
+
+
+def status(value: object) -> Text:
+    name = str(getattr(value, "value", value))
+    return Text(name, style=STATUS_STYLES.get(name, ""))
+
+
+def bar(done: int, total: int, width: int = 10) -> Text:
+    filled = 0 if total <= 0 else round(width * min(done, total) / total)
+    text = Text("█" * filled, style="green")
+    text.append("░" * (width - filled), style="dim")
+    text.append(f" {done}/{total}")
+    return text
+
+
+class Clock:
+    """What 'now' is for durations of running things (tests fix it)."""
+
+    def __init__(self, now: Callable[[], float] = time.time) -> None:
+        self._now = now
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self._now())
+
+    def duration(self, start: datetime | None, end: datetime | None) -> str:
+        if start is None:
+            return "-"
+        seconds = max(0.0, ((end or self.now()) - start).total_seconds())
+        return seconds_text(seconds)
+
+
+def seconds_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 120:
+        return f"{seconds:.1f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"

@@ -1,0 +1,105 @@
+"""One step: its record, every failed attempt, the error's traceback, what it printed, and its source."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+import zart_nb as zart
+
+from .. import fmt
+
+if TYPE_CHECKING:
+    from ..app import ZartApp
+    from ..source import Source
+
+
+class StepScreen(Screen[None]):
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back", id="step.back"),
+        Binding("r", "retry", "Retry", id="step.retry"),
+    ]
+
+    def __init__(self, source: Source, step: zart.StepRecord) -> None:
+        super().__init__()
+        self.source = source
+        self.step = step
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="step"):
+            yield Static(self._head(), id="step-head")
+            yield Static(id="step-detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.load()
+
+    def _head(self) -> Text:
+        s = self.step
+        text = Text()
+        text.append(f"{fmt.clean(s.step_key, lines=False)}  ", style="bold")
+        text.append_text(fmt.status(s.status))
+        text.append(f"  of {fmt.clean(s.execution_id, lines=False)}  ·  step {fmt.clean(s.name, lines=False)}\n")
+        text.append(f"run {s.run_number} ({s.reason}), attempts {s.attempts}, worker {fmt.clean(s.worker or '-')}, "
+                    f"started {fmt.when(s.started_at)}, took {fmt.seconds_text(s.duration)}\n")
+        text.append(f"args:   {fmt.clean(s.args_preview)}\n")
+        text.append(f"output: {fmt.clean(s.output_preview or '-')}\n")
+        if s.error:
+            text.append(f"error:  {fmt.clean(s.error)}\n", style="bold red")
+        return text
+
+    @work(thread=True, exclusive=True, group="step")
+    def load(self) -> None:
+        step = self.step
+
+        def read(reader: zart.JournalReader) -> tuple[list[zart.AttemptRecord], list[zart.DefinitionRecord]]:
+            return reader.list_attempts(step.execution_id, step.step_key), reader.list_definitions()
+
+        found = self.source.read(read)
+        self.app.call_from_thread(self._show, found)
+
+    def _section(self, text: Text, title: str, body: str | None) -> None:
+        text.append(f"\n── {title} ", style="bold")
+        text.append("─" * max(0, 60 - len(title)) + "\n", style="dim")
+        text.append(fmt.clean(body) if body else "(none)\n", style="" if body else "dim")
+        if body and not body.endswith("\n"):
+            text.append("\n")
+
+    def _show(self, found: tuple[list[zart.AttemptRecord], list[zart.DefinitionRecord]] | None) -> None:
+        step = self.step
+        text = Text()
+        if found is None:
+            text.append(fmt.clean(self.source.message), style="bold red")
+            self.query_one("#step-detail", Static).update(text)
+            return
+        attempts, definitions = found
+        lines = [f"run {a.run_number} attempt {a.attempt}: {a.status.value}  {a.error or ''}  ({a.worker or '-'}, "
+                 f"{fmt.when(a.started_at)})" for a in attempts]
+        self._section(text, f"failed attempts ({len(attempts)})", "\n".join(lines))
+        self._section(text, "traceback", step.traceback)
+        for attempt in attempts:
+            if attempt.traceback:
+                self._section(text, f"traceback of attempt {attempt.attempt} (run {attempt.run_number})",
+                              attempt.traceback)
+        self._section(text, "captured output", step.log)
+        sources = [d for d in definitions if d.kind == "step" and d.name == step.name]
+        if not sources:
+            self._section(text, "source", None)
+        for definition in sources:
+            self._section(text, f"source ({definition.def_id[:12]})", definition.source)
+        self.query_one("#step-detail", Static).update(text)
+
+    def action_retry(self) -> None:
+        step = self.step
+        if step.status not in (zart.StepStatus.FAILED, zart.StepStatus.CANCELLED):
+            self.notify(f"{step.step_key} is {step.status.value}; only a failed step is retried", severity="warning")
+            return
+        zapp: ZartApp = self.app  # type: ignore[assignment]
+        zapp.confirm_action(f"Retry step {step.step_key!r} of {step.execution_id!r}? (completed steps are reused)",
+                            lambda: self.source.resume(step.execution_id, step.step_key))

@@ -1,0 +1,164 @@
+"""One journal as the app sees it: through the live engine's monitor, or read from the file for a moment.
+
+A :class:`Source` never raises into the app: a read returns None and leaves its ``state`` and
+``message`` saying why (missing, corrupt or foreign file, locked by a process that serves no monitor,
+an engine that went away). Reads block: the app calls them from worker threads.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import zart_nb as zart
+
+T = TypeVar("T")
+
+LIVE, FILE, LOCKED, MISSING, ERROR = "live", "file", "locked", "missing", "error"
+LOCK_TIMEOUT = 0.3
+
+_children: list[subprocess.Popen[bytes]] = []
+
+EventsCallback = Callable[["Source", list[zart.Event], bool], None]
+
+
+def discover(target: str | None) -> list[Path]:
+    """The journals to show: a file, every ``*.duckdb`` of a folder, or of ``./.zart/``."""
+    path = Path(target) if target else Path(".zart")
+    if path.is_dir():
+        return sorted(p for p in path.glob("*.duckdb") if p.is_file()) or [path / "journal.duckdb"]
+    return [path]
+
+
+class Source:
+    def __init__(self, path: Path, on_events: EventsCallback | None = None) -> None:
+        self.path = path.expanduser().resolve()
+        self.name = path.stem
+        self.state = FILE
+        self.message = ""
+        self._on_events = on_events
+        self._client: zart.MonitorClient | None = None
+        self._subscription: object | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<Source {self.path} {self.state}>"
+
+    @property
+    def live(self) -> bool:
+        return self._client is not None
+
+    def connect(self) -> None:
+        """Use the live engine's monitor if one serves this journal now (and subscribe to its events)."""
+        with self._lock:
+            if self._client is not None:
+                return
+            client = zart.MonitorClient.connect(self.path)
+            if client is None:
+                return
+            if self._on_events is not None:
+                try:
+                    self._subscription = client.subscribe(
+                        lambda events, resync: self._on_events(self, events, resync) if self._on_events else None,
+                        self._lost)
+                except zart.MonitorError:
+                    client.close()
+                    return
+            self._client = client
+            self.state, self.message = LIVE, f"live from the engine (pid {client.pid})"
+
+    def _lost(self, reason: str) -> None:
+        self._drop(f"the engine went away ({reason}); reading the file")
+        if self._on_events is not None:
+            self._on_events(self, [], True)
+
+    def _drop(self, message: str) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+            self._subscription = None
+            self.state, self.message = FILE, message
+        if client is not None:
+            client.close()
+
+    def read(self, fn: Callable[[zart.JournalReader], T]) -> T | None:
+        """``fn(reader)`` through the live engine, else the file; None when neither can be read."""
+        self.connect()
+        client = self._client
+        if client is not None:
+            try:
+                return fn(client)
+            except zart.MonitorError as exc:
+                self._drop(f"the engine went away ({exc}); reading the file")
+            except zart.ZartError as exc:
+                self.message = str(exc)
+                return None
+        if not self.path.exists():
+            self.state, self.message = MISSING, f"no journal at {self.path}"
+            return None
+        reader = zart.journal(self.path, live=False, lock_timeout=LOCK_TIMEOUT)
+        try:
+            value = fn(reader)
+            if self.state != FILE:
+                self.state, self.message = FILE, "read from the file"
+            return value
+        except zart.JournalLocked as exc:
+            self.state, self.message = LOCKED, f"locked: {exc.owner} holds it and serves no monitor"
+        except zart.ZartError as exc:
+            self.state, self.message = ERROR, str(exc)
+        except Exception as exc:  # DuckDB's own errors on a damaged file, and the like: shown, never raised
+            self.state, self.message = ERROR, f"{type(exc).__name__}: {exc}"
+        finally:
+            try:
+                reader.close()
+            except Exception:
+                pass
+        return None
+
+    # --- actions (each returns a message for the app to show) -------------------------------------
+
+    def cancel(self, execution_id: str) -> str:
+        client = self._client
+        if client is not None:
+            was = client.cancel(execution_id)
+        else:
+            was = zart.cancel(execution_id, journal=self.path)
+        return f"{execution_id}: cancelled (was {was.value})" if not was.finished else \
+            f"{execution_id} is already {was.value}"
+
+    def delete(self, execution_id: str) -> str:
+        client = self._client
+        if client is not None:
+            client.delete(execution_id)
+        else:
+            zart.delete(execution_id, journal=self.path)
+        return f"{execution_id}: deleted"
+
+    def resume(self, execution_id: str, step_key: str | None = None) -> str:
+        """Resume (or retry a failed step of) an execution: in the live engine, else in a new ``zart resume``
+        process, which then serves the monitor itself."""
+        client = self._client
+        if client is not None:
+            if step_key is not None:
+                client.retry(execution_id, step_key)
+                return f"{execution_id}: retrying {step_key} in the engine (pid {client.pid})"
+            client.resume(execution_id)
+            return f"{execution_id}: resumed in the engine (pid {client.pid})"
+        log_path = self.path.with_name(self.path.name + ".resume.log")
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            # Kept (and reaped later) so the process is never garbage-collected while it runs.
+            _children[:] = [child for child in _children if child.poll() is None]
+            _children.append(subprocess.Popen([sys.executable, "-m", "zart_nb", "resume", execution_id, "--journal", str(self.path)],
+                             stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True))
+        finally:
+            os.close(fd)
+        what = f"retrying {step_key}" if step_key else "resuming"
+        return f"{execution_id}: {what} in a new `zart resume` process (output in {log_path.name})"
+
+    def close(self) -> None:
+        self._on_events = None
+        self._drop("closed")
