@@ -50,6 +50,14 @@ class ZartApp(App[None]):
         self._zart_last_reload = time.monotonic()
         self._zart_closed = threading.Event()
 
+    def refresh_sources(self) -> list[Source]:
+        """Pick up journals that appeared in the folder (a notebook ran its first workflow)."""
+        known = {source.path: source for source in self.sources}
+        paths = [path.expanduser().resolve() for path in discover(self.target)]
+        if any(path not in known for path in paths) or len(paths) != len(known):
+            self.sources = [known.get(path) or Source(path, self._queue_events) for path in paths]
+        return self.sources
+
     def on_mount(self) -> None:
         self.sub_title = self.target or "./.zart/"
         self.push_screen(ExecutionsScreen())

@@ -152,8 +152,9 @@ class Source:
         try:
             # Kept (and reaped later) so the process is never garbage-collected while it runs.
             _children[:] = [child for child in _children if child.poll() is None]
-            _children.append(subprocess.Popen([sys.executable, "-m", "zart_nb", "resume", execution_id, "--journal", str(self.path)],
-                             stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True))
+            command = [sys.executable, "-m", "zart_nb", "resume", execution_id, "--journal", str(self.path)]
+            _children.append(subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd,
+                                              start_new_session=True))
         finally:
             os.close(fd)
         what = f"retrying {step_key}" if step_key else "resuming"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -52,9 +53,12 @@ async def wait_for(pilot, condition, timeout: float = 30.0, what: str = "conditi
     import time
 
     deadline = time.monotonic() + timeout
+    started = time.monotonic()
     while True:
         value = condition()
         if value:
+            if os.environ.get("ZART_TUI_TRACE"):
+                print(f"waited {time.monotonic() - started:.2f}s for {what}", file=sys.__stderr__)
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")

@@ -68,6 +68,9 @@ class ExecutionScreen(Screen[None]):
             if isinstance(event, zart.StepEvent) and event.execution_id == self.execution_id:
                 self.live[event.step_key] = event
 
+    def on_screen_resume(self) -> None:
+        self.reload()  # events may have come while another screen was on top
+
     # --- data ------------------------------------------------------------------------------------
 
     @work(thread=True, exclusive=True, group="execution")

@@ -70,13 +70,16 @@ class ExecutionsScreen(Screen[None]):
         self.query_one(DataTable).focus()
         self.reload()
 
+    def on_screen_resume(self) -> None:
+        self.reload()  # events may have come while another screen was on top
+
     # --- data ------------------------------------------------------------------------------------
 
     @work(thread=True, exclusive=True, group="executions")
     def reload(self) -> None:
         status, search = self.status_filter, self.search
         results = []
-        for source in self.zapp.sources:
+        for source in self.zapp.refresh_sources():
             records = source.read(lambda r: r.list_executions(status, search=search, limit=PAGE))
             counts = source.read(lambda r: r.stats())
             results.append((source, records or [], counts or {}))
