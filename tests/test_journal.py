@@ -142,3 +142,31 @@ def test_a_bare_read_releases_the_file_after_the_grace(journal):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "0"
+
+
+def test_step_counts_follow_folds_and_supersedes(journal):
+    j = Journal(journal)
+    with j.hold():
+        j.begin_run("e", "wf", "d", b"", "h", "", "rerun")
+        j.record([_row("e", "k#0", status="failed"), _row("e", "k#1")])
+        j.record([_row("e", "k#0", run=2)], supersede=[("e", "k#0")])
+        record = FileJournalReader(j).execution_record("e")
+    assert (record.steps_total, record.steps_completed, record.steps_failed) == (2, 2, 0)
+
+
+def test_a_journal_of_the_previous_schema_is_upgraded_with_its_step_counts(journal):
+    j = Journal(journal)
+    with j.hold():
+        j.begin_run("old", "wf", "d", b"", "h", "", "rerun")
+        j.record([_row("old", "k#0"), _row("old", "k#1", status="failed")])
+    j.close()
+    conn = duckdb.connect(str(journal))  # as zart_nb of schema 2 left it
+    conn.execute("DROP TABLE step_counts")
+    conn.execute("UPDATE zart_meta SET value = '2' WHERE key = 'schema_version'")
+    conn.close()
+    record = zart.journal(journal).execution_record("old")
+    assert (record.steps_total, record.steps_completed, record.steps_failed) == (2, 1, 1)
+    Journal(journal).close()
+    conn = duckdb.connect(str(journal), read_only=True)
+    assert conn.execute("SELECT value FROM zart_meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
+    conn.close()

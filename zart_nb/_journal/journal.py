@@ -72,6 +72,20 @@ class StoredExecution:
     run_number: int
 
 
+_STATUS = STEP_COLUMNS.index("status")
+
+
+def _count(counts: dict[str, list[int]], execution_id: str, status: str, sign: int) -> None:
+    change = counts.get(execution_id)
+    if change is None:
+        change = counts[execution_id] = [0, 0, 0]
+    change[0] += sign
+    if status == "completed":
+        change[1] += sign
+    elif status == "failed":
+        change[2] += sign
+
+
 def _held(method: Callable[..., T]) -> Callable[..., T]:
     """Run a Journal method inside ``hold()``: the file is opened if needed and released after the
     grace period, even when the caller never held it."""
@@ -539,19 +553,28 @@ class Journal:
         try:
             steps: list[tuple[Any, ...]] = []
             attempts: list[tuple[Any, ...]] = []
+            counts: dict[str, list[int]] = {}  # execution id -> change of [total, completed, failed]
             for _, kind, row in records:
                 if kind == "x":
                     self._append(conn, steps, attempts)
                     steps, attempts = [], []
-                    conn.execute("UPDATE steps SET current = false WHERE execution_id = ? AND step_key = ?",
-                                 list(row))
+                    gone = conn.execute("UPDATE steps SET current = false WHERE execution_id = ? AND "
+                                        "step_key = ? AND current RETURNING status", list(row)).fetchall()
+                    for (status,) in gone:
+                        _count(counts, row[0], status, -1)
                 elif kind == "s":
                     steps.append(_widen(row, len(STEP_COLUMNS)))
+                    _count(counts, row[0], row[_STATUS], 1)
                 elif kind == "d":
                     conn.execute("INSERT OR IGNORE INTO definitions VALUES (?, ?, ?, ?, ?, ?)", list(row))
                 else:
                     attempts.append(_widen(row, len(ATTEMPT_COLUMNS)))
             self._append(conn, steps, attempts)
+            for execution_id, (total, completed, failed) in counts.items():
+                conn.execute(
+                    """INSERT INTO step_counts VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET
+                       total = total + excluded.total, completed = completed + excluded.completed,
+                       failed = failed + excluded.failed""", [execution_id, total, completed, failed])
             conn.execute("UPDATE zart_meta SET value = ? WHERE key = 'folded_seq'", [str(records[-1][0])])
             conn.execute("COMMIT")
         except BaseException:
@@ -714,7 +737,7 @@ class Journal:
             self._fold_locked()
             conn.execute("BEGIN")
             try:
-                for table in ("attempts", "steps", "runs", "executions"):
+                for table in ("attempts", "steps", "step_counts", "runs", "executions"):
                     conn.execute(f"DELETE FROM {table} WHERE execution_id = ?", [execution_id])
                 conn.execute("COMMIT")
             except BaseException:

@@ -39,21 +39,15 @@ def list_executions(conn: duckdb.DuckDBPyConnection, status: str | None = None, 
         filters.append("e.execution_id = ?")
         params.append(execution_id)
     where = f"WHERE {' AND '.join(filters)}" if filters else ""
-    step_filter = "AND execution_id = ?" if execution_id is not None else ""
+    # step_counts is kept by the fold: a page never counts the steps table (bench/bench_p4.py)
     rows = conn.execute(
         f"""SELECT e.execution_id, e.workflow, e.status, e.run_number, e.input_preview,
                    e.output_preview, e.error, e.traceback, e.created_at, e.started_at,
                    e.finished_at, e.owner_pid,
-                   coalesce(s.total, 0), coalesce(s.done, 0), coalesce(s.failed, 0)
-            FROM executions e LEFT JOIN (
-                SELECT execution_id, count(*) AS total,
-                       count(*) FILTER (WHERE status = 'completed') AS done,
-                       count(*) FILTER (WHERE status = 'failed') AS failed
-                FROM steps WHERE current {step_filter} GROUP BY execution_id
-            ) s USING (execution_id)
-            {where} ORDER BY e.created_at DESC, e.execution_id LIMIT {int(limit)}
-            OFFSET {int(offset)}""",
-        ([execution_id] if execution_id is not None else []) + params).fetchall()
+                   coalesce(c.total, 0), coalesce(c.completed, 0), coalesce(c.failed, 0)
+            FROM executions e LEFT JOIN step_counts c USING (execution_id)
+            {where} ORDER BY e.created_at DESC, e.execution_id LIMIT {int(limit)} OFFSET {int(offset)}""",
+        params).fetchall()
     return [ExecutionRecord(r[0], r[1], ExecutionStatus(r[2]), r[3], r[4], r[5], r[6], r[7],
                             _ts(r[8]), _ts(r[9]), _ts(r[10]), r[11], r[12], r[13], r[14])
             for r in rows]

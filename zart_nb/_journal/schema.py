@@ -15,7 +15,7 @@ from . import db
 if TYPE_CHECKING:
     import duckdb
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class StepRow(NamedTuple):
@@ -76,6 +76,13 @@ class DefinitionRow(NamedTuple):
 STEP_COLUMNS: tuple[str, ...] = StepRow._fields
 ATTEMPT_COLUMNS: tuple[str, ...] = AttemptRow._fields
 
+# (Re)builds step_counts from the steps table: the migration that adds it, and bulk loads.
+RECOUNT_STEPS = """
+    INSERT OR REPLACE INTO step_counts
+    SELECT execution_id, count(*), count(*) FILTER (WHERE status = 'completed'),
+           count(*) FILTER (WHERE status = 'failed')
+    FROM steps WHERE current GROUP BY execution_id"""
+
 MIGRATIONS: dict[int, list[str]] = {
     1: [
         "CREATE TABLE zart_meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
@@ -104,6 +111,11 @@ MIGRATIONS: dict[int, list[str]] = {
     2: [  # what each attempt printed
         "ALTER TABLE steps ADD COLUMN log VARCHAR",
         "ALTER TABLE attempts ADD COLUMN log VARCHAR",
+    ],
+    3: [  # current step counts per execution, kept by the fold: listing never counts the steps table
+        """CREATE TABLE step_counts (
+            execution_id VARCHAR PRIMARY KEY, total INTEGER, completed INTEGER, failed INTEGER)""",
+        RECOUNT_STEPS,
     ],
 }
 
