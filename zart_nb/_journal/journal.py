@@ -317,6 +317,7 @@ class Journal:
                 self._control = None
             self._conn.close()
             self._conn = None
+            self._opened = None
         with self._log_cond:
             self._log_cond.notify_all()
 
@@ -366,7 +367,7 @@ class Journal:
             # Checked on the one connection before anything is written: a foreign, damaged or newer
             # file is closed untouched. What it holds, not whether it existed, says if it is new: a
             # second process creating it at the same moment finds the first one's tables.
-            meta = read_schema(conn, self.path)
+            meta = {} if created else read_schema(conn, self.path)  # created: empty, and ours alone
             self._conn, self._read_only = conn, False
             self._adopt(migrate(conn, meta), fresh=not meta)
             if created:
