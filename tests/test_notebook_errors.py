@@ -92,13 +92,13 @@ def test_failures_and_interrupts_read_well_in_a_kernel(tmp_path):
 
         call = f"out = zart.run(long, ({str(gate)!r}, {str(started)!r}), execution_id='long-1', **J)"
         msg_id = kc.execute(call)
-        error, interrupted = None, False
+        error, interrupted, seen = None, False, False
         while True:  # the widget's own updates say when 29 steps are done and the gated one runs
             msg = kc.get_iopub_msg(timeout=60)
             if msg["parent_header"].get("msg_id") != msg_id:
                 continue
-            if not interrupted and msg["msg_type"] == "comm_msg" and "29/30 done" in str(msg["content"]):
-                assert started.exists()
+            seen = seen or (msg["msg_type"] == "comm_msg" and "29/30 done" in str(msg["content"]))
+            if not interrupted and seen and started.exists():  # (updates keep coming while it runs)
                 km.interrupt_kernel()
                 interrupted = True
             if msg["msg_type"] == "error":
