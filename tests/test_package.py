@@ -43,3 +43,27 @@ def test_every_package_folder_is_installed():
     found = {".".join([top, *init.parent.relative_to(folder).parts])
              for top, folder in folders.items() for init in folder.rglob("__init__.py")}
     assert set(config["packages"]) == found
+
+
+def test_a_worker_process_imports_only_what_a_worker_needs():
+    """The package resolves its names lazily: a worker never loads the engine, the journal or the UI."""
+    code = ("import sys, zart_nb._executors.worker; "
+            "print(sorted(m for m in sys.modules if m.startswith('zart_nb')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(eval(out.stdout))
+    assert loaded <= {"zart_nb", "zart_nb._errors", "zart_nb._executors", "zart_nb._executors.base",
+                      "zart_nb._executors.capture", "zart_nb._executors.worker", "zart_nb._serialization"}
+
+
+def test_code_in_a_step_can_use_the_light_names_without_loading_the_engine():
+    code = ("import sys, zart_nb as zart; zart.context; zart.StepFailed; zart.step; zart.RetryPolicy; "
+            "zart.ExecutionStatus; print('zart_nb._engine' in sys.modules, zart.StepFailed.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "zart_nb"]
+
+
+def test_names_loaded_together_read_as_public():
+    code = ("import zart_nb as zart; zart.run; "
+            "print(zart.StepFailed.__module__, zart.Execution.__module__, zart.run.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["zart_nb", "zart_nb", "zart_nb"]

@@ -16,73 +16,83 @@ a warm pool of worker processes.
 
     zart.run(health_check, ["auth-api", "payments"])
 """
+# Names resolve lazily (PEP 562): a worker process imports ``zart_nb._executors.worker``, which runs this
+# file first, and must not pay for the engine, the journal or the notebook layer it never uses.
+import importlib
 import os
 import typing as _typing
 
-from ._api import (
-    DurableScheduler,
-    TaskRegistry,
-    context,
-    run,
-    schedule,
-    start,
-    wait,
-)
-from ._context import Context
-from ._control import cancel, delete
-from ._definitions import (
-    DurableExecution,
-    NamedCall,
-    RetryPolicy,
-    Step,
-    Workflow,
-    step,
-    workflow,
-)
-from ._errors import (
-    Cancelled,
-    ConfigurationError,
-    DefinitionError,
-    DefinitionNotFound,
-    ExecutionNotFound,
-    ExecutionTimeout,
-    ExecutorClosed,
-    JournalCorrupt,
-    JournalError,
-    JournalLocked,
-    JournalSchemaTooNew,
-    MonitorError,
-    NonDeterminism,
-    NotInWorkflow,
-    SerializationError,
-    StepCancelled,
-    StepError,
-    StepFailed,
-    StepTimeout,
-    TaskError,
-    WaitTimeout,
-    WorkerCrashed,
-    ZartError,
-)
-from ._events import Event, EventBus, ExecutionEvent, StepEvent, events
-from ._handles import Execution, StepHandle
-from ._reader import JournalReader
-from ._records import (
-    AttemptRecord,
-    DefinitionRecord,
-    ExecutionRecord,
-    ExecutionStatus,
-    RunReason,
-    RunRecord,
-    StepRecord,
-    StepStatus,
-)
-from ._runtime import shutdown_pool
-
 if _typing.TYPE_CHECKING:
+    from ._api import DurableScheduler, TaskRegistry, run, schedule, start, wait
+    from ._context import Context, context
+    from ._control import cancel, delete
+    from ._definitions import DurableExecution, NamedCall, RetryPolicy, Step, Workflow, step, workflow
+    from ._errors import (
+        Cancelled,
+        ConfigurationError,
+        DefinitionError,
+        DefinitionNotFound,
+        ExecutionNotFound,
+        ExecutionTimeout,
+        ExecutorClosed,
+        JournalCorrupt,
+        JournalError,
+        JournalLocked,
+        JournalSchemaTooNew,
+        MonitorError,
+        NonDeterminism,
+        NotInWorkflow,
+        SerializationError,
+        StepCancelled,
+        StepError,
+        StepFailed,
+        StepTimeout,
+        TaskError,
+        WaitTimeout,
+        WorkerCrashed,
+        ZartError,
+    )
+    from ._events import Event, EventBus, ExecutionEvent, StepEvent, events
+    from ._handles import Execution, StepHandle
     from ._monitor.client import MonitorClient
+    from ._reader import JournalReader
+    from ._records import (
+        AttemptRecord,
+        DefinitionRecord,
+        ExecutionRecord,
+        ExecutionStatus,
+        RunReason,
+        RunRecord,
+        StepRecord,
+        StepStatus,
+    )
+    from ._runtime import shutdown_pool
 
 __version__ = "0.1.0"
+
+# module -> the public names it defines
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "_api": ("DurableScheduler", "TaskRegistry", "run", "schedule", "start", "wait"),
+    "_context": ("Context", "context"),
+    "_control": ("cancel", "delete"),
+    "_definitions": ("DurableExecution", "NamedCall", "RetryPolicy", "Step", "Workflow", "step", "workflow"),
+    "_errors": ("Cancelled", "ConfigurationError", "DefinitionError", "DefinitionNotFound", "ExecutionNotFound",
+                "ExecutionTimeout", "ExecutorClosed", "JournalCorrupt", "JournalError", "JournalLocked",
+                "JournalSchemaTooNew", "MonitorError", "NonDeterminism", "NotInWorkflow", "SerializationError",
+                "StepCancelled", "StepError", "StepFailed", "StepTimeout", "TaskError", "WaitTimeout",
+                "WorkerCrashed", "ZartError"),
+    "_events": ("Event", "EventBus", "ExecutionEvent", "StepEvent", "events"),
+    "_handles": ("Execution", "StepHandle"),
+    "_monitor.client": ("MonitorClient",),
+    "_reader": ("JournalReader",),
+    "_records": ("AttemptRecord", "DefinitionRecord", "ExecutionRecord", "ExecutionStatus", "RunReason",
+                 "RunRecord", "StepRecord", "StepStatus"),
+    "_runtime": ("shutdown_pool",),
+}
+# What code running inside a step may touch without loading the engine (zart.context(), errors, a
+# module of steps imported by reference). Any other name loads every module but the monitor's.
+_LIGHT = ("_context", "_definitions", "_errors", "_records")
+_HOME = {name: module for module, names in _EXPORTS.items() for name in names}
 
 
 def show(execution: str | Execution, journal: str | os.PathLike[str] | None = None) -> _typing.Any:
@@ -99,7 +109,7 @@ def show(execution: str | Execution, journal: str | os.PathLike[str] | None = No
 
 
 def journal(path: str | os.PathLike[str] | None = None, *, live: bool = True,
-            lock_timeout: float | None = None) -> JournalReader:
+            lock_timeout: float | None = None) -> "JournalReader":
     """A typed reader of a journal (default ``$ZART_JOURNAL`` or ``./.zart/journal.duckdb``).
 
     When an engine of another process holds the journal, this is a :class:`MonitorClient` reading
@@ -122,16 +132,36 @@ def journal(path: str | os.PathLike[str] | None = None, *, live: bool = True,
     return FileJournalReader(Journal(target, lock_timeout=lock_timeout))
 
 
-def __getattr__(name: str) -> _typing.Any:
-    if name == "MonitorClient":  # sockets load only for a process that reads a live engine
-        from ._monitor.client import MonitorClient
+def _publish(module: str) -> None:
+    """Import ``module`` and bind its public names here, reading as public in tracebacks and reprs
+    (``zart_nb.StepFailed``, not ``zart_nb._errors.StepFailed``)."""
+    loaded = importlib.import_module(f"{__name__}.{module}")
+    for name in _EXPORTS[module]:
+        value = getattr(loaded, name)
+        if module != "_monitor.client" and (isinstance(value, type) or callable(value)) and \
+                getattr(value, "__module__", "").startswith("zart_nb."):
+            try:
+                value.__module__ = "zart_nb"
+            except (AttributeError, TypeError):
+                pass
+        globals()[name] = value
 
-        return MonitorClient
-    raise AttributeError(f"module 'zart_nb' has no attribute {name!r}")
+
+def __getattr__(name: str) -> _typing.Any:
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module 'zart_nb' has no attribute {name!r}")
+    if module in _LIGHT or module == "_monitor.client":  # sockets load only for a live reader
+        _publish(module)
+    else:
+        for other in _EXPORTS:
+            if other != "_monitor.client":
+                _publish(other)
+    return globals()[name]
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | {"MonitorClient"})
+    return sorted(set(globals()) | set(_HOME))
 
 
 __all__ = [
@@ -197,15 +227,3 @@ __all__ = [
     "Workflow",
     "ZartError",
 ]
-
-# Public names read as public in tracebacks and reprs: zart_nb.StepFailed, not zart_nb._errors.StepFailed.
-for _name in __all__:
-    if _name == "MonitorClient":
-        continue
-    _value = globals()[_name]
-    if isinstance(_value, type) or callable(_value) and getattr(_value, "__module__", "").startswith("zart_nb."):
-        try:
-            _value.__module__ = "zart_nb"
-        except (AttributeError, TypeError):
-            pass
-del _name, _value

@@ -16,7 +16,6 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from . import _context
 from ._errors import DefinitionError
-from ._runtime import runtime
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -118,7 +117,11 @@ class Step(Generic[P, R]):
 
 def _warn_if_detached(step: Step) -> None:
     """A step called on a thread the workflow started runs unjournaled: say so."""
-    if runtime.has_live_executions() and not _context.in_step():
+    if _context.in_step():
+        return  # a step calling another step's function: plain code, nothing to journal
+    from ._runtime import runtime  # (not at import: a worker process imports this module too)
+
+    if runtime.has_live_executions():
         warnings.warn(f"step {step.name!r} was called outside its workflow's context (on another "
                       "thread?), so it ran in this process and was not journaled. Use "
                       "zart.schedule(...) for parallel steps, or contextvars.copy_context().run(...) "

@@ -419,6 +419,8 @@ def execute(execution: Execution, workflow: WorkflowDef, data: Any, *, on_change
     journal = execution.journal
     execution_id = execution.execution_id
     runtime.enter(execution)
+    # Worker processes take longer to start than the journal to open: start them meanwhile.
+    started = runtime.prestart(workers, executor)
     try:
         with journal.hold():
             _execute_held(execution, workflow, data, on_change, workers, executor)
@@ -429,6 +431,8 @@ def execute(execution: Execution, workflow: WorkflowDef, data: Any, *, on_change
                 execution._status = ExecutionStatus.FAILED
         raise
     finally:
+        if started is not None and execution._run is None:  # no run: the pool was not needed
+            runtime.stop_if_unused(started)
         runtime.release(execution)
         execution._done.set()
         if events.active:

@@ -204,6 +204,36 @@ class Runtime:
                 executor = self.executor = factory(size, self.committer.deliver)
             return executor
 
+    def prestart(self, workers: int | None = None, executor: choice.ExecutorSpec = None) -> threading.Thread | None:
+        """Start the local pool on a thread of its own when this process has none, so its worker
+        processes start up while the journal is opened and read. Returns that thread (else None)."""
+        if choice.target(executor) is not None or self.executor is not None:
+            return None
+        with self._lock:
+            if self.executor is not None or self._open_runs:
+                return None
+
+        def start() -> None:
+            try:
+                self.get_executor(workers)
+            except Exception:  # noqa: BLE001 - the first dispatch meets the same error and reports it
+                pass
+
+        thread = threading.Thread(target=start, name="zart-pool-start", daemon=True)
+        thread.start()
+        return thread
+
+    def stop_if_unused(self, started: threading.Thread) -> None:
+        """Stop the pool ``prestart`` started if nothing used it: a completed execution returns its
+        output without leaving worker processes behind."""
+        started.join()
+        with self._lock:
+            executor = self.executor
+            if executor is None or self._open_runs or not executor.idle:
+                return
+            self.executor = None
+        executor.shutdown()
+
     def _dask_executor(self, where: str | Any) -> Executor:
         key = choice.cache_key(where)
         with self._remote_lock:
