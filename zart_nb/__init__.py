@@ -95,12 +95,13 @@ _LIGHT = ("_context", "_definitions", "_errors", "_records")
 _HOME = {name: module for module, names in _EXPORTS.items() for name in names}
 
 
-def show(execution: str | Execution, journal: str | os.PathLike[str] | None = None) -> _typing.Any:
+def show(execution: "str | Execution", journal: str | os.PathLike[str] | None = None) -> _typing.Any:
     """An execution as a notebook shows it: runs, steps (status, attempts, duration, executed or
     reused and why, previews), failed attempts and a timeline (one lane per worker, a bar per
     attempt). ``execution`` is an id (in ``journal``, default as for :func:`journal`) or an
     :class:`Execution`. The result renders as HTML in a notebook and as one line of text elsewhere;
     nothing is unpickled."""
+    from ._handles import Execution
     from ._notebook.show import show as show_execution
 
     if isinstance(execution, Execution):
