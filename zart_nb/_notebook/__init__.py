@@ -32,15 +32,21 @@ def follow(execution: Execution, workflow: str, display: bool | None, background
         from .tracebacks import install
 
         install()
-        update = finish = None
+        tracker = Tracker(execution, workflow)
+        opener = None
         if show:
             try:
                 from .show_live import widget_view
             except ImportError:
                 logger.info("zart: install ipywidgets (pip install 'zart_nb[notebook]') for live progress")
             else:
-                update, finish = widget_view(Tracker(execution, workflow).snapshot())
-        return Live(Tracker(execution, workflow), update, finish, background)
+                opener = lambda: widget_view(tracker.snapshot())  # noqa: E731
+        if background and opener is not None:
+            # start() returns at once: the widget must be displayed before the cell ends (output
+            # that arrives after it is dropped). A blocking run displays it from its thread.
+            update, finish = opener()
+            return Live(tracker, update, finish, background)
+        return Live(tracker, None, None, background, opener=opener)
     if not show:
         return None
     stream = sys.stderr

@@ -31,7 +31,9 @@ class Live:
     ``close()``, or from the thread itself when nobody waits). Without views it only relays lines."""
 
     def __init__(self, tracker: Tracker, update: View | None, finish: View | None, background: bool,
-                 before_output: Callable[[], None] | None = None) -> None:
+                 before_output: Callable[[], None] | None = None,
+                 opener: Callable[[], tuple[View, View]] | None = None) -> None:
+        self._opener = opener  # displays the view from the thread, while the run starts (P1's cost)
         self._tracker = tracker
         self._update = update
         self._finish = finish
@@ -83,6 +85,11 @@ class Live:
 
     def _loop(self) -> None:
         done = self._tracker.execution._done
+        if self._opener is not None:
+            try:
+                self._update, self._finish = self._opener()
+            except Exception:
+                logger.debug("zart: progress view could not be displayed", exc_info=True)
         # The view was displayed with the first state: a run shorter than INTERVAL costs no update.
         last = time.monotonic()
         while not self._stop.is_set():
