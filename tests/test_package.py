@@ -67,3 +67,21 @@ def test_names_loaded_together_read_as_public():
             "print(zart.StepFailed.__module__, zart.Execution.__module__, zart.run.__module__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["zart_nb", "zart_nb", "zart_nb"]
+
+
+def test_every_subpackage_is_installed():
+    """A package folder missing from pyproject's list installs without it (CI's non-editable install)."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(config["packages"])
+    folders = {"zart_nb": root / "zart_nb", **{name: root / path
+                                               for name, path in config.get("package-dir", {}).items()}}
+    found = set()
+    for top, folder in folders.items():
+        for init in folder.rglob("__init__.py"):
+            relative = init.parent.relative_to(folder)
+            found.add(".".join([top, *relative.parts]))
+    assert found == listed
