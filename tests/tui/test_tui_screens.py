@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -202,3 +203,11 @@ def test_zart_tui_without_textual_says_how_to_install_it():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 2
     assert "pip install 'zart_nb[tui]'" in out.stderr
+
+
+@pytest.mark.skipif(not shutil.which("tmux"), reason="the smoke test drives zart-tui in tmux")
+def test_smoke_script_in_tmux():
+    script = Path(__file__).parent.parent / "scripts" / "tui_smoke.sh"
+    out = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "tui smoke: OK" in out.stdout
