@@ -29,10 +29,15 @@ path, ready, stop = sys.argv[1:4]
 client = zart.MonitorClient.connect(path)
 assert client is not None, "no live engine"
 seen = [0]
-sub = client.subscribe(lambda events, resync: seen.__setitem__(0, seen[0] + len(events)))
+mode = os.environ.get("BENCH_CLIENT", "both")
+if mode in ("both", "subscribe"):
+    sub = client.subscribe(lambda events, resync: seen.__setitem__(0, seen[0] + len(events)))
 open(ready, "w").close()
 reads = 0
 while not os.path.exists(stop):
+    if mode == "subscribe":
+        time.sleep(0.05)
+        continue
     client.stats()
     executions = client.list_executions(limit=200)
     if executions:

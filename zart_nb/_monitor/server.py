@@ -41,7 +41,7 @@ from .protocol import (
 
 logger = logging.getLogger("zart_nb")
 
-COALESCE = 0.1
+COALESCE = 0.25
 MAX_PENDING_EVENTS = 20_000
 MAX_PAGE = 5_000
 POLL = 0.25
