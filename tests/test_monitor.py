@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from multiprocessing import AuthenticationError
-from multiprocessing.connection import Client
+from multiprocessing.connection import Client, answer_challenge
 
 import pytest
 from conftest import wait_until
@@ -139,8 +139,15 @@ def test_subscribe_streams_coalesced_events_and_cancel_stops_the_execution(tmp_p
 
 
 def test_a_wrong_key_is_refused(served):
-    with pytest.raises(AuthenticationError):
-        Client(served.address, family="AF_UNIX", authkey=b"not the key")
+    conn = Client(served.address, family="AF_UNIX")
+    try:
+        with pytest.raises(AuthenticationError):  # what Client(authkey=...) does, closing the socket after
+            answer_challenge(conn, b"not the key")
+    finally:
+        conn.close()
+    wrong = endpoint_file.Endpoint(served.address, served.pid, served.started, "00" * 32, served.journal)
+    with pytest.raises(zart.MonitorError, match="refused the key"):
+        MonitorClient(wrong)
     with MonitorClient(served) as client:  # and the server still serves
         assert client.request(MessageType.PING)["pid"] == os.getpid()
 

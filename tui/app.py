@@ -12,6 +12,7 @@ import collections
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from textual.app import App
 from textual.binding import Binding
@@ -21,7 +22,6 @@ import zart_nb as zart
 from .commands import ZartCommands
 from .fmt import Clock
 from .screens.confirm import ConfirmScreen
-from .screens.execution import ExecutionScreen
 from .screens.executions import ExecutionsScreen
 from .screens.help import HelpScreen
 from .source import Source, discover
@@ -46,7 +46,10 @@ class ZartApp(App[None]):
         self.clock = clock or Clock()
         self.poll = poll
         self.sources = [Source(path, self._queue_events) for path in discover(target)]
-        self._zart_events: collections.deque[tuple[list[zart.Event], bool]] = collections.deque()
+        self._zart_events: collections.deque[tuple[Source, list[zart.Event]]] = collections.deque()
+        # The latest event of every step of a live engine, by (journal, execution): the steps in flight,
+        # which the journal has no row of yet.
+        self.live_steps: dict[tuple[Path, str], dict[str, zart.StepEvent]] = {}
         self._zart_last_reload = time.monotonic()
         self._zart_closed = threading.Event()
 
@@ -65,16 +68,18 @@ class ZartApp(App[None]):
 
     def _queue_events(self, source: Source, events: list[zart.Event], resync: bool) -> None:
         if not self._zart_closed.is_set():  # on a subscription thread: only queue
-            self._zart_events.append((events, resync))
+            self._zart_events.append((source, events))
 
     def _tick(self) -> None:
         changed = False
         while self._zart_events:
-            events, resync = self._zart_events.popleft()
+            source, events = self._zart_events.popleft()
             changed = True
-            for screen in self.screen_stack:
-                if isinstance(screen, ExecutionScreen):
-                    screen.take_events(events)
+            for event in events:
+                if isinstance(event, zart.StepEvent):
+                    self.live_steps.setdefault((source.path, event.execution_id), {})[event.step_key] = event
+                elif event.status.finished:
+                    self.live_steps.pop((source.path, event.execution_id), None)
         if changed or time.monotonic() - self._zart_last_reload >= self.poll:
             self.reload_screen()
 

@@ -163,7 +163,7 @@ def delete(execution_id: str, *, journal: str | os.PathLike[str] | None = None) 
 
 def _start_monitor(journal: Journal) -> Callable[[], None] | None:
     """Start the monitor server of ``journal`` (the runtime calls this as an engine takes hold of it)."""
-    from ._events import events
+    from ._events import StepEvent, events
     from ._journal.reader import cursor_reader
     from ._monitor.server import MonitorServer
 
@@ -175,8 +175,18 @@ def _start_monitor(journal: Journal) -> Callable[[], None] | None:
         with journal.borrow() as cursor:
             yield None if cursor is None else cursor_reader(cursor, journal.path)
 
+    def in_flight() -> list[StepEvent]:
+        found = []
+        for execution in runtime.live_executions():
+            listing = getattr(execution._run, "in_flight", None)  # the engine's RunState
+            if execution.journal is journal and listing is not None:
+                found += [StepEvent(execution.execution_id, key, StepStatus.SCHEDULED, name, attempt)
+                          for key, name, attempt in listing()]
+        return found
+
     try:
-        server = MonitorServer(journal.path, EngineControl(journal), lend=lend, bus=events, live_ids=live_ids)
+        server = MonitorServer(journal.path, EngineControl(journal), lend=lend, bus=events, live_ids=live_ids,
+                               in_flight=in_flight)
     except OSError as exc:
         logger.warning("zart: cannot serve the monitor of %s: %s", journal.path, exc)
         return None

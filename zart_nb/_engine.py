@@ -385,6 +385,12 @@ class RunState:
                     self.finished += 1
             self._cond.notify_all()
 
+    def in_flight(self) -> list[tuple[str, str, int]]:
+        """``(step key, step name, attempt)`` of every attempt queued or running (the monitor's first view
+        of a run it joins midway)."""
+        with self._cond:
+            return [(state.handle.key, state.step.name, state.attempt) for state in self._pending.values()]
+
     def cancel_pending(self, timeout: float = 10.0) -> None:
         """Cancel every attempt still queued or running for this execution, and wait until the
         cancellations are journaled (so the run's final record comes after them)."""

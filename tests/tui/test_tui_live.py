@@ -49,6 +49,9 @@ async def test_the_app_follows_another_process_and_cancels_its_execution(tmp_pat
             await settle(pilot)
             assert isinstance(app.screen, ExecutionScreen)
             steps = app.screen.query_one("#steps", DataTable)
+            # gated-0 was scheduled before the app came: the engine says it is in flight on subscribe
+            await wait_for(pilot, lambda: [r[:2] for r in rows(steps)] == [["gated-0", "scheduled"]],
+                           what="the step in flight before the app came")
             (tmp_path / "go-0").touch()
             # gated-1 is in flight: the engine's events show it before the journal has a row of it
             await wait_for(pilot, lambda: [r[:2] for r in rows(steps)] == [["gated-0", "completed"],

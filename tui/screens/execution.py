@@ -43,7 +43,6 @@ class ExecutionScreen(Screen[None]):
         self.page_offset = 0
         self.record: zart.ExecutionRecord | None = None
         self.steps: dict[str, zart.StepRecord] = {}
-        self.live: dict[str, zart.StepEvent] = {}  # in-flight steps from the engine's events
 
     @property
     def zapp(self) -> ZartApp:
@@ -61,12 +60,6 @@ class ExecutionScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one(DataTable).focus()
         self.reload()
-
-    def take_events(self, events: list[zart.Event]) -> None:
-        """Events of the engine (called by the app on its thread)."""
-        for event in events:
-            if isinstance(event, zart.StepEvent) and event.execution_id == self.execution_id:
-                self.live[event.step_key] = event
 
     def on_screen_resume(self) -> None:
         self.reload()  # events may have come while another screen was on top
@@ -132,7 +125,8 @@ class ExecutionScreen(Screen[None]):
                           fmt.seconds_text(step.duration), ran, fmt.cell(step.worker or "-", 24),
                           fmt.cell(step.args_preview, 30), fmt.cell(result or "", 50), key=step.step_key)
         if len(steps) < PAGE:  # the last page: steps in flight that the journal has no row of yet
-            for key, event in self.live.items():
+            live = self.zapp.live_steps.get((self.source.path, self.execution_id), {})
+            for key, event in live.items():
                 if key not in self.steps and event.status in IN_FLIGHT:
                     table.add_row(fmt.cell(key, 40), fmt.status(event.status), str(event.attempt), "-",
                                   f"executing ({event.reason.value if event.reason else 'new'})",

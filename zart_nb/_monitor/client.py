@@ -9,7 +9,7 @@ import os
 import threading
 from collections.abc import Callable
 from multiprocessing import AuthenticationError
-from multiprocessing.connection import Client, Connection
+from multiprocessing.connection import Client, Connection, answer_challenge, deliver_challenge
 from pathlib import Path
 from typing import Any
 
@@ -52,13 +52,22 @@ _ERRORS: dict[str, type[Exception]] = {
 
 
 def _connect(endpoint: Endpoint) -> Connection:
+    """A connection that proved the key both ways (as ``Client(authkey=)`` does, but closed on failure)."""
     try:
-        return Client(endpoint.address, family="AF_UNIX", authkey=endpoint.authkey)
-    except AuthenticationError as exc:
-        raise MonitorError(f"the monitor of {endpoint.journal} refused the key: {exc}") from None
+        conn = Client(endpoint.address, family="AF_UNIX")
     except (OSError, EOFError) as exc:
         raise MonitorError(f"cannot reach the monitor of {endpoint.journal} (pid {endpoint.pid}): {exc}") \
             from None
+    try:
+        answer_challenge(conn, endpoint.authkey)
+        deliver_challenge(conn, endpoint.authkey)
+    except AuthenticationError as exc:
+        conn.close()
+        raise MonitorError(f"the monitor of {endpoint.journal} refused the key: {exc}") from None
+    except (OSError, EOFError) as exc:
+        conn.close()
+        raise MonitorError(f"the monitor of {endpoint.journal} (pid {endpoint.pid}) hung up: {exc}") from None
+    return conn
 
 
 class Subscription:

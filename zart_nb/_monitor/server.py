@@ -94,6 +94,15 @@ class _Subscription:
             if was_empty:
                 self._cond.notify()
 
+    def seed(self, events: Iterable[Event]) -> None:
+        """What is in flight already; a newer event of the same step (offered since) wins."""
+        with self._cond:
+            for event in events:
+                self._mine.add(event.execution_id)
+                self._pending.setdefault((event.execution_id, event.step_key), event)
+            if self._pending:
+                self._cond.notify()
+
     def take(self, timeout: float) -> EventBatch | None:
         with self._cond:
             if not self._pending and not self._overflow:
@@ -110,12 +119,14 @@ class MonitorServer:
 
     def __init__(self, journal_path: str | os.PathLike[str], control: Control, *,
                  lend: Callable[[], contextlib.AbstractContextManager[JournalReader | None]], bus: EventBus,
-                 live_ids: Callable[[], Iterable[str]]) -> None:
+                 live_ids: Callable[[], Iterable[str]],
+                 in_flight: Callable[[], Iterable[Event]] = tuple) -> None:
         self.journal_path = str(Path(journal_path).expanduser().resolve())
         self._control = control
         self._lend = lend
         self._bus = bus
         self._live_ids = live_ids
+        self._in_flight = in_flight
         self._stopped = threading.Event()
         self._connections: set[Connection] = set()
         self._lock = threading.Lock()
@@ -205,6 +216,7 @@ class MonitorServer:
     def _stream(self, conn: Connection, request: Request) -> None:
         subscription = _Subscription(self.journal_path, self._live_ids())
         unsubscribe = self._bus.subscribe(subscription.offer)
+        subscription.seed(self._in_flight())  # steps scheduled before the client came
         try:
             if not _send(conn, Response(request.id, True, {"subscribed": True})):
                 return
