@@ -158,3 +158,35 @@ def test_a_worker_that_dies_at_start_up_is_a_crash_of_its_attempt_and_the_pool_h
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
 def test_alive_helper_sees_this_process():
     assert _alive(os.getpid())
+
+
+def test_workers_that_cannot_start_end_the_pool_instead_of_respawning_forever(journal, tmp_path, monkeypatch):
+    from zart_nb._executors.local import STARTUP_DEATHS
+    from zart_nb._runtime import runtime
+
+    site = tmp_path / "site"
+    site.mkdir()
+    deaths = tmp_path / "deaths.log"
+    (site / "sitecustomize.py").write_text(textwrap.dedent(f"""
+        import os
+        if "ZART_WORKER_SYS_PATH" in os.environ:
+            with open({str(deaths)!r}, "a") as handle:
+                handle.write("x")
+            os._exit(3)
+    """))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
+
+    @zart.workflow("never-starts")
+    def flow(x):
+        return square(x)
+
+    runtime.shutdown_executor()
+    try:
+        with pytest.raises(zart.WorkerCrashed, match="square#0"):
+            zart.run(flow, 3, journal=journal, workers=1)
+        pool = runtime.executor
+        wait_until(lambda: pool is None or pool.closed, timeout=60, what="the pool to give up")
+    finally:
+        runtime.shutdown_executor()
+    started = len(deaths.read_text())
+    assert started <= STARTUP_DEATHS + 2  # bounded, not a process started every few milliseconds forever

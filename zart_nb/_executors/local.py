@@ -51,6 +51,7 @@ MAX_DEPTH = 64
 QUEUE_SECONDS = 0.005
 BUSY_WINDOW = 64 * 1024
 SOCKET_BUFFER = 4 * BUSY_WINDOW
+STARTUP_DEATHS = 5  # (or twice the pool size) workers in a row dying while starting: the pool gives up
 _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 
 
@@ -117,6 +118,7 @@ class LocalPool(Executor):
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._closed = False
+        self._startup_deaths = 0  # workers that died before their first message, in a row
         self._wake_pending = False
         self._delivering = False  # the I/O thread is inside the sink (not reading replies)
         self._printed: list[tuple[Task, str, str]] = []  # (task, stream, lines), I/O thread only
@@ -404,6 +406,7 @@ class LocalPool(Executor):
             replies = pickle.loads(message)
             if replies is None:  # the worker finished starting
                 worker.ready = True
+                self._startup_deaths = 0
                 worker.head_started = now
                 continue
             for reply in replies:
@@ -441,9 +444,33 @@ class LocalPool(Executor):
                 code = None
             detail = f"exit code {code}" if code is not None and code >= 0 else (
                 f"killed by signal {-code}" if code is not None else "connection lost")
+        if not worker.ready:
+            self._startup_deaths += 1
+            if self._startup_deaths >= max(STARTUP_DEATHS, 2 * self.size):
+                outcomes.extend(self._give_up_locked(
+                    f"{self._startup_deaths} worker processes in a row exited while starting (the last: "
+                    f"{detail}); check that `{sys.executable} -m zart_nb._executors.worker` can start"))
+                return
         index = self._workers.index(worker)
         outcomes.extend(self._replace_locked(
             index, OutcomeKind.CRASHED, f"worker process {worker.proc.pid} died during the step ({detail})"))
+
+    def _give_up_locked(self, message: str) -> list[Outcome]:
+        """Worker processes cannot start: close the pool (a later dispatch starts a new one) and
+        fail every attempt it holds, rather than start dying processes forever."""
+        logger.error("zart: %s", message)
+        self._closed = True
+        workers, self._workers = self._workers, []
+        tasks = list(self._queue) + [entry[2] for entry in self._delayed]
+        self._queue.clear()
+        self._delayed.clear()
+        for worker in workers:
+            tasks.extend(worker.inflight)
+            worker.inflight.clear()
+            worker.kill()
+        now = time.time()
+        return [Outcome(task, OutcomeKind.CRASHED, error=message, error_type=OutcomeKind.CRASHED, finished_at=now)
+                for task in tasks]
 
     def _release_delayed_locked(self) -> None:
         now = time.time()
