@@ -175,7 +175,8 @@ class Runtime:
         with self._lock:
             self._open_runs -= 1
 
-    def get_executor(self, workers: int | None = None, executor: choice.ExecutorSpec = None) -> Executor:
+    def get_executor(self, workers: int | None = None, executor: choice.ExecutorSpec = None, *,
+                     prestart: bool = False) -> Executor:
         """The executor for ``executor=`` (default ``$ZART_EXECUTOR``, else the local pool).
 
         The warm local pool is shared by every execution of this process. Asking for another size
@@ -200,8 +201,12 @@ class Runtime:
                 if factory is None:
                     from ._executors.local import LocalPool
 
-                    factory = LocalPool
-                executor = self.executor = factory(size, self.committer.deliver)
+                    # Started ahead of need (while a journal is read), a pool starts the workers that
+                    # leave the driver a core; the rest start with its first task.
+                    start = max(1, (os.cpu_count() or 2) - 1) if prestart else None
+                    executor = self.executor = LocalPool(size, self.committer.deliver, start=start)
+                else:
+                    executor = self.executor = factory(size, self.committer.deliver)
             return executor
 
     def prestart(self, workers: int | None = None, executor: choice.ExecutorSpec = None) -> threading.Thread | None:
@@ -215,7 +220,7 @@ class Runtime:
 
         def start() -> None:
             try:
-                self.get_executor(workers)
+                self.get_executor(workers, prestart=True)
             except Exception:  # noqa: BLE001 - the first dispatch meets the same error and reports it
                 pass
 

@@ -103,7 +103,9 @@ class _Worker:
 class LocalPool(Executor):
     """Worker processes kept warm for the life of the driver (or until ``shutdown``)."""
 
-    def __init__(self, workers: int, sink: OutcomeSink) -> None:
+    def __init__(self, workers: int, sink: OutcomeSink, *, start: int | None = None) -> None:
+        """``start``: how many worker processes to start now (default all); the others start with
+        the first ``submit``."""
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.size = workers
@@ -114,7 +116,9 @@ class LocalPool(Executor):
         self._delayed: list[tuple[float, int, Task]] = []
         self._counter = itertools.count()
         self._names = itertools.count()
-        self._workers = [_Worker(next(self._names)) for _ in range(workers)]
+        first = workers if start is None else max(1, min(workers, start))
+        self._workers = [_Worker(next(self._names)) for _ in range(first)]
+        self._unstarted = workers - first
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._closed = False
@@ -130,6 +134,8 @@ class LocalPool(Executor):
     def submit(self, tasks: list[Task]) -> None:
         if self._closed:
             raise ExecutorClosed("the worker pool was shut down; submit to a new one")
+        if self._unstarted:
+            self._start_the_rest()
         now = time.time()
         wake = False
         delayed = []
@@ -162,6 +168,15 @@ class LocalPool(Executor):
                 wake = True
         if wake:
             self._wake()
+
+    def _start_the_rest(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            while self._unstarted:
+                self._workers.append(_Worker(next(self._names)))
+                self._unstarted -= 1
+        self._wake()  # the I/O thread listens to the new workers from its next round
 
     def _drop_after_shutdown(self, tasks: list[Task]) -> None:
         with self._lock:
