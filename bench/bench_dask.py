@@ -2,15 +2,19 @@
 
 Run by hand, never by the test suite:
 
-    python bench/bench_dask.py                       # both workloads (about 6 min here)
+    python bench/bench_dask.py                       # every workload (about 4 min here)
     python bench/bench_dask.py noop --repeats 5      # only the no-op steps
     python bench/bench_dask.py sleep --steps 500     # fewer 50 ms steps
 
-One LocalCluster of 2 worker processes (1 thread each) serves every Dask measurement in the run. For
-each workload, three contenders run in alternation, so machine noise hits them alike:
+One LocalCluster of 2 worker processes (1 thread each) serves every Dask measurement in the run.
+Workloads: ``sleep``, 2,000 steps of 50 ms fanned out; ``noop``, 2,000 no-op steps fanned out;
+``seq``, 200 no-op steps one after the other. For each, three contenders run in alternation, so
+machine noise hits them alike:
 
-- ``dask``: plain ``client.map(fn, range(n), pure=False)`` then ``client.gather`` (the floor);
-- ``zart-dask``: ``zart.run`` of a workflow that schedules n steps and waits, ``executor=client``;
+- ``dask``: plain ``client.map(fn, range(n), pure=False)`` then ``client.gather`` (the floor); for
+  ``seq``, ``client.submit(fn, i).result()`` n times;
+- ``zart-dask``: ``zart.run`` of the workflow (schedule n steps and wait, or call them in turn) with
+  ``executor=client``;
 - ``zart-local``: the same workflow on zart_nb's local pool of 2 worker processes.
 
 A zart time is the whole ``zart.run`` call on a fresh journal in its own temporary directory
@@ -73,7 +77,11 @@ def nap_flow(n: int) -> int:
     return len(zart.wait([zart.schedule(nap_step, i) for i in range(n)]))
 
 
-WORKLOADS = {"noop": (noop, noop_flow), "sleep": (nap, nap_flow)}
+@zart.workflow("bench-sequential")
+def sequential_flow(n: int) -> int:
+    for i in range(n):
+        noop_step(i)
+    return n
 
 
 # --- the contenders ------------------------------------------------------------------------------
@@ -86,6 +94,19 @@ def plain_dask(client: distributed.Client, fn: Callable[[int], None], n: int) ->
     elapsed = time.perf_counter() - started
     del futures
     return elapsed
+
+
+def plain_sequential(client: distributed.Client, fn: Callable[[int], None], n: int) -> float:
+    started = time.perf_counter()
+    for i in range(n):
+        client.submit(fn, i, pure=False).result()
+    return time.perf_counter() - started
+
+
+# name -> (the plain Dask way, its function, the zart workflow)
+WORKLOADS = {"noop": (plain_dask, noop, noop_flow), "sleep": (plain_dask, nap, nap_flow),
+             "seq": (plain_sequential, noop, sequential_flow)}
+DEFAULT_STEPS = {"noop": 2000, "sleep": 2000, "seq": 200}
 
 
 def zart_run(flow, n: int, executor) -> float:
@@ -104,9 +125,9 @@ def zart_run(flow, n: int, executor) -> float:
 
 
 def measure(client: distributed.Client, name: str, n: int, repeats: int) -> dict:
-    fn, flow = WORKLOADS[name]
+    plain, fn, flow = WORKLOADS[name]
     contenders: dict[str, Callable[[], float]] = {
-        "dask": lambda: plain_dask(client, fn, n),
+        "dask": lambda: plain(client, fn, n),
         "zart-dask": lambda: zart_run(flow, n, client),
         "zart-local": lambda: zart_run(flow, n, "local"),
     }
@@ -137,7 +158,7 @@ def warm_up(client: distributed.Client) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("workloads", nargs="*", choices=[[], *WORKLOADS], default=[])
-    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--steps", type=int, help="default: 2000 (200 for seq)")
     parser.add_argument("--repeats", type=int, default=None, help="default: 5 for noop, 1 for sleep")
     parser.add_argument("--json", type=Path, help="write the results here too")
     args = parser.parse_args()
@@ -153,7 +174,8 @@ def main() -> None:
                   "python": platform.python_version(), "distributed": distributed.__version__,
                   "cpus": os.cpu_count(), "load": os.getloadavg()}
         print(json.dumps(header))
-        reports = [measure(client, name, args.steps, args.repeats or (5 if name == "noop" else 1))
+        reports = [measure(client, name, args.steps or DEFAULT_STEPS[name],
+                           args.repeats or (1 if name == "sleep" else 5))
                    for name in (args.workloads or list(WORKLOADS))]
     runtime.close_all()
     if args.json:

@@ -104,6 +104,7 @@ class _Flight:
 
     task: Task
     future: Any
+    misses: int = 0  # finished, yet its result could not be fetched (lost meanwhile)
 
 
 class DaskExecutor(Executor):
@@ -339,8 +340,10 @@ class DaskExecutor(Executor):
                     continue  # timed out or cancelled meanwhile: that outcome was delivered
                 future = flight.future
                 result = results.get(future.key)
-                if result is None and gather_error is None and future.status not in ("error", "cancelled"):
+                if (result is None and gather_error is None and future.status not in ("error", "cancelled")
+                        and flight.misses < _MAX_MISSES):
                     # lost, or being computed again (its worker died): Dask calls back when it is done
+                    flight.misses += 1
                     future.add_done_callback(self._on_done)
                     continue
                 self._pop_locked(flight.task.task_id)
@@ -401,6 +404,9 @@ class DaskExecutor(Executor):
                 logger.debug("zart: cancelling Dask futures failed", exc_info=True)
 
 
+_MAX_MISSES = 5  # then the attempt fails as crashed rather than spin on a result that never comes
+
+
 def _task_id(key: Any) -> int:
     return int(str(key).rsplit("-", 1)[1])
 
@@ -417,6 +423,9 @@ def _outcome_of(flight: _Flight, result: tuple[WireReply, str] | None,
     if gather_error is not None:
         return Outcome(task, OutcomeKind.CRASHED, error_type=type(gather_error).__qualname__, finished_at=now,
                        error=f"the step's result could not be fetched from the Dask cluster: {gather_error!r}")
+    if future.status == "finished":
+        return Outcome(task, OutcomeKind.CRASHED, error_type="LostResult", finished_at=now,
+                       error="the Dask cluster finished the step but its result could not be fetched")
     if future.status == "cancelled":  # not by us: we forget a future before cancelling it
         return Outcome(task, OutcomeKind.CRASHED, error_type="CancelledError", finished_at=now,
                        error="the Dask scheduler cancelled the task (was the cluster restarted, or the "
