@@ -127,7 +127,9 @@ class DaskExecutor(Executor):
         # What Dask's threads tell this executor's thread: putting never blocks them.
         self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._closed = False
-        self.size = max(1, sum(client.nthreads().values()))
+        nthreads = client.nthreads()
+        self.size = max(1, sum(nthreads.values()))
+        self._direct = _gather_directly(client, list(nthreads))
         client.subscribe_topic(self._topic, self._on_event)
         self._thread = threading.Thread(target=self._loop, name="zart-dask", daemon=True)
         self._thread.start()
@@ -329,7 +331,7 @@ class DaskExecutor(Executor):
         if finished:
             try:
                 results = self.client.gather({flight.future.key: flight.future for flight in finished},
-                                             errors="skip")
+                                             errors="skip", direct=self._direct)
             except Exception as exc:
                 gather_error = exc
                 logger.warning("zart: gathering step results from the Dask cluster failed: %r", exc)
@@ -402,6 +404,19 @@ class DaskExecutor(Executor):
                 self.client.cancel(futures, reason="zart", msg="cancelled by zart_nb")
             except Exception:
                 logger.debug("zart: cancelling Dask futures failed", exc_info=True)
+
+
+def _gather_directly(client: distributed.Client, workers: list[str]) -> bool | None:
+    """Fetch results from the workers themselves rather than through the scheduler (one hop, and no
+    load on the scheduler) when the client says so, or when every worker is on this machine. A
+    remote cluster's workers may be unreachable from here (only its scheduler is): Dask's default."""
+    if client.direct_to_workers is not None:
+        return bool(client.direct_to_workers)
+    try:
+        hosts = {distributed.comm.get_address_host(address) for address in workers}
+    except ValueError:
+        return None
+    return True if hosts and hosts <= {"127.0.0.1", "localhost", "::1"} else None
 
 
 _MAX_MISSES = 5  # then the attempt fails as crashed rather than spin on a result that never comes
