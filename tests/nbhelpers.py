@@ -1,7 +1,9 @@
 """Running notebooks in a real kernel (nbclient) and reading what they saved."""
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,22 @@ def run_notebook(nb: Any, path: Path, *, env: dict[str, str] | None = None, allo
     finally:
         os.environ.clear()
         os.environ.update(saved)
+        if threading.current_thread() is not threading.main_thread():
+            _close_thread_loop()
     return nb
+
+
+def _close_thread_loop() -> None:
+    """nbclient (jupyter_core's ``run_sync``) leaves an event loop on the calling thread; on a thread
+    of a test that ends, nothing closes it, and its ResourceWarning, raised whenever the garbage
+    collector gets to it, fails whichever later test runs then."""
+    try:
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:  # none set on this thread
+        return
+    if not loop.is_running():
+        loop.close()
+    asyncio.set_event_loop(None)
 
 
 def widget_states(nb: Any) -> dict[str, dict[str, Any]]:
