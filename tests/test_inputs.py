@@ -76,3 +76,13 @@ def test_the_demo_with_zero_workers_prints_one_line(tmp_path):
     assert "Traceback" not in proc.stderr
     assert [line for line in proc.stderr.splitlines() if line.strip()] == [
         "zart: workers must be a positive integer, got 0"]
+
+
+def test_resume_with_zero_workers_is_refused_like_run(tmp_path):
+    """``zart resume --workers 0`` once fell back to the default worker count without a word."""
+    proc = subprocess.run([sys.executable, "-m", "zart_nb._cli", "resume", "nope", "--workers", "0",
+                           "--journal", str(tmp_path / "d.duckdb")], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 1
+    assert [line for line in proc.stderr.splitlines() if line.strip()] == [
+        "zart: workers must be a positive integer, got 0"]

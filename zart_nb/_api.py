@@ -49,7 +49,7 @@ class TaskRegistry:
         return sorted(self._tasks)
 
 
-def _check_options(on_change: str, workers: int | None, executor: ExecutorSpec = None) -> None:
+def check_options(on_change: str, workers: int | None, executor: ExecutorSpec = None) -> None:
     choice.target(executor)
     if on_change not in ON_CHANGE:
         raise ConfigurationError(f"on_change must be one of {ON_CHANGE}, got {on_change!r}")
@@ -105,7 +105,7 @@ class DurableScheduler:
     def __init__(self, registry: TaskRegistry, journal: str | os.PathLike[str] | None = None, *,
                  workers: int | None = None, on_change: str = "rerun", display: bool | None = None,
                  executor: ExecutorSpec = None) -> None:
-        _check_options(on_change, workers, executor)
+        check_options(on_change, workers, executor)
         self.registry = registry
         self.display = display
         self.journal = runtime.journal(journal)
@@ -229,7 +229,7 @@ def run(workflow: Any, data: Any = None, *, execution_id: str | None = None,
     like ``"tcp://host:8786"`` (default ``$ZART_EXECUTOR``; ``"local"`` or unset: the local pool).
     """
     __tracebackhide__ = True  # IPython leaves zart_nb's frames out of tracebacks
-    _check_options(on_change, workers, executor)
+    check_options(on_change, workers, executor)
     definition = as_workflow(workflow)
     journal_ = runtime.journal(journal)
     execution, is_new = _engine.claim(journal_, _execution_id(execution_id, definition, data),
@@ -257,7 +257,7 @@ def start(workflow: Any, data: Any = None, *, execution_id: str | None = None,
     the progress widget keeps moving under this cell after it returns (``display=False`` to hide).
     ``executor`` as for :func:`run`."""
     __tracebackhide__ = True  # IPython leaves zart_nb's frames out of tracebacks
-    _check_options(on_change, workers, executor)
+    check_options(on_change, workers, executor)
     definition = as_workflow(workflow)
     journal_ = runtime.journal(journal)
     execution, is_new = _engine.claim(journal_, _execution_id(execution_id, definition, data),

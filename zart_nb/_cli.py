@@ -190,9 +190,12 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    from ._api import check_options
     from ._definitions import as_workflow
     from ._engine import execute
     from ._handles import Execution
+
+    check_options("rerun", args.workers, args.executor)  # as zart.run does: --workers 0 is refused
 
     sys.path.insert(0, os.getcwd())
     journal = runtime.journal(args.journal)
