@@ -170,3 +170,35 @@ def test_a_journal_of_the_previous_schema_is_upgraded_with_its_step_counts(journ
     conn = duckdb.connect(str(journal), read_only=True)
     assert conn.execute("SELECT value FROM zart_meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
     conn.close()
+
+
+def _catalog(conn):
+    columns = conn.execute("SELECT table_name, column_index, column_name, data_type, is_nullable "
+                           "FROM duckdb_columns() WHERE NOT internal ORDER BY ALL").fetchall()
+    indexes = conn.execute("SELECT table_name, index_name, is_unique, expressions FROM duckdb_indexes() "
+                           "ORDER BY ALL").fetchall()
+    constraints = conn.execute("SELECT table_name, constraint_type, constraint_column_names "
+                               "FROM duckdb_constraints() ORDER BY ALL").fetchall()
+    return columns, indexes, constraints
+
+
+def test_a_new_journal_has_the_schema_every_upgrade_ends_at(tmp_path):
+    from zart_nb._journal.schema import MIGRATIONS, migrate
+
+    created = Journal(tmp_path / "new.duckdb")
+    with created.hold():  # created at the latest schema directly
+        pass
+    created.close()
+    upgraded = duckdb.connect(str(tmp_path / "upgraded.duckdb"))
+    for version in range(1, SCHEMA_VERSION + 1):
+        for statement in MIGRATIONS[version]:
+            upgraded.execute(statement)
+    upgraded.execute("INSERT INTO zart_meta VALUES ('schema_version', ?), ('journal_id', 'x'), "
+                     "('folded_seq', '0')", [str(SCHEMA_VERSION)])
+    assert migrate(upgraded, {"schema_version": str(SCHEMA_VERSION)})["schema_version"] == str(SCHEMA_VERSION)
+    new = duckdb.connect(str(tmp_path / "new.duckdb"), read_only=True)
+    expected = _catalog(upgraded)
+    assert len(expected[0]) > 50 and expected[1]  # the catalog query sees the tables and the index
+    assert _catalog(new) == expected
+    new.close()
+    upgraded.close()

@@ -286,3 +286,17 @@ def test_a_full_disk_is_a_clear_error_and_loses_nothing(tmp_path):
         runs = zart.journal(journal).list_runs("fill")
         assert runs[-1].status is zart.ExecutionStatus.COMPLETED
         assert runs[-1].reused > 0, runs  # the steps journaled before the disk filled were kept
+
+
+def test_a_journal_moved_away_is_not_mistaken_for_the_file_now_at_its_inode(tmp_path):
+    # A deleted journal's inode can be reused by the next file created; renaming gives the same
+    # situation deterministically: the inode is now another path's, and the old path is gone.
+    first, moved = tmp_path / "first.duckdb", tmp_path / "moved.duckdb"
+    assert zart.run(lambda x: x + 1, 1, execution_id="before", journal=first) == 2
+    Journal(first).close()
+    os.rename(first, moved)
+    assert Journal(moved).path == moved.resolve()
+    assert zart.run(lambda x: x + 2, 1, execution_id="after", journal=moved) == 3
+    Journal(moved).close()
+    assert {r.execution_id for r in zart.journal(moved).list_executions()} == {"before", "after"}
+    assert not first.exists()

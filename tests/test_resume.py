@@ -211,3 +211,26 @@ def test_completed_durable_execution_is_reused_in_a_new_process(tmp_path):
         assert proc.returncode == 0, proc.stderr
     assert outputs[0].stdout.split() == ["[2,", "4]", "1"]
     assert outputs[1].stdout.split() == ["[2,", "4]", "1"]  # reused: no second run, no NonDeterminism
+
+
+def test_a_finished_rerun_starts_workers_only_when_the_journal_must_be_opened(journal, tmp_path, inline):
+    from zart_nb._executors.inline import InlineExecutor
+
+    started = []
+
+    def counting(size, sink):
+        started.append(size)
+        return InlineExecutor(size, sink)
+
+    inline.executor_factory = counting
+    data = {"xs": [1, 2], "counter_dir": str(tmp_path)}
+    assert zart.run(squares, data, execution_id="sq-warm", journal=journal) == 5
+    inline.shutdown_executor()
+    started.clear()
+    opened = inline.journal(journal)
+    with opened.hold():  # the journal is open (a notebook's next cell): its answer is immediate
+        assert zart.run(squares, data, execution_id="sq-warm", journal=journal) == 5
+    assert started == []
+    opened.close()  # a new process: the pool starts while the journal opens, and stops unused
+    assert zart.run(squares, data, execution_id="sq-warm", journal=journal) == 5
+    assert len(started) == 1 and inline.executor is None

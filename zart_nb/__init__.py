@@ -56,17 +56,9 @@ if _typing.TYPE_CHECKING:
     from ._handles import Execution, StepHandle
     from ._monitor.client import MonitorClient
     from ._reader import JournalReader
-    from ._records import (
-        AttemptRecord,
-        DefinitionRecord,
-        ExecutionRecord,
-        ExecutionStatus,
-        RunReason,
-        RunRecord,
-        StepRecord,
-        StepStatus,
-    )
+    from ._records import AttemptRecord, DefinitionRecord, ExecutionRecord, RunRecord, StepRecord
     from ._runtime import shutdown_pool
+    from ._status import ExecutionStatus, RunReason, StepStatus
 
 __version__ = "0.1.0"
 
@@ -85,13 +77,16 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "_handles": ("Execution", "StepHandle"),
     "_monitor.client": ("MonitorClient",),
     "_reader": ("JournalReader",),
-    "_records": ("AttemptRecord", "DefinitionRecord", "ExecutionRecord", "ExecutionStatus", "RunReason",
-                 "RunRecord", "StepRecord", "StepStatus"),
+    "_records": ("AttemptRecord", "DefinitionRecord", "ExecutionRecord", "RunRecord", "StepRecord"),
     "_runtime": ("shutdown_pool",),
+    "_status": ("ExecutionStatus", "RunReason", "StepStatus"),
 }
 # What code running inside a step may touch without loading the engine (zart.context(), errors, a
-# module of steps imported by reference). Any other name loads every module but the monitor's.
-_LIGHT = ("_context", "_definitions", "_errors", "_records")
+# module of steps imported by reference). Any other name loads every module but those on demand.
+_LIGHT = ("_context", "_definitions", "_errors", "_status")
+# Loaded only when one of their names is asked for: sockets for a live reader, and the records'
+# dataclasses (a reader builds them; running a workflow never does).
+_ON_DEMAND = ("_monitor.client", "_records")
 _HOME = {name: module for module, names in _EXPORTS.items() for name in names}
 
 
@@ -152,11 +147,11 @@ def __getattr__(name: str) -> _typing.Any:
     module = _HOME.get(name)
     if module is None:
         raise AttributeError(f"module 'zart_nb' has no attribute {name!r}")
-    if module in _LIGHT or module == "_monitor.client":  # sockets load only for a live reader
+    if module in _LIGHT or module in _ON_DEMAND:
         _publish(module)
     else:
         for other in _EXPORTS:
-            if other != "_monitor.client":
+            if other not in _ON_DEMAND:
                 _publish(other)
     return globals()[name]
 

@@ -13,8 +13,8 @@ from ._errors import ConfigurationError, DefinitionError, ExecutionNotFound
 from ._executors import choice
 from ._executors.choice import ExecutorSpec
 from ._handles import Execution, StepHandle
-from ._records import ExecutionStatus
 from ._runtime import default_worker_count, runtime
+from ._status import ExecutionStatus
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -18,8 +18,8 @@ from ._errors import Cancelled, DefinitionError, ExecutionNotFound, ZartError
 from ._handles import Execution
 from ._journal import Journal
 from ._monitor.control import Control
-from ._records import ExecutionStatus, StepStatus
 from ._runtime import runtime
+from ._status import ExecutionStatus, StepStatus
 
 if TYPE_CHECKING:
     from ._reader import JournalReader

@@ -46,9 +46,9 @@ from ._executors.capture import prefix_lines
 from ._executors.choice import ExecutorSpec
 from ._handles import Execution, StepHandle
 from ._journal import AttemptRow, Journal, StepRow, StoredStep
-from ._records import ExecutionStatus, RunReason, StepStatus
 from ._replay import Keys, check_change, decide
 from ._runtime import runtime
+from ._status import ExecutionStatus, RunReason, StepStatus
 
 WAIT_TICK = 0.1
 
@@ -425,8 +425,9 @@ def execute(execution: Execution, workflow: WorkflowDef, data: Any, *, on_change
     journal = execution.journal
     execution_id = execution.execution_id
     runtime.enter(execution)
-    # Worker processes take longer to start than the journal to open: start them meanwhile.
-    started = runtime.prestart(workers, executor)
+    # Worker processes take longer to start than the journal to open: start them meanwhile. An open
+    # journal answers at once, so the pool waits to be needed (a finished re-run needs none).
+    started = None if journal.is_open else runtime.prestart(workers, executor)
     try:
         with journal.hold():
             _execute_held(execution, workflow, data, on_change, workers, executor)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ._records import ExecutionStatus, RunReason, StepStatus
+from ._status import ExecutionStatus, RunReason, StepStatus
 
 
 @dataclass(frozen=True, slots=True)

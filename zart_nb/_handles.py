@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from . import _serialization as ser
 from ._context import Run
 from ._errors import ExecutionTimeout, SerializationError
-from ._records import ExecutionStatus
+from ._status import ExecutionStatus
 
 if TYPE_CHECKING:
     from ._journal import Journal

@@ -6,15 +6,12 @@ the monitor client of a live engine. Pages are ``offset``/``limit``; lists come 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
 
-from ._records import (
-    AttemptRecord,
-    DefinitionRecord,
-    ExecutionRecord,
-    ExecutionStatus,
-    RunRecord,
-    StepRecord,
-)
+from ._status import ExecutionStatus
+
+if TYPE_CHECKING:
+    from ._records import AttemptRecord, DefinitionRecord, ExecutionRecord, RunRecord, StepRecord
 
 
 class JournalReader(ABC):

@@ -1,45 +1,13 @@
-"""Status enums and typed records shared by the engine, the CLI and (later) the widget and the TUI."""
+"""Typed records of the journal's read API, shared by the CLI, the widget, the monitor and the TUI."""
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from datetime import datetime
 
+from ._status import ExecutionStatus, RunReason, StepStatus
 
-class ExecutionStatus(enum.StrEnum):
-    """Where an execution stands. ``interrupted``: its process died or the kernel was interrupted."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    INTERRUPTED = "interrupted"
-
-    @property
-    def finished(self) -> bool:
-        return self in (ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED)
-
-
-class StepStatus(enum.StrEnum):
-    """Where a step stands in the current run (``retrying``: an attempt failed, another is due)."""
-
-    SCHEDULED = "scheduled"
-    RUNNING = "running"
-    RETRYING = "retrying"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-class RunReason(enum.StrEnum):
-    """Why a step was executed in a run rather than reused from the journal."""
-
-    NEW = "new"
-    CODE_CHANGED = "code changed"
-    ARGS_CHANGED = "arguments changed"
-    FAILED_BEFORE = "failed before"
-    CANCELLED_BEFORE = "cancelled before"
+__all__ = ["AttemptRecord", "DefinitionRecord", "ExecutionRecord", "ExecutionStatus", "RunReason",
+           "RunRecord", "StepRecord", "StepStatus"]
 
 
 @dataclass(frozen=True, slots=True)

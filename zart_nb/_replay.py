@@ -20,7 +20,7 @@ import enum
 from typing import TYPE_CHECKING
 
 from ._errors import DefinitionError, NonDeterminism
-from ._records import RunReason
+from ._status import RunReason
 
 if TYPE_CHECKING:
     from ._journal import StoredStep

@@ -11,7 +11,6 @@ import collections
 import dataclasses
 import enum
 import functools
-import hashlib
 import inspect
 import io
 import pickle
@@ -19,11 +18,9 @@ import reprlib
 import sys
 import types
 import weakref
+from _blake2 import blake2b  # what hashlib.blake2b is, without loading OpenSSL (~2 ms)
 from collections.abc import Callable
 from typing import Any
-
-import cloudpickle
-from cloudpickle import cloudpickle as _cp
 
 from ._errors import SerializationError
 
@@ -48,16 +45,22 @@ def _refuse_file(obj: Any) -> Any:
 _FILE_TYPES = (io.TextIOWrapper, io.BufferedReader, io.BufferedWriter, io.BufferedRandom, io.FileIO)
 
 
-class _Pickler(cloudpickle.Pickler):
-    """cloudpickle, refusing open files instead of sending a ``StringIO`` copy of them."""
+@functools.cache
+def _pickler_class() -> type[pickle.Pickler]:
+    """cloudpickle's pickler, refusing open files instead of sending a ``StringIO`` copy of them.
+    cloudpickle is imported on first use: returning a finished execution's output never needs it."""
+    import cloudpickle
 
-    dispatch_table = collections.ChainMap({kind: _refuse_file for kind in _FILE_TYPES},
-                                          cloudpickle.Pickler.dispatch_table)
+    class _Pickler(cloudpickle.Pickler):
+        dispatch_table = collections.ChainMap({kind: _refuse_file for kind in _FILE_TYPES},
+                                              cloudpickle.Pickler.dispatch_table)
+
+    return _Pickler
 
 
 def _cloudpickle(value: Any) -> bytes:
     buffer = io.BytesIO()
-    _Pickler(buffer, protocol=PROTOCOL).dump(value)
+    _pickler_class()(buffer, protocol=PROTOCOL).dump(value)
     return buffer.getvalue()
 
 
@@ -84,6 +87,8 @@ _adopted: weakref.WeakSet[type] = weakref.WeakSet()
 
 
 def _make_skeleton_class(type_constructor, name, bases, type_kwargs, class_tracker_id, extra):
+    from cloudpickle import cloudpickle as _cp  # loaded already: the stream being read names it
+
     with _cp._DYNAMIC_CLASS_TRACKER_LOCK:
         known = _cp._DYNAMIC_CLASS_TRACKER_BY_ID.get(class_tracker_id)
     if known is None and type_kwargs.get("__module__") == "__main__":
@@ -97,6 +102,8 @@ def _make_skeleton_class(type_constructor, name, bases, type_kwargs, class_track
 def _class_setstate(obj, state):
     if obj in _adopted:
         return obj
+    from cloudpickle import cloudpickle as _cp
+
     return _cp._class_setstate(obj, state)
 
 
@@ -216,7 +223,7 @@ def _pickle_digest(value: Any) -> str:
         data = dumps(value)
     except Exception as exc:
         raise SerializationError(f"cannot pickle {type(value).__name__}: {exc}") from exc
-    return "p:" + hashlib.blake2b(data, digest_size=16).hexdigest()
+    return "p:" + blake2b(data, digest_size=16).hexdigest()
 
 
 def args_hash(args: tuple, kwargs: dict) -> str:
@@ -228,7 +235,7 @@ def args_hash(args: tuple, kwargs: dict) -> str:
         _canonical(args, out)
         _canonical(kwargs, out)
         text = "".join(out)
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    return blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 # --- hashing of code --------------------------------------------------------------------------------
@@ -241,7 +248,7 @@ def code_hash(obj: Callable[..., Any] | type | object) -> str:
     classes of the same module that the code refers to (helpers) count too, as do simple constants in
     its globals and closure cells, so a changed helper re-runs the step.
     """
-    hasher = hashlib.blake2b(digest_size=16)
+    hasher = blake2b(digest_size=16)
     _hash_object(obj, hasher, set())
     return hasher.hexdigest()
 
@@ -347,5 +354,5 @@ def source_of(obj: Any) -> str:
 
 
 def digest(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
+    return blake2b(data, digest_size=16).hexdigest()
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from .._errors import DefinitionNotFound, JournalError
-from .._records import ExecutionStatus
+from .._status import ExecutionStatus
 from . import db, file
 from .schema import (
     ATTEMPT_COLUMNS,
@@ -131,6 +131,10 @@ class Journal:
         found = file.identity(resolved)
         with cls._instances_lock:
             instance = cls._by_file.get(found) if found is not None else None
+            if instance is not None and file.identity(instance.path) != found:
+                # Its file was deleted or renamed, and this one may even reuse its inode: not the same.
+                del cls._by_file[found]
+                instance = None
             if instance is None:
                 instance = cls._by_path.get(resolved)
             if instance is None:
@@ -209,6 +213,11 @@ class Journal:
 
     def __repr__(self) -> str:
         return f"<Journal {self.path}>"
+
+    @property
+    def is_open(self) -> bool:
+        """Open read-write in this process (held, or within its grace period): taking hold is free."""
+        return self._ready
 
     # --- ownership -----------------------------------------------------------------------------
 

@@ -25,10 +25,9 @@ def follow(execution: Execution, workflow: str, display: bool | None, background
     stderr. Returns the controller (``close()`` ends it), or None: steps' lines then go to this
     process's stdout/stderr as they arrive."""
     show = display_enabled(display)
-    from .live import Live
-    from .progress import Tracker
-
     if kernel_shell() is not None:
+        from .live import Live
+        from .progress import Tracker
         from .tracebacks import install
 
         install()
@@ -56,6 +55,8 @@ def follow(execution: Execution, workflow: str, display: bool | None, background
         tty = False
     if not tty:
         return None
+    from .live import Live
+    from .progress import Tracker
     from .text import TextProgress
 
     text = TextProgress(stream)

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._records import ExecutionStatus
+from .._status import ExecutionStatus
 
 if TYPE_CHECKING:
     from .._handles import Execution

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import html
 
-from .._records import ExecutionStatus
+from .._status import ExecutionStatus
 from .progress import Snapshot
 
 GREY = "#9e9e9e"

@@ -10,7 +10,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from .._records import ExecutionStatus
+from .._status import ExecutionStatus
 from .progress import Snapshot
 from .render import GREY, counts_text, details_html, header_html
 
