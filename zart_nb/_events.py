@@ -9,20 +9,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from ._status import ExecutionStatus, RunReason, StepStatus
 
 
-@dataclass(frozen=True, slots=True)
-class StepEvent:
-    """A step changed state: scheduled, retrying (``attempt`` is the next one), completed, failed, cancelled.
-
-    ``reused`` marks a completed step taken from the journal (no attempt ran in this run)."""
-
-    kind: ClassVar[str] = "step"
-
+class _StepFields(NamedTuple):
     execution_id: str
     step_key: str
     status: StepStatus
@@ -35,7 +27,26 @@ class StepEvent:
     worker: str | None = None
     delay: float | None = None  # seconds before the next attempt (retrying events)
     started_at: float | None = None
-    at: float = field(default_factory=time.time)
+    at: float = 0.0
+
+
+# Events are immutable tuples: the engine builds two per step while anyone listens, and a frozen
+# dataclass costs ~1.8 µs to build where a tuple costs ~0.5 µs.
+class StepEvent(_StepFields):
+    """A step changed state: scheduled, retrying (``attempt`` is the next one), completed, failed, cancelled.
+
+    ``reused`` marks a completed step taken from the journal (no attempt ran in this run). ``at``
+    defaults to now."""
+
+    __slots__ = ()
+    kind: ClassVar[str] = "step"
+
+    def __new__(cls, execution_id: str, step_key: str, status: StepStatus, name: str = "", attempt: int = 1,
+                reused: bool = False, reason: RunReason | None = None, error: str | None = None,
+                preview: str | None = None, worker: str | None = None, delay: float | None = None,
+                started_at: float | None = None, at: float | None = None) -> StepEvent:
+        return tuple.__new__(cls, (execution_id, step_key, status, name, attempt, reused, reason, error, preview,
+                                   worker, delay, started_at, time.time() if at is None else at))
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "execution_id": self.execution_id, "step_key": self.step_key,
@@ -45,19 +56,26 @@ class StepEvent:
                 "started_at": self.started_at, "at": self.at}
 
 
-@dataclass(frozen=True, slots=True)
-class ExecutionEvent:
-    """An execution changed state (running when a run starts; then how it ended)."""
-
-    kind: ClassVar[str] = "execution"
-
+class _ExecutionFields(NamedTuple):
     execution_id: str
     status: ExecutionStatus
     workflow: str = ""
     run_number: int | None = None
     journal: str = ""
     error: str | None = None
-    at: float = field(default_factory=time.time)
+    at: float = 0.0
+
+
+class ExecutionEvent(_ExecutionFields):
+    """An execution changed state (running when a run starts; then how it ended). ``at`` defaults to now."""
+
+    __slots__ = ()
+    kind: ClassVar[str] = "execution"
+
+    def __new__(cls, execution_id: str, status: ExecutionStatus, workflow: str = "", run_number: int | None = None,
+                journal: str = "", error: str | None = None, at: float | None = None) -> ExecutionEvent:
+        return tuple.__new__(cls, (execution_id, status, workflow, run_number, journal, error,
+                                   time.time() if at is None else at))
 
     @property
     def step_key(self) -> None:

@@ -131,7 +131,7 @@ class Journal:
         found = file.identity(resolved)
         with cls._instances_lock:
             instance = cls._by_file.get(found) if found is not None else None
-            if instance is not None and file.identity(instance.path) != found:
+            if found is not None and instance is not None and file.identity(instance.path) != found:
                 # Its file was deleted or renamed, and this one may even reuse its inode: not the same.
                 del cls._by_file[found]
                 instance = None
