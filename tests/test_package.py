@@ -52,7 +52,8 @@ def test_a_worker_process_imports_only_what_a_worker_needs():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = set(eval(out.stdout))
     assert loaded <= {"zart_nb", "zart_nb._errors", "zart_nb._executors", "zart_nb._executors.base",
-                      "zart_nb._executors.capture", "zart_nb._executors.worker", "zart_nb._serialization"}
+                      "zart_nb._executors.capture", "zart_nb._executors.fdcapture", "zart_nb._executors.worker",
+                      "zart_nb._serialization"}
 
 
 def test_code_in_a_step_can_use_the_light_names_without_loading_the_engine():

@@ -4,7 +4,8 @@
 the step running in the *calling* context (a contextvar), and to the original stream otherwise. So a
 process that runs several steps at once on threads (the inline executor, a Dask worker) keeps each
 step's output apart, and code that is not a step prints as before. Output written to the file
-descriptors directly (C extensions, child processes) is not captured.
+descriptors directly (C extensions, child processes) is captured in the local pool's workers only
+(``fdcapture``), which run one step at a time.
 """
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ Replies: ``None`` once when ready, then lists of ``WireReply`` in task order, wi
 (lines a running step printed) before the reply of their task. A reply leaves at
 most ``REPLY_DELAY`` seconds after its step ended (a sender thread gathers the replies of quick
 steps into one message, whatever the next step is doing).
+What a step writes to descriptors 1 and 2 (C code, child processes) is captured too (``fdcapture``).
 A task whose function the worker no longer has (``fn_blob`` None, not cached) is answered with
 error type ``FUNCTION_MISSING``; the driver sends it again with the function.
 """
@@ -29,7 +30,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from .._serialization import cap_text
-from . import capture
+from . import capture, fdcapture
 from .base import FUNCTION_MISSING, PATH_VARIABLE, UNPICKLABLE_RESULT, WireOutput, WireReply, WireTask
 
 FN_CACHE_SIZE = 512
@@ -86,6 +87,9 @@ class Runner:
             live = self._live
             captured, capture_token = capture.begin(
                 None if live is None else lambda stream, text: live(task_id, stream, text))
+            descriptors = fdcapture.active
+            if descriptors is not None:
+                descriptors.begin(captured)
             token = self._context.enter_step(execution_id, step_key, attempt)
             try:
                 result = fn(*args, **kwargs)
@@ -96,6 +100,8 @@ class Runner:
             finally:
                 self._context.leave_step(token)
                 capture.end(capture_token)
+                if descriptors is not None:
+                    descriptors.end()
                 output = captured.close()
         except BaseException as exc:  # report everything; the driver decides about retries
             try:
@@ -235,6 +241,7 @@ def main() -> None:
     parent_pid = os.getppid()
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
     conn = Connection(int(sys.argv[1]))
+    fdcapture.install()  # one step at a time here: descriptor output is the running step's
     _serve(conn)
     _exit_group()  # the driver closed the connection: nothing this worker started outlives it
 
