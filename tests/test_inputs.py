@@ -86,3 +86,29 @@ def test_resume_with_zero_workers_is_refused_like_run(tmp_path):
     assert proc.returncode == 1
     assert [line for line in proc.stderr.splitlines() if line.strip()] == [
         "zart: workers must be a positive integer, got 0"]
+
+
+@zart.step("times-two")
+def times_two(x):
+    return x * 2
+
+
+@zart.workflow("huge")
+def huge(x):
+    return times_two(x)
+
+
+def test_an_int_too_long_for_repr_is_an_argument_and_a_result_like_any_other(journal):
+    # repr() refuses ints of 4,300 digits or more (ValueError): previews must not.
+    big = 10**5000
+    assert zart.run(huge, big, execution_id="huge-1", journal=journal) == big * 2
+    assert zart.run(huge, big, execution_id="huge-1", journal=journal) == big * 2  # from the journal
+    reader = zart.journal(journal)
+    try:
+        (step,) = reader.list_steps("huge-1")
+        record = reader.execution_record("huge-1")
+    finally:
+        reader.close()
+    assert step.status == zart.StepStatus.COMPLETED
+    assert "int" in step.args_preview and "int" in step.output_preview
+    assert len(step.args_preview) <= 200 and "int" in record.input_preview

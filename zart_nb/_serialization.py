@@ -143,18 +143,20 @@ def preview(value: Any) -> str:
     return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 3] + "..."
 
 
-_SCALARS = (int, float, bool, type(None))
+_SCALARS = (float, bool, type(None))
+_BIG = 10**40  # an int beyond this goes through reprlib: repr() of 4,300 digits or more raises
 
 
-def _quick_preview(value: Any) -> str:
+def quick_preview(value: Any) -> str:
+    """:func:`preview`, without reprlib for the common small values (a step's result, its arguments)."""
     kind = type(value)
-    if kind in _SCALARS or (kind is str and len(value) <= 120):
+    if kind in _SCALARS or (kind is str and len(value) <= 120) or (kind is int and -_BIG < value < _BIG):
         return repr(value)
     return preview(value)
 
 
 def args_preview(args: tuple, kwargs: dict) -> str:
-    parts = [_quick_preview(a) for a in args] + [f"{k}={_quick_preview(v)}" for k, v in kwargs.items()]
+    parts = [quick_preview(a) for a in args] + [f"{k}={quick_preview(v)}" for k, v in kwargs.items()]
     text = ", ".join(parts)
     return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 3] + "..."
 
@@ -180,7 +182,10 @@ def _canonical(value: Any, out: list[str], depth: int = 0) -> None:
     """Append a process-independent rendering of ``value`` (sets and dicts in sorted order)."""
     kind = type(value)
     if kind in _SIMPLE:
-        out.append(repr(value))
+        try:
+            out.append(repr(value))
+        except ValueError:  # an int of 4,300 digits or more: repr() refuses, hex() does not
+            out.append(hex(value))
     elif depth > 50:
         out.append(_pickle_digest(value))
     elif kind in (tuple, list):
@@ -228,9 +233,13 @@ def _pickle_digest(value: Any) -> str:
 
 def args_hash(args: tuple, kwargs: dict) -> str:
     """A digest of call arguments that is equal across processes for equal values."""
+    text = None
     if not kwargs and _is_simple(args):
-        text = repr(args)
-    else:
+        try:
+            text = repr(args)
+        except ValueError:  # an int too long for repr(): the canonical rendering copes
+            pass
+    if text is None:
         out: list[str] = []
         _canonical(args, out)
         _canonical(kwargs, out)

@@ -17,6 +17,7 @@ error type ``FUNCTION_MISSING``; the driver sends it again with the function.
 from __future__ import annotations
 
 import collections
+import functools
 import inspect
 import os
 import pickle
@@ -34,6 +35,8 @@ from . import capture, fdcapture
 from .base import FUNCTION_MISSING, PATH_VARIABLE, UNPICKLABLE_RESULT, WireOutput, WireReply, WireTask
 
 FN_CACHE_SIZE = 512
+_NOT_AWAITABLE = frozenset((int, float, str, bytes, bool, list, dict, tuple))  # skips isawaitable (~1 µs)
+_reply = functools.partial(tuple.__new__, WireReply)  # a C call: WireReply(...) costs ~0.5 µs a step more
 REPLY_DELAY = 0.001
 
 
@@ -93,7 +96,7 @@ class Runner:
             token = self._context.enter_step(execution_id, step_key, attempt)
             try:
                 result = fn(*args, **kwargs)
-                if inspect.isawaitable(result):
+                if result is not None and type(result) not in _NOT_AWAITABLE and inspect.isawaitable(result):
                     import asyncio  # only async steps pay for it
 
                     result = asyncio.run(_await(result))
@@ -117,7 +120,8 @@ class Runner:
                              cap_text(f"the step returned a {type(result).__name__} that cannot be pickled: "
                                       f"{_text(exc)}"),
                              cap_text(_format_traceback(exc)), started, time.time(), output)
-        return WireReply(task_id, True, blob, ser.preview(result), None, None, None, started, time.time(), output)
+        return _reply((task_id, True, blob, ser.quick_preview(result), None, None, None, started, time.time(),
+                       output))
 
 
 class _Replies:
