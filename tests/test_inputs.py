@@ -112,3 +112,30 @@ def test_an_int_too_long_for_repr_is_an_argument_and_a_result_like_any_other(jou
     assert step.status == zart.StepStatus.COMPLETED
     assert "int" in step.args_preview and "int" in step.output_preview
     assert len(step.args_preview) <= 200 and "int" in record.input_preview
+
+
+@zart.step("length")
+def length(items):
+    return len(items)
+
+
+@zart.workflow("lengths")
+def lengths(items):
+    return length(items)
+
+
+def test_a_list_that_holds_itself_is_an_argument_like_any_other(journal):
+    looped = [1, 2]
+    looped.append(looped)
+    assert zart.run(lengths, looped, execution_id="loop-1", journal=journal) == 3
+    assert zart.run(lengths, looped, execution_id="loop-1", journal=journal) == 3  # same hashes: reused
+
+
+def test_an_argument_too_deep_to_pickle_is_a_clear_error(journal):
+    deep = []
+    inner = deep
+    for _ in range(100_000):
+        inner.append([])
+        inner = inner[0]
+    with pytest.raises(zart.SerializationError, match="too deep|recursion"):
+        zart.run(lengths, deep, execution_id="deep-1", journal=journal)

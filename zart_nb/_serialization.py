@@ -166,13 +166,13 @@ def args_preview(args: tuple, kwargs: dict) -> str:
 _SIMPLE = (str, int, float, bool, type(None), bytes)
 
 
-def _is_simple(value: Any) -> bool:
+def _is_simple(value: Any, depth: int = 0) -> bool:
     kind = type(value)
     if kind in _SIMPLE:
         return True
-    if kind is tuple or kind is list:
+    if (kind is tuple or kind is list) and depth < 20:  # deeper (or a list that holds itself): canonical
         for item in value:
-            if type(item) not in _SIMPLE and not _is_simple(item):
+            if type(item) not in _SIMPLE and not _is_simple(item, depth + 1):
                 return False
         return True
     return False
