@@ -1,5 +1,9 @@
 """The local worker pool: replies not held back by the next step, timeouts of queued steps, shutdown
 under a run, a crashed or misbehaving worker."""
+import os
+import subprocess
+import sys
+
 import pytest
 from conftest import wait_until
 from steps_lib import quick, slow_forever, square, wait_for_file
@@ -62,3 +66,29 @@ def test_a_later_worker_count_is_honoured_when_nothing_runs(journal, caplog):
         assert zart.run(flow, 3, journal=journal, workers=3) == 9
     assert runtime.executor.size == 3
     assert "in use" not in caplog.text
+
+
+def test_worker_processes_get_the_umask_of_the_process_not_the_journals(tmp_path):
+    # The journal is created under umask 0o077 for a moment (process-wide); the pool starts its
+    # workers at that very moment on purpose. A file a step creates must follow the user's umask.
+    program = r"""
+import os, stat, sys, zart_nb as zart
+
+@zart.step("touch")
+def touch(path):
+    with open(path, "w") as handle:
+        handle.write("x")
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+@zart.workflow("touching")
+def touching(path):
+    return touch(path)
+
+os.umask(0o022)
+print(oct(zart.run(touching, sys.argv[1], journal="j.duckdb", workers=1, display=False)))
+"""
+    proc = subprocess.run([sys.executable, "-c", program, str(tmp_path / "made")], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-1] == "0o644"
+    assert oct(os.stat(tmp_path / "j.duckdb").st_mode & 0o777) == "0o600"

@@ -427,9 +427,11 @@ def execute(execution: Execution, workflow: WorkflowDef, data: Any, *, on_change
     runtime.enter(execution)
     # Worker processes take longer to start than the journal to open: start them meanwhile. An open
     # journal answers at once, so the pool waits to be needed (a finished re-run needs none).
-    started = None if journal.is_open else runtime.prestart(workers, executor)
+    opening = threading.Event()
+    started = None if journal.is_open else runtime.prestart(workers, executor, opening)
     try:
-        with journal.hold():
+        with journal.hold(connecting=opening.set):
+            opening.set()
             _execute_held(execution, workflow, data, on_change, workers, executor)
     except BaseException as exc:
         if execution._error is None and not execution.done:

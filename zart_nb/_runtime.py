@@ -18,11 +18,13 @@ from ._errors import ConfigurationError, DefinitionError
 from ._executors import choice
 from ._executors.base import Executor, Outcome, OutcomeConsumer, OutcomeSink
 from ._journal import Journal
+from ._journal import file as journal_file
 
 if TYPE_CHECKING:
     from ._handles import Execution
 
 logger = logging.getLogger("zart_nb")
+PRESTART_GATE = 0.2
 
 DEFAULT_JOURNAL = Path(".zart") / "journal.duckdb"
 
@@ -204,14 +206,20 @@ class Runtime:
                     # Started ahead of need (while a journal is read), a pool starts the workers that
                     # leave the driver a core; the rest start with its first task.
                     start = max(1, (os.cpu_count() or 2) - 1) if prestart else None
-                    executor = self.executor = LocalPool(size, self.committer.deliver, start=start)
+                    executor = self.executor = LocalPool(size, self.committer.deliver, start=start,
+                                                         umask=journal_file.umask_for_children)
                 else:
                     executor = self.executor = factory(size, self.committer.deliver)
             return executor
 
-    def prestart(self, workers: int | None = None, executor: choice.ExecutorSpec = None) -> threading.Thread | None:
+    def prestart(self, workers: int | None = None, executor: choice.ExecutorSpec = None,
+                 gate: threading.Event | None = None) -> threading.Thread | None:
         """Start the local pool on a thread of its own when this process has none, so its worker
-        processes start up while the journal is opened and read. Returns that thread (else None)."""
+        processes start up while the journal is opened and read. Returns that thread (else None).
+
+        The thread waits for ``gate`` (up to ``PRESTART_GATE`` seconds): set as DuckDB starts opening
+        the file, which releases the GIL for ~20 ms, it keeps the pool's imports and process starts
+        from competing with the caller's own Python work."""
         if choice.target(executor) is not None or self.executor is not None:
             return None
         with self._lock:
@@ -219,6 +227,8 @@ class Runtime:
                 return None
 
         def start() -> None:
+            if gate is not None:
+                gate.wait(PRESTART_GATE)
             try:
                 self.get_executor(workers, prestart=True)
             except Exception:  # noqa: BLE001 - the first dispatch meets the same error and reports it

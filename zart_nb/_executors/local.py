@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_for_ready
 from pathlib import Path
@@ -61,7 +62,7 @@ _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 class _Worker:
     __slots__ = ("proc", "conn", "inflight", "functions", "name", "head_started", "ready", "unanswered")
 
-    def __init__(self, index: int) -> None:
+    def __init__(self, index: int, umask: Callable[[], int] | None) -> None:
         parent_sock, child_sock = socket.socketpair()
         for sock in (parent_sock, child_sock):  # comfortably above BUSY_WINDOW on every platform
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
@@ -75,7 +76,8 @@ class _Worker:
         # A process group of its own: killing the group also ends whatever a step started.
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "zart_nb._executors.worker", str(child_fd)],
-            pass_fds=[child_fd], stdin=subprocess.DEVNULL, env=env, close_fds=True, process_group=0)
+            pass_fds=[child_fd], stdin=subprocess.DEVNULL, env=env, close_fds=True, process_group=0,
+            umask=-1 if umask is None else umask())
         child_sock.close()
         self.conn = Connection(parent_sock.detach())
         self.inflight: collections.deque[Task] = collections.deque()
@@ -106,9 +108,10 @@ class _Worker:
 class LocalPool(Executor):
     """Worker processes kept warm for the life of the driver (or until ``shutdown``)."""
 
-    def __init__(self, workers: int, sink: OutcomeSink, *, start: int | None = None) -> None:
+    def __init__(self, workers: int, sink: OutcomeSink, *, start: int | None = None,
+                 umask: Callable[[], int] | None = None) -> None:
         """``start``: how many worker processes to start now (default all); the others start with
-        the first ``submit``."""
+        the first ``submit``. ``umask``: gives a worker's umask as it starts (default: inherited)."""
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.size = workers
@@ -120,7 +123,8 @@ class LocalPool(Executor):
         self._counter = itertools.count()
         self._names = itertools.count()
         first = workers if start is None else max(1, min(workers, start))
-        self._workers = [_Worker(next(self._names)) for _ in range(first)]
+        self._umask = umask
+        self._workers = [_Worker(next(self._names), umask) for _ in range(first)]
         self._unstarted = workers - first
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
@@ -177,7 +181,7 @@ class LocalPool(Executor):
             if self._closed:
                 return
             while self._unstarted:
-                self._workers.append(_Worker(next(self._names)))
+                self._workers.append(_Worker(next(self._names), self._umask))
                 self._unstarted -= 1
         self._wake()  # the I/O thread listens to the new workers from its next round
 
@@ -341,7 +345,7 @@ class LocalPool(Executor):
                 requeue.append(task)
         self._queue.extendleft(reversed(requeue))
         if not self._closed:
-            self._workers[index] = _Worker(next(self._names))
+            self._workers[index] = _Worker(next(self._names), self._umask)
         return outcomes
 
     # --- the I/O thread --------------------------------------------------------------------------

@@ -10,9 +10,11 @@ import math
 import os
 import re
 import stat
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigurationError, JournalCorrupt, JournalError, JournalLocked
 from . import db
@@ -261,14 +263,43 @@ def writable(path: Path) -> bool:
     return os.access(folder, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
 
 
-def connect(given: Path, path: Path, lock_timeout: float, *,
-            read_only: bool = False) -> tuple[duckdb.DuckDBPyConnection, bool]:
+def _process_umask() -> int:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+_umask_lock = threading.Lock()
+_window_umask: int | None = None  # while ``connect`` narrows the (process-wide) umask: what it was
+
+
+def umask_for_children() -> int:
+    """The umask a process started now should get: this one's, or what it was before ``connect``
+    narrowed it to 0o077 for a moment (worker processes start meanwhile, on purpose)."""
+    saved = _window_umask
+    if saved is not None:
+        return saved
+    mask = _process_umask()
+    saved = _window_umask  # a window opened while we read: ours may be its 0o077
+    return mask if saved is None else saved
+
+
+def connect(given: Path, path: Path, lock_timeout: float, *, read_only: bool = False,
+            connecting: Callable[[], None] | None = None) -> tuple[duckdb.DuckDBPyConnection, bool]:
     """Open the database, waiting up to ``lock_timeout`` seconds for another process to release it
     (or to finish creating it). Returns ``(connection, created)``; ``created`` means this process
     created the file and must call :func:`finish_creation` once its schema is in.
 
     The file is opened once: its contents are checked by the caller before anything is written.
-    ``read_only`` opens an existing file without writing (none is created)."""
+    ``read_only`` opens an existing file without writing (none is created). ``connecting`` is called
+    just before DuckDB opens the file (its longest step, which releases the GIL)."""
     duckdb = db.load()
 
     check_location(given, path)
@@ -306,11 +337,9 @@ def connect(given: Path, path: Path, lock_timeout: float, *,
         else:
             check_magic(path)
         try:
-            old_umask = os.umask(0o077)
-            try:
-                conn = duckdb.connect(str(path), read_only=read_only)
-            finally:
-                os.umask(old_umask)
+            if connecting is not None:
+                connecting()
+            conn = _connect_owner_only(duckdb, path, read_only)
         except duckdb.IOException as exc:
             if created:
                 finish_creation(path)
@@ -326,6 +355,19 @@ def connect(given: Path, path: Path, lock_timeout: float, *,
         if created:
             os.chmod(path, 0o600)
         return conn, created
+
+
+def _connect_owner_only(duckdb: Any, path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """DuckDB creates the file (and its WAL) with the process umask: 0o077 while it opens it."""
+    global _window_umask
+    with _umask_lock:
+        _window_umask = _process_umask()
+        old_umask = os.umask(0o077)
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        finally:
+            os.umask(old_umask)
+            _window_umask = None
 
 
 def _wait(path: Path, owner: str, deadline: float, lock_timeout: float, announced: bool) -> bool:

@@ -222,12 +222,13 @@ class Journal:
     # --- ownership -----------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def hold(self, *, write: bool = True) -> Iterator[Journal]:
+    def hold(self, *, write: bool = True, connecting: Callable[[], None] | None = None) -> Iterator[Journal]:
         """Keep the file open for the duration (reentrant); closed ``grace`` seconds after the last.
 
         ``write=False`` (readers) is content with a read-only open, which also reads an archived
         journal on read-only storage; a writer reopens the file read-write. Only the holder count is
-        locked here (``_hold_lock``), not the connection: taking hold never waits for a fold."""
+        locked here (``_hold_lock``), not the connection: taking hold never waits for a fold.
+        ``connecting`` is called as DuckDB starts opening the file, if this opens it."""
         with self._hold_lock:
             self._holders += 1
             if self._close_timer is not None:
@@ -236,7 +237,7 @@ class Journal:
         try:
             if not self._ready if write else self._conn is None:
                 with self._lock:
-                    self._ensure_open(write=write)
+                    self._ensure_open(write=write, connecting=connecting)
         except BaseException:
             self._release_hold()
             raise
@@ -330,7 +331,8 @@ class Journal:
         with self._log_cond:
             self._log_cond.notify_all()
 
-    def _ensure_open(self, *, write: bool = True) -> duckdb.DuckDBPyConnection:
+    def _ensure_open(self, *, write: bool = True,
+                     connecting: Callable[[], None] | None = None) -> duckdb.DuckDBPyConnection:
         """The connection, opened if needed (caller holds ``_lock``). A reader gets a read-only one
         unless there is recovery to do (a side log to fold, runs to mark interrupted, a schema to
         upgrade) and the file may be written."""
@@ -343,7 +345,7 @@ class Journal:
             conn = self._open_for_reading()
             if conn is not None:
                 return conn
-        return self._open_for_writing()
+        return self._open_for_writing(connecting)
 
     def _sidelog_pending(self) -> bool:
         try:
@@ -370,8 +372,8 @@ class Journal:
         self._conn, self._read_only = conn, True
         return conn
 
-    def _open_for_writing(self) -> duckdb.DuckDBPyConnection:
-        conn, created = file.connect(self._given, self.path, self.lock_timeout)
+    def _open_for_writing(self, connecting: Callable[[], None] | None = None) -> duckdb.DuckDBPyConnection:
+        conn, created = file.connect(self._given, self.path, self.lock_timeout, connecting=connecting)
         try:
             # Checked on the one connection before anything is written: a foreign, damaged or newer
             # file is closed untouched. What it holds, not whether it existed, says if it is new: a
