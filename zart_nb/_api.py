@@ -275,10 +275,12 @@ def schedule(target: Step[P, R] | NamedCall[P, R], *args: P.args, **kwargs: P.kw
     """
     run_state = _context.require_run("schedule")
     if isinstance(target, NamedCall):
-        return run_state.schedule(target.step, args, kwargs, key=target.key)
+        handle: StepHandle = run_state.schedule(target.step, args, kwargs, key=target.key)
+        return handle
     if not isinstance(target, Step):
         raise DefinitionError(f"zart.schedule() needs a @zart.step function, got {target!r}")
-    return run_state.schedule(target, args, kwargs)
+    handle = run_state.schedule(target, args, kwargs)
+    return handle
 
 
 def _handles_run(handles: list[StepHandle]) -> _context.Run:

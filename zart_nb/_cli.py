@@ -5,7 +5,7 @@ import argparse
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -239,7 +239,8 @@ def cmd_tui(args: argparse.Namespace) -> int:
         print(f"zart tui: the terminal monitor needs textual ({exc}); install it with "
               "`pip install 'zart_nb[tui]'`", file=sys.stderr)
         return 2
-    return tui_main(["--journal", args.journal] if args.journal else [])
+    status: int = tui_main(["--journal", args.journal] if args.journal else [])
+    return status
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -290,7 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if getattr(args, "execution_id", None) and args.command in ("show", "resume", "cancel"):
             _locate(args)
-        return args.func(args)
+        command: Callable[[argparse.Namespace], int] = args.func
+        return command(args)
     except ZartError as exc:
         print(f"zart: {safe(exc, lines=True)}", file=sys.stderr)
         return 1

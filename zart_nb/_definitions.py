@@ -82,7 +82,7 @@ class Step(Generic[P, R]):
         self.timeout = timeout
         self._template_fields = [f for _, f, _, _ in string.Formatter().parse(name) if f]
         self._signature = inspect.signature(fn) if self._template_fields else None
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
 
     def __repr__(self) -> str:
         return f"<zart step {self.name!r}>"
@@ -92,9 +92,10 @@ class Step(Generic[P, R]):
         if run is None:
             _warn_if_detached(self)
             return self.fn(*args, **kwargs)
-        return run.schedule(self, args, kwargs).result()
+        result: R = run.schedule(self, args, kwargs).result()
+        return result
 
-    def key_for(self, args: tuple, kwargs: dict) -> str | None:
+    def key_for(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
         """The step key a name template gives these arguments (``None`` without a template)."""
         if not self._template_fields:
             return None
@@ -115,7 +116,7 @@ class Step(Generic[P, R]):
         return NamedCall(self, key)
 
 
-def _warn_if_detached(step: Step) -> None:
+def _warn_if_detached(step: Step[..., Any]) -> None:
     """A step called on a thread the workflow started runs unjournaled: say so."""
     if _context.in_step():
         return  # a step calling another step's function: plain code, nothing to journal
@@ -141,7 +142,8 @@ class NamedCall(Generic[P, R]):
         run = _context.current_run()
         if run is None:
             return self.step.fn(*args, **kwargs)
-        return run.schedule(self.step, args, kwargs, key=self.key).result()
+        result: R = run.schedule(self.step, args, kwargs, key=self.key).result()
+        return result
 
 
 def _retry_policy(retries: int | RetryPolicy, name: str) -> RetryPolicy:
@@ -188,7 +190,7 @@ class Workflow(Generic[R]):
         self.fn = fn
         self.name = name
         self.__wrapped_fn__ = fn
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
 
     def __repr__(self) -> str:
         return f"<zart workflow {self.name!r}>"

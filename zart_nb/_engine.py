@@ -82,7 +82,8 @@ class _StepState:
         self.timeout = step.timeout
 
 
-def _argument_error(step: Step, key: str, args: tuple, kwargs: dict, exc: Exception) -> SerializationError:
+def _argument_error(step: Step[..., Any], key: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                    exc: Exception) -> SerializationError:
     """Names the argument that cannot be pickled (a failure path: the cost does not matter)."""
     try:
         arguments = dict(inspect.signature(step.fn).bind_partial(*args, **kwargs).arguments)
@@ -138,7 +139,8 @@ class RunState:
 
     # --- scheduling (workflow thread) ------------------------------------------------------------
 
-    def schedule(self, step: Step, args: tuple, kwargs: dict, key: str | None = None) -> StepHandle:
+    def schedule(self, step: Step[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                 key: str | None = None) -> StepHandle:
         # The replay of a journaled step takes this path thousands of times: keep it lean.
         if self.cancelled:
             raise Cancelled(f"execution {self.execution_id!r} was cancelled")
@@ -178,7 +180,7 @@ class RunState:
             events.publish(StepEvent(self.execution_id, key, StepStatus.SCHEDULED, name, reason=reason))
         return handle
 
-    def _definition(self, step: Step) -> _Definition:
+    def _definition(self, step: Step[..., Any]) -> _Definition:
         definition = self._definitions.get(id(step))
         if definition is None:
             try:

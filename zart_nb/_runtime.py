@@ -189,16 +189,16 @@ class Runtime:
             return self._dask_executor(where)
         size = workers or default_worker_count()
         with self._lock:
-            executor = self.executor
-            if executor is not None and (executor.closed or executor.size != size):
-                if executor.closed or (self._open_runs == 0 and executor.idle):
-                    executor.shutdown()
-                    executor = self.executor = None
+            current = self.executor
+            if current is not None and (current.closed or current.size != size):
+                if current.closed or (self._open_runs == 0 and current.idle):
+                    current.shutdown()
+                    current = self.executor = None
                 elif size not in self._warned_sizes:
                     self._warned_sizes.add(size)
                     logger.warning("zart: the worker pool is in use with %d workers; keeping that size "
-                                   "instead of %d while executions run", executor.size, size)
-            if executor is None:
+                                   "instead of %d while executions run", current.size, size)
+            if current is None:
                 factory = self.executor_factory
                 if factory is None:
                     from ._executors.local import LocalPool
@@ -206,11 +206,11 @@ class Runtime:
                     # Started ahead of need (while a journal is read), a pool starts the workers that
                     # leave the driver a core; the rest start with its first task.
                     start = max(1, (os.cpu_count() or 2) - 1) if prestart else None
-                    executor = self.executor = LocalPool(size, self.committer.deliver, start=start,
-                                                         umask=journal_file.umask_for_children)
+                    current = self.executor = LocalPool(size, self.committer.deliver, start=start,
+                                                        umask=journal_file.umask_for_children)
                 else:
-                    executor = self.executor = factory(size, self.committer.deliver)
-            return executor
+                    current = self.executor = factory(size, self.committer.deliver)
+            return current
 
     def prestart(self, workers: int | None = None, executor: choice.ExecutorSpec = None,
                  gate: threading.Event | None = None) -> threading.Thread | None:

@@ -20,7 +20,7 @@ import types
 import weakref
 from _blake2 import blake2b  # what hashlib.blake2b is, without loading OpenSSL (~2 ms)
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from ._errors import SerializationError
 
@@ -51,7 +51,7 @@ def _pickler_class() -> type[pickle.Pickler]:
     cloudpickle is imported on first use: returning a finished execution's output never needs it."""
     import cloudpickle
 
-    class _Pickler(cloudpickle.Pickler):
+    class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]  # cloudpickle has no type hints (Any)
         dispatch_table = collections.ChainMap({kind: _refuse_file for kind in _FILE_TYPES},
                                               cloudpickle.Pickler.dispatch_table)
 
@@ -86,7 +86,8 @@ def dumps_by_value(value: Any) -> bytes:
 _adopted: weakref.WeakSet[type] = weakref.WeakSet()
 
 
-def _make_skeleton_class(type_constructor, name, bases, type_kwargs, class_tracker_id, extra):
+def _make_skeleton_class(type_constructor: Callable[..., type], name: str, bases: tuple[type, ...],
+                          type_kwargs: dict[str, Any], class_tracker_id: str | None, extra: Any) -> type:
     from cloudpickle import cloudpickle as _cp  # loaded already: the stream being read names it
 
     with _cp._DYNAMIC_CLASS_TRACKER_LOCK:
@@ -95,16 +96,16 @@ def _make_skeleton_class(type_constructor, name, bases, type_kwargs, class_track
         current = getattr(sys.modules.get("__main__"), name, None)
         if isinstance(current, type) and current.__module__ == "__main__":
             _adopted.add(current)
-            return _cp._lookup_class_or_track(class_tracker_id, current)
-    return _cp._make_skeleton_class(type_constructor, name, bases, type_kwargs, class_tracker_id, extra)
+            return cast(type, _cp._lookup_class_or_track(class_tracker_id, current))
+    return cast(type, _cp._make_skeleton_class(type_constructor, name, bases, type_kwargs, class_tracker_id, extra))
 
 
-def _class_setstate(obj, state):
+def _class_setstate(obj: type, state: tuple[dict[str, Any], dict[str, Any]]) -> type:
     if obj in _adopted:
         return obj
     from cloudpickle import cloudpickle as _cp
 
-    return _cp._class_setstate(obj, state)
+    return cast(type, _cp._class_setstate(obj, state))
 
 
 class _Unpickler(pickle.Unpickler):
@@ -155,7 +156,7 @@ def quick_preview(value: Any) -> str:
     return preview(value)
 
 
-def args_preview(args: tuple, kwargs: dict) -> str:
+def args_preview(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     parts = [quick_preview(a) for a in args] + [f"{k}={quick_preview(v)}" for k, v in kwargs.items()]
     text = ", ".join(parts)
     return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 3] + "..."
@@ -231,7 +232,7 @@ def _pickle_digest(value: Any) -> str:
     return "p:" + blake2b(data, digest_size=16).hexdigest()
 
 
-def args_hash(args: tuple, kwargs: dict) -> str:
+def args_hash(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     """A digest of call arguments that is equal across processes for equal values."""
     text = None
     if not kwargs and _is_simple(args):

@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import re
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigurationError
 from .base import Executor, OutcomeSink
+
+if TYPE_CHECKING:
+    from .dask import DaskExecutor
 
 ExecutorSpec = Any  # None, "local", a Dask scheduler address, or a distributed.Client
 """What ``executor=`` accepts."""
@@ -52,12 +55,12 @@ def cache_key(where: str | Any) -> tuple[str, Any]:
 
 def dask_executor(where: str | Any, sink: OutcomeSink) -> Executor:
     """A :class:`DaskExecutor` on a client, or on a new client connected to an address."""
-    module = _import_dask(where)
+    executor_class = _import_dask(where)
     if isinstance(where, str):
-        return module.DaskExecutor.connect(where, sink)
+        return executor_class.connect(where, sink)
     if where.status in ("closing", "closed"):
         raise ConfigurationError(f"executor={where!r}: that distributed.Client is closed; pass an open one")
-    return module.DaskExecutor(where, sink)
+    return executor_class(where, sink)
 
 
 def usable(executor: Executor) -> bool:
@@ -68,12 +71,12 @@ def usable(executor: Executor) -> bool:
     return client is None or client.status not in ("closing", "closed")
 
 
-def _import_dask(where: str | Any) -> Any:
+def _import_dask(where: str | Any) -> type[DaskExecutor]:
     try:
-        from . import dask
+        from .dask import DaskExecutor
     except ImportError as exc:
         if (exc.name or "").split(".")[0] not in ("distributed", "dask"):
             raise
         raise ConfigurationError(f"executor={where!r} needs Dask distributed, which is not installed "
                                  f"({exc}); install the extra: {DASK_EXTRA}") from exc
-    return dask
+    return DaskExecutor

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import distributed
+from distributed.comm.addressing import get_address_host
 
 from .._errors import ConfigurationError, ExecutorClosed
 from .base import (
@@ -152,7 +153,9 @@ class DaskExecutor(Executor):
 
     @property
     def address(self) -> str:
-        return str(self.client.scheduler.address)
+        scheduler = self.client.scheduler
+        assert scheduler is not None  # a synchronous Client connects in its constructor
+        return str(scheduler.address)
 
     # --- called from engine threads --------------------------------------------------------------
 
@@ -413,7 +416,7 @@ def _gather_directly(client: distributed.Client, workers: list[str]) -> bool | N
     if client.direct_to_workers is not None:
         return bool(client.direct_to_workers)
     try:
-        hosts = {distributed.comm.get_address_host(address) for address in workers}
+        hosts = {get_address_host(address) for address in workers}
     except ValueError:
         return None
     return True if hosts and hosts <= {"127.0.0.1", "localhost", "::1"} else None

@@ -395,7 +395,7 @@ class LocalPool(Executor):
                     messages.append(conn.recv_bytes())
             except (EOFError, OSError):
                 dead = True
-            received.append((conns[conn], messages, dead, time.time()))  # type: ignore[index]
+            received.append((conns[conn], messages, dead, time.time()))
         outcomes: list[Outcome] = []
         with self._lock:
             if self._closed:

@@ -14,7 +14,8 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from .._errors import ConfigurationError, JournalCorrupt, JournalError, JournalLocked
 from . import db
@@ -357,14 +358,15 @@ def connect(given: Path, path: Path, lock_timeout: float, *, read_only: bool = F
         return conn, created
 
 
-def _connect_owner_only(duckdb: Any, path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+def _connect_owner_only(module: ModuleType, path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     """DuckDB creates the file (and its WAL) with the process umask: 0o077 while it opens it."""
     global _window_umask
     with _umask_lock:
         _window_umask = _process_umask()
         old_umask = os.umask(0o077)
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            conn: duckdb.DuckDBPyConnection = module.connect(str(path), read_only=read_only)
+            return conn
         finally:
             os.umask(old_umask)
             _window_umask = None
