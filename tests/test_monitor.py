@@ -12,9 +12,10 @@ from multiprocessing.connection import Client, answer_challenge
 
 import pytest
 from conftest import wait_until
-from steps_lib import flaky, wait_for_file
+from steps_lib import flaky, quick, wait_for_file
 
 import zart_nb as zart
+from zart_nb._journal import journal as journal_module
 from zart_nb._monitor import endpoint as endpoint_file
 from zart_nb._monitor.client import MonitorClient
 from zart_nb._monitor.protocol import (
@@ -45,6 +46,16 @@ def hold_with_step(path: str) -> str:
 @zart.workflow("flaky-flow")
 def flaky_flow(data: dict) -> list[int]:
     return zart.wait([zart.schedule(flaky, x, data["marker"]) for x in data["xs"]])
+
+
+@zart.workflow("step-then-hold")
+def step_then_hold(path: str) -> int:
+    """One step, then the body holds the run open (the run's end would fold its steps) until ``path``."""
+    value = quick(1)
+    deadline = time.monotonic() + 60
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return value
 
 
 @pytest.fixture
@@ -127,8 +138,8 @@ def test_subscribe_streams_coalesced_events_and_cancel_stops_the_execution(tmp_p
         execution = zart.start(hold_with_step, str(gate), execution_id="second", journal=journal)
         wait_until(lambda: any(e.execution_id == "second" and e.step_key == "wait-for-file#0" for e in seen),
                    what="the scheduled step's event")
-        assert client.cancel("second") is zart.ExecutionStatus.RUNNING
-        assert execution.status is zart.ExecutionStatus.CANCELLED
+        assert client.cancel("second") is zart.ExecutionStatus.RUNNING  # answered once requested
+        wait_until(lambda: execution.status is zart.ExecutionStatus.CANCELLED, what="the execution cancelled")
         wait_until(lambda: any(isinstance(e, zart.ExecutionEvent) and e.execution_id == "second"
                                and e.status is zart.ExecutionStatus.CANCELLED for e in seen),
                    what="the cancelled event")
@@ -136,6 +147,35 @@ def test_subscribe_streams_coalesced_events_and_cancel_stops_the_execution(tmp_p
     finally:
         subscription.close()
         client.close()
+
+
+@pytest.fixture
+def slow_fold(monkeypatch):
+    """The writer thread folds recorded steps into DuckDB within FOLD_INTERVAL (50 ms). Stretched to a
+    minute (before the journal opens), a read that did not fold first misses a step every time rather
+    than now and then."""
+    monkeypatch.setattr(journal_module, "FOLD_INTERVAL", 60.0)
+
+
+def test_a_read_has_the_step_an_event_just_reported_finished(slow_fold, tmp_path, journal, served):
+    client = MonitorClient(served)
+    finished: list[zart.StepEvent] = []
+    subscription = client.subscribe(lambda events, resync: finished.extend(
+        e for e in events if isinstance(e, zart.StepEvent) and e.execution_id == "one-step"
+        and e.status is zart.StepStatus.COMPLETED))
+    gate = tmp_path / "gate"
+    try:
+        execution = zart.start(step_then_hold, str(gate), execution_id="one-step", journal=journal)
+        wait_until(lambda: finished, what="the step's completed event")
+        steps = client.list_steps("one-step")
+        assert [(s.step_key, s.status, s.output_preview) for s in steps] == \
+            [("quick#0", zart.StepStatus.COMPLETED, "2")]
+        assert client.execution_record("one-step").status is zart.ExecutionStatus.RUNNING  # not the run's end
+    finally:
+        gate.touch()
+        subscription.close()
+        client.close()
+    assert execution.result(timeout=60) == 2
 
 
 def test_a_wrong_key_is_refused(served):
@@ -173,17 +213,24 @@ def test_malformed_and_huge_messages_get_error_replies(served):
         assert client.execution_record("holder").status is zart.ExecutionStatus.RUNNING
 
 
+def _plant_endpoint(journal, value: dict) -> None:
+    """An endpoint file as an engine writes it (owner-only), with ``value`` in it."""
+    path = endpoint_file.endpoint_path(journal)
+    path.write_text(json.dumps(value))
+    path.chmod(0o600)
+
+
 def test_stale_endpoint_files_are_ignored_and_removed(tmp_path):
     journal = tmp_path / "j.duckdb"
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True, check=True)
-    endpoint_file.endpoint_path(journal).write_text(json.dumps(
-        {"address": "/nonexistent", "pid": int(dead.stdout), "started": None, "key": "00", "journal": ""}))
+    _plant_endpoint(journal, {"address": "/nonexistent", "pid": int(dead.stdout), "started": None, "key": "00",
+                              "journal": ""})
     assert endpoint_file.find_live(journal) is None
     assert not endpoint_file.endpoint_path(journal).exists()
     # A live pid whose start time differs: the pid was reused by another program.
-    endpoint_file.endpoint_path(journal).write_text(json.dumps(
-        {"address": "/nonexistent", "pid": os.getppid(), "started": "1", "key": "00", "journal": ""}))
+    _plant_endpoint(journal, {"address": "/nonexistent", "pid": os.getppid(), "started": "1", "key": "00",
+                              "journal": ""})
     assert endpoint_file.find_live(journal) is None
     assert MonitorClient.connect(journal) is None
 

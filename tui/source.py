@@ -122,11 +122,13 @@ class Source:
 
     def cancel(self, execution_id: str) -> str:
         client = self._client
-        if client is not None:
+        if client is not None:  # answered at once; the engine's events show it end
             was = client.cancel(execution_id)
+            done = "cancelling"
         else:
             was = zart.cancel(execution_id, journal=self.path)
-        return f"{execution_id}: cancelled (was {was.value})" if not was.finished else \
+            done = "cancelled"
+        return f"{execution_id}: {done} (was {was.value})" if not was.finished else \
             f"{execution_id} is already {was.value}"
 
     def delete(self, execution_id: str) -> str:

@@ -222,13 +222,17 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    from ._control import cancel
+    from ._control import CANCEL_WAIT, cancel_and_wait
 
-    was = cancel(args.execution_id, journal=args.journal)
+    was, now = cancel_and_wait(args.execution_id, journal=args.journal)
+    name = safe(repr(args.execution_id))
     if was.finished:
-        print(f"execution {safe(repr(args.execution_id))} is already {was.value}")
+        print(f"execution {name} is already {was.value}")
+    elif now in (None, ExecutionStatus.RUNNING, ExecutionStatus.PENDING):
+        print(f"execution {name} is cancelling (was {was.value}); it had not stopped after "
+              f"{CANCEL_WAIT:.0f}s: `zart show {name}` tells when it has")
     else:
-        print(f"execution {safe(repr(args.execution_id))} cancelled (was {was.value})")
+        print(f"execution {name} {now.value} (was {was.value})")
     return 0
 
 

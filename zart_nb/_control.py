@@ -2,19 +2,22 @@
 
 ``cancel``/``delete`` go through the live engine's monitor endpoint when another process holds the
 journal (so a cancel really stops that engine's steps), and act on the file in this process otherwise.
-:class:`EngineControl` is what the monitor server of an engine does on request.
+:class:`EngineControl` is what the monitor server of an engine does on request: it answers a cancel as
+soon as the cancel is requested (``"cancelling"``), and whoever asked polls the status to see it end,
+so the server never waits for an execution to stop.
 """
 from __future__ import annotations
 
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from . import _serialization as ser
-from ._errors import Cancelled, DefinitionError, ExecutionNotFound, ZartError
+from ._errors import Cancelled, DefinitionError, ExecutionNotFound, MonitorError, ZartError
 from ._handles import Execution
 from ._journal import Journal
 from ._monitor.control import Control
@@ -22,16 +25,20 @@ from ._runtime import runtime
 from ._status import ExecutionStatus, StepStatus
 
 if TYPE_CHECKING:
+    from ._monitor.client import MonitorClient
     from ._reader import JournalReader
 
 logger = logging.getLogger("zart_nb")
 
 CANCEL_WAIT = 30.0
+CANCELLING = "cancelling"  # the monitor's reply to a cancel of a live execution: requested, not yet done
+_POLL = 0.05
 
 
 def cancel_here(journal: Journal, execution_id: str) -> ExecutionStatus:
     """Cancel in this process: stop the live execution (its steps' workers killed and the status
-    journaled as ``cancelled``) or mark an unfinished journaled one cancelled. Returns the status it had."""
+    journaled as ``cancelled``; waits up to ``CANCEL_WAIT`` for that) or mark an unfinished journaled one
+    cancelled. Returns the status it had."""
     live = runtime.live_execution(journal, execution_id)
     if live is not None and not live.done:
         was = live.status
@@ -41,6 +48,23 @@ def cancel_here(journal: Journal, execution_id: str) -> ExecutionStatus:
         except (ZartError, Cancelled, Exception):
             pass
         return was
+    return _cancel_journaled(journal, execution_id)
+
+
+def request_cancel(journal: Journal, execution_id: str) -> dict[str, str]:
+    """Cancel without waiting: a live execution is stopped on a thread of its own (its body may take a
+    while to notice) and ``status`` is ``"cancelling"``; otherwise as :func:`cancel_here`, with the
+    status it has now. ``was``: the status it had."""
+    live = runtime.live_execution(journal, execution_id)
+    if live is not None and not live.done:
+        was = live.status
+        threading.Thread(target=live.cancel, name=f"zart-cancel-{execution_id}", daemon=True).start()
+        return {"was": was.value, "status": CANCELLING}
+    was = _cancel_journaled(journal, execution_id)
+    return {"was": was.value, "status": (was if was.finished else ExecutionStatus.CANCELLED).value}
+
+
+def _cancel_journaled(journal: Journal, execution_id: str) -> ExecutionStatus:
     status = journal.execution_status(execution_id)
     if status is None:
         raise ExecutionNotFound(execution_id, journal.path)
@@ -114,7 +138,7 @@ class EngineControl(Control):
         self._journal = journal
 
     def cancel(self, execution_id: str) -> dict[str, Any]:
-        return {"was": cancel_here(self._journal, execution_id).value}
+        return request_cancel(self._journal, execution_id)
 
     def retry(self, execution_id: str, step_key: str) -> dict[str, Any]:
         retry_here(self._journal, execution_id, step_key)
@@ -133,8 +157,16 @@ def cancel(execution_id: str, *, journal: str | os.PathLike[str] | None = None) 
     """Cancel an execution; returns the status it had.
 
     When another process's engine runs it, the request goes through that engine's monitor endpoint: its
-    steps' workers are killed and it ends ``cancelled``. Otherwise an unfinished journaled execution is
-    marked cancelled (a finished one is left as it is)."""
+    steps' workers are killed and it ends ``cancelled`` (this waits up to 30 s for that, polling its
+    status). Otherwise an unfinished journaled execution is marked cancelled (a finished one is left
+    as it is)."""
+    return cancel_and_wait(execution_id, journal=journal)[0]
+
+
+def cancel_and_wait(execution_id: str, *, journal: str | os.PathLike[str] | None = None,
+                    timeout: float = CANCEL_WAIT) -> tuple[ExecutionStatus, ExecutionStatus | None]:
+    """:func:`cancel`, returning ``(the status it had, the status it has after waiting up to
+    ``timeout`` seconds for it to stop)``; the second is None when it could not be read."""
     from ._monitor.client import MonitorClient
     from ._runtime import default_journal_path
 
@@ -142,8 +174,44 @@ def cancel(execution_id: str, *, journal: str | os.PathLike[str] | None = None) 
     client = MonitorClient.connect(path)
     if client is not None:
         with client:
-            return client.cancel(execution_id)
-    return cancel_here(runtime.journal(path), execution_id)
+            was = client.cancel(execution_id)
+            if was.finished:
+                return was, was
+            return was, _wait_stopped(client, execution_id, path, timeout)
+    here = runtime.journal(path)
+    was = cancel_here(here, execution_id)
+    return was, here.execution_status(execution_id)
+
+
+def _wait_stopped(client: MonitorClient, execution_id: str, path: str | os.PathLike[str],
+                  timeout: float) -> ExecutionStatus | None:
+    """Poll the engine until the execution is no longer running (the file, once the engine is gone)."""
+    deadline = time.monotonic() + timeout
+    status: ExecutionStatus | None = None
+    while True:
+        try:
+            record = client.execution_record(execution_id)
+        except MonitorError:  # the engine released the journal (it may have ended with this execution)
+            return _status_in_file(execution_id, path)
+        status = None if record is None else record.status
+        if status not in (ExecutionStatus.RUNNING, ExecutionStatus.PENDING) or time.monotonic() >= deadline:
+            return status
+        time.sleep(_POLL)
+
+
+def _status_in_file(execution_id: str, path: str | os.PathLike[str]) -> ExecutionStatus | None:
+    from ._journal.reader import FileJournalReader
+
+    try:
+        reader = FileJournalReader(Journal(path))
+        try:
+            record = reader.execution_record(execution_id)
+        finally:
+            reader.close()
+    except ZartError as exc:
+        logger.info("zart: cannot read the status of %r from %s: %s", execution_id, path, exc)
+        return None
+    return None if record is None else record.status
 
 
 def delete(execution_id: str, *, journal: str | os.PathLike[str] | None = None) -> None:
@@ -172,6 +240,7 @@ def _start_monitor(journal: Journal) -> Callable[[], None] | None:
 
     @contextmanager
     def lend() -> Iterator[JournalReader | None]:
+        journal.fold_pending()  # a step an event reported finished is in the read that follows it
         with journal.borrow() as cursor:
             yield None if cursor is None else cursor_reader(cursor, journal.path)
 

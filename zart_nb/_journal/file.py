@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from .._errors import ConfigurationError, JournalCorrupt, JournalError, JournalLocked
+from .._ownership import foreign, mode, who, writable_by_others
 from . import db
 
 if TYPE_CHECKING:
@@ -77,15 +78,6 @@ def _refuse(path: Path, message: str) -> JournalError:
     return JournalError(path, message)
 
 
-def _who(uid: int) -> str:
-    try:
-        import pwd
-
-        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
-    except (ImportError, KeyError):
-        return f"uid {uid}"
-
-
 def check_location(given: Path, path: Path) -> None:
     """Refuse, as ssh does, a journal that someone else could have planted or could change: its folder
     or files not owned by this user (or root), or writable by group or others. ``given`` is the path
@@ -97,18 +89,17 @@ def check_location(given: Path, path: Path) -> None:
     if path.is_dir():
         raise _refuse(path, "the journal path is a directory, not a journal file; pass a file path, "
                             f"e.g. {path / 'journal.duckdb'}")
-    me = os.getuid()
     try:
         folder = path.parent.stat()
     except FileNotFoundError:
         return  # created by us, owner-only
-    if folder.st_uid not in (me, 0):
-        raise _refuse(path, f"the journal's folder {path.parent} belongs to {_who(folder.st_uid)}, not to "
+    if foreign(folder):
+        raise _refuse(path, f"the journal's folder {path.parent} belongs to {who(folder.st_uid)}, not to "
                             "you: whoever owns it could plant a journal or side log there. Use a folder "
                             "of your own (e.g. ./.zart)")
-    if folder.st_mode & 0o022 and not folder.st_mode & stat.S_ISVTX:
+    if writable_by_others(folder, folder=True):
         raise _refuse(path, f"the journal's folder {path.parent} is writable by others (mode "
-                            f"{stat.S_IMODE(folder.st_mode):o}): anyone could plant a side log there. "
+                            f"{mode(folder)}): anyone could plant a side log there. "
                             f"Run `chmod go-w {path.parent}` or use a folder of your own")
     for name in (path.name, path.name + ".wal", path.name + ".steps.log"):
         try:
@@ -119,11 +110,11 @@ def check_location(given: Path, path: Path) -> None:
         if stat.S_ISLNK(info.st_mode) and name != path.name:
             raise _refuse(path, f"{member} is a symlink; zart writes it and will not follow a link. "
                                 "Remove it")
-        if info.st_uid not in (me, 0):
-            raise _refuse(path, f"{member} belongs to {_who(info.st_uid)}, not to you; zart reads only "
+        if foreign(info):
+            raise _refuse(path, f"{member} belongs to {who(info.st_uid)}, not to you; zart reads only "
                                 "journal files of your own. Copy the journal if you need to read it")
-        if info.st_mode & 0o022:
-            raise _refuse(path, f"{member} is writable by others (mode {stat.S_IMODE(info.st_mode):o}); "
+        if writable_by_others(info):
+            raise _refuse(path, f"{member} is writable by others (mode {mode(info)}); "
                                 f"run `chmod 600 {member}`")
 
 

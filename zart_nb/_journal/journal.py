@@ -281,8 +281,8 @@ class Journal:
     def borrow(self) -> Iterator[duckdb.DuckDBPyConnection | None]:
         """A cursor of its own on the open file, lent only while someone else holds it: None (and
         nothing held) when the file is closed or idle. The monitor reads through this, so a client
-        never opens or keeps the file, nor waits for (or delays) a fold. Folded rows only: a step
-        finished in the last ``FOLD_INTERVAL`` may be missing (its event has it)."""
+        never opens or keeps the file. Folded rows only: call :meth:`fold_pending` first to see the
+        steps finished in the last ``FOLD_INTERVAL``."""
         cursor = None
         with self._hold_lock:
             if self._holders > 0 and self._ready and self._conn is not None:
@@ -515,6 +515,17 @@ class Journal:
         with self._lock:
             if self._conn is not None:
                 self._fold_locked()
+
+    def fold_pending(self) -> None:
+        """For a reader that must see every step recorded so far: fold now when rows are pending (the
+        fold the writer thread would do within ``FOLD_INTERVAL``, done earlier), else nothing. A fold
+        that fails is left to the writer thread, which retries and warns; the read goes on."""
+        if not self._unfolded:  # read without the lock: rows recorded after this are newer than the read
+            return
+        try:
+            self.flush()
+        except Exception:
+            logger.debug("zart: folding before a monitor read failed", exc_info=True)
 
     def _writer_loop(self) -> None:
         """Fold pending rows ``FOLD_INTERVAL`` after the first arrives (or at ``FOLD_BATCH`` rows)."""

@@ -125,7 +125,9 @@ class MonitorClient(JournalReader):
     """Reads (and controls) a journal through the live engine that holds it.
 
     ``MonitorClient.connect(path)`` returns one when a live engine of another process serves the journal,
-    else None. Calls raise :class:`MonitorError` when the engine goes away (read the file then)."""
+    else None (also, with a warning, when the endpoint file or the socket's folder could be someone
+    else's: see :func:`endpoint.read`). Calls raise :class:`MonitorError` when the engine goes away
+    (read the file then)."""
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
@@ -136,7 +138,11 @@ class MonitorClient(JournalReader):
 
     @classmethod
     def connect(cls, journal: str | os.PathLike[str]) -> MonitorClient | None:
-        endpoint = endpoint_file.find_live(journal)
+        try:
+            endpoint = endpoint_file.find_live(journal)
+        except MonitorError as exc:  # refused as a stale file is: the caller reads the journal file
+            logger.warning("zart: %s", exc)
+            return None
         if endpoint is None:
             return None
         try:
@@ -244,7 +250,8 @@ class MonitorClient(JournalReader):
 
     def cancel(self, execution_id: str) -> ExecutionStatus:
         """Stop the execution in the engine (its running steps' workers are killed); returns the
-        status it had."""
+        status it had. It returns once the cancel is requested: the engine stops the execution in the
+        background, so poll :meth:`execution_record` to see it end."""
         return ExecutionStatus(self.request(MessageType.CANCEL, execution_id=execution_id)["was"])
 
     def retry(self, execution_id: str, step_key: str) -> None:

@@ -3,16 +3,22 @@
 ``<journal>.monitor`` is an owner-only (0600) JSON object: the socket's address, the serving pid, that
 process's start time (so a pid reused by another program is told apart) and the hex authkey. It is
 written atomically when the server starts and removed when it stops; a file whose process is gone or
-was replaced is stale and ignored (and removed by whoever finds it).
+was replaced is stale and ignored (and removed by whoever finds it). A client trusts the file, and the
+folder of the socket it names, only when they are its user's (or root's) and closed to others, as the
+journal's files are (``zart_nb._ownership``).
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+
+from .._errors import MonitorError
+from .._ownership import foreign, mode, who, writable_by_others
 
 SUFFIX = ".monitor"
 
@@ -90,25 +96,71 @@ def write(journal: str | os.PathLike[str], address: str, key: str) -> Endpoint:
     return endpoint
 
 
-def read(journal: str | os.PathLike[str]) -> Endpoint | None:
-    """The endpoint advertised for ``journal``, or None when there is none (or it is unreadable)."""
+def read(journal: str | os.PathLike[str], *, trusted: bool = False) -> Endpoint | None:
+    """The endpoint advertised for ``journal``, or None when there is none (or it is unreadable).
+
+    ``trusted``: raise :class:`MonitorError` for a file someone else could have written or read (its
+    key): a symlink, not this user's (or root's), or open to group or others."""
+    path = endpoint_path(journal)
     try:
-        with open(endpoint_path(journal), "rb") as handle:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | (os.O_NOFOLLOW if trusted else 0))
+    except OSError as exc:
+        if trusted and exc.errno == errno.ELOOP:
+            raise MonitorError(f"the monitor endpoint file {path} is a symlink; zart follows only a file "
+                               "its engine wrote. Remove the link") from None
+        return None
+    try:
+        if trusted:
+            _check_file(path, os.fstat(fd))
+        with open(fd, "rb", closefd=False) as handle:
             value = json.loads(handle.read(64 * 1024))
         return Endpoint(str(value["address"]), int(value["pid"]), value.get("started"), str(value["key"]),
                         str(value.get("journal", "")))
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    finally:
+        os.close(fd)
+
+
+def _check_file(path: Path, info: os.stat_result) -> None:
+    if foreign(info):
+        raise MonitorError(f"the monitor endpoint file {path} belongs to {who(info.st_uid)}, not to you: "
+                           "whoever wrote it could stand in for the engine. Remove it if no engine of "
+                           "yours runs; zart reads the journal file instead")
+    if info.st_mode & 0o077:
+        raise MonitorError(f"the monitor endpoint file {path} is open to others (mode {mode(info)}): its "
+                           f"key may have been read or changed. Run `chmod 600 {path}` or remove it; zart "
+                           "reads the journal file instead")
+
+
+def check_socket_folder(endpoint: Endpoint) -> None:
+    """Refuse (:class:`MonitorError`) a socket whose folder is not this user's (or root's), or is
+    writable by others: whoever could write there could put a socket of their own in its place. A
+    folder that is gone is left to the connection to report."""
+    folder = os.path.dirname(endpoint.address)
+    try:
+        info = os.stat(folder)
+    except OSError:
+        return
+    if foreign(info):
+        raise MonitorError(f"the monitor socket's folder {folder} (named by {endpoint_path(endpoint.journal)}) "
+                           f"belongs to {who(info.st_uid)}, not to you; zart reads the journal file instead")
+    if writable_by_others(info, folder=True):
+        raise MonitorError(f"the monitor socket's folder {folder} (named by {endpoint_path(endpoint.journal)}) "
+                           f"is writable by others (mode {mode(info)}): anyone could replace the socket. Run "
+                           f"`chmod 700 {folder}`; zart reads the journal file instead")
 
 
 def find_live(journal: str | os.PathLike[str]) -> Endpoint | None:
-    """The endpoint of a live engine (another process) serving ``journal``; a stale file is removed."""
-    endpoint = read(journal)
+    """The endpoint of a live engine (another process) serving ``journal``; a stale file is removed.
+    Raises :class:`MonitorError` for a file (or socket folder) it must not trust."""
+    endpoint = read(journal, trusted=True)
     if endpoint is None or endpoint.is_self:
         return None
     if not endpoint.is_live():
         remove(journal, endpoint)
         return None
+    check_socket_folder(endpoint)
     return endpoint
 
 

@@ -3,8 +3,10 @@
 One thread accepts on a Unix socket in a private (0700) directory; each connection gets a thread that
 checks the authkey (HMAC challenge, no pickle), then answers JSON requests with
 ``send_bytes``/``recv_bytes`` only. Reads go through ``lend``: a reader on a DuckDB cursor of their own, lent
-only while the engine holds the journal, so a client never opens or keeps the file, and never waits
-for (or delays) the engine's writes. A ``subscribe``
+only while the engine holds the journal, so a client never opens or keeps the file; the steps recorded
+but not yet folded into DuckDB are folded first (what the writer thread would do within 50 ms), so a
+read has every step an event reported. A cancel is answered once requested, never waiting for the
+execution to stop. A ``subscribe``
 turns the connection into an event stream: the engine's events are buffered (the latest per step,
 bounded) and sent at most every ``COALESCE`` seconds, so a slow client never slows the engine.
 """
