@@ -16,6 +16,7 @@ from pathlib import Path
 
 from textual.app import App
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 
 import zart_nb as zart
 
@@ -105,6 +106,7 @@ class ZartApp(App[None]):
         self.push_screen(ConfirmScreen(question), answered)
 
     def _act(self, act: Callable[[], str]) -> None:
+        severity: SeverityLevel
         try:
             message, severity = act(), "information"
         except zart.ZartError as exc:
@@ -113,8 +115,8 @@ class ZartApp(App[None]):
             message, severity = f"{type(exc).__name__}: {exc}", "error"
         self.call_from_thread(self._acted, message, severity)
 
-    def _acted(self, message: str, severity: str) -> None:
-        self.notify(message, severity=severity, timeout=6)  # type: ignore[arg-type]
+    def _acted(self, message: str, severity: SeverityLevel) -> None:
+        self.notify(message, severity=severity, timeout=6)
         self.reload_screen()
 
     def on_unmount(self) -> None:
