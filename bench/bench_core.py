@@ -1,4 +1,4 @@
-"""Core benchmarks of zart_nb (DESIGN.md section 7): P1, P2, P3 and P5.
+"""Core benchmarks of zart_nb (DESIGN.md section 7): P1, P2, P3 and P5, and P8 (mixed step durations).
 
 Run by hand, never by the test suite:
 
@@ -87,6 +87,31 @@ def fail_last(spec: dict) -> int:
     n, marker = spec["n"], spec["marker"]
     handles = [zart.schedule(maybe_fail, i, n - 1, marker) for i in range(n)]
     return len(zart.wait(handles))
+
+
+@zart.step("nap")
+def nap_step(seconds: float, i: int) -> None:
+    time.sleep(seconds)
+
+
+QUICK_TIMES: list[float] = []
+
+
+@zart.workflow("bench-mixed")
+def mixed(spec: dict) -> int:
+    """Rounds of one slow step scheduled first and quick ones after it; records, per round, how long
+    the quick steps' results took (what a user waits for when some land behind the slow step)."""
+    rounds, quick, slow = spec["rounds"], spec["quick"], spec["slow"]
+    QUICK_TIMES.clear()
+    done = 0
+    for r in range(rounds):
+        t0 = time.perf_counter()
+        slow_handle = zart.schedule(nap_step, slow, r)
+        done += len(zart.wait([zart.schedule(noop_step, r * quick + i) for i in range(quick)]))
+        QUICK_TIMES.append(time.perf_counter() - t0)
+        zart.wait([slow_handle])
+        done += 1
+    return done
 
 
 CHUNK_TIMES: list[float] = []
@@ -358,6 +383,30 @@ class Bench:
         print(f"  (P3 first, failing run of {n} steps: median {first:.3f} s, "
               f"{first / n * 1e6:.0f} µs/step; re-run verified: 1 dispatch, {n - 1} reused)", flush=True)
 
+    # P8 --------------------------------------------------------------------------------------------
+
+    def p8(self) -> None:
+        """Mixed durations: quick steps that land behind a slow one on the same worker (an idle
+        worker takes them back, rather than leave them waiting for the slow step)."""
+        rounds, quick, slow = self.args.p8_rounds, self.args.p8_quick, self.args.p8_slow
+        print(f"P8: {rounds} rounds of one {slow * 1e3:g} ms step scheduled first and {quick} no-op steps "
+              f"after it; time until the no-op steps' results are in, per round", flush=True)
+        latencies, walls = [], []
+        for r in range(self.repeats):
+            gc.collect()
+            spec = {"rounds": rounds, "quick": quick, "slow": slow}
+            wall = timed_zart(mixed, spec, self.workers, expect=rounds * (quick + 1))
+            latency = statistics.median(QUICK_TIMES)
+            latencies.append(latency)
+            walls.append(wall)
+            print(f"  P8 repeat {r + 1}: quick steps' results in {latency * 1e3:.1f} ms (median of "
+                  f"{rounds} rounds; worst {max(QUICK_TIMES) * 1e3:.1f} ms), wall {wall:.3f} s", flush=True)
+        latency, wall = statistics.median(latencies), statistics.median(walls)
+        self.results["P8"] = {"rounds": rounds, "quick": quick, "slow_s": slow, "quick_latency_s": latency,
+                              "quick_latency_all_s": latencies, "wall_s": wall, "wall_all_s": walls}
+        print(f"P8: quick steps' results in {latency * 1e3:.1f} ms per round (a {slow * 1e3:g} ms step "
+              f"beside them), wall {wall:.3f} s", flush=True)
+
     # P5 --------------------------------------------------------------------------------------------
 
     def p5(self) -> None:
@@ -400,7 +449,7 @@ class Bench:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("benchmarks", nargs="*", metavar="{p1,p1w,p2,p3,p5,all}",
+    parser.add_argument("benchmarks", nargs="*", metavar="{p1,p1w,p2,p3,p5,p8,all}",
                         help="which to run (default: all)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--repeats", type=int, default=5, help="repeats of P1-P3 (median reported)")
@@ -410,6 +459,9 @@ def main() -> None:
     parser.add_argument("--p5-steps", type=int, default=100_000)
     parser.add_argument("--p5-chunk", type=int, default=10_000, help="steps scheduled per wait in P5")
     parser.add_argument("--p5-repeats", type=int, default=1)
+    parser.add_argument("--p8-rounds", type=int, default=20)
+    parser.add_argument("--p8-quick", type=int, default=50, help="no-op steps after the slow one, per round")
+    parser.add_argument("--p8-slow", type=float, default=0.1, help="seconds the slow step of each round takes")
     parser.add_argument("--no-baseline", action="store_true", help="zart only (for profiling)")
     parser.add_argument("--cprofile", type=int, metavar="N", default=0,
                         help="profile the calling thread during the timed zart runs (warm-up, P3's "
@@ -420,10 +472,10 @@ def main() -> None:
                         help="dump every thread's traceback and exit if one benchmark takes longer")
     args = parser.parse_args()
     wanted = [b.lower() for b in args.benchmarks] or ["all"]
-    unknown = set(wanted) - {"p1", "p1w", "p2", "p3", "p5", "all"}
+    unknown = set(wanted) - {"p1", "p1w", "p2", "p3", "p5", "p8", "all"}
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
-    chosen = ["p1", "p1w", "p2", "p3", "p5"] if "all" in wanted else list(dict.fromkeys(wanted))
+    chosen = ["p1", "p1w", "p2", "p3", "p5", "p8"] if "all" in wanted else list(dict.fromkeys(wanted))
 
     print(f"zart_nb bench: {dt.datetime.now().isoformat(timespec='seconds')}, git {git_state()}, "
           f"Python {platform.python_version()}, duckdb {duckdb.__version__}, "
@@ -448,7 +500,10 @@ def main() -> None:
     zart.shutdown_pool()
     print("\nsummary:")
     for name, row in bench.results.items():
-        if name == "P5":
+        if name == "P8":
+            print(f"  P8  quick steps' results in {row['quick_latency_s'] * 1e3:.1f} ms per round, "
+                  f"wall {row['wall_s']:.3f} s")
+        elif name == "P5":
             print(f"  P5  {row['wall_s']:8.2f} s  {row['steps_per_s']:7.0f} steps/s  "
                   f"{row['us_per_step']:6.0f} µs/step  RSS {row['rss_before_mb']:.0f} -> "
                   f"{row['rss_after_mb']:.0f} MB")

@@ -196,3 +196,13 @@ def announce_then_wait(started: str, gate: str) -> str:
     with open(started, "w") as handle:
         handle.write(str(os.getpid()))
     return wait_for_file(gate)
+
+
+@zart.step("nap")
+def nap(x: int, seconds: float, counter_dir: str) -> int:
+    """A step that takes ``seconds`` (its work is the duration), counting each execution."""
+    import time
+
+    _count(counter_dir, f"nap:{x}")
+    time.sleep(seconds)
+    return -x

@@ -92,3 +92,112 @@ print(oct(zart.run(touching, sys.argv[1], journal="j.duckdb", workers=1, display
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split()[-1] == "0o644"
     assert oct(os.stat(tmp_path / "j.duckdb").st_mode & 0o777) == "0o600"
+
+
+def test_quick_steps_queued_behind_a_slow_one_run_on_the_idle_worker(journal, tmp_path):
+    """A fan-out whose quick steps land behind a slow one on the same worker: the other worker takes
+    them back. The slow step ends only once every quick step has (it waits for a file the workflow
+    creates then), giving up after 30 s: without revocation the quick steps it holds would wait for it."""
+    gate = tmp_path / "gate"
+
+    @zart.workflow("slow-and-quick")
+    def flow(_):
+        slow = zart.schedule(wait_for_file, str(gate), 30.0)
+        quicks = [zart.schedule(quick, i) for i in range(40)]
+        results = zart.wait(quicks)
+        gate.touch()
+        return zart.wait([slow], return_exceptions=True)[0], results
+
+    slow, results = zart.run(flow, None, journal=journal, workers=2)
+    assert slow == "released", f"the slow step gave up waiting for the quick steps queued behind it: {slow!r}"
+    assert results == [quick.fn(i) for i in range(40)]
+
+
+def test_attempts_taken_back_under_load_run_exactly_once(journal, tmp_path):
+    """500 quick steps with slow ones among them, in waves that end with the queue empty: attempts
+    are taken back from the worker running a slow step (racing it as it takes the next one), and
+    every step still runs exactly once with its own output."""
+    from steps_lib import calls, nap
+
+    from zart_nb._runtime import runtime
+
+    counter = str(tmp_path)
+
+    @zart.workflow("waves")
+    def flow(_):
+        out = []
+        for wave in range(10):
+            handles = []
+            for i in range(wave * 50, wave * 50 + 50):
+                if i % 25 == wave % 5:  # slow steps of 4 to 40 ms, early in each wave
+                    handles.append(zart.schedule(nap, i, 0.004 * (1 + i % 10), counter))
+                handles.append(zart.schedule(square, i, counter))
+            out.extend(zart.wait(handles))
+        return out
+
+    zart.shutdown_pool()  # a fresh pool, for its counters
+    out = zart.run(flow, None, journal=journal, workers=2)
+    slow = [i for i in range(500) if i % 25 == (i // 50) % 5]
+    expected = []
+    for i in range(500):
+        expected += ([-i] if i in slow else []) + [i * i]
+    assert out == expected
+    ran = calls(tmp_path)
+    assert sorted(ran) == sorted([f"square:{i}" for i in range(500)] + [f"nap:{i}" for i in slow])
+    pool = runtime.executor
+    assert pool is not None and pool.taken_back > 0, f"no attempt was taken back ({pool.revokes} revokes)"
+    reader = zart.journal(journal)
+    steps = reader.list_steps(reader.list_executions()[0].execution_id)
+    assert len(steps) == 500 + len(slow) and {step.attempts for step in steps} == {1}
+
+
+def test_a_worker_killed_before_it_answers_a_revoke_loses_nothing(tmp_path):
+    """The pool asks a worker for the attempts behind its running step, and the worker dies before
+    it answers (stopped, then killed): its step fails as crashed, and the attempts it held run once
+    elsewhere, as after any crash."""
+    import os
+    import signal
+    import threading
+
+    from steps_lib import announce_then_wait
+
+    from zart_nb import _serialization as ser
+    from zart_nb._executors.base import OutcomeKind, Task
+    from zart_nb._executors.local import LocalPool
+
+    outcomes, lock = [], threading.Lock()
+
+    def sink(batch):
+        with lock:
+            outcomes.extend(batch)
+
+    def task(task_id, fn, *args):
+        blob = ser.dumps_by_value(fn.fn)
+        return Task(task_id, fn.name, blob, ser.dumps((args, {})), "e-1", f"{fn.name}#{task_id}", 1)
+
+    def outcome_kinds():
+        with lock:
+            return {o.task.task_id: o.kind for o in outcomes}
+
+    started_a, started_b = tmp_path / "a-started", tmp_path / "b-started"
+    pool = LocalPool(2, sink)
+    try:
+        pool.submit([task(1, announce_then_wait, str(started_a), str(tmp_path / "never"))])
+        wait_until(started_a.exists, what="the first worker's step to start")
+        pool.submit([task(2, announce_then_wait, str(started_b), str(tmp_path / "gate-b"))])
+        wait_until(started_b.exists, what="the second worker's step to start")
+        victim = int(wait_until(started_a.read_text, what="its pid"))
+        os.kill(victim, signal.SIGSTOP)  # it can take no more, answer no revoke
+        pool.submit([task(i, quick, i) for i in range(3, 13)])  # queued: both workers are busy
+        (tmp_path / "gate-b").touch()  # the second worker takes them; one lands behind the stopped one
+        wait_until(lambda: pool.revokes, what="a revoke sent to the stopped worker")
+        assert pool.taken_back == 0
+        os.kill(victim, signal.SIGKILL)
+        kinds = wait_until(lambda: len(outcome_kinds()) == 12 and outcome_kinds(), what="every outcome")
+        assert kinds == {1: OutcomeKind.CRASHED, **{i: OutcomeKind.OK for i in range(2, 13)}}
+        with lock:
+            assert len(outcomes) == 12, "an attempt was reported twice"
+            results = {o.task.task_id: ser.loads(o.blob) for o in outcomes if o.kind is OutcomeKind.OK}
+        assert results == {2: "released", **{i: i + 1 for i in range(3, 13)}}
+    finally:
+        pool.shutdown()

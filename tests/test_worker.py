@@ -48,3 +48,99 @@ def _returns_a_lock():
 def test_an_unpicklable_result_is_named_as_such():
     reply = Runner().run(_task(_returns_a_lock))
     assert reply.error_type == UNPICKLABLE_RESULT and "lock" in reply.error
+
+
+# --- a worker process: revoking the attempts it holds and has not started ------------------------
+
+
+def _collect(worker, want_ids, revoke_answers, answered=None, revoked=None, deadline=30.0):
+    """Read a worker's replies until every id in ``want_ids`` is answered or revoked and
+    ``revoke_answers`` revoke answers came; returns ({task id: reply}, [revoked id lists])."""
+    import pickle
+    import time
+
+    from zart_nb._executors.base import WireOutput, WireReply, WireRevoked
+
+    answered = {} if answered is None else answered
+    revoked = [] if revoked is None else revoked
+    end = time.monotonic() + deadline
+    while set(want_ids) - set(answered) - {i for ids in revoked for i in ids} or len(revoked) < revoke_answers:
+        assert time.monotonic() < end, f"the worker answered {sorted(answered)}, revoked {revoked}"
+        if not worker.conn.poll(max(0.0, end - time.monotonic())):
+            continue
+        message = pickle.loads(worker.conn.recv_bytes())
+        for item in message or []:
+            if type(item) is WireRevoked:
+                revoked.append(item.task_ids)
+            elif type(item) is not WireOutput:
+                reply = WireReply(*item)
+                assert reply.task_id not in answered, f"task {reply.task_id} answered twice"
+                answered[reply.task_id] = reply
+    return answered, revoked
+
+
+def _run(worker, tasks):
+    import pickle
+
+    worker.conn.send_bytes(pickle.dumps(("run", [tuple(task) for task in tasks]), 5))
+
+
+def _revoke(worker, task_ids):
+    import pickle
+
+    worker.control.send_bytes(pickle.dumps(("revoke", list(task_ids)), 5))
+
+
+def test_a_worker_gives_back_what_it_holds_behind_a_running_step(tmp_path):
+    from steps_lib import quick, wait_for_file
+
+    from zart_nb._executors.local import _Worker
+
+    worker = _Worker(0, None)
+    try:
+        gate = tmp_path / "gate"
+        _run(worker, [_task(wait_for_file.fn, str(gate), 30.0, task_id=1, fn_id="wait")]
+             + [_task(quick.fn, i, task_id=i, fn_id="quick", send_fn=i == 2) for i in range(2, 7)])
+        _revoke(worker, [2, 3])  # answered while the first step still waits for the gate
+        answered, revoked = _collect(worker, [], 1)
+        assert revoked == [[2, 3]] and not answered
+        gate.touch()
+        answered, revoked = _collect(worker, [1, 4, 5, 6], 0)
+        assert ser.loads(answered[1].blob) == "released"
+        # task 4 came without its function, which travelled with the revoked task 2: kept for it
+        assert {i: ser.loads(answered[i].blob) for i in (4, 5, 6)} == {4: 5, 5: 6, 6: 7}
+    finally:
+        worker.kill()
+
+
+def test_an_attempt_is_either_run_or_revoked_never_both(tmp_path):
+    """Revokes that reach the worker just as it takes the next attempt: each attempt is answered
+    once or revoked once, and one revoked and sent again runs once."""
+    from steps_lib import calls, nap
+
+    from zart_nb._executors.local import _Worker
+
+    worker = _Worker(0, None)
+    try:
+        ids = list(range(1, 301))
+        outcomes = {"raced": 0}
+        for round_, start in enumerate(range(0, len(ids), 20)):
+            batch = ids[start:start + 20]
+            _run(worker, [_task(nap.fn, i, 0.001, str(tmp_path), task_id=i, fn_id="nap", send_fn=i == 1)
+                          for i in batch])
+            answered, revoked = _collect(worker, batch[:round_ % 10 + 1], 0)  # then revoke the rest
+            _revoke(worker, batch[round_ % 10 + 1:])
+            _collect(worker, batch, 1, answered, revoked)
+            taken = revoked[0]
+            assert not set(taken) & set(answered), "an attempt both ran and was revoked"
+            assert sorted(set(taken) | set(answered)) == batch
+            outcomes["raced"] += len(set(batch[round_ % 10 + 1:]) & set(answered))
+            if taken:  # revoked attempts can be sent again (here to the same worker)
+                _run(worker, [_task(nap.fn, i, 0.0, str(tmp_path), task_id=i, fn_id="nap", send_fn=False)
+                              for i in taken])
+                _collect(worker, taken, 0, answered)
+            assert {i: ser.loads(answered[i].blob) for i in batch} == {i: -i for i in batch}
+        assert sorted(calls(tmp_path)) == sorted(f"nap:{i}" for i in ids), "an attempt ran twice or never"
+        assert outcomes["raced"], "no revoke reached the worker after it had started a task it names"
+    finally:
+        worker.kill()

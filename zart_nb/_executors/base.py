@@ -92,6 +92,13 @@ class WireOutput(NamedTuple):
     text: str
 
 
+class WireRevoked(NamedTuple):
+    """A worker's answer to a revoke: the attempts it took off its queue, never to run them (those it
+    had started by then are answered as usual)."""
+
+    task_ids: list[int]
+
+
 @dataclass(slots=True)
 class Outcome:
     """How an attempt ended."""

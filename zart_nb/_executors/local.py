@@ -7,6 +7,16 @@ of work, between ``MIN_DEPTH`` and ``MAX_DEPTH``), so no-op steps are pipelined 
 ones are spread evenly. Workers batch the replies of quick steps too. Outcomes are handed to the
 engine in batches (whatever arrived together), which is what lets the journal group-commit.
 
+Taking attempts back: pipelining means attempts wait on a worker behind the one it runs. When
+nothing is queued in the pool, a worker is idle, and another holds attempts behind a head that has
+run for ``STEAL_AFTER`` (longer than its whole queue was meant to take), the pool asks that worker
+for them (``("revoke", [task ids])`` on a pipe that a thread of the worker reads even mid-step). The
+worker answers with the ones it took off its queue before starting them (``WireRevoked``); only those
+are queued again, for the idle worker, so a revoke racing the worker as it starts one resolves to one
+run. Until the answer comes they stay the worker's, so if it dies first they are re-run exactly as
+after any crash. One revoke per worker at a time; with a worker busy, or the queue not empty, none is
+sent and none costs anything.
+
 Deadlock rule: a worker that is busy is never sent more than ``BUSY_WINDOW`` bytes it has not
 answered yet, so the driver's send never blocks on a full socket while the worker blocks on its own.
 """
@@ -43,6 +53,7 @@ from .base import (
     Task,
     WireOutput,
     WireReply,
+    WireRevoked,
     deliver_output,
     outcome_of,
 )
@@ -53,6 +64,7 @@ _as_reply = functools.partial(tuple.__new__, WireReply)  # a C call: no NamedTup
 MIN_DEPTH = 2
 MAX_DEPTH = 64
 QUEUE_SECONDS = 0.005
+STEAL_AFTER = QUEUE_SECONDS  # a head running longer than a whole queue's worth is holding others up
 BUSY_WINDOW = 64 * 1024
 SOCKET_BUFFER = 4 * BUSY_WINDOW
 STARTUP_DEATHS = 5  # (or twice the pool size) workers in a row dying while starting: the pool gives up
@@ -60,7 +72,8 @@ _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 
 
 class _Worker:
-    __slots__ = ("proc", "conn", "inflight", "functions", "name", "head_started", "ready", "unanswered")
+    __slots__ = ("proc", "conn", "control", "inflight", "functions", "name", "head_started", "ready",
+                 "unanswered", "revoking")
 
     def __init__(self, index: int, umask: Callable[[], int] | None) -> None:
         parent_sock, child_sock = socket.socketpair()
@@ -73,19 +86,28 @@ class _Worker:
         # sent until a task is, and every send copes with a worker that died at any moment.
         env[PATH_VARIABLE] = os.pathsep.join(p for p in sys.path if p)
         child_fd = child_sock.fileno()
+        revoke_r, revoke_w = os.pipe()  # revokes: read by a thread of the worker, even mid-step
         # A process group of its own: killing the group also ends whatever a step started.
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "zart_nb._executors.worker", str(child_fd)],
-            pass_fds=[child_fd], stdin=subprocess.DEVNULL, env=env, close_fds=True, process_group=0,
-            umask=-1 if umask is None else umask())
-        child_sock.close()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "zart_nb._executors.worker", str(child_fd), str(revoke_r)],
+                pass_fds=[child_fd, revoke_r], stdin=subprocess.DEVNULL, env=env, close_fds=True,
+                process_group=0, umask=-1 if umask is None else umask())
+        except BaseException:
+            os.close(revoke_w)
+            raise
+        finally:
+            child_sock.close()
+            os.close(revoke_r)
         self.conn = Connection(parent_sock.detach())
+        self.control = Connection(revoke_w, readable=False)
         self.inflight: collections.deque[Task] = collections.deque()
         self.functions: set[str] = set()
         self.name = f"worker-{index}:pid{self.proc.pid}"
         self.head_started = 0.0
         self.ready = False  # until its first message: start-up time is not counted against a step
         self.unanswered = 0  # bytes sent for attempts it has not answered yet
+        self.revoking = False  # a revoke was sent and its answer has not come back yet
 
     def kill(self) -> None:
         try:
@@ -95,10 +117,11 @@ class _Worker:
                 self.proc.kill()
             except OSError:
                 pass
-        try:
-            self.conn.close()
-        except OSError:
-            pass
+        for conn in (self.conn, self.control):
+            try:
+                conn.close()
+            except OSError:
+                pass
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -133,6 +156,8 @@ class LocalPool(Executor):
         self._wake_pending = False
         self._delivering = False  # the I/O thread is inside the sink (not reading replies)
         self._printed: list[tuple[Task, str, str]] = []  # (task, stream, lines), I/O thread only
+        self.revokes = 0  # revoke messages sent (for tests and benchmarks)
+        self.taken_back = 0  # attempts workers gave back unstarted, for idle workers to run
         self._thread = threading.Thread(target=self._loop, name="zart-pool-io", daemon=True)
         self._thread.start()
 
@@ -280,8 +305,16 @@ class LocalPool(Executor):
 
     def _dispatch_locked(self) -> None:
         queue = self._queue
-        if not queue:
-            return
+        if queue:
+            self._send_queued_locked(queue)
+            if queue:
+                return
+        if len(self._workers) > 1:
+            victim, _ = self._steal_candidate_locked(time.time())
+            if victim is not None:
+                self._revoke_locked(victim)
+
+    def _send_queued_locked(self, queue: collections.deque[Task]) -> None:
         depth = self._depth()
         for worker in sorted(self._workers, key=lambda w: len(w.inflight)):
             room = depth - len(worker.inflight)
@@ -318,6 +351,70 @@ class LocalPool(Executor):
                 pass  # the worker died; the I/O thread sees EOF and recovers its tasks
             if not queue:
                 return
+
+    # --- taking back attempts a busy worker holds, for an idle one -----------------------------------
+
+    def _steal_candidate_locked(self, now: float) -> tuple[_Worker | None, float | None]:
+        """With nothing queued: the worker to take attempts back from now (a worker is idle while
+        another holds attempts behind a head that has run for ``STEAL_AFTER``), and else when a
+        worker holding attempts would become one (None: no worker is idle, or none holds any)."""
+        idle = False
+        victim: _Worker | None = None
+        due: float | None = None
+        for worker in self._workers:
+            held = len(worker.inflight)
+            if not held:
+                idle = idle or worker.ready
+            elif held > 1 and worker.ready and not worker.revoking:
+                at = worker.head_started + STEAL_AFTER
+                if at <= now:
+                    if victim is None or held > len(victim.inflight):
+                        victim = worker
+                elif due is None or at < due:
+                    due = at
+        if not idle:
+            return None, None
+        return victim, None if victim is not None else due
+
+    def _revoke_locked(self, victim: _Worker) -> None:
+        """Ask ``victim`` for the attempts behind its head, as many as the idle workers take (those
+        it has not started come back in a ``WireRevoked`` and are queued again; see _take_back_locked)."""
+        idle = sum(1 for worker in self._workers if not worker.inflight and worker.ready)
+        inflight = victim.inflight
+        take = min(len(inflight) - 1, idle * self._depth())
+        task_ids = [task.task_id for task in itertools.islice(inflight, len(inflight) - take, None)]
+        victim.revoking = True
+        self.revokes += 1
+        try:
+            victim.control.send_bytes(pickle.dumps(("revoke", task_ids), 5))
+        except OSError:
+            pass  # the worker died; the I/O thread sees EOF and recovers its tasks
+
+    def _take_back_locked(self, worker: _Worker, task_ids: list[int], now: float) -> bool:
+        """Queue again the attempts ``worker`` says it revoked; False if it names one it does not hold."""
+        worker.revoking = False
+        if not task_ids:
+            return True
+        wanted = set(task_ids)
+        inflight = worker.inflight
+        if len(wanted) != len(task_ids) or not wanted <= {task.task_id for task in inflight}:
+            logger.warning("zart: worker %s revoked attempts it was not given; replacing it", worker.name)
+            return False  # what it holds is recovered as after a crash
+        head_revoked = inflight[0].task_id in wanted
+        back = []
+        for _ in range(len(inflight)):
+            task = inflight.popleft()
+            if task.task_id in wanted:
+                back.append(task)
+                worker.unanswered -= task.sent_bytes
+                task.worker = ""
+            else:
+                inflight.append(task)
+        if head_revoked:  # the attempt now at the head started at the latest by now
+            worker.head_started = now
+        self._queue.extendleft(reversed(back))
+        self.taken_back += len(back)
+        return True
 
     def _replace_locked(self, index: int, kind: OutcomeKind, message: str | None = None,
                         cancel: OutcomeConsumer | None = None) -> list[Outcome]:
@@ -436,9 +533,12 @@ class LocalPool(Executor):
                 continue
             for reply in replies:
                 task = worker.inflight[0] if worker.inflight else None
-                if type(reply) is WireOutput:  # lines its running step printed
-                    if task is not None and reply.task_id == task.task_id:
-                        self._printed.append((task, reply.stream, reply.text))
+                if type(reply) is not tuple:
+                    if type(reply) is WireOutput:  # lines its running step printed
+                        if task is not None and reply.task_id == task.task_id:
+                            self._printed.append((task, reply.stream, reply.text))
+                    elif type(reply) is WireRevoked and not self._take_back_locked(worker, reply.task_ids, now):
+                        return False
                     continue
                 reply = _as_reply(reply)  # sent as a plain tuple (see the worker's _Replies)
                 if task is None or reply.task_id != task.task_id:
@@ -520,6 +620,13 @@ class LocalPool(Executor):
         for worker in self._workers:
             if worker.ready and worker.inflight and worker.inflight[0].timeout is not None:
                 deadlines.append(worker.head_started + worker.inflight[0].timeout)
+        if not self._queue and len(self._workers) > 1:
+            now = time.time()
+            victim, due = self._steal_candidate_locked(now)
+            if victim is not None:
+                deadlines.append(now)  # due already (this thread was busy): this round's dispatch revokes
+            elif due is not None:
+                deadlines.append(due)
         if not deadlines:
             return None
         return max(0.0, min(deadlines) - time.time())

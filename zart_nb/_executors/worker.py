@@ -1,18 +1,22 @@
-"""A worker process: ``python -m zart_nb._executors.worker FD``. Runs step functions sent by the driver.
+"""A worker process: ``python -m zart_nb._executors.worker FD [REVOKE_FD]``. Runs step functions sent by the driver.
 
 Started with ``subprocess`` (fork+exec), not ``multiprocessing``: a fresh interpreter that never
 re-imports the user's ``__main__`` (a notebook or a script without a ``__main__`` guard) and never
 forks a kernel's threads. It talks to its driver over one end of a private socketpair.
 
 The driver's ``sys.path`` comes in the environment (``PATH_VARIABLE``). Messages from the driver
-(pickled): ``("run", [WireTask, ...])``.
+(pickled): ``("run", [WireTask, ...])`` on the socket; ``("revoke", [task id, ...])`` on the pipe
+``REVOKE_FD``, read by a thread of its own so that a revoke is answered while a step runs.
 Replies: ``None`` once when ready, then lists of ``WireReply`` in task order, with ``WireOutput``
-(lines a running step printed) before the reply of their task. A reply leaves at
-most ``REPLY_DELAY`` seconds after its step ended (a sender thread gathers the replies of quick
-steps into one message, whatever the next step is doing).
+(lines a running step printed) before the reply of their task, and a ``WireRevoked`` per revoke: the
+attempts taken off the local queue (drained from the socket first), which will never run here. One
+lock guards the queue: an attempt is either taken off it to run or revoked, never both. A reply
+leaves at most ``REPLY_DELAY`` seconds after its step ended (a sender thread gathers the replies of
+quick steps into one message, whatever the next step is doing).
 What a step writes to descriptors 1 and 2 (C code, child processes) is captured too (``fdcapture``).
 A task whose function the worker no longer has (``fn_blob`` None, not cached) is answered with
-error type ``FUNCTION_MISSING``; the driver sends it again with the function.
+error type ``FUNCTION_MISSING``; the driver sends it again with the function. A revoked task's
+function travels on with it, so the worker keeps that blob for the tasks after it.
 """
 from __future__ import annotations
 
@@ -32,7 +36,15 @@ from typing import Any
 
 from .._serialization import cap_text
 from . import capture, fdcapture
-from .base import FUNCTION_MISSING, PATH_VARIABLE, UNPICKLABLE_RESULT, WireOutput, WireReply, WireTask
+from .base import (
+    FUNCTION_MISSING,
+    PATH_VARIABLE,
+    UNPICKLABLE_RESULT,
+    WireOutput,
+    WireReply,
+    WireRevoked,
+    WireTask,
+)
 
 FN_CACHE_SIZE = 512
 _NOT_AWAITABLE = frozenset((int, float, str, bytes, bool, list, dict, tuple))  # skips isawaitable (~1 µs)
@@ -70,6 +82,7 @@ class Runner:
         self._context = _context
         self._ser = _serialization
         self._functions: dict[str, Callable[..., Any]] = {}
+        self._blobs: dict[str, bytes] = {}  # functions that came with a revoked task, not loaded
         self._live = live  # (task id, stream, complete lines) as the step prints them
 
     def run(self, task: WireTask) -> WireReply:
@@ -80,6 +93,8 @@ class Runner:
         try:
             fn = self._functions.get(fn_id)
             if fn is None:
+                if fn_blob is None:
+                    fn_blob = self._blobs.pop(fn_id, None)
                 if fn_blob is None:
                     return WireReply(task_id, False, None, None, FUNCTION_MISSING, "", "", started, time.time())
                 fn = ser.loads(fn_blob)
@@ -123,6 +138,13 @@ class Runner:
         return _reply((task_id, True, blob, ser.quick_preview(result), None, None, None, started, time.time(),
                        output))
 
+    def keep_function(self, fn_id: str, fn_blob: bytes) -> None:
+        """Keep the function of a task that will not run here, for later tasks sent without it."""
+        if fn_id not in self._functions:
+            if len(self._blobs) >= FN_CACHE_SIZE:
+                self._blobs.pop(next(iter(self._blobs)))
+            self._blobs[fn_id] = fn_blob
+
 
 class _Replies:
     """Replies on their way to the driver: gathered for at most ``REPLY_DELAY``, sent by a thread of
@@ -155,6 +177,12 @@ class _Replies:
                 self._first = time.monotonic()
                 self._cond.notify()
 
+    def add_revoked(self, task_ids: list[int]) -> None:
+        """A revoke's answer, sent now: the driver waits for it to hand those attempts to others."""
+        with self._cond:
+            self._items.append(WireRevoked(task_ids))
+            self._send_locked()
+
     def flush(self) -> None:
         with self._cond:
             self._send_locked()
@@ -180,37 +208,96 @@ class _Replies:
                 self._send_locked()
 
 
-def _serve(conn: Connection) -> None:
+class _Queue:
+    """The attempts sent to this worker and not started yet, and who may read the socket.
+
+    The main thread reads the socket; while it blocks there with nothing queued (``reading``), the
+    revoke thread leaves the socket alone. Otherwise the revoke thread, under ``lock``, drains the
+    socket first, so that every attempt sent before the revoke is on the queue when it looks."""
+
+    __slots__ = ("conn", "pending", "lock", "reading")
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.pending: collections.deque[WireTask] = collections.deque()
+        self.lock = threading.Lock()
+        self.reading = False
+
+    def absorb(self, message: bytes) -> None:
+        _kind, payload = pickle.loads(message)
+        self.pending.extend(payload)
+
+    def drain(self) -> None:
+        """Take in every message already on the socket (``lock`` held, ``reading`` false)."""
+        conn = self.conn
+        while conn.poll(0):
+            self.absorb(conn.recv_bytes())
+
+
+def _serve_revokes(control: Connection, queue: _Queue, runner: Runner, replies: _Replies) -> None:
+    while True:
+        try:
+            _kind, task_ids = pickle.loads(control.recv_bytes())
+        except (EOFError, OSError):
+            return  # the driver is gone: the main thread sees it on the socket
+        wanted = set(task_ids)
+        removed: list[int] = []
+        with queue.lock:
+            if not queue.reading:
+                try:
+                    queue.drain()
+                except (EOFError, OSError):
+                    pass  # the main thread sees it too
+            pending = queue.pending
+            for _ in range(len(pending)):  # in place: the main thread holds this deque
+                task = pending.popleft()
+                if task[0] in wanted:
+                    removed.append(task[0])
+                    if task[2] is not None:  # it carried its function: later tasks may rely on it
+                        runner.keep_function(task[1], task[2])
+                else:
+                    pending.append(task)
+        replies.add_revoked(removed)
+
+
+def _serve(conn: Connection, control: Connection | None = None) -> None:
     replies = _Replies(conn)
     runner = Runner(live=replies.add_output)
     pid = os.getpid()
-    pending: collections.deque[WireTask] = collections.deque()
-
-    def absorb(message: bytes) -> None:
-        _kind, payload = pickle.loads(message)
-        pending.extend(payload)
+    queue = _Queue(conn)
+    pending = queue.pending
+    lock = queue.lock
+    if control is not None:
+        threading.Thread(target=_serve_revokes, args=(control, queue, runner, replies),
+                         name="zart-worker-revokes", daemon=True).start()
 
     conn.send_bytes(pickle.dumps(None, 5))  # ready: the driver starts its step clocks from here
     while True:
         try:
-            if not pending:
+            with lock:
+                task = pending.popleft() if pending else None
+                queue.reading = task is None
+            if task is None:
                 replies.flush()  # nothing left to run: no reason to make the driver wait
-                absorb(conn.recv_bytes())
-            while conn.poll(0):
-                absorb(conn.recv_bytes())
+                message = conn.recv_bytes()
+                with lock:
+                    queue.reading = False
+                    queue.absorb(message)
+                    queue.drain()
+                continue
         except (EOFError, OSError):
             return
-        if pending:
-            reply = runner.run(pending.popleft())
-            if os.getpid() != pid:  # the step forked and this is the child: it must not serve
-                os._exit(0)
+        reply = runner.run(task)
+        if os.getpid() != pid:  # the step forked and this is the child: it must not serve
+            os._exit(0)
+        with lock:
             if not pending:
                 try:
-                    while conn.poll(0):
-                        absorb(conn.recv_bytes())
+                    queue.drain()
                 except (EOFError, OSError):
                     return
-            replies.add(reply, more_to_run=bool(pending))
+            more = bool(pending)
+        replies.add(reply, more_to_run=more)
 
 
 async def _await(awaitable: Awaitable[Any]) -> Any:
@@ -246,7 +333,11 @@ def main() -> None:
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
     conn = Connection(int(sys.argv[1]))
     fdcapture.install()  # one step at a time here: descriptor output is the running step's
-    _serve(conn)
+    control = None
+    if len(sys.argv) > 2:
+        os.set_inheritable(int(sys.argv[2]), False)  # not for what a step starts
+        control = Connection(int(sys.argv[2]), writable=False)
+    _serve(conn, control)
     _exit_group()  # the driver closed the connection: nothing this worker started outlives it
 
 
