@@ -20,6 +20,7 @@ import textwrap
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from conftest import wait_until
 
 import zart_nb as zart
@@ -27,6 +28,9 @@ import zart_nb as zart
 KILLS = int(os.environ.get("ZART_CRASH_KILLS", "12"))
 SEED = int(os.environ.get("ZART_CRASH_SEED", "20261130"))
 LAUNCH_TIMEOUT = 120.0  # a launch not killed must finish within this: "no run hangs"
+# The campaign as a whole takes ~3 s a kill point at rest and several times that on a loaded machine:
+# the suite's 120 s per test would fail it for being slow, which is not what it checks.
+pytestmark = pytest.mark.timeout(max(600, 20 * KILLS))
 
 DRIVER = textwrap.dedent('''
     import json, os, sys, time

@@ -1,6 +1,7 @@
 """The worker's runner, used without its socket loop (as the inline and Dask executors use it)."""
 import threading
 
+import pytest
 from steps_lib import fail_if, square, whereami
 
 from zart_nb import _serialization as ser
@@ -144,3 +145,31 @@ def test_an_attempt_is_either_run_or_revoked_never_both(tmp_path):
         assert outcomes["raced"], "no revoke reached the worker after it had started a task it names"
     finally:
         worker.kill()
+
+
+def test_the_workers_connection_frames_messages_as_multiprocessing_does():
+    import socket
+    import threading
+    from multiprocessing.connection import Connection
+
+    from zart_nb._executors.wire import FdConnection
+
+    driver_sock, worker_sock = socket.socketpair()
+    driver, worker = Connection(driver_sock.detach()), FdConnection(worker_sock.detach())
+    messages = [b"", b"x", bytes(range(256)) * 80, b"y" * 1_000_000]  # one write, two writes, many reads
+    assert not worker.poll(0)
+    sender = threading.Thread(target=lambda: [driver.send_bytes(m) for m in messages])
+    sender.start()
+    assert [worker.recv_bytes() for _ in messages] == messages
+    sender.join()
+    sender = threading.Thread(target=lambda: [worker.send_bytes(m) for m in messages])
+    sender.start()
+    assert [driver.recv_bytes() for _ in messages] == messages
+    sender.join()
+    driver.send_bytes(b"last")
+    assert worker.poll(5) and worker.recv_bytes() == b"last"
+    driver.close()
+    assert worker.poll(5)  # the end of the stream is news too
+    with pytest.raises(EOFError):
+        worker.recv_bytes()
+    worker.close()

@@ -184,18 +184,25 @@ async def test_bad_journals_show_a_message_and_the_app_keeps_working(tmp_path):
     make_journal(folder / "good.duckdb")
     app = ZartApp(str(folder))
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        header = text_of(app, "#header")
-        assert "corrupt: error" in header and "not a DuckDB database" in header
-        assert "foreign: error" in header and "not a zart journal" in header
-        assert "good: file" in header
-        assert sorted(r[1] for r in rows(app.screen.query_one("#executions", DataTable))) == ["bad", "sq"]
+        await settle(pilot)  # reads run on workers: on a loaded machine they land later, so poll
+
+        def every_journal_named() -> str | None:
+            header = text_of(app, "#header")
+            return header if all(part in header for part in ("corrupt: error", "foreign: error", "good: file")) \
+                else None
+
+        header = await wait_for(pilot, every_journal_named, what="the header to name every journal")
+        assert "not a DuckDB database" in header and "not a zart journal" in header
+        await wait_for(pilot, lambda: sorted(r[1] for r in rows(app.screen.query_one("#executions", DataTable)))
+                       == ["bad", "sq"], what="the good journal's executions")
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
     missing = ZartApp(str(tmp_path / "nowhere.duckdb"))
     async with missing.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        assert "missing" in text_of(missing, "#header") and "no journal at" in text_of(missing, "#header")
+        header = await wait_for(pilot, lambda: "missing" in text_of(missing, "#header") and
+                                text_of(missing, "#header"), what="the header to say the journal is missing")
+        assert "no journal at" in header
 
 
 def test_zart_tui_without_textual_says_how_to_install_it():

@@ -31,7 +31,6 @@ import threading
 import time
 import traceback
 from collections.abc import Awaitable, Callable
-from multiprocessing.connection import Connection
 from typing import Any
 
 from .._serialization import cap_text
@@ -45,6 +44,7 @@ from .base import (
     WireRevoked,
     WireTask,
 )
+from .wire import FdConnection
 
 FN_CACHE_SIZE = 512
 _NOT_AWAITABLE = frozenset((int, float, str, bytes, bool, list, dict, tuple))  # skips isawaitable (~1 µs)
@@ -150,7 +150,7 @@ class _Replies:
     """Replies on their way to the driver: gathered for at most ``REPLY_DELAY``, sent by a thread of
     their own so a long next step never holds back the reply of the step before it."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: FdConnection) -> None:
         self._conn = conn
         self._cond = threading.Condition()
         self._items: list[tuple[Any, ...]] = []
@@ -217,7 +217,7 @@ class _Queue:
 
     __slots__ = ("conn", "pending", "lock", "reading")
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: FdConnection) -> None:
         self.conn = conn
         self.pending: collections.deque[WireTask] = collections.deque()
         self.lock = threading.Lock()
@@ -234,7 +234,7 @@ class _Queue:
             self.absorb(conn.recv_bytes())
 
 
-def _serve_revokes(control: Connection, queue: _Queue, runner: Runner, replies: _Replies) -> None:
+def _serve_revokes(control: FdConnection, queue: _Queue, runner: Runner, replies: _Replies) -> None:
     while True:
         try:
             _kind, task_ids = pickle.loads(control.recv_bytes())
@@ -260,7 +260,7 @@ def _serve_revokes(control: Connection, queue: _Queue, runner: Runner, replies: 
         replies.add_revoked(removed)
 
 
-def _serve(conn: Connection, control: Connection | None = None) -> None:
+def _serve(conn: FdConnection, control: FdConnection | None = None) -> None:
     replies = _Replies(conn)
     runner = Runner(live=replies.add_output)
     pid = os.getpid()
@@ -331,12 +331,12 @@ def main() -> None:
             sys.path.insert(0, entry)
     parent_pid = os.getppid()
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
-    conn = Connection(int(sys.argv[1]))
+    conn = FdConnection(int(sys.argv[1]))
     fdcapture.install()  # one step at a time here: descriptor output is the running step's
     control = None
     if len(sys.argv) > 2:
         os.set_inheritable(int(sys.argv[2]), False)  # not for what a step starts
-        control = Connection(int(sys.argv[2]), writable=False)
+        control = FdConnection(int(sys.argv[2]))
     _serve(conn, control)
     _exit_group()  # the driver closed the connection: nothing this worker started outlives it
 
