@@ -5,6 +5,7 @@ import sys
 import textwrap
 
 import duckdb
+import pytest
 
 import zart_nb as zart
 from zart_nb._journal import SCHEMA_VERSION, STEP_COLUMNS, Journal, StepRow
@@ -202,3 +203,18 @@ def test_a_new_journal_has_the_schema_every_upgrade_ends_at(tmp_path):
     assert _catalog(new) == expected
     new.close()
     upgraded.close()
+
+
+def test_a_fold_recovers_a_connection_left_in_an_aborted_transaction(journal):
+    # What an interrupted statement leaves behind: DuckDB refuses everything, BEGIN included, until a
+    # ROLLBACK. The fold used to fail that way on every retry for the life of the process.
+    j = Journal(journal)
+    with j.hold():
+        j.begin_run("e", "wf", "d", b"", "h", "", "rerun")
+        j._conn.execute("BEGIN")
+        with pytest.raises(duckdb.Error):
+            j._conn.execute("SELECT * FROM no_such_table")
+        j.record([_row("e", "k#0")])
+        j.flush()
+        assert j._conn.execute("SELECT step_key FROM steps").fetchall() == [("k#0",)]
+    j.close()

@@ -45,6 +45,7 @@ logger = logging.getLogger("zart_nb")
 
 DEFAULT_GRACE = 1.0
 FOLD_INTERVAL = 0.05
+FOLD_TRIES = 3
 FOLD_BATCH = 5000
 
 
@@ -567,13 +568,26 @@ class Journal:
             raise
 
     def _write(self, records: list[Record]) -> None:
-        """Fold ``records`` in one transaction."""
+        """Fold ``records`` in one transaction. DuckDB now and then interrupts a transaction of this
+        connection for no reason of ours (seen ~1 in 500 process exits, under load); that fold is
+        rolled back and tried again at once, a few times, before it is reported."""
         if not records:
             return
+        duckdb = db.load()
+        for attempt in range(FOLD_TRIES):
+            try:
+                self._write_once(records)
+                return
+            except (duckdb.InterruptException, duckdb.TransactionException) as exc:
+                if attempt == FOLD_TRIES - 1:
+                    raise
+                logger.debug("zart: a fold of %s was interrupted (%s); trying again", self.path, exc)
+
+    def _write_once(self, records: list[Record]) -> None:
         conn = self._conn
         assert conn is not None
-        conn.execute("BEGIN")
         try:
+            conn.execute("BEGIN")  # inside: a failed BEGIN (a transaction left aborted) is rolled back too
             steps: list[tuple[Any, ...]] = []
             attempts: list[tuple[Any, ...]] = []
             counts: dict[str, list[int]] = {}  # execution id -> change of [total, completed, failed]
