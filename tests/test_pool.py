@@ -1,5 +1,6 @@
 """The local worker pool: replies not held back by the next step, timeouts of queued steps, shutdown
 under a run, a crashed or misbehaving worker."""
+import json
 import os
 import subprocess
 import sys
@@ -201,3 +202,27 @@ def test_a_worker_killed_before_it_answers_a_revoke_loses_nothing(tmp_path):
         assert results == {2: "released", **{i: i + 1 for i in range(3, 13)}}
     finally:
         pool.shutdown()
+
+
+def test_what_a_step_starts_inherits_neither_the_workers_socket_nor_its_revoke_pipe(tmp_path):
+    # A background child holding them would keep a dead worker's socket open (the driver would not
+    # see it die). os.system (fork and exec, no close_fds) hands on every inheritable descriptor.
+    program = r"""
+import json, os, sys, zart_nb as zart
+
+@zart.step("inherited")
+def inherited(listing):
+    os.system(f"ls -l /proc/self/fd > {listing} 2>&1")
+    with open(listing) as handle:
+        return [line.split()[-1] for line in handle if "socket:" in line or "pipe:" in line]
+
+@zart.workflow("look")
+def look(listing):
+    return inherited(listing)
+
+print(json.dumps(zart.run(look, sys.argv[1], journal="j.duckdb", workers=2, display=False)))
+"""
+    proc = subprocess.run([sys.executable, "-c", program, str(tmp_path / "fds.txt")], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []

@@ -10,9 +10,12 @@ import time
 
 import duckdb
 import pytest
-from tui_helpers import make_journal, settle
+from textual.widgets import DataTable
+from tui_helpers import make_journal, settle, wait_for
 from zart_tui.app import ZartApp
 from zart_tui.fmt import Clock
+from zart_tui.screens.confirm import ConfirmScreen
+from zart_tui.screens.execution import ExecutionScreen
 
 BASE = 1_790_000_000.0  # a fixed "now" for the journal's times and the app's clock
 SIZE = (130, 32)
@@ -51,15 +54,27 @@ def app_for(path) -> ZartApp:
     return ZartApp(str(path), clock=Clock(lambda: BASE + 100), poll=3600)
 
 
+async def _rows_shown(pilot, table_id: str) -> None:
+    """Reads run on workers: on a loaded machine they land later than ``settle`` waits, so poll."""
+    await settle(pilot)
+    await wait_for(pilot, lambda: any(table.row_count for table in pilot.app.screen.query(f"#{table_id}")
+                                      if isinstance(table, DataTable)), what=f"rows in #{table_id}")
+    await settle(pilot)
+
+
 def test_executions_screen(fixed_journal, snap_compare):
-    assert snap_compare(app_for(fixed_journal), terminal_size=SIZE, run_before=settle)
+    async def loaded(pilot):
+        await _rows_shown(pilot, "executions")
+
+    assert snap_compare(app_for(fixed_journal), terminal_size=SIZE, run_before=loaded)
 
 
 def test_execution_screen_with_its_timeline(fixed_journal, snap_compare):
     async def open_bad(pilot):
-        await settle(pilot)
+        await _rows_shown(pilot, "executions")
         await pilot.press("enter")  # "bad" is the newest
-        await settle(pilot)
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ExecutionScreen), what="the execution screen")
+        await _rows_shown(pilot, "steps")
         await pilot.press("down")
 
     assert snap_compare(app_for(fixed_journal), terminal_size=SIZE, run_before=open_bad)
@@ -67,7 +82,8 @@ def test_execution_screen_with_its_timeline(fixed_journal, snap_compare):
 
 def test_confirming_a_cancel(fixed_journal, snap_compare):
     async def ask(pilot):
-        await settle(pilot)
+        await _rows_shown(pilot, "executions")
         await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), what="the confirmation")
 
     assert snap_compare(app_for(fixed_journal), terminal_size=SIZE, run_before=ask)

@@ -331,6 +331,7 @@ def main() -> None:
             sys.path.insert(0, entry)
     parent_pid = os.getppid()
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+    os.set_inheritable(int(sys.argv[1]), False)  # a step's children must not keep the driver's socket
     conn = FdConnection(int(sys.argv[1]))
     fdcapture.install()  # one step at a time here: descriptor output is the running step's
     control = None
