@@ -218,3 +218,36 @@ def test_a_fold_recovers_a_connection_left_in_an_aborted_transaction(journal):
         j.flush()
         assert j._conn.execute("SELECT step_key FROM steps").fetchall() == [("k#0",)]
     j.close()
+
+
+def test_journals_are_closed_before_duckdbs_own_exit_handlers_run(tmp_path):
+    # DuckDB registers exit handlers when it is imported; atexit runs the last registered first, and
+    # those handlers interrupted a fold still running on the writer thread. Stand-in handler here:
+    # registered once DuckDB is imported, it must find the journal folded and closed already.
+    program = textwrap.dedent("""
+        import atexit, sys
+        import zart_nb as zart
+        from zart_nb._journal import Journal
+        zart.run  # loads the engine (and registers its exit handler) before DuckDB is imported
+        import _duckdb
+
+        def like_duckdbs():
+            journal = Journal(sys.argv[1])
+            print("closed" if journal._conn is None else "still open", flush=True)
+
+        atexit.register(like_duckdbs)
+
+        @zart.step("one")
+        def one(x):
+            return x
+
+        @zart.workflow("w")
+        def w(x):
+            return one(x)
+
+        assert zart.run(w, 1, journal=sys.argv[1], display=False) == 1
+    """)
+    proc = subprocess.run([sys.executable, "-c", program, str(tmp_path / "j.duckdb")], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["closed"]
