@@ -50,6 +50,7 @@ FN_CACHE_SIZE = 512
 _NOT_AWAITABLE = frozenset((int, float, str, bytes, bool, list, dict, tuple))  # skips isawaitable (~1 µs)
 _reply = functools.partial(tuple.__new__, WireReply)  # a C call: WireReply(...) costs ~0.5 µs a step more
 REPLY_DELAY = 0.001
+REVOKE_WAIT = 0.05  # a revoke that finds the worker receiving waits this long for what it receives
 
 
 def _watch_parent(parent_pid: int) -> None:
@@ -212,15 +213,18 @@ class _Queue:
     """The attempts sent to this worker and not started yet, and who may read the socket.
 
     The main thread reads the socket; while it blocks there with nothing queued (``reading``), the
-    revoke thread leaves the socket alone. Otherwise the revoke thread, under ``lock``, drains the
-    socket first, so that every attempt sent before the revoke is on the queue when it looks."""
+    revoke thread leaves the socket alone and waits (up to ``REVOKE_WAIT``) for the main thread to take
+    in what it is receiving: the attempts a revoke names were sent before it, so they are on their way
+    to the queue. Otherwise the revoke thread, under ``lock``, drains the socket first, so that every
+    attempt sent before the revoke is on the queue when it looks."""
 
-    __slots__ = ("conn", "pending", "lock", "reading")
+    __slots__ = ("conn", "pending", "lock", "absorbed", "reading")
 
     def __init__(self, conn: FdConnection) -> None:
         self.conn = conn
         self.pending: collections.deque[WireTask] = collections.deque()
         self.lock = threading.Lock()
+        self.absorbed = threading.Condition(self.lock)  # the main thread took in what it received
         self.reading = False
 
     def absorb(self, message: bytes) -> None:
@@ -243,6 +247,8 @@ def _serve_revokes(control: FdConnection, queue: _Queue, runner: Runner, replies
         wanted = set(task_ids)
         removed: list[int] = []
         with queue.lock:
+            if queue.reading:
+                queue.absorbed.wait_for(lambda: not queue.reading, timeout=REVOKE_WAIT)
             if not queue.reading:
                 try:
                     queue.drain()
@@ -284,6 +290,7 @@ def _serve(conn: FdConnection, control: FdConnection | None = None) -> None:
                     queue.reading = False
                     queue.absorb(message)
                     queue.drain()
+                    queue.absorbed.notify_all()
                 continue
         except (EOFError, OSError):
             return
