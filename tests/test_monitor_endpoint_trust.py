@@ -59,6 +59,9 @@ def test_an_endpoint_file_or_socket_folder_others_could_have_written_is_refused(
                 with pytest.raises(zart.MonitorError) as refused:
                     endpoint_file.find_live(journal)
                 assert named in str(refused.value) and problem in str(refused.value)
+                if named == os.path.dirname(found.address):  # a client built from the endpoint checks too
+                    with pytest.raises(zart.MonitorError, match="folder"):
+                        MonitorClient(found)
                 caplog.clear()
                 with caplog.at_level(logging.WARNING, logger="zart_nb"):
                     assert MonitorClient.connect(journal) is None

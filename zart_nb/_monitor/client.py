@@ -130,6 +130,8 @@ class MonitorClient(JournalReader):
     (read the file then)."""
 
     def __init__(self, endpoint: Endpoint) -> None:
+        """Connect to ``endpoint``; :class:`MonitorError` if its socket's folder could be someone else's."""
+        endpoint_file.check_socket_folder(endpoint)
         self.endpoint = endpoint
         self._conn: Connection | None = _connect(endpoint)
         self._lock = threading.Lock()
