@@ -208,6 +208,30 @@ def test_steps_run_on_the_cluster_and_journal_their_worker(cluster, journal):
     assert all(s.started_at is not None and s.finished_at >= s.started_at for s in steps)
 
 
+def test_a_step_function_travels_until_every_worker_holds_it(cluster, journal):
+    from zart_nb._runtime import runtime
+
+    client, _ = cluster
+    two_workers(client)
+    executor = runtime.get_executor(None, client)
+    pids = set(worker_pids(client).values())
+    for attempt in range(20):  # until both workers have run the step (Dask decides where)
+        out = zart.run(fan_out, 12, journal=journal, executor=client, execution_id=f"travel-{attempt}")
+        if {pid for _, pid in out} == pids:
+            break
+    else:
+        pytest.fail("the step never ran on both workers")
+    sent = executor.functions_sent
+    out = zart.run(fan_out, 24, journal=journal, executor=client, execution_id="travel-held")
+    assert [square for square, _ in out] == [i * i for i in range(24)]
+    assert executor.functions_sent == sent  # every worker holds it: none of the 24 carried it
+    # Workers that lost it (a restart, an evicted cache) answer FUNCTION_MISSING: sent again, with it
+    client.run(lambda: __import__("zart_nb._executors.dask", fromlist=["_runners"])._runners.clear())
+    out = zart.run(fan_out, 8, journal=journal, executor=client, execution_id="travel-lost")
+    assert [square for square, _ in out] == [i * i for i in range(8)]
+    assert executor.functions_sent > sent
+
+
 def test_what_steps_print_on_the_cluster_is_shown_live_and_journaled(cluster, journal, capsys):
     client, _ = cluster
     assert zart.run(talks, 3, journal=journal, executor=client, execution_id="talks") == [0, 1, 2]

@@ -42,6 +42,7 @@ from distributed.comm.addressing import get_address_host
 
 from .._errors import ConfigurationError, ExecutorClosed
 from .base import (
+    FUNCTION_MISSING,
     Executor,
     Outcome,
     OutcomeConsumer,
@@ -55,6 +56,7 @@ from .base import (
 )
 
 logger = logging.getLogger("zart_nb")
+WORKERS_REFRESH = 5.0  # seconds between fetches of the cluster's worker list
 
 _TOPIC = "zart-"  # + the executor's id: the events its attempts send back (starts, printed lines)
 _RUNNERS = 16  # drivers whose runners (function caches) a cluster worker keeps
@@ -130,6 +132,14 @@ class DaskExecutor(Executor):
         self._closed = False
         nthreads = client.nthreads()
         self.size = max(1, sum(nthreads.values()))
+        # A step's function travels with its attempts only until every worker has confirmed it holds
+        # it (its runner caches functions by id): then attempts go without it. A worker that lacks it
+        # after all (new, restarted, or its cache evicted it) answers FUNCTION_MISSING and the
+        # attempt is sent again, with the function.
+        self._workers: set[str] = set(nthreads)
+        self._workers_at = time.monotonic()
+        self._holders: dict[str, set[str]] = {}  # function id -> workers known to hold it
+        self.functions_sent = 0  # attempts that carried their function (for tests and benchmarks)
         self._direct = _gather_directly(client, list(nthreads))
         client.subscribe_topic(self._topic, self._on_event)
         self._thread = threading.Thread(target=self._loop, name="zart-dask", daemon=True)
@@ -281,7 +291,7 @@ class DaskExecutor(Executor):
             batch = list(self._queue)
             self._queue.clear()
         keys = [f"zart-{task.step_key}-{self._uid}-{task.task_id}" for task in batch]
-        wires = [task.wire(True) for task in batch]
+        wires = self._wires(batch)
         timed = [task.timeout is not None for task in batch]
         try:
             futures = self.client.map(run_on_worker, wires, [self._topic] * len(batch), timed, key=keys,
@@ -298,6 +308,22 @@ class DaskExecutor(Executor):
                 self._flights[task.task_id] = _Flight(task, future)
         for future in futures:
             future.add_done_callback(self._on_done)
+
+    def _wires(self, batch: list[Task]) -> list[WireTask]:
+        if time.monotonic() - self._workers_at > WORKERS_REFRESH:
+            try:
+                self._workers = set(self.client.nthreads())
+            except Exception:  # noqa: BLE001 - the old list only makes functions travel more often
+                pass
+            self._workers_at = time.monotonic()
+        wires = []
+        with self._lock:
+            for task in batch:
+                holders = self._holders.get(task.fn_id)
+                send = holders is None or not self._workers <= holders
+                self.functions_sent += send
+                wires.append(task.wire(send))
+        return wires
 
     def _event(self, message: Any, printed: list[tuple[Task, str, str]]) -> None:
         with self._lock:
@@ -352,6 +378,16 @@ class DaskExecutor(Executor):
                     future.add_done_callback(self._on_done)
                     continue
                 self._pop_locked(flight.task.task_id)
+                if result is not None:
+                    reply, address = result
+                    holders = self._holders.setdefault(flight.task.fn_id, set())
+                    if reply.error_type == FUNCTION_MISSING:  # sent without it to a worker that lacks it
+                        holders.discard(address)
+                        self._workers.add(address)
+                        self._queue.append(flight.task)  # dispatched again by this thread, with it
+                        self._inbox.put(("wake", None))
+                        continue
+                    holders.add(address)
                 outcomes.append(_outcome_of(flight, result, gather_error))
         return outcomes
 
