@@ -131,7 +131,9 @@ class RunState:
         self.never_started = 0  # cancelled before an attempt began: not counted as executed
         self.output_sinks: list[Callable[[str, int, str, str], None]] = []  # (key, attempt, stream, lines)
         self._keys = Keys(execution_id)
-        self._definitions: dict[int, _Definition] = {}
+        # Keyed by the Step object, which the dict keeps alive for the run: an ``id()`` key let a freed
+        # call-site Step's id be reused by the next one, which then ran the old function.
+        self._definitions: dict[Step[..., Any], _Definition] = {}
         self._pending: dict[int, _StepState] = {}
         self._cond = threading.Condition()
         self._task_ids = iter(range(1, 1 << 62))
@@ -155,7 +157,7 @@ class RunState:
             args_hash = ser.args_hash(args, kwargs)
         except SerializationError as exc:
             raise _argument_error(step, key, args, kwargs, exc) from exc
-        definition = self._definitions.get(id(step)) or self._definition(step)
+        definition = self._definitions.get(step) or self._definition(step)
         stored = self.stored.get(key)
         reason = decide(stored, args_hash, definition.code_hash)
         if reason is None:
@@ -181,7 +183,7 @@ class RunState:
         return handle
 
     def _definition(self, step: Step[..., Any]) -> _Definition:
-        definition = self._definitions.get(id(step))
+        definition = self._definitions.get(step)
         if definition is None:
             try:
                 blob = ser.dumps_by_value(step.fn)
@@ -190,7 +192,7 @@ class RunState:
                                          f"process: {exc}") from exc
             code = ser.code_hash(step.fn)
             definition = _Definition(ser.digest(blob), blob, code)
-            self._definitions[id(step)] = definition
+            self._definitions[step] = definition
             if not self.journal.has_definition(code):
                 self.journal.save_definition(code, "step", step.name, ser.source_of(step.fn), blob)
         return definition

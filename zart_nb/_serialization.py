@@ -259,15 +259,15 @@ def code_hash(obj: Callable[..., Any] | type | object) -> str:
     its globals and closure cells, so a changed helper re-runs the step.
     """
     hasher = blake2b(digest_size=16)
-    _hash_object(obj, hasher, set())
+    _hash_object(obj, hasher, {})
     return hasher.hexdigest()
 
 
-def _hash_object(obj: Any, hasher: Any, seen: set[int]) -> None:
+def _hash_object(obj: Any, hasher: Any, seen: dict[int, Any]) -> None:
     if id(obj) in seen:
         hasher.update(b"<seen>")
         return
-    seen.add(id(obj))
+    seen[id(obj)] = obj  # held for the walk: a freed temporary's id could be reused by another object
     if isinstance(obj, (staticmethod, classmethod)):
         obj = obj.__func__
     if isinstance(obj, functools.partial):
@@ -300,7 +300,7 @@ def _hash_object(obj: Any, hasher: Any, seen: set[int]) -> None:
             hasher.update(b"<unhashable attributes>")
 
 
-def _hash_function(fn: types.FunctionType, hasher: Any, seen: set[int]) -> None:
+def _hash_function(fn: types.FunctionType, hasher: Any, seen: dict[int, Any]) -> None:
     _hash_code(fn.__code__, hasher, fn.__doc__)
     if fn.__defaults__ or fn.__kwdefaults__:
         try:
@@ -319,7 +319,7 @@ def _hash_function(fn: types.FunctionType, hasher: Any, seen: set[int]) -> None:
         _hash_reference(cell_name, contents, module, hasher, seen)
 
 
-def _hash_reference(name: str, value: Any, module: str, hasher: Any, seen: set[int]) -> None:
+def _hash_reference(name: str, value: Any, module: str, hasher: Any, seen: dict[int, Any]) -> None:
     if type(value) in _SIMPLE:
         hasher.update(f"{name}={value!r}".encode())
     elif isinstance(value, (types.FunctionType, type)) and getattr(value, "__module__", None) == module:
