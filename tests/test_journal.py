@@ -163,6 +163,7 @@ def test_a_journal_of_the_previous_schema_is_upgraded_with_its_step_counts(journ
     j.close()
     conn = duckdb.connect(str(journal))  # as zart_nb of schema 2 left it
     conn.execute("DROP TABLE step_counts")
+    _drop_schema_4(conn)
     conn.execute("UPDATE zart_meta SET value = '2' WHERE key = 'schema_version'")
     conn.close()
     record = zart.journal(journal).execution_record("old")
@@ -170,6 +171,30 @@ def test_a_journal_of_the_previous_schema_is_upgraded_with_its_step_counts(journ
     Journal(journal).close()
     conn = duckdb.connect(str(journal), read_only=True)
     assert conn.execute("SELECT value FROM zart_meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
+    conn.close()
+
+
+def _drop_schema_4(conn):
+    conn.execute("DROP TABLE in_flight")
+    for column in ("ended_by", "end_detail", "alive_at"):
+        conn.execute(f"ALTER TABLE runs DROP COLUMN {column}")
+
+
+def test_a_journal_of_schema_3_gets_run_ends_and_keeps_its_runs(journal):
+    j = Journal(journal)
+    with j.hold():
+        j.begin_run("old", "wf", "d", b"", "h", "", "rerun")
+        j.finish_run("old", 1, zart.ExecutionStatus.COMPLETED, executed=0, reused=0)
+    j.close()
+    conn = duckdb.connect(str(journal))
+    _drop_schema_4(conn)
+    conn.execute("UPDATE zart_meta SET value = '3' WHERE key = 'schema_version'")
+    conn.close()
+    runs = zart.journal(journal).list_runs("old")
+    assert [(r.run_number, r.status, r.ended_by) for r in runs] == [(1, zart.ExecutionStatus.COMPLETED, None)]
+    Journal(journal).close()
+    conn = duckdb.connect(str(journal), read_only=True)
+    assert conn.execute("SELECT value FROM zart_meta WHERE key = 'schema_version'").fetchone() == ("4",)
     conn.close()
 
 

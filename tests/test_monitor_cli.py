@@ -35,11 +35,13 @@ def test_cli_reads_and_cancels_through_a_live_engine(tmp_path):
         wait_until(lambda: endpoint_file.read(journal), what="the driver's endpoint")
         (tmp_path / "go-0").touch()
         ls = wait_until(lambda: (p := zart_cli("ls", "--journal", str(journal), cwd=tmp_path)).returncode == 0
-                        and "1/1" in p.stdout and p, what="ls through the endpoint")
+                        and "1/2" in p.stdout and p, what="ls through the endpoint")  # 1 done of 2 known
         assert "first" in ls.stdout and "running" in ls.stdout
         show = zart_cli("show", "first", "--journal", str(journal), cwd=tmp_path)
         assert show.returncode == 0, show.stderr
         assert "Execution first  [running]" in show.stdout and "gated-0" in show.stdout
+        running = next(line for line in show.stdout.splitlines() if line.startswith("gated-1"))
+        assert running.split()[:3] == ["gated-1", "running", "1"] and "worker" in running, show.stdout
         (tmp_path / "go-1").touch()
         (tmp_path / "go-2").touch()
         pid_file = tmp_path / "second.pid"

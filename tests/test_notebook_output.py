@@ -101,6 +101,9 @@ def test_a_version_1_journal_is_upgraded_and_keeps_its_rows(tmp_path):
     conn.execute("ALTER TABLE steps DROP COLUMN log")
     conn.execute("ALTER TABLE attempts DROP COLUMN log")
     conn.execute("DROP TABLE step_counts")  # (added by version 3)
+    conn.execute("DROP TABLE in_flight")  # (added by version 4, with three columns of runs)
+    for column in ("ended_by", "end_detail", "alive_at"):
+        conn.execute(f"ALTER TABLE runs DROP COLUMN {column}")
     conn.execute("UPDATE zart_meta SET value = '1' WHERE key = 'schema_version'")
     conn.close()
     reader = zart.journal(path)

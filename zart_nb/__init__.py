@@ -55,6 +55,7 @@ if _typing.TYPE_CHECKING:
     from ._events import Event, EventBus, ExecutionEvent, StepEvent, events
     from ._handles import Execution, StepHandle
     from ._monitor.client import MonitorClient
+    from ._progress import FailedStep, RunEnd, RunningStep, RunProgress
     from ._reader import JournalReader
     from ._records import AttemptRecord, DefinitionRecord, ExecutionRecord, RunRecord, StepRecord
     from ._runtime import shutdown_pool
@@ -76,6 +77,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "_events": ("Event", "EventBus", "ExecutionEvent", "StepEvent", "events"),
     "_handles": ("Execution", "StepHandle"),
     "_monitor.client": ("MonitorClient",),
+    "_progress": ("FailedStep", "RunEnd", "RunningStep", "RunProgress"),
     "_reader": ("JournalReader",),
     "_records": ("AttemptRecord", "DefinitionRecord", "ExecutionRecord", "RunRecord", "StepRecord"),
     "_runtime": ("shutdown_pool",),
@@ -184,6 +186,7 @@ __all__ = [
     "ExecutionStatus",
     "ExecutionTimeout",
     "ExecutorClosed",
+    "FailedStep",
     "journal",
     "JournalCorrupt",
     "JournalError",
@@ -197,6 +200,9 @@ __all__ = [
     "NotInWorkflow",
     "RetryPolicy",
     "run",
+    "RunEnd",
+    "RunningStep",
+    "RunProgress",
     "RunReason",
     "RunRecord",
     "schedule",

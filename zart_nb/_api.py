@@ -84,7 +84,7 @@ def _start_thread(execution: Execution, workflow: WorkflowDef, data: Any, on_cha
             pass  # the outcome is on the Execution; result() raises it
 
     thread = threading.Thread(target=target, name=f"zart-{execution.execution_id}", daemon=True)
-    execution._status = ExecutionStatus.RUNNING  # from the caller's point of view it runs now
+    execution.starting()  # from the caller's point of view it runs now
     try:
         thread.start()
     except BaseException:

@@ -5,14 +5,16 @@ import argparse
 import os
 import re
 import sys
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import _serialization as ser
-from ._errors import ExecutionNotFound, JournalLocked, ZartError
-from ._records import ExecutionRecord, ExecutionStatus
+from ._errors import ConfigurationError, ExecutionNotFound, JournalLocked, ZartError
+from ._executors.capture import prefix_lines
+from ._records import ExecutionRecord, ExecutionStatus, RunRecord, StepRecord, StepStatus
 from ._runtime import DEFAULT_JOURNAL, runtime
 
 if TYPE_CHECKING:
@@ -57,6 +59,26 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     return "\n".join(lines)
+
+
+def run_end(run: RunRecord) -> str:
+    """How a run ended, in a few words ("" while it runs)."""
+    if run.ended_by is None:
+        return ""
+    if run.ended_by.value in ("cancelled", "process died") and run.end_detail:
+        return run.end_detail
+    return run.ended_by.value
+
+
+def this_run(step: StepRecord, current_run: int) -> str:
+    """What the execution's last run did with a step: executed it (and why), reused it, or never started it."""
+    if step.run_number != current_run:
+        return f"reused from run {step.run_number}"
+    if step.status is StepStatus.INTERRUPTED:
+        return "interrupted (its process died)"
+    if step.status is StepStatus.CANCELLED and step.started_at is None:
+        return "cancelled before it started"
+    return f"executed ({step.reason})"
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -130,7 +152,46 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+FOLLOW_POLL = 0.25
+
+
+def follow_output(reader: JournalReader, execution_id: str) -> ExecutionRecord | None:
+    """Print what the running steps of an execution print, as they print it, until it stops running in
+    the engine ``reader`` reads through; returns its record then (None if it cannot be read)."""
+    shown: dict[tuple[str, int], int] = {}
+    while True:
+        try:
+            progress = reader.progress(execution_id)
+            if progress is None:
+                return reader.execution_record(execution_id)
+            for step in progress.running_steps:
+                found = reader.live_output(execution_id, step.key)
+                if found is None:
+                    continue
+                attempt, text = found
+                start = shown.get((step.key, attempt), 0)
+                end = text.rfind("\n") + 1  # whole lines only; the rest comes with the next poll
+                if end > start:
+                    print(prefix_lines(step.key, attempt, safe(text[start:end], lines=True)), end="", flush=True)
+                    shown[(step.key, attempt)] = end
+        except ZartError:  # the engine released the journal: the run is over
+            return None
+        time.sleep(FOLLOW_POLL)
+
+
 def cmd_show(args: argparse.Namespace) -> int:
+    if getattr(args, "follow", False):
+        with _reader(args) as reader:
+            if not args.output:
+                raise ConfigurationError("--follow follows the output of running steps: use it with --output")
+            record = follow_output(reader, args.execution_id)
+        if record is None:
+            record = _reader(args).execution_record(args.execution_id)
+        if record is None:
+            raise ExecutionNotFound(args.execution_id, str(args.journal or DEFAULT_JOURNAL))
+        end = f" ({safe(record.end_detail)})" if record.end_detail else ""
+        print(f"Execution {safe(record.execution_id)}  [{record.status.value}]{end}")
+        return 0
     with _reader(args) as reader:
         record = reader.execution_record(args.execution_id)
         if record is None:
@@ -138,33 +199,43 @@ def cmd_show(args: argparse.Namespace) -> int:
         steps = reader.list_steps(args.execution_id)
         runs = reader.list_runs(args.execution_id)
         attempts = reader.list_attempts(args.execution_id)
+        progress = reader.progress(args.execution_id)
     print(f"Execution {safe(record.execution_id)}  [{record.status.value}]")
     print(f"  workflow: {safe(record.workflow)}")
     print(f"  input:    {safe(record.input_preview)}")
     if record.output_preview is not None:
         print(f"  output:   {safe(record.output_preview)}")
-    if record.error:
+    if record.error and record.error != record.end_detail:
         print(f"  error:    {safe(record.error)}")
+    if record.ended_by is not None:
+        print(f"  ended:    {record.ended_by.value}" + (f": {safe(record.end_detail)}" if record.end_detail else ""))
+    running = f", {record.steps_running} running" if record.steps_running else ""
     print(f"  steps:    {record.steps_completed}/{record.steps_total} completed, "
-          f"{record.steps_failed} failed")
+          f"{record.steps_failed} failed{running}")
     print()
     print("Runs")
-    print(_table(("RUN", "STATUS", "STARTED", "DURATION", "EXECUTED", "REUSED", "PID"),
+    print(_table(("RUN", "STATUS", "STARTED", "DURATION", "EXECUTED", "REUSED", "PID", "ENDED"),
                  [(str(r.run_number), r.status.value, _fmt_time(r.started_at),
                    _fmt_duration(((r.finished_at or datetime.now()) - r.started_at).total_seconds()
                                  if r.started_at else None),
-                   str(r.executed), str(r.reused), str(r.pid)) for r in runs]))
+                   str(r.executed), str(r.reused), str(r.pid), run_end(r)) for r in runs]))
     print()
     print("Steps")
     rows = []
     for s in steps:
-        ran = (f"executed ({s.reason})" if s.run_number == record.run_number
-               else f"reused from run {s.run_number}")
+        ran = this_run(s, record.run_number)
         result = s.error if s.error else (s.output_preview or "")
         rows.append((s.step_key, s.status.value, str(s.attempts), _fmt_duration(s.duration), ran,
                      s.worker or "", s.args_preview, result))
     print(_table(("KEY", "STATUS", "ATTEMPTS", "DURATION", "THIS RUN", "WORKER", "ARGS", "OUTPUT / ERROR"),
                  rows))
+    if progress is not None and progress.running_steps:
+        print()
+        print(f"Running now ({progress.running} running, {progress.scheduled} waiting for a worker, "
+              f"{progress.retrying} waiting to retry)")
+        print(_table(("KEY", "STATUS", "ATTEMPT", "WORKER", "ELAPSED"),
+                     [(s.key, "running", str(s.attempt), s.worker, _fmt_duration(s.elapsed))
+                      for s in progress.running_steps]))
     if attempts:
         print()
         print("Failed attempts")
@@ -269,6 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("execution_id")
     show.add_argument("--traceback", action="store_true", help="print error tracebacks")
     show.add_argument("--output", action="store_true", help="print what each attempt printed")
+    show.add_argument("--follow", action="store_true",
+                      help="with --output: print what running steps print, live, until the execution stops")
     show.set_defaults(func=cmd_show)
 
     resume = sub.add_parser("resume", parents=[common],

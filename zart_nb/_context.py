@@ -4,9 +4,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._errors import NotInWorkflow
+
+if TYPE_CHECKING:
+    from ._journal import RunBeat
+    from ._progress import RunProgress
+    from ._status import StepStatus
 
 
 class Run(Protocol):
@@ -22,7 +27,15 @@ class Run(Protocol):
     def wait_for(self, handles: list[Any], timeout: float | None = None,
                  tick: Callable[[], None] | None = None) -> None: ...
 
-    def cancel(self, interrupted: bool = False) -> None: ...
+    def cancel(self, interrupted: bool = False, origin: str | None = None) -> None: ...
+
+    def progress(self, listed: int = 8) -> RunProgress: ...
+
+    def beat(self) -> RunBeat: ...
+
+    def output_so_far(self, step_key: str) -> tuple[int, str] | None: ...
+
+    def in_flight(self) -> list[tuple[str, str, int, StepStatus, str, float | None]]: ...
 
 
 @dataclass(frozen=True, slots=True)

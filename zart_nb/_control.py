@@ -26,11 +26,13 @@ from ._status import ExecutionStatus, StepStatus
 
 if TYPE_CHECKING:
     from ._monitor.client import MonitorClient
+    from ._progress import RunProgress
     from ._reader import JournalReader
 
 logger = logging.getLogger("zart_nb")
 
 CANCEL_WAIT = 30.0
+MONITOR_LISTED = 200  # running steps a monitor's progress lists (a pool rarely has more workers)
 CANCELLING = "cancelling"  # the monitor's reply to a cancel of a live execution: requested, not yet done
 _POLL = 0.05
 
@@ -152,6 +154,16 @@ class EngineControl(Control):
         delete_here(self._journal, execution_id)
         return {"deleted": True}
 
+    def progress(self, execution_id: str) -> RunProgress | None:
+        live = runtime.live_execution(self._journal, execution_id)
+        run = None if live is None or live.done else live.run
+        return None if run is None else run.progress(listed=MONITOR_LISTED)
+
+    def live_output(self, execution_id: str, step_key: str) -> tuple[int, str] | None:
+        live = runtime.live_execution(self._journal, execution_id)
+        run = None if live is None or live.done else live.run
+        return None if run is None else run.output_so_far(step_key)
+
 
 def cancel(execution_id: str, *, journal: str | os.PathLike[str] | None = None) -> ExecutionStatus:
     """Cancel an execution; returns the status it had.
@@ -247,10 +259,11 @@ def _start_monitor(journal: Journal) -> Callable[[], None] | None:
     def in_flight() -> list[StepEvent]:
         found = []
         for execution in runtime.live_executions():
-            listing = getattr(execution._run, "in_flight", None)  # the engine's RunState
-            if execution.journal is journal and listing is not None:
-                found += [StepEvent(execution.execution_id, key, StepStatus.SCHEDULED, name, attempt)
-                          for key, name, attempt in listing()]
+            run = execution.run
+            if execution.journal is journal and run is not None and not execution.done:
+                found += [StepEvent(execution.execution_id, key, status, name, attempt, worker=worker or None,
+                                    started_at=started)
+                          for key, name, attempt, status, worker, started in run.in_flight()]
         return found
 
     try:

@@ -42,10 +42,11 @@ from ._errors import (
 from ._events import ExecutionEvent, StepEvent, events
 from ._executors import choice
 from ._executors.base import Executor, Outcome, OutcomeKind, Task
-from ._executors.capture import prefix_lines
+from ._executors.capture import Capture, prefix_lines
 from ._executors.choice import ExecutorSpec
 from ._handles import Execution, StepHandle
-from ._journal import AttemptRow, Journal, StepRow, StoredStep
+from ._journal import AttemptRow, InFlightRow, Journal, RunBeat, StepRow, StoredStep
+from ._progress import FailedStep, RunEnd, RunningStep, RunProgress
 from ._replay import Keys, check_change, decide
 from ._runtime import runtime
 from ._status import ExecutionStatus, RunReason, StepStatus
@@ -130,6 +131,11 @@ class RunState:
         self.cancelled_steps = 0
         self.never_started = 0  # cancelled before an attempt began: not counted as executed
         self.output_sinks: list[Callable[[str, int, str, str], None]] = []  # (key, attempt, stream, lines)
+        self.cancel_origin: str | None = None  # who asked to stop it ("zart cancel (pid 12)")
+        self.started = time.time()
+        # What running attempts printed so far (task id -> its last 64 KiB): an attempt killed by its
+        # timeout, a cancel or a crash sends no output of its own, so this is what gets journaled.
+        self._streamed: dict[int, Capture] = {}
         self._keys = Keys(execution_id)
         # Keyed by the Step object, which the dict keeps alive for the run: an ``id()`` key let a freed
         # call-site Step's id be reused by the next one, which then ran the old function.
@@ -161,8 +167,7 @@ class RunState:
         stored = self.stored.get(key)
         reason = decide(stored, args_hash, definition.code_hash)
         if reason is None:
-            handle._blob = stored.output  # type: ignore[union-attr]
-            handle.done = handle.reused = True
+            handle.reuse(stored.output)  # type: ignore[union-attr]
             self.reused += 1
             self.finished += 1
             if events.active:
@@ -225,6 +230,10 @@ class RunState:
     def on_output(self, task: Task, stream: str, text: str) -> None:
         """Lines a running step printed: to the cell that started the execution, else to this
         process's own stream, prefixed with the step key."""
+        captured = self._streamed.get(task.task_id)
+        if captured is None:
+            captured = self._streamed[task.task_id] = Capture(None)
+        captured.write(stream, text)
         sinks = self.output_sinks
         if sinks:
             for sink in sinks:
@@ -247,6 +256,10 @@ class RunState:
             key = state.handle.key
             kind = outcome.kind
             value: Any = None
+            if self._streamed:
+                captured = self._streamed.pop(task.task_id, None)
+                if captured is not None and outcome.output is None:
+                    outcome.output = captured.close()
             if kind is OutcomeKind.OK:
                 # Loaded here, before it is journaled as completed: an output the driver cannot load
                 # (a class only the worker has) fails the step instead of failing every re-run.
@@ -261,7 +274,8 @@ class RunState:
             if kind is OutcomeKind.OK:
                 status, error = StepStatus.COMPLETED, None
                 if self.retrying:
-                    self.retrying.pop(key, None)
+                    with self._cond:  # progress() reads these under the lock (failure paths only)
+                        self.retrying.pop(key, None)
             else:
                 error = self._error_for(state, outcome)
                 retryable = (kind is not OutcomeKind.CANCELLED and kind is not OutcomeKind.UNPICKLABLE
@@ -269,15 +283,17 @@ class RunState:
                              and state.attempt <= state.step.retry.retries)
                 if kind is OutcomeKind.CANCELLED:  # not a failure; the step row says it was cancelled
                     if not task.started_at:
-                        self.never_started += 1
+                        with self._cond:
+                            self.never_started += 1
                 else:
                     attempt_rows.append(AttemptRow(self.execution_id, key, self.run_number, state.attempt,
                                                    StepStatus.FAILED.value, outcome.error, outcome.traceback,
                                                    task.started_at or None, outcome.finished_at, task.worker,
                                                    outcome.output))
                 if retryable:
-                    self.retrying[key] = outcome.error or ""
-                    self.retries += 1
+                    with self._cond:
+                        self.retrying[key] = outcome.error or ""
+                        self.retries += 1
                     delay = state.step.retry.delay(state.attempt)
                     state.attempt += 1
                     retries.append((state, delay))
@@ -287,11 +303,12 @@ class RunState:
                                                    delay=delay, worker=task.worker))
                     continue
                 status = StepStatus.CANCELLED if kind is OutcomeKind.CANCELLED else StepStatus.FAILED
-                self.retrying.pop(key, None)
-                if status is StepStatus.FAILED:
-                    self.failures[key] = (state.attempt, str(error))
-                else:
-                    self.cancelled_steps += 1
+                with self._cond:
+                    self.retrying.pop(key, None)
+                    if status is StepStatus.FAILED:
+                        self.failures[key] = (state.attempt, str(error))
+                    else:
+                        self.cancelled_steps += 1
             if state.supersedes:
                 supersede.append((self.execution_id, key))
             step_rows.append(StepRow(
@@ -323,11 +340,7 @@ class RunState:
                 self._pending[task.task_id] = state
                 retry_tasks.append(task)
             for state, value, failure in resolved:
-                handle = state.handle
-                handle._value = value
-                handle._has_value = True
-                handle._error = failure
-                handle.done = True
+                state.handle.resolve(value, failure)
                 self.finished += 1
             self._cond.notify_all()
         if retry_tasks:
@@ -383,17 +396,88 @@ class RunState:
                 self._pending.pop(outcome.task.task_id, None)
                 handle = cast(_StepState, outcome.task.owner).handle
                 if not handle.done:
-                    handle._error = StepFailed(self.execution_id, handle.key,
-                                               f"its result could not be journaled: {exc}")
-                    handle.done = True
+                    handle.fail(StepFailed(self.execution_id, handle.key,
+                                           f"its result could not be journaled: {exc}"))
                     self.finished += 1
             self._cond.notify_all()
 
-    def in_flight(self) -> list[tuple[str, str, int]]:
-        """``(step key, step name, attempt)`` of every attempt queued or running (the monitor's first view
-        of a run it joins midway)."""
+    def _running_now(self) -> dict[int, tuple[Task, float]]:
+        """This run's attempts running now, by task id, with when each started (asked of the executor)."""
+        executor = self._executor
+        if executor is None:
+            return {}
+        return {task.task_id: (task, started) for task, started in executor.running() if task.consumer is self}
+
+    def in_flight(self) -> list[tuple[str, str, int, StepStatus, str, float | None]]:
+        """``(step key, step name, attempt, status, worker, started_at)`` of every attempt queued,
+        waiting for a retry or running (the monitor's view of a run it joins midway)."""
+        running = self._running_now()
         with self._cond:
-            return [(state.handle.key, state.step.name, state.attempt) for state in self._pending.values()]
+            found: list[tuple[str, str, int, StepStatus, str, float | None]] = []
+            for task_id, state in self._pending.items():
+                key = state.handle.key
+                if task_id in running:
+                    task, started = running[task_id]
+                    found.append((key, state.step.name, state.attempt, StepStatus.RUNNING, task.worker, started))
+                elif key in self.retrying:
+                    found.append((key, state.step.name, state.attempt, StepStatus.RETRYING, "", None))
+                else:
+                    found.append((key, state.step.name, state.attempt, StepStatus.SCHEDULED, "", None))
+            return found
+
+    def beat(self) -> RunBeat:
+        """What the heartbeat journals of this run: its counts, and each running attempt with what it
+        printed so far (listed as interrupted if this process dies)."""
+        running = self._running_now()
+        with self._cond:
+            rows = []
+            for task_id, state in self._pending.items():
+                if task_id in running:
+                    task, started = running[task_id]
+                    captured = self._streamed.get(task_id)
+                    rows.append(InFlightRow(self.execution_id, self.run_number, state.handle.key, state.step.name,
+                                            state.seq, state.definition.code_hash, state.args_hash,
+                                            state.args_preview, state.attempt, started, task.worker or None,
+                                            None if captured is None else captured.close()))
+            executed = self.finished - self.reused - self.never_started
+            return RunBeat(self.execution_id, self.run_number, executed, self.reused, rows)
+
+    def output_so_far(self, step_key: str) -> tuple[int, str] | None:
+        """``(attempt, text)`` a running attempt of ``step_key`` printed so far (the last 64 KiB), or
+        ``None`` when no attempt of it is running here."""
+        with self._cond:
+            for task_id, state in self._pending.items():
+                if state.handle.key == step_key:
+                    captured = self._streamed.get(task_id)
+                    return state.attempt, ("" if captured is None else captured.close() or "")
+        return None
+
+    def progress(self, listed: int = 8) -> RunProgress:
+        """This run's progress now (its running and failed steps listed up to ``listed`` each, the
+        longest running first). Counters are read under the run's lock, so they add up."""
+        running = self._running_now()
+        now = time.time()
+        with self._cond:
+            total, finished, reused = self.total, self.finished, self.reused
+            failed = [FailedStep(key, attempts, message) for key, (attempts, message) in self.failures.items()]
+            cancelled, retrying, retries = self.cancelled_steps, len(self.retrying), self.retries
+            executed = finished - reused - self.never_started
+            steps = []
+            for task_id, state in self._pending.items():
+                if task_id in running:
+                    task, started = running[task_id]
+                    steps.append(RunningStep(state.handle.key, state.step.name, state.attempt, task.worker,
+                                             started, max(0.0, now - started)))
+        in_flight = total - finished
+        steps.sort(key=lambda step: -step.elapsed)
+        running_count = min(len(steps), in_flight)
+        retrying = min(retrying, in_flight - running_count)
+        return RunProgress(
+            self.execution_id, self.run_number, total, finished, reused, executed,
+            completed=max(0, finished - reused - len(failed) - cancelled), failed=len(failed),
+            cancelled=cancelled, retrying=retrying, running=running_count,
+            scheduled=max(0, in_flight - running_count - retrying), retries=retries,
+            running_steps=tuple(steps[:listed]), failed_steps=tuple(failed[:listed]), at=now)
 
     def cancel_pending(self, timeout: float = 10.0) -> None:
         """Cancel every attempt still queued or running for this execution, and wait until the
@@ -409,9 +493,12 @@ class RunState:
                     self._cond.wait(0.2)
                 pending = bool(self._pending)
 
-    def cancel(self, interrupted: bool = False) -> None:
-        """Stop the run; ``interrupted`` records it as interrupted (Ctrl-C) rather than cancelled."""
+    def cancel(self, interrupted: bool = False, origin: str | None = None) -> None:
+        """Stop the run; ``interrupted`` records it as interrupted (Ctrl-C) rather than cancelled.
+        ``origin`` says who asked (journaled with the run's end)."""
         self.interrupted = self.interrupted or interrupted
+        if origin is not None and self.cancel_origin is None:
+            self.cancel_origin = origin
         self.cancelled = True
         self.cancel_pending()
         with self._cond:
@@ -438,20 +525,17 @@ def execute(execution: Execution, workflow: WorkflowDef, data: Any, *, on_change
             opening.set()
             _execute_held(execution, workflow, data, on_change, workers, executor)
     except BaseException as exc:
-        if execution._error is None and not execution.done:
-            execution._error = exc
-            if execution._status in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING):
-                execution._status = ExecutionStatus.FAILED
+        execution.fail(exc)
         raise
     finally:
-        if started is not None and execution._run is None:  # no run: the pool was not needed
+        if started is not None and execution.run is None:  # no run: the pool was not needed
             runtime.stop_if_unused(started)
         runtime.release(execution)
-        execution._done.set()
+        execution.set_done()
         if events.active:
-            events.publish(ExecutionEvent(execution_id, execution._status, workflow.name,
+            events.publish(ExecutionEvent(execution_id, execution.status, workflow.name,
                                           execution.run_number, str(journal.path),
-                                          None if execution._error is None else str(execution._error)))
+                                          None if execution.error is None else str(execution.error)))
 
 
 def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, on_change: str,
@@ -463,8 +547,8 @@ def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, on_cha
     if stored is not None and stored.status == ExecutionStatus.COMPLETED.value:
         unchanged = stored.input_hash == input_hash and stored.def_id == workflow_hash
         if unchanged:
-            execution._output = ser.loads(stored.output) if stored.output is not None else None
-            execution._status = ExecutionStatus.COMPLETED
+            execution.finish(ExecutionStatus.COMPLETED,
+                             ser.loads(stored.output) if stored.output is not None else None)
             return
         if on_change == "error":
             what = "input" if stored.input_hash != input_hash else "workflow code"
@@ -504,12 +588,12 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change:
     run = RunState(journal, execution_id, run_number, journal.pickled_steps(execution_id), on_change, workers,
                    executor)
     run._executor = remote
-    run.output_sinks = execution._output_sinks
-    execution._run = run
-    execution._status = ExecutionStatus.RUNNING
-    if execution._cancel_requested:  # before its run existed
+    run.output_sinks = execution.output_sinks
+    execution.attach(run)
+    if execution.cancel_requested:  # before its run existed
         run.cancelled = True
-        run.interrupted = execution._interrupt_requested
+        run.interrupted = execution.interrupt_requested
+        run.cancel_origin = execution.cancel_origin
     if events.active:
         events.publish(ExecutionEvent(execution_id, ExecutionStatus.RUNNING, workflow.name, run_number,
                                       str(journal.path)))
@@ -525,10 +609,13 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change:
     except (Cancelled, KeyboardInterrupt) as exc:
         run.cancel(interrupted=isinstance(exc, KeyboardInterrupt))
         status = ExecutionStatus.INTERRUPTED if run.interrupted else ExecutionStatus.CANCELLED
-        execution._status = status
+        execution.finish(status, error=exc)
+        if run.interrupted:
+            end, detail = RunEnd.INTERRUPTED, "by its user (Ctrl-C or the stop button)"
+        else:
+            end, detail = RunEnd.CANCELLED, f"cancelled from {run.cancel_origin or 'this process'}"
         journal.finish_run(execution_id, run_number, status, error=f"{type(exc).__name__}: {_text(exc)}",
-                           executed=run.ran, reused=run.reused)
-        execution._error = exc
+                           executed=run.ran, reused=run.reused, ended_by=end, end_detail=detail)
         raise
     except BaseException as exc:
         run.cancel_pending()
@@ -536,8 +623,7 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change:
         if error is None:
             error = TaskError(execution_id, f"{type(exc).__name__}: {_text(exc)}")
             error.__cause__ = exc
-        execution._status = ExecutionStatus.FAILED
-        execution._error = error
+        execution.finish(ExecutionStatus.FAILED, error=error)
         try:
             traceback = tb_module.format_exc()
         except BaseException:  # noqa: BLE001 - an exception whose __str__ fails breaks the formatter
@@ -554,15 +640,13 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change:
         output_blob = ser.dumps(output)
     except Exception as exc:
         error = SerializationError(f"the output of execution {execution_id!r} cannot be pickled: {exc}")
-        execution._status = ExecutionStatus.FAILED
-        execution._error = error
+        execution.finish(ExecutionStatus.FAILED, error=error)
         journal.finish_run(execution_id, run_number, ExecutionStatus.FAILED, error=str(error),
                            executed=run.ran, reused=run.reused)
         raise error from exc
     journal.finish_run(execution_id, run_number, ExecutionStatus.COMPLETED, output_blob,
                        ser.preview(output), executed=run.ran, reused=run.reused)
-    execution._output = output
-    execution._status = ExecutionStatus.COMPLETED
+    execution.finish(ExecutionStatus.COMPLETED, output)
 
 
 def _text(exc: BaseException) -> str:
@@ -653,4 +737,4 @@ def claim(journal: Journal, execution_id: str, workflow: WorkflowDef, data: Any,
 def release(execution: Execution) -> None:
     """Forget a claimed execution that will not run."""
     runtime.release(execution)
-    execution._done.set()
+    execution.set_done()

@@ -50,6 +50,31 @@ class StepHandle:
             self.wait_done()
         return self._error
 
+    # --- the engine's side: how a handle gets its outcome --------------------------------------------
+
+    def reuse(self, blob: bytes | None) -> None:
+        """Done with a journaled output (unpickled on first use). Called by the engine only."""
+        self._blob = blob
+        self.done = self.reused = True
+
+    def resolve(self, value: Any, error: BaseException | None = None) -> None:
+        """Done with ``value`` (or failed with ``error``). Called by the engine only."""
+        self._value = value
+        self._has_value = True
+        self._error = error
+        self.done = True
+
+    def fail(self, error: BaseException) -> None:
+        """Done with ``error`` unless already done. Called by the engine only."""
+        if not self.done:
+            self._error = error
+            self.done = True
+
+    @property
+    def error(self) -> BaseException | None:
+        """The step's error once done (``None`` while pending or when it succeeded)."""
+        return self._error
+
     def value(self) -> Any:
         if not self._has_value:
             try:
@@ -76,6 +101,7 @@ class Execution:
         self._run: Run | None = None
         self._cancel_requested = False
         self._interrupt_requested = False
+        self._cancel_origin: str | None = None
         self._on_result: list[Callable[[], None]] = []  # progress views: final render in the caller's cell
         self._output_sinks: list[Callable[[str, int, str, str], None]] = []  # lines its steps print
         self.fingerprint: tuple[str, str] | None = None  # (workflow code hash, input hash)
@@ -115,11 +141,37 @@ class Execution:
             raise self._error
         return self._output
 
-    def cancel(self) -> None:
-        """Stop the execution: running steps are killed, the body gets ``Cancelled``."""
+    @property
+    def run(self) -> Run | None:
+        """The live run of this execution in this process (``None`` before it starts or when it was
+        answered from the journal)."""
+        return self._run
+
+    @property
+    def error(self) -> BaseException | None:
+        """The error it ended with (``None`` while it runs or when it completed)."""
+        return self._error
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel_requested
+
+    @property
+    def cancel_origin(self) -> str | None:
+        """Who asked to stop it, when they said (see :meth:`cancel`)."""
+        return self._cancel_origin
+
+    @property
+    def interrupt_requested(self) -> bool:
+        return self._interrupt_requested
+
+    def cancel(self, origin: str | None = None) -> None:
+        """Stop the execution: running steps are killed, the body gets ``Cancelled``. ``origin`` says who
+        asked (``"zart cancel (pid 123)"``); it is journaled with the run's end."""
         self._cancel_requested = True
+        self._cancel_origin = origin
         if self._run is not None:
-            self._run.cancel()
+            self._run.cancel(origin=origin)
 
     def interrupt(self) -> None:
         """Like ``cancel``, but the execution is recorded as ``interrupted`` (as by Ctrl-C): a re-run
@@ -127,5 +179,51 @@ class Execution:
         self._cancel_requested = self._interrupt_requested = True
         if self._run is not None:
             self._run.cancel(interrupted=True)
+
+    # --- for views: callbacks -------------------------------------------------------------------------
+
+    def on_result(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` in the thread that takes the result (a view's final render in its cell)."""
+        self._on_result.append(callback)
+
+    def add_output_sink(self, sink: Callable[[str, int, str, str], None]) -> None:
+        """Send the lines its steps print to ``sink(step_key, attempt, stream, text)``."""
+        self._output_sinks.append(sink)
+
+    @property
+    def output_sinks(self) -> list[Callable[[str, int, str, str], None]]:
+        return self._output_sinks
+
+    def wait_done(self, timeout: float | None = None) -> bool:
+        """Block until it is done (without raising its error); ``False`` if ``timeout`` passed first."""
+        return self._done.wait(timeout)
+
+    # --- the engine's side: how an execution moves through its life ---------------------------------
+
+    def starting(self) -> None:
+        """It is about to run (from the caller's point of view it runs now)."""
+        self._status = ExecutionStatus.RUNNING
+
+    def attach(self, run: Run) -> None:
+        """Its run started in this process."""
+        self._run = run
+        self._status = ExecutionStatus.RUNNING
+
+    def finish(self, status: ExecutionStatus, output: Any = None, error: BaseException | None = None) -> None:
+        """It ended with ``status`` (its output, or its error)."""
+        self._status = status
+        self._output = output
+        self._error = error
+
+    def fail(self, error: BaseException) -> None:
+        """An error outside of its body ended it (unless it already ended)."""
+        if self._error is None and not self.done:
+            self._error = error
+            if self._status in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING):
+                self._status = ExecutionStatus.FAILED
+
+    def set_done(self) -> None:
+        """Nothing more will happen to it here: wake whoever waits."""
+        self._done.set()
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from ._status import ExecutionStatus
 
 if TYPE_CHECKING:
+    from ._progress import RunProgress
     from ._records import AttemptRecord, DefinitionRecord, ExecutionRecord, RunRecord, StepRecord
 
 
@@ -52,6 +53,18 @@ class JournalReader(ABC):
     @abstractmethod
     def list_definitions(self) -> list[DefinitionRecord]:
         """Every journaled workflow and step definition, with its source text."""
+
+    def progress(self, execution_id: str) -> RunProgress | None:
+        """The live progress of an execution running in the engine read through (its running steps with
+        attempt, worker and elapsed time); ``None`` when it is not running there (the file reader:
+        always ``None``, a file knows only finished steps)."""
+        return None
+
+    def live_output(self, execution_id: str, step_key: str) -> tuple[int, str] | None:
+        """``(attempt, text)`` a running attempt of the step printed so far (the last 64 KiB), read from
+        the engine running it; ``None`` when none runs there (the journaled ``StepRecord.log`` then
+        has what it printed)."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - a reader with nothing to release keeps this
         """Release what the reader holds (the file, a connection)."""

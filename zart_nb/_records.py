@@ -4,9 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from ._progress import RunEnd
 from ._status import ExecutionStatus, RunReason, StepStatus
 
-__all__ = ["AttemptRecord", "DefinitionRecord", "ExecutionRecord", "ExecutionStatus", "RunReason",
+__all__ = ["AttemptRecord", "DefinitionRecord", "ExecutionRecord", "ExecutionStatus", "RunEnd", "RunReason",
            "RunRecord", "StepRecord", "StepStatus"]
 
 
@@ -24,12 +25,19 @@ class ExecutionRecord:
     started_at: datetime | None
     finished_at: datetime | None
     owner_pid: int | None
+    # While it runs (read through its engine's monitor): the steps known to the run so far (reused,
+    # waiting, running, finished). Once it ended: its journaled step records, those that were running
+    # when it ended included (as cancelled or interrupted).
     steps_total: int = 0
-    steps_completed: int = 0
+    steps_completed: int = 0  # reused ones included
     steps_failed: int = 0
+    steps_running: int = 0  # only while it runs
+    ended_by: RunEnd | None = None  # why its last run ended (None while it runs, or from an older journal)
+    end_detail: str | None = None  # "the process running it (pid 12) died", "cancelled from zart cancel"
 
     @property
     def duration(self) -> float | None:
+        """Seconds from its last run's start to its end (to now while it runs)."""
         if self.started_at is None:
             return None
         end = self.finished_at or datetime.now()
@@ -86,8 +94,11 @@ class RunRecord:
     started_at: datetime | None
     finished_at: datetime | None
     pid: int
-    executed: int
+    executed: int  # steps whose attempt ran in this run (counted as they finish while it runs)
     reused: int
+    ended_by: RunEnd | None = None
+    end_detail: str | None = None
+    alive_at: datetime | None = None  # its process's last heartbeat (or its end)
 
 
 @dataclass(frozen=True, slots=True)

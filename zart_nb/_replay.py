@@ -35,6 +35,7 @@ class Kind(enum.StrEnum):
 _COMPLETED = "completed"
 _FAILED = "failed"
 _CANCELLED = "cancelled"
+_INTERRUPTED = "interrupted"
 _CHANGES = (RunReason.CODE_CHANGED, RunReason.ARGS_CHANGED)
 
 
@@ -103,6 +104,8 @@ def decide(stored: StoredStep | None, args_hash: str, code_hash: str) -> RunReas
         return RunReason.FAILED_BEFORE
     if status == _CANCELLED:
         return RunReason.CANCELLED_BEFORE
+    if status == _INTERRUPTED:
+        return RunReason.INTERRUPTED_BEFORE
     return RunReason.CODE_CHANGED if stored[2] != code_hash else RunReason.ARGS_CHANGED
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ._errors import ConfigurationError, DefinitionError
 from ._executors import choice
 from ._executors.base import Executor, Outcome, OutcomeConsumer, OutcomeSink
+from ._heartbeat import Heartbeat
 from ._journal import Journal, db
 from ._journal import file as journal_file
 
@@ -155,6 +156,7 @@ class Runtime:
         self._serving: dict[object, Callable[[], None]] = {}  # journal identity -> stop its server
         self.monitor: Callable[[Journal], Callable[[], None] | None] | None = None
         self._serve_lock = threading.Lock()
+        self._heartbeat = Heartbeat(self.live_executions, lambda: self._open_runs > 0)
 
     # --- the executor ------------------------------------------------------------------------
 
@@ -170,6 +172,7 @@ class Runtime:
                     and executor.size != (workers or default_worker_count()) and executor.idle):
                 stale, self.executor = executor, None
             self._open_runs += 1
+        self._heartbeat.ensure_running()
         if stale is not None:
             stale.shutdown()
 

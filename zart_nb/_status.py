@@ -31,6 +31,7 @@ class StepStatus(enum.StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"  # running when the process running its execution died
 
 
 class RunReason(enum.StrEnum):
@@ -41,3 +42,4 @@ class RunReason(enum.StrEnum):
     ARGS_CHANGED = "arguments changed"
     FAILED_BEFORE = "failed before"
     CANCELLED_BEFORE = "cancelled before"
+    INTERRUPTED_BEFORE = "interrupted before"

@@ -4,8 +4,8 @@
 runs); ``schema`` has the migrations and the row types; ``queries`` the record reads behind
 ``reader.FileJournalReader``; ``sidelog`` is the fsynced log finished steps reach before DuckDB.
 """
-from .journal import Journal, StoredExecution, StoredStep
-from .schema import ATTEMPT_COLUMNS, SCHEMA_VERSION, STEP_COLUMNS, AttemptRow, StepRow
+from .journal import Journal, RunBeat, StoredExecution, StoredStep
+from .schema import ATTEMPT_COLUMNS, SCHEMA_VERSION, STEP_COLUMNS, AttemptRow, InFlightRow, StepRow
 
-__all__ = ["ATTEMPT_COLUMNS", "SCHEMA_VERSION", "STEP_COLUMNS", "AttemptRow", "Journal", "StepRow",
-           "StoredExecution", "StoredStep"]
+__all__ = ["ATTEMPT_COLUMNS", "SCHEMA_VERSION", "STEP_COLUMNS", "AttemptRow", "InFlightRow", "Journal", "RunBeat",
+           "StepRow", "StoredExecution", "StoredStep"]

@@ -383,11 +383,12 @@ def protect_wal(path: Path) -> None:
         pass
 
 
-def _orphans(conn: duckdb.DuckDBPyConnection) -> list[tuple[str, int]]:
+def _orphans(conn: duckdb.DuckDBPyConnection) -> list[tuple[str, int, int, str]]:
+    """``(execution id, run number, pid, host)`` of every run left ``running`` by a process that is gone."""
     rows = conn.execute("SELECT execution_id, owner_pid, run_number, owner_host FROM executions "
                         "WHERE status = 'running'").fetchall()
     here, me = os.uname().nodename, os.getpid()
-    return [(execution_id, run_number) for execution_id, pid, run_number, host in rows
+    return [(execution_id, run_number, pid, host) for execution_id, pid, run_number, host in rows
             if pid != me and (host != here or not alive(pid))]
 
 
@@ -397,8 +398,11 @@ def has_orphans(conn: duckdb.DuckDBPyConnection) -> bool:
 
 
 def mark_orphans_interrupted(conn: duckdb.DuckDBPyConnection, path: Path) -> None:
-    """Executions left ``running`` by a process that is gone (killed) become ``interrupted``, with
-    their open run, in one transaction."""
+    """Executions left ``running`` by a process that is gone (killed) become ``interrupted``, with their
+    open run, in one transaction: the run ends ``process died`` at the last moment its process was known
+    alive (its last heartbeat or journaled step, whichever is later), so its duration stops growing, and
+    the attempts its last heartbeat listed as running become ``interrupted`` step rows, with what they
+    had printed. Called after the side log is folded, so every step it finished counts."""
     duckdb = db.load()
 
     from .schema import rollback
@@ -408,11 +412,8 @@ def mark_orphans_interrupted(conn: duckdb.DuckDBPyConnection, path: Path) -> Non
         return
     conn.execute("BEGIN")
     try:
-        for execution_id, run_number in orphans:
-            conn.execute("UPDATE executions SET status = 'interrupted' WHERE execution_id = ? "
-                         "AND status = 'running'", [execution_id])
-            conn.execute("UPDATE runs SET status = 'interrupted' WHERE execution_id = ? "
-                         "AND run_number = ? AND status = 'running'", [execution_id, run_number])
+        for execution_id, run_number, pid, host in orphans:
+            _end_dead_run(conn, execution_id, run_number, pid, host)
         conn.execute("COMMIT")
     except duckdb.Error as exc:
         rollback(conn)
@@ -421,3 +422,52 @@ def mark_orphans_interrupted(conn: duckdb.DuckDBPyConnection, path: Path) -> Non
     except BaseException:
         rollback(conn)
         raise
+
+
+def _end_dead_run(conn: duckdb.DuckDBPyConnection, execution_id: str, run_number: int, pid: int | None,
+                  host: str | None) -> None:
+    ids = [execution_id, run_number]
+    # The steps it was running: rows of their own, unless a journaled record of this run came after.
+    interrupted = conn.execute(
+        """SELECT f.step_key, f.name, f.seq, f.def_id, f.args_hash, f.args_preview, f.attempt, f.started_at,
+                  f.worker, f.log
+           FROM in_flight f WHERE f.execution_id = ? AND f.run_number = ? AND NOT EXISTS (
+               SELECT 1 FROM steps s WHERE s.execution_id = f.execution_id AND s.step_key = f.step_key
+               AND s.run_number = f.run_number)""", ids).fetchall()
+    last_step = conn.execute(
+        """SELECT greatest(
+               (SELECT max(finished_at) FROM steps WHERE execution_id = ? AND run_number = ?),
+               (SELECT max(finished_at) FROM attempts WHERE execution_id = ? AND run_number = ?))""",
+        ids + ids).fetchone()
+    run = conn.execute("SELECT started_at, alive_at, reused FROM runs WHERE execution_id = ? AND run_number = ?",
+                       ids).fetchone()
+    started_at, alive_at, reused = run if run is not None else (None, None, 0)
+    ended_at = max((t for t in (last_step[0] if last_step else None, alive_at, started_at) if t is not None),
+                   default=None)
+    for key, name, seq, def_id, args_hash, args_preview, attempt, step_started, worker, log in interrupted:
+        conn.execute("UPDATE steps SET current = false WHERE execution_id = ? AND step_key = ? AND current",
+                     [execution_id, key])
+        conn.execute(
+            """INSERT INTO steps (execution_id, step_key, run_number, seq, name, def_id, args_hash, args_preview,
+                   status, error, error_type, attempts, reason, current, started_at, finished_at, worker, log)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'interrupted', ?, 'ProcessDied', ?, 'new', true, ?, ?, ?, ?)""",
+            [execution_id, key, run_number, seq, name, def_id, args_hash, args_preview,
+             "the process running its execution died while it ran", attempt, step_started, ended_at, worker, log])
+    if interrupted:
+        conn.execute("DELETE FROM step_counts WHERE execution_id = ?", [execution_id])
+        conn.execute(
+            """INSERT INTO step_counts SELECT execution_id, count(*), count(*) FILTER (WHERE status = 'completed'),
+                   count(*) FILTER (WHERE status = 'failed') FROM steps WHERE current AND execution_id = ?
+               GROUP BY execution_id""", [execution_id])
+    executed = conn.execute("SELECT count(*) FROM steps WHERE execution_id = ? AND run_number = ? "
+                            "AND status <> 'interrupted' AND started_at IS NOT NULL", ids).fetchone()
+    where = f"pid {pid}" + (f" on {host}" if host and host != os.uname().nodename else "")
+    detail = f"the process running it ({where}) died"
+    conn.execute("UPDATE executions SET status = 'interrupted', finished_at = ?, error = ? "
+                 "WHERE execution_id = ? AND status = 'running'", [ended_at, detail, execution_id])
+    conn.execute(
+        """UPDATE runs SET status = 'interrupted', finished_at = ?, ended_by = 'process died', end_detail = ?,
+               executed = ?, reused = coalesce(?, reused)
+           WHERE execution_id = ? AND run_number = ? AND status = 'running'""",
+        [ended_at, detail, executed[0] if executed else 0, reused, execution_id, run_number])
+    conn.execute("DELETE FROM in_flight WHERE execution_id = ? AND run_number = ?", ids)

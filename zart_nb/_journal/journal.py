@@ -22,14 +22,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from .._errors import DefinitionNotFound, JournalError
+from .._progress import RunEnd
 from .._status import ExecutionStatus
 from . import db, file
 from .schema import (
     ATTEMPT_COLUMNS,
+    IN_FLIGHT_COLUMNS,
     SCHEMA_VERSION,
     STEP_COLUMNS,
     AttemptRow,
     DefinitionRow,
+    InFlightRow,
     StepRow,
     migrate,
     read_schema,
@@ -71,6 +74,16 @@ class StoredExecution:
     output: bytes | None
     error: str | None
     run_number: int
+
+
+class RunBeat(NamedTuple):
+    """One run in a heartbeat: its counts so far and the attempts it is running."""
+
+    execution_id: str
+    run_number: int
+    executed: int
+    reused: int
+    running: Sequence[InFlightRow]
 
 
 _STATUS = STEP_COLUMNS.index("status")
@@ -721,8 +734,9 @@ class Journal:
                            WHERE execution_id = ?""",
                         [workflow, def_id, input, input_hash, input_preview, run_number, on_change,
                          now, os.getpid(), os.uname().nodename, execution_id])
-                conn.execute("INSERT INTO runs VALUES (?, ?, 'running', ?, NULL, ?, 0, 0)",
-                             [execution_id, run_number, now, os.getpid()])
+                conn.execute("INSERT INTO runs (execution_id, run_number, status, started_at, pid, executed, "
+                             "reused, alive_at) VALUES (?, ?, 'running', ?, ?, 0, 0, ?)",
+                             [execution_id, run_number, now, os.getpid(), now])
                 conn.execute("COMMIT")
                 file.protect_wal(self.path)
             except BaseException:
@@ -734,8 +748,9 @@ class Journal:
     def finish_run(self, execution_id: str, run_number: int, status: ExecutionStatus,
                    output: bytes | None = None, output_preview: str | None = None,
                    error: str | None = None, traceback: str | None = None,
-                   executed: int = 0, reused: int = 0) -> None:
-        """Record how the run ended.
+                   executed: int = 0, reused: int = 0, ended_by: RunEnd | None = None,
+                   end_detail: str | None = None) -> None:
+        """Record how the run ended (``ended_by``: why; by default the status says it).
 
         Its steps need not be folded first: they are durable in the side log, and every reader of
         this process folds before reading, as does the release of the file to other processes."""
@@ -747,9 +762,12 @@ class Journal:
                        traceback = ?, finished_at = ? WHERE execution_id = ?""",
                 [status.value, output, output_preview, error, traceback, now, execution_id])
             conn.execute(
-                """UPDATE runs SET status = ?, finished_at = ?, executed = ?, reused = ?
-                   WHERE execution_id = ? AND run_number = ?""",
-                [status.value, now, executed, reused, execution_id, run_number])
+                """UPDATE runs SET status = ?, finished_at = ?, executed = ?, reused = ?, ended_by = ?,
+                       end_detail = ?, alive_at = ? WHERE execution_id = ? AND run_number = ?""",
+                [status.value, now, executed, reused, (ended_by or RunEnd(status.value)).value, end_detail,
+                 now, execution_id, run_number])
+            conn.execute("DELETE FROM in_flight WHERE execution_id = ? AND run_number = ?",
+                         [execution_id, run_number])
 
         with self._log_lock:  # definitions not yet carried by a step still belong in the journal
             self._queue_pending_defs_locked()
@@ -766,6 +784,34 @@ class Journal:
         self._check_still_there(f"execution {execution_id!r} ended ({status}), but nothing of run "
                                 f"{run_number} can be read back")
 
+    def heartbeat(self, beats: Sequence[RunBeat]) -> None:
+        """Record that this process is alive and running these runs now: each run's ``alive_at``, its
+        counts so far, and the attempts it is running (replacing the last beat's). If the process dies,
+        the next opener ends the run at ``alive_at`` and lists those attempts as interrupted. Skipped
+        when the file is not open here (a beat never opens it)."""
+        if not beats or not self._ready:
+            return
+        now = time.time()
+        with self._control_lock:
+            conn = self._control
+            if conn is None:
+                return
+            conn.execute("BEGIN")
+            try:
+                for beat in beats:
+                    conn.execute("UPDATE runs SET alive_at = ?, executed = ?, reused = ? WHERE execution_id = ? "
+                                 "AND run_number = ? AND status = 'running'",
+                                 [now, beat.executed, beat.reused, beat.execution_id, beat.run_number])
+                    conn.execute("DELETE FROM in_flight WHERE execution_id = ? AND run_number = ?",
+                                 [beat.execution_id, beat.run_number])
+                    if beat.running:
+                        conn.executemany(f"INSERT INTO in_flight VALUES ({', '.join('?' * len(IN_FLIGHT_COLUMNS))})",
+                                         [list(row) for row in beat.running])
+                conn.execute("COMMIT")
+            except BaseException:
+                rollback(conn)
+                raise
+
     @_held
     def delete_execution(self, execution_id: str) -> None:
         """Remove an execution with its runs, steps and attempts (pending rows are folded first)."""
@@ -774,7 +820,7 @@ class Journal:
             self._fold_locked()
             conn.execute("BEGIN")
             try:
-                for table in ("attempts", "steps", "step_counts", "runs", "executions"):
+                for table in ("attempts", "steps", "step_counts", "in_flight", "runs", "executions"):
                     conn.execute(f"DELETE FROM {table} WHERE execution_id = ?", [execution_id])
                 conn.execute("COMMIT")
             except BaseException:

@@ -10,6 +10,7 @@ from .._records import (
     DefinitionRecord,
     ExecutionRecord,
     ExecutionStatus,
+    RunEnd,
     RunRecord,
     StepRecord,
     StepStatus,
@@ -44,12 +45,15 @@ def list_executions(conn: duckdb.DuckDBPyConnection, status: str | None = None, 
         f"""SELECT e.execution_id, e.workflow, e.status, e.run_number, e.input_preview,
                    e.output_preview, e.error, e.traceback, e.created_at, e.started_at,
                    e.finished_at, e.owner_pid,
-                   coalesce(c.total, 0), coalesce(c.completed, 0), coalesce(c.failed, 0)
+                   coalesce(c.total, 0), coalesce(c.completed, 0), coalesce(c.failed, 0),
+                   r.ended_by, r.end_detail
             FROM executions e LEFT JOIN step_counts c USING (execution_id)
+            LEFT JOIN runs r ON r.execution_id = e.execution_id AND r.run_number = e.run_number
             {where} ORDER BY e.created_at DESC, e.execution_id LIMIT {int(limit)} OFFSET {int(offset)}""",
         params).fetchall()
     return [ExecutionRecord(r[0], r[1], ExecutionStatus(r[2]), r[3], r[4], r[5], r[6], r[7],
-                            _ts(r[8]), _ts(r[9]), _ts(r[10]), r[11], r[12], r[13], r[14])
+                            _ts(r[8]), _ts(r[9]), _ts(r[10]), r[11], r[12], r[13], r[14], 0,
+                            None if r[15] is None else RunEnd(r[15]), r[16])
             for r in rows]
 
 
@@ -91,9 +95,10 @@ def list_attempts(conn: duckdb.DuckDBPyConnection, execution_id: str,
 def list_runs(conn: duckdb.DuckDBPyConnection, execution_id: str) -> list[RunRecord]:
     rows = conn.execute(
         """SELECT execution_id, run_number, status, started_at, finished_at, pid, executed,
-                  reused FROM runs WHERE execution_id = ? ORDER BY run_number""",
+                  reused, ended_by, end_detail, alive_at FROM runs WHERE execution_id = ? ORDER BY run_number""",
         [execution_id]).fetchall()
-    return [RunRecord(r[0], r[1], ExecutionStatus(r[2]), _ts(r[3]), _ts(r[4]), r[5], r[6], r[7])
+    return [RunRecord(r[0], r[1], ExecutionStatus(r[2]), _ts(r[3]), _ts(r[4]), r[5], r[6], r[7],
+                      None if r[8] is None else RunEnd(r[8]), r[9], _ts(r[10]))
             for r in rows]
 
 

@@ -15,7 +15,7 @@ from . import db
 if TYPE_CHECKING:
     import duckdb
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class StepRow(NamedTuple):
@@ -73,8 +73,27 @@ class DefinitionRow(NamedTuple):
     created_at: float
 
 
+class InFlightRow(NamedTuple):
+    """An attempt running when its run's heartbeat was written (a row of ``in_flight``): what is listed
+    as ``interrupted`` if the process running it dies."""
+
+    execution_id: str
+    run_number: int
+    step_key: str
+    name: str
+    seq: int
+    def_id: str
+    args_hash: str
+    args_preview: str
+    attempt: int
+    started_at: float | None
+    worker: str | None
+    log: str | None  # what it printed so far (the last 64 KiB)
+
+
 STEP_COLUMNS: tuple[str, ...] = StepRow._fields
 ATTEMPT_COLUMNS: tuple[str, ...] = AttemptRow._fields
+IN_FLIGHT_COLUMNS: tuple[str, ...] = InFlightRow._fields
 
 # (Re)builds step_counts from the steps table: the migration that adds it, and bulk loads.
 RECOUNT_STEPS = """
@@ -82,6 +101,11 @@ RECOUNT_STEPS = """
     SELECT execution_id, count(*), count(*) FILTER (WHERE status = 'completed'),
            count(*) FILTER (WHERE status = 'failed')
     FROM steps WHERE current GROUP BY execution_id"""
+
+IN_FLIGHT_TABLE = """CREATE TABLE in_flight (
+    execution_id VARCHAR, run_number INTEGER, step_key VARCHAR, name VARCHAR, seq INTEGER, def_id VARCHAR,
+    args_hash VARCHAR, args_preview VARCHAR, attempt INTEGER, started_at DOUBLE, worker VARCHAR,
+    log VARCHAR)"""
 
 MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -117,6 +141,12 @@ MIGRATIONS: dict[int, list[str]] = {
             execution_id VARCHAR PRIMARY KEY, total INTEGER, completed INTEGER, failed INTEGER)""",
         RECOUNT_STEPS,
     ],
+    4: [  # why a run ended, when its process was last known alive, and what it was running then
+        "ALTER TABLE runs ADD COLUMN ended_by VARCHAR",
+        "ALTER TABLE runs ADD COLUMN end_detail VARCHAR",
+        "ALTER TABLE runs ADD COLUMN alive_at DOUBLE",
+        IN_FLIGHT_TABLE,
+    ],
 }
 
 
@@ -135,7 +165,8 @@ CURRENT_SCHEMA: list[str] = [
         started_at DOUBLE, finished_at DOUBLE, owner_pid INTEGER, owner_host VARCHAR)""",
     """CREATE TABLE runs (
         execution_id VARCHAR, run_number INTEGER, status VARCHAR, started_at DOUBLE,
-        finished_at DOUBLE, pid INTEGER, executed INTEGER, reused INTEGER)""",
+        finished_at DOUBLE, pid INTEGER, executed INTEGER, reused INTEGER, ended_by VARCHAR,
+        end_detail VARCHAR, alive_at DOUBLE)""",
     """CREATE TABLE steps (
         execution_id VARCHAR, step_key VARCHAR, run_number INTEGER, seq INTEGER, name VARCHAR,
         def_id VARCHAR, args BLOB, args_hash VARCHAR, args_preview VARCHAR, status VARCHAR,
@@ -149,6 +180,7 @@ CURRENT_SCHEMA: list[str] = [
     "CREATE INDEX executions_status ON executions(status)",
     """CREATE TABLE step_counts (
         execution_id VARCHAR PRIMARY KEY, total INTEGER, completed INTEGER, failed INTEGER)""",
+    IN_FLIGHT_TABLE,
 ]
 
 

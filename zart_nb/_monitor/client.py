@@ -22,6 +22,7 @@ from .._errors import (
     NonDeterminism,
 )
 from .._events import Event
+from .._progress import RunProgress
 from .._reader import JournalReader
 from .._records import (
     AttemptRecord,
@@ -41,6 +42,7 @@ from .protocol import (
     Request,
     Response,
     event_from_json,
+    progress_from_json,
     record_from_json,
 )
 
@@ -263,6 +265,19 @@ class MonitorClient(JournalReader):
     def resume(self, execution_id: str) -> None:
         """Start the next run of an unfinished execution in the engine (it runs in the background)."""
         self.request(MessageType.RESUME, execution_id=execution_id)
+
+    def progress(self, execution_id: str) -> RunProgress | None:
+        value = self.request(MessageType.PROGRESS, execution_id=execution_id)
+        return None if value is None else progress_from_json(value)
+
+    def live_output(self, execution_id: str, step_key: str) -> tuple[int, str] | None:
+        value = self.request(MessageType.LIVE_OUTPUT, execution_id=execution_id, step_key=step_key)
+        if value is None:
+            return None
+        if not isinstance(value, dict) or not isinstance(value.get("attempt"), int) \
+                or not isinstance(value.get("text"), str):
+            raise ProtocolError("a live output must be an object with 'attempt' and 'text'")
+        return value["attempt"], value["text"]
 
     def delete(self, execution_id: str) -> None:
         """Remove a finished execution from the journal."""

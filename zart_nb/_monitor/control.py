@@ -3,7 +3,10 @@ engine side can import it cheaply)."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .._progress import RunProgress
 
 
 class Control(ABC):
@@ -24,3 +27,11 @@ class Control(ABC):
     @abstractmethod
     def delete(self, execution_id: str) -> dict[str, Any]:
         """Remove a finished execution from the journal."""
+
+    def progress(self, execution_id: str) -> RunProgress | None:
+        """The progress of an execution running in this process (``None``: it does not run here)."""
+        return None
+
+    def live_output(self, execution_id: str, step_key: str) -> tuple[int, str] | None:
+        """``(attempt, text)`` a running attempt of the step printed so far, if one runs here."""
+        return None

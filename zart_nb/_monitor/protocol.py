@@ -16,11 +16,13 @@ from typing import Any, TypeVar
 
 from .._errors import MonitorError
 from .._events import Event, ExecutionEvent, StepEvent
+from .._progress import FailedStep, RunningStep, RunProgress
 from .._records import (
     AttemptRecord,
     DefinitionRecord,
     ExecutionRecord,
     ExecutionStatus,
+    RunEnd,
     RunReason,
     RunRecord,
     StepRecord,
@@ -52,6 +54,8 @@ class MessageType(enum.StrEnum):
     RETRY = "retry"
     RESUME = "resume"
     DELETE = "delete"
+    PROGRESS = "progress"
+    LIVE_OUTPUT = "live_output"
     EVENTS = "events"  # server to client, after subscribe
 
 
@@ -143,7 +147,7 @@ class EventBatch:
 # --- records ----------------------------------------------------------------------------------------
 
 _ENUMS: dict[str, type[enum.Enum]] = {"ExecutionStatus": ExecutionStatus, "StepStatus": StepStatus,
-                                      "RunReason": RunReason}
+                                      "RunReason": RunReason, "RunEnd": RunEnd}
 
 
 def _encode(value: Any) -> Any:
@@ -182,6 +186,26 @@ def record_from_json(cls: type[R], value: Any) -> R:
         return cls(**kwargs)
     except (TypeError, ValueError, OverflowError) as exc:
         raise ProtocolError(f"a {cls.__name__} does not fit: {exc}") from None
+
+
+def progress_to_json(progress: RunProgress) -> dict[str, Any]:
+    value = record_to_json(progress)
+    value["running_steps"] = [record_to_json(step) for step in progress.running_steps]
+    value["failed_steps"] = [record_to_json(step) for step in progress.failed_steps]
+    return value
+
+
+def progress_from_json(value: Any) -> RunProgress:
+    if not isinstance(value, dict):
+        raise ProtocolError("a RunProgress must be a JSON object")
+    running = value.get("running_steps", [])
+    failed = value.get("failed_steps", [])
+    if not isinstance(running, list) or not isinstance(failed, list):
+        raise ProtocolError("a RunProgress's step lists must be JSON arrays")
+    flat = {k: v for k, v in value.items() if k not in ("running_steps", "failed_steps")}
+    progress = record_from_json(RunProgress, flat)
+    return dataclasses.replace(progress, running_steps=tuple(record_from_json(RunningStep, s) for s in running),
+                               failed_steps=tuple(record_from_json(FailedStep, s) for s in failed))
 
 
 def event_from_json(value: dict[str, Any]) -> Event:

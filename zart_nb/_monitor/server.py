@@ -28,6 +28,7 @@ from typing import Any
 from .._errors import MonitorError, ZartError
 from .._events import Event, EventBus, ExecutionEvent
 from .._reader import JournalReader
+from .._status import ExecutionStatus
 from . import endpoint as endpoint_file
 from .control import Control
 from .protocol import (
@@ -38,6 +39,7 @@ from .protocol import (
     ProtocolError,
     Request,
     Response,
+    progress_to_json,
     record_to_json,
 )
 
@@ -258,10 +260,34 @@ class MonitorServer:
             return self._control.resume(_arg(args, "execution_id", str))
         if kind is MessageType.DELETE:
             return self._control.delete(_arg(args, "execution_id", str))
+        if kind is MessageType.PROGRESS:
+            progress = self._control.progress(_arg(args, "execution_id", str))
+            return None if progress is None else progress_to_json(progress)
+        if kind is MessageType.LIVE_OUTPUT:
+            found = self._control.live_output(_arg(args, "execution_id", str), _arg(args, "step_key", str))
+            return None if found is None else {"attempt": found[0], "text": found[1]}
         with self._lend() as reader:
             if reader is None or self._stopped.is_set():
                 raise MonitorError(f"the engine is releasing {self.journal_path}; read the file instead")
-            return self._read(reader, kind, args)
+            return self._live(kind, self._read(reader, kind, args))
+
+    def _live(self, kind: MessageType, result: Any) -> Any:
+        """A running execution's counts as its run knows them: the file has only its finished steps."""
+        if kind is MessageType.LIST_EXECUTIONS or (kind is MessageType.EXECUTION and result is not None):
+            rows = result if kind is MessageType.LIST_EXECUTIONS else [result]
+            for row in rows:
+                if row.get("status") == ExecutionStatus.RUNNING.value:
+                    progress = self._control.progress(row["execution_id"])
+                    if progress is not None:
+                        row.update(steps_total=progress.total, steps_completed=progress.done_steps,
+                                   steps_failed=progress.failed, steps_running=progress.running)
+        elif kind is MessageType.LIST_RUNS and result:
+            last = result[-1]
+            if last.get("status") == ExecutionStatus.RUNNING.value:
+                progress = self._control.progress(last["execution_id"])
+                if progress is not None and progress.run_number == last.get("run_number"):
+                    last.update(executed=progress.executed, reused=progress.reused)
+        return result
 
     @staticmethod
     def _read(reader: JournalReader, kind: MessageType, args: dict[str, Any]) -> Any:

@@ -46,8 +46,8 @@ class Live:
         self._rendered_by: set[int] = set()  # threads that rendered the final state
         self._lock = threading.Lock()
         execution = tracker.execution
-        execution._on_result.append(self.close)
-        execution._output_sinks.append(self._printed)
+        execution.on_result(self.close)
+        execution.add_output_sink(self._printed)
         context = contextvars.copy_context()
         self._thread = threading.Thread(target=context.run, args=(self._loop,), name="zart-progress",
                                         daemon=True)
@@ -84,7 +84,7 @@ class Live:
             logger.debug("zart: writing step output failed", exc_info=True)
 
     def _loop(self) -> None:
-        done = self._tracker.execution._done
+        execution = self._tracker.execution
         if self._opener is not None:
             try:
                 self._update, self._finish = self._opener()
@@ -96,7 +96,7 @@ class Live:
             self._wake.wait(INTERVAL / 2)
             self._wake.clear()
             self._write_lines()
-            if done.is_set() or self._stop.is_set():
+            if execution.done or self._stop.is_set():
                 break
             now = time.monotonic()
             if self._update is not None and now - last >= INTERVAL:
@@ -128,7 +128,7 @@ class Live:
                 self._wake.set()
                 if threading.current_thread() is not self._thread:
                     self._thread.join(5)
-                sinks = self._tracker.execution._output_sinks
+                sinks = self._tracker.execution.output_sinks
                 if self._printed in sinks:
                     sinks.remove(self._printed)
                 self._write_lines()

@@ -1,14 +1,15 @@
-"""What a progress view shows of one execution: a snapshot read from its run and the executor.
+"""What a progress view shows of one execution: its run's :class:`~zart_nb.RunProgress` and the view's state.
 
-The engine's run keeps exact counters (scheduled, finished, reused, failures, retries); the running
-attempts come from the executor. A view asks for a :class:`Snapshot` at most ~10 times a second and
-the engine does no work for it (measured: subscribing to the event stream costs P1 10-15%).
+The engine's run keeps exact counters (scheduled, finished, reused, failures, retries) and builds the
+progress under its lock; the running attempts come from the executor. A view asks for a
+:class:`Snapshot` at most ~10 times a second and the engine does no work for it (measured:
+subscribing to the event stream costs P1 10-15%).
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .._status import ExecutionStatus
 
@@ -76,16 +77,6 @@ class Snapshot:
         return text + (f" ({', '.join(extra)})" if extra else "")
 
 
-def _items(mapping: dict[str, Any]) -> list[tuple[str, Any]]:
-    """A copy of a dict another thread may be adding to."""
-    for _ in range(10):
-        try:
-            return list(mapping.items())
-        except RuntimeError:  # changed size during iteration
-            continue
-    return []
-
-
 class Tracker:
     """Follows one execution by polling its run (no event subscription: building events for every
     step would cost the engine's hot path). ``snapshot()`` is safe from any thread."""
@@ -101,32 +92,21 @@ class Tracker:
     def snapshot(self) -> Snapshot:
         execution = self.execution
         status = execution.status
-        run: Any = execution._run
+        run = execution.run
         error = None
-        if execution.done and execution._error is not None:
-            error = f"{type(execution._error).__name__}: {execution._error}"
+        if execution.done and execution.error is not None:
+            error = f"{type(execution.error).__name__}: {execution.error}"
         elapsed = time.monotonic() - self._started
         if run is None:
             return Snapshot(execution.execution_id, self.workflow, status, error=error, elapsed=elapsed,
                             from_journal=status is ExecutionStatus.COMPLETED)
-        total, finished, reused, executed = run.total, run.finished, run.reused, run.executed
-        failed = tuple(FailedStep(key, attempts, message) for key, (attempts, message) in _items(run.failures))
-        retrying, cancelled = len(run.retrying), run.cancelled_steps
-        running_steps: list[RunningStep] = []
-        executor = run._executor
-        if executor is not None and not execution.done:
-            now = time.time()
-            for task, started in executor.running():
-                if task.consumer is run:
-                    running_steps.append(RunningStep(task.step_key, task.attempt, max(0.0, now - started)))
-        failed_count = len(failed)
-        in_flight = max(0, executed - (finished - reused))
-        running = min(len(running_steps), in_flight)
-        running_steps.sort(key=lambda step: -step.elapsed)
+        p = run.progress(MAX_LISTED)
+        running_steps = () if execution.done else tuple(
+            RunningStep(step.key, step.attempt, step.elapsed) for step in p.running_steps)
         return Snapshot(
-            execution.execution_id, self.workflow, status, run.run_number, total, finished, reused,
-            completed=max(0, finished - reused - failed_count - cancelled), failed=failed_count,
-            cancelled=cancelled, retrying=min(retrying, in_flight), running=running,
-            scheduled=max(0, in_flight - running - retrying), retries=run.retries,
-            running_steps=tuple(running_steps[:MAX_LISTED]), failed_steps=failed[:MAX_LISTED],
+            execution.execution_id, self.workflow, status, p.run_number, p.total, p.finished, p.reused,
+            completed=p.completed, failed=p.failed, cancelled=p.cancelled, retrying=p.retrying,
+            running=0 if execution.done else p.running, scheduled=p.scheduled, retries=p.retries,
+            running_steps=running_steps,
+            failed_steps=tuple(FailedStep(f.key, f.attempts, f.error) for f in p.failed_steps),
             error=error, elapsed=elapsed)

@@ -15,7 +15,7 @@ import re
 import sys
 import traceback
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .._errors import StepError, TaskError
 from .kernel import kernel_shell
@@ -174,11 +174,12 @@ def render_task_error(exc: TaskError) -> list[str]:
 
 def explain_interrupt(exc: BaseException, execution: Execution) -> None:
     """Make IPython show an interrupted run as one line instead of a long traceback."""
-    run: Any = execution._run
+    run = execution.run
     if run is not None:
-        done = max(0, run.finished - run.cancelled_steps)
-        message = (f"execution {execution.execution_id!r} interrupted after {done} of {run.total} steps "
-                   f"(run {run.run_number}); run the cell again to resume")
+        progress = run.progress()
+        done = max(0, progress.finished - progress.cancelled)
+        message = (f"execution {execution.execution_id!r} interrupted after {done} of {progress.total} steps "
+                   f"(run {progress.run_number}); run the cell again to resume")
     else:
         message = f"execution {execution.execution_id!r} interrupted; run the cell again to resume"
     exc.zart_message = message  # type: ignore[attr-defined]

@@ -1,0 +1,40 @@
+"""Driver for tests/test_run_end.py: an execution whose steps print, then block until WORKDIR/release.
+
+    python printing_driver.py JOURNAL WORKDIR EXECUTION_ID
+
+Two quick steps complete first; then two gated steps print a line each and wait. The test kills
+this process (SIGKILL) while the gated steps run."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import zart_nb as zart
+
+
+@zart.step("quick-{i}")
+def quick(i: int) -> int:
+    return i
+
+
+@zart.step("slow-{i}")
+def slow(i: int, workdir: str) -> int:
+    print(f"slow {i} started", flush=True)
+    deadline = time.monotonic() + 60
+    while not os.path.exists(os.path.join(workdir, "release")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return i
+
+
+@zart.workflow("printing")
+def printing(workdir: str) -> list:
+    first = zart.wait([zart.schedule(quick, i) for i in range(2)])
+    return first + zart.wait([zart.schedule(slow, i, workdir) for i in range(2)])
+
+
+if __name__ == "__main__":
+    journal, workdir, execution_id = sys.argv[1:4]
+    print(f"DRIVER_PID {os.getpid()}", flush=True)
+    print(f"RESULT {zart.run(printing, workdir, execution_id=execution_id, journal=journal, workers=2)}",
+          flush=True)

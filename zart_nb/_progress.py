@@ -1,0 +1,75 @@
+"""One moment of a run's progress, as every surface shows it (the widget, the monitor, the CLI, the TUI).
+
+The engine's run builds a :class:`RunProgress` under its lock when a view asks (at most a few times a
+second): it publishes nothing per step for it, so the hot path pays nothing. What is running comes
+from the executor, asked at that moment. ``total`` counts the steps known to the run so far (reused,
+waiting, running and finished), so a run partway through never reads as full.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = ["FailedStep", "RunEnd", "RunProgress", "RunningStep"]
+
+
+class RunEnd(enum.StrEnum):
+    """Why a run ended (``RunReason`` says why a *step* ran). Journaled on the run's record."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"  # asked to stop: ``zart.cancel``, ``zart cancel``, the TUI (detail: from where)
+    INTERRUPTED = "interrupted"  # by its user: Ctrl-C, the notebook's stop button
+    PROCESS_DIED = "process died"  # the process running it died (killed, a kernel death): found later
+
+
+@dataclass(frozen=True, slots=True)
+class RunningStep:
+    """A step whose attempt is running now."""
+
+    key: str
+    name: str
+    attempt: int
+    worker: str
+    started_at: float  # POSIX seconds
+    elapsed: float  # seconds, when the snapshot was taken
+
+
+@dataclass(frozen=True, slots=True)
+class FailedStep:
+    """A step of this run that failed for good."""
+
+    key: str
+    attempts: int
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunProgress:
+    """A run's progress at ``at`` (POSIX seconds). Counts are exact; the lists may be cut at ``listed``."""
+
+    execution_id: str
+    run_number: int
+    total: int = 0  # steps known to the run: reused + waiting + running + finished
+    finished: int = 0  # completed, failed or cancelled, reused included
+    reused: int = 0  # completed steps taken from the journal
+    executed: int = 0  # steps whose attempt started in this run and that have finished
+    completed: int = 0  # completed by an attempt of this run
+    failed: int = 0
+    cancelled: int = 0
+    retrying: int = 0  # an attempt failed, the next is due
+    running: int = 0
+    scheduled: int = 0  # waiting for a worker
+    retries: int = 0  # failed attempts that were tried again
+    running_steps: tuple[RunningStep, ...] = ()
+    failed_steps: tuple[FailedStep, ...] = ()
+    at: float = 0.0
+
+    @property
+    def done_steps(self) -> int:
+        """Completed steps, reused ones included (what ``done/total`` counts)."""
+        return self.completed + self.reused
+
+    @property
+    def in_flight(self) -> int:
+        return self.total - self.finished
