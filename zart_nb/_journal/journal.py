@@ -458,8 +458,8 @@ class Journal:
 
         Only a log written for this very database counts (its first frame names the journal id, and
         nothing after it is decoded otherwise): the log of a deleted or replaced journal file is set
-        aside, never folded into a new one. A log damaged in the middle is folded up to the damage and
-        kept aside as evidence."""
+        aside, never folded into a new one. A log damaged in the middle is folded past the damage (the
+        reader resynchronises on the next intact frame) and kept aside as evidence."""
         with self._log_lock:
             log = self._sidelog.path
             contents = self._sidelog.read(self._header())
@@ -469,9 +469,13 @@ class Journal:
                 logger.warning("zart: %s belongs to another journal file; moved it to %s", log, aside)
             elif contents.damage is not None:
                 aside = log.with_name(log.name + ".corrupt")
+                for number in range(1, 1000):  # never overwrite the evidence of an earlier damage
+                    if not aside.exists():
+                        break
+                    aside = log.with_name(f"{log.name}.corrupt.{number}")
                 os.replace(log, aside)
-                logger.warning("zart: the side log %s is damaged (%s); the %d records before the damage "
-                               "are kept, and the damaged log is kept aside as %s", log, contents.damage,
+                logger.warning("zart: the side log %s is damaged (%s); its %d intact records are kept, and "
+                               "the damaged log is kept aside as %s", log, contents.damage,
                                len(contents.records), aside)
             leftover = [record for record in contents.records if record[0] > self._seq]
             self._write(leftover)  # on failure the log stays as it is, for the next open
