@@ -807,3 +807,16 @@ class Journal:
                    FROM steps WHERE execution_id = ? AND current""", [execution_id]).fetchall()
         make = StoredStep._make
         return {row[0]: make(row[1:]) for row in rows}
+
+    @_held
+    def step_code_hashes(self, execution_id: str) -> dict[str, set[str]]:
+        """The code hashes journaled with an execution's current steps, by step name."""
+        with self._lock:
+            conn = self._ensure_open()
+            self._fold_locked()
+            rows = conn.execute("SELECT DISTINCT name, def_id FROM steps WHERE execution_id = ? AND current",
+                                [execution_id]).fetchall()
+        hashes: dict[str, set[str]] = {}
+        for name, code in rows:
+            hashes.setdefault(name, set()).add(code)
+        return hashes
