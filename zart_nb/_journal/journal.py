@@ -87,6 +87,11 @@ def _count(counts: dict[str, list[int]], execution_id: str, status: str, sign: i
         change[2] += sign
 
 
+# What a method does, for an error that names it ("cannot read the journaled steps: ...")
+_DOING = {"pickled_steps": "read the journaled steps", "pickled_execution": "read the journaled execution",
+          "step_code_hashes": "read the journaled steps"}
+
+
 def _held(method: Callable[..., T]) -> Callable[..., T]:
     """Run a Journal method inside ``hold()``: the file is opened if needed and released after the
     grace period, even when the caller never held it."""
@@ -102,7 +107,8 @@ def _held(method: Callable[..., T]) -> Callable[..., T]:
             duckdb = db.load()
 
             if isinstance(exc, (OSError, duckdb.Error)):  # disk full, storage gone: say so
-                raise file.describe(self.path, exc, method.__name__.replace("_", " ")) from exc
+                doing = _DOING.get(method.__name__) or method.__name__.replace("_", " ")
+                raise file.describe(self.path, exc, doing) from exc
             raise
 
     return wrapper
@@ -388,11 +394,14 @@ class Journal:
             if meta:
                 file.mark_orphans_interrupted(conn, self.path)
             file.protect_wal(self.path)
-        except BaseException:
+        except BaseException as exc:
             self._conn = None
             conn.close()
             if created:
                 file.finish_creation(self.path)
+            if isinstance(exc, (OSError, db.load().Error)):  # disk full folding the side log: say so
+                raise file.describe(self.path, exc, "open the journal (folding the steps the last run left "
+                                    "in its side log)") from exc
             raise
         self._opened = file.identity(self.path)
         if self._opened is not None:
