@@ -49,6 +49,7 @@ from ._journal import AttemptRow, Journal, StepRow, StoredStep
 from ._replay import Keys, check_change, decide
 from ._runtime import runtime
 from ._status import ExecutionStatus, RunReason, StepStatus
+from ._tracebacks import locate_dynamic
 
 WAIT_TICK = 0.1
 
@@ -263,6 +264,7 @@ class RunState:
                 if self.retrying:
                     self.retrying.pop(key, None)
             else:
+                outcome.traceback = locate_dynamic(outcome.traceback, state.step.fn)  # before journaling
                 error = self._error_for(state, outcome)
                 retryable = (kind is not OutcomeKind.CANCELLED and kind is not OutcomeKind.UNPICKLABLE
                              and not self.cancelled and not self.closing
