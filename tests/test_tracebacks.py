@@ -72,3 +72,19 @@ def test_dynamic_frames_are_located_in_the_step_functions_file(tmp_path):
     assert f'  File "{source}", line 4, in helper\n    return 1 / x\n' in located
     assert locate_dynamic(REMOTE, None).count("<dynamic-code>") in (0, 2)  # found elsewhere or kept
     assert locate_dynamic(None) is None and locate_dynamic("no frames") == "no frames"
+
+
+def test_a_notebook_steps_traceback_names_its_cells_source_lines_in_zart_show(tmp_path):
+    from nbhelpers import execute
+
+    cells = ["import zart_nb as zart\n\ndef helper(x):\n    return 1 / x",
+             '@zart.step("flaky")\ndef flaky(x):\n    y = x - 1\n    return helper(y)',
+             '@zart.workflow("wf")\ndef wf(x):\n    return flaky(x)\n\n'
+             'zart.run(wf, 1, execution_id="nb1", journal="j.duckdb")']
+    nb = execute(cells, tmp_path, allow_errors=True)
+    assert any(o.get("ename") == "StepFailed" for o in nb.cells[2].outputs), nb.cells[2].outputs
+    shown = subprocess.run([sys.executable, "-m", "zart_nb._cli", "show", "nb1", "--traceback", "--journal",
+                            "j.duckdb"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    text = shown.stdout[shown.stdout.index("Traceback of flaky#0:"):shown.stdout.index("Traceback of the workflow")]
+    assert "<dynamic-code>" not in text and "zart_nb/_" not in text, text
+    assert ", line 4, in flaky\n    return helper(y)\n" in text and ", line 4, in helper\n    return 1 / x\n" in text
