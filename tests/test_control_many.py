@@ -21,6 +21,15 @@ def _unfinished(journal, execution_id):
         j.begin_run(execution_id, "wf", "def", b"", "h", "None", "rerun")
 
 
+def _status(journal, execution_id):
+    reader = zart.journal(journal)
+    try:
+        record = reader.execution_record(execution_id)
+    finally:
+        reader.close()
+    return None if record is None else record.status
+
+
 def test_a_list_is_cancelled_and_deleted_id_by_id_from_the_file(journal):
     zart.run(lambda x: x, 1, execution_id="done", journal=journal)
     _unfinished(journal, "stuck")
@@ -65,6 +74,7 @@ def test_a_list_goes_through_a_live_engine_and_an_unknown_id_does_not_stop_the_o
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     try:
         wait_until(lambda: endpoint_file.read(journal), what="the driver's endpoint")
+        wait_until(lambda: _status(journal, "first") is zart.ExecutionStatus.RUNNING, what="first to run")
         refused = zart.delete(["first", "nope"], journal=journal)  # first is running there
         assert [o.done for o in refused] == ["failed", "failed"]
         assert isinstance(refused[0].error, zart.DefinitionError) and "running" in str(refused[0].error)
