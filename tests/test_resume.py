@@ -278,3 +278,20 @@ def test_on_change_error_says_the_body_or_a_helper_changed_when_no_step_did(jour
         zart.run(_cell(helper_add=1), [1, 2], execution_id="c-2", journal=journal, on_change="error")
     message = str(caught.value)
     assert "the workflow body or a helper it calls changed" in message and "step '" not in message
+
+
+def test_on_change_error_names_a_changed_step_of_a_class_style_execution(journal):
+    def make(factor):
+        @zart.step("triple")
+        def triple(x):
+            return x * factor
+
+        class Tripler(zart.DurableExecution):
+            def run(self, data):
+                return [triple(x) for x in data]
+
+        return Tripler()
+
+    assert zart.run(make(3), [1], execution_id="t-1", journal=journal) == [3]
+    with pytest.raises(zart.NonDeterminism, match=r"step 'triple' changed"):
+        zart.run(make(4), [1], execution_id="t-1", journal=journal, on_change="error")

@@ -284,7 +284,7 @@ def referenced_steps(definition: Any) -> list[Step[Any, Any]]:
                     walk(value)
         elif isinstance(obj, type):
             for member in vars(obj).values():
-                if isinstance(member, (types.FunctionType, staticmethod, classmethod)):
+                if isinstance(member, (Step, types.FunctionType, staticmethod, classmethod)):
                     walk(member)
         elif not isinstance(obj, (types.BuiltinFunctionType, types.ModuleType)):
             walk(type(obj))  # a DurableExecution instance: its class's methods
