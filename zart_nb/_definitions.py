@@ -17,6 +17,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from . import _context
 from ._errors import DefinitionError
+from ._serialization import global_names
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -271,7 +272,7 @@ def referenced_steps(definition: Any) -> list[Step[Any, Any]]:
         if isinstance(obj, functools.partial):
             walk(obj.func)
         elif isinstance(obj, types.FunctionType):
-            values = [obj.__globals__[name] for name in sorted(_global_names(obj.__code__))
+            values = [obj.__globals__[name] for name in sorted(global_names(obj.__code__))
                       if name in obj.__globals__]
             for cell in obj.__closure__ or ():
                 try:
@@ -291,11 +292,3 @@ def referenced_steps(definition: Any) -> list[Step[Any, Any]]:
 
     walk(definition)
     return list(found.values())
-
-
-def _global_names(code: types.CodeType) -> set[str]:
-    names = set(code.co_names)
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            names |= _global_names(const)
-    return names
