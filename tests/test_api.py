@@ -267,3 +267,31 @@ def test_a_step_called_on_another_thread_warns_that_it_is_not_journaled(journal)
 
     with pytest.warns(RuntimeWarning, match="not journaled"):
         assert zart.run(threaded, [1, 2], journal=journal) == [1, 4]
+
+
+def test_a_registry_refuses_another_workflow_under_a_registered_name():
+    def first(data):
+        return data
+
+    def second(data):
+        return [data]
+
+    registry = zart.TaskRegistry()
+    registry.register("task", first)
+    with pytest.raises(zart.DefinitionError, match=r"'task' is already registered.*second.*first.*replace=True"):
+        registry.register("task", second)
+    assert registry.get("task").definition is first
+    registry.register("task", second, replace=True)
+    assert registry.get("task").definition is second
+
+
+def test_a_registry_takes_the_same_workflow_again_as_a_cell_run_twice_would():
+    cell = "def task(data):\n    return data * 2\n"
+    registry = zart.TaskRegistry()
+    for _ in range(2):  # a new function object each time, with the same code
+        namespace = {"__name__": "__main__"}
+        exec(compile(cell, "<cell>", "exec"), namespace)
+        registry.register("task", namespace["task"])
+    assert registry.get("task").definition is namespace["task"]
+    registry.register("other", SumSquares())
+    registry.register("other", SumSquares())  # a DurableExecution instance made again

@@ -300,3 +300,53 @@ def test_a_journal_moved_away_is_not_mistaken_for_the_file_now_at_its_inode(tmp_
     Journal(moved).close()
     assert {r.execution_id for r in zart.journal(moved).list_executions()} == {"before", "after"}
     assert not first.exists()
+
+
+def test_a_full_disk_when_the_next_run_folds_what_the_last_left_is_a_clear_error(tmp_path):
+    left = textwrap.dedent("""
+        import os, sys
+        import zart_nb._journal.journal as jm
+        jm.FOLD_INTERVAL = 3600; jm.FOLD_BATCH = 10**9  # never fold: the rows stay in the side log
+        import zart_nb as zart
+        @zart.step
+        def row(i):
+            return "x" * 2000 + str(i)
+        @zart.workflow
+        def rows(n):
+            return len([row(i) for i in range(n)])
+        zart.run(rows, 150, execution_id="left", journal=sys.argv[1])
+        os._exit(0)  # no fold, no close: as if killed
+    """)
+    nxt = textwrap.dedent("""
+        import sys, zart_nb as zart
+        try:
+            print(zart.run(lambda x: x, 5, execution_id="next", journal=sys.argv[1]))
+        except zart.JournalError as exc:
+            print("ERROR", type(exc).__name__, exc)
+    """)
+    with _tmpfs(tmp_path / "mnt", size="8m") as mnt:
+        journal = mnt / "j.duckdb"
+        subprocess.run([sys.executable, "-c", left, str(journal)], check=True, timeout=120)
+        assert (mnt / "j.duckdb.steps.log").stat().st_size > 150 * 2000
+        descriptor = os.open(mnt / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            while True:
+                os.write(descriptor, b"\1" * 65536)
+        except OSError:
+            pass
+        finally:
+            os.close(descriptor)
+        full = subprocess.run([sys.executable, "-c", nxt, str(journal)], capture_output=True, text=True,
+                              timeout=120)
+        assert full.stdout.startswith("ERROR JournalError") and "disk is full" in full.stdout, \
+            (full.stdout, full.stderr)
+        assert "nothing journaled before was lost" in full.stdout
+        assert "TransactionException" not in full.stderr + full.stdout, full.stderr
+        listed = _cli(journal, "ls")
+        assert "disk is full" in listed.stderr and "TransactionException" not in listed.stderr, listed.stderr
+        (mnt / "filler").unlink()
+        done = subprocess.run([sys.executable, "-c", nxt, str(journal)], capture_output=True, text=True,
+                              timeout=120)
+        assert done.stdout.strip() == "5", (done.stdout, done.stderr)
+        steps = zart.journal(journal).list_steps("left", limit=1000)
+        assert len(steps) == 150 and {s.status for s in steps} == {zart.StepStatus.COMPLETED}

@@ -234,3 +234,64 @@ def test_a_finished_rerun_starts_workers_only_when_the_journal_must_be_opened(jo
     opened.close()  # a new process: the pool starts while the journal opens, and stops unused
     assert zart.run(squares, data, execution_id="sq-warm", journal=journal) == 5
     assert len(started) == 1 and inline.executor is None
+
+
+_CELL = """
+import zart_nb as zart
+
+def helper(x):
+    return x + {helper_add}
+
+@zart.step("double")
+def double(x):
+    return x * {factor}
+
+@zart.step("keep")
+def keep(x):
+    return x
+
+@zart.workflow("cells")
+def flow(xs):
+    return [keep(helper(double(x))) for x in xs]
+"""
+
+
+def _cell(helper_add=0, factor=2):
+    """A notebook cell run again with an edit: the same names, new functions."""
+    namespace = {"__name__": "__main__"}
+    exec(compile(_CELL.format(helper_add=helper_add, factor=factor), "<cell>", "exec"), namespace)
+    return namespace["flow"]
+
+
+def test_on_change_error_names_the_step_whose_code_changed(journal):
+    assert zart.run(_cell(), [1, 2], execution_id="c-1", journal=journal) == [2, 4]
+    with pytest.raises(zart.NonDeterminism) as caught:
+        zart.run(_cell(factor=3), [1, 2], execution_id="c-1", journal=journal, on_change="error")
+    message = str(caught.value)
+    assert "step 'double' changed" in message and "'keep'" not in message
+    assert "code hash" in message and "c-1" in message
+
+
+def test_on_change_error_says_the_body_or_a_helper_changed_when_no_step_did(journal):
+    assert zart.run(_cell(), [1, 2], execution_id="c-2", journal=journal) == [2, 4]
+    with pytest.raises(zart.NonDeterminism) as caught:
+        zart.run(_cell(helper_add=1), [1, 2], execution_id="c-2", journal=journal, on_change="error")
+    message = str(caught.value)
+    assert "the workflow body or a helper it calls changed" in message and "step '" not in message
+
+
+def test_on_change_error_names_a_changed_step_of_a_class_style_execution(journal):
+    def make(factor):
+        @zart.step("triple")
+        def triple(x):
+            return x * factor
+
+        class Tripler(zart.DurableExecution):
+            def run(self, data):
+                return [triple(x) for x in data]
+
+        return Tripler()
+
+    assert zart.run(make(3), [1], execution_id="t-1", journal=journal) == [3]
+    with pytest.raises(zart.NonDeterminism, match=r"step 'triple' changed"):
+        zart.run(make(4), [1], execution_id="t-1", journal=journal, on_change="error")

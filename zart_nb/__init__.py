@@ -25,7 +25,7 @@ import typing as _typing
 if _typing.TYPE_CHECKING:
     from ._api import DurableScheduler, TaskRegistry, run, schedule, start, wait
     from ._context import Context, context
-    from ._control import cancel, delete
+    from ._control import ControlOutcome, cancel, delete
     from ._definitions import DurableExecution, NamedCall, RetryPolicy, Step, Workflow, step, workflow
     from ._errors import (
         Cancelled,
@@ -67,7 +67,7 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, tuple[str, ...]] = {
     "_api": ("DurableScheduler", "TaskRegistry", "run", "schedule", "start", "wait"),
     "_context": ("Context", "context"),
-    "_control": ("cancel", "delete"),
+    "_control": ("ControlOutcome", "cancel", "delete"),
     "_definitions": ("DurableExecution", "NamedCall", "RetryPolicy", "Step", "Workflow", "step", "workflow"),
     "_errors": ("Cancelled", "ConfigurationError", "DefinitionError", "DefinitionNotFound", "ExecutionNotFound",
                 "ExecutionTimeout", "ExecutorClosed", "JournalCorrupt", "JournalError", "JournalLocked",
@@ -170,6 +170,7 @@ __all__ = [
     "ConfigurationError",
     "context",
     "Context",
+    "ControlOutcome",
     "DefinitionError",
     "DefinitionNotFound",
     "DefinitionRecord",

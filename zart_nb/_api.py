@@ -28,11 +28,23 @@ class TaskRegistry:
     def __init__(self) -> None:
         self._tasks: dict[str, WorkflowDef] = {}
 
-    def register(self, name: str, task: Any) -> None:
-        """Register a ``DurableExecution`` instance, a ``@zart.workflow`` or a function under ``name``."""
+    def register(self, name: str, task: Any, *, replace: bool = False) -> None:
+        """Register a ``DurableExecution`` instance, a ``@zart.workflow`` or a function under ``name``.
+
+        Registering the same workflow again (same code hash: a notebook cell run twice) is fine; a
+        different one under a registered name is refused with a ``DefinitionError`` unless
+        ``replace=True``."""
         if not isinstance(name, str) or not name:
             raise DefinitionError(f"task name must be a non-empty string, got {name!r}")
-        self._tasks[name] = as_workflow(task, name)
+        workflow = as_workflow(task, name)
+        registered = self._tasks.get(name)
+        if registered is not None and not replace and registered.definition is not workflow.definition:
+            if ser.code_hash(registered.definition) != ser.code_hash(workflow.definition):
+                raise DefinitionError(
+                    f"task {name!r} is already registered with another workflow: {_label(workflow)} "
+                    f"has a different code hash from the registered {_label(registered)}; pass "
+                    "replace=True to replace it")
+        self._tasks[name] = workflow
 
     def get(self, name: str) -> WorkflowDef:
         try:
@@ -47,6 +59,11 @@ class TaskRegistry:
     @property
     def names(self) -> list[str]:
         return sorted(self._tasks)
+
+
+def _label(workflow: WorkflowDef) -> str:
+    definition = workflow.definition
+    return getattr(definition, "__qualname__", None) or f"a {type(definition).__name__}"
 
 
 def check_options(on_change: str, workers: int | None, executor: ExecutorSpec = None) -> None:

@@ -252,11 +252,13 @@ def cmd_show(args: argparse.Namespace) -> int:
                 print(f"\nOutput of {safe(s.step_key)} (run {s.run_number}, attempt {s.attempts}):\n"
                       f"{safe(s.log.rstrip(), lines=True)}")
     if args.traceback:
+        from ._tracebacks import short  # zart_nb's frames hidden, source lines shown
+
         for s in steps:
             if s.traceback:
-                print(f"\nTraceback of {safe(s.step_key)}:\n{safe(s.traceback, lines=True)}")
+                print(f"\nTraceback of {safe(s.step_key)}:\n{safe(short(s.traceback), lines=True)}")
         if record.traceback:
-            print(f"\nTraceback of the workflow:\n{safe(record.traceback, lines=True)}")
+            print(f"\nTraceback of the workflow:\n{safe(short(record.traceback), lines=True)}")
     return 0
 
 

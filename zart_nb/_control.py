@@ -8,16 +8,18 @@ so the server never waits for an execution to stop.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from . import _serialization as ser
-from ._errors import Cancelled, DefinitionError, ExecutionNotFound, MonitorError, ZartError
+from ._errors import Cancelled, ConfigurationError, DefinitionError, ExecutionNotFound, MonitorError, ZartError
 from ._handles import Execution
 from ._journal import Journal
 from ._monitor.control import Control
@@ -165,14 +167,24 @@ class EngineControl(Control):
         return None if run is None else run.output_so_far(step_key)
 
 
-def cancel(execution_id: str, *, journal: str | os.PathLike[str] | None = None) -> ExecutionStatus:
-    """Cancel an execution; returns the status it had.
+@overload
+def cancel(execution_id: str, *, journal: str | os.PathLike[str] | None = None) -> ExecutionStatus: ...
+@overload
+def cancel(execution_id: list[str] | tuple[str, ...], *,
+           journal: str | os.PathLike[str] | None = None) -> list[ControlOutcome]: ...
+def cancel(execution_id: str | list[str] | tuple[str, ...], *,
+           journal: str | os.PathLike[str] | None = None) -> ExecutionStatus | list[ControlOutcome]:
+    """Cancel an execution; returns the status it had. Given a list of ids, cancels each and returns a
+    :class:`ControlOutcome` per id, in order: an id that is unknown (or refused) is reported there,
+    with its error, and the others are cancelled all the same.
 
     When another process's engine runs it, the request goes through that engine's monitor endpoint: its
     steps' workers are killed and it ends ``cancelled`` (this waits up to 30 s for that, polling its
     status). Otherwise an unfinished journaled execution is marked cancelled (a finished one is left
     as it is)."""
-    return cancel_and_wait(execution_id, journal=journal)[0]
+    if isinstance(execution_id, str):
+        return cancel_and_wait(execution_id, journal=journal)[0]
+    return _cancel_many(_ids(execution_id), journal)
 
 
 def cancel_and_wait(execution_id: str, *, journal: str | os.PathLike[str] | None = None,
@@ -226,9 +238,19 @@ def _status_in_file(execution_id: str, path: str | os.PathLike[str]) -> Executio
     return None if record is None else record.status
 
 
-def delete(execution_id: str, *, journal: str | os.PathLike[str] | None = None) -> None:
+@overload
+def delete(execution_id: str, *, journal: str | os.PathLike[str] | None = None) -> None: ...
+@overload
+def delete(execution_id: list[str] | tuple[str, ...], *,
+           journal: str | os.PathLike[str] | None = None) -> list[ControlOutcome]: ...
+def delete(execution_id: str | list[str] | tuple[str, ...], *,
+           journal: str | os.PathLike[str] | None = None) -> list[ControlOutcome] | None:
     """Remove a finished execution (its runs, steps and attempts) from the journal; a running one is
-    refused with ``DefinitionError``."""
+    refused with ``DefinitionError``. Given a list of ids, deletes each and returns a
+    :class:`ControlOutcome` per id, in order: an unknown or running one is reported there, with its
+    error, and the others are deleted all the same."""
+    if not isinstance(execution_id, str):
+        return _delete_many(_ids(execution_id), journal)
     from ._monitor.client import MonitorClient
     from ._runtime import default_journal_path
 
@@ -237,8 +259,123 @@ def delete(execution_id: str, *, journal: str | os.PathLike[str] | None = None) 
     if client is not None:
         with client:
             client.delete(execution_id)
-            return
+            return None
     delete_here(runtime.journal(path), execution_id)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class ControlOutcome:
+    """What ``zart.cancel`` or ``zart.delete`` given a list did to one execution of it.
+
+    ``done`` is ``"cancelled"`` (it was running or unfinished; ``status`` says whether it has stopped),
+    ``"already finished"`` (a cancel of a finished one: left as it was), ``"deleted"``, or ``"failed"``
+    (nothing was done: ``error`` says why, e.g. ``ExecutionNotFound``). ``was`` is the status it had
+    (None when it could not be read)."""
+
+    execution_id: str
+    done: Literal["cancelled", "already finished", "deleted", "failed"]
+    was: ExecutionStatus | None = None
+    status: ExecutionStatus | None = None  # after a cancel: the status it has now (None if unread)
+    error: ZartError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def __str__(self) -> str:
+        if self.error is not None:
+            return f"{self.execution_id}: failed: {self.error}"
+        if self.done == "already finished":
+            return f"{self.execution_id}: already {self.was.value if self.was else 'finished'}"
+        was = f" (was {self.was.value})" if self.was is not None else ""
+        if self.done == "cancelled" and self.status in (None, ExecutionStatus.RUNNING, ExecutionStatus.PENDING):
+            return f"{self.execution_id}: cancelling{was}"
+        return f"{self.execution_id}: {self.done}{was}"
+
+
+def _ids(given: object) -> list[str]:
+    if isinstance(given, (bytes, bytearray)) or not isinstance(given, Iterable):
+        raise ConfigurationError(f"give an execution id or a list of them, got {given!r}")
+    ids = list(given)
+    for item in ids:
+        if not isinstance(item, str) or not item:
+            raise ConfigurationError(f"an execution id is a non-empty string, got {item!r} in {given!r}")
+    return ids
+
+
+def _cancel_many(ids: list[str], journal: str | os.PathLike[str] | None) -> list[ControlOutcome]:
+    """Request every cancel first, then wait (up to ``CANCEL_WAIT`` in all) for those to stop."""
+    from ._monitor.client import MonitorClient
+    from ._runtime import default_journal_path
+
+    path = journal or default_journal_path()
+    outcomes: list[ControlOutcome | None] = [None] * len(ids)
+    requested: list[tuple[int, ExecutionStatus]] = []
+    client = MonitorClient.connect(path)
+    here = None if client is not None else runtime.journal(path)
+    deadline = time.monotonic() + CANCEL_WAIT
+    try:
+        for index, execution_id in enumerate(ids):
+            try:
+                if client is not None:
+                    was = client.cancel(execution_id)
+                else:
+                    assert here is not None
+                    was = ExecutionStatus(request_cancel(here, execution_id)["was"])
+            except ZartError as exc:
+                outcomes[index] = ControlOutcome(execution_id, "failed", error=exc)
+                continue
+            if was.finished:
+                outcomes[index] = ControlOutcome(execution_id, "already finished", was, was)
+            else:
+                requested.append((index, was))
+        for index, was in requested:
+            execution_id = ids[index]
+            left = max(0.0, deadline - time.monotonic())
+            if client is not None:
+                now = _wait_stopped(client, execution_id, path, left)
+            else:
+                assert here is not None
+                live = runtime.live_execution(here, execution_id)
+                if live is not None:
+                    with contextlib.suppress(BaseException):
+                        live.result(timeout=left)
+                now = here.execution_status(execution_id)
+            outcomes[index] = ControlOutcome(execution_id, "cancelled", was, now)
+    finally:
+        if client is not None:
+            client.close()
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+def _delete_many(ids: list[str], journal: str | os.PathLike[str] | None) -> list[ControlOutcome]:
+    from ._monitor.client import MonitorClient
+    from ._runtime import default_journal_path
+
+    path = journal or default_journal_path()
+    outcomes = []
+    client = MonitorClient.connect(path)
+    here = None if client is not None else runtime.journal(path)
+    try:
+        for execution_id in ids:
+            try:
+                if client is not None:
+                    record = client.execution_record(execution_id)
+                    was = None if record is None else record.status
+                    client.delete(execution_id)
+                else:
+                    assert here is not None
+                    was = here.execution_status(execution_id)
+                    delete_here(here, execution_id)
+            except ZartError as exc:
+                outcomes.append(ControlOutcome(execution_id, "failed", error=exc))
+            else:
+                outcomes.append(ControlOutcome(execution_id, "deleted", was))
+    finally:
+        if client is not None:
+            client.close()
+    return outcomes
 
 
 def _start_monitor(journal: Journal) -> Callable[[], None] | None:

@@ -9,6 +9,7 @@ import functools
 import inspect
 import math
 import string
+import types
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from . import _context
 from ._errors import DefinitionError
+from ._serialization import global_names
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -247,3 +249,46 @@ class WorkflowDef:
     name: str
     body: Callable[[Any], Any]
     definition: Any  # what is pickled into the journal: the function or DurableExecution instance
+
+
+def referenced_steps(definition: Any) -> list[Step[Any, Any]]:
+    """The steps a workflow's code refers to by name: in its globals and closure cells, and in those
+    of the functions and classes of its own module that it refers to (the helpers its code hash
+    covers). A step made at the call site (``zart.step("a")(f)()``) is not found."""
+    found: dict[int, Step[Any, Any]] = {}
+    seen: dict[int, Any] = {}
+
+    def walk(obj: Any) -> None:
+        if id(obj) in seen:
+            return
+        seen[id(obj)] = obj  # held for the walk, so an id is never reused within it
+        if isinstance(obj, Step):
+            found.setdefault(id(obj), obj)
+            return
+        if isinstance(obj, (staticmethod, classmethod, types.MethodType)):
+            obj = obj.__func__
+        if isinstance(obj, Workflow):
+            obj = obj.fn
+        if isinstance(obj, functools.partial):
+            walk(obj.func)
+        elif isinstance(obj, types.FunctionType):
+            values = [obj.__globals__[name] for name in sorted(global_names(obj.__code__))
+                      if name in obj.__globals__]
+            for cell in obj.__closure__ or ():
+                try:
+                    values.append(cell.cell_contents)
+                except ValueError:  # an empty cell
+                    continue
+            for value in values:
+                if isinstance(value, Step) or (isinstance(value, (types.FunctionType, type))
+                                               and getattr(value, "__module__", None) == obj.__module__):
+                    walk(value)
+        elif isinstance(obj, type):
+            for member in vars(obj).values():
+                if isinstance(member, (Step, types.FunctionType, staticmethod, classmethod)):
+                    walk(member)
+        elif not isinstance(obj, (types.BuiltinFunctionType, types.ModuleType)):
+            walk(type(obj))  # a DurableExecution instance: its class's methods
+
+    walk(definition)
+    return list(found.values())

@@ -23,7 +23,7 @@ from typing import Any, cast
 
 from . import _context
 from . import _serialization as ser
-from ._definitions import Step, WorkflowDef
+from ._definitions import Step, WorkflowDef, referenced_steps
 from ._errors import (
     Cancelled,
     ConfigurationError,
@@ -50,6 +50,7 @@ from ._progress import FailedStep, RunEnd, RunningStep, RunProgress
 from ._replay import Keys, check_change, decide
 from ._runtime import runtime
 from ._status import ExecutionStatus, RunReason, StepStatus
+from ._tracebacks import locate_dynamic
 
 WAIT_TICK = 0.1
 
@@ -277,6 +278,7 @@ class RunState:
                     with self._cond:  # progress() reads these under the lock (failure paths only)
                         self.retrying.pop(key, None)
             else:
+                outcome.traceback = locate_dynamic(outcome.traceback, state.step.fn)  # before journaling
                 error = self._error_for(state, outcome)
                 retryable = (kind is not OutcomeKind.CANCELLED and kind is not OutcomeKind.UNPICKLABLE
                              and not self.cancelled and not self.closing
@@ -551,7 +553,7 @@ def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, on_cha
                              ser.loads(stored.output) if stored.output is not None else None)
             return
         if on_change == "error":
-            what = "input" if stored.input_hash != input_hash else "workflow code"
+            what = "input" if stored.input_hash != input_hash else _code_change(execution, workflow)
             raise NonDeterminism(f"execution {execution_id!r} completed with a different {what}, "
                                  "and on_change='error'")
     try:  # only a run needs the input's pickle: a completed execution returned above
@@ -566,6 +568,20 @@ def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, on_cha
                   executor)
     finally:
         runtime.run_closed()
+
+
+def _code_change(execution: Execution, workflow: WorkflowDef) -> str:
+    """What changed in a completed execution's workflow code: the steps whose function's code hash is
+    not the one journaled with their steps, else the workflow body or a helper."""
+    journaled = execution.journal.step_code_hashes(execution.execution_id)
+    changed = sorted({step.name for step in referenced_steps(workflow.definition)
+                      if step.name in journaled and ser.code_hash(step.fn) not in journaled[step.name]})
+    if changed:
+        names = ", ".join(repr(name) for name in changed)
+        return (f"workflow code: step{'s' if len(changed) > 1 else ''} {names} changed (the code hash of "
+                "the step function the workflow refers to differs from the one journaled with its steps)")
+    return ("workflow code: the workflow body or a helper it calls changed (no step it refers to "
+            "has a code hash other than the one journaled with its steps)")
 
 
 def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change: str,

@@ -308,7 +308,7 @@ def _hash_function(fn: types.FunctionType, hasher: Any, seen: dict[int, Any]) ->
         except SerializationError:
             hasher.update(repr([type(d).__qualname__ for d in fn.__defaults__ or ()]).encode())
     module = fn.__module__
-    for name in sorted(_global_names(fn.__code__)):  # set order varies by process
+    for name in sorted(global_names(fn.__code__)):  # set order varies by process
         if name in fn.__globals__:
             _hash_reference(name, fn.__globals__[name], module, hasher, seen)
     for cell_name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or (), strict=False):
@@ -330,11 +330,12 @@ def _hash_reference(name: str, value: Any, module: str, hasher: Any, seen: dict[
         _hash_object(value.__wrapped_fn__, hasher, seen)
 
 
-def _global_names(code: types.CodeType) -> set[str]:
+def global_names(code: types.CodeType) -> set[str]:
+    """The global names a code object (and the code nested in it) refers to."""
     names = set(code.co_names)
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
-            names |= _global_names(const)
+            names |= global_names(const)
     return names
 
 

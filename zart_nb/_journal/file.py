@@ -229,7 +229,8 @@ def describe(path: Path, exc: BaseException, doing: str) -> JournalError:
     if isinstance(exc, OSError):
         return os_error(path, exc, doing)
     lowered = str(exc).lower()
-    for words, code in (("no space left", errno.ENOSPC), ("read-only file system", errno.EROFS),
+    for words, code in (("no space left", errno.ENOSPC), ("disk quota exceeded", errno.EDQUOT),
+                        ("file too large", errno.EFBIG), ("read-only file system", errno.EROFS),
                         ("permission denied", errno.EACCES)):
         if words in lowered:
             return os_error(path, OSError(code, os.strerror(code)), doing)

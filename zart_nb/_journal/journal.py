@@ -100,6 +100,11 @@ def _count(counts: dict[str, list[int]], execution_id: str, status: str, sign: i
         change[2] += sign
 
 
+# What a method does, for an error that names it ("cannot read the journaled steps: ...")
+_DOING = {"pickled_steps": "read the journaled steps", "pickled_execution": "read the journaled execution",
+          "step_code_hashes": "read the journaled steps"}
+
+
 def _held(method: Callable[..., T]) -> Callable[..., T]:
     """Run a Journal method inside ``hold()``: the file is opened if needed and released after the
     grace period, even when the caller never held it."""
@@ -115,7 +120,8 @@ def _held(method: Callable[..., T]) -> Callable[..., T]:
             duckdb = db.load()
 
             if isinstance(exc, (OSError, duckdb.Error)):  # disk full, storage gone: say so
-                raise file.describe(self.path, exc, method.__name__.replace("_", " ")) from exc
+                doing = _DOING.get(method.__name__) or method.__name__.replace("_", " ")
+                raise file.describe(self.path, exc, doing) from exc
             raise
 
     return wrapper
@@ -401,11 +407,14 @@ class Journal:
             if meta:
                 file.mark_orphans_interrupted(conn, self.path)
             file.protect_wal(self.path)
-        except BaseException:
+        except BaseException as exc:
             self._conn = None
             conn.close()
             if created:
                 file.finish_creation(self.path)
+            if isinstance(exc, (OSError, db.load().Error)):  # disk full folding the side log: say so
+                raise file.describe(self.path, exc, "open the journal (folding the steps the last run left "
+                                    "in its side log)") from exc
             raise
         self._opened = file.identity(self.path)
         if self._opened is not None:
@@ -471,8 +480,8 @@ class Journal:
 
         Only a log written for this very database counts (its first frame names the journal id, and
         nothing after it is decoded otherwise): the log of a deleted or replaced journal file is set
-        aside, never folded into a new one. A log damaged in the middle is folded up to the damage and
-        kept aside as evidence."""
+        aside, never folded into a new one. A log damaged in the middle is folded past the damage (the
+        reader resynchronises on the next intact frame) and kept aside as evidence."""
         with self._log_lock:
             log = self._sidelog.path
             contents = self._sidelog.read(self._header())
@@ -482,9 +491,13 @@ class Journal:
                 logger.warning("zart: %s belongs to another journal file; moved it to %s", log, aside)
             elif contents.damage is not None:
                 aside = log.with_name(log.name + ".corrupt")
+                for number in range(1, 1000):  # never overwrite the evidence of an earlier damage
+                    if not aside.exists():
+                        break
+                    aside = log.with_name(f"{log.name}.corrupt.{number}")
                 os.replace(log, aside)
-                logger.warning("zart: the side log %s is damaged (%s); the %d records before the damage "
-                               "are kept, and the damaged log is kept aside as %s", log, contents.damage,
+                logger.warning("zart: the side log %s is damaged (%s); its %d intact records are kept, and "
+                               "the damaged log is kept aside as %s", log, contents.damage,
                                len(contents.records), aside)
             leftover = [record for record in contents.records if record[0] > self._seq]
             self._write(leftover)  # on failure the log stays as it is, for the next open
@@ -849,3 +862,16 @@ class Journal:
                    FROM steps WHERE execution_id = ? AND current""", [execution_id]).fetchall()
         make = StoredStep._make
         return {row[0]: make(row[1:]) for row in rows}
+
+    @_held
+    def step_code_hashes(self, execution_id: str) -> dict[str, set[str]]:
+        """The code hashes journaled with an execution's current steps, by step name."""
+        with self._lock:
+            conn = self._ensure_open()
+            self._fold_locked()
+            rows = conn.execute("SELECT DISTINCT name, def_id FROM steps WHERE execution_id = ? AND current",
+                                [execution_id]).fetchall()
+        hashes: dict[str, set[str]] = {}
+        for name, code in rows:
+            hashes.setdefault(name, set()).add(code)
+        return hashes

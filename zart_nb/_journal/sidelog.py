@@ -13,8 +13,13 @@ can never run code (nor build any object but those plain values). The first reco
 the journal it belongs to and is checked before any later frame is decoded.
 
 A torn tail (the process died mid-write), an empty frame or a zero-filled tail (what delayed allocation
-can leave after a power cut) ends the log: its steps had not been reported as finished. A damaged frame
-with intact data after it (bit rot) also ends what can be trusted; the reader reports it so the journal
+can leave after a power cut) ends the log silently: its steps had not been reported as finished. A
+damaged frame with an intact frame after it (bit rot) is not a tail: frames have no sync marker, so the
+reader resynchronises on the next offset where a frame's checksum holds and its body decodes (a body
+always begins with pickle's protocol-5 opcode, so only those offsets are tried) and keeps reading,
+dropping any record whose sequence it has already passed. When only the length field was hit, the
+damaged frame itself is recovered too: its body is the bytes up to the next intact frame, checked
+against its stored checksum. The reader reports every damage with its offset, so the journal warns and
 keeps the file aside as evidence.
 """
 from __future__ import annotations
@@ -91,6 +96,55 @@ def decode(body: bytes) -> list[Record]:
     return records
 
 
+def _frame_at(data: bytes, offset: int) -> tuple[int, list[Record]] | str:
+    """``(end, records)`` of the intact frame at ``offset``, or what is wrong with it."""
+    length, crc = _HEADER.unpack_from(data, offset)
+    end = offset + _HEADER.size + length
+    body = data[offset + _HEADER.size : end]
+    if length == 0:
+        return "an empty frame"
+    if len(body) != length:
+        return "a frame cut short"
+    if zlib.crc32(body) != crc:
+        return "a frame failing its checksum"
+    try:
+        return end, decode(body)
+    except ValueError as exc:
+        return str(exc)
+
+
+_BODY_START = b"\x80\x05"  # pickle's PROTO 5: the first bytes of every body we write
+
+
+def _next_frame(data: bytes, start: int) -> tuple[int, int, list[Record]] | None:
+    """The first intact frame at or after ``start``: ``(offset, end, records)``."""
+    search = start + _HEADER.size
+    while True:
+        found = data.find(_BODY_START, search)
+        if found < 0:
+            return None
+        candidate = _frame_at(data, found - _HEADER.size)
+        if not isinstance(candidate, str):
+            return found - _HEADER.size, *candidate
+        search = found + 1
+
+
+def _recover(data: bytes, offset: int, cut_to: int) -> tuple[int, list[Record]] | None:
+    """The frame at ``offset`` whose length field alone was damaged: its body runs up to ``cut_to``
+    (the next intact frame, or the end of the file less a zero-filled tail) and its stored checksum
+    holds for it."""
+    crc = _HEADER.unpack_from(data, offset)[1]
+    start = offset + _HEADER.size
+    body = data[start:cut_to]
+    for candidate in (body, body.rstrip(b"\0")):
+        if candidate and zlib.crc32(candidate) == crc:
+            try:
+                return start + len(candidate), decode(candidate)
+            except ValueError:
+                return None
+    return None
+
+
 @dataclass
 class LogContents:
     """What a read of the log found."""
@@ -98,7 +152,7 @@ class LogContents:
     records: list[Record] = field(default_factory=list)
     header: tuple[Any, ...] | None = None  # the row of the first record ("h", (journal_id,))
     foreign: bool = False  # the log names another journal: nothing after the header was decoded
-    damage: str | None = None  # a damaged frame with data after it: what was wrong, where
+    damage: str | None = None  # damaged frames that were not a torn tail: what was wrong, where
 
 
 class SideLog:
@@ -132,7 +186,7 @@ class SideLog:
             raise
 
     def read(self, header: Record | None = None) -> LogContents:
-        """The intact records of the file, in order, up to a torn tail or a damaged frame.
+        """The intact records of the file, in order, past any damaged frame, up to a torn tail.
 
         With ``header``, the log must begin with that record; otherwise it is ``foreign`` and no
         other frame is decoded."""
@@ -141,31 +195,37 @@ class SideLog:
             data = self.path.read_bytes()
         except FileNotFoundError:
             return contents
+        damages: list[str] = []
+        last_seq = -1
         offset = 0
         while offset + _HEADER.size <= len(data):
-            length, crc = _HEADER.unpack_from(data, offset)
-            end = offset + _HEADER.size + length
-            body = data[offset + _HEADER.size : end]
-            problem = None
-            if length == 0:
-                problem = "an empty frame"
-            elif len(body) != length:
-                problem = "a frame cut short"
-            elif zlib.crc32(body) != crc:
-                problem = "a frame failing its checksum"
+            found = _frame_at(data, offset)
+            if isinstance(found, str):
+                problem = found
+                following = _next_frame(data, offset + 1)
+                cut_to = following[0] if following is not None else len(data)
+                recovered = _recover(data, offset, cut_to)
+                where = f"at byte {offset} of {len(data)}"
+                if recovered is not None:
+                    end, records = recovered
+                    damages.append(f"{problem} {where}: only its length field was damaged, its "
+                                   f"{len(records)} records were recovered by their checksum")
+                elif following is None:
+                    # Nothing intact follows: a torn or zero-filled tail, unless a whole frame failed
+                    # with data after it (bit rot in the last frame).
+                    length = _HEADER.unpack_from(data, offset)[0]
+                    after = data[offset + _HEADER.size + length:] if length else data[offset + _HEADER.size:]
+                    complete = offset + _HEADER.size + length <= len(data)
+                    if complete and (after.strip(b"\0") or problem.startswith(("undecodable", "a frame that"))):
+                        damages.append(f"{problem} {where}; nothing intact after it")
+                    break
+                else:
+                    damages.append(f"{problem} {where}: resynchronised at byte {cut_to}, "
+                                   f"{cut_to - offset} bytes cut")
+                    offset = cut_to
+                    continue
             else:
-                try:
-                    records = decode(body)
-                except ValueError as exc:
-                    problem = str(exc)
-            if problem is not None:
-                after = data[end:] if length else data[offset + _HEADER.size:]
-                # A frame that passed its checksum yet does not decode was never written by us.
-                if len(body) == length and (after.strip(b"\0") or problem.startswith("undecodable")
-                                            or problem.startswith("a frame that")):
-                    # data follows: bit rot in the middle, not a torn or zero-filled tail
-                    contents.damage = f"{problem} at byte {offset} of {len(data)}"
-                return contents
+                end, records = found
             if offset == 0:
                 first = records[0] if records else None
                 if header is not None and (first is None or first[1:] != header[1:]):
@@ -173,9 +233,18 @@ class SideLog:
                     return contents
                 if first is not None and first[1] == "h":
                     contents.header = first[2]
+                    last_seq = max(last_seq, first[0])
                     records = records[1:]
-            contents.records.extend(records)
+            elif header is not None and contents.header is None:
+                # the first frame was lost: nothing proves the rest belongs to this journal
+                damages.append("the first frame, which names the journal, is lost: nothing after it is used")
+                break
+            for record in records:
+                if record[0] > last_seq:  # a resynchronisation never yields a record twice
+                    contents.records.append(record)
+                    last_seq = record[0]
             offset = end
+        contents.damage = "; ".join(damages) or None
         return contents
 
     def truncate(self) -> None:
