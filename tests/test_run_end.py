@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from conftest import wait_until
 
 import zart_nb as zart
@@ -133,3 +134,104 @@ def test_zart_show_follows_the_output_of_running_steps_live(tmp_path):
             if process is not None and process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+def test_three_executions_at_once_list_every_step_in_flight(tmp_path):
+    journal = tmp_path / ".zart" / "journal.duckdb"
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    script = Path(__file__).parent / "scripts" / "three_driver.py"
+    with open(workdir / "out", "w") as out, open(workdir / "err", "w") as err:
+        driver = subprocess.Popen([sys.executable, str(script), str(journal), str(workdir)], stdout=out, stderr=err)
+    try:
+        def all_in_flight():
+            if driver.poll() is not None:
+                raise AssertionError((workdir / "err").read_text())
+            try:
+                with zart.journal(journal) as reader:
+                    found = {f"ex-{n}": reader.progress(f"ex-{n}") for n in range(3)}
+                    records = {r.execution_id: r for r in reader.list_executions()}
+            except zart.ZartError:
+                return None
+            if any(p is None for p in found.values()) or sum(p.running for p in found.values()) < 3:
+                return None
+            return found, records
+
+        found, records = wait_until(all_in_flight, timeout=DEADLINE, what="three executions with steps running")
+        for execution_id, progress in found.items():
+            assert (progress.total, progress.finished) == (2, 0), progress
+            assert progress.running + progress.scheduled == 2, progress  # every step in flight is listed
+            assert records[execution_id].steps_total == 2
+            assert all(step.worker and step.attempt == 1 for step in progress.running_steps)
+        # three workers, six steps: three run, three wait for a worker
+        assert sum(p.running for p in found.values()) == 3
+        assert sum(p.scheduled for p in found.values()) == 3
+        running = [(execution_id, s.key) for execution_id, p in found.items() for s in p.running_steps]
+        assert len({worker for p in found.values() for worker in (s.worker for s in p.running_steps)}) == 3, running
+        (workdir / "release").touch()
+        assert driver.wait(DEADLINE) == 0, (workdir / "err").read_text()
+        assert "RESULT [[0, 1], [0, 1], [0, 1]]" in (workdir / "out").read_text()
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+
+
+@pytest.mark.filterwarnings("ignore")  # jupyter_client's zmq context is collected late (as in test_kernel.py)
+def test_a_kernel_death_under_zart_start_reads_as_process_died(tmp_path):
+    from jupyter_client.manager import start_new_kernel
+
+    journal = tmp_path / ".zart" / "kernel.duckdb"
+    gate = tmp_path / "release"
+    code = f"""
+import os, time
+import zart_nb as zart
+
+@zart.step("waits")
+def waits(path):
+    print("waiting for", os.path.basename(path), flush=True)
+    deadline = time.monotonic() + 60
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return "released"
+
+@zart.workflow("kernel-flow")
+def flow(path):
+    return waits(path)
+
+ex = zart.start(flow, {str(gate)!r}, execution_id="in-kernel", journal={str(journal)!r}, workers=1)
+"""
+    manager, client = start_new_kernel(kernel_name="python3", cwd=str(tmp_path),
+                                       env={**os.environ, "ZART_HEARTBEAT": "0.2"})
+    try:
+        reply = client.execute_interactive(code, timeout=DEADLINE)
+        assert reply["content"]["status"] == "ok", reply["content"]
+
+        def printed_and_beaten():
+            try:
+                with zart.journal(journal) as reader:
+                    progress = reader.progress("in-kernel")
+                    run = reader.list_runs("in-kernel")[-1]
+                    output = reader.live_output("in-kernel", "waits#0")
+            except zart.ZartError:
+                return False
+            return (progress is not None and progress.running == 1 and output is not None
+                    and "waiting for release" in output[1] and run.alive_at is not None
+                    and run.alive_at.timestamp() > progress.running_steps[0].started_at + 0.3)
+
+        wait_until(printed_and_beaten, timeout=DEADLINE, what="the step running in the kernel, with a heartbeat")
+        pid = manager.provisioner.process.pid
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not manager.is_alive(), timeout=DEADLINE, what="the kernel to die")
+    finally:
+        client.stop_channels()
+        if manager.is_alive():
+            manager.shutdown_kernel(now=True)
+        else:
+            manager.cleanup_resources()
+        manager.context.destroy(linger=0)
+    record = zart.journal(journal).execution_record("in-kernel")
+    assert (record.status, record.ended_by) == (zart.ExecutionStatus.INTERRUPTED, zart.RunEnd.PROCESS_DIED)
+    assert "died" in record.end_detail and f"pid {pid}" in record.end_detail
+    (step,) = zart.journal(journal).list_steps("in-kernel")
+    assert step.status == zart.StepStatus.INTERRUPTED and "waiting for release" in step.log
