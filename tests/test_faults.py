@@ -69,7 +69,7 @@ def append_line(path: str, text: str) -> int:
 
 def read_journal(path: Path, read):
     """Open the journal with a fresh ``Journal``, apply ``read`` and release the file."""
-    journal = Journal(path)
+    journal = runtime.journal(path)
     try:
         return read(FileJournalReader(journal))
     finally:
@@ -513,7 +513,7 @@ def _foreign(path: Path) -> None:
 
 
 def _too_new(path: Path) -> None:
-    journal = Journal(path)
+    journal = runtime.journal(path)
     FileJournalReader(journal).list_executions()  # creates the schema
     journal.close()
     conn = duckdb.connect(str(path))
@@ -540,7 +540,7 @@ def test_bad_journal_file_is_refused_and_untouched(tmp_path, make, error, words)
     assert info.value.path == str(path)
 
     with pytest.raises(error):
-        FileJournalReader(Journal(path)).list_executions()
+        FileJournalReader(runtime.journal(path)).list_executions()
     cli = subprocess.run([sys.executable, "-m", "zart_nb._cli", "ls", "--journal", str(path)],
                          capture_output=True, text=True, timeout=DEADLINE)
     assert cli.returncode == 1 and str(path) in cli.stderr, (cli.returncode, cli.stderr)

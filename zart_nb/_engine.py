@@ -23,6 +23,7 @@ from typing import Any, cast
 
 from . import _context
 from . import _serialization as ser
+from ._control import start_monitor
 from ._definitions import Step, WorkflowDef
 from ._errors import (
     Cancelled,
@@ -475,7 +476,8 @@ def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, on_cha
     except Exception as exc:
         raise SerializationError(f"the input of execution {execution_id!r} cannot be pickled: {exc}") \
             from exc
-    runtime.serve(journal)  # a run starts: the monitor may list it (a completed re-run returned above)
+    # A run starts: the monitor may list it (a completed re-run returned above), in every process.
+    runtime.serve(journal, lambda held: start_monitor(held, execute))
     runtime.run_opened(workers)
     try:
         _run_body(execution, workflow, data, on_change, workers, input_blob, input_hash, workflow_hash,

@@ -79,6 +79,7 @@ class Execution:
         self._on_result: list[Callable[[], None]] = []  # progress views: final render in the caller's cell
         self._output_sinks: list[Callable[[str, int, str, str], None]] = []  # lines its steps print
         self.fingerprint: tuple[str, str] | None = None  # (workflow code hash, input hash)
+        self.cancelled_by: str | None = None  # who cancelled it from elsewhere ("zart cancel (pid 123)")
 
     def __repr__(self) -> str:
         return f"<Execution {self.execution_id!r} {self.status.value}>"
@@ -115,8 +116,12 @@ class Execution:
             raise self._error
         return self._output
 
-    def cancel(self) -> None:
-        """Stop the execution: running steps are killed, the body gets ``Cancelled``."""
+    def cancel(self, origin: str | None = None) -> None:
+        """Stop the execution: running steps are killed, the body gets ``Cancelled``. ``origin`` names
+        who asked when it is not this process's own code (``"zart cancel (pid 123)"``): kept as
+        ``cancelled_by``, shown where the execution runs."""
+        if origin is not None and self.cancelled_by is None:
+            self.cancelled_by = origin
         self._cancel_requested = True
         if self._run is not None:
             self._run.cancel()
