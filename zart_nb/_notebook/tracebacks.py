@@ -193,9 +193,6 @@ def install() -> None:
     shell = kernel_shell()
     if shell is not None:  # an Execution as the cell's value shows as zart.show shows it
         from .._handles import Execution
-        from .show import show
-
-        def execution_html(execution: Execution) -> str:
-            return show(execution.execution_id, execution.journal.path)._repr_html_()
+        from .show import execution_html
 
         shell.display_formatter.formatters["text/html"].for_type(Execution, execution_html)
