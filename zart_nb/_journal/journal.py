@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from .._errors import DefinitionNotFound, JournalError
 from .._status import ExecutionStatus
-from . import db, file
+from . import db, file, schema
 from .schema import (
     ATTEMPT_COLUMNS,
     SCHEMA_VERSION,
@@ -398,7 +398,14 @@ class Journal:
 
     def query(self, read: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``read(connection, *args, **kwargs)`` (one of ``queries``) on the journal with every
-        record of this process folded in first; a read-only open is enough."""
+        record of this process folded in first; a read-only open is enough. A journal whose creation
+        was killed (``file.unfinished``) reads as one with no executions yet, and is left as it is."""
+        if self._conn is None and file.unfinished(self.path):
+            empty = schema.empty()
+            try:
+                return read(empty, *args, **kwargs)
+            finally:
+                empty.close()
         with self.hold(write=False), self._lock:
             conn = self._ensure_open(write=False)
             if not self._read_only:
