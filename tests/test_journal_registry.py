@@ -85,3 +85,13 @@ def test_journals_are_built_only_by_the_runtime():
                     if name == "Journal" and path.name != "_runtime.py":
                         offenders.append(f"{path.relative_to(root)}:{node.lineno}")
     assert offenders == []
+
+
+def test_a_journal_created_and_released_here_is_found_by_a_hard_link(tmp_path):
+    first = tmp_path / "j.duckdb"
+    journal = runtime.journal(first)  # looked up before its file exists
+    FileJournalReader(journal).list_executions()
+    journal.close()
+    (tmp_path / "link.duckdb").hardlink_to(first)
+    assert runtime.journal(tmp_path / "link.duckdb") is journal
+    runtime.forget_journal(journal)

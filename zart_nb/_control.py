@@ -100,8 +100,8 @@ def delete_here(journal: Journal, execution_id: str) -> None:
     journal.delete_execution(execution_id)
 
 
-def journaled_run(journal: Journal, execution_id: str) -> tuple[WorkflowDef, Any, str]:
-    """``(workflow, input, status)`` of a journaled execution, from its journaled definition (it
+def journaled_run(journal: Journal, execution_id: str) -> tuple[WorkflowDef, Any]:
+    """``(workflow, input)`` of a journaled execution, from its journaled definition (it
     unpickles: resume only). Refused when it is unknown or completed."""
     stored = journal.pickled_execution(execution_id)
     if stored is None:
@@ -109,7 +109,7 @@ def journaled_run(journal: Journal, execution_id: str) -> tuple[WorkflowDef, Any
     if stored.status == ExecutionStatus.COMPLETED.value:
         raise DefinitionError(f"execution {execution_id!r} is already completed; nothing to resume")
     _, _, blob = journal.pickled_definition(stored.def_id)
-    return as_workflow(ser.loads(blob), stored.workflow), ser.loads(stored.input), stored.status
+    return as_workflow(ser.loads(blob), stored.workflow), ser.loads(stored.input)
 
 
 def resume_here(journal: Journal, execution_id: str, execute: Execute, *, workers: int | None = None,
@@ -120,7 +120,7 @@ def resume_here(journal: Journal, execution_id: str, execute: Execute, *, worker
     live = runtime.live_execution(journal, execution_id)
     if live is not None and not live.done:
         raise DefinitionError(f"execution {execution_id!r} is already running")
-    workflow, data, _ = journaled_run(journal, execution_id)
+    workflow, data = journaled_run(journal, execution_id)
     execution = Execution(execution_id, journal)
     if not background:
         execute(execution, workflow, data, workers=workers)

@@ -346,8 +346,9 @@ class Runtime:
                     journal = None
             if journal is None:
                 journal = self._by_path.get(resolved)
-            if journal is None and found is not None:  # created here under another of its names
-                journal = next((j for j in self._by_path.values() if j.opened_identity == found), None)
+            if journal is None and found is not None:  # created here since, under another of its names
+                journal = next((j for j in self._by_path.values() if journal_file.identity(j.path) == found),
+                               None)
             if journal is None:
                 journal = Journal(given, lock_timeout=lock_timeout, grace=grace)
                 self._by_path[resolved] = journal

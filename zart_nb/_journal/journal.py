@@ -166,12 +166,6 @@ class Journal:
         live executions): its ``(device, inode)``, or its path if it did not exist yet."""
         return self._identity
 
-    @property
-    def opened_identity(self) -> tuple[int, int] | None:
-        """``(device, inode)`` of the file this process opened read-write (None before that): a
-        journal created here is known by it before its path was ever looked up by inode."""
-        return self._opened
-
     def __repr__(self) -> str:
         return f"<Journal {self.path}>"
 
