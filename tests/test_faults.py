@@ -497,10 +497,6 @@ def test_unpicklable_result_fails_the_step_without_retries(tmp_path):
 # --- 6. corrupt, foreign and newer journal files -------------------------------------------------
 
 
-def _empty(path: Path) -> None:
-    path.write_bytes(b"")
-
-
 def _text(path: Path) -> None:
     path.write_text("these are my notes, not a database\n" * 50)
 
@@ -521,12 +517,13 @@ def _too_new(path: Path) -> None:
     conn.close()
 
 
+# (An empty file is a journal whose creation was killed: it reads as empty and a run starts it over,
+# see test_journal_unfinished.py.)
 @pytest.mark.parametrize("make, error, words", [
-    (_empty, zart.JournalCorrupt, "empty"),
     (_text, zart.JournalCorrupt, "not a DuckDB"),
     (_foreign, zart.JournalCorrupt, "not a zart journal"),
     (_too_new, zart.JournalSchemaTooNew, "999"),
-], ids=["empty", "text", "foreign-duckdb", "schema-999"])
+], ids=["text", "foreign-duckdb", "schema-999"])
 def test_bad_journal_file_is_refused_and_untouched(tmp_path, make, error, words):
     folder = tmp_path / "jdir"
     folder.mkdir()
