@@ -42,7 +42,6 @@ from typing import Any
 import duckdb
 
 import zart_nb as zart
-from zart_nb._journal import Journal
 from zart_nb._runtime import runtime  # only to close a benchmark's journal and count dispatches
 
 HERE = Path(__file__).resolve().parent
@@ -142,7 +141,7 @@ class Scratch:
 
     def close(self) -> None:
         try:
-            Journal.forget(runtime.journal(self.journal))
+            runtime.forget_journal(runtime.journal(self.journal))
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -191,7 +190,7 @@ def journal_open_cost() -> float:
     """Seconds to create a journal file, open it (schema, writer thread) and close it."""
     scratch = tempfile.mkdtemp(prefix="zart-bench-")
     try:
-        journal = Journal(os.path.join(scratch, "j.duckdb"), grace=0)
+        journal = runtime.journal(os.path.join(scratch, "j.duckdb"), grace=0)
         t0 = time.perf_counter()
         with journal.hold():
             pass
@@ -282,7 +281,7 @@ class Bench:
         print(f"P1w: {n} no-op steps fanned out and waited on an open journal, vs pool.map(chunksize=1)",
               flush=True)
         scratch = Scratch()
-        journal = Journal(scratch.journal)
+        journal = runtime.journal(scratch.journal)
         counter = iter(range(1_000_000))
         try:
             with journal.hold():

@@ -41,7 +41,6 @@ from pathlib import Path
 import distributed
 
 import zart_nb as zart
-from zart_nb._journal import Journal
 from zart_nb._runtime import runtime
 
 SLEEP = 0.05
@@ -119,7 +118,7 @@ def zart_run(flow, n: int, executor) -> float:
                         execution_id=f"bench-{time.time_ns()}")
         elapsed = time.perf_counter() - started
         assert done == n, done
-        Journal.forget(runtime.journal(journal))  # its folder goes next
+        runtime.forget_journal(runtime.journal(journal))  # its folder goes next
         return elapsed
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import zart_nb as zart
-from zart_nb._journal import Journal
+from zart_nb._runtime import runtime
 
 CLIENT = """
 import os, sys, time, zart_nb as zart
@@ -74,7 +74,7 @@ def main() -> None:
     args = parser.parse_args()
     folder = tempfile.mkdtemp(prefix="zart-bench-monitor-")
     path = os.path.join(folder, "journal.duckdb")
-    journal = Journal(path)
+    journal = runtime.journal(path)
     counter = iter(range(1_000_000))
 
     def timed(workflow: object, n: int) -> float:
@@ -112,7 +112,7 @@ def main() -> None:
                       f"client {with_client:.3f} s, ratio {ratio:.3f} "
                       f"({'MEETS' if ratio <= 1.1 else 'MISSES'} target <= 1.1)", flush=True)
     finally:
-        Journal.forget(journal)
+        runtime.forget_journal(journal)
         shutil.rmtree(folder, ignore_errors=True)
 
 

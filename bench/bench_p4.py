@@ -24,13 +24,14 @@ import tempfile
 import time
 
 import zart_nb as zart
-from zart_nb._journal import STEP_COLUMNS, Journal
+from zart_nb._journal import STEP_COLUMNS
 from zart_nb._journal.schema import RECOUNT_STEPS
+from zart_nb._runtime import runtime
 
 
 def build(path: str, executions: int, steps: int) -> None:
     # the engine's own writer path is not what is measured: one transaction of bulk inserts
-    journal = Journal(path)
+    journal = runtime.journal(path)
 
     def insert(conn) -> None:
         conn.execute("BEGIN")
@@ -91,7 +92,7 @@ def main() -> None:
             build(path, args.executions, args.steps)
             print(f"built {args.executions * args.steps:,} step rows in {args.executions:,} executions "
                   f"in {time.perf_counter() - t0:.1f} s ({os.path.getsize(path) / 1e6:.0f} MB)")
-        journal = Journal(path)
+        journal = runtime.journal(path)
         reader = zart.journal(path, live=False)
         target = reader.list_executions(limit=1, offset=args.executions // 2)[0].execution_id
         journal.close()
@@ -117,7 +118,7 @@ def main() -> None:
         reader.close()
     finally:
         if scratch:
-            Journal.forget(Journal(path))
+            runtime.forget_journal(runtime.journal(path))
             shutil.rmtree(scratch, ignore_errors=True)
 
 

@@ -28,6 +28,7 @@ import zart_nb as zart  # noqa: E402
 import zart_nb._engine as engine  # noqa: E402
 import zart_nb._journal.journal as journal  # noqa: E402
 import zart_nb._journal.sidelog as sidelog  # noqa: E402
+from zart_nb._runtime import runtime  # noqa: E402
 
 STATS: dict[str, list] = collections.defaultdict(lambda: [0, 0.0])
 
@@ -87,7 +88,7 @@ def main() -> None:
     finally:
         zart.shutdown_pool()
         for path in Path(scratch).glob("*.duckdb"):
-            journal.Journal(path).close()
+            runtime.journal(path).close()
         shutil.rmtree(scratch, ignore_errors=True)
 
 

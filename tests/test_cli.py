@@ -77,9 +77,9 @@ def test_unknown_execution_and_bad_journal_are_clear_errors(tmp_path):
 
 def test_cancel_marks_an_unfinished_execution(tmp_path, journal):
     import zart_nb as zart
-    from zart_nb._journal import Journal
+    from zart_nb._runtime import runtime
 
-    j = Journal(journal)
+    j = runtime.journal(journal)
     with j.hold():
         j.begin_run("stuck-1", "wf", "def", b"", "h", "None", "rerun")
     j.close()

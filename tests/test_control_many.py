@@ -9,14 +9,14 @@ import pytest
 from conftest import wait_until
 
 import zart_nb as zart
-from zart_nb._journal import Journal
 from zart_nb._monitor import endpoint as endpoint_file
+from zart_nb._runtime import runtime
 
 DRIVER = Path(__file__).parent / "scripts" / "monitor_driver.py"
 
 
 def _unfinished(journal, execution_id):
-    j = Journal(journal)
+    j = runtime.journal(journal)
     with j.hold():
         j.begin_run(execution_id, "wf", "def", b"", "h", "None", "rerun")
 
@@ -33,7 +33,7 @@ def _status(journal, execution_id):
 def test_a_list_is_cancelled_and_deleted_id_by_id_from_the_file(journal):
     zart.run(lambda x: x, 1, execution_id="done", journal=journal)
     _unfinished(journal, "stuck")
-    Journal(journal).close()
+    runtime.journal(journal).close()
 
     cancelled = zart.cancel(["stuck", "nope", "done"], journal=journal)
     assert [(o.execution_id, o.done, o.was, o.status) for o in cancelled[::2]] == [

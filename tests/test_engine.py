@@ -7,7 +7,7 @@ from conftest import wait_until
 from steps_lib import square, wait_for_file
 
 import zart_nb as zart
-from zart_nb._journal import Journal
+from zart_nb._runtime import runtime
 
 
 def test_finished_step_is_in_duckdb_while_wait_is_still_pending(journal, tmp_path):
@@ -20,7 +20,7 @@ def test_finished_step_is_in_duckdb_while_wait_is_still_pending(journal, tmp_pat
         return zart.wait([fast, slow])
 
     execution = zart.start(flow, None, execution_id="hd-1", journal=journal)
-    j = Journal(journal)
+    j = runtime.journal(journal)
 
     def rows_in_duckdb():  # a raw read: no fold on the reader's side, only the writer thread's
         with j._lock:
@@ -89,8 +89,8 @@ def test_cancel_stops_running_steps(journal, tmp_path):
 def test_idle_journal_is_released_for_other_processes(journal):
     zart.run(lambda x: square(x), 2, execution_id="rel-1", journal=journal)
     code = ("import zart_nb as zart, sys; "
-            f"from zart_nb._journal import Journal; from zart_nb._journal.reader import FileJournalReader; "
-            f"j = FileJournalReader(Journal({str(journal)!r}, lock_timeout=30)); "
+            f"from zart_nb._runtime import runtime; from zart_nb._journal.reader import FileJournalReader; "
+            f"j = FileJournalReader(runtime.journal({str(journal)!r}, lock_timeout=30)); "
             "print([e.execution_id for e in j.list_executions()])")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr

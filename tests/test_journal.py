@@ -8,9 +8,10 @@ import duckdb
 import pytest
 
 import zart_nb as zart
-from zart_nb._journal import SCHEMA_VERSION, STEP_COLUMNS, Journal, StepRow
+from zart_nb._journal import SCHEMA_VERSION, STEP_COLUMNS, StepRow
 from zart_nb._journal.reader import FileJournalReader
 from zart_nb._journal.sidelog import SideLog
+from zart_nb._runtime import runtime
 
 
 def _row(execution_id, key, status="completed", run=1):
@@ -37,10 +38,10 @@ def test_rows_in_the_side_log_survive_a_crash_before_folding(tmp_path):
         import os, sys
         sys.path.insert(0, {os.path.dirname(__file__)!r})
         import zart_nb._journal.journal
-        from zart_nb import _journal
+        from zart_nb import _journal, _runtime
         from test_journal import _row
         _journal.journal.FOLD_INTERVAL = 3600  # never fold: the rows live only in the side log
-        j = _journal.Journal({str(journal)!r})
+        j = _runtime.runtime.journal({str(journal)!r})
         with j.hold():
             j.begin_run("e1", "wf", "d", b"", "h", "", "rerun")
             j.record([_row("e1", "k#0"), _row("e1", "k#1")])
@@ -57,7 +58,7 @@ def test_rows_in_the_side_log_survive_a_crash_before_folding(tmp_path):
 
 
 def test_superseded_rows_stop_being_current(journal):
-    j = Journal(journal)
+    j = runtime.journal(journal)
     with j.hold():
         j.record([_row("e", "k#0", status="failed")])
         j.record([_row("e", "k#0", run=2)], supersede=[("e", "k#0")])
@@ -68,7 +69,7 @@ def test_superseded_rows_stop_being_current(journal):
 
 
 def test_new_journal_records_its_schema_version_and_is_owner_only(journal):
-    j = Journal(journal)
+    j = runtime.journal(journal)
     with j.hold():
         version = j._conn.execute("SELECT value FROM zart_meta WHERE key = 'schema_version'").fetchone()
     j.close()
@@ -78,7 +79,7 @@ def test_new_journal_records_its_schema_version_and_is_owner_only(journal):
 
 
 def test_execution_left_running_by_a_dead_process_reads_as_interrupted(journal):
-    j = Journal(journal)
+    j = runtime.journal(journal)
     with j.hold():
         j.begin_run("orphan", "wf", "d", b"", "h", "", "rerun")
         j._conn.execute("UPDATE executions SET owner_pid = 999999999 WHERE execution_id = 'orphan'")
@@ -99,8 +100,8 @@ def test_journal_read_by_plain_duckdb_after_release(journal):
 
 def test_one_journal_object_per_file_per_process(journal, tmp_path):
     """Two objects would both fold the same side log (duplicate rows, write conflicts)."""
-    assert Journal(journal) is Journal(str(journal))
-    assert Journal(tmp_path / "other.duckdb") is not Journal(journal)
+    assert runtime.journal(journal) is runtime.journal(str(journal))
+    assert runtime.journal(tmp_path / "other.duckdb") is not runtime.journal(journal)
 
 
 def test_side_log_of_a_deleted_journal_is_never_folded_into_a_new_one(tmp_path):
@@ -109,10 +110,10 @@ def test_side_log_of_a_deleted_journal_is_never_folded_into_a_new_one(tmp_path):
         import os, sys
         sys.path.insert(0, {os.path.dirname(__file__)!r})
         import zart_nb._journal.journal
-        from zart_nb import _journal
+        from zart_nb import _journal, _runtime
         from test_journal import _row
         _journal.journal.FOLD_INTERVAL = 3600
-        j = _journal.Journal({str(journal)!r})
+        j = _runtime.runtime.journal({str(journal)!r})
         with j.hold():
             j.record([_row("old", "k#0")])
             os._exit(0)
@@ -130,23 +131,24 @@ def test_side_log_of_a_deleted_journal_is_never_folded_into_a_new_one(tmp_path):
 def test_paths_naming_the_same_file_share_one_journal(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "link").symlink_to(tmp_path)
-    plain = Journal(tmp_path / "j.duckdb")
-    assert Journal(tmp_path / "sub" / ".." / "j.duckdb") is plain
-    assert Journal(tmp_path / "link" / "j.duckdb") is plain
+    plain = runtime.journal(tmp_path / "j.duckdb")
+    assert runtime.journal(tmp_path / "sub" / ".." / "j.duckdb") is plain
+    assert runtime.journal(tmp_path / "link" / "j.duckdb") is plain
 
 
 def test_a_bare_read_releases_the_file_after_the_grace(journal):
     j = zart.journal(journal)
     j.list_executions()  # no hold() by the caller
-    code = (f"from zart_nb._journal import Journal; from zart_nb._journal.reader import FileJournalReader; "
-            f"j = Journal({str(journal)!r}, lock_timeout=30); print(len(FileJournalReader(j).list_executions()))")
+    code = (f"from zart_nb._runtime import runtime; from zart_nb._journal.reader import FileJournalReader; "
+            f"j = runtime.journal({str(journal)!r}, lock_timeout=30); "
+            "print(len(FileJournalReader(j).list_executions()))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "0"
 
 
 def test_step_counts_follow_folds_and_supersedes(journal):
-    j = Journal(journal)
+    j = runtime.journal(journal)
     with j.hold():
         j.begin_run("e", "wf", "d", b"", "h", "", "rerun")
         j.record([_row("e", "k#0", status="failed"), _row("e", "k#1")])
@@ -156,7 +158,7 @@ def test_step_counts_follow_folds_and_supersedes(journal):
 
 
 def test_a_journal_of_the_previous_schema_is_upgraded_with_its_step_counts(journal):
-    j = Journal(journal)
+    j = runtime.journal(journal)
     with j.hold():
         j.begin_run("old", "wf", "d", b"", "h", "", "rerun")
         j.record([_row("old", "k#0"), _row("old", "k#1", status="failed")])
@@ -168,7 +170,7 @@ def test_a_journal_of_the_previous_schema_is_upgraded_with_its_step_counts(journ
     conn.close()
     record = zart.journal(journal).execution_record("old")
     assert (record.steps_total, record.steps_completed, record.steps_failed) == (2, 1, 1)
-    Journal(journal).close()
+    runtime.journal(journal).close()
     conn = duckdb.connect(str(journal), read_only=True)
     assert conn.execute("SELECT value FROM zart_meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
     conn.close()
@@ -181,7 +183,7 @@ def _drop_schema_4(conn):
 
 
 def test_a_journal_of_schema_3_gets_run_ends_and_keeps_its_runs(journal):
-    j = Journal(journal)
+    j = runtime.journal(journal)
     with j.hold():
         j.begin_run("old", "wf", "d", b"", "h", "", "rerun")
         j.finish_run("old", 1, zart.ExecutionStatus.COMPLETED, executed=0, reused=0)
@@ -192,7 +194,7 @@ def test_a_journal_of_schema_3_gets_run_ends_and_keeps_its_runs(journal):
     conn.close()
     runs = zart.journal(journal).list_runs("old")
     assert [(r.run_number, r.status, r.ended_by) for r in runs] == [(1, zart.ExecutionStatus.COMPLETED, None)]
-    Journal(journal).close()
+    runtime.journal(journal).close()
     conn = duckdb.connect(str(journal), read_only=True)
     assert conn.execute("SELECT value FROM zart_meta WHERE key = 'schema_version'").fetchone() == ("4",)
     conn.close()
@@ -211,7 +213,7 @@ def _catalog(conn):
 def test_a_new_journal_has_the_schema_every_upgrade_ends_at(tmp_path):
     from zart_nb._journal.schema import MIGRATIONS, migrate
 
-    created = Journal(tmp_path / "new.duckdb")
+    created = runtime.journal(tmp_path / "new.duckdb")
     with created.hold():  # created at the latest schema directly
         pass
     created.close()
@@ -233,7 +235,7 @@ def test_a_new_journal_has_the_schema_every_upgrade_ends_at(tmp_path):
 def test_a_fold_recovers_a_connection_left_in_an_aborted_transaction(journal):
     # What an interrupted statement leaves behind: DuckDB refuses everything, BEGIN included, until a
     # ROLLBACK. The fold used to fail that way on every retry for the life of the process.
-    j = Journal(journal)
+    j = runtime.journal(journal)
     with j.hold():
         j.begin_run("e", "wf", "d", b"", "h", "", "rerun")
         j._conn.execute("BEGIN")
@@ -252,12 +254,12 @@ def test_journals_are_closed_before_duckdbs_own_exit_handlers_run(tmp_path):
     program = textwrap.dedent("""
         import atexit, sys
         import zart_nb as zart
-        from zart_nb._journal import Journal
+        from zart_nb._runtime import runtime
         zart.run  # loads the engine (and registers its exit handler) before DuckDB is imported
         import _duckdb
 
         def like_duckdbs():
-            journal = Journal(sys.argv[1])
+            journal = runtime.journal(sys.argv[1])
             print("closed" if journal._conn is None else "still open", flush=True)
 
         atexit.register(like_duckdbs)

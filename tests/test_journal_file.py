@@ -12,7 +12,7 @@ import duckdb
 import pytest
 
 import zart_nb as zart
-from zart_nb._journal import Journal
+from zart_nb._runtime import runtime
 
 NOBODY = 65534
 
@@ -63,7 +63,7 @@ def test_a_folder_others_may_write_is_refused(tmp_path):
 def test_a_journal_file_of_another_user_is_refused(tmp_path, planted):
     journal = tmp_path / "j.duckdb"
     zart.run(lambda x: x, 1, execution_id="mine", journal=journal)
-    Journal(journal).close()
+    runtime.journal(journal).close()
     (tmp_path / planted).touch()
     os.chown(tmp_path / planted, NOBODY, NOBODY)
     proc = _cli(journal, "ls")
@@ -74,7 +74,7 @@ def test_a_journal_file_of_another_user_is_refused(tmp_path, planted):
 def test_a_world_writable_journal_file_is_refused(tmp_path):
     journal = tmp_path / "j.duckdb"
     zart.run(lambda x: x, 1, execution_id="mine", journal=journal)
-    Journal(journal).close()
+    runtime.journal(journal).close()
     os.chmod(journal, 0o666)
     proc = _cli(journal, "ls")
     assert proc.returncode == 1 and "writable by others" in proc.stderr and "chmod 600" in proc.stderr
@@ -103,10 +103,10 @@ def test_a_hard_link_names_the_same_journal(tmp_path):
     assert zart.run(lambda x: x + 1, 1, execution_id="first", journal=journal) == 2
     other = tmp_path / "linked.duckdb"
     os.link(journal, other)
-    assert Journal(other) is Journal(journal)
-    assert Journal(other).identity == Journal(journal).identity
+    assert runtime.journal(other) is runtime.journal(journal)
+    assert runtime.journal(other).identity == runtime.journal(journal).identity
     assert zart.run(lambda x: x + 2, 1, execution_id="second", journal=other) == 3
-    Journal(journal).close()
+    runtime.journal(journal).close()
     ids = {r.execution_id for r in zart.journal(journal).list_executions()}
     assert ids == {"first", "second"}
 
@@ -179,7 +179,7 @@ def test_two_processes_creating_one_journal_both_succeed(tmp_path):
 
 def test_marking_orphaned_runs_is_one_transaction(tmp_path):
     journal = tmp_path / "j.duckdb"
-    j = Journal(journal)
+    j = runtime.journal(journal)
     with j.hold():
         j.begin_run("orphan", "wf", "d", b"", "h", "", "rerun")
     j.close()
@@ -202,7 +202,7 @@ def test_marking_orphaned_runs_is_one_transaction(tmp_path):
 def test_a_damaged_meta_table_is_a_clear_error_and_the_file_is_not_written(tmp_path, damage):
     journal = tmp_path / "j.duckdb"
     zart.run(lambda x: x, 1, execution_id="e", journal=journal)
-    Journal(journal).close()
+    runtime.journal(journal).close()
     conn = duckdb.connect(str(journal))
     conn.execute(damage)
     conn.close()
@@ -218,7 +218,7 @@ def test_a_damaged_meta_table_is_a_clear_error_and_the_file_is_not_written(tmp_p
 def test_a_bad_lock_timeout_names_the_variable(tmp_path, monkeypatch, value):
     monkeypatch.setenv("ZART_LOCK_TIMEOUT", value)
     with pytest.raises(zart.ConfigurationError, match="ZART_LOCK_TIMEOUT"):
-        Journal(tmp_path / f"{uuid.uuid4().hex}.duckdb")
+        runtime.journal(tmp_path / f"{uuid.uuid4().hex}.duckdb")
 
 
 # --- the file under a run, read-only media, a full disk ------------------------------------------
@@ -244,7 +244,7 @@ def test_an_archived_journal_on_read_only_media_is_listed(tmp_path):
     with _tmpfs(tmp_path / "mnt") as mnt:
         journal = mnt / "j.duckdb"
         zart.run(lambda x: x, 1, execution_id="archived", journal=journal)
-        Journal(journal).close()
+        runtime.journal(journal).close()
         subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
         listed = _cli(journal, "ls")
         assert listed.returncode == 0 and "archived" in listed.stdout, listed.stderr
@@ -293,11 +293,11 @@ def test_a_journal_moved_away_is_not_mistaken_for_the_file_now_at_its_inode(tmp_
     # situation deterministically: the inode is now another path's, and the old path is gone.
     first, moved = tmp_path / "first.duckdb", tmp_path / "moved.duckdb"
     assert zart.run(lambda x: x + 1, 1, execution_id="before", journal=first) == 2
-    Journal(first).close()
+    runtime.journal(first).close()
     os.rename(first, moved)
-    assert Journal(moved).path == moved.resolve()
+    assert runtime.journal(moved).path == moved.resolve()
     assert zart.run(lambda x: x + 2, 1, execution_id="after", journal=moved) == 3
-    Journal(moved).close()
+    runtime.journal(moved).close()
     assert {r.execution_id for r in zart.journal(moved).list_executions()} == {"before", "after"}
     assert not first.exists()
 

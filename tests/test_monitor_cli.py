@@ -51,7 +51,7 @@ def test_cli_reads_and_cancels_through_a_live_engine(tmp_path):
         assert cancel.returncode == 0, cancel.stderr
         assert "cancelled (was running)" in cancel.stdout
         out, err = driver.communicate(timeout=60)
-        assert "FIRST completed" in out and "SECOND cancelled" in out, err
+        assert "FIRST completed" in out and "SECOND cancelled by zart cancel (pid " in out, err
         wait_until(lambda: not _alive(worker), what="the cancelled step's worker to die")
     finally:
         if driver.poll() is None:

@@ -211,11 +211,12 @@ ex = zart.start(flow, {str(gate)!r}, execution_id="in-kernel", journal={str(jour
             try:
                 with zart.journal(journal) as reader:
                     progress = reader.progress("in-kernel")
-                    run = reader.list_runs("in-kernel")[-1]
+                    runs = reader.list_runs("in-kernel")
                     output = reader.live_output("in-kernel", "waits#0")
             except zart.ZartError:
                 return False
-            return (progress is not None and progress.running == 1 and output is not None
+            run = runs[-1] if runs else None
+            return (progress is not None and run is not None and progress.running == 1 and output is not None
                     and "waiting for release" in output[1] and run.alive_at is not None
                     and run.alive_at.timestamp() > progress.running_steps[0].started_at + 0.3)
 

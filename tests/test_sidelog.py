@@ -12,8 +12,8 @@ import zlib
 import pytest
 
 import zart_nb as zart
-from zart_nb._journal import Journal
 from zart_nb._journal.sidelog import SideLog, decode, encode
+from zart_nb._runtime import runtime
 
 
 class _Touch:
@@ -51,10 +51,10 @@ def test_a_crafted_side_log_beside_no_journal_runs_no_code(tmp_path):
 def test_a_crafted_frame_after_the_right_header_runs_no_code_and_is_kept_aside(tmp_path, caplog):
     journal = tmp_path / "j.duckdb"
     zart.journal(journal).list_executions()
-    Journal(journal).close()
-    journal_id = Journal(journal).query(lambda conn: conn.execute(
+    runtime.journal(journal).close()
+    journal_id = runtime.journal(journal).query(lambda conn: conn.execute(
         "SELECT value FROM zart_meta WHERE key = 'journal_id'").fetchone()[0])
-    Journal(journal).close()
+    runtime.journal(journal).close()
     marker = tmp_path / "owned"
     log = tmp_path / "j.duckdb.steps.log"
     good = (1, "x", ("e", "k#0"))

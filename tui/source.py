@@ -123,7 +123,7 @@ class Source:
     def cancel(self, execution_id: str) -> str:
         client = self._client
         if client is not None:  # answered at once; the engine's events show it end
-            was = client.cancel(execution_id)
+            was = client.cancel(execution_id, origin=f"zart-tui (pid {os.getpid()})")
             done = "cancelling"
         else:
             was = zart.cancel(execution_id, journal=self.path)

@@ -116,9 +116,8 @@ def journal(path: str | os.PathLike[str] | None = None, *, live: bool = True,
 
     It never unpickles: ``list_executions``, ``execution_record``, ``list_steps``, ``list_attempts``,
     ``list_runs``, ``stats``, ``list_definitions``. ``close()`` releases the file or the connection."""
-    from ._journal import Journal
     from ._journal.reader import FileJournalReader
-    from ._runtime import default_journal_path
+    from ._runtime import default_journal_path, runtime
 
     target = path or default_journal_path()
     if live:
@@ -127,7 +126,7 @@ def journal(path: str | os.PathLike[str] | None = None, *, live: bool = True,
         client = MonitorClient.connect(target)
         if client is not None:
             return client
-    return FileJournalReader(Journal(target, lock_timeout=lock_timeout))
+    return FileJournalReader(runtime.journal(target, lock_timeout=lock_timeout))
 
 
 def _publish(module: str) -> None:

@@ -18,6 +18,7 @@ from ._records import ExecutionRecord, ExecutionStatus, RunRecord, StepRecord, S
 from ._runtime import DEFAULT_JOURNAL, runtime
 
 if TYPE_CHECKING:
+    from ._monitor.client import MonitorClient
     from ._reader import JournalReader
 
 
@@ -267,16 +268,28 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from ._definitions import as_workflow
     from ._engine import execute
     from ._handles import Execution
+    from ._monitor.client import MonitorClient
 
     check_options("rerun", args.workers, args.executor)  # as zart.run does: --workers 0 is refused
 
     sys.path.insert(0, os.getcwd())
     journal = runtime.journal(args.journal)
-    with journal.hold():
-        stored = journal.pickled_execution(args.execution_id)
-        if stored is None:
-            raise ExecutionNotFound(args.execution_id, journal.path)
-        kind, name, blob = journal.pickled_definition(stored.def_id)
+    client = MonitorClient.connect(journal.path)
+    if client is not None:  # another process's engine holds the journal: it runs the resume
+        with client:
+            return _resume_in_engine(client, args)
+    try:
+        with journal.hold():
+            stored = journal.pickled_execution(args.execution_id)
+            if stored is None:
+                raise ExecutionNotFound(args.execution_id, journal.path)
+            kind, name, blob = journal.pickled_definition(stored.def_id)
+    except JournalLocked:
+        client = MonitorClient.connect(journal.path)  # its engine may have begun serving meanwhile
+        if client is None:
+            raise
+        with client:
+            return _resume_in_engine(client, args)
     if stored.status == ExecutionStatus.COMPLETED.value:
         output = ser.loads(stored.output) if stored.output is not None else None
         print(f"Execution {safe(repr(args.execution_id))} is already completed (run {stored.run_number}); "
@@ -294,10 +307,41 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_cancel(args: argparse.Namespace) -> int:
-    from ._control import CANCEL_WAIT, cancel_and_wait
+def _resume_in_engine(client: MonitorClient, args: argparse.Namespace) -> int:
+    """``zart resume`` when another process's engine holds the journal: that engine runs the next run
+    (as the TUI's resume key asks it to), and this command follows it to its end."""
+    from ._control import follow
 
-    was, now = cancel_and_wait(args.execution_id, journal=args.journal)
+    name = safe(repr(args.execution_id))
+    if args.workers is not None or args.executor is not None:
+        print(f"zart: --workers/--executor are not used: process {client.pid} runs it with its own",
+              file=sys.stderr)
+    run = client.resume(args.execution_id)
+    print(f"Resuming execution {name} in process {client.pid}, which holds the journal "
+          f"(run {run if run is not None else '?'}); following it (Ctrl-C stops following, not the run)...",
+          flush=True)
+    try:
+        record = follow(client, args.execution_id, client.path, run=run)
+    except KeyboardInterrupt:
+        print(f"zart: stopped following; execution {name} goes on in process {client.pid} "
+              f"(`zart cancel {safe(args.execution_id)}` stops it)", file=sys.stderr)
+        return 130
+    if record is None:
+        print(f"zart: the status of execution {name} cannot be read any more", file=sys.stderr)
+        return 1
+    if record.status is ExecutionStatus.COMPLETED:
+        print(f"Execution completed (run {record.run_number}).")
+        print(f"  output: {safe(record.output_preview)}")
+        return 0
+    print(f"zart: execution {name} {record.status.value} (run {record.run_number})"
+          + (f": {safe(record.error, lines=True)}" if record.error else ""), file=sys.stderr)
+    return 1
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from ._control import CANCEL_WAIT, cancel_and_wait, origin_here
+
+    was, now = cancel_and_wait(args.execution_id, journal=args.journal, origin=origin_here("zart cancel"))
     name = safe(repr(args.execution_id))
     if was.finished:
         print(f"execution {name} is already {was.value}")

@@ -4,7 +4,8 @@
 journal (so a cancel really stops that engine's steps), and act on the file in this process otherwise.
 :class:`EngineControl` is what the monitor server of an engine does on request: it answers a cancel as
 soon as the cancel is requested (``"cancelling"``), and whoever asked polls the status to see it end,
-so the server never waits for an execution to stop.
+so the server never waits for an execution to stop. The engine starts that server (``start_monitor``)
+as a run begins and hands it its ``execute``: this module never imports the engine.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from . import _serialization as ser
+from ._definitions import WorkflowDef, as_workflow
 from ._errors import Cancelled, ConfigurationError, DefinitionError, ExecutionNotFound, MonitorError, ZartError
 from ._handles import Execution
 from ._journal import Journal
@@ -30,23 +32,34 @@ if TYPE_CHECKING:
     from ._monitor.client import MonitorClient
     from ._progress import RunProgress
     from ._reader import JournalReader
+    from ._records import ExecutionRecord
 
 logger = logging.getLogger("zart_nb")
 
 CANCEL_WAIT = 30.0
 MONITOR_LISTED = 200  # running steps a monitor's progress lists (a pool rarely has more workers)
 CANCELLING = "cancelling"  # the monitor's reply to a cancel of a live execution: requested, not yet done
+RUN_START_WAIT = 30.0  # a resume through the monitor answers once the run has begun (or failed to)
+MAX_ORIGIN = 200
 _POLL = 0.05
 
+# What runs an execution in this process: the engine's ``execute``, handed in by the engine itself.
+Execute = Callable[..., None]
 
-def cancel_here(journal: Journal, execution_id: str) -> ExecutionStatus:
+
+def origin_here(program: str) -> str:
+    """How a cancel made by ``program`` in this process names where it came from."""
+    return f"{program} (pid {os.getpid()})"
+
+
+def cancel_here(journal: Journal, execution_id: str, origin: str | None = None) -> ExecutionStatus:
     """Cancel in this process: stop the live execution (its steps' workers killed and the status
     journaled as ``cancelled``; waits up to ``CANCEL_WAIT`` for that) or mark an unfinished journaled one
-    cancelled. Returns the status it had."""
+    cancelled. Returns the status it had. ``origin``: who asked (shown where it runs)."""
     live = runtime.live_execution(journal, execution_id)
     if live is not None and not live.done:
         was = live.status
-        live.cancel()
+        live.cancel(origin=origin)
         try:
             live.result(timeout=CANCEL_WAIT)
         except (ZartError, Cancelled, Exception):
@@ -55,14 +68,17 @@ def cancel_here(journal: Journal, execution_id: str) -> ExecutionStatus:
     return _cancel_journaled(journal, execution_id)
 
 
-def request_cancel(journal: Journal, execution_id: str) -> dict[str, str]:
+def request_cancel(journal: Journal, execution_id: str, origin: str | None = None) -> dict[str, str]:
     """Cancel without waiting: a live execution is stopped on a thread of its own (its body may take a
     while to notice) and ``status`` is ``"cancelling"``; otherwise as :func:`cancel_here`, with the
-    status it has now. ``was``: the status it had."""
+    status it has now. ``was``: the status it had; ``origin``: who asked (another process's words,
+    cut to ``MAX_ORIGIN`` characters)."""
     live = runtime.live_execution(journal, execution_id)
     if live is not None and not live.done:
         was = live.status
-        threading.Thread(target=live.cancel, name=f"zart-cancel-{execution_id}", daemon=True).start()
+        said = None if origin is None else origin[:MAX_ORIGIN]
+        threading.Thread(target=live.cancel, kwargs={"origin": said}, name=f"zart-cancel-{execution_id}",
+                         daemon=True).start()
         return {"was": was.value, "status": CANCELLING}
     was = _cancel_journaled(journal, execution_id)
     return {"was": was.value, "status": (was if was.finished else ExecutionStatus.CANCELLED).value}
@@ -88,23 +104,27 @@ def delete_here(journal: Journal, execution_id: str) -> None:
     journal.delete_execution(execution_id)
 
 
-def resume_here(journal: Journal, execution_id: str, *, workers: int | None = None,
-                background: bool = False) -> Execution:
-    """Run the next run of a journaled execution from its journaled definition, in this process."""
-    from ._definitions import as_workflow
-    from ._engine import execute
-
-    live = runtime.live_execution(journal, execution_id)
-    if live is not None and not live.done:
-        raise DefinitionError(f"execution {execution_id!r} is already running")
+def journaled_run(journal: Journal, execution_id: str) -> tuple[WorkflowDef, Any]:
+    """``(workflow, input)`` of a journaled execution, from its journaled definition (it
+    unpickles: resume only). Refused when it is unknown or completed."""
     stored = journal.pickled_execution(execution_id)
     if stored is None:
         raise ExecutionNotFound(execution_id, journal.path)
     if stored.status == ExecutionStatus.COMPLETED.value:
         raise DefinitionError(f"execution {execution_id!r} is already completed; nothing to resume")
     _, _, blob = journal.pickled_definition(stored.def_id)
-    workflow = as_workflow(ser.loads(blob), stored.workflow)
-    data = ser.loads(stored.input)
+    return as_workflow(ser.loads(blob), stored.workflow), ser.loads(stored.input)
+
+
+def resume_here(journal: Journal, execution_id: str, execute: Execute, *, workers: int | None = None,
+                background: bool = False) -> Execution:
+    """Run the next run of a journaled execution from its journaled definition, in this process
+    (``execute``: the engine's). ``background`` returns once the run has begun (its number is on the
+    execution) or has failed to begin (that error is raised)."""
+    live = runtime.live_execution(journal, execution_id)
+    if live is not None and not live.done:
+        raise DefinitionError(f"execution {execution_id!r} is already running")
+    workflow, data = journaled_run(journal, execution_id)
     execution = Execution(execution_id, journal)
     if not background:
         execute(execution, workflow, data, workers=workers)
@@ -117,10 +137,19 @@ def resume_here(journal: Journal, execution_id: str, *, workers: int | None = No
             logger.info("zart: resumed execution %r ended: %s", execution_id, exc)
 
     threading.Thread(target=run, name=f"zart-resume-{execution_id}", daemon=True).start()
+    deadline = time.monotonic() + RUN_START_WAIT
+    while execution.run_number is None and not execution.done and time.monotonic() < deadline:
+        time.sleep(_POLL / 5)
+    if execution.run_number is None and execution.done:
+        try:
+            execution.result(0)
+        except Cancelled as exc:
+            raise DefinitionError(f"execution {execution_id!r} was cancelled before its run began: {exc}") \
+                from None
     return execution
 
 
-def retry_here(journal: Journal, execution_id: str, step_key: str) -> Execution:
+def retry_here(journal: Journal, execution_id: str, step_key: str, execute: Execute) -> Execution:
     """Run a failed (or cancelled) step again by resuming its execution; completed steps are reused."""
     from ._journal.reader import FileJournalReader
 
@@ -132,25 +161,26 @@ def retry_here(journal: Journal, execution_id: str, step_key: str) -> Execution:
     if steps[-1].status not in (StepStatus.FAILED, StepStatus.CANCELLED):
         raise DefinitionError(f"step {step_key!r} of {execution_id!r} is {steps[-1].status.value}; "
                               "only a failed or cancelled step can be retried")
-    return resume_here(journal, execution_id, background=True)
+    return resume_here(journal, execution_id, execute, background=True)
 
 
 class EngineControl(Control):
-    """The monitor server's control actions, run in the engine's process."""
+    """The monitor server's control actions, run in the engine's process (``execute``: its engine's)."""
 
-    def __init__(self, journal: Journal) -> None:
+    def __init__(self, journal: Journal, execute: Execute) -> None:
         self._journal = journal
+        self._execute = execute
 
-    def cancel(self, execution_id: str) -> dict[str, Any]:
-        return request_cancel(self._journal, execution_id)
+    def cancel(self, execution_id: str, origin: str | None = None) -> dict[str, Any]:
+        return request_cancel(self._journal, execution_id, origin)
 
     def retry(self, execution_id: str, step_key: str) -> dict[str, Any]:
-        retry_here(self._journal, execution_id, step_key)
-        return {"started": True}
+        execution = retry_here(self._journal, execution_id, step_key, self._execute)
+        return {"started": True, "run": execution.run_number}
 
     def resume(self, execution_id: str) -> dict[str, Any]:
-        resume_here(self._journal, execution_id, background=True)
-        return {"started": True}
+        execution = resume_here(self._journal, execution_id, self._execute, background=True)
+        return {"started": True, "run": execution.run_number}
 
     def delete(self, execution_id: str) -> dict[str, Any]:
         delete_here(self._journal, execution_id)
@@ -180,17 +210,20 @@ def cancel(execution_id: str | list[str] | tuple[str, ...], *,
 
     When another process's engine runs it, the request goes through that engine's monitor endpoint: its
     steps' workers are killed and it ends ``cancelled`` (this waits up to 30 s for that, polling its
-    status). Otherwise an unfinished journaled execution is marked cancelled (a finished one is left
-    as it is)."""
+    status); a notebook cell running it ends with one line naming this process. Otherwise an
+    unfinished journaled execution is marked cancelled (a finished one is left as it is). Given a list of
+    ids, cancels each and returns a :class:`ControlOutcome` per id, in order."""
     if isinstance(execution_id, str):
-        return cancel_and_wait(execution_id, journal=journal)[0]
+        return cancel_and_wait(execution_id, journal=journal, origin=origin_here("zart.cancel()"))[0]
     return _cancel_many(_ids(execution_id), journal)
 
 
 def cancel_and_wait(execution_id: str, *, journal: str | os.PathLike[str] | None = None,
-                    timeout: float = CANCEL_WAIT) -> tuple[ExecutionStatus, ExecutionStatus | None]:
+                    timeout: float = CANCEL_WAIT,
+                    origin: str | None = None) -> tuple[ExecutionStatus, ExecutionStatus | None]:
     """:func:`cancel`, returning ``(the status it had, the status it has after waiting up to
-    ``timeout`` seconds for it to stop)``; the second is None when it could not be read."""
+    ``timeout`` seconds for it to stop)``; the second is None when it could not be read. ``origin``
+    says who asks (``"zart cancel (pid 123)"``), as the process running the execution shows it."""
     from ._monitor.client import MonitorClient
     from ._runtime import default_journal_path
 
@@ -198,44 +231,55 @@ def cancel_and_wait(execution_id: str, *, journal: str | os.PathLike[str] | None
     client = MonitorClient.connect(path)
     if client is not None:
         with client:
-            was = client.cancel(execution_id)
+            was = client.cancel(execution_id, origin=origin)
             if was.finished:
                 return was, was
             return was, _wait_stopped(client, execution_id, path, timeout)
     here = runtime.journal(path)
-    was = cancel_here(here, execution_id)
+    was = cancel_here(here, execution_id, origin)
     return was, here.execution_status(execution_id)
 
 
 def _wait_stopped(client: MonitorClient, execution_id: str, path: str | os.PathLike[str],
                   timeout: float) -> ExecutionStatus | None:
     """Poll the engine until the execution is no longer running (the file, once the engine is gone)."""
-    deadline = time.monotonic() + timeout
-    status: ExecutionStatus | None = None
+    record = follow(client, execution_id, path, timeout=timeout)
+    return None if record is None else record.status
+
+
+def follow(client: MonitorClient, execution_id: str, path: str | os.PathLike[str], *, run: int | None = None,
+           timeout: float | None = None) -> ExecutionRecord | None:
+    """Poll the engine behind ``client`` until the execution has stopped running (and, given ``run``,
+    until that run or a later one has): its record then, or when ``timeout`` ran out. Once the engine
+    is gone (it released the journal, maybe as this execution ended) the file tells. None when the
+    record cannot be read."""
+    deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         try:
             record = client.execution_record(execution_id)
         except MonitorError:  # the engine released the journal (it may have ended with this execution)
-            return _status_in_file(execution_id, path)
-        status = None if record is None else record.status
-        if status not in (ExecutionStatus.RUNNING, ExecutionStatus.PENDING) or time.monotonic() >= deadline:
-            return status
+            return _record_in_file(execution_id, path)
+        if record is None:
+            return None
+        stopped = (record.status not in (ExecutionStatus.RUNNING, ExecutionStatus.PENDING)
+                   and (run is None or record.run_number >= run))
+        if stopped or (deadline is not None and time.monotonic() >= deadline):
+            return record
         time.sleep(_POLL)
 
 
-def _status_in_file(execution_id: str, path: str | os.PathLike[str]) -> ExecutionStatus | None:
+def _record_in_file(execution_id: str, path: str | os.PathLike[str]) -> ExecutionRecord | None:
     from ._journal.reader import FileJournalReader
 
     try:
-        reader = FileJournalReader(Journal(path))
+        reader = FileJournalReader(runtime.journal(path))
         try:
-            record = reader.execution_record(execution_id)
+            return reader.execution_record(execution_id)
         finally:
             reader.close()
     except ZartError as exc:
         logger.info("zart: cannot read the status of %r from %s: %s", execution_id, path, exc)
         return None
-    return None if record is None else record.status
 
 
 @overload
@@ -319,10 +363,10 @@ def _cancel_many(ids: list[str], journal: str | os.PathLike[str] | None) -> list
         for index, execution_id in enumerate(ids):
             try:
                 if client is not None:
-                    was = client.cancel(execution_id)
+                    was = client.cancel(execution_id, origin=origin_here("zart.cancel()"))
                 else:
                     assert here is not None
-                    was = ExecutionStatus(request_cancel(here, execution_id)["was"])
+                    was = ExecutionStatus(request_cancel(here, execution_id, origin_here("zart.cancel()"))["was"])
             except ZartError as exc:
                 outcomes[index] = ControlOutcome(execution_id, "failed", error=exc)
                 continue
@@ -378,8 +422,10 @@ def _delete_many(ids: list[str], journal: str | os.PathLike[str] | None) -> list
     return outcomes
 
 
-def _start_monitor(journal: Journal) -> Callable[[], None] | None:
-    """Start the monitor server of ``journal`` (the runtime calls this as an engine takes hold of it)."""
+def start_monitor(journal: Journal, execute: Execute) -> Callable[[], None] | None:
+    """Start the monitor server of ``journal`` and return its stop function (None when it cannot
+    serve: logged). The engine calls this, through ``runtime.serve``, as a run of its begins: every
+    process that runs executions (a kernel, a script, ``zart resume``) serves one."""
     from ._events import StepEvent, events
     from ._journal.reader import cursor_reader
     from ._monitor.server import MonitorServer
@@ -404,12 +450,9 @@ def _start_monitor(journal: Journal) -> Callable[[], None] | None:
         return found
 
     try:
-        server = MonitorServer(journal.path, EngineControl(journal), lend=lend, bus=events, live_ids=live_ids,
-                               in_flight=in_flight)
+        server = MonitorServer(journal.path, EngineControl(journal, execute), lend=lend, bus=events,
+                               live_ids=live_ids, in_flight=in_flight)
     except OSError as exc:
         logger.warning("zart: cannot serve the monitor of %s: %s", journal.path, exc)
         return None
     return server.stop
-
-
-runtime.monitor = _start_monitor

@@ -23,6 +23,7 @@ from typing import Any, cast
 
 from . import _context
 from . import _serialization as ser
+from ._control import start_monitor
 from ._definitions import Step, WorkflowDef, referenced_steps
 from ._errors import (
     Cancelled,
@@ -561,7 +562,8 @@ def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, on_cha
     except Exception as exc:
         raise SerializationError(f"the input of execution {execution_id!r} cannot be pickled: {exc}") \
             from exc
-    runtime.serve(journal)  # a run starts: the monitor may list it (a completed re-run returned above)
+    # A run starts: the monitor may list it (a completed re-run returned above), in every process.
+    runtime.serve(journal, lambda held: start_monitor(held, execute))
     runtime.run_opened(workers)
     try:
         _run_body(execution, workflow, data, on_change, workers, input_blob, input_hash, workflow_hash,
@@ -609,7 +611,7 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change:
     if execution.cancel_requested:  # before its run existed
         run.cancelled = True
         run.interrupted = execution.interrupt_requested
-        run.cancel_origin = execution.cancel_origin
+        run.cancel_origin = execution.cancelled_by
     if events.active:
         events.publish(ExecutionEvent(execution_id, ExecutionStatus.RUNNING, workflow.name, run_number,
                                       str(journal.path)))

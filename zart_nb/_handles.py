@@ -101,10 +101,10 @@ class Execution:
         self._run: Run | None = None
         self._cancel_requested = False
         self._interrupt_requested = False
-        self._cancel_origin: str | None = None
         self._on_result: list[Callable[[], None]] = []  # progress views: final render in the caller's cell
         self._output_sinks: list[Callable[[str, int, str, str], None]] = []  # lines its steps print
         self.fingerprint: tuple[str, str] | None = None  # (workflow code hash, input hash)
+        self.cancelled_by: str | None = None  # who cancelled it from elsewhere ("zart cancel (pid 123)")
 
     def __repr__(self) -> str:
         return f"<Execution {self.execution_id!r} {self.status.value}>"
@@ -157,19 +157,16 @@ class Execution:
         return self._cancel_requested
 
     @property
-    def cancel_origin(self) -> str | None:
-        """Who asked to stop it, when they said (see :meth:`cancel`)."""
-        return self._cancel_origin
-
-    @property
     def interrupt_requested(self) -> bool:
         return self._interrupt_requested
 
     def cancel(self, origin: str | None = None) -> None:
-        """Stop the execution: running steps are killed, the body gets ``Cancelled``. ``origin`` says who
-        asked (``"zart cancel (pid 123)"``); it is journaled with the run's end."""
+        """Stop the execution: running steps are killed, the body gets ``Cancelled``. ``origin`` names
+        who asked when it is not this process's own code (``"zart cancel (pid 123)"``): kept as
+        ``cancelled_by``, shown where the execution runs and journaled with the run's end."""
+        if origin is not None and self.cancelled_by is None:
+            self.cancelled_by = origin
         self._cancel_requested = True
-        self._cancel_origin = origin
         if self._run is not None:
             self._run.cancel(origin=origin)
 

@@ -154,9 +154,12 @@ class Runtime:
         self._remote: dict[tuple[str, Any], Executor] = {}  # Dask executors, by address or client
         self._remote_lock = threading.Lock()  # held while connecting: not the runtime's lock
         self._serving: dict[object, Callable[[], None]] = {}  # journal identity -> stop its server
-        self.monitor: Callable[[Journal], Callable[[], None] | None] | None = None
         self._serve_lock = threading.Lock()
         self._heartbeat = Heartbeat(self.live_executions, lambda: self._open_runs > 0)
+        # The journals of this process, by resolved path and by (device, inode): see ``journal``.
+        self._journals_lock = threading.Lock()
+        self._by_path: dict[Path, Journal] = {}
+        self._by_file: dict[tuple[int, int], Journal] = {}
 
     # --- the executor ------------------------------------------------------------------------
 
@@ -325,22 +328,66 @@ class Runtime:
 
     # --- journals ----------------------------------------------------------------------------
 
-    def journal(self, path: str | os.PathLike[str] | None = None) -> Journal:
-        """The process's one :class:`Journal` for ``path`` (default ``$ZART_JOURNAL`` or
-        ``./.zart/journal.duckdb``)."""
-        return Journal(path or default_journal_path())
+    def journal(self, path: str | os.PathLike[str] | None = None, *, lock_timeout: float | None = None,
+                grace: float | None = None) -> Journal:
+        """The process's one :class:`Journal` of the file at ``path`` (default ``$ZART_JOURNAL`` or
+        ``./.zart/journal.duckdb``), whatever path names it (a symlink, a hard link, ``..``).
 
-    def serve(self, journal: Journal) -> None:
+        The front door of the registry: a journal is built whole under the registry's lock before
+        anyone else can find it (a half-built one, found by a second thread, crashed the TUI).
+        ``lock_timeout``/``grace`` given for a known journal change it."""
+        given = Path(path or default_journal_path()).expanduser()
+        resolved = given.resolve()
+        found = journal_file.identity(resolved)
+        with self._journals_lock:
+            journal = None
+            if found is not None:
+                journal = self._by_file.get(found)
+                if journal is not None and journal_file.identity(journal.path) != found:
+                    # Its file was deleted or renamed, and this one may even reuse its inode: not the same.
+                    del self._by_file[found]
+                    journal = None
+            if journal is None:
+                journal = self._by_path.get(resolved)
+            if journal is None and found is not None:  # created here since, under another of its names
+                journal = next((j for j in self._by_path.values() if journal_file.identity(j.path) == found),
+                               None)
+            if journal is None:
+                journal = Journal(given, lock_timeout=lock_timeout, grace=grace)
+                self._by_path[resolved] = journal
+            else:
+                journal.configure(lock_timeout=lock_timeout, grace=grace)
+            if found is not None:
+                self._by_file.setdefault(found, journal)
+            return journal
+
+    def open_journals(self) -> list[Journal]:
+        """Every journal this process has looked up (open or not)."""
+        with self._journals_lock:
+            return list(dict.fromkeys([*self._by_path.values(), *self._by_file.values()]))
+
+    def forget_journal(self, journal: Journal) -> None:
+        """Close ``journal`` and drop it from the registry (benchmarks and tests that remove its folder;
+        the next lookup of its path builds a new one)."""
+        journal.close()
+        with self._journals_lock:
+            for key in [key for key, value in self._by_path.items() if value is journal]:
+                del self._by_path[key]
+            for found in [key for key, value in self._by_file.items() if value is journal]:
+                del self._by_file[found]
+
+    def serve(self, journal: Journal, start: Callable[[Journal], Callable[[], None] | None]) -> None:
         """Serve the monitor endpoint of ``journal`` (held by this process's engine) until it is released.
 
-        ``$ZART_MONITOR=0`` turns it off. ``monitor`` (set by ``_control``) starts a server and returns
-        its stop function; a failure to serve is logged there, never raised into a run."""
-        if self.monitor is None or os.environ.get("ZART_MONITOR", "1") == "0":
+        ``start`` (the engine passes the monitor's, so every process that runs executions serves, a
+        ``zart resume`` as a kernel) starts a server and returns its stop function; a failure to serve
+        is logged there, never raised into a run. ``$ZART_MONITOR=0`` turns it off."""
+        if os.environ.get("ZART_MONITOR", "1") == "0":
             return
         with self._serve_lock:
             if journal.identity in self._serving:
                 return
-            stop = self.monitor(journal)
+            stop = start(journal)
             if stop is None:
                 return
             self._serving[journal.identity] = stop
@@ -352,13 +399,10 @@ class Runtime:
 
         journal.on_release(released)
 
-    def open_journals(self) -> list[Journal]:
-        return Journal.instances()
-
     def close_all(self) -> None:
         self.shutdown_executor()
         self.shutdown_remote_executors()
-        for journal in Journal.instances():
+        for journal in self.open_journals():
             try:
                 journal.close()
             except Exception:

@@ -5,7 +5,8 @@
 Runs execution ``first``: STEPS (default 3) sequential steps, step i blocking until ``WORKDIR/go-<i>``
 exists; then execution ``second``: one step that writes its worker's pid to ``WORKDIR/second.pid`` and
 blocks until ``WORKDIR/never`` exists (the tests cancel it instead). Prints ``FIRST <status>`` and
-``SECOND <status>``, then exits. A gate gives up after 90 s, so a broken test leaves no process behind.
+``SECOND <status>`` (``SECOND cancelled by <origin>`` after a cancel from another process), then exits.
+A gate gives up after 90 s, so a broken test leaves no process behind.
 """
 from __future__ import annotations
 
@@ -65,7 +66,8 @@ def main() -> int:
         second.result(timeout=120)
     except (zart.ZartError, zart.Cancelled):
         pass
-    print(f"SECOND {second.status.value}", flush=True)
+    by = f" by {second.cancelled_by}" if second.cancelled_by else ""  # who cancelled it from elsewhere
+    print(f"SECOND {second.status.value}{by}", flush=True)
     return 0
 
 

@@ -76,7 +76,7 @@ async def test_the_app_follows_another_process_and_cancels_its_execution(tmp_pat
             # The engine answers the cancel at once; the status above came from its events.
             assert any("second: cancelling (was running)" in n.message for n in app._notifications)
         out, err = driver.communicate(timeout=60)
-        assert "FIRST completed" in out and "SECOND cancelled" in out, err
+        assert "FIRST completed" in out and f"SECOND cancelled by zart-tui (pid {os.getpid()})" in out, err
         assert not _alive(worker)
     finally:
         if driver.poll() is None:

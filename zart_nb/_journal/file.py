@@ -171,6 +171,31 @@ def _claim_creation(marker: Path) -> bool:
     return True
 
 
+def _creator_gone(creator: int | None) -> bool:
+    """A creation marker's process (see ``_creator``) is not at work: it died, or the marker was
+    abandoned half-written. ``None`` (no marker) and this process's own marker are not gone."""
+    if creator is None or creator == os.getpid():
+        return False
+    return not (creator > 0 and alive(creator) or creator < 0)
+
+
+def _empty(path: Path) -> bool:
+    try:
+        return path.stat().st_size == 0
+    except FileNotFoundError:
+        return False
+
+
+def unfinished(path: Path) -> bool:
+    """Was the creation of this journal killed? A creation marker whose process is gone, or a file of
+    0 bytes that no live process is creating (DuckDB writes its headers at once: nothing was ever
+    journaled in it). Such a journal reads as one with no executions yet; the next run starts it over."""
+    creator = _creator(_marker(path))
+    if creator is not None:
+        return _creator_gone(creator)
+    return _empty(path)
+
+
 def finish_creation(path: Path) -> None:
     """The new journal is initialised: release the creation marker."""
     try:
@@ -308,7 +333,7 @@ def connect(given: Path, path: Path, lock_timeout: float, *, read_only: bool = F
         created = False
         creator = _creator(marker)
         if creator is not None and creator != os.getpid():
-            if creator > 0 and alive(creator) or creator < 0:
+            if not _creator_gone(creator):
                 owner = f"process {creator} (creating it)" if creator > 0 else "a process creating it"
                 announced = _wait(path, owner, deadline, lock_timeout, announced)
                 continue
@@ -328,6 +353,16 @@ def connect(given: Path, path: Path, lock_timeout: float, *, read_only: bool = F
                 continue  # another process claimed it first: wait for it
             created = True
         else:
+            if not read_only and _empty(path):  # no marker: nobody is creating it, and it holds nothing
+                if _claim_creation(marker):
+                    if _empty(path):
+                        logger.warning("zart: %s is an empty file (its creation was killed?); creating the "
+                                       "journal in it again", path)
+                        for leftover in (path, path.with_name(path.name + ".wal")):
+                            with contextlib.suppress(FileNotFoundError):
+                                leftover.unlink()
+                    finish_creation(path)
+                continue
             check_magic(path)
         try:
             if connecting is not None:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from .._errors import DefinitionNotFound, JournalError
 from .._progress import RunEnd
 from .._status import ExecutionStatus
-from . import db, file
+from . import db, file, schema
 from .schema import (
     ATTEMPT_COLUMNS,
     IN_FLIGHT_COLUMNS,
@@ -135,78 +135,19 @@ def _widen(row: tuple[Any, ...], width: int) -> tuple[Any, ...]:
 class Journal:
     """A zart journal file. Thread-safe; every method opens the file if it is not open yet.
 
-    There is one Journal per file per process, whatever path names it (a symlink, a hard link, a bind
-    mount): ``Journal(path)`` returns the existing one (two would both fold the same side log and two
-    DuckDB instances would write one file).
+    A process must have one Journal per file, whatever path names it (a symlink, a hard link, a bind
+    mount): two would both fold the same side log and two DuckDB instances would write one file. The
+    runtime keeps that registry (``runtime.journal(path)``, its one front door, builds each journal
+    whole under one lock): construct a Journal only there.
     """
-
-    _by_path: dict[Path, Journal] = {}
-    _by_file: dict[tuple[int, int], Journal] = {}
-    _initialized: bool
-    _identity: object
-    _instances_lock = threading.Lock()
-
-    def __new__(cls, path: str | os.PathLike[str], **_: object) -> Journal:
-        resolved = Path(path).expanduser().resolve()  # symlinks and .. name the same file
-        found = file.identity(resolved)
-        with cls._instances_lock:
-            instance = cls._by_file.get(found) if found is not None else None
-            if found is not None and instance is not None and file.identity(instance.path) != found:
-                # Its file was deleted or renamed, and this one may even reuse its inode: not the same.
-                del cls._by_file[found]
-                instance = None
-            if instance is None:
-                instance = cls._by_path.get(resolved)
-            if instance is None:
-                instance = super().__new__(cls)
-                instance._initialized = False
-                instance._identity = found if found is not None else resolved
-                cls._by_path[resolved] = instance
-            if found is not None:
-                cls._by_file.setdefault(found, instance)
-            return instance
-
-    @classmethod
-    def instances(cls) -> list[Journal]:
-        """Every Journal of this process."""
-        with cls._instances_lock:
-            return list(dict.fromkeys([*cls._by_path.values(), *cls._by_file.values()]))
-
-    @classmethod
-    def forget(cls, journal: Journal) -> None:
-        """Drop a closed journal from the registry (benchmarks and tests that remove its folder)."""
-        journal.close()
-        journal.forget_unopened()
-
-    def forget_unopened(self) -> None:
-        with self._instances_lock:
-            for path in [key for key, value in self._by_path.items() if value is self]:
-                del self._by_path[path]
-            for found in [key for key, value in self._by_file.items() if value is self]:
-                del self._by_file[found]
-
-    @property
-    def identity(self) -> object:
-        """What names this journal's file within the process, whatever path reached it (the key of
-        live executions): its ``(device, inode)``, or its path if it did not exist yet."""
-        return self._identity
 
     def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float | None = None,
                  grace: float | None = None) -> None:
-        if self._initialized:
-            if lock_timeout is not None:
-                self.lock_timeout = file.lock_timeout(lock_timeout)
-            if grace is not None:
-                self.grace = grace
-            return
-        try:
-            self.lock_timeout = file.lock_timeout(lock_timeout)
-        except BaseException:
-            self.forget_unopened()
-            raise
+        self.lock_timeout = file.lock_timeout(lock_timeout)
         self._given = Path(path).expanduser()
-        self.path = self._given.resolve()
-        self._initialized = True
+        self.path = self._given.resolve()  # symlinks and .. name the same file
+        found = file.identity(self.path)
+        self._identity: object = found if found is not None else self.path
         self.grace = DEFAULT_GRACE if grace is None else grace
         self._lock = threading.RLock()  # the DuckDB connection and open/close
         self._conn: duckdb.DuckDBPyConnection | None = None
@@ -230,6 +171,19 @@ class Journal:
         self._pending_defs: list[DefinitionRow] = []
         self._writer: threading.Thread | None = None
         self._known_defs: set[str] = set()
+
+    def configure(self, *, lock_timeout: float | None = None, grace: float | None = None) -> None:
+        """Change how long to wait for another process's lock, or the grace before release."""
+        if lock_timeout is not None:
+            self.lock_timeout = file.lock_timeout(lock_timeout)
+        if grace is not None:
+            self.grace = grace
+
+    @property
+    def identity(self) -> object:
+        """What names this journal's file within the process, whatever path reached it (the key of
+        live executions): its ``(device, inode)``, or its path if it did not exist yet."""
+        return self._identity
 
     def __repr__(self) -> str:
         return f"<Journal {self.path}>"
@@ -417,9 +371,6 @@ class Journal:
                                     "in its side log)") from exc
             raise
         self._opened = file.identity(self.path)
-        if self._opened is not None:
-            with self._instances_lock:
-                self._by_file.setdefault(self._opened, self)
         # A second connection to the same database for starting and ending runs: they never wait
         # for a fold of the writer thread (different tables, so their transactions never conflict).
         self._control = conn.cursor()
@@ -463,7 +414,14 @@ class Journal:
 
     def query(self, read: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``read(connection, *args, **kwargs)`` (one of ``queries``) on the journal with every
-        record of this process folded in first; a read-only open is enough."""
+        record of this process folded in first; a read-only open is enough. A journal whose creation
+        was killed (``file.unfinished``) reads as one with no executions yet, and is left as it is."""
+        if self._conn is None and file.unfinished(self.path):
+            empty = schema.empty()
+            try:
+                return read(empty, *args, **kwargs)
+            finally:
+                empty.close()
         with self.hold(write=False), self._lock:
             conn = self._ensure_open(write=False)
             if not self._read_only:

@@ -244,6 +244,14 @@ def migrate(conn: duckdb.DuckDBPyConnection, meta: dict[str, str]) -> dict[str, 
     return meta
 
 
+def empty() -> duckdb.DuckDBPyConnection:
+    """An in-memory journal of the current schema with nothing in it: what a journal whose creation was
+    killed reads as (see ``file.unfinished``)."""
+    conn: duckdb.DuckDBPyConnection = db.load().connect(":memory:")
+    migrate(conn, {})
+    return conn
+
+
 def rollback(conn: duckdb.DuckDBPyConnection) -> None:
     """Roll back if DuckDB has not already (a failed COMMIT ends the transaction itself): the
     error that got us here must surface, not "no transaction is active"."""

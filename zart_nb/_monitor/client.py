@@ -252,19 +252,25 @@ class MonitorClient(JournalReader):
         self._subscriptions.append(subscription)
         return subscription
 
-    def cancel(self, execution_id: str) -> ExecutionStatus:
+    def cancel(self, execution_id: str, *, origin: str | None = None) -> ExecutionStatus:
         """Stop the execution in the engine (its running steps' workers are killed); returns the
         status it had. It returns once the cancel is requested: the engine stops the execution in the
-        background, so poll :meth:`execution_record` to see it end."""
-        return ExecutionStatus(self.request(MessageType.CANCEL, execution_id=execution_id)["was"])
+        background, so poll :meth:`execution_record` to see it end. ``origin`` says who asks, as the
+        engine shows it (a notebook cell running the execution ends with "cancelled from <origin>");
+        default ``"process <this pid>"``."""
+        said = origin if origin is not None else f"process {os.getpid()}"
+        return ExecutionStatus(self.request(MessageType.CANCEL, execution_id=execution_id, origin=said)["was"])
 
     def retry(self, execution_id: str, step_key: str) -> None:
         """Run a failed step again: the engine resumes its execution (completed steps are reused)."""
         self.request(MessageType.RETRY, execution_id=execution_id, step_key=step_key)
 
-    def resume(self, execution_id: str) -> None:
-        """Start the next run of an unfinished execution in the engine (it runs in the background)."""
-        self.request(MessageType.RESUME, execution_id=execution_id)
+    def resume(self, execution_id: str) -> int | None:
+        """Start the next run of an unfinished execution in the engine (it runs in the background);
+        returns once that run has begun, with its number (None from an engine that does not say)."""
+        reply = self.request(MessageType.RESUME, execution_id=execution_id)
+        run = reply.get("run") if isinstance(reply, dict) else None
+        return run if isinstance(run, int) and not isinstance(run, bool) else None
 
     def progress(self, execution_id: str) -> RunProgress | None:
         value = self.request(MessageType.PROGRESS, execution_id=execution_id)

@@ -13,8 +13,9 @@ class Control(ABC):
     """What the monitor's control requests do in the serving process (injected by the runtime)."""
 
     @abstractmethod
-    def cancel(self, execution_id: str) -> dict[str, Any]:
-        """Stop a running execution (its workers killed) or mark an unfinished one cancelled."""
+    def cancel(self, execution_id: str, origin: str | None = None) -> dict[str, Any]:
+        """Stop a running execution (its workers killed) or mark an unfinished one cancelled.
+        ``origin``: who asked, in the requester's words (``"zart cancel (pid 123)"``)."""
 
     @abstractmethod
     def retry(self, execution_id: str, step_key: str) -> dict[str, Any]:
@@ -22,7 +23,8 @@ class Control(ABC):
 
     @abstractmethod
     def resume(self, execution_id: str) -> dict[str, Any]:
-        """Start the next run of an unfinished execution in the background."""
+        """Start the next run of an unfinished execution in the background; answered once the run has
+        begun, with its number (``{"started": True, "run": 2}``)."""
 
     @abstractmethod
     def delete(self, execution_id: str) -> dict[str, Any]:

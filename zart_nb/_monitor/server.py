@@ -253,7 +253,7 @@ class MonitorServer:
         if kind is MessageType.PING:
             return {"pid": os.getpid(), "journal": self.journal_path, "version": PROTOCOL_VERSION}
         if kind is MessageType.CANCEL:
-            return self._control.cancel(_arg(args, "execution_id", str))
+            return self._control.cancel(_arg(args, "execution_id", str), _arg(args, "origin", str, None))
         if kind is MessageType.RETRY:
             return self._control.retry(_arg(args, "execution_id", str), _arg(args, "step_key", str))
         if kind is MessageType.RESUME:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from .._executors.capture import prefix_lines
 from .progress import Snapshot, Tracker
+from .tracebacks import explain_end
 
 logger = logging.getLogger("zart_nb")
 
@@ -133,6 +134,7 @@ class Live:
                     sinks.remove(self._printed)
                 self._write_lines()
                 self._tracker.close()
+                explain_end(self._tracker.execution)
             elif me in self._rendered_by:
                 return
             self._rendered_by.add(me)

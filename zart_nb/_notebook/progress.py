@@ -95,7 +95,8 @@ class Tracker:
         run = execution.run
         error = None
         if execution.done and execution.error is not None:
-            error = f"{type(execution.error).__name__}: {execution.error}"
+            message = getattr(execution.error, "zart_message", None)  # one line naming who stopped it
+            error = f"{type(execution.error).__name__}: {message or execution.error}"
         elapsed = time.monotonic() - self._started
         if run is None:
             return Snapshot(execution.execution_id, self.workflow, status, error=error, elapsed=elapsed,

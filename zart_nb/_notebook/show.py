@@ -8,11 +8,16 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from .._errors import ExecutionNotFound
+from .._errors import ExecutionNotFound, ZartError
+from .._journal.reader import FileJournalReader
 from .._reader import JournalReader
 from .._records import AttemptRecord, ExecutionRecord, RunRecord, StepRecord, StepStatus
 from .render import STATUS_COLOURS
+
+if TYPE_CHECKING:
+    from .._handles import Execution
 
 MAX_ROWS = 200  # steps listed in the table; the timeline draws every attempt
 COLOURS = {"completed": "#43a047", "failed": "#e53935", "retried": "#fb8c00", "cancelled": "#9e9e9e",
@@ -184,7 +189,33 @@ def view(reader: JournalReader, execution_id: str) -> ExecutionView:
 
 
 def show(execution_id: str, journal: str | os.PathLike[str] | None = None) -> ExecutionView:
-    from .._journal.reader import FileJournalReader
     from .._runtime import runtime
 
     return view(FileJournalReader(runtime.journal(journal)), execution_id)
+
+
+def execution_html(execution: Execution) -> str:
+    """An :class:`Execution` as a cell's value, at any moment of its life: as ``zart.show`` shows it
+    once its run is journaled (running, done, failed), else one line saying what it waits for. It
+    never raises (a display error stops Run All) and never waits for the journal while the run is
+    still opening it."""
+    journal = execution.journal
+    if not execution.done and not journal.is_open:
+        return _brief(execution, "its run has not begun yet: the journal is being opened")
+    try:
+        return view(FileJournalReader(journal), execution.execution_id)._repr_html_()
+    except ExecutionNotFound:
+        if execution.done:
+            error = execution._error
+            return _brief(execution, "it ended before its run was journaled"
+                          + (f": {type(error).__name__}: {error}" if error is not None else ""))
+        return _brief(execution, "its run is starting: not journaled yet")
+    except ZartError as exc:
+        return _brief(execution, f"its journal cannot be read now ({exc})")
+
+
+def _brief(execution: Execution, note: str) -> str:
+    status = execution.status
+    colour = STATUS_COLOURS.get(status, "#1565c0")
+    return (f"<div><code>{_esc(execution.execution_id)}</code> · <b style='color:{colour}'>{status.value}</b> · "
+            f"{_esc(note)} · <span style='color:#666'>{_esc(execution.journal.path)}</span></div>")

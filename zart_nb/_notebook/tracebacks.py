@@ -17,7 +17,7 @@ import traceback
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from .._errors import StepError, TaskError
+from .._errors import Cancelled, StepError, TaskError
 from .kernel import kernel_shell
 
 if TYPE_CHECKING:
@@ -172,18 +172,40 @@ def render_task_error(exc: TaskError) -> list[str]:
     return lines
 
 
-def explain_interrupt(exc: BaseException, execution: Execution) -> None:
-    """Make IPython show an interrupted run as one line instead of a long traceback."""
+def _stopped(execution: Execution, how: str) -> str:
+    """``execution 'x' <how> after 7 of 31 steps (run 1); run the cell again to resume``."""
     run = execution.run
     if run is not None:
         progress = run.progress()
         done = max(0, progress.finished - progress.cancelled)
-        message = (f"execution {execution.execution_id!r} interrupted after {done} of {progress.total} steps "
-                   f"(run {progress.run_number}); run the cell again to resume")
-    else:
-        message = f"execution {execution.execution_id!r} interrupted; run the cell again to resume"
+        return (f"execution {execution.execution_id!r} {how} after {done} of {progress.total} steps "
+                f"(run {progress.run_number}); run the cell again to resume")
+    return f"execution {execution.execution_id!r} {how}; run the cell again to resume"
+
+
+def _one_line(exc: BaseException, kind: str, message: str) -> None:
     exc.zart_message = message  # type: ignore[attr-defined]
-    exc._render_traceback_ = lambda: [f"KeyboardInterrupt: {message}"]  # type: ignore[attr-defined]
+    exc._render_traceback_ = lambda: [f"{kind}: {message}"]  # type: ignore[attr-defined]
+
+
+def explain_interrupt(exc: BaseException, execution: Execution) -> None:
+    """Make IPython show an interrupted run as one line instead of a long traceback."""
+    _one_line(exc, "KeyboardInterrupt", _stopped(execution, "interrupted"))
+
+
+def explain_end(execution: Execution) -> None:
+    """As an execution followed in this kernel ends: a cancel (from this kernel, ``zart cancel``, the
+    TUI or ``zart.cancel`` in another process) shows as one line saying who cancelled it, as the stop
+    button's interrupt does, instead of a traceback of zart_nb's internals."""
+    error = execution.error
+    if isinstance(error, Cancelled) and not hasattr(error, "zart_message"):
+        origin = execution.cancelled_by
+        _one_line(error, "Cancelled", _stopped(execution, f"cancelled from {origin}" if origin else "cancelled"))
+
+
+def render_cancelled(exc: Cancelled) -> list[str]:
+    """Any other ``Cancelled`` that reaches a cell: its one line."""
+    return [f"Cancelled: {getattr(exc, 'zart_message', exc)}"]
 
 
 def install() -> None:
@@ -191,12 +213,10 @@ def install() -> None:
     workflow runs in a kernel, so the error classes themselves know nothing of notebooks."""
     StepError._render_traceback_ = render_step_error  # type: ignore[attr-defined]
     TaskError._render_traceback_ = render_task_error  # type: ignore[attr-defined]
+    Cancelled._render_traceback_ = render_cancelled  # type: ignore[attr-defined]
     shell = kernel_shell()
     if shell is not None:  # an Execution as the cell's value shows as zart.show shows it
         from .._handles import Execution
-        from .show import show
-
-        def execution_html(execution: Execution) -> str:
-            return show(execution.execution_id, execution.journal.path)._repr_html_()
+        from .show import execution_html
 
         shell.display_formatter.formatters["text/html"].for_type(Execution, execution_html)
