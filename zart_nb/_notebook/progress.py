@@ -11,26 +11,13 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .._progress import FailedStep, RunningStep
 from .._status import ExecutionStatus
 
 if TYPE_CHECKING:
     from .._handles import Execution
 
 MAX_LISTED = 8  # running or failed steps listed by name; the rest are counted
-
-
-@dataclass(frozen=True, slots=True)
-class RunningStep:
-    key: str
-    attempt: int
-    elapsed: float
-
-
-@dataclass(frozen=True, slots=True)
-class FailedStep:
-    key: str
-    attempts: int
-    error: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,12 +89,11 @@ class Tracker:
             return Snapshot(execution.execution_id, self.workflow, status, error=error, elapsed=elapsed,
                             from_journal=status is ExecutionStatus.COMPLETED)
         p = run.progress(MAX_LISTED)
-        running_steps = () if execution.done else tuple(
-            RunningStep(step.key, step.attempt, step.elapsed) for step in p.running_steps)
+        running_steps = () if execution.done else p.running_steps
         return Snapshot(
             execution.execution_id, self.workflow, status, p.run_number, p.total, p.finished, p.reused,
             completed=p.completed, failed=p.failed, cancelled=p.cancelled, retrying=p.retrying,
             running=0 if execution.done else p.running, scheduled=p.scheduled, retries=p.retries,
             running_steps=running_steps,
-            failed_steps=tuple(FailedStep(f.key, f.attempts, f.error) for f in p.failed_steps),
+            failed_steps=p.failed_steps,
             error=error, elapsed=elapsed)
