@@ -120,8 +120,8 @@ def test_ls_and_show_escape_control_characters(tmp_path, journal):
     zart.journal(journal).close()
     listed = zart_cli("--journal", str(journal), "ls", cwd=tmp_path)
     shown = zart_cli("--journal", str(journal), "show", evil_id, "--traceback", cwd=tmp_path)
-    for proc in (listed, shown):
-        assert proc.returncode == 0, proc.stderr
+    for proc, code in ((listed, 0), (shown, 3)):  # show exits 3: the execution failed
+        assert proc.returncode == code, proc.stderr
         assert "\x1b" not in proc.stdout and "\x07" not in proc.stdout and "\u202e" not in proc.stdout
         assert "\\x1b[31m-red\\u202e" in proc.stdout
     assert "\\x1b[2J\\x1b]0;pwned\\x07 cleared" in shown.stdout

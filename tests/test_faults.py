@@ -193,7 +193,7 @@ def test_sigkill_driver_then_rerun_resumes_exactly(tmp_path, drivers):
     assert record.status == zart.ExecutionStatus.INTERRUPTED
     shown = subprocess.run([sys.executable, "-m", "zart_nb._cli", "show", "--journal", str(journal),
                             execution_id], capture_output=True, text=True, timeout=DEADLINE)
-    assert shown.returncode == 0, shown.stderr
+    assert shown.returncode == 7, shown.stderr  # the exit code says: interrupted
     assert "[interrupted]" in shown.stdout and "5/5 completed" in shown.stdout, shown.stdout
 
     # Run 2, same execution id, gate open: resumes and produces the uninterrupted output.
