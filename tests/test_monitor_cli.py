@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -142,3 +143,32 @@ def test_plain_commands_read_every_journal_of_the_folder_beside_running_engines(
             if driver.poll() is None:
                 driver.kill()
             driver.communicate()
+
+
+def test_show_pages_the_same_through_the_monitor(tmp_path):
+    """Issue 13 item 6: through a live engine `zart show` gives the same first page and note as from the
+    file (it used to print every row, silently stopping at the monitor's 5,000), and --all reads on."""
+    journal = tmp_path / ".zart" / "nb.duckdb"
+    driver = subprocess.Popen([sys.executable, str(DRIVER), str(journal), str(tmp_path), "61"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        wait_until(lambda: endpoint_file.read(journal), what="the driver's endpoint")
+        for i in range(60):
+            (tmp_path / f"go-{i}").touch()
+        wait_until(lambda: "60/" in _plain_cli("ls", cwd=tmp_path).stdout, timeout=60, what="60 steps done")
+        show = _plain_cli("show", "first", cwd=tmp_path)
+        assert show.returncode == 4, show.stderr
+        assert "(live, through the engine of pid" in show.stdout
+        keys = re.findall(r"^gated-(\d+)\s+completed", show.stdout, re.M)
+        assert keys == [str(i) for i in range(50)]
+        assert "Steps (1-50 of " in show.stdout and "more: `zart show first --offset 50` for the next 50" in show.stdout
+        rest = _plain_cli("show", "first", "--offset", "50", cwd=tmp_path)
+        assert re.findall(r"^gated-(\d+)\s+completed", rest.stdout, re.M) == [str(i) for i in range(50, 60)]
+        every = json.loads(_plain_cli("show", "first", "--all", "--json", cwd=tmp_path).stdout)
+        assert [s["step_key"] for s in every["steps"]] == [f"gated-{i}" for i in range(60)]
+        assert every["execution"]["status"] == "running"
+        page = json.loads(_plain_cli("show", "first", "--json", "--limit", "7", cwd=tmp_path).stdout)
+        assert len(page["steps"]) == 7 and page["read"] == "live" and page["more"]
+    finally:
+        driver.kill()
+        driver.communicate()
