@@ -91,8 +91,8 @@ def _list_one(path: Path, read: Any, *, missing_ok: bool = False) -> Listed:
     try:
         found = discovery.read(path, read, missing_ok=missing_ok)
     except JournalLocked as exc:
-        return Listed(path, "locked", error=f"in use by {exc.owner}; it can be read once that process "
-                                            "releases it")
+        return Listed(path, "locked", discovery.holder_pid(exc),
+                      error=f"in use by {exc.owner}; it can be read once that process releases it")
     except JournalError as exc:
         return Listed(path, "missing" if not path.exists() else "error", error=str(exc))
     counts, records = found.value

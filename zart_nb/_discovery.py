@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-READ_WAIT = 0.5  # seconds to retry a locked file (and look for its engine's endpoint) before naming its holder
+READ_WAIT = 0.3  # seconds to retry a locked file (and look for its engine's endpoint) before naming its holder
 ENGINE_GONE_WAIT = 5.0  # how long an engine that is releasing its journal (endpoint still there) is waited for
 ZART_FOLDER = ".zart"
 LIVE, FILE = "live", "file"
@@ -39,9 +39,9 @@ def folder_journals(target: str | os.PathLike[str] | None = None) -> tuple[Path,
     path that is not a folder is :class:`JournalError`."""
     folder = Path(target) if target is not None else Path(ZART_FOLDER)
     if target is not None and not folder.exists():
-        raise JournalError(folder, "no such folder")
+        raise ZartError(f"{folder}: no such folder")
     if target is not None and not folder.is_dir():
-        raise JournalError(folder, "not a folder; name a journal file with --journal")
+        raise ZartError(f"{folder}: not a folder (name a journal file with --journal)")
     if (folder / ZART_FOLDER).is_dir():
         folder = folder / ZART_FOLDER
     if not folder.is_dir():
@@ -78,8 +78,9 @@ def holder(pid: int, journal: Path) -> str:
     return f"process {pid}"
 
 
-def _pid_of(owner: str) -> int | None:
-    match = re.search(r"process (\d+)", owner)
+def holder_pid(exc: JournalLocked) -> int | None:
+    """The pid of the process a :class:`JournalLocked` names, when it names one."""
+    match = re.search(r"(?:process|pid) (\d+)", exc.owner)
     return int(match.group(1)) if match else None
 
 
@@ -146,7 +147,7 @@ def through(path: Path, live: Callable[[MonitorClient], T], here: Callable[[Jour
             if time.monotonic() < deadline:
                 time.sleep(0.05)
                 continue
-            pid = _pid_of(exc.owner)
+            pid = holder_pid(exc)
             owner = f"{holder(pid, path) if pid else exc.owner}, which serves no monitor endpoint"
             raise JournalLocked(path, owner, READ_WAIT) from None
         finally:
@@ -162,7 +163,7 @@ def locate(execution_id: str, paths: Sequence[Path], where: str) -> Path:
     :class:`ExecutionNotFound` when none does (naming the journals that could not be read and why), a
     :class:`ZartError` listing them when several do."""
     found: list[Path] = []
-    unread: list[ZartError] = []
+    unread: list[JournalError] = []
     for path in paths:
         try:
             if read(path, lambda reader: reader.execution_record(execution_id)).value is not None:
@@ -178,7 +179,8 @@ def locate(execution_id: str, paths: Sequence[Path], where: str) -> Path:
     if len(unread) == 1 and len(paths) == 1:
         raise unread[0]
     if unread:
-        notes = "\n".join(f"  {exc}" for exc in unread)
+        notes = "\n".join(f"  {exc.path}: in use by {exc.owner}" if isinstance(exc, JournalLocked)
+                          else f"  {exc}" for exc in unread)
         raise ZartError(f"no execution {execution_id!r} in the journals of {where} that could be read; "
-                        f"these could not:\n{notes}")
+                        f"not read:\n{notes}")
     raise ExecutionNotFound(execution_id, f"any journal of {where}")
