@@ -91,9 +91,14 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 # --- JSON -------------------------------------------------------------------------------------------
 
 
+_PLAIN = frozenset((str, int, float, bool))
+
+
 def to_json(value: Any) -> Any:
     """A JSON-ready value: a record as an object of its fields (plus ``duration`` where it has one),
     datetimes as ISO 8601 with their UTC offset, enums as their value."""
+    if value is None or type(value) in _PLAIN:
+        return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         out = {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
         duration = getattr(type(value), "duration", None)
@@ -101,7 +106,7 @@ def to_json(value: Any) -> Any:
             out["duration"] = duration.__get__(value)
         return out
     if isinstance(value, datetime):
-        return value.astimezone().isoformat()
+        return _iso(value)
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, dict):
@@ -109,6 +114,21 @@ def to_json(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [to_json(v) for v in value]
     return value
+
+
+def _iso(value: datetime) -> str:
+    """A journal's (naive, local) datetime as ISO 8601 with its UTC offset. The offset is looked up once per
+    hour of local time (``astimezone`` for each of 750,000 step times took ~7 s of a --json --all)."""
+    if value.tzinfo is not None:
+        return value.isoformat()
+    key = (value.year, value.month, value.day, value.hour, value.fold)
+    zone = _ZONES.get(key)
+    if zone is None:
+        zone = _ZONES[key] = value.astimezone().tzinfo
+    return value.replace(tzinfo=zone).isoformat()
+
+
+_ZONES: dict[tuple[int, int, int, int, int], Any] = {}
 
 
 def dumps(value: Any) -> str:

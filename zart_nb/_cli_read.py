@@ -8,6 +8,7 @@ Nothing here unpickles.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from ._monitor.client import MonitorClient
 
 SHOW_LIMIT = 50  # steps `zart show` prints unless told otherwise
-CHUNK = 1000  # steps read at a time by --all (the monitor answers at most 5,000 a request)
+CHUNK = 20_000  # steps read at a time by --all (the monitor answers at most 5,000: it is read on)
 
 
 @dataclass
@@ -330,7 +331,7 @@ class _AllSteps:
             self.offset += len(steps)
             if args.json:
                 for step in steps:
-                    sys.stdout.write(("\n    " if self.first else ",\n    ") + dumps(step).replace("\n", "\n    "))
+                    sys.stdout.write(("\n    " if self.first else ",\n    ") + json.dumps(to_json(step)))
                     self.first = False
             else:
                 print("\n".join(self.table.lines(_step_row(s, record) for s in steps)))
