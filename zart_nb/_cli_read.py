@@ -339,14 +339,15 @@ class _AllSteps:
 
     def _begin(self, reader: JournalReader, steps: list[StepRecord]) -> None:
         assert self.record is not None
+        pid = getattr(reader, "pid", None)  # a MonitorClient's engine
+        via = discovery.LIVE if pid is not None else discovery.FILE
         if self.args.json:
-            head = dumps({"journal": str(Path(reader.location).resolve()), "execution": self.record,
+            head = dumps({"journal": str(Path(reader.location).resolve()), "read": via, "execution": self.record,
                           "runs": self.runs, "offset": self.args.offset, "limit": None, "more": 0,
                           "attempts": self.attempts})
             sys.stdout.write(head[:-2] + ',\n  "steps": [')
             return
-        found = discovery.Read(Path(reader.location), None, discovery.LIVE if hasattr(reader, "pid") else
-                               discovery.FILE, getattr(reader, "pid", None))
+        found = discovery.Read(Path(reader.location), None, via, pid)
         _print_head(self.record, self.runs, found)
         print(f"Steps (from {self.args.offset + 1}, all)")
         if not steps:
