@@ -249,6 +249,10 @@ def test_runs_stats_json_and_exit_codes_say_what_happened(tmp_path):
     assert sorted((e["execution_id"], os.path.basename(e["journal"])) for e in listed["executions"]) == [
         ("broken", "b.duckdb"), ("dup", "a.duckdb"), ("dup", "b.duckdb"), ("mended", "a.duckdb")]
     assert listed["total"] == 4
+    cut = zart_cli("ls", "--limit", "1", cwd=tmp_path)
+    assert len(cut.stdout.splitlines()) == 2 and "1 of 4 executions shown" in cut.stderr
+    assert "3 failed, 4 running, 5 pending, 6 cancelled, 7 interrupted" in zart_cli("show", "--help",
+                                                                                    cwd=tmp_path).stdout
 
 
 def test_delete_asks_on_a_terminal_and_wants_yes_elsewhere(tmp_path):

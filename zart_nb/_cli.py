@@ -111,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--journal", default=argparse.SUPPRESS,
                         help="journal file (default: $ZART_JOURNAL, else every journal in ./.zart/)")
     parser = argparse.ArgumentParser(prog="zart", description="Durable workflows for notebooks.",
-                                     parents=[common], epilog=EXIT_CODES)
+                                     parents=[common], epilog=EXIT_CODES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", parents=[common], help="run the seed's parallel health check")
@@ -130,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls.set_defaults(func=cmd_ls)
 
     show = sub.add_parser("show", parents=[common, as_json], help="show an execution, its runs and steps",
-                          epilog=EXIT_CODES)
+                          epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     show.add_argument("execution_id")
     show.add_argument("--limit", type=_count, default=SHOW_LIMIT,
                       help=f"steps shown (default {SHOW_LIMIT}; a note says how many more there are)")
@@ -141,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(func=cmd_show)
 
     runs = sub.add_parser("runs", parents=[common, as_json], epilog=EXIT_CODES,
+                          formatter_class=argparse.RawDescriptionHelpFormatter,
                           help="an execution's runs: when, how each ended, steps executed and reused")
     runs.add_argument("execution_id")
     runs.set_defaults(func=cmd_runs)

@@ -23,12 +23,16 @@ STATUS_EXIT: dict[ExecutionStatus, int] = {
     ExecutionStatus.CANCELLED: 6,
     ExecutionStatus.INTERRUPTED: 7,
 }
-EXIT_CODES = (
-    "exit codes: 0 ok (show/runs: the execution completed), 1 a zart error (unknown id, unreadable journal), "
-    "2 usage (bad arguments; delete without --yes off a terminal), and for show/runs the execution's status: "
-    + ", ".join(f"{code} {status.value}" for status, code in STATUS_EXIT.items() if code)
-    + f"; {BROKEN_PIPE_EXIT} the output's reader went away (| head), 130 interrupted (Ctrl-C)"
-)
+EXIT_CODES = "\n".join([
+    "exit codes:",
+    "  0    ok (show, runs: the execution completed)",
+    "  1    a zart error: an unknown id, a journal that cannot be read (the message says why)",
+    "  2    usage: bad arguments; delete without --yes when stdin is not a terminal",
+    "  " + ", ".join(f"{code} {status.value}" for status, code in STATUS_EXIT.items() if code)
+    + " (show, runs: the execution's status)",
+    f"  {BROKEN_PIPE_EXIT}  the output's reader went away (| head)",
+    "  130  interrupted (Ctrl-C)",
+])
 
 # C0/C1 control characters (ESC starts terminal escape sequences) and the bidi overrides that reorder text.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
