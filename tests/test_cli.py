@@ -249,8 +249,11 @@ def test_runs_stats_json_and_exit_codes_say_what_happened(tmp_path):
     assert sorted((e["execution_id"], os.path.basename(e["journal"])) for e in listed["executions"]) == [
         ("broken", "b.duckdb"), ("dup", "a.duckdb"), ("dup", "b.duckdb"), ("mended", "a.duckdb")]
     assert listed["total"] == 4
+    resumed = zart_cli("resume", "broken", cwd=tmp_path)  # found in b.duckdb, as show and cancel find it
+    assert resumed.returncode == 0 and "Execution completed (run 2)" in resumed.stdout, resumed.stderr
+    assert zart_cli("show", "broken", cwd=tmp_path).returncode == 0
     cut = zart_cli("ls", "--limit", "1", cwd=tmp_path)
-    assert len(cut.stdout.splitlines()) == 2 and "1 of 4 executions shown" in cut.stderr
+    assert len(cut.stdout.splitlines()) == 2 and "1 of 4 executions shown" in cut.stderr, cut.stderr
     assert "3 failed, 4 running, 5 pending, 6 cancelled, 7 interrupted" in zart_cli("show", "--help",
                                                                                     cwd=tmp_path).stdout
 
