@@ -241,7 +241,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     print("\n".join(Table(STEP_HEADERS).lines(_step_row(s, record) for s in page.steps)))
     if page.more:
         nxt = offset + len(page.steps)
-        print(f"... {left} more: `zart show {safe(args.execution_id)} --offset {nxt}` for the next {limit}, "
+        more = f"{left} more" if isinstance(left, int) else "more steps follow"
+        print(f"... {more}: `zart show {safe(args.execution_id)} --offset {nxt}` for the next {limit}, "
               "--limit N for another page size, --all for every step")
     _print_tail(args, record, page.steps, page.attempts)
     return STATUS_EXIT[record.status]
