@@ -36,7 +36,7 @@ LIVE, FILE = "live", "file"
 def folder_journals(target: str | os.PathLike[str] | None = None) -> tuple[Path, list[Path]]:
     """``(the folder, its journals)``: ``target`` a project folder (its ``.zart/``), a folder of journals (the
     ``.zart`` folder itself) or None (``./.zart/``). A folder without journals gives an empty list; a
-    path that is not a folder is :class:`JournalError`."""
+    ``target`` that is not a folder is a :class:`ZartError`."""
     folder = Path(target) if target is not None else Path(ZART_FOLDER)
     if target is not None and not folder.exists():
         raise ZartError(f"{folder}: no such folder")
