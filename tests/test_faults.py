@@ -199,7 +199,7 @@ def test_sigkill_driver_then_rerun_resumes_exactly(tmp_path, drivers):
     assert record.ended_by == zart.RunEnd.PROCESS_DIED
     shown = subprocess.run([sys.executable, "-m", "zart_nb._cli", "show", "--journal", str(journal),
                             execution_id], capture_output=True, text=True, timeout=DEADLINE)
-    assert shown.returncode == 0, shown.stderr
+    assert shown.returncode == 7, shown.stderr  # the exit code says: interrupted
     assert "[interrupted]" in shown.stdout and f"5/{5 + len(interrupted)} completed" in shown.stdout, shown.stdout
     assert f"the process running it (pid {first.pid}) died" in shown.stdout, shown.stdout
 

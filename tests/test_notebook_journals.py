@@ -93,3 +93,52 @@ def test_two_notebooks_in_one_folder_run_at_once(tmp_path):
     missing = subprocess.run(cli + ["show", "nope"], cwd=tmp_path, capture_output=True, text=True, env=env,
                              timeout=60)
     assert missing.returncode == 1 and "no execution 'nope' in any journal of .zart/" in missing.stderr
+
+
+def test_plain_cli_beside_running_notebooks_reads_one_and_names_the_other(tmp_path):
+    """Issue 13 item 4 with real kernels: a notebook's running execution (its kernel serves the monitor) is
+    listed, shown and cancelled by the plain commands; a notebook whose kernel serves none
+    (``$ZART_MONITOR=0``) is named with its kernel's pid at once, not after the 10 s lock wait."""
+    gate, started = tmp_path / "gate", tmp_path / "started"
+    quiet_gate, quiet_started = tmp_path / "quiet-gate", tmp_path / "quiet-started"
+    km_a, kc_a = _kernel(tmp_path, "analysis.ipynb")
+    os.environ["ZART_MONITOR"] = "0"
+    try:
+        km_q, kc_q = _kernel(tmp_path, "quiet.ipynb")
+    finally:
+        del os.environ["ZART_MONITOR"]
+    try:
+        _run(kc_a, DEFINE)
+        _run(kc_q, DEFINE)
+        quiet_pid = int(_run(kc_q, "print(os.getpid())"))
+        kc_a.execute(f"zart.run(slow, ({str(gate)!r}, {str(started)!r}), execution_id='slow-a', workers=1, "
+                     "display=False)")
+        kc_q.execute(f"zart.run(slow, ({str(quiet_gate)!r}, {str(quiet_started)!r}), execution_id='slow-q', "
+                     "workers=1, display=False)")
+        wait_until(started.exists, timeout=60, what="notebook analysis's step to start")
+        wait_until(quiet_started.exists, timeout=60, what="notebook quiet's step to start")
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("ZART_JOURNAL", "JPY_SESSION_NAME", "ZART_LOCK_TIMEOUT")}
+        cli = [sys.executable, "-m", "zart_nb._cli"]
+
+        def zart_cli(*args):
+            return subprocess.run(cli + list(args), cwd=tmp_path, capture_output=True, text=True, env=env,
+                                  timeout=60)
+
+        ls = zart_cli("ls")
+        assert ls.returncode == 0, ls.stderr
+        assert [line.split()[:4] for line in ls.stdout.splitlines()[1:]] == [
+            ["slow-a", "analysis", "slow", "running"]]
+        assert f"the kernel (pid {quiet_pid}) of notebook {tmp_path / 'quiet.ipynb'}" in ls.stderr
+        assert "waiting up to" not in ls.stderr
+        show = zart_cli("show", "slow-a")
+        assert show.returncode == 4 and "Execution slow-a  [running]" in show.stdout, show.stderr
+        cancel = zart_cli("cancel", "slow-a")
+        assert cancel.returncode == 0 and "cancelled (was running)" in cancel.stdout, cancel.stderr
+        assert zart_cli("show", "slow-a").returncode == 6  # cancelled
+    finally:
+        gate.touch()
+        quiet_gate.touch()
+        for km, kc in ((km_a, kc_a), (km_q, kc_q)):
+            kc.stop_channels()
+            km.shutdown_kernel(now=True)

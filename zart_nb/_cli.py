@@ -1,85 +1,24 @@
-"""The ``zart`` command: demo, ls, show, resume, cancel."""
+"""The ``zart`` command: demo, ls, show, runs, stats, delete, resume, cancel, tui (the reading ones are in
+``_cli_read``; how each journal of a folder is found and read, in ``_discovery``)."""
 from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
-import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import _discovery as discovery
 from . import _serialization as ser
-from ._errors import ConfigurationError, ExecutionNotFound, JournalLocked, ZartError
-from ._executors.capture import prefix_lines
-from ._records import ExecutionRecord, ExecutionStatus, RunRecord, StepRecord, StepStatus
-from ._runtime import DEFAULT_JOURNAL, runtime
+from ._cli_format import BROKEN_PIPE_EXIT, ERROR_EXIT, EXIT_CODES, safe
+from ._cli_read import SHOW_LIMIT, cmd_delete, cmd_ls, cmd_runs, cmd_show, cmd_stats
+from ._errors import ExecutionNotFound, JournalLocked, ZartError
+from ._records import ExecutionStatus
+from ._runtime import runtime
 
 if TYPE_CHECKING:
     from ._monitor.client import MonitorClient
-    from ._reader import JournalReader
-
-
-# C0/C1 control characters (ESC starts terminal escape sequences) and the bidi overrides that reorder text.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-_CONTROL_KEEP_LINES = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-
-def _escape(char: re.Match[str]) -> str:
-    code = ord(char.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def safe(text: object, *, lines: bool = False) -> str:
-    """``text`` with control characters shown as ``\\x1b``-style escapes: journaled ids, errors and
-    previews come from user code and must not drive the terminal. ``lines`` keeps newlines and tabs."""
-    return (_CONTROL_KEEP_LINES if lines else _CONTROL).sub(_escape, str(text))
-
-
-def _fmt_time(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
-
-
-def _fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 120:
-        return f"{seconds:.1f}s"
-    return f"{seconds / 60:.1f}m"
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    rows = [[safe(cell) for cell in row] for row in rows]
-    widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(w, len(str(c))) for w, c in zip(widths, row, strict=True)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
-    return "\n".join(lines)
-
-
-def run_end(run: RunRecord) -> str:
-    """How a run ended, in a few words ("" while it runs)."""
-    if run.ended_by is None:
-        return ""
-    if run.ended_by.value in ("cancelled", "process died") and run.end_detail:
-        return run.end_detail
-    return run.ended_by.value
-
-
-def this_run(step: StepRecord, current_run: int) -> str:
-    """What the execution's last run did with a step: executed it (and why), reused it, or never started it."""
-    if step.run_number != current_run:
-        return f"reused from run {step.run_number}"
-    if step.status is StepStatus.INTERRUPTED:
-        return "interrupted (its process died)"
-    if step.status is StepStatus.CANCELLED and step.started_at is None:
-        return "cancelled before it started"
-    return f"executed ({step.reason})"
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -89,178 +28,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _reader(args: argparse.Namespace) -> JournalReader:
-    """The live engine's monitor when another process holds the journal, else the file for a moment."""
-    from . import journal
-
-    return journal(args.journal)
-
-
-def _journal_paths(args: argparse.Namespace) -> list[Path] | None:
-    """Every journal in ``./.zart/`` (a notebook's is ``.zart/<notebook stem>.duckdb``), or None when
-    ``--journal`` or ``$ZART_JOURNAL`` names one."""
-    if args.journal or os.environ.get("ZART_JOURNAL"):
-        return None
-    return sorted(DEFAULT_JOURNAL.parent.glob("*.duckdb")) or [DEFAULT_JOURNAL]
+def _where(execution_id: str, journal: str | None) -> Path:
+    """The journal that holds ``execution_id``: ``journal`` (``--journal``) or ``$ZART_JOURNAL`` when given,
+    else the one journal of ``./.zart/`` that holds it, each read through its live engine when one
+    holds it (a journal held by a process that serves no monitor is named, not waited for)."""
+    if journal:
+        return Path(journal)
+    env = os.environ.get("ZART_JOURNAL")
+    if env:
+        return Path(env)
+    folder, paths = discovery.folder_journals()
+    if not paths:
+        raise ExecutionNotFound(execution_id, f"any journal of {folder}/")
+    return discovery.locate(execution_id, paths, f"{folder}/")
 
 
 def _locate(args: argparse.Namespace) -> None:
-    """Without ``--journal``, point ``args.journal`` at whichever journal of ``./.zart/`` holds the
-    execution (the first one that does; a journal another process holds is waited for)."""
-    from ._journal.reader import FileJournalReader
-
-    paths = _journal_paths(args)
-    if paths is None or len(paths) == 1:
-        return
-    for path in paths:
-        if FileJournalReader(runtime.journal(path)).execution_record(args.execution_id) is not None:
-            args.journal = str(path)
-            return
-    raise ExecutionNotFound(args.execution_id, f"any journal of {DEFAULT_JOURNAL.parent}/")
-
-
-def cmd_ls(args: argparse.Namespace) -> int:
-    from ._journal.reader import FileJournalReader
-
-    paths = _journal_paths(args)
-    if paths is None:
-        reader = _reader(args)
-        records = reader.list_executions(status=args.status, limit=args.limit)
-        if not records:
-            print(f"no executions in {safe(reader.location)}")
-            return 0
-        rows = [(r.execution_id, r.workflow, r.status.value, f"{r.steps_completed}/{r.steps_total}",
-                 str(r.run_number), _fmt_time(r.started_at), _fmt_duration(r.duration)) for r in records]
-        print(_table(("ID", "WORKFLOW", "STATUS", "DONE/TOTAL", "RUNS", "STARTED", "DURATION"), rows))
-        return 0
-    found: list[tuple[str, ExecutionRecord]] = []
-    for path in paths:
-        try:
-            records = FileJournalReader(runtime.journal(path)).list_executions(status=args.status,
-                                                                               limit=args.limit)
-        except JournalLocked as exc:
-            print(f"zart: skipped {safe(path)}: {safe(exc)}", file=sys.stderr)
-            continue
-        found.extend((path.stem, record) for record in records)
-    if not found:
-        print(f"no executions in {safe(DEFAULT_JOURNAL.parent)}/")
-        return 0
-    found.sort(key=lambda item: item[1].started_at or datetime.min, reverse=True)
-    table = [(r.execution_id, journal, r.workflow, r.status.value, f"{r.steps_completed}/{r.steps_total}",
-             str(r.run_number), _fmt_time(r.started_at), _fmt_duration(r.duration))
-             for journal, r in found[:args.limit]]
-    print(_table(("ID", "JOURNAL", "WORKFLOW", "STATUS", "DONE/TOTAL", "RUNS", "STARTED", "DURATION"), table))
-    return 0
-
-
-FOLLOW_POLL = 0.25
-
-
-def follow_output(reader: JournalReader, execution_id: str) -> ExecutionRecord | None:
-    """Print what the running steps of an execution print, as they print it, until it stops running in
-    the engine ``reader`` reads through; returns its record then (None if it cannot be read)."""
-    shown: dict[tuple[str, int], int] = {}
-    while True:
-        try:
-            progress = reader.progress(execution_id)
-            if progress is None:
-                return reader.execution_record(execution_id)
-            for step in progress.running_steps:
-                found = reader.live_output(execution_id, step.key)
-                if found is None:
-                    continue
-                attempt, text = found
-                start = shown.get((step.key, attempt), 0)
-                end = text.rfind("\n") + 1  # whole lines only; the rest comes with the next poll
-                if end > start:
-                    print(prefix_lines(step.key, attempt, safe(text[start:end], lines=True)), end="", flush=True)
-                    shown[(step.key, attempt)] = end
-        except ZartError:  # the engine released the journal: the run is over
-            return None
-        time.sleep(FOLLOW_POLL)
-
-
-def cmd_show(args: argparse.Namespace) -> int:
-    if getattr(args, "follow", False):
-        with _reader(args) as reader:
-            if not args.output:
-                raise ConfigurationError("--follow follows the output of running steps: use it with --output")
-            record = follow_output(reader, args.execution_id)
-        if record is None:
-            record = _reader(args).execution_record(args.execution_id)
-        if record is None:
-            raise ExecutionNotFound(args.execution_id, str(args.journal or DEFAULT_JOURNAL))
-        end = f" ({safe(record.end_detail)})" if record.end_detail else ""
-        print(f"Execution {safe(record.execution_id)}  [{record.status.value}]{end}")
-        return 0
-    with _reader(args) as reader:
-        record = reader.execution_record(args.execution_id)
-        if record is None:
-            raise ExecutionNotFound(args.execution_id, reader.location)
-        steps = reader.list_steps(args.execution_id)
-        runs = reader.list_runs(args.execution_id)
-        attempts = reader.list_attempts(args.execution_id)
-        progress = reader.progress(args.execution_id)
-    print(f"Execution {safe(record.execution_id)}  [{record.status.value}]")
-    print(f"  workflow: {safe(record.workflow)}")
-    print(f"  input:    {safe(record.input_preview)}")
-    if record.output_preview is not None:
-        print(f"  output:   {safe(record.output_preview)}")
-    if record.error and record.error != record.end_detail:
-        print(f"  error:    {safe(record.error)}")
-    if record.ended_by is not None:
-        print(f"  ended:    {record.ended_by.value}" + (f": {safe(record.end_detail)}" if record.end_detail else ""))
-    running = f", {record.steps_running} running" if record.steps_running else ""
-    print(f"  steps:    {record.steps_completed}/{record.steps_total} completed, "
-          f"{record.steps_failed} failed{running}")
-    print()
-    print("Runs")
-    print(_table(("RUN", "STATUS", "STARTED", "DURATION", "EXECUTED", "REUSED", "PID", "ENDED"),
-                 [(str(r.run_number), r.status.value, _fmt_time(r.started_at),
-                   _fmt_duration(((r.finished_at or datetime.now()) - r.started_at).total_seconds()
-                                 if r.started_at else None),
-                   str(r.executed), str(r.reused), str(r.pid), run_end(r)) for r in runs]))
-    print()
-    print("Steps")
-    rows = []
-    for s in steps:
-        ran = this_run(s, record.run_number)
-        result = s.error if s.error else (s.output_preview or "")
-        rows.append((s.step_key, s.status.value, str(s.attempts), _fmt_duration(s.duration), ran,
-                     s.worker or "", s.args_preview, result))
-    print(_table(("KEY", "STATUS", "ATTEMPTS", "DURATION", "THIS RUN", "WORKER", "ARGS", "OUTPUT / ERROR"),
-                 rows))
-    if progress is not None and progress.running_steps:
-        print()
-        print(f"Running now ({progress.running} running, {progress.scheduled} waiting for a worker, "
-              f"{progress.retrying} waiting to retry)")
-        print(_table(("KEY", "STATUS", "ATTEMPT", "WORKER", "ELAPSED"),
-                     [(s.key, "running", str(s.attempt), s.worker, _fmt_duration(s.elapsed))
-                      for s in progress.running_steps]))
-    if attempts:
-        print()
-        print("Failed attempts")
-        print(_table(("KEY", "RUN", "ATTEMPT", "WORKER", "ERROR"),
-                     [(a.step_key, str(a.run_number), str(a.attempt), a.worker or "", a.error or "")
-                      for a in attempts]))
-    if args.output:
-        for a in attempts:
-            if a.log:
-                print(f"\nOutput of {safe(a.step_key)} (run {a.run_number}, attempt {a.attempt}):\n"
-                      f"{safe(a.log.rstrip(), lines=True)}")
-        for s in steps:
-            if s.log:
-                print(f"\nOutput of {safe(s.step_key)} (run {s.run_number}, attempt {s.attempts}):\n"
-                      f"{safe(s.log.rstrip(), lines=True)}")
-    if args.traceback:
-        from ._tracebacks import short  # zart_nb's frames hidden, source lines shown
-
-        for s in steps:
-            if s.traceback:
-                print(f"\nTraceback of {safe(s.step_key)}:\n{safe(short(s.traceback), lines=True)}")
-        if record.traceback:
-            print(f"\nTraceback of the workflow:\n{safe(short(record.traceback), lines=True)}")
-    return 0
+    """Point ``args.journal`` at the journal that holds ``args.execution_id`` (see :func:`_where`)."""
+    args.journal = str(_where(args.execution_id, args.journal))
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -353,6 +138,10 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def _delete(args: argparse.Namespace) -> int:
+    return cmd_delete(args, lambda execution_id: _where(execution_id, args.journal))
+
+
 def cmd_tui(args: argparse.Namespace) -> int:
     try:
         from zart_tui.app import main as tui_main
@@ -369,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--journal", default=argparse.SUPPRESS,
                         help="journal file (default: $ZART_JOURNAL, else every journal in ./.zart/)")
     parser = argparse.ArgumentParser(prog="zart", description="Durable workflows for notebooks.",
-                                     parents=[common])
+                                     parents=[common], epilog=EXIT_CODES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", parents=[common], help="run the seed's parallel health check")
@@ -377,18 +167,44 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workers", type=int, help="worker processes (default: $ZART_WORKERS or CPUs)")
     demo.set_defaults(func=cmd_demo)
 
-    ls = sub.add_parser("ls", parents=[common], help="list executions")
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="print one JSON document (for scripts)")
+
+    ls = sub.add_parser("ls", parents=[common, as_json], help="list executions of every journal of ./.zart/")
+    ls.add_argument("folder", nargs="?", metavar="DIR",
+                    help="another folder: a project folder with .zart/, or a folder of journals")
     ls.add_argument("--status", choices=[s.value for s in ExecutionStatus])
-    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--limit", type=_count, default=50, help="executions listed, newest first (default 50)")
     ls.set_defaults(func=cmd_ls)
 
-    show = sub.add_parser("show", parents=[common], help="show an execution, its runs and steps")
+    show = sub.add_parser("show", parents=[common, as_json], help="show an execution, its runs and steps",
+                          epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     show.add_argument("execution_id")
+    show.add_argument("--limit", type=_count, default=SHOW_LIMIT,
+                      help=f"steps shown (default {SHOW_LIMIT}; a note says how many more there are)")
+    show.add_argument("--offset", type=_count, default=0, help="steps skipped first (default 0)")
+    show.add_argument("--all", action="store_true", help="every step (from --offset)")
     show.add_argument("--traceback", action="store_true", help="print error tracebacks")
     show.add_argument("--output", action="store_true", help="print what each attempt printed")
     show.add_argument("--follow", action="store_true",
                       help="with --output: print what running steps print, live, until the execution stops")
     show.set_defaults(func=cmd_show)
+
+    runs = sub.add_parser("runs", parents=[common, as_json], epilog=EXIT_CODES,
+                          formatter_class=argparse.RawDescriptionHelpFormatter,
+                          help="an execution's runs: when, how each ended, steps executed and reused")
+    runs.add_argument("execution_id")
+    runs.set_defaults(func=cmd_runs)
+
+    stats = sub.add_parser("stats", parents=[common, as_json], help="executions per status, per journal")
+    stats.add_argument("folder", nargs="?", metavar="DIR", help="another folder (as for ls)")
+    stats.set_defaults(func=cmd_stats)
+
+    delete = sub.add_parser("delete", parents=[common], help="remove finished executions from their journal")
+    delete.add_argument("execution_ids", nargs="+", metavar="ID")
+    delete.add_argument("--yes", action="store_true",
+                        help="do not ask (needed when stdin is not a terminal)")
+    delete.set_defaults(func=_delete)
 
     resume = sub.add_parser("resume", parents=[common],
                             help="finish an execution from its journaled definition")
@@ -407,18 +223,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``zart`` command; returns its exit code (see ``EXIT_CODES``). A reader of the output that
+    goes away (``zart show ID | head``) ends it quietly, as the Python docs advise for SIGPIPE."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python flushes stdout again at exit: point it at devnull so that flush cannot fail too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return BROKEN_PIPE_EXIT
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.journal = getattr(args, "journal", None)
     try:
-        if getattr(args, "execution_id", None) and args.command in ("show", "resume", "cancel"):
+        if getattr(args, "execution_id", None) and args.command in ("show", "runs", "resume", "cancel"):
             _locate(args)
         command: Callable[[argparse.Namespace], int] = args.func
         return command(args)
     except ZartError as exc:
         print(f"zart: {safe(exc, lines=True)}", file=sys.stderr)
-        return 1
+        return ERROR_EXIT
     except KeyboardInterrupt:
         print("zart: interrupted; run `zart resume ID` to continue", file=sys.stderr)
         return 130

@@ -1,12 +1,13 @@
 """Driver process for the monitor and TUI tests: an engine in another process, advanced by gate files.
 
-    python monitor_driver.py JOURNAL WORKDIR [STEPS]
+    python monitor_driver.py JOURNAL WORKDIR [STEPS] [PREFIX]
 
 Runs execution ``first``: STEPS (default 3) sequential steps, step i blocking until ``WORKDIR/go-<i>``
 exists; then execution ``second``: one step that writes its worker's pid to ``WORKDIR/second.pid`` and
 blocks until ``WORKDIR/never`` exists (the tests cancel it instead). Prints ``FIRST <status>`` and
 ``SECOND <status>`` (``SECOND cancelled by <origin>`` after a cancel from another process), then exits.
-A gate gives up after 90 s, so a broken test leaves no process behind.
+``PREFIX`` goes before both ids (two drivers in one folder). A gate gives up after 90 s, so a broken test
+leaves no process behind.
 """
 from __future__ import annotations
 
@@ -55,13 +56,15 @@ def stuck_flow(workdir: str) -> str:
 def main() -> int:
     journal, workdir = sys.argv[1], sys.argv[2]
     steps = int(sys.argv[3]) if len(sys.argv) > 3 else 3
-    first = zart.start(gated_flow, {"workdir": workdir, "steps": steps}, execution_id="first", journal=journal)
+    prefix = sys.argv[4] if len(sys.argv) > 4 else ""
+    first = zart.start(gated_flow, {"workdir": workdir, "steps": steps}, execution_id=f"{prefix}first",
+                       journal=journal)
     try:
         first.result(timeout=120)
     except zart.ZartError as exc:
         print(f"FIRST error {exc}", flush=True)
     print(f"FIRST {first.status.value}", flush=True)
-    second = zart.start(stuck_flow, workdir, execution_id="second", journal=journal)
+    second = zart.start(stuck_flow, workdir, execution_id=f"{prefix}second", journal=journal)
     try:
         second.result(timeout=120)
     except (zart.ZartError, zart.Cancelled):
