@@ -17,7 +17,7 @@ from .. import fmt
 from ..widgets.timeline import Timeline
 
 if TYPE_CHECKING:
-    from ..app import ZartApp
+    from ..host import Host
     from ..source import Source
 
 PAGE = 500
@@ -45,7 +45,7 @@ class ExecutionScreen(Screen[None]):
         self.steps: dict[str, zart.StepRecord] = {}
 
     @property
-    def zapp(self) -> ZartApp:
+    def zapp(self) -> Host:
         return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:

@@ -18,7 +18,7 @@ from .. import fmt
 from ..widgets.status_header import StatusHeader
 
 if TYPE_CHECKING:
-    from ..app import ZartApp
+    from ..host import Host
     from ..source import Source
 
 PAGE = 500
@@ -54,7 +54,7 @@ class ExecutionsScreen(Screen[None]):
         self.rows: dict[str, Row] = {}
 
     @property
-    def zapp(self) -> ZartApp:
+    def zapp(self) -> Host:
         return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:

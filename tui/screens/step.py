@@ -16,7 +16,7 @@ import zart_nb as zart
 from .. import fmt
 
 if TYPE_CHECKING:
-    from ..app import ZartApp
+    from ..host import Host
     from ..source import Source
 
 
@@ -100,6 +100,6 @@ class StepScreen(Screen[None]):
         if step.status not in (zart.StepStatus.FAILED, zart.StepStatus.CANCELLED):
             self.notify(f"{step.step_key} is {step.status.value}; only a failed step is retried", severity="warning")
             return
-        zapp: ZartApp = self.app  # type: ignore[assignment]
+        zapp: Host = self.app  # type: ignore[assignment]
         zapp.confirm_action(f"Retry step {step.step_key!r} of {step.execution_id!r}? (completed steps are reused)",
                             lambda: self.source.resume(step.execution_id, step.step_key))
