@@ -40,7 +40,9 @@ Anchor = tuple[object, ...]
 class Query:
     anchor: Anchor
     failed_only: bool
-    jump: tuple[str, str | None] | None  # ("next_failed", from key) or ("goto", key), resolved by the read
+    # ("next_failed", from key), ("goto", key), ("first", None) or ("last", None): resolved by the read,
+    # which also puts the cursor on the step it lands on (once: live reloads keep the page, not the cursor)
+    jump: tuple[str, str | None] | None
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,10 @@ def read_page(reader: zart.JournalReader, execution_id: str, q: Query) -> Page:
                 note = "no failed step" if not found else "no failed step after it: the first one" if key else None
             if found:
                 anchor = ("at", found[0].step_key)
+        elif kind == "first":
+            anchor = ("first",)
+        elif kind == "last":
+            anchor = ("end",)
         elif key is not None:
             anchor = ("at", key)
     if anchor[0] == "at":
@@ -81,11 +87,12 @@ def read_page(reader: zart.JournalReader, execution_id: str, q: Query) -> Page:
             note = f"no step {key!r}" + (" among the failed ones" if status else "")
             anchor = ("first",)
         else:
-            cursor = key
             before = reader.list_steps(execution_id, status=status, before=key, limit=1)
             steps = reader.list_steps(execution_id, status=status, limit=PAGE,
                                       after=before[0].step_key if before else None)
-            return Page(q, record, runs, steps, total, index, anchor, cursor, note)
+            # the page stays where it landed, as a page after the step before it; the cursor moves once
+            anchor = ("after", before[0].step_key, index) if before else ("first",)
+            return Page(q, record, runs, steps, total, index, anchor, key, note)
     if anchor[0] == "after":
         steps = reader.list_steps(execution_id, status=status, after=str(anchor[1]), limit=PAGE)
         start = int(str(anchor[2]))
@@ -94,9 +101,11 @@ def read_page(reader: zart.JournalReader, execution_id: str, q: Query) -> Page:
         start = max(0, int(str(anchor[2])) - len(steps))
     elif anchor[0] == "end":
         steps = reader.list_steps(execution_id, status=status, from_end=True, limit=PAGE)
-        start, cursor = max(0, total - len(steps)), ""
+        start = max(0, total - len(steps))
+        cursor = "" if q.jump is not None else None
     else:
         steps, start = reader.list_steps(execution_id, status=status, limit=PAGE), 0
+        cursor = steps[0].step_key if q.jump is not None and steps else None
     return Page(q, record, runs, steps, total, start, anchor, cursor, note)
 
 
@@ -313,14 +322,14 @@ class ExecutionScreen(Screen[None]):
         if self.page_start == 0:
             self.query_one(DataTable).move_cursor(row=0)
         else:
-            self._go(("first",))
+            self._go(jump=("first", None))
 
     def action_last(self) -> None:
         if self.page_start + len(self.page) >= self.total:
             table = self.query_one(DataTable)
             table.move_cursor(row=max(0, table.row_count - 1))
         else:
-            self._go(("end",))
+            self._go(jump=("last", None))
 
     def action_move(self, by: int) -> None:
         table = self.query_one(DataTable)
