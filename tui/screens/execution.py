@@ -114,13 +114,13 @@ class ExecutionScreen(Screen[None]):
         Binding("escape", "back", "Back", id="execution.back"),
         Binding("left_square_bracket", "page(-1)", "Prev page", show=False, id="execution.prev"),
         Binding("right_square_bracket", "page(1)", "Next page", show=False, id="execution.next"),
-        Binding("f", "toggle_failed", "Failed only", id="execution.failed"),
+        Binding("f", "toggle_failed", "Failed", id="execution.failed"),
         Binding("n", "next_failed", "Next failed", id="execution.next_failed"),
-        Binding("slash", "goto", "Go to key", id="execution.goto"),
-        Binding("t", "toggle_timeline", "Timeline", id="execution.timeline"),
-        Binding("c", "cancel", "Cancel", id="execution.cancel"),
-        Binding("u", "resume", "Resume", id="execution.resume"),
-        Binding("r", "retry", "Retry step", id="execution.retry"),
+        Binding("slash", "goto", "Go to", id="execution.goto"),
+        Binding("t", "toggle_timeline", "Timeline", show=False, id="execution.timeline"),
+        Binding("c", "cancel", "Cancel", show=False, id="execution.cancel"),
+        Binding("u", "resume", "Resume", show=False, id="execution.resume"),
+        Binding("r", "retry", "Retry", id="execution.retry"),
         Binding("d", "delete", "Delete", show=False, id="execution.delete"),
         Binding("y", "copy_id", "Copy id", show=False, id="execution.copy"),
         Binding("Y", "copy_step", show=False, id="execution.copy_step"),
@@ -160,7 +160,7 @@ class ExecutionScreen(Screen[None]):
         yield table
         yield Timeline(id="timeline")
         yield Static(id="preview")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#goto", Input).display = False
@@ -346,6 +346,7 @@ class ExecutionScreen(Screen[None]):
 
     def action_goto(self) -> None:
         box = self.query_one("#goto", Input)
+        box.value = ""
         box.display = True
         box.focus()
 

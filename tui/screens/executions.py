@@ -84,8 +84,8 @@ class ExecutionsScreen(Screen[None]):
         Binding("S", "reverse_sort", "Reverse", show=False, id="executions.reverse"),
         Binding("c", "cancel", "Cancel", id="executions.cancel"),
         Binding("u", "resume", "Resume", id="executions.resume"),
-        Binding("d", "delete", "Delete", id="executions.delete"),
-        Binding("y", "copy_id", "Copy id", id="executions.copy"),
+        Binding("d", "delete", "Delete", show=False, id="executions.delete"),
+        Binding("y", "copy_id", "Copy id", show=False, id="executions.copy"),
         Binding("j", "move(1)", show=False, id="executions.down"),
         Binding("k", "move(-1)", show=False, id="executions.up"),
         Binding("g", "first", show=False, id="executions.first"),
@@ -115,7 +115,7 @@ class ExecutionsScreen(Screen[None]):
         yield Input(placeholder="search an id or a workflow (enter to apply, escape to clear)", id="search")
         yield Static(id="empty", classes="empty")
         yield DataTable(id="executions", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#search", Input).display = False

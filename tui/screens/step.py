@@ -35,7 +35,7 @@ class StepScreen(Screen[None]):
         with VerticalScroll(id="step"):
             yield Static(self._head(), id="step-head")
             yield Static(id="step-detail")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.load()
@@ -66,7 +66,8 @@ class StepScreen(Screen[None]):
 
     def _section(self, text: Text, title: str, body: str | None) -> None:
         text.append(f"\n── {title} ", style="bold")
-        text.append("─" * max(0, 60 - len(title)) + "\n", style="dim")
+        width = min(64, (self.size.width or 80) - 4)  # a rule that never wraps on a narrow terminal
+        text.append("─" * max(0, width - len(title) - 4) + "\n", style="dim")
         text.append(fmt.clean(body) if body else "(none)\n", style="" if body else "dim")
         if body and not body.endswith("\n"):
             text.append("\n")
