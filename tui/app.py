@@ -51,7 +51,10 @@ class ZartApp(App[None]):
         self.clock = clock or Clock()
         self.poll = poll
         self.sources = [Source(path, self._queue_events) for path in discover(target)]
-        self._zart_events: collections.deque[tuple[Source, list[zart.Event]]] = collections.deque()
+        self._zart_events: collections.deque[tuple[Source, list[zart.Event], bool]] = collections.deque()
+        # Counts execution events (and resyncs): a screen reads the per-status counts again only when it
+        # moved, not for every step event (at 15k steps/s that halves what each refresh asks the engine).
+        self.execution_events = 0
         # The latest event of every step in flight of a live engine, by (journal, execution): the journal
         # has no row of them yet. A step that ended leaves (at 250,000 steps the map stays small).
         self.live_steps: dict[tuple[Path, str], dict[str, zart.StepEvent]] = {}
@@ -73,13 +76,15 @@ class ZartApp(App[None]):
 
     def _queue_events(self, source: Source, events: list[zart.Event], resync: bool) -> None:
         if not self._zart_closed.is_set():  # on a subscription thread: only queue
-            self._zart_events.append((source, events))
+            self._zart_events.append((source, events, resync))
 
     def _tick(self) -> None:
         changed = False
         while self._zart_events:
-            source, events = self._zart_events.popleft()
+            source, events, resync = self._zart_events.popleft()
             changed = True
+            if resync:
+                self.execution_events += 1
             for event in events:
                 if isinstance(event, zart.StepEvent):
                     steps = self.live_steps.setdefault((source.path, event.execution_id), {})
@@ -87,7 +92,9 @@ class ZartApp(App[None]):
                         steps[event.step_key] = event
                     else:
                         steps.pop(event.step_key, None)
-                elif event.status.finished:
+                else:
+                    self.execution_events += 1
+                if isinstance(event, zart.ExecutionEvent) and event.status.finished:
                     self.live_steps.pop((source.path, event.execution_id), None)
         if changed or time.monotonic() - self._zart_last_reload >= self.poll:
             self.reload_screen()

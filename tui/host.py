@@ -19,6 +19,7 @@ class Host(Protocol):
     clock: Clock
     sources: list[Source]
     live_steps: dict[tuple[Path, str], dict[str, zart.StepEvent]]
+    execution_events: int  # moves with every execution event (or resync) of a live engine
 
     def refresh_sources(self) -> list[Source]:
         """The journals to show now (new ones of a watched folder included)."""

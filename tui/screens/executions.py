@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
@@ -102,6 +103,8 @@ class ExecutionsScreen(Screen[None]):
         self.rows: dict[str, Row] = {}
         self.updated_at: datetime | None = None
         self._counts: dict[str, int] = {}
+        # per journal: ((the app's execution_events, read live), counts) of its last stats read
+        self._stats: dict[Path, tuple[tuple[int, bool], dict[str, int]]] = {}
         self._columns: list[tuple[str, str]] = []  # (label, sort key) shown now
         self.refresher: Refresher[tuple[Query, list[tuple[Source, list[zart.ExecutionRecord], dict[str, int]]]]] \
             = Refresher(self, self._read, self._show, name="executions")
@@ -142,8 +145,15 @@ class ExecutionsScreen(Screen[None]):
         for source in self.zapp.refresh_sources():
             records = source.read(lambda r: r.list_executions(q.status, search=q.search, limit=PAGE, sort=q.sort,
                                                               descending=q.descending))
-            counts = source.read(lambda r: r.stats())
-            results.append((source, records or [], {k.value: v for k, v in (counts or {}).items()}))
+            seen = (self.zapp.execution_events, source.live)
+            cached = self._stats.get(source.path)
+            if source.live and cached is not None and cached[0] == seen:
+                counts = cached[1]  # only steps moved (read live both times): no execution changed status
+            else:
+                found = source.read(lambda r: r.stats())
+                counts = {k.value: v for k, v in (found or {}).items()}
+                self._stats[source.path] = (seen, counts)
+            results.append((source, records or [], counts))
         return q, results
 
     def _show(self, found: tuple[Query, list[tuple[Source, list[zart.ExecutionRecord], dict[str, int]]]]) -> None:
