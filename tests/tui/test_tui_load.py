@@ -77,6 +77,10 @@ async def test_the_list_refreshes_and_keys_answer_while_thousands_of_steps_compl
                            timeout=120, what="the fan-out to move on")
             await wait_for(pilot, lambda: _fan(table) == ("completed", STEPS), timeout=120,
                            what="the fan-out completed on screen")
+            # the counts (read again only on execution events) follow the status change
+            await wait_for(pilot, lambda: "completed 1" in str(app.screen.query_one("#header").render())
+                           and "running" not in str(app.screen.query_one("#header").render()).split("\n")[0],
+                           what="the header's counts")
         out, err = driver.communicate(timeout=120)
         assert "FAN completed" in out, err
     finally:
