@@ -213,7 +213,6 @@ async def test_fits_80x24_and_shows_steps_at_60x15(journal_path, tmp_path):
         await wait_for(pilot, lambda: steps.row_count == 500, what="a page of steps")
         await pilot.pause()
         assert steps.size.height >= 3  # its header and at least two steps
-    several = app_module.ZartApp(str(tmp_path.parent), poll=3600)  # a folder: the journal column is back
     other_folder = tmp_path / "both"
     other_folder.mkdir()
     (other_folder / "a.duckdb").write_bytes(journal_path.read_bytes())
