@@ -149,3 +149,78 @@ print(bad)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
+
+
+# --- zart_tui (folder tui/) -------------------------------------------------------------------------
+
+TUI = ROOT / "tui"
+
+
+def _tui_modules() -> dict[str, Path]:
+    """zart_tui's modules by import name (its folder is ``tui/``, installed as ``zart_tui``)."""
+    found = {}
+    for path in sorted(TUI.rglob("*.py")):
+        parts = ["zart_tui", *path.relative_to(TUI).with_suffix("").parts]
+        if parts[-1] == "__init__":
+            parts.pop()
+        found[".".join(parts)] = path
+    return found
+
+
+def _tui_graph() -> dict[str, set[str]]:
+    modules = _tui_modules()
+    known = set(modules)
+    return {name: _imports(name, path, known) for name, path in modules.items()}
+
+
+def test_the_tui_import_graph_is_read():
+    graph = _tui_graph()
+    assert "zart_tui.screens.executions" in graph["zart_tui.app"]
+    assert "zart_tui.fmt" in graph["zart_tui.screens.execution"]  # `from .. import fmt`
+
+
+def test_no_import_cycle_in_the_tui():
+    """Type-only and function-local imports count: a cycle among them is a cycle all the same."""
+    assert _cycle(_tui_graph()) is None
+
+
+def _zart_nb_names(path: Path) -> list[str]:
+    """What ``path`` takes from zart_nb: module paths it imports, and attributes of the ``zart_nb`` module
+    (``zart.X``) it reads."""
+    tree = ast.parse(path.read_text(), str(path))
+    aliases = set()
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "zart_nb":
+                    found.append(alias.name)
+                    if alias.name == "zart_nb":
+                        aliases.add(alias.asname or alias.name)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module \
+                and node.module.split(".")[0] == "zart_nb":
+            found.append(node.module)
+            found += [f"{node.module}.{alias.name}" for alias in node.names]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases:
+            found.append(f"zart_nb.{node.attr}")
+    return found
+
+
+def test_the_tui_uses_only_zart_nb_public_names():
+    """zart_tui reads zart_nb as any user would: ``import zart_nb as zart`` and names in its ``__all__``."""
+    public = set(zart_nb.__all__)
+    offenders = []
+    for name, path in _tui_modules().items():
+        for used in _zart_nb_names(path):
+            parts = used.split(".")
+            if any(part.startswith("_") for part in parts[1:]) or (len(parts) > 1 and parts[1] not in public):
+                offenders.append((name, used))
+    assert offenders == []
+
+
+def test_the_tui_rule_finds_a_private_name(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("import zart_nb as zart\nfrom zart_nb._journal import Journal\nzart._runtime\nzart.run\n")
+    assert _zart_nb_names(bad) == ["zart_nb", "zart_nb._journal", "zart_nb._journal.Journal",
+                                   "zart_nb._runtime", "zart_nb.run"]

@@ -15,14 +15,23 @@ def _commands(screen: object) -> list[tuple[str, str, str]]:
     if isinstance(screen, ExecutionsScreen):
         found += [(f"Show {name or 'all'} executions", "status filter", f"filter({i})")
                   for i, name in enumerate(FILTERS)]
-        found += [("Search executions", "by id or workflow", "search"),
+        found += [("Sort by the next column", "s; S reverses", "next_sort"),
+                  ("Reverse the sort order", "", "reverse_sort"),
+                  ("Copy the highlighted execution's id", "y", "copy_id"),
+                  ("First row", "g", "first"), ("Last row", "G", "last"),
+                  ("Search executions", "by id or workflow", "search"),
                   ("Cancel the highlighted execution", "its steps' workers are killed", "cancel"),
                   ("Resume the highlighted execution", "its next run", "resume"),
                   ("Delete the highlighted execution", "a finished one, with its steps", "delete"),
-                  ("Reload", "read the journals again", "reload")]
+                  ("Reload", "read the journals again (ctrl+r)", "app.reload")]
     if isinstance(screen, ExecutionScreen):
         found += [("Toggle the timeline", "steps per worker", "toggle_timeline"),
-                  ("Next page of steps", "", "page(1)"), ("Previous page of steps", "", "page(-1)"),
+                  ("Next page of steps", "]", "page(1)"), ("Previous page of steps", "[", "page(-1)"),
+                  ("First step", "g", "first"), ("Last step", "G", "last"),
+                  ("Only failed steps (or every step)", "f", "toggle_failed"),
+                  ("Next failed step", "n", "next_failed"), ("Go to a step key", "/", "goto"),
+                  ("Copy the execution's id", "y", "copy_id"), ("Copy the highlighted step's key", "Y", "copy_step"),
+                  ("Reload", "read again (ctrl+r)", "app.reload"),
                   ("Cancel this execution", "its steps' workers are killed", "cancel"),
                   ("Resume this execution", "its next run", "resume"),
                   ("Retry the highlighted step", "a failed one; completed steps are reused", "retry"),

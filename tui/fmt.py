@@ -71,3 +71,16 @@ def seconds_text(seconds: float | None) -> str:
 
 def when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def short_when(value: datetime | None) -> str:
+    """A table's time: month, day and time of day (the year and seconds' fraction cost columns at 80)."""
+    return value.strftime("%m-%d %H:%M:%S") if value else "-"
+
+
+def ago(then: datetime | None, now: datetime) -> str:
+    """``updated 3s ago``: how old what is shown is (``then``: when the read that drew it ended)."""
+    if then is None:
+        return "not read yet"
+    seconds = max(0, int((now - then).total_seconds()))
+    return f"updated {seconds}s ago" if seconds < 120 else f"updated {seconds // 60}m ago"

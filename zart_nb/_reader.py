@@ -2,17 +2,44 @@
 
 Implementations return typed records and never unpickle: the journal file (``_journal.reader``), and
 the monitor client of a live engine. Pages are ``offset``/``limit``; lists come in a stable order.
+Executions sort by any of :data:`EXECUTION_SORT_KEYS` in the query (across all rows, not a page). Steps
+also page by key (``after=``/``before=`` a step key, ``from_end=``): a page deep in a 1,000,000-row journal
+costs what the first one does, where ``offset`` reads every row before it.
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
-from ._status import ExecutionStatus
+from ._errors import ConfigurationError
+from ._status import ExecutionStatus, StepStatus
 
 if TYPE_CHECKING:
     from ._progress import RunProgress
     from ._records import AttemptRecord, DefinitionRecord, ExecutionRecord, RunRecord, StepRecord
+
+
+#: What :meth:`JournalReader.list_executions` sorts by: the id, the workflow name, the status, the steps
+#: done, the steps' total, the run number, when it was created (the default, newest first), when its
+#: latest run started, and how long that run took (until now while it runs).
+EXECUTION_SORT_KEYS = ("created", "id", "workflow", "status", "done", "total", "run", "started", "duration")
+
+
+def check_sort(sort: str) -> str:
+    """``sort`` if it is one of :data:`EXECUTION_SORT_KEYS`, else a ``ConfigurationError`` naming them."""
+    if sort not in EXECUTION_SORT_KEYS:
+        raise ConfigurationError(f"cannot sort executions by {sort!r}; sort by one of "
+                                 f"{', '.join(EXECUTION_SORT_KEYS)}")
+    return sort
+
+
+def check_step_status(status: StepStatus | str) -> str:
+    """A step status's value, or a ``ConfigurationError`` naming the statuses."""
+    try:
+        return StepStatus(str(getattr(status, "value", status))).value
+    except ValueError:
+        raise ConfigurationError(f"no step status {status!r}; one of "
+                                 f"{', '.join(s.value for s in StepStatus)}") from None
 
 
 class JournalReader(ABC):
@@ -25,9 +52,11 @@ class JournalReader(ABC):
 
     @abstractmethod
     def list_executions(self, status: ExecutionStatus | str | None = None, *, search: str | None = None,
-                        limit: int = 200, offset: int = 0) -> list[ExecutionRecord]:
-        """Executions, newest first, with their step counts. ``search`` matches a part of the id or
-        the workflow name (case-insensitive)."""
+                        limit: int = 200, offset: int = 0, sort: str = "created",
+                        descending: bool = True) -> list[ExecutionRecord]:
+        """Executions with their step counts, newest first unless ``sort`` (one of
+        :data:`EXECUTION_SORT_KEYS`; ``descending=False`` for ascending) says otherwise: the query sorts
+        every row, then pages. ``search`` matches a part of the id or the workflow name (case-insensitive)."""
 
     @abstractmethod
     def execution_record(self, execution_id: str) -> ExecutionRecord | None:
@@ -35,8 +64,26 @@ class JournalReader(ABC):
 
     @abstractmethod
     def list_steps(self, execution_id: str, *, current_only: bool = True, offset: int = 0,
-                   limit: int | None = None) -> list[StepRecord]:
-        """An execution's step records in call order (``current_only=False`` adds superseded ones)."""
+                   limit: int | None = None, status: StepStatus | str | None = None, after: str | None = None,
+                   before: str | None = None, from_end: bool = False) -> list[StepRecord]:
+        """An execution's step records in call order (``current_only=False`` adds superseded ones).
+
+        ``status`` keeps only steps in that status (e.g. ``"failed"``). Keyset pages: ``after=key`` starts
+        just after that step, ``before=key`` gives the last ``limit`` steps before it, ``from_end=True``
+        the last ``limit`` steps; each still in call order, and ``offset`` skips further. A key that is not
+        a step of the execution is a ``ConfigurationError``."""
+
+    def count_steps(self, execution_id: str, *, current_only: bool = True,
+                    status: StepStatus | str | None = None) -> int:
+        """How many steps :meth:`list_steps` lists with these filters."""
+        return len(self.list_steps(execution_id, current_only=current_only, status=status))
+
+    def step_index(self, execution_id: str, step_key: str, *, current_only: bool = True,
+                   status: StepStatus | str | None = None) -> int | None:
+        """The 0-based place of ``step_key`` among what :meth:`list_steps` lists with these filters (the
+        page to show it on), or None when it is not among them."""
+        keys = [s.step_key for s in self.list_steps(execution_id, current_only=current_only, status=status)]
+        return keys.index(step_key) if step_key in keys else None
 
     @abstractmethod
     def list_attempts(self, execution_id: str, step_key: str | None = None) -> list[AttemptRecord]:

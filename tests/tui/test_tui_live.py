@@ -41,7 +41,7 @@ async def test_the_app_follows_another_process_and_cancels_its_execution(tmp_pat
             table = app.screen.query_one("#executions", DataTable)
 
             def status(execution_id: str) -> str | None:
-                return next((r[3] for r in rows(table) if r[1] == execution_id), None)
+                return next((r[2] for r in rows(table) if r[0] == execution_id), None)
 
             await wait_for(pilot, lambda: status("first") == "running", what="first running")
             assert "nb: live" in str(app.screen.query_one("#header").render())
@@ -68,7 +68,7 @@ async def test_the_app_follows_another_process_and_cancels_its_execution(tmp_pat
             pid_file = tmp_path / "second.pid"
             await wait_for(pilot, pid_file.exists, what="the second execution's step to start")
             worker = int(pid_file.read_text())
-            table.move_cursor(row=[r[1] for r in rows(table)].index("second"))
+            table.move_cursor(row=[r[0] for r in rows(table)].index("second"))
             await pilot.press("c")
             assert isinstance(app.screen, ConfirmScreen)
             await pilot.press("y")

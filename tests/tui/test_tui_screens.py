@@ -50,22 +50,23 @@ async def test_executions_screen_lists_counts_filters_and_searches(journal_path,
         await settle(pilot)
         table = app.screen.query_one("#executions", DataTable)
         listed = rows(table)
-        assert [r[1] for r in listed] == ["flaky", "bad", "sq"]  # newest first
-        assert listed[2][:5] == ["nb", "sq", "squares", "completed", "██████████ 3/3"]
-        assert listed[1][3] == "failed"
+        assert [r[0] for r in listed] == ["flaky", "bad", "sq"]  # newest first
+        # one journal: no journal column; a bar of 6 and the run number at 150 columns
+        assert listed[2][:5] == ["sq", "squares", "completed", "██████ 3/3", "1"]
+        assert listed[1][2] == "failed"
         header = text_of(app, "#header")
         assert "3 executions" in header and "failed 2" in header and "completed 1" in header
         assert "nb: file" in header
         await pilot.press("2")  # failed
         await settle(pilot)
-        assert [r[1] for r in rows(table)] == ["flaky", "bad"]
+        assert [r[0] for r in rows(table)] == ["flaky", "bad"]
         assert "filter: failed" in text_of(app, "#header")
         await pilot.press("f")  # the next filter: completed
         await settle(pilot)
-        assert [r[1] for r in rows(table)] == ["sq"]
+        assert [r[0] for r in rows(table)] == ["sq"]
         await pilot.press("0", "slash", *"FLAK", "enter")
         await settle(pilot)
-        assert [r[1] for r in rows(table)] == ["flaky"]
+        assert [r[0] for r in rows(table)] == ["flaky"]
         await pilot.press("escape")
         await settle(pilot)
         assert len(rows(table)) == 3
@@ -78,7 +79,7 @@ async def test_execution_and_step_screens(journal_path, monkeypatch):
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         table = app.screen.query_one("#executions", DataTable)
-        table.move_cursor(row=[r[1] for r in rows(table)].index("bad"))
+        table.move_cursor(row=[r[0] for r in rows(table)].index("bad"))
         await pilot.press("enter")
         await settle(pilot)
         assert isinstance(app.screen, ExecutionScreen)
@@ -112,14 +113,14 @@ async def test_delete_is_confirmed(journal_path):
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         table = app.screen.query_one("#executions", DataTable)
-        table.move_cursor(row=[r[1] for r in rows(table)].index("sq"))
+        table.move_cursor(row=[r[0] for r in rows(table)].index("sq"))
         await pilot.press("d")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("n")
         await settle(pilot)
-        assert "sq" in [r[1] for r in rows(table)]
+        assert "sq" in [r[0] for r in rows(table)]
         await pilot.press("d", "y")
-        await wait_for(pilot, lambda: "sq" not in [r[1] for r in rows(table)], what="sq deleted")
+        await wait_for(pilot, lambda: "sq" not in [r[0] for r in rows(table)], what="sq deleted")
     assert zart.journal(journal_path, live=False).execution_record("sq") is None
 
 
@@ -134,7 +135,7 @@ async def test_retry_a_failed_step_from_the_step_screen(journal_path, tmp_path, 
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         table = app.screen.query_one("#executions", DataTable)
-        table.move_cursor(row=[r[1] for r in rows(table)].index("flaky"))
+        table.move_cursor(row=[r[0] for r in rows(table)].index("flaky"))
         await pilot.press("enter")
         await settle(pilot)
         await pilot.press("r")  # the highlighted step completed: nothing to retry
@@ -144,7 +145,7 @@ async def test_retry_a_failed_step_from_the_step_screen(journal_path, tmp_path, 
         assert isinstance(app.screen, StepScreen) and app.screen.step.step_key == "flaky#1"
         await pilot.press("r", "y")  # a `zart resume` process runs it again
         await pilot.press("escape", "escape")
-        await wait_for(pilot, lambda: any(r[1] == "flaky" and r[3] == "completed" for r in rows(table)),
+        await wait_for(pilot, lambda: any(r[0] == "flaky" and r[2] == "completed" for r in rows(table)),
                        timeout=60, what="the retried execution to complete")
     runs = zart.journal(journal_path, live=False).list_runs("flaky")
     assert [r.status for r in runs] == [zart.ExecutionStatus.FAILED, zart.ExecutionStatus.COMPLETED]
@@ -166,7 +167,7 @@ async def test_help_and_command_palette(journal_path):
         await pilot.press("enter")
         await settle(pilot)
         table = app.screen.query_one("#executions", DataTable)
-        assert sorted(r[1] for r in rows(table)) == ["bad", "flaky"]
+        assert sorted(r[0] for r in rows(table)) == ["bad", "flaky"]
         await pilot.press("q")
     assert app.return_code == 0
 

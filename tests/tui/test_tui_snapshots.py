@@ -87,3 +87,22 @@ def test_confirming_a_cancel(fixed_journal, snap_compare):
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), what="the confirmation")
 
     assert snap_compare(app_for(fixed_journal), terminal_size=SIZE, run_before=ask)
+
+
+def test_executions_screen_at_80x24(fixed_journal, snap_compare):
+    """Every column on screen at 80 columns (one journal: no journal column; no run number below 100)."""
+    async def loaded(pilot):
+        await _rows_shown(pilot, "executions")
+
+    assert snap_compare(app_for(fixed_journal), terminal_size=(80, 24), run_before=loaded)
+
+
+def test_execution_screen_at_60x15(fixed_journal, snap_compare):
+    """Steps still show at 60x15 (the timeline starts hidden under 30 rows)."""
+    async def open_bad(pilot):
+        await _rows_shown(pilot, "executions")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ExecutionScreen), what="the execution screen")
+        await _rows_shown(pilot, "steps")
+
+    assert snap_compare(app_for(fixed_journal), terminal_size=(60, 15), run_before=open_bad)

@@ -1,64 +1,174 @@
-"""One execution: its input and output, runs, a page of its steps, a timeline per worker, live."""
+"""One execution: its input and output, runs, a page of its steps, a timeline per worker, live.
+
+Steps page by key (the read API's ``after=``/``before=``/``from_end=``), so the last page of a
+1,000,000-step journal costs what the first does; ``f`` shows only failed steps, ``n`` jumps to the next
+failed step and ``/`` to a step key, each resolved by the query on a worker thread.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
-from textual.worker import get_current_worker
+from textual.widgets import DataTable, Footer, Input, Static
 
 import zart_nb as zart
 
 from .. import fmt
+from ..refresh import Refresher
 from ..widgets.timeline import Timeline
 
 if TYPE_CHECKING:
-    from ..app import ZartApp
+    from ..host import Host
     from ..source import Source
 
 PAGE = 500
 IN_FLIGHT = {zart.StepStatus.SCHEDULED, zart.StepStatus.RUNNING, zart.StepStatus.RETRYING}
+RUNS_SHOWN = 3
+
+# Which page is shown: ("first",), ("end",), ("after", key, start), ("before", key, end) or ("at", key);
+# ``start``/``end``: the index of the page's first row, of the row after its last.
+Anchor = tuple[object, ...]
+
+
+@dataclass(frozen=True)
+class Query:
+    anchor: Anchor
+    failed_only: bool
+    # ("next_failed", from key), ("goto", key), ("first", None) or ("last", None): resolved by the read,
+    # which also puts the cursor on the step it lands on (once: live reloads keep the page, not the cursor)
+    jump: tuple[str, str | None] | None
+
+
+@dataclass(frozen=True)
+class Page:
+    query: Query
+    record: zart.ExecutionRecord | None
+    runs: list[zart.RunRecord]
+    steps: list[zart.StepRecord]
+    total: int  # steps listed with the filter
+    start: int  # index of the first row shown
+    anchor: Anchor  # what the read resolved the query's anchor and jump to
+    cursor: str | None  # a step key to put the cursor on ("" for the last row)
+    note: str | None
+
+
+def read_page(reader: zart.JournalReader, execution_id: str, q: Query) -> Page:
+    """One page of steps as ``q`` asks (on a worker thread)."""
+    status = "failed" if q.failed_only else None
+    record = reader.execution_record(execution_id)
+    runs = reader.list_runs(execution_id) if record is not None else []
+    total = reader.count_steps(execution_id, status=status) if record is not None else 0
+    anchor, cursor, note = q.anchor, None, None
+    if q.jump is not None:
+        kind, key = q.jump
+        if kind == "next_failed":
+            found = reader.list_steps(execution_id, status="failed", after=key, limit=1) if key else []
+            if not found:
+                found = reader.list_steps(execution_id, status="failed", limit=1)
+                note = "no failed step" if not found else "no failed step after it: the first one" if key else None
+            if found:
+                anchor = ("at", found[0].step_key)
+        elif kind == "first":
+            anchor = ("first",)
+        elif kind == "last":
+            anchor = ("end",)
+        elif key is not None:
+            anchor = ("at", key)
+    if anchor[0] == "at":
+        key = str(anchor[1])
+        index = reader.step_index(execution_id, key, status=status)
+        if index is None:
+            note = f"no step {key!r}" + (" among the failed ones" if status else "")
+            anchor = ("first",)
+        else:
+            before = reader.list_steps(execution_id, status=status, before=key, limit=1)
+            steps = reader.list_steps(execution_id, status=status, limit=PAGE,
+                                      after=before[0].step_key if before else None)
+            # the page stays where it landed, as a page after the step before it; the cursor moves once
+            anchor = ("after", before[0].step_key, index) if before else ("first",)
+            return Page(q, record, runs, steps, total, index, anchor, key, note)
+    if anchor[0] == "after":
+        steps = reader.list_steps(execution_id, status=status, after=str(anchor[1]), limit=PAGE)
+        start = int(str(anchor[2]))
+    elif anchor[0] == "before":
+        steps = reader.list_steps(execution_id, status=status, before=str(anchor[1]), limit=PAGE)
+        start = max(0, int(str(anchor[2])) - len(steps))
+    elif anchor[0] == "end":
+        steps = reader.list_steps(execution_id, status=status, from_end=True, limit=PAGE)
+        start = max(0, total - len(steps))
+        cursor = "" if q.jump is not None else None
+    else:
+        steps, start = reader.list_steps(execution_id, status=status, limit=PAGE), 0
+        cursor = steps[0].step_key if q.jump is not None and steps else None
+    return Page(q, record, runs, steps, total, start, anchor, cursor, note)
 
 
 class ExecutionScreen(Screen[None]):
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back", id="execution.back"),
-        Binding("left_square_bracket", "page(-1)", "Prev page", id="execution.prev"),
-        Binding("right_square_bracket", "page(1)", "Next page", id="execution.next"),
-        Binding("t", "toggle_timeline", "Timeline", id="execution.timeline"),
-        Binding("c", "cancel", "Cancel", id="execution.cancel"),
-        Binding("u", "resume", "Resume", id="execution.resume"),
-        Binding("r", "retry", "Retry step", id="execution.retry"),
-        Binding("d", "delete", "Delete", id="execution.delete"),
+        Binding("escape", "back", "Back", id="execution.back"),
+        Binding("left_square_bracket", "page(-1)", "Prev page", show=False, id="execution.prev"),
+        Binding("right_square_bracket", "page(1)", "Next page", show=False, id="execution.next"),
+        Binding("f", "toggle_failed", "Failed", id="execution.failed"),
+        Binding("n", "next_failed", "Next failed", id="execution.next_failed"),
+        Binding("slash", "goto", "Go to", id="execution.goto"),
+        Binding("t", "toggle_timeline", "Timeline", show=False, id="execution.timeline"),
+        Binding("c", "cancel", "Cancel", show=False, id="execution.cancel"),
+        Binding("u", "resume", "Resume", show=False, id="execution.resume"),
+        Binding("r", "retry", "Retry", id="execution.retry"),
+        Binding("d", "delete", "Delete", show=False, id="execution.delete"),
+        Binding("y", "copy_id", "Copy id", show=False, id="execution.copy"),
+        Binding("Y", "copy_step", show=False, id="execution.copy_step"),
+        Binding("j", "move(1)", show=False, id="execution.down"),
+        Binding("k", "move(-1)", show=False, id="execution.up"),
+        Binding("g", "first", show=False, id="execution.first"),
+        Binding("G", "last", show=False, id="execution.last"),
     ]
 
     def __init__(self, source: Source, execution_id: str) -> None:
         super().__init__()
         self.source = source
         self.execution_id = execution_id
-        self.page_offset = 0
+        self.at: Anchor = ("first",)
+        self.failed_only = False
+        self.jump: tuple[str, str | None] | None = None
+        self.page_start = 0
+        self.total = 0
         self.record: zart.ExecutionRecord | None = None
         self.steps: dict[str, zart.StepRecord] = {}
+        self.page: list[zart.StepRecord] = []
+        self.updated_at: datetime | None = None
+        self.note: str | None = None
+        self.refresher: Refresher[Page | None] = Refresher(self, self._read, self._show, name="execution")
 
     @property
-    def zapp(self) -> ZartApp:
+    def zapp(self) -> Host:
         return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Static(id="summary")
+        yield Static(id="stepbar")
+        yield Input(placeholder="go to a step key (enter to go, escape to close)", id="goto")
+        yield Static(id="empty", classes="empty")
         table: DataTable[object] = DataTable(id="steps", cursor_type="row", zebra_stripes=True)
         table.add_columns("key", "status", "attempt", "duration", "this run", "worker", "args", "output / error")
         yield table
         yield Timeline(id="timeline")
         yield Static(id="preview")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        self.query_one("#goto", Input).display = False
+        self.query_one("#empty", Static).display = False
+        if self.app.size.height < 30:  # the steps come first on a small terminal; t shows the timeline
+            self.query_one(Timeline).display = False
         self.query_one(DataTable).focus()
+        self.set_interval(1.0, self._draw_stepbar)
         self.reload()
 
     def on_screen_resume(self) -> None:
@@ -66,27 +176,42 @@ class ExecutionScreen(Screen[None]):
 
     # --- data ------------------------------------------------------------------------------------
 
-    @work(thread=True, exclusive=True, group="execution")
+    def query_now(self) -> Query:
+        return Query(self.at, self.failed_only, self.jump)
+
     def reload(self) -> None:
-        execution_id, offset = self.execution_id, self.page_offset
+        """Read again soon (one read at a time; see ``refresh.Refresher``)."""
+        self.refresher.request()
 
-        def read(reader: zart.JournalReader) -> tuple[object, ...]:
-            return (reader.execution_record(execution_id), reader.list_runs(execution_id),
-                    reader.list_steps(execution_id, offset=offset, limit=PAGE))
+    def _read(self) -> Page | None:
+        q, execution_id = self.query_now(), self.execution_id
+        return self.source.read(lambda reader: read_page(reader, execution_id, q))
 
-        found = self.source.read(read)
-        if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self._show, found)
-
-    def _show(self, found: tuple[object, ...] | None) -> None:
+    def _show(self, page: Page | None) -> None:
+        if page is not None and page.query != self.query_now():
+            self.reload()  # a key changed the page while this was read: that read is coming
+            return
         summary = self.query_one("#summary", Static)
-        if found is None or found[0] is None:
-            why = self.source.message if found is None else f"no execution {self.execution_id!r} in {self.source.path}"
+        if page is None or page.record is None:
+            why = self.source.message if page is None else f"no execution {self.execution_id!r} in {self.source.path}"
             summary.update(Text(fmt.clean(why), style="bold red"))
             return
-        record, runs, steps = found
-        assert isinstance(record, zart.ExecutionRecord) and isinstance(runs, list) and isinstance(steps, list)
-        self.record = record
+        self.at, self.jump = page.anchor, None
+        self.updated_at = self.zapp.clock.now()
+        self.record, self.page_start, self.total = page.record, page.start, page.total
+        if page.note:
+            self.notify(page.note, timeout=4)
+        summary.update(self._summary(page.record, page.runs))
+        self._fill(page.record, page.steps, page.cursor)
+        self._draw_stepbar()
+        self.query_one(Timeline).show(page.steps, self.zapp.clock.now())
+        empty = self.query_one("#empty", Static)
+        empty.display = not page.steps and not self.query_one(DataTable).row_count
+        if empty.display:
+            empty.update(Text("No failed steps (f shows every step)." if self.failed_only else "No steps yet.",
+                              style="bold"))
+
+    def _summary(self, record: zart.ExecutionRecord, runs: list[zart.RunRecord]) -> Text:
         clock = self.zapp.clock
         text = Text()
         text.append(fmt.clean(record.execution_id, lines=False), style="bold")
@@ -100,22 +225,34 @@ class ExecutionScreen(Screen[None]):
             text.append(f"output: {fmt.cell(record.output_preview, 200)}\n")
         if record.error:
             text.append(f"error:  {fmt.cell(record.error, 200)}\n", style="red")
-        for run in runs:
+        if len(runs) > RUNS_SHOWN:
+            text.append(f"({len(runs) - RUNS_SHOWN} earlier runs)\n", style="dim")
+        for run in runs[-RUNS_SHOWN:]:
             text.append(f"run {run.run_number}: {run.status.value}, {fmt.when(run.started_at)}, "
                         f"{clock.duration(run.started_at, run.finished_at)}, executed {run.executed}, "
                         f"reused {run.reused}, pid {run.pid}\n", style="dim")
-        last = self.page_offset + len(steps)
-        text.append(f"steps {self.page_offset + 1 if steps else 0}-{last} of {record.steps_total}"
-                    + ("  ([ ] pages)" if record.steps_total > PAGE else ""), style="dim")
-        summary.update(text)
-        self._fill(record, steps)
-        self.query_one(Timeline).show(steps, clock.now())
+        text.rstrip()
+        return text
 
-    def _fill(self, record: zart.ExecutionRecord, steps: list[zart.StepRecord]) -> None:
+    def _draw_stepbar(self) -> None:
+        if not self.is_attached:
+            return
+        shown = self.query_one(DataTable).row_count
+        text = Text(f"steps {self.page_start + 1 if shown else 0}-{self.page_start + len(self.page)} of {self.total}",
+                    style="dim")
+        if self.failed_only:
+            text.append("  failed only", style="bold red")
+        if self.total > PAGE:
+            text.append("  [ ] pages, g G first/last", style="dim")
+        text.append(f"  {fmt.ago(self.updated_at, self.zapp.clock.now())}", style="dim")
+        self.query_one("#stepbar", Static).update(text)
+
+    def _fill(self, record: zart.ExecutionRecord, steps: list[zart.StepRecord], cursor: str | None) -> None:
         table = self.query_one(DataTable)
-        current = self.current_key()
+        current = self.current_key() if cursor is None else cursor
         table.clear()
         self.steps = {}
+        self.page = steps
         for step in steps:
             self.steps[step.step_key] = step
             ran = (f"executed ({step.reason})" if step.run_number == record.run_number
@@ -124,14 +261,17 @@ class ExecutionScreen(Screen[None]):
             table.add_row(fmt.cell(step.step_key, 40), fmt.status(step.status), str(step.attempts),
                           fmt.seconds_text(step.duration), ran, fmt.cell(step.worker or "-", 24),
                           fmt.cell(step.args_preview, 30), fmt.cell(result or "", 50), key=step.step_key)
-        if len(steps) < PAGE:  # the last page: steps in flight that the journal has no row of yet
+        if not self.failed_only and self.page_start + len(steps) >= self.total:
+            # the last page: steps in flight that the journal has no row of yet
             live = self.zapp.live_steps.get((self.source.path, self.execution_id), {})
-            for key, event in live.items():
+            for key, event in list(live.items()):
                 if key not in self.steps and event.status in IN_FLIGHT:
                     table.add_row(fmt.cell(key, 40), fmt.status(event.status), str(event.attempt), "-",
                                   f"executing ({event.reason.value if event.reason else 'new'})",
                                   fmt.cell(event.worker or "-", 24), "", fmt.cell(event.error or "", 50), key=key)
-        if current is not None and current in table.rows:
+        if current == "":
+            table.move_cursor(row=max(0, table.row_count - 1))
+        elif current is not None and current in table.rows:
             table.move_cursor(row=table.get_row_index(current))
         self._preview()
 
@@ -166,16 +306,78 @@ class ExecutionScreen(Screen[None]):
 
     # --- keys --------------------------------------------------------------------------------------
 
+    def _go(self, anchor: Anchor | None = None, jump: tuple[str, str | None] | None = None) -> None:
+        if anchor is not None:
+            self.at = anchor
+        self.jump = jump
+        self.reload()
+
     def action_page(self, direction: int) -> None:
-        total = self.record.steps_total if self.record else 0
-        offset = max(0, self.page_offset + direction * PAGE)
-        if offset != self.page_offset and offset < max(total, 1):
-            self.page_offset = offset
-            self.reload()
+        if direction > 0 and self.page and self.page_start + len(self.page) < self.total:
+            self._go(("after", self.page[-1].step_key, self.page_start + len(self.page)))
+        elif direction < 0 and self.page and self.page_start > 0:
+            self._go(("before", self.page[0].step_key, self.page_start))
+
+    def action_first(self) -> None:
+        if self.page_start == 0:
+            self.query_one(DataTable).move_cursor(row=0)
+        else:
+            self._go(jump=("first", None))
+
+    def action_last(self) -> None:
+        if self.page_start + len(self.page) >= self.total:
+            table = self.query_one(DataTable)
+            table.move_cursor(row=max(0, table.row_count - 1))
+        else:
+            self._go(jump=("last", None))
+
+    def action_move(self, by: int) -> None:
+        table = self.query_one(DataTable)
+        if table.row_count:
+            table.move_cursor(row=max(0, min(table.row_count - 1, table.cursor_row + by)))
+
+    def action_toggle_failed(self) -> None:
+        self.failed_only = not self.failed_only
+        self._draw_stepbar()
+        self._go(("first",))
+
+    def action_next_failed(self) -> None:
+        self._go(jump=("next_failed", self.current_key() if self.current_key() in self.steps else None))
+
+    def action_goto(self) -> None:
+        box = self.query_one("#goto", Input)
+        box.value = ""
+        box.display = True
+        box.focus()
+
+    @on(Input.Submitted, "#goto")
+    def goto_key(self, event: Input.Submitted) -> None:
+        event.input.display = False
+        self.query_one(DataTable).focus()
+        if event.value.strip():
+            self._go(jump=("goto", event.value.strip()))
+
+    def action_back(self) -> None:
+        box = self.query_one("#goto", Input)
+        if box.display:
+            box.display = False
+            self.query_one(DataTable).focus()
+        else:
+            self.app.pop_screen()
 
     def action_toggle_timeline(self) -> None:
         timeline = self.query_one(Timeline)
         timeline.display = not timeline.display
+
+    def action_copy_id(self) -> None:
+        self.app.copy_to_clipboard(self.execution_id)  # OSC 52: not every terminal takes it
+        self.notify(f"copied {self.execution_id}", timeout=4)
+
+    def action_copy_step(self) -> None:
+        key = self.current_key()
+        if key is not None:
+            self.app.copy_to_clipboard(key)
+            self.notify(f"copied {key}", timeout=4)
 
     def action_cancel(self) -> None:
         self.zapp.confirm_action(f"Cancel execution {self.execution_id!r}?",

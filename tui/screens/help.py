@@ -1,37 +1,51 @@
-"""``?``: every key of the app, by screen."""
+"""``?``: every key of the app, by screen: one key a line, so it wraps at any width and scrolls."""
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-HELP = """\
-zart-tui: executions of zart_nb journals, live while an engine runs them.
+KEYS: list[tuple[str, list[tuple[str, str]]]] = [
+    ("Everywhere", [
+        ("q", "quit"), ("?", "this help"), ("ctrl+p", "command palette"), ("ctrl+r", "read again now"),
+        ("escape", "back (or close a search)"), ("j k", "down, up (or the arrows)"),
+        ("g G", "first, last row"), ("enter", "open"),
+    ]),
+    ("Executions", [
+        ("/", "search ids and workflows"), ("f", "next status filter"),
+        ("0-6", "all, running, failed, completed, cancelled, interrupted, pending"),
+        ("s S", "sort by the next column, reverse the order (or click a column's header)"),
+        ("y", "copy the execution's id (also shown, as not every terminal lets an app copy)"),
+        ("c", "cancel (confirmed)"), ("u", "resume an interrupted or failed one"), ("d", "delete a finished one"),
+    ]),
+    ("Execution", [
+        ("[ ]", "previous, next page of steps"), ("g G", "first, last step"),
+        ("f", "only failed steps, or every step"), ("n", "next failed step"), ("/", "go to a step key"),
+        ("t", "show or hide the timeline"), ("y Y", "copy the execution's id, the step's key"),
+        ("c u d", "cancel, resume, delete"), ("r", "retry the highlighted failed step"),
+    ]),
+    ("Step", [("r", "retry this step (when it failed)")]),
+]
 
-Everywhere
-  q          quit                    ?          this help
-  ctrl+p     command palette         escape     back
+ABOUT = ("zart-tui: executions of zart_nb journals, live while an engine runs them. How a journal is read "
+         "(the line under the counts): live, from the engine that runs it (events arrive as they happen); "
+         "file, read for a moment (polled every 2 s); locked, another process holds it without serving a "
+         "monitor; missing or error, with what is wrong. \"updated N s ago\" says how old what is shown is. "
+         "Nothing is ever unpickled.")
 
-Executions
-  enter      open the execution      /          search id or workflow
-  f          next status filter      0-6        all, running, failed, completed,
-                                                cancelled, interrupted, pending
-  c          cancel (confirmed)      u          resume an interrupted or failed one
-  d          delete a finished one   g          reload now
 
-Execution
-  enter      step detail             [ ]        previous / next page of steps
-  t          show or hide the timeline
-  c u d      cancel, resume, delete  r          retry the highlighted failed step
-
-Step
-  r          retry this step (when it failed)
-
-How a journal is read (the line under the counts): live, from the engine that runs it (events arrive
-as they happen); file, read for a moment (polled every 2 s); locked, another process holds it without
-serving a monitor; missing or error, with what is wrong. Nothing is ever unpickled."""
+def help_text() -> Text:
+    text = Text(ABOUT + "\n")
+    for title, keys in KEYS:
+        text.append(f"\n{title}\n", style="bold")
+        for key, what in keys:
+            text.append(f"  {key:<8}", style="bold cyan")
+            text.append(f"{what}\n")
+    text.rstrip()
+    return text
 
 
 class HelpScreen(ModalScreen[None]):
@@ -39,4 +53,4 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help"):
-            yield Static(HELP, markup=False)
+            yield Static(help_text())

@@ -16,7 +16,7 @@ import zart_nb as zart
 from .. import fmt
 
 if TYPE_CHECKING:
-    from ..app import ZartApp
+    from ..host import Host
     from ..source import Source
 
 
@@ -35,7 +35,7 @@ class StepScreen(Screen[None]):
         with VerticalScroll(id="step"):
             yield Static(self._head(), id="step-head")
             yield Static(id="step-detail")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.load()
@@ -66,7 +66,8 @@ class StepScreen(Screen[None]):
 
     def _section(self, text: Text, title: str, body: str | None) -> None:
         text.append(f"\n── {title} ", style="bold")
-        text.append("─" * max(0, 60 - len(title)) + "\n", style="dim")
+        width = min(64, (self.size.width or 80) - 4)  # a rule that never wraps on a narrow terminal
+        text.append("─" * max(0, width - len(title) - 4) + "\n", style="dim")
         text.append(fmt.clean(body) if body else "(none)\n", style="" if body else "dim")
         if body and not body.endswith("\n"):
             text.append("\n")
@@ -100,6 +101,6 @@ class StepScreen(Screen[None]):
         if step.status not in (zart.StepStatus.FAILED, zart.StepStatus.CANCELLED):
             self.notify(f"{step.step_key} is {step.status.value}; only a failed step is retried", severity="warning")
             return
-        zapp: ZartApp = self.app  # type: ignore[assignment]
+        zapp: Host = self.app  # type: ignore[assignment]
         zapp.confirm_action(f"Retry step {step.step_key!r} of {step.execution_id!r}? (completed steps are reused)",
                             lambda: self.source.resume(step.execution_id, step.step_key))

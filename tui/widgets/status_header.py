@@ -13,8 +13,8 @@ STATE_STYLES = {"live": "bold green", "file": "cyan", "locked": "bold yellow", "
 
 class StatusHeader(Static):
     def show(self, counts: dict[str, int], states: list[tuple[str, str, str]], status_filter: str | None,
-             search: str | None) -> None:
-        """``states``: ``(journal name, state, message)`` per journal."""
+             search: str | None, *, sort: str = "", updated: str = "") -> None:
+        """``states``: ``(journal name, state, message)`` per journal; ``updated``: how old the list is."""
         text = Text()
         total = sum(counts.values())
         text.append(f"{total} executions", style="bold")
@@ -22,9 +22,13 @@ class StatusHeader(Static):
             if counts.get(name):
                 text.append("  ")
                 text.append(f"{name} {counts[name]}", style=STATUS_STYLES.get(name, ""))
-        text.append(f"   filter: {status_filter or 'all'}", style="dim")
+        text.append(f"\nfilter: {status_filter or 'all'}", style="dim")
+        if sort:
+            text.append(f"  sort: {sort}", style="dim")
         if search:
             text.append(f"  search: {clean(search, lines=False)}", style="dim")
+        if updated:
+            text.append(f"  {updated}", style="dim")
         for name, state, message in states:
             text.append("\n")
             text.append(f"{clean(name, lines=False)}: ", style="bold")

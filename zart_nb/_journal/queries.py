@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from .._errors import ConfigurationError
+from .._reader import check_sort, check_step_status
 from .._records import (
     AttemptRecord,
     DefinitionRecord,
@@ -24,10 +26,21 @@ def _ts(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value)
 
 
+# The executions' sort keys (``JournalReader.EXECUTION_SORT_KEYS``) as SQL: a key reaches the query only
+# through this table, never as text of its own. Ties go by id, nulls last either way.
+_EXECUTION_ORDER = {
+    "created": "e.created_at", "id": "e.execution_id", "workflow": "e.workflow", "status": "e.status",
+    "done": "coalesce(c.completed, 0)", "total": "coalesce(c.total, 0)", "run": "e.run_number",
+    "started": "e.started_at", "duration": "coalesce(e.finished_at, epoch(current_timestamp)) - e.started_at",
+}
+
+
 def list_executions(conn: duckdb.DuckDBPyConnection, status: str | None = None, limit: int = 200,
                     offset: int = 0, search: str | None = None,
-                    execution_id: str | None = None) -> list[ExecutionRecord]:
-    """Executions, newest first, with their current step counts."""
+                    execution_id: str | None = None, sort: str = "created",
+                    descending: bool = True) -> list[ExecutionRecord]:
+    """Executions with their current step counts, by ``sort`` (newest first by default) across all rows."""
+    order = _EXECUTION_ORDER[check_sort(sort)]
     filters: list[str] = []
     params: list[object] = []
     if status:
@@ -49,7 +62,8 @@ def list_executions(conn: duckdb.DuckDBPyConnection, status: str | None = None, 
                    r.ended_by, r.end_detail
             FROM executions e LEFT JOIN step_counts c USING (execution_id)
             LEFT JOIN runs r ON r.execution_id = e.execution_id AND r.run_number = e.run_number
-            {where} ORDER BY e.created_at DESC, e.execution_id LIMIT {int(limit)} OFFSET {int(offset)}""",
+            {where} ORDER BY {order} {"DESC" if descending else "ASC"} NULLS LAST, e.execution_id
+            LIMIT {int(limit)} OFFSET {int(offset)}""",
         params).fetchall()
     return [ExecutionRecord(r[0], r[1], ExecutionStatus(r[2]), r[3], r[4], r[5], r[6], r[7],
                             _ts(r[8]), _ts(r[9]), _ts(r[10]), r[11], r[12], r[13], r[14], 0,
@@ -68,17 +82,84 @@ def stats(conn: duckdb.DuckDBPyConnection) -> dict[ExecutionStatus, int]:
     return {ExecutionStatus(status): count for status, count in rows}
 
 
+_STEP_COLUMNS = """execution_id, step_key, name, seq, status, run_number, reason, attempts, args_preview,
+                   output_preview, error, traceback, scheduled_at, started_at, finished_at, worker, log"""
+
+
+def _anchor(conn: duckdb.DuckDBPyConnection, execution_id: str, step_key: str) -> tuple[int, int]:
+    """``(run_number, seq)`` of a step's current row: where a keyset page starts or ends."""
+    row = conn.execute("SELECT run_number, seq FROM steps WHERE execution_id = ? AND step_key = ? AND current",
+                       [execution_id, step_key]).fetchone()
+    if row is None:
+        raise ConfigurationError(f"no step {step_key!r} in execution {execution_id!r} to page from")
+    return int(row[0]), int(row[1])
+
+
+def _step_filter(execution_id: str, current_only: bool, status: str | None) -> tuple[str, list[object]]:
+    where = "execution_id = ?"
+    params: list[object] = [execution_id]
+    if current_only:
+        where += " AND current"
+    if status is not None:
+        where += " AND status = ?"
+        params.append(check_step_status(status))
+    return where, params
+
+
+# Call order is (run_number, seq, step_key); a keyset bound compares against it, so a page after (or
+# before) a step reads only what lies beyond it: no OFFSET over the rows before (bench/bench_steps.py).
+_AFTER = "(run_number > ? OR (run_number = ? AND (seq > ? OR (seq = ? AND step_key > ?))))"
+_BEFORE = "(run_number < ? OR (run_number = ? AND (seq < ? OR (seq = ? AND step_key < ?))))"
+
+
+def _bound(conn: duckdb.DuckDBPyConnection, execution_id: str, step_key: str) -> list[object]:
+    run, seq = _anchor(conn, execution_id, step_key)
+    return [run, run, seq, seq, step_key]
+
+
 def list_steps(conn: duckdb.DuckDBPyConnection, execution_id: str, current_only: bool = True,
-               offset: int = 0, limit: int | None = None) -> list[StepRecord]:
+               offset: int = 0, limit: int | None = None, status: str | None = None,
+               after: str | None = None, before: str | None = None,
+               from_end: bool = False) -> list[StepRecord]:
+    where, params = _step_filter(execution_id, current_only, status)
+    if after is not None:
+        where += f" AND {_AFTER}"
+        params += _bound(conn, execution_id, after)
+    if before is not None:
+        where += f" AND {_BEFORE}"
+        params += _bound(conn, execution_id, before)
+    backwards = from_end or before is not None
     page = f"LIMIT {int(limit)} OFFSET {int(offset)}" if limit is not None else f"OFFSET {int(offset)}"
+    direction = "DESC" if backwards else "ASC"
     rows = conn.execute(
-        f"""SELECT execution_id, step_key, name, seq, status, run_number, reason, attempts,
-                   args_preview, output_preview, error, traceback, scheduled_at, started_at,
-                   finished_at, worker, log
-            FROM steps WHERE execution_id = ? {"AND current" if current_only else ""}
-            ORDER BY run_number, seq {page}""", [execution_id]).fetchall()
+        f"""SELECT {_STEP_COLUMNS} FROM steps WHERE {where}
+            ORDER BY run_number {direction}, seq {direction}, step_key {direction} {page}""", params).fetchall()
+    if backwards:
+        rows.reverse()
     return [StepRecord(r[0], r[1], r[2], r[3], StepStatus(r[4]), r[5], r[6], r[7], r[8], r[9],
                        r[10], r[11], _ts(r[12]), _ts(r[13]), _ts(r[14]), r[15], r[16]) for r in rows]
+
+
+def count_steps(conn: duckdb.DuckDBPyConnection, execution_id: str, current_only: bool = True,
+                status: str | None = None) -> int:
+    where, params = _step_filter(execution_id, current_only, status)
+    return int(conn.execute(f"SELECT count(*) FROM steps WHERE {where}", params).fetchone()[0])  # type: ignore[index]
+
+
+def step_index(conn: duckdb.DuckDBPyConnection, execution_id: str, step_key: str, current_only: bool = True,
+               status: str | None = None) -> int | None:
+    """The 0-based place of ``step_key`` among the steps :func:`list_steps` lists, or None when it is not
+    among them (no such step, or filtered out)."""
+    where, params = _step_filter(execution_id, current_only, status)
+    row = conn.execute(f"SELECT run_number, seq, status FROM steps WHERE {where} AND step_key = ?"
+                       + (" AND current" if not current_only else ""),
+                       [*params, step_key]).fetchone()
+    if row is None:
+        return None
+    run, seq = int(row[0]), int(row[1])
+    found = conn.execute(f"SELECT count(*) FROM steps WHERE {where} AND {_BEFORE}",
+                         [*params, run, run, seq, seq, step_key]).fetchone()
+    return int(found[0])  # type: ignore[index]
 
 
 def list_attempts(conn: duckdb.DuckDBPyConnection, execution_id: str,

@@ -13,6 +13,7 @@ from .._records import (
     ExecutionStatus,
     RunRecord,
     StepRecord,
+    StepStatus,
 )
 from . import queries
 from .journal import Journal
@@ -39,17 +40,30 @@ class FileJournalReader(JournalReader):
         return str(self._journal.path)
 
     def list_executions(self, status: ExecutionStatus | str | None = None, *, search: str | None = None,
-                        limit: int = 200, offset: int = 0) -> list[ExecutionRecord]:
+                        limit: int = 200, offset: int = 0, sort: str = "created",
+                        descending: bool = True) -> list[ExecutionRecord]:
         return self._journal.query(queries.list_executions, status, limit=limit, offset=offset,
-                                   search=search)
+                                   search=search, sort=sort, descending=descending)
 
     def execution_record(self, execution_id: str) -> ExecutionRecord | None:
         return self._journal.query(queries.execution_record, execution_id)
 
     def list_steps(self, execution_id: str, *, current_only: bool = True, offset: int = 0,
-                   limit: int | None = None) -> list[StepRecord]:
+                   limit: int | None = None, status: StepStatus | str | None = None, after: str | None = None,
+                   before: str | None = None, from_end: bool = False) -> list[StepRecord]:
         return self._journal.query(queries.list_steps, execution_id, current_only, offset=offset,
-                                   limit=limit)
+                                   limit=limit, status=None if status is None else str(status), after=after,
+                                   before=before, from_end=from_end)
+
+    def count_steps(self, execution_id: str, *, current_only: bool = True,
+                    status: StepStatus | str | None = None) -> int:
+        return self._journal.query(queries.count_steps, execution_id, current_only,
+                                   None if status is None else str(status))
+
+    def step_index(self, execution_id: str, step_key: str, *, current_only: bool = True,
+                   status: StepStatus | str | None = None) -> int | None:
+        return self._journal.query(queries.step_index, execution_id, step_key, current_only,
+                                   None if status is None else str(status))
 
     def list_attempts(self, execution_id: str, step_key: str | None = None) -> list[AttemptRecord]:
         return self._journal.query(queries.list_attempts, execution_id, step_key)

@@ -23,7 +23,7 @@ from .._errors import (
 )
 from .._events import Event
 from .._progress import RunProgress
-from .._reader import JournalReader
+from .._reader import JournalReader, check_sort, check_step_status
 from .._records import (
     AttemptRecord,
     DefinitionRecord,
@@ -31,6 +31,7 @@ from .._records import (
     ExecutionStatus,
     RunRecord,
     StepRecord,
+    StepStatus,
 )
 from . import endpoint as endpoint_file
 from .endpoint import Endpoint
@@ -196,9 +197,11 @@ class MonitorClient(JournalReader):
     # --- JournalReader ---------------------------------------------------------------------------
 
     def list_executions(self, status: ExecutionStatus | str | None = None, *, search: str | None = None,
-                        limit: int = 200, offset: int = 0) -> list[ExecutionRecord]:
+                        limit: int = 200, offset: int = 0, sort: str = "created",
+                        descending: bool = True) -> list[ExecutionRecord]:
         rows = self.request(MessageType.LIST_EXECUTIONS, status=None if status is None else str(status),
-                            search=search, limit=limit, offset=offset)
+                            search=search, limit=limit, offset=offset, sort=check_sort(sort),
+                            descending=descending)
         return [record_from_json(ExecutionRecord, row) for row in _list(rows)]
 
     def execution_record(self, execution_id: str) -> ExecutionRecord | None:
@@ -206,10 +209,29 @@ class MonitorClient(JournalReader):
         return None if row is None else record_from_json(ExecutionRecord, row)
 
     def list_steps(self, execution_id: str, *, current_only: bool = True, offset: int = 0,
-                   limit: int | None = None) -> list[StepRecord]:
+                   limit: int | None = None, status: StepStatus | str | None = None, after: str | None = None,
+                   before: str | None = None, from_end: bool = False) -> list[StepRecord]:
         rows = self.request(MessageType.LIST_STEPS, execution_id=execution_id, current_only=current_only,
-                            offset=offset, limit=limit)
+                            offset=offset, limit=limit, status=None if status is None else check_step_status(status),
+                            after=after, before=before, from_end=from_end)
         return [record_from_json(StepRecord, row) for row in _list(rows)]
+
+    def count_steps(self, execution_id: str, *, current_only: bool = True,
+                    status: StepStatus | str | None = None) -> int:
+        value = self.request(MessageType.COUNT_STEPS, execution_id=execution_id, current_only=current_only,
+                             status=None if status is None else check_step_status(status))
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ProtocolError("a step count must be an integer")
+        return value
+
+    def step_index(self, execution_id: str, step_key: str, *, current_only: bool = True,
+                   status: StepStatus | str | None = None) -> int | None:
+        value = self.request(MessageType.STEP_INDEX, execution_id=execution_id, step_key=step_key,
+                             current_only=current_only,
+                             status=None if status is None else check_step_status(status))
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise ProtocolError("a step index must be an integer or null")
+        return value
 
     def list_attempts(self, execution_id: str, step_key: str | None = None) -> list[AttemptRecord]:
         rows = self.request(MessageType.LIST_ATTEMPTS, execution_id=execution_id, step_key=step_key)

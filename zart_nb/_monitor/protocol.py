@@ -45,6 +45,8 @@ class MessageType(enum.StrEnum):
     LIST_EXECUTIONS = "list_executions"
     EXECUTION = "execution"
     LIST_STEPS = "list_steps"
+    COUNT_STEPS = "count_steps"
+    STEP_INDEX = "step_index"
     LIST_ATTEMPTS = "list_attempts"
     LIST_RUNS = "list_runs"
     STATS = "stats"

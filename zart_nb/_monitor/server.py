@@ -27,7 +27,7 @@ from typing import Any
 
 from .._errors import MonitorError, ZartError
 from .._events import Event, EventBus, ExecutionEvent
-from .._reader import JournalReader
+from .._reader import JournalReader, check_sort
 from .._status import ExecutionStatus
 from . import endpoint as endpoint_file
 from .control import Control
@@ -294,7 +294,9 @@ class MonitorServer:
         if kind is MessageType.LIST_EXECUTIONS:
             records = reader.list_executions(_arg(args, "status", str, None), search=_arg(args, "search", str, None),
                                              limit=_arg(args, "limit", int, 200, maximum=MAX_PAGE),
-                                             offset=_arg(args, "offset", int, 0))
+                                             offset=_arg(args, "offset", int, 0),
+                                             sort=check_sort(_arg(args, "sort", str, "created")),
+                                             descending=_arg(args, "descending", bool, True))
             return [record_to_json(r) for r in records]
         if kind is MessageType.EXECUTION:
             execution_id = _arg(args, "execution_id", str)
@@ -304,8 +306,19 @@ class MonitorServer:
             steps = reader.list_steps(_arg(args, "execution_id", str),
                                       current_only=_arg(args, "current_only", bool, True),
                                       offset=_arg(args, "offset", int, 0),
-                                      limit=_arg(args, "limit", int, MAX_PAGE, maximum=MAX_PAGE))
+                                      limit=_arg(args, "limit", int, MAX_PAGE, maximum=MAX_PAGE),
+                                      status=_arg(args, "status", str, None), after=_arg(args, "after", str, None),
+                                      before=_arg(args, "before", str, None),
+                                      from_end=_arg(args, "from_end", bool, False))
             return [record_to_json(s) for s in steps]
+        if kind is MessageType.COUNT_STEPS:
+            return reader.count_steps(_arg(args, "execution_id", str),
+                                      current_only=_arg(args, "current_only", bool, True),
+                                      status=_arg(args, "status", str, None))
+        if kind is MessageType.STEP_INDEX:
+            return reader.step_index(_arg(args, "execution_id", str), _arg(args, "step_key", str),
+                                     current_only=_arg(args, "current_only", bool, True),
+                                     status=_arg(args, "status", str, None))
         if kind is MessageType.LIST_ATTEMPTS:
             return [record_to_json(a) for a in reader.list_attempts(_arg(args, "execution_id", str),
                                                                     _arg(args, "step_key", str, None))]
