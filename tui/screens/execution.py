@@ -6,7 +6,7 @@ failed step and ``/`` to a step key, each resolved by the query on a worker thre
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 PAGE = 500
 IN_FLIGHT = {zart.StepStatus.SCHEDULED, zart.StepStatus.RUNNING, zart.StepStatus.RETRYING}
 RUNS_SHOWN = 3
+# Ends whose cause the status does not tell (a failed run shows its error already)
+TOLD_ENDS = {zart.RunEnd.CANCELLED, zart.RunEnd.INTERRUPTED, zart.RunEnd.PROCESS_DIED}
 
 # Which page is shown: ("first",), ("end",), ("after", key, start), ("before", key, end) or ("at", key);
 # ``start``/``end``: the index of the page's first row, of the row after its last.
@@ -56,10 +58,18 @@ class Page:
     anchor: Anchor  # what the read resolved the query's anchor and jump to
     cursor: str | None  # a step key to put the cursor on ("" for the last row)
     note: str | None
+    progress: zart.RunProgress | None = None  # while it runs in the engine read through: what runs now
 
 
 def read_page(reader: zart.JournalReader, execution_id: str, q: Query) -> Page:
     """One page of steps as ``q`` asks (on a worker thread)."""
+    page = _read_page(reader, execution_id, q)
+    if page.record is not None and page.record.status is zart.ExecutionStatus.RUNNING:
+        return replace(page, progress=reader.progress(execution_id))
+    return page
+
+
+def _read_page(reader: zart.JournalReader, execution_id: str, q: Query) -> Page:
     status = "failed" if q.failed_only else None
     record = reader.execution_record(execution_id)
     runs = reader.list_runs(execution_id) if record is not None else []
@@ -144,6 +154,7 @@ class ExecutionScreen(Screen[None]):
         self.page: list[zart.StepRecord] = []
         self.updated_at: datetime | None = None
         self.note: str | None = None
+        self.progress: zart.RunProgress | None = None
         self.refresher: Refresher[Page | None] = Refresher(self, self._read, self._show, name="execution")
 
     @property
@@ -168,8 +179,13 @@ class ExecutionScreen(Screen[None]):
         if self.app.size.height < 30:  # the steps come first on a small terminal; t shows the timeline
             self.query_one(Timeline).display = False
         self.query_one(DataTable).focus()
-        self.set_interval(1.0, self._draw_stepbar)
+        self.set_interval(1.0, self._tick)
         self.reload()
+
+    def _tick(self) -> None:
+        self._draw_stepbar()
+        if self.progress is not None:  # what runs is asked for, not announced: ask again while it runs
+            self.reload()
 
     def on_screen_resume(self) -> None:
         self.reload()  # events may have come while another screen was on top
@@ -199,6 +215,7 @@ class ExecutionScreen(Screen[None]):
         self.at, self.jump = page.anchor, None
         self.updated_at = self.zapp.clock.now()
         self.record, self.page_start, self.total = page.record, page.start, page.total
+        self.progress = page.progress
         if page.note:
             self.notify(page.note, timeout=4)
         summary.update(self._summary(page.record, page.runs))
@@ -223,14 +240,24 @@ class ExecutionScreen(Screen[None]):
         text.append(f"input:  {fmt.cell(record.input_preview, 200)}\n")
         if record.output_preview is not None:
             text.append(f"output: {fmt.cell(record.output_preview, 200)}\n")
-        if record.error:
+        if record.error and record.error != record.end_detail:
             text.append(f"error:  {fmt.cell(record.error, 200)}\n", style="red")
+        if record.ended_by in TOLD_ENDS:
+            end = record.end_detail or record.ended_by.value
+            text.append(f"ended:  {fmt.cell(end, 200)}\n", style="yellow")
+        progress = self.progress
+        if progress is not None:
+            text.append(f"now:    {progress.running} running, {progress.scheduled} waiting for a worker, "
+                        f"{progress.retrying} waiting to retry, {progress.finished} of {progress.total} finished\n")
         if len(runs) > RUNS_SHOWN:
             text.append(f"({len(runs) - RUNS_SHOWN} earlier runs)\n", style="dim")
         for run in runs[-RUNS_SHOWN:]:
             text.append(f"run {run.run_number}: {run.status.value}, {fmt.when(run.started_at)}, "
                         f"{clock.duration(run.started_at, run.finished_at)}, executed {run.executed}, "
-                        f"reused {run.reused}, pid {run.pid}\n", style="dim")
+                        f"reused {run.reused}, pid {run.pid}"
+                        + (f", {fmt.clean(run.end_detail or run.ended_by.value, lines=False)}"
+                           if run.ended_by in TOLD_ENDS else "")
+                        + "\n", style="dim")
         text.rstrip()
         return text
 
@@ -255,20 +282,35 @@ class ExecutionScreen(Screen[None]):
         self.page = steps
         for step in steps:
             self.steps[step.step_key] = step
-            ran = (f"executed ({step.reason})" if step.run_number == record.run_number
-                   else f"reused from run {step.run_number}")
+            ran = fmt.this_run(step, record.run_number)
             result = step.error if step.error else step.output_preview
             table.add_row(fmt.cell(step.step_key, 40), fmt.status(step.status), str(step.attempts),
                           fmt.seconds_text(step.duration), ran, fmt.cell(step.worker or "-", 24),
                           fmt.cell(step.args_preview, 30), fmt.cell(result or "", 50), key=step.step_key)
         if not self.failed_only and self.page_start + len(steps) >= self.total:
             # the last page: steps in flight that the journal has no row of yet
+            # (running ones as the engine says now: attempt, worker and elapsed time)
+            running = {step.key: step for step in self.progress.running_steps} if self.progress else {}
             live = self.zapp.live_steps.get((self.source.path, self.execution_id), {})
             for key, event in list(live.items()):
-                if key not in self.steps and event.status in IN_FLIGHT:
-                    table.add_row(fmt.cell(key, 40), fmt.status(event.status), str(event.attempt), "-",
-                                  f"executing ({event.reason.value if event.reason else 'new'})",
-                                  fmt.cell(event.worker or "-", 24), "", fmt.cell(event.error or "", 50), key=key)
+                if key in self.steps or event.status not in IN_FLIGHT:
+                    continue
+                now = running.pop(key, None)
+                if now is not None:
+                    table.add_row(fmt.cell(key, 40), fmt.status(zart.StepStatus.RUNNING), str(now.attempt),
+                                  fmt.seconds_text(now.elapsed), "executing", fmt.cell(now.worker or "-", 24), "", "",
+                                  key=key)
+                    continue
+                status = zart.StepStatus.RUNNING if event.status is zart.StepStatus.SCHEDULED and \
+                    event.started_at is not None else event.status
+                table.add_row(fmt.cell(key, 40), fmt.status(status), str(event.attempt), "-",
+                              f"executing ({event.reason.value if event.reason else 'new'})",
+                              fmt.cell(event.worker or "-", 24), "", fmt.cell(event.error or "", 50), key=key)
+            for key, now in running.items():  # running, though no event of it reached this app
+                if key not in self.steps:
+                    table.add_row(fmt.cell(key, 40), fmt.status(zart.StepStatus.RUNNING), str(now.attempt),
+                                  fmt.seconds_text(now.elapsed), "executing", fmt.cell(now.worker or "-", 24), "",
+                                  "", key=key)
         if current == "":
             table.move_cursor(row=max(0, table.row_count - 1))
         elif current is not None and current in table.rows:
@@ -298,11 +340,21 @@ class ExecutionScreen(Screen[None]):
 
     @on(DataTable.RowSelected, "#steps")
     def open_step(self, event: DataTable.RowSelected) -> None:
-        step = self.steps.get(event.row_key.value or "")
-        if step is not None:
-            from .step import StepScreen
+        from .step import StepScreen
 
+        key = event.row_key.value or ""
+        step = self.steps.get(key)
+        if step is not None:
             self.app.push_screen(StepScreen(self.source, step))
+            return
+        running = {s.key: s for s in self.progress.running_steps} if self.progress else {}
+        if key in running:  # a step running now: its screen follows what it prints, live
+            now = running[key]
+            record = self.record
+            self.app.push_screen(StepScreen(self.source, zart.StepRecord(
+                self.execution_id, key, now.name, -1, zart.StepStatus.RUNNING,
+                record.run_number if record else 0, "running", now.attempt, "", None, None, None, None,
+                datetime.fromtimestamp(now.started_at), None, now.worker or None)))
 
     # --- keys --------------------------------------------------------------------------------------
 

@@ -1,4 +1,7 @@
-"""One step: its record, every failed attempt, the error's traceback, what it printed, and its source."""
+"""One step: its record, every failed attempt, the error's traceback, what it printed, and its source.
+
+A step running now (opened from a live execution) shows what it has printed so far, followed live (asked
+of the engine twice a second), and its record once it has finished."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -30,14 +33,58 @@ class StepScreen(Screen[None]):
         super().__init__()
         self.source = source
         self.step = step
+        self.following = step.status is zart.StepStatus.RUNNING
+        self.live_text: str | None = None
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="step"):
             yield Static(self._head(), id="step-head")
+            yield Static(id="step-live")
             yield Static(id="step-detail")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        if self.following:
+            self.follow()
+            self.set_interval(0.5, self._tick)
+        self.load()
+
+    def _tick(self) -> None:
+        if self.following:
+            self.follow()
+
+    @work(thread=True, exclusive=True, group="step-live")
+    def follow(self) -> None:
+        """What the running step printed so far; once it no longer runs, its journaled record."""
+        step = self.step
+
+        def read(reader: zart.JournalReader) -> tuple[tuple[int, str] | None, zart.StepRecord | None]:
+            live = reader.live_output(step.execution_id, step.step_key)
+            if live is not None:
+                return live, None
+            index = reader.step_index(step.execution_id, step.step_key)
+            found = [] if index is None else reader.list_steps(step.execution_id, offset=index, limit=1)
+            return None, found[0] if found and found[0].step_key == step.step_key else None
+
+        found = self.source.read(read)
+        if found is not None:
+            self.app.call_from_thread(self._show_live, *found)
+
+    def _show_live(self, live: tuple[int, str] | None, record: zart.StepRecord | None) -> None:
+        box = self.query_one("#step-live", Static)
+        if live is not None:
+            attempt, text = live
+            self.live_text = text
+            out = Text()
+            self._section(out, f"printed so far (attempt {attempt}, live)", text or None)
+            box.update(out)
+            return
+        if record is None:
+            return  # finished, but its record is not readable yet: asked again on the next tick
+        self.following = False
+        self.step = record
+        box.update("")
+        self.query_one("#step-head", Static).update(self._head())
         self.load()
 
     def _head(self) -> Text:
@@ -88,7 +135,8 @@ class StepScreen(Screen[None]):
             if attempt.traceback:
                 self._section(text, f"traceback of attempt {attempt.attempt} (run {attempt.run_number})",
                               attempt.traceback)
-        self._section(text, "captured output", step.log)
+        if not self.following:  # while it runs, what it printed so far is shown above, live
+            self._section(text, "captured output", step.log)
         sources = [d for d in definitions if d.kind == "step" and d.name == step.name]
         if not sources:
             self._section(text, "source", None)

@@ -1,0 +1,67 @@
+"""A running step in zart-tui: listed as running with its attempt and worker (asked of the engine, not
+announced per step), opened while it runs, its output followed live, then its record once it finished."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import wait_until
+from textual.widgets import DataTable, Static
+from tui_helpers import rows, run_async, settle, wait_for
+from zart_tui.app import ZartApp
+from zart_tui.screens.execution import ExecutionScreen
+from zart_tui.screens.step import StepScreen
+
+from zart_nb._monitor import endpoint as endpoint_file
+
+DRIVER = Path(__file__).parent.parent / "scripts" / "printing_driver.py"
+
+
+@run_async
+async def test_a_running_step_is_listed_running_and_its_output_followed_live(tmp_path):
+    journal = tmp_path / ".zart" / "nb.duckdb"
+    journal.parent.mkdir()
+    work = tmp_path / "work"
+    work.mkdir()
+    with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
+        driver = subprocess.Popen([sys.executable, str(DRIVER), str(journal), str(work), "live"], cwd=tmp_path,
+                                  stdout=out, stderr=err, env={**os.environ, "ZART_WORKERS": "2"})
+    try:
+        wait_until(lambda: endpoint_file.read(journal), what="the driver's endpoint")
+        app = ZartApp(str(journal.parent), poll=30)
+        async with app.run_test(size=(150, 40)) as pilot:
+            await settle(pilot)
+            table = app.screen.query_one("#executions", DataTable)
+            await wait_for(pilot, lambda: any(r[0] == "live" and r[2] == "running" for r in rows(table)),
+                           what="the execution running")
+            await pilot.press("enter")
+            await settle(pilot)
+            assert isinstance(app.screen, ExecutionScreen)
+            steps = app.screen.query_one("#steps", DataTable)
+
+            def running_rows():
+                found = {r[0]: r for r in rows(steps) if r[0].startswith("slow-")}
+                return found if len(found) == 2 and all(r[1] == "running" for r in found.values()) else None
+
+            found = await wait_for(pilot, running_rows, what="both slow steps listed running")
+            for row in found.values():
+                assert row[2] == "1" and row[5].startswith("worker-"), row  # attempt, worker
+            assert "2 running" in str(app.screen.query_one("#summary", Static).render())
+            steps.move_cursor(row=[r[0] for r in rows(steps)].index("slow-0"))
+            await pilot.press("enter")
+            await settle(pilot)
+            assert isinstance(app.screen, StepScreen)
+            await wait_for(pilot, lambda: "slow 0 started" in str(app.screen.query_one("#step-live", Static).render()),
+                           what="the running step's output, live")
+            (work / "release").touch()
+            await wait_for(pilot, lambda: "completed" in str(app.screen.query_one("#step-head", Static).render()),
+                           what="the step's record once it finished")
+            await wait_for(pilot, lambda: "slow 0 started" in str(app.screen.query_one("#step-detail", Static).render()),
+                           what="its journaled output under 'captured output'")
+        assert driver.wait(60) == 0, (tmp_path / "err").read_text()
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
