@@ -59,7 +59,7 @@ async def test_a_running_step_is_listed_running_and_its_output_followed_live(tmp
             await wait_for(pilot, lambda: "completed" in str(app.screen.query_one("#step-head", Static).render()),
                            what="the step's record once it finished")
             detail = lambda: str(app.screen.query_one("#step-detail", Static).render())  # noqa: E731
-            await wait_for(pilot, lambda: "slow 0 started" in detail(), what="its journaled output under 'captured output'")
+            await wait_for(pilot, lambda: "slow 0 started" in detail(), what="its journaled output")
         assert driver.wait(60) == 0, (tmp_path / "err").read_text()
     finally:
         if driver.poll() is None:
