@@ -25,7 +25,7 @@ from collections.abc import Callable
 from bench_p4 import build
 
 import zart_nb as zart
-from zart_nb._journal import Journal
+from zart_nb._runtime import runtime
 
 
 def timed(read: Callable[[], object], repeats: int) -> tuple[float, float]:
@@ -90,7 +90,7 @@ def main() -> None:
         reader.close()
     finally:
         if scratch:
-            Journal.forget(Journal(path))
+            runtime.forget_journal(runtime.journal(path))
             shutil.rmtree(scratch, ignore_errors=True)
 
 
