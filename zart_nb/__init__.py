@@ -26,6 +26,7 @@ if _typing.TYPE_CHECKING:
     from ._api import DurableScheduler, TaskRegistry, run, schedule, start, wait
     from ._context import Context, context
     from ._control import ControlOutcome, cancel, delete
+    from ._data import gc, load
     from ._definitions import DurableExecution, NamedCall, RetryPolicy, Step, Workflow, step, workflow
     from ._errors import (
         Cancelled,
@@ -48,6 +49,8 @@ if _typing.TYPE_CHECKING:
         StepFailed,
         StepTimeout,
         TaskError,
+        ValueLost,
+        ValueStoreError,
         WaitTimeout,
         WorkerCrashed,
         ZartError,
@@ -60,6 +63,7 @@ if _typing.TYPE_CHECKING:
     from ._records import AttemptRecord, DefinitionRecord, ExecutionRecord, RunRecord, StepRecord
     from ._runtime import shutdown_pool
     from ._status import ExecutionStatus, RunReason, StepStatus
+    from ._values import GcReport
 
 __version__ = "0.1.0"
 
@@ -68,12 +72,13 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "_api": ("DurableScheduler", "TaskRegistry", "run", "schedule", "start", "wait"),
     "_context": ("Context", "context"),
     "_control": ("ControlOutcome", "cancel", "delete"),
+    "_data": ("gc", "load"),
     "_definitions": ("DurableExecution", "NamedCall", "RetryPolicy", "Step", "Workflow", "step", "workflow"),
     "_errors": ("Cancelled", "ConfigurationError", "DefinitionError", "DefinitionNotFound", "ExecutionNotFound",
                 "ExecutionTimeout", "ExecutorClosed", "JournalCorrupt", "JournalError", "JournalLocked",
                 "JournalSchemaTooNew", "MonitorError", "NonDeterminism", "NotInWorkflow", "SerializationError",
-                "StepCancelled", "StepError", "StepFailed", "StepTimeout", "TaskError", "WaitTimeout",
-                "WorkerCrashed", "ZartError"),
+                "StepCancelled", "StepError", "StepFailed", "StepTimeout", "TaskError", "ValueLost",
+                "ValueStoreError", "WaitTimeout", "WorkerCrashed", "ZartError"),
     "_events": ("Event", "EventBus", "ExecutionEvent", "StepEvent", "events"),
     "_handles": ("Execution", "StepHandle"),
     "_monitor.client": ("MonitorClient",),
@@ -82,6 +87,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "_records": ("AttemptRecord", "DefinitionRecord", "ExecutionRecord", "RunRecord", "StepRecord"),
     "_runtime": ("shutdown_pool",),
     "_status": ("ExecutionStatus", "RunReason", "StepStatus"),
+    "_values": ("GcReport",),
 }
 # What code running inside a step may touch without loading the engine (zart.context(), errors, a
 # module of steps imported by reference). Any other name loads every module but those on demand.
@@ -188,12 +194,15 @@ __all__ = [
     "ExecutionTimeout",
     "ExecutorClosed",
     "FailedStep",
+    "gc",
+    "GcReport",
     "journal",
     "JournalCorrupt",
     "JournalError",
     "JournalLocked",
     "JournalReader",
     "JournalSchemaTooNew",
+    "load",
     "MonitorClient",
     "MonitorError",
     "NamedCall",
@@ -223,6 +232,8 @@ __all__ = [
     "StepTimeout",
     "TaskError",
     "TaskRegistry",
+    "ValueLost",
+    "ValueStoreError",
     "wait",
     "WaitTimeout",
     "WorkerCrashed",

@@ -87,7 +87,7 @@ class Runner:
         self._live = live  # (task id, stream, complete lines) as the step prints them
 
     def run(self, task: WireTask) -> WireReply:
-        task_id, fn_id, fn_blob, args_blob, execution_id, step_key, attempt = task
+        task_id, fn_id, fn_blob, args_blob, execution_id, step_key, attempt, store = task
         ser = self._ser
         started = time.time()
         output: str | None = None
@@ -129,15 +129,30 @@ class Runner:
                 error_blob = None
             return WireReply(task_id, False, error_blob, None, type(exc).__qualname__, cap_text(_message(exc)),
                              cap_text(_format_traceback(exc)), started, time.time(), output)
+        preview: str | None = None
+        buffers: list[Any] = []
         try:
-            blob = ser.dumps(result)
+            if store is None:
+                blob = ser.dumps(result)
+            else:  # one len() decides, for a value without buffers (arrays): the hot path
+                blob, buffers = ser.dumps_out_of_band(result)
         except Exception as exc:
             return WireReply(task_id, False, None, None, UNPICKLABLE_RESULT,
                              cap_text(f"the step returned a {type(result).__name__} that cannot be pickled: "
                                       f"{_text(exc)}"),
                              cap_text(_format_traceback(exc)), started, time.time(), output)
-        return _reply((task_id, True, blob, ser.quick_preview(result), None, None, None, started, time.time(),
-                       output))
+        if store is not None and (buffers or len(blob) > store[1]):
+            from .. import _values
+
+            try:
+                blob, preview = _values.encode(result, blob, buffers, store)
+            except Exception as exc:  # a full disk, a refused store: the step may succeed on a retry
+                return WireReply(task_id, False, None, None, "ValueStoreError",
+                                 cap_text(f"its {type(result).__name__} output could not be written to the value "
+                                          f"store {store[0]}: {type(exc).__name__}: {_text(exc)}"),
+                                 cap_text(_format_traceback(exc)), started, time.time(), output)
+        return _reply((task_id, True, blob, preview or ser.quick_preview(result), None, None, None, started,
+                       time.time(), output))
 
     def keep_function(self, fn_id: str, fn_blob: bytes) -> None:
         """Keep the function of a task that will not run here, for later tasks sent without it."""
