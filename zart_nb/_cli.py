@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import _serialization as ser
+from . import _values as values
 from ._errors import ConfigurationError, ExecutionNotFound, JournalLocked, ZartError
 from ._executors.capture import prefix_lines
 from ._records import ExecutionRecord, ExecutionStatus, RunRecord, StepRecord, StepStatus
@@ -278,13 +279,13 @@ def cmd_resume(args: argparse.Namespace) -> int:
             raise ExecutionNotFound(args.execution_id, journal.path)
         kind, name, blob = journal.pickled_definition(stored.def_id)
     if stored.status == ExecutionStatus.COMPLETED.value:
-        output = ser.loads(stored.output) if stored.output is not None else None
+        output = values.load(stored.output, journal.path) if stored.output is not None else None
         print(f"Execution {safe(repr(args.execution_id))} is already completed (run {stored.run_number}); "
               "nothing to resume.")
         print(f"  output: {safe(ser.preview(output))}")
         return 0
     workflow = as_workflow(ser.loads(blob), stored.workflow)
-    data = ser.loads(stored.input)
+    data = values.load(stored.input, journal.path)
     execution = Execution(args.execution_id, journal)
     print(f"Resuming execution {safe(repr(args.execution_id))} ({safe(stored.workflow)}, was {stored.status})...")
     execute(execution, workflow, data, workers=args.workers, executor=args.executor)
@@ -306,6 +307,20 @@ def cmd_cancel(args: argparse.Namespace) -> int:
               f"{CANCEL_WAIT:.0f}s: `zart show {name}` tells when it has")
     else:
         print(f"execution {name} {now.value} (was {was.value})")
+    return 0
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    from ._data import gc
+
+    paths = _journal_paths(args)
+    for path in [Path(args.journal)] if paths is None else paths:
+        if paths is not None and not path.exists():
+            continue
+        report = gc(path if paths is not None else args.journal, dry_run=args.dry_run, min_age=args.min_age)
+        print(safe(str(report)))
+        for name in report.removed:
+            print(f"  {'would remove' if args.dry_run else 'removed'} {safe(name)}")
     return 0
 
 
@@ -357,6 +372,13 @@ def build_parser() -> argparse.ArgumentParser:
     cancel = sub.add_parser("cancel", parents=[common], help="mark an unfinished execution cancelled")
     cancel.add_argument("execution_id")
     cancel.set_defaults(func=cmd_cancel)
+
+    gc = sub.add_parser("gc", parents=[common],
+                        help="remove value store files no journal row points to (orphans, deleted executions)")
+    gc.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    gc.add_argument("--min-age", type=float, default=3600.0, metavar="SECONDS",
+                    help="keep unreferenced files younger than this: they may be being written (default: 3600)")
+    gc.set_defaults(func=cmd_gc)
 
     tui = sub.add_parser("tui", parents=[common], help="terminal monitor (zart-tui)")
     tui.set_defaults(func=cmd_tui)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from . import _serialization as ser
+from . import _values as values
 from ._errors import Cancelled, ConfigurationError, DefinitionError, ExecutionNotFound, MonitorError, ZartError
 from ._handles import Execution
 from ._journal import Journal
@@ -104,7 +105,7 @@ def resume_here(journal: Journal, execution_id: str, *, workers: int | None = No
         raise DefinitionError(f"execution {execution_id!r} is already completed; nothing to resume")
     _, _, blob = journal.pickled_definition(stored.def_id)
     workflow = as_workflow(ser.loads(blob), stored.workflow)
-    data = ser.loads(stored.input)
+    data = values.load(stored.input, journal.path)
     execution = Execution(execution_id, journal)
     if not background:
         execute(execution, workflow, data, workers=workers)

@@ -5,7 +5,7 @@ import os
 from typing import Any
 
 from . import _values as values
-from ._errors import ExecutionNotFound, JournalError, JournalLocked
+from ._errors import ConfigurationError, ExecutionNotFound, JournalError, JournalLocked
 from ._runtime import runtime
 from ._status import StepStatus
 
@@ -42,7 +42,7 @@ def gc(journal: str | os.PathLike[str] | None = None, *, dry_run: bool = False,
     Refused (``JournalLocked``) while another process's engine holds the journal: its workers may be
     writing values. Returns a :class:`GcReport`."""
     if min_age < 0:
-        raise ValueError(f"min_age must be 0 or more seconds, got {min_age!r}")
+        raise ConfigurationError(f"min_age must be 0 or more seconds, got {min_age!r}")
     journal_ = runtime.journal(journal)
     if not journal_.path.exists():
         raise JournalError(journal_.path, "no journal file here")

@@ -1,0 +1,37 @@
+"""Steps and workflows returning arrays, importable by worker processes (tests/test_values.py)."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from steps_lib import _count
+
+import zart_nb as zart
+
+
+@zart.step("array")
+def make_array(n: int, dtype: str, counter_dir: str) -> np.ndarray:
+    _count(counter_dir, "array")
+    return (np.arange(n) % 251).astype(dtype)
+
+
+@zart.step("small")
+def small(x: int, counter_dir: str) -> int:
+    _count(counter_dir, "small")
+    return x + 1
+
+
+@zart.workflow("array-then-fail")
+def array_then_fail(params: dict) -> dict:
+    """Makes an array in a step, writes to it, and fails while ``params["flag"]`` exists."""
+    array = zart.wait([zart.schedule(make_array, params["n"], params["dtype"], params["counter_dir"])])[0]
+    writable = array.flags.writeable
+    array[0] = 99  # a private copy-on-write page on replay: the stored file never changes
+    one = zart.wait([zart.schedule(small, 1, params["counter_dir"])])[0]
+    if os.path.exists(params["flag"]):
+        raise RuntimeError("failing after the array step")
+    return {"array": array, "writable": writable, "one": one}
+
+
+def expected(n: int, dtype: str) -> np.ndarray:
+    return (np.arange(n) % 251).astype(dtype)
