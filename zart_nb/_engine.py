@@ -176,7 +176,7 @@ class RunState:
         reason = decide(stored, args_hash, definition.code_hash)
         if reason is None:
             output = stored.output  # type: ignore[union-attr]
-            if output is not None and output[:16] == values.REF_MAGIC:
+            if output is not None and output[0] == values.REF_FIRST:
                 reason = self._reuse_stored(handle, output)
         if reason is None:
             if not handle.done:
@@ -288,7 +288,13 @@ class RunState:
                 # Loaded here, before it is journaled as completed: an output the driver cannot load
                 # (a class only the worker has) fails the step instead of failing every re-run.
                 try:
-                    value = values.load(outcome.blob, self.journal.path) if outcome.blob is not None else None
+                    blob = outcome.blob
+                    if blob is None:
+                        value = None
+                    elif blob[0] == values.REF_FIRST:  # a reference (one byte tells; a pickle starts \x80)
+                        value = values.load(blob, self.journal.path)
+                    else:
+                        value = ser.loads(blob)
                 except Exception as exc:
                     kind = outcome.kind = OutcomeKind.UNPICKLABLE
                     outcome.error_type = "SerializationError"

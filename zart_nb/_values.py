@@ -43,6 +43,7 @@ DEFAULT_THRESHOLD = 1 << 20  # 1 MiB of pickle
 MIN_AGE = 3600.0  # zart gc keeps an unreferenced file younger than this (it may be being written)
 SUFFIX = ".zv"
 REF_MAGIC = b"\x00zart-value-ref\x01"  # never the start of a pickle (protocol 2+ starts with \x80)
+REF_FIRST = REF_MAGIC[0]  # the hot paths test this one byte; load() checks the whole magic
 FILE_MAGIC = b"ZARTVAL1"
 ALIGN = 64
 _COUNTS = struct.Struct("<IQ")
