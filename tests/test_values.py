@@ -5,6 +5,7 @@ import logging
 import os
 import signal
 import stat
+import struct
 import subprocess
 import sys
 import textwrap
@@ -79,6 +80,11 @@ def test_a_large_output_never_enters_duckdb_and_a_small_one_stays_inline(journal
     Journal(journal).close()
     names = sorted(os.listdir(_store(journal)))
     assert len(names) == 2 and all(name.endswith(".zv") for name in names)
+    step_file = _store(journal) / values.decode_ref(stored["array#0"].output).name
+    header = step_file.read_bytes()[:20]
+    assert header[:8] == b"ZARTVAL1"
+    buffers, pickle_size = struct.unpack_from("<IQ", header, 8)
+    assert buffers == 1 and pickle_size < 1000  # the array's bytes travel raw, out of the pickle
 
 
 def test_store_files_are_owner_only(journal, tmp_path):
@@ -281,3 +287,17 @@ def test_gc_is_refused_while_another_process_holds_the_journal(journal, tmp_path
         holder.stdout.close()
     assert proc.returncode == 1 and "zart gc runs when no other process holds the journal" in proc.stderr, proc.stderr
     assert len(os.listdir(_store(journal))) == 2
+
+
+def test_a_completed_executions_lost_output_runs_its_body_again_with_its_steps_reused(journal, tmp_path, caplog):
+    params = _params(tmp_path)
+    zart.run(array_then_fail, params, execution_id="e", journal=journal, display=False)
+    ref = values.decode_ref(Journal(journal).pickled_execution("e").output)
+    os.unlink(_store(journal) / ref.name)
+    with caplog.at_level(logging.WARNING, logger="zart_nb"):
+        out = zart.run(array_then_fail, params, execution_id="e", journal=journal, display=False)
+    assert calls(tmp_path) == ["array", "small"]  # the body ran again; its steps were reused
+    assert out["one"] == 2 and np.array_equal(out["array"][1:], expected(params["n"], "float64")[1:])
+    warned = [record.getMessage() for record in caplog.records if "runs again" in record.getMessage()]
+    assert len(warned) == 1 and ref.name in warned[0] and "execution 'e'" in warned[0], warned
+    assert zart.journal(journal, live=False).execution_record("e").run_number == 2
