@@ -1,4 +1,4 @@
-"""P9 (issue 14): a step returning a 200 MB float64 array, the workflow failing after it, then a re-run
+"""P9 and P11 (issue 14): a step returning a 200 MB float64 array, the workflow failing after it, then a re-run
 that reuses it; each figure the wall time of a whole process (python start to exit) against a baseline
 process measured in the same run.
 
@@ -13,6 +13,8 @@ Run by hand, never by the test suite:
 | zart-first | ``zart.run`` of a workflow whose step makes the array; the body then raises (a failed run) |
 | base-read  | ``pickle.load``s that file and sums the array |
 | zart-replay | the re-run: the step is reused (its value loaded from the journal), the body sums it |
+| base-p11   | makes the array, ``np.save``s it + fsync, sums a ``np.load(mmap_mode="r")`` of it 3 times |
+| zart-p11   | P11: a step makes the array, 3 later steps each take it as their argument and sum it |
 
 The two sides do the same work: the array is made with the same expression, and both replays sum it
 (so every page is read: a mapped value is not cheaper merely for being left untouched). Each process
@@ -59,6 +61,16 @@ if mode == "base-write":
         handle.flush()
         os.fsync(handle.fileno())
     print(f"RSS {peak_kb()} 0")
+elif mode == "base-p11":
+    import numpy as np
+    path = os.path.join(folder, "value.npy")
+    with open(path, "wb") as handle:
+        np.save(handle, make(n))
+        handle.flush()
+        os.fsync(handle.fileno())
+    mapped = np.load(path, mmap_mode="r")
+    print(f"SUM {[float(mapped.sum()) for _ in range(3)]}")
+    print(f"RSS {peak_kb()} 0")
 elif mode == "base-read":
     with open(os.path.join(folder, "value.pickle"), "rb") as handle:
         array = pickle.load(handle)
@@ -71,6 +83,15 @@ else:
     def make_array(n):
         return make(n)
 
+    @zart.step("total")
+    def total(array):
+        return float(array.sum())
+
+    @zart.workflow("bench-p11")
+    def p11(n):
+        array = zart.wait([zart.schedule(make_array, n)])[0]
+        return zart.wait([zart.schedule(total, array) for _ in range(3)])
+
     @zart.workflow("bench-values")
     def flow(params):
         n, flag = params
@@ -80,6 +101,11 @@ else:
         return float(array.sum())
 
     flag = os.path.join(folder, "fail")
+    if mode == "zart-p11":
+        print(f"SUM {zart.run(p11, n, execution_id='p11', journal=os.path.join(folder, 'p11.duckdb'))}")
+        zart.shutdown_pool()
+        print(f"RSS {peak_kb()} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}")
+        sys.exit(0)
     if mode == "zart-first":
         open(flag, "w").close()
     else:
@@ -115,7 +141,7 @@ def main() -> None:
     args = parser.parse_args()
     env = {**os.environ, "ZART_WORKERS": str(args.workers), "ZART_MONITOR": "0"}
     results: dict[str, list[dict[str, float]]] = {m: [] for m in ("base-write", "zart-first", "base-read",
-                                                                  "zart-replay")}
+                                                                  "zart-replay", "base-p11", "zart-p11")}
     for _ in range(args.repeats):
         folder = Path(tempfile.mkdtemp(prefix="zart-p9-"))
         try:
@@ -140,11 +166,15 @@ def main() -> None:
     replay = median["zart-replay"]["seconds"] / median["base-read"]["seconds"]
     peak = max(median["zart-first"]["driver_mb"], median["zart-first"]["worker_mb"],
                median["zart-replay"]["driver_mb"]) / args.mb
-    print(f"first run {first:.2f}x (target <= 1.5), replay {replay:.2f}x (target <= 1.5), "
+    p11 = median["zart-p11"]["seconds"] / median["base-p11"]["seconds"]
+    print(f"P9: first run {first:.2f}x (target <= 1.5), replay {replay:.2f}x (target <= 1.5), "
           f"peak RSS {peak:.2f}x the value (target <= 2)")
+    print(f"P11: the array passed to 3 steps {p11:.2f}x (target <= 2), driver peak RSS "
+          f"{median['zart-p11']['driver_mb'] / args.mb:.2f}x the value")
     if args.json:
         Path(args.json).write_text(json.dumps({"mb": args.mb, "median": median, "runs": results,
-                                               "ratios": {"first": first, "replay": replay, "peak": peak}},
+                                               "ratios": {"first": first, "replay": replay, "peak": peak,
+                                                          "p11": p11}},
                                               indent=2))
 
 

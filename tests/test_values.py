@@ -301,3 +301,45 @@ def test_a_completed_executions_lost_output_runs_its_body_again_with_its_steps_r
     warned = [record.getMessage() for record in caplog.records if "runs again" in record.getMessage()]
     assert len(warned) == 1 and ref.name in warned[0] and "execution 'e'" in warned[0], warned
     assert zart.journal(journal, live=False).execution_record("e").run_number == 2
+
+
+# --- by reference -------------------------------------------------------------------------------------
+
+
+def _args_sizes(journal: Path, execution_id: str) -> dict[str, int]:
+    import duckdb
+
+    Journal(journal).close()
+    with duckdb.connect(str(journal), read_only=True) as conn:
+        rows = conn.execute("SELECT step_key, octet_length(args) FROM steps WHERE execution_id = ? AND current",
+                            [execution_id]).fetchall()
+    return dict(rows)
+
+
+def test_a_stored_array_passed_to_later_steps_travels_by_reference(journal, tmp_path):
+    from values_lib import array_by_reference
+
+    params = _params(tmp_path, n=100_000)
+    Path(params["flag"]).touch()
+    with pytest.raises(zart.TaskError, match="failing after the totals"):
+        zart.run(array_by_reference, params, execution_id="r", journal=journal, display=False)
+    want = expected(params["n"], "float64")
+    sizes = _args_sizes(journal, "r")
+    assert all(sizes[f"total#{i}"] < 1000 for i in range(3)), sizes  # a reference, not 800 kB of array
+    os.unlink(params["flag"])
+    out = zart.run(array_by_reference, params, execution_id="r", journal=journal, display=False)
+    assert out == [float(want[2:].sum())] * 3 + [float(want[1])]  # the workers' writes stayed theirs
+    assert calls(tmp_path) == ["array", "total", "total", "total"]  # the replay's hashes matched: reused
+    assert len(os.listdir(_store(journal))) == 1  # stored once, by the step that made it
+
+
+def test_an_array_written_to_after_loading_travels_by_value(journal, tmp_path):
+    from values_lib import array_by_reference
+
+    params = {**_params(tmp_path, n=100_000), "write": True}
+    out = zart.run(array_by_reference, params, execution_id="w", journal=journal, display=False)
+    want = expected(params["n"], "float64")
+    want[2] = 1000
+    assert out[:3] == [float(want[2:].sum())] * 3  # the steps saw the body's write, not the stored file
+    sizes = _args_sizes(journal, "w")
+    assert all(sizes[f"total#{i}"] > 100_000 * 8 for i in range(3)), sizes

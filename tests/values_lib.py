@@ -35,3 +35,22 @@ def array_then_fail(params: dict) -> dict:
 
 def expected(n: int, dtype: str) -> np.ndarray:
     return (np.arange(n) % 251).astype(dtype)
+
+
+@zart.step("total")
+def total(array: np.ndarray, counter_dir: str) -> float:
+    _count(counter_dir, "total")
+    array[1] = -1  # the worker's own copy-on-write page: neither the file nor the driver's array changes
+    return float(array[2:].sum())
+
+
+@zart.workflow("array-by-reference")
+def array_by_reference(params: dict) -> list:
+    """An array step whose output goes to three later steps (written to first when ``params["write"]``)."""
+    array = zart.wait([zart.schedule(make_array, params["n"], params["dtype"], params["counter_dir"])])[0]
+    if params.get("write"):
+        array[2] = 1000
+    sums = zart.wait([zart.schedule(total, array, params["counter_dir"]) for _ in range(3)])
+    if os.path.exists(params["flag"]):
+        raise RuntimeError("failing after the totals")
+    return [*sums, float(array[1])]

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import traceback as tb_module
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -152,6 +153,10 @@ class RunState:
         self._cond = threading.Condition()
         self._task_ids = iter(range(1, 1 << 62))
         self._executor: Executor | None = None
+        # Stored arrays this run loaded, by id (a weak reference tells a live one from a reused id):
+        # passed unchanged to another step, one travels as its reference (``_by_reference``).
+        self._mapped: dict[int, tuple[weakref.ref[Any], values.Mapped]] = {}
+        self._by_reference_ok = choice.target(executor) is None  # a cluster's workers may not see the store
 
     # --- scheduling (workflow thread) ------------------------------------------------------------
 
@@ -167,8 +172,9 @@ class RunState:
         seq = self.total
         self.total = seq + 1
         handle = StepHandle(self, key, name)
+        sent = self._by_reference(args, kwargs) if self._mapped else None
         try:
-            args_hash = ser.args_hash(args, kwargs)
+            args_hash = ser.args_hash(args, kwargs) if sent is None else ser.args_hash(sent[2], sent[3])
         except SerializationError as exc:
             raise _argument_error(step, key, args, kwargs, exc) from exc
         definition = self._definitions.get(step) or self._definition(step)
@@ -189,7 +195,7 @@ class RunState:
         if stored is not None:
             check_change(reason, self.on_change, self.execution_id, key)
         try:
-            args_blob = ser.dumps((args, kwargs))
+            args_blob = ser.dumps((args, kwargs) if sent is None else (sent[0], sent[1]))
         except Exception as exc:
             raise _argument_error(step, key, args, kwargs, exc) from exc
         state = _StepState(self, handle, step, definition, args_blob, args_hash,
@@ -204,11 +210,42 @@ class RunState:
         """Reuse a journaled step whose output is in the value store (loaded now: mapped, so cheap for
         arrays); a missing or damaged file makes the step run again."""
         try:
-            handle.reuse_value(values.load(output, self.journal.path))
+            value = self._load(output)
         except ValueLost as exc:
             logger.warning("zart: step %r of execution %r runs again: %s", handle.key, self.execution_id, exc)
             return RunReason.VALUE_LOST
+        handle.reuse_value(value)
         return None
+
+    def _load(self, blob: bytes) -> Any:
+        """A stored value, remembered (weakly) when it can go to another step by reference."""
+        value, mapped = values.load_tracked(blob, self.journal.path)
+        if mapped is not None and self._by_reference_ok:
+            self._mapped[id(value)] = (weakref.ref(value), mapped)
+        return value
+
+    def _by_reference(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> \
+            tuple[tuple[Any, ...], dict[str, Any], tuple[Any, ...], dict[str, Any]] | None:
+        """``(args, kwargs)`` to send, then to hash, with each stored array passed unchanged replaced by
+        its reference (``StoredArg``) and its file's name (``StoredKey``); ``None`` when there is none."""
+        found = self._mapped
+        sent, hashed = list(args), list(args)
+        sent_kw, hashed_kw = dict(kwargs), dict(kwargs)
+        replaced = False
+        for items, hashes in ((sent, hashed), (sent_kw, hashed_kw)):
+            keys: Any = range(len(items)) if isinstance(items, list) else list(items)
+            for index in keys:
+                value = items[index]
+                entry = found.get(id(value))
+                if entry is None or entry[0]() is not value:
+                    continue
+                mapped = entry[1]
+                if not values.unchanged(value, mapped):
+                    continue  # written to since it was loaded: it travels by value
+                items[index] = values.StoredArg(mapped.folder, values.encode_ref(mapped.ref))
+                hashes[index] = values.StoredKey(mapped.ref.name)
+                replaced = True
+        return (tuple(sent), sent_kw, tuple(hashed), hashed_kw) if replaced else None
 
     def _definition(self, step: Step[..., Any]) -> _Definition:
         definition = self._definitions.get(step)
@@ -292,7 +329,7 @@ class RunState:
                     if blob is None:
                         value = None
                     elif blob[0] == values.REF_FIRST:  # a reference (one byte tells; a pickle starts \x80)
-                        value = values.load(blob, self.journal.path)
+                        value = self._load(blob)
                     else:
                         value = ser.loads(blob)
                 except Exception as exc:

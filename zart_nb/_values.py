@@ -331,9 +331,17 @@ def check(blob: bytes, journal_path: str | os.PathLike[str]) -> None:
 def load(blob: bytes, journal_path: str | os.PathLike[str]) -> Any:
     """The value a journaled blob holds: unpickled, or loaded from the store when it is a reference
     (mapped copy-on-write). An explicit unpickle: the read API never calls this."""
+    return load_tracked(blob, journal_path)[0]
+
+
+def load_tracked(blob: bytes, journal_path: str | os.PathLike[str]) -> tuple[Any, Mapped | None]:
+    """:func:`load`, with where the value came from when it can travel to a step by reference (a
+    numpy array that is its file's one buffer, mapped here: see :class:`Mapped`)."""
     if not is_ref(blob):
-        return ser.loads(blob)
-    opened = _open(folder_for(journal_path), decode_ref(blob))
+        return ser.loads(blob), None
+    folder = folder_for(journal_path)
+    ref = decode_ref(blob)
+    opened = _open(folder, ref)
     try:  # a file of 0 bytes cannot be mapped, and a value file has at least its header
         mapped = mmap.mmap(opened.fd, opened.size, access=mmap.ACCESS_COPY)
     except OSError as exc:
@@ -345,10 +353,103 @@ def load(blob: bytes, journal_path: str | os.PathLike[str]) -> Any:
     buffers = [view[offset:offset + size] for offset, size in opened.buffers]
     plain = mapped.find(b"cloudpickle", opened.pickle_at, opened.pickle_at + opened.pickle_size) < 0
     try:
-        return ser.loads_buffers(data, buffers, plain)
+        value = ser.loads_buffers(data, buffers, plain)
     except Exception as exc:
         raise ValueLost(f"the stored value {opened.path} cannot be unpickled: {type(exc).__name__}: {exc}") \
             from exc
+    return value, _track(value, str(folder), ref, opened)
+
+
+# --- by reference: a stored array passed to another step -----------------------------------------------
+#
+# A step's output loaded from the store and passed, unchanged, as another step's argument travels as its
+# reference (``StoredArg``): the worker maps the file itself, and the argument's hash is the file's name
+# (the record that produced it), so a 200 MB argument is neither pickled, sent, journaled nor hashed.
+# "Unchanged" is checked, not assumed: the array is still the file's mapping with the same shape, dtype
+# and strides, and no page of that mapping was written (Linux counts a written copy-on-write page as
+# ``Anonymous`` in /proc/self/smaps). Anything else travels by value, as before.
+
+_SMAPS = "/proc/self/smaps"
+
+
+@dataclass(frozen=True, slots=True)
+class Mapped:
+    """Where a loaded array lives: its file (``ref`` in ``folder``) mapped at ``[start, end)``."""
+
+    folder: str
+    ref: Ref
+    start: int
+    end: int
+    layout: tuple[Any, ...]  # (shape, dtype, strides, data address) as loaded
+
+
+def _array_layout(value: Any) -> tuple[Any, ...]:
+    return value.shape, value.dtype, value.strides, value.__array_interface__["data"][0]
+
+
+def _track(value: Any, folder: str, ref: Ref, opened: _Opened) -> Mapped | None:
+    kind = type(value)
+    if kind.__name__ != "ndarray" or kind.__module__ != "numpy" or len(opened.buffers) != 1:
+        return None
+    if not os.path.exists(_SMAPS):
+        return None  # not Linux: a write cannot be detected, so it travels by value
+    offset, size = opened.buffers[0]
+    layout = _array_layout(value)
+    start = layout[3] - offset
+    if start % mmap.PAGESIZE or value.nbytes != size:
+        return None
+    return Mapped(folder, ref, start, start + opened.size, layout)
+
+
+def _written(mapped: Mapped) -> bool:
+    """Whether a page of the mapping was written (copy-on-write made it private), or it is gone."""
+    inside = False
+    found = False
+    with open(_SMAPS, encoding="ascii", errors="replace") as handle:
+        for line in handle:
+            if "-" in line[:20] and not line[0].isupper():
+                low, _, high = line.partition(" ")[0].partition("-")
+                start, end = int(low, 16), int(high, 16)
+                inside = start < mapped.end and end > mapped.start
+                found = found or inside
+            elif inside and line.startswith("Anonymous:") and line.split()[1] != "0":
+                return True
+    return not found
+
+
+def unchanged(value: Any, mapped: Mapped) -> bool:
+    """``value`` is still exactly its stored file's content (see the section's comment)."""
+    try:
+        return _array_layout(value) == mapped.layout and not _written(mapped)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class StoredKey:
+    """What a by-reference argument hashes as: the name of the file (one per record that produced it)."""
+
+    name: str
+
+
+class StoredArg:
+    """A by-reference argument on its way to a worker, which loads it from the store as it unpickles
+    the task's arguments (the store's absolute folder travels with it)."""
+
+    __slots__ = ("folder", "blob")
+
+    def __init__(self, folder: str, blob: bytes) -> None:
+        self.folder = folder
+        self.blob = blob
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return load_argument, (self.folder, self.blob)
+
+
+def load_argument(folder: str, blob: bytes) -> Any:
+    """A by-reference argument, in the worker: the stored value, mapped copy-on-write."""
+    path = Path(folder)
+    return load(blob, path.with_name(path.name[: -len(".values")]))
 
 
 # --- garbage ------------------------------------------------------------------------------------------
