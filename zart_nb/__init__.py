@@ -26,7 +26,7 @@ if _typing.TYPE_CHECKING:
     from ._api import DurableScheduler, TaskRegistry, run, schedule, start, wait
     from ._context import Context, context
     from ._control import ControlOutcome, cancel, delete
-    from ._data import gc, load
+    from ._data import GcReport, gc, load
     from ._definitions import DurableExecution, NamedCall, RetryPolicy, Step, Workflow, step, workflow
     from ._errors import (
         Cancelled,
@@ -63,7 +63,6 @@ if _typing.TYPE_CHECKING:
     from ._records import AttemptRecord, DefinitionRecord, ExecutionRecord, RunRecord, StepRecord
     from ._runtime import shutdown_pool
     from ._status import ExecutionStatus, RunReason, StepStatus
-    from ._values import GcReport
 
 __version__ = "0.1.0"
 
@@ -72,7 +71,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "_api": ("DurableScheduler", "TaskRegistry", "run", "schedule", "start", "wait"),
     "_context": ("Context", "context"),
     "_control": ("ControlOutcome", "cancel", "delete"),
-    "_data": ("gc", "load"),
+    "_data": ("GcReport", "gc", "load"),
     "_definitions": ("DurableExecution", "NamedCall", "RetryPolicy", "Step", "Workflow", "step", "workflow"),
     "_errors": ("Cancelled", "ConfigurationError", "DefinitionError", "DefinitionNotFound", "ExecutionNotFound",
                 "ExecutionTimeout", "ExecutorClosed", "JournalCorrupt", "JournalError", "JournalLocked",
@@ -87,7 +86,6 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "_records": ("AttemptRecord", "DefinitionRecord", "ExecutionRecord", "RunRecord", "StepRecord"),
     "_runtime": ("shutdown_pool",),
     "_status": ("ExecutionStatus", "RunReason", "StepStatus"),
-    "_values": ("GcReport",),
 }
 # What code running inside a step may touch without loading the engine (zart.context(), errors, a
 # module of steps imported by reference). Any other name loads every module but those on demand.

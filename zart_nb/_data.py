@@ -1,13 +1,70 @@
-"""The value store's public door: ``zart.load`` (a stored value outside a workflow) and ``zart.gc``."""
+"""The value store's public door: ``zart.load`` (a stored value outside a workflow) and ``zart.gc``
+(the store's files no journal row points to)."""
 from __future__ import annotations
 
 import os
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from . import _values as values
 from ._errors import ConfigurationError, ExecutionNotFound, JournalError, JournalLocked
 from ._runtime import runtime
 from ._status import StepStatus
+
+
+@dataclass(frozen=True, slots=True)
+class GcReport:
+    """What ``zart.gc`` found in a value store (``removed`` are the files it deleted, or would delete
+    with ``dry_run``)."""
+
+    store: str
+    removed: tuple[str, ...]
+    freed: int  # bytes
+    kept_young: tuple[str, ...]  # unreferenced but younger than min_age: possibly being written
+    referenced: int
+    dry_run: bool
+
+    def __str__(self) -> str:
+        verb = "would remove" if self.dry_run else "removed"
+        text = (f"{self.store}: {verb} {len(self.removed)} unreferenced value file(s), "
+                f"{values.size_text(self.freed)}; {self.referenced} referenced file(s) kept")
+        if self.kept_young:
+            text += f"; {len(self.kept_young)} unreferenced file(s) younger than the minimum age kept"
+        return text
+
+
+def collect(journal_path: str | os.PathLike[str], referenced: set[str], *, min_age: float = values.MIN_AGE,
+            dry_run: bool = False) -> GcReport:
+    """Remove the store's files no journal row points to, except those younger than ``min_age``."""
+    folder = values.folder_for(journal_path)
+    removed: list[str] = []
+    young: list[str] = []
+    freed = 0
+    kept = 0
+    if folder.exists():
+        values.check_folder(folder)
+        now = time.time()
+        for entry in sorted(os.scandir(folder), key=lambda entry: entry.name):
+            if not entry.name.endswith(values.SUFFIX) or not entry.is_file(follow_symlinks=False):
+                continue
+            if entry.name in referenced:
+                kept += 1
+                continue
+            info = entry.stat(follow_symlinks=False)
+            if now - info.st_mtime < min_age:
+                young.append(entry.name)
+                continue
+            if not dry_run:
+                try:
+                    os.unlink(entry.path)
+                except FileNotFoundError:
+                    continue
+            removed.append(entry.name)
+            freed += info.st_size
+        if removed and not dry_run:
+            values.sync_folder(folder)
+    return GcReport(str(folder), tuple(removed), freed, tuple(young), kept, dry_run)
 
 
 def load(execution_id: str, step_key: str, journal: str | os.PathLike[str] | None = None) -> Any:
@@ -33,7 +90,7 @@ def load(execution_id: str, step_key: str, journal: str | os.PathLike[str] | Non
 
 
 def gc(journal: str | os.PathLike[str] | None = None, *, dry_run: bool = False,
-       min_age: float = values.MIN_AGE) -> values.GcReport:
+       min_age: float = values.MIN_AGE) -> GcReport:
     """Remove the files of ``journal``'s value store (``<journal>.values/``) that no journal row points
     to: orphans left by a process killed between writing a value and journaling it, and the values of
     deleted executions. Unreferenced files younger than ``min_age`` seconds (default an hour) are kept:
@@ -49,7 +106,7 @@ def gc(journal: str | os.PathLike[str] | None = None, *, dry_run: bool = False,
     try:
         with journal_.hold():
             referenced = values.referenced_names(journal_.value_references())
-            return values.collect(journal_.path, referenced, min_age=min_age, dry_run=dry_run)
+            return collect(journal_.path, referenced, min_age=min_age, dry_run=dry_run)
     except JournalLocked as exc:
         raise JournalLocked(exc.path, f"{exc.owner} (its engine may be writing values: zart gc runs when no "
                                       "other process holds the journal)", exc.waited) from None

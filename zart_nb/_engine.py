@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
+from . import _byref as byref
 from . import _context
 from . import _serialization as ser
 from . import _values as values
@@ -155,7 +156,7 @@ class RunState:
         self._executor: Executor | None = None
         # Stored arrays this run loaded, by id (a weak reference tells a live one from a reused id):
         # passed unchanged to another step, one travels as its reference (``_by_reference``).
-        self._mapped: dict[int, tuple[weakref.ref[Any], values.Mapped]] = {}
+        self._mapped: dict[int, tuple[weakref.ref[Any], byref.Mapped]] = {}
         self._by_reference_ok = choice.target(executor) is None  # a cluster's workers may not see the store
 
     # --- scheduling (workflow thread) ------------------------------------------------------------
@@ -219,33 +220,15 @@ class RunState:
 
     def _load(self, blob: bytes) -> Any:
         """A stored value, remembered (weakly) when it can go to another step by reference."""
-        value, mapped = values.load_tracked(blob, self.journal.path)
+        value, mapped = byref.load_tracked(blob, self.journal.path)
         if mapped is not None and self._by_reference_ok:
             self._mapped[id(value)] = (weakref.ref(value), mapped)
         return value
 
     def _by_reference(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> \
             tuple[tuple[Any, ...], dict[str, Any], tuple[Any, ...], dict[str, Any]] | None:
-        """``(args, kwargs)`` to send, then to hash, with each stored array passed unchanged replaced by
-        its reference (``StoredArg``) and its file's name (``StoredKey``); ``None`` when there is none."""
-        found = self._mapped
-        sent, hashed = list(args), list(args)
-        sent_kw, hashed_kw = dict(kwargs), dict(kwargs)
-        replaced = False
-        for items, hashes in ((sent, hashed), (sent_kw, hashed_kw)):
-            keys: Any = range(len(items)) if isinstance(items, list) else list(items)
-            for index in keys:
-                value = items[index]
-                entry = found.get(id(value))
-                if entry is None or entry[0]() is not value:
-                    continue
-                mapped = entry[1]
-                if not values.unchanged(value, mapped):
-                    continue  # written to since it was loaded: it travels by value
-                items[index] = values.StoredArg(mapped.folder, values.encode_ref(mapped.ref))
-                hashes[index] = values.StoredKey(mapped.ref.name)
-                replaced = True
-        return (tuple(sent), sent_kw, tuple(hashed), hashed_kw) if replaced else None
+        """``(args, kwargs)`` to send, then to hash, with stored arrays passed by reference (or None)."""
+        return byref.replace(args, kwargs, self._mapped)
 
     def _definition(self, step: Step[..., Any]) -> _Definition:
         definition = self._definitions.get(step)

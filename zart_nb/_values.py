@@ -26,7 +26,6 @@ import os
 import pickle
 import stat
 import struct
-import time
 import uuid
 import zlib
 from collections.abc import Iterable
@@ -177,7 +176,7 @@ def write(folder: Path, data: bytes, buffers: list[pickle.PickleBuffer], kind: s
     path = folder / name
     try:
         _write_file(path, header, data, raws, pickle_at, offsets)
-        _sync_folder(folder)
+        sync_folder(folder)
     except OSError as exc:
         raise ValueStoreError(f"cannot write a {kind} value of {size_text(size)} to the value store "
                               f"{folder}: {exc}") from exc
@@ -207,7 +206,7 @@ def _write_file(path: Path, header: bytes, data: bytes, raws: list[memoryview], 
     os.close(fd)
 
 
-def _sync_folder(folder: Path) -> None:
+def sync_folder(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
@@ -247,15 +246,6 @@ def encode(value: Any, data: bytes, buffers: list[pickle.PickleBuffer], store: t
         return (ser.dumps(value) if buffers else data), None
     ref = write(Path(folder), data, buffers, _kind(value))
     return encode_ref(ref), describe(value, ref.size)
-
-
-def store_blob(blob: bytes, store: tuple[str, int]) -> tuple[bytes, str | None]:
-    """``blob`` (an in-band pickle) as the store keeps it when it is above the threshold, else as is."""
-    folder, limit = store
-    if len(blob) <= limit or is_ref(blob):
-        return blob, None
-    ref = write(Path(folder), blob, [], "pickle")
-    return encode_ref(ref), None
 
 
 def dumps(value: Any, store: tuple[str, int]) -> tuple[bytes, str]:
@@ -322,23 +312,26 @@ def _open(folder: Path, ref: Ref) -> _Opened:
         raise
 
 
-def check(blob: bytes, journal_path: str | os.PathLike[str]) -> None:
-    """Raise ``ValueLost`` (or ``ValueStoreError``) unless the referenced file passes its checks."""
-    opened = _open(folder_for(journal_path), decode_ref(blob))
-    os.close(opened.fd)
-
-
 def load(blob: bytes, journal_path: str | os.PathLike[str]) -> Any:
     """The value a journaled blob holds: unpickled, or loaded from the store when it is a reference
     (mapped copy-on-write). An explicit unpickle: the read API never calls this."""
-    return load_tracked(blob, journal_path)[0]
+    return load_with_origin(blob, journal_path).value
 
 
-def load_tracked(blob: bytes, journal_path: str | os.PathLike[str]) -> tuple[Any, Mapped | None]:
-    """:func:`load`, with where the value came from when it can travel to a step by reference (a
-    numpy array that is its file's one buffer, mapped here: see :class:`Mapped`)."""
+class Loaded(NamedTuple):
+    """A loaded value and, when it came from the store, its file and that file's layout."""
+
+    value: Any
+    folder: Path | None = None
+    ref: Ref | None = None
+    size: int = 0
+    buffers: tuple[tuple[int, int], ...] = ()  # (offset, size) of each out-of-band buffer in the file
+
+
+def load_with_origin(blob: bytes, journal_path: str | os.PathLike[str]) -> Loaded:
+    """:func:`load`, saying where the value came from (``_byref`` passes such arrays on by reference)."""
     if not is_ref(blob):
-        return ser.loads(blob), None
+        return Loaded(ser.loads(blob))
     folder = folder_for(journal_path)
     ref = decode_ref(blob)
     opened = _open(folder, ref)
@@ -357,153 +350,4 @@ def load_tracked(blob: bytes, journal_path: str | os.PathLike[str]) -> tuple[Any
     except Exception as exc:
         raise ValueLost(f"the stored value {opened.path} cannot be unpickled: {type(exc).__name__}: {exc}") \
             from exc
-    return value, _track(value, str(folder), ref, opened)
-
-
-# --- by reference: a stored array passed to another step -----------------------------------------------
-#
-# A step's output loaded from the store and passed, unchanged, as another step's argument travels as its
-# reference (``StoredArg``): the worker maps the file itself, and the argument's hash is the file's name
-# (the record that produced it), so a 200 MB argument is neither pickled, sent, journaled nor hashed.
-# "Unchanged" is checked, not assumed: the array is still the file's mapping with the same shape, dtype
-# and strides, and no page of that mapping was written (Linux counts a written copy-on-write page as
-# ``Anonymous`` in /proc/self/smaps). Anything else travels by value, as before.
-
-_SMAPS = "/proc/self/smaps"
-
-
-@dataclass(frozen=True, slots=True)
-class Mapped:
-    """Where a loaded array lives: its file (``ref`` in ``folder``) mapped at ``[start, end)``."""
-
-    folder: str
-    ref: Ref
-    start: int
-    end: int
-    layout: tuple[Any, ...]  # (shape, dtype, strides, data address) as loaded
-
-
-def _array_layout(value: Any) -> tuple[Any, ...]:
-    return value.shape, value.dtype, value.strides, value.__array_interface__["data"][0]
-
-
-def _track(value: Any, folder: str, ref: Ref, opened: _Opened) -> Mapped | None:
-    kind = type(value)
-    if kind.__name__ != "ndarray" or kind.__module__ != "numpy" or len(opened.buffers) != 1:
-        return None
-    if not os.path.exists(_SMAPS):
-        return None  # not Linux: a write cannot be detected, so it travels by value
-    offset, size = opened.buffers[0]
-    layout = _array_layout(value)
-    start = layout[3] - offset
-    if start % mmap.PAGESIZE or value.nbytes != size:
-        return None
-    return Mapped(folder, ref, start, start + opened.size, layout)
-
-
-def _written(mapped: Mapped) -> bool:
-    """Whether a page of the mapping was written (copy-on-write made it private), or it is gone."""
-    inside = False
-    found = False
-    with open(_SMAPS, encoding="ascii", errors="replace") as handle:
-        for line in handle:
-            if "-" in line[:20] and not line[0].isupper():
-                low, _, high = line.partition(" ")[0].partition("-")
-                start, end = int(low, 16), int(high, 16)
-                inside = start < mapped.end and end > mapped.start
-                found = found or inside
-            elif inside and line.startswith("Anonymous:") and line.split()[1] != "0":
-                return True
-    return not found
-
-
-def unchanged(value: Any, mapped: Mapped) -> bool:
-    """``value`` is still exactly its stored file's content (see the section's comment)."""
-    try:
-        return _array_layout(value) == mapped.layout and not _written(mapped)
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-@dataclass(frozen=True, slots=True)
-class StoredKey:
-    """What a by-reference argument hashes as: the name of the file (one per record that produced it)."""
-
-    name: str
-
-
-class StoredArg:
-    """A by-reference argument on its way to a worker, which loads it from the store as it unpickles
-    the task's arguments (the store's absolute folder travels with it)."""
-
-    __slots__ = ("folder", "blob")
-
-    def __init__(self, folder: str, blob: bytes) -> None:
-        self.folder = folder
-        self.blob = blob
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return load_argument, (self.folder, self.blob)
-
-
-def load_argument(folder: str, blob: bytes) -> Any:
-    """A by-reference argument, in the worker: the stored value, mapped copy-on-write."""
-    path = Path(folder)
-    return load(blob, path.with_name(path.name[: -len(".values")]))
-
-
-# --- garbage ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class GcReport:
-    """What ``zart.gc`` found in a value store (``removed`` are the files it deleted, or would delete
-    with ``dry_run``)."""
-
-    store: str
-    removed: tuple[str, ...]
-    freed: int  # bytes
-    kept_young: tuple[str, ...]  # unreferenced but younger than min_age: possibly being written
-    referenced: int
-    dry_run: bool
-
-    def __str__(self) -> str:
-        verb = "would remove" if self.dry_run else "removed"
-        text = (f"{self.store}: {verb} {len(self.removed)} unreferenced value file(s), "
-                f"{size_text(self.freed)}; {self.referenced} referenced file(s) kept")
-        if self.kept_young:
-            text += f"; {len(self.kept_young)} unreferenced file(s) younger than the minimum age kept"
-        return text
-
-
-def collect(journal_path: str | os.PathLike[str], referenced: set[str], *, min_age: float = MIN_AGE,
-            dry_run: bool = False) -> GcReport:
-    """Remove the store's files no journal row points to, except those younger than ``min_age``."""
-    folder = folder_for(journal_path)
-    removed: list[str] = []
-    young: list[str] = []
-    freed = 0
-    kept = 0
-    if folder.exists():
-        check_folder(folder)
-        now = time.time()
-        for entry in sorted(os.scandir(folder), key=lambda entry: entry.name):
-            if not entry.name.endswith(SUFFIX) or not entry.is_file(follow_symlinks=False):
-                continue
-            if entry.name in referenced:
-                kept += 1
-                continue
-            info = entry.stat(follow_symlinks=False)
-            if now - info.st_mtime < min_age:
-                young.append(entry.name)
-                continue
-            if not dry_run:
-                try:
-                    os.unlink(entry.path)
-                except FileNotFoundError:
-                    continue
-            removed.append(entry.name)
-            freed += info.st_size
-        if removed and not dry_run:
-            _sync_folder(folder)
-    return GcReport(str(folder), tuple(removed), freed, tuple(young), kept, dry_run)
+    return Loaded(value, folder, ref, opened.size, tuple(opened.buffers))
