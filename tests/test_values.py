@@ -343,3 +343,14 @@ def test_an_array_written_to_after_loading_travels_by_value(journal, tmp_path):
     assert out[:3] == [float(want[2:].sum())] * 3  # the steps saw the body's write, not the stored file
     sizes = _args_sizes(journal, "w")
     assert all(sizes[f"total#{i}"] > 100_000 * 8 for i in range(3)), sizes
+
+
+def test_by_reference_on_the_inline_executor(journal, tmp_path, inline):
+    from values_lib import array_by_reference
+
+    params = _params(tmp_path, n=100_000)
+    out = zart.run(array_by_reference, params, execution_id="i", journal=journal, display=False)
+    want = expected(params["n"], "float64")
+    assert out == [float(want[2:].sum())] * 3 + [float(want[1])]
+    assert all(size < 1000 for key, size in _args_sizes(journal, "i").items() if key.startswith("total")), \
+        _args_sizes(journal, "i")
