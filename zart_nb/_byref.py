@@ -7,7 +7,8 @@ it), so a 200 MB argument is neither pickled, sent, journaled nor hashed again.
 
 "Unchanged" is checked, not assumed: the array is still its file's mapping with the same shape, dtype,
 strides and address, and no page of that mapping was written (Linux counts a written copy-on-write page
-as ``Anonymous`` in /proc/self/smaps; reading it costs ~1 ms). Anything else (another kind of value, an
+as ``Anonymous`` in /proc/self/smaps; one scan costs ~2.5 ms in a driver with numpy and DuckDB loaded,
+255 mappings, measured). Anything else (another kind of value, an
 array written to or reshaped in place, a system without /proc) travels by value, as before.
 """
 from __future__ import annotations
