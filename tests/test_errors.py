@@ -32,6 +32,8 @@ SAMPLES = {
     zart.WaitTimeout: ("steps still running",),
     zart.ExecutionTimeout: ("still running",),
     zart.MonitorError: ("the engine went away",),
+    zart.ValueStoreError: ("the value store /tmp/j.duckdb.values is writable by others",),
+    zart.ValueLost: ("the stored value /tmp/j.duckdb.values/x.zv is missing",),
     zart.Cancelled: ("cancelled",),
 }
 

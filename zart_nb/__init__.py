@@ -26,6 +26,7 @@ if _typing.TYPE_CHECKING:
     from ._api import DurableScheduler, TaskRegistry, run, schedule, start, wait
     from ._context import Context, context
     from ._control import ControlOutcome, cancel, delete
+    from ._data import GcReport, gc, load
     from ._definitions import DurableExecution, NamedCall, RetryPolicy, Step, Workflow, step, workflow
     from ._errors import (
         Cancelled,
@@ -48,6 +49,8 @@ if _typing.TYPE_CHECKING:
         StepFailed,
         StepTimeout,
         TaskError,
+        ValueLost,
+        ValueStoreError,
         WaitTimeout,
         WorkerCrashed,
         ZartError,
@@ -68,12 +71,13 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "_api": ("DurableScheduler", "TaskRegistry", "run", "schedule", "start", "wait"),
     "_context": ("Context", "context"),
     "_control": ("ControlOutcome", "cancel", "delete"),
+    "_data": ("GcReport", "gc", "load"),
     "_definitions": ("DurableExecution", "NamedCall", "RetryPolicy", "Step", "Workflow", "step", "workflow"),
     "_errors": ("Cancelled", "ConfigurationError", "DefinitionError", "DefinitionNotFound", "ExecutionNotFound",
                 "ExecutionTimeout", "ExecutorClosed", "JournalCorrupt", "JournalError", "JournalLocked",
                 "JournalSchemaTooNew", "MonitorError", "NonDeterminism", "NotInWorkflow", "SerializationError",
-                "StepCancelled", "StepError", "StepFailed", "StepTimeout", "TaskError", "WaitTimeout",
-                "WorkerCrashed", "ZartError"),
+                "StepCancelled", "StepError", "StepFailed", "StepTimeout", "TaskError", "ValueLost",
+                "ValueStoreError", "WaitTimeout", "WorkerCrashed", "ZartError"),
     "_events": ("Event", "EventBus", "ExecutionEvent", "StepEvent", "events"),
     "_handles": ("Execution", "StepHandle"),
     "_monitor.client": ("MonitorClient",),
@@ -187,12 +191,15 @@ __all__ = [
     "ExecutionTimeout",
     "ExecutorClosed",
     "FailedStep",
+    "gc",
+    "GcReport",
     "journal",
     "JournalCorrupt",
     "JournalError",
     "JournalLocked",
     "JournalReader",
     "JournalSchemaTooNew",
+    "load",
     "MonitorClient",
     "MonitorError",
     "NamedCall",
@@ -222,6 +229,8 @@ __all__ = [
     "StepTimeout",
     "TaskError",
     "TaskRegistry",
+    "ValueLost",
+    "ValueStoreError",
     "wait",
     "WaitTimeout",
     "WorkerCrashed",

@@ -8,6 +8,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from . import _context, _engine
 from . import _serialization as ser
+from . import _values as values
 from ._definitions import NamedCall, Step, WorkflowDef, as_workflow
 from ._errors import ConfigurationError, DefinitionError, ExecutionNotFound
 from ._executors import choice
@@ -195,7 +196,7 @@ class DurableScheduler:
         if stored.status != ExecutionStatus.COMPLETED.value:
             raise DefinitionError(f"execution {execution_id!r} is {stored.status} and not running here; "
                                   "resume it with start()")
-        return ser.loads(stored.output) if stored.output is not None else None
+        return values.load(stored.output, self.journal.path) if stored.output is not None else None
 
     def status(self, execution_id: str) -> ExecutionStatus:
         execution = self._executions.get(execution_id)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from . import _discovery as discovery
 from . import _serialization as ser
+from . import _values as values
 from ._cli_format import BROKEN_PIPE_EXIT, ERROR_EXIT, EXIT_CODES, safe
 from ._cli_read import SHOW_LIMIT, cmd_delete, cmd_ls, cmd_runs, cmd_show, cmd_stats
 from ._errors import ExecutionNotFound, JournalLocked, ZartError
@@ -76,13 +77,13 @@ def cmd_resume(args: argparse.Namespace) -> int:
         with client:
             return _resume_in_engine(client, args)
     if stored.status == ExecutionStatus.COMPLETED.value:
-        output = ser.loads(stored.output) if stored.output is not None else None
+        output = values.load(stored.output, journal.path) if stored.output is not None else None
         print(f"Execution {safe(repr(args.execution_id))} is already completed (run {stored.run_number}); "
               "nothing to resume.")
         print(f"  output: {safe(ser.preview(output))}")
         return 0
     workflow = as_workflow(ser.loads(blob), stored.workflow)
-    data = ser.loads(stored.input)
+    data = values.load(stored.input, journal.path)
     execution = Execution(args.execution_id, journal)
     print(f"Resuming execution {safe(repr(args.execution_id))} ({safe(stored.workflow)}, was {stored.status})...")
     execute(execution, workflow, data, workers=args.workers, executor=args.executor)
@@ -140,6 +141,21 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 def _delete(args: argparse.Namespace) -> int:
     return cmd_delete(args, lambda execution_id: _where(execution_id, args.journal))
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    from ._cli_read import targets
+    from ._data import gc
+
+    journals = targets(args)
+    for path in journals.paths:
+        if journals.folder and not path.exists():
+            continue
+        report = gc(path, dry_run=args.dry_run, min_age=args.min_age)
+        print(safe(str(report)))
+        for name in report.removed:
+            print(f"  {'would remove' if args.dry_run else 'removed'} {safe(name)}")
+    return 0
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
@@ -217,6 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
     cancel = sub.add_parser("cancel", parents=[common], help="mark an unfinished execution cancelled")
     cancel.add_argument("execution_id")
     cancel.set_defaults(func=cmd_cancel)
+
+    gc = sub.add_parser("gc", parents=[common],
+                        help="remove value store files no journal row points to (orphans, deleted executions)")
+    gc.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    gc.add_argument("--min-age", type=float, default=3600.0, metavar="SECONDS",
+                    help="keep unreferenced files younger than this: they may be being written (default: 3600)")
+    gc.set_defaults(func=cmd_gc)
 
     tui = sub.add_parser("tui", parents=[common], help="terminal monitor (zart-tui)")
     tui.set_defaults(func=cmd_tui)

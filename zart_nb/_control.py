@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from . import _serialization as ser
+from . import _values as values
 from ._definitions import WorkflowDef, as_workflow
 from ._errors import Cancelled, ConfigurationError, DefinitionError, ExecutionNotFound, MonitorError, ZartError
 from ._handles import Execution
@@ -113,7 +114,7 @@ def journaled_run(journal: Journal, execution_id: str) -> tuple[WorkflowDef, Any
     if stored.status == ExecutionStatus.COMPLETED.value:
         raise DefinitionError(f"execution {execution_id!r} is already completed; nothing to resume")
     _, _, blob = journal.pickled_definition(stored.def_id)
-    return as_workflow(ser.loads(blob), stored.workflow), ser.loads(stored.input)
+    return as_workflow(ser.loads(blob), stored.workflow), values.load(stored.input, journal.path)
 
 
 def resume_here(journal: Journal, execution_id: str, execute: Execute, *, workers: int | None = None,

@@ -13,16 +13,20 @@ from __future__ import annotations
 
 import contextvars
 import inspect
+import logging
 import sys
 import threading
 import time
 import traceback as tb_module
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
+from . import _byref as byref
 from . import _context
 from . import _serialization as ser
+from . import _values as values
 from ._control import start_monitor
 from ._definitions import Step, WorkflowDef, referenced_steps
 from ._errors import (
@@ -36,6 +40,8 @@ from ._errors import (
     StepFailed,
     StepTimeout,
     TaskError,
+    ValueLost,
+    ValueStoreError,
     WaitTimeout,
     WorkerCrashed,
     ZartError,
@@ -54,6 +60,7 @@ from ._status import ExecutionStatus, RunReason, StepStatus
 from ._tracebacks import locate_dynamic
 
 WAIT_TICK = 0.1
+logger = logging.getLogger("zart_nb")
 
 
 @dataclass(slots=True)
@@ -110,8 +117,10 @@ class RunState:
 
     def __init__(self, journal: Journal, execution_id: str, run_number: int,
                  stored: dict[str, StoredStep], on_change: str, workers: int | None,
-                 executor: ExecutorSpec = None) -> None:
+                 executor: ExecutorSpec = None, store: tuple[str, int] | None = None) -> None:
         self.journal = journal
+        # (value store folder, threshold): every task carries this one tuple (pickled once a batch)
+        self.store = store or values.spec(journal.path)
         self.execution_id = execution_id
         self.run_number = run_number
         self.stored = stored
@@ -146,6 +155,10 @@ class RunState:
         self._cond = threading.Condition()
         self._task_ids = iter(range(1, 1 << 62))
         self._executor: Executor | None = None
+        # Stored arrays this run loaded, by id (a weak reference tells a live one from a reused id):
+        # passed unchanged to another step, one travels as its reference (``_by_reference``).
+        self._mapped: dict[int, tuple[weakref.ref[Any], byref.Mapped]] = {}
+        self._by_reference_ok = choice.target(executor) is None  # a cluster's workers may not see the store
 
     # --- scheduling (workflow thread) ------------------------------------------------------------
 
@@ -161,15 +174,21 @@ class RunState:
         seq = self.total
         self.total = seq + 1
         handle = StepHandle(self, key, name)
+        sent = self._by_reference(args, kwargs) if self._mapped else None
         try:
-            args_hash = ser.args_hash(args, kwargs)
+            args_hash = ser.args_hash(args, kwargs) if sent is None else ser.args_hash(sent[2], sent[3])
         except SerializationError as exc:
             raise _argument_error(step, key, args, kwargs, exc) from exc
         definition = self._definitions.get(step) or self._definition(step)
         stored = self.stored.get(key)
         reason = decide(stored, args_hash, definition.code_hash)
         if reason is None:
-            handle.reuse(stored.output)  # type: ignore[union-attr]
+            output = stored.output  # type: ignore[union-attr]
+            if output is not None and output[0] == values.REF_FIRST:
+                reason = self._reuse_stored(handle, output)
+        if reason is None:
+            if not handle.done:
+                handle.reuse(stored.output)  # type: ignore[union-attr]
             self.reused += 1
             self.finished += 1
             if events.active:
@@ -178,7 +197,7 @@ class RunState:
         if stored is not None:
             check_change(reason, self.on_change, self.execution_id, key)
         try:
-            args_blob = ser.dumps((args, kwargs))
+            args_blob = ser.dumps((args, kwargs) if sent is None else (sent[0], sent[1]))
         except Exception as exc:
             raise _argument_error(step, key, args, kwargs, exc) from exc
         state = _StepState(self, handle, step, definition, args_blob, args_hash,
@@ -188,6 +207,29 @@ class RunState:
         if events.active:
             events.publish(StepEvent(self.execution_id, key, StepStatus.SCHEDULED, name, reason=reason))
         return handle
+
+    def _reuse_stored(self, handle: StepHandle, output: bytes) -> RunReason | None:
+        """Reuse a journaled step whose output is in the value store (loaded now: mapped, so cheap for
+        arrays); a missing or damaged file makes the step run again."""
+        try:
+            value = self._load(output)
+        except ValueLost as exc:
+            logger.warning("zart: step %r of execution %r runs again: %s", handle.key, self.execution_id, exc)
+            return RunReason.VALUE_LOST
+        handle.reuse_value(value)
+        return None
+
+    def _load(self, blob: bytes) -> Any:
+        """A stored value, remembered (weakly) when it can go to another step by reference."""
+        value, mapped = byref.load_tracked(blob, self.journal.path)
+        if mapped is not None and self._by_reference_ok:
+            self._mapped[id(value)] = (weakref.ref(value), mapped)
+        return value
+
+    def _by_reference(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> \
+            tuple[tuple[Any, ...], dict[str, Any], tuple[Any, ...], dict[str, Any]] | None:
+        """``(args, kwargs)`` to send, then to hash, with stored arrays passed by reference (or None)."""
+        return byref.replace(args, kwargs, self._mapped)
 
     def _definition(self, step: Step[..., Any]) -> _Definition:
         definition = self._definitions.get(step)
@@ -208,7 +250,8 @@ class RunState:
         """A new attempt of ``state``; the caller registers it in ``_pending`` under ``_cond``."""
         return Task(next(self._task_ids), state.definition.fn_id, state.definition.fn_blob,
                     state.args_blob, self.execution_id, state.handle.key, state.attempt,
-                    state.timeout, time.time() + delay if delay else 0.0, consumer=self, owner=state)
+                    state.timeout, time.time() + delay if delay else 0.0, store=self.store, consumer=self,
+                    owner=state)
 
     def _submit(self, state: _StepState) -> None:
         task = self._task(state)
@@ -266,7 +309,13 @@ class RunState:
                 # Loaded here, before it is journaled as completed: an output the driver cannot load
                 # (a class only the worker has) fails the step instead of failing every re-run.
                 try:
-                    value = ser.loads(outcome.blob) if outcome.blob is not None else None
+                    blob = outcome.blob
+                    if blob is None:
+                        value = None
+                    elif blob[0] == values.REF_FIRST:  # a reference (one byte tells; a pickle starts \x80)
+                        value = self._load(blob)
+                    else:
+                        value = ser.loads(blob)
                 except Exception as exc:
                     kind = outcome.kind = OutcomeKind.UNPICKLABLE
                     outcome.error_type = "SerializationError"
@@ -546,28 +595,35 @@ def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, on_cha
     journal = execution.journal
     execution_id = execution.execution_id
     workflow_hash, input_hash = execution.fingerprint or fingerprint(workflow, data)
+    store = values.spec(journal.path)
     stored = journal.pickled_execution(execution_id)
     if stored is not None and stored.status == ExecutionStatus.COMPLETED.value:
         unchanged = stored.input_hash == input_hash and stored.def_id == workflow_hash
         if unchanged:
-            execution.finish(ExecutionStatus.COMPLETED,
-                             ser.loads(stored.output) if stored.output is not None else None)
-            return
-        if on_change == "error":
+            try:
+                output = values.load(stored.output, journal.path) if stored.output is not None else None
+            except ValueLost as exc:  # its steps are reused; the body runs again to make its output
+                logger.warning("zart: execution %r runs again: %s", execution_id, exc)
+            else:
+                execution.finish(ExecutionStatus.COMPLETED, output)
+                return
+        elif on_change == "error":
             what = "input" if stored.input_hash != input_hash else _code_change(execution, workflow)
             raise NonDeterminism(f"execution {execution_id!r} completed with a different {what}, "
                                  "and on_change='error'")
     try:  # only a run needs the input's pickle: a completed execution returned above
-        input_blob = ser.dumps(data)
+        input_blob, input_preview = values.dumps(data, store)
     except Exception as exc:
+        if isinstance(exc, ValueStoreError):
+            raise
         raise SerializationError(f"the input of execution {execution_id!r} cannot be pickled: {exc}") \
             from exc
     # A run starts: the monitor may list it (a completed re-run returned above), in every process.
     runtime.serve(journal, lambda held: start_monitor(held, execute))
     runtime.run_opened(workers)
     try:
-        _run_body(execution, workflow, data, on_change, workers, input_blob, input_hash, workflow_hash,
-                  executor)
+        _run_body(execution, workflow, data, on_change, workers, input_blob, input_preview, input_hash,
+                  workflow_hash, executor, store)
     finally:
         runtime.run_closed()
 
@@ -587,8 +643,8 @@ def _code_change(execution: Execution, workflow: WorkflowDef) -> str:
 
 
 def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change: str,
-              workers: int | None, input_blob: bytes, input_hash: str, workflow_hash: str,
-              executor: ExecutorSpec = None) -> None:
+              workers: int | None, input_blob: bytes, input_preview: str, input_hash: str, workflow_hash: str,
+              executor: ExecutorSpec = None, store: tuple[str, int] | None = None) -> None:
     journal = execution.journal
     execution_id = execution.execution_id
     # A cluster is reached before the run is journaled, so a wrong address costs no run record.
@@ -602,9 +658,9 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change:
                                      f"{exc}") from exc
         definition = (workflow_hash, "workflow", workflow.name, ser.source_of(workflow.definition), blob)
     run_number = journal.begin_run(execution_id, workflow.name, workflow_hash, input_blob, input_hash,
-                                   ser.preview(data), on_change, definition)
+                                   input_preview, on_change, definition)
     run = RunState(journal, execution_id, run_number, journal.pickled_steps(execution_id), on_change, workers,
-                   executor)
+                   executor, store)
     run._executor = remote
     run.output_sinks = execution.output_sinks
     execution.attach(run)
@@ -655,15 +711,16 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change:
         _context.leave_run(token)
     run.cancel_pending()  # steps scheduled but never waited for do not outlive their execution
     try:
-        output_blob = ser.dumps(output)
+        output_blob, output_preview = values.dumps(output, run.store)
     except Exception as exc:
-        error = SerializationError(f"the output of execution {execution_id!r} cannot be pickled: {exc}")
-        execution.finish(ExecutionStatus.FAILED, error=error)
-        journal.finish_run(execution_id, run_number, ExecutionStatus.FAILED, error=str(error),
+        stored_error = exc if isinstance(exc, ValueStoreError) else SerializationError(
+            f"the output of execution {execution_id!r} cannot be pickled: {exc}")  # not a store's refusal
+        execution.finish(ExecutionStatus.FAILED, error=stored_error)
+        journal.finish_run(execution_id, run_number, ExecutionStatus.FAILED, error=str(stored_error),
                            executed=run.ran, reused=run.reused)
-        raise error from exc
+        raise stored_error from exc
     journal.finish_run(execution_id, run_number, ExecutionStatus.COMPLETED, output_blob,
-                       ser.preview(output), executed=run.ran, reused=run.reused)
+                       output_preview, executed=run.ran, reused=run.reused)
     execution.finish(ExecutionStatus.COMPLETED, output)
 
 

@@ -5,7 +5,10 @@
      │    ├── JournalLocked           another process owns the file (names its pid)
      │    ├── JournalCorrupt          not a DuckDB file, not a zart journal, or unreadable
      │    └── JournalSchemaTooNew     written by a newer zart_nb
-     ├── DefinitionError              a workflow or step used wrongly (bad name, not registered, ...)
+     ├── ValueStoreError              a stored value's file or folder is refused (not this user's, writable
+ │    │                           by others) or unusable (names the file)
+ │    └── ValueLost               a stored value's file is missing or damaged (the step runs again)
+ ├── DefinitionError              a workflow or step used wrongly (bad name, not registered, ...)
      ├── ConfigurationError           a bad option or environment variable (also a ValueError)
      ├── ExecutionNotFound            no execution of that id in the journal (also a LookupError)
      ├── DefinitionNotFound           the journal lacks a workflow or step definition (also a LookupError)
@@ -75,6 +78,15 @@ class JournalCorrupt(JournalError):
 
 class JournalSchemaTooNew(JournalError):
     """The journal was written by a newer zart_nb whose schema this version does not know."""
+
+
+class ValueStoreError(ZartError):
+    """A file or folder of the value store (``<journal>.values/``) is refused or unusable; names it."""
+
+
+class ValueLost(ValueStoreError):
+    """A stored value's file is missing, truncated or fails its header check; names the file.
+    Replay treats its step as not completed and runs it again."""
 
 
 class DefinitionError(ZartError):

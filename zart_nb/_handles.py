@@ -57,6 +57,12 @@ class StepHandle:
         self._blob = blob
         self.done = self.reused = True
 
+    def reuse_value(self, value: Any) -> None:
+        """Done with a journaled output already loaded (from the value store). Called by the engine only."""
+        self._value = value
+        self._has_value = True
+        self.done = self.reused = True
+
     def resolve(self, value: Any, error: BaseException | None = None) -> None:
         """Done with ``value`` (or failed with ``error``). Called by the engine only."""
         self._value = value

@@ -72,6 +72,19 @@ def dumps(value: Any) -> bytes:
         return _cloudpickle(value)
 
 
+def dumps_out_of_band(value: Any) -> tuple[bytes, list[pickle.PickleBuffer]]:
+    """:func:`dumps`, with the value's buffers (numpy arrays) apart, not copied into the pickle (the
+    value store writes them raw; a small value's pickle is :func:`dumps`'s with no buffer)."""
+    buffers: list[pickle.PickleBuffer] = []
+    try:
+        return pickle.dumps(value, PROTOCOL, buffer_callback=buffers.append), buffers
+    except Exception:
+        buffers = []
+        stream = io.BytesIO()
+        _pickler_class()(stream, protocol=PROTOCOL, buffer_callback=buffers.append).dump(value)
+        return stream.getvalue(), buffers
+
+
 def dumps_by_value(value: Any) -> bytes:
     """cloudpickle, for definitions (functions/classes) that must be rebuilt in another process."""
     return _cloudpickle(value)
@@ -123,6 +136,13 @@ def loads(data: bytes) -> Any:
     if b"cloudpickle" not in data:  # plain data: the C unpickler alone is several times faster
         return pickle.loads(data)
     return _Unpickler(io.BytesIO(data)).load()
+
+
+def loads_buffers(data: memoryview, buffers: list[memoryview], plain: bool) -> Any:
+    """Unpickle a stored value with its out-of-band buffers (``plain``: no cloudpickle in it)."""
+    if plain:
+        return pickle.loads(data, buffers=buffers)
+    return _Unpickler(io.BytesIO(data), buffers=buffers).load()
 
 
 # --- previews ---------------------------------------------------------------------------------------

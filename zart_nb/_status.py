@@ -43,3 +43,4 @@ class RunReason(enum.StrEnum):
     FAILED_BEFORE = "failed before"
     CANCELLED_BEFORE = "cancelled before"
     INTERRUPTED_BEFORE = "interrupted before"
+    VALUE_LOST = "stored value lost"  # its output's file in the value store is missing or damaged

@@ -49,12 +49,14 @@ class Task:
     started_at: float = 0.0
     worker: str = ""
     sent_bytes: int = 0
+    store: tuple[str, int] | None = None  # (value store folder, threshold): where a large output goes
     consumer: OutcomeConsumer | None = field(default=None, repr=False)  # also what cancel() matches
     owner: Any = field(default=None, repr=False)  # the consumer's bookkeeping for this step
 
-    def wire(self, send_fn: bool) -> WireTask:
+    def wire(self, send_fn: bool, local: bool = True) -> WireTask:
+        """``local``: the process running it can reach the value store (not so a cluster's worker)."""
         return WireTask(self.task_id, self.fn_id, self.fn_blob if send_fn else None, self.args_blob,
-                        self.execution_id, self.step_key, self.attempt)
+                        self.execution_id, self.step_key, self.attempt, self.store if local else None)
 
 
 class WireTask(NamedTuple):
@@ -67,6 +69,7 @@ class WireTask(NamedTuple):
     execution_id: str
     step_key: str
     attempt: int
+    store: tuple[str, int] | None = None  # its output goes to this value store when above the threshold
 
 
 class WireReply(NamedTuple):

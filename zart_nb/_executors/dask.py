@@ -322,7 +322,7 @@ class DaskExecutor(Executor):
                 holders = self._holders.get(task.fn_id)
                 send = holders is None or not self._workers <= holders
                 self.functions_sent += send
-                wires.append(task.wire(send))
+                wires.append(task.wire(send, local=False))  # the driver stores a large output
         return wires
 
     def _event(self, message: Any, printed: list[tuple[Task, str, str]]) -> None:

@@ -332,7 +332,7 @@ class LocalPool(Executor):
                 # A plain tuple in WireTask's field order: a NamedTuple costs ~1 µs more to pickle
                 # and unpickle (its Python __new__), per task, on both sides (measured).
                 batch.append((task.task_id, task.fn_id, task.fn_blob if send_fn else None, task.args_blob,
-                              task.execution_id, task.step_key, task.attempt))
+                              task.execution_id, task.step_key, task.attempt, task.store))
                 batch_bytes += size
                 if send_fn:
                     worker.functions.add(task.fn_id)

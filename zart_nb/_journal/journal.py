@@ -822,6 +822,31 @@ class Journal:
         return {row[0]: make(row[1:]) for row in rows}
 
     @_held
+    def pickled_step_output(self, execution_id: str, step_key: str) -> tuple[str, bytes | None] | None:
+        """``(status, output pickle or value reference)`` of a step's current record (for ``zart.load``),
+        or ``None`` when the execution has no such step."""
+        with self._lock:
+            conn = self._ensure_open()
+            self._fold_locked()
+            row = conn.execute("SELECT status, output FROM steps WHERE execution_id = ? AND step_key = ? AND current",
+                               [execution_id, step_key]).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    @_held
+    def value_references(self, longest: int = 4096) -> list[bytes]:
+        """Every journaled blob short enough to be a value store reference (of any step record,
+        superseded ones too, and of every execution's input and output): what ``zart gc`` keeps."""
+        with self._lock:
+            conn = self._ensure_open()
+            self._fold_locked()
+            rows = conn.execute(
+                """SELECT output FROM steps WHERE output IS NOT NULL AND octet_length(output) <= ?
+                   UNION ALL SELECT output FROM executions WHERE output IS NOT NULL AND octet_length(output) <= ?
+                   UNION ALL SELECT input FROM executions WHERE input IS NOT NULL AND octet_length(input) <= ?""",
+                [longest, longest, longest]).fetchall()
+        return [row[0] for row in rows]
+
+    @_held
     def step_code_hashes(self, execution_id: str) -> dict[str, set[str]]:
         """The code hashes journaled with an execution's current steps, by step name."""
         with self._lock:

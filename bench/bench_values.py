@@ -1,0 +1,182 @@
+"""P9 and P11 (issue 14): a step returning a 200 MB float64 array, the workflow failing after it, then a re-run
+that reuses it; each figure the wall time of a whole process (python start to exit) against a baseline
+process measured in the same run.
+
+Run by hand, never by the test suite:
+
+    python bench/bench_values.py                     # 200 MB, 3 repeats, 2 workers
+    python bench/bench_values.py --mb 50 --repeats 1 --json /tmp/p9.json
+
+| measurement | what the process does |
+|---|---|
+| base-write | imports numpy, makes the array, ``pickle.dump``s it to a file, fsyncs it |
+| zart-first | ``zart.run`` of a workflow whose step makes the array; the body then raises (a failed run) |
+| base-read  | ``pickle.load``s that file and sums the array |
+| zart-replay | the re-run: the step is reused (its value loaded from the journal), the body sums it |
+| base-p11   | makes the array, ``np.save``s it + fsync, sums a ``np.load(mmap_mode="r")`` of it 3 times |
+| zart-p11   | P11: a step makes the array, 3 later steps each take it as their argument and sum it |
+
+The two sides do the same work: the array is made with the same expression, and both replays sum it
+(so every page is read: a mapped value is not cheaper merely for being left untouched). Each process
+prints its own peak RSS (``VmHWM``) and, for zart, its largest worker's (``ru_maxrss`` of its children
+after ``zart.shutdown_pool()``, which the process's exit would do anyway). Repeats alternate zart and
+baseline runs, each on a fresh journal and file in a fresh folder; the medians are compared. The page
+cache is not dropped (not possible without root on most machines): files are read back warm by both.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve()
+
+CHILD = r'''
+import os, pickle, resource, sys
+mode, folder, mb = sys.argv[1], sys.argv[2], int(sys.argv[3])
+n = mb * 1_000_000 // 8
+
+def peak_kb():
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+def make(n):
+    import numpy as np
+    return np.arange(n, dtype=np.float64) * 0.5
+
+if mode == "base-write":
+    array = make(n)
+    with open(os.path.join(folder, "value.pickle"), "wb") as handle:
+        pickle.dump(array, handle, protocol=5)
+        handle.flush()
+        os.fsync(handle.fileno())
+    print(f"RSS {peak_kb()} 0")
+elif mode == "base-p11":
+    import numpy as np
+    path = os.path.join(folder, "value.npy")
+    with open(path, "wb") as handle:
+        np.save(handle, make(n))
+        handle.flush()
+        os.fsync(handle.fileno())
+    mapped = np.load(path, mmap_mode="r")
+    print(f"SUM {[float(mapped.sum()) for _ in range(3)]}")
+    print(f"RSS {peak_kb()} 0")
+elif mode == "base-read":
+    with open(os.path.join(folder, "value.pickle"), "rb") as handle:
+        array = pickle.load(handle)
+    print(f"SUM {float(array.sum())}")
+    print(f"RSS {peak_kb()} 0")
+else:
+    import zart_nb as zart
+
+    @zart.step("make-array")
+    def make_array(n):
+        return make(n)
+
+    @zart.step("total")
+    def total(array):
+        return float(array.sum())
+
+    @zart.workflow("bench-p11")
+    def p11(n):
+        array = zart.wait([zart.schedule(make_array, n)])[0]
+        return zart.wait([zart.schedule(total, array) for _ in range(3)])
+
+    @zart.workflow("bench-values")
+    def flow(params):
+        n, flag = params
+        array = zart.wait([zart.schedule(make_array, n)])[0]
+        if os.path.exists(flag):
+            raise RuntimeError("failing after the array step")
+        return float(array.sum())
+
+    flag = os.path.join(folder, "fail")
+    if mode == "zart-p11":
+        print(f"SUM {zart.run(p11, n, execution_id='p11', journal=os.path.join(folder, 'p11.duckdb'))}")
+        zart.shutdown_pool()
+        print(f"RSS {peak_kb()} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}")
+        sys.exit(0)
+    if mode == "zart-first":
+        open(flag, "w").close()
+    else:
+        os.unlink(flag)
+    try:
+        out = zart.run(flow, (n, flag), execution_id="p9", journal=os.path.join(folder, "j.duckdb"),
+                       display=False)
+        print(f"SUM {out}")
+    except zart.TaskError:
+        pass
+    zart.shutdown_pool()
+    print(f"RSS {peak_kb()} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}")
+'''
+
+
+def run_child(mode: str, folder: Path, mb: int, env: dict[str, str]) -> dict[str, float]:
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", CHILD, mode, str(folder), str(mb)], capture_output=True,
+                          text=True, env=env, timeout=600)
+    elapsed = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"{mode} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    rss = [line.split() for line in proc.stdout.splitlines() if line.startswith("RSS ")][-1]
+    return {"seconds": elapsed, "driver_mb": int(rss[1]) / 1024, "worker_mb": int(rss[2]) / 1024}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--mb", type=int, default=200, help="size of the array in MB (default 200)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--json", help="write the results here too")
+    args = parser.parse_args()
+    env = {**os.environ, "ZART_WORKERS": str(args.workers), "ZART_MONITOR": "0"}
+    results: dict[str, list[dict[str, float]]] = {m: [] for m in ("base-write", "zart-first", "base-read",
+                                                                  "zart-replay", "base-p11", "zart-p11")}
+    for _ in range(args.repeats):
+        folder = Path(tempfile.mkdtemp(prefix="zart-p9-"))
+        try:
+            for mode in results:
+                results[mode].append(run_child(mode, folder, args.mb, env))
+            store = folder / "j.duckdb.values"
+            stored = sum(f.stat().st_size for f in store.iterdir()) if store.exists() else 0
+            journal_mb = (folder / "j.duckdb").stat().st_size / 1e6
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    median = {mode: {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+              for mode, runs in results.items()}
+    import zart_nb
+
+    print(f"P9: {args.mb} MB float64 array, {args.repeats} repeats (medians), {args.workers} workers, "
+          f"zart_nb from {Path(zart_nb.__file__).parent}")
+    print(f"journal file {journal_mb:.1f} MB, value store {stored / 1e6:.1f} MB (last repeat)")
+    print(f"{'process':<12} {'seconds':>8} {'driver RSS MB':>14} {'worker RSS MB':>14}")
+    for mode, row in median.items():
+        print(f"{mode:<12} {row['seconds']:>8.2f} {row['driver_mb']:>14.0f} {row['worker_mb']:>14.0f}")
+    first = median["zart-first"]["seconds"] / median["base-write"]["seconds"]
+    replay = median["zart-replay"]["seconds"] / median["base-read"]["seconds"]
+    peak = max(median["zart-first"]["driver_mb"], median["zart-first"]["worker_mb"],
+               median["zart-replay"]["driver_mb"]) / args.mb
+    p11 = median["zart-p11"]["seconds"] / median["base-p11"]["seconds"]
+    print(f"P9: first run {first:.2f}x (target <= 1.5), replay {replay:.2f}x (target <= 1.5), "
+          f"peak RSS {peak:.2f}x the value (target <= 2)")
+    print(f"P11: the array passed to 3 steps {p11:.2f}x (target <= 2), driver peak RSS "
+          f"{median['zart-p11']['driver_mb'] / args.mb:.2f}x the value")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"mb": args.mb, "median": median, "runs": results,
+                                               "ratios": {"first": first, "replay": replay, "peak": peak,
+                                                          "p11": p11}},
+                                              indent=2))
+
+
+if __name__ == "__main__":
+    main()

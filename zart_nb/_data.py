@@ -1,0 +1,112 @@
+"""The value store's public door: ``zart.load`` (a stored value outside a workflow) and ``zart.gc``
+(the store's files no journal row points to)."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from . import _values as values
+from ._errors import ConfigurationError, ExecutionNotFound, JournalError, JournalLocked
+from ._runtime import runtime
+from ._status import StepStatus
+
+
+@dataclass(frozen=True, slots=True)
+class GcReport:
+    """What ``zart.gc`` found in a value store (``removed`` are the files it deleted, or would delete
+    with ``dry_run``)."""
+
+    store: str
+    removed: tuple[str, ...]
+    freed: int  # bytes
+    kept_young: tuple[str, ...]  # unreferenced but younger than min_age: possibly being written
+    referenced: int
+    dry_run: bool
+
+    def __str__(self) -> str:
+        verb = "would remove" if self.dry_run else "removed"
+        text = (f"{self.store}: {verb} {len(self.removed)} unreferenced value file(s), "
+                f"{values.size_text(self.freed)}; {self.referenced} referenced file(s) kept")
+        if self.kept_young:
+            text += f"; {len(self.kept_young)} unreferenced file(s) younger than the minimum age kept"
+        return text
+
+
+def collect(journal_path: str | os.PathLike[str], referenced: set[str], *, min_age: float = values.MIN_AGE,
+            dry_run: bool = False) -> GcReport:
+    """Remove the store's files no journal row points to, except those younger than ``min_age``."""
+    folder = values.folder_for(journal_path)
+    removed: list[str] = []
+    young: list[str] = []
+    freed = 0
+    kept = 0
+    if folder.exists():
+        values.check_folder(folder)
+        now = time.time()
+        for entry in sorted(os.scandir(folder), key=lambda entry: entry.name):
+            if not entry.name.endswith(values.SUFFIX) or not entry.is_file(follow_symlinks=False):
+                continue
+            if entry.name in referenced:
+                kept += 1
+                continue
+            info = entry.stat(follow_symlinks=False)
+            if now - info.st_mtime < min_age:
+                young.append(entry.name)
+                continue
+            if not dry_run:
+                try:
+                    os.unlink(entry.path)
+                except FileNotFoundError:
+                    continue
+            removed.append(entry.name)
+            freed += info.st_size
+        if removed and not dry_run:
+            values.sync_folder(folder)
+    return GcReport(str(folder), tuple(removed), freed, tuple(young), kept, dry_run)
+
+
+def load(execution_id: str, step_key: str, journal: str | os.PathLike[str] | None = None) -> Any:
+    """The journaled output of step ``step_key`` of execution ``execution_id`` (in ``journal``,
+    default ``$ZART_JOURNAL`` or ``./.zart/journal.duckdb``), loaded outside a workflow: from its row,
+    or from the value store (arrays mapped copy-on-write).
+
+    An explicit unpickle: load only from a journal you trust (its store's files are refused when
+    another user owns them or others can write them). Raises ``ExecutionNotFound``, ``LookupError``
+    for a step the execution does not have or that did not complete, ``ValueLost`` when its stored
+    file is missing or damaged."""
+    journal_ = runtime.journal(journal)
+    with journal_.hold():
+        found = journal_.pickled_step_output(execution_id, step_key)
+        if found is None:
+            if journal_.execution_status(execution_id) is None:
+                raise ExecutionNotFound(execution_id, journal_.path)
+            raise LookupError(f"execution {execution_id!r} has no step {step_key!r} (in {journal_.path})")
+    status, blob = found
+    if status != StepStatus.COMPLETED.value:
+        raise LookupError(f"step {step_key!r} of execution {execution_id!r} is {status}: it has no output to load")
+    return None if blob is None else values.load(blob, journal_.path)
+
+
+def gc(journal: str | os.PathLike[str] | None = None, *, dry_run: bool = False,
+       min_age: float = values.MIN_AGE) -> GcReport:
+    """Remove the files of ``journal``'s value store (``<journal>.values/``) that no journal row points
+    to: orphans left by a process killed between writing a value and journaling it, and the values of
+    deleted executions. Unreferenced files younger than ``min_age`` seconds (default an hour) are kept:
+    they may be being written. ``dry_run`` only reports.
+
+    Refused (``JournalLocked``) while another process's engine holds the journal: its workers may be
+    writing values. Returns a :class:`GcReport`."""
+    if min_age < 0:
+        raise ConfigurationError(f"min_age must be 0 or more seconds, got {min_age!r}")
+    journal_ = runtime.journal(journal)
+    if not journal_.path.exists():
+        raise JournalError(journal_.path, "no journal file here")
+    try:
+        with journal_.hold():
+            referenced = values.referenced_names(journal_.value_references())
+            return collect(journal_.path, referenced, min_age=min_age, dry_run=dry_run)
+    except JournalLocked as exc:
+        raise JournalLocked(exc.path, f"{exc.owner} (its engine may be writing values: zart gc runs when no "
+                                      "other process holds the journal)", exc.waited) from None

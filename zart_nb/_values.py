@@ -1,0 +1,353 @@
+"""The value store: large values as files beside the journal, journaled as small references.
+
+A value whose pickle is larger than the threshold (``$ZART_VALUE_THRESHOLD`` bytes, 1 MiB by default)
+is written by the process that produced it (the worker for a step's output, the driver for a
+workflow's input and output) into ``<journal>.values/`` (a folder of its owner only, files 0600), and
+the journal row holds a reference (``REF_MAGIC``, the file's name, size and kind) where the pickle
+was. So a large value never crosses the worker's socket, the side log or DuckDB.
+
+A file is pickle protocol 5 with its out-of-band buffers (numpy arrays) written raw, each at a
+64-byte aligned offset::
+
+    b"ZARTVAL1" | u32 buffer count | u64 pickle size | u64 size of each buffer | u32 crc32 of the above
+    | padding | pickle | padding | buffer 1 | padding | buffer 2 ...
+
+It is fsynced, and its folder entry too, before the reference is returned: the record that points to
+it is journaled after that. Loading checks the folder's and the file's owner and mode (as the
+journal's), the file's size and the header's checksum (cheap: a content hash of 200 MB costs as much
+as reading it), then maps the file copy-on-write (``mmap.ACCESS_COPY``): arrays come back writable,
+and writing to them never changes the file. A missing or damaged file is ``ValueLost``; the engine
+then runs the step again.
+"""
+from __future__ import annotations
+
+import mmap
+import os
+import pickle
+import stat
+import struct
+import uuid
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from . import _ownership
+from . import _serialization as ser
+from ._errors import ConfigurationError, ValueLost, ValueStoreError
+
+THRESHOLD_VARIABLE = "ZART_VALUE_THRESHOLD"
+DEFAULT_THRESHOLD = 1 << 20  # 1 MiB of pickle
+MIN_AGE = 3600.0  # zart gc keeps an unreferenced file younger than this (it may be being written)
+SUFFIX = ".zv"
+REF_MAGIC = b"\x00zart-value-ref\x01"  # never the start of a pickle (protocol 2+ starts with \x80)
+REF_FIRST = REF_MAGIC[0]  # the hot paths test this one byte; load() checks the whole magic
+FILE_MAGIC = b"ZARTVAL1"
+ALIGN = 64
+_COUNTS = struct.Struct("<IQ")
+_SIZE = struct.Struct("<Q")
+_CRC = struct.Struct("<I")
+_FLAGS = os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+
+
+class Ref(NamedTuple):
+    """What a journal row holds of a stored value: its file (relative to the store), size and kind."""
+
+    name: str
+    size: int
+    kind: str
+
+
+def threshold() -> int:
+    """The size in bytes above which a pickle goes to the store (``$ZART_VALUE_THRESHOLD``)."""
+    text = os.environ.get(THRESHOLD_VARIABLE, "").strip()
+    if not text:
+        return DEFAULT_THRESHOLD
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ConfigurationError(f"${THRESHOLD_VARIABLE} must be a number of bytes (0 or more), got {text!r}")
+    return value
+
+
+def folder_for(journal_path: str | os.PathLike[str]) -> Path:
+    """The store of a journal file: ``<journal>.values`` beside it."""
+    path = Path(journal_path)
+    return path.with_name(path.name + ".values")
+
+
+def spec(journal_path: str | os.PathLike[str]) -> tuple[str, int]:
+    """``(store folder, threshold)``: what a task carries so its worker can store its output."""
+    return str(folder_for(journal_path)), threshold()
+
+
+# --- references -------------------------------------------------------------------------------------
+
+
+def is_ref(blob: bytes | None) -> bool:
+    return blob is not None and blob[:16] == REF_MAGIC
+
+
+def encode_ref(ref: Ref) -> bytes:
+    return REF_MAGIC + f"{ref.name}\t{ref.size}\t{ref.kind}".encode()
+
+
+def decode_ref(blob: bytes) -> Ref:
+    try:
+        name, size, kind = blob[len(REF_MAGIC):].decode().split("\t", 2)
+        return Ref(name, int(size), kind)
+    except ValueError as exc:
+        raise ValueStoreError(f"a journaled value reference is malformed: {blob[:80]!r}") from exc
+
+
+def referenced_names(blobs: Iterable[bytes | None]) -> set[str]:
+    """The store files these journaled blobs point to."""
+    return {decode_ref(blob).name for blob in blobs if blob is not None and is_ref(blob)}
+
+
+# --- writing ------------------------------------------------------------------------------------------
+
+
+def _pad(offset: int) -> int:
+    return -offset % ALIGN
+
+
+def _header(pickle_size: int, sizes: list[int]) -> bytes:
+    body = FILE_MAGIC + _COUNTS.pack(len(sizes), pickle_size) + b"".join(_SIZE.pack(size) for size in sizes)
+    return body + _CRC.pack(zlib.crc32(body))
+
+
+def _layout(header_size: int, pickle_size: int, sizes: list[int]) -> tuple[int, list[int]]:
+    """``(pickle offset, buffer offsets)``; the file's size is the last offset plus its size."""
+    offset = header_size + _pad(header_size)
+    pickle_at = offset
+    offset += pickle_size
+    offsets = []
+    for size in sizes:
+        offset += _pad(offset)
+        offsets.append(offset)
+        offset += size
+    return pickle_at, offsets
+
+
+def _write_all(fd: int, data: memoryview | bytes) -> None:
+    view = memoryview(data).cast("B")
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def check_folder(folder: Path, *, create: bool = False) -> None:
+    """Refuse a store folder someone else could have planted or changed (as the journal's files)."""
+    if create:
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise ValueStoreError(f"cannot create the value store {folder}: {exc}") from exc
+    try:
+        info = os.lstat(folder)
+    except OSError as exc:
+        raise ValueLost(f"the value store {folder} cannot be read: {exc}") from exc
+    if not stat.S_ISDIR(info.st_mode):
+        raise ValueStoreError(f"the value store {folder} is not a folder (a symlink or a file); refused")
+    if _ownership.foreign(info):
+        raise ValueStoreError(f"the value store {folder} belongs to {_ownership.who(info.st_uid)}, not to "
+                              "this user; refused (its files would be unpickled)")
+    if _ownership.writable_by_others(info, folder=True):
+        raise ValueStoreError(f"the value store {folder} is writable by others (mode {_ownership.mode(info)}); "
+                              f"refused (its files would be unpickled). `chmod 700 {folder}` if it is yours")
+
+
+def write(folder: Path, data: bytes, buffers: list[pickle.PickleBuffer], kind: str) -> Ref:
+    """Store a pickle and its out-of-band buffers as a new file, durable (file and folder entry
+    fsynced) before this returns."""
+    check_folder(folder, create=True)
+    raws = [buffer.raw() for buffer in buffers]
+    sizes = [raw.nbytes for raw in raws]
+    header = _header(len(data), sizes)
+    pickle_at, offsets = _layout(len(header), len(data), sizes)
+    size = (offsets[-1] + sizes[-1]) if sizes else pickle_at + len(data)
+    name = f"{uuid.uuid4().hex}{SUFFIX}"
+    path = folder / name
+    try:
+        _write_file(path, header, data, raws, pickle_at, offsets)
+        sync_folder(folder)
+    except OSError as exc:
+        raise ValueStoreError(f"cannot write a {kind} value of {size_text(size)} to the value store "
+                              f"{folder}: {exc}") from exc
+    return Ref(name, size, kind)
+
+
+def _write_file(path: Path, header: bytes, data: bytes, raws: list[memoryview], pickle_at: int,
+                offsets: list[int]) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FLAGS, 0o600)
+    try:
+        _write_all(fd, header + b"\0" * (pickle_at - len(header)))
+        _write_all(fd, data)
+        at = pickle_at + len(data)
+        for raw, offset in zip(raws, offsets, strict=True):
+            if offset > at:
+                _write_all(fd, b"\0" * (offset - at))
+            _write_all(fd, raw)  # the array's own memory: no intermediate copy
+            at = offset + raw.nbytes
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        raise
+    os.close(fd)
+
+
+def sync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _kind(value: Any) -> str:
+    kind = type(value)
+    return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+
+
+def size_text(size: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} bytes"
+
+
+def describe(value: Any, size: int) -> str:
+    """The preview journaled with a stored value: its kind, and dtype and shape for arrays."""
+    dtype, shape = getattr(value, "dtype", None), getattr(value, "shape", None)
+    if dtype is not None and isinstance(shape, tuple):
+        text = f"<{_kind(value)} dtype={dtype} shape={shape}>"
+    else:
+        text = ser.preview(value)
+    return f"{text} [stored: {size_text(size)}]"
+
+
+def encode(value: Any, data: bytes, buffers: list[pickle.PickleBuffer], store: tuple[str, int]) -> \
+        tuple[bytes, str | None]:
+    """What to journal for ``value`` pickled as ``data`` (+ ``buffers``): its in-band pickle when small
+    (``None`` preview: the caller's), else a reference to the file written now, with its preview."""
+    folder, limit = store
+    size = len(data) + sum(memoryview(buffer).nbytes for buffer in buffers)
+    if size <= limit:
+        return (ser.dumps(value) if buffers else data), None
+    ref = write(Path(folder), data, buffers, _kind(value))
+    return encode_ref(ref), describe(value, ref.size)
+
+
+def dumps(value: Any, store: tuple[str, int]) -> tuple[bytes, str]:
+    """The driver's side: ``value`` (a workflow's input or output) as a pickle or a reference, with
+    its preview."""
+    data, buffers = ser.dumps_out_of_band(value)
+    blob, text = encode(value, data, buffers, store)
+    return blob, text if text is not None else ser.preview(value)
+
+
+# --- reading ------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Opened:
+    path: Path
+    fd: int
+    size: int
+    pickle_at: int
+    pickle_size: int
+    buffers: list[tuple[int, int]]
+
+
+def _open(folder: Path, ref: Ref) -> _Opened:
+    check_folder(folder)
+    path = folder / ref.name
+    if "/" in ref.name or ref.name.startswith("."):
+        raise ValueStoreError(f"a journaled value reference names {ref.name!r}, outside the store {folder}")
+    try:
+        fd = os.open(path, os.O_RDONLY | _FLAGS)
+    except FileNotFoundError:
+        raise ValueLost(f"the stored value {path} is missing") from None
+    except OSError as exc:
+        raise ValueLost(f"the stored value {path} cannot be opened: {exc}") from exc
+    try:
+        info = os.fstat(fd)
+        if _ownership.foreign(info):
+            raise ValueStoreError(f"the stored value {path} belongs to {_ownership.who(info.st_uid)}, not to "
+                                  "this user; refused (it would be unpickled)")
+        if _ownership.writable_by_others(info):
+            raise ValueStoreError(f"the stored value {path} is writable by others (mode {_ownership.mode(info)}); "
+                                  "refused (it would be unpickled)")
+        if info.st_size != ref.size:
+            raise ValueLost(f"the stored value {path} has {info.st_size:,} bytes, not the {ref.size:,} "
+                            "journaled (truncated or changed)")
+        head = os.pread(fd, 4096, 0)
+        if head[:8] != FILE_MAGIC or len(head) < 8 + _COUNTS.size:
+            raise ValueLost(f"the stored value {path} is not a zart value file (bad header)")
+        count, pickle_size = _COUNTS.unpack_from(head, 8)
+        end = 8 + _COUNTS.size + count * _SIZE.size
+        if end + _CRC.size > len(head):
+            raise ValueLost(f"the stored value {path} has a damaged header")
+        (crc,) = _CRC.unpack_from(head, end)
+        if zlib.crc32(head[:end]) != crc:
+            raise ValueLost(f"the stored value {path} fails its header checksum (damaged)")
+        sizes = [_SIZE.unpack_from(head, 8 + _COUNTS.size + i * _SIZE.size)[0] for i in range(count)]
+        pickle_at, offsets = _layout(end + _CRC.size, pickle_size, sizes)
+        expected = (offsets[-1] + sizes[-1]) if sizes else pickle_at + pickle_size
+        if expected != info.st_size:
+            raise ValueLost(f"the stored value {path} has {info.st_size:,} bytes; its header says {expected:,}")
+        return _Opened(path, fd, info.st_size, pickle_at, pickle_size, list(zip(offsets, sizes, strict=True)))
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def load(blob: bytes, journal_path: str | os.PathLike[str]) -> Any:
+    """The value a journaled blob holds: unpickled, or loaded from the store when it is a reference
+    (mapped copy-on-write). An explicit unpickle: the read API never calls this."""
+    return load_with_origin(blob, journal_path).value
+
+
+class Loaded(NamedTuple):
+    """A loaded value and, when it came from the store, its file and that file's layout."""
+
+    value: Any
+    folder: Path | None = None
+    ref: Ref | None = None
+    size: int = 0
+    buffers: tuple[tuple[int, int], ...] = ()  # (offset, size) of each out-of-band buffer in the file
+
+
+def load_with_origin(blob: bytes, journal_path: str | os.PathLike[str]) -> Loaded:
+    """:func:`load`, saying where the value came from (``_byref`` passes such arrays on by reference)."""
+    if not is_ref(blob):
+        return Loaded(ser.loads(blob))
+    folder = folder_for(journal_path)
+    ref = decode_ref(blob)
+    opened = _open(folder, ref)
+    try:  # a file of 0 bytes cannot be mapped, and a value file has at least its header
+        mapped = mmap.mmap(opened.fd, opened.size, access=mmap.ACCESS_COPY)
+    except OSError as exc:
+        raise ValueLost(f"the stored value {opened.path} cannot be mapped: {exc}") from exc
+    finally:
+        os.close(opened.fd)
+    view = memoryview(mapped)
+    data = view[opened.pickle_at:opened.pickle_at + opened.pickle_size]
+    buffers = [view[offset:offset + size] for offset, size in opened.buffers]
+    plain = mapped.find(b"cloudpickle", opened.pickle_at, opened.pickle_at + opened.pickle_size) < 0
+    try:
+        value = ser.loads_buffers(data, buffers, plain)
+    except Exception as exc:
+        raise ValueLost(f"the stored value {opened.path} cannot be unpickled: {type(exc).__name__}: {exc}") \
+            from exc
+    return Loaded(value, folder, ref, opened.size, tuple(opened.buffers))
