@@ -56,3 +56,33 @@ def test_a_cancelled_step_keeps_its_output_and_was_listed_running(journal):
     assert "cancelled: before the kill" in (step.log or "")
     record = zart.journal(journal).execution_record("co-1")
     assert (record.ended_by, record.end_detail) == (zart.RunEnd.CANCELLED, "cancelled from a test")
+
+
+def test_steps_that_never_started_are_not_called_executed(journal):
+    import subprocess
+    import sys
+
+    @zart.workflow("never-started")
+    def flow(_):
+        return zart.wait([zart.schedule(zart.step(f"hang-{i}")(talks_then_hangs.fn), str(i)) for i in range(3)])
+
+    execution = zart.start(flow, None, execution_id="ns-1", journal=journal, workers=1)
+    wait_until(lambda: execution.run and (p := execution.run.progress()).running == 1 and p.total == 3,
+               what="one step running, two waiting")
+    execution.interrupt()
+    try:
+        execution.result(timeout=60)
+    except (zart.Cancelled, KeyboardInterrupt):
+        pass
+    steps = {s.step_key: s for s in zart.journal(journal).list_steps("ns-1")}
+    started = [k for k, s in steps.items() if s.started_at is not None]
+    assert len(started) == 1 and all(s.status == zart.StepStatus.CANCELLED for s in steps.values()), steps
+    zart.journal(journal).close()
+    shown = subprocess.run([sys.executable, "-m", "zart_nb", "show", "ns-1", "--journal", str(journal)],
+                           capture_output=True, text=True, timeout=60)
+    rows = {line.split()[0]: line for line in shown.stdout.splitlines() if line.startswith("hang-")}
+    assert "executed (new)" in rows[started[0]], shown.stdout
+    for key in set(rows) - set(started):
+        assert "cancelled before it started" in rows[key] and "executed" not in rows[key], shown.stdout
+    record = zart.journal(journal).execution_record("ns-1")
+    assert (record.status, record.ended_by) == (zart.ExecutionStatus.INTERRUPTED, zart.RunEnd.INTERRUPTED)
