@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 
 from . import _ownership
 from . import _serialization as ser
+from . import _tables as tables
 from ._errors import ConfigurationError, ValueLost, ValueStoreError
 
 THRESHOLD_VARIABLE = "ZART_VALUE_THRESHOLD"
@@ -52,11 +53,13 @@ _FLAGS = os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
 
 
 class Ref(NamedTuple):
-    """What a journal row holds of a stored value: its file (relative to the store), size and kind."""
+    """What a journal row holds of a stored value: its file (relative to the store), size and kind
+    (and for a Parquet file, which has no header of ours, the crc32 of its last bytes)."""
 
     name: str
     size: int
     kind: str
+    check: str = ""
 
 
 def threshold() -> int:
@@ -92,13 +95,14 @@ def is_ref(blob: bytes | None) -> bool:
 
 
 def encode_ref(ref: Ref) -> bytes:
-    return REF_MAGIC + f"{ref.name}\t{ref.size}\t{ref.kind}".encode()
+    check = f"\t{ref.check}" if ref.check else ""
+    return REF_MAGIC + f"{ref.name}\t{ref.size}\t{ref.kind}{check}".encode()
 
 
 def decode_ref(blob: bytes) -> Ref:
     try:
-        name, size, kind = blob[len(REF_MAGIC):].decode().split("\t", 2)
-        return Ref(name, int(size), kind)
+        name, size, kind, *check = blob[len(REF_MAGIC):].decode().split("\t", 3)
+        return Ref(name, int(size), kind, *check)
     except ValueError as exc:
         raise ValueStoreError(f"a journaled value reference is malformed: {blob[:80]!r}") from exc
 
@@ -269,6 +273,21 @@ class _Opened:
     buffers: list[tuple[int, int]]
 
 
+def _check_file(fd: int, path: Path, ref: Ref) -> os.stat_result:
+    """The open file's owner, mode and size, as the journal's files' (raises when refused or changed)."""
+    info = os.fstat(fd)
+    if _ownership.foreign(info):
+        raise ValueStoreError(f"the stored value {path} belongs to {_ownership.who(info.st_uid)}, not to "
+                              "this user; refused (it would be loaded)")
+    if _ownership.writable_by_others(info):
+        raise ValueStoreError(f"the stored value {path} is writable by others (mode {_ownership.mode(info)}); "
+                              "refused (it would be loaded)")
+    if info.st_size != ref.size:
+        raise ValueLost(f"the stored value {path} has {info.st_size:,} bytes, not the {ref.size:,} "
+                        "journaled (truncated or changed)")
+    return info
+
+
 def _open(folder: Path, ref: Ref) -> _Opened:
     check_folder(folder)
     path = folder / ref.name
@@ -281,16 +300,7 @@ def _open(folder: Path, ref: Ref) -> _Opened:
     except OSError as exc:
         raise ValueLost(f"the stored value {path} cannot be opened: {exc}") from exc
     try:
-        info = os.fstat(fd)
-        if _ownership.foreign(info):
-            raise ValueStoreError(f"the stored value {path} belongs to {_ownership.who(info.st_uid)}, not to "
-                                  "this user; refused (it would be unpickled)")
-        if _ownership.writable_by_others(info):
-            raise ValueStoreError(f"the stored value {path} is writable by others (mode {_ownership.mode(info)}); "
-                                  "refused (it would be unpickled)")
-        if info.st_size != ref.size:
-            raise ValueLost(f"the stored value {path} has {info.st_size:,} bytes, not the {ref.size:,} "
-                            "journaled (truncated or changed)")
+        info = _check_file(fd, path, ref)
         head = os.pread(fd, 4096, 0)
         if head[:8] != FILE_MAGIC or len(head) < 8 + _COUNTS.size:
             raise ValueLost(f"the stored value {path} is not a zart value file (bad header)")
@@ -334,6 +344,14 @@ def load_with_origin(blob: bytes, journal_path: str | os.PathLike[str]) -> Loade
         return Loaded(ser.loads(blob))
     folder = folder_for(journal_path)
     ref = decode_ref(blob)
+    if ref.name.endswith(tables.SUFFIX):
+        fd, path = open_table(folder, ref)
+        try:
+            return Loaded(tables.read(fd, ref.size, _table_kind(ref)))
+        except Exception as exc:
+            raise ValueLost(f"the stored table {path} cannot be read: {type(exc).__name__}: {exc}") from exc
+        finally:
+            os.close(fd)
     opened = _open(folder, ref)
     try:  # a file of 0 bytes cannot be mapped, and a value file has at least its header
         mapped = mmap.mmap(opened.fd, opened.size, access=mmap.ACCESS_COPY)
@@ -351,3 +369,101 @@ def load_with_origin(blob: bytes, journal_path: str | os.PathLike[str]) -> Loade
         raise ValueLost(f"the stored value {opened.path} cannot be unpickled: {type(exc).__name__}: {exc}") \
             from exc
     return Loaded(value, folder, ref, opened.size, tuple(opened.buffers))
+
+
+# --- tables: Parquet files under tables/<execution id>/<step key>.parquet -------------------------------
+
+TABLES = "tables"
+TAIL = 1 << 16  # a Parquet file's check: the crc32 of its last 64 KiB (its footer: schema, row groups, stats)
+_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.#:=+,@")
+
+
+def file_part(text: str) -> str:
+    """An execution id or step key as a file name: characters outside ``A-Za-z0-9-_.#:=+,@`` (and a
+    leading ``.``) as ``%XX`` of their UTF-8 bytes, so no name is a path, hidden, or a glob pattern."""
+    out = "".join(c if c in _SAFE else "".join(f"%{b:02X}" for b in c.encode()) for c in text)
+    return "%2E" + out[1:] if out.startswith(".") else out
+
+
+def table_name(execution_id: str, step_key: str) -> str:
+    """A step's table, relative to the store: ``tables/<execution id>/<step key>.parquet``."""
+    return f"{TABLES}/{file_part(execution_id)}/{file_part(step_key)}{tables.SUFFIX}"
+
+
+def _table_kind(ref: Ref) -> str:
+    return ref.kind if ref.kind in tables.KINDS else "pyarrow.Table"
+
+
+def _tail_check(fd: int, size: int) -> str:
+    start = max(0, size - TAIL)
+    return f"{zlib.crc32(os.pread(fd, size - start, start)):08x}"
+
+
+def write_table(folder: Path, name: str, table: Any, kind: str) -> Ref:
+    """Write ``table`` (a pyarrow Table) as the Parquet file ``name`` of the store: to a new file, fsynced,
+    then renamed over the step's previous one (a record still pointing there fails its check: the step
+    runs again), the folder entry fsynced before this returns."""
+    check_folder(folder, create=True)
+    directory = folder
+    for part in name.split("/")[:-1]:
+        directory = directory / part
+        check_folder(directory, create=True)
+    temporary = directory / f".{uuid.uuid4().hex}.tmp"
+    try:
+        os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FLAGS, 0o600))
+        tables.write(table, str(temporary))
+        fd = os.open(temporary, os.O_RDONLY | _FLAGS)
+        try:
+            size = os.fstat(fd).st_size
+            check = _tail_check(fd, size)
+        finally:
+            os.close(fd)
+        os.replace(temporary, folder / name)
+        for synced in {directory, directory.parent, folder}:
+            sync_folder(synced)
+    except BaseException as exc:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise ValueStoreError(f"cannot write a {kind} to the value store {folder}: {exc}") from exc
+        raise
+    return Ref(name, size, kind, check)
+
+
+def encode_table(value: Any, kind: str, store: tuple[str, int], execution_id: str, step_key: str) -> \
+        tuple[bytes | None, str]:
+    """``(reference, preview)`` of a table stored as Parquet, or ``(None, preview)`` saying why it
+    stays a pickle."""
+    table, why = tables.to_arrow(value, kind)
+    if table is None:
+        return None, tables.pickled_note(value, kind, why or "")
+    ref = write_table(Path(store[0]), table_name(execution_id, step_key), table, kind)
+    return encode_ref(ref), tables.describe(value, kind, table, f"stored as Parquet: {size_text(ref.size)}")
+
+
+def open_table(folder: Path, ref: Ref) -> tuple[int, Path]:
+    """The stored table's file, open and checked (the store's folders and the file: owner, mode, size,
+    the crc32 of its end), before anything reads it. The caller closes the descriptor."""
+    parts = ref.name.split("/")
+    if len(parts) != 3 or parts[0] != TABLES or any(not part or part.startswith(".") for part in parts):
+        raise ValueStoreError(f"a journaled table reference names {ref.name!r}, outside the store {folder}")
+    check_folder(folder)
+    check_folder(folder / parts[0])
+    check_folder(folder / parts[0] / parts[1])
+    path = folder / ref.name
+    try:
+        fd = os.open(path, os.O_RDONLY | _FLAGS)
+    except FileNotFoundError:
+        raise ValueLost(f"the stored table {path} is missing") from None
+    except OSError as exc:
+        raise ValueLost(f"the stored table {path} cannot be opened: {exc}") from exc
+    try:
+        _check_file(fd, path, ref)
+        if ref.check and _tail_check(fd, ref.size) != ref.check:
+            raise ValueLost(f"the stored table {path} fails its check (changed or damaged)")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, path

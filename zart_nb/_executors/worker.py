@@ -50,6 +50,7 @@ FN_CACHE_SIZE = 512
 _NOT_AWAITABLE = frozenset((int, float, str, bytes, bool, list, dict, tuple))  # skips isawaitable (~1 µs)
 # Results that cannot hold an out-of-band buffer (an array): pickled as before, no buffer list (~150 ns)
 _NO_BUFFERS = frozenset((int, float, str, bytes, bool, type(None)))
+_TABLE_NAMES = frozenset(("DataFrame", "Table"))  # tested first (a type's name): no pandas import here
 _reply = functools.partial(tuple.__new__, WireReply)  # a C call: WireReply(...) costs ~0.5 µs a step more
 REPLY_DELAY = 0.001
 REVOKE_WAIT = 0.05  # a revoke that finds the worker receiving waits this long for what it receives
@@ -133,6 +134,17 @@ class Runner:
                              cap_text(_format_traceback(exc)), started, time.time(), output)
         preview: str | None = None
         buffers: list[Any] = []
+        if store is not None and type(result).__name__ in _TABLE_NAMES:  # a DataFrame: Parquet, not a pickle
+            from .. import _tables, _values
+
+            kind = _tables.kind_of(result)
+            if kind is not None:
+                try:
+                    ref, preview = _values.encode_table(result, kind, store, execution_id, step_key)
+                except Exception as exc:  # a full disk, a refused store: the step may succeed on a retry
+                    return self._store_failed(task_id, result, store, exc, started, output)
+                if ref is not None:
+                    return _reply((task_id, True, ref, preview, None, None, None, started, time.time(), output))
         try:
             if store is None or type(result) in _NO_BUFFERS:  # the hot path: one len() decides below
                 blob = ser.dumps(result)
@@ -147,14 +159,21 @@ class Runner:
             from .. import _values
 
             try:
-                blob, preview = _values.encode(result, blob, buffers, store)
+                blob, stored = _values.encode(result, blob, buffers, store)
             except Exception as exc:  # a full disk, a refused store: the step may succeed on a retry
-                return WireReply(task_id, False, None, None, "ValueStoreError",
-                                 cap_text(f"its {type(result).__name__} output could not be written to the value "
-                                          f"store {store[0]}: {type(exc).__name__}: {_text(exc)}"),
-                                 cap_text(_format_traceback(exc)), started, time.time(), output)
+                return self._store_failed(task_id, result, store, exc, started, output)
+            if stored is not None:  # a table kept as a pickle keeps its note, with where it went
+                preview = stored if preview is None else f"{preview} {stored[stored.rfind('[stored'):]}"
         return _reply((task_id, True, blob, preview or ser.quick_preview(result), None, None, None, started,
                        time.time(), output))
+
+    @staticmethod
+    def _store_failed(task_id: int, result: Any, store: tuple[str, int], exc: Exception, started: float,
+                      output: str | None) -> WireReply:
+        return WireReply(task_id, False, None, None, "ValueStoreError",
+                         cap_text(f"its {type(result).__name__} output could not be written to the value "
+                                  f"store {store[0]}: {type(exc).__name__}: {_text(exc)}"),
+                         cap_text(_format_traceback(exc)), started, time.time(), output)
 
     def keep_function(self, fn_id: str, fn_blob: bytes) -> None:
         """Keep the function of a task that will not run here, for later tasks sent without it."""

@@ -1,0 +1,49 @@
+"""Steps and workflows returning tables, importable by worker processes (tests/test_tables.py)."""
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import pyarrow as pa
+from steps_lib import _count
+
+import zart_nb as zart
+
+
+def frame(n: int) -> pd.DataFrame:
+    """Every dtype Parquet must give back: categorical, tz-aware timestamps, nullable ints, an index."""
+    return pd.DataFrame(
+        {"x": [float(i) / 2 for i in range(n)],
+         "cat": pd.Categorical(["b", "a", "c"][i % 3] for i in range(n)),
+         "ts": pd.date_range("2024-03-30", periods=n, freq="h", tz="Europe/Paris"),
+         "count": pd.array([i if i % 4 else None for i in range(n)], dtype="Int64")},
+        index=pd.Index([f"r{i}" for i in range(n)], name="row"))
+
+
+@zart.step("load")
+def load(n: int, counter_dir: str) -> pd.DataFrame:
+    _count(counter_dir, "load")
+    return frame(n)
+
+
+@zart.step("mixed")
+def mixed(counter_dir: str) -> pd.DataFrame:
+    _count(counter_dir, "mixed")
+    return pd.DataFrame({"m": [1, "a", 2.5]})
+
+
+@zart.step("arrow")
+def arrow(counter_dir: str) -> pa.Table:
+    _count(counter_dir, "arrow")
+    return pa.table({"k": ["p", "q"], "v": [1, 2]})
+
+
+@zart.workflow("tables-then-fail")
+def tables_then_fail(params: dict) -> dict:
+    """A frame, a pyarrow Table and a mixed-object frame; fails while ``params["flag"]`` exists."""
+    d = params["counter_dir"]
+    df, table, odd = zart.wait([zart.schedule(load, params["n"], d), zart.schedule(arrow, d),
+                                zart.schedule(mixed, d)])
+    if os.path.exists(params["flag"]):
+        raise RuntimeError("failing after the table steps")
+    return {"df": df, "table": table, "odd": odd, "kind": type(df).__name__}

@@ -1,0 +1,107 @@
+"""Tabular values as Parquet: a pandas or polars DataFrame, or a pyarrow Table, returned by a step.
+
+Every such output (whatever its size: so every table a workflow makes can be queried with SQL, at the
+cost of one small fsynced file per table) is written by the worker that made it as one zstd-compressed
+Parquet file in the value store (``_values`` names and checks it), and read back as the same kind of
+value: pandas through the schema's pandas metadata (index, categoricals, time zones, nullable ints),
+polars through ``polars.from_arrow``. Nothing here unpickles: Parquet is data.
+
+A value Parquet cannot hold (a column of mixed objects, column names that are not unique strings, a
+MultiIndex of columns) or a process without pyarrow keeps the pickle; its preview says why. pyarrow,
+pandas and polars are imported only when a table is met.
+"""
+from __future__ import annotations
+
+import mmap
+import os
+from typing import Any
+
+SUFFIX = ".parquet"
+SCHEMA_CHARS = 600  # the schema's share of a preview
+_KINDS = {("pandas", "DataFrame"): "pandas.DataFrame", ("polars", "DataFrame"): "polars.DataFrame",
+          ("pyarrow", "Table"): "pyarrow.Table"}
+KINDS = frozenset(_KINDS.values())
+NAMES = frozenset(("DataFrame", "Table"))  # the worker's hot path tests a type's name against these first
+
+
+def kind_of(value: Any) -> str | None:
+    """``"pandas.DataFrame"``, ``"polars.DataFrame"``, ``"pyarrow.Table"`` or None (nothing imported)."""
+    kind = type(value)
+    return _KINDS.get((kind.__module__.partition(".")[0], kind.__name__))
+
+
+def to_arrow(value: Any, kind: str) -> tuple[Any, str | None]:
+    """``(pyarrow Table, None)``, or ``(None, why it stays a pickle)``."""
+    try:
+        import pyarrow as pa
+    except ImportError:
+        return None, "pyarrow is not installed"
+    try:
+        if kind == "pandas.DataFrame":
+            columns = value.columns
+            if columns.nlevels > 1:
+                return None, "its columns are a MultiIndex"
+            if not all(isinstance(name, str) for name in columns) or not columns.is_unique:
+                return None, "its column names are not unique strings"
+            return pa.Table.from_pandas(value), None
+        if kind == "polars.DataFrame":
+            return value.to_arrow(), None
+        return value, None
+    except Exception as exc:  # a column of mixed objects: ArrowTypeError, ArrowInvalid, polars' errors
+        return None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200]
+
+
+def write(table: Any, path: str) -> None:
+    """Write ``table`` to ``path`` (created 0600 by the caller) as zstd Parquet, fsynced."""
+    import pyarrow.parquet as pq
+
+    pq.write_table(table, path, compression="zstd")
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read(fd: int, size: int, kind: str) -> Any:
+    """The table in the open file ``fd`` (checked by the caller) as a value of ``kind``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    mapped = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
+    table = pq.read_table(pa.BufferReader(pa.py_buffer(mapped)))
+    if kind == "pandas.DataFrame":
+        return table.to_pandas()
+    if kind == "polars.DataFrame":
+        import polars as pl
+
+        return pl.from_arrow(table)
+    return table
+
+
+def _schema(value: Any, kind: str, table: Any) -> str:
+    if kind == "pandas.DataFrame":
+        fields = [f"{name}: {dtype}" for name, dtype in value.dtypes.items()]
+    else:
+        fields = [f"{field.name}: {field.type}" for field in table.schema]
+    text = ", ".join(fields)
+    return text if len(text) <= SCHEMA_CHARS else text[:SCHEMA_CHARS - 3] + "..."
+
+
+def shape(value: Any) -> tuple[int, int]:
+    if hasattr(value, "num_rows"):
+        return value.num_rows, value.num_columns
+    rows, columns = value.shape
+    return int(rows), int(columns)
+
+
+def describe(value: Any, kind: str, table: Any, stored: str) -> str:
+    """A table's preview: ``<pandas.DataFrame rows=5 columns=2> [stored as Parquet: 1.2 kB] a: int64, ...``."""
+    rows, columns = shape(value)
+    return f"<{kind} rows={rows:,} columns={columns}> [{stored}] {_schema(value, kind, table)}"
+
+
+def pickled_note(value: Any, kind: str, why: str) -> str:
+    """What a table kept as a pickle shows instead (no schema: Parquet could not hold it)."""
+    rows, columns = shape(value)
+    return f"<{kind} rows={rows:,} columns={columns}> [a pickle, not Parquet: {why}]"
