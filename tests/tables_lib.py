@@ -47,3 +47,14 @@ def tables_then_fail(params: dict) -> dict:
     if os.path.exists(params["flag"]):
         raise RuntimeError("failing after the table steps")
     return {"df": df, "table": table, "odd": odd, "kind": type(df).__name__}
+
+
+@zart.step("fetch:raw-data")
+def fetch(n: int) -> pd.DataFrame:
+    return pd.DataFrame({"cat": ["a", "b"] * n, "x": [float(i) for i in range(2 * n)]})
+
+
+@zart.workflow("tables-for-sql")
+def tables_for_sql(n: int) -> int:
+    frames = zart.wait([zart.schedule(fetch, n), zart.schedule(load, n, "")])
+    return sum(len(f) for f in frames)

@@ -17,6 +17,7 @@ SAMPLES = {
     zart.JournalSchemaTooNew: ("/tmp/j.duckdb", "schema 9"),
     zart.DefinitionError: ("bad step",),
     zart.ConfigurationError: ("ZART_WORKERS must be a positive integer",),
+    zart.QueryError: ("Catalog Error: Table with name x does not exist!",),
     zart.ExecutionNotFound: ("exec-1", "/tmp/j.duckdb"),
     zart.DefinitionNotFound: ("no definition abc",),
     zart.ExecutorClosed: ("pool shut down",),

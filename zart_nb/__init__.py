@@ -26,7 +26,7 @@ if _typing.TYPE_CHECKING:
     from ._api import DurableScheduler, TaskRegistry, run, schedule, start, wait
     from ._context import Context, context
     from ._control import ControlOutcome, cancel, delete
-    from ._data import GcReport, gc, load
+    from ._data import GcReport, gc, load, sql
     from ._definitions import DurableExecution, NamedCall, RetryPolicy, Step, Workflow, step, workflow
     from ._errors import (
         Cancelled,
@@ -43,6 +43,7 @@ if _typing.TYPE_CHECKING:
         MonitorError,
         NonDeterminism,
         NotInWorkflow,
+        QueryError,
         SerializationError,
         StepCancelled,
         StepError,
@@ -71,13 +72,13 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "_api": ("DurableScheduler", "TaskRegistry", "run", "schedule", "start", "wait"),
     "_context": ("Context", "context"),
     "_control": ("ControlOutcome", "cancel", "delete"),
-    "_data": ("GcReport", "gc", "load"),
+    "_data": ("GcReport", "gc", "load", "sql"),
     "_definitions": ("DurableExecution", "NamedCall", "RetryPolicy", "Step", "Workflow", "step", "workflow"),
     "_errors": ("Cancelled", "ConfigurationError", "DefinitionError", "DefinitionNotFound", "ExecutionNotFound",
                 "ExecutionTimeout", "ExecutorClosed", "JournalCorrupt", "JournalError", "JournalLocked",
-                "JournalSchemaTooNew", "MonitorError", "NonDeterminism", "NotInWorkflow", "SerializationError",
-                "StepCancelled", "StepError", "StepFailed", "StepTimeout", "TaskError", "ValueLost",
-                "ValueStoreError", "WaitTimeout", "WorkerCrashed", "ZartError"),
+                "JournalSchemaTooNew", "MonitorError", "NonDeterminism", "NotInWorkflow", "QueryError",
+                "SerializationError", "StepCancelled", "StepError", "StepFailed", "StepTimeout", "TaskError",
+                "ValueLost", "ValueStoreError", "WaitTimeout", "WorkerCrashed", "ZartError"),
     "_events": ("Event", "EventBus", "ExecutionEvent", "StepEvent", "events"),
     "_handles": ("Execution", "StepHandle"),
     "_monitor.client": ("MonitorClient",),
@@ -205,6 +206,7 @@ __all__ = [
     "NamedCall",
     "NonDeterminism",
     "NotInWorkflow",
+    "QueryError",
     "RetryPolicy",
     "run",
     "RunEnd",
@@ -216,6 +218,7 @@ __all__ = [
     "SerializationError",
     "show",
     "shutdown_pool",
+    "sql",
     "start",
     "Step",
     "step",

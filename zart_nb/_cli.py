@@ -158,6 +158,27 @@ def cmd_gc(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sql(args: argparse.Namespace) -> int:
+    from ._cli_read import targets
+    from ._data import sql
+
+    paths = [path for path in targets(args).paths if path.exists()]
+    if len(paths) != 1:
+        found = ", ".join(str(path) for path in paths) or "none"
+        print(f"zart sql: it reads one journal; choose one with --journal (found: {safe(found)})", file=sys.stderr)
+        return 2
+    frame = sql(args.query, paths[0])
+    if args.json:
+        import json
+
+        rows = json.loads(frame.to_json(orient="records", date_format="iso", date_unit="us"))
+        print(json.dumps({"journal": str(paths[0]), "columns": [str(c) for c in frame.columns], "rows": rows},
+                         indent=2))
+    else:
+        print(safe(frame.to_string(index=False, max_rows=args.max_rows), lines=True))
+    return 0
+
+
 def cmd_tui(args: argparse.Namespace) -> int:
     try:
         from zart_tui.app import main as tui_main
@@ -240,6 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--min-age", type=float, default=3600.0, metavar="SECONDS",
                     help="keep unreferenced files younger than this: they may be being written (default: 3600)")
     gc.set_defaults(func=cmd_gc)
+
+    query = sub.add_parser("sql", parents=[common, as_json],
+                           help='SQL over the tables steps returned: each a view "<execution id>/<step key>"')
+    query.add_argument("query", help='e.g. \'select cat, avg(x) from "exec-1/load#0" group by cat\'')
+    query.add_argument("--max-rows", type=int, default=100, metavar="N", help="rows printed (default 100)")
+    query.set_defaults(func=cmd_sql)
 
     tui = sub.add_parser("tui", parents=[common], help="terminal monitor (zart-tui)")
     tui.set_defaults(func=cmd_tui)

@@ -2,15 +2,19 @@
 (the store's files no journal row points to)."""
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from . import _tables as tables
 from . import _values as values
-from ._errors import ConfigurationError, ExecutionNotFound, JournalError, JournalLocked
+from ._errors import ConfigurationError, ExecutionNotFound, JournalError, JournalLocked, ValueLost
 from ._runtime import runtime
 from ._status import StepStatus
+
+log = logging.getLogger("zart_nb")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,3 +114,42 @@ def gc(journal: str | os.PathLike[str] | None = None, *, dry_run: bool = False,
     except JournalLocked as exc:
         raise JournalLocked(exc.path, f"{exc.owner} (its engine may be writing values: zart gc runs when no "
                                       "other process holds the journal)", exc.waited) from None
+
+
+def sql(query: str, journal: str | os.PathLike[str] | None = None) -> Any:
+    """Run the DuckDB SQL ``query`` over the tables the steps of ``journal`` returned (each completed
+    step's pandas or polars DataFrame or pyarrow Table, stored as Parquet), and return the result as a
+    pandas DataFrame.
+
+    Each table is a view named ``<execution id>/<step key>``, which SQL writes in double quotes:
+    ``select cat, avg(x) from "exec-1/load#0" group by cat`` (a ``"`` in a name is doubled). The view
+    ``zart_tables`` lists them (``view, execution_id, step_key, kind, path``). The query runs on a new
+    in-memory DuckDB connection, never on the journal's: only the list of tables is read from the
+    journal. Nothing is unpickled, and each file passes the store's checks (owner, mode, size, its
+    check) before DuckDB reads it; a missing or damaged one is left out with a warning. Raises
+    ``QueryError`` for a query DuckDB refuses."""
+    if not isinstance(query, str) or not query.strip():
+        raise ConfigurationError(f"zart.sql wants a query (a non-empty string), got {query!r}")
+    journal_ = runtime.journal(journal)
+    if not journal_.path.exists():
+        raise JournalError(journal_.path, "no journal file here")
+    with journal_.hold(write=False):
+        rows = journal_.current_references()
+    folder = values.folder_for(journal_.path.resolve())
+    views: list[tuple[str, str, str, str, str]] = []
+    for execution_id, step_key, blob in rows:
+        if not values.is_ref(blob):
+            continue
+        ref = values.decode_ref(blob)
+        if not ref.name.endswith(tables.SUFFIX):
+            continue
+        try:
+            fd, path = values.open_table(folder, ref)  # the store's trust checks, before DuckDB reads it
+        except ValueLost as exc:
+            log.warning("zart.sql leaves out the table of step %r of execution %r: %s", step_key, execution_id, exc)
+            continue
+        os.close(fd)
+        views.append((f"{execution_id}/{step_key}", execution_id, step_key, ref.kind, str(path)))
+    from ._journal import tables as sql_tables
+
+    return sql_tables.query(query, views)

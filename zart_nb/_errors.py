@@ -10,6 +10,7 @@
  │    └── ValueLost               a stored value's file is missing or damaged (the step runs again)
  ├── DefinitionError              a workflow or step used wrongly (bad name, not registered, ...)
      ├── ConfigurationError           a bad option or environment variable (also a ValueError)
+     ├── QueryError                   a zart.sql query DuckDB refused (its message; also a ValueError)
      ├── ExecutionNotFound            no execution of that id in the journal (also a LookupError)
      ├── DefinitionNotFound           the journal lacks a workflow or step definition (also a LookupError)
      ├── ExecutorClosed               the executor was shut down while a step was submitted
@@ -95,6 +96,10 @@ class DefinitionError(ZartError):
 
 class ConfigurationError(ZartError, ValueError):
     """An option or environment variable has a value zart_nb cannot use (names it and the value)."""
+
+
+class QueryError(ZartError, ValueError):
+    """A ``zart.sql`` query DuckDB refused: a syntax error, an unknown view or column (its message)."""
 
 
 class ExecutionNotFound(ZartError, LookupError):

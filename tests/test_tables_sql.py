@@ -1,0 +1,112 @@
+"""zart.sql and `zart sql` over stored tables, and the store's layout read by plain duckdb (real processes)."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pd = pytest.importorskip("pandas")
+pytest.importorskip("pyarrow")
+
+from tables_lib import tables_for_sql  # noqa: E402
+
+import zart_nb as zart  # noqa: E402
+from zart_nb import _values as values  # noqa: E402
+
+HERE = Path(__file__).parent
+
+
+def _run(journal: Path, execution_id: str = "exec-1", n: int = 10) -> None:
+    assert zart.run(tables_for_sql, n, execution_id=execution_id, journal=journal, display=False) == 3 * n
+
+
+def test_sql_has_a_view_per_table_named_by_execution_and_key_and_a_listing(journal):
+    _run(journal)
+    _run(journal, "exec-2", n=5)
+    got = zart.sql('select cat, avg(x) as mean, count(*) as n from "exec-1/fetch:raw-data#0" group by cat '
+                   "order by cat", journal=journal)
+    assert isinstance(got, pd.DataFrame)
+    assert got.to_dict("list") == {"cat": ["a", "b"], "mean": [9.0, 10.0], "n": [10, 10]}
+    listing = zart.sql("select view, execution_id, step_key, kind from zart_tables order by view", journal=journal)
+    assert listing.values.tolist() == [
+        ["exec-1/fetch:raw-data#0", "exec-1", "fetch:raw-data#0", "pandas.DataFrame"],
+        ["exec-1/load#0", "exec-1", "load#0", "pandas.DataFrame"],
+        ["exec-2/fetch:raw-data#0", "exec-2", "fetch:raw-data#0", "pandas.DataFrame"],
+        ["exec-2/load#0", "exec-2", "load#0", "pandas.DataFrame"]]
+    joined = zart.sql('select count(*) as n from "exec-1/load#0" a join "exec-2/load#0" b using (ts)',
+                      journal=journal)
+    assert joined["n"][0] == 5
+
+
+def test_a_bad_query_is_a_query_error(journal):
+    _run(journal)
+    with pytest.raises(zart.QueryError, match="nope"):
+        zart.sql('select * from "exec-1/nope#0"', journal=journal)
+    with pytest.raises(zart.ConfigurationError):
+        zart.sql("  ", journal=journal)
+
+
+def _table(journal: Path, key: str = "load#0") -> Path:
+    return values.folder_for(journal) / "tables" / "exec-1" / f"{key}.parquet"
+
+
+def test_the_store_checks_run_before_duckdb_reads_a_file(journal):
+    _run(journal)
+    os.chmod(_table(journal), 0o666)
+    with pytest.raises(zart.ValueStoreError, match="writable by others"):
+        zart.sql("select 1", journal=journal)
+
+
+def test_a_damaged_table_is_left_out_with_a_warning(journal, caplog):
+    _run(journal)
+    data = bytearray(_table(journal).read_bytes())
+    data[-20] ^= 0xFF
+    _table(journal).write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="zart_nb"):
+        listing = zart.sql("select view from zart_tables", journal=journal)
+    assert listing["view"].tolist() == ["exec-1/fetch:raw-data#0"]
+    assert any("load#0" in record.getMessage() and "fails its check" in record.getMessage()
+               for record in caplog.records)
+
+
+def test_zart_sql_prints_a_query_and_its_json(journal):
+    _run(journal)
+    env = {**os.environ, "ZART_MONITOR": "0"}
+    query = 'select cat, sum(x) as total from "exec-1/fetch:raw-data#0" group by cat order by cat'
+    text = subprocess.run([sys.executable, "-m", "zart_nb", "sql", "--journal", str(journal), query],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.split() == ["cat", "total", "a", "90.0", "b", "100.0"]
+    out = subprocess.run([sys.executable, "-m", "zart_nb", "sql", "--journal", str(journal), "--json", query],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    document = json.loads(out.stdout)
+    assert document["columns"] == ["cat", "total"]
+    assert document["rows"] == [{"cat": "a", "total": 90.0}, {"cat": "b", "total": 100.0}]
+    bad = subprocess.run([sys.executable, "-m", "zart_nb", "sql", "--journal", str(journal), "select nope"],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert bad.returncode == 1 and "nope" in bad.stderr
+
+
+def test_plain_duckdb_reads_a_moved_store_through_the_documented_layout(journal, tmp_path):
+    _run(journal)
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(journal.parent, moved)  # the journal and its store copied together, as the README says
+    script = textwrap.dedent("""
+        import sys
+        import duckdb
+        rows = duckdb.sql("select cat, count(*) from read_parquet('journal.duckdb.values/tables/exec-1/"
+                          "fetch:raw-data#0.parquet') group by cat order by cat").fetchall()
+        every = duckdb.sql("select count(*) from read_parquet('journal.duckdb.values/tables/*/load#*.parquet')")
+        print(rows, every.fetchall()[0][0], 'zart_nb' in sys.modules)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=moved, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[('a', 10), ('b', 10)] 10 False"
