@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -113,3 +116,56 @@ def test_a_table_file_writable_by_others_is_refused_before_it_is_read(journal, t
                                             ("é", "%C3%A9")])
 def test_file_names_of_ids_and_keys(text, part):
     assert values.file_part(text) == part
+
+
+def test_gc_frees_a_deleted_executions_tables_and_keeps_the_others(journal, tmp_path):
+    zart.run(tables_then_fail, _params(tmp_path), execution_id="exec-1", journal=journal, display=False)
+    zart.run(tables_then_fail, _params(tmp_path), execution_id="exec-2", journal=journal, display=False)
+    leftover = values.folder_for(journal) / "tables" / "exec-1" / ".0123.tmp"  # a writer killed mid-file
+    leftover.write_bytes(b"PAR1")
+    report = zart.gc(journal, min_age=0)
+    assert report.removed == ("tables/exec-1/.0123.tmp",) and report.referenced == 4
+    zart.delete("exec-2", journal=journal)
+    report = zart.gc(journal, min_age=0)
+    assert sorted(report.removed) == ["tables/exec-2/arrow#0.parquet", "tables/exec-2/load#0.parquet"]
+    assert not (values.folder_for(journal) / "tables" / "exec-2" / "load#0.parquet").exists()
+    _check_frame(zart.load("exec-1", "load#0", journal=journal), 100)
+
+
+def test_a_polars_frame_round_trips_as_polars(journal, inline):
+    pl = pytest.importorskip("polars")
+    want = pl.DataFrame({"k": ["a", "b", None], "v": [1, None, 3],
+                         "c": pl.Series(["x", "y", "x"], dtype=pl.Categorical)})
+    step = zart.step("polars-frame")(lambda: want)
+    flow = zart.workflow("polars-flow")(lambda _: zart.wait([zart.schedule(step)])[0])
+    got = zart.run(flow, None, execution_id="p", journal=journal, display=False)
+    assert isinstance(got, pl.DataFrame) and got.equals(want) and got.schema == want.schema
+    loaded = zart.load("p", "polars-frame#0", journal=journal)
+    assert isinstance(loaded, pl.DataFrame) and loaded.equals(want)
+    ref = values.decode_ref(runtime.journal(journal).pickled_steps("p")["polars-frame#0"].output)
+    assert ref.name == "tables/p/polars-frame#0.parquet" and ref.kind == "polars.DataFrame"
+
+
+def test_without_pyarrow_a_frame_stays_a_pickle_and_says_so(journal):
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["pyarrow"] = None  # as if not installed: `import pyarrow` raises ImportError
+        import pandas as pd
+        import zart_nb as zart
+        from zart_nb._executors.inline import InlineExecutor
+        from zart_nb._runtime import runtime
+        runtime.executor_factory = InlineExecutor
+        step = zart.step("no-arrow")(lambda: pd.DataFrame({{"a": [1, 2]}}))
+        flow = zart.workflow("no-arrow-flow")(lambda _: zart.wait([zart.schedule(step)])[0])
+        got = zart.run(flow, None, execution_id="n", journal={str(journal)!r}, display=False)
+        again = zart.run(flow, None, execution_id="n", journal={str(journal)!r}, display=False)
+        print(got["a"].tolist(), again["a"].tolist())
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "ZART_MONITOR": "0"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[0] == "[1, 2] [1, 2]"
+    assert not values.is_ref(runtime.journal(journal).pickled_steps("n")["no-arrow#0"].output)
+    steps = zart.journal(journal, live=False).list_steps("n")
+    assert steps[0].output_preview == "<pandas.DataFrame rows=2 columns=1> [a pickle, not Parquet: " \
+                                      "pyarrow is not installed]"

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from . import _tables as tables
@@ -38,6 +40,25 @@ class GcReport:
         return text
 
 
+def _store_files(folder: Path) -> Iterator[tuple[Path, list[tuple[str, os.DirEntry[str]]]]]:
+    """``(folder, [(name relative to the store, entry)])``: the value files at the top and the
+    tables (and unfinished temporary files) under ``tables/<execution>/``, each folder checked first."""
+    def files(directory: Path, prefix: str, suffixes: tuple[str, ...]) -> list[tuple[str, os.DirEntry[str]]]:
+        return [(prefix + entry.name, entry) for entry in sorted(os.scandir(directory), key=lambda e: e.name)
+                if entry.name.endswith(suffixes) and entry.is_file(follow_symlinks=False)]
+
+    yield folder, files(folder, "", (values.SUFFIX,))
+    tables_dir = folder / values.TABLES
+    if not tables_dir.is_dir():
+        return
+    values.check_folder(tables_dir)
+    for entry in sorted(os.scandir(tables_dir), key=lambda e: e.name):
+        if entry.is_dir(follow_symlinks=False):
+            directory = tables_dir / entry.name
+            values.check_folder(directory)
+            yield directory, files(directory, f"{values.TABLES}/{entry.name}/", (tables.SUFFIX, ".tmp"))
+
+
 def collect(journal_path: str | os.PathLike[str], referenced: set[str], *, min_age: float = values.MIN_AGE,
             dry_run: bool = False) -> GcReport:
     """Remove the store's files no journal row points to, except those younger than ``min_age``."""
@@ -49,25 +70,25 @@ def collect(journal_path: str | os.PathLike[str], referenced: set[str], *, min_a
     if folder.exists():
         values.check_folder(folder)
         now = time.time()
-        for entry in sorted(os.scandir(folder), key=lambda entry: entry.name):
-            if not entry.name.endswith(values.SUFFIX) or not entry.is_file(follow_symlinks=False):
-                continue
-            if entry.name in referenced:
-                kept += 1
-                continue
-            info = entry.stat(follow_symlinks=False)
-            if now - info.st_mtime < min_age:
-                young.append(entry.name)
-                continue
-            if not dry_run:
-                try:
-                    os.unlink(entry.path)
-                except FileNotFoundError:
+        for directory, names in _store_files(folder):
+            before = len(removed)
+            for name, entry in names:
+                if name in referenced:
+                    kept += 1
                     continue
-            removed.append(entry.name)
-            freed += info.st_size
-        if removed and not dry_run:
-            values.sync_folder(folder)
+                info = entry.stat(follow_symlinks=False)
+                if now - info.st_mtime < min_age:
+                    young.append(name)
+                    continue
+                if not dry_run:
+                    try:
+                        os.unlink(entry.path)
+                    except FileNotFoundError:
+                        continue
+                removed.append(name)
+                freed += info.st_size
+            if len(removed) > before and not dry_run:
+                values.sync_folder(directory)
     return GcReport(str(folder), tuple(removed), freed, tuple(young), kept, dry_run)
 
 
