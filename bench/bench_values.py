@@ -1,11 +1,13 @@
-"""P9 and P11 (issue 14): a step returning a 200 MB float64 array, the workflow failing after it, then a re-run
-that reuses it; each figure the wall time of a whole process (python start to exit) against a baseline
-process measured in the same run.
+"""P9, P10 and P11 (issue 14): a step returning a 200 MB float64 array (P9) or a 5M-row, 5-column DataFrame
+(P10: int, float, float, categorical, tz-aware timestamp), the workflow failing after it, then a re-run that
+reuses it; each figure the wall time of a whole process (python start to exit) against a baseline process
+measured in the same run.
 
 Run by hand, never by the test suite:
 
     python bench/bench_values.py                     # 200 MB, 3 repeats, 2 workers
     python bench/bench_values.py --mb 50 --repeats 1 --json /tmp/p9.json
+    python bench/bench_values.py --suite p10 --rows 5000000   # P10 only (needs pandas and pyarrow)
 
 | measurement | what the process does |
 |---|---|
@@ -15,6 +17,10 @@ Run by hand, never by the test suite:
 | zart-replay | the re-run: the step is reused (its value loaded from the journal), the body sums it |
 | base-p11   | makes the array, ``np.save``s it + fsync, sums a ``np.load(mmap_mode="r")`` of it 3 times |
 | zart-p11   | P11: a step makes the array, 3 later steps each take it as their argument and sum it |
+| base-frame-write | P10: imports pandas, makes the frame, ``to_parquet``s it (pandas' defaults), fsyncs it |
+| zart-frame-first | P10: ``zart.run`` of a workflow whose step makes the frame; the body then raises |
+| base-frame-read  | P10: ``read_parquet``s that file and sums a column |
+| zart-frame-replay | P10: the re-run: the step is reused (its frame loaded from the store), the body sums a column |
 
 The two sides do the same work: the array is made with the same expression, and both replays sum it
 (so every page is read: a mapped value is not cheaper merely for being left untouched). Each process
@@ -53,6 +59,27 @@ def peak_kb():
 def make(n):
     import numpy as np
     return np.arange(n, dtype=np.float64) * 0.5
+
+def make_frame(rows):
+    import numpy as np
+    import pandas as pd
+    i = np.arange(rows)
+    return pd.DataFrame({"id": i, "x": i * 0.5, "y": np.sqrt(i),
+                         "cat": pd.Categorical.from_codes(i % 7, list("abcdefg")),
+                         "ts": pd.date_range("2024-01-01", periods=rows, freq="s", tz="Europe/Paris")})
+
+if mode == "base-frame-write":
+    path = os.path.join(folder, "frame.parquet")
+    make_frame(int(sys.argv[3])).to_parquet(path)
+    fd = os.open(path, os.O_RDONLY)
+    os.fsync(fd)
+    print(f"RSS {peak_kb()} 0")
+    sys.exit(0)
+if mode == "base-frame-read":
+    import pandas as pd
+    print(f"SUM {float(pd.read_parquet(os.path.join(folder, 'frame.parquet'))['x'].sum())}")
+    print(f"RSS {peak_kb()} 0")
+    sys.exit(0)
 
 if mode == "base-write":
     array = make(n)
@@ -100,7 +127,33 @@ else:
             raise RuntimeError("failing after the array step")
         return float(array.sum())
 
+    @zart.step("make-frame")
+    def make_frame_step(rows):
+        return make_frame(rows)
+
+    @zart.workflow("bench-frame")
+    def frame_flow(params):
+        rows, flag = params
+        frame = zart.wait([zart.schedule(make_frame_step, rows)])[0]
+        if os.path.exists(flag):
+            raise RuntimeError("failing after the frame step")
+        return float(frame["x"].sum())
+
     flag = os.path.join(folder, "fail")
+    if mode.startswith("zart-frame-"):
+        if mode == "zart-frame-first":
+            open(flag, "w").close()
+        else:
+            os.unlink(flag)
+        try:
+            out = zart.run(frame_flow, (int(sys.argv[3]), flag), execution_id="p10",
+                           journal=os.path.join(folder, "f.duckdb"), display=False)
+            print(f"SUM {out}")
+        except zart.TaskError:
+            pass
+        zart.shutdown_pool()
+        print(f"RSS {peak_kb()} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}")
+        sys.exit(0)
     if mode == "zart-p11":
         print(f"SUM {zart.run(p11, n, execution_id='p11', journal=os.path.join(folder, 'p11.duckdb'))}")
         zart.shutdown_pool()
@@ -132,50 +185,70 @@ def run_child(mode: str, folder: Path, mb: int, env: dict[str, str]) -> dict[str
     return {"seconds": elapsed, "driver_mb": int(rss[1]) / 1024, "worker_mb": int(rss[2]) / 1024}
 
 
+P9_MODES = ("base-write", "zart-first", "base-read", "zart-replay", "base-p11", "zart-p11")
+P10_MODES = ("base-frame-write", "zart-frame-first", "base-frame-read", "zart-frame-replay")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mb", type=int, default=200, help="size of the array in MB (default 200)")
+    parser.add_argument("--rows", type=int, default=5_000_000, help="rows of P10's frame (default 5M)")
+    parser.add_argument("--suite", choices=("all", "p9", "p10"), default="all", help="p9: P9 and P11; p10: P10")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", help="write the results here too")
     args = parser.parse_args()
     env = {**os.environ, "ZART_WORKERS": str(args.workers), "ZART_MONITOR": "0"}
-    results: dict[str, list[dict[str, float]]] = {m: [] for m in ("base-write", "zart-first", "base-read",
-                                                                  "zart-replay", "base-p11", "zart-p11")}
+    modes = (P9_MODES if args.suite != "p10" else ()) + (P10_MODES if args.suite != "p9" else ())
+    results: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
+    stores: dict[str, float] = {}
     for _ in range(args.repeats):
         folder = Path(tempfile.mkdtemp(prefix="zart-p9-"))
         try:
             for mode in results:
-                results[mode].append(run_child(mode, folder, args.mb, env))
-            store = folder / "j.duckdb.values"
-            stored = sum(f.stat().st_size for f in store.iterdir()) if store.exists() else 0
-            journal_mb = (folder / "j.duckdb").stat().st_size / 1e6
+                size = args.rows if mode in P10_MODES else args.mb
+                results[mode].append(run_child(mode, folder, size, env))
+            for name in ("j", "f"):
+                store = folder / f"{name}.duckdb.values"
+                stores[name] = sum(f.stat().st_size for f in store.rglob("*") if f.is_file()) / 1e6 \
+                    if store.exists() else 0.0
+                if (folder / f"{name}.duckdb").exists():
+                    stores[name + "-journal"] = (folder / f"{name}.duckdb").stat().st_size / 1e6
         finally:
             shutil.rmtree(folder, ignore_errors=True)
     median = {mode: {key: statistics.median(run[key] for run in runs) for key in runs[0]}
               for mode, runs in results.items()}
     import zart_nb
 
-    print(f"P9: {args.mb} MB float64 array, {args.repeats} repeats (medians), {args.workers} workers, "
-          f"zart_nb from {Path(zart_nb.__file__).parent}")
-    print(f"journal file {journal_mb:.1f} MB, value store {stored / 1e6:.1f} MB (last repeat)")
-    print(f"{'process':<12} {'seconds':>8} {'driver RSS MB':>14} {'worker RSS MB':>14}")
+    print(f"{args.repeats} repeats (medians), {args.workers} workers, zart_nb from {Path(zart_nb.__file__).parent}")
+    print(f"journal and store sizes, MB (last repeat): {stores}")
+    print(f"{'process':<18} {'seconds':>8} {'driver RSS MB':>14} {'worker RSS MB':>14}")
     for mode, row in median.items():
-        print(f"{mode:<12} {row['seconds']:>8.2f} {row['driver_mb']:>14.0f} {row['worker_mb']:>14.0f}")
-    first = median["zart-first"]["seconds"] / median["base-write"]["seconds"]
-    replay = median["zart-replay"]["seconds"] / median["base-read"]["seconds"]
-    peak = max(median["zart-first"]["driver_mb"], median["zart-first"]["worker_mb"],
-               median["zart-replay"]["driver_mb"]) / args.mb
-    p11 = median["zart-p11"]["seconds"] / median["base-p11"]["seconds"]
-    print(f"P9: first run {first:.2f}x (target <= 1.5), replay {replay:.2f}x (target <= 1.5), "
-          f"peak RSS {peak:.2f}x the value (target <= 2)")
-    print(f"P11: the array passed to 3 steps {p11:.2f}x (target <= 2), driver peak RSS "
-          f"{median['zart-p11']['driver_mb'] / args.mb:.2f}x the value")
+        print(f"{mode:<18} {row['seconds']:>8.2f} {row['driver_mb']:>14.0f} {row['worker_mb']:>14.0f}")
+    ratios: dict[str, float] = {}
+    if args.suite != "p10":
+        ratios["first"] = median["zart-first"]["seconds"] / median["base-write"]["seconds"]
+        ratios["replay"] = median["zart-replay"]["seconds"] / median["base-read"]["seconds"]
+        ratios["peak"] = max(median["zart-first"]["driver_mb"], median["zart-first"]["worker_mb"],
+                             median["zart-replay"]["driver_mb"]) / args.mb
+        ratios["p11"] = median["zart-p11"]["seconds"] / median["base-p11"]["seconds"]
+        print(f"P9: {args.mb} MB array: first run {ratios['first']:.2f}x (target <= 1.5), replay "
+              f"{ratios['replay']:.2f}x (target <= 1.5), peak RSS {ratios['peak']:.2f}x the value (target <= 2)")
+        print(f"P11: the array passed to 3 steps {ratios['p11']:.2f}x (target <= 2), driver peak RSS "
+              f"{median['zart-p11']['driver_mb'] / args.mb:.2f}x the value")
+    if args.suite != "p9":
+        frame_mb = args.rows * 33 / 1e6  # 8 + 8 + 8 + 1 + 8 bytes a row in memory
+        ratios["p10-first"] = median["zart-frame-first"]["seconds"] / median["base-frame-write"]["seconds"]
+        ratios["p10-replay"] = median["zart-frame-replay"]["seconds"] / median["base-frame-read"]["seconds"]
+        ratios["p10-peak"] = max(median["zart-frame-first"]["driver_mb"], median["zart-frame-first"]["worker_mb"],
+                                 median["zart-frame-replay"]["driver_mb"]) / frame_mb
+        print(f"P10: {args.rows:,}-row frame ({frame_mb:.0f} MB): first run {ratios['p10-first']:.2f}x "
+              f"(target <= 1.5), replay {ratios['p10-replay']:.2f}x (target <= 1.5), peak RSS "
+              f"{ratios['p10-peak']:.2f}x the frame (target <= 2; a process with pandas and pyarrow loaded "
+              f"starts near {median['base-frame-read']['driver_mb']:.0f} MB)")
     if args.json:
-        Path(args.json).write_text(json.dumps({"mb": args.mb, "median": median, "runs": results,
-                                               "ratios": {"first": first, "replay": replay, "peak": peak,
-                                                          "p11": p11}},
-                                              indent=2))
+        Path(args.json).write_text(json.dumps({"mb": args.mb, "rows": args.rows, "median": median,
+                                               "runs": results, "ratios": ratios}, indent=2))
 
 
 if __name__ == "__main__":
