@@ -118,6 +118,12 @@ def test_file_names_of_ids_and_keys(text, part):
     assert values.file_part(text) == part
 
 
+def test_a_long_key_is_cut_with_a_hash_of_the_whole():
+    long, other = "k" * 300, "k" * 299 + "j"
+    assert len(values.file_part(long)) == values.NAME_CHARS and values.file_part(long) != values.file_part(other)
+    assert values.file_part(long).startswith("k" * 150) and "~" in values.file_part(long)
+
+
 def test_gc_frees_a_deleted_executions_tables_and_keeps_the_others(journal, tmp_path):
     zart.run(tables_then_fail, _params(tmp_path), execution_id="exec-1", journal=journal, display=False)
     zart.run(tables_then_fail, _params(tmp_path), execution_id="exec-2", journal=journal, display=False)

@@ -74,8 +74,11 @@ def read(fd: int, size: int, kind: str) -> Any:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    mapped = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
-    table = pq.read_table(pa.BufferReader(pa.py_buffer(mapped)))
+    proc = f"/proc/self/fd/{fd}"  # the checked file itself, read natively (a map of it read 2x slower)
+    if os.path.exists(proc):
+        table = pq.read_table(pa.OSFile(proc))
+    else:
+        table = pq.read_table(pa.BufferReader(pa.py_buffer(mmap.mmap(fd, size, access=mmap.ACCESS_READ))))
     if kind == "pandas.DataFrame":  # column by column, freeing each (a peak of one frame, not two)
         return table.to_pandas(split_blocks=True, self_destruct=True)
     if kind == "polars.DataFrame":

@@ -21,6 +21,7 @@ then runs the step again.
 """
 from __future__ import annotations
 
+import hashlib
 import mmap
 import os
 import pickle
@@ -375,6 +376,7 @@ def load_with_origin(blob: bytes, journal_path: str | os.PathLike[str]) -> Loade
 
 TABLES = "tables"
 TAIL = 1 << 16  # a Parquet file's check: the crc32 of its last 64 KiB (its footer: schema, row groups, stats)
+NAME_CHARS = 200
 _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.#:=+,@")
 
 
@@ -382,7 +384,10 @@ def file_part(text: str) -> str:
     """An execution id or step key as a file name: characters outside ``A-Za-z0-9-_.#:=+,@`` (and a
     leading ``.``) as ``%XX`` of their UTF-8 bytes, so no name is a path, hidden, or a glob pattern."""
     out = "".join(c if c in _SAFE else "".join(f"%{b:02X}" for b in c.encode()) for c in text)
-    return "%2E" + out[1:] if out.startswith(".") else out
+    out = "%2E" + out[1:] if out.startswith(".") else out
+    if len(out) > NAME_CHARS:  # a file name has at most 255 bytes: the start, then a hash of the whole
+        out = f"{out[:NAME_CHARS - 17]}~{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+    return out
 
 
 def table_name(execution_id: str, step_key: str) -> str:
