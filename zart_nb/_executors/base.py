@@ -51,6 +51,8 @@ class Task:
     sent_bytes: int = 0
     consumer: OutcomeConsumer | None = field(default=None, repr=False)  # also what cancel() matches
     owner: Any = field(default=None, repr=False)  # the consumer's bookkeeping for this step
+    limit: Any = field(default=None, repr=False)  # the taskqueue.Limit of its zart.Queue, if any
+    admitted: bool = False  # it holds a slot of ``limit`` (see taskqueue)
 
     def wire(self, send_fn: bool) -> WireTask:
         return WireTask(self.task_id, self.fn_id, self.fn_blob if send_fn else None, self.args_blob,
@@ -181,4 +183,9 @@ class Executor(ABC):
     def running(self) -> list[tuple[Task, float]]:
         """The attempts running now, each with when it started (``time.time()``); a best-effort
         snapshot for progress views, taken without stopping anything."""
+        return []
+
+    def held(self) -> list[Task]:
+        """The attempts waiting for a slot of their queue's limit (``zart.Queue``): a snapshot for
+        progress views."""
         return []
