@@ -15,6 +15,10 @@ an executor is built with is wrapped by :meth:`TaskQueue.delivering`); an attemp
 ``ready`` keeps its slot. So at most ``concurrency`` attempts of a queue are sent or running at once,
 and at most ``calls`` are admitted in any ``per`` seconds (the rate counts admissions: an attempt
 starts on its worker a moment later). Attempts without a limit never touch a lock here.
+
+Where an executor cannot stop a function (an attempt past its timeout, or cancelled, on Dask or on a
+thread of the inline executor), its outcome is delivered at once and its slot given back while the
+function may still run on to its end; the local pool kills the worker, so there the count is exact.
 """
 from __future__ import annotations
 
