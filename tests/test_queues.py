@@ -59,6 +59,14 @@ def limited(key: str, folder: str) -> str:
     return key
 
 
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """Where the steps of a test record their attempts."""
+    path = tmp_path / "spans"
+    path.mkdir()
+    return path
+
+
 def intervals(folder: Path) -> list[tuple[float, float, str]]:
     found = []
     for path in folder.iterdir():
@@ -72,10 +80,8 @@ def most_at_once(spans: list[tuple[float, float, str]]) -> int:
     return max(sum(1 for s, e, _ in spans if s <= start < e) for start, _, _ in spans)
 
 
-def test_concurrency_one_never_overlaps_across_two_executions(journal, tmp_path):
+def test_concurrency_one_never_overlaps_across_two_executions(journal, folder):
     queue = zart.Queue(_name("one"), concurrency=1)
-    folder = tmp_path / "spans"
-    folder.mkdir()
 
     @zart.workflow("one-at-a-time")
     def flow(prefix):
@@ -92,9 +98,7 @@ def test_concurrency_one_never_overlaps_across_two_executions(journal, tmp_path)
     assert queue.limit.active == 0  # every slot was given back
 
 
-def test_concurrency_two_on_a_pool_of_four_runs_at_most_two_at_once(journal, tmp_path):
-    folder = tmp_path / "spans"
-    folder.mkdir()
+def test_concurrency_two_on_a_pool_of_four_runs_at_most_two_at_once(journal, folder):
 
     @zart.workflow("two-at-a-time")
     def flow(_):
@@ -107,14 +111,12 @@ def test_concurrency_two_on_a_pool_of_four_runs_at_most_two_at_once(journal, tmp
     assert TWO.limit.active == 0
 
 
-def test_a_rate_never_starts_more_than_its_calls_in_a_window(journal, tmp_path):
+def test_a_rate_never_starts_more_than_its_calls_in_a_window(journal, tmp_path, folder):
     # The rate counts attempts as the driver hands them to a worker; each starts there a moment
     # later (the dispatch latency, milliseconds on an idle machine). TOLERANCE allows two such
     # latencies to differ by up to 0.25 s on a loaded one: any three starts span >= 1.0 - 0.25 s.
     tolerance = 0.25
     queue = zart.Queue(_name("rate"), rate=(2, 1.0))
-    folder = tmp_path / "spans"
-    folder.mkdir()
     zart.run(lambda _: timed(f"warm-{uuid.uuid4().hex}", str(tmp_path), 0.0), None, journal=journal,
              workers=2)  # the pool's workers are up: their start-up is no dispatch latency
 
@@ -129,10 +131,8 @@ def test_a_rate_never_starts_more_than_its_calls_in_a_window(journal, tmp_path):
         assert third - first >= 1.0 - tolerance, starts
 
 
-def test_a_retry_stays_in_its_queue(inline, journal, tmp_path):
+def test_a_retry_stays_in_its_queue(inline, journal, folder):
     queue = zart.Queue(_name("retry"), concurrency=1)
-    folder = tmp_path / "spans"
-    folder.mkdir()
 
     @zart.workflow("retry-in-queue")
     def flow(_):
@@ -147,10 +147,8 @@ def test_a_retry_stays_in_its_queue(inline, journal, tmp_path):
     assert most_at_once(spans) == 1  # the inline executor runs 4 threads: only the queue holds them back
 
 
-def test_the_inline_executor_keeps_the_limit(inline, journal, tmp_path):
+def test_the_inline_executor_keeps_the_limit(inline, journal, folder):
     queue = zart.Queue(_name("inline"), concurrency=2)
-    folder = tmp_path / "spans"
-    folder.mkdir()
 
     @zart.workflow("inline-limited")
     def flow(_):
