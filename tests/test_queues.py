@@ -224,7 +224,7 @@ def test_a_queue_is_one_per_name_and_checks_its_arguments():
         queue.schedule(timed, "x", "/nowhere", 0.0)
 
 
-def test_a_workflow_that_refers_to_a_queue_is_journaled_and_its_queue_pickles(journal):
+def test_a_queue_pickles_as_its_limits_not_its_counters():
     import pickle
 
     queue = zart.Queue(_name("pickled"), concurrency=1)
