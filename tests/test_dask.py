@@ -466,3 +466,29 @@ def test_without_distributed_the_error_names_the_extra(tmp_path):
     imported = subprocess.run([sys.executable, "-c", "import sys, zart_nb; print('distributed' in sys.modules)"],
                               capture_output=True, text=True, timeout=DEADLINE)
     assert imported.stdout.strip() == "False", imported.stderr
+
+
+@zart.step("spanned-{i}")
+def spanned(workdir: str, i: int) -> int:
+    """Record when this attempt ran (``start end`` in WORKDIR/span-I); 0.2 s of work in between."""
+    start = time.time()
+    time.sleep(0.2)  # the work: what makes two attempts overlap when nothing limits them
+    Path(workdir, f"span-{i}").write_text(f"{start} {time.time()}")
+    return i
+
+
+def test_a_queue_limits_the_attempts_on_the_cluster(cluster, journal, tmp_path):
+    client, _ = cluster
+    two_workers(client)
+    queue = zart.Queue("dask-one-at-a-time", concurrency=1)
+
+    @zart.workflow("dask-queued")
+    def flow(workdir):
+        return zart.wait([queue.schedule(spanned, workdir, i) for i in range(4)])
+
+    assert zart.run(flow, str(tmp_path), journal=journal, executor=client, execution_id="dask-queue") == [0, 1, 2, 3]
+    spans = sorted(tuple(map(float, path.read_text().split())) for path in tmp_path.glob("span-*"))
+    assert len(spans) == 4
+    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        assert start >= end  # two workers, yet one attempt at a time
+    assert queue.limit.active == 0

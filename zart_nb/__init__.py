@@ -27,7 +27,7 @@ if _typing.TYPE_CHECKING:
     from ._context import Context, context
     from ._control import ControlOutcome, cancel, delete
     from ._data import GcReport, gc, load, sql
-    from ._definitions import DurableExecution, NamedCall, RetryPolicy, Step, Workflow, step, workflow
+    from ._definitions import DurableExecution, NamedCall, Queue, RetryPolicy, Step, Workflow, step, workflow
     from ._errors import (
         Cancelled,
         ConfigurationError,
@@ -59,7 +59,7 @@ if _typing.TYPE_CHECKING:
     from ._events import Event, EventBus, ExecutionEvent, StepEvent, events
     from ._handles import Execution, StepHandle
     from ._monitor.client import MonitorClient
-    from ._progress import FailedStep, RunEnd, RunningStep, RunProgress
+    from ._progress import FailedStep, QueueBacklog, RunEnd, RunningStep, RunProgress
     from ._reader import JournalReader
     from ._records import AttemptRecord, DefinitionRecord, ExecutionRecord, RunRecord, StepRecord
     from ._runtime import shutdown_pool
@@ -73,7 +73,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "_context": ("Context", "context"),
     "_control": ("ControlOutcome", "cancel", "delete"),
     "_data": ("GcReport", "gc", "load", "sql"),
-    "_definitions": ("DurableExecution", "NamedCall", "RetryPolicy", "Step", "Workflow", "step", "workflow"),
+    "_definitions": ("DurableExecution", "NamedCall", "Queue", "RetryPolicy", "Step", "Workflow", "step",
+                     "workflow"),
     "_errors": ("Cancelled", "ConfigurationError", "DefinitionError", "DefinitionNotFound", "ExecutionNotFound",
                 "ExecutionTimeout", "ExecutorClosed", "JournalCorrupt", "JournalError", "JournalLocked",
                 "JournalSchemaTooNew", "MonitorError", "NonDeterminism", "NotInWorkflow", "QueryError",
@@ -82,7 +83,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "_events": ("Event", "EventBus", "ExecutionEvent", "StepEvent", "events"),
     "_handles": ("Execution", "StepHandle"),
     "_monitor.client": ("MonitorClient",),
-    "_progress": ("FailedStep", "RunEnd", "RunningStep", "RunProgress"),
+    "_progress": ("FailedStep", "QueueBacklog", "RunEnd", "RunningStep", "RunProgress"),
     "_reader": ("JournalReader",),
     "_records": ("AttemptRecord", "DefinitionRecord", "ExecutionRecord", "RunRecord", "StepRecord"),
     "_runtime": ("shutdown_pool",),
@@ -207,6 +208,8 @@ __all__ = [
     "NonDeterminism",
     "NotInWorkflow",
     "QueryError",
+    "Queue",
+    "QueueBacklog",
     "RetryPolicy",
     "run",
     "RunEnd",

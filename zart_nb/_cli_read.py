@@ -33,7 +33,7 @@ from ._cli_format import (
 )
 from ._errors import ConfigurationError, ExecutionNotFound, JournalError, JournalLocked, ZartError
 from ._executors.capture import prefix_lines
-from ._progress import RunEnd, RunProgress
+from ._progress import QueueBacklog, RunEnd, RunProgress
 from ._reader import JournalReader
 from ._records import AttemptRecord, ExecutionRecord, RunRecord, StepRecord
 from ._status import ExecutionStatus, StepStatus
@@ -306,14 +306,28 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"... {more}: `zart show {safe(args.execution_id)} --offset {nxt}` for the next {limit}, "
               "--limit N for another page size, --all for every step")
     progress = page.progress
-    if progress is not None and progress.running_steps:
+    if progress is not None and (progress.running_steps or progress.queued):
         print()
+        queued = f", {progress.queued} waiting on a queue's limit" if progress.queued else ""
         print(f"Running now ({progress.running} running, {progress.scheduled} waiting for a worker, "
-              f"{progress.retrying} waiting to retry)")
-        print(table(("KEY", "STATUS", "ATTEMPT", "WORKER", "ELAPSED"),
-                    [(s.key, "running", s.attempt, s.worker, fmt_duration(s.elapsed)) for s in progress.running_steps]))
+              f"{progress.retrying} waiting to retry{queued})")
+        if progress.running_steps:
+            print(table(("KEY", "STATUS", "ATTEMPT", "WORKER", "ELAPSED"),
+                        [(s.key, "running", s.attempt, s.worker, fmt_duration(s.elapsed))
+                         for s in progress.running_steps]))
+        if progress.queues:
+            print(table(("QUEUE", "WAITING", "ACTIVE", "LIMIT"),
+                        [(q.name, q.waiting, q.active, _queue_limit(q)) for q in progress.queues]))
     _print_tail(args, record, page.steps, page.attempts)
     return STATUS_EXIT[record.status]
+
+
+def _queue_limit(queue: QueueBacklog) -> str:
+    """``concurrency 2, rate 5/1s``: a queue's limit (counted in the process running the execution)."""
+    parts = [f"concurrency {queue.concurrency}"] if queue.concurrency is not None else []
+    if queue.rate is not None:
+        parts.append(f"rate {queue.rate}")
+    return ", ".join(parts)
 
 
 def _left(record: ExecutionRecord, offset: int, shown: int, more: bool) -> int | str:

@@ -13,11 +13,15 @@ import types
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from . import _context
 from ._errors import DefinitionError
+from ._executors.taskqueue import Limit, check_limits
 from ._serialization import global_names
+
+if TYPE_CHECKING:
+    from ._handles import StepHandle
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -64,7 +68,8 @@ class Step(Generic[P, R]):
     its result; ``zart.schedule(step, ...)`` runs it in parallel and returns a handle.
     """
 
-    def __init__(self, fn: Callable[P, R], name: str, retry: RetryPolicy, timeout: float | None) -> None:
+    def __init__(self, fn: Callable[P, R], name: str, retry: RetryPolicy, timeout: float | None,
+                 queue: Queue | None = None) -> None:
         if isinstance(fn, Step):
             raise DefinitionError(f"{fn!r} is already a step: decorate the function once (the options "
                                   f"of step {name!r} would be lost)")
@@ -77,7 +82,10 @@ class Step(Generic[P, R]):
                 _check_number("timeout", timeout, positive=True)
             except DefinitionError as exc:
                 raise DefinitionError(f"step {name!r}: {exc}") from None
+        if queue is not None and not isinstance(queue, Queue):
+            raise DefinitionError(f"step {name!r}: queue must be a zart.Queue, got {queue!r}")
         self.fn = fn
+        self.queue = queue
         self.__wrapped_fn__ = fn
         self.name = name
         self.retry = retry
@@ -148,6 +156,60 @@ class NamedCall(Generic[P, R]):
         return result
 
 
+class Queue:
+    """A limit on how many attempts of some steps run at once, and how often they start.
+
+    ``zart.Queue("api", concurrency=2, rate=(10, 1.0))``: at most 2 attempts of the queue's steps
+    are sent to workers or running at once, and at most 10 start in any 1 second, whatever the
+    executor's size (the local pool, the inline executor or Dask). Steps join it with
+    ``@zart.step(queue=q)`` or one call at a time with ``q.schedule(step, ...)``; retries stay in
+    it. The limit is kept **per process**: it holds across every execution this process runs (two
+    notebooks, or two processes, each have their own). Attempts waiting on it are counted in
+    :class:`RunProgress` (``queued``, ``queues``) and shown by ``zart show`` and the widget.
+
+    A queue is identified by its name in the process: ``Queue`` with a name already used gives the
+    same limit (a notebook cell run twice), and a :class:`DefinitionError` if the limits differ.
+    """
+
+    __slots__ = ("name", "concurrency", "rate", "_limit")
+
+    def __init__(self, name: str, concurrency: int | None = None,
+                 rate: tuple[int, float] | None = None) -> None:
+        """``concurrency``: attempts at once (an integer >= 1). ``rate``: ``(calls, seconds)``, at
+        most ``calls`` attempts start in any ``seconds``. At least one of them is needed."""
+        self.name, self.concurrency, self.rate = check_limits(name, concurrency, rate)
+        self._limit = Limit.named(self.name, self.concurrency, self.rate)
+
+    def __repr__(self) -> str:
+        return f"<zart queue {self.name!r}: {self._limit.describe()}>"
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled with a workflow: its limits, not its counters
+        return (Queue, (self.name, self.concurrency, self.rate))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Queue) and other._limit is self._limit
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    @property
+    def limit(self) -> Limit:
+        """The process's counters of this queue (what executors enforce)."""
+        return self._limit
+
+    def schedule(self, target: Step[P, R] | NamedCall[P, R], *args: P.args, **kwargs: P.kwargs) -> StepHandle:
+        """``zart.schedule(target, ...)`` with this call's attempts in this queue (whatever queue the
+        step was declared with); returns the step's handle."""
+        run = _context.require_run("schedule")
+        if isinstance(target, NamedCall):
+            handle: StepHandle = run.schedule(target.step, args, kwargs, key=target.key, queue=self)
+            return handle
+        if not isinstance(target, Step):
+            raise DefinitionError(f"queue {self.name!r}: schedule() needs a @zart.step function, got {target!r}")
+        handle = run.schedule(target, args, kwargs, queue=self)
+        return handle
+
+
 def _retry_policy(retries: int | RetryPolicy, name: str) -> RetryPolicy:
     if isinstance(retries, RetryPolicy):
         return retries
@@ -162,16 +224,18 @@ def _retry_policy(retries: int | RetryPolicy, name: str) -> RetryPolicy:
 @overload
 def step(name: Callable[P, R]) -> Step[P, R]: ...
 @overload
-def step(name: str | None = None, *, retries: int | RetryPolicy = 0,
-         timeout: float | None = None) -> Callable[[Callable[P, R]], Step[P, R]]: ...
+def step(name: str | None = None, *, retries: int | RetryPolicy = 0, timeout: float | None = None,
+         queue: Queue | None = None) -> Callable[[Callable[P, R]], Step[P, R]]: ...
 
 
-def step(name: Any = None, *, retries: int | RetryPolicy = 0, timeout: float | None = None) -> Any:
+def step(name: Any = None, *, retries: int | RetryPolicy = 0, timeout: float | None = None,
+         queue: Queue | None = None) -> Any:
     """Declare a durable step: ``@zart.step("check-service", retries=3, timeout=30)``.
 
     ``name`` defaults to the function's name and may be a template of the arguments
     (``"check-{service}"``) to give each call a stable key. ``retries`` is a count or a
-    :class:`RetryPolicy`; ``timeout`` (seconds) kills an attempt's worker when exceeded.
+    :class:`RetryPolicy`; ``timeout`` (seconds) kills an attempt's worker when exceeded; ``queue``
+    (a :class:`Queue`) limits how many of its attempts run at once and how often they start.
     """
     if callable(name):
         return Step(name, name.__name__, RetryPolicy(), None)
@@ -180,7 +244,7 @@ def step(name: Any = None, *, retries: int | RetryPolicy = 0, timeout: float | N
 
     def decorate(fn: Callable[P, R]) -> Step[P, R]:
         step_name: str = name or str(getattr(fn, "__name__", repr(fn)))
-        return Step(fn, step_name, _retry_policy(retries, step_name), timeout)
+        return Step(fn, step_name, _retry_policy(retries, step_name), timeout, queue)
 
     return decorate
 

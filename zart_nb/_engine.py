@@ -28,7 +28,7 @@ from . import _context
 from . import _serialization as ser
 from . import _values as values
 from ._control import start_monitor
-from ._definitions import Step, WorkflowDef, referenced_steps
+from ._definitions import Queue, Step, WorkflowDef, referenced_steps
 from ._errors import (
     Cancelled,
     ConfigurationError,
@@ -53,7 +53,7 @@ from ._executors.capture import Capture, prefix_lines
 from ._executors.choice import ExecutorSpec
 from ._handles import Execution, StepHandle
 from ._journal import AttemptRow, InFlightRow, Journal, RunBeat, StepRow, StoredStep
-from ._progress import FailedStep, RunEnd, RunningStep, RunProgress
+from ._progress import FailedStep, QueueBacklog, RunEnd, RunningStep, RunProgress
 from ._replay import Keys, check_change, decide
 from ._runtime import runtime
 from ._status import ExecutionStatus, RunReason, StepStatus
@@ -72,11 +72,11 @@ class _Definition:
 
 class _StepState:
     __slots__ = ("run", "handle", "step", "args_blob", "args_hash", "args_preview", "seq", "reason",
-                 "supersedes", "attempt", "scheduled_at", "definition", "timeout")
+                 "supersedes", "attempt", "scheduled_at", "definition", "timeout", "limit")
 
     def __init__(self, run: RunState, handle: StepHandle, step: Step[Any, Any], definition: _Definition,
                  args_blob: bytes, args_hash: str, args_preview: str, seq: int, reason: RunReason,
-                 supersedes: bool) -> None:
+                 supersedes: bool, queue: Queue | None) -> None:
         self.run = run
         self.handle = handle
         self.step = step
@@ -90,6 +90,7 @@ class _StepState:
         self.attempt = 1
         self.scheduled_at = time.time()
         self.timeout = step.timeout
+        self.limit = None if queue is None else queue.limit  # its attempts' (retries' too) zart.Queue
 
 
 def _argument_error(step: Step[..., Any], key: str, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -163,7 +164,7 @@ class RunState:
     # --- scheduling (workflow thread) ------------------------------------------------------------
 
     def schedule(self, step: Step[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-                 key: str | None = None) -> StepHandle:
+                 key: str | None = None, queue: Queue | None = None) -> StepHandle:
         # The replay of a journaled step takes this path thousands of times: keep it lean.
         if self.cancelled:
             raise Cancelled(f"execution {self.execution_id!r} was cancelled")
@@ -201,7 +202,8 @@ class RunState:
         except Exception as exc:
             raise _argument_error(step, key, args, kwargs, exc) from exc
         state = _StepState(self, handle, step, definition, args_blob, args_hash,
-                           ser.args_preview(args, kwargs), seq, reason, stored is not None)
+                           ser.args_preview(args, kwargs), seq, reason, stored is not None,
+                           queue or step.queue)
         self.executed += 1
         self._submit(state)
         if events.active:
@@ -251,7 +253,7 @@ class RunState:
         return Task(next(self._task_ids), state.definition.fn_id, state.definition.fn_blob,
                     state.args_blob, self.execution_id, state.handle.key, state.attempt,
                     state.timeout, time.time() + delay if delay else 0.0, store=self.store, consumer=self,
-                    owner=state)
+                    owner=state, limit=state.limit)
 
     def _submit(self, state: _StepState) -> None:
         task = self._task(state)
@@ -523,13 +525,29 @@ class RunState:
         in_flight = total - finished
         steps.sort(key=lambda step: -step.elapsed)
         running_count = min(len(steps), in_flight)
-        retrying = min(retrying, in_flight - running_count)
+        queues = self._backlog()
+        queued = min(sum(queue.waiting for queue in queues), in_flight - running_count)
+        retrying = min(retrying, in_flight - running_count - queued)
         return RunProgress(
             self.execution_id, self.run_number, total, finished, reused, executed,
             completed=max(0, finished - reused - len(failed) - cancelled), failed=len(failed),
             cancelled=cancelled, retrying=retrying, running=running_count,
-            scheduled=max(0, in_flight - running_count - retrying), retries=retries,
-            running_steps=tuple(steps[:listed]), failed_steps=tuple(failed[:listed]), at=now)
+            scheduled=max(0, in_flight - running_count - retrying - queued), retries=retries,
+            running_steps=tuple(steps[:listed]), failed_steps=tuple(failed[:listed]), at=now,
+            queued=queued, queues=queues)
+
+    def _backlog(self) -> tuple[QueueBacklog, ...]:
+        """This run's attempts held back by their queue's limit, per queue (asked of the executor)."""
+        executor = self._executor
+        if executor is None:
+            return ()
+        waiting: dict[Any, int] = {}
+        for task in executor.held():
+            if task.consumer is self:
+                waiting[task.limit] = waiting.get(task.limit, 0) + 1
+        return tuple(QueueBacklog(limit.name, count, limit.active, limit.concurrency,
+                                  None if limit.rate is None else f"{limit.rate[0]}/{limit.rate[1]:g}s")
+                     for limit, count in sorted(waiting.items(), key=lambda item: item[0].name))
 
     def cancel_pending(self, timeout: float = 10.0) -> None:
         """Cancel every attempt still queued or running for this execution, and wait until the

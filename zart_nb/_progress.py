@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-__all__ = ["FailedStep", "RunEnd", "RunProgress", "RunningStep"]
+__all__ = ["FailedStep", "QueueBacklog", "RunEnd", "RunProgress", "RunningStep"]
 
 
 class RunEnd(enum.StrEnum):
@@ -45,6 +45,17 @@ class FailedStep:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueBacklog:
+    """A run's attempts waiting for a slot of one ``zart.Queue`` (its limit is counted per process)."""
+
+    name: str
+    waiting: int  # attempts of this run held back by the queue's limit
+    active: int  # attempts of the queue (any execution of the process) sent or running now
+    concurrency: int | None  # at most this many at once
+    rate: str | None  # at most "calls/seconds" starts, e.g. "2/1s"
+
+
+@dataclass(frozen=True, slots=True)
 class RunProgress:
     """A run's progress at ``at`` (POSIX seconds). Counts are exact; the lists may be cut at ``listed``."""
 
@@ -64,6 +75,8 @@ class RunProgress:
     running_steps: tuple[RunningStep, ...] = ()
     failed_steps: tuple[FailedStep, ...] = ()
     at: float = 0.0
+    queued: int = 0  # waiting for a slot of their zart.Queue (not counted in ``scheduled``)
+    queues: tuple[QueueBacklog, ...] = ()  # the queues those wait on, by name
 
     @property
     def done_steps(self) -> int:

@@ -65,3 +65,33 @@ async def test_a_running_step_is_listed_running_and_its_output_followed_live(tmp
         if driver.poll() is None:
             driver.kill()
             driver.wait()
+
+
+@run_async
+async def test_the_execution_screen_shows_a_queues_backlog(tmp_path):
+    journal = tmp_path / ".zart" / "nb.duckdb"
+    journal.parent.mkdir()
+    work = tmp_path / "work"
+    work.mkdir()
+    with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
+        driver = subprocess.Popen([sys.executable, str(DRIVER), str(journal), str(work), "queued", "queue"],
+                                  cwd=tmp_path, stdout=out, stderr=err, env={**os.environ, "ZART_WORKERS": "2"})
+    try:
+        wait_until(lambda: endpoint_file.read(journal), what="the driver's endpoint")
+        app = ZartApp(str(journal.parent), poll=30)
+        async with app.run_test(size=(150, 40)) as pilot:
+            await settle(pilot)
+            table = app.screen.query_one("#executions", DataTable)
+            await wait_for(pilot, lambda: any(r[0] == "queued" and r[2] == "running" for r in rows(table)),
+                           what="the execution running")
+            await pilot.press("enter")
+            await settle(pilot)
+            summary = lambda: str(app.screen.query_one("#summary", Static).render())  # noqa: E731
+            await wait_for(pilot, lambda: "1 running" in summary() and "1 waiting on queue 'slow'" in summary(),
+                           what="one slow step running, the other waiting on its queue")
+        (work / "release").touch()
+        assert driver.wait(60) == 0, (tmp_path / "err").read_text()
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()

@@ -247,7 +247,9 @@ class ExecutionScreen(Screen[None]):
             text.append(f"ended:  {fmt.cell(end, 200)}\n", style="yellow")
         progress = self.progress
         if progress is not None:
-            text.append(f"now:    {progress.running} running, {progress.scheduled} waiting for a worker, "
+            queued = "".join(f", {q.waiting} waiting on queue {fmt.clean(q.name, lines=False)!r}"
+                             for q in progress.queues if q.waiting)
+            text.append(f"now:    {progress.running} running, {progress.scheduled} waiting for a worker{queued}, "
                         f"{progress.retrying} waiting to retry, {progress.finished} of {progress.total} finished\n")
         if len(runs) > RUNS_SHOWN:
             text.append(f"({len(runs) - RUNS_SHOWN} earlier runs)\n", style="dim")

@@ -52,6 +52,8 @@ class Task:
     store: tuple[str, int] | None = None  # (value store folder, threshold): where a large output goes
     consumer: OutcomeConsumer | None = field(default=None, repr=False)  # also what cancel() matches
     owner: Any = field(default=None, repr=False)  # the consumer's bookkeeping for this step
+    limit: Any = field(default=None, repr=False)  # the taskqueue.Limit of its zart.Queue, if any
+    admitted: bool = False  # it holds a slot of ``limit`` (see taskqueue)
 
     def wire(self, send_fn: bool, local: bool = True) -> WireTask:
         """``local``: the process running it can reach the value store (not so a cluster's worker)."""
@@ -184,4 +186,9 @@ class Executor(ABC):
     def running(self) -> list[tuple[Task, float]]:
         """The attempts running now, each with when it started (``time.time()``); a best-effort
         snapshot for progress views, taken without stopping anything."""
+        return []
+
+    def held(self) -> list[Task]:
+        """The attempts waiting for a slot of their queue's limit (``zart.Queue``): a snapshot for
+        progress views."""
         return []

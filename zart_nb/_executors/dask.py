@@ -26,8 +26,6 @@ Where Dask and the local pool differ, and what this module does about it:
 from __future__ import annotations
 
 import collections
-import heapq
-import itertools
 import logging
 import queue
 import threading
@@ -54,6 +52,7 @@ from .base import (
     deliver_output,
     outcome_of,
 )
+from .taskqueue import TaskQueue, cancelled
 
 logger = logging.getLogger("zart_nb")
 WORKERS_REFRESH = 5.0  # seconds between fetches of the cluster's worker list
@@ -117,14 +116,12 @@ class DaskExecutor(Executor):
 
     def __init__(self, client: distributed.Client, sink: OutcomeSink, *, owns_client: bool = False) -> None:
         self.client = client
-        self._sink = sink
+        self._tasks = TaskQueue(wake=self._poke)
+        self._sink = self._tasks.delivering(sink)  # gives back queue slots, then hands outcomes on
         self._owns_client = owns_client
         self._uid = uuid.uuid4().hex[:12]
         self._topic = _TOPIC + self._uid
         self._lock = threading.Lock()
-        self._queue: collections.deque[Task] = collections.deque()
-        self._delayed: list[tuple[float, int, Task]] = []
-        self._counter = itertools.count()
         self._flights: dict[int, _Flight] = {}  # by task id
         self._deadlines: dict[int, float] = {}  # monotonic, of timed attempts a worker has started
         # What Dask's threads tell this executor's thread: putting never blocks them.
@@ -174,11 +171,10 @@ class DaskExecutor(Executor):
         with self._lock:  # the same lock as shutdown's: what is queued here, the thread still ends
             if self._closed:
                 raise ExecutorClosed("the Dask executor was shut down; submit to a new one")
-            for task in tasks:
-                if task.not_before > now:
-                    heapq.heappush(self._delayed, (task.not_before, next(self._counter), task))
-                else:
-                    self._queue.append(task)
+            self._tasks.put(tasks, now)
+        self._poke()
+
+    def _poke(self) -> None:
         self._inbox.put(("wake", None))
 
     def cancel(self, consumer: OutcomeConsumer) -> None:
@@ -200,11 +196,15 @@ class DaskExecutor(Executor):
     @property
     def idle(self) -> bool:
         with self._lock:
-            return not self._queue and not self._delayed and not self._flights
+            return self._tasks.empty and not self._flights
 
     @property
     def has_queued(self) -> bool:
-        return bool(self._queue)
+        return bool(self._tasks.ready)
+
+    def held(self) -> list[Task]:
+        with self._lock:
+            return self._tasks.held()
 
     # --- called on Dask's threads: only ever a note in the inbox -----------------------------------
 
@@ -273,8 +273,10 @@ class DaskExecutor(Executor):
     def _next_wait(self) -> float | None:
         deadlines = []
         with self._lock:
-            if self._delayed:
-                deadlines.append(self._delayed[0][0] - time.time())
+            now = time.time()
+            due = self._tasks.next_deadline(now)
+            if due is not None:
+                deadlines.append(due - now)
             if self._deadlines:
                 deadlines.append(min(self._deadlines.values()) - time.monotonic())
         if not deadlines:
@@ -283,13 +285,10 @@ class DaskExecutor(Executor):
 
     def _dispatch(self, outcomes: list[Outcome]) -> None:
         with self._lock:
-            now = time.time()
-            while self._delayed and self._delayed[0][0] <= now:
-                self._queue.append(heapq.heappop(self._delayed)[2])
-            if not self._queue:
+            self._tasks.release_due(time.time())
+            if not self._tasks.ready:
                 return
-            batch = list(self._queue)
-            self._queue.clear()
+            batch = self._tasks.take_ready()
         keys = [f"zart-{task.step_key}-{self._uid}-{task.task_id}" for task in batch]
         wires = self._wires(batch)
         timed = [task.timeout is not None for task in batch]
@@ -384,8 +383,8 @@ class DaskExecutor(Executor):
                     if reply.error_type == FUNCTION_MISSING:  # sent without it to a worker that lacks it
                         holders.discard(address)
                         self._workers.add(address)
-                        self._queue.append(flight.task)  # dispatched again by this thread, with it
-                        self._inbox.put(("wake", None))
+                        self._tasks.ready.append(flight.task)  # dispatched again by this thread, with it
+                        self._poke()
                         continue
                     holders.add(address)
                 outcomes.append(_outcome_of(flight, result, gather_error))
@@ -410,32 +409,20 @@ class DaskExecutor(Executor):
 
     def _cancel_consumer(self, consumer: OutcomeConsumer) -> list[Outcome]:
         with self._lock:
-            tasks = [task for task in self._queue if task.consumer is consumer]
-            if tasks:
-                self._queue = collections.deque(task for task in self._queue if task.consumer is not consumer)
-            delayed = [entry for entry in self._delayed if entry[2].consumer is not consumer]
-            tasks.extend(entry[2] for entry in self._delayed if entry[2].consumer is consumer)
-            heapq.heapify(delayed)
-            self._delayed = delayed
+            tasks = self._tasks.drop(consumer)
             flights = [self._pop_locked(task_id) for task_id, flight in list(self._flights.items())
                        if flight.task.consumer is consumer]
         self._release([flight.future for flight in flights])
-        now = time.time()
-        return [Outcome(task, OutcomeKind.CANCELLED, finished_at=now)
-                for task in tasks + [flight.task for flight in flights]]
+        return cancelled(tasks + [flight.task for flight in flights])
 
     def _drop_everything(self) -> list[Outcome]:
         with self._lock:
-            tasks = list(self._queue) + [entry[2] for entry in self._delayed]
-            self._queue.clear()
-            self._delayed.clear()
+            tasks = self._tasks.drain()
             flights = list(self._flights.values())
             self._flights.clear()
             self._deadlines.clear()
         self._release([flight.future for flight in flights])
-        now = time.time()
-        return [Outcome(task, OutcomeKind.CANCELLED, error="the Dask executor was shut down", finished_at=now)
-                for task in tasks + [flight.task for flight in flights]]
+        return cancelled(tasks + [flight.task for flight in flights], "the Dask executor was shut down")
 
     def _release(self, futures: list[Any]) -> None:
         if futures:

@@ -8,14 +8,12 @@ does, so ``CRASHED`` never occurs.
 """
 from __future__ import annotations
 
-import collections
-import heapq
-import itertools
 import threading
 import time
 
 from .._errors import ExecutorClosed
 from .base import Executor, Outcome, OutcomeConsumer, OutcomeKind, OutcomeSink, Task, outcome_of
+from .taskqueue import TaskQueue, cancelled
 from .worker import Runner
 
 
@@ -24,13 +22,11 @@ class InlineExecutor(Executor):
 
     def __init__(self, workers: int, sink: OutcomeSink) -> None:
         self.size = workers
-        self._sink = sink
+        self._tasks = TaskQueue(wake=self._notify)
+        self._sink = self._tasks.delivering(sink)  # gives back queue slots, then hands outcomes on
         self._runner = Runner()
         self._cond = threading.Condition()
-        self._queue: collections.deque[Task] = collections.deque()
-        self._delayed: list[tuple[float, int, Task]] = []
         self._running: dict[int, tuple[Task, float | None]] = {}  # task id -> (task, deadline)
-        self._counter = itertools.count()
         self._closed = False
         self._thread = threading.Thread(target=self._loop, name="zart-inline-executor", daemon=True)
         self._thread.start()
@@ -39,44 +35,34 @@ class InlineExecutor(Executor):
         with self._cond:
             if self._closed:
                 raise ExecutorClosed("the inline executor was shut down; submit to a new one")
-            now = time.time()
-            for task in tasks:
-                if task.not_before > now:
-                    heapq.heappush(self._delayed, (task.not_before, next(self._counter), task))
-                else:
-                    self._queue.append(task)
+            self._tasks.put(tasks, time.time())
+            self._cond.notify_all()
+
+    def _notify(self) -> None:
+        with self._cond:
             self._cond.notify_all()
 
     def cancel(self, consumer: OutcomeConsumer) -> None:
         with self._cond:
-            dropped = [task for task in self._queue if task.consumer is consumer]
-            dropped += [entry[2] for entry in self._delayed if entry[2].consumer is consumer]
-            dropped += [task for task, _ in self._running.values() if task.consumer is consumer]
-            self._queue = collections.deque(t for t in self._queue if t.consumer is not consumer)
-            self._delayed = [entry for entry in self._delayed if entry[2].consumer is not consumer]
-            heapq.heapify(self._delayed)
-            for task in dropped:
-                self._running.pop(task.task_id, None)
+            dropped = self._tasks.drop(consumer)
+            running = [task for task, _ in self._running.values() if task.consumer is consumer]
+            for task in running:
+                del self._running[task.task_id]
+            dropped += running
             self._cond.notify_all()
         if dropped:
-            now = time.time()
-            self._sink([Outcome(task, OutcomeKind.CANCELLED, finished_at=now) for task in dropped])
+            self._sink(cancelled(dropped))
 
     def shutdown(self) -> None:
         with self._cond:
             if self._closed:
                 return
             self._closed = True
-            dropped = list(self._queue) + [entry[2] for entry in self._delayed]
-            dropped += [task for task, _ in self._running.values()]
-            self._queue.clear()
-            self._delayed.clear()
+            dropped = self._tasks.drain() + [task for task, _ in self._running.values()]
             self._running.clear()
             self._cond.notify_all()
         if dropped:
-            now = time.time()
-            self._sink([Outcome(task, OutcomeKind.CANCELLED, error="the executor was shut down",
-                                finished_at=now) for task in dropped])
+            self._sink(cancelled(dropped, "the executor was shut down"))
 
     @property
     def closed(self) -> bool:
@@ -85,11 +71,15 @@ class InlineExecutor(Executor):
     @property
     def idle(self) -> bool:
         with self._cond:
-            return not self._queue and not self._delayed and not self._running
+            return self._tasks.empty and not self._running
 
     @property
     def has_queued(self) -> bool:
-        return bool(self._queue)
+        return bool(self._tasks.ready)
+
+    def held(self) -> list[Task]:
+        with self._cond:
+            return self._tasks.held()
 
     # --- the scheduling thread ---------------------------------------------------------------
 
@@ -100,8 +90,7 @@ class InlineExecutor(Executor):
                 if self._closed:
                     return
                 now = time.time()
-                while self._delayed and self._delayed[0][0] <= now:
-                    self._queue.append(heapq.heappop(self._delayed)[2])
+                self._tasks.release_due(now)
                 for task_id, (task, deadline) in list(self._running.items()):
                     if deadline is not None and now > deadline:
                         del self._running[task_id]
@@ -109,15 +98,17 @@ class InlineExecutor(Executor):
                             task, OutcomeKind.TIMEOUT, error_type=OutcomeKind.TIMEOUT,
                             error=f"attempt ran past its timeout of {task.timeout:g}s (abandoned on its "
                                   "thread)", finished_at=now))
-                while self._queue and len(self._running) < self.size:
-                    task = self._queue.popleft()
+                ready = self._tasks.ready
+                while ready and len(self._running) < self.size:
+                    task = ready.popleft()
                     task.started_at = now
                     task.worker = "inline"
                     deadline = now + task.timeout if task.timeout is not None else None
                     self._running[task.task_id] = (task, deadline)
                     threading.Thread(target=self._run, args=(task,), name=f"zart-inline-{task.step_key}",
                                      daemon=True).start()
-                wake = [entry[0] for entry in self._delayed[:1]]
+                due = self._tasks.next_deadline(now)
+                wake = [] if due is None else [due]
                 wake += [deadline for _, deadline in self._running.values() if deadline is not None]
                 if not timed_out:
                     self._cond.wait(None if not wake else max(0.0, min(wake) - time.time()))

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import collections
 import functools
-import heapq
 import itertools
 import logging
 import os
@@ -57,6 +56,7 @@ from .base import (
     deliver_output,
     outcome_of,
 )
+from .taskqueue import TaskQueue, cancelled
 
 logger = logging.getLogger("zart_nb")
 _as_reply = functools.partial(tuple.__new__, WireReply)  # a C call: no NamedTuple __new__ per reply
@@ -138,12 +138,10 @@ class LocalPool(Executor):
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.size = workers
-        self._sink = sink
+        self._tasks = TaskQueue(wake=self._wake)
+        self._sink = self._tasks.delivering(sink)  # gives back queue slots, then hands outcomes on
         self._step_seconds = 0.01  # moving average of step durations; sets the pipeline depth
         self._lock = threading.Lock()
-        self._queue: collections.deque[Task] = collections.deque()
-        self._delayed: list[tuple[float, int, Task]] = []
-        self._counter = itertools.count()
         self._names = itertools.count()
         first = workers if start is None else max(1, min(workers, start))
         self._umask = umask
@@ -170,18 +168,18 @@ class LocalPool(Executor):
             self._start_the_rest()
         now = time.time()
         wake = False
-        delayed = []
+        later = []
+        ready = self._tasks.ready
         for task in tasks:
-            if task.not_before > now:
-                delayed.append(task)
+            if task.not_before > now or task.limit is not None:
+                later.append(task)  # due later, or held for its queue's limit
             else:
-                self._queue.append(task)  # deque appends are atomic: no lock needed
+                ready.append(task)  # deque appends are atomic: no lock needed
                 # the I/O thread may be blocked with no deadline: it must learn of this timeout
                 wake = wake or task.timeout is not None
-        if delayed:
+        if later:
             with self._lock:
-                for task in delayed:
-                    heapq.heappush(self._delayed, (task.not_before, next(self._counter), task))
+                self._tasks.put(later, now)
             wake = True
         if self._closed:  # shut down meanwhile: what shutdown() did not take ends here
             self._drop_after_shutdown(tasks)
@@ -212,30 +210,13 @@ class LocalPool(Executor):
 
     def _drop_after_shutdown(self, tasks: list[Task]) -> None:
         with self._lock:
-            left = [task for task in tasks if task in self._queue]
-            for task in left:
-                self._queue.remove(task)
+            left = self._tasks.take(tasks)
         if left:
-            self._sink([Outcome(task, OutcomeKind.CANCELLED, error="the worker pool was shut down",
-                                finished_at=time.time()) for task in left])
+            self._sink(cancelled(left, "the worker pool was shut down"))
 
     def cancel(self, consumer: OutcomeConsumer) -> None:
-        outcomes: list[Outcome] = []
         with self._lock:
-            now = time.time()
-            queue = self._queue
-            for _ in range(len(queue)):  # in place: other threads may append meanwhile
-                task = queue.popleft()
-                if task.consumer is consumer:
-                    outcomes.append(Outcome(task, OutcomeKind.CANCELLED, finished_at=now))
-                else:
-                    queue.append(task)
-            delayed = []
-            for entry in self._delayed:
-                (outcomes.append(Outcome(entry[2], OutcomeKind.CANCELLED, finished_at=now))
-                 if entry[2].consumer is consumer else delayed.append(entry))
-            heapq.heapify(delayed)
-            self._delayed = delayed
+            outcomes = cancelled(self._tasks.drop(consumer))
             replaced = False
             for index, worker in enumerate(self._workers):
                 if any(task.consumer is consumer for task in worker.inflight):
@@ -254,10 +235,7 @@ class LocalPool(Executor):
                 return
             self._closed = True
             workers, self._workers = self._workers, []
-            now = time.time()
-            dropped = list(self._queue) + [entry[2] for entry in self._delayed]
-            self._queue.clear()
-            self._delayed.clear()
+            dropped = self._tasks.drain()
             for worker in workers:
                 dropped.extend(worker.inflight)
                 worker.inflight.clear()
@@ -265,8 +243,7 @@ class LocalPool(Executor):
         for worker in workers:
             worker.kill()
         if dropped:
-            self._sink([Outcome(task, OutcomeKind.CANCELLED, error="the worker pool was shut down",
-                                finished_at=now) for task in dropped])
+            self._sink(cancelled(dropped, "the worker pool was shut down"))
 
     @property
     def closed(self) -> bool:
@@ -276,12 +253,16 @@ class LocalPool(Executor):
     def idle(self) -> bool:
         """No attempt is queued, delayed or running."""
         with self._lock:
-            return not self._queue and not self._delayed and not any(w.inflight for w in self._workers)
+            return self._tasks.empty and not any(w.inflight for w in self._workers)
 
     @property
     def has_queued(self) -> bool:
         """Attempts wait to be sent (so the I/O thread should not be kept busy with other work)."""
-        return bool(self._queue)
+        return bool(self._tasks.ready)
+
+    def held(self) -> list[Task]:
+        with self._lock:
+            return self._tasks.held()
 
     def running(self) -> list[tuple[Task, float]]:
         attempts = []
@@ -304,7 +285,7 @@ class LocalPool(Executor):
         return max(MIN_DEPTH, min(MAX_DEPTH, int(QUEUE_SECONDS / max(self._step_seconds, 1e-6))))
 
     def _dispatch_locked(self) -> None:
-        queue = self._queue
+        queue = self._tasks.ready
         if queue:
             self._send_queued_locked(queue)
             if queue:
@@ -412,7 +393,7 @@ class LocalPool(Executor):
                 inflight.append(task)
         if head_revoked:  # the attempt now at the head started at the latest by now
             worker.head_started = now
-        self._queue.extendleft(reversed(back))
+        self._tasks.ready.extendleft(reversed(back))
         self.taken_back += len(back)
         return True
 
@@ -440,7 +421,7 @@ class LocalPool(Executor):
                 outcomes.append(Outcome(task, kind, error=message, error_type=kind, finished_at=now))
             else:
                 requeue.append(task)
-        self._queue.extendleft(reversed(requeue))
+        self._tasks.ready.extendleft(reversed(requeue))
         if not self._closed:
             self._workers[index] = _Worker(next(self._names), self._umask)
         return outcomes
@@ -514,7 +495,7 @@ class LocalPool(Executor):
         if outcomes:
             # With nothing queued, the sink may commit right here (fsync, event subscribers):
             # submitters must not wait for that. With work queued it only hands outcomes over.
-            self._delivering = not self._queue
+            self._delivering = not self._tasks.ready
             try:
                 self._sink(outcomes)
             finally:
@@ -551,7 +532,7 @@ class LocalPool(Executor):
                 worker.unanswered -= task.sent_bytes
                 if reply.error_type == FUNCTION_MISSING:  # evicted from its cache, or it failed to load
                     worker.functions.discard(task.fn_id)
-                    self._queue.appendleft(task)
+                    self._tasks.ready.appendleft(task)
                     worker.head_started = reply.finished
                     continue
                 worker.head_started = reply.finished  # the next attempt started when this one ended
@@ -587,9 +568,7 @@ class LocalPool(Executor):
         logger.error("zart: %s", message)
         self._closed = True
         workers, self._workers = self._workers, []
-        tasks = list(self._queue) + [entry[2] for entry in self._delayed]
-        self._queue.clear()
-        self._delayed.clear()
+        tasks = self._tasks.drain()
         for worker in workers:
             tasks.extend(worker.inflight)
             worker.inflight.clear()
@@ -599,9 +578,7 @@ class LocalPool(Executor):
                 for task in tasks]
 
     def _release_delayed_locked(self) -> None:
-        now = time.time()
-        while self._delayed and self._delayed[0][0] <= now:
-            self._queue.append(heapq.heappop(self._delayed)[2])
+        self._tasks.release_due(time.time())
 
     def _check_timeouts_locked(self, outcomes: list[Outcome]) -> None:
         now = time.time()
@@ -615,12 +592,13 @@ class LocalPool(Executor):
 
     def _next_deadline_locked(self) -> float | None:
         deadlines = []
-        if self._delayed:
-            deadlines.append(self._delayed[0][0])
+        due = self._tasks.next_deadline(time.time())
+        if due is not None:
+            deadlines.append(due)
         for worker in self._workers:
             if worker.ready and worker.inflight and worker.inflight[0].timeout is not None:
                 deadlines.append(worker.head_started + worker.inflight[0].timeout)
-        if not self._queue and len(self._workers) > 1:
+        if not self._tasks.ready and len(self._workers) > 1:
             now = time.time()
             victim, due = self._steal_candidate_locked(now)
             if victim is not None:

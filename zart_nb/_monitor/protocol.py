@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from .._errors import MonitorError
 from .._events import Event, ExecutionEvent, StepEvent
-from .._progress import FailedStep, RunningStep, RunProgress
+from .._progress import FailedStep, QueueBacklog, RunningStep, RunProgress
 from .._records import (
     AttemptRecord,
     DefinitionRecord,
@@ -194,6 +194,7 @@ def progress_to_json(progress: RunProgress) -> dict[str, Any]:
     value = record_to_json(progress)
     value["running_steps"] = [record_to_json(step) for step in progress.running_steps]
     value["failed_steps"] = [record_to_json(step) for step in progress.failed_steps]
+    value["queues"] = [record_to_json(queue) for queue in progress.queues]
     return value
 
 
@@ -202,12 +203,14 @@ def progress_from_json(value: Any) -> RunProgress:
         raise ProtocolError("a RunProgress must be a JSON object")
     running = value.get("running_steps", [])
     failed = value.get("failed_steps", [])
-    if not isinstance(running, list) or not isinstance(failed, list):
-        raise ProtocolError("a RunProgress's step lists must be JSON arrays")
-    flat = {k: v for k, v in value.items() if k not in ("running_steps", "failed_steps")}
+    queues = value.get("queues", [])
+    if not isinstance(running, list) or not isinstance(failed, list) or not isinstance(queues, list):
+        raise ProtocolError("a RunProgress's step and queue lists must be JSON arrays")
+    flat = {k: v for k, v in value.items() if k not in ("running_steps", "failed_steps", "queues")}
     progress = record_from_json(RunProgress, flat)
     return dataclasses.replace(progress, running_steps=tuple(record_from_json(RunningStep, s) for s in running),
-                               failed_steps=tuple(record_from_json(FailedStep, s) for s in failed))
+                               failed_steps=tuple(record_from_json(FailedStep, s) for s in failed),
+                               queues=tuple(record_from_json(QueueBacklog, q) for q in queues))
 
 
 def event_from_json(value: dict[str, Any]) -> Event:

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .._progress import FailedStep, RunningStep
+from .._progress import FailedStep, QueueBacklog, RunningStep
 from .._status import ExecutionStatus
 
 if TYPE_CHECKING:
@@ -43,6 +43,8 @@ class Snapshot:
     error: str | None = None
     from_journal: bool = False  # a completed execution returned from the journal: nothing ran
     elapsed: float = 0.0
+    queued: int = 0  # waiting for a slot of their zart.Queue
+    queues: tuple[QueueBacklog, ...] = ()
 
     @property
     def done(self) -> bool:
@@ -96,4 +98,5 @@ class Tracker:
             running=0 if execution.done else p.running, scheduled=p.scheduled, retries=p.retries,
             running_steps=running_steps,
             failed_steps=p.failed_steps,
-            error=error, elapsed=elapsed)
+            error=error, elapsed=elapsed, queued=0 if execution.done else p.queued,
+            queues=() if execution.done else p.queues)

@@ -40,6 +40,8 @@ def counts_text(snap: Snapshot) -> str:
                          ("failed", snap.failed), ("cancelled", snap.cancelled)):
         if count:
             parts.append(f"{count} {label}")
+    for queue in snap.queues:  # waiting for a slot of a zart.Queue
+        parts.append(f"{queue.waiting} waiting on queue {queue.name!r}")
     if snap.reused:
         parts.append(f"{snap.reused} reused from earlier runs")
     return " · ".join(parts)
