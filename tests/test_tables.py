@@ -175,3 +175,14 @@ def test_without_pyarrow_a_frame_stays_a_pickle_and_says_so(journal):
     steps = zart.journal(journal, live=False).list_steps("n")
     assert steps[0].output_preview == "<pandas.DataFrame rows=2 columns=1> [a pickle, not Parquet: " \
                                       "pyarrow is not installed]"
+
+
+def test_zart_show_lists_a_tables_schema_without_unpickling(journal, tmp_path):
+    zart.run(tables_then_fail, _params(tmp_path), execution_id="exec-1", journal=journal, display=False)
+    runtime.journal(journal).close()
+    out = subprocess.run([sys.executable, "-m", "zart_nb", "show", "exec-1", "--journal", str(journal), "--json"],
+                         capture_output=True, text=True, timeout=60, env={**os.environ, "ZART_MONITOR": "0"})
+    assert out.returncode == 0, out.stderr
+    steps = {step["step_key"]: step["output_preview"] for step in __import__("json").loads(out.stdout)["steps"]}
+    assert steps["load#0"].startswith("<pandas.DataFrame rows=100 columns=4> [stored as Parquet: ")
+    assert "cat: category" in steps["load#0"] and "[a pickle, not Parquet: " in steps["mixed#0"]
