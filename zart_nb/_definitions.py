@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import random
 import string
 import types
 import warnings
@@ -28,13 +29,25 @@ class RetryPolicy:
     """How often a failed step is tried again, and how long to wait in between.
 
     ``retries`` is the number of attempts *after* the first. The delay before retry ``n`` (1-based) is
-    ``backoff * multiplier ** (n - 1)``, capped at ``max_backoff`` seconds.
+    ``backoff * multiplier ** (n - 1)``, capped at ``max_backoff`` seconds, then spread by ``jitter``
+    (a fraction: ``0.2`` waits between 80% and 120% of it).
+
+    Which errors are worth another attempt: ``retry_on`` (exception types) and ``should_retry`` (a
+    predicate on the exception) are both checked where the step ran (they are pickled with it), and an
+    error that fails either is fatal: no more attempts, and ``StepFailed.__cause__`` is that error.
+    A timed-out or crashed attempt is tried again unless ``retry_on_timeout`` / ``retry_on_crash`` is
+    ``False``.
     """
 
     retries: int = 0
     backoff: float = 0.5
     multiplier: float = 2.0
     max_backoff: float = 30.0
+    retry_on: tuple[type[BaseException], ...] | None = None
+    should_retry: Callable[[BaseException], bool] | None = None
+    jitter: float = 0.0
+    retry_on_timeout: bool = True
+    retry_on_crash: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
@@ -42,10 +55,85 @@ class RetryPolicy:
         _check_number("backoff", self.backoff, minimum=0.0)
         _check_number("multiplier", self.multiplier, minimum=1.0)
         _check_number("max_backoff", self.max_backoff, minimum=0.0)
+        if isinstance(self.jitter, bool) or not isinstance(self.jitter, (int, float)) \
+                or not 0.0 <= self.jitter <= 1.0:
+            raise DefinitionError(f"jitter must be a fraction between 0 and 1, got {self.jitter!r}")
+        retry_on = self.retry_on
+        if retry_on is not None:
+            if isinstance(retry_on, type):
+                retry_on = (retry_on,)
+            if not isinstance(retry_on, (tuple, list)) or not retry_on or not all(
+                    isinstance(kind, type) and issubclass(kind, BaseException) for kind in retry_on):
+                raise DefinitionError(f"retry_on must be exception types (a tuple), got {self.retry_on!r}")
+            object.__setattr__(self, "retry_on", tuple(retry_on))
+        if self.should_retry is not None and not callable(self.should_retry):
+            raise DefinitionError(f"should_retry must be a callable taking the exception, got "
+                                  f"{self.should_retry!r}")
+        for flag in ("retry_on_timeout", "retry_on_crash"):
+            if not isinstance(getattr(self, flag), bool):
+                raise DefinitionError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        return min(self.max_backoff, self.backoff * self.multiplier ** (attempt - 1))
+        delay = min(self.max_backoff, self.backoff * self.multiplier ** (attempt - 1))
+        if self.jitter:
+            delay *= 1.0 + random.uniform(-self.jitter, self.jitter)
+        return delay
+
+    @property
+    def filters(self) -> bool:
+        """Whether some errors are fatal (checked in the worker, so the step travels guarded)."""
+        return self.retries > 0 and (self.retry_on is not None or self.should_retry is not None)
+
+    def allows(self, exc: BaseException) -> bool:
+        """Whether ``exc`` may be tried again (a predicate that raises makes it fatal)."""
+        if self.retry_on is not None and not isinstance(exc, self.retry_on):
+            return False
+        if self.should_retry is not None:
+            try:
+                return bool(self.should_retry(exc))
+            except Exception as error:  # noqa: BLE001 - reported on the exception, not raised
+                exc.add_note(f"zart: not retried: should_retry raised {type(error).__name__}: {error}")
+                return False
+        return True
+
+
+FATAL_MARK = "__zart_fatal__"  # set on an exception the step's retry policy refuses to retry
+
+
+class Guarded:
+    """A step's function with its retry policy, as sent to a worker: an exception the policy refuses
+    is marked fatal there (the attribute travels with the pickled exception)."""
+
+    __slots__ = ("fn", "policy")
+
+    def __init__(self, fn: Callable[..., Any], policy: RetryPolicy) -> None:
+        self.fn = fn
+        self.policy = policy
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            result = self.fn(*args, **kwargs)
+        except Exception as exc:
+            self._mark(exc)
+            raise
+        if inspect.isawaitable(result):
+            return self._guarded(result)
+        return result
+
+    async def _guarded(self, awaitable: Any) -> Any:
+        try:
+            return await awaitable
+        except Exception as exc:
+            self._mark(exc)
+            raise
+
+    def _mark(self, exc: Exception) -> None:
+        if not self.policy.allows(exc):
+            try:
+                setattr(exc, FATAL_MARK, True)
+            except AttributeError:  # an exception type without a __dict__
+                pass
 
 
 def _check_number(what: str, value: Any, *, minimum: float = 0.0, positive: bool = False) -> None:

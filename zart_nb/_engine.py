@@ -28,7 +28,7 @@ from . import _context
 from . import _serialization as ser
 from . import _values as values
 from ._control import start_monitor
-from ._definitions import Step, WorkflowDef, referenced_steps
+from ._definitions import FATAL_MARK, Guarded, Step, WorkflowDef, referenced_steps
 from ._errors import (
     Cancelled,
     ConfigurationError,
@@ -235,7 +235,8 @@ class RunState:
         definition = self._definitions.get(step)
         if definition is None:
             try:
-                blob = ser.dumps_by_value(step.fn)
+                # A policy that refuses some errors is evaluated where the step runs: it travels with it.
+                blob = ser.dumps_by_value(Guarded(step.fn, step.retry) if step.retry.filters else step.fn)
             except Exception as exc:
                 raise SerializationError(f"step {step.name!r} cannot be pickled to run in a worker "
                                          f"process: {exc}") from exc
@@ -330,9 +331,13 @@ class RunState:
             else:
                 outcome.traceback = locate_dynamic(outcome.traceback, state.step.fn)  # before journaling
                 error = self._error_for(state, outcome)
+                policy = state.step.retry
                 retryable = (kind is not OutcomeKind.CANCELLED and kind is not OutcomeKind.UNPICKLABLE
                              and not self.cancelled and not self.closing
-                             and state.attempt <= state.step.retry.retries)
+                             and state.attempt <= policy.retries
+                             and (policy.retry_on_timeout or kind is not OutcomeKind.TIMEOUT)
+                             and (policy.retry_on_crash or kind is not OutcomeKind.CRASHED)
+                             and not getattr(error.__cause__, FATAL_MARK, False))
                 if kind is OutcomeKind.CANCELLED:  # not a failure; the step row says it was cancelled
                     if not task.started_at:
                         with self._cond:
@@ -408,14 +413,19 @@ class RunState:
             return WorkerCrashed(self.execution_id, key, f"{outcome.error}{suffix}", attempts)
         if outcome.kind is OutcomeKind.CANCELLED:
             return StepCancelled(self.execution_id, key, "cancelled before it finished", attempts)
-        error = StepFailed(self.execution_id, key, f"{outcome.error}{suffix}", attempts,
-                           outcome.error_type or "", outcome.traceback or "")
+        cause = None
         if outcome.blob is not None:
             try:
-                error.__cause__ = ser.loads(outcome.blob)
+                cause = ser.loads(outcome.blob)
             except Exception:
                 pass
         outcome.blob = None
+        if getattr(cause, FATAL_MARK, False):
+            suffix = f" (attempt {attempts}; not retried: its retry policy refuses this error)"
+        error = StepFailed(self.execution_id, key, f"{outcome.error}{suffix}", attempts,
+                           outcome.error_type or "", outcome.traceback or "")
+        if cause is not None:
+            error.__cause__ = cause
         return error
 
     # --- waiting (workflow thread) ---------------------------------------------------------------
