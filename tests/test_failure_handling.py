@@ -141,3 +141,175 @@ def test_jitter_spreads_the_delay_within_its_fraction():
     delays = {policy.delay(1) for _ in range(50)}
     assert all(0.5 <= delay <= 1.5 for delay in delays) and len(delays) > 1
     assert zart.RetryPolicy(retries=1, retry_on=ValueError).retry_on == (ValueError,)
+
+
+# --- deadlines -----------------------------------------------------------------------------------
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _stall(counter_dir: str, tag: str) -> int:
+    _record(counter_dir, f"{tag}:{os.getpid()}")
+    time.sleep(120)
+    return 0
+
+
+stall = zart.step("stall")(_stall)
+
+
+@zart.workflow("stalling")
+def stalling(counter_dir):
+    first = zart.schedule(stall.named("first"), counter_dir, "first")
+    second = zart.schedule(stall.named("second"), counter_dir, "second")  # queued behind it: one worker
+    return zart.wait([first, second])
+
+
+def test_a_passed_deadline_kills_running_steps_and_fails_the_execution(journal, tmp_path):
+    with pytest.raises(zart.DeadlineExceeded) as caught:
+        zart.run(stalling, str(tmp_path), execution_id="d-1", journal=journal, workers=1, deadline=1.5)
+    [started] = calls(tmp_path)  # the queued step never started
+    assert started.startswith("first:")
+    worker = int(started.split(":")[1])
+    from conftest import wait_until
+    wait_until(lambda: not _alive(worker), timeout=10, what="the running step's worker killed")
+    error = caught.value
+    assert error.execution_id == "d-1" and "deadline" in str(error)
+    reader = zart.journal(journal)
+    record = reader.execution_record("d-1")
+    assert record.status is zart.ExecutionStatus.FAILED and "passed its deadline" in record.error
+    assert record.ended_by is zart.RunEnd.DEADLINE_EXCEEDED
+    steps = {step.step_key: step.status for step in reader.list_steps("d-1")}
+    assert steps == {"first": zart.StepStatus.CANCELLED, "second": zart.StepStatus.CANCELLED}
+
+
+def _fails_unless(path: str) -> str:
+    if not os.path.exists(path):
+        raise RuntimeError("not yet")
+    return "done"
+
+
+def test_the_deadline_is_journaled_at_the_first_run_and_kept_on_resume(journal, tmp_path):
+    gate = tmp_path / "gate"
+    step = zart.step("gated")(_fails_unless)
+
+    @zart.workflow("gated-flow")
+    def flow(path):
+        return step(path)
+
+    started = time.time()
+    with pytest.raises(zart.StepFailed):
+        zart.run(flow, str(gate), execution_id="k-1", journal=journal, workers=1, deadline=4)
+    from conftest import wait_until
+    wait_until(lambda: time.time() > started + 4.5, timeout=30, what="the deadline passed")
+    gate.touch()
+    # A resume keeps the first run's deadline, whatever it is given: it fails at once, running nothing.
+    with pytest.raises(zart.DeadlineExceeded) as caught:
+        zart.run(flow, str(gate), execution_id="k-1", journal=journal, workers=1, deadline=3600)
+    assert started < caught.value.deadline < started + 4.5 + 1
+    runs = zart.journal(journal).list_runs("k-1")
+    assert [run.ended_by for run in runs] == [zart.RunEnd.FAILED, zart.RunEnd.DEADLINE_EXCEEDED]
+    assert runs[1].executed == 0
+
+
+def test_a_datetime_deadline_and_the_workflow_s_own(journal, tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    @zart.workflow("late", deadline=timedelta(seconds=1))
+    def late(counter_dir):
+        return stall(counter_dir, "late")
+
+    with pytest.raises(zart.DeadlineExceeded):
+        zart.run(late, str(tmp_path), execution_id="w-1", journal=journal, workers=1)
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    with pytest.raises(zart.DeadlineExceeded) as caught:
+        zart.run(late, str(tmp_path), execution_id="w-2", journal=journal, workers=1, deadline=past)
+    assert caught.value.deadline == pytest.approx(past.timestamp())
+    assert [call.split(":")[0] for call in calls(tmp_path)] == ["late"]  # w-2 ran nothing
+
+
+class Stalling(zart.DurableExecution):
+    deadline = 1.0
+
+    def run(self, counter_dir):
+        return stall(counter_dir, "class")
+
+
+def test_durable_execution_deadline_and_the_scheduler(journal, tmp_path):
+    registry = zart.TaskRegistry()
+    registry.register("stalling-class", Stalling())
+    scheduler = zart.DurableScheduler(registry, journal, workers=1, display=False)
+    with pytest.raises(zart.DeadlineExceeded):
+        scheduler.run("c-1", "stalling-class", str(tmp_path))
+    execution = scheduler.start("c-2", "stalling-class", str(tmp_path), deadline=0.5)
+    with pytest.raises(zart.DeadlineExceeded):
+        execution.result(timeout=60)
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf"), True, "soon", [1]])
+def test_bad_deadlines_are_refused(journal, bad):
+    with pytest.raises(zart.ConfigurationError, match="deadline"):
+        zart.run(stalling, None, journal=journal, deadline=bad)
+    with pytest.raises(zart.ConfigurationError, match="deadline"):
+        zart.workflow("bad", deadline=bad)(lambda data: data)
+
+
+def test_a_naive_datetime_deadline_is_refused(journal):
+    from datetime import datetime
+
+    with pytest.raises(zart.ConfigurationError, match="time zone"):
+        zart.start(stalling, None, journal=journal, deadline=datetime.now())
+
+
+# --- max_recoveries ------------------------------------------------------------------------------
+
+
+def test_max_recoveries_fails_an_execution_whose_process_died_that_often(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import wait_until
+
+    script = Path(__file__).parent / "scripts" / "recovery_driver.py"
+    journal = tmp_path / ".zart" / "journal.duckdb"
+    started = tmp_path / "started.log"
+
+    def drive(name: str) -> subprocess.Popen:
+        with open(tmp_path / f"{name}.out", "w") as out, open(tmp_path / f"{name}.err", "w") as err:
+            return subprocess.Popen([sys.executable, str(script), str(journal), str(tmp_path), "r-1", "2"],
+                                    stdout=out, stderr=err)
+
+    for run in (1, 2):
+        driver = drive(f"run{run}")
+        try:
+            wait_until(lambda n=run: started.exists() and len(started.read_text().split()) == n, timeout=60,
+                       what=f"run {run}'s step started")
+            driver.send_signal(signal.SIGKILL)
+            assert driver.wait(60) == -signal.SIGKILL
+        finally:
+            if driver.poll() is None:
+                driver.kill()
+                driver.wait()
+    driver = drive("run3")
+    assert driver.wait(120) == 3, (tmp_path / "run3.err").read_text()
+    out = (tmp_path / "run3.out").read_text()
+    assert out.startswith("RecoveriesExhausted:") and "max_recoveries" in out
+    assert len(started.read_text().split()) == 2  # not run a third time
+    reader = zart.journal(journal)
+    record = reader.execution_record("r-1")
+    assert record.status is zart.ExecutionStatus.FAILED and "max_recoveries" in record.error
+    ends = [run.ended_by for run in reader.list_runs("r-1")]
+    assert ends == [zart.RunEnd.PROCESS_DIED, zart.RunEnd.PROCESS_DIED, zart.RunEnd.FAILED]
+
+
+def test_bad_max_recoveries_are_refused():
+    for bad in (0, -1, 1.5, True, "3"):
+        with pytest.raises(zart.ConfigurationError, match="max_recoveries"):
+            zart.workflow("bad", max_recoveries=bad)(lambda data: data)

@@ -5,6 +5,8 @@ in the current context (``_context``), which the engine sets.
 """
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import functools
 import inspect
 import math
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from . import _context
-from ._errors import DefinitionError
+from ._errors import ConfigurationError, DefinitionError
 from ._serialization import global_names
 
 P = ParamSpec("P")
@@ -273,12 +275,53 @@ def step(name: Any = None, *, retries: int | RetryPolicy = 0, timeout: float | N
     return decorate
 
 
-class Workflow(Generic[R]):
-    """A workflow function (``@zart.workflow("name")``): ``zart.run(wf, data)`` runs it durably."""
+Deadline = float | datetime.timedelta | datetime.datetime  # seconds after the first start, or a moment
 
-    def __init__(self, fn: Callable[[Any], R], name: str) -> None:
+
+def check_deadline(value: Any) -> float | datetime.datetime | None:
+    """A deadline as given (seconds, a ``timedelta`` or an aware ``datetime``), checked: seconds or a
+    datetime back; ``None`` stays ``None``. Anything else is a ``ConfigurationError``."""
+    if value is None:
+        return None
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ConfigurationError(f"deadline {value!r} has no time zone: give an aware datetime "
+                                     "(datetime.now(timezone.utc) + timedelta(minutes=5)) or seconds")
+        return value
+    if isinstance(value, datetime.timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ConfigurationError(f"deadline must be a positive number of seconds after the first start, a "
+                                 f"timedelta or an aware datetime, got {value!r}")
+    return float(value)
+
+
+def deadline_at(value: float | datetime.datetime | None, started: float) -> float | None:
+    """The POSIX time a checked deadline falls at, for an execution first started at ``started``."""
+    if value is None:
+        return None
+    if isinstance(value, datetime.datetime):
+        return value.timestamp()
+    return started + value
+
+
+def _check_recoveries(value: Any) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ConfigurationError(f"max_recoveries must be an integer >= 1 (or None), got {value!r}")
+    return value
+
+
+class Workflow(Generic[R]):
+    """A workflow function (``@zart.workflow("name")``): ``zart.run(wf, data)`` runs it durably.
+
+    ``deadline``, ``max_recoveries``: see :func:`workflow`."""
+
+    def __init__(self, fn: Callable[[Any], R], name: str, deadline: Any = None,
+                 max_recoveries: int | None = None) -> None:
         self.fn = fn
         self.name = name
+        self.deadline = check_deadline(deadline)
+        self.max_recoveries = _check_recoveries(max_recoveries)
         self.__wrapped_fn__ = fn
         functools.update_wrapper(self, fn)
 
@@ -289,13 +332,19 @@ class Workflow(Generic[R]):
         return self.fn(data)
 
 
-def workflow(name: Any = None) -> Any:
-    """Declare a workflow function: ``@zart.workflow("health-check") def health(data): ...``."""
+def workflow(name: Any = None, *, deadline: Deadline | None = None, max_recoveries: int | None = None) -> Any:
+    """Declare a workflow function: ``@zart.workflow("health-check") def health(data): ...``.
+
+    ``deadline``: seconds (or a ``timedelta``) after the execution's first start, or an aware
+    ``datetime``; when it passes, the execution's running steps are stopped and it is failed with
+    :class:`DeadlineExceeded` (``zart.run(..., deadline=)`` overrides it). ``max_recoveries``: after
+    that many runs that ended because their process died, the execution is failed
+    (:class:`RecoveriesExhausted`) instead of being run again."""
     if callable(name):
         return Workflow(name, name.__name__)
 
     def decorate(fn: Callable[[Any], R]) -> Workflow[R]:
-        return Workflow(fn, name or fn.__name__)
+        return Workflow(fn, name or fn.__name__, deadline, max_recoveries)
 
     return decorate
 
@@ -304,9 +353,12 @@ class DurableExecution:
     """Base class of class-style workflows: override ``run(self, data)``.
 
     ``name`` (a class attribute) defaults to the class name when the task is not registered by name.
+    ``deadline`` and ``max_recoveries`` (class or instance attributes) are as for :func:`workflow`.
     """
 
     name: str | None = None
+    deadline: Deadline | None = None
+    max_recoveries: int | None = None
 
     def run(self, data: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must implement run(self, data)")
@@ -316,9 +368,10 @@ def as_workflow(target: Any, name: str | None = None) -> WorkflowDef:
     if isinstance(target, WorkflowDef):
         return target
     if isinstance(target, Workflow):
-        return WorkflowDef(name or target.name, target.fn, target.fn)
+        return WorkflowDef(name or target.name, target.fn, target.fn, target.deadline, target.max_recoveries)
     if isinstance(target, DurableExecution):
-        return WorkflowDef(str(name or target.name or type(target).__name__), target.run, target)
+        return WorkflowDef(str(name or target.name or type(target).__name__), target.run, target,
+                           check_deadline(target.deadline), _check_recoveries(target.max_recoveries))
     if isinstance(target, type) and issubclass(target, DurableExecution):
         raise DefinitionError(f"pass an instance of {target.__name__} (e.g. {target.__name__}()), "
                               "not the class")
@@ -337,6 +390,15 @@ class WorkflowDef:
     name: str
     body: Callable[[Any], Any]
     definition: Any  # what is pickled into the journal: the function or DurableExecution instance
+    deadline: float | datetime.datetime | None = None  # checked (check_deadline)
+    max_recoveries: int | None = None
+
+
+def with_deadline(workflow: WorkflowDef, deadline: Any) -> WorkflowDef:
+    """``workflow`` with this run's deadline (checked), in place of its own; unchanged for ``None``."""
+    if deadline is None:
+        return workflow
+    return dataclasses.replace(workflow, deadline=check_deadline(deadline))
 
 
 def referenced_steps(definition: Any) -> list[Step[Any, Any]]:

@@ -21,6 +21,7 @@ import traceback as tb_module
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from . import _byref as byref
@@ -28,12 +29,14 @@ from . import _context
 from . import _serialization as ser
 from . import _values as values
 from ._control import start_monitor
-from ._definitions import FATAL_MARK, Guarded, Step, WorkflowDef, referenced_steps
+from ._definitions import FATAL_MARK, Guarded, Step, WorkflowDef, deadline_at, referenced_steps
 from ._errors import (
     Cancelled,
     ConfigurationError,
+    DeadlineExceeded,
     DefinitionError,
     NonDeterminism,
+    RecoveriesExhausted,
     SerializationError,
     StepCancelled,
     StepError,
@@ -143,6 +146,7 @@ class RunState:
         self.never_started = 0  # cancelled before an attempt began: not counted as executed
         self.output_sinks: list[Callable[[str, int, str, str], None]] = []  # (key, attempt, stream, lines)
         self.cancel_origin: str | None = None  # who asked to stop it ("zart cancel (pid 12)")
+        self.deadline_passed = False  # its deadline passed while it ran (its steps were stopped)
         self.started = time.time()
         # What running attempts printed so far (task id -> its last 64 KiB): an attempt killed by its
         # timeout, a cancel or a crash sends no output of its own, so this is what gets journaled.
@@ -555,6 +559,14 @@ class RunState:
                     self._cond.wait(0.2)
                 pending = bool(self._pending)
 
+    def pass_deadline(self) -> None:
+        """The run's deadline passed (its timer's thread): stop its steps; the body fails with
+        ``DeadlineExceeded`` at its next step call or wait. A run already cancelled stays cancelled."""
+        if self.cancelled:
+            return
+        self.deadline_passed = True
+        self.cancel(origin="its deadline")
+
     def cancel(self, interrupted: bool = False, origin: str | None = None) -> None:
         """Stop the run; ``interrupted`` records it as interrupted (Ctrl-C) rather than cancelled.
         ``origin`` says who asked (journaled with the run's end)."""
@@ -667,8 +679,9 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change:
             raise SerializationError(f"workflow {workflow.name!r} cannot be pickled into the journal: "
                                      f"{exc}") from exc
         definition = (workflow_hash, "workflow", workflow.name, ser.source_of(workflow.definition), blob)
-    run_number = journal.begin_run(execution_id, workflow.name, workflow_hash, input_blob, input_hash,
-                                   input_preview, on_change, definition)
+    run_number, deadline, deaths = journal.begin_run(
+        execution_id, workflow.name, workflow_hash, input_blob, input_hash, input_preview, on_change, definition,
+        deadline_at(workflow.deadline, time.time()), workflow.max_recoveries is not None)
     run = RunState(journal, execution_id, run_number, journal.pickled_steps(execution_id), on_change, workers,
                    executor, store)
     run._executor = remote
@@ -681,16 +694,24 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change:
     if events.active:
         events.publish(ExecutionEvent(execution_id, ExecutionStatus.RUNNING, workflow.name, run_number,
                                       str(journal.path)))
+    if workflow.max_recoveries is not None and deaths >= workflow.max_recoveries:
+        _give_up(execution, run, RecoveriesExhausted(execution_id, deaths), RunEnd.FAILED,
+                 f"its process died in {deaths} runs (max_recoveries={workflow.max_recoveries})")
+    timer = None if deadline is None else _watch_deadline(run, deadline)
     outer = _context.current_run()
     run.parent = outer if isinstance(outer, RunState) else None
     token = _context.enter_run(run)
     try:
+        if run.deadline_passed:
+            raise Cancelled(f"execution {execution_id!r} passed its deadline")
         output = workflow.body(data)
         if inspect.isawaitable(output):
             output = _run_coroutine(output)
         if run.cancelled:
             raise Cancelled(f"execution {execution_id!r} was cancelled")
     except (Cancelled, KeyboardInterrupt) as exc:
+        if run.deadline_passed and deadline is not None and not isinstance(exc, KeyboardInterrupt):
+            _past_deadline(execution, run, deadline)
         run.cancel(interrupted=isinstance(exc, KeyboardInterrupt))
         status = ExecutionStatus.INTERRUPTED if run.interrupted else ExecutionStatus.CANCELLED
         execution.finish(status, error=exc)
@@ -702,6 +723,8 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change:
                            executed=run.ran, reused=run.reused, ended_by=end, end_detail=detail)
         raise
     except BaseException as exc:
+        if run.deadline_passed and deadline is not None:  # a step stopped by it, or the body noticed it
+            _past_deadline(execution, run, deadline)
         run.cancel_pending()
         error = exc if isinstance(exc, ZartError) else None
         if error is None:
@@ -719,6 +742,8 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change:
         raise error from exc
     finally:
         _context.leave_run(token)
+        if timer is not None:
+            timer.cancel()
     run.cancel_pending()  # steps scheduled but never waited for do not outlive their execution
     try:
         output_blob, output_preview = values.dumps(output, run.store)
@@ -732,6 +757,35 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change:
     journal.finish_run(execution_id, run_number, ExecutionStatus.COMPLETED, output_blob,
                        output_preview, executed=run.ran, reused=run.reused)
     execution.finish(ExecutionStatus.COMPLETED, output)
+
+
+def _watch_deadline(run: RunState, deadline: float) -> threading.Timer | None:
+    """A timer that stops ``run`` at ``deadline``; none when it passed already (the run is marked)."""
+    remaining = deadline - time.time()
+    if remaining <= 0:
+        run.deadline_passed = True
+        return None
+    timer = threading.Timer(remaining, run.pass_deadline)
+    timer.daemon = True
+    timer.name = f"zart-deadline-{run.execution_id}"
+    timer.start()
+    return timer
+
+
+def _past_deadline(execution: Execution, run: RunState, deadline: float) -> None:
+    """The run is past its deadline: its steps stop, and it fails with DeadlineExceeded (raised)."""
+    run.cancel_pending()
+    moment = datetime.fromtimestamp(deadline, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    _give_up(execution, run, DeadlineExceeded(execution.execution_id, deadline), RunEnd.DEADLINE_EXCEEDED,
+             f"its deadline ({moment}) passed")
+
+
+def _give_up(execution: Execution, run: RunState, error: ZartError, end: RunEnd, detail: str) -> None:
+    """Fail ``run`` with ``error`` (its deadline passed, its process died too often) and raise it."""
+    execution.finish(ExecutionStatus.FAILED, error=error)
+    run.journal.finish_run(run.execution_id, run.run_number, ExecutionStatus.FAILED, error=str(error),
+                           executed=run.ran, reused=run.reused, ended_by=end, end_detail=detail)
+    raise error from None
 
 
 def _text(exc: BaseException) -> str:
