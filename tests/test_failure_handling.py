@@ -313,3 +313,86 @@ def test_bad_max_recoveries_are_refused():
     for bad in (0, -1, 1.5, True, "3"):
         with pytest.raises(zart.ConfigurationError, match="max_recoveries"):
             zart.workflow("bad", max_recoveries=bad)(lambda data: data)
+
+
+# --- on_failure ----------------------------------------------------------------------------------
+
+
+def _broken(counter_dir: str) -> None:
+    _record(counter_dir, "broken")
+    raise ValueError("the source is down")
+
+
+broken = zart.step("broken")(_broken)
+
+
+def _fallback(data: str, failure: BaseException) -> dict:
+    _record(data, "fallback")
+    return {"failure": type(failure).__name__, "cause": type(failure.__cause__).__name__,
+            "key": getattr(failure, "step_key", None)}
+
+
+@zart.workflow("recovers", on_failure=_fallback)
+def recovers(counter_dir):
+    return broken(counter_dir)
+
+
+def test_on_failure_s_value_becomes_the_output_and_the_execution_reads_recovered(journal, tmp_path):
+    import subprocess
+    import sys
+
+    output = zart.run(recovers, str(tmp_path), execution_id="o-1", journal=journal, workers=1)
+    assert output == {"failure": "StepFailed", "cause": "ValueError", "key": "broken#0"}
+    assert zart.run(recovers, str(tmp_path), execution_id="o-1", journal=journal, workers=1) == output
+    assert calls(tmp_path) == ["broken", "fallback"]  # once: the completed execution is reused
+    reader = zart.journal(journal)
+    record = reader.execution_record("o-1")
+    assert record.status is zart.ExecutionStatus.COMPLETED and record.ended_by is zart.RunEnd.RECOVERED
+    assert "recovered by on_failure from StepFailed" in record.end_detail
+    steps = {step.step_key: step.status for step in reader.list_steps("o-1")}
+    assert steps == {"broken#0": zart.StepStatus.FAILED, "on_failure:on_failure#0": zart.StepStatus.COMPLETED}
+    reader.close()
+    shown = subprocess.run([sys.executable, "-m", "zart_nb._cli", "show", "o-1", "--journal", str(journal)],
+                           capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert "recovered by on_failure from StepFailed" in shown.stdout
+
+
+class LateButRecovered(zart.DurableExecution):
+    deadline = 1.0
+
+    def run(self, counter_dir):
+        return stall(counter_dir, "late")
+
+    def on_failure(self, counter_dir, failure):
+        _record(counter_dir, "handler")
+        return f"gave up: {type(failure).__name__}"
+
+
+def test_on_failure_method_runs_after_a_deadline(journal, tmp_path):
+    assert zart.run(LateButRecovered(), str(tmp_path), execution_id="o-2", journal=journal,
+                    workers=1) == "gave up: DeadlineExceeded"
+    assert [call.split(":")[0] for call in calls(tmp_path)] == ["late", "handler"]
+    record = zart.journal(journal).execution_record("o-2")
+    assert record.status is zart.ExecutionStatus.COMPLETED and "DeadlineExceeded" in record.end_detail
+
+
+def _fails_too(data, failure):
+    raise RuntimeError("no fallback either")
+
+
+def test_a_failing_on_failure_leaves_the_execution_failed_with_its_own_error(journal, tmp_path):
+    @zart.workflow("fails-twice", on_failure=_fails_too)
+    def flow(counter_dir):
+        return broken(counter_dir)
+
+    with pytest.raises(zart.StepFailed) as caught:
+        zart.run(flow, str(tmp_path), execution_id="o-3", journal=journal, workers=1)
+    assert any("on_failure handler failed too" in note and "no fallback either" in note
+               for note in caught.value.__notes__)
+    assert zart.journal(journal).execution_record("o-3").status is zart.ExecutionStatus.FAILED
+
+
+def test_a_non_callable_on_failure_is_refused():
+    with pytest.raises(zart.DefinitionError, match="on_failure"):
+        zart.workflow("bad", on_failure="fallback")(lambda data: data)

@@ -100,6 +100,33 @@ class RetryPolicy:
         return True
 
 
+class OnFailure:
+    """A workflow's ``on_failure(data, failure)`` as run in a worker: the failure's ``__cause__`` (which
+    pickling drops) travels beside it and is put back; ``owner`` is the DurableExecution instance of a
+    method."""
+
+    __slots__ = ("fn", "owner")
+
+    def __init__(self, fn: Callable[..., Any], owner: Any = None) -> None:
+        self.fn = fn
+        self.owner = owner
+
+    def __call__(self, data: Any, failure: BaseException, cause: BaseException | None) -> Any:
+        if cause is not None:
+            failure.__cause__ = cause
+        if self.owner is not None:
+            return self.fn(self.owner, data, failure)
+        return self.fn(data, failure)
+
+
+def _on_failure_step(fn: Any, owner: Any = None) -> Step[..., Any] | None:
+    if fn is None:
+        return None
+    if not callable(fn):
+        raise DefinitionError(f"on_failure must be a function (data, failure) -> output, got {fn!r}")
+    return Step(OnFailure(fn, owner), "on_failure", RetryPolicy(), None)
+
+
 FATAL_MARK = "__zart_fatal__"  # set on an exception the step's retry policy refuses to retry
 
 
@@ -317,9 +344,14 @@ class Workflow(Generic[R]):
     ``deadline``, ``max_recoveries``: see :func:`workflow`."""
 
     def __init__(self, fn: Callable[[Any], R], name: str, deadline: Any = None,
-                 max_recoveries: int | None = None) -> None:
+                 max_recoveries: int | None = None, on_failure: Callable[[Any, BaseException], Any] | None = None
+                 ) -> None:
         self.fn = fn
         self.name = name
+        if on_failure is not None and not callable(on_failure):
+            raise DefinitionError(f"workflow {name!r}: on_failure must be a function (data, failure) -> "
+                                  f"output, got {on_failure!r}")
+        self.on_failure = on_failure
         self.deadline = check_deadline(deadline)
         self.max_recoveries = _check_recoveries(max_recoveries)
         self.__wrapped_fn__ = fn
@@ -332,19 +364,22 @@ class Workflow(Generic[R]):
         return self.fn(data)
 
 
-def workflow(name: Any = None, *, deadline: Deadline | None = None, max_recoveries: int | None = None) -> Any:
+def workflow(name: Any = None, *, deadline: Deadline | None = None, max_recoveries: int | None = None,
+             on_failure: Callable[[Any, BaseException], Any] | None = None) -> Any:
     """Declare a workflow function: ``@zart.workflow("health-check") def health(data): ...``.
 
     ``deadline``: seconds (or a ``timedelta``) after the execution's first start, or an aware
     ``datetime``; when it passes, the execution's running steps are stopped and it is failed with
     :class:`DeadlineExceeded` (``zart.run(..., deadline=)`` overrides it). ``max_recoveries``: after
     that many runs that ended because their process died, the execution is failed
-    (:class:`RecoveriesExhausted`) instead of being run again."""
+    (:class:`RecoveriesExhausted`) instead of being run again. ``on_failure(data, failure)`` runs once
+    (journaled, in a worker) when the execution fails; what it returns becomes the output and the
+    execution is ``completed``, recorded as recovered (a handler that raises leaves it failed)."""
     if callable(name):
         return Workflow(name, name.__name__)
 
     def decorate(fn: Callable[[Any], R]) -> Workflow[R]:
-        return Workflow(fn, name or fn.__name__, deadline, max_recoveries)
+        return Workflow(fn, name or fn.__name__, deadline, max_recoveries, on_failure)
 
     return decorate
 
@@ -353,7 +388,8 @@ class DurableExecution:
     """Base class of class-style workflows: override ``run(self, data)``.
 
     ``name`` (a class attribute) defaults to the class name when the task is not registered by name.
-    ``deadline`` and ``max_recoveries`` (class or instance attributes) are as for :func:`workflow`.
+    ``deadline`` and ``max_recoveries`` (class or instance attributes) are as for :func:`workflow`; so is
+    an ``on_failure(self, data, failure)`` method, when defined.
     """
 
     name: str | None = None
@@ -368,10 +404,13 @@ def as_workflow(target: Any, name: str | None = None) -> WorkflowDef:
     if isinstance(target, WorkflowDef):
         return target
     if isinstance(target, Workflow):
-        return WorkflowDef(name or target.name, target.fn, target.fn, target.deadline, target.max_recoveries)
+        return WorkflowDef(name or target.name, target.fn, target.fn, target.deadline, target.max_recoveries,
+                           _on_failure_step(target.on_failure))
     if isinstance(target, DurableExecution):
+        handler = getattr(type(target), "on_failure", None)
         return WorkflowDef(str(name or target.name or type(target).__name__), target.run, target,
-                           check_deadline(target.deadline), _check_recoveries(target.max_recoveries))
+                           check_deadline(target.deadline), _check_recoveries(target.max_recoveries),
+                           _on_failure_step(handler, target))
     if isinstance(target, type) and issubclass(target, DurableExecution):
         raise DefinitionError(f"pass an instance of {target.__name__} (e.g. {target.__name__}()), "
                               "not the class")
@@ -392,6 +431,7 @@ class WorkflowDef:
     definition: Any  # what is pickled into the journal: the function or DurableExecution instance
     deadline: float | datetime.datetime | None = None  # checked (check_deadline)
     max_recoveries: int | None = None
+    on_failure: Step[..., Any] | None = None  # the handler, as the step it runs as (held for the run)
 
 
 def with_deadline(workflow: WorkflowDef, deadline: Any) -> WorkflowDef:

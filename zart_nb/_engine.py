@@ -57,7 +57,7 @@ from ._executors.choice import ExecutorSpec
 from ._handles import Execution, StepHandle
 from ._journal import AttemptRow, InFlightRow, Journal, RunBeat, StepRow, StoredStep
 from ._progress import FailedStep, RunEnd, RunningStep, RunProgress
-from ._replay import Keys, check_change, decide
+from ._replay import Keys, Kind, check_change, decide
 from ._runtime import runtime
 from ._status import ExecutionStatus, RunReason, StepStatus
 from ._tracebacks import locate_dynamic
@@ -167,14 +167,14 @@ class RunState:
     # --- scheduling (workflow thread) ------------------------------------------------------------
 
     def schedule(self, step: Step[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-                 key: str | None = None) -> StepHandle:
+                 key: str | None = None, kind: Kind = Kind.STEP) -> StepHandle:
         # The replay of a journaled step takes this path thousands of times: keep it lean.
         if self.cancelled:
             raise Cancelled(f"execution {self.execution_id!r} was cancelled")
         name = step.name
         if key is None and step._template_fields:
             key = step.key_for(args, kwargs)
-        key = self._keys.step_key(name, key)
+        key = self._keys.step_key(name, key) if kind is Kind.STEP else self._keys.key(kind, name, key)
         seq = self.total
         self.total = seq + 1
         handle = StepHandle(self, key, name)
@@ -711,7 +711,8 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change:
             raise Cancelled(f"execution {execution_id!r} was cancelled")
     except (Cancelled, KeyboardInterrupt) as exc:
         if run.deadline_passed and deadline is not None and not isinstance(exc, KeyboardInterrupt):
-            _past_deadline(execution, run, deadline)
+            _past_deadline(execution, workflow, run, data, deadline)
+            return
         run.cancel(interrupted=isinstance(exc, KeyboardInterrupt))
         status = ExecutionStatus.INTERRUPTED if run.interrupted else ExecutionStatus.CANCELLED
         execution.finish(status, error=exc)
@@ -724,12 +725,15 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change:
         raise
     except BaseException as exc:
         if run.deadline_passed and deadline is not None:  # a step stopped by it, or the body noticed it
-            _past_deadline(execution, run, deadline)
+            _past_deadline(execution, workflow, run, data, deadline)
+            return
         run.cancel_pending()
         error = exc if isinstance(exc, ZartError) else None
         if error is None:
             error = TaskError(execution_id, f"{type(exc).__name__}: {_text(exc)}")
             error.__cause__ = exc
+        if _recover(execution, workflow, run, data, error):
+            return
         execution.finish(ExecutionStatus.FAILED, error=error)
         try:
             traceback = tb_module.format_exc()
@@ -772,12 +776,43 @@ def _watch_deadline(run: RunState, deadline: float) -> threading.Timer | None:
     return timer
 
 
-def _past_deadline(execution: Execution, run: RunState, deadline: float) -> None:
-    """The run is past its deadline: its steps stop, and it fails with DeadlineExceeded (raised)."""
+def _past_deadline(execution: Execution, workflow: WorkflowDef, run: RunState, data: Any, deadline: float) -> None:
+    """The run is past its deadline: its steps stop, and it fails with DeadlineExceeded (raised), unless
+    its on_failure handler recovers it (then it returns)."""
     run.cancel_pending()
+    error = DeadlineExceeded(execution.execution_id, deadline)
+    if _recover(execution, workflow, run, data, error):
+        return
     moment = datetime.fromtimestamp(deadline, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    _give_up(execution, run, DeadlineExceeded(execution.execution_id, deadline), RunEnd.DEADLINE_EXCEEDED,
-             f"its deadline ({moment}) passed")
+    _give_up(execution, run, error, RunEnd.DEADLINE_EXCEEDED, f"its deadline ({moment}) passed")
+
+
+def _recover(execution: Execution, workflow: WorkflowDef, run: RunState, data: Any, error: BaseException) -> bool:
+    """Run the workflow's on_failure handler (a journaled call of its own kind: a resumed run reuses
+    it) on ``error``; when it returns, its value is the output and the execution is completed (True).
+    A handler that fails leaves the execution failed, its error noted on ``error`` (False)."""
+    handler = workflow.on_failure
+    if handler is None:
+        return False
+    run.cancelled = False  # after a deadline the handler still runs; its steps were stopped
+    cause = error.__cause__  # pickling drops it: it travels beside the error, if it can
+    try:
+        ser.dumps(cause)
+    except Exception:
+        cause = None
+    try:
+        output = run.schedule(handler, (data, error, cause), {}, kind=Kind.ON_FAILURE).result()
+        output_blob, output_preview = values.dumps(output, run.store)
+    except BaseException as exc:  # noqa: BLE001 - reported on the execution's own error
+        error.add_note(f"zart: its on_failure handler failed too: {type(exc).__name__}: {_text(exc)}")
+        return False
+    run.cancel_pending()
+    journal = execution.journal
+    journal.finish_run(execution.execution_id, run.run_number, ExecutionStatus.COMPLETED, output_blob,
+                       output_preview, executed=run.ran, reused=run.reused, ended_by=RunEnd.RECOVERED,
+                       end_detail=f"recovered by on_failure from {type(error).__name__}: {_text(error)}")
+    execution.finish(ExecutionStatus.COMPLETED, output)
+    return True
 
 
 def _give_up(execution: Execution, run: RunState, error: ZartError, end: RunEnd, detail: str) -> None:

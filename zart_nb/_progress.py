@@ -22,6 +22,7 @@ class RunEnd(enum.StrEnum):
     INTERRUPTED = "interrupted"  # by its user: Ctrl-C, the notebook's stop button
     PROCESS_DIED = "process died"  # the process running it died (killed, a kernel death): found later
     DEADLINE_EXCEEDED = "deadline exceeded"  # still running at its deadline: stopped, and failed
+    RECOVERED = "recovered"  # it failed, and its on_failure handler's value became its output (detail: from what)
 
 
 @dataclass(frozen=True, slots=True)
