@@ -167,14 +167,15 @@ class RunState:
     # --- scheduling (workflow thread) ------------------------------------------------------------
 
     def schedule(self, step: Step[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-                 key: str | None = None, kind: Kind = Kind.STEP) -> StepHandle:
+                 key: str | None = None, kind: Kind | None = None) -> StepHandle:
         # The replay of a journaled step takes this path thousands of times: keep it lean.
         if self.cancelled:
             raise Cancelled(f"execution {self.execution_id!r} was cancelled")
         name = step.name
         if key is None and step._template_fields:
             key = step.key_for(args, kwargs)
-        key = self._keys.step_key(name, key) if kind is Kind.STEP else self._keys.key(kind, name, key)
+        # ``kind``: None for a step (an enum member's lookup costs 70 ns a call on this path)
+        key = self._keys.step_key(name, key) if kind is None else self._keys.key(kind, name, key)
         seq = self.total
         self.total = seq + 1
         handle = StepHandle(self, key, name)
