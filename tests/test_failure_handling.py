@@ -396,3 +396,22 @@ def test_a_failing_on_failure_leaves_the_execution_failed_with_its_own_error(jou
 def test_a_non_callable_on_failure_is_refused():
     with pytest.raises(zart.DefinitionError, match="on_failure"):
         zart.workflow("bad", on_failure="fallback")(lambda data: data)
+
+
+def test_a_journaled_on_failure_is_reused_when_the_execution_runs_again(journal, tmp_path):
+    def first(counter_dir):
+        return broken(counter_dir)
+
+    def second(counter_dir):  # another body (its code changed): the completed execution runs again
+        value = broken(counter_dir)
+        return value
+
+    output = zart.run(zart.workflow("reused-fallback", on_failure=_fallback)(first), str(tmp_path),
+                      execution_id="o-4", journal=journal, workers=1)
+    again = zart.run(zart.workflow("reused-fallback", on_failure=_fallback)(second), str(tmp_path),
+                     execution_id="o-4", journal=journal, workers=1)
+    assert again == output
+    assert calls(tmp_path) == ["broken", "fallback", "broken"]  # the failed step ran again, not the handler
+    runs = zart.journal(journal).list_runs("o-4")
+    assert [run.ended_by for run in runs] == [zart.RunEnd.RECOVERED, zart.RunEnd.RECOVERED]
+    assert runs[1].reused == 1
