@@ -167,7 +167,8 @@ class RunState:
     # --- scheduling (workflow thread) ------------------------------------------------------------
 
     def schedule(self, step: Step[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-                 key: str | None = None, kind: Kind | None = None) -> StepHandle:
+                 key: str | None = None, kind: Kind | None = None, identity: tuple[Any, ...] | None = None
+                 ) -> StepHandle:
         # The replay of a journaled step takes this path thousands of times: keep it lean.
         if self.cancelled:
             raise Cancelled(f"execution {self.execution_id!r} was cancelled")
@@ -182,6 +183,8 @@ class RunState:
         sent = self._by_reference(args, kwargs) if self._mapped else None
         try:
             args_hash = ser.args_hash(args, kwargs) if sent is None else ser.args_hash(sent[2], sent[3])
+            if identity is not None:  # what a call of another kind is reused by, in place of its arguments
+                args_hash = ser.args_hash(identity, {})
         except SerializationError as exc:
             raise _argument_error(step, key, args, kwargs, exc) from exc
         definition = self._definitions.get(step) or self._definition(step)
@@ -802,7 +805,9 @@ def _recover(execution: Execution, workflow: WorkflowDef, run: RunState, data: A
     except Exception:
         cause = None
     try:
-        output = run.schedule(handler, (data, error, cause), {}, kind=Kind.ON_FAILURE).result()
+        # Reused by the input and what failed (a step's error text, e.g. its traceback, may vary)
+        identity = (data, type(error).__qualname__, getattr(error, "step_key", None))
+        output = run.schedule(handler, (data, error, cause), {}, kind=Kind.ON_FAILURE, identity=identity).result()
         output_blob, output_preview = values.dumps(output, run.store)
     except BaseException as exc:  # noqa: BLE001 - reported on the execution's own error
         error.add_note(f"zart: its on_failure handler failed too: {type(exc).__name__}: {_text(exc)}")
