@@ -30,6 +30,8 @@ SAMPLES = {
     zart.WorkerCrashed: ("exec-1", "step#0", "killed by signal 9", 2),
     zart.StepCancelled: ("exec-1", "step#0", "cancelled", 1),
     zart.TaskError: ("exec-1", "ValueError: boom"),
+    zart.DeadlineExceeded: ("exec-1", 1_800_000_000.5),
+    zart.RecoveriesExhausted: ("exec-1", 3),
     zart.WaitTimeout: ("steps still running",),
     zart.ExecutionTimeout: ("still running",),
     zart.MonitorError: ("the engine went away",),

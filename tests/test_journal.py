@@ -176,7 +176,14 @@ def test_a_journal_of_the_previous_schema_is_upgraded_with_its_step_counts(journ
     conn.close()
 
 
+def _drop_schema_5(conn):
+    conn.execute("DROP INDEX executions_status")  # DuckDB drops no column of an indexed table
+    conn.execute("ALTER TABLE executions DROP COLUMN deadline")
+    conn.execute("CREATE INDEX executions_status ON executions(status)")
+
+
 def _drop_schema_4(conn):
+    _drop_schema_5(conn)
     conn.execute("DROP TABLE in_flight")
     for column in ("ended_by", "end_detail", "alive_at"):
         conn.execute(f"ALTER TABLE runs DROP COLUMN {column}")
@@ -196,7 +203,28 @@ def test_a_journal_of_schema_3_gets_run_ends_and_keeps_its_runs(journal):
     assert [(r.run_number, r.status, r.ended_by) for r in runs] == [(1, zart.ExecutionStatus.COMPLETED, None)]
     runtime.journal(journal).close()
     conn = duckdb.connect(str(journal), read_only=True)
-    assert conn.execute("SELECT value FROM zart_meta WHERE key = 'schema_version'").fetchone() == ("4",)
+    assert conn.execute("SELECT value FROM zart_meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
+    conn.close()
+
+
+def test_a_journal_of_schema_4_gets_deadlines_and_keeps_its_executions(journal):
+    j = runtime.journal(journal)
+    with j.hold():
+        j.begin_run("old", "wf", "d", b"", "h", "", "rerun")
+        j.finish_run("old", 1, zart.ExecutionStatus.COMPLETED, executed=0, reused=0)
+    j.close()
+    conn = duckdb.connect(str(journal))
+    _drop_schema_5(conn)
+    conn.execute("UPDATE zart_meta SET value = '4' WHERE key = 'schema_version'")
+    conn.close()
+    assert zart.journal(journal).execution_record("old").status is zart.ExecutionStatus.COMPLETED
+    j = runtime.journal(journal)
+    with j.hold():  # a new run of it: no deadline journaled, none given
+        assert j.begin_run("old", "wf", "d", b"", "h", "", "rerun")[:2] == (2, None)
+    j.close()
+    conn = duckdb.connect(str(journal), read_only=True)
+    assert conn.execute("SELECT value FROM zart_meta WHERE key = 'schema_version'").fetchone() == ("5",)
+    assert conn.execute("SELECT deadline FROM executions").fetchall() == [(None,)]
     conn.close()
 
 

@@ -9,7 +9,7 @@ from typing import Any, ParamSpec, TypeVar
 from . import _context, _engine
 from . import _serialization as ser
 from . import _values as values
-from ._definitions import NamedCall, Step, WorkflowDef, as_workflow
+from ._definitions import Deadline, NamedCall, Step, WorkflowDef, as_workflow, with_deadline
 from ._errors import ConfigurationError, DefinitionError, ExecutionNotFound
 from ._executors import choice
 from ._executors.choice import ExecutorSpec
@@ -132,12 +132,14 @@ class DurableScheduler:
         self.on_change = on_change
         self._executions: dict[str, Execution] = {}
 
-    def start(self, execution_id: str, task_name: str, data: Any = None) -> Execution:
+    def start(self, execution_id: str, task_name: str, data: Any = None, *,
+              deadline: Deadline | None = None) -> Execution:
         """Start (or resume) an execution in the background and return its handle at once.
 
-        If that execution is already running here, its handle is returned (nothing starts twice)."""
+        If that execution is already running here, its handle is returned (nothing starts twice).
+        ``deadline`` as for :func:`run`."""
         __tracebackhide__ = True  # IPython leaves zart_nb's frames out of tracebacks
-        workflow = self.registry.get(task_name)
+        workflow = with_deadline(self.registry.get(task_name), deadline)
         execution, is_new = _engine.claim(self.journal, execution_id, workflow, data, self.on_change)
         if is_new:
             self._executions[execution_id] = execution
@@ -145,12 +147,14 @@ class DurableScheduler:
         _follow(execution, workflow, self.display, background=True)
         return execution
 
-    def run(self, execution_id: str, task_name: str, data: Any = None) -> Any:
+    def run(self, execution_id: str, task_name: str, data: Any = None, *,
+            deadline: Deadline | None = None) -> Any:
         """Run (or resume) an execution in the calling thread and return its output.
 
-        If that execution is already running here (started with ``start``), waits for it instead."""
+        If that execution is already running here (started with ``start``), waits for it instead.
+        ``deadline`` as for :func:`run`."""
         __tracebackhide__ = True  # IPython leaves zart_nb's frames out of tracebacks
-        workflow = self.registry.get(task_name)
+        workflow = with_deadline(self.registry.get(task_name), deadline)
         execution, is_new = _engine.claim(self.journal, execution_id, workflow, data, self.on_change)
         live = _follow(execution, workflow, self.display, background=False)
         try:
@@ -235,7 +239,8 @@ def default_execution_id(workflow: WorkflowDef, data: Any) -> str:
 
 def run(workflow: Any, data: Any = None, *, execution_id: str | None = None,
         journal: str | os.PathLike[str] | None = None, workers: int | None = None,
-        on_change: str = "rerun", display: bool | None = None, executor: ExecutorSpec = None) -> Any:
+        on_change: str = "rerun", display: bool | None = None, executor: ExecutorSpec = None,
+        deadline: Deadline | None = None) -> Any:
     """Run (or resume) a workflow in the calling thread and return its output.
 
     The execution id defaults to the workflow name plus a hash of ``data``, so re-running the same
@@ -245,10 +250,14 @@ def run(workflow: Any, data: Any = None, *, execution_id: str | None = None,
     ``$ZART_DISPLAY=0`` turns it off); on a terminal, a progress line on stderr.
     ``executor`` runs the steps on a Dask cluster: a ``distributed.Client`` or a scheduler address
     like ``"tcp://host:8786"`` (default ``$ZART_EXECUTOR``; ``"local"`` or unset: the local pool).
+    ``deadline``: seconds (or a ``timedelta``) after the execution's first start, or an aware
+    ``datetime`` (default: the workflow's own); journaled at the first run and kept on resume. When
+    it passes, running steps are stopped, scheduled ones never start, and the execution is failed
+    with :class:`DeadlineExceeded`.
     """
     __tracebackhide__ = True  # IPython leaves zart_nb's frames out of tracebacks
     check_options(on_change, workers, executor)
-    definition = as_workflow(workflow)
+    definition = with_deadline(as_workflow(workflow), deadline)
     journal_ = runtime.journal(journal)
     execution, is_new = _engine.claim(journal_, _execution_id(execution_id, definition, data),
                                       definition, data, on_change)
@@ -268,15 +277,16 @@ def run(workflow: Any, data: Any = None, *, execution_id: str | None = None,
 
 def start(workflow: Any, data: Any = None, *, execution_id: str | None = None,
           journal: str | os.PathLike[str] | None = None, workers: int | None = None,
-          on_change: str = "rerun", display: bool | None = None, executor: ExecutorSpec = None) -> Execution:
+          on_change: str = "rerun", display: bool | None = None, executor: ExecutorSpec = None,
+          deadline: Deadline | None = None) -> Execution:
     """Start (or resume) a workflow in a background thread; returns an :class:`Execution` at once.
 
     If that execution is already running in this process, its handle is returned. In a notebook
     the progress widget keeps moving under this cell after it returns (``display=False`` to hide).
-    ``executor`` as for :func:`run`."""
+    ``executor`` and ``deadline`` as for :func:`run`."""
     __tracebackhide__ = True  # IPython leaves zart_nb's frames out of tracebacks
     check_options(on_change, workers, executor)
-    definition = as_workflow(workflow)
+    definition = with_deadline(as_workflow(workflow), deadline)
     journal_ = runtime.journal(journal)
     execution, is_new = _engine.claim(journal_, _execution_id(execution_id, definition, data),
                                       definition, data, on_change)

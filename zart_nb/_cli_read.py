@@ -199,7 +199,8 @@ def run_end(run: RunRecord) -> str:
     """How a run ended, in a few words ("" while it runs)."""
     if run.ended_by is None:
         return ""
-    if run.ended_by in (RunEnd.CANCELLED, RunEnd.PROCESS_DIED) and run.end_detail:
+    if run.ended_by in (RunEnd.CANCELLED, RunEnd.PROCESS_DIED, RunEnd.DEADLINE_EXCEEDED, RunEnd.RECOVERED) \
+            and run.end_detail:
         return run.end_detail
     return run.ended_by.value
 

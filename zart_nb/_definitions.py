@@ -5,9 +5,12 @@ in the current context (``_context``), which the engine sets.
 """
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import functools
 import inspect
 import math
+import random
 import string
 import types
 import warnings
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from . import _context
-from ._errors import DefinitionError
+from ._errors import ConfigurationError, DefinitionError
 from ._executors.taskqueue import Limit, check_limits
 from ._serialization import global_names
 
@@ -32,13 +35,25 @@ class RetryPolicy:
     """How often a failed step is tried again, and how long to wait in between.
 
     ``retries`` is the number of attempts *after* the first. The delay before retry ``n`` (1-based) is
-    ``backoff * multiplier ** (n - 1)``, capped at ``max_backoff`` seconds.
+    ``backoff * multiplier ** (n - 1)``, capped at ``max_backoff`` seconds, then spread by ``jitter``
+    (a fraction: ``0.2`` waits between 80% and 120% of it).
+
+    Which errors are worth another attempt: ``retry_on`` (exception types) and ``should_retry`` (a
+    predicate on the exception) are both checked where the step ran (they are pickled with it), and an
+    error that fails either is fatal: no more attempts, and ``StepFailed.__cause__`` is that error.
+    A timed-out or crashed attempt is tried again unless ``retry_on_timeout`` / ``retry_on_crash`` is
+    ``False``.
     """
 
     retries: int = 0
     backoff: float = 0.5
     multiplier: float = 2.0
     max_backoff: float = 30.0
+    retry_on: tuple[type[BaseException], ...] | None = None
+    should_retry: Callable[[BaseException], bool] | None = None
+    jitter: float = 0.0
+    retry_on_timeout: bool = True
+    retry_on_crash: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
@@ -46,10 +61,112 @@ class RetryPolicy:
         _check_number("backoff", self.backoff, minimum=0.0)
         _check_number("multiplier", self.multiplier, minimum=1.0)
         _check_number("max_backoff", self.max_backoff, minimum=0.0)
+        if isinstance(self.jitter, bool) or not isinstance(self.jitter, (int, float)) \
+                or not 0.0 <= self.jitter <= 1.0:
+            raise DefinitionError(f"jitter must be a fraction between 0 and 1, got {self.jitter!r}")
+        retry_on = self.retry_on
+        if retry_on is not None:
+            if isinstance(retry_on, type):
+                retry_on = (retry_on,)
+            if not isinstance(retry_on, (tuple, list)) or not retry_on or not all(
+                    isinstance(kind, type) and issubclass(kind, BaseException) for kind in retry_on):
+                raise DefinitionError(f"retry_on must be exception types (a tuple), got {self.retry_on!r}")
+            object.__setattr__(self, "retry_on", tuple(retry_on))
+        if self.should_retry is not None and not callable(self.should_retry):
+            raise DefinitionError(f"should_retry must be a callable taking the exception, got "
+                                  f"{self.should_retry!r}")
+        for flag in ("retry_on_timeout", "retry_on_crash"):
+            if not isinstance(getattr(self, flag), bool):
+                raise DefinitionError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        return min(self.max_backoff, self.backoff * self.multiplier ** (attempt - 1))
+        delay = min(self.max_backoff, self.backoff * self.multiplier ** (attempt - 1))
+        if self.jitter:
+            delay *= 1.0 + random.uniform(-self.jitter, self.jitter)
+        return delay
+
+    @property
+    def filters(self) -> bool:
+        """Whether some errors are fatal (checked in the worker, so the step travels guarded)."""
+        return self.retries > 0 and (self.retry_on is not None or self.should_retry is not None)
+
+    def allows(self, exc: BaseException) -> bool:
+        """Whether ``exc`` may be tried again (a predicate that raises makes it fatal)."""
+        if self.retry_on is not None and not isinstance(exc, self.retry_on):
+            return False
+        if self.should_retry is not None:
+            try:
+                return bool(self.should_retry(exc))
+            except Exception as error:  # noqa: BLE001 - reported on the exception, not raised
+                exc.add_note(f"zart: not retried: should_retry raised {type(error).__name__}: {error}")
+                return False
+        return True
+
+
+class OnFailure:
+    """A workflow's ``on_failure(data, failure)`` as run in a worker: the failure's ``__cause__`` (which
+    pickling drops) travels beside it and is put back; ``owner`` is the DurableExecution instance of a
+    method."""
+
+    __slots__ = ("fn", "owner")
+
+    def __init__(self, fn: Callable[..., Any], owner: Any = None) -> None:
+        self.fn = fn
+        self.owner = owner
+
+    def __call__(self, data: Any, failure: BaseException, cause: BaseException | None) -> Any:
+        if cause is not None:
+            failure.__cause__ = cause
+        if self.owner is not None:
+            return self.fn(self.owner, data, failure)
+        return self.fn(data, failure)
+
+
+def _on_failure_step(fn: Any, owner: Any = None) -> Step[..., Any] | None:
+    if fn is None:
+        return None
+    if not callable(fn):
+        raise DefinitionError(f"on_failure must be a function (data, failure) -> output, got {fn!r}")
+    return Step(OnFailure(fn, owner), "on_failure", RetryPolicy(), None)
+
+
+FATAL_MARK = "__zart_fatal__"  # set on an exception the step's retry policy refuses to retry
+
+
+class Guarded:
+    """A step's function with its retry policy, as sent to a worker: an exception the policy refuses
+    is marked fatal there (the attribute travels with the pickled exception)."""
+
+    __slots__ = ("fn", "policy")
+
+    def __init__(self, fn: Callable[..., Any], policy: RetryPolicy) -> None:
+        self.fn = fn
+        self.policy = policy
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            result = self.fn(*args, **kwargs)
+        except Exception as exc:
+            self._mark(exc)
+            raise
+        if inspect.isawaitable(result):
+            return self._guarded(result)
+        return result
+
+    async def _guarded(self, awaitable: Any) -> Any:
+        try:
+            return await awaitable
+        except Exception as exc:
+            self._mark(exc)
+            raise
+
+    def _mark(self, exc: Exception) -> None:
+        if not self.policy.allows(exc):
+            try:
+                setattr(exc, FATAL_MARK, True)
+            except AttributeError:  # an exception type without a __dict__
+                pass
 
 
 def _check_number(what: str, value: Any, *, minimum: float = 0.0, positive: bool = False) -> None:
@@ -249,12 +366,58 @@ def step(name: Any = None, *, retries: int | RetryPolicy = 0, timeout: float | N
     return decorate
 
 
-class Workflow(Generic[R]):
-    """A workflow function (``@zart.workflow("name")``): ``zart.run(wf, data)`` runs it durably."""
+Deadline = float | datetime.timedelta | datetime.datetime  # seconds after the first start, or a moment
 
-    def __init__(self, fn: Callable[[Any], R], name: str) -> None:
+
+def check_deadline(value: Any) -> float | datetime.datetime | None:
+    """A deadline as given (seconds, a ``timedelta`` or an aware ``datetime``), checked: seconds or a
+    datetime back; ``None`` stays ``None``. Anything else is a ``ConfigurationError``."""
+    if value is None:
+        return None
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ConfigurationError(f"deadline {value!r} has no time zone: give an aware datetime "
+                                     "(datetime.now(timezone.utc) + timedelta(minutes=5)) or seconds")
+        return value
+    if isinstance(value, datetime.timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ConfigurationError(f"deadline must be a positive number of seconds after the first start, a "
+                                 f"timedelta or an aware datetime, got {value!r}")
+    return float(value)
+
+
+def deadline_at(value: float | datetime.datetime | None, started: float) -> float | None:
+    """The POSIX time a checked deadline falls at, for an execution first started at ``started``."""
+    if value is None:
+        return None
+    if isinstance(value, datetime.datetime):
+        return value.timestamp()
+    return started + value
+
+
+def _check_recoveries(value: Any) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ConfigurationError(f"max_recoveries must be an integer >= 1 (or None), got {value!r}")
+    return value
+
+
+class Workflow(Generic[R]):
+    """A workflow function (``@zart.workflow("name")``): ``zart.run(wf, data)`` runs it durably.
+
+    ``deadline``, ``max_recoveries``: see :func:`workflow`."""
+
+    def __init__(self, fn: Callable[[Any], R], name: str, deadline: Any = None,
+                 max_recoveries: int | None = None, on_failure: Callable[[Any, BaseException], Any] | None = None
+                 ) -> None:
         self.fn = fn
         self.name = name
+        if on_failure is not None and not callable(on_failure):
+            raise DefinitionError(f"workflow {name!r}: on_failure must be a function (data, failure) -> "
+                                  f"output, got {on_failure!r}")
+        self.on_failure = on_failure
+        self.deadline = check_deadline(deadline)
+        self.max_recoveries = _check_recoveries(max_recoveries)
         self.__wrapped_fn__ = fn
         functools.update_wrapper(self, fn)
 
@@ -265,13 +428,22 @@ class Workflow(Generic[R]):
         return self.fn(data)
 
 
-def workflow(name: Any = None) -> Any:
-    """Declare a workflow function: ``@zart.workflow("health-check") def health(data): ...``."""
+def workflow(name: Any = None, *, deadline: Deadline | None = None, max_recoveries: int | None = None,
+             on_failure: Callable[[Any, BaseException], Any] | None = None) -> Any:
+    """Declare a workflow function: ``@zart.workflow("health-check") def health(data): ...``.
+
+    ``deadline``: seconds (or a ``timedelta``) after the execution's first start, or an aware
+    ``datetime``; when it passes, the execution's running steps are stopped and it is failed with
+    :class:`DeadlineExceeded` (``zart.run(..., deadline=)`` overrides it). ``max_recoveries``: after
+    that many runs that ended because their process died, the execution is failed
+    (:class:`RecoveriesExhausted`) instead of being run again. ``on_failure(data, failure)`` runs once
+    (journaled, in a worker) when the execution fails; what it returns becomes the output and the
+    execution is ``completed``, recorded as recovered (a handler that raises leaves it failed)."""
     if callable(name):
         return Workflow(name, name.__name__)
 
     def decorate(fn: Callable[[Any], R]) -> Workflow[R]:
-        return Workflow(fn, name or fn.__name__)
+        return Workflow(fn, name or fn.__name__, deadline, max_recoveries, on_failure)
 
     return decorate
 
@@ -280,9 +452,13 @@ class DurableExecution:
     """Base class of class-style workflows: override ``run(self, data)``.
 
     ``name`` (a class attribute) defaults to the class name when the task is not registered by name.
+    ``deadline`` and ``max_recoveries`` (class or instance attributes) are as for :func:`workflow`; so is
+    an ``on_failure(self, data, failure)`` method, when defined.
     """
 
     name: str | None = None
+    deadline: Deadline | None = None
+    max_recoveries: int | None = None
 
     def run(self, data: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must implement run(self, data)")
@@ -292,9 +468,13 @@ def as_workflow(target: Any, name: str | None = None) -> WorkflowDef:
     if isinstance(target, WorkflowDef):
         return target
     if isinstance(target, Workflow):
-        return WorkflowDef(name or target.name, target.fn, target.fn)
+        return WorkflowDef(name or target.name, target.fn, target.fn, target.deadline, target.max_recoveries,
+                           _on_failure_step(target.on_failure))
     if isinstance(target, DurableExecution):
-        return WorkflowDef(str(name or target.name or type(target).__name__), target.run, target)
+        handler = getattr(type(target), "on_failure", None)
+        return WorkflowDef(str(name or target.name or type(target).__name__), target.run, target,
+                           check_deadline(target.deadline), _check_recoveries(target.max_recoveries),
+                           _on_failure_step(handler, target))
     if isinstance(target, type) and issubclass(target, DurableExecution):
         raise DefinitionError(f"pass an instance of {target.__name__} (e.g. {target.__name__}()), "
                               "not the class")
@@ -313,6 +493,16 @@ class WorkflowDef:
     name: str
     body: Callable[[Any], Any]
     definition: Any  # what is pickled into the journal: the function or DurableExecution instance
+    deadline: float | datetime.datetime | None = None  # checked (check_deadline)
+    max_recoveries: int | None = None
+    on_failure: Step[..., Any] | None = None  # the handler, as the step it runs as (held for the run)
+
+
+def with_deadline(workflow: WorkflowDef, deadline: Any) -> WorkflowDef:
+    """``workflow`` with this run's deadline (checked), in place of its own; unchanged for ``None``."""
+    if deadline is None:
+        return workflow
+    return dataclasses.replace(workflow, deadline=check_deadline(deadline))
 
 
 def referenced_steps(definition: Any) -> list[Step[Any, Any]]:

@@ -21,6 +21,7 @@ import traceback as tb_module
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from . import _byref as byref
@@ -28,12 +29,14 @@ from . import _context
 from . import _serialization as ser
 from . import _values as values
 from ._control import start_monitor
-from ._definitions import Queue, Step, WorkflowDef, referenced_steps
+from ._definitions import FATAL_MARK, Guarded, Queue, Step, WorkflowDef, deadline_at, referenced_steps
 from ._errors import (
     Cancelled,
     ConfigurationError,
+    DeadlineExceeded,
     DefinitionError,
     NonDeterminism,
+    RecoveriesExhausted,
     SerializationError,
     StepCancelled,
     StepError,
@@ -54,7 +57,7 @@ from ._executors.choice import ExecutorSpec
 from ._handles import Execution, StepHandle
 from ._journal import AttemptRow, InFlightRow, Journal, RunBeat, StepRow, StoredStep
 from ._progress import FailedStep, QueueBacklog, RunEnd, RunningStep, RunProgress
-from ._replay import Keys, check_change, decide
+from ._replay import Keys, Kind, check_change, decide
 from ._runtime import runtime
 from ._status import ExecutionStatus, RunReason, StepStatus
 from ._tracebacks import locate_dynamic
@@ -144,6 +147,7 @@ class RunState:
         self.never_started = 0  # cancelled before an attempt began: not counted as executed
         self.output_sinks: list[Callable[[str, int, str, str], None]] = []  # (key, attempt, stream, lines)
         self.cancel_origin: str | None = None  # who asked to stop it ("zart cancel (pid 12)")
+        self.deadline_passed = False  # its deadline passed while it ran (its steps were stopped)
         self.started = time.time()
         # What running attempts printed so far (task id -> its last 64 KiB): an attempt killed by its
         # timeout, a cancel or a crash sends no output of its own, so this is what gets journaled.
@@ -164,20 +168,24 @@ class RunState:
     # --- scheduling (workflow thread) ------------------------------------------------------------
 
     def schedule(self, step: Step[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-                 key: str | None = None, queue: Queue | None = None) -> StepHandle:
+                 key: str | None = None, queue: Queue | None = None, kind: Kind | None = None,
+                 identity: tuple[Any, ...] | None = None) -> StepHandle:
         # The replay of a journaled step takes this path thousands of times: keep it lean.
         if self.cancelled:
             raise Cancelled(f"execution {self.execution_id!r} was cancelled")
         name = step.name
         if key is None and step._template_fields:
             key = step.key_for(args, kwargs)
-        key = self._keys.step_key(name, key)
+        # ``kind``: None for a step (an enum member's lookup costs 70 ns a call on this path)
+        key = self._keys.step_key(name, key) if kind is None else self._keys.key(kind, name, key)
         seq = self.total
         self.total = seq + 1
         handle = StepHandle(self, key, name)
         sent = self._by_reference(args, kwargs) if self._mapped else None
         try:
             args_hash = ser.args_hash(args, kwargs) if sent is None else ser.args_hash(sent[2], sent[3])
+            if identity is not None:  # what a call of another kind is reused by, in place of its arguments
+                args_hash = ser.args_hash(identity, {})
         except SerializationError as exc:
             raise _argument_error(step, key, args, kwargs, exc) from exc
         definition = self._definitions.get(step) or self._definition(step)
@@ -237,7 +245,8 @@ class RunState:
         definition = self._definitions.get(step)
         if definition is None:
             try:
-                blob = ser.dumps_by_value(step.fn)
+                # A policy that refuses some errors is evaluated where the step runs: it travels with it.
+                blob = ser.dumps_by_value(Guarded(step.fn, step.retry) if step.retry.filters else step.fn)
             except Exception as exc:
                 raise SerializationError(f"step {step.name!r} cannot be pickled to run in a worker "
                                          f"process: {exc}") from exc
@@ -332,9 +341,13 @@ class RunState:
             else:
                 outcome.traceback = locate_dynamic(outcome.traceback, state.step.fn)  # before journaling
                 error = self._error_for(state, outcome)
+                policy = state.step.retry
                 retryable = (kind is not OutcomeKind.CANCELLED and kind is not OutcomeKind.UNPICKLABLE
                              and not self.cancelled and not self.closing
-                             and state.attempt <= state.step.retry.retries)
+                             and state.attempt <= policy.retries
+                             and (policy.retry_on_timeout or kind is not OutcomeKind.TIMEOUT)
+                             and (policy.retry_on_crash or kind is not OutcomeKind.CRASHED)
+                             and not getattr(error.__cause__, FATAL_MARK, False))
                 if kind is OutcomeKind.CANCELLED:  # not a failure; the step row says it was cancelled
                     if not task.started_at:
                         with self._cond:
@@ -410,14 +423,19 @@ class RunState:
             return WorkerCrashed(self.execution_id, key, f"{outcome.error}{suffix}", attempts)
         if outcome.kind is OutcomeKind.CANCELLED:
             return StepCancelled(self.execution_id, key, "cancelled before it finished", attempts)
-        error = StepFailed(self.execution_id, key, f"{outcome.error}{suffix}", attempts,
-                           outcome.error_type or "", outcome.traceback or "")
+        cause = None
         if outcome.blob is not None:
             try:
-                error.__cause__ = ser.loads(outcome.blob)
+                cause = ser.loads(outcome.blob)
             except Exception:
                 pass
         outcome.blob = None
+        if getattr(cause, FATAL_MARK, False):
+            suffix = f" (attempt {attempts}; not retried: its retry policy refuses this error)"
+        error = StepFailed(self.execution_id, key, f"{outcome.error}{suffix}", attempts,
+                           outcome.error_type or "", outcome.traceback or "")
+        if cause is not None:
+            error.__cause__ = cause
         return error
 
     # --- waiting (workflow thread) ---------------------------------------------------------------
@@ -563,6 +581,14 @@ class RunState:
                     self._cond.wait(0.2)
                 pending = bool(self._pending)
 
+    def pass_deadline(self) -> None:
+        """The run's deadline passed (its timer's thread): stop its steps; the body fails with
+        ``DeadlineExceeded`` at its next step call or wait. A run already cancelled stays cancelled."""
+        if self.cancelled:
+            return
+        self.deadline_passed = True
+        self.cancel(origin="its deadline")
+
     def cancel(self, interrupted: bool = False, origin: str | None = None) -> None:
         """Stop the run; ``interrupted`` records it as interrupted (Ctrl-C) rather than cancelled.
         ``origin`` says who asked (journaled with the run's end)."""
@@ -675,8 +701,9 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change:
             raise SerializationError(f"workflow {workflow.name!r} cannot be pickled into the journal: "
                                      f"{exc}") from exc
         definition = (workflow_hash, "workflow", workflow.name, ser.source_of(workflow.definition), blob)
-    run_number = journal.begin_run(execution_id, workflow.name, workflow_hash, input_blob, input_hash,
-                                   input_preview, on_change, definition)
+    run_number, deadline, deaths = journal.begin_run(
+        execution_id, workflow.name, workflow_hash, input_blob, input_hash, input_preview, on_change, definition,
+        deadline_at(workflow.deadline, time.time()), workflow.max_recoveries is not None)
     run = RunState(journal, execution_id, run_number, journal.pickled_steps(execution_id), on_change, workers,
                    executor, store)
     run._executor = remote
@@ -689,16 +716,25 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change:
     if events.active:
         events.publish(ExecutionEvent(execution_id, ExecutionStatus.RUNNING, workflow.name, run_number,
                                       str(journal.path)))
+    if workflow.max_recoveries is not None and deaths >= workflow.max_recoveries:
+        _give_up(execution, run, RecoveriesExhausted(execution_id, deaths), RunEnd.FAILED,
+                 f"its process died in {deaths} runs (max_recoveries={workflow.max_recoveries})")
+    timer = None if deadline is None else _watch_deadline(run, deadline)
     outer = _context.current_run()
     run.parent = outer if isinstance(outer, RunState) else None
     token = _context.enter_run(run)
     try:
+        if run.deadline_passed:
+            raise Cancelled(f"execution {execution_id!r} passed its deadline")
         output = workflow.body(data)
         if inspect.isawaitable(output):
             output = _run_coroutine(output)
         if run.cancelled:
             raise Cancelled(f"execution {execution_id!r} was cancelled")
     except (Cancelled, KeyboardInterrupt) as exc:
+        if run.deadline_passed and deadline is not None and not isinstance(exc, KeyboardInterrupt):
+            _past_deadline(execution, workflow, run, data, deadline)
+            return
         run.cancel(interrupted=isinstance(exc, KeyboardInterrupt))
         status = ExecutionStatus.INTERRUPTED if run.interrupted else ExecutionStatus.CANCELLED
         execution.finish(status, error=exc)
@@ -710,11 +746,16 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change:
                            executed=run.ran, reused=run.reused, ended_by=end, end_detail=detail)
         raise
     except BaseException as exc:
+        if run.deadline_passed and deadline is not None:  # a step stopped by it, or the body noticed it
+            _past_deadline(execution, workflow, run, data, deadline)
+            return
         run.cancel_pending()
         error = exc if isinstance(exc, ZartError) else None
         if error is None:
             error = TaskError(execution_id, f"{type(exc).__name__}: {_text(exc)}")
             error.__cause__ = exc
+        if _recover(execution, workflow, run, data, error):
+            return
         execution.finish(ExecutionStatus.FAILED, error=error)
         try:
             traceback = tb_module.format_exc()
@@ -727,6 +768,8 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change:
         raise error from exc
     finally:
         _context.leave_run(token)
+        if timer is not None:
+            timer.cancel()
     run.cancel_pending()  # steps scheduled but never waited for do not outlive their execution
     try:
         output_blob, output_preview = values.dumps(output, run.store)
@@ -740,6 +783,68 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change:
     journal.finish_run(execution_id, run_number, ExecutionStatus.COMPLETED, output_blob,
                        output_preview, executed=run.ran, reused=run.reused)
     execution.finish(ExecutionStatus.COMPLETED, output)
+
+
+def _watch_deadline(run: RunState, deadline: float) -> threading.Timer | None:
+    """A timer that stops ``run`` at ``deadline``; none when it passed already (the run is marked)."""
+    remaining = deadline - time.time()
+    if remaining <= 0:
+        run.deadline_passed = True
+        return None
+    timer = threading.Timer(remaining, run.pass_deadline)
+    timer.daemon = True
+    timer.name = f"zart-deadline-{run.execution_id}"
+    timer.start()
+    return timer
+
+
+def _past_deadline(execution: Execution, workflow: WorkflowDef, run: RunState, data: Any, deadline: float) -> None:
+    """The run is past its deadline: its steps stop, and it fails with DeadlineExceeded (raised), unless
+    its on_failure handler recovers it (then it returns)."""
+    run.cancel_pending()
+    error = DeadlineExceeded(execution.execution_id, deadline)
+    if _recover(execution, workflow, run, data, error):
+        return
+    moment = datetime.fromtimestamp(deadline, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    _give_up(execution, run, error, RunEnd.DEADLINE_EXCEEDED, f"its deadline ({moment}) passed")
+
+
+def _recover(execution: Execution, workflow: WorkflowDef, run: RunState, data: Any, error: BaseException) -> bool:
+    """Run the workflow's on_failure handler (a journaled call of its own kind: a resumed run reuses
+    it) on ``error``; when it returns, its value is the output and the execution is completed (True).
+    A handler that fails leaves the execution failed, its error noted on ``error`` (False)."""
+    handler = workflow.on_failure
+    if handler is None:
+        return False
+    run.cancelled = False  # after a deadline the handler still runs; its steps were stopped
+    cause = error.__cause__  # pickling drops it: it travels beside the error, if it can
+    try:
+        ser.dumps(cause)
+    except Exception:
+        cause = None
+    try:
+        # Reused by the input and what failed (a step's error text, e.g. its traceback, may vary)
+        identity = (data, type(error).__qualname__, getattr(error, "step_key", None))
+        output = run.schedule(handler, (data, error, cause), {}, kind=Kind.ON_FAILURE, identity=identity).result()
+        output_blob, output_preview = values.dumps(output, run.store)
+    except BaseException as exc:  # noqa: BLE001 - reported on the execution's own error
+        error.add_note(f"zart: its on_failure handler failed too: {type(exc).__name__}: {_text(exc)}")
+        return False
+    run.cancel_pending()
+    journal = execution.journal
+    journal.finish_run(execution.execution_id, run.run_number, ExecutionStatus.COMPLETED, output_blob,
+                       output_preview, executed=run.ran, reused=run.reused, ended_by=RunEnd.RECOVERED,
+                       end_detail=f"recovered by on_failure from {type(error).__name__}: {_text(error)}")
+    execution.finish(ExecutionStatus.COMPLETED, output)
+    return True
+
+
+def _give_up(execution: Execution, run: RunState, error: ZartError, end: RunEnd, detail: str) -> None:
+    """Fail ``run`` with ``error`` (its deadline passed, its process died too often) and raise it."""
+    execution.finish(ExecutionStatus.FAILED, error=error)
+    run.journal.finish_run(run.execution_id, run.run_number, ExecutionStatus.FAILED, error=str(error),
+                           executed=run.ran, reused=run.reused, ended_by=end, end_detail=detail)
+    raise error from None
 
 
 def _text(exc: BaseException) -> str:

@@ -24,6 +24,8 @@
      │    ├── WorkerCrashed           the worker process died during the attempt
      │    └── StepCancelled           the execution was cancelled or interrupted
      ├── TaskError                    the workflow body raised; the execution is failed
+     ├── DeadlineExceeded             the execution ran past its deadline; it is failed (names the deadline)
+     ├── RecoveriesExhausted          its runs' process died max_recoveries times; it is failed
      ├── WaitTimeout                  zart.wait(timeout=) ran out (the steps keep running; a TimeoutError)
      ├── ExecutionTimeout             waiting for an execution took longer than asked (it keeps running)
      └── MonitorError                 the monitor endpoint of a live engine refused, went away or replied badly
@@ -36,6 +38,7 @@ arguments back): the journal stores them, and other processes carry them.
 """
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +195,35 @@ class TaskError(ZartError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.execution_id, self.message), self.__dict__)
+
+
+class DeadlineExceeded(ZartError):
+    """The execution was still running at its deadline (``deadline`` in POSIX seconds): its running steps
+    were stopped, its scheduled ones never started, and it is ``failed``."""
+
+    def __init__(self, execution_id: str, deadline: float) -> None:
+        self.execution_id = execution_id
+        self.deadline = deadline
+        when = datetime.fromtimestamp(deadline, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        super().__init__(f"execution {execution_id!r} passed its deadline ({when} UTC); its running steps "
+                         "were stopped")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.execution_id, self.deadline), self.__dict__)
+
+
+class RecoveriesExhausted(ZartError):
+    """The execution's runs ended ``recoveries`` times because their process died, its workflow's
+    ``max_recoveries``: it is ``failed`` instead of being run again."""
+
+    def __init__(self, execution_id: str, recoveries: int) -> None:
+        self.execution_id = execution_id
+        self.recoveries = recoveries
+        super().__init__(f"execution {execution_id!r} is not run again: its process died in {recoveries} "
+                         f"run{'s' if recoveries != 1 else ''}, its workflow's max_recoveries")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.execution_id, self.recoveries), self.__dict__)
 
 
 class WaitTimeout(ZartError, TimeoutError):

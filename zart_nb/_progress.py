@@ -21,6 +21,8 @@ class RunEnd(enum.StrEnum):
     CANCELLED = "cancelled"  # asked to stop: ``zart.cancel``, ``zart cancel``, the TUI (detail: from where)
     INTERRUPTED = "interrupted"  # by its user: Ctrl-C, the notebook's stop button
     PROCESS_DIED = "process died"  # the process running it died (killed, a kernel death): found later
+    DEADLINE_EXCEEDED = "deadline exceeded"  # still running at its deadline: stopped, and failed
+    RECOVERED = "recovered"  # it failed, and its on_failure handler's value became its output (detail: from what)
 
 
 @dataclass(frozen=True, slots=True)

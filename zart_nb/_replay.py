@@ -30,6 +30,7 @@ class Kind(enum.StrEnum):
     """A kind of durable call; each has its own sequence and key namespace."""
 
     STEP = "step"
+    ON_FAILURE = "on_failure"  # the workflow's on_failure handler, run once when the execution fails
 
 
 _COMPLETED = "completed"

@@ -30,8 +30,9 @@ if TYPE_CHECKING:
 PAGE = 500
 IN_FLIGHT = {zart.StepStatus.SCHEDULED, zart.StepStatus.RUNNING, zart.StepStatus.RETRYING}
 RUNS_SHOWN = 3
-# Ends whose cause the status does not tell (a failed run shows its error already)
-TOLD_ENDS = {zart.RunEnd.CANCELLED, zart.RunEnd.INTERRUPTED, zart.RunEnd.PROCESS_DIED}
+# Ends whose cause the status does not tell (a failed run shows its error already; a recovered one reads
+# completed)
+TOLD_ENDS = {zart.RunEnd.CANCELLED, zart.RunEnd.INTERRUPTED, zart.RunEnd.PROCESS_DIED, zart.RunEnd.RECOVERED}
 
 # Which page is shown: ("first",), ("end",), ("after", key, start), ("before", key, end) or ("at", key);
 # ``start``/``end``: the index of the page's first row, of the row after its last.

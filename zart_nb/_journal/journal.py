@@ -666,8 +666,11 @@ class Journal:
     @_held
     def begin_run(self, execution_id: str, workflow: str, def_id: str, input: bytes, input_hash: str,
                   input_preview: str, on_change: str,
-                  definition: tuple[str, str, str, str, bytes] | None = None) -> int:
-        """Mark the execution running under this process and open its next run; returns its number.
+                  definition: tuple[str, str, str, str, bytes] | None = None,
+                  deadline: float | None = None, count_deaths: bool = False) -> tuple[int, float | None, int]:
+        """Mark the execution running under this process and open its next run; returns its number, its
+        deadline (``deadline`` at its first run; a journaled one is kept) and, with ``count_deaths``,
+        how many of its runs ended because their process died (else 0).
 
         ``definition`` (``def_id, kind, name, source, pickle``), the workflow's, is made durable
         first (side log, fsynced), so ``zart resume`` always finds it; it reaches DuckDB with the
@@ -683,28 +686,35 @@ class Journal:
         with self._controlled() as conn:
             conn.execute("BEGIN")
             try:
-                row = conn.execute("SELECT run_number FROM executions WHERE execution_id = ?",
+                row = conn.execute("SELECT run_number, deadline FROM executions WHERE execution_id = ?",
                                    [execution_id]).fetchone()
                 run_number = (row[0] if row else 0) + 1
+                if row is not None and row[1] is not None:
+                    deadline = row[1]
+                deaths = 0
+                if count_deaths and row is not None:
+                    counted = conn.execute("SELECT count(*) FROM runs WHERE execution_id = ? AND ended_by = ?",
+                                           [execution_id, RunEnd.PROCESS_DIED.value]).fetchone()
+                    deaths = counted[0] if counted else 0
                 # A plain INSERT or UPDATE: DuckDB's upsert (ON CONFLICT) costs ~5x more here.
                 if row is None:
                     conn.execute(
                         """INSERT INTO executions (execution_id, workflow, def_id, input, input_hash,
                                input_preview, status, run_number, on_change, created_at, started_at,
-                               owner_pid, owner_host)
-                           VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)""",
+                               owner_pid, owner_host, deadline)
+                           VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)""",
                         [execution_id, workflow, def_id, input, input_hash, input_preview, run_number,
-                         on_change, now, now, os.getpid(), os.uname().nodename])
+                         on_change, now, now, os.getpid(), os.uname().nodename, deadline])
                 else:
                     conn.execute(
                         """UPDATE executions SET workflow = ?, def_id = ?, input = ?, input_hash = ?,
                                input_preview = ?, status = 'running', output = NULL,
                                output_preview = NULL, error = NULL, traceback = NULL, run_number = ?,
                                on_change = ?, started_at = ?, finished_at = NULL, owner_pid = ?,
-                               owner_host = ?
+                               owner_host = ?, deadline = ?
                            WHERE execution_id = ?""",
                         [workflow, def_id, input, input_hash, input_preview, run_number, on_change,
-                         now, os.getpid(), os.uname().nodename, execution_id])
+                         now, os.getpid(), os.uname().nodename, deadline, execution_id])
                 conn.execute("INSERT INTO runs (execution_id, run_number, status, started_at, pid, executed, "
                              "reused, alive_at) VALUES (?, ?, 'running', ?, ?, 0, 0, ?)",
                              [execution_id, run_number, now, os.getpid(), now])
@@ -713,7 +723,7 @@ class Journal:
             except BaseException:
                 rollback(conn)
                 raise
-        return run_number
+        return run_number, deadline, deaths
 
     @_held
     def finish_run(self, execution_id: str, run_number: int, status: ExecutionStatus,

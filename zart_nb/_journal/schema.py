@@ -15,7 +15,7 @@ from . import db
 if TYPE_CHECKING:
     import duckdb
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class StepRow(NamedTuple):
@@ -147,6 +147,9 @@ MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE runs ADD COLUMN alive_at DOUBLE",
         IN_FLIGHT_TABLE,
     ],
+    5: [  # an execution's deadline (POSIX seconds), set at its first run and kept on resume
+        "ALTER TABLE executions ADD COLUMN deadline DOUBLE",
+    ],
 }
 
 
@@ -162,7 +165,7 @@ CURRENT_SCHEMA: list[str] = [
         execution_id VARCHAR PRIMARY KEY, workflow VARCHAR, def_id VARCHAR, input BLOB,
         input_hash VARCHAR, input_preview VARCHAR, status VARCHAR, output BLOB, output_preview VARCHAR,
         error VARCHAR, traceback VARCHAR, run_number INTEGER, on_change VARCHAR, created_at DOUBLE,
-        started_at DOUBLE, finished_at DOUBLE, owner_pid INTEGER, owner_host VARCHAR)""",
+        started_at DOUBLE, finished_at DOUBLE, owner_pid INTEGER, owner_host VARCHAR, deadline DOUBLE)""",
     """CREATE TABLE runs (
         execution_id VARCHAR, run_number INTEGER, status VARCHAR, started_at DOUBLE,
         finished_at DOUBLE, pid INTEGER, executed INTEGER, reused INTEGER, ended_by VARCHAR,
