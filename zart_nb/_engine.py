@@ -63,6 +63,7 @@ from ._status import ExecutionStatus, RunReason, StepStatus
 from ._tracebacks import locate_dynamic
 
 WAIT_TICK = 0.1
+_REF_FIRST = values.REF_FIRST  # a module constant: the replay loop reads it per reused step
 logger = logging.getLogger("zart_nb")
 
 
@@ -180,7 +181,6 @@ class RunState:
         key = self._keys.step_key(name, key) if kind is None else self._keys.key(kind, name, key)
         seq = self.total
         self.total = seq + 1
-        handle = StepHandle(self, key, name)
         sent = self._by_reference(args, kwargs) if self._mapped else None
         try:
             args_hash = ser.args_hash(args, kwargs) if sent is None else ser.args_hash(sent[2], sent[3])
@@ -193,11 +193,14 @@ class RunState:
         reason = decide(stored, args_hash, definition.code_hash)
         if reason is None:
             output = stored.output  # type: ignore[union-attr]
-            if output is not None and output[0] == values.REF_FIRST:
+            if output is not None and output[0] == _REF_FIRST:  # a stored value's reference, not a pickle
+                handle = StepHandle(self, key, name)
                 reason = self._reuse_stored(handle, output)
+            else:  # done at once with the journaled pickle (one call: this runs per reused step)
+                handle = StepHandle(self, key, name, output)
+        else:
+            handle = StepHandle(self, key, name)
         if reason is None:
-            if not handle.done:
-                handle.reuse(stored.output)  # type: ignore[union-attr]
             self.reused += 1
             self.finished += 1
             if events.active:

@@ -14,17 +14,24 @@ if TYPE_CHECKING:
     from ._journal import Journal
 
 
+_PENDING = object()  # StepHandle(journaled=...) not given: the step has no outcome yet
+
+
 class StepHandle:
     """The promise of one step's result. ``zart.wait`` turns handles into results."""
 
     __slots__ = ("key", "name", "done", "_blob", "_value", "_has_value", "_error", "_run", "reused")
 
-    def __init__(self, run: Run, key: str, name: str) -> None:
+    def __init__(self, run: Run, key: str, name: str, journaled: bytes | None | object = _PENDING) -> None:
+        """``journaled``: the pickled output of the journaled record it is reused from (done at once)."""
         self.key = key
         self.name = name
-        self.done = False
-        self.reused = False
-        self._blob: bytes | None = None
+        if journaled is _PENDING:
+            self.done = self.reused = False
+            self._blob: bytes | None = None
+        else:
+            self.done = self.reused = True
+            self._blob = journaled  # type: ignore[assignment]
         self._value: Any = None
         self._has_value = False
         self._error: BaseException | None = None
@@ -51,11 +58,6 @@ class StepHandle:
         return self._error
 
     # --- the engine's side: how a handle gets its outcome --------------------------------------------
-
-    def reuse(self, blob: bytes | None) -> None:
-        """Done with a journaled output (unpickled on first use). Called by the engine only."""
-        self._blob = blob
-        self.done = self.reused = True
 
     def reuse_value(self, value: Any) -> None:
         """Done with a journaled output already loaded (from the value store). Called by the engine only."""
