@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from . import _context
 from ._errors import ConfigurationError, DefinitionError
-from ._executors.taskqueue import Limit, check_limits
 from ._serialization import global_names
 
 if TYPE_CHECKING:
+    from ._executors.taskqueue import Limit
     from ._handles import StepHandle
 
 P = ParamSpec("P")
@@ -294,6 +294,8 @@ class Queue:
                  rate: tuple[int, float] | None = None) -> None:
         """``concurrency``: attempts at once (an integer >= 1). ``rate``: ``(calls, seconds)``, at
         most ``calls`` attempts start in any ``seconds``. At least one of them is needed."""
+        from ._executors.taskqueue import Limit, check_limits  # only a notebook with queues pays for it
+
         self.name, self.concurrency, self.rate = check_limits(name, concurrency, rate)
         self._limit = Limit.named(self.name, self.concurrency, self.rate)
 

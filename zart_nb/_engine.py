@@ -22,13 +22,12 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from . import _byref as byref
 from . import _context
 from . import _serialization as ser
 from . import _values as values
-from ._control import start_monitor
 from ._definitions import FATAL_MARK, Guarded, Queue, Step, WorkflowDef, deadline_at, referenced_steps
 from ._errors import (
     Cancelled,
@@ -56,11 +55,13 @@ from ._executors.capture import Capture, prefix_lines
 from ._executors.choice import ExecutorSpec
 from ._handles import Execution, StepHandle
 from ._journal import AttemptRow, InFlightRow, Journal, RunBeat, StepRow, StoredStep
-from ._progress import FailedStep, QueueBacklog, RunEnd, RunningStep, RunProgress
 from ._replay import Keys, Kind, check_change, decide
 from ._runtime import runtime
-from ._status import ExecutionStatus, RunReason, StepStatus
+from ._status import ExecutionStatus, RunEnd, RunReason, StepStatus
 from ._tracebacks import locate_dynamic
+
+if TYPE_CHECKING:
+    from ._progress import QueueBacklog, RunProgress
 
 WAIT_TICK = 0.1
 _REF_FIRST = values.REF_FIRST  # a module constant: the replay loop reads it per reused step
@@ -530,6 +531,8 @@ class RunState:
     def progress(self, listed: int = 8) -> RunProgress:
         """This run's progress now (its running and failed steps listed up to ``listed`` each, the
         longest running first). Counters are read under the run's lock, so they add up."""
+        from ._progress import FailedStep, RunningStep, RunProgress  # views only: dataclasses stay unloaded
+
         running = self._running_now()
         now = time.time()
         with self._cond:
@@ -559,6 +562,7 @@ class RunState:
 
     def _backlog(self) -> tuple[QueueBacklog, ...]:
         """This run's attempts held back by their queue's limit, per queue (asked of the executor)."""
+        from ._progress import QueueBacklog
         executor = self._executor
         if executor is None:
             return ()
@@ -666,6 +670,8 @@ def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, on_cha
         raise SerializationError(f"the input of execution {execution_id!r} cannot be pickled: {exc}") \
             from exc
     # A run starts: the monitor may list it (a completed re-run returned above), in every process.
+    from ._control import start_monitor  # a run starts: a finished re-run (returned above) never loads it
+
     runtime.serve(journal, lambda held: start_monitor(held, execute))
     runtime.run_opened(workers)
     try:

@@ -7,22 +7,11 @@ waiting, running and finished), so a run partway through never reads as full.
 """
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
+from ._status import RunEnd  # here too: what a view shows of a run's end
+
 __all__ = ["FailedStep", "QueueBacklog", "RunEnd", "RunProgress", "RunningStep"]
-
-
-class RunEnd(enum.StrEnum):
-    """Why a run ended (``RunReason`` says why a *step* ran). Journaled on the run's record."""
-
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"  # asked to stop: ``zart.cancel``, ``zart cancel``, the TUI (detail: from where)
-    INTERRUPTED = "interrupted"  # by its user: Ctrl-C, the notebook's stop button
-    PROCESS_DIED = "process died"  # the process running it died (killed, a kernel death): found later
-    DEADLINE_EXCEEDED = "deadline exceeded"  # still running at its deadline: stopped, and failed
-    RECOVERED = "recovered"  # it failed, and its on_failure handler's value became its output (detail: from what)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,8 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from ._progress import RunEnd
-from ._status import ExecutionStatus, RunReason, StepStatus
+from ._status import ExecutionStatus, RunEnd, RunReason, StepStatus
 
 __all__ = ["AttemptRecord", "DefinitionRecord", "ExecutionRecord", "ExecutionStatus", "RunEnd", "RunReason",
            "RunRecord", "StepRecord", "StepStatus"]

@@ -44,3 +44,15 @@ class RunReason(enum.StrEnum):
     CANCELLED_BEFORE = "cancelled before"
     INTERRUPTED_BEFORE = "interrupted before"
     VALUE_LOST = "stored value lost"  # its output's file in the value store is missing or damaged
+
+
+class RunEnd(enum.StrEnum):
+    """Why a run ended (``RunReason`` says why a *step* ran). Journaled on the run's record."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"  # asked to stop: ``zart.cancel``, ``zart cancel``, the TUI (detail: from where)
+    INTERRUPTED = "interrupted"  # by its user: Ctrl-C, the notebook's stop button
+    PROCESS_DIED = "process died"  # the process running it died (killed, a kernel death): found later
+    DEADLINE_EXCEEDED = "deadline exceeded"  # still running at its deadline: stopped, and failed
+    RECOVERED = "recovered"  # it failed, and its on_failure handler's value became its output (detail: from what)

@@ -21,13 +21,11 @@ then runs the step again.
 """
 from __future__ import annotations
 
-import hashlib
 import mmap
 import os
 import pickle
 import stat
 import struct
-import uuid
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -177,7 +175,7 @@ def write(folder: Path, data: bytes, buffers: list[pickle.PickleBuffer], kind: s
     header = _header(len(data), sizes)
     pickle_at, offsets = _layout(len(header), len(data), sizes)
     size = (offsets[-1] + sizes[-1]) if sizes else pickle_at + len(data)
-    name = f"{uuid.uuid4().hex}{SUFFIX}"
+    name = f"{os.urandom(16).hex()}{SUFFIX}"  # random as uuid4, without importing uuid (~2 ms)
     path = folder / name
     try:
         _write_file(path, header, data, raws, pickle_at, offsets)
@@ -386,6 +384,8 @@ def file_part(text: str) -> str:
     out = "".join(c if c in _SAFE else "".join(f"%{b:02X}" for b in c.encode()) for c in text)
     out = "%2E" + out[1:] if out.startswith(".") else out
     if len(out) > NAME_CHARS:  # a file name has at most 255 bytes: the start, then a hash of the whole
+        import hashlib  # only for names too long to keep: not on every import (~3 ms)
+
         out = f"{out[:NAME_CHARS - 17]}~{hashlib.sha256(text.encode()).hexdigest()[:16]}"
     return out
 
@@ -413,7 +413,7 @@ def write_table(folder: Path, name: str, table: Any, kind: str) -> Ref:
     for part in name.split("/")[:-1]:
         directory = directory / part
         check_folder(directory, create=True)
-    temporary = directory / f".{uuid.uuid4().hex}.tmp"
+    temporary = directory / f".{os.urandom(16).hex()}.tmp"
     try:
         os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FLAGS, 0o600))
         tables.write(table, str(temporary))

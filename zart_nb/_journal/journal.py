@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from .._errors import DefinitionNotFound, JournalError
-from .._progress import RunEnd
-from .._status import ExecutionStatus
+from .._status import ExecutionStatus, RunEnd
 from . import db, file, schema
 from .schema import (
     ATTEMPT_COLUMNS,
