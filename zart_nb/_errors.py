@@ -38,7 +38,6 @@ arguments back): the journal stores them, and other processes carry them.
 """
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +203,8 @@ class DeadlineExceeded(ZartError):
     def __init__(self, execution_id: str, deadline: float) -> None:
         self.execution_id = execution_id
         self.deadline = deadline
+        from datetime import UTC, datetime  # here: every process imports the errors, few format a deadline
+
         when = datetime.fromtimestamp(deadline, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
         super().__init__(f"execution {execution_id!r} passed its deadline ({when} UTC); its running steps "
                          "were stopped")
