@@ -17,27 +17,13 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import tempfile
 import time
-from collections.abc import Callable
 
-from bench_p4 import build
+from bench_p4 import build, timed
 
 import zart_nb as zart
 from zart_nb._runtime import runtime
-
-
-def timed(read: Callable[[], object], repeats: int) -> tuple[float, float]:
-    t0 = time.perf_counter()
-    read()
-    cold = time.perf_counter() - t0
-    warm = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        read()
-        warm.append(time.perf_counter() - t0)
-    return cold, statistics.median(warm)
 
 
 def main() -> None:

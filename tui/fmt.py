@@ -8,8 +8,6 @@ from datetime import datetime
 
 from rich.text import Text
 
-import zart_nb as zart
-
 STATUS_STYLES = {
     "pending": "dim", "scheduled": "dim", "running": "bold cyan", "retrying": "bold yellow",
     "completed": "green", "failed": "bold red", "cancelled": "magenta", "interrupted": "yellow",
@@ -87,13 +85,3 @@ def ago(then: datetime | None, now: datetime) -> str:
     seconds = max(0, int((now - then).total_seconds()))
     return f"updated {seconds}s ago" if seconds < 120 else f"updated {seconds // 60}m ago"
 
-
-def this_run(step: zart.StepRecord, current_run: int) -> str:
-    """What the execution's last run did with a step: executed it (and why), reused it, or never started it."""
-    if step.run_number != current_run:
-        return f"reused from run {step.run_number}"
-    if step.status is zart.StepStatus.INTERRUPTED:
-        return "interrupted (its process died)"
-    if step.status is zart.StepStatus.CANCELLED and step.started_at is None:
-        return "cancelled before it started"
-    return f"executed ({step.reason})"

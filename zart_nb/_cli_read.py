@@ -36,7 +36,7 @@ from ._executors.capture import prefix_lines
 from ._progress import QueueBacklog, RunEnd, RunProgress
 from ._reader import JournalReader
 from ._records import AttemptRecord, ExecutionRecord, RunRecord, StepRecord
-from ._status import ExecutionStatus, StepStatus
+from ._status import ExecutionStatus
 
 if TYPE_CHECKING:
     from ._monitor.client import MonitorClient
@@ -184,17 +184,6 @@ def _read_one(args: argparse.Namespace, fn: Any) -> discovery.Read[Any]:
     return discovery.read(path, fn)
 
 
-def _ran(step: StepRecord, record: ExecutionRecord) -> str:
-    """What the execution's last run did with a step: executed it (and why), reused it, or never started it."""
-    if step.run_number != record.run_number:
-        return f"reused from run {step.run_number}"
-    if step.status is StepStatus.INTERRUPTED:
-        return "interrupted (its process died)"
-    if step.status is StepStatus.CANCELLED and step.started_at is None:
-        return "cancelled before it started"
-    return f"executed ({step.reason})"
-
-
 def run_end(run: RunRecord) -> str:
     """How a run ended, in a few words ("" while it runs)."""
     if run.ended_by is None:
@@ -207,8 +196,8 @@ def run_end(run: RunRecord) -> str:
 
 def _step_row(step: StepRecord, record: ExecutionRecord) -> tuple[object, ...]:
     result = step.error if step.error else (step.output_preview or "")
-    return (step.step_key, step.status.value, step.attempts, fmt_duration(step.duration), _ran(step, record),
-            step.worker or "", step.args_preview, result)
+    return (step.step_key, step.status.value, step.attempts, fmt_duration(step.duration),
+            step.this_run(record.run_number), step.worker or "", step.args_preview, result)
 
 
 STEP_HEADERS = ("KEY", "STATUS", "ATTEMPTS", "DURATION", "THIS RUN", "WORKER", "ARGS", "OUTPUT / ERROR")

@@ -184,9 +184,12 @@ class RunState:
         self.total = seq + 1
         sent = self._by_reference(args, kwargs) if self._mapped else None
         try:
-            args_hash = ser.args_hash(args, kwargs) if sent is None else ser.args_hash(sent[2], sent[3])
             if identity is not None:  # what a call of another kind is reused by, in place of its arguments
                 args_hash = ser.args_hash(identity, {})
+            elif sent is None:
+                args_hash = ser.args_hash(args, kwargs)
+            else:
+                args_hash = ser.args_hash(sent[2], sent[3])
         except SerializationError as exc:
             raise _argument_error(step, key, args, kwargs, exc) from exc
         definition = self._definitions.get(step) or self._definition(step)

@@ -63,6 +63,17 @@ class StepRecord:
     worker: str | None
     log: str | None = None  # what its last attempt printed (the last 64 KiB)
 
+    def this_run(self, current_run: int) -> str:
+        """What the execution's run ``current_run`` did with this step: executed it (and why), reused
+        it, or never started it (the CLI's and the TUI's "this run" column)."""
+        if self.run_number != current_run:
+            return f"reused from run {self.run_number}"
+        if self.status is StepStatus.INTERRUPTED:
+            return "interrupted (its process died)"
+        if self.status is StepStatus.CANCELLED and self.started_at is None:
+            return "cancelled before it started"
+        return f"executed ({self.reason})"
+
     @property
     def duration(self) -> float | None:
         if self.started_at is None or self.finished_at is None:

@@ -287,17 +287,22 @@ def _check_file(fd: int, path: Path, ref: Ref) -> os.stat_result:
     return info
 
 
+def _open_stored(path: Path, what: str) -> int:
+    """A stored file's descriptor (never following a symlink); a missing or unopenable one is lost."""
+    try:
+        return os.open(path, os.O_RDONLY | _FLAGS)
+    except FileNotFoundError:
+        raise ValueLost(f"the stored {what} {path} is missing") from None
+    except OSError as exc:
+        raise ValueLost(f"the stored {what} {path} cannot be opened: {exc}") from exc
+
+
 def _open(folder: Path, ref: Ref) -> _Opened:
     check_folder(folder)
     path = folder / ref.name
     if "/" in ref.name or ref.name.startswith("."):
         raise ValueStoreError(f"a journaled value reference names {ref.name!r}, outside the store {folder}")
-    try:
-        fd = os.open(path, os.O_RDONLY | _FLAGS)
-    except FileNotFoundError:
-        raise ValueLost(f"the stored value {path} is missing") from None
-    except OSError as exc:
-        raise ValueLost(f"the stored value {path} cannot be opened: {exc}") from exc
+    fd = _open_stored(path, "value")
     try:
         info = _check_file(fd, path, ref)
         head = os.pread(fd, 4096, 0)
@@ -458,12 +463,7 @@ def open_table(folder: Path, ref: Ref) -> tuple[int, Path]:
     check_folder(folder / parts[0])
     check_folder(folder / parts[0] / parts[1])
     path = folder / ref.name
-    try:
-        fd = os.open(path, os.O_RDONLY | _FLAGS)
-    except FileNotFoundError:
-        raise ValueLost(f"the stored table {path} is missing") from None
-    except OSError as exc:
-        raise ValueLost(f"the stored table {path} cannot be opened: {exc}") from exc
+    fd = _open_stored(path, "table")
     try:
         _check_file(fd, path, ref)
         if ref.check and _tail_check(fd, ref.size) != ref.check:

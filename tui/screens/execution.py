@@ -285,7 +285,7 @@ class ExecutionScreen(Screen[None]):
         self.page = steps
         for step in steps:
             self.steps[step.step_key] = step
-            ran = fmt.this_run(step, record.run_number)
+            ran = step.this_run(record.run_number)
             result = step.error if step.error else step.output_preview
             table.add_row(fmt.cell(step.step_key, 40), fmt.status(step.status), str(step.attempts),
                           fmt.seconds_text(step.duration), ran, fmt.cell(step.worker or "-", 24),
