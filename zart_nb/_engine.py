@@ -330,7 +330,7 @@ class RunState:
                     blob = outcome.blob
                     if blob is None:
                         value = None
-                    elif blob[0] == values.REF_FIRST:  # a reference (one byte tells; a pickle starts \x80)
+                    elif blob[0] == _REF_FIRST:  # a reference (one byte tells; a pickle starts \x80)
                         value = self._load(blob)
                     else:
                         value = ser.loads(blob)
