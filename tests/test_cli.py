@@ -221,12 +221,13 @@ def test_runs_stats_json_and_exit_codes_say_what_happened(tmp_path):
     assert runs.returncode == 0, runs.stderr
     lines = runs.stdout.splitlines()
     assert lines[0].split() == ["RUN", "STATUS", "STARTED", "FINISHED", "DURATION", "EXECUTED", "REUSED", "PID",
-                                "ENDED"]
-    assert [(line.split()[0], line.split()[1], line.split()[-4], line.split()[-3], line.split()[-1])
-            for line in lines[1:]] == [("1", "failed", "2", "0", "failed"), ("2", "completed", "1", "1", "completed")]
+                                "TRIGGER", "ENDED"]
+    assert [(line.split()[0], line.split()[1], line.split()[-5], line.split()[-4], line.split()[-2],
+             line.split()[-1]) for line in lines[1:]] == [("1", "failed", "2", "0", "initial", "failed"),
+                                                          ("2", "completed", "1", "1", "resume", "completed")]
     as_json = json.loads(zart_cli("runs", "mended", "--json", cwd=tmp_path).stdout)
-    assert [(r["status"], r["executed"], r["reused"], r["ended_by"]) for r in as_json["runs"]] == [
-        ("failed", 2, 0, "failed"), ("completed", 1, 1, "completed")]
+    assert [(r["status"], r["executed"], r["reused"], r["ended_by"], r["trigger"]) for r in as_json["runs"]] == [
+        ("failed", 2, 0, "failed", "initial"), ("completed", 1, 1, "completed", "resume")]
     assert as_json["journal"] == str(a) and as_json["status"] == "completed"
     assert zart_cli("runs", "broken", cwd=tmp_path).returncode == 3  # 3: failed
     assert zart_cli("show", "broken", cwd=tmp_path).returncode == 3

@@ -11,6 +11,7 @@ import zart_nb as zart
 # Constructor arguments for each public error; a new error without an entry here fails the test below.
 SAMPLES = {
     zart.ZartError: ("plain message",),
+    zart.StateConflict: ("execution 'x' is running; cancel it first",),
     zart.JournalError: ("/tmp/j.duckdb", "cannot be used"),
     zart.JournalLocked: ("/tmp/j.duckdb", "process 42", 1.5),
     zart.JournalCorrupt: ("/tmp/j.duckdb", "not a DuckDB file"),

@@ -176,7 +176,13 @@ def test_a_journal_of_the_previous_schema_is_upgraded_with_its_step_counts(journ
     conn.close()
 
 
+def _drop_schema_6(conn):
+    for column in ("trigger", "trigger_detail"):
+        conn.execute(f"ALTER TABLE runs DROP COLUMN {column}")
+
+
 def _drop_schema_5(conn):
+    _drop_schema_6(conn)
     conn.execute("DROP INDEX executions_status")  # DuckDB drops no column of an indexed table
     conn.execute("ALTER TABLE executions DROP COLUMN deadline")
     conn.execute("CREATE INDEX executions_status ON executions(status)")
@@ -223,9 +229,32 @@ def test_a_journal_of_schema_4_gets_deadlines_and_keeps_its_executions(journal):
         assert j.begin_run("old", "wf", "d", b"", "h", "", "rerun")[:2] == (2, None)
     j.close()
     conn = duckdb.connect(str(journal), read_only=True)
-    assert conn.execute("SELECT value FROM zart_meta WHERE key = 'schema_version'").fetchone() == ("5",)
+    assert conn.execute("SELECT value FROM zart_meta WHERE key = 'schema_version'").fetchone() == \
+        (str(SCHEMA_VERSION),)
     assert conn.execute("SELECT deadline FROM executions").fetchall() == [(None,)]
     conn.close()
+
+
+def test_a_journal_of_schema_5_gets_run_triggers_and_keeps_its_runs(journal):
+    j = runtime.journal(journal)
+    with j.hold():
+        j.begin_run("old", "wf", "d", b"", "h", "", "rerun")
+        j.finish_run("old", 1, zart.ExecutionStatus.COMPLETED, executed=0, reused=0)
+    j.close()
+    conn = duckdb.connect(str(journal))
+    _drop_schema_6(conn)
+    conn.execute("UPDATE zart_meta SET value = '5' WHERE key = 'schema_version'")
+    conn.close()
+    runs = zart.journal(journal).list_runs("old")
+    assert [(r.run_number, r.trigger) for r in runs] == [(1, None)]  # not known for a run of schema 5
+    j = runtime.journal(journal)
+    with j.hold():
+        j.begin_run("old", "wf", "d", b"", "h", "", "rerun", trigger=zart.RunTrigger.RESTART, trigger_detail="x")
+    j.close()
+    runs = zart.journal(journal).list_runs("old")
+    assert [(r.run_number, r.trigger, r.trigger_detail) for r in runs] == [
+        (1, None, None), (2, zart.RunTrigger.RESTART, "x")]
+    runtime.journal(journal).close()
 
 
 def _catalog(conn):

@@ -23,9 +23,11 @@ import os
 import typing as _typing
 
 if _typing.TYPE_CHECKING:
+    from ._actions import RemoteExecution
     from ._api import DurableScheduler, TaskRegistry, run, schedule, start, wait
     from ._context import Context, context
     from ._control import ControlOutcome, cancel, delete
+    from ._control_api import fork, recover, rerun_steps, restart, resume, retry_step
     from ._data import GcReport, gc, load, sql
     from ._definitions import DurableExecution, NamedCall, Queue, RetryPolicy, Step, Workflow, step, workflow
     from ._errors import (
@@ -47,6 +49,7 @@ if _typing.TYPE_CHECKING:
         QueryError,
         RecoveriesExhausted,
         SerializationError,
+        StateConflict,
         StepCancelled,
         StepError,
         StepFailed,
@@ -61,27 +64,30 @@ if _typing.TYPE_CHECKING:
     from ._events import Event, EventBus, ExecutionEvent, StepEvent, events
     from ._handles import Execution, StepHandle
     from ._monitor.client import MonitorClient
+    from ._options import OnChange, RunOptions
     from ._progress import FailedStep, QueueBacklog, RunEnd, RunningStep, RunProgress
     from ._reader import JournalReader
     from ._records import AttemptRecord, DefinitionRecord, ExecutionRecord, RunRecord, StepRecord
     from ._runtime import shutdown_pool
-    from ._status import ExecutionStatus, RunReason, StepStatus
+    from ._status import ExecutionStatus, RunReason, RunTrigger, StepStatus
 
 __version__ = "0.1.0"
 
 # module -> the public names it defines
 _EXPORTS: dict[str, tuple[str, ...]] = {
+    "_actions": ("RemoteExecution",),
     "_api": ("DurableScheduler", "TaskRegistry", "run", "schedule", "start", "wait"),
     "_context": ("Context", "context"),
     "_control": ("ControlOutcome", "cancel", "delete"),
+    "_control_api": ("fork", "recover", "restart", "rerun_steps", "resume", "retry_step"),
     "_data": ("GcReport", "gc", "load", "sql"),
     "_definitions": ("DurableExecution", "NamedCall", "Queue", "RetryPolicy", "Step", "Workflow", "step",
                      "workflow"),
     "_errors": ("Cancelled", "ConfigurationError", "DeadlineExceeded", "DefinitionError", "DefinitionNotFound",
                 "ExecutionNotFound", "ExecutionTimeout", "ExecutorClosed", "JournalCorrupt", "JournalError",
                 "JournalLocked", "JournalSchemaTooNew", "MonitorError", "NonDeterminism", "NotInWorkflow",
-                "QueryError", "RecoveriesExhausted", "SerializationError", "StepCancelled", "StepError",
-                "StepFailed", "StepTimeout", "TaskError", "ValueLost", "ValueStoreError", "WaitTimeout",
+                "QueryError", "RecoveriesExhausted", "SerializationError", "StateConflict", "StepCancelled",
+                "StepError", "StepFailed", "StepTimeout", "TaskError", "ValueLost", "ValueStoreError", "WaitTimeout",
                 "WorkerCrashed", "ZartError"),
     "_events": ("Event", "EventBus", "ExecutionEvent", "StepEvent", "events"),
     "_handles": ("Execution", "StepHandle"),
@@ -89,8 +95,9 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "_progress": ("FailedStep", "QueueBacklog", "RunEnd", "RunningStep", "RunProgress"),
     "_reader": ("JournalReader",),
     "_records": ("AttemptRecord", "DefinitionRecord", "ExecutionRecord", "RunRecord", "StepRecord"),
+    "_options": ("OnChange", "RunOptions"),
     "_runtime": ("shutdown_pool",),
-    "_status": ("ExecutionStatus", "RunReason", "StepStatus"),
+    "_status": ("ExecutionStatus", "RunReason", "RunTrigger", "StepStatus"),
 }
 # What code running inside a step may touch without loading the engine (zart.context(), errors, a
 # module of steps imported by reference). Any other name loads every module but those on demand.
@@ -176,8 +183,8 @@ __all__ = [
     "cancel",
     "Cancelled",
     "ConfigurationError",
-    "context",
     "Context",
+    "context",
     "ControlOutcome",
     "DeadlineExceeded",
     "DefinitionError",
@@ -197,6 +204,7 @@ __all__ = [
     "ExecutionTimeout",
     "ExecutorClosed",
     "FailedStep",
+    "fork",
     "gc",
     "GcReport",
     "journal",
@@ -211,25 +219,35 @@ __all__ = [
     "NamedCall",
     "NonDeterminism",
     "NotInWorkflow",
+    "OnChange",
     "QueryError",
     "Queue",
     "QueueBacklog",
+    "recover",
     "RecoveriesExhausted",
+    "RemoteExecution",
+    "rerun_steps",
+    "restart",
+    "resume",
+    "retry_step",
     "RetryPolicy",
     "run",
     "RunEnd",
     "RunningStep",
+    "RunOptions",
     "RunProgress",
     "RunReason",
     "RunRecord",
+    "RunTrigger",
     "schedule",
     "SerializationError",
     "show",
     "shutdown_pool",
     "sql",
     "start",
-    "Step",
+    "StateConflict",
     "step",
+    "Step",
     "StepCancelled",
     "StepError",
     "StepEvent",

@@ -10,18 +10,16 @@ from . import _context, _engine
 from . import _serialization as ser
 from . import _values as values
 from ._definitions import Deadline, NamedCall, Step, WorkflowDef, as_workflow, with_deadline
-from ._errors import ConfigurationError, DefinitionError, ExecutionNotFound
-from ._executors import choice
+from ._errors import DefinitionError, ExecutionNotFound
 from ._executors.choice import ExecutorSpec
 from ._handles import Execution, StepHandle
-from ._runtime import default_worker_count, runtime
+from ._journal import Journal
+from ._options import RunOptions, RunPlan
+from ._runtime import runtime
 from ._status import ExecutionStatus
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-ON_CHANGE = ("rerun", "error")
-
 
 class TaskRegistry:
     """Workflows by task name, for a :class:`DurableScheduler`."""
@@ -67,16 +65,6 @@ def _label(workflow: WorkflowDef) -> str:
     return getattr(definition, "__qualname__", None) or f"a {type(definition).__name__}"
 
 
-def check_options(on_change: str, workers: int | None, executor: ExecutorSpec = None) -> None:
-    choice.target(executor)
-    if on_change not in ON_CHANGE:
-        raise ConfigurationError(f"on_change must be one of {ON_CHANGE}, got {on_change!r}")
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise ConfigurationError(f"workers must be a positive integer, got {workers!r}")
-    if workers is None:
-        default_worker_count()  # a bad $ZART_WORKERS is refused before anything is journaled
-
-
 def _follow(execution: Execution, workflow: WorkflowDef, display: bool | None, background: bool) -> Any:
     """The live progress of ``execution`` (a widget in a kernel, a line on a terminal) and, in a
     kernel, the steps' printed lines in the calling cell; or None."""
@@ -92,12 +80,46 @@ def _explain_interrupt(exc: KeyboardInterrupt, execution: Execution) -> None:
     explain_interrupt(exc, execution)
 
 
-def _start_thread(execution: Execution, workflow: WorkflowDef, data: Any, on_change: str,
-                  workers: int | None, executor: ExecutorSpec = None) -> None:
+# --- the one entry path: zart.run/start, DurableScheduler.run/start and the control actions ----------
+
+
+def launch(journal: Journal, execution_id: str, workflow: WorkflowDef, data: Any, options: RunOptions,
+           plan: RunPlan | None = None) -> Execution:
+    """Start (or resume) an execution in a background thread and return its handle at once; the
+    handle of the one already running here when there is one (nothing starts twice)."""
+    definition = with_deadline(workflow, options.deadline)
+    execution, is_new = _engine.claim(journal, execution_id, definition, data, options.on_change)
+    if is_new:
+        _start_thread(execution, definition, data, options, plan)
+    _follow(execution, definition, options.display, background=True)
+    return execution
+
+
+def run_here(journal: Journal, execution_id: str, workflow: WorkflowDef, data: Any, options: RunOptions,
+             plan: RunPlan | None = None) -> Any:
+    """Run (or resume) an execution in the calling thread and return its output; wait for the one
+    already running here when there is one."""
+    __tracebackhide__ = True  # IPython leaves zart_nb's frames out of tracebacks
+    definition = with_deadline(workflow, options.deadline)
+    execution, is_new = _engine.claim(journal, execution_id, definition, data, options.on_change)
+    live = _follow(execution, definition, options.display, background=False)
+    try:
+        if is_new:
+            _engine.execute(execution, definition, data, options, plan)
+        return execution.result()
+    except KeyboardInterrupt as exc:
+        _explain_interrupt(exc, execution)
+        raise
+    finally:
+        if live is not None:
+            live.close()
+
+
+def _start_thread(execution: Execution, workflow: WorkflowDef, data: Any, options: RunOptions,
+                  plan: RunPlan | None) -> None:
     def target() -> None:
         try:
-            _engine.execute(execution, workflow, data, on_change=on_change, workers=workers,
-                            executor=executor)
+            _engine.execute(execution, workflow, data, options, plan)
         except BaseException:
             pass  # the outcome is on the Execution; result() raises it
 
@@ -123,14 +145,26 @@ class DurableScheduler:
     def __init__(self, registry: TaskRegistry, journal: str | os.PathLike[str] | None = None, *,
                  workers: int | None = None, on_change: str = "rerun", display: bool | None = None,
                  executor: ExecutorSpec = None) -> None:
-        check_options(on_change, workers, executor)
+        self.options = RunOptions.make(on_change, workers, executor, display)
         self.registry = registry
-        self.display = display
         self.journal = runtime.journal(journal)
-        self.workers = workers
-        self.executor = executor
-        self.on_change = on_change
         self._executions: dict[str, Execution] = {}
+
+    @property
+    def workers(self) -> int | None:
+        return self.options.workers
+
+    @property
+    def executor(self) -> ExecutorSpec:
+        return self.options.executor
+
+    @property
+    def on_change(self) -> str:
+        return self.options.on_change.value
+
+    @property
+    def display(self) -> bool | None:
+        return self.options.display
 
     def start(self, execution_id: str, task_name: str, data: Any = None, *,
               deadline: Deadline | None = None) -> Execution:
@@ -139,12 +173,9 @@ class DurableScheduler:
         If that execution is already running here, its handle is returned (nothing starts twice).
         ``deadline`` as for :func:`run`."""
         __tracebackhide__ = True  # IPython leaves zart_nb's frames out of tracebacks
-        workflow = with_deadline(self.registry.get(task_name), deadline)
-        execution, is_new = _engine.claim(self.journal, execution_id, workflow, data, self.on_change)
-        if is_new:
-            self._executions[execution_id] = execution
-            _start_thread(execution, workflow, data, self.on_change, self.workers, self.executor)
-        _follow(execution, workflow, self.display, background=True)
+        options = self.options if deadline is None else self.options.replace(deadline=deadline)
+        execution = launch(self.journal, execution_id, self.registry.get(task_name), data, options)
+        self._executions[execution_id] = execution
         return execution
 
     def run(self, execution_id: str, task_name: str, data: Any = None, *,
@@ -154,22 +185,8 @@ class DurableScheduler:
         If that execution is already running here (started with ``start``), waits for it instead.
         ``deadline`` as for :func:`run`."""
         __tracebackhide__ = True  # IPython leaves zart_nb's frames out of tracebacks
-        workflow = with_deadline(self.registry.get(task_name), deadline)
-        execution, is_new = _engine.claim(self.journal, execution_id, workflow, data, self.on_change)
-        live = _follow(execution, workflow, self.display, background=False)
-        try:
-            if not is_new:
-                return execution.result()
-            self._executions[execution_id] = execution
-            _engine.execute(execution, workflow, data, on_change=self.on_change, workers=self.workers,
-                            executor=self.executor)
-            return execution.result()
-        except KeyboardInterrupt as exc:
-            _explain_interrupt(exc, execution)
-            raise
-        finally:
-            if live is not None:
-                live.close()
+        options = self.options if deadline is None else self.options.replace(deadline=deadline)
+        return run_here(self.journal, execution_id, self.registry.get(task_name), data, options)
 
     def start_and_wait_for(self, execution_id: str, task_name: str, data: Any = None,
                            timeout: float | None = None) -> Any:
@@ -256,23 +273,10 @@ def run(workflow: Any, data: Any = None, *, execution_id: str | None = None,
     with :class:`DeadlineExceeded`.
     """
     __tracebackhide__ = True  # IPython leaves zart_nb's frames out of tracebacks
-    check_options(on_change, workers, executor)
-    definition = with_deadline(as_workflow(workflow), deadline)
-    journal_ = runtime.journal(journal)
-    execution, is_new = _engine.claim(journal_, _execution_id(execution_id, definition, data),
-                                      definition, data, on_change)
-    live = _follow(execution, definition, display, background=False)
-    try:
-        if not is_new:
-            return execution.result()
-        _engine.execute(execution, definition, data, on_change=on_change, workers=workers, executor=executor)
-        return execution.result()
-    except KeyboardInterrupt as exc:
-        _explain_interrupt(exc, execution)
-        raise
-    finally:
-        if live is not None:
-            live.close()
+    options = RunOptions.make(on_change, workers, executor, display, deadline)
+    definition = as_workflow(workflow)
+    return run_here(runtime.journal(journal), _execution_id(execution_id, definition, data), definition, data,
+                    options)
 
 
 def start(workflow: Any, data: Any = None, *, execution_id: str | None = None,
@@ -285,15 +289,10 @@ def start(workflow: Any, data: Any = None, *, execution_id: str | None = None,
     the progress widget keeps moving under this cell after it returns (``display=False`` to hide).
     ``executor`` and ``deadline`` as for :func:`run`."""
     __tracebackhide__ = True  # IPython leaves zart_nb's frames out of tracebacks
-    check_options(on_change, workers, executor)
-    definition = with_deadline(as_workflow(workflow), deadline)
-    journal_ = runtime.journal(journal)
-    execution, is_new = _engine.claim(journal_, _execution_id(execution_id, definition, data),
-                                      definition, data, on_change)
-    if is_new:
-        _start_thread(execution, definition, data, on_change, workers, executor)
-    _follow(execution, definition, display, background=True)
-    return execution
+    options = RunOptions.make(on_change, workers, executor, display, deadline)
+    definition = as_workflow(workflow)
+    return launch(runtime.journal(journal), _execution_id(execution_id, definition, data), definition, data,
+                  options)
 
 
 def schedule(target: Step[P, R] | NamedCall[P, R], *args: P.args, **kwargs: P.kwargs) -> StepHandle:

@@ -1,5 +1,6 @@
-"""The ``zart`` command: demo, ls, show, runs, stats, delete, resume, cancel, tui (the reading ones are in
-``_cli_read``; how each journal of a folder is found and read, in ``_discovery``)."""
+"""The ``zart`` command: demo, ls, show, runs, stats, delete, cancel, tui (the reading ones are in
+``_cli_read``, the ones that start a run, resume, recover, restart, rerun, retry, fork, in ``_cli_control``;
+how each journal of a folder is found and read, in ``_discovery``)."""
 from __future__ import annotations
 
 import argparse
@@ -10,16 +11,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import _discovery as discovery
-from . import _serialization as ser
-from . import _values as values
+from ._cli_control import LOCATED, add_commands
 from ._cli_format import BROKEN_PIPE_EXIT, ERROR_EXIT, EXIT_CODES, safe
 from ._cli_read import SHOW_LIMIT, cmd_delete, cmd_ls, cmd_runs, cmd_show, cmd_stats
-from ._errors import ExecutionNotFound, JournalLocked, ZartError
+from ._errors import ExecutionNotFound, ZartError
 from ._records import ExecutionStatus
-from ._runtime import runtime
 
 if TYPE_CHECKING:
-    from ._monitor.client import MonitorClient
+    pass
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -47,81 +46,6 @@ def _where(execution_id: str, journal: str | None) -> Path:
 def _locate(args: argparse.Namespace) -> None:
     """Point ``args.journal`` at the journal that holds ``args.execution_id`` (see :func:`_where`)."""
     args.journal = str(_where(args.execution_id, args.journal))
-
-
-def cmd_resume(args: argparse.Namespace) -> int:
-    from ._api import check_options
-    from ._definitions import as_workflow
-    from ._engine import execute
-    from ._handles import Execution
-    from ._monitor.client import MonitorClient
-
-    check_options("rerun", args.workers, args.executor)  # as zart.run does: --workers 0 is refused
-
-    sys.path.insert(0, os.getcwd())
-    journal = runtime.journal(args.journal)
-    client = MonitorClient.connect(journal.path)
-    if client is not None:  # another process's engine holds the journal: it runs the resume
-        with client:
-            return _resume_in_engine(client, args)
-    try:
-        with journal.hold():
-            stored = journal.pickled_execution(args.execution_id)
-            if stored is None:
-                raise ExecutionNotFound(args.execution_id, journal.path)
-            kind, name, blob = journal.pickled_definition(stored.def_id)
-    except JournalLocked:
-        client = MonitorClient.connect(journal.path)  # its engine may have begun serving meanwhile
-        if client is None:
-            raise
-        with client:
-            return _resume_in_engine(client, args)
-    if stored.status == ExecutionStatus.COMPLETED.value:
-        output = values.load(stored.output, journal.path) if stored.output is not None else None
-        print(f"Execution {safe(repr(args.execution_id))} is already completed (run {stored.run_number}); "
-              "nothing to resume.")
-        print(f"  output: {safe(ser.preview(output))}")
-        return 0
-    workflow = as_workflow(ser.loads(blob), stored.workflow)
-    data = values.load(stored.input, journal.path)
-    execution = Execution(args.execution_id, journal)
-    print(f"Resuming execution {safe(repr(args.execution_id))} ({safe(stored.workflow)}, was {stored.status})...")
-    execute(execution, workflow, data, workers=args.workers, executor=args.executor)
-    output = execution.result()
-    print(f"Execution completed (run {execution.run_number}).")
-    print(f"  output: {safe(ser.preview(output))}")
-    return 0
-
-
-def _resume_in_engine(client: MonitorClient, args: argparse.Namespace) -> int:
-    """``zart resume`` when another process's engine holds the journal: that engine runs the next run
-    (as the TUI's resume key asks it to), and this command follows it to its end."""
-    from ._control import follow
-
-    name = safe(repr(args.execution_id))
-    if args.workers is not None or args.executor is not None:
-        print(f"zart: --workers/--executor are not used: process {client.pid} runs it with its own",
-              file=sys.stderr)
-    run = client.resume(args.execution_id)
-    print(f"Resuming execution {name} in process {client.pid}, which holds the journal "
-          f"(run {run if run is not None else '?'}); following it (Ctrl-C stops following, not the run)...",
-          flush=True)
-    try:
-        record = follow(client, args.execution_id, client.path, run=run)
-    except KeyboardInterrupt:
-        print(f"zart: stopped following; execution {name} goes on in process {client.pid} "
-              f"(`zart cancel {safe(args.execution_id)}` stops it)", file=sys.stderr)
-        return 130
-    if record is None:
-        print(f"zart: the status of execution {name} cannot be read any more", file=sys.stderr)
-        return 1
-    if record.status is ExecutionStatus.COMPLETED:
-        print(f"Execution completed (run {record.run_number}).")
-        print(f"  output: {safe(record.output_preview)}")
-        return 0
-    print(f"zart: execution {name} {record.status.value} (run {record.run_number})"
-          + (f": {safe(record.error, lines=True)}" if record.error else ""), file=sys.stderr)
-    return 1
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -243,13 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="do not ask (needed when stdin is not a terminal)")
     delete.set_defaults(func=_delete)
 
-    resume = sub.add_parser("resume", parents=[common],
-                            help="finish an execution from its journaled definition")
-    resume.add_argument("execution_id")
-    resume.add_argument("--workers", type=int)
-    resume.add_argument("--executor", help="run the steps on a Dask cluster: its scheduler address, e.g. "
-                        "tcp://host:8786 (default: $ZART_EXECUTOR, else the local pool)")
-    resume.set_defaults(func=cmd_resume)
+    add_commands(sub, common)
 
     cancel = sub.add_parser("cancel", parents=[common], help="mark an unfinished execution cancelled")
     cancel.add_argument("execution_id")
@@ -302,7 +220,7 @@ def _main(argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     args.journal = getattr(args, "journal", None)
     try:
-        if getattr(args, "execution_id", None) and args.command in ("show", "runs", "resume", "cancel"):
+        if getattr(args, "execution_id", None) and args.command in ("show", "runs", "cancel", *LOCATED):
             _locate(args)
         command: Callable[[argparse.Namespace], int] = args.func
         return command(args)

@@ -206,10 +206,19 @@ STEP_HEADERS = ("KEY", "STATUS", "ATTEMPTS", "DURATION", "THIS RUN", "WORKER", "
 def _run_rows(runs: list[RunRecord]) -> list[tuple[object, ...]]:
     return [(r.run_number, r.status.value, fmt_time(r.started_at), fmt_time(r.finished_at),
              fmt_duration(((r.finished_at or datetime.now()) - r.started_at).total_seconds()
-                          if r.started_at else None), r.executed, r.reused, r.pid, run_end(r)) for r in runs]
+                          if r.started_at else None), r.executed, r.reused, r.pid, run_trigger(r), run_end(r))
+            for r in runs]
 
 
-RUN_HEADERS = ("RUN", "STATUS", "STARTED", "FINISHED", "DURATION", "EXECUTED", "REUSED", "PID", "ENDED")
+def run_trigger(run: RunRecord) -> str:
+    """What started a run, with its detail (``rerun: steps fetch#0``); "" from a journal before schema 6."""
+    if run.trigger is None:
+        return ""
+    return f"{run.trigger.value}: {run.trigger_detail}" if run.trigger_detail else run.trigger.value
+
+
+RUN_HEADERS = ("RUN", "STATUS", "STARTED", "FINISHED", "DURATION", "EXECUTED", "REUSED", "PID", "TRIGGER",
+               "ENDED")
 
 
 @dataclass

@@ -1,11 +1,12 @@
-"""Control of executions for the CLI, the monitor and the TUI: cancel, retry a failed step, resume, delete.
+"""Control of executions for the CLI, the monitor and the TUI: cancel and delete (the actions that start
+a run, resume, retry, restart, rerun and fork, are in ``_actions``).
 
 ``cancel``/``delete`` go through the live engine's monitor endpoint when another process holds the
 journal (so a cancel really stops that engine's steps), and act on the file in this process otherwise.
 :class:`EngineControl` is what the monitor server of an engine does on request: it answers a cancel as
 soon as the cancel is requested (``"cancelling"``), and whoever asked polls the status to see it end,
 so the server never waits for an execution to stop. The engine starts that server (``start_monitor``)
-as a run begins and hands it its ``execute``: this module never imports the engine.
+as a run begins: this module never imports the engine.
 """
 from __future__ import annotations
 
@@ -19,15 +20,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from . import _serialization as ser
-from . import _values as values
-from ._definitions import WorkflowDef, as_workflow
 from ._errors import Cancelled, ConfigurationError, DefinitionError, ExecutionNotFound, MonitorError, ZartError
-from ._handles import Execution
 from ._journal import Journal
 from ._monitor.control import Control
 from ._runtime import runtime
-from ._status import ExecutionStatus, StepStatus
+from ._status import ExecutionStatus
 
 if TYPE_CHECKING:
     from ._monitor.client import MonitorClient
@@ -40,13 +37,8 @@ logger = logging.getLogger("zart_nb")
 CANCEL_WAIT = 30.0
 MONITOR_LISTED = 200  # running steps a monitor's progress lists (a pool rarely has more workers)
 CANCELLING = "cancelling"  # the monitor's reply to a cancel of a live execution: requested, not yet done
-RUN_START_WAIT = 30.0  # a resume through the monitor answers once the run has begun (or failed to)
 MAX_ORIGIN = 200
 _POLL = 0.05
-
-# What runs an execution in this process: the engine's ``execute``, handed in by the engine itself.
-Execute = Callable[..., None]
-
 
 def origin_here(program: str) -> str:
     """How a cancel made by ``program`` in this process names where it came from."""
@@ -105,83 +97,15 @@ def delete_here(journal: Journal, execution_id: str) -> None:
     journal.delete_execution(execution_id)
 
 
-def journaled_run(journal: Journal, execution_id: str) -> tuple[WorkflowDef, Any]:
-    """``(workflow, input)`` of a journaled execution, from its journaled definition (it
-    unpickles: resume only). Refused when it is unknown or completed."""
-    stored = journal.pickled_execution(execution_id)
-    if stored is None:
-        raise ExecutionNotFound(execution_id, journal.path)
-    if stored.status == ExecutionStatus.COMPLETED.value:
-        raise DefinitionError(f"execution {execution_id!r} is already completed; nothing to resume")
-    _, _, blob = journal.pickled_definition(stored.def_id)
-    return as_workflow(ser.loads(blob), stored.workflow), values.load(stored.input, journal.path)
-
-
-def resume_here(journal: Journal, execution_id: str, execute: Execute, *, workers: int | None = None,
-                background: bool = False) -> Execution:
-    """Run the next run of a journaled execution from its journaled definition, in this process
-    (``execute``: the engine's). ``background`` returns once the run has begun (its number is on the
-    execution) or has failed to begin (that error is raised)."""
-    live = runtime.live_execution(journal, execution_id)
-    if live is not None and not live.done:
-        raise DefinitionError(f"execution {execution_id!r} is already running")
-    workflow, data = journaled_run(journal, execution_id)
-    execution = Execution(execution_id, journal)
-    if not background:
-        execute(execution, workflow, data, workers=workers)
-        return execution
-
-    def run() -> None:
-        try:
-            execute(execution, workflow, data, workers=workers)
-        except BaseException as exc:  # the outcome is journaled; nobody waits on this thread
-            logger.info("zart: resumed execution %r ended: %s", execution_id, exc)
-
-    threading.Thread(target=run, name=f"zart-resume-{execution_id}", daemon=True).start()
-    deadline = time.monotonic() + RUN_START_WAIT
-    while execution.run_number is None and not execution.done and time.monotonic() < deadline:
-        time.sleep(_POLL / 5)
-    if execution.run_number is None and execution.done:
-        try:
-            execution.result(0)
-        except Cancelled as exc:
-            raise DefinitionError(f"execution {execution_id!r} was cancelled before its run began: {exc}") \
-                from None
-    return execution
-
-
-def retry_here(journal: Journal, execution_id: str, step_key: str, execute: Execute) -> Execution:
-    """Run a failed (or cancelled) step again by resuming its execution; completed steps are reused."""
-    from ._journal.reader import FileJournalReader
-
-    steps = [s for s in FileJournalReader(journal).list_steps(execution_id) if s.step_key == step_key]
-    if not steps:
-        if journal.execution_status(execution_id) is None:
-            raise ExecutionNotFound(execution_id, journal.path)
-        raise DefinitionError(f"execution {execution_id!r} has no step {step_key!r}")
-    if steps[-1].status not in (StepStatus.FAILED, StepStatus.CANCELLED):
-        raise DefinitionError(f"step {step_key!r} of {execution_id!r} is {steps[-1].status.value}; "
-                              "only a failed or cancelled step can be retried")
-    return resume_here(journal, execution_id, execute, background=True)
-
-
 class EngineControl(Control):
-    """The monitor server's control actions, run in the engine's process (``execute``: its engine's)."""
+    """The monitor server's cancel, delete and live reads, run in the engine's process; the actions that
+    start runs (resume, retry, restart, ...) are ``_actions.ActionControl``'s."""
 
-    def __init__(self, journal: Journal, execute: Execute) -> None:
+    def __init__(self, journal: Journal) -> None:
         self._journal = journal
-        self._execute = execute
 
     def cancel(self, execution_id: str, origin: str | None = None) -> dict[str, Any]:
         return request_cancel(self._journal, execution_id, origin)
-
-    def retry(self, execution_id: str, step_key: str) -> dict[str, Any]:
-        execution = retry_here(self._journal, execution_id, step_key, self._execute)
-        return {"started": True, "run": execution.run_number}
-
-    def resume(self, execution_id: str) -> dict[str, Any]:
-        execution = resume_here(self._journal, execution_id, self._execute, background=True)
-        return {"started": True, "run": execution.run_number}
 
     def delete(self, execution_id: str) -> dict[str, Any]:
         delete_here(self._journal, execution_id)
@@ -423,10 +347,11 @@ def _delete_many(ids: list[str], journal: str | os.PathLike[str] | None) -> list
     return outcomes
 
 
-def start_monitor(journal: Journal, execute: Execute) -> Callable[[], None] | None:
+def start_monitor(journal: Journal, control: Control) -> Callable[[], None] | None:
     """Start the monitor server of ``journal`` and return its stop function (None when it cannot
-    serve: logged). The engine calls this, through ``runtime.serve``, as a run of its begins: every
-    process that runs executions (a kernel, a script, ``zart resume``) serves one."""
+    serve: logged). The engine calls this (through ``_actions.start_monitor`` and ``runtime.serve``)
+    as a run of its begins: every process that runs executions (a kernel, a script, ``zart resume``)
+    serves one."""
     from ._events import StepEvent, events
     from ._journal.reader import cursor_reader
     from ._monitor.server import MonitorServer
@@ -451,7 +376,7 @@ def start_monitor(journal: Journal, execute: Execute) -> Callable[[], None] | No
         return found
 
     try:
-        server = MonitorServer(journal.path, EngineControl(journal, execute), lend=lend, bus=events,
+        server = MonitorServer(journal.path, control, lend=lend, bus=events,
                                live_ids=live_ids, in_flight=in_flight)
     except OSError as exc:
         logger.warning("zart: cannot serve the monitor of %s: %s", journal.path, exc)

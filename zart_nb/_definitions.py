@@ -471,7 +471,7 @@ def as_workflow(target: Any, name: str | None = None) -> WorkflowDef:
         return target
     if isinstance(target, Workflow):
         return WorkflowDef(name or target.name, target.fn, target.fn, target.deadline, target.max_recoveries,
-                           _on_failure_step(target.on_failure))
+                           _on_failure_step(target.on_failure), target)
     if isinstance(target, DurableExecution):
         handler = getattr(type(target), "on_failure", None)
         return WorkflowDef(str(name or target.name or type(target).__name__), target.run, target,
@@ -498,6 +498,14 @@ class WorkflowDef:
     deadline: float | datetime.datetime | None = None  # checked (check_deadline)
     max_recoveries: int | None = None
     on_failure: Step[..., Any] | None = None  # the handler, as the step it runs as (held for the run)
+    declared: Any = None  # the @zart.workflow it was made from: journaled, so a resume keeps its options
+
+    @property
+    def journaled(self) -> Any:
+        """What is pickled into the journal and rebuilt by :func:`as_workflow` on resume: a
+        ``@zart.workflow`` whole (its ``on_failure``, ``max_recoveries`` and deadline with it), else the
+        definition. Its code hash stays the definition's."""
+        return self.definition if self.declared is None else self.declared
 
 
 def with_deadline(workflow: WorkflowDef, deadline: Any) -> WorkflowDef:

@@ -55,9 +55,10 @@ from ._executors.capture import Capture, prefix_lines
 from ._executors.choice import ExecutorSpec
 from ._handles import Execution, StepHandle
 from ._journal import AttemptRow, InFlightRow, Journal, RunBeat, StepRow, StoredStep
-from ._replay import Keys, Kind, check_change, decide
+from ._options import DEFAULT_OPTIONS, RunOptions, RunPlan
+from ._replay import REDO, Keys, Kind, check_change, decide
 from ._runtime import runtime
-from ._status import ExecutionStatus, RunEnd, RunReason, StepStatus
+from ._status import ExecutionStatus, RunEnd, RunReason, RunTrigger, StepStatus
 from ._tracebacks import locate_dynamic
 
 if TYPE_CHECKING:
@@ -614,22 +615,24 @@ class RunState:
 # --- executing a workflow ----------------------------------------------------------------------
 
 
-def execute(execution: Execution, workflow: WorkflowDef, data: Any, *, on_change: str = "rerun",
-            workers: int | None = None, executor: ExecutorSpec = None) -> None:
+def execute(execution: Execution, workflow: WorkflowDef, data: Any, options: RunOptions = DEFAULT_OPTIONS,
+            plan: RunPlan | None = None) -> None:
     """Run (or resume) ``execution`` in the calling thread; the outcome lands on ``execution``.
 
-    ``execution`` must be the one ``claim`` registered for its id (or none may be registered)."""
+    ``execution`` must be the one ``claim`` registered for its id (or none may be registered).
+    ``options``: checked (``RunOptions.make``); ``plan``: a control action's (restart, rerun, retry, fork,
+    recover), else None."""
     journal = execution.journal
     execution_id = execution.execution_id
     runtime.enter(execution)
     # Worker processes take longer to start than the journal to open: start them meanwhile. An open
     # journal answers at once, so the pool waits to be needed (a finished re-run needs none).
     opening = threading.Event()
-    started = None if journal.is_open else runtime.prestart(workers, executor, opening)
+    started = None if journal.is_open else runtime.prestart(options.workers, options.executor, opening)
     try:
         with journal.hold(connecting=opening.set):
             opening.set()
-            _execute_held(execution, workflow, data, on_change, workers, executor)
+            _execute_held(execution, workflow, data, options, plan)
     except BaseException as exc:
         execution.fail(exc)
         raise
@@ -644,14 +647,17 @@ def execute(execution: Execution, workflow: WorkflowDef, data: Any, *, on_change
                                           None if execution.error is None else str(execution.error)))
 
 
-def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, on_change: str,
-                  workers: int | None, executor: ExecutorSpec = None) -> None:
+def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, options: RunOptions,
+                  plan: RunPlan | None) -> None:
     journal = execution.journal
     execution_id = execution.execution_id
+    on_change = options.on_change
     workflow_hash, input_hash = execution.fingerprint or fingerprint(workflow, data)
     store = values.spec(journal.path)
     stored = journal.pickled_execution(execution_id)
-    if stored is not None and stored.status == ExecutionStatus.COMPLETED.value:
+    # A restart, rerun or retry runs a completed execution again: only a plain run returns its output.
+    again = plan is not None and plan.trigger in _RUN_AGAIN
+    if stored is not None and stored.status == ExecutionStatus.COMPLETED.value and not again:
         unchanged = stored.input_hash == input_hash and stored.def_id == workflow_hash
         if unchanged:
             try:
@@ -673,13 +679,15 @@ def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, on_cha
         raise SerializationError(f"the input of execution {execution_id!r} cannot be pickled: {exc}") \
             from exc
     # A run starts: the monitor may list it (a completed re-run returned above), in every process.
-    from ._control import start_monitor  # a run starts: a finished re-run (returned above) never loads it
+    from ._actions import start_monitor  # a run starts: a finished re-run (returned above) never loads it
 
     runtime.serve(journal, lambda held: start_monitor(held, execute))
-    runtime.run_opened(workers)
+    if plan is not None and plan.fork_from is not None and stored is None:
+        journal.copy_steps(plan.fork_from[0], execution_id, plan.fork_from[1])
+    runtime.run_opened(options.workers)
     try:
-        _run_body(execution, workflow, data, on_change, workers, input_blob, input_preview, input_hash,
-                  workflow_hash, executor, store)
+        _run_body(execution, workflow, data, options, plan, input_blob, input_preview, input_hash,
+                  workflow_hash, store)
     finally:
         runtime.run_closed()
 
@@ -698,26 +706,31 @@ def _code_change(execution: Execution, workflow: WorkflowDef) -> str:
             "has a code hash other than the one journaled with its steps)")
 
 
-def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change: str,
-              workers: int | None, input_blob: bytes, input_preview: str, input_hash: str, workflow_hash: str,
-              executor: ExecutorSpec = None, store: tuple[str, int] | None = None) -> None:
+def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, options: RunOptions,
+              plan: RunPlan | None, input_blob: bytes, input_preview: str, input_hash: str, workflow_hash: str,
+              store: tuple[str, int] | None = None) -> None:
     journal = execution.journal
     execution_id = execution.execution_id
+    on_change, workers, executor = options.on_change, options.workers, options.executor
     # A cluster is reached before the run is journaled, so a wrong address costs no run record.
     remote = runtime.get_executor(workers, executor) if choice.target(executor) is not None else None
     definition = None
     if not journal.has_definition(workflow_hash):
         try:
-            blob = ser.dumps_by_value(workflow.definition)
+            blob = ser.dumps_by_value(workflow.journaled)  # a @zart.workflow keeps its on_failure, ...
         except Exception as exc:
             raise SerializationError(f"workflow {workflow.name!r} cannot be pickled into the journal: "
                                      f"{exc}") from exc
         definition = (workflow_hash, "workflow", workflow.name, ser.source_of(workflow.definition), blob)
     run_number, deadline, deaths = journal.begin_run(
         execution_id, workflow.name, workflow_hash, input_blob, input_hash, input_preview, on_change, definition,
-        deadline_at(workflow.deadline, time.time()), workflow.max_recoveries is not None)
-    run = RunState(journal, execution_id, run_number, journal.pickled_steps(execution_id), on_change, workers,
-                   executor, store)
+        deadline_at(workflow.deadline, time.time()), workflow.max_recoveries is not None,
+        **({} if plan is None else {"trigger": plan.trigger, "trigger_detail": plan.detail,
+                                    "new_deadline": plan.new_deadline, "extend": plan.extend}))
+    stored = journal.pickled_steps(execution_id)
+    if plan is not None and (plan.redo or plan.redo_all):
+        _mark_redo(stored, plan)
+    run = RunState(journal, execution_id, run_number, stored, on_change, workers, executor, store)
     run._executor = remote
     run.output_sinks = execution.output_sinks
     execution.attach(run)
@@ -795,6 +808,16 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change:
     journal.finish_run(execution_id, run_number, ExecutionStatus.COMPLETED, output_blob,
                        output_preview, executed=run.ran, reused=run.reused)
     execution.finish(ExecutionStatus.COMPLETED, output)
+
+
+_RUN_AGAIN = frozenset({RunTrigger.RESTART, RunTrigger.RERUN, RunTrigger.RETRY})
+
+
+def _mark_redo(stored: dict[str, StoredStep], plan: RunPlan) -> None:
+    """Make the completed records a plan runs again look unusable to replay (``decide``: requested)."""
+    for key, record in stored.items():
+        if record.status == ExecutionStatus.COMPLETED.value and (plan.redo_all or key in plan.redo):
+            stored[key] = record._replace(status=REDO)
 
 
 def _watch_deadline(run: RunState, deadline: float) -> threading.Timer | None:

@@ -28,6 +28,7 @@
      ├── RecoveriesExhausted          its runs' process died max_recoveries times; it is failed
      ├── WaitTimeout                  zart.wait(timeout=) ran out (the steps keep running; a TimeoutError)
      ├── ExecutionTimeout             waiting for an execution took longer than asked (it keeps running)
+     ├── StateConflict                an action refused because of an execution's state (restart a running one)
      └── MonitorError                 the monitor endpoint of a live engine refused, went away or replied badly
 
 Cancellation of a running workflow body is signalled with :class:`Cancelled`, a ``BaseException``, so a
@@ -115,6 +116,11 @@ class ExecutionNotFound(ZartError, LookupError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.execution_id, self.journal), self.__dict__)
+
+
+class StateConflict(ZartError):
+    """An action refused because of an execution's state (a restart of a running one, a retry of a
+    step that did not fail)."""
 
 
 class DefinitionNotFound(ZartError, LookupError):

@@ -4,10 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from ._status import ExecutionStatus, RunEnd, RunReason, StepStatus
+from ._status import ExecutionStatus, RunEnd, RunReason, RunTrigger, StepStatus
 
 __all__ = ["AttemptRecord", "DefinitionRecord", "ExecutionRecord", "ExecutionStatus", "RunEnd", "RunReason",
-           "RunRecord", "StepRecord", "StepStatus"]
+           "RunRecord", "RunTrigger", "StepRecord", "StepStatus"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +109,8 @@ class RunRecord:
     ended_by: RunEnd | None = None
     end_detail: str | None = None
     alive_at: datetime | None = None  # its process's last heartbeat (or its end)
+    trigger: RunTrigger | None = None  # what started it (None: journaled before schema 6)
+    trigger_detail: str | None = None  # which steps a rerun or retry named, what a fork came from
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ _COMPLETED = "completed"
 _FAILED = "failed"
 _CANCELLED = "cancelled"
 _INTERRUPTED = "interrupted"
+REDO = "redo"  # a completed record a control action asked to run again (restart, rerun, fork): never journaled
 _CHANGES = (RunReason.CODE_CHANGED, RunReason.ARGS_CHANGED)
 
 
@@ -107,6 +108,8 @@ def decide(stored: StoredStep | None, args_hash: str, code_hash: str) -> RunReas
         return RunReason.CANCELLED_BEFORE
     if status == _INTERRUPTED:
         return RunReason.INTERRUPTED_BEFORE
+    if status == REDO:
+        return RunReason.REQUESTED
     return RunReason.CODE_CHANGED if stored[2] != code_hash else RunReason.ARGS_CHANGED
 
 

@@ -44,6 +44,7 @@ class RunReason(enum.StrEnum):
     CANCELLED_BEFORE = "cancelled before"
     INTERRUPTED_BEFORE = "interrupted before"
     VALUE_LOST = "stored value lost"  # its output's file in the value store is missing or damaged
+    REQUESTED = "asked to run again"  # a restart, ``zart rerun`` or a fork ran it though it had completed
 
 
 class RunEnd(enum.StrEnum):
@@ -56,3 +57,15 @@ class RunEnd(enum.StrEnum):
     PROCESS_DIED = "process died"  # the process running it died (killed, a kernel death): found later
     DEADLINE_EXCEEDED = "deadline exceeded"  # still running at its deadline: stopped, and failed
     RECOVERED = "recovered"  # it failed, and its on_failure handler's value became its output (detail: from what)
+
+
+class RunTrigger(enum.StrEnum):
+    """What started a run (``RunEnd`` says how it ended). Journaled on the run's record (``zart runs``)."""
+
+    INITIAL = "initial"  # the execution's first run
+    RESUME = "resume"  # a later run: ``zart.run``/``start`` again, ``zart.resume``, ``zart resume``
+    RESTART = "restart"  # ``zart.restart``: every step again, from scratch
+    RERUN = "rerun"  # ``zart.rerun_steps``: the named steps again (detail: which)
+    RETRY = "retry"  # ``zart.retry_step``: a failed step again (detail: which)
+    FORK = "fork"  # ``zart.fork``: a new execution reusing another's steps (detail: from what)
+    RECOVER = "recover"  # ``zart.recover``: its last run ended because its process died

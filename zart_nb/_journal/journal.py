@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from .._errors import DefinitionNotFound, JournalError
-from .._status import ExecutionStatus, RunEnd
+from .._status import ExecutionStatus, RunEnd, RunTrigger
 from . import db, file, schema
 from .schema import (
     ATTEMPT_COLUMNS,
@@ -666,10 +666,15 @@ class Journal:
     def begin_run(self, execution_id: str, workflow: str, def_id: str, input: bytes, input_hash: str,
                   input_preview: str, on_change: str,
                   definition: tuple[str, str, str, str, bytes] | None = None,
-                  deadline: float | None = None, count_deaths: bool = False) -> tuple[int, float | None, int]:
+                  deadline: float | None = None, count_deaths: bool = False, *,
+                  trigger: RunTrigger | None = None, trigger_detail: str | None = None,
+                  new_deadline: bool = False, extend: float | None = None) -> tuple[int, float | None, int]:
         """Mark the execution running under this process and open its next run; returns its number, its
-        deadline (``deadline`` at its first run; a journaled one is kept) and, with ``count_deaths``,
-        how many of its runs ended because their process died (else 0).
+        deadline (``deadline`` at its first run; a journaled one is kept unless ``new_deadline``; ``extend``
+        moves it that many seconds later, from now when it has passed or is unset) and, with
+        ``count_deaths``, how many of its runs ended because their process died (else 0).
+
+        ``trigger`` (what started the run) defaults to ``initial`` for a first run, else ``resume``.
 
         ``definition`` (``def_id, kind, name, source, pickle``), the workflow's, is made durable
         first (side log, fsynced), so ``zart resume`` always finds it; it reaches DuckDB with the
@@ -688,8 +693,12 @@ class Journal:
                 row = conn.execute("SELECT run_number, deadline FROM executions WHERE execution_id = ?",
                                    [execution_id]).fetchone()
                 run_number = (row[0] if row else 0) + 1
-                if row is not None and row[1] is not None:
+                if row is not None and row[1] is not None and not new_deadline:
                     deadline = row[1]
+                if extend is not None:
+                    deadline = max(deadline or now, now) + extend
+                if trigger is None:
+                    trigger = RunTrigger.INITIAL if row is None else RunTrigger.RESUME
                 deaths = 0
                 if count_deaths and row is not None:
                     counted = conn.execute("SELECT count(*) FROM runs WHERE execution_id = ? AND ended_by = ?",
@@ -715,8 +724,8 @@ class Journal:
                         [workflow, def_id, input, input_hash, input_preview, run_number, on_change,
                          now, os.getpid(), os.uname().nodename, deadline, execution_id])
                 conn.execute("INSERT INTO runs (execution_id, run_number, status, started_at, pid, executed, "
-                             "reused, alive_at) VALUES (?, ?, 'running', ?, ?, 0, 0, ?)",
-                             [execution_id, run_number, now, os.getpid(), now])
+                             "reused, alive_at, trigger, trigger_detail) VALUES (?, ?, 'running', ?, ?, 0, 0, ?, ?, ?)",
+                             [execution_id, run_number, now, os.getpid(), now, trigger.value, trigger_detail])
                 conn.execute("COMMIT")
                 file.protect_wal(self.path)
             except BaseException:
@@ -880,3 +889,42 @@ class Journal:
         for name, code in rows:
             hashes.setdefault(name, set()).add(code)
         return hashes
+
+    # --- control actions (restart, rerun, fork) ------------------------------------------------------
+
+    @_held
+    def step_order(self, execution_id: str) -> list[tuple[str, int, str]]:
+        """``(step key, seq, status)`` of an execution's current step records in call order (seq)."""
+        with self._lock:
+            conn = self._ensure_open()
+            self._fold_locked()
+            rows = conn.execute("SELECT step_key, seq, status FROM steps WHERE execution_id = ? AND current "
+                                "ORDER BY seq, step_key", [execution_id]).fetchall()
+        return [(row[0], row[1], row[2]) for row in rows]
+
+    @_held
+    def copy_steps(self, source: str, target: str, keys: Sequence[str]) -> int:
+        """Copy the current completed records of ``keys`` of execution ``source`` to the new execution
+        ``target`` (a fork, before its first run reuses them), as records of its run 1. Returns how many.
+        Stored values are shared, not copied: ``zart gc`` keeps a file while any record refers to it."""
+        if not keys:
+            return 0
+        with self._lock:
+            conn = self._ensure_open()
+            self._fold_locked()
+            conn.execute("BEGIN")
+            try:
+                copied = conn.execute(
+                    f"""INSERT INTO steps SELECT ?, step_key, 1, {", ".join(STEP_COLUMNS[3:])} FROM steps
+                        WHERE execution_id = ? AND current AND status = 'completed'
+                        AND list_contains(?, step_key)""", [target, source, list(keys)]).fetchone()
+                conn.execute("DELETE FROM step_counts WHERE execution_id = ?", [target])
+                conn.execute("""INSERT INTO step_counts SELECT execution_id, count(*),
+                                    count(*) FILTER (WHERE status = 'completed'),
+                                    count(*) FILTER (WHERE status = 'failed')
+                                FROM steps WHERE execution_id = ? AND current GROUP BY execution_id""", [target])
+                conn.execute("COMMIT")
+            except BaseException:
+                rollback(conn)
+                raise
+        return int(copied[0]) if copied else 0

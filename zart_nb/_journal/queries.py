@@ -14,6 +14,7 @@ from .._records import (
     ExecutionStatus,
     RunEnd,
     RunRecord,
+    RunTrigger,
     StepRecord,
     StepStatus,
 )
@@ -176,10 +177,12 @@ def list_attempts(conn: duckdb.DuckDBPyConnection, execution_id: str,
 def list_runs(conn: duckdb.DuckDBPyConnection, execution_id: str) -> list[RunRecord]:
     rows = conn.execute(
         """SELECT execution_id, run_number, status, started_at, finished_at, pid, executed,
-                  reused, ended_by, end_detail, alive_at FROM runs WHERE execution_id = ? ORDER BY run_number""",
+                  reused, ended_by, end_detail, alive_at, trigger, trigger_detail FROM runs
+           WHERE execution_id = ? ORDER BY run_number""",
         [execution_id]).fetchall()
     return [RunRecord(r[0], r[1], ExecutionStatus(r[2]), _ts(r[3]), _ts(r[4]), r[5], r[6], r[7],
-                      None if r[8] is None else RunEnd(r[8]), r[9], _ts(r[10]))
+                      None if r[8] is None else RunEnd(r[8]), r[9], _ts(r[10]),
+                      None if r[11] is None else RunTrigger(r[11]), r[12])
             for r in rows]
 
 

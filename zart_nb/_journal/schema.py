@@ -15,7 +15,7 @@ from . import db
 if TYPE_CHECKING:
     import duckdb
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 class StepRow(NamedTuple):
@@ -150,6 +150,10 @@ MIGRATIONS: dict[int, list[str]] = {
     5: [  # an execution's deadline (POSIX seconds), set at its first run and kept on resume
         "ALTER TABLE executions ADD COLUMN deadline DOUBLE",
     ],
+    6: [  # what started each run (a RunTrigger: initial, resume, restart, rerun, retry, fork, recover)
+        "ALTER TABLE runs ADD COLUMN trigger VARCHAR",
+        "ALTER TABLE runs ADD COLUMN trigger_detail VARCHAR",
+    ],
 }
 
 
@@ -169,7 +173,7 @@ CURRENT_SCHEMA: list[str] = [
     """CREATE TABLE runs (
         execution_id VARCHAR, run_number INTEGER, status VARCHAR, started_at DOUBLE,
         finished_at DOUBLE, pid INTEGER, executed INTEGER, reused INTEGER, ended_by VARCHAR,
-        end_detail VARCHAR, alive_at DOUBLE)""",
+        end_detail VARCHAR, alive_at DOUBLE, trigger VARCHAR, trigger_detail VARCHAR)""",
     """CREATE TABLE steps (
         execution_id VARCHAR, step_key VARCHAR, run_number INTEGER, seq INTEGER, name VARCHAR,
         def_id VARCHAR, args BLOB, args_hash VARCHAR, args_preview VARCHAR, status VARCHAR,

@@ -294,6 +294,14 @@ class MonitorClient(JournalReader):
         run = reply.get("run") if isinstance(reply, dict) else None
         return run if isinstance(run, int) and not isinstance(run, bool) else None
 
+    def act(self, kind: MessageType, **args: Any) -> dict[str, Any]:
+        """A control request that starts a run in the engine (resume with ``extend``/``trigger``, restart,
+        rerun, fork, recover); the engine's reply: ``{"started", "run", "execution_id", "stale"}``."""
+        reply = self.request(kind, **{name: value for name, value in args.items() if value is not None})
+        if not isinstance(reply, dict):
+            raise ProtocolError(f"a {kind.value} reply must be an object")
+        return reply
+
     def progress(self, execution_id: str) -> RunProgress | None:
         value = self.request(MessageType.PROGRESS, execution_id=execution_id)
         return None if value is None else progress_from_json(value)

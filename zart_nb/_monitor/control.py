@@ -5,6 +5,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
+from .._errors import MonitorError
+
 if TYPE_CHECKING:
     from .._progress import RunProgress
 
@@ -19,12 +21,32 @@ class Control(ABC):
 
     @abstractmethod
     def retry(self, execution_id: str, step_key: str) -> dict[str, Any]:
-        """Run a failed step again (by resuming its execution: completed steps are reused)."""
+        """Run a failed step again (a new run of its execution: completed steps are reused)."""
 
     @abstractmethod
-    def resume(self, execution_id: str) -> dict[str, Any]:
+    def resume(self, execution_id: str, extend: float | None = None, trigger: str | None = None) -> dict[str, Any]:
         """Start the next run of an unfinished execution in the background; answered once the run has
-        begun, with its number (``{"started": True, "run": 2}``)."""
+        begun, with its number (``{"started": True, "run": 2, "execution_id": ...}``). ``extend``: seconds
+        its deadline moves; ``trigger``: ``"recover"`` when ``zart.recover`` asks."""
+
+    def restart(self, execution_id: str) -> dict[str, Any]:
+        """A new run from scratch (every step again), answered as ``resume``."""
+        raise MonitorError("this engine cannot restart executions")
+
+    def rerun(self, execution_id: str, steps: list[str], after: bool = False) -> dict[str, Any]:
+        """A new run that runs ``steps`` again (``after``: and every later one), answered as ``resume``
+        with ``"stale"``: reused steps after them that may depend on them."""
+        raise MonitorError("this engine cannot rerun steps")
+
+    def fork(self, execution_id: str, from_step: str, new_id: str | None = None, data: Any = ...) -> dict[str, Any]:
+        """A new execution reusing the steps before ``from_step``; ``data`` (JSON; ``...``: the original
+        input). Answered as ``resume``, with the new execution's id."""
+        raise MonitorError("this engine cannot fork executions")
+
+    def recover(self) -> dict[str, Any]:
+        """Resume every execution whose last run ended because its process died:
+        ``{"started": [reply per execution, as resume's]}``."""
+        raise MonitorError("this engine cannot recover executions")
 
     @abstractmethod
     def delete(self, execution_id: str) -> dict[str, Any]:

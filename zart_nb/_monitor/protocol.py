@@ -25,6 +25,7 @@ from .._records import (
     RunEnd,
     RunReason,
     RunRecord,
+    RunTrigger,
     StepRecord,
     StepStatus,
 )
@@ -55,13 +56,18 @@ class MessageType(enum.StrEnum):
     CANCEL = "cancel"
     RETRY = "retry"
     RESUME = "resume"
+    RESTART = "restart"
+    RERUN = "rerun"
+    FORK = "fork"
+    RECOVER = "recover"
     DELETE = "delete"
     PROGRESS = "progress"
     LIVE_OUTPUT = "live_output"
     EVENTS = "events"  # server to client, after subscribe
 
 
-CONTROL_TYPES = frozenset({MessageType.CANCEL, MessageType.RETRY, MessageType.RESUME, MessageType.DELETE})
+CONTROL_TYPES = frozenset({MessageType.CANCEL, MessageType.RETRY, MessageType.RESUME, MessageType.DELETE,
+                           MessageType.RESTART, MessageType.RERUN, MessageType.FORK, MessageType.RECOVER})
 
 
 def _loads(data: bytes) -> dict[str, Any]:
@@ -149,7 +155,7 @@ class EventBatch:
 # --- records ----------------------------------------------------------------------------------------
 
 _ENUMS: dict[str, type[enum.Enum]] = {"ExecutionStatus": ExecutionStatus, "StepStatus": StepStatus,
-                                      "RunReason": RunReason, "RunEnd": RunEnd}
+                                      "RunReason": RunReason, "RunEnd": RunEnd, "RunTrigger": RunTrigger}
 
 
 def _encode(value: Any) -> Any:

@@ -257,7 +257,22 @@ class MonitorServer:
         if kind is MessageType.RETRY:
             return self._control.retry(_arg(args, "execution_id", str), _arg(args, "step_key", str))
         if kind is MessageType.RESUME:
-            return self._control.resume(_arg(args, "execution_id", str))
+            return self._control.resume(_arg(args, "execution_id", str), _arg(args, "extend", (int, float), None),
+                                        _arg(args, "trigger", str, None))
+        if kind is MessageType.RESTART:
+            return self._control.restart(_arg(args, "execution_id", str))
+        if kind is MessageType.RERUN:
+            steps = _arg(args, "steps", list)
+            if not steps or len(steps) > 10_000 or \
+                    not all(isinstance(key, str) and len(key) <= 10_000 for key in steps):
+                raise ProtocolError("'steps' must be a non-empty list of step keys")
+            return self._control.rerun(_arg(args, "execution_id", str), steps,
+                                       bool(_arg(args, "after", bool, False)))
+        if kind is MessageType.FORK:
+            return self._control.fork(_arg(args, "execution_id", str), _arg(args, "from_step", str),
+                                      _arg(args, "new_id", str, None), args["data"] if "data" in args else ...)
+        if kind is MessageType.RECOVER:
+            return self._control.recover()
         if kind is MessageType.DELETE:
             return self._control.delete(_arg(args, "execution_id", str))
         if kind is MessageType.PROGRESS:

@@ -1,0 +1,89 @@
+"""How a run is started: the checked :class:`RunOptions` every entry point passes down one path
+(``zart.run/start``, ``DurableScheduler.run/start``, ``zart resume``, the control actions), and the
+:class:`RunPlan` a control action adds (why the run starts, which journaled steps run again).
+
+A new run option is a field here, checked in :meth:`RunOptions.make`: nothing else repeats it."""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from ._definitions import Deadline, check_deadline
+from ._errors import ConfigurationError
+from ._executors import choice
+from ._executors.choice import ExecutorSpec
+from ._runtime import default_worker_count
+from ._status import RunTrigger
+
+
+class OnChange(enum.StrEnum):
+    """What a run does with a journaled step whose code or arguments changed since it was journaled."""
+
+    RERUN = "rerun"  # run it again
+    ERROR = "error"  # refuse: ``NonDeterminism``
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """The options of a run, checked once (:meth:`make`), frozen, and passed down as one value.
+
+    ``on_change``: :class:`OnChange`; ``workers``: the local pool's size (None: ``$ZART_WORKERS`` or
+    the CPU count); ``executor``: None, ``"local"``, a Dask scheduler address or a
+    ``distributed.Client``; ``display``: the live progress (None: ``$ZART_DISPLAY``, else on);
+    ``deadline``: seconds after the first start or an aware datetime (None: the workflow's own)."""
+
+    on_change: OnChange = OnChange.RERUN
+    workers: int | None = None
+    executor: ExecutorSpec = None
+    display: bool | None = None
+    deadline: float | datetime.datetime | None = None
+
+    @classmethod
+    def make(cls, on_change: str | OnChange = OnChange.RERUN, workers: int | None = None,
+             executor: ExecutorSpec = None, display: bool | None = None,
+             deadline: Deadline | None = None) -> RunOptions:
+        """Checked options: a bad value is a ``ConfigurationError`` naming it, before anything is journaled."""
+        choice.target(executor)
+        try:
+            change = OnChange(on_change)
+        except ValueError:
+            raise ConfigurationError(f"on_change must be one of {tuple(m.value for m in OnChange)}, got "
+                                     f"{on_change!r}") from None
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+            raise ConfigurationError(f"workers must be a positive integer, got {workers!r}")
+        if workers is None:
+            default_worker_count()  # a bad $ZART_WORKERS is refused before anything is journaled
+        if display is not None and not isinstance(display, bool):
+            raise ConfigurationError(f"display must be True, False or None, got {display!r}")
+        return cls(change, workers, executor, display, check_deadline(deadline))
+
+    def replace(self, **changes: Any) -> RunOptions:
+        """These options with ``changes``, checked again."""
+        fields = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        fields.update(changes)
+        return RunOptions.make(**fields)
+
+
+DEFAULT_OPTIONS = RunOptions()
+
+
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    """Why a run starts and what it runs again, as a control action asks (None: a run started by
+    ``zart.run``/``start``, whose trigger is ``initial`` or ``resume`` as the journal says).
+
+    ``redo``: keys of journaled completed steps that run again (``redo_all``: every one);
+    ``fork_from``: ``(execution id, step keys)`` copied from another execution before the first run;
+    ``new_deadline``: the workflow's deadline counts from now (a restart), not the journaled one;
+    ``extend``: seconds the journaled deadline moves later (from now when it has passed or is unset)."""
+
+    trigger: RunTrigger
+    detail: str | None = None
+    redo: frozenset[str] = frozenset()
+    redo_all: bool = False
+    fork_from: tuple[str, tuple[str, ...]] | None = None
+    new_deadline: bool = False
+    extend: float | None = None
