@@ -39,6 +39,7 @@ def _report(handle: Execution | RemoteExecution, what: str) -> int:
             return 1
         print(f"Execution completed (run {handle.run_number}).")
         print(f"  output: {safe(ser.preview(output))}")
+        _print_trigger(handle)
         return 0
     run = handle.run_number
     print(f"{what} execution {name} in process {handle.pid}, which holds the journal "
@@ -60,6 +61,20 @@ def _report(handle: Execution | RemoteExecution, what: str) -> int:
     print(f"zart: execution {name} {record.status.value} (run {record.run_number})"
           + (f": {safe(record.error, lines=True)}" if record.error else ""), file=sys.stderr)
     return 1
+
+
+def _print_trigger(execution: Execution) -> None:
+    """What started the run and its detail, as ``zart runs`` shows it (a rerun's maybe-stale steps)."""
+    from ._cli_read import run_trigger
+    from ._journal.reader import FileJournalReader
+
+    reader = FileJournalReader(execution.journal)
+    try:
+        runs = [r for r in reader.list_runs(execution.execution_id) if r.run_number == execution.run_number]
+    finally:
+        reader.close()
+    if runs and runs[0].trigger is not None:
+        print(f"  run {runs[0].run_number}: {safe(run_trigger(runs[0]))}")
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -167,6 +182,16 @@ def cmd_fork(args: argparse.Namespace) -> int:
     return _report(fork(args.execution_id, args.from_step, args.new_id, data, args.journal), "Forked into")
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
 LOCATED = ("resume", "restart", "rerun", "retry", "fork")  # commands whose execution id names the journal
 
 
@@ -178,7 +203,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     resume.add_argument("--workers", type=int)
     resume.add_argument("--executor", help="run the steps on a Dask cluster: its scheduler address, e.g. "
                         "tcp://host:8786 (default: $ZART_EXECUTOR, else the local pool)")
-    resume.add_argument("--extend", type=float, metavar="SECONDS",
+    resume.add_argument("--extend", type=_seconds, metavar="SECONDS",
                         help="move its deadline this much later (from now if it has passed or none was set)")
     resume.set_defaults(func=cmd_resume)
 

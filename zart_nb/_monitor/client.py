@@ -20,6 +20,7 @@ from .._errors import (
     ExecutionNotFound,
     MonitorError,
     NonDeterminism,
+    StateConflict,
 )
 from .._events import Event
 from .._progress import RunProgress
@@ -51,7 +52,7 @@ logger = logging.getLogger("zart_nb")
 
 _ERRORS: dict[str, type[Exception]] = {
     cls.__name__: cls for cls in (ConfigurationError, DefinitionError, DefinitionNotFound, NonDeterminism,
-                                  ProtocolError, MonitorError)}
+                                  ProtocolError, MonitorError, StateConflict)}
 
 
 def _connect(endpoint: Endpoint) -> Connection:
