@@ -22,6 +22,7 @@ def _commands(screen: object) -> list[tuple[str, str, str]]:
                   ("Search executions", "by id or workflow", "search"),
                   ("Cancel the highlighted execution", "its steps' workers are killed", "cancel"),
                   ("Resume the highlighted execution", "its next run", "resume"),
+                  ("Restart the highlighted execution", "R: every step again, from scratch", "restart"),
                   ("Delete the highlighted execution", "a finished one, with its steps", "delete"),
                   ("Reload", "read the journals again (ctrl+r)", "app.reload")]
     if isinstance(screen, ExecutionScreen):
@@ -35,6 +36,9 @@ def _commands(screen: object) -> list[tuple[str, str, str]]:
                   ("Cancel this execution", "its steps' workers are killed", "cancel"),
                   ("Resume this execution", "its next run", "resume"),
                   ("Retry the highlighted step", "a failed one; completed steps are reused", "retry"),
+                  ("Restart this execution", "R: every step again, from scratch", "restart"),
+                  ("Run the highlighted step again", "e: a completed one; the rest is reused", "rerun"),
+                  ("Fork from the highlighted step", "F: a new execution reusing the steps before it", "fork"),
                   ("Delete this execution", "a finished one, with its steps", "delete")]
     return found
 

@@ -22,6 +22,9 @@ LIVE, FILE, LOCKED, MISSING, ERROR = "live", "file", "locked", "missing", "error
 LOCK_TIMEOUT = 0.3
 
 _children: list[subprocess.Popen[bytes]] = []
+# The actions that start a run, as `zart` names them, and how a message says each was started.
+CONTROL_ACTIONS = {"restart": "restarting", "rerun": "re-running a step", "retry": "retrying a step",
+                   "fork": "forking"}
 
 EventsCallback = Callable[["Source", list[zart.Event], bool], None]
 
@@ -149,18 +152,52 @@ class Source:
                 return f"{execution_id}: retrying {step_key} in the engine (pid {client.pid})"
             client.resume(execution_id)
             return f"{execution_id}: resumed in the engine (pid {client.pid})"
+        log_path = self._spawn([sys.executable, "-m", "zart_nb", "resume", execution_id, "--journal", str(self.path)])
+        what = f"retrying {step_key}" if step_key else "resuming"
+        return f"{execution_id}: {what} in a new `zart resume` process (output in {log_path.name})"
+
+    def control(self, execution_id: str, action: str, step_key: str | None = None) -> str:
+        """``restart``, ``rerun`` (``step_key`` again), ``retry`` (the failed ``step_key``) or ``fork`` (from
+        ``step_key``): in the live engine (through ``zart.restart`` & co., which ask it), else in a new
+        ``zart <action>`` process, which then serves the monitor itself."""
+        if action not in CONTROL_ACTIONS or (action != "restart" and not step_key):
+            raise zart.ConfigurationError(f"unknown action {action!r} (or no step given)")
+        client = self._client
+        if client is not None:
+            handle: zart.Execution | zart.RemoteExecution
+            if action == "restart":
+                handle = zart.restart(execution_id, journal=self.path)
+            elif action == "rerun":
+                handle = zart.rerun_steps(execution_id, [str(step_key)], journal=self.path)
+            elif action == "retry":
+                handle = zart.retry_step(execution_id, str(step_key), journal=self.path)
+            else:
+                handle = zart.fork(execution_id, from_step=str(step_key), journal=self.path)
+            run = getattr(handle, "run_number", None)
+            stale = getattr(handle, "stale", ())
+            return (f"{handle.execution_id}: {CONTROL_ACTIONS[action]} in the engine (pid {client.pid}), run "
+                    f"{run if run is not None else '?'}" + (f"; maybe stale: {', '.join(stale)}" if stale else ""))
+        command = [sys.executable, "-m", "zart_nb", action, execution_id, "--journal", str(self.path)]
+        if action == "rerun":
+            command += ["--step", str(step_key)]
+        elif action == "retry":
+            command.append(str(step_key))
+        elif action == "fork":
+            command += ["--from-step", str(step_key)]
+        log_path = self._spawn(command)
+        return f"{execution_id}: {CONTROL_ACTIONS[action]} in a new `zart {action}` process (output in {log_path.name})"
+
+    def _spawn(self, command: list[str]) -> Path:
         log_path = self.path.with_name(self.path.name + ".resume.log")
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             # Kept (and reaped later) so the process is never garbage-collected while it runs.
             _children[:] = [child for child in _children if child.poll() is None]
-            command = [sys.executable, "-m", "zart_nb", "resume", execution_id, "--journal", str(self.path)]
             _children.append(subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd,
                                               start_new_session=True))
         finally:
             os.close(fd)
-        what = f"retrying {step_key}" if step_key else "resuming"
-        return f"{execution_id}: {what} in a new `zart resume` process (output in {log_path.name})"
+        return log_path
 
     def close(self) -> None:
         self._on_events = None

@@ -132,6 +132,9 @@ class ExecutionScreen(Screen[None]):
         Binding("c", "cancel", "Cancel", show=False, id="execution.cancel"),
         Binding("u", "resume", "Resume", show=False, id="execution.resume"),
         Binding("r", "retry", "Retry", id="execution.retry"),
+        Binding("R", "restart", "Restart", show=False, id="execution.restart"),
+        Binding("e", "rerun", "Rerun step", show=False, id="execution.rerun"),
+        Binding("F", "fork", "Fork", show=False, id="execution.fork"),
         Binding("d", "delete", "Delete", show=False, id="execution.delete"),
         Binding("y", "copy_id", "Copy id", show=False, id="execution.copy"),
         Binding("Y", "copy_step", show=False, id="execution.copy_step"),
@@ -456,4 +459,26 @@ class ExecutionScreen(Screen[None]):
             self.notify("highlight a failed step to retry it", severity="warning")
             return
         self.zapp.confirm_action(f"Retry step {step.step_key!r} of {self.execution_id!r}? (completed steps "
-                                 "are reused)", lambda: self.source.resume(self.execution_id, step.step_key))
+                                 "are reused)", lambda: self.source.control(self.execution_id, "retry", step.step_key))
+
+    def action_restart(self) -> None:
+        self.zapp.confirm_action(f"Restart execution {self.execution_id!r} from scratch? (every step runs "
+                                 "again; earlier runs are kept)",
+                                 lambda: self.source.control(self.execution_id, "restart"))
+
+    def action_rerun(self) -> None:
+        key = self.current_key()
+        step = self.steps.get(key or "")
+        if step is None or step.status is not zart.StepStatus.COMPLETED:
+            self.notify("highlight a completed step to run it again", severity="warning")
+            return
+        self.zapp.confirm_action(f"Run step {step.step_key!r} of {self.execution_id!r} again? (the other steps "
+                                 "are reused)", lambda: self.source.control(self.execution_id, "rerun", step.step_key))
+
+    def action_fork(self) -> None:
+        key = self.current_key()
+        if key is None or key not in self.steps:
+            self.notify("highlight the step the fork starts at", severity="warning")
+            return
+        self.zapp.confirm_action(f"Fork {self.execution_id!r} from step {key!r}? (a new execution reuses the "
+                                 "steps before it)", lambda: self.source.control(self.execution_id, "fork", key))

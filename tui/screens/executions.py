@@ -85,6 +85,7 @@ class ExecutionsScreen(Screen[None]):
         Binding("S", "reverse_sort", "Reverse", show=False, id="executions.reverse"),
         Binding("c", "cancel", "Cancel", id="executions.cancel"),
         Binding("u", "resume", "Resume", id="executions.resume"),
+        Binding("R", "restart", "Restart", show=False, id="executions.restart"),
         Binding("d", "delete", "Delete", show=False, id="executions.delete"),
         Binding("y", "copy_id", "Copy id", show=False, id="executions.copy"),
         Binding("j", "move(1)", show=False, id="executions.down"),
@@ -321,6 +322,13 @@ class ExecutionsScreen(Screen[None]):
         if row is not None:
             self.zapp.confirm_action(f"Resume execution {row.record.execution_id!r} ({row.record.status.value})?",
                                      lambda: row.source.resume(row.record.execution_id))
+
+    def action_restart(self) -> None:
+        row = self.current_row()
+        if row is not None:
+            self.zapp.confirm_action(f"Restart execution {row.record.execution_id!r} ({row.record.status.value}) "
+                                     "from scratch? (every step runs again)",
+                                     lambda: row.source.control(row.record.execution_id, "restart"))
 
     def action_delete(self) -> None:
         row = self.current_row()

@@ -20,12 +20,15 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
         ("s S", "sort by the next column, reverse the order (or click a column's header)"),
         ("y", "copy the execution's id (also shown, as not every terminal lets an app copy)"),
         ("c", "cancel (confirmed)"), ("u", "resume an interrupted or failed one"), ("d", "delete a finished one"),
+        ("R", "restart from scratch (every step again; earlier runs kept)"),
     ]),
     ("Execution", [
         ("[ ]", "previous, next page of steps"), ("g G", "first, last step"),
         ("f", "only failed steps, or every step"), ("n", "next failed step"), ("/", "go to a step key"),
         ("t", "show or hide the timeline"), ("y Y", "copy the execution's id, the step's key"),
         ("c u d", "cancel, resume, delete"), ("r", "retry the highlighted failed step"),
+        ("R", "restart from scratch"), ("e", "run the highlighted completed step again (the rest reused)"),
+        ("F", "fork: a new execution from the highlighted step (the steps before it reused)"),
     ]),
     ("Step", [("r", "retry this step (when it failed)")]),
 ]

@@ -151,4 +151,4 @@ class StepScreen(Screen[None]):
             return
         zapp: Host = self.app  # type: ignore[assignment]
         zapp.confirm_action(f"Retry step {step.step_key!r} of {step.execution_id!r}? (completed steps are reused)",
-                            lambda: self.source.resume(step.execution_id, step.step_key))
+                            lambda: self.source.control(step.execution_id, "retry", step.step_key))
