@@ -102,7 +102,7 @@ def test_a_version_1_journal_is_upgraded_and_keeps_its_rows(tmp_path):
     conn.execute("ALTER TABLE attempts DROP COLUMN log")
     conn.execute("DROP TABLE step_counts")  # (added by version 3)
     conn.execute("DROP TABLE in_flight")  # (added by version 4, with three columns of runs)
-    for column in ("ended_by", "end_detail", "alive_at"):
+    for column in ("ended_by", "end_detail", "alive_at", "trigger", "trigger_detail"):  # (versions 4 and 6)
         conn.execute(f"ALTER TABLE runs DROP COLUMN {column}")
     conn.execute("DROP INDEX executions_status")  # (DuckDB drops no column of an indexed table)
     conn.execute("ALTER TABLE executions DROP COLUMN deadline")  # (added by version 5)
