@@ -158,25 +158,24 @@ class Source:
 
     def control(self, execution_id: str, action: str, step_key: str | None = None) -> str:
         """``restart``, ``rerun`` (``step_key`` again), ``retry`` (the failed ``step_key``) or ``fork`` (from
-        ``step_key``): in the live engine (through ``zart.restart`` & co., which ask it), else in a new
-        ``zart <action>`` process, which then serves the monitor itself."""
+        ``step_key``): in the live engine (through its monitor endpoint), else in a new ``zart <action>``
+        process, which then serves the monitor itself. The app's process never runs steps."""
         if action not in CONTROL_ACTIONS or (action != "restart" and not step_key):
             raise zart.ConfigurationError(f"unknown action {action!r} (or no step given)")
         client = self._client
-        if client is not None:
-            handle: zart.Execution | zart.RemoteExecution
+        if client is not None:  # the engine runs it (this process never does)
             if action == "restart":
-                handle = zart.restart(execution_id, journal=self.path)
+                reply = client.restart(execution_id)
             elif action == "rerun":
-                handle = zart.rerun_steps(execution_id, [str(step_key)], journal=self.path)
+                reply = client.rerun(execution_id, [str(step_key)])
             elif action == "retry":
-                handle = zart.retry_step(execution_id, str(step_key), journal=self.path)
+                reply = client.retry(execution_id, str(step_key))
             else:
-                handle = zart.fork(execution_id, from_step=str(step_key), journal=self.path)
-            run = getattr(handle, "run_number", None)
-            stale = getattr(handle, "stale", ())
-            return (f"{handle.execution_id}: {CONTROL_ACTIONS[action]} in the engine (pid {client.pid}), run "
-                    f"{run if run is not None else '?'}" + (f"; maybe stale: {', '.join(stale)}" if stale else ""))
+                reply = client.fork(execution_id, str(step_key))
+            stale = [str(key) for key in reply.get("stale") or []]
+            return (f"{reply.get('execution_id', execution_id)}: {CONTROL_ACTIONS[action]} in the engine (pid "
+                    f"{client.pid}), run {reply.get('run', '?')}"
+                    + (f"; maybe stale: {', '.join(stale)}" if stale else ""))
         command = [sys.executable, "-m", "zart_nb", action, execution_id, "--journal", str(self.path)]
         if action == "rerun":
             command += ["--step", str(step_key)]

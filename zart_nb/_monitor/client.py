@@ -284,9 +284,10 @@ class MonitorClient(JournalReader):
         said = origin if origin is not None else f"process {os.getpid()}"
         return ExecutionStatus(self.request(MessageType.CANCEL, execution_id=execution_id, origin=said)["was"])
 
-    def retry(self, execution_id: str, step_key: str) -> None:
-        """Run a failed step again: the engine resumes its execution (completed steps are reused)."""
-        self.request(MessageType.RETRY, execution_id=execution_id, step_key=step_key)
+    def retry(self, execution_id: str, step_key: str) -> dict[str, Any]:
+        """Run a failed step again in a new run of its execution (completed steps are reused); the reply
+        as :meth:`restart`'s."""
+        return self.act(MessageType.RETRY, execution_id=execution_id, step_key=step_key)
 
     def resume(self, execution_id: str) -> int | None:
         """Start the next run of an unfinished execution in the engine (it runs in the background);
@@ -294,6 +295,21 @@ class MonitorClient(JournalReader):
         reply = self.request(MessageType.RESUME, execution_id=execution_id)
         run = reply.get("run") if isinstance(reply, dict) else None
         return run if isinstance(run, int) and not isinstance(run, bool) else None
+
+    def restart(self, execution_id: str) -> dict[str, Any]:
+        """Have the engine run the execution again from scratch; returns once that run has begun:
+        ``{"started": True, "run": N, "execution_id": ...}``."""
+        return self.act(MessageType.RESTART, execution_id=execution_id)
+
+    def rerun(self, execution_id: str, steps: list[str], after: bool = False) -> dict[str, Any]:
+        """Have the engine run ``steps`` again (``after``: and every later one); the reply as
+        :meth:`restart`'s, with ``"stale"``: reused steps after them that may depend on them."""
+        return self.act(MessageType.RERUN, execution_id=execution_id, steps=list(steps), after=after)
+
+    def fork(self, execution_id: str, from_step: str, new_id: str | None = None, **data: Any) -> dict[str, Any]:
+        """Have the engine fork the execution from ``from_step`` (``data=``: a new input, as JSON); the
+        reply as :meth:`restart`'s, with the new execution's id."""
+        return self.act(MessageType.FORK, execution_id=execution_id, from_step=from_step, new_id=new_id, **data)
 
     def act(self, kind: MessageType, **args: Any) -> dict[str, Any]:
         """A control request that starts a run in the engine (resume with ``extend``/``trigger``, restart,
