@@ -81,6 +81,9 @@ async def test_rerun_and_fork_keys_go_through_the_engine_holding_the_journal(tmp
             await wait_for(pilot, lambda: any("re-running a step in the engine" in n.message and "maybe stale: report#0"
                                               in n.message for n in app._notifications), what="the rerun's note")
             await wait_for(pilot, lambda: _triggers(journal, "p") == ["initial", "rerun"], what="run 2, a rerun")
+            await wait_for(pilot, lambda: "run 2 (rerun: steps transform#0; reused after them, maybe stale: "
+                           "report#0): completed" in str(app.screen.query_one("#summary").render()),
+                           what="the execution screen naming run 2's trigger")
             steps.move_cursor(row=[r[0] for r in rows(steps)].index("report#0"))
             await pilot.press("F", "y")
             await wait_for(pilot, lambda: any("p-fork-1: forking in the engine" in n.message

@@ -258,7 +258,12 @@ class ExecutionScreen(Screen[None]):
         if len(runs) > RUNS_SHOWN:
             text.append(f"({len(runs) - RUNS_SHOWN} earlier runs)\n", style="dim")
         for run in runs[-RUNS_SHOWN:]:
-            text.append(f"run {run.run_number}: {run.status.value}, {fmt.when(run.started_at)}, "
+            # What started it, when the run is more than the first run or a resume (a restart, a rerun, ...)
+            told = run.trigger is not None and run.trigger not in (zart.RunTrigger.INITIAL, zart.RunTrigger.RESUME)
+            trigger = (f" ({run.trigger.value}" + (f": {fmt.clean(run.trigger_detail, lines=False)}"
+                                                    if run.trigger_detail else "") + ")") \
+                if told and run.trigger is not None else ""
+            text.append(f"run {run.run_number}{trigger}: {run.status.value}, {fmt.when(run.started_at)}, "
                         f"{clock.duration(run.started_at, run.finished_at)}, executed {run.executed}, "
                         f"reused {run.reused}, pid {run.pid}"
                         + (f", {fmt.clean(run.end_detail or run.ended_by.value, lines=False)}"
