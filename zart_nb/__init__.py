@@ -46,6 +46,7 @@ if _typing.TYPE_CHECKING:
         NotInWorkflow,
         QueryError,
         RecoveriesExhausted,
+        ScheduleNotFound,
         SerializationError,
         StepCancelled,
         StepError,
@@ -65,6 +66,14 @@ if _typing.TYPE_CHECKING:
     from ._reader import JournalReader
     from ._records import AttemptRecord, DefinitionRecord, ExecutionRecord, RunRecord, StepRecord
     from ._runtime import shutdown_pool
+    from ._serve.recurring import (
+        Schedule,
+        pause_schedule,
+        recurring,
+        remove_schedule,
+        resume_schedule,
+        schedules,
+    )
     from ._status import ExecutionStatus, RunReason, StepStatus
 
 __version__ = "0.1.0"
@@ -80,8 +89,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "_errors": ("Cancelled", "ConfigurationError", "DeadlineExceeded", "DefinitionError", "DefinitionNotFound",
                 "ExecutionNotFound", "ExecutionTimeout", "ExecutorClosed", "JournalCorrupt", "JournalError",
                 "JournalLocked", "JournalSchemaTooNew", "MonitorError", "NonDeterminism", "NotInWorkflow",
-                "QueryError", "RecoveriesExhausted", "SerializationError", "StepCancelled", "StepError",
-                "StepFailed", "StepTimeout", "TaskError", "ValueLost", "ValueStoreError", "WaitTimeout",
+                "QueryError", "RecoveriesExhausted", "ScheduleNotFound", "SerializationError", "StepCancelled",
+                "StepError", "StepFailed", "StepTimeout", "TaskError", "ValueLost", "ValueStoreError", "WaitTimeout",
                 "WorkerCrashed", "ZartError"),
     "_events": ("Event", "EventBus", "ExecutionEvent", "StepEvent", "events"),
     "_handles": ("Execution", "StepHandle"),
@@ -90,6 +99,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "_reader": ("JournalReader",),
     "_records": ("AttemptRecord", "DefinitionRecord", "ExecutionRecord", "RunRecord", "StepRecord"),
     "_runtime": ("shutdown_pool",),
+    "_serve.recurring": ("Schedule", "pause_schedule", "recurring", "remove_schedule", "resume_schedule",
+                         "schedules"),
     "_status": ("ExecutionStatus", "RunReason", "StepStatus"),
 }
 # What code running inside a step may touch without loading the engine (zart.context(), errors, a
@@ -176,8 +187,8 @@ __all__ = [
     "cancel",
     "Cancelled",
     "ConfigurationError",
-    "context",
     "Context",
+    "context",
     "ControlOutcome",
     "DeadlineExceeded",
     "DefinitionError",
@@ -211,10 +222,14 @@ __all__ = [
     "NamedCall",
     "NonDeterminism",
     "NotInWorkflow",
+    "pause_schedule",
     "QueryError",
     "Queue",
     "QueueBacklog",
     "RecoveriesExhausted",
+    "recurring",
+    "remove_schedule",
+    "resume_schedule",
     "RetryPolicy",
     "run",
     "RunEnd",
@@ -223,13 +238,16 @@ __all__ = [
     "RunReason",
     "RunRecord",
     "schedule",
+    "Schedule",
+    "ScheduleNotFound",
+    "schedules",
     "SerializationError",
     "show",
     "shutdown_pool",
     "sql",
     "start",
-    "Step",
     "step",
+    "Step",
     "StepCancelled",
     "StepError",
     "StepEvent",
@@ -245,7 +263,7 @@ __all__ = [
     "wait",
     "WaitTimeout",
     "WorkerCrashed",
-    "workflow",
     "Workflow",
+    "workflow",
     "ZartError",
 ]
