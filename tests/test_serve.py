@@ -163,3 +163,13 @@ def test_a_notebook_and_serve_take_turns_on_a_journal(tmp_path):
     finally:
         code = _terminate(serve)
     assert code == 0, serve_log.read_text()
+
+
+def test_serve_refuses_a_journal_that_does_not_exist(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "zart_nb", "serve", "--journal", str(tmp_path / "typo.duckdb")],
+                          capture_output=True, text=True, cwd=tmp_path, env=_env(), timeout=60)
+    assert proc.returncode != 0 and "no journal at" in proc.stderr
+    assert not (tmp_path / "typo.duckdb").exists()
+    empty = subprocess.run([sys.executable, "-m", "zart_nb", "serve"], capture_output=True, text=True, cwd=tmp_path,
+                           env=_env(), timeout=60)
+    assert empty.returncode == 2 and "no journal to serve in ./.zart/" in empty.stderr

@@ -86,6 +86,8 @@ def test_start_a_journaled_workflow_by_name_with_json_data_then_cancel_one(serve
                       what="the execution started over HTTP to complete")
     assert done["output_preview"] == "{'data': {'a': [1, 2]}}"
     assert done["input_preview"] == "{'a': [1, 2]}"
+    again = client.post("/executions", json={"workflow": "ticker", "data": 5, "execution_id": "web-1"})
+    assert again.status_code == 409 and "exists already" in again.json()["error"]  # a retry starts nothing
 
     gate = tmp_path / "never"
     started = client.post("/executions", json={"workflow": "gated", "data": {"gate": str(gate)}})

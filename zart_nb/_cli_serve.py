@@ -28,15 +28,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         http = HttpServer(serve, args.http)
         url = http.start()
+        serve.on_stop(http.stop)
         print(f"zart serve: HTTP API on {url} (OpenAPI: {url}/openapi.json); bearer tokens in "
               + ", ".join(str(token_path(journal.path)) for journal in serve.journals), file=sys.stderr, flush=True)
     print("zart serve: serving " + ", ".join(str(journal.path) for journal in serve.journals)
           + " (Ctrl-C or SIGTERM stops it)", file=sys.stderr, flush=True)
-    try:
-        serve.run()
-    finally:
-        if http is not None:
-            http.stop()
+    serve.run()
     return 0
 
 

@@ -235,6 +235,8 @@ class Api:
         execution_id = body.get("execution_id") or f"{workflow}-{secrets.token_hex(6)}"
         if not isinstance(execution_id, str):
             raise HttpError(400, "execution_id is a string")
+        if journal.execution_status(execution_id) is not None:  # a retried request starts nothing twice
+            raise HttpError(409, f"execution {execution_id!r} exists already (GET /executions/{execution_id})")
         execution = start_journaled(journal, workflow, body.get("data"), execution_id)
         self.serve.track(journal, execution)
         return 201, {"execution_id": execution_id, "workflow": workflow, "run": execution.run_number,

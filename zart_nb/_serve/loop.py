@@ -224,6 +224,7 @@ class Serve:
         self._running: list[tuple[Journal, Execution]] = []
         self._lock = threading.Lock()
         self._last_status = ""
+        self._on_stop: list[Callable[[], None]] = []
 
     @property
     def journals(self) -> list[Journal]:
@@ -232,6 +233,10 @@ class Serve:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+
+    def on_stop(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` as serve stops, before it interrupts what runs (the HTTP API stops there)."""
+        self._on_stop.append(callback)
 
     def wake(self) -> None:
         """Look at every journal now (new work was registered)."""
@@ -332,6 +337,11 @@ class Serve:
             self._shutdown()
 
     def _shutdown(self) -> None:
+        for callback in self._on_stop:
+            try:
+                callback()
+            except Exception:
+                logger.exception("zart serve: stopping failed")
         running = self.running()
         with self._lock:
             tracked = list(self._running)
@@ -372,6 +382,10 @@ def folder_paths(given: Sequence[str] | None) -> list[Path]:
     from .. import _discovery as discovery
 
     if given:
+        missing = [path for path in given if not Path(path).exists()]
+        if missing:
+            raise ConfigurationError(f"no journal at {', '.join(missing)} (zart serve serves journals a run "
+                                     "has made; it does not create one)")
         return [Path(path) for path in given]
     env = os.environ.get("ZART_JOURNAL")
     if env:
