@@ -12,7 +12,7 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
     ("Everywhere", [
         ("q", "quit"), ("?", "this help"), ("ctrl+p", "command palette"), ("ctrl+r", "read again now"),
         ("escape", "back (or close a search)"), ("j k", "down, up (or the arrows)"),
-        ("g G", "first, last row"), ("enter", "open"),
+        ("g G", "first, last row"), ("enter", "open"), ("R", "recurring schedules"),
     ]),
     ("Executions", [
         ("/", "search ids and workflows"), ("f", "next status filter"),
@@ -28,6 +28,7 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
         ("c u d", "cancel, resume, delete"), ("r", "retry the highlighted failed step"),
     ]),
     ("Step", [("r", "retry this step (when it failed)")]),
+    ("Schedules", [("p", "pause or resume the highlighted schedule (confirmed)"), ("x", "remove it (confirmed)")]),
 ]
 
 ABOUT = ("zart-tui: executions of zart_nb journals, live while an engine runs them. How a journal is read "

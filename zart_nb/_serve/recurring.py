@@ -208,9 +208,10 @@ def recurring(workflow: Workflow[Any] | WorkflowDef | Any, cron: str | None = No
     return as_schedule(stored[0])
 
 
-def schedules(journal: str | os.PathLike[str] | None = None) -> list[Schedule]:
-    """Every recurring schedule of the journal, by workflow name, with its next tick."""
-    return [as_schedule(row) for row in _journal(journal).query(sql.schedule_rows)]
+def schedules(journal: str | os.PathLike[str] | None = None, *, lock_timeout: float | None = None) -> list[Schedule]:
+    """Every recurring schedule of the journal, by workflow name, with its next tick (``lock_timeout``: how
+    long to wait for another process to release the file; ``JournalLocked`` after it)."""
+    return [as_schedule(row) for row in runtime.journal(journal, lock_timeout=lock_timeout).query(sql.schedule_rows)]
 
 
 def _set_paused(workflow: object, paused: bool, journal: str | os.PathLike[str] | None) -> Schedule:
