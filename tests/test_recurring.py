@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -178,3 +179,26 @@ def test_a_tick_while_the_previous_execution_runs_skips_cancels_or_overlaps(tmp_
     for execution_id in running:
         assert _status(journal, execution_id) is zart.ExecutionStatus.COMPLETED
     assert zart.schedules(journal)[0].last_execution == running[-1]
+
+
+def test_a_tick_whose_data_serve_cannot_load_is_skipped_and_the_others_run(tmp_path, monkeypatch, caplog):
+    journal = tmp_path / ".zart" / "journal.duckdb"
+    module = tmp_path / "mods" / "gone_mod.py"
+    module.parent.mkdir()
+    module.write_text("class Payload:\n    pass\n")
+    monkeypatch.syspath_prepend(str(module.parent))
+    import gone_mod
+
+    zart.recurring(serve_lib.gated, every=60, data={"gate": str(tmp_path), "x": gone_mod.Payload()}, journal=journal)
+    zart.recurring(serve_lib.ticker, every=60, data=1, journal=journal)
+    monkeypatch.delitem(sys.modules, "gone_mod")
+    sys.path.remove(str(module.parent))  # what serve lacks: the data's module
+    serve = _serve(journal)
+    now = rec.next_tick(None, 60, "UTC", time.time()) + 1
+    serve.look(serve.served[0], now)
+    wait_until(lambda: not serve.running(), what="the ticker tick to end")
+    tick = rec.latest_tick(None, 60, "UTC", now)
+    assert _status(journal, rec.tick_execution_id("ticker", tick, "UTC")) is zart.ExecutionStatus.COMPLETED
+    assert _status(journal, rec.tick_execution_id("gated", tick, "UTC")) is None
+    assert "is skipped: ModuleNotFoundError" in caplog.text
+    assert [s.last_tick.timestamp() for s in zart.schedules(journal)] == [tick, tick]  # not tried again

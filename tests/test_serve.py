@@ -42,11 +42,17 @@ def _terminate(proc: subprocess.Popen[bytes]) -> int:
 
 
 def _read(journal: Path, fn):
-    reader = zart.journal(journal)
-    try:
-        return fn(reader)
-    finally:
-        reader.close()
+    """``fn(reader)``, through serve's engine while it runs an execution, else from the file; read again when
+    the engine released the journal between the connect and the read (its run ended)."""
+    for _ in range(50):
+        reader = zart.journal(journal)
+        try:
+            return fn(reader)
+        except zart.MonitorError:
+            continue
+        finally:
+            reader.close()
+    raise AssertionError(f"{journal} could not be read")
 
 
 def _status(journal: Path, execution_id: str):
@@ -173,3 +179,26 @@ def test_serve_refuses_a_journal_that_does_not_exist(tmp_path):
     empty = subprocess.run([sys.executable, "-m", "zart_nb", "serve"], capture_output=True, text=True, cwd=tmp_path,
                            env=_env(), timeout=60)
     assert empty.returncode == 2 and "no journal to serve in ./.zart/" in empty.stderr
+
+
+def test_serve_of_the_folder_picks_up_a_journal_made_after_it_started(tmp_path):
+    first = tmp_path / ".zart" / "journal.duckdb"
+    zart.recurring(serve_lib.ticker, "0 0 1 1 *", journal=first)
+    runtime.journal(first).close()
+    serve_log = tmp_path / "serve.log"
+    with serve_log.open("ab") as stderr:
+        serve = subprocess.Popen([sys.executable, "-m", "zart_nb", "serve", "--poll", "0.5"],
+                                 stdout=subprocess.DEVNULL, stderr=stderr, cwd=tmp_path, env=_env())
+    try:
+        wait_until(lambda: "zart serve: 1 journal |" in serve_log.read_text(), what="serve to start")
+        later = tmp_path / ".zart" / "later.duckdb"  # a notebook's first run makes a journal of its own
+        zart.recurring(serve_lib.ticker, every=1, data="later", journal=later)
+        runtime.journal(later).close()
+        wait_until(lambda: "zart serve: 2 journals |" in serve_log.read_text(), what="serve to find it")
+        wait_until(lambda: any(r.status is zart.ExecutionStatus.COMPLETED and r.execution_id.startswith("ticker@")
+                               for r in _read(later, lambda reader: reader.list_executions())),
+                   what="a tick of the new journal to complete")
+    finally:
+        code = _terminate(serve)
+    assert code == 0, serve_log.read_text()
+    assert _read(first, lambda reader: reader.list_executions()) == []

@@ -75,6 +75,7 @@ def test_openapi_lists_and_detail(served):
     assert missing.status_code == 404 and missing.json()["type"] == "ExecutionNotFound"
     assert client.get("/executions", params={"limit": "x"}).status_code == 400
     assert client.get("/workflows").json() == {"workflows": ["gated", "ticker"]}
+    assert client.get("/schedules").json() == {"schedules": []}
 
 
 def test_start_a_journaled_workflow_by_name_with_json_data_then_cancel_one(served):

@@ -20,7 +20,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not paths:
         print("zart serve: no journal to serve in ./.zart/ (name one with --journal)", file=sys.stderr)
         return 2
-    serve = Serve(paths, poll=args.poll)
+    # the journals of ./.zart/ are looked up again every poll: a notebook's first run makes a new one
+    discover = None if given or os.environ.get("ZART_JOURNAL") else (lambda: folder_paths(None))
+    serve = Serve(paths, poll=args.poll, discover=discover)
     install_signals(serve)
     http = None
     if args.http:

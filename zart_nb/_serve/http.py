@@ -136,7 +136,16 @@ class Api:
 
     def __init__(self, serve: Serve) -> None:
         self.serve = serve
-        self.tokens = [(ensure_token(journal.path).encode(), journal) for journal in serve.journals]
+        self.tokens: list[tuple[bytes, Journal]] = []
+        self._tokens_lock = threading.Lock()
+        self.sync_tokens()
+
+    def sync_tokens(self) -> None:
+        """A token for every served journal (serve may have found new ones in ./.zart/)."""
+        with self._tokens_lock:
+            known = {journal for _, journal in self.tokens}
+            self.tokens += [(ensure_token(journal.path).encode(), journal) for journal in self.serve.journals
+                            if journal not in known]
 
     # --- plumbing --------------------------------------------------------------------------------
 
@@ -147,6 +156,8 @@ class Api:
             raise HttpError(401, "a bearer token is needed (Authorization: Bearer <the token in "
                                  "<journal>.token>)", {"WWW-Authenticate": "Bearer"})
         given = token.strip().encode()
+        if len(self.tokens) != len(self.serve.journals):
+            self.sync_tokens()
         found = None
         for expected, journal in self.tokens:  # every token compared: the time says nothing of which
             if hmac.compare_digest(given, expected):

@@ -142,8 +142,15 @@ class Ticks:
         work = []
         for row in self._journal.query(sql.schedule_rows):
             tick = None if row.paused else recurring.due_tick(row.cron, row.every, row.tz, row.last_tick, now)
-            if tick is not None:
+            if tick is None:
+                continue
+            try:
                 work += self._tick(row, tick)
+            except Exception as exc:  # its data cannot be loaded here, say: this tick is lost, not the others
+                logger.error("zart serve: the tick %s of %r is skipped: %s: %s",
+                             recurring.tick_execution_id(row.workflow, tick, row.tz), row.workflow,
+                             type(exc).__name__, exc)
+                self._journal.transact(sql.advance, row.workflow, tick, None)
         return work
 
     def _tick(self, row: sql.ScheduleRow, tick: float) -> list[DueWork]:
@@ -209,8 +216,8 @@ class Serve:
     next ``zart serve`` continues it."""
 
     def __init__(self, paths: Sequence[str | os.PathLike[str]], *, poll: float = POLL,
-                 out: TextIO | None = None) -> None:
-        if not paths:
+                 out: TextIO | None = None, discover: Callable[[], Sequence[Path]] | None = None) -> None:
+        if not paths and discover is None:
             raise ConfigurationError("zart serve needs at least one journal")
         if not (poll > 0):
             raise ConfigurationError(f"poll must be a number of seconds > 0, got {poll!r}")
@@ -225,6 +232,20 @@ class Serve:
         self._lock = threading.Lock()
         self._last_status = ""
         self._on_stop: list[Callable[[], None]] = []
+        self._discover = discover  # the folder's journals, looked up again every poll (new notebooks)
+        self._discovered_at = time.monotonic()
+
+    def rediscover(self) -> None:
+        """Serve the journals that appeared in the folder since the last look (every ``poll`` seconds)."""
+        if self._discover is None or time.monotonic() - self._discovered_at < self.poll:
+            return
+        self._discovered_at = time.monotonic()
+        known = {served.journal for served in self.served}
+        for path in self._discover():
+            journal = runtime.journal(path, lock_timeout=0.0, grace=0.0)
+            if journal not in known:
+                known.add(journal)
+                self.served.append(_Served(journal, sources_of(journal)))
 
     @property
     def journals(self) -> list[Journal]:
@@ -266,7 +287,15 @@ class Serve:
                 for source in served.sources:
                     due = source.next_due(now)
                     if due is not None and due[0] <= now:
-                        for work in source.take_due(now):
+                        try:
+                            taken = source.take_due(now)
+                        except Exception as exc:  # one source failing must not stop the others, nor serve
+                            if isinstance(exc, JournalLocked):
+                                raise
+                            logger.error("zart serve: %s of %s failed: %s: %s", type(source).__name__,
+                                         journal.path, type(exc).__name__, exc)
+                            continue
+                        for work in taken:
                             self._start(journal, work)
                 upcoming = [due for source in served.sources if (due := source.next_due(time.time())) is not None]
         except JournalLocked as exc:
@@ -323,12 +352,13 @@ class Serve:
         """Serve until :meth:`stop`; then interrupt what runs here (the next serve continues it)."""
         try:
             while not self._stop.is_set():
+                self.rediscover()
                 now = time.time()
                 for served in self.served:
                     if served.next_look <= now and not self._stop.is_set():
                         self.look(served, now)
                 self._show_status()
-                wake_at = min(served.next_look for served in self.served)
+                wake_at = min((served.next_look for served in self.served), default=time.time() + self.poll)
                 # while something runs, the status line follows it every second
                 limit = min(self.poll, 1.0) if self.running() else self.poll
                 self._wake.wait(max(0.0, min(wake_at - time.time(), limit)))
