@@ -259,12 +259,6 @@ class Serve:
         """Call ``callback`` as serve stops, before it interrupts what runs (the HTTP API stops there)."""
         self._on_stop.append(callback)
 
-    def wake(self) -> None:
-        """Look at every journal now (new work was registered)."""
-        for served in self.served:
-            served.next_look = 0.0
-        self._wake.set()
-
     def running(self) -> list[Execution]:
         with self._lock:
             self._running = [(j, e) for j, e in self._running if not e.done]
@@ -302,8 +296,9 @@ class Serve:
             served.busy = exc.owner
             served.next_look = now + BUSY_RETRY
             return
-        except ZartError as exc:
-            logger.error("zart serve: %s", exc)
+        except Exception as exc:  # a journal serve cannot use now (say it), never the end of serve
+            logger.error("zart serve: %s: %s", journal.path,
+                         exc if isinstance(exc, ZartError) else f"{type(exc).__name__}: {exc}")
             served.next_look = now + self.poll
             return
         served.next_due = min(upcoming, default=None)
