@@ -20,6 +20,7 @@ SAMPLES = {
     zart.ConfigurationError: ("ZART_WORKERS must be a positive integer",),
     zart.QueryError: ("Catalog Error: Table with name x does not exist!",),
     zart.ExecutionNotFound: ("exec-1", "/tmp/j.duckdb"),
+    zart.ScheduleNotFound: ("nightly", "/tmp/j.duckdb"),
     zart.DefinitionNotFound: ("no definition abc",),
     zart.ExecutorClosed: ("pool shut down",),
     zart.NotInWorkflow: ("outside",),

@@ -103,6 +103,9 @@ RULES = [
     ("IPython", ("zart_nb._notebook",)),
     ("textual", ("zart_tui",)),
     ("distributed", ("zart_nb._executors.dask",)),
+    ("croniter", ("zart_nb._serve",)),
+    ("starlette", ("zart_nb._serve",)),
+    ("uvicorn", ("zart_nb._serve",)),
 ]
 
 

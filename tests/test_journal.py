@@ -176,7 +176,12 @@ def test_a_journal_of_the_previous_schema_is_upgraded_with_its_step_counts(journ
     conn.close()
 
 
+def _drop_schema_7(conn):
+    conn.execute("DROP TABLE schedules")
+
+
 def _drop_schema_6(conn):
+    _drop_schema_7(conn)
     for column in ("trigger", "trigger_detail"):
         conn.execute(f"ALTER TABLE runs DROP COLUMN {column}")
 

@@ -42,6 +42,7 @@ class ZartApp(App[None]):
         Binding("q", "quit", "Quit", id="app.quit"),
         Binding("question_mark", "help", "Help", id="app.help"),
         Binding("ctrl+r", "reload", "Reload", show=False, id="app.reload"),
+        Binding("R", "schedules", "Schedules", show=False, id="app.schedules"),
     ]
     COMMANDS = App.COMMANDS | {ZartCommands}
 
@@ -109,6 +110,12 @@ class ZartApp(App[None]):
 
     def action_reload(self) -> None:
         self.reload_screen()
+
+    def action_schedules(self) -> None:
+        from .screens.schedules import SchedulesScreen
+
+        if not isinstance(self.screen, SchedulesScreen):
+            self.push_screen(SchedulesScreen())
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

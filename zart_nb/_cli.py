@@ -188,6 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     tui = sub.add_parser("tui", parents=[common], help="terminal monitor (zart-tui)")
     tui.set_defaults(func=cmd_tui)
+
+    from ._cli_serve import add_parsers as add_serve_parsers
+
+    add_serve_parsers(sub, common, as_json)
     return parser
 
 

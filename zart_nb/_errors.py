@@ -12,6 +12,7 @@
      ├── ConfigurationError           a bad option or environment variable (also a ValueError)
      ├── QueryError                   a zart.sql query DuckDB refused (its message; also a ValueError)
      ├── ExecutionNotFound            no execution of that id in the journal (also a LookupError)
+     ├── ScheduleNotFound             no recurring schedule of that workflow in the journal (a LookupError)
      ├── DefinitionNotFound           the journal lacks a workflow or step definition (also a LookupError)
      ├── ExecutorClosed               the executor was shut down while a step was submitted
      ├── NotInWorkflow                schedule()/wait() called outside a running workflow
@@ -121,6 +122,19 @@ class ExecutionNotFound(ZartError, LookupError):
 class StateConflict(ZartError):
     """An action refused because of an execution's state (a restart of a running one, a retry of a
     step that did not fail)."""
+
+
+class ScheduleNotFound(ZartError, LookupError):
+    """No recurring schedule of that workflow is journaled (names the workflow and the journal)."""
+
+    def __init__(self, workflow: str, journal: str | Path = "") -> None:
+        self.workflow = workflow
+        self.journal = str(journal)
+        where = f" in {self.journal}" if self.journal else ""
+        super().__init__(f"no recurring schedule of workflow {workflow!r}{where}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.workflow, self.journal), self.__dict__)
 
 
 class DefinitionNotFound(ZartError, LookupError):

@@ -12,7 +12,7 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
     ("Everywhere", [
         ("q", "quit"), ("?", "this help"), ("ctrl+p", "command palette"), ("ctrl+r", "read again now"),
         ("escape", "back (or close a search)"), ("j k", "down, up (or the arrows)"),
-        ("g G", "first, last row"), ("enter", "open"),
+        ("g G", "first, last row"), ("enter", "open"), ("R", "recurring schedules"),
     ]),
     ("Executions", [
         ("/", "search ids and workflows"), ("f", "next status filter"),
@@ -31,6 +31,7 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
         ("F", "fork: a new execution from the highlighted step (the steps before it reused)"),
     ]),
     ("Step", [("r", "retry this step (when it failed)")]),
+    ("Schedules", [("p", "pause or resume the highlighted schedule (confirmed)"), ("x", "remove it (confirmed)")]),
 ]
 
 ABOUT = ("zart-tui: executions of zart_nb journals, live while an engine runs them. How a journal is read "

@@ -928,3 +928,22 @@ class Journal:
                 rollback(conn)
                 raise
         return int(copied[0]) if copied else 0
+
+    # --- other modules' tables (``schedules``) -----------------------------------------------------
+
+    @_held
+    def transact(self, write: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``write(connection, *args, **kwargs)`` (one of this package's SQL functions, e.g.
+        ``schedules``) in one transaction on the run-control connection, with this process's records
+        folded first: rolled back whole if it raises."""
+        with self._lock:
+            self._fold_locked()
+        with self._controlled() as conn:
+            conn.execute("BEGIN")
+            try:
+                result = write(conn, *args, **kwargs)
+                conn.execute("COMMIT")
+            except BaseException:
+                rollback(conn)
+                raise
+        return result

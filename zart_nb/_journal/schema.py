@@ -15,7 +15,7 @@ from . import db
 if TYPE_CHECKING:
     import duckdb
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 class StepRow(NamedTuple):
@@ -102,6 +102,14 @@ RECOUNT_STEPS = """
            count(*) FILTER (WHERE status = 'failed')
     FROM steps WHERE current GROUP BY execution_id"""
 
+# Recurring executions (``zart.recurring``): one schedule per workflow name; ``zart serve`` starts an
+# execution ``<workflow>@<tick>`` per tick after ``last_tick`` (POSIX seconds; the registration time at
+# first, so no tick before it runs). ``data`` is a pickle read only by serve; ``data_preview`` is text.
+SCHEDULES_TABLE = """CREATE TABLE schedules (
+    workflow VARCHAR PRIMARY KEY, def_id VARCHAR, cron VARCHAR, every DOUBLE, tz VARCHAR, overlap VARCHAR,
+    data BLOB, data_preview VARCHAR, paused BOOLEAN, created_at DOUBLE, updated_at DOUBLE, anchor DOUBLE,
+    last_tick DOUBLE, last_execution VARCHAR)"""
+
 IN_FLIGHT_TABLE = """CREATE TABLE in_flight (
     execution_id VARCHAR, run_number INTEGER, step_key VARCHAR, name VARCHAR, seq INTEGER, def_id VARCHAR,
     args_hash VARCHAR, args_preview VARCHAR, attempt INTEGER, started_at DOUBLE, worker VARCHAR,
@@ -154,6 +162,9 @@ MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE runs ADD COLUMN trigger VARCHAR",
         "ALTER TABLE runs ADD COLUMN trigger_detail VARCHAR",
     ],
+    7: [  # recurring executions' schedules (zart.recurring, zart serve)
+        SCHEDULES_TABLE,
+    ],
 }
 
 
@@ -188,6 +199,7 @@ CURRENT_SCHEMA: list[str] = [
     """CREATE TABLE step_counts (
         execution_id VARCHAR PRIMARY KEY, total INTEGER, completed INTEGER, failed INTEGER)""",
     IN_FLIGHT_TABLE,
+    SCHEDULES_TABLE,
 ]
 
 
