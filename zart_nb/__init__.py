@@ -111,7 +111,7 @@ def show(execution: "str | Execution", journal: str | os.PathLike[str] | None = 
     from ._notebook.show import show as show_execution
 
     if isinstance(execution, Execution):
-        return show_execution(execution.execution_id, execution.journal.path)
+        return show_execution(execution.execution_id, execution.journal)
     return show_execution(execution, journal)
 
 

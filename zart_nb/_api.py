@@ -48,6 +48,7 @@ class TaskRegistry:
         self._tasks[name] = workflow
 
     def get(self, name: str) -> WorkflowDef:
+        """The workflow registered as ``name``; a ``DefinitionError`` naming the registered ones if none is."""
         try:
             return self._tasks[name]
         except KeyError:
@@ -59,6 +60,7 @@ class TaskRegistry:
 
     @property
     def names(self) -> list[str]:
+        """The registered names, sorted."""
         return sorted(self._tasks)
 
 
@@ -203,6 +205,8 @@ class DurableScheduler:
         return values.load(stored.output, self.journal.path) if stored.output is not None else None
 
     def status(self, execution_id: str) -> ExecutionStatus:
+        """Its status: as this process sees it while it runs here, else as journaled (``ExecutionNotFound``
+        if the journal has no such execution)."""
         execution = self._executions.get(execution_id)
         if execution is not None and execution.status != ExecutionStatus.PENDING:
             return execution.status

@@ -619,7 +619,7 @@ def execute(execution: Execution, workflow: WorkflowDef, data: Any, *, on_change
     """Run (or resume) ``execution`` in the calling thread; the outcome lands on ``execution``.
 
     ``execution`` must be the one ``claim`` registered for its id (or none may be registered)."""
-    journal = execution.journal
+    journal = execution.opened_journal()
     execution_id = execution.execution_id
     runtime.enter(execution)
     # Worker processes take longer to start than the journal to open: start them meanwhile. An open
@@ -646,7 +646,7 @@ def execute(execution: Execution, workflow: WorkflowDef, data: Any, *, on_change
 
 def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, on_change: str,
                   workers: int | None, executor: ExecutorSpec = None) -> None:
-    journal = execution.journal
+    journal = execution.opened_journal()
     execution_id = execution.execution_id
     workflow_hash, input_hash = execution.fingerprint or fingerprint(workflow, data)
     store = values.spec(journal.path)
@@ -687,7 +687,7 @@ def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, on_cha
 def _code_change(execution: Execution, workflow: WorkflowDef) -> str:
     """What changed in a completed execution's workflow code: the steps whose function's code hash is
     not the one journaled with their steps, else the workflow body or a helper."""
-    journaled = execution.journal.step_code_hashes(execution.execution_id)
+    journaled = execution.opened_journal().step_code_hashes(execution.execution_id)
     changed = sorted({step.name for step in referenced_steps(workflow.definition)
                       if step.name in journaled and ser.code_hash(step.fn) not in journaled[step.name]})
     if changed:
@@ -701,7 +701,7 @@ def _code_change(execution: Execution, workflow: WorkflowDef) -> str:
 def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change: str,
               workers: int | None, input_blob: bytes, input_preview: str, input_hash: str, workflow_hash: str,
               executor: ExecutorSpec = None, store: tuple[str, int] | None = None) -> None:
-    journal = execution.journal
+    journal = execution.opened_journal()
     execution_id = execution.execution_id
     # A cluster is reached before the run is journaled, so a wrong address costs no run record.
     remote = runtime.get_executor(workers, executor) if choice.target(executor) is not None else None
@@ -843,7 +843,7 @@ def _recover(execution: Execution, workflow: WorkflowDef, run: RunState, data: A
         error.add_note(f"zart: its on_failure handler failed too: {type(exc).__name__}: {_text(exc)}")
         return False
     run.cancel_pending()
-    journal = execution.journal
+    journal = execution.opened_journal()
     journal.finish_run(execution.execution_id, run.run_number, ExecutionStatus.COMPLETED, output_blob,
                        output_preview, executed=run.ran, reused=run.reused, ended_by=RunEnd.RECOVERED,
                        end_detail=f"recovered by on_failure from {type(error).__name__}: {_text(error)}")
