@@ -47,7 +47,7 @@ def blocks(page: Path) -> list[Block]:
     i = 0
     while i < len(lines):
         opening = FENCE.match(lines[i])
-        if opening is None:
+        if opening is None or (opening["fence"][0] == "`" and "`" in opening["info"]):  # inline code, not a fence
             i += 1
             continue
         indent, fence = opening["indent"], opening["fence"]
