@@ -25,6 +25,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
+README = ROOT / "README.md"
 PAGES = sorted(p for p in DOCS.rglob("*.md") if "_build" not in p.parts)
 
 # Fences a page may use: python (run), console and text (shown only), and MyST directives.
@@ -70,10 +71,10 @@ def blocks(page: Path) -> list[Block]:
 
 
 def _name(page: Path) -> str:
-    return str(page.relative_to(DOCS))
+    return str(page.relative_to(DOCS if DOCS in page.parents else ROOT))
 
 
-EXAMPLE_PAGES = [p for p in PAGES if any(b.language == "python" for b in blocks(p))]
+EXAMPLE_PAGES = [p for p in [README, *PAGES] if any(b.language == "python" for b in blocks(p))]
 
 
 def test_the_site_has_its_pages_and_examples():
@@ -81,9 +82,19 @@ def test_the_site_has_its_pages_and_examples():
     assert {"index.md", "tutorial.md", "howto.md", "concepts.md", "reference.md", "troubleshooting.md",
             "changelog.md", "api-promise.md", "reference/api.md", "reference/cli.md"} <= names
     assert len(EXAMPLE_PAGES) >= 5, [_name(p) for p in EXAMPLE_PAGES]
+    assert README in EXAMPLE_PAGES
 
 
-@pytest.mark.parametrize("page", PAGES, ids=_name)
+def test_the_readme_runs_the_tests_as_ci_does():
+    """The README's test command is .ci/run's, word for word (install, then the test run)."""
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    command = [line for line in ci if "python -m pytest" in line and not line.lstrip().startswith("#")]
+    assert len(command) == 1 and command[0].startswith("pip install"), command
+    shown = [b.source for b in blocks(README) if b.language == "console"]
+    assert f"$ {command[0]}\n" in shown, (command, shown)
+
+
+@pytest.mark.parametrize("page", [README, *PAGES], ids=_name)
 def test_every_fence_is_run_or_marked_as_shown_only(page):
     """```bash or ```py would be neither run nor flagged: each block is python, console, text or a directive."""
     wrong = [f"{_name(page)}:{b.line}: ```{b.language or '(no language)'}" for b in blocks(page)
