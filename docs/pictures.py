@@ -59,7 +59,7 @@ async def _until(pilot, condition, what: str, timeout: float = 30.0) -> None:
         await pilot.pause(0.1)
 
 
-async def draw_tui(journal: Path) -> None:
+async def draw_tui(journal: Path, out: Path) -> None:
     from textual.widgets import DataTable
     from zart_tui.app import ZartApp
 
@@ -70,11 +70,11 @@ async def draw_tui(journal: Path) -> None:
 
         await _until(pilot, lambda: rows("executions") >= 2, "the executions")
         await pilot.pause(0.3)
-        (STATIC / "tui-list.svg").write_text(app.export_screenshot(title="zart-tui"), encoding="utf-8")
+        (out / "tui-list.svg").write_text(app.export_screenshot(title="zart-tui"), encoding="utf-8")
         await pilot.press("enter")
         await _until(pilot, lambda: rows("steps") >= 1, "an execution's steps")
         await pilot.pause(0.3)
-        (STATIC / "tui-execution.svg").write_text(app.export_screenshot(title="zart-tui"), encoding="utf-8")
+        (out / "tui-execution.svg").write_text(app.export_screenshot(title="zart-tui"), encoding="utf-8")
 
 
 def draw_widget() -> None:
@@ -89,10 +89,11 @@ def draw_widget() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--widget", action="store_true", help="also redraw the widget (needs chromium)")
+    parser.add_argument("--out", type=Path, default=STATIC, help=f"the folder to write to (default {STATIC})")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        asyncio.run(draw_tui(make_journal(Path(folder))))
-    print(f"wrote {STATIC / 'tui-list.svg'} and {STATIC / 'tui-execution.svg'}")
+        asyncio.run(draw_tui(make_journal(Path(folder)), args.out))
+    print(f"wrote {args.out / 'tui-list.svg'} and {args.out / 'tui-execution.svg'}")
     if args.widget:
         draw_widget()
         print(f"wrote {STATIC / 'widget.png'}")

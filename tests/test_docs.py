@@ -203,6 +203,18 @@ def test_the_error_tree_page_draws_the_classes():
     assert drawn and drawn[0] == error_tree(), f"redraw the tree of {page.relative_to(ROOT)} as:\n{error_tree()}"
 
 
+def test_the_picture_script_draws_zart_tui(tmp_path):
+    """docs/pictures.py still works (its pictures are not compared: times and pids differ every run)."""
+    pytest.importorskip("textual")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZART_")}
+    done = subprocess.run([sys.executable, str(DOCS / "pictures.py"), "--out", str(tmp_path)], cwd=tmp_path,
+                          env=dict(env, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=100)
+    assert done.returncode == 0, done.stderr
+    listing, execution = (tmp_path / "tui-list.svg").read_text(), (tmp_path / "tui-execution.svg").read_text()
+    assert listing.startswith("<svg") and "health-1" in listing and "health-2" in listing
+    assert "check-legacy" in execution  # the failed execution, opened
+
+
 SPHINX = [m for m in ("sphinx", "myst_parser", "furo", "sphinxarg") if importlib.util.find_spec(m) is None]
 
 
