@@ -153,6 +153,21 @@ def test_the_python_blocks_of_a_page_run(page, tmp_path):
     assert done.returncode == 0, f"{_name(page)}'s examples failed:\n{done.stdout}\n{done.stderr}"
 
 
+def test_the_tutorial_runs_as_a_notebook_in_a_real_kernel(tmp_path):
+    """The tutorial's cells, one per ```python block, in a real kernel (nbclient): the run is interrupted,
+    the re-run completes reusing what was journaled, and the widget the tutorial shows is there."""
+    from nbhelpers import execute, progress_bars
+
+    cells = [b.source for b in blocks(DOCS / "tutorial.md") if b.language == "python"]
+    nb = execute(cells, tmp_path, env={"ZART_WORKERS": "2"})
+    printed = ["".join(o.get("text", "") for o in cell.outputs if o.get("output_type") == "stream")
+               for cell in nb.cells]
+    assert printed[1].strip().endswith("interrupted"), printed[1]
+    runs = printed[2].splitlines()
+    assert runs[0].startswith("1 interrupted") and runs[1].startswith("2 completed"), runs
+    assert any(bar.get("value") == bar.get("max") == 20 for bar in progress_bars(nb)), progress_bars(nb)
+
+
 def test_the_python_reference_lists_every_public_name():
     import zart_nb
 
