@@ -96,8 +96,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
                 "ExecutionNotFound", "ExecutionTimeout", "ExecutorClosed", "JournalCorrupt", "JournalError",
                 "JournalLocked", "JournalSchemaTooNew", "MonitorError", "NonDeterminism", "NotInWorkflow",
                 "QueryError", "RecoveriesExhausted", "ScheduleNotFound", "SerializationError", "StateConflict",
-                "StepCancelled", "StepError", "StepFailed", "StepTimeout", "TaskError", "ValueLost", "ValueStoreError", "WaitTimeout",
-                "WorkerCrashed", "ZartError"),
+                "StepCancelled", "StepError", "StepFailed", "StepTimeout", "TaskError", "ValueLost", "ValueStoreError",
+                "WaitTimeout", "WorkerCrashed", "ZartError"),
     "_events": ("Event", "EventBus", "ExecutionEvent", "StepEvent", "events"),
     "_handles": ("Execution", "StepHandle"),
     "_monitor.client": ("MonitorClient",),
@@ -129,7 +129,7 @@ def show(execution: "str | Execution", journal: str | os.PathLike[str] | None = 
     from ._notebook.show import show as show_execution
 
     if isinstance(execution, Execution):
-        return show_execution(execution.execution_id, execution.journal.path)
+        return show_execution(execution.execution_id, execution.journal)
     return show_execution(execution, journal)
 
 

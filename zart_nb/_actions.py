@@ -317,6 +317,7 @@ class RemoteExecution:
 
     @property
     def status(self) -> ExecutionStatus:
+        """The execution's status now, as the journal or its holding engine reports it."""
         record = self._record(0.0)
         if record is None:
             raise ExecutionNotFound(self.execution_id, self.path)
@@ -324,6 +325,7 @@ class RemoteExecution:
 
     @property
     def done(self) -> bool:
+        """True once the execution is no longer running or pending."""
         return self.status not in (ExecutionStatus.RUNNING, ExecutionStatus.PENDING)
 
     def result(self, timeout: float | None = None) -> Any:

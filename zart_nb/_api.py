@@ -46,6 +46,7 @@ class TaskRegistry:
         self._tasks[name] = workflow
 
     def get(self, name: str) -> WorkflowDef:
+        """The workflow registered as ``name``; a ``DefinitionError`` naming the registered ones if none is."""
         try:
             return self._tasks[name]
         except KeyError:
@@ -57,6 +58,7 @@ class TaskRegistry:
 
     @property
     def names(self) -> list[str]:
+        """The registered names, sorted."""
         return sorted(self._tasks)
 
 
@@ -152,18 +154,22 @@ class DurableScheduler:
 
     @property
     def workers(self) -> int | None:
+        """Worker processes of the local pool (None: one per core)."""
         return self.options.workers
 
     @property
     def executor(self) -> ExecutorSpec:
+        """Where steps run: None (the local pool), "inline", or a Dask client or address."""
         return self.options.executor
 
     @property
     def on_change(self) -> str:
+        """What a journaled step whose code or arguments changed does: "rerun" or "error"."""
         return self.options.on_change.value
 
     @property
     def display(self) -> bool | None:
+        """Whether runs show the progress widget in a notebook (None: when one is there)."""
         return self.options.display
 
     def start(self, execution_id: str, task_name: str, data: Any = None, *,
@@ -220,6 +226,8 @@ class DurableScheduler:
         return values.load(stored.output, self.journal.path) if stored.output is not None else None
 
     def status(self, execution_id: str) -> ExecutionStatus:
+        """Its status: as this process sees it while it runs here, else as journaled (``ExecutionNotFound``
+        if the journal has no such execution)."""
         execution = self._executions.get(execution_id)
         if execution is not None and execution.status != ExecutionStatus.PENDING:
             return execution.status

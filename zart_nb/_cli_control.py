@@ -68,7 +68,7 @@ def _print_trigger(execution: Execution) -> None:
     from ._cli_read import run_trigger
     from ._journal.reader import FileJournalReader
 
-    reader = FileJournalReader(execution.journal)
+    reader = FileJournalReader(execution.opened_journal())
     try:
         runs = [r for r in reader.list_runs(execution.execution_id) if r.run_number == execution.run_number]
     finally:

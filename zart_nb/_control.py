@@ -250,6 +250,7 @@ class ControlOutcome:
 
     @property
     def ok(self) -> bool:
+        """Whether it did what was asked (no ``error``)."""
         return self.error is None
 
     def __str__(self) -> str:
@@ -357,7 +358,7 @@ def start_monitor(journal: Journal, control: Control) -> Callable[[], None] | No
     from ._monitor.server import MonitorServer
 
     def live_ids() -> list[str]:
-        return [e.execution_id for e in runtime.live_executions() if e.journal is journal]
+        return [e.execution_id for e in runtime.live_executions() if e.opened_journal() is journal]
 
     @contextmanager
     def lend() -> Iterator[JournalReader | None]:
@@ -369,7 +370,7 @@ def start_monitor(journal: Journal, control: Control) -> Callable[[], None] | No
         found = []
         for execution in runtime.live_executions():
             run = execution.run
-            if execution.journal is journal and run is not None and not execution.done:
+            if execution.opened_journal() is journal and run is not None and not execution.done:
                 found += [StepEvent(execution.execution_id, key, status, name, attempt, worker=worker or None,
                                     started_at=started)
                           for key, name, attempt, status, worker, started in run.in_flight()]

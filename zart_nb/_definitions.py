@@ -463,6 +463,8 @@ class DurableExecution:
     max_recoveries: int | None = None
 
     def run(self, data: Any) -> Any:
+        """The workflow body: override it. Called with the execution's input; what it returns is the
+        execution's output. Steps it calls are journaled as in a ``@zart.workflow`` function."""
         raise NotImplementedError(f"{type(self).__name__} must implement run(self, data)")
 
 

@@ -622,7 +622,7 @@ def execute(execution: Execution, workflow: WorkflowDef, data: Any, options: Run
     ``execution`` must be the one ``claim`` registered for its id (or none may be registered).
     ``options``: checked (``RunOptions.make``); ``plan``: a control action's (restart, rerun, retry, fork,
     recover), else None."""
-    journal = execution.journal
+    journal = execution.opened_journal()
     execution_id = execution.execution_id
     runtime.enter(execution)
     # Worker processes take longer to start than the journal to open: start them meanwhile. An open
@@ -649,7 +649,7 @@ def execute(execution: Execution, workflow: WorkflowDef, data: Any, options: Run
 
 def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, options: RunOptions,
                   plan: RunPlan | None) -> None:
-    journal = execution.journal
+    journal = execution.opened_journal()
     execution_id = execution.execution_id
     on_change = options.on_change
     workflow_hash, input_hash = execution.fingerprint or fingerprint(workflow, data)
@@ -695,7 +695,7 @@ def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, option
 def _code_change(execution: Execution, workflow: WorkflowDef) -> str:
     """What changed in a completed execution's workflow code: the steps whose function's code hash is
     not the one journaled with their steps, else the workflow body or a helper."""
-    journaled = execution.journal.step_code_hashes(execution.execution_id)
+    journaled = execution.opened_journal().step_code_hashes(execution.execution_id)
     changed = sorted({step.name for step in referenced_steps(workflow.definition)
                       if step.name in journaled and ser.code_hash(step.fn) not in journaled[step.name]})
     if changed:
@@ -709,7 +709,7 @@ def _code_change(execution: Execution, workflow: WorkflowDef) -> str:
 def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, options: RunOptions,
               plan: RunPlan | None, input_blob: bytes, input_preview: str, input_hash: str, workflow_hash: str,
               store: tuple[str, int] | None = None) -> None:
-    journal = execution.journal
+    journal = execution.opened_journal()
     execution_id = execution.execution_id
     on_change, workers, executor = options.on_change, options.workers, options.executor
     # A cluster is reached before the run is journaled, so a wrong address costs no run record.
@@ -866,7 +866,7 @@ def _recover(execution: Execution, workflow: WorkflowDef, run: RunState, data: A
         error.add_note(f"zart: its on_failure handler failed too: {type(exc).__name__}: {_text(exc)}")
         return False
     run.cancel_pending()
-    journal = execution.journal
+    journal = execution.opened_journal()
     journal.finish_run(execution.execution_id, run.run_number, ExecutionStatus.COMPLETED, output_blob,
                        output_preview, executed=run.ran, reused=run.reused, ended_by=RunEnd.RECOVERED,
                        end_detail=f"recovered by on_failure from {type(error).__name__}: {_text(error)}")

@@ -49,6 +49,7 @@ class StepEvent(_StepFields):
                                    worker, delay, started_at, time.time() if at is None else at))
 
     def to_dict(self) -> dict[str, Any]:
+        """Its fields as JSON-ready values (statuses and reasons as their value), with ``kind``."""
         return {"kind": self.kind, "execution_id": self.execution_id, "step_key": self.step_key,
                 "status": self.status.value, "name": self.name, "attempt": self.attempt,
                 "reused": self.reused, "reason": None if self.reason is None else self.reason.value,
@@ -79,9 +80,11 @@ class ExecutionEvent(_ExecutionFields):
 
     @property
     def step_key(self) -> None:
+        """Always ``None``: lets a subscriber read ``event.step_key`` of either kind of event."""
         return None
 
     def to_dict(self) -> dict[str, Any]:
+        """Its fields as JSON-ready values (the status as its value), with ``kind``."""
         return {"kind": self.kind, "execution_id": self.execution_id, "status": self.status.value,
                 "workflow": self.workflow, "run_number": self.run_number, "journal": self.journal,
                 "error": self.error, "at": self.at}
@@ -115,6 +118,7 @@ class EventBus:
         return unsubscribe
 
     def publish(self, event: Event) -> None:
+        """Call every subscriber with ``event``, in this thread; a subscriber that raises is skipped."""
         for callback in self._subscribers:
             try:
                 callback(event)

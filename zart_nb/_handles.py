@@ -42,6 +42,7 @@ class StepHandle:
         return f"<StepHandle {self.key} {state}>"
 
     def wait_done(self, timeout: float | None = None) -> None:
+        """Block until the step is done (without raising its error); ``WaitTimeout`` after ``timeout`` s."""
         self._run.wait_for([self], timeout)
 
     def result(self, timeout: float | None = None) -> Any:
@@ -53,6 +54,7 @@ class StepHandle:
         return self.value()
 
     def exception(self) -> BaseException | None:
+        """Block until the step is done; its error (a ``StepError``), or ``None`` when it succeeded."""
         if not self.done:
             self.wait_done()
         return self._error
@@ -84,6 +86,9 @@ class StepHandle:
         return self._error
 
     def value(self) -> Any:
+        """The step's output once done, without waiting or raising its error (``None`` when it failed).
+        A reused step's journaled output is unpickled on the first call (``SerializationError`` if it cannot
+        be here)."""
         if not self._has_value:
             try:
                 self._value = ser.loads(self._blob) if self._blob is not None else None
@@ -101,7 +106,7 @@ class Execution:
 
     def __init__(self, execution_id: str, journal: Journal) -> None:
         self.execution_id = execution_id
-        self.journal = journal
+        self._journal = journal
         self._done = threading.Event()
         self._status = ExecutionStatus.PENDING
         self._output: Any = None
@@ -118,15 +123,28 @@ class Execution:
         return f"<Execution {self.execution_id!r} {self.status.value}>"
 
     @property
+    def journal(self) -> str:
+        """The path of the journal file it is recorded in (``zart.journal(execution.journal)`` reads it)."""
+        return str(self._journal.path)
+
+    def opened_journal(self) -> Journal:
+        """The engine's open journal it is recorded in. For zart_nb itself: read with ``zart.journal()``."""
+        return self._journal
+
+    @property
     def status(self) -> ExecutionStatus:
+        """Where it stands in this process: pending, running, then how it ended."""
         return self._status
 
     @property
     def done(self) -> bool:
+        """Whether it has ended here (completed, failed, cancelled or interrupted)."""
         return self._done.is_set()
 
     @property
     def run_number(self) -> int | None:
+        """The number of its run in this process (1 for the first, then one more per resume); ``None``
+        before the run starts or when the answer came from the journal."""
         return self._run.run_number if self._run else None
 
     def result(self, timeout: float | None = None) -> Any:
@@ -162,10 +180,12 @@ class Execution:
 
     @property
     def cancel_requested(self) -> bool:
+        """Whether ``cancel()`` or ``interrupt()`` was called (it may still be stopping)."""
         return self._cancel_requested
 
     @property
     def interrupt_requested(self) -> bool:
+        """Whether ``interrupt()`` was called (Ctrl-C, the notebook's stop button)."""
         return self._interrupt_requested
 
     def cancel(self, origin: str | None = None) -> None:
@@ -197,6 +217,7 @@ class Execution:
 
     @property
     def output_sinks(self) -> list[Callable[[str, int, str, str], None]]:
+        """The callbacks given to ``add_output_sink``, in order."""
         return self._output_sinks
 
     def wait_done(self, timeout: float | None = None) -> bool:

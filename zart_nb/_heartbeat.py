@@ -68,7 +68,8 @@ class Heartbeat:
             run = execution.run
             if run is None or execution.done:
                 continue
-            entry = by_journal.setdefault(id(execution.journal), (execution.journal, []))
+            journal = execution.opened_journal()
+            entry = by_journal.setdefault(id(journal), (journal, []))
             entry[1].append(run.beat())
         for journal, beats in by_journal.values():
             try:

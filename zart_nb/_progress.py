@@ -76,4 +76,5 @@ class RunProgress:
 
     @property
     def in_flight(self) -> int:
+        """Steps known to the run that have not finished (running, waiting, retrying)."""
         return self.total - self.finished

@@ -2,7 +2,7 @@
 
 Implementations return typed records and never unpickle: the journal file (``_journal.reader``), and
 the monitor client of a live engine. Pages are ``offset``/``limit``; lists come in a stable order.
-Executions sort by any of :data:`EXECUTION_SORT_KEYS` in the query (across all rows, not a page). Steps
+Executions sort by any of ``EXECUTION_SORT_KEYS`` in the query (across all rows, not a page). Steps
 also page by key (``after=``/``before=`` a step key, ``from_end=``): a page deep in a 1,000,000-row journal
 costs what the first one does, where ``offset`` reads every row before it.
 """
@@ -54,9 +54,10 @@ class JournalReader(ABC):
     def list_executions(self, status: ExecutionStatus | str | None = None, *, search: str | None = None,
                         limit: int = 200, offset: int = 0, sort: str = "created",
                         descending: bool = True) -> list[ExecutionRecord]:
-        """Executions with their step counts, newest first unless ``sort`` (one of
-        :data:`EXECUTION_SORT_KEYS`; ``descending=False`` for ascending) says otherwise: the query sorts
-        every row, then pages. ``search`` matches a part of the id or the workflow name (case-insensitive)."""
+        """Executions with their step counts, newest first unless ``sort`` (created, id,
+        workflow, status, done, total, run, started or duration; ``descending=False`` for ascending) says
+        otherwise: the query sorts every row, then pages. ``search`` matches a part of the id or the
+        workflow name (case-insensitive)."""
 
     @abstractmethod
     def execution_record(self, execution_id: str) -> ExecutionRecord | None:

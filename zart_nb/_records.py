@@ -76,6 +76,7 @@ class StepRecord:
 
     @property
     def duration(self) -> float | None:
+        """Seconds from its start to its end (``None`` until it has both)."""
         if self.started_at is None or self.finished_at is None:
             return None
         return (self.finished_at - self.started_at).total_seconds()

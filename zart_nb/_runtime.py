@@ -299,7 +299,7 @@ class Runtime:
 
     def enter(self, execution: Execution) -> None:
         """``execution`` starts running here; refused if another object of its id is live."""
-        key = (execution.journal.identity, execution.execution_id)
+        key = (execution.opened_journal().identity, execution.execution_id)
         with self._lock:
             current = self._live.get(key)
             if current is not None and current is not execution and not current.done:
@@ -309,7 +309,7 @@ class Runtime:
 
     def release(self, execution: Execution) -> None:
         """Forget a live execution (it finished, or was claimed and never ran)."""
-        key = (execution.journal.identity, execution.execution_id)
+        key = (execution.opened_journal().identity, execution.execution_id)
         with self._lock:
             if self._live.get(key) is execution:
                 del self._live[key]

@@ -19,6 +19,7 @@ class ExecutionStatus(enum.StrEnum):
 
     @property
     def finished(self) -> bool:
+        """Completed, failed or cancelled: a run will not change it (``interrupted`` resumes)."""
         return self in (ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED)
 
 

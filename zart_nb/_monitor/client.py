@@ -130,7 +130,7 @@ class MonitorClient(JournalReader):
 
     ``MonitorClient.connect(path)`` returns one when a live engine of another process serves the journal,
     else None (also, with a warning, when the endpoint file or the socket's folder could be someone
-    else's: see :func:`endpoint.read`). Calls raise :class:`MonitorError` when the engine goes away
+    else's: see ``endpoint.read``). Calls raise :class:`MonitorError` when the engine goes away
     (read the file then)."""
 
     def __init__(self, endpoint: Endpoint) -> None:
@@ -144,6 +144,8 @@ class MonitorClient(JournalReader):
 
     @classmethod
     def connect(cls, journal: str | os.PathLike[str]) -> MonitorClient | None:
+        """A client of the engine serving ``journal``, or ``None`` when no live engine of another process
+        serves it (or its endpoint file is refused, with a warning): then read the file."""
         try:
             endpoint = endpoint_file.find_live(journal)
         except MonitorError as exc:  # refused as a stale file is: the caller reads the journal file
@@ -165,10 +167,12 @@ class MonitorClient(JournalReader):
 
     @property
     def path(self) -> str:
+        """The journal file's path, as its engine names it."""
         return self.endpoint.journal
 
     @property
     def pid(self) -> int:
+        """The process id of the engine that holds the journal."""
         return self.endpoint.pid
 
     def request(self, kind: MessageType, **args: Any) -> Any:

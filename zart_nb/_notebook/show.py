@@ -199,7 +199,7 @@ def execution_html(execution: Execution) -> str:
     once its run is journaled (running, done, failed), else one line saying what it waits for. It
     never raises (a display error stops Run All) and never waits for the journal while the run is
     still opening it."""
-    journal = execution.journal
+    journal = execution.opened_journal()
     if not execution.done and not journal.is_open:
         return _brief(execution, "its run has not begun yet: the journal is being opened")
     try:
@@ -218,4 +218,4 @@ def _brief(execution: Execution, note: str) -> str:
     status = execution.status
     colour = STATUS_COLOURS.get(status, "#1565c0")
     return (f"<div><code>{_esc(execution.execution_id)}</code> · <b style='color:{colour}'>{status.value}</b> · "
-            f"{_esc(note)} · <span style='color:#666'>{_esc(execution.journal.path)}</span></div>")
+            f"{_esc(note)} · <span style='color:#666'>{_esc(execution.journal)}</span></div>")
