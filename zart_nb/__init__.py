@@ -26,7 +26,7 @@ if _typing.TYPE_CHECKING:
     from ._api import DurableScheduler, TaskRegistry, run, schedule, start, wait
     from ._context import Context, context
     from ._control import ControlOutcome, cancel, delete
-    from ._data import GcReport, gc, load, sql
+    from ._data import GcReport, gc, load, sql, stored
     from ._definitions import DurableExecution, NamedCall, Queue, RetryPolicy, Step, Workflow, step, workflow
     from ._errors import (
         Cancelled,
@@ -66,6 +66,7 @@ if _typing.TYPE_CHECKING:
     from ._records import AttemptRecord, DefinitionRecord, ExecutionRecord, RunRecord, StepRecord
     from ._runtime import shutdown_pool
     from ._status import ExecutionStatus, RunReason, StepStatus
+    from ._stored import StoredValue
 
 __version__ = "0.1.0"
 
@@ -74,7 +75,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "_api": ("DurableScheduler", "TaskRegistry", "run", "schedule", "start", "wait"),
     "_context": ("Context", "context"),
     "_control": ("ControlOutcome", "cancel", "delete"),
-    "_data": ("GcReport", "gc", "load", "sql"),
+    "_data": ("GcReport", "gc", "load", "sql", "stored"),
     "_definitions": ("DurableExecution", "NamedCall", "Queue", "RetryPolicy", "Step", "Workflow", "step",
                      "workflow"),
     "_errors": ("Cancelled", "ConfigurationError", "DeadlineExceeded", "DefinitionError", "DefinitionNotFound",
@@ -91,6 +92,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "_records": ("AttemptRecord", "DefinitionRecord", "ExecutionRecord", "RunRecord", "StepRecord"),
     "_runtime": ("shutdown_pool",),
     "_status": ("ExecutionStatus", "RunReason", "StepStatus"),
+    "_stored": ("StoredValue",),
 }
 # What code running inside a step may touch without loading the engine (zart.context(), errors, a
 # module of steps imported by reference). Any other name loads every module but those on demand.
@@ -238,6 +240,8 @@ __all__ = [
     "StepRecord",
     "StepStatus",
     "StepTimeout",
+    "stored",
+    "StoredValue",
     "TaskError",
     "TaskRegistry",
     "ValueLost",
