@@ -58,3 +58,17 @@ def fetch(n: int) -> pd.DataFrame:
 def tables_for_sql(n: int) -> int:
     frames = zart.wait([zart.schedule(fetch, n), zart.schedule(load, n, "")])
     return sum(len(f) for f in frames)
+
+
+@zart.step("grid")
+def grid(n: int) -> object:
+    import numpy as np
+
+    return np.zeros((n, 4), dtype="float32")
+
+
+@zart.workflow("table-and-array")
+def table_and_array(n: int) -> int:
+    """A table (Parquet) and an array (a value file when above the threshold)."""
+    frames = zart.wait([zart.schedule(fetch, n), zart.schedule(grid, n)])
+    return len(frames[0]) + len(frames[1])

@@ -61,6 +61,26 @@ def _store_files(folder: Path) -> Iterator[tuple[Path, list[tuple[str, os.DirEnt
             yield directory, files(directory, f"{values.TABLES}/{entry.name}/", (tables.SUFFIX, ".tmp"))
 
 
+def usage(journal_path: str | os.PathLike[str]) -> tuple[int, int]:
+    """``(files, bytes)`` of the value store of a journal (``zart stats``): its files as found on disk,
+    none opened; ``(0, 0)`` without a store."""
+    folder = values.folder_for(journal_path)
+    count = total = 0
+    pending = [folder]
+    while pending:
+        try:
+            entries = list(os.scandir(pending.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(Path(entry.path))
+            elif entry.is_file(follow_symlinks=False):
+                count += 1
+                total += entry.stat(follow_symlinks=False).st_size
+    return count, total
+
+
 def collect(journal_path: str | os.PathLike[str], referenced: set[str], *, min_age: float = values.MIN_AGE,
             dry_run: bool = False) -> GcReport:
     """Remove the store's files no journal row points to, except those younger than ``min_age``."""

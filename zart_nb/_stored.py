@@ -52,12 +52,30 @@ class StoredValue:
 
         return size_text(self.size)
 
+    def peek(self, journal: str | os.PathLike[str], rows: int = HEAD_ROWS) -> StoredValue:
+        """This record with its table's schema, row count and first ``rows`` rows, read from its Parquet
+        file in the store of ``journal`` (the journal file's path); nothing is unpickled. A value that is
+        not a table comes back as it is; a missing or damaged file, with ``note`` saying so."""
+        return peek(self, journal, rows)
+
     def summary(self) -> str:
         """One line: ``pandas.DataFrame, 1.2 MB Parquet, 5,000,000 rows x 5 columns``."""
         if not self.is_table:
             return f"{self.kind}, {self.size_text} ({self.file})"
         shape = f", {self.rows:,} rows x {len(self.columns)} columns" if self.rows is not None else ""
         return f"{self.kind}, {self.size_text} Parquet{shape}" + (f" ({self.note})" if self.note else "")
+
+    def describe(self, preview: str | None = None) -> list[str]:
+        """Text lines: the summary, then a table's schema and first rows (after :meth:`peek`), or an
+        array's dtype and shape (its step's output ``preview``)."""
+        return lines(self, preview)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready object of the fields (``zart show --json``)."""
+        return {"execution_id": self.execution_id, "step_key": self.step_key, "file": self.file, "size": self.size,
+                "kind": self.kind, "table": self.is_table, "rows": self.rows,
+                "columns": [list(column) for column in self.columns], "head": [list(row) for row in self.head],
+                "note": self.note}
 
 
 def from_blob(execution_id: str, step_key: str, blob: bytes) -> StoredValue | None:
@@ -75,6 +93,30 @@ def ref_of(stored: StoredValue) -> Any:
     from . import _values as values
 
     return values.Ref(stored.file, stored.size, stored.kind, stored.check)
+
+
+def read(reader: Any, execution_id: str | None = None, step_key: str | None = None, *,
+         tables_only: bool = False) -> list[StoredValue]:
+    """``reader.stored_values(...)``, or ``[]`` from a reader that cannot list them (an engine of an
+    older zart_nb answering through its monitor): the surfaces then show the previews alone."""
+    from ._errors import MonitorError
+
+    try:
+        found: list[StoredValue] = reader.stored_values(execution_id, step_key, tables_only=tables_only)
+    except (NotImplementedError, MonitorError):
+        return []
+    return found
+
+
+def lines(stored: StoredValue, preview: str | None = None) -> list[str]:
+    """A stored value as text lines (``zart show``, zart-tui): its summary, then a table's schema and
+    first rows, or an array's dtype and shape (its step's ``preview``)."""
+    out = [stored.summary()]
+    if stored.is_table and stored.columns:
+        out += head_lines(stored)
+    elif preview:
+        out.append(preview)
+    return out
 
 
 def _cell(value: Any) -> str:
