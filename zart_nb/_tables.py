@@ -80,12 +80,52 @@ def read(fd: int, size: int, kind: str) -> Any:
     else:
         table = pq.read_table(pa.BufferReader(pa.py_buffer(mmap.mmap(fd, size, access=mmap.ACCESS_READ))))
     if kind == "pandas.DataFrame":  # column by column, freeing each (a peak of one frame, not two)
-        return table.to_pandas(split_blocks=True, self_destruct=True)
+        return shielded(table.to_pandas(split_blocks=True, self_destruct=True))
     if kind == "polars.DataFrame":
         import polars as pl
 
         return pl.from_arrow(table)
     return table
+
+
+def shielded(frame: Any) -> Any:
+    """A pandas frame the body can write to as to any other, though its columns are Arrow's read-only
+    memory (zero-copy): a shallow copy sharing them with ``frame``, which it keeps alive. pandas'
+    copy-on-write then copies a column on its first write (a new array, which ``_byref`` sees) instead
+    of raising "assignment destination is read-only"; a write through a column's own numpy array
+    (``df["x"].to_numpy()[0] = 1``) still raises: a stored table never changes unseen."""
+    view = frame.copy(deep=False)
+    object.__setattr__(view, "_zart_origin", frame)  # not a column: pandas' own setattr would warn
+    return view
+
+
+def _read_only(value: Any) -> bool:
+    return kind_of(value) == "pandas.DataFrame" and any(
+        not getattr(getattr(block.values, "flags", None), "writeable", True) for block in value._mgr.blocks)
+
+
+def writable(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """A step's arguments with each pandas frame whose columns arrived read-only (a loaded table sent by
+    value: numpy's pickle keeps the flag) :func:`shielded`, so the step writes to it as to any frame."""
+    if not any(type(a).__name__ == "DataFrame" for a in args) and \
+            not any(type(a).__name__ == "DataFrame" for a in kwargs.values()):
+        return args, kwargs  # the worker's hot path: one type name test per argument
+    return (tuple(shielded(a) if _read_only(a) else a for a in args),
+            {k: shielded(a) if _read_only(a) else a for k, a in kwargs.items()})
+
+
+def layout(value: Any) -> tuple[Any, ...] | None:
+    """What changes whenever a loaded table does (``_byref``'s check that it is still its file): a pandas
+    frame's manager, axes and column arrays (a write copies a column: see :func:`shielded`); a pyarrow
+    Table is immutable. ``None`` for a kind this cannot tell (polars: it travels by value)."""
+    kind = kind_of(value)
+    if kind == "pandas.DataFrame":
+        manager = value._mgr
+        return (id(manager), tuple(id(axis) for axis in manager.axes),
+                tuple(id(block.values) for block in manager.blocks))
+    if kind == "pyarrow.Table":
+        return ()
+    return None
 
 
 def _schema(value: Any, kind: str, table: Any) -> str:

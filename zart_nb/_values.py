@@ -351,7 +351,7 @@ def load_with_origin(blob: bytes, journal_path: str | os.PathLike[str]) -> Loade
     if ref.name.endswith(tables.SUFFIX):
         fd, path = open_table(folder, ref)
         try:
-            return Loaded(tables.read(fd, ref.size, _table_kind(ref)))
+            return Loaded(tables.read(fd, ref.size, _table_kind(ref)), folder, ref, ref.size)
         except Exception as exc:
             raise ValueLost(f"the stored table {path} cannot be read: {type(exc).__name__}: {exc}") from exc
         finally:

@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .._serialization import cap_text
+from .._tables import writable as _writable
 from . import capture, fdcapture
 from .base import (
     FUNCTION_MISSING,
@@ -105,7 +106,7 @@ class Runner:
                 if len(self._functions) >= FN_CACHE_SIZE:
                     self._functions.pop(next(iter(self._functions)))
                 self._functions[fn_id] = fn
-            args, kwargs = ser.loads(args_blob)
+            args, kwargs = _writable(*ser.loads(args_blob))  # a frame sent read-only made writable
             live = self._live
             captured, capture_token = capture.begin(
                 None if live is None else lambda stream, text: live(task_id, stream, text))
