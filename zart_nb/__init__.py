@@ -60,6 +60,7 @@ if _typing.TYPE_CHECKING:
     )
     from ._events import Event, EventBus, ExecutionEvent, StepEvent, events
     from ._handles import Execution, StepHandle
+    from ._maintenance import CompactReport, ScrubReport, compact, scrub
     from ._monitor.client import MonitorClient
     from ._progress import FailedStep, QueueBacklog, RunEnd, RunningStep, RunProgress
     from ._reader import JournalReader
@@ -86,6 +87,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
                 "WorkerCrashed", "ZartError"),
     "_events": ("Event", "EventBus", "ExecutionEvent", "StepEvent", "events"),
     "_handles": ("Execution", "StepHandle"),
+    "_maintenance": ("CompactReport", "ScrubReport", "compact", "scrub"),
     "_monitor.client": ("MonitorClient",),
     "_progress": ("FailedStep", "QueueBacklog", "RunEnd", "RunningStep", "RunProgress"),
     "_reader": ("JournalReader",),
@@ -177,6 +179,8 @@ __all__ = [
     "AttemptRecord",
     "cancel",
     "Cancelled",
+    "compact",
+    "CompactReport",
     "ConfigurationError",
     "context",
     "Context",
@@ -225,6 +229,8 @@ __all__ = [
     "RunReason",
     "RunRecord",
     "schedule",
+    "scrub",
+    "ScrubReport",
     "SerializationError",
     "show",
     "shutdown_pool",

@@ -34,7 +34,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .._serialization import cap_text
-from .._tables import writable as _writable
 from . import capture, fdcapture
 from .base import (
     FUNCTION_MISSING,
@@ -82,10 +81,11 @@ class Runner:
     executors that run tasks inside other processes (a Dask worker)."""
 
     def __init__(self, live: Callable[[int, str, str], None] | None = None) -> None:
-        from .. import _context, _serialization
+        from .. import _context, _serialization, _tables
 
         self._context = _context
         self._ser = _serialization
+        self._writable = _tables.writable  # frames sent read-only (a loaded table, by value) made writable
         self._functions: dict[str, Callable[..., Any]] = {}
         self._blobs: dict[str, bytes] = {}  # functions that came with a revoked task, not loaded
         self._live = live  # (task id, stream, complete lines) as the step prints them
@@ -106,7 +106,7 @@ class Runner:
                 if len(self._functions) >= FN_CACHE_SIZE:
                     self._functions.pop(next(iter(self._functions)))
                 self._functions[fn_id] = fn
-            args, kwargs = _writable(*ser.loads(args_blob))  # a frame sent read-only made writable
+            args, kwargs = self._writable(*ser.loads(args_blob))
             live = self._live
             captured, capture_token = capture.begin(
                 None if live is None else lambda stream, text: live(task_id, stream, text))
