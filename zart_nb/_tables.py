@@ -125,9 +125,12 @@ def _read_only(value: Any) -> bool:
 def writable(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """A step's arguments with each pandas frame whose columns arrived read-only (a loaded table sent by
     value: numpy's pickle keeps the flag) :func:`shielded`, so the step writes to it as to any frame."""
-    if not any(type(a).__name__ == "DataFrame" for a in args) and \
-            not any(type(a).__name__ == "DataFrame" for a in kwargs.values()):
-        return args, kwargs  # the worker's hot path: one type name test per argument
+    for value in args:  # the worker's hot path: one type name test per argument, no generator
+        if type(value).__name__ == "DataFrame":
+            break
+    else:
+        if not kwargs or all(type(value).__name__ != "DataFrame" for value in kwargs.values()):
+            return args, kwargs
     return (tuple(shielded(a) if _read_only(a) else a for a in args),
             {k: shielded(a) if _read_only(a) else a for k, a in kwargs.items()})
 
