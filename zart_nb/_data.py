@@ -1,5 +1,7 @@
-"""The value store's public door: ``zart.load`` (a stored value outside a workflow) and ``zart.gc``
-(the store's files no journal row points to)."""
+"""The value store's public door: ``zart.load`` (a stored value outside a workflow), ``zart.gc`` (the
+store's files no journal row points to), ``zart.stored`` (what is stored, a table's schema and first rows)
+and ``zart.sql`` (SQL over the stored tables). The last two read the journal's list through the engine
+holding it when another process's does, never waiting for its lock; nothing here but ``load`` unpickles."""
 from __future__ import annotations
 
 import logging
