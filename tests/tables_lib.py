@@ -58,3 +58,49 @@ def fetch(n: int) -> pd.DataFrame:
 def tables_for_sql(n: int) -> int:
     frames = zart.wait([zart.schedule(fetch, n), zart.schedule(load, n, "")])
     return sum(len(f) for f in frames)
+
+
+@zart.step("grid")
+def grid(n: int) -> object:
+    import numpy as np
+
+    return np.zeros((n, 4), dtype="float32")
+
+
+@zart.workflow("table-and-array")
+def table_and_array(n: int) -> int:
+    """A table (Parquet) and an array (a value file when above the threshold)."""
+    frames = zart.wait([zart.schedule(fetch, n), zart.schedule(grid, n)])
+    return len(frames[0]) + len(frames[1])
+
+
+@zart.step("x-total")
+def x_total(df: pd.DataFrame, i: int, counter_dir: str) -> float:
+    _count(counter_dir, "x-total")
+    df.iloc[0, 0] = -1000.0  # the worker's own copy (copy-on-write): neither the file nor the driver's frame
+    return float(df["x"].iloc[1:].sum()) + i
+
+
+@zart.workflow("frame-to-ten")
+def frame_to_ten(params: dict) -> list:
+    """A frame step whose output goes to ten later steps (changed by the body first with
+    ``params["change"]``: a pandas statement run on it); fails while ``params["flag"]`` exists."""
+    d = params["counter_dir"]
+    df = zart.wait([zart.schedule(load, params["n"], d)])[0]
+    if params.get("change"):
+        exec(params["change"], {"pd": pd}, {"df": df})
+    totals = zart.wait([zart.schedule(x_total, df, i, d) for i in range(10)])
+    if os.path.exists(params["flag"]):
+        raise RuntimeError("failing after the totals")
+    return [*totals, float(df["x"].iloc[0])]
+
+
+@zart.step("arrow-rows")
+def arrow_rows(table: pa.Table) -> int:
+    return table.num_rows
+
+
+@zart.workflow("arrow-to-three")
+def arrow_to_three(counter_dir: str) -> list:
+    table = zart.wait([zart.schedule(arrow, counter_dir)])[0]
+    return zart.wait([zart.schedule(arrow_rows, table) for _ in range(3)])

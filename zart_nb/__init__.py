@@ -28,7 +28,7 @@ if _typing.TYPE_CHECKING:
     from ._context import Context, context
     from ._control import ControlOutcome, cancel, delete
     from ._control_api import fork, recover, rerun_steps, restart, resume, retry_step
-    from ._data import GcReport, gc, load, sql
+    from ._data import GcReport, gc, load, sql, stored
     from ._definitions import DurableExecution, NamedCall, Queue, RetryPolicy, Step, Workflow, step, workflow
     from ._errors import (
         Cancelled,
@@ -64,6 +64,7 @@ if _typing.TYPE_CHECKING:
     )
     from ._events import Event, EventBus, ExecutionEvent, StepEvent, events
     from ._handles import Execution, StepHandle
+    from ._maintenance import CompactReport, ScrubReport, compact, scrub
     from ._monitor.client import MonitorClient
     from ._options import OnChange, RunOptions
     from ._progress import FailedStep, QueueBacklog, RunEnd, RunningStep, RunProgress
@@ -79,6 +80,7 @@ if _typing.TYPE_CHECKING:
         schedules,
     )
     from ._status import ExecutionStatus, RunReason, RunTrigger, StepStatus
+    from ._stored import StoredValue
 
 __version__ = "0.1.0"
 
@@ -89,7 +91,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "_context": ("Context", "context"),
     "_control": ("ControlOutcome", "cancel", "delete"),
     "_control_api": ("fork", "recover", "restart", "rerun_steps", "resume", "retry_step"),
-    "_data": ("GcReport", "gc", "load", "sql"),
+    "_data": ("GcReport", "gc", "load", "sql", "stored"),
     "_definitions": ("DurableExecution", "NamedCall", "Queue", "RetryPolicy", "Step", "Workflow", "step",
                      "workflow"),
     "_errors": ("Cancelled", "ConfigurationError", "DeadlineExceeded", "DefinitionError", "DefinitionNotFound",
@@ -100,6 +102,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
                 "WaitTimeout", "WorkerCrashed", "ZartError"),
     "_events": ("Event", "EventBus", "ExecutionEvent", "StepEvent", "events"),
     "_handles": ("Execution", "StepHandle"),
+    "_maintenance": ("CompactReport", "ScrubReport", "compact", "scrub"),
     "_monitor.client": ("MonitorClient",),
     "_progress": ("FailedStep", "QueueBacklog", "RunEnd", "RunningStep", "RunProgress"),
     "_reader": ("JournalReader",),
@@ -109,6 +112,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "_serve.recurring": ("Schedule", "pause_schedule", "recurring", "remove_schedule", "resume_schedule",
                          "schedules"),
     "_status": ("ExecutionStatus", "RunReason", "RunTrigger", "StepStatus"),
+    "_stored": ("StoredValue",),
 }
 # What code running inside a step may touch without loading the engine (zart.context(), errors, a
 # module of steps imported by reference). Any other name loads every module but those on demand.
@@ -193,6 +197,8 @@ __all__ = [
     "AttemptRecord",
     "cancel",
     "Cancelled",
+    "compact",
+    "CompactReport",
     "ConfigurationError",
     "Context",
     "context",
@@ -237,14 +243,14 @@ __all__ = [
     "QueueBacklog",
     "recover",
     "RecoveriesExhausted",
+    "recurring",
     "RemoteExecution",
+    "remove_schedule",
     "rerun_steps",
     "restart",
     "resume",
-    "retry_step",
-    "recurring",
-    "remove_schedule",
     "resume_schedule",
+    "retry_step",
     "RetryPolicy",
     "run",
     "RunEnd",
@@ -258,6 +264,8 @@ __all__ = [
     "Schedule",
     "ScheduleNotFound",
     "schedules",
+    "scrub",
+    "ScrubReport",
     "SerializationError",
     "show",
     "shutdown_pool",
@@ -274,6 +282,8 @@ __all__ = [
     "StepRecord",
     "StepStatus",
     "StepTimeout",
+    "stored",
+    "StoredValue",
     "TaskError",
     "TaskRegistry",
     "ValueLost",

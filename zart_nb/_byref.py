@@ -1,14 +1,18 @@
-"""By reference: a stored array passed to another step travels as its reference.
+"""By reference: a stored array or table passed to another step travels as its reference.
 
 A step's output loaded from the value store (``_values``) and passed, unchanged, as another step's
-argument travels as a ``StoredArg``: the worker maps the file itself as it unpickles the task's
-arguments, and the argument hashes as a ``StoredKey`` (the file's name: one per record that produced
-it), so a 200 MB argument is neither pickled, sent, journaled nor hashed again.
+argument travels as a ``StoredArg``: the worker loads the file itself (maps an array, reads a Parquet
+table) as it unpickles the task's arguments, and the argument hashes as a ``StoredKey`` (its file's name,
+and for a table its size and check: one per record that produced it), so a 200 MB argument is neither
+pickled, sent, journaled nor hashed again, and a DataFrame passed to 10 steps is stored once.
 
-"Unchanged" is checked, not assumed: the array is still its file's mapping with the same shape, dtype,
+"Unchanged" is checked, not assumed. An array is still its file's mapping with the same shape, dtype,
 strides and address, and no page of that mapping was written (Linux counts a written copy-on-write page
 as ``Anonymous`` in /proc/self/smaps; one scan costs ~2.5 ms in a driver with numpy and DuckDB loaded,
-255 mappings, measured). Anything else (another kind of value, an
+255 mappings, measured). A pandas frame still has the manager, axes and column arrays it was loaded with:
+its columns are Arrow's read-only memory shared with a hidden origin (``_tables.shielded``), so pandas
+copies a column on its first write (a new array: seen here) and a write through a column's own numpy
+array raises. A pyarrow Table is immutable. Anything else (another kind of value, a polars frame, an
 array written to or reshaped in place, a system without /proc) travels by value, as before.
 """
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import _tables as tables
 from . import _values as values
 
 _SMAPS = "/proc/self/smaps"
@@ -35,15 +40,30 @@ class Mapped:
     layout: tuple[Any, ...]  # (shape, dtype, strides, data address) as loaded
 
 
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A loaded table (a pandas frame, a pyarrow Table) and its file (``ref`` in ``folder``)."""
+
+    folder: str
+    ref: values.Ref
+    layout: tuple[Any, ...]  # tables.layout() as loaded
+
+
+Tracked = Mapped | Held
+
+
 def _array_layout(value: Any) -> tuple[Any, ...]:
     return value.shape, value.dtype, value.strides, value.__array_interface__["data"][0]
 
 
-def load_tracked(blob: bytes, journal_path: str | os.PathLike[str]) -> tuple[Any, Mapped | None]:
-    """A journaled value (as ``_values.load``), with its mapping when it may travel by reference: a
-    numpy array that is its file's one buffer."""
+def load_tracked(blob: bytes, journal_path: str | os.PathLike[str]) -> tuple[Any, Tracked | None]:
+    """A journaled value (as ``_values.load``), with its origin when it may travel by reference: a
+    numpy array that is its file's one buffer, a pandas frame or pyarrow Table read from Parquet."""
     loaded = values.load_with_origin(blob, journal_path)
     value = loaded.value
+    if loaded.ref is not None and loaded.ref.name.endswith(tables.SUFFIX):
+        layout = tables.layout(value)
+        return value, None if layout is None else Held(str(loaded.folder), loaded.ref, layout)
     kind = type(value)
     if loaded.ref is None or kind.__name__ != "ndarray" or kind.__module__ != "numpy" or len(loaded.buffers) != 1:
         return value, None
@@ -73,9 +93,11 @@ def _written(mapped: Mapped) -> bool:
     return not found
 
 
-def unchanged(value: Any, mapped: Mapped) -> bool:
+def unchanged(value: Any, mapped: Tracked) -> bool:
     """``value`` is still exactly its stored file's content."""
     try:
+        if isinstance(mapped, Held):
+            return tables.layout(value) == mapped.layout
         return _array_layout(value) == mapped.layout and not _written(mapped)
     except (OSError, ValueError, AttributeError):
         return False
@@ -83,7 +105,8 @@ def unchanged(value: Any, mapped: Mapped) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class StoredKey:
-    """What a by-reference argument hashes as: the name of its file (one per record that produced it)."""
+    """What a by-reference argument hashes as: the name of its file (one per record that produced it;
+    a table's file is rewritten in place by a new record of its step, so its size and check follow)."""
 
     name: str
 
@@ -108,7 +131,12 @@ def load_argument(folder: str, blob: bytes) -> Any:
     return values.load(blob, path.with_name(path.name.removesuffix(".values")))
 
 
-def replace(args: tuple[Any, ...], kwargs: dict[str, Any], found: dict[int, tuple[Any, Mapped]]) -> \
+def key_of(ref: values.Ref) -> StoredKey:
+    """What an argument loaded from ``ref`` hashes as."""
+    return StoredKey(f"{ref.name}\t{ref.size}\t{ref.check}" if ref.check else ref.name)
+
+
+def replace(args: tuple[Any, ...], kwargs: dict[str, Any], found: dict[int, tuple[Any, Tracked]]) -> \
         tuple[tuple[Any, ...], dict[str, Any], tuple[Any, ...], dict[str, Any]] | None:
     """``(args, kwargs)`` to send, then to hash, with each array of ``found`` (by id: a weak reference
     and its mapping) passed unchanged replaced by a ``StoredArg`` and a ``StoredKey``; ``None`` when
@@ -127,6 +155,6 @@ def replace(args: tuple[Any, ...], kwargs: dict[str, Any], found: dict[int, tupl
             if not unchanged(value, mapped):
                 continue  # written to since it was loaded: it travels by value
             items[index] = StoredArg(mapped.folder, values.encode_ref(mapped.ref))
-            hashes[index] = StoredKey(mapped.ref.name)
+            hashes[index] = key_of(mapped.ref)
             replaced = True
     return (tuple(sent), sent_kw, tuple(hashed), hashed_kw) if replaced else None

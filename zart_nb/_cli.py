@@ -79,7 +79,28 @@ def cmd_gc(args: argparse.Namespace) -> int:
         print(safe(str(report)))
         for name in report.removed:
             print(f"  {'would remove' if args.dry_run else 'removed'} {safe(name)}")
-    return 0
+    return _verify_and_compact(args, [path for path in journals.paths if path.exists()])
+
+
+def _verify_and_compact(args: argparse.Namespace, paths: list[Path]) -> int:
+    """``zart gc --verify`` (exit 1 when a stored file is damaged) and ``--compact``."""
+    from . import _values as values
+    from ._maintenance import compact, scrub
+
+    code = 0
+    for path in paths:
+        if args.verify:
+            scrubbed = scrub(path)
+            print(safe(str(scrubbed)))
+            for name, why in scrubbed.damaged:
+                print(f"  damaged {safe(name)}: {safe(why)}")
+            code = code or (ERROR_EXIT if scrubbed.damaged else 0)
+        if args.compact:
+            if args.dry_run:
+                print(f"{safe(path)}: would compact it ({values.size_text(path.stat().st_size)} now)")
+            else:
+                print(safe(str(compact(path))))
+    return code
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
@@ -178,6 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     gc.add_argument("--min-age", type=float, default=3600.0, metavar="SECONDS",
                     help="keep unreferenced files younger than this: they may be being written (default: 3600)")
+    gc.add_argument("--verify", action="store_true",
+                    help="read every stored value whole and check it (exit 1 when one is damaged); none is removed")
+    gc.add_argument("--compact", action="store_true",
+                    help="rewrite the journal file with only its live data (DuckDB's VACUUM does not shrink it)")
     gc.set_defaults(func=cmd_gc)
 
     query = sub.add_parser("sql", parents=[common, as_json],

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import _discovery as discovery
+from . import _values as values
 from ._cli_format import (
     STATUS_EXIT,
     USAGE_EXIT,
@@ -37,6 +38,9 @@ from ._progress import QueueBacklog, RunEnd, RunProgress
 from ._reader import JournalReader
 from ._records import AttemptRecord, ExecutionRecord, RunRecord, StepRecord
 from ._status import ExecutionStatus
+from ._stored import StoredValue
+from ._stored import lines as stored_lines
+from ._stored import read as read_stored
 
 if TYPE_CHECKING:
     from ._monitor.client import MonitorClient
@@ -150,21 +154,34 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if not journals.folder and listed[0].error is not None:
         raise ZartError(listed[0].error)
     summed = {status: sum(one.counts.get(status, 0) for one in listed) for status in ExecutionStatus}
+    from ._data import usage  # the value store's files, as found on disk (none opened)
+
+    stores = {one.path: usage(one.path) for one in listed}
     if args.json:
-        write(dumps({"where": journals.where, "journals": [one.to_json() for one in listed],
-                     "stats": {s: n for s, n in summed.items() if n}, "total": sum(summed.values())}))
+        write(dumps({"where": journals.where,
+                     "journals": [{**one.to_json(), "store": {"path": str(values.folder_for(one.path.resolve())),
+                                                              "files": stores[one.path][0],
+                                                              "bytes": stores[one.path][1]}} for one in listed],
+                     "stats": {s: n for s, n in summed.items() if n}, "total": sum(summed.values()),
+                     "store_bytes": sum(size for _, size in stores.values())}))
         return 0
     _report_unread(listed, "not counted")
     statuses = list(ExecutionStatus)
-    rows = [[one.path.stem, *(one.counts.get(s, 0) for s in statuses), sum(one.counts.values())]
-            for one in listed if one.error is None]
+    rows = [[one.path.stem, *(one.counts.get(s, 0) for s in statuses), sum(one.counts.values()),
+             _store_text(*stores[one.path])] for one in listed if one.error is None]
     if len(rows) > 1:
-        rows.append(["all", *(summed[s] for s in statuses), sum(summed.values())])
+        rows.append(["all", *(summed[s] for s in statuses), sum(summed.values()),
+                     _store_text(sum(n for n, _ in stores.values()), sum(size for _, size in stores.values()))])
     if not rows:
         print(f"no journals in {safe(journals.where)}")
         return 0
-    print(table(["JOURNAL", *(s.value.upper() for s in statuses), "TOTAL"], rows))
+    print(table(["JOURNAL", *(s.value.upper() for s in statuses), "TOTAL", "STORE"], rows))
     return 0
+
+
+def _store_text(files: int, size: int) -> str:
+    """``57.0 MB (3 files)``: a value store's size (``-`` for none)."""
+    return f"{values.size_text(size)} ({files} file{'s' if files != 1 else ''})" if files else "-"
 
 
 # --- one execution -----------------------------------------------------------------------------------
@@ -229,6 +246,7 @@ class _Page:
     attempts: list[AttemptRecord]
     more: bool
     progress: RunProgress | None = None
+    stored: list[StoredValue] = field(default_factory=list)
 
 
 FOLLOW_POLL = 0.25
@@ -282,17 +300,20 @@ def cmd_show(args: argparse.Namespace) -> int:
         steps = reader.list_steps(args.execution_id, offset=offset, limit=limit + 1)
         keys = {s.step_key for s in steps[:limit]}
         attempts = [a for a in reader.list_attempts(args.execution_id) if a.step_key in keys]
+        stored = [s for s in read_stored(reader, args.execution_id) if s.step_key in keys]
         return _Page(record, reader.list_runs(args.execution_id), steps[:limit], attempts, len(steps) > limit,
-                     reader.progress(args.execution_id))
+                     reader.progress(args.execution_id), stored)
 
     found = _read_one(args, read)
     page = found.value
+    page.stored = [s.peek(found.path) for s in page.stored]  # a table's schema and first rows, from its file
     record = page.record
     left = _left(record, offset, len(page.steps), page.more)
     if args.json:
         write(dumps({"journal": str(found.path.resolve()), "read": found.via, "execution": record,
                      "runs": page.runs, "offset": offset, "limit": limit, "steps": page.steps,
-                     "more": left if page.more else 0, "attempts": page.attempts, "progress": page.progress}))
+                     "more": left if page.more else 0, "attempts": page.attempts, "progress": page.progress,
+                     "stored": [s.to_json() for s in page.stored]}))
         return STATUS_EXIT[record.status]
     _print_head(record, page.runs, found)
     first = offset + 1
@@ -304,6 +325,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         more = f"{left} more" if isinstance(left, int) else "more steps follow"
         print(f"... {more}: `zart show {safe(args.execution_id)} --offset {nxt}` for the next {limit}, "
               "--limit N for another page size, --all for every step")
+    _print_stored(page.stored, page.steps)
     progress = page.progress
     if progress is not None and (progress.running_steps or progress.queued):
         print()
@@ -319,6 +341,21 @@ def cmd_show(args: argparse.Namespace) -> int:
                         [(q.name, q.waiting, q.active, _queue_limit(q)) for q in progress.queues]))
     _print_tail(args, record, page.steps, page.attempts)
     return STATUS_EXIT[record.status]
+
+
+def _print_stored(stored: list[StoredValue], steps: list[StepRecord]) -> None:
+    """The page's steps whose output is in the value store: kind, size, a table's schema and first rows
+    (read from its Parquet file), an array's dtype and shape."""
+    if not stored:
+        return
+    previews = {s.step_key: s.output_preview for s in steps}
+    print()
+    print(f"Stored values ({len(stored)})")
+    for value in stored:
+        first, *rest = stored_lines(value, previews.get(value.step_key))
+        print(f"  {safe(value.step_key)}: {safe(first)}")
+        for line in rest:
+            print(f"    {safe(line)}")
 
 
 def _queue_limit(queue: QueueBacklog) -> str:

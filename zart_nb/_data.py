@@ -1,5 +1,7 @@
-"""The value store's public door: ``zart.load`` (a stored value outside a workflow) and ``zart.gc``
-(the store's files no journal row points to)."""
+"""The value store's public door: ``zart.load`` (a stored value outside a workflow), ``zart.gc`` (the
+store's files no journal row points to), ``zart.stored`` (what is stored, a table's schema and first rows)
+and ``zart.sql`` (SQL over the stored tables). The last two read the journal's list through the engine
+holding it when another process's does, never waiting for its lock; nothing here but ``load`` unpickles."""
 from __future__ import annotations
 
 import logging
@@ -13,8 +15,10 @@ from typing import Any
 from . import _tables as tables
 from . import _values as values
 from ._errors import ConfigurationError, ExecutionNotFound, JournalError, JournalLocked, ValueLost
+from ._reader import JournalReader
 from ._runtime import runtime
 from ._status import StepStatus
+from ._stored import HEAD_ROWS, StoredValue, peek, ref_of
 
 log = logging.getLogger("zart_nb")
 
@@ -57,6 +61,26 @@ def _store_files(folder: Path) -> Iterator[tuple[Path, list[tuple[str, os.DirEnt
             directory = tables_dir / entry.name
             values.check_folder(directory)
             yield directory, files(directory, f"{values.TABLES}/{entry.name}/", (tables.SUFFIX, ".tmp"))
+
+
+def usage(journal_path: str | os.PathLike[str]) -> tuple[int, int]:
+    """``(files, bytes)`` of the value store of a journal (``zart stats``): its files as found on disk,
+    none opened; ``(0, 0)`` without a store."""
+    folder = values.folder_for(journal_path)
+    count = total = 0
+    pending = [folder]
+    while pending:
+        try:
+            entries = list(os.scandir(pending.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(Path(entry.path))
+            elif entry.is_file(follow_symlinks=False):
+                count += 1
+                total += entry.stat(follow_symlinks=False).st_size
+    return count, total
 
 
 def collect(journal_path: str | os.PathLike[str], referenced: set[str], *, min_age: float = values.MIN_AGE,
@@ -137,6 +161,76 @@ def gc(journal: str | os.PathLike[str] | None = None, *, dry_run: bool = False,
                                       "other process holds the journal)", exc.waited) from None
 
 
+def _listed(journal: Path, tables_only: bool, execution_id: str | None = None, step_key: str | None = None, *,
+            files_ok: bool = False) -> tuple[list[StoredValue], str]:
+    """The stored values journaled in ``journal`` and how they were read: through the live engine's
+    monitor when another process's engine holds the file, else from the file (never waiting for its
+    lock). A file held by a process that serves no monitor is not read: ``([], "files")`` with
+    ``files_ok``, else ``JournalLocked`` naming its holder."""
+    from . import _discovery as discovery
+
+    def live(reader: JournalReader) -> list[StoredValue]:
+        return reader.stored_values(execution_id, step_key, tables_only=tables_only)
+
+    try:
+        found = discovery.read(journal, live)
+    except JournalLocked as exc:
+        if not files_ok:
+            raise
+        log.info("zart: %s is held by %s: the value store's files are listed instead", journal, exc.owner)
+        return [], FILES
+    return found.value, found.via
+
+
+FILES = "files"  # how a list was read: the store's files, not the journal
+
+
+def _table_files(folder: Path) -> list[StoredValue]:
+    """The store's Parquet files as unjournaled references (the journal could not be read): their
+    execution and key from their names (``%XX`` decoded), their size as found."""
+    from urllib.parse import unquote
+
+    found: list[StoredValue] = []
+    if not (folder / values.TABLES).is_dir():
+        return found
+    for directory, names in _store_files(folder):
+        if directory == folder:
+            continue
+        for name, entry in names:
+            if not name.endswith(tables.SUFFIX):
+                continue
+            parts = name.split("/")
+            size = entry.stat(follow_symlinks=False).st_size
+            found.append(StoredValue(unquote(parts[1]), unquote(parts[2].removesuffix(tables.SUFFIX)), name, size,
+                                     "parquet"))
+    return found
+
+
+def stored(execution_id: str | None = None, step_key: str | None = None,
+           journal: str | os.PathLike[str] | None = None, *, rows: int = HEAD_ROWS,
+           tables_only: bool = False) -> list[StoredValue]:
+    """The completed steps of ``journal`` whose output is in the value store (of execution
+    ``execution_id``, of step ``step_key``), each a :class:`StoredValue`: its kind, file and size; for a
+    table also its schema, row count and first ``rows`` rows, read from its Parquet file. An array's
+    dtype and shape are in its step's ``output_preview``.
+
+    Nothing is unpickled, and the journal's lock is never waited for: beside a running engine of another
+    process the list comes through its monitor (``JournalLocked`` names a holder that serves none); a
+    table whose file is missing or fails its check has a ``note`` saying so."""
+    if rows < 0:
+        raise ConfigurationError(f"rows must be 0 or more, got {rows!r}")
+    path = _journal_path(journal)
+    listed, _ = _listed(path, tables_only, execution_id, step_key)
+    return [peek(s, path, rows) for s in listed]
+
+
+def _journal_path(journal: str | os.PathLike[str] | None) -> Path:
+    path = runtime.journal(journal).path if journal is None else Path(journal)
+    if not path.exists():
+        raise JournalError(path, "no journal file here")
+    return path
+
+
 def sql(query: str, journal: str | os.PathLike[str] | None = None) -> Any:
     """Run the DuckDB SQL ``query`` over the tables the steps of ``journal`` returned (each completed
     step's pandas or polars DataFrame or pyarrow Table, stored as Parquet), and return the result as a
@@ -145,32 +239,33 @@ def sql(query: str, journal: str | os.PathLike[str] | None = None) -> Any:
     Each table is a view named ``<execution id>/<step key>``, which SQL writes in double quotes:
     ``select cat, avg(x) from "exec-1/load#0" group by cat`` (a ``"`` in a name is doubled). The view
     ``zart_tables`` lists them (``view, execution_id, step_key, kind, path``). The query runs on a new
-    in-memory DuckDB connection, never on the journal's: only the list of tables is read from the
-    journal. Nothing is unpickled, and each file passes the store's checks (owner, mode, size, its
+    in-memory DuckDB connection, never on the journal's, and never takes the journal's lock: the list of
+    tables is read from the journal file when no other process holds it, through the monitor of the
+    engine that does (a notebook running a workflow), or, when that engine serves no monitor
+    (``$ZART_MONITOR=0``), from the store's files (with a warning: a table of a step not journaled yet
+    may show). Nothing is unpickled, and each file passes the store's checks (owner, mode, size, its
     check) before DuckDB reads it; a missing or damaged one is left out with a warning. Raises
     ``QueryError`` for a query DuckDB refuses."""
     if not isinstance(query, str) or not query.strip():
         raise ConfigurationError(f"zart.sql wants a query (a non-empty string), got {query!r}")
-    journal_ = runtime.journal(journal)
-    if not journal_.path.exists():
-        raise JournalError(journal_.path, "no journal file here")
-    with journal_.hold(write=False):
-        rows = journal_.current_references()
-    folder = values.folder_for(journal_.path.resolve())
+    path = _journal_path(journal)
+    folder = values.folder_for(path.resolve())
+    listed, via = _listed(path, True, files_ok=True)
+    if via == FILES:
+        log.warning("zart.sql: %s is held by a process that serves no monitor; the tables are the value "
+                    "store's files (a step's table not journaled yet may show)", path)
+        listed = _table_files(folder) if folder.exists() else []
     views: list[tuple[str, str, str, str, str]] = []
-    for execution_id, step_key, blob in rows:
-        if not values.is_ref(blob):
-            continue
-        ref = values.decode_ref(blob)
-        if not ref.name.endswith(tables.SUFFIX):
-            continue
+    for found in listed:
         try:
-            fd, path = values.open_table(folder, ref)  # the store's trust checks, before DuckDB reads it
+            fd, table = values.open_table(folder, ref_of(found))  # the store's checks, before DuckDB reads it
         except ValueLost as exc:
-            log.warning("zart.sql leaves out the table of step %r of execution %r: %s", step_key, execution_id, exc)
+            log.warning("zart.sql leaves out the table of step %r of execution %r: %s", found.step_key,
+                        found.execution_id, exc)
             continue
         os.close(fd)
-        views.append((f"{execution_id}/{step_key}", execution_id, step_key, ref.kind, str(path)))
+        views.append((f"{found.execution_id}/{found.step_key}", found.execution_id, found.step_key, found.kind,
+                      str(table)))
     from ._journal import tables as sql_tables
 
     return sql_tables.query(query, views)

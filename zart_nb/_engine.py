@@ -163,9 +163,9 @@ class RunState:
         self._cond = threading.Condition()
         self._task_ids = iter(range(1, 1 << 62))
         self._executor: Executor | None = None
-        # Stored arrays this run loaded, by id (a weak reference tells a live one from a reused id):
+        # Stored arrays and tables this run loaded, by id (a weak reference tells a live one from a reused id):
         # passed unchanged to another step, one travels as its reference (``_by_reference``).
-        self._mapped: dict[int, tuple[weakref.ref[Any], byref.Mapped]] = {}
+        self._mapped: dict[int, tuple[weakref.ref[Any], byref.Tracked]] = {}
         self._by_reference_ok = choice.target(executor) is None  # a cluster's workers may not see the store
 
     # --- scheduling (workflow thread) ------------------------------------------------------------

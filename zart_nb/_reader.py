@@ -17,6 +17,7 @@ from ._status import ExecutionStatus, StepStatus
 if TYPE_CHECKING:
     from ._progress import RunProgress
     from ._records import AttemptRecord, DefinitionRecord, ExecutionRecord, RunRecord, StepRecord
+    from ._stored import StoredValue
 
 
 #: What :meth:`JournalReader.list_executions` sorts by: the id, the workflow name, the status, the steps
@@ -101,6 +102,13 @@ class JournalReader(ABC):
     @abstractmethod
     def list_definitions(self) -> list[DefinitionRecord]:
         """Every journaled workflow and step definition, with its source text."""
+
+    def stored_values(self, execution_id: str | None = None, step_key: str | None = None, *,
+                      tables_only: bool = False) -> list[StoredValue]:
+        """The completed current steps whose output is in the value store (of one execution, of one
+        step; ``tables_only``: the Parquet tables), as :class:`StoredValue` references in execution
+        and key order. Nothing is loaded or unpickled: see ``zart.stored`` for a table's first rows."""
+        raise NotImplementedError(f"{type(self).__name__} does not list stored values")
 
     def progress(self, execution_id: str) -> RunProgress | None:
         """The live progress of an execution running in the engine read through (its running steps with

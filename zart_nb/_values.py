@@ -326,6 +326,12 @@ def _open(folder: Path, ref: Ref) -> _Opened:
         raise
 
 
+def open_checked(folder: Path, ref: Ref) -> _Opened:
+    """A stored value's file, open and checked (folder and file: owner, mode, size, header checksum),
+    with its layout; the caller closes ``fd``. Nothing is read beyond the header."""
+    return _open(folder, ref)
+
+
 def load(blob: bytes, journal_path: str | os.PathLike[str]) -> Any:
     """The value a journaled blob holds: unpickled, or loaded from the store when it is a reference
     (mapped copy-on-write). An explicit unpickle: the read API never calls this."""
@@ -351,7 +357,7 @@ def load_with_origin(blob: bytes, journal_path: str | os.PathLike[str]) -> Loade
     if ref.name.endswith(tables.SUFFIX):
         fd, path = open_table(folder, ref)
         try:
-            return Loaded(tables.read(fd, ref.size, _table_kind(ref)))
+            return Loaded(tables.read(fd, ref.size, _table_kind(ref)), folder, ref, ref.size)
         except Exception as exc:
             raise ValueLost(f"the stored table {path} cannot be read: {type(exc).__name__}: {exc}") from exc
         finally:

@@ -35,6 +35,7 @@ class StepScreen(Screen[None]):
         self.step = step
         self.following = step.status is zart.StepStatus.RUNNING
         self.live_text: str | None = None
+        self.stored: list[zart.StoredValue] = []
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="step"):
@@ -108,7 +109,16 @@ class StepScreen(Screen[None]):
         def read(reader: zart.JournalReader) -> tuple[list[zart.AttemptRecord], list[zart.DefinitionRecord]]:
             return reader.list_attempts(step.execution_id, step.step_key), reader.list_definitions()
 
+        def stored(reader: zart.JournalReader) -> list[zart.StoredValue]:
+            try:  # an engine of an older zart_nb does not list them: the preview alone then
+                return reader.stored_values(step.execution_id, step.step_key)
+            except (NotImplementedError, zart.MonitorError):
+                return []
+
         found = self.source.read(read)
+        values = self.source.read(stored) if step.status is zart.StepStatus.COMPLETED else None
+        # a table's schema and first rows, read from its Parquet file (nothing is unpickled)
+        self.stored = [value.peek(self.source.path) for value in values or []]
         self.app.call_from_thread(self._show, found)
 
     def _section(self, text: Text, title: str, body: str | None) -> None:
@@ -135,6 +145,9 @@ class StepScreen(Screen[None]):
             if attempt.traceback:
                 self._section(text, f"traceback of attempt {attempt.attempt} (run {attempt.run_number})",
                               attempt.traceback)
+        for value in self.stored:
+            first, *rest = value.describe(step.output_preview)
+            self._section(text, "stored value", "\n".join([first, *rest]))
         if not self.following:  # while it runs, what it printed so far is shown above, live
             self._section(text, "captured output", step.log)
         sources = [d for d in definitions if d.kind == "step" and d.name == step.name]

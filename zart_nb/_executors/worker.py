@@ -81,10 +81,11 @@ class Runner:
     executors that run tasks inside other processes (a Dask worker)."""
 
     def __init__(self, live: Callable[[int, str, str], None] | None = None) -> None:
-        from .. import _context, _serialization
+        from .. import _context, _serialization, _tables
 
         self._context = _context
         self._ser = _serialization
+        self._writable = _tables.writable  # frames sent read-only (a loaded table, by value) made writable
         self._functions: dict[str, Callable[..., Any]] = {}
         self._blobs: dict[str, bytes] = {}  # functions that came with a revoked task, not loaded
         self._live = live  # (task id, stream, complete lines) as the step prints them
@@ -105,7 +106,7 @@ class Runner:
                 if len(self._functions) >= FN_CACHE_SIZE:
                     self._functions.pop(next(iter(self._functions)))
                 self._functions[fn_id] = fn
-            args, kwargs = ser.loads(args_blob)
+            args, kwargs = self._writable(*ser.loads(args_blob))
             live = self._live
             captured, capture_token = capture.begin(
                 None if live is None else lambda stream, text: live(task_id, stream, text))

@@ -21,6 +21,8 @@ from .journal import Journal
 if TYPE_CHECKING:
     import duckdb
 
+    from .._stored import StoredValue
+
 
 class FileJournalReader(JournalReader):
     """Reads one journal file through the process's :class:`Journal` of that file."""
@@ -76,6 +78,12 @@ class FileJournalReader(JournalReader):
 
     def list_definitions(self) -> list[DefinitionRecord]:
         return self._journal.query(queries.list_definitions)
+
+    def stored_values(self, execution_id: str | None = None, step_key: str | None = None, *,
+                      tables_only: bool = False) -> list[StoredValue]:
+        from . import tables  # the value store's reads: loaded when first asked for
+
+        return self._journal.query(tables.stored_values, execution_id, step_key, tables_only=tables_only)
 
     def close(self) -> None:
         """Release the file now (other processes may take it)."""

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._errors import QueryError
+from .._stored import StoredValue, from_blob
 from . import db
 
 LISTING = "zart_tables"
@@ -41,3 +42,21 @@ def query(sql: str, views: Sequence[tuple[str, str, str, str, str]]) -> Any:
             raise QueryError(f"{exc} (in: {sql.strip()[:200]})") from None
     finally:
         conn.close()
+
+
+def stored_values(conn: Any, execution_id: str | None = None, step_key: str | None = None, *,
+                  tables_only: bool = False, longest: int = 4096) -> list[StoredValue]:
+    """The value store references of the completed current steps (of one execution, one step), in
+    execution and key order: the blobs short enough to be one, decoded (never unpickled)."""
+    where = ["current", "status = 'completed'", "output IS NOT NULL", "octet_length(output) <= ?"]
+    params: list[Any] = [longest]
+    if execution_id is not None:
+        where.append("execution_id = ?")
+        params.append(execution_id)
+    if step_key is not None:
+        where.append("step_key = ?")
+        params.append(step_key)
+    rows = conn.execute(f"SELECT execution_id, step_key, output FROM steps WHERE {' AND '.join(where)} "
+                        "ORDER BY execution_id, step_key", params).fetchall()
+    found = [from_blob(row[0], row[1], row[2]) for row in rows]
+    return [s for s in found if s is not None and (s.is_table or not tables_only)]

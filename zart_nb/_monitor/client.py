@@ -11,7 +11,7 @@ from collections.abc import Callable
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Client, Connection, answer_challenge, deliver_challenge
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._errors import (
     ConfigurationError,
@@ -47,6 +47,9 @@ from .protocol import (
     progress_from_json,
     record_from_json,
 )
+
+if TYPE_CHECKING:
+    from .._stored import StoredValue
 
 logger = logging.getLogger("zart_nb")
 
@@ -257,6 +260,15 @@ class MonitorClient(JournalReader):
 
     def list_definitions(self) -> list[DefinitionRecord]:
         return [record_from_json(DefinitionRecord, row) for row in _list(self.request(MessageType.LIST_DEFINITIONS))]
+
+    def stored_values(self, execution_id: str | None = None, step_key: str | None = None, *,
+                      tables_only: bool = False) -> list[StoredValue]:
+        from .._stored import StoredValue
+
+        rows = self.request(MessageType.STORED_VALUES, execution_id=execution_id, step_key=step_key,
+                            tables_only=tables_only)
+        found = [record_from_json(StoredValue, row) for row in _list(rows)]
+        return [StoredValue(s.execution_id, s.step_key, s.file, s.size, s.kind, s.check) for s in found]
 
     # --- events and control ----------------------------------------------------------------------
 

@@ -63,6 +63,7 @@ class MessageType(enum.StrEnum):
     DELETE = "delete"
     PROGRESS = "progress"
     LIVE_OUTPUT = "live_output"
+    STORED_VALUES = "stored_values"
     EVENTS = "events"  # server to client, after subscribe
 
 

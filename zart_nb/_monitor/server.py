@@ -343,6 +343,10 @@ class MonitorServer:
             return {status.value: count for status, count in reader.stats().items()}
         if kind is MessageType.LIST_DEFINITIONS:
             return [record_to_json(d) for d in reader.list_definitions()]
+        if kind is MessageType.STORED_VALUES:
+            return [record_to_json(s) for s in reader.stored_values(
+                _arg(args, "execution_id", str, None), _arg(args, "step_key", str, None),
+                tables_only=_arg(args, "tables_only", bool, False))]
         raise ProtocolError(f"{kind.value!r} is not a request")
 
 

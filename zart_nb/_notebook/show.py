@@ -14,6 +14,8 @@ from .._errors import ExecutionNotFound, ZartError
 from .._journal.reader import FileJournalReader
 from .._reader import JournalReader
 from .._records import AttemptRecord, ExecutionRecord, RunRecord, StepRecord, StepStatus
+from .._stored import StoredValue
+from .._stored import read as read_stored
 from .render import STATUS_COLOURS
 
 if TYPE_CHECKING:
@@ -123,8 +125,9 @@ class ExecutionView:
     """What ``zart.show`` returns: renders as HTML in a notebook, as text elsewhere."""
 
     def __init__(self, record: ExecutionRecord, runs: list[RunRecord], steps: list[StepRecord],
-                 attempts: list[AttemptRecord], location: str) -> None:
+                 attempts: list[AttemptRecord], location: str, stored: Sequence[StoredValue] = ()) -> None:
         self.record, self.runs, self.steps, self.attempts, self.location = record, runs, steps, attempts, location
+        self.stored = list(stored)
 
     def __repr__(self) -> str:
         r = self.record
@@ -162,12 +165,33 @@ class ExecutionView:
                             rows))
         if len(self.steps) > MAX_ROWS:
             parts.append(f"<p>... and {len(self.steps) - MAX_ROWS} more steps (zart.journal() reads them all)</p>")
+        if self.stored:
+            parts.append(stored_html(self.stored, self.steps))
         if self.attempts:
             parts.append("<h4>Failed attempts</h4>")
             parts.append(_table(("key", "run", "attempt", "error"), [
                 (f"<code>{_esc(a.step_key)}</code>", str(a.run_number), str(a.attempt), _esc(a.error))
                 for a in self.attempts]))
         return "".join(parts)
+
+
+def stored_html(stored: Sequence[StoredValue], steps: Sequence[StepRecord]) -> str:
+    """The steps whose output is in the value store: kind, size and shape; a table's schema and first
+    rows (read from its Parquet file), an array's dtype and shape (its preview)."""
+    previews = {s.step_key: s.output_preview for s in steps}
+    parts = ["<h4>Stored values</h4>"]
+    for value in stored[:MAX_ROWS]:
+        parts.append(f"<div><code>{_esc(value.step_key)}</code>: {_esc(value.summary())}</div>")
+        if value.is_table and value.columns:
+            names = tuple(f"{_esc(name)}<br><span style='color:#666;font-weight:normal'>{_esc(kind)}</span>"
+                          for name, kind in value.columns)
+            rows = [tuple(_esc(cell) for cell in row) for row in value.head]
+            parts.append(_table(names, rows))
+            if value.rows is not None and value.rows > len(value.head):
+                parts.append(f"<div style='color:#666'>... {value.rows - len(value.head):,} more rows</div>")
+        elif not value.is_table and previews.get(value.step_key):
+            parts.append(f"<div><code>{_esc(previews[value.step_key])}</code></div>")
+    return "".join(parts)
 
 
 def _when(value: datetime | None) -> str:
@@ -184,8 +208,9 @@ def view(reader: JournalReader, execution_id: str) -> ExecutionView:
     record = reader.execution_record(execution_id)
     if record is None:
         raise ExecutionNotFound(execution_id, reader.location)
+    stored = [s.peek(getattr(reader, "path", reader.location)) for s in read_stored(reader, execution_id)]
     return ExecutionView(record, reader.list_runs(execution_id), reader.list_steps(execution_id),
-                         reader.list_attempts(execution_id), reader.location)
+                         reader.list_attempts(execution_id), reader.location, stored)
 
 
 def show(execution_id: str, journal: str | os.PathLike[str] | None = None) -> ExecutionView:
