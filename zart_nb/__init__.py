@@ -64,6 +64,7 @@ if _typing.TYPE_CHECKING:
     from ._progress import FailedStep, QueueBacklog, RunEnd, RunningStep, RunProgress
     from ._reader import JournalReader
     from ._records import AttemptRecord, DefinitionRecord, ExecutionRecord, RunRecord, StepRecord
+    from ._retention import RetentionReport, garbage_collect
     from ._runtime import shutdown_pool
     from ._status import ExecutionStatus, RunReason, StepStatus
 
@@ -88,6 +89,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "_monitor.client": ("MonitorClient",),
     "_progress": ("FailedStep", "QueueBacklog", "RunEnd", "RunningStep", "RunProgress"),
     "_reader": ("JournalReader",),
+    "_retention": ("RetentionReport", "garbage_collect"),
     "_records": ("AttemptRecord", "DefinitionRecord", "ExecutionRecord", "RunRecord", "StepRecord"),
     "_runtime": ("shutdown_pool",),
     "_status": ("ExecutionStatus", "RunReason", "StepStatus"),
@@ -176,8 +178,8 @@ __all__ = [
     "cancel",
     "Cancelled",
     "ConfigurationError",
-    "context",
     "Context",
+    "context",
     "ControlOutcome",
     "DeadlineExceeded",
     "DefinitionError",
@@ -197,6 +199,7 @@ __all__ = [
     "ExecutionTimeout",
     "ExecutorClosed",
     "FailedStep",
+    "garbage_collect",
     "gc",
     "GcReport",
     "journal",
@@ -215,6 +218,7 @@ __all__ = [
     "Queue",
     "QueueBacklog",
     "RecoveriesExhausted",
+    "RetentionReport",
     "RetryPolicy",
     "run",
     "RunEnd",

@@ -187,6 +187,15 @@ class EngineControl(Control):
         delete_here(self._journal, execution_id)
         return {"deleted": True}
 
+    def garbage_collect(self, *, keep: int | None, older_than: float | None, workflow: str | None,
+                        dry_run: bool, min_age: float | None) -> dict[str, Any]:
+        from . import _retention as retention
+
+        keep, seconds, workflow, age = retention.check_rule(
+            keep, older_than, workflow, values.MIN_AGE if min_age is None else min_age)
+        return retention.collect_here(self._journal, keep=keep, older_than=seconds, workflow=workflow,
+                                      dry_run=dry_run, min_age=age).to_json()
+
     def progress(self, execution_id: str) -> RunProgress | None:
         live = runtime.live_execution(self._journal, execution_id)
         run = None if live is None or live.done else live.run

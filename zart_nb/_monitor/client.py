@@ -311,6 +311,16 @@ class MonitorClient(JournalReader):
         """Remove a finished execution from the journal."""
         self.request(MessageType.DELETE, execution_id=execution_id)
 
+    def garbage_collect(self, *, keep: int | None = None, older_than: float | None = None,
+                        workflow: str | None = None, dry_run: bool = False,
+                        min_age: float | None = None) -> dict[str, Any]:
+        """Retention done by the engine (``zart.garbage_collect``): its report, as a JSON object."""
+        reply = self.request(MessageType.GARBAGE_COLLECT, keep=keep, older_than=older_than, workflow=workflow,
+                             dry_run=dry_run, min_age=min_age)
+        if not isinstance(reply, dict):
+            raise ProtocolError("a retention report must be a JSON object")
+        return reply
+
     def close(self) -> None:
         for subscription in self._subscriptions:
             subscription.close()

@@ -56,12 +56,14 @@ class MessageType(enum.StrEnum):
     RETRY = "retry"
     RESUME = "resume"
     DELETE = "delete"
+    GARBAGE_COLLECT = "garbage_collect"  # retention: zart.garbage_collect / zart gc
     PROGRESS = "progress"
     LIVE_OUTPUT = "live_output"
     EVENTS = "events"  # server to client, after subscribe
 
 
-CONTROL_TYPES = frozenset({MessageType.CANCEL, MessageType.RETRY, MessageType.RESUME, MessageType.DELETE})
+CONTROL_TYPES = frozenset({MessageType.CANCEL, MessageType.RETRY, MessageType.RESUME, MessageType.DELETE,
+                           MessageType.GARBAGE_COLLECT})
 
 
 def _loads(data: bytes) -> dict[str, Any]:

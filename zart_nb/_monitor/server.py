@@ -260,6 +260,11 @@ class MonitorServer:
             return self._control.resume(_arg(args, "execution_id", str))
         if kind is MessageType.DELETE:
             return self._control.delete(_arg(args, "execution_id", str))
+        if kind is MessageType.GARBAGE_COLLECT:
+            return self._control.garbage_collect(
+                keep=_arg(args, "keep", int, None), older_than=_arg(args, "older_than", (int, float), None),
+                workflow=_arg(args, "workflow", str, None), dry_run=_arg(args, "dry_run", bool, False),
+                min_age=_arg(args, "min_age", (int, float), None))
         if kind is MessageType.PROGRESS:
             progress = self._control.progress(_arg(args, "execution_id", str))
             return None if progress is None else progress_to_json(progress)
