@@ -67,6 +67,7 @@ if _typing.TYPE_CHECKING:
     from ._retention import RetentionReport, garbage_collect
     from ._runtime import shutdown_pool
     from ._status import ExecutionStatus, RunReason, StepStatus
+    from ._waiting import as_completed, wait_first
 
 __version__ = "0.1.0"
 
@@ -93,6 +94,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "_records": ("AttemptRecord", "DefinitionRecord", "ExecutionRecord", "RunRecord", "StepRecord"),
     "_runtime": ("shutdown_pool",),
     "_status": ("ExecutionStatus", "RunReason", "StepStatus"),
+    "_waiting": ("as_completed", "wait_first"),
 }
 # What code running inside a step may touch without loading the engine (zart.context(), errors, a
 # module of steps imported by reference). Any other name loads every module but those on demand.
@@ -174,12 +176,13 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "__version__",
+    "as_completed",
     "AttemptRecord",
     "cancel",
     "Cancelled",
     "ConfigurationError",
-    "Context",
     "context",
+    "Context",
     "ControlOutcome",
     "DeadlineExceeded",
     "DefinitionError",
@@ -247,9 +250,10 @@ __all__ = [
     "ValueLost",
     "ValueStoreError",
     "wait",
+    "wait_first",
     "WaitTimeout",
     "WorkerCrashed",
-    "workflow",
     "Workflow",
+    "workflow",
     "ZartError",
 ]

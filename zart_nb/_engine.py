@@ -468,6 +468,54 @@ class RunState:
             if self.cancelled:
                 raise Cancelled(f"execution {self.execution_id!r} was cancelled")
 
+    def wait_any(self, handles: list[StepHandle], timeout: float | None = None) -> None:
+        """Block until at least one of ``handles`` is done (``WaitTimeout`` after ``timeout`` seconds)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while not any(handle.done for handle in handles):
+                if self.cancelled:
+                    raise Cancelled(f"execution {self.execution_id!r} was cancelled")
+                remaining = WAIT_TICK
+                if deadline is not None:
+                    remaining = min(remaining, deadline - time.monotonic())
+                    if remaining <= 0:
+                        raise WaitTimeout(f"steps of {self.execution_id!r} still running "
+                                          f"after {timeout}s (they keep running)")
+                self._cond.wait(remaining)
+            if self.cancelled:
+                raise Cancelled(f"execution {self.execution_id!r} was cancelled")
+
+    def capture(self, kind: Kind, name: str, identity: tuple[Any, ...], choose: Callable[[], Any],
+                preview: Callable[[Any], str]) -> Any:
+        """A value the body decides once (``choose()``) and every replay reads back: a durable call of
+        ``kind`` that runs no step, journaled as a completed record of its own key (``wait:first#0``).
+        Reused while ``identity`` (what it chose among) is the same; otherwise chosen again."""
+        if self.cancelled:
+            raise Cancelled(f"execution {self.execution_id!r} was cancelled")
+        key = self._keys.key(kind, name)
+        seq = self.total
+        self.total = seq + 1
+        args_hash = ser.args_hash(identity, {})
+        code = f"zart:{kind.value}"
+        stored = self.stored.get(key)
+        reason = decide(stored, args_hash, code)
+        if reason is None and stored is not None and stored.output is not None:
+            self.reused += 1
+            self.finished += 1
+            return ser.loads(stored.output)
+        if stored is not None and reason is not None:
+            check_change(reason, self.on_change, self.execution_id, key)
+        value = choose()
+        now = time.time()
+        self.journal.record([StepRow(
+            self.execution_id, key, self.run_number, seq, name, code, ser.dumps(identity), args_hash,
+            ser.args_preview(identity, {}), StepStatus.COMPLETED.value, ser.dumps(value), preview(value), None, None,
+            None, 1, (reason or RunReason.NEW).value, True, now, now, now, None)],
+            (), [(self.execution_id, key)] if stored is not None else ())
+        self.executed += 1
+        self.finished += 1
+        return value
+
     def fail_outcomes(self, outcomes: list[Outcome], exc: BaseException) -> None:
         """Journaling these outcomes failed: their handles fail too (never hang a ``wait``)."""
         with self._cond:

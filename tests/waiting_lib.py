@@ -1,0 +1,56 @@
+"""Steps and workflows for tests/test_waiting.py (importable by worker processes)."""
+from __future__ import annotations
+
+import os
+import time
+
+import zart_nb as zart
+
+
+@zart.step("racer")
+def racer(marker: str) -> str:
+    """Fails at once the first time (it finishes first); the next time it is slow to finish."""
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        raise RuntimeError("racer fails the first time")
+    time.sleep(0.5)  # a replay's reused steps are done at once; this one is still running then
+    return "racer done"
+
+
+@zart.step("gated")
+def gated(gate: str) -> str:
+    deadline = time.monotonic() + 60
+    while not os.path.exists(gate):
+        if time.monotonic() > deadline:
+            raise TimeoutError(gate)
+        time.sleep(0.01)
+    return os.path.basename(gate)
+
+
+@zart.workflow("race")
+def race(p: dict) -> dict:
+    a = zart.schedule(racer, p["marker"])
+    b = zart.schedule(gated, p["gate"])
+    first = zart.wait_first([a, b])
+    open(p["gate"], "w").close()
+    b.result()
+    if os.path.exists(p["flag"]):
+        raise RuntimeError("flag is set")
+    return {"first": first.key, "error": repr(first.exception())}
+
+
+@zart.workflow("chain")
+def chain(p: dict) -> list[str]:
+    """Three steps that finish in the order the body opens their gates: s2 (open at once), s1, s0."""
+    gates = [os.path.join(p["dir"], f"gate{i}") for i in range(3)]
+    open(gates[2], "w").close()
+    handles = [zart.schedule(gated.named(f"s{i}"), gates[i]) for i in range(3)]
+    order = []
+    for handle in zart.as_completed(handles):
+        order.append(handle.key)
+        index = int(handle.key[1:])
+        if index > 0:
+            open(gates[index - 1], "w").close()
+    if os.path.exists(p["flag"]):
+        raise RuntimeError("flag is set")
+    return order
