@@ -54,3 +54,35 @@ def chain(p: dict) -> list[str]:
     if os.path.exists(p["flag"]):
         raise RuntimeError("flag is set")
     return order
+
+
+@zart.step("count")
+def count(x: int, counter_dir: str) -> int:
+    with open(os.path.join(counter_dir, f"count-{x}"), "a") as handle:
+        handle.write("x")
+    return x * 10
+
+
+@zart.workflow("child")
+def child(p: dict) -> int:
+    return zart.schedule(count, p["x"], p["dir"]).result()
+
+
+@zart.workflow("parent")
+def parent(p: dict) -> list:
+    first = zart.run(child, {"x": 1, "dir": p["dir"]}, display=False)
+    second = zart.start(child, {"x": 2, "dir": p["dir"]}, display=False)
+    named = zart.run(child, {"x": 3, "dir": p["dir"]}, execution_id=f"{p['dir']}-named", display=False)
+    if os.path.exists(p["flag"]):
+        raise RuntimeError("flag is set")
+    return [first, second.result(), named]
+
+
+@zart.workflow("gated-child")
+def gated_child(gate: str) -> str:
+    return zart.schedule(gated, gate).result()
+
+
+@zart.workflow("waiting-parent")
+def waiting_parent(gate: str) -> str:
+    return zart.start(gated_child, gate, display=False).result()

@@ -1,6 +1,7 @@
 """The public API: steps, workflows, the registry and scheduler, and schedule/wait/run/start."""
 from __future__ import annotations
 
+import contextvars
 import os
 import threading
 from collections.abc import Iterable
@@ -14,6 +15,7 @@ from ._errors import ConfigurationError, DefinitionError, ExecutionNotFound
 from ._executors import choice
 from ._executors.choice import ExecutorSpec
 from ._handles import Execution, StepHandle
+from ._journal import Journal
 from ._runtime import default_worker_count, runtime
 from ._status import ExecutionStatus
 
@@ -101,7 +103,9 @@ def _start_thread(execution: Execution, workflow: WorkflowDef, data: Any, on_cha
         except BaseException:
             pass  # the outcome is on the Execution; result() raises it
 
-    thread = threading.Thread(target=target, name=f"zart-{execution.execution_id}", daemon=True)
+    # In a copy of the caller's context: an execution started from a workflow body knows its parent run.
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(target,),
+                              name=f"zart-{execution.execution_id}", daemon=True)
     execution.starting()  # from the caller's point of view it runs now
     try:
         thread.start()
@@ -227,9 +231,21 @@ class DurableScheduler:
 
 def _execution_id(execution_id: str | None, workflow: WorkflowDef, data: Any) -> str:
     if execution_id is None:
+        parent = _context.current_run()  # started from a workflow body: a child, named by its position
+        if parent is not None and not _context.in_step():
+            return parent.child_id(workflow.name)
         return default_execution_id(workflow, data)
     _engine.check_execution_id(execution_id)
     return execution_id
+
+
+def _journal_for(journal: str | os.PathLike[str] | None) -> Journal:
+    """``journal``; by default, in a workflow body, its execution's (a child lives beside its parent)."""
+    if journal is None:
+        parent = _context.current_run()
+        if parent is not None and not _context.in_step():
+            return parent.journal
+    return runtime.journal(journal)
 
 
 def default_execution_id(workflow: WorkflowDef, data: Any) -> str:
@@ -258,7 +274,7 @@ def run(workflow: Any, data: Any = None, *, execution_id: str | None = None,
     __tracebackhide__ = True  # IPython leaves zart_nb's frames out of tracebacks
     check_options(on_change, workers, executor)
     definition = with_deadline(as_workflow(workflow), deadline)
-    journal_ = runtime.journal(journal)
+    journal_ = _journal_for(journal)
     execution, is_new = _engine.claim(journal_, _execution_id(execution_id, definition, data),
                                       definition, data, on_change)
     live = _follow(execution, definition, display, background=False)
@@ -287,7 +303,7 @@ def start(workflow: Any, data: Any = None, *, execution_id: str | None = None,
     __tracebackhide__ = True  # IPython leaves zart_nb's frames out of tracebacks
     check_options(on_change, workers, executor)
     definition = with_deadline(as_workflow(workflow), deadline)
-    journal_ = runtime.journal(journal)
+    journal_ = _journal_for(journal)
     execution, is_new = _engine.claim(journal_, _execution_id(execution_id, definition, data),
                                       definition, data, on_change)
     if is_new:

@@ -64,6 +64,7 @@ if TYPE_CHECKING:
     from ._progress import QueueBacklog, RunProgress
 
 WAIT_TICK = 0.1
+MAX_CHILD_DEPTH = 32  # executions started from bodies, nested: deeper is a runaway recursion
 _REF_FIRST = values.REF_FIRST  # a module constant: the replay loop reads it per reused step
 logger = logging.getLogger("zart_nb")
 
@@ -134,6 +135,7 @@ class RunState:
         self.workers = workers
         self.executor_spec = executor
         self.parent: RunState | None = None  # the run whose body started this one, if any
+        self.children: list[RunState] = []  # runs its body started (cancelled with it)
         self.cancelled = False
         self.interrupted = False
         self.closing = False
@@ -657,6 +659,30 @@ class RunState:
         self.cancel_pending()
         with self._cond:
             self._cond.notify_all()
+            children = list(self.children)
+        for child in children:  # its children stop with it (each cancels its own)
+            if not child.cancelled:
+                child.cancel(interrupted, origin=f"its parent execution {self.execution_id!r}")
+
+    def adopt(self, child: RunState) -> None:
+        """A run this run's body started: cancelled when this one is."""
+        with self._cond:
+            self.children.append(child)
+        if self.cancelled:
+            child.cancel(self.interrupted, origin=f"its parent execution {self.execution_id!r}")
+
+    def child_id(self, workflow: str) -> str:
+        """The id of an execution this body starts without one: this execution's id, ``/``, the workflow's
+        name and its occurrence among the body's children of that workflow (``nightly/load#0``). A replay
+        gives the same id whatever the child's input, so it finds the child's journaled run."""
+        depth, run = 0, cast("RunState | None", self)
+        while run is not None:
+            depth, run = depth + 1, run.parent
+        if depth >= MAX_CHILD_DEPTH:
+            raise DefinitionError(f"execution {self.execution_id[:200]!r} starts {workflow!r} with children nested "
+                                  f"{MAX_CHILD_DEPTH} deep: a workflow that starts itself without end?")
+        key = self._keys.key(Kind.CHILD, workflow)
+        return f"{self.execution_id}/{key.removeprefix(Kind.CHILD.value + ':')}"
 
 
 # --- executing a workflow ----------------------------------------------------------------------
@@ -782,6 +808,9 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, on_change:
     timer = None if deadline is None else _watch_deadline(run, deadline)
     outer = _context.current_run()
     run.parent = outer if isinstance(outer, RunState) else None
+    if run.parent is not None:
+        journal.set_parent(execution_id, run.parent.execution_id)
+        run.parent.adopt(run)
     token = _context.enter_run(run)
     try:
         if run.deadline_passed:

@@ -53,10 +53,11 @@ class JournalReader(ABC):
     @abstractmethod
     def list_executions(self, status: ExecutionStatus | str | None = None, *, search: str | None = None,
                         limit: int = 200, offset: int = 0, sort: str = "created",
-                        descending: bool = True) -> list[ExecutionRecord]:
+                        descending: bool = True, parent: str | None = None) -> list[ExecutionRecord]:
         """Executions with their step counts, newest first unless ``sort`` (one of
         :data:`EXECUTION_SORT_KEYS`; ``descending=False`` for ascending) says otherwise: the query sorts
-        every row, then pages. ``search`` matches a part of the id or the workflow name (case-insensitive)."""
+        every row, then pages. ``search`` matches a part of the id or the workflow name (case-insensitive);
+        ``parent`` keeps the children of that execution (those its workflow body started)."""
 
     @abstractmethod
     def execution_record(self, execution_id: str) -> ExecutionRecord | None:

@@ -808,6 +808,13 @@ class Journal:
                 raise
 
     @_held
+    def set_parent(self, execution_id: str, parent_execution_id: str) -> None:
+        """Record the execution whose workflow body started this one (``zart.run``/``zart.start`` in it)."""
+        with self._controlled() as control:
+            control.execute("UPDATE executions SET parent_execution_id = ? WHERE execution_id = ?",
+                            [parent_execution_id, execution_id])
+
+    @_held
     def retire(self, ids: Sequence[str], *, dry_run: bool = False) -> retention.Removed:
         """Remove the finished executions of ``ids`` with every row they own, in one transaction (pending
         rows are folded first; one no longer finished stays); ``dry_run`` counts and rolls back."""

@@ -198,10 +198,10 @@ class MonitorClient(JournalReader):
 
     def list_executions(self, status: ExecutionStatus | str | None = None, *, search: str | None = None,
                         limit: int = 200, offset: int = 0, sort: str = "created",
-                        descending: bool = True) -> list[ExecutionRecord]:
+                        descending: bool = True, parent: str | None = None) -> list[ExecutionRecord]:
         rows = self.request(MessageType.LIST_EXECUTIONS, status=None if status is None else str(status),
                             search=search, limit=limit, offset=offset, sort=check_sort(sort),
-                            descending=descending)
+                            descending=descending, parent=parent)
         return [record_from_json(ExecutionRecord, row) for row in _list(rows)]
 
     def execution_record(self, execution_id: str) -> ExecutionRecord | None:

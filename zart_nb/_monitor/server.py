@@ -301,7 +301,8 @@ class MonitorServer:
                                              limit=_arg(args, "limit", int, 200, maximum=MAX_PAGE),
                                              offset=_arg(args, "offset", int, 0),
                                              sort=check_sort(_arg(args, "sort", str, "created")),
-                                             descending=_arg(args, "descending", bool, True))
+                                             descending=_arg(args, "descending", bool, True),
+                                             parent=_arg(args, "parent", str, None))
             return [record_to_json(r) for r in records]
         if kind is MessageType.EXECUTION:
             execution_id = _arg(args, "execution_id", str)
