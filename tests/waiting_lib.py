@@ -86,3 +86,48 @@ def gated_child(gate: str) -> str:
 @zart.workflow("waiting-parent")
 def waiting_parent(gate: str) -> str:
     return zart.start(gated_child, gate, display=False).result()
+
+
+@zart.step("meet")
+async def meet(me: str, other: str, folder: str) -> str:
+    """Says it has started, then waits for ``other`` to have started: two calls of it finish only when
+    they run at the same time."""
+    import asyncio
+
+    open(os.path.join(folder, f"{me}.started"), "w").close()
+    with open(os.path.join(folder, f"calls-{me}"), "a") as handle:
+        handle.write("x")
+    deadline = time.monotonic() + 30
+    while not os.path.exists(os.path.join(folder, f"{other}.started")):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{me} never met {other}")
+        await asyncio.sleep(0.01)
+    return f"{me} met {other}"
+
+
+@zart.step("plus-one")
+def plus_one(x: int) -> int:
+    return x + 1
+
+
+@zart.workflow("async-flow")
+async def async_flow(p: dict) -> dict:
+    import asyncio
+
+    met = await asyncio.gather(meet("a", "b", p["dir"]), meet("b", "a", p["dir"]))
+    called = await zart.call(plus_one, 1)
+    awaited = await zart.schedule(plus_one, 10)
+    plain = plus_one(100)  # a plain step called in an async body returns its value
+    if os.path.exists(p["flag"]):
+        raise RuntimeError("flag is set")
+    return {"met": met, "called": called, "awaited": awaited, "plain": plain}
+
+
+@zart.workflow("sync-calls-async")
+def sync_calls_async(p: dict) -> str:
+    return meet("solo", "solo", p["dir"])  # an async step in a plain body: its value, as before
+
+
+@zart.workflow("plus-one-flow")
+def plus_one_flow(x: int) -> int:
+    return plus_one(x)

@@ -67,7 +67,7 @@ if _typing.TYPE_CHECKING:
     from ._retention import RetentionReport, garbage_collect
     from ._runtime import shutdown_pool
     from ._status import ExecutionStatus, RunReason, StepStatus
-    from ._waiting import as_completed, wait_first
+    from ._waiting import as_completed, call, wait_first
 
 __version__ = "0.1.0"
 
@@ -94,7 +94,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "_records": ("AttemptRecord", "DefinitionRecord", "ExecutionRecord", "RunRecord", "StepRecord"),
     "_runtime": ("shutdown_pool",),
     "_status": ("ExecutionStatus", "RunReason", "StepStatus"),
-    "_waiting": ("as_completed", "wait_first"),
+    "_waiting": ("as_completed", "call", "wait_first"),
 }
 # What code running inside a step may touch without loading the engine (zart.context(), errors, a
 # module of steps imported by reference). Any other name loads every module but those on demand.
@@ -178,6 +178,7 @@ __all__ = [
     "__version__",
     "as_completed",
     "AttemptRecord",
+    "call",
     "cancel",
     "Cancelled",
     "ConfigurationError",

@@ -1,4 +1,5 @@
-"""``zart.wait_first`` and ``zart.as_completed``: handles in the order they finish, the same on replay.
+"""``zart.wait_first`` and ``zart.as_completed`` (handles in the order they finish, the same on replay), and
+``zart.call`` (an awaitable durable call, for ``async def`` bodies: see ``_aio``).
 
 Which handle finished first is a race; a workflow that branches on it must take the same branch when it
 is replayed. So in a workflow body each choice is journaled as a durable call of its own kind
@@ -15,11 +16,14 @@ from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
 from . import _context
+from ._aio import result_of
+from ._definitions import NamedCall, Step
 from ._errors import DefinitionError, WaitTimeout
 from ._handles import Execution, StepHandle
 from ._replay import Kind
 
 H = TypeVar("H", StepHandle, Execution)
+R = TypeVar("R")
 POLL = 0.05  # how often executions (which have no shared condition) are looked at
 
 
@@ -128,3 +132,18 @@ def _completed(run: _context.Run | None, listed: list[H], deadline: float | None
         handle: H = _choose(run, "as_completed", remaining, deadline)
         remaining.remove(handle)
         yield handle
+
+
+def call(target: Step[..., R] | NamedCall[..., R], *args: Any, **kwargs: Any) -> Any:
+    """Run a step durably and return an awaitable of its result, for ``async def`` workflow bodies:
+    ``value = await zart.call(step, x)``. Any step, plain or ``async def``; the call is scheduled now (so
+    ``asyncio.gather(zart.call(a, 1), zart.call(b, 2))`` runs both in parallel), and awaiting it never
+    blocks the event loop. A ``NamedCall`` (``step.named("key")``) gives the call its key."""
+    run = _context.require_run("call")
+    if isinstance(target, NamedCall):
+        handle: StepHandle = run.schedule(target.step, args, kwargs, key=target.key)
+    elif isinstance(target, Step):
+        handle = run.schedule(target, args, kwargs)
+    else:
+        raise DefinitionError(f"zart.call() needs a @zart.step function, got {target!r}")
+    return result_of(handle)
