@@ -46,7 +46,9 @@ def test_children_record_their_parent_get_ids_from_their_position_and_are_reused
 
     shown = subprocess.run([sys.executable, "-m", "zart_nb", "--journal", str(journal), "show", "p"],
                            capture_output=True, text=True, timeout=60)
-    assert "children: p/child#0 (completed), p/child#1 (completed)" in shown.stdout, shown.stderr
+    line = next(line for line in shown.stdout.splitlines() if line.startswith("  children: "))
+    assert sorted(line.removeprefix("  children: ").split(", ")) == sorted(
+        ["p/child#0 (completed)", "p/child#1 (completed)", f"{tmp_path}-named (completed)"]), shown.stderr
     shown = subprocess.run([sys.executable, "-m", "zart_nb", "--journal", str(journal), "show", "p/child#1"],
                            capture_output=True, text=True, timeout=60)
     assert "  parent:   p\n" in shown.stdout, shown.stderr
