@@ -79,3 +79,59 @@ def test_cancelling_a_parent_cancels_its_running_child(journal, tmp_path):
         assert reader.execution_record("wp").status is zart.ExecutionStatus.CANCELLED
     finally:
         reader.close()
+
+
+def test_zart_cancel_of_a_parent_in_another_process_cancels_its_child_there(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    journal = tmp_path / "j.duckdb"
+    driver = subprocess.Popen([sys.executable, str(Path(__file__).parent / "scripts" / "parent_driver.py"),
+                               str(journal), str(tmp_path / "gate")], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        def child_step_running() -> bool:
+            client = zart.MonitorClient.connect(journal)
+            if client is None:
+                return False
+            with client:
+                progress = client.progress("wp/gated-child#0")
+                return progress is not None and progress.running == 1
+
+        wait_until(child_step_running, timeout=60, what="the child's step running in the driver")
+        cancel = subprocess.run([sys.executable, "-m", "zart_nb", "--journal", str(journal), "cancel", "wp"],
+                                capture_output=True, text=True, timeout=120)
+        assert cancel.returncode == 0 and "cancelled (was running)" in cancel.stdout, cancel.stderr
+        out, err = driver.communicate(timeout=120)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+    assert "wp cancelled" in out, err
+    reader = _reader(journal)
+    try:
+        child = reader.execution_record("wp/gated-child#0")
+        assert child.status is zart.ExecutionStatus.CANCELLED and "its parent execution 'wp'" in child.end_detail
+    finally:
+        reader.close()
+    assert not os.path.exists(tmp_path / "gate")
+
+
+def test_cancelling_an_interrupted_parent_cancels_its_unfinished_children(journal, tmp_path):
+    p = {"dir": str(tmp_path), "flag": str(tmp_path / "flag")}
+    assert zart.run(parent, p, execution_id="p", journal=journal, display=False, workers=2) == [10, 20, 30]
+    from zart_nb._runtime import runtime
+
+    held = runtime.journal(journal)
+    for execution_id in ("p", "p/child#0", "p/child#1"):  # as a killed process leaves them
+        held.set_status(execution_id, zart.ExecutionStatus.INTERRUPTED)
+    assert zart.cancel("p", journal=journal) is zart.ExecutionStatus.INTERRUPTED
+    reader = _reader(journal)
+    try:
+        statuses = {r.execution_id: r.status for r in reader.list_executions()}
+    finally:
+        reader.close()
+    assert statuses == {"p": zart.ExecutionStatus.CANCELLED, "p/child#0": zart.ExecutionStatus.CANCELLED,
+                        "p/child#1": zart.ExecutionStatus.CANCELLED,
+                        f"{tmp_path}-named": zart.ExecutionStatus.COMPLETED}

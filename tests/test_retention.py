@@ -199,3 +199,43 @@ def test_zart_cancel_on_a_filter_cancels_every_running_execution_through_the_eng
             driver.wait()
     assert "live-1 cancelled" in out and "live-2 cancelled" in out
     assert _cli(journal, "cancel", "--all", "--yes").stdout.strip() == "no execution to cancel"
+
+
+def test_a_value_another_execution_still_points_to_stays(journal):
+    import duckdb
+
+    _fill(journal)
+    runtime.journal(journal).close()
+    conn = duckdb.connect(str(journal))  # as a fork's reused step row does: the same file, another execution
+    conn.execute("""INSERT INTO steps SELECT 'sq', 'borrowed#0', run_number, seq, name, def_id, args, args_hash,
+                        args_preview, status, output, output_preview, error, error_type, traceback, attempts,
+                        reason, current, scheduled_at, started_at, finished_at, worker, log
+                    FROM steps WHERE execution_id = 'p1' AND step_key = 'payload#0'""")
+    conn.close()
+    report = zart.garbage_collect(journal, keep=0, workflow="payloads", min_age=0)
+    assert set(report.executions) == {"p1", "p2", "p3"} and report.files == 2  # p1's file is sq's too
+    assert len(_store(journal)) == 1 and zart.load("sq", "borrowed#0", journal=journal) == b"p1" * 10_000
+
+
+def test_bulk_delete_asks_on_a_terminal(journal):
+    import pty
+
+    _fill(journal)
+    runtime.journal(journal).close()
+
+    def answer(text: str) -> subprocess.CompletedProcess[str]:
+        controller, terminal = pty.openpty()
+        try:
+            os.write(controller, text.encode())
+            return subprocess.run([sys.executable, "-m", "zart_nb", "--journal", str(journal), "delete", "--status",
+                                   "failed"], stdin=terminal, capture_output=True, text=True, timeout=120)
+        finally:
+            os.close(terminal)
+            os.close(controller)
+
+    refused = answer("n\n")
+    assert refused.returncode == 1 and "Delete 1 execution(s): 'f1' (failed)? [y/N]" in refused.stderr
+    assert "f1" in _ids(journal)
+    agreed = answer("y\n")
+    assert agreed.returncode == 0 and "f1: deleted (was failed)" in agreed.stdout, agreed.stderr
+    assert "f1" not in _ids(journal)

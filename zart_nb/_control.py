@@ -91,7 +91,22 @@ def _cancel_journaled(journal: Journal, execution_id: str) -> ExecutionStatus:
         raise ExecutionNotFound(execution_id, journal.path)
     if not status.finished:
         journal.set_status(execution_id, ExecutionStatus.CANCELLED)
+        _cancel_children(journal, execution_id)
     return status
+
+
+def _cancel_children(journal: Journal, parent_id: str) -> None:
+    """The unfinished children of a journaled execution cancelled with it (a live one is stopped)."""
+    from ._journal import queries
+
+    for child in journal.query(queries.list_executions, parent=parent_id, limit=1_000_000):
+        if child.status.finished:
+            continue
+        live = runtime.live_execution(journal, child.execution_id)
+        if live is not None and not live.done:
+            live.cancel(origin=f"its parent execution {parent_id!r}")
+        else:
+            _cancel_journaled(journal, child.execution_id)
 
 
 def delete_here(journal: Journal, execution_id: str) -> None:
