@@ -220,9 +220,10 @@ class Step(Generic[P, R]):
             _warn_if_detached(self)
             return self.fn(*args, **kwargs)
         handle = run.schedule(self, args, kwargs)
-        if self.__dict__.get("_zart_async") is None:  # an ``async def`` step: decided once per step
-            self.__dict__["_zart_async"] = inspect.iscoroutinefunction(self.fn)
-        if self.__dict__["_zart_async"]:
+        is_async = self.__dict__.get("_zart_async")  # an ``async def`` step? decided once per step
+        if is_async is None:
+            is_async = self.__dict__["_zart_async"] = inspect.iscoroutinefunction(self.fn)
+        if is_async:
             from . import _aio  # in an async body, calling a coroutine function gives an awaitable
 
             if _aio.in_async_body():

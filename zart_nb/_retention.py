@@ -178,9 +178,7 @@ def collect_here(journal: Journal, *, keep: int | None, older_than: float | None
         chosen = choose(candidates, keep, older_than, time.time())
         removed = journal.retire(chosen, dry_run=dry_run)
         gone = values.referenced_names(removed.blobs)
-        remaining = values.referenced_names(journal.value_references())
-        if dry_run:  # the rows are still there: what the rest points to is what stays referenced
-            remaining = values.referenced_names(_others_blobs(journal, chosen))
+        remaining = values.referenced_names(removed.remaining)  # read after the delete (a dry run's too)
         freed_names, freed = _remove_files(journal.path, gone - remaining, dry_run)
         orphans = data.collect(journal.path, remaining | gone, min_age=min_age, dry_run=dry_run)
     retired = set(removed.ids)
@@ -188,12 +186,6 @@ def collect_here(journal: Journal, *, keep: int | None, older_than: float | None
     return RetentionReport(str(journal.path), deleted, sum(removed.rows.values()), len(freed_names), freed,
                            len(orphans.removed), orphans.freed, len(candidates) - len(deleted), dry_run,
                            dict(removed.rows), tuple(freed_names) + orphans.removed, len(orphans.kept_young))
-
-
-def _others_blobs(journal: Journal, ids: list[str]) -> list[bytes]:
-    from ._journal import retention
-
-    return journal.query(retention.references_except, ids)
 
 
 def _store_path(folder: Path, name: str) -> Path:

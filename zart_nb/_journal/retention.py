@@ -24,12 +24,13 @@ class Candidate(NamedTuple):
 
 
 class Removed(NamedTuple):
-    """What removing executions took out: rows per table, and the short blobs (possible value store
-    references) their rows held."""
+    """What removing executions took out: rows per table, the short blobs (possible value store
+    references) their rows held, and those every other row holds (what stays referenced)."""
 
     ids: list[str]
     rows: dict[str, int]
     blobs: list[bytes]
+    remaining: list[bytes]
 
 
 def finished(conn: duckdb.DuckDBPyConnection, workflow: str | None = None) -> list[Candidate]:
@@ -50,7 +51,7 @@ def remove(conn: duckdb.DuckDBPyConnection, ids: Sequence[str], longest: int = 4
     """Delete the executions of ``ids`` that are still finished, with every row they own, in the caller's
     transaction; returns what went. An id that is no longer finished (a resume began meanwhile) stays."""
     if not ids:
-        return Removed([], {}, [])
+        return Removed([], {}, [], _references(conn, longest))
     conn.execute("CREATE OR REPLACE TEMP TABLE zart_retired (execution_id VARCHAR)")
     try:
         conn.executemany("INSERT INTO zart_retired VALUES (?)", [[i] for i in ids])
@@ -73,22 +74,16 @@ def remove(conn: duckdb.DuckDBPyConnection, ids: Sequence[str], longest: int = 4
             rows[table] = counted[0] if counted else 0
             if rows[table]:
                 conn.execute(f"DELETE FROM {table} WHERE execution_id IN (SELECT execution_id FROM zart_retired)")
-        return Removed(retired, rows, blobs)
+        return Removed(retired, rows, blobs, _references(conn, longest))
     finally:
         conn.execute("DROP TABLE IF EXISTS zart_retired")
 
 
-def references_except(conn: duckdb.DuckDBPyConnection, ids: Sequence[str], longest: int = 4096) -> list[bytes]:
-    """The short blobs (possible value references) of every execution but ``ids`` (a dry run's
-    "what would stay referenced")."""
-    skip = list(ids) or [""]
-    marks = ", ".join("?" * len(skip))
+def _references(conn: duckdb.DuckDBPyConnection, longest: int) -> list[bytes]:
+    """Every short blob of the journal (of any step record, and every execution's input and output)."""
     rows = conn.execute(
-        f"""SELECT output FROM steps WHERE output IS NOT NULL AND octet_length(output) <= ?
-                AND execution_id NOT IN ({marks})
-            UNION ALL SELECT output FROM executions WHERE output IS NOT NULL AND octet_length(output) <= ?
-                AND execution_id NOT IN ({marks})
-            UNION ALL SELECT input FROM executions WHERE input IS NOT NULL AND octet_length(input) <= ?
-                AND execution_id NOT IN ({marks})""",
-        [longest, *skip, longest, *skip, longest, *skip]).fetchall()
+        """SELECT output FROM steps WHERE output IS NOT NULL AND octet_length(output) <= ?
+           UNION ALL SELECT output FROM executions WHERE output IS NOT NULL AND octet_length(output) <= ?
+           UNION ALL SELECT input FROM executions WHERE input IS NOT NULL AND octet_length(input) <= ?""",
+        [longest, longest, longest]).fetchall()
     return [row[0] for row in rows]
