@@ -88,7 +88,8 @@ def add_filters(parser: argparse.ArgumentParser, *, acts_on: str) -> None:
     parser.add_argument("--status", choices=[s.value for s in ExecutionStatus],
                         help=f"only executions of this status (default: every {acts_on} one)")
     parser.add_argument("--older-than", type=duration, metavar="AGE",
-                        help="only executions created longer ago than AGE (7d, 12h, 30m, 90s)")
+                        help="only executions that ended (unfinished ones: were created) longer ago than AGE "
+                             "(7d, 12h, 30m, 90s)")
     parser.add_argument("--workflow", metavar="W", help="only executions of workflow W")
     parser.add_argument("--all", action="store_true",
                         help="every execution the filters select (needed when no filter is given)")
@@ -131,7 +132,7 @@ def select(args: argparse.Namespace, action: str) -> tuple[list[Chosen], int]:
             while True:
                 page = reader.list_executions(status, limit=PAGE, offset=offset)
                 found += [r for r in page if (args.workflow is None or r.workflow == args.workflow)
-                          and (cutoff is None or (r.created_at is not None and r.created_at.timestamp() < cutoff))]
+                          and (cutoff is None or _older(r, cutoff))]
                 if len(page) < PAGE:
                     break
                 offset += PAGE
@@ -151,6 +152,12 @@ def select(args: argparse.Namespace, action: str) -> tuple[list[Chosen], int]:
             continue
         chosen += [Chosen(path, record) for record in records]
     return chosen, failed
+
+
+def _older(record: ExecutionRecord, cutoff: float) -> bool:
+    """Whether the execution ended (an unfinished one: was created) before ``cutoff``."""
+    when = record.finished_at or record.created_at
+    return when is not None and when.timestamp() < cutoff
 
 
 def confirm(chosen: list[Chosen], action: str) -> bool | None:

@@ -456,15 +456,7 @@ class RunState:
         with self._cond:
             for handle in handles:
                 while not handle.done:
-                    if self.cancelled:
-                        raise Cancelled(f"execution {self.execution_id!r} was cancelled")
-                    remaining = WAIT_TICK
-                    if deadline is not None:
-                        remaining = min(remaining, deadline - time.monotonic())
-                        if remaining <= 0:
-                            raise WaitTimeout(f"steps of {self.execution_id!r} still running "
-                                              f"after {timeout}s (they keep running)")
-                    self._cond.wait(remaining)
+                    self._wait_tick(deadline, timeout)
                     if tick is not None:
                         tick()
             if self.cancelled:
@@ -475,17 +467,22 @@ class RunState:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while not any(handle.done for handle in handles):
-                if self.cancelled:
-                    raise Cancelled(f"execution {self.execution_id!r} was cancelled")
-                remaining = WAIT_TICK
-                if deadline is not None:
-                    remaining = min(remaining, deadline - time.monotonic())
-                    if remaining <= 0:
-                        raise WaitTimeout(f"steps of {self.execution_id!r} still running "
-                                          f"after {timeout}s (they keep running)")
-                self._cond.wait(remaining)
+                self._wait_tick(deadline, timeout)
             if self.cancelled:
                 raise Cancelled(f"execution {self.execution_id!r} was cancelled")
+
+    def _wait_tick(self, deadline: float | None, timeout: float | None) -> None:
+        """One wait on the run's condition (held by the caller), after checking that the run goes on
+        (``Cancelled``) and that ``timeout`` (ending at the monotonic ``deadline``) has not passed."""
+        if self.cancelled:
+            raise Cancelled(f"execution {self.execution_id!r} was cancelled")
+        remaining = WAIT_TICK
+        if deadline is not None:
+            remaining = min(remaining, deadline - time.monotonic())
+            if remaining <= 0:
+                raise WaitTimeout(f"steps of {self.execution_id!r} still running "
+                                  f"after {timeout}s (they keep running)")
+        self._cond.wait(remaining)
 
     def capture(self, kind: Kind, name: str, identity: tuple[Any, ...], choose: Callable[[], Any],
                 preview: Callable[[Any], str]) -> Any:
