@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
 from . import _context
+from . import _serialization as ser
 from ._aio import result_of
 from ._definitions import NamedCall, Step
 from ._errors import DefinitionError, WaitTimeout
@@ -80,9 +81,11 @@ def _wait_one(run: _context.Run | None, handle: Any, deadline: float | None) -> 
     _wait_any(run, [handle], deadline)
 
 
-def _choose(run: _context.Run | None, name: str, handles: list[Any], deadline: float | None) -> Any:
-    """The first of ``handles`` to finish (journaled in a workflow; read back on replay)."""
-    keys = [_key(handle) for handle in handles]
+def _choose(run: _context.Run | None, name: str, by_key: dict[str, Any], identity: tuple[Any, ...],
+            deadline: float | None) -> Any:
+    """The first of the handles ``by_key`` to finish (journaled in a workflow under ``identity``, what it
+    chooses among; read back on replay)."""
+    handles = list(by_key.values())
 
     def first_done() -> str:
         _wait_any(run, handles, deadline)
@@ -91,11 +94,10 @@ def _choose(run: _context.Run | None, name: str, handles: list[Any], deadline: f
     if run is None:
         chosen = first_done()
     else:
-        chosen = run.capture(Kind.WAIT, name, tuple(keys), first_done, lambda key: f"first: {key}")
-    try:
-        handle = handles[keys.index(chosen)]
-    except ValueError:  # a journal written by other code: never here, as the keys are its identity
-        raise DefinitionError(f"the journaled choice {chosen!r} is none of the handles waited for") from None
+        chosen = run.capture(Kind.WAIT, name, identity, first_done, lambda key: f"first: {key}")
+    handle = by_key.get(chosen)
+    if handle is None:  # a journal written by other code: never here, as the keys are its identity
+        raise DefinitionError(f"the journaled choice {chosen!r} is none of the handles waited for")
     if not handle.done:  # on replay: the journaled first, whatever finishes first now
         _wait_one(run, handle, deadline)
     return handle
@@ -112,7 +114,8 @@ def wait_first(handles: Iterable[H], timeout: float | None = None) -> H:
     listed = _checked(handles, "wait_first")
     run = _run_of(listed, "wait_first")
     deadline = None if timeout is None else time.monotonic() + timeout
-    return _choose(run, "first", listed, deadline)  # type: ignore[no-any-return]
+    by_key = {_key(handle): handle for handle in listed}
+    return _choose(run, "first", by_key, tuple(by_key), deadline)  # type: ignore[no-any-return]
 
 
 def as_completed(handles: Iterable[H], timeout: float | None = None) -> Iterator[H]:
@@ -127,10 +130,13 @@ def as_completed(handles: Iterable[H], timeout: float | None = None) -> Iterator
 
 
 def _completed(run: _context.Run | None, listed: list[H], deadline: float | None) -> Iterator[H]:
-    remaining = list(listed)
-    while remaining:
-        handle: H = _choose(run, "as_completed", remaining, deadline)
-        remaining.remove(handle)
+    # Each choice is identified by the whole list (hashed once) and its position: a journaled record
+    # per handle stays small, however many handles there are.
+    by_key = {_key(handle): handle for handle in listed}
+    whole = ser.args_hash(tuple(by_key), {})
+    for position in range(len(listed)):
+        handle: H = _choose(run, "as_completed", by_key, (whole, position), deadline)
+        del by_key[_key(handle)]
         yield handle
 
 
