@@ -82,25 +82,31 @@ def _wait_one(run: _context.Run | None, handle: Any, deadline: float | None) -> 
 
 
 def _choose(run: _context.Run | None, name: str, by_key: dict[str, Any], identity: tuple[Any, ...],
-            deadline: float | None) -> Any:
-    """The first of the handles ``by_key`` to finish (journaled in a workflow under ``identity``, what it
-    chooses among; read back on replay)."""
+            deadline: float | None, every: bool = False) -> list[Any]:
+    """The first of the handles ``by_key`` to finish, or with ``every`` all those found finished at that
+    look, in the order given (journaled in a workflow under ``identity``, what it chooses among; read
+    back on replay, where the caller waits for each before it takes it)."""
     handles = list(by_key.values())
 
-    def first_done() -> str:
+    def first_done() -> list[str]:
         _wait_any(run, handles, deadline)
-        return next(_key(handle) for handle in handles if handle.done)
+        if every:
+            return [_key(handle) for handle in handles if handle.done]
+        return [next(_key(handle) for handle in handles if handle.done)]
 
     if run is None:
         chosen = first_done()
     else:
-        chosen = run.capture(Kind.WAIT, name, identity, first_done, lambda key: f"first: {key}")
-    handle = by_key.get(chosen)
-    if handle is None:  # a journal written by other code: never here, as the keys are its identity
-        raise DefinitionError(f"the journaled choice {chosen!r} is none of the handles waited for")
-    if not handle.done:  # on replay: the journaled first, whatever finishes first now
-        _wait_one(run, handle, deadline)
-    return handle
+        chosen = run.capture(Kind.WAIT, name, identity, first_done, _preview)
+    found = [by_key.get(key) for key in chosen] if isinstance(chosen, list) else [None]
+    if not found or None in found:  # a journal written by other code: never here (the keys are its identity)
+        raise DefinitionError(f"the journaled choice {chosen!r} is not among the handles waited for")
+    return found
+
+
+def _preview(keys: list[str]) -> str:
+    text = ", ".join(keys)
+    return f"first: {text if len(text) <= 200 else text[:199] + '…'}"
 
 
 def wait_first(handles: Iterable[H], timeout: float | None = None) -> H:
@@ -115,7 +121,10 @@ def wait_first(handles: Iterable[H], timeout: float | None = None) -> H:
     run = _run_of(listed, "wait_first")
     deadline = None if timeout is None else time.monotonic() + timeout
     by_key = {_key(handle): handle for handle in listed}
-    return _choose(run, "first", by_key, tuple(by_key), deadline)  # type: ignore[no-any-return]
+    (handle,) = _choose(run, "first", by_key, tuple(by_key), deadline)
+    if not handle.done:  # on replay: the journaled first, whatever finishes first now
+        _wait_one(run, handle, deadline)
+    return handle  # type: ignore[no-any-return]
 
 
 def as_completed(handles: Iterable[H], timeout: float | None = None) -> Iterator[H]:
@@ -130,14 +139,20 @@ def as_completed(handles: Iterable[H], timeout: float | None = None) -> Iterator
 
 
 def _completed(run: _context.Run | None, listed: list[H], deadline: float | None) -> Iterator[H]:
-    # Each choice is identified by the whole list (hashed once) and its position: a journaled record
-    # per handle stays small, however many handles there are.
+    # One journaled record per look (every handle found finished then, in the order given), identified
+    # by the whole list (hashed once) and the position it starts at: small, however many handles.
     by_key = {_key(handle): handle for handle in listed}
     whole = ser.args_hash(tuple(by_key), {})
-    for position in range(len(listed)):
-        handle: H = _choose(run, "as_completed", by_key, (whole, position), deadline)
-        del by_key[_key(handle)]
-        yield handle
+    position = 0
+    while by_key:
+        batch: list[H] = _choose(run, "as_completed", by_key, (whole, position), deadline, every=True)
+        position += len(batch)
+        for handle in batch:
+            del by_key[_key(handle)]
+        for handle in batch:
+            if not handle.done:  # on replay: in the journaled order, whatever finishes first now
+                _wait_one(run, handle, deadline)
+            yield handle
 
 
 def call(target: Step[..., R] | NamedCall[..., R], *args: Any, **kwargs: Any) -> Any:
