@@ -96,3 +96,20 @@ def test_executions_started_from_a_notebook_come_back_as_they_finish(journal, tm
     (tmp_path / "slow-gate").touch()
     assert next(order) is slow and slow.result() == "slow-gate"
     assert list(order) == []
+
+
+@zart.workflow("all-done-first")
+def all_done_first(n: int) -> list[str]:
+    from steps_lib import quick
+
+    handles = [zart.schedule(quick, i) for i in range(n)]
+    zart.wait(handles)  # every one finished before as_completed looks
+    return [handle.key for handle in zart.as_completed(handles)]
+
+
+def test_handles_found_finished_together_come_in_the_order_given_as_one_record(journal):
+    assert zart.run(all_done_first, 3, execution_id="t", journal=journal, display=False,
+                    workers=2) == ["quick#0", "quick#1", "quick#2"]
+    waits = {key: step for key, step in _steps(journal, "t").items() if key.startswith("wait:")}
+    assert list(waits) == ["wait:as_completed#0"]
+    assert waits["wait:as_completed#0"].output_preview == "first: quick#0, quick#1, quick#2"
