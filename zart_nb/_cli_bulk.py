@@ -44,7 +44,12 @@ def add_gc(sub: Any, common: argparse.ArgumentParser, as_json: argparse.Argument
            count: Callable[[str], int]) -> None:
     gc = sub.add_parser("gc", parents=[common, as_json],
                         help="delete finished executions beyond --keep N / --older-than, and value store "
-                             "files no journal row points to")
+                             "files no journal row points to",
+                        description="Delete the finished executions (completed, failed, cancelled) beyond what "
+                                    "--keep/--older-than keep, with their records and the stored values only they "
+                                    "point to, then the value store's orphans; with neither, only the orphans. "
+                                    "Running, pending and interrupted executions are never touched. When an "
+                                    "engine holds the journal, it does the work.")
     gc.add_argument("--keep", type=count, metavar="N",
                     help="keep the N newest finished executions (completed, failed, cancelled)")
     gc.add_argument("--older-than", type=duration, metavar="AGE",
