@@ -63,3 +63,12 @@ def test_an_execution_from_start_can_be_awaited(journal, tmp_path):
         return list(await asyncio.gather(*started))
 
     assert asyncio.run(main()) == [2, 3]
+
+
+def test_the_api_loads_no_asyncio_until_an_awaitable_is_made():
+    import subprocess
+    import sys
+
+    code = "import sys, zart_nb as zart; zart.run, zart.call, zart.as_completed; print('asyncio' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "False"  # ~50 ms of a cold start: only async bodies pay for it
