@@ -113,3 +113,27 @@ def test_handles_found_finished_together_come_in_the_order_given_as_one_record(j
     waits = {key: step for key, step in _steps(journal, "t").items() if key.startswith("wait:")}
     assert list(waits) == ["wait:as_completed#0"]
     assert waits["wait:as_completed#0"].output_preview == "first: quick#0, quick#1, quick#2"
+
+
+@zart.workflow("pick")
+def pick(p: dict) -> str:
+    from steps_lib import quick
+
+    first = zart.wait_first([zart.schedule(quick, x) for x in p["xs"]])
+    if os.path.exists(p["flag"]):
+        raise RuntimeError("flag is set")
+    return first.key
+
+
+def test_a_choice_among_other_handles_is_made_again_or_refused_with_on_change_error(journal, tmp_path):
+    flag = tmp_path / "flag"
+    flag.touch()
+    with pytest.raises(zart.TaskError, match="flag is set"):
+        zart.run(pick, {"xs": [1, 2], "flag": str(flag)}, execution_id="k", journal=journal, display=False)
+    with pytest.raises(zart.NonDeterminism, match="wait:first#0"):
+        zart.run(pick, {"xs": [1, 2, 3], "flag": str(flag)}, execution_id="k", journal=journal, display=False,
+                 on_change="error")
+    os.unlink(flag)
+    assert zart.run(pick, {"xs": [1, 2, 3], "flag": str(flag)}, execution_id="k", journal=journal,
+                    display=False) in ("quick#0", "quick#1", "quick#2")
+    assert _steps(journal, "k")["wait:first#0"].reason == "arguments changed"
