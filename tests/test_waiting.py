@@ -137,3 +137,17 @@ def test_a_choice_among_other_handles_is_made_again_or_refused_with_on_change_er
     assert zart.run(pick, {"xs": [1, 2, 3], "flag": str(flag)}, execution_id="k", journal=journal,
                     display=False) in ("quick#0", "quick#1", "quick#2")
     assert _steps(journal, "k")["wait:first#0"].reason == "arguments changed"
+
+
+def test_executions_started_in_a_body_come_back_in_the_journaled_order_on_replay(journal, tmp_path):
+    from waiting_lib import two_children
+
+    p = {"dir": str(tmp_path), "flag": str(tmp_path / "flag")}
+    Path(p["flag"]).touch()
+    with pytest.raises(zart.TaskError, match="flag is set"):
+        zart.run(two_children, p, execution_id="tc", journal=journal, display=False, workers=2)
+    assert _steps(journal, "tc")["wait:as_completed#0"].output_preview == "first: execution:tc/gated-child#1"
+    os.unlink(p["flag"])
+    # Both children are completed now, so both are done at once: the journal gives the order.
+    assert zart.run(two_children, p, execution_id="tc", journal=journal, display=False, workers=2) == [
+        "tc/gated-child#1", "tc/gated-child#0"]

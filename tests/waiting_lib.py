@@ -132,3 +132,18 @@ def sync_calls_async(p: dict) -> str:
 @zart.workflow("plus-one-flow")
 def plus_one_flow(x: int) -> int:
     return plus_one(x)
+
+
+@zart.workflow("two-children")
+def two_children(p: dict) -> list[str]:
+    """Child #1's gate is open at once; child #0's opens when the first child is taken."""
+    gates = [os.path.join(p["dir"], f"child-gate{i}") for i in range(2)]
+    open(gates[1], "w").close()
+    started = [zart.start(gated_child, gate, display=False) for gate in gates]
+    order = []
+    for execution in zart.as_completed(started, timeout=60):
+        order.append(execution.execution_id)
+        open(gates[0], "w").close()
+    if os.path.exists(p["flag"]):
+        raise RuntimeError("flag is set")
+    return order
