@@ -93,10 +93,19 @@ def test_joining_a_running_execution_with_other_code_or_input_is_refused(journal
 def test_a_workflow_that_runs_its_own_execution_is_refused(journal, inline):
     @zart.workflow("ouroboros")
     def flow(depth):
-        return zart.run(flow, depth, journal=journal)  # the same input: the same execution id
+        return zart.run(flow, depth, execution_id="self", journal=journal)  # its own execution id
 
     with pytest.raises(zart.DefinitionError, match="would wait for itself"):
-        zart.run(flow, 1, journal=journal)
+        zart.run(flow, 1, execution_id="self", journal=journal)
+
+
+def test_a_workflow_that_starts_itself_without_end_is_stopped_at_a_depth(journal, inline):
+    @zart.workflow("endless")
+    def flow(depth):
+        return zart.run(flow, depth + 1)  # a child each time: endless/endless#0/endless#0/...
+
+    with pytest.raises(zart.DefinitionError, match="children nested 32 deep"):
+        zart.run(flow, 0, journal=journal)
 
 
 def test_a_workflow_may_run_another_execution_inside(journal, inline):

@@ -176,7 +176,14 @@ def test_a_journal_of_the_previous_schema_is_upgraded_with_its_step_counts(journ
     conn.close()
 
 
+def _drop_schema_8(conn):
+    conn.execute("DROP INDEX executions_status")  # DuckDB drops no column of an indexed table
+    conn.execute("ALTER TABLE executions DROP COLUMN parent_execution_id")
+    conn.execute("CREATE INDEX executions_status ON executions(status)")
+
+
 def _drop_schema_7(conn):
+    _drop_schema_8(conn)
     conn.execute("DROP TABLE schedules")
 
 
@@ -188,7 +195,7 @@ def _drop_schema_6(conn):
 
 def _drop_schema_5(conn):
     _drop_schema_6(conn)
-    conn.execute("DROP INDEX executions_status")  # DuckDB drops no column of an indexed table
+    conn.execute("DROP INDEX executions_status")
     conn.execute("ALTER TABLE executions DROP COLUMN deadline")
     conn.execute("CREATE INDEX executions_status ON executions(status)")
 
@@ -260,6 +267,25 @@ def test_a_journal_of_schema_5_gets_run_triggers_and_keeps_its_runs(journal):
     assert [(r.run_number, r.trigger, r.trigger_detail) for r in runs] == [
         (1, None, None), (2, zart.RunTrigger.RESTART, "x")]
     runtime.journal(journal).close()
+
+
+def test_a_journal_of_schema_7_gets_parents_and_keeps_its_executions(journal):
+    j = runtime.journal(journal)
+    with j.hold():
+        j.begin_run("old", "wf", "d", b"", "h", "", "rerun")
+        j.finish_run("old", 1, zart.ExecutionStatus.COMPLETED, executed=0, reused=0)
+    j.close()
+    conn = duckdb.connect(str(journal))
+    _drop_schema_8(conn)
+    conn.execute("UPDATE zart_meta SET value = '7' WHERE key = 'schema_version'")
+    conn.close()
+    record = zart.journal(journal).execution_record("old")
+    assert record.status is zart.ExecutionStatus.COMPLETED and record.parent_execution_id is None
+    j = runtime.journal(journal)
+    with j.hold():
+        j.set_parent("old", "its-parent")
+    j.close()
+    assert [r.execution_id for r in zart.journal(journal).list_executions(parent="its-parent")] == ["old"]
 
 
 def _catalog(conn):

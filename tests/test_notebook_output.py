@@ -106,6 +106,7 @@ def test_a_version_1_journal_is_upgraded_and_keeps_its_rows(tmp_path):
         conn.execute(f"ALTER TABLE runs DROP COLUMN {column}")
     conn.execute("DROP INDEX executions_status")  # (DuckDB drops no column of an indexed table)
     conn.execute("ALTER TABLE executions DROP COLUMN deadline")  # (added by version 5)
+    conn.execute("ALTER TABLE executions DROP COLUMN parent_execution_id")  # (added by version 8)
     conn.execute("CREATE INDEX executions_status ON executions(status)")
     conn.execute("DROP TABLE schedules")  # (added by version 7)
     conn.execute("UPDATE zart_meta SET value = '1' WHERE key = 'schema_version'")

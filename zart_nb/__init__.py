@@ -70,6 +70,7 @@ if _typing.TYPE_CHECKING:
     from ._progress import FailedStep, QueueBacklog, RunEnd, RunningStep, RunProgress
     from ._reader import JournalReader
     from ._records import AttemptRecord, DefinitionRecord, ExecutionRecord, RunRecord, StepRecord
+    from ._retention import RetentionReport, garbage_collect
     from ._runtime import shutdown_pool
     from ._serve.recurring import (
         Schedule,
@@ -81,6 +82,7 @@ if _typing.TYPE_CHECKING:
     )
     from ._status import ExecutionStatus, RunReason, RunTrigger, StepStatus
     from ._stored import StoredValue
+    from ._waiting import as_completed, call, wait_first
 
 __version__ = "0.1.0"
 
@@ -106,6 +108,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "_monitor.client": ("MonitorClient",),
     "_progress": ("FailedStep", "QueueBacklog", "RunEnd", "RunningStep", "RunProgress"),
     "_reader": ("JournalReader",),
+    "_retention": ("RetentionReport", "garbage_collect"),
     "_records": ("AttemptRecord", "DefinitionRecord", "ExecutionRecord", "RunRecord", "StepRecord"),
     "_options": ("OnChange", "RunOptions"),
     "_runtime": ("shutdown_pool",),
@@ -113,6 +116,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
                          "schedules"),
     "_status": ("ExecutionStatus", "RunReason", "RunTrigger", "StepStatus"),
     "_stored": ("StoredValue",),
+    "_waiting": ("as_completed", "call", "wait_first"),
 }
 # What code running inside a step may touch without loading the engine (zart.context(), errors, a
 # module of steps imported by reference). Any other name loads every module but those on demand.
@@ -194,7 +198,9 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "__version__",
+    "as_completed",
     "AttemptRecord",
+    "call",
     "cancel",
     "Cancelled",
     "compact",
@@ -222,6 +228,7 @@ __all__ = [
     "ExecutorClosed",
     "FailedStep",
     "fork",
+    "garbage_collect",
     "gc",
     "GcReport",
     "journal",
@@ -250,6 +257,7 @@ __all__ = [
     "restart",
     "resume",
     "resume_schedule",
+    "RetentionReport",
     "retry_step",
     "RetryPolicy",
     "run",
@@ -289,6 +297,7 @@ __all__ = [
     "ValueLost",
     "ValueStoreError",
     "wait",
+    "wait_first",
     "WaitTimeout",
     "WorkerCrashed",
     "Workflow",

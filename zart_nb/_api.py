@@ -1,6 +1,7 @@
 """The public API: steps, workflows, the registry and scheduler, and schedule/wait/run/start."""
 from __future__ import annotations
 
+import contextvars
 import os
 import threading
 from collections.abc import Iterable
@@ -125,7 +126,9 @@ def _start_thread(execution: Execution, workflow: WorkflowDef, data: Any, option
         except BaseException:
             pass  # the outcome is on the Execution; result() raises it
 
-    thread = threading.Thread(target=target, name=f"zart-{execution.execution_id}", daemon=True)
+    # In a copy of the caller's context: an execution started from a workflow body knows its parent run.
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(target,),
+                              name=f"zart-{execution.execution_id}", daemon=True)
     execution.starting()  # from the caller's point of view it runs now
     try:
         thread.start()
@@ -252,9 +255,21 @@ class DurableScheduler:
 
 def _execution_id(execution_id: str | None, workflow: WorkflowDef, data: Any) -> str:
     if execution_id is None:
+        parent = _context.current_run()  # started from a workflow body: a child, named by its position
+        if parent is not None and not _context.in_step():
+            return parent.child_id(workflow.name)
         return default_execution_id(workflow, data)
     _engine.check_execution_id(execution_id)
     return execution_id
+
+
+def _journal_for(journal: str | os.PathLike[str] | None) -> Journal:
+    """``journal``; by default, in a workflow body, its execution's (a child lives beside its parent)."""
+    if journal is None:
+        parent = _context.current_run()
+        if parent is not None and not _context.in_step():
+            return parent.journal
+    return runtime.journal(journal)
 
 
 def default_execution_id(workflow: WorkflowDef, data: Any) -> str:
@@ -283,7 +298,7 @@ def run(workflow: Any, data: Any = None, *, execution_id: str | None = None,
     __tracebackhide__ = True  # IPython leaves zart_nb's frames out of tracebacks
     options = RunOptions.make(on_change, workers, executor, display, deadline)
     definition = as_workflow(workflow)
-    return run_here(runtime.journal(journal), _execution_id(execution_id, definition, data), definition, data,
+    return run_here(_journal_for(journal), _execution_id(execution_id, definition, data), definition, data,
                     options)
 
 
@@ -299,7 +314,7 @@ def start(workflow: Any, data: Any = None, *, execution_id: str | None = None,
     __tracebackhide__ = True  # IPython leaves zart_nb's frames out of tracebacks
     options = RunOptions.make(on_change, workers, executor, display, deadline)
     definition = as_workflow(workflow)
-    return launch(runtime.journal(journal), _execution_id(execution_id, definition, data), definition, data,
+    return launch(_journal_for(journal), _execution_id(execution_id, definition, data), definition, data,
                   options)
 
 

@@ -10,9 +10,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import _cli_bulk as bulk
 from . import _discovery as discovery
 from ._cli_control import LOCATED, add_commands
-from ._cli_format import BROKEN_PIPE_EXIT, ERROR_EXIT, EXIT_CODES, safe
+from ._cli_format import BROKEN_PIPE_EXIT, ERROR_EXIT, EXIT_CODES, USAGE_EXIT, safe
 from ._cli_read import SHOW_LIMIT, cmd_delete, cmd_ls, cmd_runs, cmd_show, cmd_stats
 from ._errors import ExecutionNotFound, ZartError
 from ._records import ExecutionStatus
@@ -48,8 +49,30 @@ def _locate(args: argparse.Namespace) -> None:
     args.journal = str(_where(args.execution_id, args.journal))
 
 
+def _by_filter(args: argparse.Namespace, action: str, ids: Sequence[str]) -> int | None:
+    """Run ``zart cancel|delete`` on a filter when one is given; ``None``: it acts on ``ids``."""
+    if bulk.filtering(args):
+        if ids:
+            print(f"zart {action}: give execution ids or a filter (--status, --older-than, --workflow, --all), "
+                  "not both", file=sys.stderr)
+            return USAGE_EXIT
+        return bulk.run_bulk(args, action)
+    if not ids:
+        print(f"zart {action}: give an execution id, or a filter (--status, --older-than, --workflow) or --all",
+              file=sys.stderr)
+        return USAGE_EXIT
+    if args.dry_run or args.json:
+        print(f"zart {action}: --dry-run and --json go with a filter", file=sys.stderr)
+        return USAGE_EXIT
+    return None
+
+
 def cmd_cancel(args: argparse.Namespace) -> int:
     from ._control import CANCEL_WAIT, cancel_and_wait, origin_here
+
+    done = _by_filter(args, "cancel", [args.execution_id] if args.execution_id else [])
+    if done is not None:
+        return done
 
     was, now = cancel_and_wait(args.execution_id, journal=args.journal, origin=origin_here("zart cancel"))
     name = safe(repr(args.execution_id))
@@ -64,43 +87,10 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def _delete(args: argparse.Namespace) -> int:
+    done = _by_filter(args, "delete", args.execution_ids)
+    if done is not None:
+        return done
     return cmd_delete(args, lambda execution_id: _where(execution_id, args.journal))
-
-
-def cmd_gc(args: argparse.Namespace) -> int:
-    from ._cli_read import targets
-    from ._data import gc
-
-    journals = targets(args)
-    for path in journals.paths:
-        if journals.folder and not path.exists():
-            continue
-        report = gc(path, dry_run=args.dry_run, min_age=args.min_age)
-        print(safe(str(report)))
-        for name in report.removed:
-            print(f"  {'would remove' if args.dry_run else 'removed'} {safe(name)}")
-    return _verify_and_compact(args, [path for path in journals.paths if path.exists()])
-
-
-def _verify_and_compact(args: argparse.Namespace, paths: list[Path]) -> int:
-    """``zart gc --verify`` (exit 1 when a stored file is damaged) and ``--compact``."""
-    from . import _values as values
-    from ._maintenance import compact, scrub
-
-    code = 0
-    for path in paths:
-        if args.verify:
-            scrubbed = scrub(path)
-            print(safe(str(scrubbed)))
-            for name, why in scrubbed.damaged:
-                print(f"  damaged {safe(name)}: {safe(why)}")
-            code = code or (ERROR_EXIT if scrubbed.damaged else 0)
-        if args.compact:
-            if args.dry_run:
-                print(f"{safe(path)}: would compact it ({values.size_text(path.stat().st_size)} now)")
-            else:
-                print(safe(str(compact(path))))
-    return code
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
@@ -182,28 +172,21 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("folder", nargs="?", metavar="DIR", help="another folder (as for ls)")
     stats.set_defaults(func=cmd_stats)
 
-    delete = sub.add_parser("delete", parents=[common], help="remove finished executions from their journal")
-    delete.add_argument("execution_ids", nargs="+", metavar="ID")
-    delete.add_argument("--yes", action="store_true",
-                        help="do not ask (needed when stdin is not a terminal)")
+    delete = sub.add_parser("delete", parents=[common],
+                            help="remove finished executions (given, or every one a filter selects)")
+    delete.add_argument("execution_ids", nargs="*", metavar="ID")
+    bulk.add_filters(delete, acts_on="finished or interrupted")
     delete.set_defaults(func=_delete)
 
     add_commands(sub, common)
 
-    cancel = sub.add_parser("cancel", parents=[common], help="mark an unfinished execution cancelled")
-    cancel.add_argument("execution_id")
+    cancel = sub.add_parser("cancel", parents=[common],
+                            help="stop an unfinished execution, or every one a filter selects")
+    cancel.add_argument("execution_id", nargs="?")
+    bulk.add_filters(cancel, acts_on="unfinished")
     cancel.set_defaults(func=cmd_cancel)
 
-    gc = sub.add_parser("gc", parents=[common],
-                        help="remove value store files no journal row points to (orphans, deleted executions)")
-    gc.add_argument("--dry-run", action="store_true", help="only say what would be removed")
-    gc.add_argument("--min-age", type=float, default=3600.0, metavar="SECONDS",
-                    help="keep unreferenced files younger than this: they may be being written (default: 3600)")
-    gc.add_argument("--verify", action="store_true",
-                    help="read every stored value whole and check it (exit 1 when one is damaged); none is removed")
-    gc.add_argument("--compact", action="store_true",
-                    help="rewrite the journal file with only its live data (DuckDB's VACUUM does not shrink it)")
-    gc.set_defaults(func=cmd_gc)
+    bulk.add_gc(sub, common, as_json, _count)
 
     query = sub.add_parser("sql", parents=[common, as_json],
                            help='SQL over the tables steps returned: each a view "<execution id>/<step key>"')

@@ -247,8 +247,10 @@ class _Page:
     more: bool
     progress: RunProgress | None = None
     stored: list[StoredValue] = field(default_factory=list)
+    children: list[ExecutionRecord] = field(default_factory=list)
 
 
+CHILDREN_SHOWN = 10  # children of an execution `zart show` names (the rest are counted)
 FOLLOW_POLL = 0.25
 
 
@@ -302,7 +304,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         attempts = [a for a in reader.list_attempts(args.execution_id) if a.step_key in keys]
         stored = [s for s in read_stored(reader, args.execution_id) if s.step_key in keys]
         return _Page(record, reader.list_runs(args.execution_id), steps[:limit], attempts, len(steps) > limit,
-                     reader.progress(args.execution_id), stored)
+                     reader.progress(args.execution_id), stored,
+                     reader.list_executions(parent=args.execution_id, limit=CHILDREN_SHOWN + 1, descending=False))
 
     found = _read_one(args, read)
     page = found.value
@@ -313,9 +316,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         write(dumps({"journal": str(found.path.resolve()), "read": found.via, "execution": record,
                      "runs": page.runs, "offset": offset, "limit": limit, "steps": page.steps,
                      "more": left if page.more else 0, "attempts": page.attempts, "progress": page.progress,
-                     "stored": [s.to_json() for s in page.stored]}))
+                     "stored": [s.to_json() for s in page.stored], "children": page.children}))
         return STATUS_EXIT[record.status]
-    _print_head(record, page.runs, found)
+    _print_head(record, page.runs, found, page.children)
     first = offset + 1
     span = f"{first}-{offset + len(page.steps)}" if page.steps else "none"
     print(f"Steps ({span} of {_of(record, offset, len(page.steps), page.more)})")
@@ -377,11 +380,18 @@ def _of(record: ExecutionRecord, offset: int, shown: int, more: bool) -> str:
     return str(total) if total >= offset + shown + (1 if more else 0) else "more"
 
 
-def _print_head(record: ExecutionRecord, runs: list[RunRecord], found: discovery.Read[Any]) -> None:
+def _print_head(record: ExecutionRecord, runs: list[RunRecord], found: discovery.Read[Any],
+                children: list[ExecutionRecord] | None = None) -> None:
     via = f"live, through the engine of pid {found.pid}" if found.via == discovery.LIVE else "read from the file"
     print(f"Execution {safe(record.execution_id)}  [{record.status.value}]")
     print(f"  journal:  {safe(found.path)} ({via})")
     print(f"  workflow: {safe(record.workflow)}")
+    if record.parent_execution_id is not None:
+        print(f"  parent:   {safe(record.parent_execution_id)}")
+    if children:
+        named = ", ".join(f"{safe(c.execution_id)} ({c.status.value})" for c in children[:CHILDREN_SHOWN])
+        more = " and more (zart ls shows them)" if len(children) > CHILDREN_SHOWN else ""
+        print(f"  children: {named}{more}")
     print(f"  input:    {safe(record.input_preview)}")
     if record.output_preview is not None:
         print(f"  output:   {safe(record.output_preview)}")

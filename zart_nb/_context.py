@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ._errors import NotInWorkflow
 
 if TYPE_CHECKING:
-    from ._journal import RunBeat
+    from ._journal import Journal, RunBeat
     from ._progress import RunProgress
     from ._status import StepStatus
 
@@ -20,12 +20,20 @@ class Run(Protocol):
     execution_id: str
     run_number: int
     cancelled: bool
+    journal: Journal
 
     def schedule(self, step: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
                  key: str | None = None, queue: Any = None) -> Any: ...
 
     def wait_for(self, handles: list[Any], timeout: float | None = None,
                  tick: Callable[[], None] | None = None) -> None: ...
+
+    def wait_any(self, handles: list[Any], timeout: float | None = None) -> None: ...
+
+    def child_id(self, workflow: str) -> str: ...
+
+    def capture(self, kind: Any, name: str, identity: tuple[Any, ...], choose: Callable[[], Any],
+                preview: Callable[[Any], str]) -> Any: ...
 
     def cancel(self, interrupted: bool = False, origin: str | None = None) -> None: ...
 

@@ -83,7 +83,22 @@ def _cancel_journaled(journal: Journal, execution_id: str) -> ExecutionStatus:
         raise ExecutionNotFound(execution_id, journal.path)
     if not status.finished:
         journal.set_status(execution_id, ExecutionStatus.CANCELLED)
+        _cancel_children(journal, execution_id)
     return status
+
+
+def _cancel_children(journal: Journal, parent_id: str) -> None:
+    """The unfinished children of a journaled execution cancelled with it (a live one is stopped)."""
+    from ._journal import queries
+
+    for child in journal.query(queries.list_executions, parent=parent_id, limit=1_000_000):
+        if child.status.finished:
+            continue
+        live = runtime.live_execution(journal, child.execution_id)
+        if live is not None and not live.done:
+            live.cancel(origin=f"its parent execution {parent_id!r}")
+        else:
+            _cancel_journaled(journal, child.execution_id)
 
 
 def delete_here(journal: Journal, execution_id: str) -> None:
@@ -110,6 +125,16 @@ class EngineControl(Control):
     def delete(self, execution_id: str) -> dict[str, Any]:
         delete_here(self._journal, execution_id)
         return {"deleted": True}
+
+    def garbage_collect(self, *, keep: int | None, older_than: float | None, workflow: str | None,
+                        dry_run: bool, min_age: float | None) -> dict[str, Any]:
+        from . import _retention as retention
+        from . import _values as values
+
+        keep, seconds, workflow, age = retention.check_rule(
+            keep, older_than, workflow, values.MIN_AGE if min_age is None else min_age)
+        return retention.collect_here(self._journal, keep=keep, older_than=seconds, workflow=workflow,
+                                      dry_run=dry_run, min_age=age).to_json()
 
     def progress(self, execution_id: str) -> RunProgress | None:
         live = runtime.live_execution(self._journal, execution_id)

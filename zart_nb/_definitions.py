@@ -219,7 +219,16 @@ class Step(Generic[P, R]):
         if run is None:
             _warn_if_detached(self)
             return self.fn(*args, **kwargs)
-        result: R = run.schedule(self, args, kwargs).result()
+        handle = run.schedule(self, args, kwargs)
+        is_async = self.__dict__.get("_zart_async")  # an ``async def`` step? decided once per step
+        if is_async is None:
+            is_async = self.__dict__["_zart_async"] = inspect.iscoroutinefunction(self.fn)
+        if is_async:
+            from . import _aio  # in an async body, calling a coroutine function gives an awaitable
+
+            if _aio.in_async_body():
+                return _aio.result_of(handle)  # type: ignore[return-value]
+        result: R = handle.result()
         return result
 
     def key_for(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:

@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from ._progress import QueueBacklog, RunProgress
 
 WAIT_TICK = 0.1
+MAX_CHILD_DEPTH = 32  # executions started from bodies, nested: deeper is a runaway recursion
 _REF_FIRST = values.REF_FIRST  # a module constant: the replay loop reads it per reused step
 logger = logging.getLogger("zart_nb")
 
@@ -135,6 +136,7 @@ class RunState:
         self.workers = workers
         self.executor_spec = executor
         self.parent: RunState | None = None  # the run whose body started this one, if any
+        self.children: list[RunState] = []  # runs its body started (cancelled with it)
         self.cancelled = False
         self.interrupted = False
         self.closing = False
@@ -455,19 +457,64 @@ class RunState:
         with self._cond:
             for handle in handles:
                 while not handle.done:
-                    if self.cancelled:
-                        raise Cancelled(f"execution {self.execution_id!r} was cancelled")
-                    remaining = WAIT_TICK
-                    if deadline is not None:
-                        remaining = min(remaining, deadline - time.monotonic())
-                        if remaining <= 0:
-                            raise WaitTimeout(f"steps of {self.execution_id!r} still running "
-                                              f"after {timeout}s (they keep running)")
-                    self._cond.wait(remaining)
+                    self._wait_tick(deadline, timeout)
                     if tick is not None:
                         tick()
             if self.cancelled:
                 raise Cancelled(f"execution {self.execution_id!r} was cancelled")
+
+    def wait_any(self, handles: list[StepHandle], timeout: float | None = None) -> None:
+        """Block until at least one of ``handles`` is done (``WaitTimeout`` after ``timeout`` seconds)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while not any(handle.done for handle in handles):
+                self._wait_tick(deadline, timeout)
+            if self.cancelled:
+                raise Cancelled(f"execution {self.execution_id!r} was cancelled")
+
+    def _wait_tick(self, deadline: float | None, timeout: float | None) -> None:
+        """One wait on the run's condition (held by the caller), after checking that the run goes on
+        (``Cancelled``) and that ``timeout`` (ending at the monotonic ``deadline``) has not passed."""
+        if self.cancelled:
+            raise Cancelled(f"execution {self.execution_id!r} was cancelled")
+        remaining = WAIT_TICK
+        if deadline is not None:
+            remaining = min(remaining, deadline - time.monotonic())
+            if remaining <= 0:
+                raise WaitTimeout(f"steps of {self.execution_id!r} still running "
+                                  f"after {timeout}s (they keep running)")
+        self._cond.wait(remaining)
+
+    def capture(self, kind: Kind, name: str, identity: tuple[Any, ...], choose: Callable[[], Any],
+                preview: Callable[[Any], str]) -> Any:
+        """A value the body decides once (``choose()``) and every replay reads back: a durable call of
+        ``kind`` that runs no step, journaled as a completed record of its own key (``wait:first#0``).
+        Reused while ``identity`` (what it chose among) is the same; otherwise chosen again."""
+        if self.cancelled:
+            raise Cancelled(f"execution {self.execution_id!r} was cancelled")
+        key = self._keys.key(kind, name)
+        seq = self.total
+        self.total = seq + 1
+        args_hash = ser.args_hash(identity, {})
+        code = f"zart:{kind.value}"
+        stored = self.stored.get(key)
+        reason = decide(stored, args_hash, code)
+        if reason is None and stored is not None and stored.output is not None:
+            self.reused += 1
+            self.finished += 1
+            return ser.loads(stored.output)
+        if stored is not None and reason is not None:
+            check_change(reason, self.on_change, self.execution_id, key)
+        value = choose()
+        now = time.time()
+        self.journal.record([StepRow(
+            self.execution_id, key, self.run_number, seq, name, code, ser.dumps(identity), args_hash,
+            ser.args_preview(identity, {}), StepStatus.COMPLETED.value, ser.dumps(value), preview(value), None, None,
+            None, 1, (reason or RunReason.NEW).value, True, now, now, now, None)],
+            (), [(self.execution_id, key)] if stored is not None else ())
+        self.executed += 1
+        self.finished += 1
+        return value
 
     def fail_outcomes(self, outcomes: list[Outcome], exc: BaseException) -> None:
         """Journaling these outcomes failed: their handles fail too (never hang a ``wait``)."""
@@ -610,6 +657,30 @@ class RunState:
         self.cancel_pending()
         with self._cond:
             self._cond.notify_all()
+            children = list(self.children)
+        for child in children:  # its children stop with it (each cancels its own)
+            if not child.cancelled:
+                child.cancel(interrupted, origin=f"its parent execution {self.execution_id!r}")
+
+    def adopt(self, child: RunState) -> None:
+        """A run this run's body started: cancelled when this one is."""
+        with self._cond:
+            self.children.append(child)
+        if self.cancelled:
+            child.cancel(self.interrupted, origin=f"its parent execution {self.execution_id!r}")
+
+    def child_id(self, workflow: str) -> str:
+        """The id of an execution this body starts without one: this execution's id, ``/``, the workflow's
+        name and its occurrence among the body's children of that workflow (``nightly/load#0``). A replay
+        gives the same id whatever the child's input, so it finds the child's journaled run."""
+        depth, run = 0, cast("RunState | None", self)
+        while run is not None:
+            depth, run = depth + 1, run.parent
+        if depth >= MAX_CHILD_DEPTH:
+            raise DefinitionError(f"execution {self.execution_id[:200]!r} starts {workflow!r} with children nested "
+                                  f"{MAX_CHILD_DEPTH} deep: a workflow that starts itself without end?")
+        key = self._keys.key(Kind.CHILD, workflow)
+        return f"{self.execution_id}/{key.removeprefix(Kind.CHILD.value + ':')}"
 
 
 # --- executing a workflow ----------------------------------------------------------------------
@@ -747,6 +818,9 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, options: R
     timer = None if deadline is None else _watch_deadline(run, deadline)
     outer = _context.current_run()
     run.parent = outer if isinstance(outer, RunState) else None
+    if run.parent is not None:
+        journal.set_parent(execution_id, run.parent.execution_id)
+        run.parent.adopt(run)
     token = _context.enter_run(run)
     try:
         if run.deadline_passed:

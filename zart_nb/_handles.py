@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from . import _serialization as ser
@@ -58,6 +58,12 @@ class StepHandle:
         if not self.done:
             self.wait_done()
         return self._error
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        """``await handle`` in an ``async def`` workflow body: its result, without blocking the loop."""
+        from ._aio import result_of
+
+        return result_of(self).__await__()
 
     # --- the engine's side: how a handle gets its outcome --------------------------------------------
 
@@ -223,6 +229,12 @@ class Execution:
     def wait_done(self, timeout: float | None = None) -> bool:
         """Block until it is done (without raising its error); ``False`` if ``timeout`` passed first."""
         return self._done.wait(timeout)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        """``await execution`` (from ``zart.start``) in async code: its output, without blocking the loop."""
+        from ._aio import output_of
+
+        return output_of(self).__await__()
 
     # --- the engine's side: how an execution moves through its life ---------------------------------
 

@@ -27,7 +27,7 @@ EXECUTION_SORT_KEYS = ("created", "id", "workflow", "status", "done", "total", "
 
 
 def check_sort(sort: str) -> str:
-    """``sort`` if it is one of :data:`EXECUTION_SORT_KEYS`, else a ``ConfigurationError`` naming them."""
+    """``sort`` if it is one of ``EXECUTION_SORT_KEYS``, else a ``ConfigurationError`` naming them."""
     if sort not in EXECUTION_SORT_KEYS:
         raise ConfigurationError(f"cannot sort executions by {sort!r}; sort by one of "
                                  f"{', '.join(EXECUTION_SORT_KEYS)}")
@@ -54,11 +54,11 @@ class JournalReader(ABC):
     @abstractmethod
     def list_executions(self, status: ExecutionStatus | str | None = None, *, search: str | None = None,
                         limit: int = 200, offset: int = 0, sort: str = "created",
-                        descending: bool = True) -> list[ExecutionRecord]:
-        """Executions with their step counts, newest first unless ``sort`` (created, id,
-        workflow, status, done, total, run, started or duration; ``descending=False`` for ascending) says
-        otherwise: the query sorts every row, then pages. ``search`` matches a part of the id or the
-        workflow name (case-insensitive)."""
+                        descending: bool = True, parent: str | None = None) -> list[ExecutionRecord]:
+        """Executions with their step counts, newest first unless ``sort`` (created, id, workflow, status,
+        done, total, run, started or duration; ``descending=False`` for ascending) says otherwise: the query sorts
+        every row, then pages. ``search`` matches a part of the id or the workflow name (case-insensitive);
+        ``parent`` keeps the children of that execution (those its workflow body started)."""
 
     @abstractmethod
     def execution_record(self, execution_id: str) -> ExecutionRecord | None:

@@ -33,6 +33,7 @@ class ExecutionRecord:
     steps_running: int = 0  # only while it runs
     ended_by: RunEnd | None = None  # why its last run ended (None while it runs, or from an older journal)
     end_detail: str | None = None  # "the process running it (pid 12) died", "cancelled from zart cancel"
+    parent_execution_id: str | None = None  # the execution whose workflow body started it, if one did
 
     @property
     def duration(self) -> float | None:

@@ -31,6 +31,8 @@ class Kind(enum.StrEnum):
 
     STEP = "step"
     ON_FAILURE = "on_failure"  # the workflow's on_failure handler, run once when the execution fails
+    WAIT = "wait"  # which handle finished first (zart.wait_first, zart.as_completed): the body's choice
+    CHILD = "child"  # an execution the body starts without an id: its id is its parent's plus its position
 
 
 _COMPLETED = "completed"

@@ -241,6 +241,8 @@ class ExecutionScreen(Screen[None]):
         text.append(f"  {fmt.clean(record.workflow, lines=False)}  ·  {self.source.name} ({self.source.state})  ·  ")
         text.append_text(fmt.bar(record.steps_completed, record.steps_total, 20))
         text.append(f"  failed {record.steps_failed}\n", style="red" if record.steps_failed else "dim")
+        if record.parent_execution_id is not None:
+            text.append(f"parent: {fmt.cell(record.parent_execution_id, 200)}\n")
         text.append(f"input:  {fmt.cell(record.input_preview, 200)}\n")
         if record.output_preview is not None:
             text.append(f"output: {fmt.cell(record.output_preview, 200)}\n")

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from .._errors import DefinitionNotFound, JournalError
 from .._status import ExecutionStatus, RunEnd, RunTrigger
-from . import db, file, schema
+from . import db, file, retention, schema
 from .schema import (
     ATTEMPT_COLUMNS,
     IN_FLIGHT_COLUMNS,
@@ -815,6 +815,29 @@ class Journal:
             except BaseException:
                 rollback(conn)
                 raise
+
+    @_held
+    def set_parent(self, execution_id: str, parent_execution_id: str) -> None:
+        """Record the execution whose workflow body started this one (``zart.run``/``zart.start`` in it)."""
+        with self._controlled() as control:
+            control.execute("UPDATE executions SET parent_execution_id = ? WHERE execution_id = ?",
+                            [parent_execution_id, execution_id])
+
+    @_held
+    def retire(self, ids: Sequence[str], *, dry_run: bool = False) -> retention.Removed:
+        """Remove the finished executions of ``ids`` with every row they own, in one transaction (pending
+        rows are folded first; one no longer finished stays); ``dry_run`` counts and rolls back."""
+        with self._lock:
+            conn = self._ensure_open()
+            self._fold_locked()
+            conn.execute("BEGIN")
+            try:
+                removed = retention.remove(conn, ids)
+                conn.execute("ROLLBACK" if dry_run else "COMMIT")
+            except BaseException:
+                rollback(conn)
+                raise
+        return removed
 
     @_held
     def set_status(self, execution_id: str, status: ExecutionStatus) -> None:

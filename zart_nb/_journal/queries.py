@@ -39,7 +39,7 @@ _EXECUTION_ORDER = {
 def list_executions(conn: duckdb.DuckDBPyConnection, status: str | None = None, limit: int = 200,
                     offset: int = 0, search: str | None = None,
                     execution_id: str | None = None, sort: str = "created",
-                    descending: bool = True) -> list[ExecutionRecord]:
+                    descending: bool = True, parent: str | None = None) -> list[ExecutionRecord]:
     """Executions with their current step counts, by ``sort`` (newest first by default) across all rows."""
     order = _EXECUTION_ORDER[check_sort(sort)]
     filters: list[str] = []
@@ -53,6 +53,9 @@ def list_executions(conn: duckdb.DuckDBPyConnection, status: str | None = None, 
     if execution_id is not None:
         filters.append("e.execution_id = ?")
         params.append(execution_id)
+    if parent is not None:
+        filters.append("e.parent_execution_id = ?")
+        params.append(parent)
     where = f"WHERE {' AND '.join(filters)}" if filters else ""
     # step_counts is kept by the fold: a page never counts the steps table (bench/bench_p4.py)
     rows = conn.execute(
@@ -60,7 +63,7 @@ def list_executions(conn: duckdb.DuckDBPyConnection, status: str | None = None, 
                    e.output_preview, e.error, e.traceback, e.created_at, e.started_at,
                    e.finished_at, e.owner_pid,
                    coalesce(c.total, 0), coalesce(c.completed, 0), coalesce(c.failed, 0),
-                   r.ended_by, r.end_detail
+                   r.ended_by, r.end_detail, e.parent_execution_id
             FROM executions e LEFT JOIN step_counts c USING (execution_id)
             LEFT JOIN runs r ON r.execution_id = e.execution_id AND r.run_number = e.run_number
             {where} ORDER BY {order} {"DESC" if descending else "ASC"} NULLS LAST, e.execution_id
@@ -68,7 +71,7 @@ def list_executions(conn: duckdb.DuckDBPyConnection, status: str | None = None, 
         params).fetchall()
     return [ExecutionRecord(r[0], r[1], ExecutionStatus(r[2]), r[3], r[4], r[5], r[6], r[7],
                             _ts(r[8]), _ts(r[9]), _ts(r[10]), r[11], r[12], r[13], r[14], 0,
-                            None if r[15] is None else RunEnd(r[15]), r[16])
+                            None if r[15] is None else RunEnd(r[15]), r[16], r[17])
             for r in rows]
 
 

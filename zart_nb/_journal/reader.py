@@ -43,9 +43,9 @@ class FileJournalReader(JournalReader):
 
     def list_executions(self, status: ExecutionStatus | str | None = None, *, search: str | None = None,
                         limit: int = 200, offset: int = 0, sort: str = "created",
-                        descending: bool = True) -> list[ExecutionRecord]:
+                        descending: bool = True, parent: str | None = None) -> list[ExecutionRecord]:
         return self._journal.query(queries.list_executions, status, limit=limit, offset=offset,
-                                   search=search, sort=sort, descending=descending)
+                                   search=search, sort=sort, descending=descending, parent=parent)
 
     def execution_record(self, execution_id: str) -> ExecutionRecord | None:
         return self._journal.query(queries.execution_record, execution_id)

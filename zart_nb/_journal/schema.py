@@ -15,7 +15,7 @@ from . import db
 if TYPE_CHECKING:
     import duckdb
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 
 class StepRow(NamedTuple):
@@ -165,6 +165,9 @@ MIGRATIONS: dict[int, list[str]] = {
     7: [  # recurring executions' schedules (zart.recurring, zart serve)
         SCHEDULES_TABLE,
     ],
+    8: [  # the execution whose workflow body started this one (zart.run/zart.start inside a body)
+        "ALTER TABLE executions ADD COLUMN parent_execution_id VARCHAR",
+    ],
 }
 
 
@@ -180,7 +183,8 @@ CURRENT_SCHEMA: list[str] = [
         execution_id VARCHAR PRIMARY KEY, workflow VARCHAR, def_id VARCHAR, input BLOB,
         input_hash VARCHAR, input_preview VARCHAR, status VARCHAR, output BLOB, output_preview VARCHAR,
         error VARCHAR, traceback VARCHAR, run_number INTEGER, on_change VARCHAR, created_at DOUBLE,
-        started_at DOUBLE, finished_at DOUBLE, owner_pid INTEGER, owner_host VARCHAR, deadline DOUBLE)""",
+        started_at DOUBLE, finished_at DOUBLE, owner_pid INTEGER, owner_host VARCHAR, deadline DOUBLE,
+        parent_execution_id VARCHAR)""",
     """CREATE TABLE runs (
         execution_id VARCHAR, run_number INTEGER, status VARCHAR, started_at DOUBLE,
         finished_at DOUBLE, pid INTEGER, executed INTEGER, reused INTEGER, ended_by VARCHAR,

@@ -206,10 +206,10 @@ class MonitorClient(JournalReader):
 
     def list_executions(self, status: ExecutionStatus | str | None = None, *, search: str | None = None,
                         limit: int = 200, offset: int = 0, sort: str = "created",
-                        descending: bool = True) -> list[ExecutionRecord]:
+                        descending: bool = True, parent: str | None = None) -> list[ExecutionRecord]:
         rows = self.request(MessageType.LIST_EXECUTIONS, status=None if status is None else str(status),
                             search=search, limit=limit, offset=offset, sort=check_sort(sort),
-                            descending=descending)
+                            descending=descending, parent=parent)
         return [record_from_json(ExecutionRecord, row) for row in _list(rows)]
 
     def execution_record(self, execution_id: str) -> ExecutionRecord | None:
@@ -351,6 +351,16 @@ class MonitorClient(JournalReader):
     def delete(self, execution_id: str) -> None:
         """Remove a finished execution from the journal."""
         self.request(MessageType.DELETE, execution_id=execution_id)
+
+    def garbage_collect(self, *, keep: int | None = None, older_than: float | None = None,
+                        workflow: str | None = None, dry_run: bool = False,
+                        min_age: float | None = None) -> dict[str, Any]:
+        """Retention done by the engine (``zart.garbage_collect``): its report, as a JSON object."""
+        reply = self.request(MessageType.GARBAGE_COLLECT, keep=keep, older_than=older_than, workflow=workflow,
+                             dry_run=dry_run, min_age=min_age)
+        if not isinstance(reply, dict):
+            raise ProtocolError("a retention report must be a JSON object")
+        return reply
 
     def close(self) -> None:
         for subscription in self._subscriptions:

@@ -52,6 +52,13 @@ class Control(ABC):
     def delete(self, execution_id: str) -> dict[str, Any]:
         """Remove a finished execution from the journal."""
 
+    def garbage_collect(self, *, keep: int | None, older_than: float | None, workflow: str | None,
+                        dry_run: bool, min_age: float | None) -> dict[str, Any]:
+        """Retention in the serving process (``zart.garbage_collect``): its report as a JSON object."""
+        from .._errors import MonitorError
+
+        raise MonitorError("this engine does not collect garbage")
+
     def progress(self, execution_id: str) -> RunProgress | None:
         """The progress of an execution running in this process (``None``: it does not run here)."""
         return None

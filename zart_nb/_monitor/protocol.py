@@ -61,6 +61,7 @@ class MessageType(enum.StrEnum):
     FORK = "fork"
     RECOVER = "recover"
     DELETE = "delete"
+    GARBAGE_COLLECT = "garbage_collect"  # retention: zart.garbage_collect / zart gc
     PROGRESS = "progress"
     LIVE_OUTPUT = "live_output"
     STORED_VALUES = "stored_values"
@@ -68,7 +69,8 @@ class MessageType(enum.StrEnum):
 
 
 CONTROL_TYPES = frozenset({MessageType.CANCEL, MessageType.RETRY, MessageType.RESUME, MessageType.DELETE,
-                           MessageType.RESTART, MessageType.RERUN, MessageType.FORK, MessageType.RECOVER})
+                           MessageType.RESTART, MessageType.RERUN, MessageType.FORK, MessageType.RECOVER,
+                           MessageType.GARBAGE_COLLECT})
 
 
 def _loads(data: bytes) -> dict[str, Any]:

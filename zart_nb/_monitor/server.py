@@ -275,6 +275,11 @@ class MonitorServer:
             return self._control.recover()
         if kind is MessageType.DELETE:
             return self._control.delete(_arg(args, "execution_id", str))
+        if kind is MessageType.GARBAGE_COLLECT:
+            return self._control.garbage_collect(
+                keep=_arg(args, "keep", int, None), older_than=_arg(args, "older_than", (int, float), None),
+                workflow=_arg(args, "workflow", str, None), dry_run=_arg(args, "dry_run", bool, False),
+                min_age=_arg(args, "min_age", (int, float), None))
         if kind is MessageType.PROGRESS:
             progress = self._control.progress(_arg(args, "execution_id", str))
             return None if progress is None else progress_to_json(progress)
@@ -311,7 +316,8 @@ class MonitorServer:
                                              limit=_arg(args, "limit", int, 200, maximum=MAX_PAGE),
                                              offset=_arg(args, "offset", int, 0),
                                              sort=check_sort(_arg(args, "sort", str, "created")),
-                                             descending=_arg(args, "descending", bool, True))
+                                             descending=_arg(args, "descending", bool, True),
+                                             parent=_arg(args, "parent", str, None))
             return [record_to_json(r) for r in records]
         if kind is MessageType.EXECUTION:
             execution_id = _arg(args, "execution_id", str)
