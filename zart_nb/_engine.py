@@ -57,6 +57,7 @@ from ._handles import Execution, StepHandle
 from ._journal import AttemptRow, InFlightRow, Journal, RunBeat, StepRow, StoredStep
 from ._replay import Keys, Kind, check_change, decide
 from ._runtime import runtime
+from ._settle import Ended, settle
 from ._status import ExecutionStatus, RunEnd, RunReason, StepStatus
 from ._tracebacks import locate_dynamic
 
@@ -76,8 +77,11 @@ class _Definition:
 
 
 class _StepState:
+    """A step of a run whose attempts are dispatched (what ``_settle.settle`` reads: ``Attempted``)."""
+
     __slots__ = ("run", "handle", "step", "args_blob", "args_hash", "args_preview", "seq", "reason",
-                 "supersedes", "attempt", "scheduled_at", "definition", "timeout", "limit")
+                 "supersedes", "attempt", "scheduled_at", "definition", "timeout", "limit", "key", "name",
+                 "code_hash", "policy")
 
     def __init__(self, run: RunState, handle: StepHandle, step: Step[Any, Any], definition: _Definition,
                  args_blob: bytes, args_hash: str, args_preview: str, seq: int, reason: RunReason,
@@ -96,6 +100,10 @@ class _StepState:
         self.scheduled_at = time.time()
         self.timeout = step.timeout
         self.limit = None if queue is None else queue.limit  # its attempts' (retries' too) zart.Queue
+        self.key = handle.key
+        self.name = step.name
+        self.code_hash = definition.code_hash
+        self.policy = step.retry
 
 
 def _argument_error(step: Step[..., Any], key: str, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -180,8 +188,8 @@ class RunState:
             key = step.key_for(args, kwargs)
         # ``kind``: None for a step (an enum member's lookup costs 70 ns a call on this path)
         key = self._keys.step_key(name, key) if kind is None else self._keys.key(kind, name, key)
-        seq = self.total
-        self.total = seq + 1
+        seq = self._keys.next_seq()  # its place in the run's call order (one sequence for what schedule() journals)
+        self.total += 1
         sent = self._by_reference(args, kwargs) if self._mapped else None
         try:
             if identity is not None:  # what a call of another kind is reused by, in place of its arguments
@@ -306,6 +314,8 @@ class RunState:
             target.write(prefix_lines(task.step_key, task.attempt, text))
 
     def on_outcomes(self, outcomes: list[Outcome]) -> None:
+        """Settle a batch of ended attempts (``_settle.settle`` decides), then record them (fsynced),
+        publish their events and resolve their handles, in that order."""
         step_rows: list[StepRow] = []
         attempt_rows: list[AttemptRow] = []
         supersede: list[tuple[str, str]] = []
@@ -313,21 +323,23 @@ class RunState:
         retries: list[tuple[_StepState, float]] = []
         published: list[StepEvent] = []
         publish = events.active
+        execution_id, run_number = self.execution_id, self.run_number
         for outcome in outcomes:
-            state = cast(_StepState, outcome.task.owner)
             task = outcome.task
-            key = state.handle.key
+            state = cast(_StepState, task.owner)
             kind = outcome.kind
+            blob = outcome.blob
+            log = outcome.output
             value: Any = None
             if self._streamed:
                 captured = self._streamed.pop(task.task_id, None)
-                if captured is not None and outcome.output is None:
-                    outcome.output = captured.close()
+                if captured is not None and log is None:
+                    log = captured.close()
+            error: StepError | None = None
             if kind is OutcomeKind.OK:
                 # Loaded here, before it is journaled as completed: an output the driver cannot load
                 # (a class only the worker has) fails the step instead of failing every re-run.
                 try:
-                    blob = outcome.blob
                     if blob is None:
                         value = None
                     elif blob[0] == _REF_FIRST:  # a reference (one byte tells; a pickle starts \x80)
@@ -335,69 +347,52 @@ class RunState:
                     else:
                         value = ser.loads(blob)
                 except Exception as exc:
-                    kind = outcome.kind = OutcomeKind.UNPICKLABLE
-                    outcome.error_type = "SerializationError"
-                    outcome.error = ser.cap_text(f"its output cannot be unpickled in this process: "
-                                                 f"{type(exc).__name__}: {_text(exc)}")
-                    outcome.blob = None
-            if kind is OutcomeKind.OK:
-                status, error = StepStatus.COMPLETED, None
+                    ended = Ended(OutcomeKind.UNPICKLABLE, None, outcome.preview, "SerializationError",
+                                  ser.cap_text(f"its output cannot be unpickled in this process: "
+                                               f"{type(exc).__name__}: {_text(exc)}"),
+                                  outcome.traceback, log, task.started_at or None, outcome.finished_at,
+                                  task.worker)
+                    error = self._error_for(state, ended)
+                else:
+                    ended = Ended(kind, blob, outcome.preview, outcome.error_type, outcome.error,
+                                  outcome.traceback, log, task.started_at or None, outcome.finished_at,
+                                  task.worker)
+            else:
+                ended = Ended(kind, blob, outcome.preview, outcome.error_type, outcome.error,
+                              locate_dynamic(outcome.traceback, state.step.fn),  # before journaling
+                              log, task.started_at or None, outcome.finished_at, task.worker)
+                error = self._error_for(state, ended)
+            settled = settle(execution_id, run_number, state, ended, error, self.cancelled or self.closing,
+                             publish)
+            status = settled.status
+            if settled.attempt_row is not None:
+                attempt_rows.append(settled.attempt_row)
+            if settled.event is not None:
+                published.append(settled.event)
+            if status is StepStatus.COMPLETED:
                 if self.retrying:
                     with self._cond:  # progress() reads these under the lock (failure paths only)
-                        self.retrying.pop(key, None)
-            else:
-                outcome.traceback = locate_dynamic(outcome.traceback, state.step.fn)  # before journaling
-                error = self._error_for(state, outcome)
-                policy = state.step.retry
-                retryable = (kind is not OutcomeKind.CANCELLED and kind is not OutcomeKind.UNPICKLABLE
-                             and not self.cancelled and not self.closing
-                             and state.attempt <= policy.retries
-                             and (policy.retry_on_timeout or kind is not OutcomeKind.TIMEOUT)
-                             and (policy.retry_on_crash or kind is not OutcomeKind.CRASHED)
-                             and not getattr(error.__cause__, FATAL_MARK, False))
-                if kind is OutcomeKind.CANCELLED:  # not a failure; the step row says it was cancelled
-                    if not task.started_at:
-                        with self._cond:
-                            self.never_started += 1
-                else:
-                    attempt_rows.append(AttemptRow(self.execution_id, key, self.run_number, state.attempt,
-                                                   StepStatus.FAILED.value, outcome.error, outcome.traceback,
-                                                   task.started_at or None, outcome.finished_at, task.worker,
-                                                   outcome.output))
-                if retryable:
-                    with self._cond:
-                        self.retrying[key] = outcome.error or ""
-                        self.retries += 1
-                    delay = state.step.retry.delay(state.attempt)
-                    state.attempt += 1
-                    retries.append((state, delay))
-                    if publish:
-                        published.append(StepEvent(self.execution_id, key, StepStatus.RETRYING,
-                                                   state.step.name, state.attempt, error=outcome.error,
-                                                   delay=delay, worker=task.worker))
-                    continue
-                status = StepStatus.CANCELLED if kind is OutcomeKind.CANCELLED else StepStatus.FAILED
+                        self.retrying.pop(state.key, None)
+            elif status is StepStatus.RETRYING:
                 with self._cond:
-                    self.retrying.pop(key, None)
+                    self.retrying[state.key] = ended.error or ""
+                    self.retries += 1
+                state.attempt += 1
+                retries.append((state, cast(float, settled.delay)))
+                continue
+            else:
+                with self._cond:
+                    self.retrying.pop(state.key, None)
                     if status is StepStatus.FAILED:
-                        self.failures[key] = (state.attempt, str(error))
+                        self.failures[state.key] = (state.attempt, str(error))
                     else:
                         self.cancelled_steps += 1
+                        if not task.started_at:
+                            self.never_started += 1
             if state.supersedes:
-                supersede.append((self.execution_id, key))
-            step_rows.append(StepRow(
-                self.execution_id, key, self.run_number, state.seq, state.step.name,
-                state.definition.code_hash, state.args_blob, state.args_hash, state.args_preview,
-                status.value, outcome.blob if kind is OutcomeKind.OK else None, outcome.preview,
-                None if error is None else str(error), outcome.error_type, outcome.traceback,
-                state.attempt, state.reason.value, True, state.scheduled_at, task.started_at or None,
-                outcome.finished_at, task.worker, outcome.output))
+                supersede.append((execution_id, state.key))
+            step_rows.append(cast(StepRow, settled.step_row))
             resolved.append((state, value, error))
-            if publish:
-                published.append(StepEvent(self.execution_id, key, status, state.step.name, state.attempt,
-                                           reason=state.reason, error=None if error is None else str(error),
-                                           preview=outcome.preview, worker=task.worker,
-                                           started_at=task.started_at or None, at=outcome.finished_at))
         self.journal.record(step_rows, attempt_rows, supersede)
         # Published before the handles resolve, so a step's event always precedes whatever the
         # workflow does next (its execution's "completed" event included).
@@ -420,27 +415,27 @@ class RunState:
         if retry_tasks:
             self._dispatch(retry_tasks)
 
-    def _error_for(self, state: _StepState, outcome: Outcome) -> StepError:
-        key = state.handle.key
+    def _error_for(self, state: _StepState, ended: Ended) -> StepError:
+        """The typed error of a failed attempt (a step's own error is unpickled as its ``__cause__``)."""
+        key = state.key
         attempts = state.attempt
-        suffix = f" (attempt {attempts} of {state.step.retry.retries + 1})"
-        if outcome.kind is OutcomeKind.TIMEOUT:
-            return StepTimeout(self.execution_id, key, f"{outcome.error}{suffix}", attempts)
-        if outcome.kind is OutcomeKind.CRASHED:
-            return WorkerCrashed(self.execution_id, key, f"{outcome.error}{suffix}", attempts)
-        if outcome.kind is OutcomeKind.CANCELLED:
+        suffix = f" (attempt {attempts} of {state.policy.retries + 1})"
+        if ended.kind is OutcomeKind.TIMEOUT:
+            return StepTimeout(self.execution_id, key, f"{ended.error}{suffix}", attempts)
+        if ended.kind is OutcomeKind.CRASHED:
+            return WorkerCrashed(self.execution_id, key, f"{ended.error}{suffix}", attempts)
+        if ended.kind is OutcomeKind.CANCELLED:
             return StepCancelled(self.execution_id, key, "cancelled before it finished", attempts)
         cause = None
-        if outcome.blob is not None:
+        if ended.blob is not None:
             try:
-                cause = ser.loads(outcome.blob)
+                cause = ser.loads(ended.blob)
             except Exception:
                 pass
-        outcome.blob = None
         if getattr(cause, FATAL_MARK, False):
             suffix = f" (attempt {attempts}; not retried: its retry policy refuses this error)"
-        error = StepFailed(self.execution_id, key, f"{outcome.error}{suffix}", attempts,
-                           outcome.error_type or "", outcome.traceback or "")
+        error = StepFailed(self.execution_id, key, f"{ended.error}{suffix}", attempts,
+                           ended.error_type or "", ended.traceback or "")
         if cause is not None:
             error.__cause__ = cause
         return error

@@ -20,7 +20,7 @@ import enum
 from typing import TYPE_CHECKING
 
 from ._errors import DefinitionError, NonDeterminism
-from ._status import RunReason
+from ._status import RunReason, StepStatus
 
 if TYPE_CHECKING:
     from ._journal import StoredStep
@@ -33,10 +33,10 @@ class Kind(enum.StrEnum):
     ON_FAILURE = "on_failure"  # the workflow's on_failure handler, run once when the execution fails
 
 
-_COMPLETED = "completed"
-_FAILED = "failed"
-_CANCELLED = "cancelled"
-_INTERRUPTED = "interrupted"
+_COMPLETED = StepStatus.COMPLETED
+_FAILED = StepStatus.FAILED
+_CANCELLED = StepStatus.CANCELLED
+_INTERRUPTED = StepStatus.INTERRUPTED
 _CHANGES = (RunReason.CODE_CHANGED, RunReason.ARGS_CHANGED)
 
 
@@ -96,18 +96,18 @@ def decide(stored: StoredStep | None, args_hash: str, code_hash: str) -> RunReas
     """``None`` when the journaled record ``stored`` is reused; otherwise why the call runs again."""
     if stored is None:
         return RunReason.NEW
-    status = stored[0]
-    if status == _COMPLETED:
-        if stored[1] == args_hash and stored[2] == code_hash:
+    status = stored.status
+    if status is _COMPLETED:
+        if stored.args_hash == args_hash and stored.def_id == code_hash:
             return None
-        return RunReason.CODE_CHANGED if stored[2] != code_hash else RunReason.ARGS_CHANGED
-    if status == _FAILED:
+        return RunReason.CODE_CHANGED if stored.def_id != code_hash else RunReason.ARGS_CHANGED
+    if status is _FAILED:
         return RunReason.FAILED_BEFORE
-    if status == _CANCELLED:
+    if status is _CANCELLED:
         return RunReason.CANCELLED_BEFORE
-    if status == _INTERRUPTED:
+    if status is _INTERRUPTED:
         return RunReason.INTERRUPTED_BEFORE
-    return RunReason.CODE_CHANGED if stored[2] != code_hash else RunReason.ARGS_CHANGED
+    return RunReason.CODE_CHANGED if stored.def_id != code_hash else RunReason.ARGS_CHANGED
 
 
 def check_change(reason: RunReason, on_change: str, execution_id: str, key: str) -> None:
