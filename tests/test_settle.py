@@ -5,8 +5,8 @@ import pytest
 
 from zart_nb._definitions import FATAL_MARK, RetryPolicy
 from zart_nb._errors import StepFailed, StepTimeout, WorkerCrashed
-from zart_nb._executors.base import OutcomeKind
-from zart_nb._settle import Ended, settle
+from zart_nb._executors.base import Outcome, OutcomeKind, Task
+from zart_nb._settle import settle
 from zart_nb._status import RunReason, StepStatus
 
 
@@ -26,8 +26,9 @@ class _State:
 
 
 def _ended(kind, blob=None, error=None):
-    return Ended(kind, blob, "preview", None if kind is OutcomeKind.OK else "ValueError", error, "tb", "log",
-                 11.0, 12.0, "w1")
+    task = Task(1, "f", b"fn", b"args", "e", "fetch#0", 1, started_at=11.0, worker="w1")
+    return Outcome(task, kind, blob, "preview", None if kind is OutcomeKind.OK else "ValueError", error, "tb", 12.0,
+                   "log")
 
 
 def _error(kind, fatal=False):
@@ -65,8 +66,8 @@ _RETRY2 = RetryPolicy(retries=2, backoff=1.0, multiplier=3.0)
 def test_what_an_attempt_s_end_means(kind, policy, attempt, stopping, fatal, status, delay):
     state = _State(policy=policy, attempt=attempt)
     error = None if kind in (OutcomeKind.OK, OutcomeKind.CANCELLED) else _error(kind, fatal)
-    settled = settle("e", 2, state, _ended(kind, b"\x80out" if kind is OutcomeKind.OK else None, "boom"),
-                     error, stopping, publish=True)
+    outcome = _ended(kind, b"\x80out" if kind is OutcomeKind.OK else None, "boom")
+    settled = settle("e", 2, state, outcome, error, stopping, publish=True)
     assert settled.status is status
     assert settled.delay == delay
     assert (settled.step_row is None) == (status is StepStatus.RETRYING)
@@ -74,6 +75,7 @@ def test_what_an_attempt_s_end_means(kind, policy, attempt, stopping, fatal, sta
     assert (settled.attempt_row is not None) == (kind not in (OutcomeKind.OK, OutcomeKind.CANCELLED))
     assert settled.event is not None and settled.event.status is status
     assert state.attempt == attempt  # nothing it is handed is changed
+    assert outcome.kind is kind and outcome.output == "log"
 
 
 def test_a_completed_step_s_row_and_event():

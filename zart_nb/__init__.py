@@ -28,6 +28,7 @@ if _typing.TYPE_CHECKING:
     from ._control import ControlOutcome, cancel, delete
     from ._data import GcReport, gc, load, sql
     from ._definitions import DurableExecution, NamedCall, Queue, RetryPolicy, Step, Workflow, step, workflow
+    from ._durable import capture, now, sleep, sleep_until
     from ._errors import (
         Cancelled,
         ConfigurationError,
@@ -75,6 +76,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "_context": ("Context", "context"),
     "_control": ("ControlOutcome", "cancel", "delete"),
     "_data": ("GcReport", "gc", "load", "sql"),
+    "_durable": ("capture", "now", "sleep", "sleep_until"),
     "_definitions": ("DurableExecution", "NamedCall", "Queue", "RetryPolicy", "Step", "Workflow", "step",
                      "workflow"),
     "_errors": ("Cancelled", "ConfigurationError", "DeadlineExceeded", "DefinitionError", "DefinitionNotFound",
@@ -175,9 +177,10 @@ __all__ = [
     "AttemptRecord",
     "cancel",
     "Cancelled",
+    "capture",
     "ConfigurationError",
-    "context",
     "Context",
+    "context",
     "ControlOutcome",
     "DeadlineExceeded",
     "DefinitionError",
@@ -211,6 +214,7 @@ __all__ = [
     "NamedCall",
     "NonDeterminism",
     "NotInWorkflow",
+    "now",
     "QueryError",
     "Queue",
     "QueueBacklog",
@@ -226,6 +230,8 @@ __all__ = [
     "SerializationError",
     "show",
     "shutdown_pool",
+    "sleep",
+    "sleep_until",
     "sql",
     "start",
     "Step",
@@ -245,7 +251,7 @@ __all__ = [
     "wait",
     "WaitTimeout",
     "WorkerCrashed",
-    "workflow",
     "Workflow",
+    "workflow",
     "ZartError",
 ]

@@ -20,7 +20,7 @@ import time
 import traceback as tb_module
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
@@ -57,7 +57,7 @@ from ._handles import Execution, StepHandle
 from ._journal import AttemptRow, InFlightRow, Journal, RunBeat, StepRow, StoredStep
 from ._replay import Keys, Kind, check_change, decide
 from ._runtime import runtime
-from ._settle import Ended, settle
+from ._settle import settle
 from ._status import ExecutionStatus, RunEnd, RunReason, StepStatus
 from ._tracebacks import locate_dynamic
 
@@ -291,6 +291,38 @@ class RunState:
             executor = self._executor = runtime.get_executor(self.workers, self.executor_spec)
         executor.submit(tasks)
 
+    # --- durable calls of other kinds: captures, sleeps (workflow thread; see ``_kinds``) ----------
+
+    def recall(self, kind: Kind, name: str) -> tuple[str, int, StoredStep | None]:
+        """``(key, seq, journaled record)`` of the next durable call of ``kind`` named ``name``."""
+        if self.cancelled:
+            raise Cancelled(f"execution {self.execution_id!r} was cancelled")
+        key = self._keys.key(kind, name)
+        return key, self._keys.next_seq(), self.stored.get(key)
+
+    def journal_call(self, kind: Kind, key: str, seq: int, name: str, blob: bytes, preview: str,
+                     args_preview: str = "") -> None:
+        """Journal a durable call of another kind than a step as completed (durable on return)."""
+        now = time.time()
+        row = StepRow(
+            execution_id=self.execution_id, step_key=key, run_number=self.run_number, seq=seq, name=name,
+            def_id=kind.value, args=b"", args_hash="", args_preview=args_preview,
+            status=StepStatus.COMPLETED.value, output=blob, output_preview=preview, error=None, error_type=None,
+            traceback=None, attempts=1, reason=RunReason.NEW.value, current=True, scheduled_at=now,
+            started_at=now, finished_at=now, worker=None)
+        self.journal.record([row], (), [(self.execution_id, key)] if key in self.stored else ())
+
+    def pause(self, until: float) -> None:
+        """Block the workflow thread until ``until`` (POSIX seconds); a cancel ends it with ``Cancelled``."""
+        with self._cond:
+            while True:
+                if self.cancelled:
+                    raise Cancelled(f"execution {self.execution_id!r} was cancelled")
+                remaining = until - time.time()
+                if remaining <= 0:
+                    return
+                self._cond.wait(min(remaining, 1.0))
+
     # --- outcomes (pool I/O thread) --------------------------------------------------------------
 
     @property
@@ -327,19 +359,17 @@ class RunState:
         for outcome in outcomes:
             task = outcome.task
             state = cast(_StepState, task.owner)
-            kind = outcome.kind
-            blob = outcome.blob
-            log = outcome.output
             value: Any = None
             if self._streamed:
                 captured = self._streamed.pop(task.task_id, None)
-                if captured is not None and log is None:
-                    log = captured.close()
+                if captured is not None and outcome.output is None:
+                    outcome = replace(outcome, output=captured.close())
             error: StepError | None = None
-            if kind is OutcomeKind.OK:
+            if outcome.kind is OutcomeKind.OK:
                 # Loaded here, before it is journaled as completed: an output the driver cannot load
                 # (a class only the worker has) fails the step instead of failing every re-run.
                 try:
+                    blob = outcome.blob
                     if blob is None:
                         value = None
                     elif blob[0] == _REF_FIRST:  # a reference (one byte tells; a pickle starts \x80)
@@ -347,22 +377,16 @@ class RunState:
                     else:
                         value = ser.loads(blob)
                 except Exception as exc:
-                    ended = Ended(OutcomeKind.UNPICKLABLE, None, outcome.preview, "SerializationError",
-                                  ser.cap_text(f"its output cannot be unpickled in this process: "
-                                               f"{type(exc).__name__}: {_text(exc)}"),
-                                  outcome.traceback, log, task.started_at or None, outcome.finished_at,
-                                  task.worker)
-                    error = self._error_for(state, ended)
-                else:
-                    ended = Ended(kind, blob, outcome.preview, outcome.error_type, outcome.error,
-                                  outcome.traceback, log, task.started_at or None, outcome.finished_at,
-                                  task.worker)
+                    outcome = replace(outcome, kind=OutcomeKind.UNPICKLABLE, blob=None,
+                                      error_type="SerializationError",
+                                      error=ser.cap_text(f"its output cannot be unpickled in this process: "
+                                                         f"{type(exc).__name__}: {_text(exc)}"))
+                    error = self._error_for(state, outcome)
             else:
-                ended = Ended(kind, blob, outcome.preview, outcome.error_type, outcome.error,
-                              locate_dynamic(outcome.traceback, state.step.fn),  # before journaling
-                              log, task.started_at or None, outcome.finished_at, task.worker)
-                error = self._error_for(state, ended)
-            settled = settle(execution_id, run_number, state, ended, error, self.cancelled or self.closing,
+                # its traceback located (a notebook cell's lines) before it is journaled
+                outcome = replace(outcome, traceback=locate_dynamic(outcome.traceback, state.step.fn))
+                error = self._error_for(state, outcome)
+            settled = settle(execution_id, run_number, state, outcome, error, self.cancelled or self.closing,
                              publish)
             status = settled.status
             if settled.attempt_row is not None:
@@ -375,7 +399,7 @@ class RunState:
                         self.retrying.pop(state.key, None)
             elif status is StepStatus.RETRYING:
                 with self._cond:
-                    self.retrying[state.key] = ended.error or ""
+                    self.retrying[state.key] = outcome.error or ""
                     self.retries += 1
                 state.attempt += 1
                 retries.append((state, cast(float, settled.delay)))
@@ -391,7 +415,7 @@ class RunState:
                             self.never_started += 1
             if state.supersedes:
                 supersede.append((execution_id, state.key))
-            step_rows.append(cast(StepRow, settled.step_row))
+            step_rows.append(settled.step_row)  # type: ignore[arg-type]  # set once settled (cast() is a call)
             resolved.append((state, value, error))
         self.journal.record(step_rows, attempt_rows, supersede)
         # Published before the handles resolve, so a step's event always precedes whatever the
@@ -415,27 +439,27 @@ class RunState:
         if retry_tasks:
             self._dispatch(retry_tasks)
 
-    def _error_for(self, state: _StepState, ended: Ended) -> StepError:
+    def _error_for(self, state: _StepState, outcome: Outcome) -> StepError:
         """The typed error of a failed attempt (a step's own error is unpickled as its ``__cause__``)."""
         key = state.key
         attempts = state.attempt
         suffix = f" (attempt {attempts} of {state.policy.retries + 1})"
-        if ended.kind is OutcomeKind.TIMEOUT:
-            return StepTimeout(self.execution_id, key, f"{ended.error}{suffix}", attempts)
-        if ended.kind is OutcomeKind.CRASHED:
-            return WorkerCrashed(self.execution_id, key, f"{ended.error}{suffix}", attempts)
-        if ended.kind is OutcomeKind.CANCELLED:
+        if outcome.kind is OutcomeKind.TIMEOUT:
+            return StepTimeout(self.execution_id, key, f"{outcome.error}{suffix}", attempts)
+        if outcome.kind is OutcomeKind.CRASHED:
+            return WorkerCrashed(self.execution_id, key, f"{outcome.error}{suffix}", attempts)
+        if outcome.kind is OutcomeKind.CANCELLED:
             return StepCancelled(self.execution_id, key, "cancelled before it finished", attempts)
         cause = None
-        if ended.blob is not None:
+        if outcome.blob is not None:
             try:
-                cause = ser.loads(ended.blob)
+                cause = ser.loads(outcome.blob)
             except Exception:
                 pass
         if getattr(cause, FATAL_MARK, False):
             suffix = f" (attempt {attempts}; not retried: its retry policy refuses this error)"
-        error = StepFailed(self.execution_id, key, f"{ended.error}{suffix}", attempts,
-                           ended.error_type or "", ended.traceback or "")
+        error = StepFailed(self.execution_id, key, f"{outcome.error}{suffix}", attempts,
+                           outcome.error_type or "", outcome.traceback or "")
         if cause is not None:
             error.__cause__ = cause
         return error

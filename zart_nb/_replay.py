@@ -31,6 +31,8 @@ class Kind(enum.StrEnum):
 
     STEP = "step"
     ON_FAILURE = "on_failure"  # the workflow's on_failure handler, run once when the execution fails
+    CAPTURE = "capture"  # zart.capture / zart.now: a value made once, returned from the journal on replay
+    SLEEP = "sleep"  # zart.sleep / zart.sleep_until: its wake time, journaled at the first call
 
 
 _COMPLETED = StepStatus.COMPLETED

@@ -6,8 +6,9 @@ the event to publish. It reads no file, takes no lock and changes nothing it is 
 (``RunState.on_outcomes``) does the I/O around it (it loads the output, builds the typed error, then
 records the rows, publishes the events and resolves the handles, in that order).
 
-The outcome's facts arrive as an :class:`Ended` (the engine makes one per outcome, with the output it
-loaded and the log it captured), so the executor's ``Outcome`` is never rewritten.
+The executor's ``Outcome`` is read, never rewritten: when the engine makes something else of it (an
+output it cannot load, a traceback located in a notebook cell, output it captured itself) it settles
+a copy (``dataclasses.replace``, off the hot path).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from ._definitions import FATAL_MARK
 from ._events import StepEvent
-from ._executors.base import OutcomeKind
+from ._executors.base import Outcome, OutcomeKind
 from ._journal import AttemptRow, StepRow
 from ._status import RunReason, StepStatus
 
@@ -52,21 +53,6 @@ class Attempted(Protocol):
     scheduled_at: float
 
 
-class Ended(NamedTuple):
-    """How one attempt ended, as settled: the executor's outcome with what the engine made of it."""
-
-    kind: OutcomeKind  # UNPICKLABLE when the driver could not load an OK output
-    blob: bytes | None  # the output's pickle (or stored value's reference) when OK
-    preview: str | None
-    error_type: str | None
-    error: str | None  # the error text of a failed attempt
-    traceback: str | None
-    log: str | None  # what the attempt printed (the last 64 KiB)
-    started_at: float | None
-    finished_at: float | None
-    worker: str | None
-
-
 class Settled(NamedTuple):
     """What to record of an ended attempt. ``status`` is ``RETRYING`` when another attempt is due
     after ``delay`` seconds (``step_row`` is then None: the step is not finished)."""
@@ -78,47 +64,51 @@ class Settled(NamedTuple):
     event: StepEvent | None  # built only when someone listens
 
 
-def settle(execution_id: str, run_number: int, state: Attempted, ended: Ended, error: StepError | None,
+def settle(execution_id: str, run_number: int, state: Attempted, outcome: Outcome, error: StepError | None,
            stopping: bool, publish: bool) -> Settled:
-    """Decide what an attempt's end means. ``error`` is the typed error of a failed attempt (None when
-    it succeeded); ``stopping``: the run is cancelled or closing, so no attempt starts again;
-    ``publish``: build the event too. The hot path (an OK outcome) builds one row and one tuple."""
-    kind = ended.kind
+    """Decide what an attempt's end means. ``outcome.kind`` is UNPICKLABLE when the driver could not
+    load an OK output; ``error`` is the typed error of a failed attempt (None when it succeeded);
+    ``stopping``: the run is cancelled or closing, so no attempt starts again; ``publish``: build the
+    event too. The hot path (an OK outcome) builds one row and one tuple."""
+    kind = outcome.kind
+    task = outcome.task
+    started_at = task.started_at or None
+    worker = task.worker
     if kind is _OK:
         row = StepRow(
             execution_id=execution_id, step_key=state.key, run_number=run_number, seq=state.seq,
             name=state.name, def_id=state.code_hash, args=state.args_blob, args_hash=state.args_hash,
-            args_preview=state.args_preview, status=_COMPLETED, output=ended.blob,
-            output_preview=ended.preview, error=None, error_type=ended.error_type, traceback=ended.traceback,
+            args_preview=state.args_preview, status=_COMPLETED, output=outcome.blob,
+            output_preview=outcome.preview, error=None, error_type=outcome.error_type, traceback=outcome.traceback,
             attempts=state.attempt, reason=state.reason.value, current=True, scheduled_at=state.scheduled_at,
-            started_at=ended.started_at, finished_at=ended.finished_at, worker=ended.worker, log=ended.log)
+            started_at=started_at, finished_at=outcome.finished_at, worker=worker, log=outcome.output)
         event = StepEvent(execution_id, state.key, StepStatus.COMPLETED, state.name, state.attempt,
-                          reason=state.reason, preview=ended.preview, worker=ended.worker,
-                          started_at=ended.started_at, at=ended.finished_at) if publish else None
+                          reason=state.reason, preview=outcome.preview, worker=worker,
+                          started_at=started_at, at=outcome.finished_at) if publish else None
         return Settled(StepStatus.COMPLETED, None, row, None, event)
     attempt_row = None
     if kind is not _CANCELLED:  # a cancelled attempt is not a failure: the step row says it
         attempt_row = AttemptRow(
             execution_id=execution_id, step_key=state.key, run_number=run_number, attempt=state.attempt,
-            status=StepStatus.FAILED.value, error=ended.error, traceback=ended.traceback,
-            started_at=ended.started_at, finished_at=ended.finished_at, worker=ended.worker, log=ended.log)
+            status=StepStatus.FAILED.value, error=outcome.error, traceback=outcome.traceback,
+            started_at=started_at, finished_at=outcome.finished_at, worker=worker, log=outcome.output)
     if retryable(kind, state.attempt, state.policy, error, stopping):
         delay = state.policy.delay(state.attempt)
         event = StepEvent(execution_id, state.key, StepStatus.RETRYING, state.name, state.attempt + 1,
-                          error=ended.error, delay=delay, worker=ended.worker) if publish else None
+                          error=outcome.error, delay=delay, worker=worker) if publish else None
         return Settled(StepStatus.RETRYING, delay, None, attempt_row, event)
     status = StepStatus.CANCELLED if kind is _CANCELLED else StepStatus.FAILED
     text = None if error is None else str(error)
     row = StepRow(
         execution_id=execution_id, step_key=state.key, run_number=run_number, seq=state.seq, name=state.name,
         def_id=state.code_hash, args=state.args_blob, args_hash=state.args_hash, args_preview=state.args_preview,
-        status=status.value, output=None, output_preview=ended.preview, error=text, error_type=ended.error_type,
-        traceback=ended.traceback, attempts=state.attempt, reason=state.reason.value, current=True,
-        scheduled_at=state.scheduled_at, started_at=ended.started_at, finished_at=ended.finished_at,
-        worker=ended.worker, log=ended.log)
+        status=status.value, output=None, output_preview=outcome.preview, error=text, error_type=outcome.error_type,
+        traceback=outcome.traceback, attempts=state.attempt, reason=state.reason.value, current=True,
+        scheduled_at=state.scheduled_at, started_at=started_at, finished_at=outcome.finished_at,
+        worker=worker, log=outcome.output)
     event = StepEvent(execution_id, state.key, status, state.name, state.attempt, reason=state.reason,
-                      error=text, preview=ended.preview, worker=ended.worker, started_at=ended.started_at,
-                      at=ended.finished_at) if publish else None
+                      error=text, preview=outcome.preview, worker=worker, started_at=started_at,
+                      at=outcome.finished_at) if publish else None
     return Settled(status, None, row, attempt_row, event)
 
 
