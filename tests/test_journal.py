@@ -176,7 +176,12 @@ def test_a_journal_of_the_previous_schema_is_upgraded_with_its_step_counts(journ
     conn.close()
 
 
+def _drop_schema_6(conn):
+    conn.execute("DROP TABLE events")
+
+
 def _drop_schema_5(conn):
+    _drop_schema_6(conn)
     conn.execute("DROP INDEX executions_status")  # DuckDB drops no column of an indexed table
     conn.execute("ALTER TABLE executions DROP COLUMN deadline")
     conn.execute("CREATE INDEX executions_status ON executions(status)")
@@ -223,8 +228,25 @@ def test_a_journal_of_schema_4_gets_deadlines_and_keeps_its_executions(journal):
         assert j.begin_run("old", "wf", "d", b"", "h", "", "rerun")[:2] == (2, None)
     j.close()
     conn = duckdb.connect(str(journal), read_only=True)
-    assert conn.execute("SELECT value FROM zart_meta WHERE key = 'schema_version'").fetchone() == ("5",)
+    assert conn.execute("SELECT value FROM zart_meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
     assert conn.execute("SELECT deadline FROM executions").fetchall() == [(None,)]
+    conn.close()
+
+
+def test_a_journal_of_schema_5_gets_an_event_inbox_and_keeps_its_executions(journal):
+    j = runtime.journal(journal)
+    with j.hold():
+        j.begin_run("old", "wf", "d", b"", "h", "", "rerun")
+    j.close()
+    conn = duckdb.connect(str(journal))
+    _drop_schema_6(conn)
+    conn.execute("UPDATE zart_meta SET value = '5' WHERE key = 'schema_version'")
+    conn.close()
+    assert zart.send_event("old", "go", {"n": 1}, journal=journal) is True
+    runtime.journal(journal).close()
+    conn = duckdb.connect(str(journal), read_only=True)
+    assert conn.execute("SELECT value FROM zart_meta WHERE key = 'schema_version'").fetchone() == ("6",)
+    assert conn.execute("SELECT execution_id, name, payload FROM events").fetchall() == [("old", "go", '{"n":1}')]
     conn.close()
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from . import _discovery as discovery
 from . import _serialization as ser
 from . import _values as values
+from ._cli_events import add_commands as add_event_commands
 from ._cli_format import BROKEN_PIPE_EXIT, ERROR_EXIT, EXIT_CODES, safe
 from ._cli_read import SHOW_LIMIT, cmd_delete, cmd_ls, cmd_runs, cmd_show, cmd_stats
 from ._errors import ExecutionNotFound, JournalLocked, ZartError
@@ -270,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tui = sub.add_parser("tui", parents=[common], help="terminal monitor (zart-tui)")
     tui.set_defaults(func=cmd_tui)
+    add_event_commands(sub, common, as_json)
     return parser
 
 
@@ -302,7 +304,7 @@ def _main(argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     args.journal = getattr(args, "journal", None)
     try:
-        if getattr(args, "execution_id", None) and args.command in ("show", "runs", "resume", "cancel"):
+        if getattr(args, "execution_id", None) and args.command in ("show", "runs", "resume", "cancel", "event"):
             _locate(args)
         command: Callable[[argparse.Namespace], int] = args.func
         return command(args)

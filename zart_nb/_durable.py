@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
+from typing import Any, TypeVar, cast, overload
 
 from . import _context
 from . import _kinds as kinds
@@ -15,14 +15,11 @@ from . import _values as values
 from ._errors import DefinitionError, SerializationError, ValueStoreError
 from ._replay import Kind
 
-if TYPE_CHECKING:
-    from ._engine import RunState
-
 T = TypeVar("T")
 
 
-def _run(what: str) -> RunState:
-    return cast("RunState", _context.require_run(what))
+def _run(what: str) -> _context.Run:
+    return _context.require_run(what)
 
 
 def capture(name: str, fn: Callable[[], T]) -> T:

@@ -312,6 +312,21 @@ class RunState:
             started_at=now, finished_at=now, worker=None)
         self.journal.record([row], (), [(self.execution_id, key)] if key in self.stored else ())
 
+    def doze(self, until: float) -> None:
+        """Block the workflow thread until ``until`` (POSIX seconds) or the next :meth:`poke` or outcome,
+        whichever comes first; a cancel ends it with ``Cancelled``."""
+        with self._cond:
+            if self.cancelled:
+                raise Cancelled(f"execution {self.execution_id!r} was cancelled")
+            remaining = until - time.time()
+            if remaining > 0:
+                self._cond.wait(min(remaining, 1.0))
+
+    def poke(self) -> None:
+        """Wake a body dozing in a wait (an event was sent to its execution)."""
+        with self._cond:
+            self._cond.notify_all()
+
     def pause(self, until: float) -> None:
         """Block the workflow thread until ``until`` (POSIX seconds); a cancel ends it with ``Cancelled``."""
         with self._cond:

@@ -33,6 +33,8 @@ class Kind(enum.StrEnum):
     ON_FAILURE = "on_failure"  # the workflow's on_failure handler, run once when the execution fails
     CAPTURE = "capture"  # zart.capture / zart.now: a value made once, returned from the journal on replay
     SLEEP = "sleep"  # zart.sleep / zart.sleep_until: its wake time, journaled at the first call
+    EVENT = "event"  # zart.wait_for_event: its deadline, journaled at the first call (what it consumed: events)
+    PUBLISH = "publish"  # zart.publish: a JSON value others read (zart.published, zart.stream)
 
 
 _COMPLETED = StepStatus.COMPLETED

@@ -75,13 +75,16 @@ def settle(execution_id: str, run_number: int, state: Attempted, outcome: Outcom
     started_at = task.started_at or None
     worker = task.worker
     if kind is _OK:
+        # In field order, each named: a 23-keyword call costs ~2.5 µs a row more (measured), on the path
+        # every step takes; tests/test_settle.py checks the row field by field.
         row = StepRow(
-            execution_id=execution_id, step_key=state.key, run_number=run_number, seq=state.seq,
-            name=state.name, def_id=state.code_hash, args=state.args_blob, args_hash=state.args_hash,
-            args_preview=state.args_preview, status=_COMPLETED, output=outcome.blob,
-            output_preview=outcome.preview, error=None, error_type=outcome.error_type, traceback=outcome.traceback,
-            attempts=state.attempt, reason=state.reason.value, current=True, scheduled_at=state.scheduled_at,
-            started_at=started_at, finished_at=outcome.finished_at, worker=worker, log=outcome.output)
+            execution_id, state.key, run_number, state.seq,  # execution_id, step_key, run_number, seq
+            state.name, state.code_hash, state.args_blob,  # name, def_id, args
+            state.args_hash, state.args_preview, _COMPLETED,  # args_hash, args_preview, status
+            outcome.blob, outcome.preview, None,  # output, output_preview, error
+            outcome.error_type, outcome.traceback, state.attempt,  # error_type, traceback, attempts
+            state.reason.value, True, state.scheduled_at,  # reason, current, scheduled_at
+            started_at, outcome.finished_at, worker, outcome.output)  # started_at, finished_at, worker, log
         event = StepEvent(execution_id, state.key, StepStatus.COMPLETED, state.name, state.attempt,
                           reason=state.reason, preview=outcome.preview, worker=worker,
                           started_at=started_at, at=outcome.finished_at) if publish else None

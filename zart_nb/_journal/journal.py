@@ -428,6 +428,20 @@ class Journal:
                 self._fold_locked()
             return read(conn, *args, **kwargs)
 
+    @_held
+    def transact(self, write: Callable[..., T], *args: Any) -> T:
+        """``write(connection, *args)`` (one of ``inbox``'s) in one transaction on the run-control
+        connection, the file opened read-write if needed (and released after the grace period)."""
+        with self._controlled() as conn:
+            conn.execute("BEGIN")
+            try:
+                result = write(conn, *args)
+                conn.execute("COMMIT")
+            except BaseException:
+                rollback(conn)
+                raise
+        return result
+
     # --- side log and folding --------------------------------------------------------------------
 
     def _header(self) -> Record:

@@ -15,7 +15,7 @@ from . import db
 if TYPE_CHECKING:
     import duckdb
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 class StepRow(NamedTuple):
@@ -102,6 +102,12 @@ RECOUNT_STEPS = """
            count(*) FILTER (WHERE status = 'failed')
     FROM steps WHERE current GROUP BY execution_id"""
 
+# Events sent to executions (zart.send_event): kept until a wait consumes one (``consumed_by`` its key,
+# set in the same transaction as it is handed over); a wait that timed out consumes a row without a payload.
+EVENTS_TABLE = """CREATE TABLE events (
+    execution_id VARCHAR, seq BIGINT, name VARCHAR, payload VARCHAR, idempotency_key VARCHAR,
+    sent_at DOUBLE, sender VARCHAR, consumed_by VARCHAR, consumed_at DOUBLE)"""
+
 IN_FLIGHT_TABLE = """CREATE TABLE in_flight (
     execution_id VARCHAR, run_number INTEGER, step_key VARCHAR, name VARCHAR, seq INTEGER, def_id VARCHAR,
     args_hash VARCHAR, args_preview VARCHAR, attempt INTEGER, started_at DOUBLE, worker VARCHAR,
@@ -150,6 +156,9 @@ MIGRATIONS: dict[int, list[str]] = {
     5: [  # an execution's deadline (POSIX seconds), set at its first run and kept on resume
         "ALTER TABLE executions ADD COLUMN deadline DOUBLE",
     ],
+    6: [  # events sent to executions, and what a wait consumed
+        EVENTS_TABLE,
+    ],
 }
 
 
@@ -184,6 +193,7 @@ CURRENT_SCHEMA: list[str] = [
     """CREATE TABLE step_counts (
         execution_id VARCHAR PRIMARY KEY, total INTEGER, completed INTEGER, failed INTEGER)""",
     IN_FLIGHT_TABLE,
+    EVENTS_TABLE,
 ]
 
 

@@ -58,10 +58,14 @@ class MessageType(enum.StrEnum):
     DELETE = "delete"
     PROGRESS = "progress"
     LIVE_OUTPUT = "live_output"
+    SEND_EVENT = "send_event"  # an event for an execution (zart.send_event, zart event, the TUI)
+    PUBLISHED = "published"  # values an execution published under a key (zart.published, zart.stream)
+    PENDING_EVENTS = "pending_events"  # events sent to an execution and not consumed yet
     EVENTS = "events"  # server to client, after subscribe
 
 
-CONTROL_TYPES = frozenset({MessageType.CANCEL, MessageType.RETRY, MessageType.RESUME, MessageType.DELETE})
+CONTROL_TYPES = frozenset({MessageType.CANCEL, MessageType.RETRY, MessageType.RESUME, MessageType.DELETE,
+                           MessageType.SEND_EVENT})
 
 
 def _loads(data: bytes) -> dict[str, Any]:
