@@ -179,3 +179,23 @@ def test_a_driver_killed_mid_wait_gets_an_event_sent_to_the_file_when_resumed(tm
     assert second.returncode == 0, second.stderr
     assert json.loads(second.stdout.split("RESULT", 1)[1]) == {"order": 7, "decision": {"approved": False}}
     assert pending_events("order-7", journal=journal) == []
+
+
+def test_zart_show_lists_the_events_not_consumed_yet(journal, inline):
+    @zart.workflow("waits-once")
+    def flow(_: None) -> object:
+        return zart.wait_for_event("approve", timeout=0.05)
+
+    with pytest.raises(zart.EventTimeout):
+        zart.run(flow, None, execution_id="show-ev", journal=journal)
+    assert zart.send_event("show-ev", "approve", {"by": "ops"}, journal=journal)
+    from zart_nb._runtime import runtime
+    runtime.journal(journal).close()
+    shown = subprocess.run([sys.executable, "-m", "zart_nb", "show", "show-ev", "--journal", str(journal)],
+                           capture_output=True, text=True, timeout=120)
+    assert "Events sent, not consumed yet (1" in shown.stdout, shown.stderr
+    assert '{"by":"ops"}' in shown.stdout
+    as_json = subprocess.run([sys.executable, "-m", "zart_nb", "show", "show-ev", "--json", "--journal", str(journal)],
+                             capture_output=True, text=True, timeout=120)
+    events = json.loads(as_json.stdout)["pending_events"]
+    assert [(e["name"], e["payload"]) for e in events] == [("approve", '{"by":"ops"}')]

@@ -39,6 +39,7 @@ from ._records import AttemptRecord, ExecutionRecord, RunRecord, StepRecord
 from ._status import ExecutionStatus
 
 if TYPE_CHECKING:
+    from ._journal.inbox import PendingEvent
     from ._monitor.client import MonitorClient
 
 SHOW_LIMIT = 50  # steps `zart show` prints unless told otherwise
@@ -220,6 +221,7 @@ class _Page:
     attempts: list[AttemptRecord]
     more: bool
     progress: RunProgress | None = None
+    events: list[PendingEvent] = field(default_factory=list)  # sent, not consumed yet
 
 
 FOLLOW_POLL = 0.25
@@ -274,7 +276,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         keys = {s.step_key for s in steps[:limit]}
         attempts = [a for a in reader.list_attempts(args.execution_id) if a.step_key in keys]
         return _Page(record, reader.list_runs(args.execution_id), steps[:limit], attempts, len(steps) > limit,
-                     reader.progress(args.execution_id))
+                     reader.progress(args.execution_id), reader.pending_events(args.execution_id))
 
     found = _read_one(args, read)
     page = found.value
@@ -283,7 +285,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         write(dumps({"journal": str(found.path.resolve()), "read": found.via, "execution": record,
                      "runs": page.runs, "offset": offset, "limit": limit, "steps": page.steps,
-                     "more": left if page.more else 0, "attempts": page.attempts, "progress": page.progress}))
+                     "more": left if page.more else 0, "attempts": page.attempts, "progress": page.progress,
+                     "pending_events": [{"name": e.name, "payload": e.payload, "sent_at": e.sent_at,
+                                         "sender": e.sender} for e in page.events]}))
         return STATUS_EXIT[record.status]
     _print_head(record, page.runs, found)
     first = offset + 1
@@ -308,8 +312,19 @@ def cmd_show(args: argparse.Namespace) -> int:
         if progress.queues:
             print(table(("QUEUE", "WAITING", "ACTIVE", "LIMIT"),
                         [(q.name, q.waiting, q.active, _queue_limit(q)) for q in progress.queues]))
+    if page.events:
+        print()
+        print(f"Events sent, not consumed yet ({len(page.events)}; a zart.wait_for_event of the name takes each)")
+        print(table(("NAME", "PAYLOAD", "SENT", "BY"),
+                    [(e.name, ser_cap(e.payload), fmt_time(datetime.fromtimestamp(e.sent_at)), e.sender or "")
+                     for e in page.events]))
     _print_tail(args, record, page.steps, page.attempts)
     return STATUS_EXIT[record.status]
+
+
+def ser_cap(text: str, limit: int = 60) -> str:
+    """A payload cut for a table cell."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _queue_limit(queue: QueueBacklog) -> str:

@@ -15,7 +15,7 @@ from .._records import (
     StepRecord,
     StepStatus,
 )
-from . import queries
+from . import inbox, queries
 from .journal import Journal
 
 if TYPE_CHECKING:
@@ -76,6 +76,9 @@ class FileJournalReader(JournalReader):
 
     def list_definitions(self) -> list[DefinitionRecord]:
         return self._journal.query(queries.list_definitions)
+
+    def pending_events(self, execution_id: str) -> list[inbox.PendingEvent]:
+        return self._journal.query(inbox.pending_events, execution_id)
 
     def close(self) -> None:
         """Release the file now (other processes may take it)."""
