@@ -66,6 +66,7 @@ if TYPE_CHECKING:
 
 WAIT_TICK = 0.1
 _REF_FIRST = values.REF_FIRST  # a module constant: the replay loop reads it per reused step
+_COMPLETED = StepStatus.COMPLETED  # read per outcome
 logger = logging.getLogger("zart_nb")
 
 
@@ -408,7 +409,7 @@ class RunState:
                 attempt_rows.append(settled.attempt_row)
             if settled.event is not None:
                 published.append(settled.event)
-            if status is StepStatus.COMPLETED:
+            if status is _COMPLETED:
                 if self.retrying:
                     with self._cond:  # progress() reads these under the lock (failure paths only)
                         self.retrying.pop(state.key, None)

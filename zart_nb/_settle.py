@@ -30,6 +30,8 @@ _UNPICKLABLE = OutcomeKind.UNPICKLABLE
 _TIMEOUT = OutcomeKind.TIMEOUT
 _CRASHED = OutcomeKind.CRASHED
 _COMPLETED = StepStatus.COMPLETED.value
+_S_COMPLETED = StepStatus.COMPLETED  # module constants: read per outcome (an enum class lookup costs more)
+_new = tuple.__new__  # a Settled is built without its Python-level __new__ on the hot path
 
 
 class Attempted(Protocol):
@@ -85,10 +87,10 @@ def settle(execution_id: str, run_number: int, state: Attempted, outcome: Outcom
             outcome.error_type, outcome.traceback, state.attempt,  # error_type, traceback, attempts
             state.reason.value, True, state.scheduled_at,  # reason, current, scheduled_at
             started_at, outcome.finished_at, worker, outcome.output)  # started_at, finished_at, worker, log
-        event = StepEvent(execution_id, state.key, StepStatus.COMPLETED, state.name, state.attempt,
+        event = StepEvent(execution_id, state.key, _S_COMPLETED, state.name, state.attempt,
                           reason=state.reason, preview=outcome.preview, worker=worker,
                           started_at=started_at, at=outcome.finished_at) if publish else None
-        return Settled(StepStatus.COMPLETED, None, row, None, event)
+        return _new(Settled, (_S_COMPLETED, None, row, None, event))
     attempt_row = None
     if kind is not _CANCELLED:  # a cancelled attempt is not a failure: the step row says it
         attempt_row = AttemptRow(
