@@ -5,10 +5,12 @@ it finishes (parallel results arrive in any order). A key is the call's name plu
 among calls of that name (``check-service#0``, ``#1``), or an explicit key (a name template or
 ``.named(...)``). One run never uses a key twice.
 
-Each kind of durable call has a sequence of its own (Temporal's ``_next_seq("timer")``): today steps;
-a durable sleep, an awaited event or a captured value are further kinds. A new kind never shifts the
-keys of another, and its keys live in a namespace of their own (``sleep:nap#0``), so a step named like
-a sleep cannot collide with it.
+Each kind of durable call has a sequence of its own (Temporal's ``_next_seq("timer")``): steps, the
+on_failure handler, captured values, sleeps, awaited events and published values (their rules are
+``_kinds``' and ``_messages``'; how a step's attempt is settled, ``_settle``'s). A new kind never shifts
+the keys of another, and its keys live in a namespace of their own (``sleep:nap#0``), so a step named
+like a sleep cannot collide with it. Every journaled call also takes its place in the run's call order
+(``Keys.next_seq()``, the rows' ``seq``).
 
 The reuse decision (:func:`decide`) compares a journaled record with the call being made: the record
 is reused only when it completed with the same argument and code hashes; otherwise the call runs, and
