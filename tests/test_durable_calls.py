@@ -137,7 +137,7 @@ def test_a_driver_killed_mid_sleep_resumes_with_its_capture_and_only_what_is_lef
             zart.sleep("nap", seconds)
             return made, zart.capture("woke", time.time)
 
-        print("RESULT", *zart.run(sleepy, 5.0, execution_id="sleepy", journal={str(journal)!r}, workers=1))
+        print("RESULT", *zart.run(sleepy, 10.0, execution_id="sleepy", journal={str(journal)!r}, workers=1))
     """))
     first = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              cwd=tmp_path)

@@ -107,6 +107,7 @@ def test_a_version_1_journal_is_upgraded_and_keeps_its_rows(tmp_path):
     conn.execute("DROP INDEX executions_status")  # (DuckDB drops no column of an indexed table)
     conn.execute("ALTER TABLE executions DROP COLUMN deadline")  # (added by version 5)
     conn.execute("CREATE INDEX executions_status ON executions(status)")
+    conn.execute("DROP TABLE events")  # (added by version 6)
     conn.execute("UPDATE zart_meta SET value = '1' WHERE key = 'schema_version'")
     conn.close()
     reader = zart.journal(path)
