@@ -199,3 +199,19 @@ def test_zart_show_lists_the_events_not_consumed_yet(journal, inline):
                              capture_output=True, text=True, timeout=120)
     events = json.loads(as_json.stdout)["pending_events"]
     assert [(e["name"], e["payload"]) for e in events] == [("approve", '{"by":"ops"}')]
+
+
+def test_deleting_an_execution_deletes_its_events(journal, inline):
+    @zart.workflow("waits-not")
+    def flow(_: None) -> object:
+        return zart.wait_for_event("go", timeout=0)
+
+    with pytest.raises(zart.EventTimeout):
+        zart.run(flow, None, execution_id="gone", journal=journal)
+    assert zart.send_event("gone", "other", 1, journal=journal)
+    zart.delete("gone", journal=journal)
+    from zart_nb._journal import inbox
+    from zart_nb._runtime import runtime
+    assert runtime.journal(journal).query(inbox.pending_events, "gone") == []
+    with pytest.raises(zart.ExecutionNotFound):
+        zart.send_event("gone", "other", 1, journal=journal)

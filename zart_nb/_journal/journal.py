@@ -813,13 +813,13 @@ class Journal:
 
     @_held
     def delete_execution(self, execution_id: str) -> None:
-        """Remove an execution with its runs, steps and attempts (pending rows are folded first)."""
+        """Remove an execution with its runs, steps, attempts and events (pending rows are folded first)."""
         with self._lock:
             conn = self._ensure_open()
             self._fold_locked()
             conn.execute("BEGIN")
             try:
-                for table in ("attempts", "steps", "step_counts", "in_flight", "runs", "executions"):
+                for table in ("attempts", "steps", "step_counts", "in_flight", "events", "runs", "executions"):
                     conn.execute(f"DELETE FROM {table} WHERE execution_id = ?", [execution_id])
                 conn.execute("COMMIT")
             except BaseException:
