@@ -89,7 +89,7 @@ def test_a_resumed_sleep_whose_wake_time_passed_does_not_sleep(journal, tmp_path
         zart.run(flow, str(marker), execution_id="nap", journal=journal)
     marker.unlink()
     paused: list[float] = []
-    monkeypatch.setattr(RunState, "pause", lambda self, wake: paused.append(wake))
+    monkeypatch.setattr(RunState, "pause", lambda self, wake, call=None: paused.append(wake))
     assert zart.run(flow, str(marker), execution_id="nap", journal=journal) == "open"
     assert paused == []  # every wake time was journaled in run 1 and has passed
     steps = {s.step_key: s for s in zart.journal(journal, live=False).list_steps("nap")}
@@ -168,3 +168,78 @@ def test_a_driver_killed_mid_sleep_resumes_with_its_capture_and_only_what_is_lef
     wake = datetime.fromisoformat(nap.output_preview.removeprefix("until ")).timestamp()
     assert float(woke) >= wake - 1  # slept until the journaled wake time (the preview keeps whole seconds)
     assert steps["capture:woke#0"].run_number == 2
+
+
+def test_zart_wake_ends_a_sleep_in_this_process_and_its_replay_does_not_sleep_again(journal, inline):
+    @zart.workflow("hour-nap")
+    def flow(_: None) -> str:
+        zart.sleep("nap", 3600)
+        return "awake"
+
+    execution = zart.start(flow, None, execution_id="hour", journal=journal, display=False)
+    wait_until(lambda: _journaled(journal, "hour", "sleep:nap#0"), what="the sleep to be journaled")
+    assert zart.wake("hour", journal=journal) is True
+    assert execution.result(timeout=60) == "awake"
+    nap = {s.step_key: s for s in zart.journal(journal, live=False).list_steps("hour")}["sleep:nap#0"]
+    assert nap.output_preview.endswith("(woken)")
+    with pytest.raises(zart.StateConflict):  # completed: nothing to wake
+        zart.wake("hour", journal=journal)
+
+
+_SLEEPER = """
+    import zart_nb as zart
+
+    @zart.workflow("sleeper")
+    def sleeper(_):
+        zart.publish("asleep", True)
+        zart.sleep("nap", 3600)
+        return "awake"
+
+    print("RESULT", zart.run(sleeper, None, execution_id="sleeper", journal={journal!r}, workers=1))
+"""
+
+
+def _asleep(journal: Path) -> bool:
+    client = MonitorClient.connect(journal)
+    if client is None:
+        return False
+    with client:
+        return any(s.step_key == "sleep:nap#0" for s in client.list_steps("sleeper"))
+
+
+def test_zart_wake_reaches_a_sleeping_driver_and_a_killed_one_s_file(tmp_path):
+    journal = tmp_path / "j.duckdb"
+    script = tmp_path / "sleeper.py"
+    script.write_text(textwrap.dedent(_SLEEPER.format(journal=str(journal))))
+    wake = [sys.executable, "-m", "zart_nb", "wake", "sleeper", "--journal", str(journal)]
+    # a driver sleeping an hour, woken through its monitor endpoint
+    driver = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, cwd=tmp_path)
+    try:
+        wait_until(lambda: _asleep(journal), timeout=60, what="the driver to sleep")
+        woke = subprocess.run(wake, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert woke.returncode == 0 and "woke" in woke.stdout, woke.stderr
+        out, err = driver.communicate(timeout=60)  # an hour's sleep ended
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.communicate()
+    assert "RESULT awake" in out, err
+    # a driver killed while it slept an hour: the wake goes into the file, and the resumed run does not sleep
+    zart.delete("sleeper", journal=journal)
+    from zart_nb._runtime import runtime
+    runtime.journal(journal).close()
+    killed = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              cwd=tmp_path)
+    try:
+        wait_until(lambda: _asleep(journal), timeout=60, what="the second driver to sleep")
+        killed.send_signal(signal.SIGKILL)
+        assert killed.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if killed.poll() is None:
+            killed.kill()
+            killed.wait()
+    woke = subprocess.run(wake, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert woke.returncode == 0 and "woke" in woke.stdout, woke.stderr
+    resumed = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert "RESULT awake" in resumed.stdout, resumed.stderr

@@ -304,7 +304,8 @@ def _main(argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     args.journal = getattr(args, "journal", None)
     try:
-        if getattr(args, "execution_id", None) and args.command in ("show", "runs", "resume", "cancel", "event"):
+        if getattr(args, "execution_id", None) and args.command in ("show", "runs", "resume", "cancel", "event",
+                                                                     "wake"):
             _locate(args)
         command: Callable[[argparse.Namespace], int] = args.func
         return command(args)

@@ -1,4 +1,4 @@
-"""``zart event ID NAME --data '<json>'``: send an event to an execution from a terminal."""
+"""``zart event ID NAME --data '<json>'`` and ``zart wake ID``: an event for an execution, the end of its sleep."""
 from __future__ import annotations
 
 import argparse
@@ -20,6 +20,21 @@ def add_commands(sub: Any, common: argparse.ArgumentParser, as_json: argparse.Ar
     event.add_argument("--idempotency-key", metavar="KEY",
                        help="sent once: another send with this key to the same execution is not delivered")
     event.set_defaults(func=cmd_event)
+    wake = sub.add_parser("wake", parents=[common, as_json], help="end the durable sleep an execution is in")
+    wake.add_argument("execution_id")
+    wake.set_defaults(func=cmd_wake)
+
+
+def cmd_wake(args: argparse.Namespace) -> int:
+    from ._messages import wake
+
+    woken = wake(args.execution_id, journal=args.journal)
+    if args.json:
+        print(json.dumps({"execution_id": args.execution_id, "woken": woken}))
+    else:
+        print(f"woke {safe(repr(args.execution_id))}" if woken else
+              f"{safe(repr(args.execution_id))} is not in a durable sleep")
+    return 0
 
 
 def cmd_event(args: argparse.Namespace) -> int:

@@ -203,6 +203,11 @@ class EngineControl(Control):
 
         return deliver(self._journal, execution_id, name, payload, idempotency_key, sender)
 
+    def wake(self, execution_id: str) -> bool:
+        from ._messages import wake_here
+
+        return wake_here(self._journal, execution_id)
+
     def published(self, execution_id: str, key: str, after: int) -> list[tuple[int, str]]:
         from ._journal import inbox
 

@@ -85,8 +85,8 @@ def _sleep(what: str, name: str, seconds: float | None, until: float | None) -> 
         wake_at = float(ser.loads(blob))
     else:
         wake_at = until if until is not None else kinds.wake_time(None, time.time(), cast(float, seconds))
-        preview = "until " + datetime.fromtimestamp(wake_at, UTC).isoformat(timespec="seconds")
+        preview = kinds.until(wake_at)
         run.journal_call(Kind.SLEEP, key, seq, name, ser.dumps(wake_at), preview,
-                         f"{seconds:g}s" if seconds is not None else preview)
+                         f"{seconds:g}s" if seconds is not None else preview, finished_at=wake_at)
     if kinds.left(wake_at, time.time()) > 0:
-        run.pause(wake_at)
+        run.pause(wake_at, (key, seq, name))

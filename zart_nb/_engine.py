@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from . import _byref as byref
 from . import _context
+from . import _kinds as kinds
 from . import _serialization as ser
 from . import _values as values
 from ._definitions import FATAL_MARK, Guarded, Queue, Step, WorkflowDef, deadline_at, referenced_steps
@@ -175,6 +176,7 @@ class RunState:
         # passed unchanged to another step, one travels as its reference (``_by_reference``).
         self._mapped: dict[int, tuple[weakref.ref[Any], byref.Mapped]] = {}
         self._by_reference_ok = choice.target(executor) is None  # a cluster's workers may not see the store
+        self._sleeping: list[Any] | None = None  # [wake time, (key, seq, name)] while the body sleeps
 
     # --- scheduling (workflow thread) ------------------------------------------------------------
 
@@ -302,16 +304,18 @@ class RunState:
         return key, self._keys.next_seq(), self.stored.get(key)
 
     def journal_call(self, kind: Kind, key: str, seq: int, name: str, blob: bytes, preview: str,
-                     args_preview: str = "") -> None:
-        """Journal a durable call of another kind than a step as completed (durable on return)."""
+                     args_preview: str = "", finished_at: float | None = None, supersede: bool = False) -> None:
+        """Journal a durable call of another kind than a step as completed (durable on return).
+        ``finished_at``: when it ends, if not now (a sleep's wake time, readable without unpickling)."""
         now = time.time()
         row = StepRow(
             execution_id=self.execution_id, step_key=key, run_number=self.run_number, seq=seq, name=name,
             def_id=kind.value, args=b"", args_hash="", args_preview=args_preview,
             status=StepStatus.COMPLETED.value, output=blob, output_preview=preview, error=None, error_type=None,
             traceback=None, attempts=1, reason=RunReason.NEW.value, current=True, scheduled_at=now,
-            started_at=now, finished_at=now, worker=None)
-        self.journal.record([row], (), [(self.execution_id, key)] if key in self.stored else ())
+            started_at=now, finished_at=now if finished_at is None else finished_at, worker=None)
+        replaces = supersede or key in self.stored
+        self.journal.record([row], (), [(self.execution_id, key)] if replaces else ())
 
     def doze(self, until: float) -> None:
         """Block the workflow thread until ``until`` (POSIX seconds) or the next :meth:`poke` or outcome,
@@ -328,16 +332,39 @@ class RunState:
         with self._cond:
             self._cond.notify_all()
 
-    def pause(self, until: float) -> None:
-        """Block the workflow thread until ``until`` (POSIX seconds); a cancel ends it with ``Cancelled``."""
+    def pause(self, until: float, call: tuple[str, int, str] | None = None) -> None:
+        """Block the workflow thread until ``until`` (POSIX seconds), or until :meth:`wake` when ``call``
+        is the sleep's ``(key, seq, name)``; a cancel ends it with ``Cancelled``."""
         with self._cond:
-            while True:
-                if self.cancelled:
-                    raise Cancelled(f"execution {self.execution_id!r} was cancelled")
-                remaining = until - time.time()
-                if remaining <= 0:
-                    return
-                self._cond.wait(min(remaining, 1.0))
+            self._sleeping = [until, call]
+            try:
+                while True:
+                    if self.cancelled:
+                        raise Cancelled(f"execution {self.execution_id!r} was cancelled")
+                    remaining = self._sleeping[0] - time.time()
+                    if remaining <= 0:
+                        return
+                    self._cond.wait(min(remaining, 1.0))
+            finally:
+                self._sleeping = None
+
+    def wake(self) -> bool:
+        """End the sleep the body is in now (``zart wake``): its wake time is journaled as now, so a
+        replay does not sleep it again. False when the body is not in a durable sleep."""
+        with self._cond:
+            sleeping = self._sleeping
+            call = None if sleeping is None else sleeping[1]
+        if call is None:
+            return False
+        key, seq, name = call
+        now = time.time()
+        self.journal_call(Kind.SLEEP, key, seq, name, ser.dumps(now), kinds.until(now, woken=True), finished_at=now,
+                          supersede=True)
+        with self._cond:
+            if self._sleeping is not None:
+                self._sleeping[0] = now
+            self._cond.notify_all()
+        return True
 
     # --- outcomes (pool I/O thread) --------------------------------------------------------------
 

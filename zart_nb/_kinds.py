@@ -10,7 +10,7 @@ prefixed by their kind, ``def_id`` the kind's name), completed as soon as they a
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from ._errors import DefinitionError
@@ -65,3 +65,8 @@ def wake_time(journaled: float | None, now: float, seconds: float) -> float:
 def left(wake_at: float, now: float) -> float:
     """Seconds still to sleep (0 when the wake time has passed)."""
     return max(0.0, wake_at - now)
+
+
+def until(wake_at: float, woken: bool = False) -> str:
+    """A sleep's ``output_preview``: its wake time in UTC (what ``zart show`` and the TUI list)."""
+    return f"until {datetime.fromtimestamp(wake_at, UTC).isoformat(timespec='seconds')}" + (" (woken)" if woken else "")

@@ -150,6 +150,35 @@ def deliver(journal: Journal, execution_id: str, name: str, payload: str, idempo
     return added
 
 
+def wake(execution_id: str, journal: str | os.PathLike[str] | None = None) -> bool:
+    """End the durable sleep an execution is in (``zart wake ID``): in the process running it (through
+    its monitor endpoint from another process), or, when nobody holds the journal, in the file, so its
+    next run does not sleep. False when it was not sleeping. An unknown execution is
+    :class:`ExecutionNotFound`; a completed or cancelled one :class:`StateConflict`."""
+    held = runtime.journal(journal)
+    if not held.is_open:
+        client = _live_client(held.path)
+        if client is not None:
+            with client:
+                return client.wake(execution_id)
+    return wake_here(held, execution_id)
+
+
+def wake_here(journal: Journal, execution_id: str) -> bool:
+    """:func:`wake` in the process that holds ``journal`` or may open it (the monitor server's ``wake``)."""
+    live = runtime.live_execution(journal, execution_id)
+    if live is not None and not live.done and live.run is not None:
+        return live.run.wake()
+    now = time.time()
+    status, woken = cast("tuple[str | None, int]", journal.transact(
+        inbox.wake_sleeps, execution_id, now, ser.dumps(now), kinds.until(now, woken=True)))
+    if status is None:
+        raise ExecutionNotFound(execution_id, journal.path)
+    if status in _FINISHED:
+        raise StateConflict(execution_id, status, "it has no sleep to end")
+    return woken > 0
+
+
 def published(execution_id: str, key: str, timeout: float | None = None, default: Any = None,
               journal: str | os.PathLike[str] | None = None) -> Any:
     """The latest value an execution published under ``key``; waits up to ``timeout`` seconds for a

@@ -91,3 +91,18 @@ def published_values(conn: duckdb.DuckDBPyConnection, execution_id: str, key: st
         """SELECT seq, output FROM steps WHERE execution_id = ? AND def_id = ? AND name = ? AND current
            AND seq > ? ORDER BY seq""", [execution_id, PUBLISH_DEF, key, after]).fetchall()
     return [(int(seq), bytes(output).decode("utf-8")) for seq, output in rows]
+
+
+def wake_sleeps(conn: duckdb.DuckDBPyConnection, execution_id: str, now: float, blob: bytes,
+                preview: str) -> tuple[str | None, int]:
+    """``(the execution's status, sleeps woken)``: every current sleep of the execution whose wake time
+    (its row's ``finished_at``) is still ahead gets ``now`` (``blob``: its pickle), so whoever runs the
+    execution next does not sleep it (``zart wake`` while nobody holds the journal)."""
+    status = execution_status(conn, execution_id)
+    if status is None or status in ("completed", "cancelled"):
+        return status, 0
+    woken = conn.execute(
+        """UPDATE steps SET output = ?, output_preview = ?, finished_at = ?
+           WHERE execution_id = ? AND def_id = 'sleep' AND current AND finished_at > ? RETURNING step_key""",
+        [blob, preview, now, execution_id, now]).fetchall()
+    return status, len(woken)

@@ -310,6 +310,11 @@ class MonitorClient(JournalReader):
                              idempotency_key=idempotency_key, sender=sender)
         return bool(reply.get("sent")) if isinstance(reply, dict) else False
 
+    def wake(self, execution_id: str) -> bool:
+        """End the durable sleep the execution is in (in the engine); False when it was not sleeping."""
+        reply = self.request(MessageType.WAKE, execution_id=execution_id)
+        return bool(reply.get("woken")) if isinstance(reply, dict) else False
+
     def published(self, execution_id: str, key: str, after: int = -1) -> list[tuple[int, str]]:
         """``(seq, JSON text)`` of the values the execution published under ``key`` after ``after``."""
         rows = self.request(MessageType.PUBLISHED, execution_id=execution_id, key=key, start=after + 1)

@@ -44,6 +44,10 @@ class Control(ABC):
         False when that idempotency key was delivered already."""
         raise NotImplementedError("this engine does not take events")
 
+    def wake(self, execution_id: str) -> bool:
+        """End the durable sleep the execution is in; False when it was not sleeping."""
+        raise NotImplementedError("this engine does not wake sleeps")
+
     def published(self, execution_id: str, key: str, after: int) -> list[tuple[int, str]]:
         """``(seq, JSON text)`` of the values the execution published under ``key`` after ``after``."""
         return []

@@ -267,6 +267,8 @@ class MonitorServer:
             return {"sent": self._control.send_event(
                 _arg(args, "execution_id", str), _arg(args, "name", str), _arg(args, "payload", str),
                 _arg(args, "idempotency_key", str, None), _arg(args, "sender", str, None))}
+        if kind is MessageType.WAKE:
+            return {"woken": self._control.wake(_arg(args, "execution_id", str))}
         if kind is MessageType.PUBLISHED:
             return [list(row) for row in self._control.published(
                 _arg(args, "execution_id", str), _arg(args, "key", str), _arg(args, "start", int, 0) - 1)]
