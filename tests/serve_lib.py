@@ -46,3 +46,9 @@ def wait_for_gate(gate: str, log: str | None = None) -> str:
 @zart.workflow("gated")
 def gated(data: dict) -> str:
     return zart.schedule(wait_for_gate, data["gate"], data.get("log")).result()
+
+
+@zart.workflow("approval")
+def approval(data: object) -> dict:
+    """Waits for the event ``approve`` (sent over HTTP in the tests) and returns its payload."""
+    return {"approved": zart.wait_for_event("approve", timeout=120)}

@@ -40,6 +40,8 @@ SAMPLES = {
     zart.ValueStoreError: ("the value store /tmp/j.duckdb.values is writable by others",),
     zart.ValueLost: ("the stored value /tmp/j.duckdb.values/x.zv is missing",),
     zart.Cancelled: ("cancelled",),
+    zart.StateConflict: ("exec-1", "completed", "it cannot receive events"),
+    zart.EventTimeout: ("exec-1", "approval", 30.0),
 }
 
 

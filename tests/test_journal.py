@@ -176,7 +176,12 @@ def test_a_journal_of_the_previous_schema_is_upgraded_with_its_step_counts(journ
     conn.close()
 
 
+def _drop_schema_9(conn):
+    conn.execute("DROP TABLE events")
+
+
 def _drop_schema_8(conn):
+    _drop_schema_9(conn)
     conn.execute("DROP INDEX executions_status")  # DuckDB drops no column of an indexed table
     conn.execute("ALTER TABLE executions DROP COLUMN parent_execution_id")
     conn.execute("CREATE INDEX executions_status ON executions(status)")
@@ -286,6 +291,24 @@ def test_a_journal_of_schema_7_gets_parents_and_keeps_its_executions(journal):
         j.set_parent("old", "its-parent")
     j.close()
     assert [r.execution_id for r in zart.journal(journal).list_executions(parent="its-parent")] == ["old"]
+
+
+def test_a_journal_of_schema_8_gets_an_event_inbox_and_keeps_its_executions(journal):
+    j = runtime.journal(journal)
+    with j.hold():
+        j.begin_run("old", "wf", "d", b"", "h", "", "rerun")
+    j.close()
+    conn = duckdb.connect(str(journal))
+    _drop_schema_9(conn)
+    conn.execute("UPDATE zart_meta SET value = '8' WHERE key = 'schema_version'")
+    conn.close()
+    assert zart.send_event("old", "go", {"n": 1}, journal=journal) is True
+    runtime.journal(journal).close()
+    conn = duckdb.connect(str(journal), read_only=True)
+    assert conn.execute("SELECT value FROM zart_meta WHERE key = 'schema_version'").fetchone() == \
+        (str(SCHEMA_VERSION),)
+    assert conn.execute("SELECT execution_id, name, payload FROM events").fetchall() == [("old", "go", '{"n":1}')]
+    conn.close()
 
 
 def _catalog(conn):

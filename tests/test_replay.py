@@ -5,6 +5,7 @@ from zart_nb._errors import DefinitionError, NonDeterminism
 from zart_nb._journal import StoredStep
 from zart_nb._records import RunReason
 from zart_nb._replay import Keys, Kind, check_change, decide
+from zart_nb._status import StepStatus
 
 
 def test_keys_count_occurrences_per_name_in_call_order():
@@ -48,7 +49,7 @@ def test_each_kind_has_its_own_sequence_and_namespace():
 
 
 def _stored(status, args_hash="A", code_hash="C"):
-    return StoredStep(status, args_hash, code_hash, b"output")
+    return StoredStep(StepStatus(status), args_hash, code_hash, b"output")
 
 
 @pytest.mark.parametrize(("stored", "expected"), [

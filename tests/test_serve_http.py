@@ -26,6 +26,10 @@ def _free_port() -> int:
 def served(tmp_path):
     journal = tmp_path / ".zart" / "journal.duckdb"
     zart.run(serve_lib.ticker, 0, execution_id="first", journal=journal, display=False)  # journals the workflow
+    waiting = zart.start(serve_lib.approval, None, execution_id="approval-journaled", journal=journal,
+                         display=False)  # journals the approval workflow, which POST /executions then starts
+    zart.send_event("approval-journaled", "approve", True, journal=journal)
+    assert waiting.result(timeout=60) == {"approved": True}
     (tmp_path / "open").touch()
     zart.run(serve_lib.gated, {"gate": str(tmp_path / "open")}, execution_id="gated-first", journal=journal,
              display=False)
@@ -66,7 +70,7 @@ def test_openapi_lists_and_detail(served):
             "/executions/{execution_id}/events/{name}"} <= set(document["paths"])
     listed = client.get("/executions", params={"status": "completed"}).json()
     assert listed["journal"] == str(journal.resolve())
-    assert {e["execution_id"] for e in listed["executions"]} == {"first", "gated-first"}
+    assert {e["execution_id"] for e in listed["executions"]} == {"first", "gated-first", "approval-journaled"}
     detail = client.get("/executions/first").json()
     assert detail["status"] == "completed" and detail["output_preview"] == "{'data': 0}"
     assert [s["step_key"] for s in detail["steps"]] == ["stamp#0"]
@@ -74,7 +78,7 @@ def test_openapi_lists_and_detail(served):
     missing = client.get("/executions/nope")
     assert missing.status_code == 404 and missing.json()["type"] == "ExecutionNotFound"
     assert client.get("/executions", params={"limit": "x"}).status_code == 400
-    assert client.get("/workflows").json() == {"workflows": ["gated", "ticker"]}
+    assert client.get("/workflows").json() == {"workflows": ["approval", "gated", "ticker"]}
     assert client.get("/schedules").json() == {"schedules": []}
 
 
@@ -106,14 +110,25 @@ def test_start_a_journaled_workflow_by_name_with_json_data_then_cancel_one(serve
     assert client.post("/executions/nope/cancel").status_code == 404
 
 
-def test_events_need_send_event(served):
+def test_an_event_sent_over_http_reaches_the_waiting_body_once(served):
     client, *_ = served
-    if hasattr(zart, "send_event"):  # once events exist, a delivery to a finished execution is refused
-        assert client.post("/executions/first/events/approve", json={"ok": True}).status_code in (404, 409)
-    else:
-        reply = client.post("/executions/first/events/approve", json={"ok": True},
-                            headers={"Idempotency-Key": "k1"})
-        assert reply.status_code == 501 and "send_event" in reply.json()["error"]
+    started = client.post("/executions", json={"workflow": "approval", "execution_id": "approve-1"})
+    assert started.status_code == 201, started.text
+    wait_until(lambda: client.get("/executions/approve-1").json()["status"] == "running",
+               what="the approval run to start")
+    sent = client.post("/executions/approve-1/events/approve", json={"by": "ops"},
+                       headers={"Idempotency-Key": "webhook-1"})
+    assert sent.status_code == 200, sent.text
+    assert sent.json() == {"execution_id": "approve-1", "event": "approve", "delivered": True}
+    again = client.post("/executions/approve-1/events/approve", json={"by": "ops"},
+                        headers={"Idempotency-Key": "webhook-1"})
+    assert again.status_code == 200 and again.json()["delivered"] is False  # that key was delivered already
+    wait_until(lambda: client.get("/executions/approve-1").json()["status"] == "completed",
+               what="the body to take the event and finish")
+    assert "'approved': {'by': 'ops'}" in client.get("/executions/approve-1").json()["output_preview"]
+    finished = client.post("/executions/first/events/approve", json={"ok": True})
+    assert finished.status_code == 409, finished.text  # a completed execution takes no event
+    assert client.post("/executions/nope/events/approve", json={}).status_code == 404
 
 
 def test_a_bad_address_or_a_token_file_others_may_read_is_refused(tmp_path):

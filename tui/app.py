@@ -42,7 +42,7 @@ class ZartApp(App[None]):
         Binding("q", "quit", "Quit", id="app.quit"),
         Binding("question_mark", "help", "Help", id="app.help"),
         Binding("ctrl+r", "reload", "Reload", show=False, id="app.reload"),
-        Binding("R", "schedules", "Schedules", show=False, id="app.schedules"),
+        Binding("T", "schedules", "Schedules", show=False, id="app.schedules"),
     ]
     COMMANDS = App.COMMANDS | {ZartCommands}
 

@@ -6,6 +6,7 @@ an engine that went away). Reads block: the app calls them from worker threads.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -133,6 +134,15 @@ class Source:
             done = "cancelled"
         return f"{execution_id}: {done} (was {was.value})" if not was.finished else \
             f"{execution_id} is already {was.value}"
+
+    def send_event(self, execution_id: str, name: str, data: str) -> str:
+        """Send an event (``data``: its payload as JSON text) through the live engine, else into the file."""
+        try:
+            payload = json.loads(data)
+        except ValueError as exc:
+            raise zart.ConfigurationError(f"the payload is not JSON: {exc}") from None
+        sent = zart.send_event(execution_id, name, payload, journal=self.path)
+        return f"{execution_id}: sent event {name!r}" if sent else f"{execution_id}: event {name!r} not sent"
 
     def delete(self, execution_id: str) -> str:
         client = self._client

@@ -78,8 +78,8 @@ def _journaled(journal: Journal, execution_id: str) -> tuple[WorkflowDef, Any, E
 def _not_running(journal: Journal, execution_id: str, status: ExecutionStatus, action: str) -> None:
     live = runtime.live_execution(journal, execution_id)
     if (live is not None and not live.done) or status in (ExecutionStatus.RUNNING, ExecutionStatus.PENDING):
-        raise StateConflict(f"execution {execution_id!r} is running; cancel it (or wait for it) before "
-                            f"you {action} it")
+        raise StateConflict(execution_id, ExecutionStatus.RUNNING.value,
+                            f"cancel it (or wait for it) before you {action} it")
 
 
 def _detail(text: str) -> str:
@@ -94,8 +94,8 @@ def prepare_resume(journal: Journal, execution_id: str, *, extend: float | None 
         raise ConfigurationError(f"extend must be a positive number of seconds, got {extend!r}")
     workflow, data, status = _journaled(journal, execution_id)
     if status is ExecutionStatus.COMPLETED:
-        raise StateConflict(f"execution {execution_id!r} is already completed; nothing to resume "
-                            "(zart.restart runs it again from scratch)")
+        raise StateConflict(execution_id, ExecutionStatus.COMPLETED.value,
+                            "nothing to resume (zart.restart runs it again from scratch)")
     _not_running(journal, execution_id, status, "resume")
     detail = None if extend is None else f"deadline extended by {extend:g}s"
     return Prepared(execution_id, workflow, data, RunPlan(trigger, detail, extend=extend))
@@ -149,9 +149,9 @@ def prepare_retry(journal: Journal, execution_id: str, step_key: str) -> Prepare
     if step_key not in found:
         raise ConfigurationError(f"execution {execution_id!r} has no step {step_key!r}")
     if found[step_key] not in (StepStatus.FAILED.value, StepStatus.CANCELLED.value, StepStatus.INTERRUPTED.value):
-        raise StateConflict(f"step {step_key!r} of {execution_id!r} is {found[step_key]}; only a failed, "
-                            "cancelled or interrupted step can be retried (zart.rerun_steps runs a completed "
-                            "one again)")
+        raise StateConflict(execution_id, "", f"step {step_key!r} of {execution_id!r} is {found[step_key]}; "
+                            "only a failed, cancelled or interrupted step can be retried (zart.rerun_steps runs "
+                            "a completed one again)")
     return Prepared(execution_id, workflow, data, RunPlan(RunTrigger.RETRY, f"step {step_key}"))
 
 
@@ -175,7 +175,7 @@ def prepare_fork(journal: Journal, execution_id: str, from_step: str, new_id: st
     elif not isinstance(new_id, str) or not new_id:
         raise ConfigurationError(f"new_id must be a non-empty string, got {new_id!r}")
     if journal.execution_status(new_id) is not None:
-        raise StateConflict(f"execution {new_id!r} exists already; give the fork another new_id")
+        raise StateConflict(new_id, "", f"execution {new_id!r} exists already; give the fork another new_id")
     copied = tuple(key for key, seq, state in order
                    if seq < seqs[from_step] and state == StepStatus.COMPLETED.value)
     detail = f"from {execution_id} at step {from_step} ({len(copied)} steps before it copied)"
@@ -222,8 +222,8 @@ def start_here(journal: Journal, prepared: Prepared, execute: Execute,
         try:
             execution.result(0)
         except Cancelled as exc:
-            raise StateConflict(f"execution {prepared.execution_id!r} was cancelled before its run began: "
-                                f"{exc}") from None
+            raise StateConflict(prepared.execution_id, ExecutionStatus.CANCELLED.value,
+                                f"it was cancelled before its run began: {exc}") from None
     return execution
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from . import _cli_bulk as bulk
 from . import _discovery as discovery
 from ._cli_control import LOCATED, add_commands
+from ._cli_events import add_commands as add_event_commands
 from ._cli_format import BROKEN_PIPE_EXIT, ERROR_EXIT, EXIT_CODES, USAGE_EXIT, safe
 from ._cli_read import SHOW_LIMIT, cmd_delete, cmd_ls, cmd_runs, cmd_show, cmd_stats
 from ._errors import ExecutionNotFound, ZartError
@@ -200,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ._cli_serve import add_parsers as add_serve_parsers
 
     add_serve_parsers(sub, common, as_json)
+    add_event_commands(sub, common, as_json)
     return parser
 
 
@@ -232,7 +234,8 @@ def _main(argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     args.journal = getattr(args, "journal", None)
     try:
-        if getattr(args, "execution_id", None) and args.command in ("show", "runs", "cancel", *LOCATED):
+        if getattr(args, "execution_id", None) and args.command in ("show", "runs", "cancel", "event", "wake",
+                                                                     *LOCATED):
             _locate(args)
         command: Callable[[argparse.Namespace], int] = args.func
         return command(args)

@@ -43,6 +43,7 @@ from ._stored import lines as stored_lines
 from ._stored import read as read_stored
 
 if TYPE_CHECKING:
+    from ._journal.inbox import PendingEvent
     from ._monitor.client import MonitorClient
 
 SHOW_LIMIT = 50  # steps `zart show` prints unless told otherwise
@@ -248,6 +249,7 @@ class _Page:
     progress: RunProgress | None = None
     stored: list[StoredValue] = field(default_factory=list)
     children: list[ExecutionRecord] = field(default_factory=list)
+    events: list[PendingEvent] = field(default_factory=list)  # sent, not consumed yet
 
 
 CHILDREN_SHOWN = 10  # children of an execution `zart show` names (the rest are counted)
@@ -305,7 +307,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         stored = [s for s in read_stored(reader, args.execution_id) if s.step_key in keys]
         return _Page(record, reader.list_runs(args.execution_id), steps[:limit], attempts, len(steps) > limit,
                      reader.progress(args.execution_id), stored,
-                     reader.list_executions(parent=args.execution_id, limit=CHILDREN_SHOWN + 1, descending=False))
+                     reader.list_executions(parent=args.execution_id, limit=CHILDREN_SHOWN + 1, descending=False),
+                     reader.pending_events(args.execution_id))
 
     found = _read_one(args, read)
     page = found.value
@@ -316,7 +319,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         write(dumps({"journal": str(found.path.resolve()), "read": found.via, "execution": record,
                      "runs": page.runs, "offset": offset, "limit": limit, "steps": page.steps,
                      "more": left if page.more else 0, "attempts": page.attempts, "progress": page.progress,
-                     "stored": [s.to_json() for s in page.stored], "children": page.children}))
+                     "stored": [s.to_json() for s in page.stored], "children": page.children,
+                     "pending_events": [{"name": e.name, "payload": e.payload, "sent_at": e.sent_at,
+                                         "sender": e.sender} for e in page.events]}))
         return STATUS_EXIT[record.status]
     _print_head(record, page.runs, found, page.children)
     first = offset + 1
@@ -342,6 +347,12 @@ def cmd_show(args: argparse.Namespace) -> int:
         if progress.queues:
             print(table(("QUEUE", "WAITING", "ACTIVE", "LIMIT"),
                         [(q.name, q.waiting, q.active, _queue_limit(q)) for q in progress.queues]))
+    if page.events:
+        print()
+        print(f"Events sent, not consumed yet ({len(page.events)}; a zart.wait_for_event of the name takes each)")
+        print(table(("NAME", "PAYLOAD", "SENT", "BY"),
+                    [(e.name, ser_cap(e.payload), fmt_time(datetime.fromtimestamp(e.sent_at)), e.sender or "")
+                     for e in page.events]))
     _print_tail(args, record, page.steps, page.attempts)
     return STATUS_EXIT[record.status]
 
@@ -359,6 +370,11 @@ def _print_stored(stored: list[StoredValue], steps: list[StepRecord]) -> None:
         print(f"  {safe(value.step_key)}: {safe(first)}")
         for line in rest:
             print(f"    {safe(line)}")
+
+
+def ser_cap(text: str, limit: int = 60) -> str:
+    """A payload cut for a table cell."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _queue_limit(queue: QueueBacklog) -> str:

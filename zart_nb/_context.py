@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ._errors import NotInWorkflow
 
 if TYPE_CHECKING:
-    from ._journal import Journal, RunBeat
+    from ._journal import Journal, RunBeat, StoredStep
     from ._progress import RunProgress
+    from ._replay import Kind
     from ._status import StepStatus
 
 
@@ -21,6 +22,7 @@ class Run(Protocol):
     run_number: int
     cancelled: bool
     journal: Journal
+    store: tuple[str, int]
 
     def schedule(self, step: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
                  key: str | None = None, queue: Any = None) -> Any: ...
@@ -44,6 +46,20 @@ class Run(Protocol):
     def output_so_far(self, step_key: str) -> tuple[int, str] | None: ...
 
     def in_flight(self) -> list[tuple[str, str, int, StepStatus, str, float | None]]: ...
+
+    # durable calls of other kinds than steps (``_durable``, ``_messages``)
+    def recall(self, kind: Kind, name: str) -> tuple[str, int, StoredStep | None]: ...
+
+    def journal_call(self, kind: Kind, key: str, seq: int, name: str, blob: bytes, preview: str,
+                     args_preview: str = "", finished_at: float | None = None, supersede: bool = False) -> None: ...
+
+    def pause(self, until: float, call: tuple[str, int, str] | None = None) -> None: ...
+
+    def wake(self) -> bool: ...
+
+    def doze(self, until: float) -> None: ...
+
+    def poke(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

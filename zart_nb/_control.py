@@ -146,6 +146,27 @@ class EngineControl(Control):
         run = None if live is None or live.done else live.run
         return None if run is None else run.output_so_far(step_key)
 
+    def send_event(self, execution_id: str, name: str, payload: str, idempotency_key: str | None,
+                   sender: str | None) -> bool:
+        from ._messages import deliver
+
+        return deliver(self._journal, execution_id, name, payload, idempotency_key, sender)
+
+    def wake(self, execution_id: str) -> bool:
+        from ._messages import wake_here
+
+        return wake_here(self._journal, execution_id)
+
+    def published(self, execution_id: str, key: str, after: int) -> list[tuple[int, str]]:
+        from ._journal import inbox
+
+        return self._journal.query(inbox.published_values, execution_id, key, after)
+
+    def pending_events(self, execution_id: str) -> list[tuple[int, str, str, float, str | None]]:
+        from ._journal import inbox
+
+        return [tuple(event) for event in self._journal.query(inbox.pending_events, execution_id)]  # type: ignore[misc]
+
 
 @overload
 def cancel(execution_id: str, *, journal: str | os.PathLike[str] | None = None) -> ExecutionStatus: ...

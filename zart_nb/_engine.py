@@ -20,12 +20,13 @@ import time
 import traceback as tb_module
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from . import _byref as byref
 from . import _context
+from . import _kinds as kinds
 from . import _serialization as ser
 from . import _values as values
 from ._definitions import FATAL_MARK, Guarded, Queue, Step, WorkflowDef, deadline_at, referenced_steps
@@ -58,6 +59,7 @@ from ._journal import AttemptRow, InFlightRow, Journal, RunBeat, StepRow, Stored
 from ._options import DEFAULT_OPTIONS, RunOptions, RunPlan
 from ._replay import REDO, Keys, Kind, check_change, decide
 from ._runtime import runtime
+from ._settle import settle
 from ._status import ExecutionStatus, RunEnd, RunReason, RunTrigger, StepStatus
 from ._tracebacks import locate_dynamic
 
@@ -67,6 +69,7 @@ if TYPE_CHECKING:
 WAIT_TICK = 0.1
 MAX_CHILD_DEPTH = 32  # executions started from bodies, nested: deeper is a runaway recursion
 _REF_FIRST = values.REF_FIRST  # a module constant: the replay loop reads it per reused step
+_COMPLETED = StepStatus.COMPLETED  # read per outcome
 logger = logging.getLogger("zart_nb")
 
 
@@ -78,8 +81,11 @@ class _Definition:
 
 
 class _StepState:
+    """A step of a run whose attempts are dispatched (what ``_settle.settle`` reads: ``Attempted``)."""
+
     __slots__ = ("run", "handle", "step", "args_blob", "args_hash", "args_preview", "seq", "reason",
-                 "supersedes", "attempt", "scheduled_at", "definition", "timeout", "limit")
+                 "supersedes", "attempt", "scheduled_at", "definition", "timeout", "limit", "key", "name",
+                 "code_hash", "policy")
 
     def __init__(self, run: RunState, handle: StepHandle, step: Step[Any, Any], definition: _Definition,
                  args_blob: bytes, args_hash: str, args_preview: str, seq: int, reason: RunReason,
@@ -98,6 +104,10 @@ class _StepState:
         self.scheduled_at = time.time()
         self.timeout = step.timeout
         self.limit = None if queue is None else queue.limit  # its attempts' (retries' too) zart.Queue
+        self.key = handle.key
+        self.name = step.name
+        self.code_hash = definition.code_hash
+        self.policy = step.retry
 
 
 def _argument_error(step: Step[..., Any], key: str, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -169,6 +179,7 @@ class RunState:
         # passed unchanged to another step, one travels as its reference (``_by_reference``).
         self._mapped: dict[int, tuple[weakref.ref[Any], byref.Tracked]] = {}
         self._by_reference_ok = choice.target(executor) is None  # a cluster's workers may not see the store
+        self._sleeping: list[Any] | None = None  # [wake time, (key, seq, name)] while the body sleeps
 
     # --- scheduling (workflow thread) ------------------------------------------------------------
 
@@ -183,8 +194,8 @@ class RunState:
             key = step.key_for(args, kwargs)
         # ``kind``: None for a step (an enum member's lookup costs 70 ns a call on this path)
         key = self._keys.step_key(name, key) if kind is None else self._keys.key(kind, name, key)
-        seq = self.total
-        self.total = seq + 1
+        seq = self._keys.next_seq()  # its place in the run's call order (one sequence for what schedule() journals)
+        self.total += 1
         sent = self._by_reference(args, kwargs) if self._mapped else None
         try:
             if identity is not None:  # what a call of another kind is reused by, in place of its arguments
@@ -286,6 +297,78 @@ class RunState:
             executor = self._executor = runtime.get_executor(self.workers, self.executor_spec)
         executor.submit(tasks)
 
+    # --- durable calls of other kinds: captures, sleeps (workflow thread; see ``_kinds``) ----------
+
+    def recall(self, kind: Kind, name: str) -> tuple[str, int, StoredStep | None]:
+        """``(key, seq, journaled record)`` of the next durable call of ``kind`` named ``name``."""
+        if self.cancelled:
+            raise Cancelled(f"execution {self.execution_id!r} was cancelled")
+        key = self._keys.key(kind, name)
+        return key, self._keys.next_seq(), self.stored.get(key)
+
+    def journal_call(self, kind: Kind, key: str, seq: int, name: str, blob: bytes, preview: str,
+                     args_preview: str = "", finished_at: float | None = None, supersede: bool = False) -> None:
+        """Journal a durable call of another kind than a step as completed (durable on return).
+        ``finished_at``: when it ends, if not now (a sleep's wake time, readable without unpickling)."""
+        now = time.time()
+        row = StepRow(
+            execution_id=self.execution_id, step_key=key, run_number=self.run_number, seq=seq, name=name,
+            def_id=kind.value, args=b"", args_hash="", args_preview=args_preview,
+            status=StepStatus.COMPLETED.value, output=blob, output_preview=preview, error=None, error_type=None,
+            traceback=None, attempts=1, reason=RunReason.NEW.value, current=True, scheduled_at=now,
+            started_at=now, finished_at=now if finished_at is None else finished_at, worker=None)
+        replaces = supersede or key in self.stored
+        self.journal.record([row], (), [(self.execution_id, key)] if replaces else ())
+
+    def doze(self, until: float) -> None:
+        """Block the workflow thread until ``until`` (POSIX seconds) or the next :meth:`poke` or outcome,
+        whichever comes first; a cancel ends it with ``Cancelled``."""
+        with self._cond:
+            if self.cancelled:
+                raise Cancelled(f"execution {self.execution_id!r} was cancelled")
+            remaining = until - time.time()
+            if remaining > 0:
+                self._cond.wait(min(remaining, 1.0))
+
+    def poke(self) -> None:
+        """Wake a body dozing in a wait (an event was sent to its execution)."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def pause(self, until: float, call: tuple[str, int, str] | None = None) -> None:
+        """Block the workflow thread until ``until`` (POSIX seconds), or until :meth:`wake` when ``call``
+        is the sleep's ``(key, seq, name)``; a cancel ends it with ``Cancelled``."""
+        with self._cond:
+            self._sleeping = [until, call]
+            try:
+                while True:
+                    if self.cancelled:
+                        raise Cancelled(f"execution {self.execution_id!r} was cancelled")
+                    remaining = self._sleeping[0] - time.time()
+                    if remaining <= 0:
+                        return
+                    self._cond.wait(min(remaining, 1.0))
+            finally:
+                self._sleeping = None
+
+    def wake(self) -> bool:
+        """End the sleep the body is in now (``zart wake``): its wake time is journaled as now, so a
+        replay does not sleep it again. False when the body is not in a durable sleep."""
+        with self._cond:
+            sleeping = self._sleeping
+            call = None if sleeping is None else sleeping[1]
+        if call is None:
+            return False
+        key, seq, name = call
+        now = time.time()
+        self.journal_call(Kind.SLEEP, key, seq, name, ser.dumps(now), kinds.until(now, woken=True), finished_at=now,
+                          supersede=True)
+        with self._cond:
+            if self._sleeping is not None:
+                self._sleeping[0] = now
+            self._cond.notify_all()
+        return True
+
     # --- outcomes (pool I/O thread) --------------------------------------------------------------
 
     @property
@@ -309,6 +392,8 @@ class RunState:
             target.write(prefix_lines(task.step_key, task.attempt, text))
 
     def on_outcomes(self, outcomes: list[Outcome]) -> None:
+        """Settle a batch of ended attempts (``_settle.settle`` decides), then record them (fsynced),
+        publish their events and resolve their handles, in that order."""
         step_rows: list[StepRow] = []
         attempt_rows: list[AttemptRow] = []
         supersede: list[tuple[str, str]] = []
@@ -316,17 +401,17 @@ class RunState:
         retries: list[tuple[_StepState, float]] = []
         published: list[StepEvent] = []
         publish = events.active
+        execution_id, run_number = self.execution_id, self.run_number
         for outcome in outcomes:
-            state = cast(_StepState, outcome.task.owner)
             task = outcome.task
-            key = state.handle.key
-            kind = outcome.kind
+            state = cast(_StepState, task.owner)
             value: Any = None
             if self._streamed:
                 captured = self._streamed.pop(task.task_id, None)
                 if captured is not None and outcome.output is None:
-                    outcome.output = captured.close()
-            if kind is OutcomeKind.OK:
+                    outcome = replace(outcome, output=captured.close())
+            error: StepError | None = None
+            if outcome.kind is OutcomeKind.OK:
                 # Loaded here, before it is journaled as completed: an output the driver cannot load
                 # (a class only the worker has) fails the step instead of failing every re-run.
                 try:
@@ -338,69 +423,46 @@ class RunState:
                     else:
                         value = ser.loads(blob)
                 except Exception as exc:
-                    kind = outcome.kind = OutcomeKind.UNPICKLABLE
-                    outcome.error_type = "SerializationError"
-                    outcome.error = ser.cap_text(f"its output cannot be unpickled in this process: "
-                                                 f"{type(exc).__name__}: {_text(exc)}")
-                    outcome.blob = None
-            if kind is OutcomeKind.OK:
-                status, error = StepStatus.COMPLETED, None
+                    outcome = replace(outcome, kind=OutcomeKind.UNPICKLABLE, blob=None,
+                                      error_type="SerializationError",
+                                      error=ser.cap_text(f"its output cannot be unpickled in this process: "
+                                                         f"{type(exc).__name__}: {_text(exc)}"))
+                    error = self._error_for(state, outcome)
+            else:
+                # its traceback located (a notebook cell's lines) before it is journaled
+                outcome = replace(outcome, traceback=locate_dynamic(outcome.traceback, state.step.fn))
+                error = self._error_for(state, outcome)
+            settled = settle(execution_id, run_number, state, outcome, error, self.cancelled or self.closing,
+                             publish)
+            status = settled.status
+            if settled.attempt_row is not None:
+                attempt_rows.append(settled.attempt_row)
+            if settled.event is not None:
+                published.append(settled.event)
+            if status is _COMPLETED:
                 if self.retrying:
                     with self._cond:  # progress() reads these under the lock (failure paths only)
-                        self.retrying.pop(key, None)
-            else:
-                outcome.traceback = locate_dynamic(outcome.traceback, state.step.fn)  # before journaling
-                error = self._error_for(state, outcome)
-                policy = state.step.retry
-                retryable = (kind is not OutcomeKind.CANCELLED and kind is not OutcomeKind.UNPICKLABLE
-                             and not self.cancelled and not self.closing
-                             and state.attempt <= policy.retries
-                             and (policy.retry_on_timeout or kind is not OutcomeKind.TIMEOUT)
-                             and (policy.retry_on_crash or kind is not OutcomeKind.CRASHED)
-                             and not getattr(error.__cause__, FATAL_MARK, False))
-                if kind is OutcomeKind.CANCELLED:  # not a failure; the step row says it was cancelled
-                    if not task.started_at:
-                        with self._cond:
-                            self.never_started += 1
-                else:
-                    attempt_rows.append(AttemptRow(self.execution_id, key, self.run_number, state.attempt,
-                                                   StepStatus.FAILED.value, outcome.error, outcome.traceback,
-                                                   task.started_at or None, outcome.finished_at, task.worker,
-                                                   outcome.output))
-                if retryable:
-                    with self._cond:
-                        self.retrying[key] = outcome.error or ""
-                        self.retries += 1
-                    delay = state.step.retry.delay(state.attempt)
-                    state.attempt += 1
-                    retries.append((state, delay))
-                    if publish:
-                        published.append(StepEvent(self.execution_id, key, StepStatus.RETRYING,
-                                                   state.step.name, state.attempt, error=outcome.error,
-                                                   delay=delay, worker=task.worker))
-                    continue
-                status = StepStatus.CANCELLED if kind is OutcomeKind.CANCELLED else StepStatus.FAILED
+                        self.retrying.pop(state.key, None)
+            elif status is StepStatus.RETRYING:
                 with self._cond:
-                    self.retrying.pop(key, None)
+                    self.retrying[state.key] = outcome.error or ""
+                    self.retries += 1
+                state.attempt += 1
+                retries.append((state, cast(float, settled.delay)))
+                continue
+            else:
+                with self._cond:
+                    self.retrying.pop(state.key, None)
                     if status is StepStatus.FAILED:
-                        self.failures[key] = (state.attempt, str(error))
+                        self.failures[state.key] = (state.attempt, str(error))
                     else:
                         self.cancelled_steps += 1
+                        if not task.started_at:
+                            self.never_started += 1
             if state.supersedes:
-                supersede.append((self.execution_id, key))
-            step_rows.append(StepRow(
-                self.execution_id, key, self.run_number, state.seq, state.step.name,
-                state.definition.code_hash, state.args_blob, state.args_hash, state.args_preview,
-                status.value, outcome.blob if kind is OutcomeKind.OK else None, outcome.preview,
-                None if error is None else str(error), outcome.error_type, outcome.traceback,
-                state.attempt, state.reason.value, True, state.scheduled_at, task.started_at or None,
-                outcome.finished_at, task.worker, outcome.output))
+                supersede.append((execution_id, state.key))
+            step_rows.append(settled.step_row)  # type: ignore[arg-type]  # set once settled (cast() is a call)
             resolved.append((state, value, error))
-            if publish:
-                published.append(StepEvent(self.execution_id, key, status, state.step.name, state.attempt,
-                                           reason=state.reason, error=None if error is None else str(error),
-                                           preview=outcome.preview, worker=task.worker,
-                                           started_at=task.started_at or None, at=outcome.finished_at))
         self.journal.record(step_rows, attempt_rows, supersede)
         # Published before the handles resolve, so a step's event always precedes whatever the
         # workflow does next (its execution's "completed" event included).
@@ -424,9 +486,10 @@ class RunState:
             self._dispatch(retry_tasks)
 
     def _error_for(self, state: _StepState, outcome: Outcome) -> StepError:
-        key = state.handle.key
+        """The typed error of a failed attempt (a step's own error is unpickled as its ``__cause__``)."""
+        key = state.key
         attempts = state.attempt
-        suffix = f" (attempt {attempts} of {state.step.retry.retries + 1})"
+        suffix = f" (attempt {attempts} of {state.policy.retries + 1})"
         if outcome.kind is OutcomeKind.TIMEOUT:
             return StepTimeout(self.execution_id, key, f"{outcome.error}{suffix}", attempts)
         if outcome.kind is OutcomeKind.CRASHED:
@@ -439,7 +502,6 @@ class RunState:
                 cause = ser.loads(outcome.blob)
             except Exception:
                 pass
-        outcome.blob = None
         if getattr(cause, FATAL_MARK, False):
             suffix = f" (attempt {attempts}; not retried: its retry policy refuses this error)"
         error = StepFailed(self.execution_id, key, f"{outcome.error}{suffix}", attempts,
@@ -890,7 +952,7 @@ _RUN_AGAIN = frozenset({RunTrigger.RESTART, RunTrigger.RERUN, RunTrigger.RETRY})
 def _mark_redo(stored: dict[str, StoredStep], plan: RunPlan) -> None:
     """Make the completed records a plan runs again look unusable to replay (``decide``: requested)."""
     for key, record in stored.items():
-        if record.status == ExecutionStatus.COMPLETED.value and (plan.redo_all or key in plan.redo):
+        if record.status is StepStatus.COMPLETED and (plan.redo_all or key in plan.redo):
             stored[key] = record._replace(status=REDO)
 
 

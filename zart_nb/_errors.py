@@ -29,8 +29,9 @@
      ├── RecoveriesExhausted          its runs' process died max_recoveries times; it is failed
      ├── WaitTimeout                  zart.wait(timeout=) ran out (the steps keep running; a TimeoutError)
      ├── ExecutionTimeout             waiting for an execution took longer than asked (it keeps running)
-     ├── StateConflict                an action refused because of an execution's state (restart a running one)
-     └── MonitorError                 the monitor endpoint of a live engine refused, went away or replied badly
+     ├── MonitorError                 the monitor endpoint of a live engine refused, went away or replied badly
+     ├── StateConflict                an action refused because of an execution's state (names it)
+     └── EventTimeout                 zart.wait_for_event(timeout=) ran out (in the body; a TimeoutError)
 
 Cancellation of a running workflow body is signalled with :class:`Cancelled`, a ``BaseException``, so a
 user's ``except Exception:`` cannot swallow it.
@@ -117,11 +118,6 @@ class ExecutionNotFound(ZartError, LookupError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.execution_id, self.journal), self.__dict__)
-
-
-class StateConflict(ZartError):
-    """An action refused because of an execution's state (a restart of a running one, a retry of a
-    step that did not fail)."""
 
 
 class ScheduleNotFound(ZartError, LookupError):
@@ -261,3 +257,33 @@ class MonitorError(ZartError):
 
 class Cancelled(BaseException):
     """Raised inside a workflow body when its execution is cancelled (a BaseException on purpose)."""
+
+
+class StateConflict(ZartError):
+    """An action refused because of an execution's state (``status``): an event sent to a finished one,
+    a change to one that is running ("cancel it first")."""
+
+    def __init__(self, execution_id: str, status: str, message: str) -> None:
+        self.execution_id = execution_id
+        self.status = status
+        self.message = message
+        # Without a status (carried by the monitor as text) the message is the whole text
+        super().__init__(f"execution {execution_id!r} is {status}: {message}" if status else message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.execution_id, self.status, self.message), self.__dict__)
+
+
+class EventTimeout(ZartError, TimeoutError):
+    """``zart.wait_for_event(name, timeout=)`` ran out before an event of that name arrived (raised in
+    the workflow body, which may catch it; journaled, so a replay raises it again)."""
+
+    def __init__(self, execution_id: str, name: str, timeout: float | None = None) -> None:
+        self.execution_id = execution_id
+        self.name = name
+        self.timeout = timeout
+        after = "" if timeout is None else f" within {timeout:g}s"
+        super().__init__(f"execution {execution_id!r} received no event {name!r}{after}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.execution_id, self.name, self.timeout), self.__dict__)

@@ -15,6 +15,7 @@ from ._errors import ConfigurationError
 from ._status import ExecutionStatus, StepStatus
 
 if TYPE_CHECKING:
+    from ._journal.inbox import PendingEvent
     from ._progress import RunProgress
     from ._records import AttemptRecord, DefinitionRecord, ExecutionRecord, RunRecord, StepRecord
     from ._stored import StoredValue
@@ -115,6 +116,11 @@ class JournalReader(ABC):
         attempt, worker and elapsed time); ``None`` when it is not running there (the file reader:
         always ``None``, a file knows only finished steps)."""
         return None
+
+    def pending_events(self, execution_id: str) -> list[PendingEvent]:
+        """Events sent to the execution that no ``zart.wait_for_event`` consumed yet, oldest first
+        (their payloads as JSON text)."""
+        return []
 
     def live_output(self, execution_id: str, step_key: str) -> tuple[int, str] | None:
         """``(attempt, text)`` a running attempt of the step printed so far (the last 64 KiB), read from

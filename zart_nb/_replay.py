@@ -5,10 +5,12 @@ it finishes (parallel results arrive in any order). A key is the call's name plu
 among calls of that name (``check-service#0``, ``#1``), or an explicit key (a name template or
 ``.named(...)``). One run never uses a key twice.
 
-Each kind of durable call has a sequence of its own (Temporal's ``_next_seq("timer")``): today steps;
-a durable sleep, an awaited event or a captured value are further kinds. A new kind never shifts the
-keys of another, and its keys live in a namespace of their own (``sleep:nap#0``), so a step named like
-a sleep cannot collide with it.
+Each kind of durable call has a sequence of its own (Temporal's ``_next_seq("timer")``): steps, the
+on_failure handler, captured values, sleeps, awaited events and published values (their rules are
+``_kinds``' and ``_messages``'; how a step's attempt is settled, ``_settle``'s). A new kind never shifts
+the keys of another, and its keys live in a namespace of their own (``sleep:nap#0``), so a step named
+like a sleep cannot collide with it. Every journaled call also takes its place in the run's call order
+(``Keys.next_seq()``, the rows' ``seq``).
 
 The reuse decision (:func:`decide`) compares a journaled record with the call being made: the record
 is reused only when it completed with the same argument and code hashes; otherwise the call runs, and
@@ -17,10 +19,10 @@ the reason says why (new, code changed, arguments changed, failed before, cancel
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from ._errors import DefinitionError, NonDeterminism
-from ._status import RunReason
+from ._status import RunReason, StepStatus
 
 if TYPE_CHECKING:
     from ._journal import StoredStep
@@ -33,13 +35,19 @@ class Kind(enum.StrEnum):
     ON_FAILURE = "on_failure"  # the workflow's on_failure handler, run once when the execution fails
     WAIT = "wait"  # which handle finished first (zart.wait_first, zart.as_completed): the body's choice
     CHILD = "child"  # an execution the body starts without an id: its id is its parent's plus its position
+    CAPTURE = "capture"  # zart.capture / zart.now: a value made once, returned from the journal on replay
+    SLEEP = "sleep"  # zart.sleep / zart.sleep_until: its wake time, journaled at the first call
+    EVENT = "event"  # zart.wait_for_event: its deadline, journaled at the first call (what it consumed: events)
+    PUBLISH = "publish"  # zart.publish: a JSON value others read (zart.published, zart.stream)
 
 
-_COMPLETED = "completed"
-_FAILED = "failed"
-_CANCELLED = "cancelled"
-_INTERRUPTED = "interrupted"
-REDO = "redo"  # a completed record a control action asked to run again (restart, rerun, fork): never journaled
+_COMPLETED = StepStatus.COMPLETED
+_FAILED = StepStatus.FAILED
+_CANCELLED = StepStatus.CANCELLED
+_INTERRUPTED = StepStatus.INTERRUPTED
+# A completed record a control action asked to run again (restart, rerun, fork): set by the engine on its
+# copy of the stored records, never journaled.
+REDO: Literal["redo"] = "redo"
 _CHANGES = (RunReason.CODE_CHANGED, RunReason.ARGS_CHANGED)
 
 
@@ -99,20 +107,20 @@ def decide(stored: StoredStep | None, args_hash: str, code_hash: str) -> RunReas
     """``None`` when the journaled record ``stored`` is reused; otherwise why the call runs again."""
     if stored is None:
         return RunReason.NEW
-    status = stored[0]
-    if status == _COMPLETED:
-        if stored[1] == args_hash and stored[2] == code_hash:
+    status = stored.status
+    if status is _COMPLETED:
+        if stored.args_hash == args_hash and stored.def_id == code_hash:
             return None
-        return RunReason.CODE_CHANGED if stored[2] != code_hash else RunReason.ARGS_CHANGED
-    if status == _FAILED:
+        return RunReason.CODE_CHANGED if stored.def_id != code_hash else RunReason.ARGS_CHANGED
+    if status is _FAILED:
         return RunReason.FAILED_BEFORE
-    if status == _CANCELLED:
+    if status is _CANCELLED:
         return RunReason.CANCELLED_BEFORE
-    if status == _INTERRUPTED:
+    if status is _INTERRUPTED:
         return RunReason.INTERRUPTED_BEFORE
     if status == REDO:
         return RunReason.REQUESTED
-    return RunReason.CODE_CHANGED if stored[2] != code_hash else RunReason.ARGS_CHANGED
+    return RunReason.CODE_CHANGED if stored.def_id != code_hash else RunReason.ARGS_CHANGED
 
 
 def check_change(reason: RunReason, on_change: str, execution_id: str, key: str) -> None:

@@ -34,7 +34,7 @@ async def test_the_schedules_screen_pauses_resumes_and_removes(journal_path):
     app = ZartApp(str(journal_path))
     async with app.run_test(size=(120, 30)) as pilot:
         await settle(pilot)
-        await pilot.press("R")
+        await pilot.press("T")
         await settle(pilot)
         assert isinstance(app.screen, SchedulesScreen)
         table = app.screen.query_one("#schedules", DataTable)

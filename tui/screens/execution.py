@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 PAGE = 500
 IN_FLIGHT = {zart.StepStatus.SCHEDULED, zart.StepStatus.RUNNING, zart.StepStatus.RETRYING}
 RUNS_SHOWN = 3
+TAKES_NO_EVENTS = {zart.ExecutionStatus.COMPLETED, zart.ExecutionStatus.CANCELLED}  # a failed one may resume
 # Ends whose cause the status does not tell (a failed run shows its error already; a recovered one reads
 # completed)
 TOLD_ENDS = {zart.RunEnd.CANCELLED, zart.RunEnd.INTERRUPTED, zart.RunEnd.PROCESS_DIED, zart.RunEnd.RECOVERED}
@@ -60,11 +61,14 @@ class Page:
     cursor: str | None  # a step key to put the cursor on ("" for the last row)
     note: str | None
     progress: zart.RunProgress | None = None  # while it runs in the engine read through: what runs now
+    events: tuple[str, ...] = ()  # names of the events sent to it and not consumed yet, oldest first
 
 
 def read_page(reader: zart.JournalReader, execution_id: str, q: Query) -> Page:
     """One page of steps as ``q`` asks (on a worker thread)."""
     page = _read_page(reader, execution_id, q)
+    if page.record is not None and page.record.status not in TAKES_NO_EVENTS:
+        page = replace(page, events=tuple(event.name for event in reader.pending_events(execution_id)))
     if page.record is not None and page.record.status is zart.ExecutionStatus.RUNNING:
         return replace(page, progress=reader.progress(execution_id))
     return page
@@ -135,6 +139,7 @@ class ExecutionScreen(Screen[None]):
         Binding("R", "restart", "Restart", show=False, id="execution.restart"),
         Binding("e", "rerun", "Rerun step", show=False, id="execution.rerun"),
         Binding("F", "fork", "Fork", show=False, id="execution.fork"),
+        Binding("E", "send_event", "Send event", show=False, id="execution.send_event"),
         Binding("d", "delete", "Delete", show=False, id="execution.delete"),
         Binding("y", "copy_id", "Copy id", show=False, id="execution.copy"),
         Binding("Y", "copy_step", show=False, id="execution.copy_step"),
@@ -159,6 +164,7 @@ class ExecutionScreen(Screen[None]):
         self.updated_at: datetime | None = None
         self.note: str | None = None
         self.progress: zart.RunProgress | None = None
+        self.events: tuple[str, ...] = ()
         self.refresher: Refresher[Page | None] = Refresher(self, self._read, self._show, name="execution")
 
     @property
@@ -169,6 +175,8 @@ class ExecutionScreen(Screen[None]):
         yield Static(id="summary")
         yield Static(id="stepbar")
         yield Input(placeholder="go to a step key (enter to go, escape to close)", id="goto")
+        yield Input(placeholder='send an event: NAME then a JSON payload, e.g. approve {"ok": true} '
+                    "(enter to send, escape to close)", id="event")
         yield Static(id="empty", classes="empty")
         table: DataTable[object] = DataTable(id="steps", cursor_type="row", zebra_stripes=True)
         table.add_columns("key", "status", "attempt", "duration", "this run", "worker", "args", "output / error")
@@ -179,6 +187,7 @@ class ExecutionScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#goto", Input).display = False
+        self.query_one("#event", Input).display = False
         self.query_one("#empty", Static).display = False
         if self.app.size.height < 30:  # the steps come first on a small terminal; t shows the timeline
             self.query_one(Timeline).display = False
@@ -220,6 +229,7 @@ class ExecutionScreen(Screen[None]):
         self.updated_at = self.zapp.clock.now()
         self.record, self.page_start, self.total = page.record, page.start, page.total
         self.progress = page.progress
+        self.events = page.events
         if page.note:
             self.notify(page.note, timeout=4)
         summary.update(self._summary(page.record, page.runs))
@@ -257,6 +267,10 @@ class ExecutionScreen(Screen[None]):
                              for q in progress.queues if q.waiting)
             text.append(f"now:    {progress.running} running, {progress.scheduled} waiting for a worker{queued}, "
                         f"{progress.retrying} waiting to retry, {progress.finished} of {progress.total} finished\n")
+        if self.events:
+            names = ", ".join(fmt.clean(name, lines=False) for name in self.events[:5])
+            more = f" and {len(self.events) - 5} more" if len(self.events) > 5 else ""
+            text.append(f"events: {len(self.events)} sent, not consumed yet: {names}{more}\n", style="yellow")
         if len(runs) > RUNS_SHOWN:
             text.append(f"({len(runs) - RUNS_SHOWN} earlier runs)\n", style="dim")
         for run in runs[-RUNS_SHOWN:]:
@@ -422,13 +436,30 @@ class ExecutionScreen(Screen[None]):
         if event.value.strip():
             self._go(jump=("goto", event.value.strip()))
 
+    def action_send_event(self) -> None:
+        box = self.query_one("#event", Input)
+        box.value = ""
+        box.display = True
+        box.focus()
+
+    @on(Input.Submitted, "#event")
+    def send_event(self, event: Input.Submitted) -> None:
+        event.input.display = False
+        self.query_one(DataTable).focus()
+        name, _, data = event.value.strip().partition(" ")
+        if not name:
+            return
+        execution_id = self.execution_id
+        self.zapp.confirm_action(f"Send event {name!r} to {execution_id!r} with payload {data.strip() or 'null'}?",
+                                 lambda: self.source.send_event(execution_id, name, data.strip() or "null"))
+
     def action_back(self) -> None:
-        box = self.query_one("#goto", Input)
-        if box.display:
-            box.display = False
-            self.query_one(DataTable).focus()
-        else:
-            self.app.pop_screen()
+        for box in (self.query_one("#goto", Input), self.query_one("#event", Input)):
+            if box.display:
+                box.display = False
+                self.query_one(DataTable).focus()
+                return
+        self.app.pop_screen()
 
     def action_toggle_timeline(self) -> None:
         timeline = self.query_one(Timeline)

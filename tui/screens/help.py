@@ -12,7 +12,7 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
     ("Everywhere", [
         ("q", "quit"), ("?", "this help"), ("ctrl+p", "command palette"), ("ctrl+r", "read again now"),
         ("escape", "back (or close a search)"), ("j k", "down, up (or the arrows)"),
-        ("g G", "first, last row"), ("enter", "open"), ("R", "recurring schedules"),
+        ("g G", "first, last row"), ("enter", "open"), ("T", "recurring schedules (their timetable)"),
     ]),
     ("Executions", [
         ("/", "search ids and workflows"), ("f", "next status filter"),
@@ -29,6 +29,7 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
         ("c u d", "cancel, resume, delete"), ("r", "retry the highlighted failed step"),
         ("R", "restart from scratch"), ("e", "run the highlighted completed step again (the rest reused)"),
         ("F", "fork: a new execution from the highlighted step (the steps before it reused)"),
+        ("E", "send an event to the execution (a name and a JSON payload; confirmed)"),
     ]),
     ("Step", [("r", "retry this step (when it failed)")]),
     ("Schedules", [("p", "pause or resume the highlighted schedule (confirmed)"), ("x", "remove it (confirmed)")]),

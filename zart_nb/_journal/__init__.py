@@ -2,7 +2,8 @@
 
 ``journal`` holds the file and writes to it; ``file`` opens it (lock waits, owner-only files, orphaned
 runs); ``schema`` has the migrations and the row types; ``queries`` the record reads behind
-``reader.FileJournalReader``; ``sidelog`` is the fsynced log finished steps reach before DuckDB.
+``reader.FileJournalReader``; ``sidelog`` is the fsynced log finished steps reach before DuckDB;
+``inbox`` the events sent to executions and the values they published.
 """
 from .journal import Journal, RunBeat, StoredExecution, StoredStep
 from .schema import ATTEMPT_COLUMNS, SCHEMA_VERSION, STEP_COLUMNS, AttemptRow, InFlightRow, StepRow

@@ -19,10 +19,10 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar
 
 from .._errors import DefinitionNotFound, JournalError
-from .._status import ExecutionStatus, RunEnd, RunTrigger
+from .._status import ExecutionStatus, RunEnd, RunTrigger, StepStatus
 from . import db, file, retention, schema
 from .schema import (
     ATTEMPT_COLUMNS,
@@ -54,7 +54,7 @@ FOLD_BATCH = 5000
 class StoredStep(NamedTuple):
     """What replay needs of a journaled step (its output stays a pickle until asked for)."""
 
-    status: str
+    status: StepStatus | Literal["redo"]  # "redo": a control action runs it again (engine's copy only)
     args_hash: str
     def_id: str
     output: bytes | None
@@ -69,7 +69,7 @@ class StoredExecution:
     def_id: str
     input: bytes
     input_hash: str
-    status: str
+    status: ExecutionStatus
     output: bytes | None
     error: str | None
     run_number: int
@@ -86,6 +86,7 @@ class RunBeat(NamedTuple):
 
 
 _STATUS = STEP_COLUMNS.index("status")
+_STEP_STATUSES = {status.value: status for status in StepStatus}
 
 
 def _count(counts: dict[str, list[int]], execution_id: str, status: str, sign: int) -> None:
@@ -652,7 +653,11 @@ class Journal:
             row = control.execute(
                 """SELECT execution_id, workflow, def_id, input, input_hash, status, output, error,
                           run_number FROM executions WHERE execution_id = ?""", [execution_id]).fetchone()
-        return None if row is None else StoredExecution(*row)
+        if row is None:
+            return None
+        execution, workflow, def_id, input_blob, input_hash, status, output, error, run_number = row
+        return StoredExecution(execution, workflow, def_id, input_blob, input_hash, ExecutionStatus(status),
+                               output, error, run_number)
 
     @_held
     def execution_status(self, execution_id: str) -> ExecutionStatus | None:
@@ -803,13 +808,13 @@ class Journal:
 
     @_held
     def delete_execution(self, execution_id: str) -> None:
-        """Remove an execution with its runs, steps and attempts (pending rows are folded first)."""
+        """Remove an execution with its runs, steps, attempts and events (pending rows are folded first)."""
         with self._lock:
             conn = self._ensure_open()
             self._fold_locked()
             conn.execute("BEGIN")
             try:
-                for table in ("attempts", "steps", "step_counts", "in_flight", "runs", "executions"):
+                for table in ("attempts", "steps", "step_counts", "in_flight", "events", "runs", "executions"):
                     conn.execute(f"DELETE FROM {table} WHERE execution_id = ?", [execution_id])
                 conn.execute("COMMIT")
             except BaseException:
@@ -859,8 +864,10 @@ class Journal:
             rows = conn.execute(
                 """SELECT step_key, status, args_hash, def_id, output
                    FROM steps WHERE execution_id = ? AND current""", [execution_id]).fetchall()
-        make = StoredStep._make
-        return {row[0]: make(row[1:]) for row in rows}
+        # Stored statuses are enums when read (a dict lookup: 10,000 reused steps pay ~0.5 ms)
+        statuses = _STEP_STATUSES
+        return {key: StoredStep(statuses[status], args_hash, def_id, output)
+                for key, status, args_hash, def_id, output in rows}
 
     @_held
     def pickled_step_output(self, execution_id: str, step_key: str) -> tuple[str, bytes | None] | None:
@@ -957,7 +964,7 @@ class Journal:
     @_held
     def transact(self, write: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``write(connection, *args, **kwargs)`` (one of this package's SQL functions, e.g.
-        ``schedules``) in one transaction on the run-control connection, with this process's records
+        ``schedules``'s or ``inbox``'s) in one transaction on the run-control connection, with this process's records
         folded first: rolled back whole if it raises."""
         with self._lock:
             self._fold_locked()

@@ -15,7 +15,7 @@ from .._records import (
     StepRecord,
     StepStatus,
 )
-from . import queries
+from . import inbox, queries
 from .journal import Journal
 
 if TYPE_CHECKING:
@@ -84,6 +84,9 @@ class FileJournalReader(JournalReader):
         from . import tables  # the value store's reads: loaded when first asked for
 
         return self._journal.query(tables.stored_values, execution_id, step_key, tables_only=tables_only)
+
+    def pending_events(self, execution_id: str) -> list[inbox.PendingEvent]:
+        return self._journal.query(inbox.pending_events, execution_id)
 
     def close(self) -> None:
         """Release the file now (other processes may take it)."""

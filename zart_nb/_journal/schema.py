@@ -15,7 +15,7 @@ from . import db
 if TYPE_CHECKING:
     import duckdb
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 
 class StepRow(NamedTuple):
@@ -110,6 +110,12 @@ SCHEDULES_TABLE = """CREATE TABLE schedules (
     data BLOB, data_preview VARCHAR, paused BOOLEAN, created_at DOUBLE, updated_at DOUBLE, anchor DOUBLE,
     last_tick DOUBLE, last_execution VARCHAR)"""
 
+# Events sent to executions (zart.send_event): kept until a wait consumes one (``consumed_by`` its key,
+# set in the same transaction as it is handed over); a wait that timed out consumes a row without a payload.
+EVENTS_TABLE = """CREATE TABLE events (
+    execution_id VARCHAR, seq BIGINT, name VARCHAR, payload VARCHAR, idempotency_key VARCHAR,
+    sent_at DOUBLE, sender VARCHAR, consumed_by VARCHAR, consumed_at DOUBLE)"""
+
 IN_FLIGHT_TABLE = """CREATE TABLE in_flight (
     execution_id VARCHAR, run_number INTEGER, step_key VARCHAR, name VARCHAR, seq INTEGER, def_id VARCHAR,
     args_hash VARCHAR, args_preview VARCHAR, attempt INTEGER, started_at DOUBLE, worker VARCHAR,
@@ -168,6 +174,9 @@ MIGRATIONS: dict[int, list[str]] = {
     8: [  # the execution whose workflow body started this one (zart.run/zart.start inside a body)
         "ALTER TABLE executions ADD COLUMN parent_execution_id VARCHAR",
     ],
+    9: [  # events sent to executions, and what a wait consumed
+        EVENTS_TABLE,
+    ],
 }
 
 
@@ -204,6 +213,7 @@ CURRENT_SCHEMA: list[str] = [
         execution_id VARCHAR PRIMARY KEY, total INTEGER, completed INTEGER, failed INTEGER)""",
     IN_FLIGHT_TABLE,
     SCHEDULES_TABLE,
+    EVENTS_TABLE,
 ]
 
 

@@ -23,6 +23,7 @@ from .._errors import (
     StateConflict,
 )
 from .._events import Event
+from .._journal.inbox import PendingEvent
 from .._progress import RunProgress
 from .._reader import JournalReader, check_sort, check_step_status
 from .._records import (
@@ -197,6 +198,8 @@ class MonitorClient(JournalReader):
         error_type, message = response.error_type or "MonitorError", response.error or ""
         if error_type == "ExecutionNotFound":
             raise ExecutionNotFound(str(args.get("execution_id", "")), self.location)
+        if error_type == "StateConflict":
+            raise StateConflict(str(args.get("execution_id", "")), "", message)
         cls = _ERRORS.get(error_type)
         if cls is not None:
             raise cls(message)
@@ -338,6 +341,30 @@ class MonitorClient(JournalReader):
     def progress(self, execution_id: str) -> RunProgress | None:
         value = self.request(MessageType.PROGRESS, execution_id=execution_id)
         return None if value is None else progress_from_json(value)
+
+    def send_event(self, execution_id: str, name: str, payload: str, idempotency_key: str | None = None,
+                   sender: str | None = None) -> bool:
+        """Have the engine keep an event (``payload``: JSON text) for the execution and wake its body;
+        False when that idempotency key was delivered already."""
+        reply = self.request(MessageType.SEND_EVENT, execution_id=execution_id, name=name, payload=payload,
+                             idempotency_key=idempotency_key, sender=sender)
+        return bool(reply.get("sent")) if isinstance(reply, dict) else False
+
+    def wake(self, execution_id: str) -> bool:
+        """End the durable sleep the execution is in (in the engine); False when it was not sleeping."""
+        reply = self.request(MessageType.WAKE, execution_id=execution_id)
+        return bool(reply.get("woken")) if isinstance(reply, dict) else False
+
+    def published(self, execution_id: str, key: str, after: int = -1) -> list[tuple[int, str]]:
+        """``(seq, JSON text)`` of the values the execution published under ``key`` after ``after``."""
+        rows = self.request(MessageType.PUBLISHED, execution_id=execution_id, key=key, start=after + 1)
+        return [(int(seq), str(text)) for seq, text in rows]
+
+    def pending_events(self, execution_id: str) -> list[PendingEvent]:
+        """Events sent to the execution that no wait consumed yet, oldest first."""
+        rows = self.request(MessageType.PENDING_EVENTS, execution_id=execution_id)
+        return [PendingEvent(int(seq), str(name), str(payload), float(sent_at), None if sender is None else str(sender))
+                for seq, name, payload, sent_at, sender in rows]
 
     def live_output(self, execution_id: str, step_key: str) -> tuple[int, str] | None:
         value = self.request(MessageType.LIVE_OUTPUT, execution_id=execution_id, step_key=step_key)

@@ -66,3 +66,21 @@ class Control(ABC):
     def live_output(self, execution_id: str, step_key: str) -> tuple[int, str] | None:
         """``(attempt, text)`` a running attempt of the step printed so far, if one runs here."""
         return None
+
+    def send_event(self, execution_id: str, name: str, payload: str, idempotency_key: str | None,
+                   sender: str | None) -> bool:
+        """Keep an event (``payload``: JSON text) for the execution and wake its body if it runs here;
+        False when that idempotency key was delivered already."""
+        raise NotImplementedError("this engine does not take events")
+
+    def wake(self, execution_id: str) -> bool:
+        """End the durable sleep the execution is in; False when it was not sleeping."""
+        raise NotImplementedError("this engine does not wake sleeps")
+
+    def published(self, execution_id: str, key: str, after: int) -> list[tuple[int, str]]:
+        """``(seq, JSON text)`` of the values the execution published under ``key`` after ``after``."""
+        return []
+
+    def pending_events(self, execution_id: str) -> list[tuple[int, str, str, float, str | None]]:
+        """``(seq, name, JSON payload, sent at, sender)`` of the events not consumed yet."""
+        return []

@@ -65,12 +65,16 @@ class MessageType(enum.StrEnum):
     PROGRESS = "progress"
     LIVE_OUTPUT = "live_output"
     STORED_VALUES = "stored_values"
+    SEND_EVENT = "send_event"  # an event for an execution (zart.send_event, zart event, the TUI)
+    PUBLISHED = "published"  # values an execution published under a key (zart.published, zart.stream)
+    PENDING_EVENTS = "pending_events"  # events sent to an execution and not consumed yet
+    WAKE = "wake"  # end the durable sleep an execution is in (zart wake)
     EVENTS = "events"  # server to client, after subscribe
 
 
 CONTROL_TYPES = frozenset({MessageType.CANCEL, MessageType.RETRY, MessageType.RESUME, MessageType.DELETE,
                            MessageType.RESTART, MessageType.RERUN, MessageType.FORK, MessageType.RECOVER,
-                           MessageType.GARBAGE_COLLECT})
+                           MessageType.GARBAGE_COLLECT, MessageType.SEND_EVENT, MessageType.WAKE})
 
 
 def _loads(data: bytes) -> dict[str, Any]:

@@ -283,6 +283,17 @@ class MonitorServer:
         if kind is MessageType.PROGRESS:
             progress = self._control.progress(_arg(args, "execution_id", str))
             return None if progress is None else progress_to_json(progress)
+        if kind is MessageType.SEND_EVENT:
+            return {"sent": self._control.send_event(
+                _arg(args, "execution_id", str), _arg(args, "name", str), _arg(args, "payload", str),
+                _arg(args, "idempotency_key", str, None), _arg(args, "sender", str, None))}
+        if kind is MessageType.WAKE:
+            return {"woken": self._control.wake(_arg(args, "execution_id", str))}
+        if kind is MessageType.PUBLISHED:
+            return [list(row) for row in self._control.published(
+                _arg(args, "execution_id", str), _arg(args, "key", str), _arg(args, "start", int, 0) - 1)]
+        if kind is MessageType.PENDING_EVENTS:
+            return [list(row) for row in self._control.pending_events(_arg(args, "execution_id", str))]
         if kind is MessageType.LIVE_OUTPUT:
             found = self._control.live_output(_arg(args, "execution_id", str), _arg(args, "step_key", str))
             return None if found is None else {"attempt": found[0], "text": found[1]}

@@ -255,12 +255,9 @@ class Api:
                      "status": execution.status.value}
 
     def event(self, journal: Journal, execution_id: str, name: str, payload: Any, key: str | None) -> Any:
-        import zart_nb
+        from .._messages import send_event
 
-        send = getattr(zart_nb, "send_event", None)
-        if send is None:
-            raise HttpError(501, "events are not supported by this zart_nb (no zart.send_event)")
-        delivered = send(execution_id, name, payload, journal=journal.path, idempotency_key=key)
+        delivered = send_event(execution_id, name, payload, journal=journal.path, idempotency_key=key)
         return {"execution_id": execution_id, "event": name, "delivered": bool(delivered)}
 
     def workflows(self, journal: Journal) -> Any:
@@ -425,8 +422,7 @@ OPENAPI: dict[str, Any] = {
             "post": _op("Send an event (its JSON payload) to an execution", body={}, params=[
                 _ID, {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
                 {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}],
-                extra={"404": "no such execution", "409": "the execution has finished",
-                       "501": "this zart_nb has no events"}),
+                extra={"404": "no such execution", "409": "the execution has finished"}),
         },
         "/workflows": {"get": _op("The names of the journaled workflows")},
         "/schedules": {"get": _op("The recurring schedules, with their next tick")},

@@ -1,0 +1,92 @@
+"""Durable calls of a workflow body other than steps: ``zart.capture``, ``zart.now``, ``zart.sleep`` and
+``zart.sleep_until``. Each is journaled at its first call and answered from the journal on replay
+(the rules are ``_kinds``'; the keys ``_replay``'s)."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar, cast, overload
+
+from . import _context
+from . import _kinds as kinds
+from . import _serialization as ser
+from . import _values as values
+from ._errors import DefinitionError, SerializationError, ValueStoreError
+from ._replay import Kind
+
+T = TypeVar("T")
+
+
+def _run(what: str) -> _context.Run:
+    return _context.require_run(what)
+
+
+def capture(name: str, fn: Callable[[], T]) -> T:
+    """Call ``fn()`` once and journal its value; on replay return the journaled value without calling it.
+
+    For what a body reads that would differ on a re-run: the time, a uuid, a random number, the
+    state of a file at that moment. Calls are keyed by ``name`` and their order (``capture:name#0``,
+    ``#1``). Unlike a step's output, nothing runs in a worker: ``fn`` runs in the workflow's thread,
+    at once, and is never retried. The value must pickle."""
+    name = kinds.check_name("capture", name)
+    if not callable(fn):
+        raise DefinitionError(f"zart.capture() needs a function to call, got {fn!r}")
+    run = _run("capture")
+    key, seq, stored = run.recall(Kind.CAPTURE, name)
+    blob = kinds.recalled(stored)
+    if blob is not None:
+        return cast(T, values.load(blob, run.journal.path))
+    value = fn()
+    try:
+        blob, preview = values.dumps(value, run.store)
+    except Exception as exc:
+        if isinstance(exc, ValueStoreError):
+            raise
+        raise SerializationError(f"the value captured as {key!r} cannot be pickled: {exc}") from exc
+    run.journal_call(Kind.CAPTURE, key, seq, name, blob, preview)
+    return value
+
+
+def now(name: str | None = None) -> datetime:
+    """The current time (an aware UTC ``datetime``), journaled at the first call and the same on every
+    replay. ``zart.now()`` calls are keyed by their order; ``zart.now("start")`` by name and order."""
+    return capture("now" if name is None else name, lambda: datetime.now(UTC))
+
+
+@overload
+def sleep(name: str, seconds: float | Any) -> None: ...
+@overload
+def sleep(name: float | Any, seconds: None = None) -> None: ...
+
+
+def sleep(name: Any, seconds: Any = None) -> None:
+    """Sleep durably: ``zart.sleep("cool-down", 60)`` or ``zart.sleep(60)`` (keyed by call order).
+    ``seconds`` is a number or a ``timedelta``.
+
+    The wake time is journaled at the first call: a resumed execution sleeps only what is left, and one
+    whose wake time passed does not sleep. A cancel ends the sleep (``Cancelled``)."""
+    if seconds is None:
+        name, seconds = "sleep", name
+    _sleep("sleep", kinds.check_name("sleep", name), kinds.duration(seconds), None)
+
+
+def sleep_until(name: str, when: datetime | float) -> None:
+    """Sleep durably until ``when``: a ``datetime`` (a naive one is local time) or POSIX seconds. A
+    moment in the past returns at once (journaled all the same)."""
+    _sleep("sleep_until", kinds.check_name("sleep_until", name), None, kinds.moment(when))
+
+
+def _sleep(what: str, name: str, seconds: float | None, until: float | None) -> None:
+    run = _run(what)
+    key, seq, stored = run.recall(Kind.SLEEP, name)
+    blob = kinds.recalled(stored)
+    if blob is not None:
+        wake_at = float(ser.loads(blob))
+    else:
+        wake_at = until if until is not None else kinds.wake_time(None, time.time(), cast(float, seconds))
+        preview = kinds.until(wake_at)
+        run.journal_call(Kind.SLEEP, key, seq, name, ser.dumps(wake_at), preview,
+                         f"{seconds:g}s" if seconds is not None else preview, finished_at=wake_at)
+    if kinds.left(wake_at, time.time()) > 0:
+        run.pause(wake_at, (key, seq, name))

@@ -1,0 +1,257 @@
+"""Values in and out of a running execution: ``zart.publish`` / ``zart.published`` / ``zart.stream`` and
+``zart.send_event`` / ``zart.wait_for_event``.
+
+Payloads and published values are JSON values (they cross the monitor endpoint and HTTP, which never
+unpickle), at most :data:`MAX_JSON_BYTES` once encoded. Where they travel:
+
+- While an engine holds the journal (DuckDB lets one process open the file), another process reads
+  and sends through that engine's monitor endpoint; the engine writes the event and wakes the body.
+- When nobody holds it, the sender writes the event into the file (the ``events`` table) and whoever
+  runs the execution next delivers it; readers read the file.
+- In the process that holds it (a notebook that started the execution), the journal is used directly.
+
+An event is kept until a ``wait_for_event`` of its name consumes it, oldest first, exactly once: the
+consumption is one transaction that marks the event with the wait's key, which is what a replay
+finds. A wait's timeout is journaled at its first call (a row ``event:<name>#<n>``), and running out
+is journaled as a consumption without a payload, so a replay raises :class:`EventTimeout` again.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, cast
+
+from . import _context
+from . import _kinds as kinds
+from . import _serialization as ser
+from ._errors import ConfigurationError, EventTimeout, ExecutionNotFound, SerializationError, StateConflict
+from ._journal import inbox
+from ._replay import Kind
+from ._runtime import runtime
+
+if TYPE_CHECKING:
+    from ._journal import Journal
+    from ._monitor.client import MonitorClient
+
+MAX_JSON_BYTES = 64 * 1024  # an event's payload or a published value, encoded as JSON (UTF-8)
+POLL = 0.5  # seconds between looks at the journal while a body waits for an event (a send also wakes it)
+_FINISHED = ("completed", "cancelled")  # a failed execution may be resumed: its waits may be ahead
+
+
+def encode(value: Any, what: str) -> str:
+    """``value`` as compact JSON text, refused (``SerializationError``) when it is not a JSON value or
+    is larger than :data:`MAX_JSON_BYTES`."""
+    try:
+        text = json.dumps(value, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(f"{what} must be a JSON value (dict, list, str, int, float, bool, None): "
+                                 f"{exc}") from None
+    size = len(text.encode("utf-8"))
+    if size > MAX_JSON_BYTES:
+        raise SerializationError(f"{what} is {size:,} bytes as JSON; the limit is {MAX_JSON_BYTES:,} "
+                                 "(publish a path or a URL to something larger)")
+    return text
+
+
+def _run(what: str) -> _context.Run:
+    return _context.require_run(what)
+
+
+# --- in a workflow body ----------------------------------------------------------------------------
+
+
+def publish(key: str, value: Any) -> None:
+    """Record ``value`` (a JSON value) under ``key`` for others to read while the execution runs
+    (progress, an intermediate result, a URL to approve): :func:`published`, :func:`stream`.
+    Journaled in call order: a replay does not publish again."""
+    key = kinds.check_name("publish", key)
+    text = encode(value, f"the value published as {key!r}")
+    run = _run("publish")
+    call, seq, stored = run.recall(Kind.PUBLISH, key)
+    if stored is not None:
+        return
+    run.journal_call(Kind.PUBLISH, call, seq, key, text.encode("utf-8"), ser.cap_text(text, 200))
+
+
+def wait_for_event(name: str, timeout: float | None = None) -> Any:
+    """The payload of the next event ``name`` sent to this execution (:func:`send_event`, ``zart event``),
+    waiting for it. An event sent earlier was kept and is returned at once. ``timeout`` (seconds, from
+    the first call: journaled) raises :class:`EventTimeout` here when it runs out."""
+    name = kinds.check_name("wait_for_event", name)
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or not math.isfinite(timeout) or timeout < 0):
+        raise ConfigurationError(f"zart.wait_for_event() timeout must be seconds >= 0 or None, got {timeout!r}")
+    run = _run("wait_for_event")
+    key, seq, stored = run.recall(Kind.EVENT, name)
+    blob = kinds.recalled(stored)
+    if blob is not None:
+        deadline = cast("float | None", ser.loads(blob))
+    else:
+        deadline = None if timeout is None else time.time() + timeout
+        until = "" if deadline is None else " until " + datetime.fromtimestamp(deadline, UTC).isoformat(
+            timespec="seconds")
+        run.journal_call(Kind.EVENT, key, seq, name, ser.dumps(deadline), f"waits for event {name!r}{until}")
+    journal = run.journal
+    while True:
+        now = time.time()
+        found, payload = cast("tuple[bool, str | None]", journal.transact(
+            inbox.take_event, run.execution_id, name, key, now, deadline is not None and now >= deadline))
+        if found:
+            if payload is None:
+                raise EventTimeout(run.execution_id, name, timeout)
+            return json.loads(payload)
+        run.doze(now + POLL if deadline is None else min(deadline, now + POLL))
+
+
+# --- from anywhere ---------------------------------------------------------------------------------
+
+
+def send_event(execution_id: str, name: str, payload: Any = None, journal: str | os.PathLike[str] | None = None,
+               idempotency_key: str | None = None) -> bool:
+    """Send the event ``name`` with ``payload`` (a JSON value) to an execution; a
+    ``zart.wait_for_event(name)`` in its body returns it (one wait per event, in the order sent; one
+    sent before the body waits is kept). ``False``: an event with that ``idempotency_key`` was already
+    sent to it. An unknown execution is :class:`ExecutionNotFound`; a completed or cancelled one
+    :class:`StateConflict` (a failed one takes events: it may be resumed)."""
+    kinds.check_name("send_event", name)
+    if not isinstance(execution_id, str) or not execution_id:
+        raise ConfigurationError(f"zart.send_event() needs an execution id, got {execution_id!r}")
+    if idempotency_key is not None and (not isinstance(idempotency_key, str) or not idempotency_key):
+        raise ConfigurationError(f"idempotency_key must be a non-empty string or None, got {idempotency_key!r}")
+    text = encode(payload, f"the payload of event {name!r}")
+    held = runtime.journal(journal)
+    sender = f"process {os.getpid()}"
+    if not held.is_open:
+        client = _live_client(held.path)
+        if client is not None:
+            with client:
+                return client.send_event(execution_id, name, text, idempotency_key, sender)
+    return deliver(held, execution_id, name, text, idempotency_key, sender)
+
+
+def deliver(journal: Journal, execution_id: str, name: str, payload: str, idempotency_key: str | None,
+            sender: str | None) -> bool:
+    """Write an event (JSON text) into ``journal`` and wake the execution if it runs in this process (the
+    monitor server's ``send_event``, and a sender when nobody else holds the file)."""
+    status, added = cast("tuple[str | None, bool]", journal.transact(
+        inbox.add_event, execution_id, name, payload, idempotency_key, time.time(), sender))
+    if status is None:
+        raise ExecutionNotFound(execution_id, journal.path)
+    if status in _FINISHED:
+        raise StateConflict(execution_id, status, f"it cannot receive event {name!r}")
+    live = runtime.live_execution(journal, execution_id)
+    run = None if live is None else live.run
+    if run is not None:
+        run.poke()
+    return added
+
+
+def wake(execution_id: str, journal: str | os.PathLike[str] | None = None) -> bool:
+    """End the durable sleep an execution is in (``zart wake ID``): in the process running it (through
+    its monitor endpoint from another process), or, when nobody holds the journal, in the file, so its
+    next run does not sleep. False when it was not sleeping. An unknown execution is
+    :class:`ExecutionNotFound`; a completed or cancelled one :class:`StateConflict`."""
+    held = runtime.journal(journal)
+    if not held.is_open:
+        client = _live_client(held.path)
+        if client is not None:
+            with client:
+                return client.wake(execution_id)
+    return wake_here(held, execution_id)
+
+
+def wake_here(journal: Journal, execution_id: str) -> bool:
+    """:func:`wake` in the process that holds ``journal`` or may open it (the monitor server's ``wake``)."""
+    live = runtime.live_execution(journal, execution_id)
+    if live is not None and not live.done and live.run is not None:
+        return live.run.wake()
+    now = time.time()
+    status, woken = cast("tuple[str | None, int]", journal.transact(
+        inbox.wake_sleeps, execution_id, now, ser.dumps(now), kinds.until(now, woken=True)))
+    if status is None:
+        raise ExecutionNotFound(execution_id, journal.path)
+    if status in _FINISHED:
+        raise StateConflict(execution_id, status, "it has no sleep to end")
+    return woken > 0
+
+
+def published(execution_id: str, key: str, timeout: float | None = None, default: Any = None,
+              journal: str | os.PathLike[str] | None = None) -> Any:
+    """The latest value an execution published under ``key``; waits up to ``timeout`` seconds for a
+    first one (None: does not wait), else returns ``default``. Unlike ``zart.events`` (this process's
+    stream of state changes), published values are journaled and readable from any process."""
+    deadline = time.monotonic() + (timeout or 0.0)
+    while True:
+        found = _published(journal, execution_id, key, -1)
+        if found:
+            return json.loads(found[-1][1])
+        if time.monotonic() >= deadline:
+            return default
+        time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+
+
+def stream(execution_id: str, key: str, journal: str | os.PathLike[str] | None = None) -> Iterator[Any]:
+    """Every value an execution published under ``key``, in order, following it live until it ends
+    (it also ends when the execution is not running anywhere: resume it to go on)."""
+    after = -1
+    while True:
+        status = _status(journal, execution_id)
+        for seq, text in _published(journal, execution_id, key, after):
+            after = seq
+            yield json.loads(text)
+        if status != "running":
+            for seq, text in _published(journal, execution_id, key, after):  # published as it ended
+                after = seq
+                yield json.loads(text)
+            return
+        time.sleep(0.1)
+
+
+def pending_events(execution_id: str, journal: str | os.PathLike[str] | None = None) -> list[inbox.PendingEvent]:
+    """Events sent to an execution that no wait consumed yet, oldest first (``zart show``, the TUI)."""
+    held = runtime.journal(journal)
+    if not held.is_open:
+        client = _live_client(held.path)
+        if client is not None:
+            with client:
+                return client.pending_events(execution_id)
+    return held.query(inbox.pending_events, execution_id)
+
+
+def _published(journal: str | os.PathLike[str] | None, execution_id: str, key: str,
+               after: int) -> list[tuple[int, str]]:
+    held = runtime.journal(journal)
+    if not held.is_open:
+        client = _live_client(held.path)
+        if client is not None:
+            with client:
+                return client.published(execution_id, key, after)
+    return held.query(inbox.published_values, execution_id, key, after)
+
+
+def _status(journal: str | os.PathLike[str] | None, execution_id: str) -> str:
+    held = runtime.journal(journal)
+    if not held.is_open:
+        client = _live_client(held.path)
+        if client is not None:
+            with client:
+                record = client.execution_record(execution_id)
+                if record is None:
+                    raise ExecutionNotFound(execution_id, held.path)
+                return record.status.value
+    status = held.query(inbox.execution_status, execution_id)
+    if status is None:
+        raise ExecutionNotFound(execution_id, held.path)
+    if status == "running" and runtime.live_execution(held, execution_id) is None:
+        return "interrupted"  # journaled as running by a process that is gone (or not yet marked)
+    return status
+
+
+def _live_client(path: os.PathLike[str] | str) -> MonitorClient | None:
+    from ._monitor.client import MonitorClient  # sockets only when another process may hold the file
+
+    return MonitorClient.connect(path)
