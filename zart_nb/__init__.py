@@ -128,8 +128,12 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
 # module of steps imported by reference). Any other name loads every module but those on demand.
 _LIGHT = ("_context", "_definitions", "_errors", "_status")
 # Loaded only when one of their names is asked for: sockets for a live reader, the records'
-# dataclasses (a reader builds them; running a workflow never does), and recurring schedules (~1.2 ms).
-_ON_DEMAND = ("_monitor.client", "_records", "_serve.recurring")
+# dataclasses (a reader builds them; running a workflow never does), recurring schedules (~1.2 ms), and
+# what neither runs a workflow nor is needed by a finished re-run: the control actions (the monitor's
+# protocol, JSON), maintenance (``pickletools``), retention, the data surfaces, events and messages,
+# the body's durable calls and waits. A body's first ``zart.sleep`` or ``zart.call`` loads its module.
+_ON_DEMAND = ("_monitor.client", "_records", "_serve.recurring", "_actions", "_control_api", "_data",
+              "_durable", "_maintenance", "_messages", "_reader", "_retention", "_stored", "_waiting")
 _HOME = {name: module for module, names in _EXPORTS.items() for name in names}
 
 
