@@ -6,7 +6,12 @@ Built by ``tests/test_docs.py`` (so by ``.ci/run``) with warnings as errors and 
 """
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import zart_nb
+
+sys.path.insert(0, str(Path(__file__).parent / "_ext"))  # zart_openapi: the HTTP API from its OpenAPI document
 
 project = "zart_nb"
 author = "the zart_nb authors"
@@ -17,6 +22,7 @@ extensions = [
     "myst_parser",
     "sphinx.ext.autodoc",
     "sphinxarg.ext",
+    "zart_openapi",
 ]
 source_suffix = {".md": "markdown"}
 root_doc = "index"

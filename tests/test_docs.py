@@ -250,6 +250,36 @@ def test_the_picture_script_draws_zart_tui(tmp_path):
     assert "check-legacy" in execution  # the failed execution, opened
 
 
+def _openapi_extension():
+    sys.path.insert(0, str(DOCS / "_ext"))
+    try:
+        import zart_openapi
+    finally:
+        sys.path.remove(str(DOCS / "_ext"))
+    return zart_openapi
+
+
+def test_the_http_reference_checks_the_document_against_the_served_routes():
+    """docs/_ext/zart_openapi.py: the app's routes and the OpenAPI document agree today, and a route renamed
+    on either side is reported (the build turns the report into a failing warning)."""
+    pytest.importorskip("starlette")
+    import copy
+
+    from zart_nb._serve.http import OPENAPI
+
+    ext = _openapi_extension()
+    routes = ext.app_routes()
+    assert ("POST", "/executions/{execution_id}/events/{name}") in routes
+    assert ext.mismatches(OPENAPI, routes) == []
+    renamed = copy.deepcopy(OPENAPI)
+    renamed["paths"]["/runs"] = renamed["paths"].pop("/executions")
+    assert ext.mismatches(renamed, routes) == [
+        "GET /executions is served but not in the OpenAPI document",
+        "POST /executions is served but not in the OpenAPI document",
+        "GET /runs is in the OpenAPI document but not served",
+        "POST /runs is in the OpenAPI document but not served"]
+
+
 SPHINX = [m for m in ("sphinx", "myst_parser", "furo", "sphinxarg") if importlib.util.find_spec(m) is None]
 
 
@@ -267,4 +297,15 @@ def test_the_site_builds_with_warnings_as_errors(tmp_path):
         assert f'id="zart_nb.{name}"' in api, name
     cli = (out / "reference" / "cli.html").read_text(encoding="utf-8")
     assert "--follow" in cli and "gc" in cli  # generated from the parser, not written by hand
+    from zart_nb._serve.http import OPENAPI
+
+    http = (out / "reference" / "http.html").read_text(encoding="utf-8")
+    for method, path, operation in _openapi_extension().operations(OPENAPI):
+        anchor = "http-api-" + f"{method} {path}".replace(" ", "-").replace("/", "-").replace("{", "").replace(
+            "}", "").replace("--", "-")
+        assert f'id="{anchor}"' in http, (method, path)
+        for parameter in operation["parameters"]:
+            assert f'<span class="pre">{parameter["name"]}</span>' in http, (method, path, parameter["name"])
+    guide = (out / "guide" / "http.html").read_text(encoding="utf-8")
+    assert 'href="../reference/http.html#http-api-POST-executions"' in guide  # the guide's routes link there
     assert (out / "tutorial.html").exists()
