@@ -198,6 +198,74 @@ def test_every_public_name_and_member_has_a_docstring():
     assert not missing, f"public names without a docstring (the reference shows nothing for them): {missing}"
 
 
+def _annotation_namespace() -> dict[str, object]:
+    """Every class zart_nb defines, by name, to resolve annotations its modules import only for type checking."""
+    import pkgutil
+
+    import zart_nb
+
+    namespace: dict[str, object] = {}
+    for module in ("typing", "collections.abc", "datetime", "os", "pathlib", "enum"):
+        namespace.update({k: v for k, v in vars(importlib.import_module(module)).items() if not k.startswith("_")})
+    for info in pkgutil.walk_packages(zart_nb.__path__, "zart_nb."):
+        if info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(info.name)
+        namespace.update({k: v for k, v in vars(module).items() if isinstance(v, type) and v.__module__ == info.name})
+    return namespace
+
+
+def _private_types(hint: object, public: set[str]) -> set[str]:
+    import typing
+
+    found = set()
+    if isinstance(hint, type) and hint.__module__.startswith("zart_nb") and hint.__name__ not in public:
+        found.add(f"{hint.__module__}.{hint.__qualname__}")
+    for arg in typing.get_args(hint):
+        for item in arg if isinstance(arg, (list, tuple)) else [arg]:
+            found |= _private_types(item, public)
+    return found
+
+
+# The engine's side of the handles (their owner builds and drives them; see LAYOUT's owner doors) and the
+# monitor client's wire-level calls: public members whose parameters are private types, known and kept.
+PRIVATE_IN_SIGNATURES = {
+    "Execution.__init__: journal", "Execution.attach: run", "StepHandle.__init__: run",
+    "MonitorClient.__init__: endpoint", "MonitorClient.request: kind", "MonitorClient.act: kind",
+    "MonitorClient.subscribe: return",
+}
+
+
+def test_no_public_name_hands_out_a_private_type():
+    """What a public function, method or property returns or takes is a public type (or the standard
+    library's): ``Execution.run``, ``DurableScheduler.journal``, ``TaskRegistry.get`` and
+    ``JournalReader.pending_events`` once handed out the engine's own objects."""
+    import typing
+
+    import zart_nb
+
+    public = set(zart_nb.__all__)
+    namespace = _annotation_namespace()
+    found = set()
+    for name in zart_nb.__all__:
+        obj = getattr(zart_nb, name)
+        members = [(name, obj)] if callable(obj) and not inspect.isclass(obj) else []
+        if inspect.isclass(obj):
+            for member, value in vars(obj).items():
+                if member.startswith("_") and member != "__init__":
+                    continue
+                value = value.fget if isinstance(value, property) else getattr(value, "__func__", value)
+                if inspect.isfunction(value):
+                    members.append((f"{name}.{member}", value))
+        for label, function in members:
+            try:
+                hints = typing.get_type_hints(function, localns=namespace)
+            except (NameError, AttributeError, TypeError):  # an alias of a union (Deadline): no class in it
+                continue
+            found |= {f"{label}: {arg}" for arg, hint in hints.items() if _private_types(hint, public)}
+    assert found <= PRIVATE_IN_SIGNATURES, f"public names that hand out private types: {found - PRIVATE_IN_SIGNATURES}"
+
+
 def test_execution_exposes_no_private_class():
     """``Execution.journal`` is the journal's path (as ``zart.journal()`` takes it), not the engine's object."""
     import zart_nb as zart

@@ -72,7 +72,7 @@ if _typing.TYPE_CHECKING:
     from ._options import OnChange, RunOptions
     from ._progress import FailedStep, QueueBacklog, RunEnd, RunningStep, RunProgress
     from ._reader import JournalReader
-    from ._records import AttemptRecord, DefinitionRecord, ExecutionRecord, RunRecord, StepRecord
+    from ._records import AttemptRecord, DefinitionRecord, ExecutionRecord, PendingEvent, RunRecord, StepRecord
     from ._retention import RetentionReport, garbage_collect
     from ._runtime import shutdown_pool
     from ._serve.recurring import (
@@ -115,7 +115,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "_progress": ("FailedStep", "QueueBacklog", "RunEnd", "RunningStep", "RunProgress"),
     "_reader": ("JournalReader",),
     "_retention": ("RetentionReport", "garbage_collect"),
-    "_records": ("AttemptRecord", "DefinitionRecord", "ExecutionRecord", "RunRecord", "StepRecord"),
+    "_records": ("AttemptRecord", "DefinitionRecord", "ExecutionRecord", "PendingEvent", "RunRecord", "StepRecord"),
     "_options": ("OnChange", "RunOptions"),
     "_runtime": ("shutdown_pool",),
     "_serve.recurring": ("Schedule", "pause_schedule", "recurring", "remove_schedule", "resume_schedule",
@@ -255,6 +255,7 @@ __all__ = [
     "now",
     "OnChange",
     "pause_schedule",
+    "PendingEvent",
     "publish",
     "published",
     "QueryError",

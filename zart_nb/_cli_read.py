@@ -36,14 +36,13 @@ from ._errors import ConfigurationError, ExecutionNotFound, JournalError, Journa
 from ._executors.capture import prefix_lines
 from ._progress import QueueBacklog, RunEnd, RunProgress
 from ._reader import JournalReader
-from ._records import AttemptRecord, ExecutionRecord, RunRecord, StepRecord
+from ._records import AttemptRecord, ExecutionRecord, PendingEvent, RunRecord, StepRecord
 from ._status import ExecutionStatus
 from ._stored import StoredValue
 from ._stored import lines as stored_lines
 from ._stored import read as read_stored
 
 if TYPE_CHECKING:
-    from ._journal.inbox import PendingEvent
     from ._monitor.client import MonitorClient
 
 SHOW_LIMIT = 50  # steps `zart show` prints unless told otherwise
@@ -351,7 +350,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         print()
         print(f"Events sent, not consumed yet ({len(page.events)}; a zart.wait_for_event of the name takes each)")
         print(table(("NAME", "PAYLOAD", "SENT", "BY"),
-                    [(e.name, ser_cap(e.payload), fmt_time(datetime.fromtimestamp(e.sent_at)), e.sender or "")
+                    [(e.name, ser_cap(e.payload), fmt_time(e.sent_at), e.sender or "")
                      for e in page.events]))
     _print_tail(args, record, page.steps, page.attempts)
     return STATUS_EXIT[record.status]

@@ -29,7 +29,7 @@ from . import _context
 from . import _kinds as kinds
 from . import _serialization as ser
 from . import _values as values
-from ._definitions import FATAL_MARK, Guarded, Queue, Step, WorkflowDef, deadline_at, referenced_steps
+from ._definitions import FATAL_MARK, Guarded, Queue, Step, WorkflowDef, deadline_at, limit_of, referenced_steps
 from ._errors import (
     Cancelled,
     ConfigurationError,
@@ -54,7 +54,7 @@ from ._executors import choice
 from ._executors.base import Executor, Outcome, OutcomeKind, Task
 from ._executors.capture import Capture, prefix_lines
 from ._executors.choice import ExecutorSpec
-from ._handles import Execution, StepHandle
+from ._handles import Execution, StepHandle, journal_of, run_of
 from ._journal import AttemptRow, InFlightRow, Journal, RunBeat, StepRow, StoredStep
 from ._options import DEFAULT_OPTIONS, RunOptions, RunPlan
 from ._replay import REDO, Keys, Kind, check_change, decide
@@ -103,7 +103,7 @@ class _StepState:
         self.attempt = 1
         self.scheduled_at = time.time()
         self.timeout = step.timeout
-        self.limit = None if queue is None else queue.limit  # its attempts' (retries' too) zart.Queue
+        self.limit = None if queue is None else limit_of(queue)  # its attempts' (retries' too) zart.Queue
         self.key = handle.key
         self.name = step.name
         self.code_hash = definition.code_hash
@@ -755,7 +755,7 @@ def execute(execution: Execution, workflow: WorkflowDef, data: Any, options: Run
     ``execution`` must be the one ``claim`` registered for its id (or none may be registered).
     ``options``: checked (``RunOptions.make``); ``plan``: a control action's (restart, rerun, retry, fork,
     recover), else None."""
-    journal = execution.opened_journal()
+    journal = journal_of(execution)
     execution_id = execution.execution_id
     runtime.enter(execution)
     # Worker processes take longer to start than the journal to open: start them meanwhile. An open
@@ -770,7 +770,7 @@ def execute(execution: Execution, workflow: WorkflowDef, data: Any, options: Run
         execution.fail(exc)
         raise
     finally:
-        if started is not None and execution.run is None:  # no run: the pool was not needed
+        if started is not None and run_of(execution) is None:  # no run: the pool was not needed
             runtime.stop_if_unused(started)
         runtime.release(execution)
         execution.set_done()
@@ -782,7 +782,7 @@ def execute(execution: Execution, workflow: WorkflowDef, data: Any, options: Run
 
 def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, options: RunOptions,
                   plan: RunPlan | None) -> None:
-    journal = execution.opened_journal()
+    journal = journal_of(execution)
     execution_id = execution.execution_id
     on_change = options.on_change
     workflow_hash, input_hash = execution.fingerprint or fingerprint(workflow, data)
@@ -828,7 +828,7 @@ def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, option
 def _code_change(execution: Execution, workflow: WorkflowDef) -> str:
     """What changed in a completed execution's workflow code: the steps whose function's code hash is
     not the one journaled with their steps, else the workflow body or a helper."""
-    journaled = execution.opened_journal().step_code_hashes(execution.execution_id)
+    journaled = journal_of(execution).step_code_hashes(execution.execution_id)
     changed = sorted({step.name for step in referenced_steps(workflow.definition)
                       if step.name in journaled and ser.code_hash(step.fn) not in journaled[step.name]})
     if changed:
@@ -842,7 +842,7 @@ def _code_change(execution: Execution, workflow: WorkflowDef) -> str:
 def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, options: RunOptions,
               plan: RunPlan | None, input_blob: bytes, input_preview: str, input_hash: str, workflow_hash: str,
               store: tuple[str, int] | None = None) -> None:
-    journal = execution.opened_journal()
+    journal = journal_of(execution)
     execution_id = execution.execution_id
     on_change, workers, executor = options.on_change, options.workers, options.executor
     # A cluster is reached before the run is journaled, so a wrong address costs no run record.
@@ -1002,7 +1002,7 @@ def _recover(execution: Execution, workflow: WorkflowDef, run: RunState, data: A
         error.add_note(f"zart: its on_failure handler failed too: {type(exc).__name__}: {_text(exc)}")
         return False
     run.cancel_pending()
-    journal = execution.opened_journal()
+    journal = journal_of(execution)
     journal.finish_run(execution.execution_id, run.run_number, ExecutionStatus.COMPLETED, output_blob,
                        output_preview, executed=run.ran, reused=run.reused, ended_by=RunEnd.RECOVERED,
                        end_detail=f"recovered by on_failure from {type(error).__name__}: {_text(error)}")

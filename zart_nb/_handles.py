@@ -12,6 +12,7 @@ from ._status import ExecutionStatus
 
 if TYPE_CHECKING:
     from ._journal import Journal
+    from ._progress import RunProgress
 
 
 _PENDING = object()  # StepHandle(journaled=...) not given: the step has no outcome yet
@@ -133,10 +134,6 @@ class Execution:
         """The path of the journal file it is recorded in (``zart.journal(execution.journal)`` reads it)."""
         return str(self._journal.path)
 
-    def opened_journal(self) -> Journal:
-        """The engine's open journal it is recorded in. For zart_nb itself: read with ``zart.journal()``."""
-        return self._journal
-
     @property
     def status(self) -> ExecutionStatus:
         """Where it stands in this process: pending, running, then how it ended."""
@@ -173,11 +170,10 @@ class Execution:
             raise self._error
         return self._output
 
-    @property
-    def run(self) -> Run | None:
-        """The live run of this execution in this process (``None`` before it starts or when it was
-        answered from the journal)."""
-        return self._run
+    def progress(self) -> RunProgress | None:
+        """Its live progress in this process (steps done, running with attempt and worker, queued);
+        ``None`` before its run starts here or when it was answered from the journal."""
+        return None if self._run is None else self._run.progress()
 
     @property
     def error(self) -> BaseException | None:
@@ -265,3 +261,15 @@ class Execution:
         self._done.set()
 
 
+# --- the engine's side, kept off the public class: these hand out private types ---------------------
+
+
+def run_of(execution: Execution) -> Run | None:
+    """The live run of ``execution`` in this process (``None`` before it starts or when it was answered
+    from the journal)."""
+    return execution._run
+
+
+def journal_of(execution: Execution) -> Journal:
+    """The engine's open journal ``execution`` is recorded in (users read it with ``zart.journal()``)."""
+    return execution._journal

@@ -29,6 +29,7 @@ from . import _context
 from . import _kinds as kinds
 from . import _serialization as ser
 from ._errors import ConfigurationError, EventTimeout, ExecutionNotFound, SerializationError, StateConflict
+from ._handles import run_of
 from ._journal import inbox
 from ._replay import Kind
 from ._runtime import runtime
@@ -36,6 +37,7 @@ from ._runtime import runtime
 if TYPE_CHECKING:
     from ._journal import Journal
     from ._monitor.client import MonitorClient
+    from ._records import PendingEvent
 
 MAX_JSON_BYTES = 64 * 1024  # an event's payload or a published value, encoded as JSON (UTF-8)
 POLL = 0.5  # seconds between looks at the journal while a body waits for an event (a send also wakes it)
@@ -144,7 +146,7 @@ def deliver(journal: Journal, execution_id: str, name: str, payload: str, idempo
     if status in _FINISHED:
         raise StateConflict(execution_id, status, f"it cannot receive event {name!r}")
     live = runtime.live_execution(journal, execution_id)
-    run = None if live is None else live.run
+    run = None if live is None else run_of(live)
     if run is not None:
         run.poke()
     return added
@@ -167,8 +169,9 @@ def wake(execution_id: str, journal: str | os.PathLike[str] | None = None) -> bo
 def wake_here(journal: Journal, execution_id: str) -> bool:
     """:func:`wake` in the process that holds ``journal`` or may open it (the monitor server's ``wake``)."""
     live = runtime.live_execution(journal, execution_id)
-    if live is not None and not live.done and live.run is not None:
-        return live.run.wake()
+    run = None if live is None or live.done else run_of(live)
+    if run is not None:
+        return run.wake()
     now = time.time()
     status, woken = cast("tuple[str | None, int]", journal.transact(
         inbox.wake_sleeps, execution_id, now, ser.dumps(now), kinds.until(now, woken=True)))
@@ -211,7 +214,7 @@ def stream(execution_id: str, key: str, journal: str | os.PathLike[str] | None =
         time.sleep(0.1)
 
 
-def pending_events(execution_id: str, journal: str | os.PathLike[str] | None = None) -> list[inbox.PendingEvent]:
+def pending_events(execution_id: str, journal: str | os.PathLike[str] | None = None) -> list[PendingEvent]:
     """Events sent to an execution that no wait consumed yet, oldest first (``zart show``, the TUI)."""
     held = runtime.journal(journal)
     if not held.is_open:
@@ -219,7 +222,9 @@ def pending_events(execution_id: str, journal: str | os.PathLike[str] | None = N
         if client is not None:
             with client:
                 return client.pending_events(execution_id)
-    return held.query(inbox.pending_events, execution_id)
+    from ._journal.reader import FileJournalReader
+
+    return FileJournalReader(held).pending_events(execution_id)
 
 
 def _published(journal: str | os.PathLike[str] | None, execution_id: str, key: str,

@@ -6,8 +6,8 @@ from datetime import datetime
 
 from ._status import ExecutionStatus, RunEnd, RunReason, RunTrigger, StepStatus
 
-__all__ = ["AttemptRecord", "DefinitionRecord", "ExecutionRecord", "ExecutionStatus", "RunEnd", "RunReason",
-           "RunRecord", "RunTrigger", "StepRecord", "StepStatus"]
+__all__ = ["AttemptRecord", "DefinitionRecord", "ExecutionRecord", "ExecutionStatus", "PendingEvent", "RunEnd",
+           "RunReason", "RunRecord", "RunTrigger", "StepRecord", "StepStatus"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,3 +123,16 @@ class DefinitionRecord:
     kind: str
     name: str
     source: str
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEvent:
+    """An event sent to an execution (``zart.send_event``, ``zart event``, the HTTP API) that no
+    ``zart.wait_for_event`` consumed yet."""
+
+    execution_id: str
+    seq: int  # its order among the events sent to the execution
+    name: str
+    payload: str  # JSON text, as sent (never a pickle)
+    sent_at: datetime
+    sender: str | None  # who sent it ("zart event (pid 12)"), when known

@@ -8,6 +8,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Client, Connection, answer_challenge, deliver_challenge
 from pathlib import Path
@@ -23,7 +24,6 @@ from .._errors import (
     StateConflict,
 )
 from .._events import Event
-from .._journal.inbox import PendingEvent
 from .._progress import RunProgress
 from .._reader import JournalReader, check_sort, check_step_status
 from .._records import (
@@ -31,6 +31,7 @@ from .._records import (
     DefinitionRecord,
     ExecutionRecord,
     ExecutionStatus,
+    PendingEvent,
     RunRecord,
     StepRecord,
     StepStatus,
@@ -363,7 +364,8 @@ class MonitorClient(JournalReader):
     def pending_events(self, execution_id: str) -> list[PendingEvent]:
         """Events sent to the execution that no wait consumed yet, oldest first."""
         rows = self.request(MessageType.PENDING_EVENTS, execution_id=execution_id)
-        return [PendingEvent(int(seq), str(name), str(payload), float(sent_at), None if sender is None else str(sender))
+        return [PendingEvent(execution_id, int(seq), str(name), str(payload), datetime.fromtimestamp(float(sent_at)),
+                             None if sender is None else str(sender))
                 for seq, name, payload, sent_at, sender in rows]
 
     def live_output(self, execution_id: str, step_key: str) -> tuple[int, str] | None:

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .._handles import run_of
 from .._progress import FailedStep, QueueBacklog, RunningStep
 from .._status import ExecutionStatus
 
@@ -81,7 +82,7 @@ class Tracker:
     def snapshot(self) -> Snapshot:
         execution = self.execution
         status = execution.status
-        run = execution.run
+        run = run_of(execution)
         error = None
         if execution.done and execution.error is not None:
             message = getattr(execution.error, "zart_message", None)  # one line naming who stopped it

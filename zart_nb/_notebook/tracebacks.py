@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from .._errors import Cancelled, StepError, TaskError
+from .._handles import run_of
 from .kernel import kernel_shell
 
 if TYPE_CHECKING:
@@ -174,7 +175,7 @@ def render_task_error(exc: TaskError) -> list[str]:
 
 def _stopped(execution: Execution, how: str) -> str:
     """``execution 'x' <how> after 7 of 31 steps (run 1); run the cell again to resume``."""
-    run = execution.run
+    run = run_of(execution)
     if run is not None:
         progress = run.progress()
         done = max(0, progress.finished - progress.cancelled)
