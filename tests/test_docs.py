@@ -365,6 +365,7 @@ def test_the_site_builds_with_warnings_as_errors(tmp_path):
         assert f'id="zart_nb.{name}"' in api, name
     cli = (out / "reference" / "cli.html").read_text(encoding="utf-8")
     assert "--follow" in cli and "gc" in cli  # generated from the parser, not written by hand
+    assert "Live terminal monitor of zart_nb journals" in cli  # zart-tui's options, from tui/cli.py's parser
     from zart_nb._serve.http import OPENAPI
 
     http = (out / "reference" / "http.html").read_text(encoding="utf-8")
