@@ -299,6 +299,35 @@ def error_tree() -> str:
     return "\n".join(lines) + "\n"
 
 
+def test_the_errors_module_draws_the_classes_aligned():
+    """_errors.py's docstring tree (the one a reader of the code sees): every public error once, under its
+    own base, and every description in one column."""
+    import zart_nb as zart
+    from zart_nb import _errors
+
+    drawn = _errors.__doc__.split("::\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert drawn[0].strip() == "ZartError"
+    parents, seen, columns = ["ZartError"], [], set()
+    for line in drawn[1:]:
+        entry = re.match(r"^( {4}(?:[│ ] {3})*)[├└]── (\w+)( +)\S", line)
+        if entry is None:  # a description's second line
+            assert re.match(r"^ {4}[│ ]( {3}[│ ])* +\S", line), line
+            columns.add(len(line) - len(line.lstrip(" │")))
+            continue
+        depth = (len(entry[1]) - 4) // 4 + 1
+        name = entry[2]
+        del parents[depth:]
+        base = next(b for b in getattr(zart, name).__bases__ if issubclass(b, zart.ZartError))
+        assert base.__name__ == parents[-1], f"{name} is drawn under {parents[-1]}, its base is {base.__name__}"
+        parents.append(name)
+        seen.append(name)
+        columns.add(len(entry[1]) + 4 + len(name) + len(entry[3]))
+    errors = {n for n in zart.__all__
+              if inspect.isclass(getattr(zart, n)) and issubclass(getattr(zart, n), zart.ZartError)}
+    assert sorted(seen) == sorted(errors - {"ZartError"})
+    assert len(columns) == 1, f"descriptions start in columns {sorted(columns)}"
+
+
 def test_the_error_tree_page_draws_the_classes():
     """reference/errors.md's tree is the classes' own: a new error or a moved one fails until it is redrawn."""
     page = DOCS / "reference" / "errors.md"
