@@ -335,6 +335,34 @@ def test_the_error_tree_page_draws_the_classes():
     assert drawn and drawn[0] == error_tree(), f"redraw the tree of {page.relative_to(ROOT)} as:\n{error_tree()}"
 
 
+KEY_NAMES = {"question_mark": "?", "slash": "/", "left_square_bracket": "[", "right_square_bracket": "]"}
+
+
+def test_the_key_map_lists_every_key_of_zart_tui():
+    """guide/monitoring.md's key table is the one key map: every key bound on a zart-tui screen is in it,
+    with its action's words (retry, restart, rerun, send an event, fork, schedules)."""
+    pytest.importorskip("textual")
+    import importlib
+
+    page = (DOCS / "guide" / "monitoring.md").read_text(encoding="utf-8")
+    table = page[page.index("### Keys"):]
+    documented: dict[str, str] = {}
+    for row in re.findall(r"^\| (.+?) \| (.+?) \| (.+?) \|$", table, re.MULTILINE):
+        for key in re.findall(r"`([^`]+)`|(ctrl\+\w|escape|enter)", row[0]):
+            documented[key[0] or key[1]] = documented.get(key[0] or key[1], "") + " " + row[2]
+    bound = set()
+    for module in ("app", "screens.executions", "screens.execution", "screens.step", "screens.schedules"):
+        for value in vars(importlib.import_module(f"zart_tui.{module}")).values():
+            own = isinstance(value, type) and value.__module__ == f"zart_tui.{module}"
+            for binding in vars(value).get("BINDINGS", []) if own else []:
+                bound |= {KEY_NAMES.get(k.strip(), k.strip()) for k in binding.key.split(",")}
+    bound -= {str(i) for i in range(10)}  # the filters by number: one row, `0`-`6`
+    missing = sorted(k for k in bound if k not in documented and f"`{k}`" not in table)
+    assert not missing, f"keys of zart-tui missing from guide/monitoring.md's key map: {missing}"
+    for key, words in {"r": "retry", "R": "restart", "e": "rerun", "E": "send", "F": "fork", "T": "schedules"}.items():
+        assert words in documented[key], (key, documented[key])
+
+
 def test_the_picture_script_draws_zart_tui(tmp_path):
     """docs/pictures.py still works (its pictures are not compared: times and pids differ every run)."""
     pytest.importorskip("textual")
@@ -407,3 +435,7 @@ def test_the_site_builds_with_warnings_as_errors(tmp_path):
     guide = (out / "guide" / "http.html").read_text(encoding="utf-8")
     assert 'href="../reference/http.html#http-api-POST-executions"' in guide  # the guide's routes link there
     assert (out / "tutorial.html").exists()
+    # A docutils message inside generated text (a "*" in a parser's help) is drawn into the page, not warned
+    leaked = [str(p.relative_to(out)) for p in out.rglob("*.html")
+              if re.search(r"\((?:WARNING|ERROR|SEVERE)/\d\)", p.read_text(encoding="utf-8"))]
+    assert not leaked, f"docutils messages drawn into pages: {leaked}"
