@@ -279,7 +279,7 @@ class MonitorClient(JournalReader):
     def subscribe(self, on_events: Callable[[list[Event], bool], None],
                   on_lost: Callable[[str], None] | None = None) -> Subscription:
         """Call ``on_events(events, resync)`` (on a background thread) with the engine's events for this
-        journal, coalesced (the latest per step, at most ~10 batches a second). ``resync`` says some
+        journal, coalesced (the latest per step, at most 4 batches a second). ``resync`` says some
         were dropped: read the journal again."""
         conn = _connect(self.endpoint)
         try:
