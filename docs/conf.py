@@ -61,6 +61,6 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(Path|PathLike|Callable|Iterable|Iterator|Sequence|Mapping|Any|Awaitable|Coroutine|"
                r"datetime|timedelta|timezone|Enum|StrEnum|IntEnum|TypeVar|ParamSpec|P|R|T|"
                r"Journal|Run|RunState|Executor|ExecutorSpec|Task|Outcome|WorkflowDef|Endpoint|"
-               r"DataFrame|Client|Future|BaseException|Exception|NoneType|ellipsis|~?P|P\.args|P\.kwargs|.*\.P|.*\.R|.*\.T|"
+               r"DataFrame|Client|Connection|Future|BaseException|Exception|NoneType|ellipsis|~?P|P\.args|P\.kwargs|.*\.P|.*\.R|.*\.T|"
                r"Limit|Deadline|abc\.ABC)"),
 ]

@@ -232,7 +232,6 @@ def _private_types(hint: object, public: set[str]) -> set[str]:
 PRIVATE_IN_SIGNATURES = {
     "Execution.__init__: journal", "Execution.attach: run", "StepHandle.__init__: run",
     "MonitorClient.__init__: endpoint", "MonitorClient.request: kind", "MonitorClient.act: kind",
-    "MonitorClient.subscribe: return",
 }
 
 

@@ -68,7 +68,7 @@ if _typing.TYPE_CHECKING:
     from ._handles import Execution, StepHandle
     from ._maintenance import CompactReport, ScrubReport, compact, scrub
     from ._messages import MAX_JSON_BYTES, publish, published, send_event, stream, wait_for_event
-    from ._monitor.client import MonitorClient
+    from ._monitor.client import MonitorClient, Subscription
     from ._options import OnChange, RunOptions
     from ._progress import FailedStep, QueueBacklog, RunEnd, RunningStep, RunProgress
     from ._reader import JournalReader
@@ -111,7 +111,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "_messages": ("MAX_JSON_BYTES", "publish", "published", "send_event", "stream", "wait_for_event", "wake"),
     "_handles": ("Execution", "StepHandle"),
     "_maintenance": ("CompactReport", "ScrubReport", "compact", "scrub"),
-    "_monitor.client": ("MonitorClient",),
+    "_monitor.client": ("MonitorClient", "Subscription"),
     "_progress": ("FailedStep", "QueueBacklog", "RunEnd", "RunningStep", "RunProgress"),
     "_reader": ("JournalReader",),
     "_retention": ("RetentionReport", "garbage_collect"),
@@ -309,6 +309,7 @@ __all__ = [
     "stored",
     "StoredValue",
     "stream",
+    "Subscription",
     "TaskError",
     "TaskRegistry",
     "ValueLost",

@@ -80,7 +80,8 @@ def _connect(endpoint: Endpoint) -> Connection:
 
 
 class Subscription:
-    """A running event stream; :meth:`close` ends it. ``on_lost`` is called once if the engine goes away."""
+    """A running event stream, as :meth:`MonitorClient.subscribe` returns it; :meth:`close` ends it.
+    ``on_lost`` is called once if the engine goes away."""
 
     def __init__(self, conn: Connection, on_events: Callable[[list[Event], bool], None],
                  on_lost: Callable[[str], None] | None) -> None:
@@ -118,9 +119,11 @@ class Subscription:
 
     @property
     def active(self) -> bool:
+        """Whether events still arrive (``False`` once closed or once the engine went away)."""
         return not self._closed.is_set()
 
     def close(self) -> None:
+        """End the stream (the engine is told); waits up to 2 s for its thread."""
         if self._closed.is_set():
             return
         self._closed.set()
