@@ -404,6 +404,16 @@ def test_the_http_reference_checks_the_document_against_the_served_routes():
         "POST /runs is in the OpenAPI document but not served"]
 
 
+def test_the_http_guide_names_every_route():
+    """guide/http.md's table has a row per operation of the OpenAPI document, each an {http} link to the
+    reference (the build fails on a link to a route the document lost)."""
+    from zart_nb._serve.http import OPENAPI
+
+    guide = (DOCS / "guide" / "http.md").read_text(encoding="utf-8")
+    linked = set(re.findall(r"\{http\}`(\w+ \S+)`", guide))
+    assert linked == {f"{method} {path}" for method, path, _ in _openapi_extension().operations(OPENAPI)}
+
+
 SPHINX = [m for m in ("sphinx", "myst_parser", "furo", "sphinxarg") if importlib.util.find_spec(m) is None]
 
 
