@@ -140,3 +140,24 @@ def test_the_lease_is_free_when_none_own_or_expired_or_its_owner_is_gone():
     assert suspension.lease_free("other", None, "me", 1.0, lambda o: False)
     assert suspension.alive(suspension.owner())
     assert LEASE_GRACE > 0 and os.getpid() > 0 and time.time() > 0
+
+
+def test_the_widget_says_what_a_suspended_execution_waits_for_and_keeps_following_it(journal, monkeypatch, inline):
+    from zart_nb._notebook.progress import Tracker
+    from zart_nb._notebook.render import header_html
+
+    monkeypatch.setenv("ZART_SUSPEND_AFTER", "1")
+
+    @zart.workflow("suspend-widget-nap")
+    def nap(_: None) -> str:
+        zart.sleep("nap", 3600)
+        return "awake"
+
+    execution = zart.start(nap, None, execution_id="widget", journal=journal, display=False)
+    wait_until(lambda: execution.status is ExecutionStatus.SLEEPING, what="sleeping")
+    snap = Tracker(execution, "suspend-widget-nap").snapshot()
+    assert not snap.done and snap.waits is not None and snap.waits.startswith("sleep 'nap' until ")
+    assert "sleep &#x27;nap&#x27; until" in header_html(snap) and "sleeping" in header_html(snap)
+    assert "waits for sleep 'nap'" in snap.summary()
+    zart.cancel("widget", journal=journal)
+    assert Tracker(execution, "suspend-widget-nap").snapshot().done

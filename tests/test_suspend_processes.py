@@ -177,3 +177,29 @@ def test_a_mixed_workflow_killed_after_each_durable_call_gives_the_uninterrupted
     assert {k: v for k, v in output.items() if k != "id"} == {k: v for k, v in reference.items() if k != "id"}
     assert output["id"] == zart.published("crash", "id", journal=journal)  # captured once, published once
     assert len(_read(journal, lambda r: [s for s in r.list_steps("crash") if s.step_key.startswith("publish:id")])) == 1
+
+
+def test_a_suspended_execution_whose_driver_died_is_listed_not_recovered_and_zart_resume_continues_it(tmp_path):
+    journal, log = tmp_path / "j.duckdb", tmp_path / "steps.log"
+    driver = _driver(tmp_path, f"zart.run(suspend_lib.sleepy, {{'seconds': 4, 'log': {str(log)!r}}}, "
+                     f"execution_id='r', journal={str(journal)!r}, display=False)", ZART_SUSPEND_AFTER="0.5")
+    try:
+        wait_until(lambda: _status(journal, "r") == "sleeping", timeout=60, what="the driver to suspend")
+    finally:
+        _kill(driver)
+    assert zart.recover(journal=journal) == []  # suspended is not dead: nothing to recover
+    assert _status(journal, "r") == "sleeping"
+    from zart_nb._runtime import runtime
+    runtime.journal(journal).close()
+    cli = [sys.executable, "-m", "zart_nb"]
+    ls = subprocess.run([*cli, "ls", "--journal", str(journal)], capture_output=True, text=True, timeout=60, env=_env())
+    assert "sleeping 'nap' until" in ls.stdout, ls.stderr
+    show = subprocess.run([*cli, "show", "r", "--journal", str(journal)], capture_output=True, text=True, timeout=60,
+                          env=_env())
+    assert "waits:    sleep 'nap', until" in show.stdout and show.returncode == 8, show.stderr
+    resume = subprocess.run([*cli, "resume", "r", "--journal", str(journal)], capture_output=True, text=True,
+                            timeout=120, env=_env(), cwd=tmp_path)
+    assert resume.returncode == 0 and "Execution completed" in resume.stdout, resume.stderr
+    runs = _read(journal, lambda r: [(run.ended_by, run.trigger) for run in r.list_runs("r")])
+    assert runs == [(zart.RunEnd.SUSPENDED, zart.RunTrigger.INITIAL), (zart.RunEnd.COMPLETED, zart.RunTrigger.RESUME)]
+    assert serve_lib.lines(log) == ["after"]
