@@ -161,3 +161,13 @@ def test_the_widget_says_what_a_suspended_execution_waits_for_and_keeps_followin
     assert "waits for sleep 'nap'" in snap.summary()
     zart.cancel("widget", journal=journal)
     assert Tracker(execution, "suspend-widget-nap").snapshot().done
+
+
+def test_resume_continues_an_execution_suspended_in_this_process_now(journal, quick, inline):
+    execution = zart.start(waiter, 2, execution_id="r", journal=journal, display=False)
+    wait_until(lambda: execution.status is ExecutionStatus.WAITING, what="waiting")
+    runs = len(zart.journal(journal, live=False).list_runs("r"))
+    assert zart.resume("r", journal=journal) is execution  # continued now, by this process
+    wait_until(lambda: len(zart.journal(journal, live=False).list_runs("r")) > runs, what="a new run")
+    zart.send_event("r", "approve", 1, journal=journal)
+    assert execution.result(timeout=30) == {"n": 4, "got": 1}
