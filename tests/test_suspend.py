@@ -171,3 +171,10 @@ def test_resume_continues_an_execution_suspended_in_this_process_now(journal, qu
     wait_until(lambda: len(zart.journal(journal, live=False).list_runs("r")) > runs, what="a new run")
     zart.send_event("r", "approve", 1, journal=journal)
     assert execution.result(timeout=30) == {"n": 4, "got": 1}
+
+
+def test_a_sleeping_execution_of_this_process_is_deleted_without_a_cancel_first(journal, quick, inline):
+    execution = zart.start(waiter, 1, execution_id="d", journal=journal, display=False)
+    wait_until(lambda: execution.status is ExecutionStatus.WAITING, what="waiting")
+    zart.delete("d", journal=journal)
+    assert execution.done and _record(journal, "d") is None
