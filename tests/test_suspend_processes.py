@@ -203,3 +203,23 @@ def test_a_suspended_execution_whose_driver_died_is_listed_not_recovered_and_zar
     runs = _read(journal, lambda r: [(run.ended_by, run.trigger) for run in r.list_runs("r")])
     assert runs == [(zart.RunEnd.SUSPENDED, zart.RunTrigger.INITIAL), (zart.RunEnd.COMPLETED, zart.RunTrigger.RESUME)]
     assert serve_lib.lines(log) == ["after"]
+
+
+def test_serve_leaves_an_execution_to_the_live_process_that_suspended_it(tmp_path, monkeypatch):
+    import suspend_lib
+
+    monkeypatch.setenv("ZART_SUSPEND_AFTER", "0.5")
+    journal, log = tmp_path / "j.duckdb", tmp_path / "steps.log"
+    execution = zart.start(suspend_lib.sleepy, {"seconds": 3, "log": str(log)}, execution_id="k", journal=journal,
+                           display=False)
+    wait_until(lambda: execution.status is zart.ExecutionStatus.SLEEPING, timeout=60, what="it to suspend")
+    serve_log = tmp_path / "serve.log"
+    serve = _serve(journal, tmp_path, serve_log)
+    try:
+        assert execution.result(timeout=90) == [3, "after", 13]
+    finally:
+        code = _stop(serve)
+    assert code == 0, serve_log.read_text()
+    runs = _read(journal, lambda r: [(run.ended_by, run.pid) for run in r.list_runs("k")])
+    assert runs == [(zart.RunEnd.SUSPENDED, os.getpid()), (zart.RunEnd.COMPLETED, os.getpid())]  # not serve's
+    assert serve_lib.lines(log) == ["after"]
