@@ -223,3 +223,20 @@ def test_serve_leaves_an_execution_to_the_live_process_that_suspended_it(tmp_pat
     runs = _read(journal, lambda r: [(run.ended_by, run.pid) for run in r.list_runs("k")])
     assert runs == [(zart.RunEnd.SUSPENDED, os.getpid()), (zart.RunEnd.COMPLETED, os.getpid())]  # not serve's
     assert serve_lib.lines(log) == ["after"]
+
+
+def test_ctrl_c_while_run_waits_for_a_suspended_execution_leaves_it_sleeping(tmp_path):
+    journal, log = tmp_path / "j.duckdb", tmp_path / "steps.log"
+    driver = _driver(tmp_path, f"zart.run(suspend_lib.sleepy, {{'seconds': 600, 'log': {str(log)!r}}}, "
+                     f"execution_id='i', journal={str(journal)!r}, display=False)", ZART_SUSPEND_AFTER="0.5")
+    try:
+        wait_until(lambda: _status(journal, "i") == "sleeping", timeout=60, what="the driver to suspend")
+        driver.send_signal(signal.SIGINT)
+        _, err = driver.communicate(timeout=60)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.communicate()
+    assert "KeyboardInterrupt" in err
+    assert _status(journal, "i") == "sleeping"  # not interrupted: serve or the next run continues it
+    assert _read(journal, lambda r: [run.ended_by for run in r.list_runs("i")]) == [zart.RunEnd.SUSPENDED]
