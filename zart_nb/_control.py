@@ -107,6 +107,7 @@ def delete_here(journal: Journal, execution_id: str) -> None:
     live = runtime.live_execution(journal, execution_id)
     if live is not None and live.suspension is not None:
         live.cancel(origin="its deletion")
+        live.wait_done(CANCEL_WAIT)  # (it may be handing itself to its continuer this moment)
         live = None
     status = journal.execution_status(execution_id)
     if status is None:
