@@ -103,8 +103,13 @@ def _cancel_children(journal: Journal, parent_id: str) -> None:
 
 
 def delete_here(journal: Journal, execution_id: str) -> None:
-    """Delete a finished (or interrupted) execution from the journal; a running one is refused."""
+    """Delete a finished (or interrupted, sleeping, waiting) execution from the journal; a running one is
+    refused. One suspended in this process is no longer continued here."""
     live = runtime.live_execution(journal, execution_id)
+    if live is not None and live.suspension is not None:
+        live.cancel(origin="its deletion")
+        live.wait_done(CANCEL_WAIT)  # (it may be handing itself to its continuer this moment)
+        live = None
     status = journal.execution_status(execution_id)
     if status is None:
         raise ExecutionNotFound(execution_id, journal.path)

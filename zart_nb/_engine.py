@@ -55,12 +55,13 @@ from ._executors.base import Executor, Outcome, OutcomeKind, Task
 from ._executors.capture import Capture, prefix_lines
 from ._executors.choice import ExecutorSpec
 from ._handles import Execution, StepHandle, journal_of, run_of
-from ._journal import AttemptRow, InFlightRow, Journal, RunBeat, StepRow, StoredStep
+from ._journal import AttemptRow, InFlightRow, Journal, RunBeat, StepRow, StoredStep, suspension
 from ._options import DEFAULT_OPTIONS, RunOptions, RunPlan
 from ._replay import REDO, Keys, Kind, check_change, decide
 from ._runtime import runtime
 from ._settle import settle
 from ._status import ExecutionStatus, RunEnd, RunReason, RunTrigger, StepStatus
+from ._suspend import Suspend, continuer, lease_until
 from ._tracebacks import locate_dynamic
 
 if TYPE_CHECKING:
@@ -350,6 +351,21 @@ class RunState:
                     self._cond.wait(min(remaining, 1.0))
             finally:
                 self._sleeping = None
+
+    def suspend(self, status: ExecutionStatus, waits_for: str, wake_at: float | None,
+                call: tuple[str, int, str] | None = None) -> None:
+        """Suspend the execution (raise ``Suspend``: the body unwinds, see ``_suspend``), unless this run
+        cannot be (a child execution: its parent's body waits for it), when this returns and the
+        caller blocks instead."""
+        if self.parent is None:
+            raise Suspend(status, waits_for, wake_at, None if call is None else call[0])
+
+    def finish_pending(self) -> None:
+        """Wait until every attempt scheduled in this run so far has ended and is journaled (a
+        suspension lets the steps in flight finish first); a cancel stops the wait."""
+        with self._cond:
+            while self._pending and not self.cancelled:
+                self._cond.wait(WAIT_TICK)
 
     def wake(self) -> bool:
         """End the sleep the body is in now (``zart wake``): its wake time is journaled as now, so a
@@ -772,8 +788,11 @@ def execute(execution: Execution, workflow: WorkflowDef, data: Any, options: Run
     finally:
         if started is not None and run_of(execution) is None:  # no run: the pool was not needed
             runtime.stop_if_unused(started)
-        runtime.release(execution)
-        execution.set_done()
+        if execution.suspension is not None and execution.error is None:  # continued here when due
+            continuer.add(execution, workflow, data, options, execute)
+        else:
+            runtime.release(execution)
+            execution.set_done()
         if events.active:
             events.publish(ExecutionEvent(execution_id, execution.status, workflow.name,
                                           execution.run_number, str(journal.path),
@@ -859,7 +878,8 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, options: R
         execution_id, workflow.name, workflow_hash, input_blob, input_hash, input_preview, on_change, definition,
         deadline_at(workflow.deadline, time.time()), workflow.max_recoveries is not None,
         **({} if plan is None else {"trigger": plan.trigger, "trigger_detail": plan.detail,
-                                    "new_deadline": plan.new_deadline, "extend": plan.extend}))
+                                    "new_deadline": plan.new_deadline, "extend": plan.extend,
+                                    "lease": suspension.owner() if plan.lease else None}))
     stored = journal.pickled_steps(execution_id)
     if plan is not None and (plan.redo or plan.redo_all):
         _mark_redo(stored, plan)
@@ -892,6 +912,9 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, options: R
             output = _run_coroutine(output)
         if run.cancelled:
             raise Cancelled(f"execution {execution_id!r} was cancelled")
+    except Suspend as suspended:
+        _suspend_run(execution, run, suspended)
+        return
     except (Cancelled, KeyboardInterrupt) as exc:
         if run.deadline_passed and deadline is not None and not isinstance(exc, KeyboardInterrupt):
             _past_deadline(execution, workflow, run, data, deadline)
@@ -947,6 +970,21 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, options: R
 
 
 _RUN_AGAIN = frozenset({RunTrigger.RESTART, RunTrigger.RERUN, RunTrigger.RETRY})
+
+
+def _suspend_run(execution: Execution, run: RunState, suspended: Suspend) -> None:
+    """The body unwound at a long sleep or wait: the steps in flight finish (journaled), then the run
+    ends ``sleeping``/``waiting`` with what it waits for and the lease (``_suspend``)."""
+    run.finish_pending()
+    run.cancel_pending()  # anything a cancel left queued
+    now = time.time()
+    # A ``zart wake`` meanwhile went into the file (the sleep's row): the journaled wake time is the
+    # earlier of the two, read in the transaction that suspends.
+    wake_at = cast("float | None", run.journal.transact(
+        suspension.suspend, run.execution_id, run.run_number, suspended.status, suspended.waits_for,
+        suspended.wake_at, suspension.owner(), lease_until(suspended.status, suspended.wake_at), run.ran,
+        run.reused, now, suspended.describe(), suspended.sleep_key))
+    execution.suspend(suspended.status, suspended.waits_for, wake_at)
 
 
 def _mark_redo(stored: dict[str, StoredStep], plan: RunPlan) -> None:

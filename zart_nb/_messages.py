@@ -30,9 +30,11 @@ from . import _kinds as kinds
 from . import _serialization as ser
 from ._errors import ConfigurationError, EventTimeout, ExecutionNotFound, SerializationError, StateConflict
 from ._handles import run_of
-from ._journal import inbox
+from ._journal import inbox, suspension
 from ._replay import Kind
 from ._runtime import runtime
+from ._status import ExecutionStatus
+from ._suspend import continuer, suspend_after
 
 if TYPE_CHECKING:
     from ._journal import Journal
@@ -98,6 +100,7 @@ def wait_for_event(name: str, timeout: float | None = None) -> Any:
             timespec="seconds")
         run.journal_call(Kind.EVENT, key, seq, name, ser.dumps(deadline), f"waits for event {name!r}{until}")
     journal = run.journal
+    suspend_at = time.time() + suspend_after()  # waited this long in this run: it suspends (``_suspend``)
     while True:
         now = time.time()
         found, payload = cast("tuple[bool, str | None]", journal.transact(
@@ -106,6 +109,9 @@ def wait_for_event(name: str, timeout: float | None = None) -> Any:
             if payload is None:
                 raise EventTimeout(run.execution_id, name, timeout)
             return json.loads(payload)
+        if now >= suspend_at and (deadline is None or deadline - now > POLL):
+            run.suspend(ExecutionStatus.WAITING, name, deadline)
+            suspend_at = math.inf  # a run that cannot suspend (a child's) waits on
         run.doze(now + POLL if deadline is None else min(deadline, now + POLL))
 
 
@@ -147,7 +153,9 @@ def deliver(journal: Journal, execution_id: str, name: str, payload: str, idempo
         raise StateConflict(execution_id, status, f"it cannot receive event {name!r}")
     live = runtime.live_execution(journal, execution_id)
     run = None if live is None else run_of(live)
-    if run is not None:
+    if live is not None and live.suspension is not None:
+        continuer.poke(journal, execution_id)  # suspended here: due now
+    elif run is not None:
         run.poke()
     return added
 
@@ -170,8 +178,8 @@ def wake_here(journal: Journal, execution_id: str) -> bool:
     """:func:`wake` in the process that holds ``journal`` or may open it (the monitor server's ``wake``)."""
     live = runtime.live_execution(journal, execution_id)
     run = None if live is None or live.done else run_of(live)
-    if run is not None:
-        return run.wake()
+    if live is not None and run is not None and live.suspension is None and run.wake():
+        return True  # else it is suspending, or suspended: its sleep's row and its wake time move to now
     now = time.time()
     status, woken = cast("tuple[str | None, int]", journal.transact(
         inbox.wake_sleeps, execution_id, now, ser.dumps(now), kinds.until(now, woken=True)))
@@ -179,6 +187,9 @@ def wake_here(journal: Journal, execution_id: str) -> bool:
         raise ExecutionNotFound(execution_id, journal.path)
     if status in _FINISHED:
         raise StateConflict(execution_id, status, "it has no sleep to end")
+    if woken:
+        continuer.poke(journal, execution_id)  # suspended here: due now
+        journal.transact(suspension.wake_now, execution_id, now)
     return woken > 0
 
 

@@ -34,6 +34,8 @@ class ExecutionRecord:
     ended_by: RunEnd | None = None  # why its last run ended (None while it runs, or from an older journal)
     end_detail: str | None = None  # "the process running it (pid 12) died", "cancelled from zart cancel"
     parent_execution_id: str | None = None  # the execution whose workflow body started it, if one did
+    waits_for: str | None = None  # sleeping/waiting: the sleep's or the event's name
+    wake_at: datetime | None = None  # sleeping: its wake time; waiting: its timeout (None: none)
 
     @property
     def duration(self) -> float | None:

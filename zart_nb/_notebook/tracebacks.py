@@ -190,7 +190,16 @@ def _one_line(exc: BaseException, kind: str, message: str) -> None:
 
 
 def explain_interrupt(exc: BaseException, execution: Execution) -> None:
-    """Make IPython show an interrupted run as one line instead of a long traceback."""
+    """Make IPython show an interrupted run as one line instead of a long traceback (a suspended one was
+    not interrupted: it stays sleeping or waiting, and this kernel continues it when due)."""
+    held = execution.suspension
+    if held is not None:
+        from .._suspend import describe
+
+        _one_line(exc, "KeyboardInterrupt", f"stopped waiting for execution {execution.execution_id!r}: it is still "
+                  f"{execution.status.value} ({describe(execution.status, *held)}) and continues when due; "
+                  "execution.result() or zart.run again waits for its output")
+        return
     _one_line(exc, "KeyboardInterrupt", _stopped(execution, "interrupted"))
 
 
