@@ -280,9 +280,9 @@ def test_a_registry_refuses_another_workflow_under_a_registered_name():
     registry.register("task", first)
     with pytest.raises(zart.DefinitionError, match=r"'task' is already registered.*second.*first.*replace=True"):
         registry.register("task", second)
-    assert registry.get("task").definition is first
+    assert registry.get("task") is first
     registry.register("task", second, replace=True)
-    assert registry.get("task").definition is second
+    assert registry.get("task") is second
 
 
 def test_a_registry_takes_the_same_workflow_again_as_a_cell_run_twice_would():
@@ -292,6 +292,6 @@ def test_a_registry_takes_the_same_workflow_again_as_a_cell_run_twice_would():
         namespace = {"__name__": "__main__"}
         exec(compile(cell, "<cell>", "exec"), namespace)
         registry.register("task", namespace["task"])
-    assert registry.get("task").definition is namespace["task"]
+    assert registry.get("task") is namespace["task"]
     registry.register("other", SumSquares())
     registry.register("other", SumSquares())  # a DurableExecution instance made again

@@ -13,6 +13,7 @@ from conftest import wait_until
 from waiting_lib import parent, waiting_parent
 
 import zart_nb as zart
+from zart_nb._handles import run_of
 
 
 def _reader(journal: Path) -> zart.JournalReader:
@@ -61,8 +62,8 @@ def test_cancelling_a_parent_cancels_its_running_child(journal, tmp_path):
 
     def child_running() -> bool:
         steps = reader.list_steps("wp/gated-child#0") if reader.execution_record("wp/gated-child#0") else []
-        return not steps and execution.run is not None and bool(execution.run.children) and \
-            bool(execution.run.children[0].in_flight())
+        return not steps and run_of(execution) is not None and bool(run_of(execution).children) and \
+            bool(run_of(execution).children[0].in_flight())
 
     try:
         wait_until(child_running, what="the child's step to run")

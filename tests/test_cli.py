@@ -240,10 +240,10 @@ def test_runs_stats_json_and_exit_codes_say_what_happened(tmp_path):
     stats = zart_cli("stats", cwd=tmp_path)
     assert stats.returncode == 0, stats.stderr
     table = {line.split()[0]: line.split()[1:] for line in stats.stdout.splitlines()}
-    assert table["JOURNAL"] == ["PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "INTERRUPTED", "TOTAL",
-                                "STORE"]
-    assert table["a"] == ["0", "0", "2", "0", "0", "0", "2", "-"]  # no value store: "-"
-    assert table["b"] == ["0", "0", "1", "1", "0", "0", "2", "-"]
+    assert table["JOURNAL"] == ["PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "INTERRUPTED", "SLEEPING",
+                                "WAITING", "TOTAL", "STORE"]
+    assert table["a"] == ["0", "0", "2", "0", "0", "0", "0", "0", "2", "-"]  # no value store: "-"
+    assert table["b"] == ["0", "0", "1", "1", "0", "0", "0", "0", "2", "-"]
     assert table["all"][-2] == "4"
     counted = json.loads(zart_cli("stats", "--json", cwd=tmp_path).stdout)
     assert counted["stats"] == {"completed": 3, "failed": 1} and counted["total"] == 4

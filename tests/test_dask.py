@@ -24,6 +24,7 @@ from nbhelpers import execute, text
 
 import zart_nb as zart
 from zart_nb._cli import main as cli_main
+from zart_nb._definitions import limit_of
 
 distributed = pytest.importorskip("distributed")
 dask = pytest.importorskip("dask")
@@ -491,4 +492,4 @@ def test_a_queue_limits_the_attempts_on_the_cluster(cluster, journal, tmp_path):
     assert len(spans) == 4
     for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
         assert start >= end  # two workers, yet one attempt at a time
-    assert queue.limit.active == 0
+    assert limit_of(queue).active == 0

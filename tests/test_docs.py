@@ -198,6 +198,73 @@ def test_every_public_name_and_member_has_a_docstring():
     assert not missing, f"public names without a docstring (the reference shows nothing for them): {missing}"
 
 
+def _annotation_namespace() -> dict[str, object]:
+    """Every class zart_nb defines, by name, to resolve annotations its modules import only for type checking."""
+    import pkgutil
+
+    import zart_nb
+
+    namespace: dict[str, object] = {}
+    for module in ("typing", "collections.abc", "datetime", "os", "pathlib", "enum"):
+        namespace.update({k: v for k, v in vars(importlib.import_module(module)).items() if not k.startswith("_")})
+    for info in pkgutil.walk_packages(zart_nb.__path__, "zart_nb."):
+        if info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(info.name)
+        namespace.update({k: v for k, v in vars(module).items() if isinstance(v, type) and v.__module__ == info.name})
+    return namespace
+
+
+def _private_types(hint: object, public: set[str]) -> set[str]:
+    import typing
+
+    found = set()
+    if isinstance(hint, type) and hint.__module__.startswith("zart_nb") and hint.__name__ not in public:
+        found.add(f"{hint.__module__}.{hint.__qualname__}")
+    for arg in typing.get_args(hint):
+        for item in arg if isinstance(arg, (list, tuple)) else [arg]:
+            found |= _private_types(item, public)
+    return found
+
+
+# The engine's side of the handles (their owner builds and drives them; see LAYOUT's owner doors) and the
+# monitor client's wire-level calls: public members whose parameters are private types, known and kept.
+PRIVATE_IN_SIGNATURES = {
+    "Execution.__init__: journal", "Execution.attach: run", "StepHandle.__init__: run",
+    "MonitorClient.__init__: endpoint", "MonitorClient.request: kind", "MonitorClient.act: kind",
+}
+
+
+def test_no_public_name_hands_out_a_private_type():
+    """What a public function, method or property returns or takes is a public type (or the standard
+    library's): ``Execution.run``, ``DurableScheduler.journal``, ``TaskRegistry.get`` and
+    ``JournalReader.pending_events`` once handed out the engine's own objects."""
+    import typing
+
+    import zart_nb
+
+    public = set(zart_nb.__all__)
+    namespace = _annotation_namespace()
+    found = set()
+    for name in zart_nb.__all__:
+        obj = getattr(zart_nb, name)
+        members = [(name, obj)] if callable(obj) and not inspect.isclass(obj) else []
+        if inspect.isclass(obj):
+            for member, value in vars(obj).items():
+                if member.startswith("_") and member != "__init__":
+                    continue
+                value = value.fget if isinstance(value, property) else getattr(value, "__func__", value)
+                if inspect.isfunction(value):
+                    members.append((f"{name}.{member}", value))
+        for label, function in members:
+            try:
+                hints = typing.get_type_hints(function, localns=namespace)
+            except (NameError, AttributeError, TypeError):  # an alias of a union (Deadline): no class in it
+                continue
+            found |= {f"{label}: {arg}" for arg, hint in hints.items() if _private_types(hint, public)}
+    assert found <= PRIVATE_IN_SIGNATURES, f"public names that hand out private types: {found - PRIVATE_IN_SIGNATURES}"
+
+
 def test_execution_exposes_no_private_class():
     """``Execution.journal`` is the journal's path (as ``zart.journal()`` takes it), not the engine's object."""
     import zart_nb as zart
@@ -231,11 +298,68 @@ def error_tree() -> str:
     return "\n".join(lines) + "\n"
 
 
+def test_the_errors_module_draws_the_classes_aligned():
+    """_errors.py's docstring tree (the one a reader of the code sees): every public error once, under its
+    own base, and every description in one column."""
+    import zart_nb as zart
+    from zart_nb import _errors
+
+    drawn = _errors.__doc__.split("::\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert drawn[0].strip() == "ZartError"
+    parents, seen, columns = ["ZartError"], [], set()
+    for line in drawn[1:]:
+        entry = re.match(r"^( {4}(?:[│ ] {3})*)[├└]── (\w+)( +)\S", line)
+        if entry is None:  # a description's second line
+            assert re.match(r"^ {4}[│ ]( {3}[│ ])* +\S", line), line
+            columns.add(len(line) - len(line.lstrip(" │")))
+            continue
+        depth = (len(entry[1]) - 4) // 4 + 1
+        name = entry[2]
+        del parents[depth:]
+        base = next(b for b in getattr(zart, name).__bases__ if issubclass(b, zart.ZartError))
+        assert base.__name__ == parents[-1], f"{name} is drawn under {parents[-1]}, its base is {base.__name__}"
+        parents.append(name)
+        seen.append(name)
+        columns.add(len(entry[1]) + 4 + len(name) + len(entry[3]))
+    errors = {n for n in zart.__all__
+              if inspect.isclass(getattr(zart, n)) and issubclass(getattr(zart, n), zart.ZartError)}
+    assert sorted(seen) == sorted(errors - {"ZartError"})
+    assert len(columns) == 1, f"descriptions start in columns {sorted(columns)}"
+
+
 def test_the_error_tree_page_draws_the_classes():
     """reference/errors.md's tree is the classes' own: a new error or a moved one fails until it is redrawn."""
     page = DOCS / "reference" / "errors.md"
     drawn = [b.source for b in blocks(page) if b.language == "text"]
     assert drawn and drawn[0] == error_tree(), f"redraw the tree of {page.relative_to(ROOT)} as:\n{error_tree()}"
+
+
+KEY_NAMES = {"question_mark": "?", "slash": "/", "left_square_bracket": "[", "right_square_bracket": "]"}
+
+
+def test_the_key_map_lists_every_key_of_zart_tui():
+    """guide/monitoring.md's key table is the one key map: every key bound on a zart-tui screen is in it,
+    with its action's words (retry, restart, rerun, send an event, fork, schedules)."""
+    pytest.importorskip("textual")
+    import importlib
+
+    page = (DOCS / "guide" / "monitoring.md").read_text(encoding="utf-8")
+    table = page[page.index("### Keys"):]
+    documented: dict[str, str] = {}
+    for row in re.findall(r"^\| (.+?) \| (.+?) \| (.+?) \|$", table, re.MULTILINE):
+        for key in re.findall(r"`([^`]+)`|(ctrl\+\w|escape|enter)", row[0]):
+            documented[key[0] or key[1]] = documented.get(key[0] or key[1], "") + " " + row[2]
+    bound = set()
+    for module in ("app", "screens.executions", "screens.execution", "screens.step", "screens.schedules"):
+        for value in vars(importlib.import_module(f"zart_tui.{module}")).values():
+            own = isinstance(value, type) and value.__module__ == f"zart_tui.{module}"
+            for binding in vars(value).get("BINDINGS", []) if own else []:
+                bound |= {KEY_NAMES.get(k.strip(), k.strip()) for k in binding.key.split(",")}
+    bound -= {str(i) for i in range(10)}  # the filters by number: one row, `0`-`6`
+    missing = sorted(k for k in bound if k not in documented and f"`{k}`" not in table)
+    assert not missing, f"keys of zart-tui missing from guide/monitoring.md's key map: {missing}"
+    for key, words in {"r": "retry", "R": "restart", "e": "rerun", "E": "send", "F": "fork", "T": "schedules"}.items():
+        assert words in documented[key], (key, documented[key])
 
 
 def test_the_picture_script_draws_zart_tui(tmp_path):
@@ -248,6 +372,46 @@ def test_the_picture_script_draws_zart_tui(tmp_path):
     listing, execution = (tmp_path / "tui-list.svg").read_text(), (tmp_path / "tui-execution.svg").read_text()
     assert listing.startswith("<svg") and "health-1" in listing and "health-2" in listing
     assert "check-legacy" in execution  # the failed execution, opened
+
+
+def _openapi_extension():
+    sys.path.insert(0, str(DOCS / "_ext"))
+    try:
+        import zart_openapi
+    finally:
+        sys.path.remove(str(DOCS / "_ext"))
+    return zart_openapi
+
+
+def test_the_http_reference_checks_the_document_against_the_served_routes():
+    """docs/_ext/zart_openapi.py: the app's routes and the OpenAPI document agree today, and a route renamed
+    on either side is reported (the build turns the report into a failing warning)."""
+    pytest.importorskip("starlette")
+    import copy
+
+    from zart_nb._serve.http import OPENAPI
+
+    ext = _openapi_extension()
+    routes = ext.app_routes()
+    assert ("POST", "/executions/{execution_id}/events/{name}") in routes
+    assert ext.mismatches(OPENAPI, routes) == []
+    renamed = copy.deepcopy(OPENAPI)
+    renamed["paths"]["/runs"] = renamed["paths"].pop("/executions")
+    assert ext.mismatches(renamed, routes) == [
+        "GET /executions is served but not in the OpenAPI document",
+        "POST /executions is served but not in the OpenAPI document",
+        "GET /runs is in the OpenAPI document but not served",
+        "POST /runs is in the OpenAPI document but not served"]
+
+
+def test_the_http_guide_names_every_route():
+    """guide/http.md's table has a row per operation of the OpenAPI document, each an {http} link to the
+    reference (the build fails on a link to a route the document lost)."""
+    from zart_nb._serve.http import OPENAPI
+
+    guide = (DOCS / "guide" / "http.md").read_text(encoding="utf-8")
+    linked = set(re.findall(r"\{http\}`(\w+ \S+)`", guide))
+    assert linked == {f"{method} {path}" for method, path, _ in _openapi_extension().operations(OPENAPI)}
 
 
 SPHINX = [m for m in ("sphinx", "myst_parser", "furo", "sphinxarg") if importlib.util.find_spec(m) is None]
@@ -267,4 +431,20 @@ def test_the_site_builds_with_warnings_as_errors(tmp_path):
         assert f'id="zart_nb.{name}"' in api, name
     cli = (out / "reference" / "cli.html").read_text(encoding="utf-8")
     assert "--follow" in cli and "gc" in cli  # generated from the parser, not written by hand
+    assert "Live terminal monitor of zart_nb journals" in cli  # zart-tui's options, from tui/cli.py's parser
+    from zart_nb._serve.http import OPENAPI
+
+    http = (out / "reference" / "http.html").read_text(encoding="utf-8")
+    for method, path, operation in _openapi_extension().operations(OPENAPI):
+        anchor = "http-api-" + f"{method} {path}".replace(" ", "-").replace("/", "-").replace("{", "").replace(
+            "}", "").replace("--", "-")
+        assert f'id="{anchor}"' in http, (method, path)
+        for parameter in operation["parameters"]:
+            assert f'<span class="pre">{parameter["name"]}</span>' in http, (method, path, parameter["name"])
+    guide = (out / "guide" / "http.html").read_text(encoding="utf-8")
+    assert 'href="../reference/http.html#http-api-POST-executions"' in guide  # the guide's routes link there
     assert (out / "tutorial.html").exists()
+    # A docutils message inside generated text (a "*" in a parser's help) is drawn into the page, not warned
+    leaked = [str(p.relative_to(out)) for p in out.rglob("*.html")
+              if re.search(r"\((?:WARNING|ERROR|SEVERE)/\d\)", p.read_text(encoding="utf-8"))]
+    assert not leaked, f"docutils messages drawn into pages: {leaked}"

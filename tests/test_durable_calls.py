@@ -187,6 +187,8 @@ def test_zart_wake_ends_a_sleep_in_this_process_and_its_replay_does_not_sleep_ag
 
 
 _SLEEPER = """
+    import os
+    os.environ["ZART_SUSPEND_AFTER"] = "inf"  # a sleep that blocks its driver (test_suspend: one that suspends)
     import zart_nb as zart
 
     @zart.workflow("sleeper")

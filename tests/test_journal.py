@@ -176,7 +176,15 @@ def test_a_journal_of_the_previous_schema_is_upgraded_with_its_step_counts(journ
     conn.close()
 
 
+def _drop_schema_10(conn):
+    conn.execute("DROP INDEX executions_status")  # DuckDB drops no column of an indexed table
+    for column in ("waits_for", "wake_at", "lease_owner", "lease_until"):
+        conn.execute(f"ALTER TABLE executions DROP COLUMN {column}")
+    conn.execute("CREATE INDEX executions_status ON executions(status)")
+
+
 def _drop_schema_9(conn):
+    _drop_schema_10(conn)
     conn.execute("DROP TABLE events")
 
 
@@ -308,6 +316,25 @@ def test_a_journal_of_schema_8_gets_an_event_inbox_and_keeps_its_executions(jour
     assert conn.execute("SELECT value FROM zart_meta WHERE key = 'schema_version'").fetchone() == \
         (str(SCHEMA_VERSION),)
     assert conn.execute("SELECT execution_id, name, payload FROM events").fetchall() == [("old", "go", '{"n":1}')]
+    conn.close()
+
+
+def test_a_journal_of_schema_9_gets_the_suspension_columns_and_keeps_its_executions(journal):
+    j = runtime.journal(journal)
+    with j.hold():
+        j.begin_run("old", "wf", "d", b"", "h", "", "rerun")
+    j.close()
+    conn = duckdb.connect(str(journal))
+    _drop_schema_10(conn)
+    conn.execute("UPDATE zart_meta SET value = '9' WHERE key = 'schema_version'")
+    conn.close()
+    assert zart.journal(journal).execution_record("old").status == "running"
+    runtime.journal(journal).close()
+    conn = duckdb.connect(str(journal), read_only=True)
+    assert conn.execute("SELECT value FROM zart_meta WHERE key = 'schema_version'").fetchone() == \
+        (str(SCHEMA_VERSION),)
+    assert conn.execute("SELECT waits_for, wake_at, lease_owner, lease_until FROM executions").fetchall() == \
+        [(None, None, None, None)]
     conn.close()
 
 

@@ -5,6 +5,7 @@ import time
 from conftest import wait_until
 
 import zart_nb as zart
+from zart_nb._handles import run_of
 
 
 @zart.step("talks-then-hangs", timeout=1.5)
@@ -36,10 +37,10 @@ def test_a_cancelled_step_keeps_its_output_and_was_listed_running(journal):
     execution = zart.start(flow, None, execution_id="co-1", journal=journal)
 
     def running_with_output():
-        progress = execution.run.progress() if execution.run else None
+        progress = execution.progress()
         if progress is None or progress.running != 1:
             return None
-        found = execution.run.output_so_far(progress.running_steps[0].key)
+        found = run_of(execution).output_so_far(progress.running_steps[0].key)
         return progress if found and "before the kill" in found[1] else None
 
     progress = wait_until(running_with_output, what="the step to run and print")
@@ -67,7 +68,7 @@ def test_steps_that_never_started_are_not_called_executed(journal):
         return zart.wait([zart.schedule(zart.step(f"hang-{i}")(talks_then_hangs.fn), str(i)) for i in range(3)])
 
     execution = zart.start(flow, None, execution_id="ns-1", journal=journal, workers=1)
-    wait_until(lambda: execution.run and (p := execution.run.progress()).running == 1 and p.total == 3,
+    wait_until(lambda: (p := execution.progress()) is not None and p.running == 1 and p.total == 3,
                what="one step running, two waiting")
     execution.interrupt()
     try:

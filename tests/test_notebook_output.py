@@ -107,6 +107,8 @@ def test_a_version_1_journal_is_upgraded_and_keeps_its_rows(tmp_path):
     conn.execute("DROP INDEX executions_status")  # (DuckDB drops no column of an indexed table)
     conn.execute("ALTER TABLE executions DROP COLUMN deadline")  # (added by version 5)
     conn.execute("ALTER TABLE executions DROP COLUMN parent_execution_id")  # (added by version 8)
+    for column in ("waits_for", "wake_at", "lease_owner", "lease_until"):  # (added by version 10)
+        conn.execute(f"ALTER TABLE executions DROP COLUMN {column}")
     conn.execute("CREATE INDEX executions_status ON executions(status)")
     conn.execute("DROP TABLE schedules")  # (added by version 7)
     conn.execute("DROP TABLE events")  # (added by version 9)

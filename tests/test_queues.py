@@ -17,6 +17,7 @@ from conftest import wait_until
 from steps_lib import wait_for_file
 
 import zart_nb as zart
+from zart_nb._definitions import limit_of
 from zart_nb._executors.taskqueue import forget_limits
 
 
@@ -95,7 +96,7 @@ def test_concurrency_one_never_overlaps_across_two_executions(journal, folder):
     assert len(spans) == 6
     for (_, end, name), (start, _, later) in zip(spans, spans[1:], strict=False):
         assert start >= end, f"{later} started before {name} ended"
-    assert queue.limit.active == 0  # every slot was given back
+    assert limit_of(queue).active == 0  # every slot was given back
 
 
 def test_concurrency_two_on_a_pool_of_four_runs_at_most_two_at_once(journal, folder):
@@ -108,7 +109,7 @@ def test_concurrency_two_on_a_pool_of_four_runs_at_most_two_at_once(journal, fol
     spans = intervals(folder)
     assert len(spans) == 8
     assert most_at_once(spans) <= 2
-    assert TWO.limit.active == 0
+    assert limit_of(TWO).active == 0
 
 
 def test_a_rate_never_starts_more_than_its_calls_in_a_window(journal, tmp_path, folder):
@@ -156,7 +157,7 @@ def test_the_inline_executor_keeps_the_limit(inline, journal, folder):
 
     assert zart.run(flow, None, journal=journal, workers=6) == [str(i) for i in range(6)]
     assert most_at_once(intervals(folder)) <= 2
-    assert queue.limit.active == 0
+    assert limit_of(queue).active == 0
 
 
 def test_a_cancel_drops_queued_attempts_as_cancelled_and_frees_the_queue(journal, tmp_path):
@@ -170,8 +171,7 @@ def test_a_cancel_drops_queued_attempts_as_cancelled_and_frees_the_queue(journal
     execution = zart.start(flow, None, execution_id="stuck", journal=journal, workers=2)
 
     def held_back():
-        run = execution.run
-        progress = None if run is None else run.progress()
+        progress = execution.progress()  # the public door on the live run
         return progress if progress is not None and (progress.running, progress.queued) == (1, 3) else None
 
     progress = wait_until(held_back, what="1 running, 3 held back")
@@ -197,7 +197,7 @@ def test_a_cancel_drops_queued_attempts_as_cancelled_and_frees_the_queue(journal
     assert {key: step.status for key, step in steps.items()} == {
         f"wait-{i}": zart.StepStatus.CANCELLED for i in range(4)}
     assert sum(step.started_at is None for step in steps.values()) == 3  # never started: dropped
-    assert queue.limit.active == 0
+    assert limit_of(queue).active == 0
     Path(never).touch()  # the queue was not left full: a new execution's steps run
     assert zart.run(flow, None, execution_id="after", journal=journal, workers=2) == ["released"] * 4
 
@@ -206,7 +206,7 @@ def test_a_queue_is_one_per_name_and_checks_its_arguments():
     name = _name("args")
     queue = zart.Queue(name, concurrency=2, rate=(5, 1))
     again = zart.Queue(name, concurrency=2, rate=(5, 1.0))  # a cell run twice: the same limit
-    assert again == queue and again.limit is queue.limit
+    assert again == queue and limit_of(again) is limit_of(queue)
     with pytest.raises(zart.DefinitionError, match=f"queue '{name}' already exists .* concurrency=2"):
         zart.Queue(name, concurrency=3)
     for bad, message in [(dict(name=""), "non-empty string"),
@@ -228,6 +228,6 @@ def test_a_queue_pickles_as_its_limits_not_its_counters():
     import pickle
 
     queue = zart.Queue(_name("pickled"), concurrency=1)
-    assert pickle.loads(pickle.dumps(queue)).limit is queue.limit  # its limits travel, not its counters
+    assert limit_of(pickle.loads(pickle.dumps(queue))) is limit_of(queue)  # its limits travel, not its counters
     forget_limits()  # another process: the name is new there
-    assert pickle.loads(pickle.dumps(queue)).limit is not queue.limit
+    assert limit_of(pickle.loads(pickle.dumps(queue))) is not limit_of(queue)

@@ -9,7 +9,6 @@ thread, and report back as notifications; an error is a message, never a traceba
 """
 from __future__ import annotations
 
-import argparse
 import collections
 import threading
 import time
@@ -22,6 +21,7 @@ from textual.notifications import SeverityLevel
 
 import zart_nb as zart
 
+from .cli import build_parser
 from .commands import ZartCommands
 from .fmt import Clock
 from .screens.confirm import ConfirmScreen
@@ -151,9 +151,6 @@ class ZartApp(App[None]):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="zart-tui", description="Live terminal monitor of zart_nb journals.")
-    parser.add_argument("target", nargs="?", help="a journal file, or a folder of them (default: ./.zart/)")
-    parser.add_argument("--journal", help="a journal file, or a folder of them")
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     ZartApp(args.journal or args.target).run()
     return 0

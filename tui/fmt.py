@@ -11,6 +11,7 @@ from rich.text import Text
 STATUS_STYLES = {
     "pending": "dim", "scheduled": "dim", "running": "bold cyan", "retrying": "bold yellow",
     "completed": "green", "failed": "bold red", "cancelled": "magenta", "interrupted": "yellow",
+    "sleeping": "blue", "waiting": "blue",
 }
 
 # Journaled text comes from user code: control characters (escape sequences) are shown, never sent.

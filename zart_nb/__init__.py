@@ -68,11 +68,11 @@ if _typing.TYPE_CHECKING:
     from ._handles import Execution, StepHandle
     from ._maintenance import CompactReport, ScrubReport, compact, scrub
     from ._messages import MAX_JSON_BYTES, publish, published, send_event, stream, wait_for_event
-    from ._monitor.client import MonitorClient
+    from ._monitor.client import MonitorClient, Subscription
     from ._options import OnChange, RunOptions
     from ._progress import FailedStep, QueueBacklog, RunEnd, RunningStep, RunProgress
     from ._reader import JournalReader
-    from ._records import AttemptRecord, DefinitionRecord, ExecutionRecord, RunRecord, StepRecord
+    from ._records import AttemptRecord, DefinitionRecord, ExecutionRecord, PendingEvent, RunRecord, StepRecord
     from ._retention import RetentionReport, garbage_collect
     from ._runtime import shutdown_pool
     from ._serve.recurring import (
@@ -111,11 +111,11 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "_messages": ("MAX_JSON_BYTES", "publish", "published", "send_event", "stream", "wait_for_event", "wake"),
     "_handles": ("Execution", "StepHandle"),
     "_maintenance": ("CompactReport", "ScrubReport", "compact", "scrub"),
-    "_monitor.client": ("MonitorClient",),
+    "_monitor.client": ("MonitorClient", "Subscription"),
     "_progress": ("FailedStep", "QueueBacklog", "RunEnd", "RunningStep", "RunProgress"),
     "_reader": ("JournalReader",),
     "_retention": ("RetentionReport", "garbage_collect"),
-    "_records": ("AttemptRecord", "DefinitionRecord", "ExecutionRecord", "RunRecord", "StepRecord"),
+    "_records": ("AttemptRecord", "DefinitionRecord", "ExecutionRecord", "PendingEvent", "RunRecord", "StepRecord"),
     "_options": ("OnChange", "RunOptions"),
     "_runtime": ("shutdown_pool",),
     "_serve.recurring": ("Schedule", "pause_schedule", "recurring", "remove_schedule", "resume_schedule",
@@ -259,6 +259,7 @@ __all__ = [
     "now",
     "OnChange",
     "pause_schedule",
+    "PendingEvent",
     "publish",
     "published",
     "QueryError",
@@ -312,6 +313,7 @@ __all__ = [
     "stored",
     "StoredValue",
     "stream",
+    "Subscription",
     "TaskError",
     "TaskRegistry",
     "ValueLost",

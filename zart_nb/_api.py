@@ -46,8 +46,12 @@ class TaskRegistry:
                     "replace=True to replace it")
         self._tasks[name] = workflow
 
-    def get(self, name: str) -> WorkflowDef:
-        """The workflow registered as ``name``; a ``DefinitionError`` naming the registered ones if none is."""
+    def get(self, name: str) -> Any:
+        """What was registered as ``name`` (the ``DurableExecution`` instance, the ``@zart.workflow`` or the
+        function); a ``DefinitionError`` naming the registered ones if none is."""
+        return self._workflow(name).journaled
+
+    def _workflow(self, name: str) -> WorkflowDef:
         try:
             return self._tasks[name]
         except KeyError:
@@ -152,8 +156,13 @@ class DurableScheduler:
                  executor: ExecutorSpec = None) -> None:
         self.options = RunOptions.make(on_change, workers, executor, display)
         self.registry = registry
-        self.journal = runtime.journal(journal)
+        self._journal = runtime.journal(journal)
         self._executions: dict[str, Execution] = {}
+
+    @property
+    def journal(self) -> str:
+        """The path of its journal file (``zart.journal(scheduler.journal)`` reads it)."""
+        return str(self._journal.path)
 
     @property
     def workers(self) -> int | None:
@@ -183,7 +192,7 @@ class DurableScheduler:
         ``deadline`` as for :func:`run`."""
         __tracebackhide__ = True  # IPython leaves zart_nb's frames out of tracebacks
         options = self.options if deadline is None else self.options.replace(deadline=deadline)
-        execution = launch(self.journal, execution_id, self.registry.get(task_name), data, options)
+        execution = launch(self._journal, execution_id, self.registry._workflow(task_name), data, options)
         self._executions[execution_id] = execution
         return execution
 
@@ -195,7 +204,7 @@ class DurableScheduler:
         ``deadline`` as for :func:`run`."""
         __tracebackhide__ = True  # IPython leaves zart_nb's frames out of tracebacks
         options = self.options if deadline is None else self.options.replace(deadline=deadline)
-        return run_here(self.journal, execution_id, self.registry.get(task_name), data, options)
+        return run_here(self._journal, execution_id, self.registry._workflow(task_name), data, options)
 
     def start_and_wait_for(self, execution_id: str, task_name: str, data: Any = None,
                            timeout: float | None = None) -> Any:
@@ -220,13 +229,13 @@ class DurableScheduler:
         execution = self._executions.get(execution_id)
         if execution is not None:
             return execution.result(timeout)
-        stored = self.journal.pickled_execution(execution_id)
+        stored = self._journal.pickled_execution(execution_id)
         if stored is None:
-            raise ExecutionNotFound(execution_id, self.journal.path)
+            raise ExecutionNotFound(execution_id, self._journal.path)
         if stored.status != ExecutionStatus.COMPLETED.value:
             raise DefinitionError(f"execution {execution_id!r} is {stored.status} and not running here; "
                                   "resume it with start()")
-        return values.load(stored.output, self.journal.path) if stored.output is not None else None
+        return values.load(stored.output, self._journal.path) if stored.output is not None else None
 
     def status(self, execution_id: str) -> ExecutionStatus:
         """Its status: as this process sees it while it runs here, else as journaled (``ExecutionNotFound``
@@ -234,23 +243,23 @@ class DurableScheduler:
         execution = self._executions.get(execution_id)
         if execution is not None and execution.status != ExecutionStatus.PENDING:
             return execution.status
-        status = self.journal.execution_status(execution_id)
+        status = self._journal.execution_status(execution_id)
         if status is None:
-            raise ExecutionNotFound(execution_id, self.journal.path)
+            raise ExecutionNotFound(execution_id, self._journal.path)
         return status
 
     def cancel(self, execution_id: str) -> None:
         """Cancel a running execution (its steps are killed) or mark a journaled unfinished one cancelled."""
-        execution = self._executions.get(execution_id) or runtime.live_execution(self.journal, execution_id)
+        execution = self._executions.get(execution_id) or runtime.live_execution(self._journal, execution_id)
         if execution is not None and not execution.done:
             execution.cancel()
             return
-        with self.journal.hold():
-            status = self.journal.execution_status(execution_id)
+        with self._journal.hold():
+            status = self._journal.execution_status(execution_id)
             if status is None:
-                raise ExecutionNotFound(execution_id, self.journal.path)
+                raise ExecutionNotFound(execution_id, self._journal.path)
             if not status.finished:
-                self.journal.set_status(execution_id, ExecutionStatus.CANCELLED)
+                self._journal.set_status(execution_id, ExecutionStatus.CANCELLED)
 
 
 def _execution_id(execution_id: str | None, workflow: WorkflowDef, data: Any) -> str:

@@ -13,6 +13,7 @@ from . import _serialization as ser
 from . import _values as values
 from ._cli_format import safe
 from ._errors import ConfigurationError, ExecutionNotFound, JournalLocked
+from ._handles import journal_of
 from ._records import ExecutionStatus
 from ._runtime import runtime
 
@@ -68,7 +69,7 @@ def _print_trigger(execution: Execution) -> None:
     from ._cli_read import run_trigger
     from ._journal.reader import FileJournalReader
 
-    reader = FileJournalReader(execution.opened_journal())
+    reader = FileJournalReader(journal_of(execution))
     try:
         runs = [r for r in reader.list_runs(execution.execution_id) if r.run_number == execution.run_number]
     finally:

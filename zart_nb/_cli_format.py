@@ -22,6 +22,8 @@ STATUS_EXIT: dict[ExecutionStatus, int] = {
     ExecutionStatus.PENDING: 5,
     ExecutionStatus.CANCELLED: 6,
     ExecutionStatus.INTERRUPTED: 7,
+    ExecutionStatus.SLEEPING: 8,
+    ExecutionStatus.WAITING: 9,
 }
 EXIT_CODES = "\n".join([
     "exit codes:",

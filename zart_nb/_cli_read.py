@@ -36,14 +36,13 @@ from ._errors import ConfigurationError, ExecutionNotFound, JournalError, Journa
 from ._executors.capture import prefix_lines
 from ._progress import QueueBacklog, RunEnd, RunProgress
 from ._reader import JournalReader
-from ._records import AttemptRecord, ExecutionRecord, RunRecord, StepRecord
+from ._records import AttemptRecord, ExecutionRecord, PendingEvent, RunRecord, StepRecord
 from ._status import ExecutionStatus
 from ._stored import StoredValue
 from ._stored import lines as stored_lines
 from ._stored import read as read_stored
 
 if TYPE_CHECKING:
-    from ._journal.inbox import PendingEvent
     from ._monitor.client import MonitorClient
 
 SHOW_LIMIT = 50  # steps `zart show` prints unless told otherwise
@@ -114,6 +113,14 @@ def _report_unread(listed: list[Listed], what: str) -> None:
             print(f"zart: {safe(one.path)}: {what}: {safe(one.error)}", file=sys.stderr)
 
 
+def _status_cell(record: ExecutionRecord) -> str:
+    """Its status; a suspended one's with what it waits for and until when (``sleeping 'nap' until 14:05:00``)."""
+    if not record.status.suspended:
+        return record.status.value
+    until = "" if record.wake_at is None else f" until {record.wake_at.isoformat(sep=' ', timespec='seconds')}"
+    return f"{record.status.value} {safe(repr(record.waits_for))}{until}"
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
     journals = targets(args)
     status = args.status
@@ -140,7 +147,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     several = len(journals.paths) > 1
     headers = ["ID", *(["JOURNAL"] if several else []), "WORKFLOW", "STATUS", "DONE/TOTAL", "RUNS", "STARTED",
                "DURATION"]
-    print(table(headers, [(r.execution_id, *([path.stem] if several else []), r.workflow, r.status.value,
+    print(table(headers, [(r.execution_id, *([path.stem] if several else []), r.workflow, _status_cell(r),
                            f"{r.steps_completed}/{r.steps_total}", r.run_number, fmt_time(r.started_at),
                            fmt_duration(r.duration)) for path, r in shown]))
     if total > len(shown):
@@ -351,7 +358,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         print()
         print(f"Events sent, not consumed yet ({len(page.events)}; a zart.wait_for_event of the name takes each)")
         print(table(("NAME", "PAYLOAD", "SENT", "BY"),
-                    [(e.name, ser_cap(e.payload), fmt_time(datetime.fromtimestamp(e.sent_at)), e.sender or "")
+                    [(e.name, ser_cap(e.payload), fmt_time(e.sent_at), e.sender or "")
                      for e in page.events]))
     _print_tail(args, record, page.steps, page.attempts)
     return STATUS_EXIT[record.status]
@@ -413,7 +420,13 @@ def _print_head(record: ExecutionRecord, runs: list[RunRecord], found: discovery
         print(f"  output:   {safe(record.output_preview)}")
     if record.error and record.error != record.end_detail:
         print(f"  error:    {safe(record.error)}")
-    if record.ended_by is not None:
+    if record.status.suspended:
+        until = "no timeout" if record.wake_at is None else \
+            f"until {record.wake_at.astimezone().isoformat(timespec='seconds')}"
+        what = "sleep" if record.status is ExecutionStatus.SLEEPING else "event"
+        print(f"  waits:    {what} {safe(repr(record.waits_for))}, {until} (nothing runs; zart serve, the process "
+              "that suspended it or zart resume continues it)")
+    elif record.ended_by is not None:
         print(f"  ended:    {record.ended_by.value}" + (f": {safe(record.end_detail)}" if record.end_detail else ""))
     running = f", {record.steps_running} running" if record.steps_running else ""
     print(f"  steps:    {record.steps_completed}/{record.steps_total} completed, {record.steps_failed} failed"

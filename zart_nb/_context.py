@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from ._journal import Journal, RunBeat, StoredStep
     from ._progress import RunProgress
     from ._replay import Kind
-    from ._status import StepStatus
+    from ._status import ExecutionStatus, StepStatus
 
 
 class Run(Protocol):
@@ -60,6 +60,9 @@ class Run(Protocol):
     def doze(self, until: float) -> None: ...
 
     def poke(self) -> None: ...
+
+    def suspend(self, status: ExecutionStatus, waits_for: str, wake_at: float | None,
+                call: tuple[str, int, str] | None = None) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from ._errors import Cancelled, ConfigurationError, DefinitionError, ExecutionNotFound, MonitorError, ZartError
+from ._handles import journal_of, run_of
 from ._journal import Journal
 from ._monitor.control import Control
 from ._runtime import runtime
@@ -102,8 +103,13 @@ def _cancel_children(journal: Journal, parent_id: str) -> None:
 
 
 def delete_here(journal: Journal, execution_id: str) -> None:
-    """Delete a finished (or interrupted) execution from the journal; a running one is refused."""
+    """Delete a finished (or interrupted, sleeping, waiting) execution from the journal; a running one is
+    refused. One suspended in this process is no longer continued here."""
     live = runtime.live_execution(journal, execution_id)
+    if live is not None and live.suspension is not None:
+        live.cancel(origin="its deletion")
+        live.wait_done(CANCEL_WAIT)  # (it may be handing itself to its continuer this moment)
+        live = None
     status = journal.execution_status(execution_id)
     if status is None:
         raise ExecutionNotFound(execution_id, journal.path)
@@ -138,12 +144,12 @@ class EngineControl(Control):
 
     def progress(self, execution_id: str) -> RunProgress | None:
         live = runtime.live_execution(self._journal, execution_id)
-        run = None if live is None or live.done else live.run
+        run = None if live is None or live.done else run_of(live)
         return None if run is None else run.progress(listed=MONITOR_LISTED)
 
     def live_output(self, execution_id: str, step_key: str) -> tuple[int, str] | None:
         live = runtime.live_execution(self._journal, execution_id)
-        run = None if live is None or live.done else live.run
+        run = None if live is None or live.done else run_of(live)
         return None if run is None else run.output_so_far(step_key)
 
     def send_event(self, execution_id: str, name: str, payload: str, idempotency_key: str | None,
@@ -404,7 +410,7 @@ def start_monitor(journal: Journal, control: Control) -> Callable[[], None] | No
     from ._monitor.server import MonitorServer
 
     def live_ids() -> list[str]:
-        return [e.execution_id for e in runtime.live_executions() if e.opened_journal() is journal]
+        return [e.execution_id for e in runtime.live_executions() if journal_of(e) is journal]
 
     @contextmanager
     def lend() -> Iterator[JournalReader | None]:
@@ -415,8 +421,8 @@ def start_monitor(journal: Journal, control: Control) -> Callable[[], None] | No
     def in_flight() -> list[StepEvent]:
         found = []
         for execution in runtime.live_executions():
-            run = execution.run
-            if execution.opened_journal() is journal and run is not None and not execution.done:
+            run = run_of(execution)
+            if journal_of(execution) is journal and run is not None and not execution.done:
                 found += [StepEvent(execution.execution_id, key, status, name, attempt, worker=worker or None,
                                     started_at=started)
                           for key, name, attempt, status, worker, started in run.in_flight()]

@@ -59,7 +59,16 @@ def resume(execution_id: str, journal: JournalPath = None, *, extend: float | No
     """Start the next run of an unfinished (failed, cancelled, interrupted) execution from its journaled
     definition and input, reusing its completed steps; returns its handle at once (``.result(timeout)``
     waits for the output). ``extend``: seconds its deadline moves later (from now when it has passed
-    or none was set). What ``zart resume ID [--extend SECONDS]`` does."""
+    or none was set). What ``zart resume ID [--extend SECONDS]`` does. One suspended in this process
+    (sleeping, waiting) is continued now by this process: its handle is returned."""
+    if extend is None:
+        from ._suspend import continuer
+
+        held = runtime.journal(journal or default_journal_path())
+        live = runtime.live_execution(held, execution_id)
+        if live is not None and live.suspension is not None:
+            continuer.poke(held, execution_id)
+            return live
     return _act(journal, lambda held: prepare_resume(held, execution_id, extend=extend), MessageType.RESUME,
                 RunOptions.make(workers=workers, display=False), execution_id=execution_id, extend=extend)
 

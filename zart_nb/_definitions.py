@@ -320,11 +320,6 @@ class Queue:
     def __hash__(self) -> int:
         return hash(self.name)
 
-    @property
-    def limit(self) -> Limit:
-        """The process's counters of this queue (what executors enforce)."""
-        return self._limit
-
     def schedule(self, target: Step[P, R] | NamedCall[P, R], *args: P.args, **kwargs: P.kwargs) -> StepHandle:
         """``zart.schedule(target, ...)`` with this call's attempts in this queue (whatever queue the
         step was declared with); returns the step's handle."""
@@ -336,6 +331,11 @@ class Queue:
             raise DefinitionError(f"queue {self.name!r}: schedule() needs a @zart.step function, got {target!r}")
         handle = run.schedule(target, args, kwargs, queue=self)
         return handle
+
+
+def limit_of(queue: Queue) -> Limit:
+    """The process's counters of ``queue`` (what executors enforce): kept off the public class."""
+    return queue._limit
 
 
 def _retry_policy(retries: int | RetryPolicy, name: str) -> RetryPolicy:

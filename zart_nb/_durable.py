@@ -14,6 +14,8 @@ from . import _serialization as ser
 from . import _values as values
 from ._errors import DefinitionError, SerializationError, ValueStoreError
 from ._replay import Kind
+from ._status import ExecutionStatus
+from ._suspend import suspend_after
 
 T = TypeVar("T")
 
@@ -88,5 +90,8 @@ def _sleep(what: str, name: str, seconds: float | None, until: float | None) -> 
         preview = kinds.until(wake_at)
         run.journal_call(Kind.SLEEP, key, seq, name, ser.dumps(wake_at), preview,
                          f"{seconds:g}s" if seconds is not None else preview, finished_at=wake_at)
-    if kinds.left(wake_at, time.time()) > 0:
+    left = kinds.left(wake_at, time.time())
+    if left > 0:
+        if left > suspend_after():  # a long sleep ends the run; it continues when due (``_suspend``)
+            run.suspend(ExecutionStatus.SLEEPING, name, wake_at, (key, seq, name))
         run.pause(wake_at, (key, seq, name))

@@ -29,7 +29,7 @@ from . import _context
 from . import _kinds as kinds
 from . import _serialization as ser
 from . import _values as values
-from ._definitions import FATAL_MARK, Guarded, Queue, Step, WorkflowDef, deadline_at, referenced_steps
+from ._definitions import FATAL_MARK, Guarded, Queue, Step, WorkflowDef, deadline_at, limit_of, referenced_steps
 from ._errors import (
     Cancelled,
     ConfigurationError,
@@ -54,13 +54,14 @@ from ._executors import choice
 from ._executors.base import Executor, Outcome, OutcomeKind, Task
 from ._executors.capture import Capture, prefix_lines
 from ._executors.choice import ExecutorSpec
-from ._handles import Execution, StepHandle
-from ._journal import AttemptRow, InFlightRow, Journal, RunBeat, StepRow, StoredStep
+from ._handles import Execution, StepHandle, journal_of, run_of
+from ._journal import AttemptRow, InFlightRow, Journal, RunBeat, StepRow, StoredStep, suspension
 from ._options import DEFAULT_OPTIONS, RunOptions, RunPlan
 from ._replay import REDO, Keys, Kind, check_change, decide
 from ._runtime import runtime
 from ._settle import settle
 from ._status import ExecutionStatus, RunEnd, RunReason, RunTrigger, StepStatus
+from ._suspend import Suspend, continuer, lease_until
 from ._tracebacks import locate_dynamic
 
 if TYPE_CHECKING:
@@ -103,7 +104,7 @@ class _StepState:
         self.attempt = 1
         self.scheduled_at = time.time()
         self.timeout = step.timeout
-        self.limit = None if queue is None else queue.limit  # its attempts' (retries' too) zart.Queue
+        self.limit = None if queue is None else limit_of(queue)  # its attempts' (retries' too) zart.Queue
         self.key = handle.key
         self.name = step.name
         self.code_hash = definition.code_hash
@@ -350,6 +351,21 @@ class RunState:
                     self._cond.wait(min(remaining, 1.0))
             finally:
                 self._sleeping = None
+
+    def suspend(self, status: ExecutionStatus, waits_for: str, wake_at: float | None,
+                call: tuple[str, int, str] | None = None) -> None:
+        """Suspend the execution (raise ``Suspend``: the body unwinds, see ``_suspend``), unless this run
+        cannot be (a child execution: its parent's body waits for it), when this returns and the
+        caller blocks instead."""
+        if self.parent is None:
+            raise Suspend(status, waits_for, wake_at, None if call is None else call[0])
+
+    def finish_pending(self) -> None:
+        """Wait until every attempt scheduled in this run so far has ended and is journaled (a
+        suspension lets the steps in flight finish first); a cancel stops the wait."""
+        with self._cond:
+            while self._pending and not self.cancelled:
+                self._cond.wait(WAIT_TICK)
 
     def wake(self) -> bool:
         """End the sleep the body is in now (``zart wake``): its wake time is journaled as now, so a
@@ -755,7 +771,7 @@ def execute(execution: Execution, workflow: WorkflowDef, data: Any, options: Run
     ``execution`` must be the one ``claim`` registered for its id (or none may be registered).
     ``options``: checked (``RunOptions.make``); ``plan``: a control action's (restart, rerun, retry, fork,
     recover), else None."""
-    journal = execution.opened_journal()
+    journal = journal_of(execution)
     execution_id = execution.execution_id
     runtime.enter(execution)
     # Worker processes take longer to start than the journal to open: start them meanwhile. An open
@@ -770,10 +786,13 @@ def execute(execution: Execution, workflow: WorkflowDef, data: Any, options: Run
         execution.fail(exc)
         raise
     finally:
-        if started is not None and execution.run is None:  # no run: the pool was not needed
+        if started is not None and run_of(execution) is None:  # no run: the pool was not needed
             runtime.stop_if_unused(started)
-        runtime.release(execution)
-        execution.set_done()
+        if execution.suspension is not None and execution.error is None:  # continued here when due
+            continuer.add(execution, workflow, data, options, execute)
+        else:
+            runtime.release(execution)
+            execution.set_done()
         if events.active:
             events.publish(ExecutionEvent(execution_id, execution.status, workflow.name,
                                           execution.run_number, str(journal.path),
@@ -782,7 +801,7 @@ def execute(execution: Execution, workflow: WorkflowDef, data: Any, options: Run
 
 def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, options: RunOptions,
                   plan: RunPlan | None) -> None:
-    journal = execution.opened_journal()
+    journal = journal_of(execution)
     execution_id = execution.execution_id
     on_change = options.on_change
     workflow_hash, input_hash = execution.fingerprint or fingerprint(workflow, data)
@@ -828,7 +847,7 @@ def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, option
 def _code_change(execution: Execution, workflow: WorkflowDef) -> str:
     """What changed in a completed execution's workflow code: the steps whose function's code hash is
     not the one journaled with their steps, else the workflow body or a helper."""
-    journaled = execution.opened_journal().step_code_hashes(execution.execution_id)
+    journaled = journal_of(execution).step_code_hashes(execution.execution_id)
     changed = sorted({step.name for step in referenced_steps(workflow.definition)
                       if step.name in journaled and ser.code_hash(step.fn) not in journaled[step.name]})
     if changed:
@@ -842,7 +861,7 @@ def _code_change(execution: Execution, workflow: WorkflowDef) -> str:
 def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, options: RunOptions,
               plan: RunPlan | None, input_blob: bytes, input_preview: str, input_hash: str, workflow_hash: str,
               store: tuple[str, int] | None = None) -> None:
-    journal = execution.opened_journal()
+    journal = journal_of(execution)
     execution_id = execution.execution_id
     on_change, workers, executor = options.on_change, options.workers, options.executor
     # A cluster is reached before the run is journaled, so a wrong address costs no run record.
@@ -859,7 +878,8 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, options: R
         execution_id, workflow.name, workflow_hash, input_blob, input_hash, input_preview, on_change, definition,
         deadline_at(workflow.deadline, time.time()), workflow.max_recoveries is not None,
         **({} if plan is None else {"trigger": plan.trigger, "trigger_detail": plan.detail,
-                                    "new_deadline": plan.new_deadline, "extend": plan.extend}))
+                                    "new_deadline": plan.new_deadline, "extend": plan.extend,
+                                    "lease": suspension.owner() if plan.lease else None}))
     stored = journal.pickled_steps(execution_id)
     if plan is not None and (plan.redo or plan.redo_all):
         _mark_redo(stored, plan)
@@ -892,6 +912,9 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, options: R
             output = _run_coroutine(output)
         if run.cancelled:
             raise Cancelled(f"execution {execution_id!r} was cancelled")
+    except Suspend as suspended:
+        _suspend_run(execution, run, suspended)
+        return
     except (Cancelled, KeyboardInterrupt) as exc:
         if run.deadline_passed and deadline is not None and not isinstance(exc, KeyboardInterrupt):
             _past_deadline(execution, workflow, run, data, deadline)
@@ -949,6 +972,21 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, options: R
 _RUN_AGAIN = frozenset({RunTrigger.RESTART, RunTrigger.RERUN, RunTrigger.RETRY})
 
 
+def _suspend_run(execution: Execution, run: RunState, suspended: Suspend) -> None:
+    """The body unwound at a long sleep or wait: the steps in flight finish (journaled), then the run
+    ends ``sleeping``/``waiting`` with what it waits for and the lease (``_suspend``)."""
+    run.finish_pending()
+    run.cancel_pending()  # anything a cancel left queued
+    now = time.time()
+    # A ``zart wake`` meanwhile went into the file (the sleep's row): the journaled wake time is the
+    # earlier of the two, read in the transaction that suspends.
+    wake_at = cast("float | None", run.journal.transact(
+        suspension.suspend, run.execution_id, run.run_number, suspended.status, suspended.waits_for,
+        suspended.wake_at, suspension.owner(), lease_until(suspended.status, suspended.wake_at), run.ran,
+        run.reused, now, suspended.describe(), suspended.sleep_key))
+    execution.suspend(suspended.status, suspended.waits_for, wake_at)
+
+
 def _mark_redo(stored: dict[str, StoredStep], plan: RunPlan) -> None:
     """Make the completed records a plan runs again look unusable to replay (``decide``: requested)."""
     for key, record in stored.items():
@@ -1002,7 +1040,7 @@ def _recover(execution: Execution, workflow: WorkflowDef, run: RunState, data: A
         error.add_note(f"zart: its on_failure handler failed too: {type(exc).__name__}: {_text(exc)}")
         return False
     run.cancel_pending()
-    journal = execution.opened_journal()
+    journal = journal_of(execution)
     journal.finish_run(execution.execution_id, run.run_number, ExecutionStatus.COMPLETED, output_blob,
                        output_preview, executed=run.ran, reused=run.reused, ended_by=RunEnd.RECOVERED,
                        end_detail=f"recovered by on_failure from {type(error).__name__}: {_text(error)}")

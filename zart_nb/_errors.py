@@ -1,37 +1,37 @@
 """Every error zart_nb raises, in one tree::
 
     ZartError
-     ├── JournalError                 something is wrong with the journal file (names the file)
-     │    ├── JournalLocked           another process owns the file (names its pid)
-     │    ├── JournalCorrupt          not a DuckDB file, not a zart journal, or unreadable
-     │    └── JournalSchemaTooNew     written by a newer zart_nb
-     ├── ValueStoreError              a stored value's file or folder is refused (not this user's, writable
- │    │                           by others) or unusable (names the file)
- │    └── ValueLost               a stored value's file is missing or damaged (the step runs again)
- ├── DefinitionError              a workflow or step used wrongly (bad name, not registered, ...)
-     ├── ConfigurationError           a bad option or environment variable (also a ValueError)
-     ├── QueryError                   a zart.sql query DuckDB refused (its message; also a ValueError)
-     ├── ExecutionNotFound            no execution of that id in the journal (also a LookupError)
-     ├── ScheduleNotFound             no recurring schedule of that workflow in the journal (a LookupError)
-     ├── DefinitionNotFound           the journal lacks a workflow or step definition (also a LookupError)
-     ├── ExecutorClosed               the executor was shut down while a step was submitted
-     ├── NotInWorkflow                schedule()/wait() called outside a running workflow
-     ├── NonDeterminism               a journaled step or execution changed while on_change="error"
-     ├── SerializationError           an argument, output or definition cannot be pickled (names the step)
-     ├── StepError                    base of one step's failure (names the execution and step key)
-     │    ├── StepFailed              the step raised; ``__cause__`` is the original exception when it
-     │    │                           could be carried back, ``attempts`` how many were made
-     │    ├── StepTimeout             one attempt ran past its timeout; its worker was killed
-     │    ├── WorkerCrashed           the worker process died during the attempt
-     │    └── StepCancelled           the execution was cancelled or interrupted
-     ├── TaskError                    the workflow body raised; the execution is failed
-     ├── DeadlineExceeded             the execution ran past its deadline; it is failed (names the deadline)
-     ├── RecoveriesExhausted          its runs' process died max_recoveries times; it is failed
-     ├── WaitTimeout                  zart.wait(timeout=) ran out (the steps keep running; a TimeoutError)
-     ├── ExecutionTimeout             waiting for an execution took longer than asked (it keeps running)
-     ├── MonitorError                 the monitor endpoint of a live engine refused, went away or replied badly
-     ├── StateConflict                an action refused because of an execution's state (names it)
-     └── EventTimeout                 zart.wait_for_event(timeout=) ran out (in the body; a TimeoutError)
+    ├── JournalError                something is wrong with the journal file (names the file)
+    │   ├── JournalLocked           another process owns the file (names its pid)
+    │   ├── JournalCorrupt          not a DuckDB file, not a zart journal, or unreadable
+    │   └── JournalSchemaTooNew     written by a newer zart_nb
+    ├── ValueStoreError             a stored value's file or folder is refused (not this user's, writable
+    │                               by others) or unusable (names the file)
+    │   └── ValueLost               a stored value's file is missing or damaged (the step runs again)
+    ├── DefinitionError             a workflow or step used wrongly (bad name, not registered, ...)
+    ├── ConfigurationError          a bad option or environment variable (also a ValueError)
+    ├── QueryError                  a zart.sql query DuckDB refused (its message; also a ValueError)
+    ├── ExecutionNotFound           no execution of that id in the journal (also a LookupError)
+    ├── ScheduleNotFound            no recurring schedule of that workflow in the journal (a LookupError)
+    ├── DefinitionNotFound          the journal lacks a workflow or step definition (also a LookupError)
+    ├── ExecutorClosed              the executor was shut down while a step was submitted
+    ├── NotInWorkflow               schedule()/wait() called outside a running workflow
+    ├── NonDeterminism              a journaled step or execution changed while on_change="error"
+    ├── SerializationError          an argument, output or definition cannot be pickled (names the step)
+    ├── StepError                   base of one step's failure (names the execution and step key)
+    │   ├── StepFailed              the step raised; ``__cause__`` is the original exception when it
+    │   │                           could be carried back, ``attempts`` how many were made
+    │   ├── StepTimeout             one attempt ran past its timeout; its worker was killed
+    │   ├── WorkerCrashed           the worker process died during the attempt
+    │   └── StepCancelled           the execution was cancelled or interrupted
+    ├── TaskError                   the workflow body raised; the execution is failed
+    ├── DeadlineExceeded            the execution ran past its deadline; it is failed (names the deadline)
+    ├── RecoveriesExhausted         its runs' process died max_recoveries times; it is failed
+    ├── WaitTimeout                 zart.wait(timeout=) ran out (the steps keep running; a TimeoutError)
+    ├── ExecutionTimeout            waiting for an execution took longer than asked (it keeps running)
+    ├── MonitorError                the monitor endpoint of a live engine refused, went away or replied badly
+    ├── StateConflict               an action refused because of an execution's state (names it)
+    └── EventTimeout                zart.wait_for_event(timeout=) ran out (in the body; a TimeoutError)
 
 Cancellation of a running workflow body is signalled with :class:`Cancelled`, a ``BaseException``, so a
 user's ``except Exception:`` cannot swallow it.

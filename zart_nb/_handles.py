@@ -12,6 +12,7 @@ from ._status import ExecutionStatus
 
 if TYPE_CHECKING:
     from ._journal import Journal
+    from ._progress import RunProgress
 
 
 _PENDING = object()  # StepHandle(journaled=...) not given: the step has no outcome yet
@@ -124,6 +125,8 @@ class Execution:
         self._output_sinks: list[Callable[[str, int, str, str], None]] = []  # lines its steps print
         self.fingerprint: tuple[str, str] | None = None  # (workflow code hash, input hash)
         self.cancelled_by: str | None = None  # who cancelled it from elsewhere ("zart cancel (pid 123)")
+        self._suspension: tuple[str, float | None] | None = None  # (what it waits for, until when) while suspended
+        self._on_suspended_cancel: Callable[[str | None], None] | None = None
 
     def __repr__(self) -> str:
         return f"<Execution {self.execution_id!r} {self.status.value}>"
@@ -132,10 +135,6 @@ class Execution:
     def journal(self) -> str:
         """The path of the journal file it is recorded in (``zart.journal(execution.journal)`` reads it)."""
         return str(self._journal.path)
-
-    def opened_journal(self) -> Journal:
-        """The engine's open journal it is recorded in. For zart_nb itself: read with ``zart.journal()``."""
-        return self._journal
 
     @property
     def status(self) -> ExecutionStatus:
@@ -161,6 +160,8 @@ class Execution:
         try:
             finished = self._done.wait(timeout)
         except KeyboardInterrupt:
+            if self._suspension is not None:  # left sleeping/waiting: continued when due, not interrupted
+                raise
             self.interrupt()
             self._done.wait(30)
             raise
@@ -173,11 +174,10 @@ class Execution:
             raise self._error
         return self._output
 
-    @property
-    def run(self) -> Run | None:
-        """The live run of this execution in this process (``None`` before it starts or when it was
-        answered from the journal)."""
-        return self._run
+    def progress(self) -> RunProgress | None:
+        """Its live progress in this process (steps done, running with attempt and worker, queued);
+        ``None`` before its run starts here or when it was answered from the journal."""
+        return None if self._run is None else self._run.progress()
 
     @property
     def error(self) -> BaseException | None:
@@ -201,12 +201,16 @@ class Execution:
         if origin is not None and self.cancelled_by is None:
             self.cancelled_by = origin
         self._cancel_requested = True
-        if self._run is not None:
+        if self._suspension is not None and self._on_suspended_cancel is not None:
+            self._on_suspended_cancel(origin)
+        elif self._run is not None:
             self._run.cancel(origin=origin)
 
     def interrupt(self) -> None:
         """Like ``cancel``, but the execution is recorded as ``interrupted`` (as by Ctrl-C): a re-run
-        resumes it."""
+        resumes it. A suspended one stays sleeping or waiting (nothing runs to interrupt)."""
+        if self._suspension is not None:
+            return
         self._cancel_requested = self._interrupt_requested = True
         if self._run is not None:
             self._run.cancel(interrupted=True)
@@ -246,6 +250,22 @@ class Execution:
         """Its run started in this process."""
         self._run = run
         self._status = ExecutionStatus.RUNNING
+        self._suspension = None
+
+    @property
+    def suspension(self) -> tuple[str, float | None] | None:
+        """``(what it waits for, until when)`` while it is suspended here (``sleeping``/``waiting``: no
+        thread runs it; it continues when due), else ``None``."""
+        return self._suspension
+
+    def suspend(self, status: ExecutionStatus, waits_for: str, wake_at: float | None) -> None:
+        """Its body suspended (a long sleep or event wait): not done, it continues when due."""
+        self._status = status
+        self._suspension = (waits_for, wake_at)
+
+    def on_suspended_cancel(self, callback: Callable[[str | None], None]) -> None:
+        """``callback(origin)`` cancels it while it is suspended (its continuer's)."""
+        self._on_suspended_cancel = callback
 
     def finish(self, status: ExecutionStatus, output: Any = None, error: BaseException | None = None) -> None:
         """It ended with ``status`` (its output, or its error)."""
@@ -265,3 +285,15 @@ class Execution:
         self._done.set()
 
 
+# --- the engine's side, kept off the public class: these hand out private types ---------------------
+
+
+def run_of(execution: Execution) -> Run | None:
+    """The live run of ``execution`` in this process (``None`` before it starts or when it was answered
+    from the journal)."""
+    return execution._run
+
+
+def journal_of(execution: Execution) -> Journal:
+    """The engine's open journal ``execution`` is recorded in (users read it with ``zart.journal()``)."""
+    return execution._journal

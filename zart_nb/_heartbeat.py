@@ -15,6 +15,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ._handles import journal_of, run_of
+
 if TYPE_CHECKING:
     from ._handles import Execution
     from ._journal import Journal, RunBeat
@@ -65,10 +67,10 @@ class Heartbeat:
         """Journal one beat now for every open run of this process."""
         by_journal: dict[int, tuple[Journal, list[RunBeat]]] = {}
         for execution in self._live():
-            run = execution.run
+            run = run_of(execution)
             if run is None or execution.done:
                 continue
-            journal = execution.opened_journal()
+            journal = journal_of(execution)
             entry = by_journal.setdefault(id(journal), (journal, []))
             entry[1].append(run.beat())
         for journal, beats in by_journal.values():

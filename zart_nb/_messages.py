@@ -29,13 +29,17 @@ from . import _context
 from . import _kinds as kinds
 from . import _serialization as ser
 from ._errors import ConfigurationError, EventTimeout, ExecutionNotFound, SerializationError, StateConflict
-from ._journal import inbox
+from ._handles import run_of
+from ._journal import inbox, suspension
 from ._replay import Kind
 from ._runtime import runtime
+from ._status import ExecutionStatus
+from ._suspend import continuer, suspend_after
 
 if TYPE_CHECKING:
     from ._journal import Journal
     from ._monitor.client import MonitorClient
+    from ._records import PendingEvent
 
 MAX_JSON_BYTES = 64 * 1024  # an event's payload or a published value, encoded as JSON (UTF-8)
 POLL = 0.5  # seconds between looks at the journal while a body waits for an event (a send also wakes it)
@@ -96,6 +100,7 @@ def wait_for_event(name: str, timeout: float | None = None) -> Any:
             timespec="seconds")
         run.journal_call(Kind.EVENT, key, seq, name, ser.dumps(deadline), f"waits for event {name!r}{until}")
     journal = run.journal
+    suspend_at = time.time() + suspend_after()  # waited this long in this run: it suspends (``_suspend``)
     while True:
         now = time.time()
         found, payload = cast("tuple[bool, str | None]", journal.transact(
@@ -104,6 +109,9 @@ def wait_for_event(name: str, timeout: float | None = None) -> Any:
             if payload is None:
                 raise EventTimeout(run.execution_id, name, timeout)
             return json.loads(payload)
+        if now >= suspend_at and (deadline is None or deadline - now > POLL):
+            run.suspend(ExecutionStatus.WAITING, name, deadline)
+            suspend_at = math.inf  # a run that cannot suspend (a child's) waits on
         run.doze(now + POLL if deadline is None else min(deadline, now + POLL))
 
 
@@ -144,8 +152,10 @@ def deliver(journal: Journal, execution_id: str, name: str, payload: str, idempo
     if status in _FINISHED:
         raise StateConflict(execution_id, status, f"it cannot receive event {name!r}")
     live = runtime.live_execution(journal, execution_id)
-    run = None if live is None else live.run
-    if run is not None:
+    run = None if live is None else run_of(live)
+    if live is not None and live.suspension is not None:
+        continuer.poke(journal, execution_id)  # suspended here: due now
+    elif run is not None:
         run.poke()
     return added
 
@@ -167,8 +177,9 @@ def wake(execution_id: str, journal: str | os.PathLike[str] | None = None) -> bo
 def wake_here(journal: Journal, execution_id: str) -> bool:
     """:func:`wake` in the process that holds ``journal`` or may open it (the monitor server's ``wake``)."""
     live = runtime.live_execution(journal, execution_id)
-    if live is not None and not live.done and live.run is not None:
-        return live.run.wake()
+    run = None if live is None or live.done else run_of(live)
+    if live is not None and run is not None and live.suspension is None and run.wake():
+        return True  # else it is suspending, or suspended: its sleep's row and its wake time move to now
     now = time.time()
     status, woken = cast("tuple[str | None, int]", journal.transact(
         inbox.wake_sleeps, execution_id, now, ser.dumps(now), kinds.until(now, woken=True)))
@@ -176,6 +187,9 @@ def wake_here(journal: Journal, execution_id: str) -> bool:
         raise ExecutionNotFound(execution_id, journal.path)
     if status in _FINISHED:
         raise StateConflict(execution_id, status, "it has no sleep to end")
+    if woken:
+        continuer.poke(journal, execution_id)  # suspended here: due now
+        journal.transact(suspension.wake_now, execution_id, now)
     return woken > 0
 
 
@@ -211,7 +225,7 @@ def stream(execution_id: str, key: str, journal: str | os.PathLike[str] | None =
         time.sleep(0.1)
 
 
-def pending_events(execution_id: str, journal: str | os.PathLike[str] | None = None) -> list[inbox.PendingEvent]:
+def pending_events(execution_id: str, journal: str | os.PathLike[str] | None = None) -> list[PendingEvent]:
     """Events sent to an execution that no wait consumed yet, oldest first (``zart show``, the TUI)."""
     held = runtime.journal(journal)
     if not held.is_open:
@@ -219,7 +233,9 @@ def pending_events(execution_id: str, journal: str | os.PathLike[str] | None = N
         if client is not None:
             with client:
                 return client.pending_events(execution_id)
-    return held.query(inbox.pending_events, execution_id)
+    from ._journal.reader import FileJournalReader
+
+    return FileJournalReader(held).pending_events(execution_id)
 
 
 def _published(journal: str | os.PathLike[str] | None, execution_id: str, key: str,

@@ -87,3 +87,4 @@ class RunPlan:
     fork_from: tuple[str, tuple[str, ...]] | None = None
     new_deadline: bool = False
     extend: float | None = None
+    lease: bool = False  # it continues a suspended execution: only if its lease lets this process (``_suspend``)

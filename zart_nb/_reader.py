@@ -15,9 +15,8 @@ from ._errors import ConfigurationError
 from ._status import ExecutionStatus, StepStatus
 
 if TYPE_CHECKING:
-    from ._journal.inbox import PendingEvent
     from ._progress import RunProgress
-    from ._records import AttemptRecord, DefinitionRecord, ExecutionRecord, RunRecord, StepRecord
+    from ._records import AttemptRecord, DefinitionRecord, ExecutionRecord, PendingEvent, RunRecord, StepRecord
     from ._stored import StoredValue
 
 

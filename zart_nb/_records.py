@@ -6,8 +6,8 @@ from datetime import datetime
 
 from ._status import ExecutionStatus, RunEnd, RunReason, RunTrigger, StepStatus
 
-__all__ = ["AttemptRecord", "DefinitionRecord", "ExecutionRecord", "ExecutionStatus", "RunEnd", "RunReason",
-           "RunRecord", "RunTrigger", "StepRecord", "StepStatus"]
+__all__ = ["AttemptRecord", "DefinitionRecord", "ExecutionRecord", "ExecutionStatus", "PendingEvent", "RunEnd",
+           "RunReason", "RunRecord", "RunTrigger", "StepRecord", "StepStatus"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +34,8 @@ class ExecutionRecord:
     ended_by: RunEnd | None = None  # why its last run ended (None while it runs, or from an older journal)
     end_detail: str | None = None  # "the process running it (pid 12) died", "cancelled from zart cancel"
     parent_execution_id: str | None = None  # the execution whose workflow body started it, if one did
+    waits_for: str | None = None  # sleeping/waiting: the sleep's or the event's name
+    wake_at: datetime | None = None  # sleeping: its wake time; waiting: its timeout (None: none)
 
     @property
     def duration(self) -> float | None:
@@ -123,3 +125,16 @@ class DefinitionRecord:
     kind: str
     name: str
     source: str
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEvent:
+    """An event sent to an execution (``zart.send_event``, ``zart event``, the HTTP API) that no
+    ``zart.wait_for_event`` consumed yet."""
+
+    execution_id: str
+    seq: int  # its order among the events sent to the execution
+    name: str
+    payload: str  # JSON text, as sent (never a pickle)
+    sent_at: datetime
+    sender: str | None  # who sent it ("zart event (pid 12)"), when known

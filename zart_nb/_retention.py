@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _values as values
 from ._errors import ConfigurationError, JournalError, JournalLocked, ValueStoreError
+from ._handles import journal_of
 
 if TYPE_CHECKING:
     from ._journal import Journal
@@ -175,7 +176,7 @@ def collect_here(journal: Journal, *, keep: int | None, older_than: float | None
 
     with journal.hold():
         candidates = journal.query(retention.finished, workflow)
-        live = {e.execution_id for e in runtime.live_executions() if e.opened_journal() is journal and not e.done}
+        live = {e.execution_id for e in runtime.live_executions() if journal_of(e) is journal and not e.done}
         candidates = [c for c in candidates if c.execution_id not in live]
         chosen = choose(candidates, keep, older_than, time.time())
         removed = journal.retire(chosen, dry_run=dry_run)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ._errors import ConfigurationError, DefinitionError
 from ._executors import choice
 from ._executors.base import Executor, Outcome, OutcomeConsumer, OutcomeSink
+from ._handles import journal_of
 from ._heartbeat import Heartbeat
 from ._journal import Journal, db
 from ._journal import file as journal_file
@@ -299,7 +300,7 @@ class Runtime:
 
     def enter(self, execution: Execution) -> None:
         """``execution`` starts running here; refused if another object of its id is live."""
-        key = (execution.opened_journal().identity, execution.execution_id)
+        key = (journal_of(execution).identity, execution.execution_id)
         with self._lock:
             current = self._live.get(key)
             if current is not None and current is not execution and not current.done:
@@ -309,7 +310,7 @@ class Runtime:
 
     def release(self, execution: Execution) -> None:
         """Forget a live execution (it finished, or was claimed and never ran)."""
-        key = (execution.opened_journal().identity, execution.execution_id)
+        key = (journal_of(execution).identity, execution.execution_id)
         with self._lock:
             if self._live.get(key) is execution:
                 del self._live[key]

@@ -8,7 +8,8 @@ import enum
 
 
 class ExecutionStatus(enum.StrEnum):
-    """Where an execution stands. ``interrupted``: its process died or the kernel was interrupted."""
+    """Where an execution stands. ``interrupted``: its process died or the kernel was interrupted.
+    ``sleeping``/``waiting``: suspended in a long durable sleep / event wait (nothing runs; see ``_suspend``)."""
 
     PENDING = "pending"
     RUNNING = "running"
@@ -16,6 +17,13 @@ class ExecutionStatus(enum.StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     INTERRUPTED = "interrupted"
+    SLEEPING = "sleeping"
+    WAITING = "waiting"
+
+    @property
+    def suspended(self) -> bool:
+        """Sleeping or waiting: no thread, worker or journal hold is kept; it continues when due."""
+        return self in (ExecutionStatus.SLEEPING, ExecutionStatus.WAITING)
 
     @property
     def finished(self) -> bool:
@@ -58,6 +66,7 @@ class RunEnd(enum.StrEnum):
     PROCESS_DIED = "process died"  # the process running it died (killed, a kernel death): found later
     DEADLINE_EXCEEDED = "deadline exceeded"  # still running at its deadline: stopped, and failed
     RECOVERED = "recovered"  # it failed, and its on_failure handler's value became its output (detail: from what)
+    SUSPENDED = "suspended"  # its body reached a long sleep or event wait and unwound (detail: what it waits for)
 
 
 class RunTrigger(enum.StrEnum):

@@ -258,7 +258,12 @@ class ExecutionScreen(Screen[None]):
             text.append(f"output: {fmt.cell(record.output_preview, 200)}\n")
         if record.error and record.error != record.end_detail:
             text.append(f"error:  {fmt.cell(record.error, 200)}\n", style="red")
-        if record.ended_by in TOLD_ENDS:
+        if record.status in (zart.ExecutionStatus.SLEEPING, zart.ExecutionStatus.WAITING):
+            what = "sleep" if record.status is zart.ExecutionStatus.SLEEPING else "event"
+            until = "no timeout" if record.wake_at is None else \
+                f"until {record.wake_at.isoformat(sep=' ', timespec='seconds')}"
+            text.append(f"waits:  {what} {fmt.cell(repr(record.waits_for), 100)}, {until}\n", style="blue")
+        elif record.ended_by in TOLD_ENDS:
             end = record.end_detail or record.ended_by.value
             text.append(f"ended:  {fmt.cell(end, 200)}\n", style="yellow")
         progress = self.progress

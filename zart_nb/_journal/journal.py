@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar
 
 from .._errors import DefinitionNotFound, JournalError
 from .._status import ExecutionStatus, RunEnd, RunTrigger, StepStatus
-from . import db, file, retention, schema
+from . import db, file, retention, schema, suspension
 from .schema import (
     ATTEMPT_COLUMNS,
     IN_FLIGHT_COLUMNS,
@@ -673,13 +673,17 @@ class Journal:
                   definition: tuple[str, str, str, str, bytes] | None = None,
                   deadline: float | None = None, count_deaths: bool = False, *,
                   trigger: RunTrigger | None = None, trigger_detail: str | None = None,
-                  new_deadline: bool = False, extend: float | None = None) -> tuple[int, float | None, int]:
+                  new_deadline: bool = False, extend: float | None = None,
+                  lease: str | None = None) -> tuple[int, float | None, int]:
         """Mark the execution running under this process and open its next run; returns its number, its
         deadline (``deadline`` at its first run; a journaled one is kept unless ``new_deadline``; ``extend``
         moves it that many seconds later, from now when it has passed or is unset) and, with
         ``count_deaths``, how many of its runs ended because their process died (else 0).
 
         ``trigger`` (what started the run) defaults to ``initial`` for a first run, else ``resume``.
+        ``lease`` (an owner, ``suspension.owner()``): the run continues a suspended execution only if its
+        lease lets that owner (``suspension.take``: checked and taken in this transaction), else
+        ``StateConflict``. Every run makes this process the lease's owner.
 
         ``definition`` (``def_id, kind, name, source, pickle``), the workflow's, is made durable
         first (side log, fsynced), so ``zart resume`` always finds it; it reaches DuckDB with the
@@ -695,6 +699,8 @@ class Journal:
         with self._controlled() as conn:
             conn.execute("BEGIN")
             try:
+                if lease is not None:
+                    suspension.take(conn, self.path, execution_id, lease, now, suspension.alive)
                 row = conn.execute("SELECT run_number, deadline FROM executions WHERE execution_id = ?",
                                    [execution_id]).fetchone()
                 run_number = (row[0] if row else 0) + 1
@@ -724,10 +730,11 @@ class Journal:
                                input_preview = ?, status = 'running', output = NULL,
                                output_preview = NULL, error = NULL, traceback = NULL, run_number = ?,
                                on_change = ?, started_at = ?, finished_at = NULL, owner_pid = ?,
-                               owner_host = ?, deadline = ?
+                               owner_host = ?, deadline = ?, waits_for = NULL, wake_at = NULL,
+                               lease_owner = ?, lease_until = NULL
                            WHERE execution_id = ?""",
                         [workflow, def_id, input, input_hash, input_preview, run_number, on_change,
-                         now, os.getpid(), os.uname().nodename, deadline, execution_id])
+                         now, os.getpid(), os.uname().nodename, deadline, suspension.owner(), execution_id])
                 conn.execute("INSERT INTO runs (execution_id, run_number, status, started_at, pid, executed, "
                              "reused, alive_at, trigger, trigger_detail) VALUES (?, ?, 'running', ?, ?, 0, 0, ?, ?, ?)",
                              [execution_id, run_number, now, os.getpid(), now, trigger.value, trigger_detail])

@@ -63,7 +63,7 @@ def list_executions(conn: duckdb.DuckDBPyConnection, status: str | None = None, 
                    e.output_preview, e.error, e.traceback, e.created_at, e.started_at,
                    e.finished_at, e.owner_pid,
                    coalesce(c.total, 0), coalesce(c.completed, 0), coalesce(c.failed, 0),
-                   r.ended_by, r.end_detail, e.parent_execution_id
+                   r.ended_by, r.end_detail, e.parent_execution_id, e.waits_for, e.wake_at
             FROM executions e LEFT JOIN step_counts c USING (execution_id)
             LEFT JOIN runs r ON r.execution_id = e.execution_id AND r.run_number = e.run_number
             {where} ORDER BY {order} {"DESC" if descending else "ASC"} NULLS LAST, e.execution_id
@@ -71,7 +71,7 @@ def list_executions(conn: duckdb.DuckDBPyConnection, status: str | None = None, 
         params).fetchall()
     return [ExecutionRecord(r[0], r[1], ExecutionStatus(r[2]), r[3], r[4], r[5], r[6], r[7],
                             _ts(r[8]), _ts(r[9]), _ts(r[10]), r[11], r[12], r[13], r[14], 0,
-                            None if r[15] is None else RunEnd(r[15]), r[16], r[17])
+                            None if r[15] is None else RunEnd(r[15]), r[16], r[17], r[18], _ts(r[19]))
             for r in rows]
 
 

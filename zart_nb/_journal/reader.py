@@ -3,6 +3,7 @@ process's hold of it) and never unpickle."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._reader import JournalReader
@@ -11,6 +12,7 @@ from .._records import (
     DefinitionRecord,
     ExecutionRecord,
     ExecutionStatus,
+    PendingEvent,
     RunRecord,
     StepRecord,
     StepStatus,
@@ -85,8 +87,9 @@ class FileJournalReader(JournalReader):
 
         return self._journal.query(tables.stored_values, execution_id, step_key, tables_only=tables_only)
 
-    def pending_events(self, execution_id: str) -> list[inbox.PendingEvent]:
-        return self._journal.query(inbox.pending_events, execution_id)
+    def pending_events(self, execution_id: str) -> list[PendingEvent]:
+        return [PendingEvent(execution_id, e.seq, e.name, e.payload, datetime.fromtimestamp(e.sent_at), e.sender)
+                for e in self._journal.query(inbox.pending_events, execution_id)]
 
     def close(self) -> None:
         """Release the file now (other processes may take it)."""

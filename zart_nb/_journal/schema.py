@@ -15,7 +15,7 @@ from . import db
 if TYPE_CHECKING:
     import duckdb
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 
 class StepRow(NamedTuple):
@@ -177,6 +177,12 @@ MIGRATIONS: dict[int, list[str]] = {
     9: [  # events sent to executions, and what a wait consumed
         EVENTS_TABLE,
     ],
+    10: [  # suspended executions (sleeping, waiting): what for, until when, and who continues them (a lease)
+        "ALTER TABLE executions ADD COLUMN waits_for VARCHAR",
+        "ALTER TABLE executions ADD COLUMN wake_at DOUBLE",
+        "ALTER TABLE executions ADD COLUMN lease_owner VARCHAR",
+        "ALTER TABLE executions ADD COLUMN lease_until DOUBLE",
+    ],
 }
 
 
@@ -193,7 +199,7 @@ CURRENT_SCHEMA: list[str] = [
         input_hash VARCHAR, input_preview VARCHAR, status VARCHAR, output BLOB, output_preview VARCHAR,
         error VARCHAR, traceback VARCHAR, run_number INTEGER, on_change VARCHAR, created_at DOUBLE,
         started_at DOUBLE, finished_at DOUBLE, owner_pid INTEGER, owner_host VARCHAR, deadline DOUBLE,
-        parent_execution_id VARCHAR)""",
+        parent_execution_id VARCHAR, waits_for VARCHAR, wake_at DOUBLE, lease_owner VARCHAR, lease_until DOUBLE)""",
     """CREATE TABLE runs (
         execution_id VARCHAR, run_number INTEGER, status VARCHAR, started_at DOUBLE,
         finished_at DOUBLE, pid INTEGER, executed INTEGER, reused INTEGER, ended_by VARCHAR,

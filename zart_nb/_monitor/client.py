@@ -8,6 +8,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Client, Connection, answer_challenge, deliver_challenge
 from pathlib import Path
@@ -23,7 +24,6 @@ from .._errors import (
     StateConflict,
 )
 from .._events import Event
-from .._journal.inbox import PendingEvent
 from .._progress import RunProgress
 from .._reader import JournalReader, check_sort, check_step_status
 from .._records import (
@@ -31,6 +31,7 @@ from .._records import (
     DefinitionRecord,
     ExecutionRecord,
     ExecutionStatus,
+    PendingEvent,
     RunRecord,
     StepRecord,
     StepStatus,
@@ -79,7 +80,8 @@ def _connect(endpoint: Endpoint) -> Connection:
 
 
 class Subscription:
-    """A running event stream; :meth:`close` ends it. ``on_lost`` is called once if the engine goes away."""
+    """A running event stream, as :meth:`MonitorClient.subscribe` returns it; :meth:`close` ends it.
+    ``on_lost`` is called once if the engine goes away."""
 
     def __init__(self, conn: Connection, on_events: Callable[[list[Event], bool], None],
                  on_lost: Callable[[str], None] | None) -> None:
@@ -117,9 +119,11 @@ class Subscription:
 
     @property
     def active(self) -> bool:
+        """Whether events still arrive (``False`` once closed or once the engine went away)."""
         return not self._closed.is_set()
 
     def close(self) -> None:
+        """End the stream (the engine is told); waits up to 2 s for its thread."""
         if self._closed.is_set():
             return
         self._closed.set()
@@ -278,7 +282,7 @@ class MonitorClient(JournalReader):
     def subscribe(self, on_events: Callable[[list[Event], bool], None],
                   on_lost: Callable[[str], None] | None = None) -> Subscription:
         """Call ``on_events(events, resync)`` (on a background thread) with the engine's events for this
-        journal, coalesced (the latest per step, at most ~10 batches a second). ``resync`` says some
+        journal, coalesced (the latest per step, at most 4 batches a second). ``resync`` says some
         were dropped: read the journal again."""
         conn = _connect(self.endpoint)
         try:
@@ -363,7 +367,8 @@ class MonitorClient(JournalReader):
     def pending_events(self, execution_id: str) -> list[PendingEvent]:
         """Events sent to the execution that no wait consumed yet, oldest first."""
         rows = self.request(MessageType.PENDING_EVENTS, execution_id=execution_id)
-        return [PendingEvent(int(seq), str(name), str(payload), float(sent_at), None if sender is None else str(sender))
+        return [PendingEvent(execution_id, int(seq), str(name), str(payload), datetime.fromtimestamp(float(sent_at)),
+                             None if sender is None else str(sender))
                 for seq, name, payload, sent_at, sender in rows]
 
     def live_output(self, execution_id: str, step_key: str) -> tuple[int, str] | None:

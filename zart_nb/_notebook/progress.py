@@ -11,8 +11,10 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .._handles import run_of
 from .._progress import FailedStep, QueueBacklog, RunningStep
 from .._status import ExecutionStatus
+from .._suspend import describe
 
 if TYPE_CHECKING:
     from .._handles import Execution
@@ -45,10 +47,11 @@ class Snapshot:
     elapsed: float = 0.0
     queued: int = 0  # waiting for a slot of their zart.Queue
     queues: tuple[QueueBacklog, ...] = ()
+    waits: str | None = None  # suspended: what it waits for and until when ("sleep 'nap' until ...")
 
     @property
     def done(self) -> bool:
-        return self.status not in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
+        return self.status not in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING) and not self.status.suspended
 
     def summary(self) -> str:
         """A stable one-line summary: no ids, times or addresses (a saved notebook's ``text/plain``)."""
@@ -63,6 +66,8 @@ class Snapshot:
             extra.append(f"{self.failed} failed")
         if self.cancelled:
             extra.append(f"{self.cancelled} cancelled")
+        if self.waits:
+            extra.append(f"waits for {self.waits.split(' until ')[0]}")
         return text + (f" ({', '.join(extra)})" if extra else "")
 
 
@@ -81,12 +86,14 @@ class Tracker:
     def snapshot(self) -> Snapshot:
         execution = self.execution
         status = execution.status
-        run = execution.run
+        run = run_of(execution)
         error = None
         if execution.done and execution.error is not None:
             message = getattr(execution.error, "zart_message", None)  # one line naming who stopped it
             error = f"{type(execution.error).__name__}: {message or execution.error}"
         elapsed = time.monotonic() - self._started
+        held = execution.suspension
+        waits = None if held is None else describe(status, held[0], held[1])
         if run is None:
             return Snapshot(execution.execution_id, self.workflow, status, error=error, elapsed=elapsed,
                             from_journal=status is ExecutionStatus.COMPLETED)
@@ -99,4 +106,4 @@ class Tracker:
             running_steps=running_steps,
             failed_steps=p.failed_steps,
             error=error, elapsed=elapsed, queued=0 if execution.done else p.queued,
-            queues=() if execution.done else p.queues)
+            queues=() if execution.done else p.queues, waits=waits)

@@ -12,6 +12,8 @@ STATUS_COLOURS = {
     ExecutionStatus.FAILED: "#c62828",
     ExecutionStatus.CANCELLED: "#757575",
     ExecutionStatus.INTERRUPTED: "#757575",
+    ExecutionStatus.SLEEPING: "#6a1b9a",
+    ExecutionStatus.WAITING: "#6a1b9a",
 }
 
 
@@ -27,7 +29,8 @@ def header_html(snap: Snapshot) -> str:
     if snap.run_number and snap.run_number > 1:
         run += " (resumed)"
     return (f"<b>{html.escape(snap.workflow or 'workflow')}</b> · <code>{html.escape(snap.execution_id)}</code>"
-            f"{run} · <b style='color:{colour}'>{snap.status.value}</b>")
+            f"{run} · <b style='color:{colour}'>{snap.status.value}</b>"
+            + (f" · {html.escape(snap.waits)} (nothing runs: it continues then)" if snap.waits else ""))
 
 
 def counts_text(snap: Snapshot) -> str:

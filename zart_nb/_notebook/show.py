@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from .._errors import ExecutionNotFound, ZartError
+from .._handles import journal_of
 from .._journal.reader import FileJournalReader
 from .._reader import JournalReader
 from .._records import AttemptRecord, ExecutionRecord, RunRecord, StepRecord, StepStatus
@@ -224,7 +225,7 @@ def execution_html(execution: Execution) -> str:
     once its run is journaled (running, done, failed), else one line saying what it waits for. It
     never raises (a display error stops Run All) and never waits for the journal while the run is
     still opening it."""
-    journal = execution.opened_journal()
+    journal = journal_of(execution)
     if not execution.done and not journal.is_open:
         return _brief(execution, "its run has not begun yet: the journal is being opened")
     try:

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from .._errors import Cancelled, StepError, TaskError
+from .._handles import run_of
 from .kernel import kernel_shell
 
 if TYPE_CHECKING:
@@ -174,7 +175,7 @@ def render_task_error(exc: TaskError) -> list[str]:
 
 def _stopped(execution: Execution, how: str) -> str:
     """``execution 'x' <how> after 7 of 31 steps (run 1); run the cell again to resume``."""
-    run = execution.run
+    run = run_of(execution)
     if run is not None:
         progress = run.progress()
         done = max(0, progress.finished - progress.cancelled)
@@ -189,7 +190,16 @@ def _one_line(exc: BaseException, kind: str, message: str) -> None:
 
 
 def explain_interrupt(exc: BaseException, execution: Execution) -> None:
-    """Make IPython show an interrupted run as one line instead of a long traceback."""
+    """Make IPython show an interrupted run as one line instead of a long traceback (a suspended one was
+    not interrupted: it stays sleeping or waiting, and this kernel continues it when due)."""
+    held = execution.suspension
+    if held is not None:
+        from .._suspend import describe
+
+        _one_line(exc, "KeyboardInterrupt", f"stopped waiting for execution {execution.execution_id!r}: it is still "
+                  f"{execution.status.value} ({describe(execution.status, *held)}) and continues when due; "
+                  "execution.result() or zart.run again waits for its output")
+        return
     _one_line(exc, "KeyboardInterrupt", _stopped(execution, "interrupted"))
 
 

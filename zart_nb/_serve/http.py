@@ -400,7 +400,8 @@ OPENAPI: dict[str, Any] = {
     "security": [{"bearer": []}],
     "paths": {
         "/executions": {
-            "get": _op("List executions, newest first", params=[
+            "get": _op("List executions, newest first", extra={"400": "limit or offset is not a whole number >= 0"},
+                       params=[
                 {"name": "status", "in": "query", "schema": {"type": "string"}},
                 {"name": "search", "in": "query", "schema": {"type": "string"}},
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": LIST_LIMIT}},
@@ -409,7 +410,9 @@ OPENAPI: dict[str, Any] = {
                         ok="201", body={"type": "object", "required": ["workflow"], "properties": {
                             "workflow": {"type": "string"}, "data": {},
                             "execution_id": {"type": "string"}}},
-                        extra={"404": "no journaled workflow of that name", "503": "the journal is busy"}),
+                        extra={"400": "the body is not that JSON object", "404": "no journaled workflow of that name",
+                               "409": "an execution of that id exists already", "413": "the body is over 1 MiB",
+                               "503": "the journal is busy"}),
         },
         "/executions/{execution_id}": {
             "get": _op("An execution with its steps and runs (previews: nothing is unpickled)", params=[_ID],
@@ -422,7 +425,8 @@ OPENAPI: dict[str, Any] = {
             "post": _op("Send an event (its JSON payload) to an execution", body={}, params=[
                 _ID, {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
                 {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}],
-                extra={"404": "no such execution", "409": "the execution has finished"}),
+                extra={"400": "the body is not JSON", "404": "no such execution",
+                       "409": "the execution has finished", "413": "the body is over 1 MiB"}),
         },
         "/workflows": {"get": _op("The names of the journaled workflows")},
         "/schedules": {"get": _op("The recurring schedules, with their next tick")},

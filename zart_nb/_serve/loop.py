@@ -7,10 +7,9 @@ holds: it asks again a second later (``BUSY_RETRY``), so a notebook's run goes f
 starts once the notebook has released the file.
 
 Due work comes from *sources* (:class:`Source`: when is the next due, take what is due now), asked in
-turn with the journal held. Two are here: executions whose last run ended because their process died
-(or a stopping serve interrupted it), continued once as serve starts (:class:`Recoveries`), and
-recurring schedules (:class:`Ticks`). Another kind of due work (suspended executions waking up) is one
-more source in :func:`sources_of`.
+turn with the journal held: executions whose last run ended because their process died (or a stopping
+serve interrupted it), continued once as serve starts (:class:`Recoveries`), recurring schedules
+(:class:`Ticks`), and suspended executions whose time came (``wakeups.Wakeups``).
 """
 from __future__ import annotations
 
@@ -26,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .. import _serialization as ser
 from .._definitions import as_workflow
@@ -35,6 +34,8 @@ from .._journal import schedules as sql
 from .._runtime import runtime
 from .._status import ExecutionStatus, RunTrigger
 from . import recurring
+from .wakeups import Wakeups
+from .work import DueWork, Source
 
 if TYPE_CHECKING:
     from .._handles import Execution
@@ -46,25 +47,6 @@ POLL = 5.0  # seconds between two looks at a journal with nothing due sooner (ne
 BUSY_RETRY = 1.0  # another process holds the journal: look again this much later
 RUN_START_WAIT = 30.0  # a started execution's run has begun (or failed to) within this
 STOP_WAIT = 30.0  # stopping: how long interrupted executions get to record their end
-
-
-@dataclass(frozen=True, slots=True)
-class DueWork:
-    """One piece of due work: ``what`` it is (for the status line) and ``start``, which starts it in the
-    background (the journal held by the caller) and returns the execution it runs, if any."""
-
-    what: str
-    start: Callable[[], Execution | None]
-
-
-class Source(Protocol):
-    """A source of due work in one journal; both methods are called with the journal held."""
-
-    def next_due(self, now: float) -> tuple[float, str] | None:
-        """``(when, what)`` of its next due work (``when`` may be past), or None when it has none."""
-
-    def take_due(self, now: float) -> list[DueWork]:
-        """The work due at ``now``, taken: it is not offered again."""
 
 
 # --- running an execution from the journal ------------------------------------------------------------
@@ -195,8 +177,9 @@ def _cancel(journal: Journal, execution_id: str, origin: str) -> None:
 
 
 def sources_of(journal: Journal) -> list[Source]:
-    """The sources of due work of one journal (the suspension's due executions go here)."""
-    return [Recoveries(journal), Ticks(journal)]
+    """The sources of due work of one journal: interrupted executions, recurring ticks, and suspended
+    executions whose time came (``wakeups``)."""
+    return [Recoveries(journal), Ticks(journal), Wakeups(journal)]
 
 
 # --- the loop ------------------------------------------------------------------------------------------
@@ -263,7 +246,7 @@ class Serve:
     def running(self) -> list[Execution]:
         with self._lock:
             self._running = [(j, e) for j, e in self._running if not e.done]
-            return [e for _, e in self._running]
+            return [e for _, e in self._running if e.suspension is None]  # a suspended one runs nowhere
 
     def track(self, journal: Journal, execution: Execution | None) -> None:
         """An execution started in this process for ``journal`` (by a source or over HTTP)."""

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from .. import _serialization as ser
-from .._definitions import Workflow, WorkflowDef, as_workflow
+from .._definitions import Workflow, as_workflow
 from .._errors import ConfigurationError, ScheduleNotFound, SerializationError
 from .._journal import schedules as sql
 from .._journal.schedules import ScheduleRow
@@ -168,7 +168,7 @@ def _name(workflow: object) -> str:
     return as_workflow(workflow).name
 
 
-def recurring(workflow: Workflow[Any] | WorkflowDef | Any, cron: str | None = None, *,
+def recurring(workflow: Workflow[Any] | Any, cron: str | None = None, *,
               every: float | None = None, data: Any = None, tz: str = "UTC", overlap: Overlap = "skip",
               journal: str | os.PathLike[str] | None = None) -> Schedule:
     """Register (or change) the recurring schedule of ``workflow`` in the journal; ``zart serve`` starts

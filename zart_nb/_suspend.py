@@ -1,0 +1,281 @@
+"""Suspension: a long durable sleep or event wait ends the run instead of blocking its thread.
+
+When a body reaches ``zart.sleep`` with more than :func:`suspend_after` seconds left (``$ZART_SUSPEND_AFTER``,
+default 60), or a ``zart.wait_for_event`` finds no event after waiting that long, it raises
+:class:`Suspend` (a ``BaseException``: a body's ``except Exception`` does not catch it). The engine lets
+the steps in flight finish, journals the execution ``sleeping`` or ``waiting`` with what it waits for,
+until when and a lease (``_journal.suspension``), and lets go of the thread, the workers and the
+journal. Nothing is lost: the body replays from the journal when it continues.
+
+Who continues it (the ownership model):
+
+- The process that suspended it holds its lease: until its wake time plus :data:`LEASE_GRACE` (a
+  wait without a timeout: as long as that process lives). While it lives, its :class:`Continuer` (one
+  thread for every suspended execution of the process) continues it when due: at its wake time, or at
+  once when an event is delivered to it here (a send in this process, or one found in the file,
+  looked for every :data:`EVENT_LOOK` seconds).
+- ``zart serve`` continues due suspended executions whose lease is free (expired, or its owner's process
+  gone) as one more source of due work (``_serve.wakeups``).
+- ``zart resume ID`` continues one now whoever holds the lease (a sleep then sleeps only what is left).
+- Every run takes the lease in the same transaction as it begins (``Journal.begin_run``); a continuation
+  checks it there first, so two processes never both run one execution.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ._errors import ConfigurationError, ZartError
+from ._handles import journal_of
+from ._journal import suspension
+from ._options import RunPlan
+from ._runtime import runtime
+from ._status import ExecutionStatus, RunTrigger
+
+if TYPE_CHECKING:
+    from ._definitions import WorkflowDef
+    from ._handles import Execution
+    from ._journal import Journal
+    from ._options import RunOptions
+
+logger = logging.getLogger("zart_nb")
+
+DEFAULT_SUSPEND_AFTER = 60.0  # seconds: a sleep longer than this suspends; a wait this long suspends
+LEASE_GRACE = 30.0  # seconds after a sleep's wake time that its suspending process keeps the lease
+EVENT_LOOK = 5.0  # seconds between looks in the file for events sent to waiting executions of this process
+BUSY_RETRY = 2.0  # another process holds the journal at a due time: try again this much later
+
+Execute = Callable[["Execution", "WorkflowDef", Any, "RunOptions", "RunPlan | None"], None]
+
+
+def suspend_after() -> float:
+    """The suspension threshold in seconds: ``$ZART_SUSPEND_AFTER`` (a number >= 0, or ``inf`` to never
+    suspend), default 60."""
+    raw = os.environ.get("ZART_SUSPEND_AFTER", "").strip()
+    if not raw:
+        return DEFAULT_SUSPEND_AFTER
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if math.isnan(value) or value < 0:
+        raise ConfigurationError(f"$ZART_SUSPEND_AFTER must be seconds >= 0 (or inf), got {raw!r}")
+    return value
+
+
+class Suspend(BaseException):  # noqa: N818 - a control-flow signal, like GeneratorExit
+    """Raised in a body to suspend its execution (never seen by user code that catches ``Exception``)."""
+
+    def __init__(self, status: ExecutionStatus, waits_for: str, wake_at: float | None,
+                 sleep_key: str | None = None) -> None:
+        super().__init__(status, waits_for, wake_at)
+        self.sleep_key = sleep_key  # the sleep's step key (its row's finished_at is its wake time)
+        self.status = status
+        self.waits_for = waits_for  # the sleep's or the event's name
+        self.wake_at = wake_at  # the wake time, or the wait's timeout (None: none)
+
+    def describe(self) -> str:
+        """What it waits for, in words (the run's end detail, ``zart show``)."""
+        return describe(self.status, self.waits_for, self.wake_at)
+
+
+def describe(status: ExecutionStatus, waits_for: str | None, wake_at: float | None) -> str:
+    """``sleep 'nap' until 2026-12-06T01:00:00+00:00``, ``event 'approve' (no timeout)``."""
+    from datetime import UTC, datetime
+
+    what = f"{'sleep' if status is ExecutionStatus.SLEEPING else 'event'} {waits_for!r}"
+    if wake_at is None:
+        return what + " (no timeout)"
+    return f"{what} until {datetime.fromtimestamp(wake_at, UTC).isoformat(timespec='seconds')}"
+
+
+def lease_until(status: ExecutionStatus, wake_at: float | None) -> float | None:
+    """When the suspending process's lease ends: ``LEASE_GRACE`` after the wake time or the wait's
+    timeout; ``None`` (while it lives) for a wait without one."""
+    return None if wake_at is None else wake_at + LEASE_GRACE
+
+
+def due_at(row: suspension.SuspendedRow, me: str, now: float,
+           alive: Callable[[str], bool] = suspension.alive) -> float | None:
+    """When ``me`` (a lease owner) may continue a suspended execution: its wake time (a waiting one: now
+    if its event is there, else its timeout), and not before its lease is free; ``None``: not foreseeable
+    (a wait without timeout and no event, or a lease held while its owner lives)."""
+    if row.status is ExecutionStatus.WAITING and row.has_event:
+        due: float | None = now
+    else:
+        due = row.wake_at
+    if due is None:
+        return None
+    if suspension.lease_free(row.lease_owner, row.lease_until, me, max(due, now), alive):
+        return due
+    if row.lease_until is None:
+        return None
+    return max(due, row.lease_until)
+
+
+@dataclass(slots=True)
+class _Entry:
+    execution: Execution
+    workflow: WorkflowDef
+    data: Any
+    options: RunOptions
+    execute: Execute
+    status: ExecutionStatus
+    waits_for: str
+    due: float | None  # None: a wait without timeout, due when its event comes
+
+
+class Continuer:
+    """Continues the executions this process suspended when they are due: one thread for all of them,
+    started with the first (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[object, str], _Entry] = {}
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._looked = 0.0
+
+    def add(self, execution: Execution, workflow: WorkflowDef, data: Any, options: RunOptions,
+            execute: Execute) -> None:
+        """Continue ``execution`` (just suspended here) when due, with ``execute`` (the engine's)."""
+        held = execution.suspension
+        if held is None:
+            return
+        waits_for, wake_at = held
+        key = (journal_of(execution).identity, execution.execution_id)
+        entry = _Entry(execution, workflow, data, options, execute, execution.status, waits_for, wake_at)
+        execution.on_suspended_cancel(lambda origin: self.cancel(key, origin))
+        with self._cond:
+            self._entries[key] = entry
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="zart-continuer", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+        if execution.cancel_requested:  # cancelled while it was suspending
+            self.cancel(key, execution.cancelled_by)
+
+    def poke(self, journal: Journal, execution_id: str) -> None:
+        """An event was delivered to (or a sleep ended for) a suspended execution of this process: due now."""
+        with self._cond:
+            entry = self._entries.get((journal.identity, execution_id))
+            if entry is not None:
+                entry.due = time.time()
+                self._cond.notify_all()
+
+    def has(self, journal: Journal, execution_id: str) -> bool:
+        with self._cond:
+            return (journal.identity, execution_id) in self._entries
+
+    def cancel(self, key: tuple[object, str], origin: str | None) -> None:
+        """Cancel a suspended execution of this process: journaled ``cancelled`` and done here."""
+        from ._errors import Cancelled
+
+        with self._cond:
+            entry = self._entries.pop(key, None)
+        if entry is None:
+            return
+        execution = entry.execution
+        journal = journal_of(execution)
+        try:
+            journal.set_status(execution.execution_id, ExecutionStatus.CANCELLED)
+        except ZartError as exc:
+            logger.error("zart: cancelling suspended execution %r: %s", execution.execution_id, exc)
+        execution.finish(ExecutionStatus.CANCELLED, error=Cancelled(
+            f"execution {execution.execution_id!r} was cancelled while {entry.status.value}"
+            + (f" (from {origin})" if origin else "")))
+        runtime.release(execution)
+        execution.set_done()
+
+    # --- the thread ------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                now = time.time()
+                due = [key for key, entry in self._entries.items() if entry.due is not None and entry.due <= now]
+                taken = [(key, self._entries.pop(key)) for key in due]
+                if not taken:
+                    soonest = min((entry.due for entry in self._entries.values() if entry.due is not None),
+                                  default=now + EVENT_LOOK)
+                    if self._entries:
+                        soonest = min(soonest, self._looked + EVENT_LOOK)
+                    if soonest > now:
+                        self._cond.wait(min(soonest - now, EVENT_LOOK))
+                        continue
+            for key, entry in taken:
+                self._continue(key, entry)
+            if time.time() >= self._looked + EVENT_LOOK:
+                self._looked = time.time()
+                with self._cond:
+                    entries = list(self._entries.items())
+                self._look(entries)
+
+    def _look(self, entries: list[tuple[tuple[object, str], _Entry]]) -> None:
+        """What other processes wrote into the file while nobody held it: an event sent to a waiting
+        execution or a ``zart wake`` makes it due now; a cancel, a delete or another process continuing
+        it (``zart resume``) ends it here."""
+        from ._errors import Cancelled, StateConflict
+
+        for key, entry in entries:
+            execution = entry.execution
+            journal = journal_of(execution)
+            try:
+                with journal.hold():
+                    status, row = journal.query(suspension.state, execution.execution_id)
+            except ZartError:  # another process holds it: look again later
+                continue
+            if row is not None:
+                due = time.time() if row.has_event else row.wake_at
+                if due is not None and (entry.due is None or due < entry.due):
+                    self.poke(journal, execution.execution_id) if row.has_event else self._move(key, due)
+                continue
+            with self._cond:
+                if self._entries.pop(key, None) is None:
+                    continue
+            error: BaseException
+            if status == ExecutionStatus.CANCELLED.value:
+                error = Cancelled(f"execution {execution.execution_id!r} was cancelled while {entry.status.value}")
+                execution.finish(ExecutionStatus.CANCELLED, error=error)
+            else:
+                execution.fail(StateConflict(execution.execution_id, status or "deleted",
+                                             "another process continued it (or it was deleted)"))
+            runtime.release(execution)
+            execution.set_done()
+
+    def _move(self, key: tuple[object, str], due: float) -> None:
+        with self._cond:
+            entry = self._entries.get(key)
+            if entry is not None:
+                entry.due = due
+                self._cond.notify_all()
+
+    def _continue(self, key: tuple[object, str], entry: _Entry) -> None:
+        execution = entry.execution
+        journal = journal_of(execution)
+        try:
+            with journal.hold():
+                pass  # it can be opened now (a notebook or serve may hold it: try again shortly)
+        except ZartError as exc:
+            logger.info("zart: execution %r is due but %s; trying again", execution.execution_id, exc)
+            entry.due = time.time() + BUSY_RETRY
+            with self._cond:
+                self._entries.setdefault(key, entry)
+            return
+        plan = RunPlan(RunTrigger.RESUME, f"due: {describe(entry.status, entry.waits_for, entry.due)}", lease=True)
+
+        def run() -> None:
+            try:
+                entry.execute(execution, entry.workflow, entry.data, entry.options, plan)
+            except BaseException as exc:  # noqa: BLE001 - the outcome is on the execution
+                logger.info("zart: continuing execution %r ended: %s", execution.execution_id, exc)
+
+        threading.Thread(target=run, name=f"zart-continue-{execution.execution_id}", daemon=True).start()
+
+
+continuer = Continuer()
