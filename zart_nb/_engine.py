@@ -122,6 +122,7 @@ class RunState:
         self.journal = journal
         # (value store folder, threshold): every task carries this one tuple (pickled once a batch)
         self.store = store or values.spec(journal.path)
+        self.value_store: str | None = None  # where a cluster's workers reach the store (RunOptions.value_store)
         self.execution_id = execution_id
         self.run_number = run_number
         self.stored = stored
@@ -268,8 +269,8 @@ class RunState:
         """A new attempt of ``state``; the caller registers it in ``_pending`` under ``_cond``."""
         return Task(next(self._task_ids), state.definition.fn_id, state.definition.fn_blob,
                     state.args_blob, self.execution_id, state.handle.key, state.attempt,
-                    state.timeout, time.time() + delay if delay else 0.0, store=self.store, consumer=self,
-                    owner=state, limit=state.limit)
+                    state.timeout, time.time() + delay if delay else 0.0, store=self.store,
+                    shared_store=self.value_store, consumer=self, owner=state, limit=state.limit)
 
     def _submit(self, state: _StepState) -> None:
         task = self._task(state)
@@ -851,6 +852,7 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, options: R
         _mark_redo(stored, plan)
     run = RunState(journal, execution_id, run_number, stored, on_change, workers, executor, store)
     run._executor = remote
+    run.value_store = options.value_store
     run.output_sinks = execution.output_sinks
     execution.attach(run)
     if execution.cancel_requested:  # before its run existed
