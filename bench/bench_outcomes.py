@@ -1,8 +1,10 @@
-"""The engine's two per-step paths without processes or a journal file: settling OK outcomes
-(``RunState.on_outcomes``, 2,000 in batches of 100) and the replay loop (``RunState.schedule`` of 10,000
-journaled steps). Prints the minimum per-step time over ``--repeats``; under callgrind, run it with
-``--repeats 1`` and ``3`` and halve the difference of the two counts for the instructions of one repeat
-(fixtures included), which scatter far less than wall time on a shared machine:
+"""The engine's per-step paths without processes or a journal file: settling OK outcomes
+(``RunState.on_outcomes``, 2,000 in batches of 100), the replay loop (``RunState.schedule`` of 10,000
+journaled steps) and scheduling new steps (``schedule``: 2,000 calls ``noop(i)`` encoded and handed
+to an executor that keeps them: P1's and P2's driver work before dispatch). Prints the minimum
+per-step time over ``--repeats``; under callgrind, run it with ``--repeats 1`` and ``3`` and halve the
+difference of the two counts for the instructions of one repeat (fixtures included), which scatter far
+less than wall time on a shared machine:
 
     valgrind --tool=callgrind python bench/bench_outcomes.py outcomes --repeats 1
 """
@@ -24,6 +26,18 @@ from zart_nb._journal import StoredStep
 from zart_nb._status import RunReason, StepStatus
 
 SCRATCH = Path(tempfile.mkdtemp(prefix="zart-bench-outcomes-"))
+
+
+class _Keeper:
+    """An executor that keeps what it is given (nothing runs)."""
+
+    closed = False
+
+    def __init__(self) -> None:
+        self.tasks: list[Any] = []
+
+    def submit(self, tasks: list[Any]) -> None:
+        self.tasks.extend(tasks)
 
 
 class _NoJournal:
@@ -85,12 +99,30 @@ def replay_once() -> float:
     return elapsed / 10000
 
 
+def schedule_once() -> float:
+    run = RunState(_NoJournal(), "e", 1, {}, "rerun", 1, store=(str(SCRATCH), 1 << 20))  # type: ignore[arg-type]
+    run._definitions[STEP] = DEFINITION
+    keeper = _Keeper()
+    run._executor = keeper  # type: ignore[assignment]
+    gc.disable()
+    start = time.perf_counter()
+    for i in range(2000):
+        run.schedule(STEP, (i,), {})
+    elapsed = time.perf_counter() - start
+    gc.enable()
+    assert len(keeper.tasks) == 2000 and run.executed == 2000
+    return elapsed / 2000
+
+
+PATHS = {"outcomes": outcomes_once, "replay": replay_once, "schedule": schedule_once}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("path", choices=("outcomes", "replay"))
+    parser.add_argument("path", choices=tuple(PATHS))
     parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()
-    once = outcomes_once if args.path == "outcomes" else replay_once
+    once = PATHS[args.path]
     best = min(once() for _ in range(args.repeats))
     print(f"{args.path}: {best * 1e6:.3f} µs per step (minimum of {args.repeats})")
 

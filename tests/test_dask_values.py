@@ -86,6 +86,23 @@ def test_workers_write_large_outputs_and_tables_to_a_shared_store(client, journa
     assert zart.run(dask_values, N, execution_id="d", journal=journal, executor=client, display=False) == WANT
 
 
+def test_the_value_store_run_option_names_the_shared_store(client, journal, monkeypatch, tmp_path):
+    monkeypatch.setenv("ZART_VALUE_STORE", str(tmp_path / "not-this-one"))  # the run's option comes first
+    folder = values.folder_for(journal)
+    assert zart.run(dask_values, N, execution_id="d", journal=journal, executor=client, display=False,
+                    value_store=folder) == WANT
+    stored = {s.step_key: s for s in zart.stored("d", journal=journal)}
+    assert stored["array#0"].kind == "numpy.ndarray" and (folder / stored["array#0"].file).exists()
+    assert stored["table#0"].is_table
+    assert all(s.worker.startswith("tcp://") for s in _outputs(journal).values())  # written by its worker
+    assert not (tmp_path / "not-this-one").exists()
+    # Without the option (and without the variable), the same client's next run brings outputs back.
+    monkeypatch.delenv("ZART_VALUE_STORE")
+    assert zart.run(dask_values, N + 1, execution_id="e", journal=journal, executor=client,
+                    display=False) == [float((N + 1) * N / 2), *WANT[1:]]
+    assert zart.stored("e", journal=journal) == []
+
+
 def test_a_shared_store_that_is_another_folder_is_not_used(client, journal, monkeypatch, tmp_path, caplog):
     other = tmp_path / "elsewhere"
     other.mkdir()

@@ -139,3 +139,22 @@ def test_an_argument_too_deep_to_pickle_is_a_clear_error(journal):
         inner = inner[0]
     with pytest.raises(zart.SerializationError, match="too deep|recursion"):
         zart.run(lengths, deep, execution_id="deep-1", journal=journal)
+
+
+@pytest.mark.parametrize("value_store, error", [
+    ("relative/store", "value_store must be an absolute path"),
+    ("", "value_store must be a path"),
+    (42, "value_store must be a path"),
+])
+def test_a_bad_value_store_is_refused_before_anything_is_journaled(journal, value_store, error):
+    with pytest.raises(zart.ConfigurationError, match=error):
+        zart.run(huge, 1, execution_id="vs-1", journal=journal, value_store=value_store)
+    with pytest.raises(zart.ConfigurationError, match=error):
+        zart.start(huge, 1, execution_id="vs-1", journal=journal, value_store=value_store)
+    assert not journal.exists()
+
+
+def test_the_local_pool_runs_with_a_value_store_named(journal, tmp_path):
+    """``value_store=`` names where a cluster's workers reach the store; local workers reach it anyway."""
+    assert zart.run(huge, 4, execution_id="vs-2", journal=journal, value_store=tmp_path / "shared") == 8
+    assert not (tmp_path / "shared").exists()

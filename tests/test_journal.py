@@ -10,7 +10,7 @@ import pytest
 import zart_nb as zart
 from zart_nb._journal import SCHEMA_VERSION, STEP_COLUMNS, StepRow
 from zart_nb._journal.reader import FileJournalReader
-from zart_nb._journal.sidelog import SideLog
+from zart_nb._journal.sidelog import SideLog, Tag
 from zart_nb._runtime import runtime
 
 
@@ -66,6 +66,33 @@ def test_superseded_rows_stop_being_current(journal):
         history = FileJournalReader(j).list_steps("e", current_only=False)
     assert [(s.run_number, s.status.value) for s in current] == [(2, "completed")]
     assert [(s.run_number, s.status.value) for s in history] == [(1, "failed"), (2, "completed")]
+
+
+def test_side_log_records_carry_their_tags_as_plain_letters_and_fold_by_them(journal, monkeypatch):
+    import zart_nb._journal.journal
+
+    monkeypatch.setattr(zart_nb._journal.journal, "FOLD_INTERVAL", 3600.0)  # the rows stay in the side log
+    monkeypatch.setattr(zart_nb._journal.journal, "FOLD_BATCH", 10**9)
+    j = runtime.journal(journal)
+    with j.hold():
+        j.record([_row("e", "k#0", status="failed")])
+        j.save_definition("code-1", "step", "s", "def s(): ...", b"\x80\x05N.")
+        j.record([_row("e", "k#0", run=2)], supersede=[("e", "k#0")])
+        logged = SideLog(j._sidelog.path).read().records
+        assert [kind for _, kind, _ in logged] == [Tag.STEP, Tag.DEFINITION, Tag.SUPERSEDE, Tag.STEP]
+        assert {type(kind) for _, kind, _ in logged} == {str}  # the log holds plain values only
+        assert [kind for _, kind, _ in logged] == ["s", "d", "x", "s"]  # what older logs hold too
+        current = FileJournalReader(j).list_steps("e")  # folded on the way
+        history = FileJournalReader(j).list_steps("e", current_only=False)
+    assert [(s.run_number, s.status.value) for s in current] == [(2, "completed")]
+    assert [(s.run_number, s.status.value) for s in history] == [(1, "failed"), (2, "completed")]
+    j.close()
+    conn = duckdb.connect(str(journal), read_only=True)
+    try:
+        assert conn.execute("SELECT def_id FROM definitions").fetchall() == [("code-1",)]
+        assert conn.execute("SELECT total, completed, failed FROM step_counts").fetchall() == [(1, 1, 0)]
+    finally:
+        conn.close()
 
 
 def test_new_journal_records_its_schema_version_and_is_owner_only(journal):

@@ -107,3 +107,55 @@ def test_previews_are_short_and_never_fail():
     assert "Broken" in ser.preview(Broken())  # a broken __repr__ still gives a preview
     assert len(ser.preview("x" * 10_000)) <= ser.PREVIEW_CHARS
     assert ser.preview([1, 2]) == "[1, 2]"
+
+
+class _Colour(__import__("enum").Enum):
+    RED = 1
+
+
+@pytest.mark.parametrize("args, kwargs", [
+    ((), {}),
+    ((7,), {}),
+    ((1, 2.5, None, True, "a", -3), {}),
+    (("x" * 120,), {}),  # the longest string shown whole
+    (("x" * 121,), {}),  # cut by reprlib in the preview
+    ((10**40,), {}),  # an int beyond the quick preview
+    ((10**5000,), {}),  # an int too long for repr()
+    ((float("nan"), float("inf")), {}),
+    ((b"bytes", [1, (2, 3)], {"b": 1, "a": {3, 1}}), {}),
+    ((1,), {"k": "v", "n": None}),
+    ((_Colour.RED, _Colour), {}),
+    (tuple(range(100)), {}),  # a preview longer than PREVIEW_CHARS
+    (("é\ud800",), {}),  # a lone surrogate
+])
+def test_encode_call_gives_what_the_three_separate_calls_give(args, kwargs):
+    call = ser.encode_call(args, kwargs)
+    assert call == (ser.dumps((args, kwargs)), ser.args_hash(args, kwargs), ser.args_preview(args, kwargs))
+    assert (call.blob, call.hash, call.preview) == tuple(call)
+    assert ser.loads(call.blob)[1] == kwargs and len(ser.loads(call.blob)[0]) == len(args)
+
+
+def test_encode_call_sends_and_hashes_what_it_is_told_and_previews_the_arguments_given():
+    sent, hashed = ("reference",), ("key",)
+    call = ser.encode_call(([1, 2],), {}, (sent, {"k": 1}, hashed, {"k": 2}))
+    assert ser.loads(call.blob) == (sent, {"k": 1})
+    assert call.hash == ser.args_hash(hashed, {"k": 2})
+    assert call.preview == "[1, 2]"
+    by_identity = ser.encode_call((3,), {}, identity=("chosen", 1))
+    assert by_identity.hash == ser.args_hash(("chosen", 1), {}) != ser.args_hash((3,), {})
+    assert ser.loads(by_identity.blob) == ((3,), {}) and by_identity.preview == "3"
+
+
+def test_encode_call_names_the_argument_that_cannot_be_pickled():
+    def load(path, handle, *rest, mode="r"):
+        return path
+
+    lock = threading.Lock()
+    with pytest.raises(zart.SerializationError, match=r"^argument 'handle' of step 'load#0' cannot be pickled"):
+        ser.encode_call(("p", lock), {}, fn=load, step_key="load#0")
+    with pytest.raises(zart.SerializationError, match=r"^argument '#3' of step 'load#0'"):
+        ser.encode_call(("p", 1, 2, lock), {}, fn=load, step_key="load#0")  # in *rest: its position
+    with pytest.raises(zart.SerializationError, match=r"^argument 'mode' cannot be pickled: .*lock"):
+        ser.encode_call(("p",), {"mode": lock}, fn=load)
+    with pytest.raises(zart.SerializationError, match=r"^argument '#1' cannot be pickled"):
+        ser.encode_call(("p", [lock]), {})  # no function: by position

@@ -28,6 +28,7 @@ def served(tmp_path):
     zart.run(serve_lib.ticker, 0, execution_id="first", journal=journal, display=False)  # journals the workflow
     waiting = zart.start(serve_lib.approval, None, execution_id="approval-journaled", journal=journal,
                          display=False)  # journals the approval workflow, which POST /executions then starts
+    wait_until(lambda: waiting.run_number is not None, what="its run to be journaled")  # then it takes events
     zart.send_event("approval-journaled", "approve", True, journal=journal)
     assert waiting.result(timeout=60) == {"approved": True}
     (tmp_path / "open").touch()

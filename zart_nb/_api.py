@@ -289,7 +289,7 @@ def default_execution_id(workflow: WorkflowDef, data: Any) -> str:
 def run(workflow: Any, data: Any = None, *, execution_id: str | None = None,
         journal: str | os.PathLike[str] | None = None, workers: int | None = None,
         on_change: str = "rerun", display: bool | None = None, executor: ExecutorSpec = None,
-        deadline: Deadline | None = None) -> Any:
+        deadline: Deadline | None = None, value_store: str | os.PathLike[str] | None = None) -> Any:
     """Run (or resume) a workflow in the calling thread and return its output.
 
     The execution id defaults to the workflow name plus a hash of ``data``, so re-running the same
@@ -303,9 +303,12 @@ def run(workflow: Any, data: Any = None, *, execution_id: str | None = None,
     ``datetime`` (default: the workflow's own); journaled at the first run and kept on resume. When
     it passes, running steps are stopped, scheduled ones never start, and the execution is failed
     with :class:`DeadlineExceeded`.
+    ``value_store``: with a Dask ``executor`` whose workers reach the journal's value store on a shared
+    filesystem, the absolute path at which they reach it (default ``$ZART_VALUE_STORE``): they write
+    large outputs there themselves instead of sending them back (the local pool ignores it).
     """
     __tracebackhide__ = True  # IPython leaves zart_nb's frames out of tracebacks
-    options = RunOptions.make(on_change, workers, executor, display, deadline)
+    options = RunOptions.make(on_change, workers, executor, display, deadline, value_store)
     definition = as_workflow(workflow)
     return run_here(_journal_for(journal), _execution_id(execution_id, definition, data), definition, data,
                     options)
@@ -314,14 +317,14 @@ def run(workflow: Any, data: Any = None, *, execution_id: str | None = None,
 def start(workflow: Any, data: Any = None, *, execution_id: str | None = None,
           journal: str | os.PathLike[str] | None = None, workers: int | None = None,
           on_change: str = "rerun", display: bool | None = None, executor: ExecutorSpec = None,
-          deadline: Deadline | None = None) -> Execution:
+          deadline: Deadline | None = None, value_store: str | os.PathLike[str] | None = None) -> Execution:
     """Start (or resume) a workflow in a background thread; returns an :class:`Execution` at once.
 
     If that execution is already running in this process, its handle is returned. In a notebook
     the progress widget keeps moving under this cell after it returns (``display=False`` to hide).
-    ``executor`` and ``deadline`` as for :func:`run`."""
+    ``executor``, ``deadline`` and ``value_store`` as for :func:`run`."""
     __tracebackhide__ = True  # IPython leaves zart_nb's frames out of tracebacks
-    options = RunOptions.make(on_change, workers, executor, display, deadline)
+    options = RunOptions.make(on_change, workers, executor, display, deadline, value_store)
     definition = as_workflow(workflow)
     return launch(_journal_for(journal), _execution_id(execution_id, definition, data), definition, data,
                   options)

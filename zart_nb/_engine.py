@@ -111,23 +111,6 @@ class _StepState:
         self.policy = step.retry
 
 
-def _argument_error(step: Step[..., Any], key: str, args: tuple[Any, ...], kwargs: dict[str, Any],
-                    exc: Exception) -> SerializationError:
-    """Names the argument that cannot be pickled (a failure path: the cost does not matter)."""
-    try:
-        arguments = dict(inspect.signature(step.fn).bind_partial(*args, **kwargs).arguments)
-    except (TypeError, ValueError):
-        arguments = {**{f"#{index}": value for index, value in enumerate(args)}, **kwargs}
-    where = "an argument"
-    for name, value in arguments.items():
-        try:
-            ser.dumps(value)
-        except Exception:
-            where = f"argument {name!r}"
-            break
-    return SerializationError(f"{where} of step {key!r} cannot be pickled: {_text(exc)}")
-
-
 # --- one run of one execution ------------------------------------------------------------------
 
 
@@ -140,6 +123,7 @@ class RunState:
         self.journal = journal
         # (value store folder, threshold): every task carries this one tuple (pickled once a batch)
         self.store = store or values.spec(journal.path)
+        self.value_store: str | None = None  # where a cluster's workers reach the store (RunOptions.value_store)
         self.execution_id = execution_id
         self.run_number = run_number
         self.stored = stored
@@ -198,42 +182,45 @@ class RunState:
         seq = self._keys.next_seq()  # its place in the run's call order (one sequence for what schedule() journals)
         self.total += 1
         sent = self._by_reference(args, kwargs) if self._mapped else None
-        try:
-            if identity is not None:  # what a call of another kind is reused by, in place of its arguments
-                args_hash = ser.args_hash(identity, {})
-            elif sent is None:
-                args_hash = ser.args_hash(args, kwargs)
-            else:
-                args_hash = ser.args_hash(sent[2], sent[3])
-        except SerializationError as exc:
-            raise _argument_error(step, key, args, kwargs, exc) from exc
-        definition = self._definitions.get(step) or self._definition(step)
         stored = self.stored.get(key)
-        reason = decide(stored, args_hash, definition.code_hash)
-        if reason is None:
-            output = stored.output  # type: ignore[union-attr]
-            if output is not None and output[0] == _REF_FIRST:  # a stored value's reference, not a pickle
-                handle = StepHandle(self, key, name)
-                reason = self._reuse_stored(handle, output)
-            else:  # done at once with the journaled pickle (one call: this runs per reused step)
-                handle = StepHandle(self, key, name, output)
-        else:
+        reason: RunReason | None
+        if stored is None:  # a new call (every call of a first run): one pass gives blob, hash and preview
+            call = ser.encode_call(args, kwargs, sent, identity=identity, fn=step.fn, step_key=key)
+            definition = self._definitions.get(step) or self._definition(step)
+            reason = RunReason.NEW
             handle = StepHandle(self, key, name)
-        if reason is None:
-            self.reused += 1
-            self.finished += 1
-            if events.active:
-                events.publish(StepEvent(self.execution_id, key, StepStatus.COMPLETED, name, reused=True))
-            return handle
-        if stored is not None:
+        else:  # a journaled call: the hash alone decides; a call reused is never pickled
+            try:
+                if identity is not None:  # what a call of another kind is reused by, in place of its arguments
+                    args_hash = ser.args_hash(identity, {})
+                elif sent is None:
+                    args_hash = ser.args_hash(args, kwargs)
+                else:
+                    args_hash = ser.args_hash(sent[2], sent[3])
+            except SerializationError as exc:
+                raise ser.argument_error(args, kwargs, exc, fn=step.fn, step_key=key) from exc
+            definition = self._definitions.get(step) or self._definition(step)
+            reason = decide(stored, args_hash, definition.code_hash)
+            if reason is None:
+                output = stored.output
+                if output is not None and output[0] == _REF_FIRST:  # a stored value's reference, not a pickle
+                    handle = StepHandle(self, key, name)
+                    reason = self._reuse_stored(handle, output)
+                else:  # done at once with the journaled pickle (one call: this runs per reused step)
+                    handle = StepHandle(self, key, name, output)
+            else:
+                handle = StepHandle(self, key, name)
+            if reason is None:
+                self.reused += 1
+                self.finished += 1
+                if events.active:
+                    events.publish(StepEvent(self.execution_id, key, StepStatus.COMPLETED, name, reused=True))
+                return handle
             check_change(reason, self.on_change, self.execution_id, key)
-        try:
-            args_blob = ser.dumps((args, kwargs) if sent is None else (sent[0], sent[1]))
-        except Exception as exc:
-            raise _argument_error(step, key, args, kwargs, exc) from exc
-        state = _StepState(self, handle, step, definition, args_blob, args_hash,
-                           ser.args_preview(args, kwargs), seq, reason, stored is not None,
-                           queue or step.queue)
+            # Run again (rare on a replay): encoded whole, its hash computed a second time
+            call = ser.encode_call(args, kwargs, sent, identity=identity, fn=step.fn, step_key=key)
+        state = _StepState(self, handle, step, definition, call.blob, call.hash, call.preview, seq, reason,
+                           stored is not None, queue or step.queue)
         self.executed += 1
         self._submit(state)
         if events.active:
@@ -283,8 +270,8 @@ class RunState:
         """A new attempt of ``state``; the caller registers it in ``_pending`` under ``_cond``."""
         return Task(next(self._task_ids), state.definition.fn_id, state.definition.fn_blob,
                     state.args_blob, self.execution_id, state.handle.key, state.attempt,
-                    state.timeout, time.time() + delay if delay else 0.0, store=self.store, consumer=self,
-                    owner=state, limit=state.limit)
+                    state.timeout, time.time() + delay if delay else 0.0, store=self.store,
+                    shared_store=self.value_store, consumer=self, owner=state, limit=state.limit)
 
     def _submit(self, state: _StepState) -> None:
         task = self._task(state)
@@ -885,6 +872,7 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, options: R
         _mark_redo(stored, plan)
     run = RunState(journal, execution_id, run_number, stored, on_change, workers, executor, store)
     run._executor = remote
+    run.value_store = options.value_store
     run.output_sinks = execution.output_sinks
     execution.attach(run)
     if execution.cancel_requested:  # before its run existed

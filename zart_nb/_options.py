@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,18 +34,22 @@ class RunOptions:
     ``on_change``: :class:`OnChange`; ``workers``: the local pool's size (None: ``$ZART_WORKERS`` or
     the CPU count); ``executor``: None, ``"local"``, a Dask scheduler address or a
     ``distributed.Client``; ``display``: the live progress (None: ``$ZART_DISPLAY``, else on);
-    ``deadline``: seconds after the first start or an aware datetime (None: the workflow's own)."""
+    ``deadline``: seconds after the first start or an aware datetime (None: the workflow's own);
+    ``value_store``: the absolute path at which a Dask cluster's workers reach the journal's value store
+    (None: ``$ZART_VALUE_STORE``, else large outputs come back to the driver); the local pool's workers
+    reach the store themselves and ignore it."""
 
     on_change: OnChange = OnChange.RERUN
     workers: int | None = None
     executor: ExecutorSpec = None
     display: bool | None = None
     deadline: float | datetime.datetime | None = None
+    value_store: str | None = None
 
     @classmethod
     def make(cls, on_change: str | OnChange = OnChange.RERUN, workers: int | None = None,
              executor: ExecutorSpec = None, display: bool | None = None,
-             deadline: Deadline | None = None) -> RunOptions:
+             deadline: Deadline | None = None, value_store: str | os.PathLike[str] | None = None) -> RunOptions:
         """Checked options: a bad value is a ``ConfigurationError`` naming it, before anything is journaled."""
         choice.target(executor)
         try:
@@ -58,13 +63,28 @@ class RunOptions:
             default_worker_count()  # a bad $ZART_WORKERS is refused before anything is journaled
         if display is not None and not isinstance(display, bool):
             raise ConfigurationError(f"display must be True, False or None, got {display!r}")
-        return cls(change, workers, executor, display, check_deadline(deadline))
+        return cls(change, workers, executor, display, check_deadline(deadline), _value_store(value_store))
 
     def replace(self, **changes: Any) -> RunOptions:
         """These options with ``changes``, checked again."""
         fields = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
         fields.update(changes)
         return RunOptions.make(**fields)
+
+
+def _value_store(value_store: str | os.PathLike[str] | None) -> str | None:
+    if value_store is None:
+        return None
+    try:
+        path = os.fspath(value_store)
+    except TypeError:
+        path = None
+    if not isinstance(path, str) or not path.strip():
+        raise ConfigurationError(f"value_store must be a path (a str or os.PathLike), got {value_store!r}")
+    if not os.path.isabs(path):
+        raise ConfigurationError(f"value_store must be an absolute path (where the cluster's workers reach the "
+                                 f"journal's value store), got {path!r}")
+    return path
 
 
 DEFAULT_OPTIONS = RunOptions()

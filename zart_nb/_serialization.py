@@ -20,7 +20,7 @@ import types
 import weakref
 from _blake2 import blake2b  # what hashlib.blake2b is, without loading OpenSSL (~2 ms)
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from ._errors import SerializationError
 
@@ -266,6 +266,99 @@ def args_hash(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         _canonical(kwargs, out)
         text = "".join(out)
     return blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+# --- a call's arguments, encoded in one pass --------------------------------------------------------
+
+
+class EncodedCall(NamedTuple):
+    """A call's arguments as the journal and a worker take them (:func:`encode_call`)."""
+
+    blob: bytes  # the pickle of (args, kwargs) as sent: by-reference arguments are their references
+    hash: str  # ``args_hash`` of the arguments as hashed (or of the identity given in their place)
+    preview: str  # ``args_preview`` of the arguments as given
+
+
+_encoded = functools.partial(tuple.__new__, EncodedCall)  # a C call: no NamedTuple __new__ per step
+
+
+def encode_call(args: tuple[Any, ...], kwargs: dict[str, Any],
+                by_reference: tuple[tuple[Any, ...], dict[str, Any], tuple[Any, ...], dict[str, Any]] | None = None,
+                *, identity: tuple[Any, ...] | None = None, fn: Callable[..., Any] | None = None,
+                step_key: str = "") -> EncodedCall:
+    """The blob, the hash and the preview of a call, from one pass over its arguments: equal to
+    ``dumps((args, kwargs))``, ``args_hash(args, kwargs)`` and ``args_preview(args, kwargs)``.
+
+    ``by_reference`` is ``(args, kwargs)`` to send then to hash when some arguments travel as their
+    stored value's reference (``_byref.replace``); ``identity``, what the call is hashed by in place of
+    its arguments. On failure the :class:`SerializationError` names the argument that cannot be pickled
+    (by ``fn``'s parameter name when given) and the step (``step_key``).
+
+    Arguments that are all short scalars (``noop(i)``: what fan-outs mostly pass) take one walk: the
+    ``repr`` of the arguments is the hash's text and, without its parentheses, the preview."""
+    if by_reference is None and identity is None and not kwargs:
+        for value in args:
+            kind = type(value)
+            if kind is int:
+                if not -_BIG < value < _BIG:
+                    break
+            elif kind is str:
+                if len(value) > 120:
+                    break
+            elif kind not in _SCALARS:
+                break
+        else:
+            text = repr(args)
+            shown = text[1:-2] if len(args) == 1 else text[1:-1]
+            if len(shown) > PREVIEW_CHARS:
+                shown = shown[: PREVIEW_CHARS - 3] + "..."
+            return _encoded((pickle.dumps((args, kwargs), PROTOCOL),
+                             blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest(), shown))
+    sent_args, sent_kwargs, hashed_args, hashed_kwargs = by_reference or (args, kwargs, args, kwargs)
+    try:
+        hashed = args_hash(hashed_args, hashed_kwargs) if identity is None else args_hash(identity, {})
+        blob = dumps((sent_args, sent_kwargs))
+    except Exception as exc:
+        raise argument_error(args, kwargs, exc, fn=fn, step_key=step_key) from exc
+    return _encoded((blob, hashed, args_preview(args, kwargs)))
+
+
+def argument_error(args: tuple[Any, ...], kwargs: dict[str, Any], exc: BaseException, *,
+                   fn: Callable[..., Any] | None = None, step_key: str = "") -> SerializationError:
+    """The error of a call whose arguments cannot be pickled (or hashed), naming the argument: each is
+    tried alone, where it stands (a failure path: its cost does not matter)."""
+    where = "an argument"
+    names = _positional_names(fn)
+    placed: list[tuple[str, Any]] = [(names[index] if index < len(names) else f"#{index}", value)
+                                     for index, value in enumerate(args)]
+    for name, value in [*placed, *kwargs.items()]:
+        try:
+            dumps(value)
+        except Exception:
+            where = f"argument {name!r}"
+            break
+    of = f" of step {step_key!r}" if step_key else ""
+    return SerializationError(f"{where}{of} cannot be pickled: {_text(exc)}")
+
+
+def _positional_names(fn: Callable[..., Any] | None) -> list[str]:
+    """The names of ``fn``'s positional parameters, in order (none when it has no signature)."""
+    if fn is None:
+        return []
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def _text(exc: BaseException) -> str:
+    """``str(exc)`` cut to a journal-sized length; user code may make ``__str__`` fail."""
+    try:
+        text = str(exc)
+    except BaseException as error:  # noqa: BLE001 - reported, not raised
+        text = f"<str() of the {type(exc).__name__} raised {type(error).__name__}>"
+    return cap_text(text)
 
 
 # --- hashing of code --------------------------------------------------------------------------------

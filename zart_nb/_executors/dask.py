@@ -23,9 +23,9 @@ Where Dask and the local pool differ, and what this module does about it:
 - Cancelling an execution cancels its futures: queued ones never start, running ones run on to their
   end in the cluster and their results are dropped.
 - Large values: a cluster's worker need not see the journal's value store, so by default a step's
-  output comes back to the driver whatever its size (and is journaled as a pickle). With
-  ``$ZART_VALUE_STORE`` naming the path at which the workers reach that same folder (a shared
-  filesystem), each attempt carries it and the worker writes a large output (and every table, as
+  output comes back to the driver whatever its size (and is journaled as a pickle). With the run's
+  ``value_store=`` (or ``$ZART_VALUE_STORE``) naming the path at which the workers reach that same
+  folder (a shared filesystem), each attempt carries it and the worker writes a large output (and every table, as
   Parquet) there itself: only its reference comes back. See :func:`shared_store`.
 """
 from __future__ import annotations
@@ -173,7 +173,7 @@ class DaskExecutor(Executor):
         self.functions_sent = 0  # attempts that carried their function (for tests and benchmarks)
         self._direct = _gather_directly(client, list(nthreads))
         self._shared: str | None = None  # where the workers write large outputs themselves, if named
-        self._checked: dict[str, bool] = {}  # store folder -> whether the shared path is that folder
+        self._checked: dict[tuple[str, str], bool] = {}  # (shared path, store folder) -> the same folder?
         client.subscribe_topic(self._topic, self._on_event)
         self._thread = threading.Thread(target=self._loop, name="zart-dask", daemon=True)
         self._thread.start()
@@ -363,17 +363,19 @@ class DaskExecutor(Executor):
         return wires
 
     def _wire(self, task: Task, send: bool) -> WireTask:
-        """The attempt as sent: with the shared store when one is named (the worker stores a large output
-        there), else without (it comes back to the driver)."""
-        shared, store = self._shared, task.store  # (under the lock)
+        """The attempt as sent: with the shared store when one is named (its run's ``value_store=``, else
+        ``$ZART_VALUE_STORE``: the worker stores a large output there), else without (it comes back to
+        the driver)."""
+        shared, store = task.shared_store or self._shared, task.store  # (under the lock)
         if shared is None or store is None:
             return task.wire(send, local=False)
-        same = self._checked.get(store[0])
+        same = self._checked.get((shared, store[0]))
         if same is None:
-            same = self._checked[store[0]] = _same_store(shared, store[0])
+            same = self._checked[shared, store[0]] = _same_store(shared, store[0])
             if not same:
-                logger.warning("zart: $%s is %s, but this journal's value store is %s: large outputs come "
-                               "back to this process instead", STORE_VARIABLE, shared, store[0])
+                named = "value_store=" if task.shared_store else f"${STORE_VARIABLE} is "
+                logger.warning("zart: %s%s, but this journal's value store is %s: large outputs come "
+                               "back to this process instead", named, shared, store[0])
         if not same:
             return task.wire(send, local=False)
         return task.wire(send)._replace(store=(shared, store[1]))

@@ -2,8 +2,9 @@
 
 ``journal`` holds the file and writes to it; ``file`` opens it (lock waits, owner-only files, orphaned
 runs); ``schema`` has the migrations and the row types; ``queries`` the record reads behind
-``reader.FileJournalReader``; ``sidelog`` is the fsynced log finished steps reach before DuckDB;
-``inbox`` the events sent to executions and the values they published.
+``reader.FileJournalReader``; ``sidelog`` is the fsynced log finished steps reach before DuckDB (its
+record kinds: ``sidelog.Tag``) and ``fold`` the transaction that writes them into DuckDB; ``inbox`` the
+events sent to executions and the values they published.
 """
 from .journal import Journal, RunBeat, StoredExecution, StoredStep
 from .schema import ATTEMPT_COLUMNS, SCHEMA_VERSION, STEP_COLUMNS, AttemptRow, InFlightRow, StepRow

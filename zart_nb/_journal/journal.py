@@ -3,7 +3,8 @@
 DuckDB locks a file against every other process while one has it open read-write, so a Journal opens
 the file when work starts (``hold``) and closes it after a short grace once the last holder leaves,
 letting other notebooks, the CLI and the TUI take their turn. Finished steps reach disk through the
-fsynced side log first (see ``sidelog``) and are folded into DuckDB in batches by a writer thread.
+fsynced side log first (see ``sidelog``) and are folded into DuckDB in batches by a writer thread
+(the transaction itself is ``fold``'s; when to fold, and under which lock, is decided here).
 
 Opening the file is ``file``'s job, the tables ``schema``'s, and the record reads ``queries``'; the
 reads here that return pickles say so in their names (``pickled_*``): only replay and resume use them.
@@ -23,9 +24,8 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar
 
 from .._errors import DefinitionNotFound, JournalError
 from .._status import ExecutionStatus, RunEnd, RunTrigger, StepStatus
-from . import db, file, retention, schema, suspension
+from . import db, file, fold, retention, schema, suspension
 from .schema import (
-    ATTEMPT_COLUMNS,
     IN_FLIGHT_COLUMNS,
     SCHEMA_VERSION,
     STEP_COLUMNS,
@@ -37,7 +37,7 @@ from .schema import (
     read_schema,
     rollback,
 )
-from .sidelog import Record, SideLog
+from .sidelog import Record, SideLog, Tag
 
 if TYPE_CHECKING:
     import duckdb  # imported when a journal opens: worker processes never load DuckDB
@@ -47,7 +47,6 @@ logger = logging.getLogger("zart_nb")
 
 DEFAULT_GRACE = 1.0
 FOLD_INTERVAL = 0.05
-FOLD_TRIES = 3
 FOLD_BATCH = 5000
 
 
@@ -85,19 +84,11 @@ class RunBeat(NamedTuple):
     running: Sequence[InFlightRow]
 
 
-_STATUS = STEP_COLUMNS.index("status")
 _STEP_STATUSES = {status.value: status for status in StepStatus}
-
-
-def _count(counts: dict[str, list[int]], execution_id: str, status: str, sign: int) -> None:
-    change = counts.get(execution_id)
-    if change is None:
-        change = counts[execution_id] = [0, 0, 0]
-    change[0] += sign
-    if status == "completed":
-        change[1] += sign
-    elif status == "failed":
-        change[2] += sign
+# A record's kind as written to the side log: a Tag's plain value (a member would make every append
+# take the side log's slow path, which converts subclasses of plain types)
+_HEADER, _DEFINITION, _SUPERSEDE, _ATTEMPT, _STEP = (
+    Tag.HEADER.value, Tag.DEFINITION.value, Tag.SUPERSEDE.value, Tag.ATTEMPT.value, Tag.STEP.value)
 
 
 # What a method does, for an error that names it ("cannot read the journaled steps: ...")
@@ -126,11 +117,6 @@ def _held(method: Callable[..., T]) -> Callable[..., T]:
 
     return wrapper
 
-
-
-def _widen(row: tuple[Any, ...], width: int) -> tuple[Any, ...]:
-    """A row from a side log written before columns were added: the new columns are NULL."""
-    return row if len(row) == width else tuple(row) + (None,) * (width - len(row))
 
 class Journal:
     """A zart journal file. Thread-safe; every method opens the file if it is not open yet.
@@ -431,7 +417,7 @@ class Journal:
     # --- side log and folding --------------------------------------------------------------------
 
     def _header(self) -> Record:
-        return (0, "h", (self._journal_id,))
+        return (0, _HEADER, (self._journal_id,))
 
     def _recover_sidelog(self) -> None:
         """Fold what a previous owner (or this process before a release) left in the side log.
@@ -441,22 +427,9 @@ class Journal:
         aside, never folded into a new one. A log damaged in the middle is folded past the damage (the
         reader resynchronises on the next intact frame) and kept aside as evidence."""
         with self._log_lock:
-            log = self._sidelog.path
             contents = self._sidelog.read(self._header())
-            if contents.foreign:
-                aside = log.with_name(log.name + ".orphaned")
-                os.replace(log, aside)
-                logger.warning("zart: %s belongs to another journal file; moved it to %s", log, aside)
-            elif contents.damage is not None:
-                aside = log.with_name(log.name + ".corrupt")
-                for number in range(1, 1000):  # never overwrite the evidence of an earlier damage
-                    if not aside.exists():
-                        break
-                    aside = log.with_name(f"{log.name}.corrupt.{number}")
-                os.replace(log, aside)
-                logger.warning("zart: the side log %s is damaged (%s); its %d intact records are kept, and "
-                               "the damaged log is kept aside as %s", log, contents.damage,
-                               len(contents.records), aside)
+            if contents.foreign or contents.damage is not None:
+                fold.set_aside(self._sidelog.path, contents)
             leftover = [record for record in contents.records if record[0] > self._seq]
             self._write(leftover)  # on failure the log stays as it is, for the next open
             if leftover:
@@ -479,7 +452,8 @@ class Journal:
         with self._log_cond:
             records: list[Record] = []
             definitions, self._pending_defs = self._pending_defs, []
-            for kind, rows in (("d", definitions), ("x", supersede), ("a", attempts), ("s", steps)):
+            for kind, rows in ((_DEFINITION, definitions), (_SUPERSEDE, supersede), (_ATTEMPT, attempts),
+                               (_STEP, steps)):
                 for row in rows:
                     self._seq += 1
                     records.append((self._seq, kind, tuple(row)))
@@ -552,68 +526,13 @@ class Journal:
             raise
 
     def _write(self, records: list[Record]) -> None:
-        """Fold ``records`` in one transaction. DuckDB now and then interrupts a transaction of this
-        connection for no reason of ours (seen ~1 in 500 process exits, under load); that fold is
-        rolled back and tried again at once, a few times, before it is reported."""
+        """Fold ``records`` into DuckDB in one transaction (``fold``), on the open connection."""
         if not records:
             return
-        duckdb = db.load()
-        for attempt in range(FOLD_TRIES):
-            try:
-                self._write_once(records)
-                return
-            except (duckdb.InterruptException, duckdb.TransactionException) as exc:
-                if attempt == FOLD_TRIES - 1:
-                    raise
-                logger.debug("zart: a fold of %s was interrupted (%s); trying again", self.path, exc)
-
-    def _write_once(self, records: list[Record]) -> None:
         conn = self._conn
         assert conn is not None
-        try:
-            conn.execute("BEGIN")  # inside: a failed BEGIN (a transaction left aborted) is rolled back too
-            steps: list[tuple[Any, ...]] = []
-            attempts: list[tuple[Any, ...]] = []
-            counts: dict[str, list[int]] = {}  # execution id -> change of [total, completed, failed]
-            for _, kind, row in records:
-                if kind == "x":
-                    self._append(conn, steps, attempts)
-                    steps, attempts = [], []
-                    gone = conn.execute("UPDATE steps SET current = false WHERE execution_id = ? AND "
-                                        "step_key = ? AND current RETURNING status", list(row)).fetchall()
-                    for (status,) in gone:
-                        _count(counts, row[0], status, -1)
-                elif kind == "s":
-                    steps.append(_widen(row, len(STEP_COLUMNS)))
-                    _count(counts, row[0], row[_STATUS], 1)
-                elif kind == "d":
-                    conn.execute("INSERT OR IGNORE INTO definitions VALUES (?, ?, ?, ?, ?, ?)", list(row))
-                else:
-                    attempts.append(_widen(row, len(ATTEMPT_COLUMNS)))
-            self._append(conn, steps, attempts)
-            for execution_id, (total, completed, failed) in counts.items():
-                conn.execute(
-                    """INSERT INTO step_counts VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET
-                       total = total + excluded.total, completed = completed + excluded.completed,
-                       failed = failed + excluded.failed""", [execution_id, total, completed, failed])
-            conn.execute("UPDATE zart_meta SET value = ? WHERE key = 'folded_seq'", [str(records[-1][0])])
-            conn.execute("COMMIT")
-        except BaseException:
-            rollback(conn)
-            raise
+        fold.fold(conn, records, self.path)
         file.protect_wal(self.path)
-
-    @staticmethod
-    def _append(conn: duckdb.DuckDBPyConnection, steps: list[tuple[Any, ...]],
-                attempts: list[tuple[Any, ...]]) -> None:
-        if steps:
-            appender = conn.appender("steps", columns=list(STEP_COLUMNS))
-            appender.append_rows(steps)
-            appender.flush()
-        if attempts:
-            appender = conn.appender("attempts", columns=list(ATTEMPT_COLUMNS))
-            appender.append_rows(attempts)
-            appender.flush()
 
     # --- definitions -----------------------------------------------------------------------------
 
@@ -629,7 +548,7 @@ class Journal:
     def _queue_pending_defs_locked(self) -> None:
         for row in self._pending_defs:
             self._seq += 1
-            self._unfolded.append((self._seq, "d", tuple(row)))
+            self._unfolded.append((self._seq, _DEFINITION, tuple(row)))
         self._pending_defs = []
 
     @_held

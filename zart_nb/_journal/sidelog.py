@@ -32,11 +32,25 @@ import struct
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 _HEADER = struct.Struct("<II")
-Record = tuple[int, str, tuple[Any, ...]]
+
+
+class Tag(StrEnum):
+    """What a record of the log is (its ``kind``). Written as the plain one-letter value (the log holds
+    only plain values) and read back as that str, which a member is equal to."""
+
+    HEADER = "h"  # the first record: ``(journal_id,)``, the journal the log belongs to
+    DEFINITION = "d"  # a ``DefinitionRow``: a step's or workflow's code, once per code hash
+    SUPERSEDE = "x"  # ``(execution_id, step_key)``: its older records stop being current
+    ATTEMPT = "a"  # an ``AttemptRow``: an attempt that failed (a retry follows, or the step failed)
+    STEP = "s"  # a ``StepRow``: a step's record (completed, failed, ...)
+
+
+Record = tuple[int, str, tuple[Any, ...]]  # (seq, kind: a Tag's value, row)
 
 
 class _PlainPickler(pickle.Pickler):
@@ -150,7 +164,7 @@ class LogContents:
     """What a read of the log found."""
 
     records: list[Record] = field(default_factory=list)
-    header: tuple[Any, ...] | None = None  # the row of the first record ("h", (journal_id,))
+    header: tuple[Any, ...] | None = None  # the row of the first record (Tag.HEADER: (journal_id,))
     foreign: bool = False  # the log names another journal: nothing after the header was decoded
     damage: str | None = None  # damaged frames that were not a torn tail: what was wrong, where
 
@@ -231,7 +245,7 @@ class SideLog:
                 if header is not None and (first is None or first[1:] != header[1:]):
                     contents.foreign = True
                     return contents
-                if first is not None and first[1] == "h":
+                if first is not None and first[1] == Tag.HEADER:
                     contents.header = first[2]
                     last_seq = max(last_seq, first[0])
                     records = records[1:]
