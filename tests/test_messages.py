@@ -79,6 +79,8 @@ def test_events_queue_in_order_are_kept_when_early_and_consumed_once(journal, in
     assert pending_events("ev", journal=journal) == []
     with pytest.raises(zart.StateConflict, match="completed"):
         zart.send_event("ev", "go", 3, journal=journal)
+    # A sender's retry of a delivered key is answered as the first time was, whatever the execution did since
+    assert zart.send_event("ev", "go", 1, journal=journal, idempotency_key="a") is False
     with pytest.raises(zart.ExecutionNotFound):
         zart.send_event("nobody", "go", 3, journal=journal)
 

@@ -147,6 +147,8 @@ def deliver(journal: Journal, execution_id: str, name: str, payload: str, idempo
     monitor server's ``send_event``, and a sender when nobody else holds the file)."""
     status, added = cast("tuple[str | None, bool]", journal.transact(
         inbox.add_event, execution_id, name, payload, idempotency_key, time.time(), sender))
+    if status == "delivered":
+        return False  # that idempotency key was delivered before: a retry, answered as the first time was
     if status is None:
         raise ExecutionNotFound(execution_id, journal.path)
     if status in _FINISHED:

@@ -35,14 +35,15 @@ def execution_status(conn: duckdb.DuckDBPyConnection, execution_id: str) -> str 
 
 def add_event(conn: duckdb.DuckDBPyConnection, execution_id: str, name: str, payload: str,
               idempotency_key: str | None, sent_at: float, sender: str | None) -> tuple[str | None, bool]:
-    """``(the execution's status, whether the event was added)``: not added when the execution is not
-    journaled (status None), completed or cancelled (the caller refuses those) or already got that idempotency key."""
+    """``(the execution's status, whether the event was added)``: not added when the execution already got
+    that idempotency key (status ``"delivered"``: a sender's retry is answered the same whatever the execution
+    did since), is not journaled (status None), or is completed or cancelled (the caller refuses those)."""
     status = execution_status(conn, execution_id)
-    if status is None or status in ("completed", "cancelled"):
-        return status, False
-    if idempotency_key is not None and conn.execute(
+    if status is not None and idempotency_key is not None and conn.execute(
             "SELECT 1 FROM events WHERE execution_id = ? AND idempotency_key = ?",
             [execution_id, idempotency_key]).fetchone() is not None:
+        return "delivered", False
+    if status is None or status in ("completed", "cancelled"):
         return status, False
     seq = conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM events").fetchone()
     conn.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
