@@ -178,3 +178,19 @@ def test_a_sleeping_execution_of_this_process_is_deleted_without_a_cancel_first(
     wait_until(lambda: execution.status is ExecutionStatus.WAITING, what="waiting")
     zart.delete("d", journal=journal)
     assert execution.done and _record(journal, "d") is None
+
+
+@zart.workflow("suspend-long-sleeper")
+def long_sleeper(n: int) -> int:
+    zart.sleep("long-nap", 3600)
+    return double(n)
+
+
+def test_a_deadline_that_passes_while_an_execution_sleeps_fails_it_then(journal, quick, inline):
+    execution = zart.start(long_sleeper, 2, execution_id="late", journal=journal, display=False, deadline=2.0)
+    wait_until(lambda: execution.status is ExecutionStatus.SLEEPING, what="sleeping")
+    with pytest.raises(zart.DeadlineExceeded):
+        execution.result(timeout=30)  # not an hour: the deadline is when it is due
+    record = _record(journal, "late")
+    assert record.status == "failed" and "deadline" in (record.error or "").lower()
+    assert zart.journal(journal, live=False).list_steps("late")[-1].step_key != "suspend-double#0"  # never ran

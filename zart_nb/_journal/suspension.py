@@ -46,7 +46,7 @@ class SuspendedRow(NamedTuple):
     execution_id: str
     status: ExecutionStatus
     waits_for: str | None
-    wake_at: float | None
+    wake_at: float | None  # when it is due: its wake time or timeout, or its deadline when that is earlier
     lease_owner: str | None
     lease_until: float | None
     has_event: bool  # an unconsumed event of the name it waits for is there (a waiting one is due now)
@@ -109,7 +109,10 @@ def suspended(conn: duckdb.DuckDBPyConnection) -> list[SuspendedRow]:
 
 def _suspended(conn: duckdb.DuckDBPyConnection, execution_id: str | None) -> list[SuspendedRow]:
     rows = conn.execute(
-        """SELECT x.execution_id, x.status, x.waits_for, x.wake_at, x.lease_owner, x.lease_until,
+        """SELECT x.execution_id, x.status, x.waits_for,
+                  CASE WHEN x.deadline IS NOT NULL AND (x.wake_at IS NULL OR x.deadline < x.wake_at)
+                       THEN x.deadline ELSE x.wake_at END,
+                  x.lease_owner, x.lease_until,
                   EXISTS (SELECT 1 FROM events e WHERE e.execution_id = x.execution_id AND e.name = x.waits_for
                           AND e.consumed_by IS NULL AND e.payload IS NOT NULL)
            FROM executions x WHERE x.status IN (?, ?) AND (? IS NULL OR x.execution_id = ?)
