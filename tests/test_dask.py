@@ -386,8 +386,12 @@ def test_main_defined_steps_resume_after_the_driver_is_sigkilled(cluster, tmp_pa
 
     runs = Counter(label for label, _ in counter(work))
     started_in_run1 = {label for label, _ in before_kill}
-    for i in range(20):  # journaled before the kill: once; running at the kill: once or twice
-        assert runs[f"work-{i}"] in ((1, 2) if f"work-{i}" in started_in_run1 and i >= 5 else (1,)), runs
+    assert started_in_run1 >= {f"work-{i}" for i in range(5)}  # the first five were journaled before the kill
+    # Journaled before the kill: once. A gated step: once, or twice when run 1 had started it; the cluster may
+    # still start one of run 1's tasks between the snapshot and the kill (its scheduler has not yet seen the
+    # client go), so the snapshot cannot say which gated steps run 1 started.
+    for i in range(20):
+        assert runs[f"work-{i}"] in ((1, 2) if i >= 5 else (1,)), runs
     assert {pid for _, pid in counter(work)} <= set(worker_pids(client).values()) | cluster_pids
 
     def final(j):
