@@ -110,6 +110,9 @@ def test_jupyterlab_shows_the_widget_reach_100_percent(lab):
                 ".some(b => b.style.width === '100%')", timeout=120_000)
             page.wait_for_function(
                 "() => document.body.innerText.includes('Total issues:     1')", timeout=120_000)
+            page.wait_for_function(  # what the steps printed, streamed from the workers, may render last
+                "() => document.querySelector('.jp-Notebook').innerText"
+                ".includes('[check-service#1] checking payments')", timeout=120_000)
             widget_text = page.locator(".widget-vbox").first.inner_text()
             assert "3/3 done" in widget_text and "3 completed" in widget_text
             assert "completed" in widget_text and "health-check-run-1" in widget_text

@@ -471,7 +471,7 @@ class LocalPool(Executor):
                 messages.append(conn.recv_bytes())
                 while conn.poll(0):
                     messages.append(conn.recv_bytes())
-            except (EOFError, OSError):
+            except (EOFError, OSError, TypeError):  # TypeError: closed meanwhile by a cancel (its handle is None)
                 dead = True
             received.append((conns[conn], messages, dead, time.time()))
         outcomes: list[Outcome] = []
