@@ -28,6 +28,13 @@ async def test_a_sleeping_execution_says_what_it_waits_for_and_until_when(tmp_pa
         await settle(pilot)
         table = app.screen.query_one("#executions", DataTable)
         assert rows(table)[0][:3] == ["nap-1", "napper", "sleeping"]
+        assert "sleeping 1" in str(app.screen.query_one("#header").render())  # counted in the header
+        await pilot.press("8")  # the waiting filter: not this one
+        await settle(pilot)
+        assert rows(table) == []
+        await pilot.press("7")  # the sleeping filter
+        await settle(pilot)
+        assert [r[0] for r in rows(table)] == ["nap-1"]
         await pilot.press("enter")
         await settle(pilot)
         assert isinstance(app.screen, ExecutionScreen)

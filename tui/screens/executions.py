@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from ..source import Source
 
 PAGE = 500
-FILTERS: list[str | None] = [None, "running", "failed", "completed", "cancelled", "interrupted", "pending"]
+FILTERS: list[str | None] = [None, "running", "failed", "completed", "cancelled", "interrupted", "pending",
+                             "sleeping", "waiting"]
 NARROW = 100  # below this many columns the run number is left out (the execution screen has it)
 
 

@@ -16,7 +16,7 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
     ]),
     ("Executions", [
         ("/", "search ids and workflows"), ("f", "next status filter"),
-        ("0-6", "all, running, failed, completed, cancelled, interrupted, pending"),
+        ("0-8", "all, running, failed, completed, cancelled, interrupted, pending, sleeping, waiting"),
         ("s S", "sort by the next column, reverse the order (or click a column's header)"),
         ("y", "copy the execution's id (also shown, as not every terminal lets an app copy)"),
         ("c", "cancel (confirmed)"), ("u", "resume an interrupted or failed one"), ("d", "delete a finished one"),

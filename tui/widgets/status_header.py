@@ -18,7 +18,7 @@ class StatusHeader(Static):
         text = Text()
         total = sum(counts.values())
         text.append(f"{total} executions", style="bold")
-        for name in ("running", "failed", "interrupted", "cancelled", "completed", "pending"):
+        for name in ("running", "sleeping", "waiting", "failed", "interrupted", "cancelled", "completed", "pending"):
             if counts.get(name):
                 text.append("  ")
                 text.append(f"{name} {counts[name]}", style=STATUS_STYLES.get(name, ""))
