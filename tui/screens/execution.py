@@ -428,30 +428,34 @@ class ExecutionScreen(Screen[None]):
     def action_next_failed(self) -> None:
         self._go(jump=("next_failed", self.current_key() if self.current_key() in self.steps else None))
 
-    def action_goto(self) -> None:
-        box = self.query_one("#goto", Input)
+    def _ask(self, box_id: str) -> None:
+        """Show the input line ``box_id`` (the goto and event prompts), empty and focused."""
+        box = self.query_one(box_id, Input)
         box.value = ""
         box.display = True
         box.focus()
+
+    def _answered(self, event: Input.Submitted) -> str:
+        """Hide the prompt that was answered, give the steps back the focus; the answer, stripped."""
+        event.input.display = False
+        self.query_one(DataTable).focus()
+        return event.value.strip()
+
+    def action_goto(self) -> None:
+        self._ask("#goto")
 
     @on(Input.Submitted, "#goto")
     def goto_key(self, event: Input.Submitted) -> None:
-        event.input.display = False
-        self.query_one(DataTable).focus()
-        if event.value.strip():
-            self._go(jump=("goto", event.value.strip()))
+        key = self._answered(event)
+        if key:
+            self._go(jump=("goto", key))
 
     def action_send_event(self) -> None:
-        box = self.query_one("#event", Input)
-        box.value = ""
-        box.display = True
-        box.focus()
+        self._ask("#event")
 
     @on(Input.Submitted, "#event")
     def send_event(self, event: Input.Submitted) -> None:
-        event.input.display = False
-        self.query_one(DataTable).focus()
-        name, _, data = event.value.strip().partition(" ")
+        name, _, data = self._answered(event).partition(" ")
         if not name:
             return
         execution_id = self.execution_id
