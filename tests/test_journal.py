@@ -203,7 +203,12 @@ def test_a_journal_of_the_previous_schema_is_upgraded_with_its_step_counts(journ
     conn.close()
 
 
+def _drop_schema_11(conn):
+    conn.execute("DROP TABLE value_stores")
+
+
 def _drop_schema_10(conn):
+    _drop_schema_11(conn)
     conn.execute("DROP INDEX executions_status")  # DuckDB drops no column of an indexed table
     for column in ("waits_for", "wake_at", "lease_owner", "lease_until"):
         conn.execute(f"ALTER TABLE executions DROP COLUMN {column}")
@@ -362,6 +367,25 @@ def test_a_journal_of_schema_9_gets_the_suspension_columns_and_keeps_its_executi
         (str(SCHEMA_VERSION),)
     assert conn.execute("SELECT waits_for, wake_at, lease_owner, lease_until FROM executions").fetchall() == \
         [(None, None, None, None)]
+    conn.close()
+
+
+def test_a_journal_of_schema_10_gets_the_value_stores_table_and_keeps_its_executions(journal):
+    j = runtime.journal(journal)
+    with j.hold():
+        j.begin_run("old", "wf", "d", b"", "h", "", "rerun")
+    j.close()
+    conn = duckdb.connect(str(journal))
+    _drop_schema_11(conn)
+    conn.execute("UPDATE zart_meta SET value = '10' WHERE key = 'schema_version'")
+    conn.close()
+    assert zart.journal(journal).execution_record("old").status == "running"
+    assert zart.stored(journal=journal) == []  # the listing joins the new table
+    runtime.journal(journal).close()
+    conn = duckdb.connect(str(journal), read_only=True)
+    assert conn.execute("SELECT value FROM zart_meta WHERE key = 'schema_version'").fetchone() == \
+        (str(SCHEMA_VERSION),)
+    assert conn.execute("SELECT * FROM value_stores").fetchall() == []
     conn.close()
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import _serialization as ser
-from . import _values as values
+from . import _stores as stores
 from ._control import EngineControl, follow
 from ._control import start_monitor as start_control_monitor
 from ._definitions import WorkflowDef, as_workflow
@@ -72,7 +72,7 @@ def _journaled(journal: Journal, execution_id: str) -> tuple[WorkflowDef, Any, E
         raise ExecutionNotFound(execution_id, journal.path)
     _, _, blob = journal.pickled_definition(stored.def_id)
     workflow = as_workflow(ser.loads(blob), stored.workflow)
-    return workflow, values.load(stored.input, journal.path), ExecutionStatus(stored.status)
+    return workflow, stores.load(journal, execution_id, stored.input), ExecutionStatus(stored.status)
 
 
 def _not_running(journal: Journal, execution_id: str, status: ExecutionStatus, action: str) -> None:
@@ -344,7 +344,7 @@ class RemoteExecution:
             stored = journal.pickled_execution(self.execution_id)
         if stored is None:
             raise ExecutionNotFound(self.execution_id, self.path)
-        return values.load(stored.output, journal.path) if stored.output is not None else None
+        return stores.load(journal, self.execution_id, stored.output) if stored.output is not None else None
 
 
 def _record_in_file(execution_id: str, path: str) -> ExecutionRecord | None:

@@ -9,7 +9,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from . import _context, _engine
 from . import _serialization as ser
-from . import _values as values
+from . import _stores as stores
 from ._definitions import Deadline, NamedCall, Step, WorkflowDef, as_workflow, with_deadline
 from ._errors import DefinitionError, ExecutionNotFound
 from ._executors.choice import ExecutorSpec
@@ -235,7 +235,7 @@ class DurableScheduler:
         if stored.status != ExecutionStatus.COMPLETED.value:
             raise DefinitionError(f"execution {execution_id!r} is {stored.status} and not running here; "
                                   "resume it with start()")
-        return values.load(stored.output, self._journal.path) if stored.output is not None else None
+        return stores.load(self._journal, execution_id, stored.output) if stored.output is not None else None
 
     def status(self, execution_id: str) -> ExecutionStatus:
         """Its status: as this process sees it while it runs here, else as journaled (``ExecutionNotFound``
@@ -303,9 +303,11 @@ def run(workflow: Any, data: Any = None, *, execution_id: str | None = None,
     ``datetime`` (default: the workflow's own); journaled at the first run and kept on resume. When
     it passes, running steps are stopped, scheduled ones never start, and the execution is failed
     with :class:`DeadlineExceeded`.
-    ``value_store``: with a Dask ``executor`` whose workers reach the journal's value store on a shared
-    filesystem, the absolute path at which they reach it (default ``$ZART_VALUE_STORE``): they write
-    large outputs there themselves instead of sending them back (the local pool ignores it).
+    ``value_store``: an absolute path where the execution keeps its stored values instead of
+    ``<journal>.values`` (default ``$ZART_VALUE_STORE``), a folder that this process and a Dask
+    ``executor``'s workers reach at that same path (a shared filesystem): the workers write large
+    outputs there and load stored arguments from there themselves. Journaled at the first run: every
+    later run and reader of the execution uses that folder (naming another one is refused).
     """
     __tracebackhide__ = True  # IPython leaves zart_nb's frames out of tracebacks
     options = RunOptions.make(on_change, workers, executor, display, deadline, value_store)

@@ -56,10 +56,12 @@ def _array_layout(value: Any) -> tuple[Any, ...]:
     return value.shape, value.dtype, value.strides, value.__array_interface__["data"][0]
 
 
-def load_tracked(blob: bytes, journal_path: str | os.PathLike[str]) -> tuple[Any, Tracked | None]:
-    """A journaled value (as ``_values.load``), with its origin when it may travel by reference: a
-    numpy array that is its file's one buffer, a pandas frame or pyarrow Table read from Parquet."""
-    loaded = values.load_with_origin(blob, journal_path)
+def load_tracked(blob: bytes, journal_path: str | os.PathLike[str], folder: Path | None = None) -> \
+        tuple[Any, Tracked | None]:
+    """A journaled value (as ``_values.load``; ``folder``: its execution's store), with its origin when it
+    may travel by reference: a numpy array that is its file's one buffer, a pandas frame or pyarrow Table
+    read from Parquet."""
+    loaded = values.load_with_origin(blob, journal_path, folder)
     value = loaded.value
     if loaded.ref is not None and loaded.ref.name.endswith(tables.SUFFIX):
         layout = tables.layout(value)
@@ -126,9 +128,10 @@ class StoredArg:
 
 
 def load_argument(folder: str, blob: bytes) -> Any:
-    """A by-reference argument, in the worker: the stored value, mapped copy-on-write."""
+    """A by-reference argument, in the worker: the stored value, mapped copy-on-write (from ``folder``,
+    its execution's store: ``<journal>.values``, or its ``value_store=`` on a cluster's worker)."""
     path = Path(folder)
-    return values.load(blob, path.with_name(path.name.removesuffix(".values")))
+    return values.load(blob, path.with_name(path.name.removesuffix(".values")), path)
 
 
 def key_of(ref: values.Ref) -> StoredKey:

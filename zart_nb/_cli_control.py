@@ -10,7 +10,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from . import _serialization as ser
-from . import _values as values
+from . import _stores as stores
 from ._cli_format import safe
 from ._errors import ConfigurationError, ExecutionNotFound, JournalLocked
 from ._handles import journal_of
@@ -111,7 +111,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         return _report(handle, "Resuming")
     assert stored is not None
     if prepared is None:
-        output = values.load(stored.output, journal.path) if stored.output is not None else None
+        output = stores.load(journal, args.execution_id, stored.output) if stored.output is not None else None
         print(f"Execution {safe(repr(args.execution_id))} is already completed (run {stored.run_number}); "
               "nothing to resume.")
         print(f"  output: {safe(ser.preview(output))}")

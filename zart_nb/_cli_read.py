@@ -371,7 +371,8 @@ def _print_stored(stored: list[StoredValue], steps: list[StepRecord]) -> None:
         return
     previews = {s.step_key: s.output_preview for s in steps}
     print()
-    print(f"Stored values ({len(stored)})")
+    where = sorted({value.store for value in stored if value.store})  # the execution's value_store=, if any
+    print(f"Stored values ({len(stored)}{', in ' + safe(', '.join(where)) if where else ''})")
     for value in stored:
         first, *rest = stored_lines(value, previews.get(value.step_key))
         print(f"  {safe(value.step_key)}: {safe(first)}")

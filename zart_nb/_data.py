@@ -10,15 +10,19 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from . import _stores as stores
 from . import _tables as tables
 from . import _values as values
 from ._errors import ConfigurationError, ExecutionNotFound, JournalError, JournalLocked, ValueLost
 from ._reader import JournalReader
 from ._runtime import runtime
 from ._status import StepStatus
-from ._stored import HEAD_ROWS, StoredValue, peek, ref_of
+from ._stored import HEAD_ROWS, StoredValue, folder_of, peek, ref_of
+
+if TYPE_CHECKING:
+    from ._journal import Journal
 
 log = logging.getLogger("zart_nb")
 
@@ -84,9 +88,10 @@ def usage(journal_path: str | os.PathLike[str]) -> tuple[int, int]:
 
 
 def collect(journal_path: str | os.PathLike[str], referenced: set[str], *, min_age: float = values.MIN_AGE,
-            dry_run: bool = False) -> GcReport:
-    """Remove the store's files no journal row points to, except those younger than ``min_age``."""
-    folder = values.folder_for(journal_path)
+            dry_run: bool = False, folder: Path | None = None) -> GcReport:
+    """Remove the store's files no journal row points to, except those younger than ``min_age``
+    (``folder``: a store of the journal other than its own, ``<journal>.values``)."""
+    folder = values.folder_for(journal_path) if folder is None else folder
     removed: list[str] = []
     young: list[str] = []
     freed = 0
@@ -116,6 +121,19 @@ def collect(journal_path: str | os.PathLike[str], referenced: set[str], *, min_a
     return GcReport(str(folder), tuple(removed), freed, tuple(young), kept, dry_run)
 
 
+def collect_all(journal: Journal, referenced: set[str], *, min_age: float = values.MIN_AGE,
+                dry_run: bool = False) -> GcReport:
+    """:func:`collect` over every value store of ``journal`` (held by the caller), as one report (its
+    ``store`` the journal's own, followed by the others)."""
+    reports = [collect(journal.path, referenced, min_age=min_age, dry_run=dry_run, folder=folder)
+               for folder in stores.folders(journal)]
+    return GcReport(", ".join(report.store for report in reports),
+                    tuple(name for report in reports for name in report.removed),
+                    sum(report.freed for report in reports),
+                    tuple(name for report in reports for name in report.kept_young),
+                    sum(report.referenced for report in reports), dry_run)
+
+
 def load(execution_id: str, step_key: str, journal: str | os.PathLike[str] | None = None) -> Any:
     """The journaled output of step ``step_key`` of execution ``execution_id`` (in ``journal``,
     default ``$ZART_JOURNAL`` or ``./.zart/journal.duckdb``), loaded outside a workflow: from its row,
@@ -135,15 +153,18 @@ def load(execution_id: str, step_key: str, journal: str | os.PathLike[str] | Non
     status, blob = found
     if status != StepStatus.COMPLETED.value:
         raise LookupError(f"step {step_key!r} of execution {execution_id!r} is {status}: it has no output to load")
-    return None if blob is None else values.load(blob, journal_.path)
+    if blob is None:
+        return None
+    with journal_.hold():
+        return stores.load(journal_, execution_id, blob)
 
 
 def gc(journal: str | os.PathLike[str] | None = None, *, dry_run: bool = False,
        min_age: float = values.MIN_AGE) -> GcReport:
-    """Remove the files of ``journal``'s value store (``<journal>.values/``) that no journal row points
-    to: orphans left by a process killed between writing a value and journaling it, and the values of
-    deleted executions. Unreferenced files younger than ``min_age`` seconds (default an hour) are kept:
-    they may be being written. ``dry_run`` only reports.
+    """Remove the files of ``journal``'s value stores (``<journal>.values/``, and each ``value_store=``
+    folder an execution was run with) that no journal row points to: orphans left by a process killed
+    between writing a value and journaling it, and the values of deleted executions. Unreferenced files
+    younger than ``min_age`` seconds (default an hour) are kept: they may be being written. ``dry_run`` only reports.
 
     Refused (``JournalLocked``) while another process's engine holds the journal: its workers may be
     writing values. Returns a :class:`GcReport`."""
@@ -155,7 +176,7 @@ def gc(journal: str | os.PathLike[str] | None = None, *, dry_run: bool = False,
     try:
         with journal_.hold():
             referenced = values.referenced_names(journal_.value_references())
-            return collect(journal_.path, referenced, min_age=min_age, dry_run=dry_run)
+            return collect_all(journal_, referenced, min_age=min_age, dry_run=dry_run)
     except JournalLocked as exc:
         raise JournalLocked(exc.path, f"{exc.owner} (its engine may be writing values: zart gc runs when no "
                                       "other process holds the journal)", exc.waited) from None
@@ -249,7 +270,7 @@ def sql(query: str, journal: str | os.PathLike[str] | None = None) -> Any:
     if not isinstance(query, str) or not query.strip():
         raise ConfigurationError(f"zart.sql wants a query (a non-empty string), got {query!r}")
     path = _journal_path(journal)
-    folder = values.folder_for(path.resolve())
+    folder = values.folder_for(path.resolve())  # the journal's own store (each table names its own)
     listed, via = _listed(path, True, files_ok=True)
     if via == FILES:
         log.warning("zart.sql: %s is held by a process that serves no monitor; the tables are the value "
@@ -258,7 +279,7 @@ def sql(query: str, journal: str | os.PathLike[str] | None = None) -> Any:
     views: list[tuple[str, str, str, str, str]] = []
     for found in listed:
         try:
-            fd, table = values.open_table(folder, ref_of(found))  # the store's checks, before DuckDB reads it
+            fd, table = values.open_table(folder_of(found, path), ref_of(found))  # the store's checks first
         except ValueLost as exc:
             log.warning("zart.sql leaves out the table of step %r of execution %r: %s", found.step_key,
                         found.execution_id, exc)

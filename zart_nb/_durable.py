@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar, cast, overload
 
 from . import _context
@@ -38,7 +39,7 @@ def capture(name: str, fn: Callable[[], T]) -> T:
     key, seq, stored = run.recall(Kind.CAPTURE, name)
     blob = kinds.recalled(stored)
     if blob is not None:
-        return cast(T, values.load(blob, run.journal.path))
+        return cast(T, values.load(blob, run.journal.path, Path(run.store[0])))
     value = fn()
     try:
         blob, preview = values.dumps(value, run.store)

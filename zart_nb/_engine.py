@@ -22,12 +22,14 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from . import _byref as byref
 from . import _context
 from . import _kinds as kinds
 from . import _serialization as ser
+from . import _stores as stores
 from . import _values as values
 from ._definitions import FATAL_MARK, Guarded, Queue, Step, WorkflowDef, deadline_at, limit_of, referenced_steps
 from ._errors import (
@@ -119,11 +121,13 @@ class RunState:
 
     def __init__(self, journal: Journal, execution_id: str, run_number: int,
                  stored: dict[str, StoredStep], on_change: str, workers: int | None,
-                 executor: ExecutorSpec = None, store: tuple[str, int] | None = None) -> None:
+                 executor: ExecutorSpec = None, store: tuple[str, int] | None = None,
+                 value_store: str | None = None) -> None:
         self.journal = journal
         # (value store folder, threshold): every task carries this one tuple (pickled once a batch)
         self.store = store or values.spec(journal.path)
-        self.value_store: str | None = None  # where a cluster's workers reach the store (RunOptions.value_store)
+        # The execution's journaled value_store (``_stores``): a folder a cluster's workers reach too, else None
+        self.value_store = value_store
         self.execution_id = execution_id
         self.run_number = run_number
         self.stored = stored
@@ -163,7 +167,8 @@ class RunState:
         # Stored arrays and tables this run loaded, by id (a weak reference tells a live one from a reused id):
         # passed unchanged to another step, one travels as its reference (``_by_reference``).
         self._mapped: dict[int, tuple[weakref.ref[Any], byref.Tracked]] = {}
-        self._by_reference_ok = choice.target(executor) is None  # a cluster's workers may not see the store
+        # A cluster's workers load a by-reference argument only from a store they share (value_store=)
+        self._by_reference_ok = value_store is not None or choice.target(executor) is None
         self._sleeping: list[Any] | None = None  # [wake time, (key, seq, name)] while the body sleeps
 
     # --- scheduling (workflow thread) ------------------------------------------------------------
@@ -240,7 +245,7 @@ class RunState:
 
     def _load(self, blob: bytes) -> Any:
         """A stored value, remembered (weakly) when it can go to another step by reference."""
-        value, mapped = byref.load_tracked(blob, self.journal.path)
+        value, mapped = byref.load_tracked(blob, self.journal.path, Path(self.store[0]))
         if mapped is not None and self._by_reference_ok:
             self._mapped[id(value)] = (weakref.ref(value), mapped)
         return value
@@ -792,15 +797,17 @@ def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, option
     execution_id = execution.execution_id
     on_change = options.on_change
     workflow_hash, input_hash = execution.fingerprint or fingerprint(workflow, data)
-    store = values.spec(journal.path)
     stored = journal.pickled_execution(execution_id)
     # A restart, rerun or retry runs a completed execution again: only a plain run returns its output.
     again = plan is not None and plan.trigger in _RUN_AGAIN
+    forked = plan.fork_from[0] if plan is not None and plan.fork_from is not None and stored is None else None
+    checked = stored is not None and options.value_store is not None  # another folder is refused, even if done
+    value_store = stores.choose(journal, execution_id, True, options.value_store) if checked else None
     if stored is not None and stored.status == ExecutionStatus.COMPLETED.value and not again:
         unchanged = stored.input_hash == input_hash and stored.def_id == workflow_hash
         if unchanged:
             try:
-                output = values.load(stored.output, journal.path) if stored.output is not None else None
+                output = stores.load(journal, execution_id, stored.output) if stored.output is not None else None
             except ValueLost as exc:  # its steps are reused; the body runs again to make its output
                 logger.warning("zart: execution %r runs again: %s", execution_id, exc)
             else:
@@ -810,6 +817,9 @@ def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, option
             what = "input" if stored.input_hash != input_hash else _code_change(execution, workflow)
             raise NonDeterminism(f"execution {execution_id!r} completed with a different {what}, "
                                  "and on_change='error'")
+    if not checked:
+        value_store = stores.choose(journal, execution_id, stored is not None, options.value_store, forked)
+    store = (str(stores.folder(journal.path, value_store)), values.threshold())
     try:  # only a run needs the input's pickle: a completed execution returned above
         input_blob, input_preview = values.dumps(data, store)
     except Exception as exc:
@@ -826,7 +836,7 @@ def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, option
     runtime.run_opened(options.workers)
     try:
         _run_body(execution, workflow, data, options, plan, input_blob, input_preview, input_hash,
-                  workflow_hash, store)
+                  workflow_hash, store, value_store)
     finally:
         runtime.run_closed()
 
@@ -847,7 +857,7 @@ def _code_change(execution: Execution, workflow: WorkflowDef) -> str:
 
 def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, options: RunOptions,
               plan: RunPlan | None, input_blob: bytes, input_preview: str, input_hash: str, workflow_hash: str,
-              store: tuple[str, int] | None = None) -> None:
+              store: tuple[str, int] | None = None, value_store: str | None = None) -> None:
     journal = journal_of(execution)
     execution_id = execution.execution_id
     on_change, workers, executor = options.on_change, options.workers, options.executor
@@ -870,9 +880,8 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, options: R
     stored = journal.pickled_steps(execution_id)
     if plan is not None and (plan.redo or plan.redo_all):
         _mark_redo(stored, plan)
-    run = RunState(journal, execution_id, run_number, stored, on_change, workers, executor, store)
+    run = RunState(journal, execution_id, run_number, stored, on_change, workers, executor, store, value_store)
     run._executor = remote
-    run.value_store = options.value_store
     run.output_sinks = execution.output_sinks
     execution.attach(run)
     if execution.cancel_requested:  # before its run existed

@@ -20,6 +20,7 @@ from pathlib import Path
 from . import _tables as tables
 from . import _values as values
 from ._errors import JournalError, ValueLost, ValueStoreError
+from ._journal import stores as sql
 from ._runtime import runtime
 
 CHUNK = 8 << 20  # bytes read at a time by the scrub
@@ -115,12 +116,13 @@ def scrub(journal: str | os.PathLike[str] | None = None) -> ScrubReport:
     if not journal_.path.exists():
         raise JournalError(journal_.path, "no journal file here")
     with journal_.hold():
-        blobs = journal_.value_references()
-    folder = values.folder_for(journal_.path)
-    refs = sorted({values.decode_ref(blob) for blob in blobs if values.is_ref(blob)})
+        blobs = journal_.query(sql.references)
+    own = values.folder_for(journal_.path)
+    refs = sorted({(store or "", values.decode_ref(blob)) for store, blob in blobs if values.is_ref(blob)})
     damaged: list[tuple[str, str]] = []
     total = 0
-    for ref in refs:
+    for store, ref in refs:
+        folder = Path(store) if store else own
         try:
             if ref.name.endswith(tables.SUFFIX):
                 _scrub_table(folder, ref)
@@ -130,7 +132,8 @@ def scrub(journal: str | os.PathLike[str] | None = None) -> ScrubReport:
             damaged.append((ref.name, str(exc)))
             continue
         total += ref.size
-    return ScrubReport(str(folder), len(refs) - len(damaged), total, tuple(damaged))
+    others = sorted({store for store, _ in refs if store})
+    return ScrubReport(", ".join([str(own), *others]), len(refs) - len(damaged), total, tuple(damaged))
 
 
 def compact(journal: str | os.PathLike[str] | None = None) -> CompactReport:

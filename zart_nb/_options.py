@@ -35,9 +35,10 @@ class RunOptions:
     the CPU count); ``executor``: None, ``"local"``, a Dask scheduler address or a
     ``distributed.Client``; ``display``: the live progress (None: ``$ZART_DISPLAY``, else on);
     ``deadline``: seconds after the first start or an aware datetime (None: the workflow's own);
-    ``value_store``: the absolute path at which a Dask cluster's workers reach the journal's value store
-    (None: ``$ZART_VALUE_STORE``, else large outputs come back to the driver); the local pool's workers
-    reach the store themselves and ignore it."""
+    ``value_store``: the absolute path of the folder the execution keeps its stored values in, reached
+    at that path by this process and a Dask cluster's workers alike (None: ``$ZART_VALUE_STORE`` at its
+    first run, else ``<journal>.values``, and a cluster's large outputs come back to the driver); journaled
+    at the first run and kept by every later one (``_stores``)."""
 
     on_change: OnChange = OnChange.RERUN
     workers: int | None = None
@@ -82,8 +83,8 @@ def _value_store(value_store: str | os.PathLike[str] | None) -> str | None:
     if not isinstance(path, str) or not path.strip():
         raise ConfigurationError(f"value_store must be a path (a str or os.PathLike), got {value_store!r}")
     if not os.path.isabs(path):
-        raise ConfigurationError(f"value_store must be an absolute path (where the cluster's workers reach the "
-                                 f"journal's value store), got {path!r}")
+        raise ConfigurationError(f"value_store must be an absolute path (a folder this process and a cluster's "
+                                 f"workers reach alike), got {path!r}")
     return path
 
 

@@ -171,6 +171,7 @@ def collect_here(journal: Journal, *, keep: int | None, older_than: float | None
                  dry_run: bool, min_age: float) -> RetentionReport:
     """:func:`garbage_collect` on a journal this process may write (its engine's, or a free file)."""
     from . import _data as data
+    from . import _stores as stores
     from ._journal import retention
     from ._runtime import runtime
 
@@ -182,8 +183,12 @@ def collect_here(journal: Journal, *, keep: int | None, older_than: float | None
         removed = journal.retire(chosen, dry_run=dry_run)
         gone = values.referenced_names(removed.blobs)
         remaining = values.referenced_names(removed.remaining)  # read after the delete (a dry run's too)
-        freed_names, freed = _remove_files(journal.path, gone - remaining, dry_run)
-        orphans = data.collect(journal.path, remaining | gone, min_age=min_age, dry_run=dry_run)
+        freed_names, freed = [], 0
+        for folder in stores.folders(journal):  # a name is in one of them: the store of its execution
+            names, size = _remove_files(folder, gone - remaining, dry_run)
+            freed_names += names
+            freed += size
+        orphans = data.collect_all(journal, remaining | gone, min_age=min_age, dry_run=dry_run)
     retired = set(removed.ids)
     deleted = tuple(i for i in chosen if i in retired)
     return RetentionReport(str(journal.path), deleted, sum(removed.rows.values()), len(freed_names), freed,
@@ -201,9 +206,8 @@ def _store_path(folder: Path, name: str) -> Path:
     return folder.joinpath(*parts)
 
 
-def _remove_files(journal_path: Path, names: set[str], dry_run: bool) -> tuple[list[str], int]:
-    """Remove the store files ``names`` (those of deleted executions no one else points to)."""
-    folder = values.folder_for(journal_path)
+def _remove_files(folder: Path, names: set[str], dry_run: bool) -> tuple[list[str], int]:
+    """Remove the files ``names`` of the store ``folder`` (those of deleted executions no one else points to)."""
     if not names or not folder.exists():
         return [], 0
     values.check_folder(folder)

@@ -22,9 +22,10 @@ CELL_CHARS = 40  # a first-rows cell's text is cut here
 
 @dataclass(frozen=True, slots=True)
 class StoredValue:
-    """A completed step's output kept in the value store (``<journal>.values/``).
+    """A completed step's output kept in the value store (``<journal>.values/``, or ``store``).
 
-    ``file`` is relative to the store (``tables/<execution>/<key>.parquet`` for a table, a ``.zv`` file
+    ``file`` is relative to the store (``store``: its execution's ``value_store=`` folder; None: the
+    journal's own) (``tables/<execution>/<key>.parquet`` for a table, a ``.zv`` file
     otherwise), ``size`` its bytes, ``kind`` the value's type (``pandas.DataFrame``, ``numpy.ndarray``,
     ...). ``rows``, ``columns`` (``(name, type)`` pairs) and ``head`` (the first rows, each cell as text)
     are filled by :func:`zart.stored <zart_nb.stored>` for a table; ``note`` says why they are not (the
@@ -40,6 +41,7 @@ class StoredValue:
     columns: tuple[tuple[str, str], ...] = ()
     head: tuple[tuple[str, ...], ...] = ()
     note: str | None = None
+    store: str | None = None
 
     @property
     def is_table(self) -> bool:
@@ -76,17 +78,25 @@ class StoredValue:
         return {"execution_id": self.execution_id, "step_key": self.step_key, "file": self.file, "size": self.size,
                 "kind": self.kind, "table": self.is_table, "rows": self.rows,
                 "columns": [list(column) for column in self.columns], "head": [list(row) for row in self.head],
-                "note": self.note}
+                "note": self.note, "store": self.store}
 
 
-def from_blob(execution_id: str, step_key: str, blob: bytes) -> StoredValue | None:
-    """The record of a journaled output blob when it is a value store reference (else None)."""
+def from_blob(execution_id: str, step_key: str, blob: bytes, store: str | None = None) -> StoredValue | None:
+    """The record of a journaled output blob when it is a value store reference (else None); ``store``:
+    its execution's value store, when not the journal's own."""
     from . import _values as values
 
     if not values.is_ref(blob):
         return None
     ref = values.decode_ref(blob)
-    return StoredValue(execution_id, step_key, ref.name, ref.size, ref.kind, ref.check)
+    return StoredValue(execution_id, step_key, ref.name, ref.size, ref.kind, ref.check, store=store)
+
+
+def folder_of(stored: StoredValue, journal_path: str | os.PathLike[str]) -> Path:
+    """The folder of the store ``stored`` is in: its execution's ``value_store=``, else the journal's own."""
+    from . import _values as values
+
+    return Path(stored.store) if stored.store else values.folder_for(Path(journal_path).resolve())
 
 
 def ref_of(stored: StoredValue) -> Any:
@@ -135,7 +145,7 @@ def peek(stored: StoredValue, journal_path: str | os.PathLike[str], rows: int = 
     from . import _values as values
     from ._errors import ValueLost, ValueStoreError
 
-    folder = values.folder_for(Path(journal_path).resolve())
+    folder = folder_of(stored, journal_path)
     try:
         fd, path = values.open_table(folder, ref_of(stored))
     except (ValueLost, ValueStoreError) as exc:

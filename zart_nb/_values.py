@@ -332,10 +332,11 @@ def open_checked(folder: Path, ref: Ref) -> _Opened:
     return _open(folder, ref)
 
 
-def load(blob: bytes, journal_path: str | os.PathLike[str]) -> Any:
+def load(blob: bytes, journal_path: str | os.PathLike[str], folder: Path | None = None) -> Any:
     """The value a journaled blob holds: unpickled, or loaded from the store when it is a reference
-    (mapped copy-on-write). An explicit unpickle: the read API never calls this."""
-    return load_with_origin(blob, journal_path).value
+    (mapped copy-on-write); ``folder``: its execution's store when not the journal's own (``_stores``).
+    An explicit unpickle: the read API never calls this."""
+    return load_with_origin(blob, journal_path, folder).value
 
 
 class Loaded(NamedTuple):
@@ -348,11 +349,11 @@ class Loaded(NamedTuple):
     buffers: tuple[tuple[int, int], ...] = ()  # (offset, size) of each out-of-band buffer in the file
 
 
-def load_with_origin(blob: bytes, journal_path: str | os.PathLike[str]) -> Loaded:
+def load_with_origin(blob: bytes, journal_path: str | os.PathLike[str], folder: Path | None = None) -> Loaded:
     """:func:`load`, saying where the value came from (``_byref`` passes such arrays on by reference)."""
     if not is_ref(blob):
         return Loaded(ser.loads(blob))
-    folder = folder_for(journal_path)
+    folder = folder_for(journal_path) if folder is None else folder
     ref = decode_ref(blob)
     if ref.name.endswith(tables.SUFFIX):
         fd, path = open_table(folder, ref)

@@ -50,7 +50,7 @@ class Task:
     worker: str = ""
     sent_bytes: int = 0
     store: tuple[str, int] | None = None  # (value store folder, threshold): where a large output goes
-    shared_store: str | None = None  # its run's value_store=: where a cluster's workers reach that folder
+    shared_store: str | None = None  # its execution's value_store= (``store``'s folder, shared with a cluster)
     consumer: OutcomeConsumer | None = field(default=None, repr=False)  # also what cancel() matches
     owner: Any = field(default=None, repr=False)  # the consumer's bookkeeping for this step
     limit: Any = field(default=None, repr=False)  # the taskqueue.Limit of its zart.Queue, if any

@@ -23,16 +23,17 @@ Where Dask and the local pool differ, and what this module does about it:
 - Cancelling an execution cancels its futures: queued ones never start, running ones run on to their
   end in the cluster and their results are dropped.
 - Large values: a cluster's worker need not see the journal's value store, so by default a step's
-  output comes back to the driver whatever its size (and is journaled as a pickle). With the run's
-  ``value_store=`` (or ``$ZART_VALUE_STORE``) naming the path at which the workers reach that same
-  folder (a shared filesystem), each attempt carries it and the worker writes a large output (and every table, as
-  Parquet) there itself: only its reference comes back. See :func:`shared_store`.
+  output comes back to the driver whatever its size (and is journaled as a pickle). An execution run
+  with ``value_store=`` (or ``$ZART_VALUE_STORE`` at its first run; journaled, ``_stores``) keeps its
+  values in that folder, which the driver and the workers reach at the same path (a shared
+  filesystem): each attempt carries it, the worker writes a large output (and every table, as Parquet)
+  there itself and only its reference comes back, and a stored array or table passed to another step
+  travels as its reference, loaded (mapped) by the worker from there (``_byref``).
 """
 from __future__ import annotations
 
 import collections
 import logging
-import os
 import queue
 import threading
 import time
@@ -115,34 +116,6 @@ class _Flight:
     misses: int = 0  # finished, yet its result could not be fetched (lost meanwhile)
 
 
-STORE_VARIABLE = "ZART_VALUE_STORE"
-
-
-def shared_store() -> str | None:
-    """``$ZART_VALUE_STORE``: the absolute path at which the cluster's workers reach the journal's value
-    store (``<journal>.values``, on a filesystem they share with the driver), or None."""
-    text = os.environ.get(STORE_VARIABLE, "").strip()
-    if not text:
-        return None
-    if not os.path.isabs(text):
-        raise ConfigurationError(f"${STORE_VARIABLE} must be an absolute path (where the cluster's workers "
-                                 f"reach the journal's value store), got {text!r}")
-    return text
-
-
-def _same_store(shared: str, folder: str) -> bool:
-    """Whether ``shared`` names the store ``folder``, as far as the driver can tell: the same folder when
-    both are there; a path the driver cannot see (the workers' mount) is taken at its word."""
-    if os.path.realpath(shared) == os.path.realpath(folder):
-        return True
-    try:
-        return os.path.samefile(shared, folder)
-    except FileNotFoundError:
-        return not os.path.exists(shared)
-    except OSError:
-        return False
-
-
 class DaskExecutor(Executor):
     """Runs attempts on the cluster behind ``client``; outcomes go to ``sink`` from one thread.
 
@@ -172,8 +145,6 @@ class DaskExecutor(Executor):
         self._holders: dict[str, set[str]] = {}  # function id -> workers known to hold it
         self.functions_sent = 0  # attempts that carried their function (for tests and benchmarks)
         self._direct = _gather_directly(client, list(nthreads))
-        self._shared: str | None = None  # where the workers write large outputs themselves, if named
-        self._checked: dict[tuple[str, str], bool] = {}  # (shared path, store folder) -> the same folder?
         client.subscribe_topic(self._topic, self._on_event)
         self._thread = threading.Thread(target=self._loop, name="zart-dask", daemon=True)
         self._thread.start()
@@ -204,9 +175,7 @@ class DaskExecutor(Executor):
 
     def submit(self, tasks: list[Task]) -> None:
         now = time.time()
-        shared = shared_store()  # read as attempts are sent: an executor outlives the runs that use it
-        with self._lock:
-            self._shared = shared  # the same lock as shutdown's: what is queued here, the thread still ends
+        with self._lock:  # the same lock as shutdown's: what is queued here, the thread still ends
             if self._closed:
                 raise ExecutorClosed("the Dask executor was shut down; submit to a new one")
             self._tasks.put(tasks, now)
@@ -362,23 +331,11 @@ class DaskExecutor(Executor):
                 wires.append(self._wire(task, send))
         return wires
 
-    def _wire(self, task: Task, send: bool) -> WireTask:
-        """The attempt as sent: with the shared store when one is named (its run's ``value_store=``, else
-        ``$ZART_VALUE_STORE``: the worker stores a large output there), else without (it comes back to
-        the driver)."""
-        shared, store = task.shared_store or self._shared, task.store  # (under the lock)
-        if shared is None or store is None:
-            return task.wire(send, local=False)
-        same = self._checked.get((shared, store[0]))
-        if same is None:
-            same = self._checked[shared, store[0]] = _same_store(shared, store[0])
-            if not same:
-                named = "value_store=" if task.shared_store else f"${STORE_VARIABLE} is "
-                logger.warning("zart: %s%s, but this journal's value store is %s: large outputs come "
-                               "back to this process instead", named, shared, store[0])
-        if not same:
-            return task.wire(send, local=False)
-        return task.wire(send)._replace(store=(shared, store[1]))
+    @staticmethod
+    def _wire(task: Task, send: bool) -> WireTask:
+        """The attempt as sent: with its execution's store when that is a shared one (``value_store=``:
+        the worker stores a large output there), else without (it comes back to the driver)."""
+        return task.wire(send, local=task.shared_store is not None)
 
     def _event(self, message: Any, printed: list[tuple[Task, str, str]]) -> None:
         with self._lock:

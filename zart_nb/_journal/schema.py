@@ -15,7 +15,7 @@ from . import db
 if TYPE_CHECKING:
     import duckdb
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 
 class StepRow(NamedTuple):
@@ -116,6 +116,11 @@ EVENTS_TABLE = """CREATE TABLE events (
     execution_id VARCHAR, seq BIGINT, name VARCHAR, payload VARCHAR, idempotency_key VARCHAR,
     sent_at DOUBLE, sender VARCHAR, consumed_by VARCHAR, consumed_at DOUBLE)"""
 
+# The value store an execution's stored values are in when it is not ``<journal>.values`` (its run option
+# ``value_store=``, or ``$ZART_VALUE_STORE`` at its first run): written before the first value goes there,
+# and kept when the execution is deleted, so ``zart gc`` still visits that folder (``_journal/stores.py``).
+VALUE_STORES_TABLE = """CREATE TABLE value_stores (execution_id VARCHAR PRIMARY KEY, path VARCHAR NOT NULL)"""
+
 IN_FLIGHT_TABLE = """CREATE TABLE in_flight (
     execution_id VARCHAR, run_number INTEGER, step_key VARCHAR, name VARCHAR, seq INTEGER, def_id VARCHAR,
     args_hash VARCHAR, args_preview VARCHAR, attempt INTEGER, started_at DOUBLE, worker VARCHAR,
@@ -183,6 +188,9 @@ MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE executions ADD COLUMN lease_owner VARCHAR",
         "ALTER TABLE executions ADD COLUMN lease_until DOUBLE",
     ],
+    11: [  # the value store of an execution run with value_store= (a folder a Dask cluster's workers share)
+        VALUE_STORES_TABLE,
+    ],
 }
 
 
@@ -220,6 +228,7 @@ CURRENT_SCHEMA: list[str] = [
     IN_FLIGHT_TABLE,
     SCHEDULES_TABLE,
     EVENTS_TABLE,
+    VALUE_STORES_TABLE,
 ]
 
 

@@ -56,7 +56,8 @@ def stored_values(conn: Any, execution_id: str | None = None, step_key: str | No
     if step_key is not None:
         where.append("step_key = ?")
         params.append(step_key)
-    rows = conn.execute(f"SELECT execution_id, step_key, output FROM steps WHERE {' AND '.join(where)} "
-                        "ORDER BY execution_id, step_key", params).fetchall()
-    found = [from_blob(row[0], row[1], row[2]) for row in rows]
+    rows = conn.execute(f"SELECT s.execution_id, s.step_key, s.output, v.path FROM steps s LEFT JOIN value_stores v "
+                        f"USING (execution_id) WHERE {' AND '.join(where)} ORDER BY execution_id, step_key",
+                        params).fetchall()
+    found = [from_blob(row[0], row[1], row[2], row[3]) for row in rows]
     return [s for s in found if s is not None and (s.is_table or not tables_only)]

@@ -275,7 +275,7 @@ class MonitorClient(JournalReader):
         rows = self.request(MessageType.STORED_VALUES, execution_id=execution_id, step_key=step_key,
                             tables_only=tables_only)
         found = [record_from_json(StoredValue, row) for row in _list(rows)]
-        return [StoredValue(s.execution_id, s.step_key, s.file, s.size, s.kind, s.check) for s in found]
+        return [StoredValue(s.execution_id, s.step_key, s.file, s.size, s.kind, s.check, store=s.store) for s in found]
 
     # --- events and control ----------------------------------------------------------------------
 

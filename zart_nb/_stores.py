@@ -1,0 +1,92 @@
+"""An execution's value store: the folder its large values and tables are in, chosen once and journaled.
+
+By default a journal's stored values are in ``<journal>.values`` beside it (``_values``). An execution
+run with ``value_store=`` (or, at its first run, ``$ZART_VALUE_STORE``) keeps them in that folder
+instead: an absolute path that this process and a Dask cluster's workers reach alike (a shared
+filesystem), so the workers write their outputs there and load their by-reference arguments from there.
+The choice is journaled before the first value goes there (schema 11, ``_journal/stores.py``), so every
+later run of the execution (a resume, ``zart resume``, ``zart serve``, a control action) and every
+reader (``zart.load``, ``zart.stored``, ``zart.sql``, ``zart show``, ``zart gc``) finds the same folder
+whatever the environment says then. The folder gets the same checks as the journal's own store (its
+owner and mode, each file's), and belongs to one journal: ``zart gc`` removes its unreferenced files.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import _values as values
+from ._errors import ConfigurationError
+from ._journal import stores as sql
+
+if TYPE_CHECKING:
+    from ._journal.journal import Journal
+
+VARIABLE = "ZART_VALUE_STORE"
+
+
+def from_environment() -> str | None:
+    """``$ZART_VALUE_STORE``: the value store of executions started without ``value_store=``, or None."""
+    text = os.environ.get(VARIABLE, "").strip()
+    if not text:
+        return None
+    if not os.path.isabs(text):
+        raise ConfigurationError(f"${VARIABLE} must be an absolute path (a value store this process and a "
+                                 f"cluster's workers reach alike), got {text!r}")
+    return text
+
+
+def folder(journal_path: str | os.PathLike[str], store: str | None) -> Path:
+    """The folder of the value store ``store`` (None: the journal's own, ``<journal>.values``)."""
+    return values.folder_for(journal_path) if store is None else Path(store)
+
+
+def same_folder(one: str | os.PathLike[str], other: str | os.PathLike[str]) -> bool:
+    """Whether two paths name the same folder (the same path, or the same folder through a link)."""
+    if os.path.realpath(one) == os.path.realpath(other):
+        return True
+    try:
+        return os.path.samefile(one, other)
+    except OSError:
+        return False
+
+
+def of(journal: Journal, execution_id: str) -> str | None:
+    """The value store journaled for ``execution_id`` (None: the journal's own)."""
+    return journal.query(sql.store_of, execution_id)
+
+
+def choose(journal: Journal, execution_id: str, exists: bool, option: str | None,
+           fork_from: str | None = None) -> str | None:
+    """The value store of a run of ``execution_id`` (None: the journal's own), journaled when new.
+
+    An execution keeps the store of its first run (a fork, its source's): ``option`` (``value_store=``)
+    naming another folder is a ``ConfigurationError`` (its journaled values are not there), and
+    ``$ZART_VALUE_STORE`` counts only for a new execution."""
+    journaled = of(journal, execution_id)
+    if exists or fork_from is not None:
+        kept = journaled if exists else of(journal, fork_from or "")
+        where = folder(journal.path, kept)
+        if option is not None and not same_folder(option, where):
+            whose = f"execution {execution_id!r}" if exists else f"the execution {fork_from!r} it forks"
+            raise ConfigurationError(f"value_store={option!r}: {whose} keeps its stored values in {where}; "
+                                     "a run of it uses that store (leave value_store= out)")
+        chosen = kept if kept is not None or option is None else option
+    else:
+        chosen = option if option is not None else from_environment()
+    if chosen != journaled:
+        journal.transact(sql.set_store, execution_id, chosen)
+    return chosen
+
+
+def load(journal: Journal, execution_id: str, blob: bytes) -> Any:
+    """A journaled blob of ``execution_id`` loaded: unpickled, or from its execution's value store."""
+    if not values.is_ref(blob):
+        return values.load(blob, journal.path)
+    return values.load(blob, journal.path, folder(journal.path, of(journal, execution_id)))
+
+
+def folders(journal: Journal) -> list[Path]:
+    """Every value store of the journal: its own, then each other one an execution was run with."""
+    return [values.folder_for(journal.path)] + [Path(path) for path in journal.query(sql.stores)]
