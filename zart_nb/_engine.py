@@ -563,11 +563,18 @@ class RunState:
         if self.cancelled:
             raise Cancelled(f"execution {self.execution_id!r} was cancelled")
         key = self._keys.key(kind, name)
-        seq = self.total
-        self.total = seq + 1
-        args_hash = ser.args_hash(identity, {})
+        # Its place in the run's call order: the sequence schedule() and recall() take theirs from (a count
+        # of its own would give a capture the seq of the step after it, and a fork or rerun --after mix them)
+        seq = self._keys.next_seq()
+        self.total += 1
         code = f"zart:{kind.value}"
         stored = self.stored.get(key)
+        call = None
+        if stored is None:  # a new call: one pass gives blob, hash and preview (as a step's)
+            call = ser.encode_call(identity, {}, identity=identity, step_key=key)
+            args_hash = call.hash
+        else:  # a journaled call: the hash alone decides
+            args_hash = ser.args_hash(identity, {})
         reason = decide(stored, args_hash, code)
         if reason is None and stored is not None and stored.output is not None:
             self.reused += 1
@@ -575,11 +582,13 @@ class RunState:
             return ser.loads(stored.output)
         if stored is not None and reason is not None:
             check_change(reason, self.on_change, self.execution_id, key)
+        if call is None:
+            call = ser.encode_call(identity, {}, identity=identity, step_key=key)
         value = choose()
         now = time.time()
         self.journal.record([StepRow(
-            self.execution_id, key, self.run_number, seq, name, code, ser.dumps(identity), args_hash,
-            ser.args_preview(identity, {}), StepStatus.COMPLETED.value, ser.dumps(value), preview(value), None, None,
+            self.execution_id, key, self.run_number, seq, name, code, call.blob, call.hash,
+            call.preview, StepStatus.COMPLETED.value, ser.dumps(value), preview(value), None, None,
             None, 1, (reason or RunReason.NEW).value, True, now, now, now, None)],
             (), [(self.execution_id, key)] if stored is not None else ())
         self.executed += 1
