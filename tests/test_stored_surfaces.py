@@ -70,8 +70,9 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
                           env={**os.environ, "ZART_LOCK_TIMEOUT": "1"})
 
 
-def test_zart_show_prints_stored_values_and_its_json_lists_them(ran):
-    shown = _cli("show", "ex", "--journal", str(ran))
+@pytest.mark.parametrize("every", [[], ["--all"]], ids=["paged", "all"])
+def test_zart_show_prints_stored_values_and_its_json_lists_them(ran, every):
+    shown = _cli("show", "ex", "--journal", str(ran), *every)
     assert shown.returncode == 0, shown.stderr
     text = shown.stdout[shown.stdout.index("Stored values (2)"):]
     lines = text.splitlines()
@@ -81,8 +82,10 @@ def test_zart_show_prints_stored_values_and_its_json_lists_them(ran):
     assert "... 75 more rows" in text
     assert "grid#0: numpy.ndarray, " in text and "dtype=float32 shape=(40, 4)" in text
 
-    as_json = _cli("show", "ex", "--journal", str(ran), "--json")
-    stored = {s["step_key"]: s for s in json.loads(as_json.stdout)["stored"]}
+    as_json = _cli("show", "ex", "--journal", str(ran), "--json", *every)
+    whole = json.loads(as_json.stdout)
+    assert len(whole["steps"]) == 2
+    stored = {s["step_key"]: s for s in whole["stored"]}
     assert stored["fetch:raw-data#0"]["rows"] == 80 and stored["fetch:raw-data#0"]["head"][0] == ["a", "0.0"]
     assert stored["grid#0"]["kind"] == "numpy.ndarray" and stored["grid#0"]["table"] is False
 

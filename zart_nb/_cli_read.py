@@ -340,7 +340,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         more = f"{left} more" if isinstance(left, int) else "more steps follow"
         print(f"... {more}: `zart show {safe(args.execution_id)} --offset {nxt}` for the next {limit}, "
               "--limit N for another page size, --all for every step")
-    _print_stored(page.stored, page.steps)
+    _print_stored(page.stored, {s.step_key: s.output_preview for s in page.steps})
     progress = page.progress
     if progress is not None and (progress.running_steps or progress.queued):
         print()
@@ -364,12 +364,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     return STATUS_EXIT[record.status]
 
 
-def _print_stored(stored: list[StoredValue], steps: list[StepRecord]) -> None:
-    """The page's steps whose output is in the value store: kind, size, a table's schema and first rows
-    (read from its Parquet file), an array's dtype and shape."""
+def _print_stored(stored: list[StoredValue], previews: dict[str, str | None]) -> None:
+    """The steps shown whose output is in the value store: kind, size, a table's schema and first rows
+    (read from its Parquet file), an array's dtype and shape (``previews``: the steps' output previews)."""
     if not stored:
         return
-    previews = {s.step_key: s.output_preview for s in steps}
     print()
     where = sorted({value.store for value in stored if value.store})  # the execution's value_store=, if any
     print(f"Stored values ({len(stored)}{', in ' + safe(', '.join(where)) if where else ''})")
@@ -478,6 +477,9 @@ class _AllSteps:
         self.attempts: list[AttemptRecord] = []
         self.first = True  # no step written yet (--json)
         self.with_steps: list[StepRecord] = []  # steps whose output or traceback --output/--traceback print
+        self.stored: list[StoredValue] = []  # the execution's stored values (those of the steps shown are listed)
+        self.previews: dict[str, str | None] = {}  # output previews of the steps shown whose output is stored
+        self.location = ""  # the journal, as the reader names it
 
     def __call__(self, reader: JournalReader) -> ExecutionRecord:
         args = self.args
@@ -485,7 +487,10 @@ class _AllSteps:
             self.record = _record(reader, args.execution_id)
             self.runs = reader.list_runs(args.execution_id)
             self.attempts = reader.list_attempts(args.execution_id)
+            self.stored = read_stored(reader, args.execution_id)
+            self.location = reader.location
         record = self.record
+        stored = {s.step_key for s in self.stored}
         while True:
             steps = reader.list_steps(args.execution_id, offset=self.offset, limit=CHUNK)
             if not self.started:
@@ -494,6 +499,7 @@ class _AllSteps:
             if not steps:
                 return record
             self.offset += len(steps)
+            self.previews.update((s.step_key, s.output_preview) for s in steps if s.step_key in stored)
             if args.json:
                 for step in steps:
                     sys.stdout.write(("\n    " if self.first else ",\n    ") + json.dumps(to_json(step)))
@@ -522,9 +528,12 @@ class _AllSteps:
 def _show_all(args: argparse.Namespace) -> int:
     show = _AllSteps(args)
     record = _read_one(args, show).value
+    # The stored values of the steps shown, as the paged show lists them (a table's head read from its file)
+    stored = [s.peek(show.location) for s in show.stored if s.step_key in show.previews]
     if args.json:
-        sys.stdout.write("\n  ]\n}\n")
+        sys.stdout.write('\n  ],\n  "stored": ' + json.dumps([s.to_json() for s in stored]) + "\n}\n")
     else:
+        _print_stored(stored, show.previews)
         _print_tail(args, record, show.with_steps, show.attempts)
     return STATUS_EXIT[record.status]
 
