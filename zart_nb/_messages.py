@@ -159,7 +159,26 @@ def deliver(journal: Journal, execution_id: str, name: str, payload: str, idempo
         continuer.poke(journal, execution_id)  # suspended here: due now
     elif run is not None:
         run.poke()
+    elif added:
+        ping_owner(journal, execution_id)
     return added
+
+
+def ping_owner(journal: Journal, execution_id: str) -> None:
+    """After an event or a wake was committed into the file: tell the process that suspended the
+    execution (its lease's owner, on this host) to look now, through its wake channel (``_monitor.wake``),
+    and again as this process releases the file (the owner cannot open it before). Without a ping it
+    finds it on its next look (``EVENT_LOOK``)."""
+    status, owner = journal.query(suspension.lease_of, execution_id)
+    if owner is None or status not in suspension.SUSPENDED or owner == suspension.owner():
+        return
+    from ._monitor import wake  # sockets only when another process may be pinged
+
+    def again() -> None:
+        wake.ping(journal.path, owner)
+
+    if wake.ping(journal.path, owner):
+        journal.on_release(again)
 
 
 def wake(execution_id: str, journal: str | os.PathLike[str] | None = None) -> bool:
@@ -192,6 +211,8 @@ def wake_here(journal: Journal, execution_id: str) -> bool:
     if woken:
         continuer.poke(journal, execution_id)  # suspended here: due now
         journal.transact(suspension.wake_now, execution_id, now)
+        if live is None:
+            ping_owner(journal, execution_id)
     return woken > 0
 
 

@@ -1,0 +1,32 @@
+"""Workflows of the live-kernel suspension tests (wake channel, leases across hosts, async bodies),
+importable by reference: the tests folder is on the path of every process they start."""
+from __future__ import annotations
+
+import asyncio
+
+from serve_lib import note
+from suspend_lib import add, noted
+
+import zart_nb as zart
+
+
+@zart.step("live-double")
+async def double(x: int) -> int:
+    return 2 * x
+
+
+@zart.workflow("live-async-sleepy")
+async def async_sleepy(data: dict) -> dict:
+    """Awaited steps around a plain durable sleep that suspends (over ``$ZART_SUSPEND_AFTER``)."""
+    first = await asyncio.gather(double(1), double(2))
+    zart.sleep("nap", data["seconds"])
+    after = await zart.call(noted, data["log"], "after")
+    return {"first": first, "after": after, "sum": add(*first)}
+
+
+@zart.workflow("live-async-approval")
+async def async_approval(data: dict) -> dict:
+    """Waits (plainly, in an async body) for the event ``go``, then awaits a step."""
+    note(data.get("started"), "waiting")
+    got = zart.wait_for_event("go", timeout=data.get("timeout"))
+    return {"got": got, "doubled": await double(got["n"]), "after": await zart.call(noted, data["log"], "after")}
