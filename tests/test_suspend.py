@@ -15,7 +15,7 @@ from zart_nb._journal import suspension
 from zart_nb._journal.suspension import SuspendedRow
 from zart_nb._runtime import runtime
 from zart_nb._status import ExecutionStatus, RunEnd
-from zart_nb._suspend import LEASE_TIME, due_at, lease_until, suspend_after
+from zart_nb._suspend import LEASE_TIME, due_at, lease_time, lease_until, suspend_after
 
 
 @pytest.fixture
@@ -142,6 +142,15 @@ def test_the_lease_is_free_when_none_own_or_expired_or_its_owner_is_gone():
     assert suspension.lease_free("other", None, "me", 1.0, lambda o: False)
     assert suspension.alive(suspension.owner())
     assert lease_until(100.0) == 100.0 + LEASE_TIME and LEASE_TIME > 0
+
+
+def test_the_lease_time_comes_from_its_variable_and_bad_values_are_refused(monkeypatch):
+    monkeypatch.setenv("ZART_LEASE_TIME", "6")
+    assert lease_time() == 6.0 and lease_until(100.0) == 106.0
+    for bad in ("0.5", "-1", "nan", "inf", "soon"):
+        monkeypatch.setenv("ZART_LEASE_TIME", bad)
+        with pytest.raises(zart.ConfigurationError, match="ZART_LEASE_TIME"):
+            lease_time()
 
 
 def test_a_lease_on_another_host_is_free_only_once_it_expired_and_one_here_once_its_pid_is_gone():

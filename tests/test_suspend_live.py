@@ -186,3 +186,41 @@ def test_an_async_body_killed_in_a_suspended_event_wait_is_finished_by_serve(tmp
     assert record.output_preview == "{'after': 'after', 'doubled': 42, 'got': {'n': 21}}"
     assert serve_lib.lines(log) == ["after"]
     assert serve_lib.lines(started) == ["waiting", "waiting"]  # the body ran twice, the step after once
+
+
+def _lease_until(journal: Path, execution_id: str) -> float | None:
+    """The lease's expiry as journaled, read from the file (None while another process holds it)."""
+    from zart_nb._journal import suspension
+
+    held = runtime.journal(journal)
+    try:
+        rows = held.query(suspension.suspended)
+    except zart.JournalLocked:
+        return None
+    finally:
+        held.close()
+    return next((row.lease_until for row in rows if row.execution_id == execution_id), None)
+
+
+def test_a_live_process_renews_its_lease_so_serve_leaves_it_the_execution_past_the_lease_time(tmp_path):
+    journal, log = tmp_path / "j.duckdb", tmp_path / "steps.log"
+    driver = _driver(tmp_path, f"zart.run(suspend_lib.sleepy, {{'seconds': 10, 'log': {str(log)!r}}}, "
+                     f"execution_id='n', journal={str(journal)!r}, display=False)", ZART_SUSPEND_AFTER="0.5",
+                     ZART_LEASE_TIME="6")
+    serve_log = tmp_path / "serve.log"
+    serve = None
+    try:
+        wait_until(lambda: _status(journal, "n") == "sleeping", timeout=60, what="the driver to suspend")
+        first = wait_until(lambda: _lease_until(journal, "n"), timeout=60, what="the journaled lease")
+        serve = _serve(journal, tmp_path, serve_log)
+        wait_until(lambda: (_lease_until(journal, "n") or 0) > first, timeout=60, interval=0.5,
+                   what="the driver to renew its lease")
+        assert _output(driver) == [3, "after", 13]
+    finally:
+        if driver.poll() is None:
+            _kill(driver)
+        code = None if serve is None else _stop(serve)
+    assert code == 0, serve_log.read_text()
+    runs = _read(journal, lambda r: [(run.ended_by, run.pid) for run in r.list_runs("n")])
+    assert runs == [(zart.RunEnd.SUSPENDED, driver.pid), (zart.RunEnd.COMPLETED, driver.pid)]  # not serve's
+    assert serve_lib.lines(log) == ["after"]

@@ -9,7 +9,7 @@ journal. Nothing is lost: the body replays from the journal when it continues.
 
 Who continues it (the ownership model):
 
-- The process that suspended it holds its lease: ``lease_until`` is :data:`LEASE_TIME` seconds ahead,
+- The process that suspended it holds its lease: ``lease_until`` is :func:`lease_time` seconds ahead,
   renewed by its :class:`Continuer` (one thread for every suspended execution of the process) each
   time it looks at the file with less than half of that left. While it lives, the continuer continues
   the execution when due: at its wake time, or at once when an event is delivered to it (a send in
@@ -52,6 +52,7 @@ logger = logging.getLogger("zart_nb")
 
 DEFAULT_SUSPEND_AFTER = 60.0  # seconds: a sleep longer than this suspends; a wait this long suspends
 LEASE_TIME = 60.0  # seconds a suspending process's lease lasts from its last renewal (renewed at half)
+MIN_LEASE_TIME = 1.0
 EVENT_LOOK = 5.0  # seconds between looks in the file for events sent to waiting executions of this process
 WOKEN_BY_PING = "woken by a ping on its wake channel"  # in the continuing run's trigger detail
 BUSY_RETRY = 2.0  # another process holds the journal at a due time: try again this much later
@@ -100,9 +101,32 @@ def describe(status: ExecutionStatus, waits_for: str | None, wake_at: float | No
     return f"{what} until {datetime.fromtimestamp(wake_at, UTC).isoformat(timespec='seconds')}"
 
 
+def lease_time() -> float:
+    """How long a suspending process's lease lasts from its last renewal: ``$ZART_LEASE_TIME`` seconds
+    (a number >= 1), default :data:`LEASE_TIME`. How long ``zart serve`` waits before it takes over an
+    execution whose process stopped renewing it (a process on another host that went away; one on this
+    host that is gone is known at once)."""
+    raw = os.environ.get("ZART_LEASE_TIME", "").strip()
+    if not raw:
+        return LEASE_TIME
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < MIN_LEASE_TIME:
+        raise ConfigurationError(f"$ZART_LEASE_TIME must be seconds >= {MIN_LEASE_TIME:g}, got {raw!r}")
+    return value
+
+
 def lease_until(now: float) -> float:
     """When a lease taken or renewed at ``now`` by the suspending process ends unless renewed again."""
-    return now + LEASE_TIME
+    return now + lease_time()
+
+
+def _look_every() -> float:
+    """Seconds between the continuer's looks at the file: :data:`EVENT_LOOK`, or often enough to renew
+    a short lease (at least twice before it would expire)."""
+    return min(EVENT_LOOK, lease_time() / 4)
 
 
 def due_at(row: suspension.SuspendedRow, me: str, now: float,
@@ -255,13 +279,13 @@ class Continuer:
                     soonest = min((entry.due for entry in self._entries.values() if entry.due is not None),
                                   default=now + EVENT_LOOK)
                     if self._entries:
-                        soonest = min(soonest, self._looked + EVENT_LOOK)
+                        soonest = min(soonest, self._looked + _look_every())
                     if soonest > now:
                         self._cond.wait(min(soonest - now, EVENT_LOOK))
                         continue
             for key, entry in taken:
                 self._continue(key, entry)
-            every = time.time() >= self._looked + EVENT_LOOK
+            every = time.time() >= self._looked + _look_every()
             if every or pinged:
                 if every:
                     self._looked = time.time()
@@ -301,7 +325,7 @@ class Continuer:
             execution = entry.execution
             status, row = journal.query(suspension.state, execution.execution_id)
             if row is not None:
-                if row.lease_owner == me and (row.lease_until is None or row.lease_until - now < LEASE_TIME / 2):
+                if row.lease_owner == me and (row.lease_until is None or row.lease_until - now < lease_time() / 2):
                     renew.append(execution.execution_id)
                 due = time.time() if row.has_event else row.wake_at
                 if due is not None and (entry.due is None or due < entry.due):
