@@ -224,3 +224,25 @@ def test_a_live_process_renews_its_lease_so_serve_leaves_it_the_execution_past_t
     runs = _read(journal, lambda r: [(run.ended_by, run.pid) for run in r.list_runs("n")])
     assert runs == [(zart.RunEnd.SUSPENDED, driver.pid), (zart.RunEnd.COMPLETED, driver.pid)]  # not serve's
     assert serve_lib.lines(log) == ["after"]
+
+
+def test_an_async_body_killed_in_a_suspended_sleep_is_finished_by_serve(tmp_path):
+    journal, log = tmp_path / "j.duckdb", tmp_path / "steps.log"
+    driver = _driver(tmp_path, f"zart.run(live_lib.async_sleepy, {{'seconds': 3, 'log': {str(log)!r}}}, "
+                     f"execution_id='ak', journal={str(journal)!r}, display=False)", ZART_SUSPEND_AFTER="0.5")
+    try:
+        wait_until(lambda: _status(journal, "ak") == "sleeping", timeout=60, what="the driver to suspend")
+    finally:
+        _kill(driver)
+    serve_log = tmp_path / "serve.log"
+    serve = _serve(journal, tmp_path, serve_log)
+    try:
+        wait_until(lambda: _status(journal, "ak") == "completed", timeout=90, what="serve to finish it")
+    finally:
+        code = _stop(serve)
+    assert code == 0, serve_log.read_text()
+    runs = _read(journal, lambda r: [(run.ended_by, run.pid == driver.pid) for run in r.list_runs("ak")])
+    assert runs == [(zart.RunEnd.SUSPENDED, True), (zart.RunEnd.COMPLETED, False)]
+    assert _read(journal, lambda r: r.execution_record("ak").output_preview) == \
+        "{'after': 'after', 'first': [2, 4], 'sum': 6}"
+    assert serve_lib.lines(log) == ["after"]
