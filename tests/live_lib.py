@@ -30,3 +30,16 @@ async def async_approval(data: dict) -> dict:
     note(data.get("started"), "waiting")
     got = zart.wait_for_event("go", timeout=data.get("timeout"))
     return {"got": got, "doubled": await double(got["n"]), "after": await zart.call(noted, data["log"], "after")}
+
+
+def wait_suspended(execution: zart.Execution) -> str:
+    """Wait until a started execution has suspended and its process listens on its wake channel."""
+    import time
+
+    from zart_nb._monitor import wake
+
+    for _ in range(1200):
+        if execution.status is zart.ExecutionStatus.SLEEPING and any(wake.folder_of(execution.journal).glob("*.sock")):
+            return execution.status.value
+        time.sleep(0.05)
+    raise TimeoutError("the execution did not suspend")

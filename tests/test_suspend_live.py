@@ -246,3 +246,13 @@ def test_an_async_body_killed_in_a_suspended_sleep_is_finished_by_serve(tmp_path
     assert _read(journal, lambda r: r.execution_record("ak").output_preview) == \
         "{'after': 'after', 'first': [2, 4], 'sum': 6}"
     assert serve_lib.lines(log) == ["after"]
+
+
+def test_a_process_that_exits_with_executions_still_suspended_removes_its_wake_socket(tmp_path):
+    journal, log = tmp_path / "j.duckdb", tmp_path / "steps.log"
+    call = (f"(lambda e: __import__('live_lib').wait_suspended(e))(zart.start(suspend_lib.sleepy, "
+            f"{{'seconds': 600, 'log': {str(log)!r}}}, execution_id='x', journal={str(journal)!r}, display=False))")
+    driver = _driver(tmp_path, call, ZART_SUSPEND_AFTER="0.5")
+    assert _output(driver) == "sleeping"
+    assert wake.folder_of(journal).is_dir() and list(wake.folder_of(journal).iterdir()) == []
+    assert _status(journal, "x") == "sleeping"  # left for serve (or the next run) to continue

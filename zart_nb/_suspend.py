@@ -25,6 +25,7 @@ Who continues it (the ownership model):
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import math
 import os
@@ -172,6 +173,7 @@ class Continuer:
         self._looked = 0.0
         self._channels: dict[object, WakeChannel | None] = {}  # journal identity -> its wake channel (None: none)
         self._pinged: set[object] = set()  # journals to look at now (a ping came)
+        self._at_exit = False
 
     def add(self, execution: Execution, workflow: WorkflowDef, data: Any, options: RunOptions,
             execute: Execute) -> None:
@@ -247,8 +249,19 @@ class Continuer:
         with self._cond:
             if self._channels.get(identity, False) is None:
                 self._channels[identity] = channel
+                if channel is not None and not self._at_exit:
+                    self._at_exit = True
+                    atexit.register(self._close_channels)
                 return
         if channel is not None:  # its executions left meanwhile
+            channel.close()
+
+    def _close_channels(self) -> None:
+        """At exit: remove this process's sockets (a sender removes those of a killed process)."""
+        with self._cond:
+            closing = [channel for channel in self._channels.values() if channel is not None]
+            self._channels.clear()
+        for channel in closing:
             channel.close()
 
     def _ping(self, identity: object) -> None:
