@@ -24,6 +24,15 @@ async def async_sleepy(data: dict) -> dict:
     return {"first": first, "after": after, "sum": add(*first)}
 
 
+@zart.workflow("live-async-awaited-sleep")
+async def async_awaited_sleep(data: dict) -> dict:
+    """``await zart.sleep(...)`` over the threshold: it suspends at the call; awaited on replay, it is done."""
+    before = await double(5)
+    await zart.sleep("nap", data["seconds"])
+    await zart.sleep_until("past", 0)  # a moment in the past: returns at once
+    return {"before": before, "after": await zart.call(noted, data["log"], "after")}
+
+
 @zart.workflow("live-async-approval")
 async def async_approval(data: dict) -> dict:
     """Waits (plainly, in an async body) for the event ``go``, then awaits a step."""

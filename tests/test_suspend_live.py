@@ -164,6 +164,16 @@ def test_an_async_body_that_suspends_in_a_sleep_is_continued_by_its_process(tmp_
     assert serve_lib.lines(log) == ["after"]
 
 
+def test_an_awaited_durable_sleep_in_an_async_body_suspends_and_is_continued_by_its_process(tmp_path):
+    journal, log = tmp_path / "j.duckdb", tmp_path / "steps.log"
+    driver = _driver(tmp_path, f"zart.run(live_lib.async_awaited_sleep, {{'seconds': 2, 'log': {str(log)!r}}}, "
+                     f"execution_id='aa', journal={str(journal)!r}, display=False)", ZART_SUSPEND_AFTER="0.5")
+    assert _output(driver) == {"before": 10, "after": "after"}
+    runs = _read(journal, lambda r: [run.ended_by for run in r.list_runs("aa")])
+    assert runs == [zart.RunEnd.SUSPENDED, zart.RunEnd.COMPLETED]
+    assert serve_lib.lines(log) == ["after"]
+
+
 def test_an_async_body_killed_in_a_suspended_event_wait_is_finished_by_serve(tmp_path):
     journal, log, started = tmp_path / "j.duckdb", tmp_path / "steps.log", tmp_path / "started.log"
     driver = _driver(tmp_path, f"zart.run(live_lib.async_approval, {{'log': {str(log)!r}, 'started': "
