@@ -57,6 +57,7 @@ MIN_LEASE_TIME = 1.0
 EVENT_LOOK = 5.0  # seconds between looks in the file for events sent to waiting executions of this process
 WOKEN_BY_PING = "woken by a ping on its wake channel"  # in the continuing run's trigger detail
 BUSY_RETRY = 2.0  # another process holds the journal at a due time: try again this much later
+PING_SETTLE = 0.1  # seconds between a ping and its look: the sender pings as it closes the file
 
 Execute = Callable[["Execution", "WorkflowDef", Any, "RunOptions", "RunPlan | None"], None]
 
@@ -298,6 +299,8 @@ class Continuer:
                         continue
             for key, entry in taken:
                 self._continue(key, entry)
+            if pinged:
+                time.sleep(PING_SETTLE)  # the sender is closing the file: open it once it has
             every = time.time() >= self._looked + _look_every()
             if every or pinged:
                 if every:

@@ -2,8 +2,9 @@
 
 A process with suspended executions of a journal (``_suspend.Continuer``) listens on an owner-only Unix
 datagram socket ``<journal>.wake/<pid>.sock`` (folder 0700, socket 0600), found by anyone who knows the
-journal and the lease's owner (``host:pid``, journaled with the suspension). After writing an event or
-a ``zart wake`` into the file and committing, the sender sends one datagram there. The datagram carries
+journal and the lease's owner (``host:pid``, journaled with the suspension). After committing an event
+or a ``zart wake`` into the file, the sender sends one datagram there as it lets go of the file (the
+owner cannot open it before; ``_messages.ping_owner``). The datagram carries
 nothing: its bytes are never read as anything, so a forged ping can only cause a look at the file,
 which is what the continuer does every ``EVENT_LOOK`` seconds anyway (the fallback when no ping comes:
 another host, a channel that could not be opened, a ping lost). Pings that arrive while a look is
