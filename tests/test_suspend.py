@@ -3,6 +3,8 @@ and the process that suspended it continues it when due; the lease decides who m
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -13,7 +15,7 @@ from zart_nb._journal import suspension
 from zart_nb._journal.suspension import SuspendedRow
 from zart_nb._runtime import runtime
 from zart_nb._status import ExecutionStatus, RunEnd
-from zart_nb._suspend import LEASE_GRACE, due_at, suspend_after
+from zart_nb._suspend import LEASE_TIME, due_at, lease_time, lease_until, suspend_after
 
 
 @pytest.fixture
@@ -139,7 +141,28 @@ def test_the_lease_is_free_when_none_own_or_expired_or_its_owner_is_gone():
     assert not suspension.lease_free("other", None, "me", 1.0, lambda o: True)
     assert suspension.lease_free("other", None, "me", 1.0, lambda o: False)
     assert suspension.alive(suspension.owner())
-    assert LEASE_GRACE > 0 and os.getpid() > 0 and time.time() > 0
+    assert lease_until(100.0) == 100.0 + LEASE_TIME and LEASE_TIME > 0
+
+
+def test_the_lease_time_comes_from_its_variable_and_bad_values_are_refused(monkeypatch):
+    monkeypatch.setenv("ZART_LEASE_TIME", "6")
+    assert lease_time() == 6.0 and lease_until(100.0) == 106.0
+    for bad in ("0.5", "-1", "nan", "inf", "soon"):
+        monkeypatch.setenv("ZART_LEASE_TIME", bad)
+        with pytest.raises(zart.ConfigurationError, match="ZART_LEASE_TIME"):
+            lease_time()
+
+
+def test_a_lease_on_another_host_is_free_only_once_it_expired_and_one_here_once_its_pid_is_gone():
+    other = "another-host.invalid:1"
+    assert suspension.alive(other)  # its pid cannot be looked at from here: its expiry decides
+    assert not suspension.lease_free(other, 130.0, "me", 129.0, suspension.alive)
+    assert suspension.lease_free(other, 130.0, "me", 130.0, suspension.alive)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    here = f"{os.uname().nodename}:{gone.pid}"
+    assert not suspension.alive(here)
+    assert suspension.lease_free(here, time.time() + 3600, "me", time.time(), suspension.alive)
 
 
 def test_the_widget_says_what_a_suspended_execution_waits_for_and_keeps_following_it(journal, monkeypatch, inline):

@@ -1,5 +1,6 @@
 """Awaiting durable calls in an ``async def`` workflow body: ``await step(x)`` for an ``async def`` step,
-``await zart.call(step, x)`` for any step, ``await handle`` for a scheduled one.
+``await zart.call(step, x)`` for any step, ``await handle`` for a scheduled one, and ``await zart.sleep(...)``
+(the sleep, or the suspension, happens at the call; the awaitable is done).
 
 The call is scheduled when it is made (its key is assigned in call order, as for ``zart.schedule``), so
 ``asyncio.gather(step(a), step(b))`` runs both in parallel and a replay gives them the same keys. Awaiting
@@ -13,6 +14,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # duck-typed at run time: the handles import this module
+    from collections.abc import Generator
     from typing import Protocol
 
     class _Waitable(Protocol):
@@ -22,6 +24,22 @@ if TYPE_CHECKING:  # duck-typed at run time: the handles import this module
         def wait_done(self, timeout: float | None = None) -> Any: ...
 
         def result(self, timeout: float | None = None) -> Any: ...
+
+
+class Slept:
+    """What ``zart.sleep`` returns in an async body: done already (the sleep happened, or its execution
+    suspended, at the call), so ``await zart.sleep(...)`` works as the plain call does."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[None, None, None]:
+        yield from ()
+
+    def __repr__(self) -> str:
+        return "<zart sleep: done>"
+
+
+SLEPT = Slept()
 
 
 def in_async_body() -> bool:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast, overload
@@ -58,26 +58,38 @@ def now(name: str | None = None) -> datetime:
 
 
 @overload
-def sleep(name: str, seconds: float | Any) -> None: ...
+def sleep(name: str, seconds: float | Any) -> Awaitable[None] | None: ...
 @overload
-def sleep(name: float | Any, seconds: None = None) -> None: ...
+def sleep(name: float | Any, seconds: None = None) -> Awaitable[None] | None: ...
 
 
-def sleep(name: Any, seconds: Any = None) -> None:
+def sleep(name: Any, seconds: Any = None) -> Awaitable[None] | None:
     """Sleep durably: ``zart.sleep("cool-down", 60)`` or ``zart.sleep(60)`` (keyed by call order).
     ``seconds`` is a number or a ``timedelta``.
 
     The wake time is journaled at the first call: a resumed execution sleeps only what is left, and one
-    whose wake time passed does not sleep. A cancel ends the sleep (``Cancelled``)."""
+    whose wake time passed does not sleep. A cancel ends the sleep (``Cancelled``). In an ``async def``
+    body it returns a done awaitable, so ``await zart.sleep(...)`` works too (the sleep, or the
+    suspension, happens at the call)."""
     if seconds is None:
         name, seconds = "sleep", name
     _sleep("sleep", kinds.check_name("sleep", name), kinds.duration(seconds), None)
+    return _slept()
 
 
-def sleep_until(name: str, when: datetime | float) -> None:
+def sleep_until(name: str, when: datetime | float) -> Awaitable[None] | None:
     """Sleep durably until ``when``: a ``datetime`` (a naive one is local time) or POSIX seconds. A
-    moment in the past returns at once (journaled all the same)."""
+    moment in the past returns at once (journaled all the same). Awaitable in an async body, as
+    :func:`sleep`."""
     _sleep("sleep_until", kinds.check_name("sleep_until", name), None, kinds.moment(when))
+    return _slept()
+
+
+def _slept() -> Awaitable[None] | None:
+    """A done awaitable in an ``async def`` body (``await zart.sleep(...)``), else None."""
+    from . import _aio
+
+    return _aio.SLEPT if _aio.in_async_body() else None
 
 
 def _sleep(what: str, name: str, seconds: float | None, until: float | None) -> None:

@@ -159,7 +159,29 @@ def deliver(journal: Journal, execution_id: str, name: str, payload: str, idempo
         continuer.poke(journal, execution_id)  # suspended here: due now
     elif run is not None:
         run.poke()
+    elif added:
+        ping_owner(journal, execution_id)
     return added
+
+
+def ping_owner(journal: Journal, execution_id: str) -> None:
+    """After an event or a wake was committed into the file: tell the process that suspended the
+    execution (its lease's owner, on this host) to look now, through its wake channel (``_monitor.wake``).
+    The owner cannot open the file while this process has it open, so the ping goes as this process
+    lets go of it (a second after its last use, or at exit), or at once if it has. Without a ping the
+    owner finds it on its next look (``EVENT_LOOK``)."""
+    status, owner = journal.query(suspension.lease_of, execution_id)
+    if owner is None or status not in suspension.SUSPENDED or owner == suspension.owner():
+        return
+    from ._monitor import wake  # sockets only when another process may be pinged
+
+    def ping() -> None:
+        wake.ping(journal.path, owner)
+
+    if journal.is_open:
+        journal.on_release(ping)
+    else:
+        ping()
 
 
 def wake(execution_id: str, journal: str | os.PathLike[str] | None = None) -> bool:
@@ -192,6 +214,8 @@ def wake_here(journal: Journal, execution_id: str) -> bool:
     if woken:
         continuer.poke(journal, execution_id)  # suspended here: due now
         journal.transact(suspension.wake_now, execution_id, now)
+        if live is None:
+            ping_owner(journal, execution_id)
     return woken > 0
 
 

@@ -9,19 +9,23 @@ journal. Nothing is lost: the body replays from the journal when it continues.
 
 Who continues it (the ownership model):
 
-- The process that suspended it holds its lease: until its wake time plus :data:`LEASE_GRACE` (a
-  wait without a timeout: as long as that process lives). While it lives, its :class:`Continuer` (one
-  thread for every suspended execution of the process) continues it when due: at its wake time, or at
-  once when an event is delivered to it here (a send in this process, or one found in the file,
-  looked for every :data:`EVENT_LOOK` seconds).
-- ``zart serve`` continues due suspended executions whose lease is free (expired, or its owner's process
-  gone) as one more source of due work (``_serve.wakeups``).
+- The process that suspended it holds its lease: ``lease_until`` is :func:`lease_time` seconds ahead,
+  renewed by its :class:`Continuer` (one thread for every suspended execution of the process) each
+  time it looks at the file with less than half of that left. While it lives, the continuer continues
+  the execution when due: at its wake time, or at once when an event is delivered to it (a send in
+  this process; a ping on its wake channel, ``_monitor.wake``, from a process that wrote an event or a
+  ``zart wake`` into the file; or found on its look at the file every :data:`EVENT_LOOK` seconds, the
+  fallback).
+- ``zart serve`` continues due suspended executions whose lease is free (expired: its owner stopped
+  renewing it, on any host; or its owner's process is gone, known at once on this host) as one more
+  source of due work (``_serve.wakeups``).
 - ``zart resume ID`` continues one now whoever holds the lease (a sleep then sleeps only what is left).
 - Every run takes the lease in the same transaction as it begins (``Journal.begin_run``); a continuation
   checks it there first, so two processes never both run one execution.
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import math
 import os
@@ -42,14 +46,18 @@ if TYPE_CHECKING:
     from ._definitions import WorkflowDef
     from ._handles import Execution
     from ._journal import Journal
+    from ._monitor.wake import WakeChannel
     from ._options import RunOptions
 
 logger = logging.getLogger("zart_nb")
 
 DEFAULT_SUSPEND_AFTER = 60.0  # seconds: a sleep longer than this suspends; a wait this long suspends
-LEASE_GRACE = 30.0  # seconds after a sleep's wake time that its suspending process keeps the lease
+LEASE_TIME = 60.0  # seconds a suspending process's lease lasts from its last renewal (renewed at half)
+MIN_LEASE_TIME = 1.0
 EVENT_LOOK = 5.0  # seconds between looks in the file for events sent to waiting executions of this process
+WOKEN_BY_PING = "woken by a ping on its wake channel"  # in the continuing run's trigger detail
 BUSY_RETRY = 2.0  # another process holds the journal at a due time: try again this much later
+PING_SETTLE = 0.1  # seconds between a ping and its look: the sender pings as it closes the file
 
 Execute = Callable[["Execution", "WorkflowDef", Any, "RunOptions", "RunPlan | None"], None]
 
@@ -95,10 +103,32 @@ def describe(status: ExecutionStatus, waits_for: str | None, wake_at: float | No
     return f"{what} until {datetime.fromtimestamp(wake_at, UTC).isoformat(timespec='seconds')}"
 
 
-def lease_until(status: ExecutionStatus, wake_at: float | None) -> float | None:
-    """When the suspending process's lease ends: ``LEASE_GRACE`` after the wake time or the wait's
-    timeout; ``None`` (while it lives) for a wait without one."""
-    return None if wake_at is None else wake_at + LEASE_GRACE
+def lease_time() -> float:
+    """How long a suspending process's lease lasts from its last renewal: ``$ZART_LEASE_TIME`` seconds
+    (a number >= 1), default :data:`LEASE_TIME`. How long ``zart serve`` waits before it takes over an
+    execution whose process stopped renewing it (a process on another host that went away; one on this
+    host that is gone is known at once)."""
+    raw = os.environ.get("ZART_LEASE_TIME", "").strip()
+    if not raw:
+        return LEASE_TIME
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < MIN_LEASE_TIME:
+        raise ConfigurationError(f"$ZART_LEASE_TIME must be seconds >= {MIN_LEASE_TIME:g}, got {raw!r}")
+    return value
+
+
+def lease_until(now: float) -> float:
+    """When a lease taken or renewed at ``now`` by the suspending process ends unless renewed again."""
+    return now + lease_time()
+
+
+def _look_every() -> float:
+    """Seconds between the continuer's looks at the file: :data:`EVENT_LOOK`, or often enough to renew
+    a short lease (at least twice before it would expire)."""
+    return min(EVENT_LOOK, lease_time() / 4)
 
 
 def due_at(row: suspension.SuspendedRow, me: str, now: float,
@@ -129,17 +159,22 @@ class _Entry:
     status: ExecutionStatus
     waits_for: str
     due: float | None  # None: a wait without timeout, due when its event comes
+    woken: str | None = None  # why it is due early (an event here, a ping, a look at the file)
 
 
 class Continuer:
     """Continues the executions this process suspended when they are due: one thread for all of them,
-    started with the first (see the module docstring)."""
+    started with the first, and a wake channel per journal while it has any there (see the module
+    docstring)."""
 
     def __init__(self) -> None:
         self._entries: dict[tuple[object, str], _Entry] = {}
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._looked = 0.0
+        self._channels: dict[object, WakeChannel | None] = {}  # journal identity -> its wake channel (None: none)
+        self._pinged: set[object] = set()  # journals to look at now (a ping came)
+        self._at_exit = False
 
     def add(self, execution: Execution, workflow: WorkflowDef, data: Any, options: RunOptions,
             execute: Execute) -> None:
@@ -148,24 +183,31 @@ class Continuer:
         if held is None:
             return
         waits_for, wake_at = held
-        key = (journal_of(execution).identity, execution.execution_id)
+        journal = journal_of(execution)
+        key = (journal.identity, execution.execution_id)
         entry = _Entry(execution, workflow, data, options, execute, execution.status, waits_for, wake_at)
         execution.on_suspended_cancel(lambda origin: self.cancel(key, origin))
         with self._cond:
             self._entries[key] = entry
+            opening = key[0] not in self._channels
+            if opening:
+                self._channels[key[0]] = None
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="zart-continuer", daemon=True)
                 self._thread.start()
             self._cond.notify_all()
+        if opening:
+            self._open_channel(journal)
         if execution.cancel_requested:  # cancelled while it was suspending
             self.cancel(key, execution.cancelled_by)
 
-    def poke(self, journal: Journal, execution_id: str) -> None:
+    def poke(self, journal: Journal, execution_id: str, why: str = "an event or a wake sent here") -> None:
         """An event was delivered to (or a sleep ended for) a suspended execution of this process: due now."""
         with self._cond:
             entry = self._entries.get((journal.identity, execution_id))
             if entry is not None:
                 entry.due = time.time()
+                entry.woken = why
                 self._cond.notify_all()
 
     def has(self, journal: Journal, execution_id: str) -> bool:
@@ -192,6 +234,52 @@ class Continuer:
         runtime.release(execution)
         execution.set_done()
 
+    # --- the wake channels -----------------------------------------------------------------------
+
+    def _open_channel(self, journal: Journal) -> None:
+        """Listen for pings about ``journal`` (``_monitor.wake``); without a channel, the looks remain."""
+        from ._monitor.wake import WakeChannel
+
+        identity = journal.identity
+        try:
+            channel: WakeChannel | None = WakeChannel(journal.path, lambda: self._ping(identity))
+        except (OSError, ZartError) as exc:
+            logger.warning("zart: no wake channel for %s (%s); events sent from other processes reach its "
+                           "suspended executions within %s s", journal.path, exc, EVENT_LOOK)
+            channel = None
+        with self._cond:
+            if self._channels.get(identity, False) is None:
+                self._channels[identity] = channel
+                if channel is not None and not self._at_exit:
+                    self._at_exit = True
+                    atexit.register(self._close_channels)
+                return
+        if channel is not None:  # its executions left meanwhile
+            channel.close()
+
+    def _close_channels(self) -> None:
+        """At exit: remove this process's sockets (a sender removes those of a killed process)."""
+        with self._cond:
+            closing = [channel for channel in self._channels.values() if channel is not None]
+            self._channels.clear()
+        for channel in closing:
+            channel.close()
+
+    def _ping(self, identity: object) -> None:
+        with self._cond:
+            self._pinged.add(identity)
+            self._cond.notify_all()
+
+    def _close_idle_channels(self) -> None:
+        """Close the channels of journals with no suspended execution of this process left."""
+        with self._cond:
+            used = {identity for identity, _ in self._entries}
+            idle = [identity for identity in self._channels if identity not in used]
+            closing = [self._channels.pop(identity) for identity in idle]
+        for channel in closing:
+            if channel is not None:
+                channel.close()
+
     # --- the thread ------------------------------------------------------------------------------
 
     def _loop(self) -> None:
@@ -200,40 +288,66 @@ class Continuer:
                 now = time.time()
                 due = [key for key, entry in self._entries.items() if entry.due is not None and entry.due <= now]
                 taken = [(key, self._entries.pop(key)) for key in due]
-                if not taken:
+                pinged, self._pinged = self._pinged, set()
+                if not taken and not pinged:
                     soonest = min((entry.due for entry in self._entries.values() if entry.due is not None),
                                   default=now + EVENT_LOOK)
                     if self._entries:
-                        soonest = min(soonest, self._looked + EVENT_LOOK)
+                        soonest = min(soonest, self._looked + _look_every())
                     if soonest > now:
                         self._cond.wait(min(soonest - now, EVENT_LOOK))
                         continue
             for key, entry in taken:
                 self._continue(key, entry)
-            if time.time() >= self._looked + EVENT_LOOK:
-                self._looked = time.time()
+            if pinged:
+                time.sleep(PING_SETTLE)  # the sender is closing the file: open it once it has
+            every = time.time() >= self._looked + _look_every()
+            if every or pinged:
+                if every:
+                    self._looked = time.time()
                 with self._cond:
-                    entries = list(self._entries.items())
-                self._look(entries)
+                    entries = [(key, entry) for key, entry in self._entries.items() if every or key[0] in pinged]
+                self._look(entries, pinged)
+            self._close_idle_channels()
 
-    def _look(self, entries: list[tuple[tuple[object, str], _Entry]]) -> None:
+    def _look(self, entries: list[tuple[tuple[object, str], _Entry]], pinged: set[object]) -> None:
         """What other processes wrote into the file while nobody held it: an event sent to a waiting
         execution or a ``zart wake`` makes it due now; a cancel, a delete or another process continuing
-        it (``zart resume``) ends it here."""
-        from ._errors import Cancelled, StateConflict
-
+        it (``zart resume``) ends it here. Renews the leases of those still suspended here."""
+        by_journal: dict[object, list[tuple[tuple[object, str], _Entry]]] = {}
         for key, entry in entries:
-            execution = entry.execution
-            journal = journal_of(execution)
+            by_journal.setdefault(key[0], []).append((key, entry))
+        for identity, group in by_journal.items():
+            journal = journal_of(group[0][1].execution)
             try:
                 with journal.hold():
-                    status, row = journal.query(suspension.state, execution.execution_id)
+                    self._look_at(journal, group, identity in pinged)
             except ZartError:  # another process holds it: look again later
                 continue
+
+    def _woken_by(self, identity: object, pinged: bool) -> str:
+        """Why a look found something: a ping came for the journal before (or while) it looked."""
+        with self._cond:
+            pinged = pinged or identity in self._pinged
+        return WOKEN_BY_PING if pinged else "found on a look at the file"
+
+    def _look_at(self, journal: Journal, group: list[tuple[tuple[object, str], _Entry]], pinged: bool) -> None:
+        from ._errors import Cancelled, StateConflict
+
+        now = time.time()
+        me = suspension.owner()
+        renew = []
+        for key, entry in group:
+            execution = entry.execution
+            status, row = journal.query(suspension.state, execution.execution_id)
             if row is not None:
+                if row.lease_owner == me and (row.lease_until is None or row.lease_until - now < lease_time() / 2):
+                    renew.append(execution.execution_id)
                 due = time.time() if row.has_event else row.wake_at
                 if due is not None and (entry.due is None or due < entry.due):
-                    self.poke(journal, execution.execution_id) if row.has_event else self._move(key, due)
+                    why = self._woken_by(journal.identity, pinged)
+                    logger.info("zart: execution %r is due now (%s)", execution.execution_id, why)
+                    self.poke(journal, execution.execution_id, why) if row.has_event else self._move(key, due, why)
                 continue
             with self._cond:
                 if self._entries.pop(key, None) is None:
@@ -247,12 +361,15 @@ class Continuer:
                                              "another process continued it (or it was deleted)"))
             runtime.release(execution)
             execution.set_done()
+        if renew:
+            journal.transact(suspension.renew, renew, me, lease_until(now))
 
-    def _move(self, key: tuple[object, str], due: float) -> None:
+    def _move(self, key: tuple[object, str], due: float, why: str) -> None:
         with self._cond:
             entry = self._entries.get(key)
             if entry is not None:
                 entry.due = due
+                entry.woken = why
                 self._cond.notify_all()
 
     def _continue(self, key: tuple[object, str], entry: _Entry) -> None:
@@ -267,7 +384,10 @@ class Continuer:
             with self._cond:
                 self._entries.setdefault(key, entry)
             return
-        plan = RunPlan(RunTrigger.RESUME, f"due: {describe(entry.status, entry.waits_for, entry.due)}", lease=True)
+        detail = f"due: {describe(entry.status, entry.waits_for, entry.due)}"
+        if entry.woken is not None:
+            detail += f" ({entry.woken})"
+        plan = RunPlan(RunTrigger.RESUME, detail, lease=True)
 
         def run() -> None:
             try:

@@ -4,9 +4,11 @@ functions of a connection (run in one transaction by ``Journal.transact`` or ins
 An execution whose body reached a long sleep or event wait is journaled with what it waits for
 (``waits_for``: the sleep's or the event's name), until when (``wake_at``: the wake time or the wait's
 timeout; NULL for a wait without one) and a lease: ``lease_owner`` (``host:pid`` of the process that
-suspended it, which continues it when due) and ``lease_until`` (after which anyone may; NULL while
-that process lives). The run that continues it takes the lease in the same transaction as it begins
-(:func:`take`): its status is ``running`` from then on, so a second process finds it taken.
+suspended it, which continues it when due) and ``lease_until`` (its expiry, after which anyone may:
+the owner renews it while it lives, :func:`renew`; NULL, written by zart_nb before 0.1.1, means "while
+that process lives", which only this host can tell). The run that continues it takes the lease in the
+same transaction as it begins (:func:`take`): its status is ``running`` from then on, so a second
+process finds it taken.
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ def owner() -> str:
 
 def alive(owner: str) -> bool:
     """Whether the process that owns a lease lives (one on another host is taken to: its lease's
-    expiry decides)."""
+    expiry decides, :func:`lease_free`)."""
     host, _, pid = owner.rpartition(":")
     if host != os.uname().nodename or not pid.isdigit():
         return True
@@ -78,7 +80,8 @@ def suspend(conn: duckdb.DuckDBPyConnection, execution_id: str, run_number: int,
 
 def lease_free(owner: str | None, until: float | None, me: str, now: float, alive: Callable[[str], bool]) -> bool:
     """Whether ``me`` may continue a suspended execution whose lease is ``(owner, until)``: no owner, its
-    own, expired, or its owner's process is gone."""
+    own, expired (the owner stopped renewing it: gone, or on a host that went away), or its owner's
+    process is gone (known at once on this host only)."""
     if owner is None or owner == me:
         return True
     if until is not None and until <= now:
@@ -143,3 +146,23 @@ def state(conn: duckdb.DuckDBPyConnection, execution_id: str) -> tuple[str | Non
         return str(row[0]), None
     found = [one for one in _suspended(conn, execution_id) if one.execution_id == execution_id]
     return str(row[0]), found[0] if found else None
+
+
+def lease_of(conn: duckdb.DuckDBPyConnection, execution_id: str) -> tuple[str | None, str | None]:
+    """``(status, lease owner)`` of an execution (``None, None``: unknown): whom to ping after an event."""
+    row = conn.execute("SELECT status, lease_owner FROM executions WHERE execution_id = ?",
+                       [execution_id]).fetchone()
+    return (None, None) if row is None else (str(row[0]), row[1])
+
+
+def renew(conn: duckdb.DuckDBPyConnection, execution_ids: list[str], owner: str, until: float) -> int:
+    """Move the lease of those executions that are still suspended under ``owner`` to ``until`` (the
+    owner's continuer, as it looks at the file); returns how many it renewed."""
+    if not execution_ids:
+        return 0
+    marks = ", ".join("?" for _ in execution_ids)
+    rows = conn.execute(
+        f"""UPDATE executions SET lease_until = ? WHERE lease_owner = ? AND status IN (?, ?)
+            AND execution_id IN ({marks}) RETURNING execution_id""",
+        [until, owner, *SUSPENDED, *execution_ids]).fetchall()
+    return len(rows)

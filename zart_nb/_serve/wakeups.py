@@ -1,8 +1,9 @@
 """Suspended executions as a source of ``zart serve``'s due work (see ``_suspend`` for the ownership
 model): a sleeping one at its wake time, a waiting one when its event is in the file or its timeout
-passes; never before its lease is free (the process that suspended it continues it while it lives,
-until its wake time plus ``LEASE_GRACE``). The run takes the lease in the transaction that begins it,
-so two serve processes, or a kernel and serve, never both continue one execution."""
+passes; never before its lease is free (the process that suspended it continues it while it lives and
+renews its lease, ``LEASE_TIME``; a lease from a host that went away expires). The run takes the lease
+in the transaction that begins it, so two serve processes, or a kernel and serve, never both continue
+one execution."""
 from __future__ import annotations
 
 import dataclasses
