@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from . import _byref as byref
 from . import _context
+from . import _handover as handover
 from . import _kinds as kinds
 from . import _serialization as ser
 from . import _values as values
@@ -165,6 +166,7 @@ class RunState:
         self._mapped: dict[int, tuple[weakref.ref[Any], byref.Tracked]] = {}
         self._by_reference_ok = choice.target(executor) is None  # a cluster's workers may not see the store
         self._sleeping: list[Any] | None = None  # [wake time, (key, seq, name)] while the body sleeps
+        self.handover: str | None = None  # zart serve hands the journal over: stop at the next durable call
 
     # --- scheduling (workflow thread) ------------------------------------------------------------
 
@@ -174,6 +176,8 @@ class RunState:
         # The replay of a journaled step takes this path thousands of times: keep it lean.
         if self.cancelled:
             raise Cancelled(f"execution {self.execution_id!r} was cancelled")
+        if self.handover is not None:  # a flag read a call: zart serve hands the journal over
+            self._yield_journal()
         name = step.name
         if key is None and step._template_fields:
             key = step.key_for(args, kwargs)
@@ -291,6 +295,8 @@ class RunState:
         """``(key, seq, journaled record)`` of the next durable call of ``kind`` named ``name``."""
         if self.cancelled:
             raise Cancelled(f"execution {self.execution_id!r} was cancelled")
+        if self.handover is not None:
+            self._yield_journal()
         key = self._keys.key(kind, name)
         return key, self._keys.next_seq(), self.stored.get(key)
 
@@ -314,6 +320,8 @@ class RunState:
         with self._cond:
             if self.cancelled:
                 raise Cancelled(f"execution {self.execution_id!r} was cancelled")
+            if self.handover is not None:
+                self._yield_journal()
             remaining = until - time.time()
             if remaining > 0:
                 self._cond.wait(min(remaining, 1.0))
@@ -332,6 +340,8 @@ class RunState:
                 while True:
                     if self.cancelled:
                         raise Cancelled(f"execution {self.execution_id!r} was cancelled")
+                    if self.handover is not None:
+                        self._yield_journal()
                     remaining = self._sleeping[0] - time.time()
                     if remaining <= 0:
                         return
@@ -346,6 +356,19 @@ class RunState:
         caller blocks instead."""
         if self.parent is None:
             raise Suspend(status, waits_for, wake_at, None if call is None else call[0])
+
+    def hand_over(self, waits_for: str) -> None:
+        """zart serve hands the journal over (``_handover``): the body stops at its next durable call (one
+        it is dozing or sleeping in included), its steps in flight finishing first."""
+        with self._cond:
+            self.handover = waits_for
+            self._cond.notify_all()
+
+    def _yield_journal(self) -> None:
+        """Suspend for a handover, due at once with a free lease; a child run (its parent's body waits
+        for it) runs on, and its parent stops instead."""
+        if self.parent is None and self.handover is not None:
+            raise Suspend(ExecutionStatus.SLEEPING, self.handover, time.time(), handed_over=True)
 
     def finish_pending(self) -> None:
         """Wait until every attempt scheduled in this run so far has ended and is journaled (a
@@ -557,6 +580,8 @@ class RunState:
         Reused while ``identity`` (what it chose among) is the same; otherwise chosen again."""
         if self.cancelled:
             raise Cancelled(f"execution {self.execution_id!r} was cancelled")
+        if self.handover is not None:
+            self._yield_journal()
         key = self._keys.key(kind, name)
         seq = self.total
         self.total = seq + 1
@@ -766,7 +791,7 @@ def execute(execution: Execution, workflow: WorkflowDef, data: Any, options: Run
     opening = threading.Event()
     started = None if journal.is_open else runtime.prestart(options.workers, options.executor, opening)
     try:
-        with journal.hold(connecting=opening.set):
+        with handover.hold_for_run(journal, opening.set):
             opening.set()
             _execute_held(execution, workflow, data, options, plan)
     except BaseException as exc:
@@ -775,8 +800,9 @@ def execute(execution: Execution, workflow: WorkflowDef, data: Any, options: Run
     finally:
         if started is not None and run_of(execution) is None:  # no run: the pool was not needed
             runtime.stop_if_unused(started)
-        if execution.suspension is not None and execution.error is None:  # continued here when due
-            continuer.add(execution, workflow, data, options, execute)
+        suspended = execution.suspension
+        if suspended is not None and execution.error is None and not handover.is_handover(suspended[0]):
+            continuer.add(execution, workflow, data, options, execute)  # continued here when due
         else:
             runtime.release(execution)
             execution.set_done()
@@ -874,6 +900,9 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, options: R
     run._executor = remote
     run.value_store = options.value_store
     run.output_sinks = execution.output_sinks
+    asked = handover.desk.asked(journal)  # begun while zart serve hands the journal over: stops at once
+    if asked is not None:
+        run.hand_over(asked)
     execution.attach(run)
     if execution.cancel_requested:  # before its run existed
         run.cancelled = True
@@ -970,7 +999,8 @@ def _suspend_run(execution: Execution, run: RunState, suspended: Suspend) -> Non
     # earlier of the two, read in the transaction that suspends.
     wake_at = cast("float | None", run.journal.transact(
         suspension.suspend, run.execution_id, run.run_number, suspended.status, suspended.waits_for,
-        suspended.wake_at, suspension.owner(), lease_until(suspended.status, suspended.wake_at), run.ran,
+        suspended.wake_at, suspension.owner(), lease_until(suspended.status, suspended.wake_at, suspended.handed_over),
+        run.ran,
         run.reused, now, suspended.describe(), suspended.sleep_key))
     execution.suspend(suspended.status, suspended.waits_for, wake_at)
 

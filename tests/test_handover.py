@@ -1,0 +1,212 @@
+"""A run of another process and `zart serve` on one journal never fail on each other with JournalLocked: serve
+hands the journal over through its monitor endpoint (``_handover``). Real processes throughout: serve, the
+drivers, and a kernel for the holder that is not serve; each step's runs are counted in a log."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import handover_lib
+import pytest
+from conftest import wait_until
+from nbhelpers import execute
+
+import zart_nb as zart
+from zart_nb import _handover
+from zart_nb._monitor import endpoint as endpoint_file
+from zart_nb._monitor.client import MonitorClient
+from zart_nb._monitor.protocol import MessageType
+from zart_nb._runtime import runtime
+
+TESTS = Path(__file__).parent
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]), **extra}
+
+
+def _serve(journal: Path, cwd: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as stderr:
+        return subprocess.Popen([sys.executable, "-m", "zart_nb", "serve", "--journal", str(journal), "--poll", "0.5"],
+                                stdout=subprocess.DEVNULL, stderr=stderr, cwd=cwd, env=_env())
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> int:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _show(journal: Path, execution_id: str, cwd: Path) -> str:
+    out = subprocess.run([sys.executable, "-m", "zart_nb", "show", execution_id, "--journal", str(journal)],
+                         capture_output=True, text=True, cwd=cwd, env=_env(), timeout=60)
+    assert out.stdout.startswith(f"Execution {execution_id}"), out.stderr  # its exit code is its status's
+    return out.stdout
+
+
+def _script(path: Path, body: str) -> Path:
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def test_a_run_takes_the_journal_from_serve_which_then_continues_its_execution(tmp_path):
+    journal = tmp_path / ".zart" / "journal.duckdb"
+    log, gate, gate2 = tmp_path / "steps.log", tmp_path / "gate", tmp_path / "gate2"
+    data = {"log": str(log), "gate": str(gate), "nap": 2.0}
+    # An execution that suspends in its nap, left for zart serve by a process that then ends.
+    setup = _script(tmp_path / "setup.py", f"""
+        import time, handover_lib, zart_nb as zart
+        execution = zart.start(handover_lib.long, {data!r}, execution_id="long", journal={str(journal)!r},
+                               display=False)
+        deadline = time.monotonic() + 60
+        while execution.status is not zart.ExecutionStatus.SLEEPING and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert execution.status is zart.ExecutionStatus.SLEEPING, execution.status
+    """)
+    subprocess.run([sys.executable, str(setup)], cwd=tmp_path, env=_env(ZART_SUSPEND_AFTER="0"), check=True,
+                   timeout=120)
+    serve_log, driver_err = tmp_path / "serve.log", tmp_path / "driver.err"
+    serve = _serve(journal, tmp_path, serve_log)
+    driver = None
+    try:
+        wait_until(lambda: "start:first" in handover_lib.lines(log), timeout=60, what="serve to run the first step")
+        shown = _show(journal, "long", tmp_path)
+        assert "[running]" in shown and f"through the engine of pid {serve.pid}" in shown
+        # A driver with no patience for a locked file (lock timeout 0): only the handover lets it run.
+        driver_script = _script(tmp_path / "driver.py", f"""
+            import handover_lib, zart_nb as zart
+            print(zart.run(handover_lib.quick, {{"log": {str(log)!r}, "gate": {str(gate2)!r}}},
+                           execution_id="quick", journal={str(journal)!r}, display=False))
+        """)
+        with driver_err.open("wb") as err:
+            driver = subprocess.Popen([sys.executable, str(driver_script)], cwd=tmp_path, stdout=subprocess.PIPE,
+                                      stderr=err, env=_env(ZART_LOCK_TIMEOUT="0"))
+        wait_until(lambda: "is handing the journal over" in driver_err.read_text(), timeout=60,
+                   what="the driver to be told serve hands the journal over")
+        assert f"zart serve (pid {serve.pid}) is handing the journal over: its running steps finish first" in \
+            driver_err.read_text()
+        # serve's step is still running (gate closed): the driver waits, past its lock timeout, and serve runs on
+        assert driver.poll() is None
+        shown = _show(journal, "long", tmp_path)
+        assert "[running]" in shown and f"through the engine of pid {serve.pid}" in shown
+        assert handover_lib.lines(log) == ["start:first"]
+        gate.touch()  # the first step ends; serve's body stops at its next step call and lets the journal go
+        wait_until(lambda: "start:quick" in handover_lib.lines(log), timeout=60, what="the driver's step to start")
+        shown = _show(journal, "long", tmp_path)
+        assert "[sleeping]" in shown and f"through the engine of pid {driver.pid}" in shown
+        assert f"for the journal, handed over to pid {driver.pid} by zart serve" in shown
+        assert "start:second" not in handover_lib.lines(log)
+        gate2.touch()
+        out, _ = driver.communicate(timeout=60)
+        assert driver.returncode == 0, driver_err.read_text()
+        assert out.decode().strip() == "quick"
+        assert "JournalLocked" not in driver_err.read_text()
+        # serve continues its execution once the driver has let the file go
+        wait_until(lambda: "done:second" in handover_lib.lines(log), timeout=60, what="serve to continue 'long'")
+        wait_until(lambda: "[completed]" in _show(journal, "long", tmp_path), timeout=60,
+                   what="'long' to complete")
+    finally:
+        if driver is not None and driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        code = _stop(serve)
+    assert code == 0, serve_log.read_text()
+    # every step ran exactly once, and no result was lost
+    assert sorted(handover_lib.lines(log)) == sorted(["start:first", "done:first", "start:quick", "done:quick",
+                                                      "start:second", "done:second"])
+    assert zart.run(handover_lib.long, data, execution_id="long", journal=journal, display=False) == \
+        ["first", "second"]
+    reader = zart.journal(journal)
+    try:
+        runs = reader.list_runs("long")
+        steps = reader.list_steps("long")
+    finally:
+        reader.close()
+    runtime.journal(journal).close()
+    assert [(r.status, r.ended_by) for r in runs] == [
+        (zart.ExecutionStatus.SLEEPING, zart.RunEnd.SUSPENDED),  # its nap, in the setup process
+        (zart.ExecutionStatus.SLEEPING, zart.RunEnd.SUSPENDED),  # handed over, in serve
+        (zart.ExecutionStatus.COMPLETED, zart.RunEnd.COMPLETED)]  # continued by serve
+    assert f"handed over to pid {driver.pid}" in (runs[1].end_detail or "")
+    assert runs[2].trigger is zart.RunTrigger.RESUME
+    assert [(s.name, s.run_number, s.status) for s in steps if s.name == "mark"] == [
+        ("mark", 2, zart.StepStatus.COMPLETED), ("mark", 3, zart.StepStatus.COMPLETED)]
+    assert "is handing" not in serve_log.read_text() and "Traceback" not in serve_log.read_text()
+
+
+def test_a_holder_that_is_not_serve_keeps_the_lock_and_journal_locked_names_its_pid(tmp_path):
+    """A kernel running an execution holds the journal; a driver started from it waits its lock timeout and
+    fails with JournalLocked carrying the kernel's pid (a kernel does not hand its journal over)."""
+    journal = tmp_path / ".zart" / "journal.duckdb"
+    log, gate = tmp_path / "steps.log", tmp_path / "gate"
+    driver = _script(tmp_path / "driver.py", f"""
+        import handover_lib, zart_nb as zart
+        try:
+            zart.run(handover_lib.quick, {{"log": {str(log)!r}, "name": "driver"}}, execution_id="driver",
+                     journal={str(journal)!r}, display=False)
+        except zart.JournalLocked as exc:
+            print("locked", exc.pid)
+    """)
+    cells = [
+        f"""
+import os, subprocess, sys, time, handover_lib, zart_nb as zart
+held = zart.start(handover_lib.quick, {{"log": {str(log)!r}, "gate": {str(gate)!r}}}, execution_id="held",
+                  journal={str(journal)!r}, display=False)
+deadline = time.monotonic() + 60
+while "start:quick" not in handover_lib.lines({str(log)!r}) and time.monotonic() < deadline:
+    time.sleep(0.02)
+assert "start:quick" in handover_lib.lines({str(log)!r})
+""",
+        f"""
+out = subprocess.run([sys.executable, {str(driver)!r}], capture_output=True, text=True, timeout=120,
+                     env={{**os.environ, "ZART_LOCK_TIMEOUT": "1"}})
+assert out.stdout.split() == ["locked", str(os.getpid())], (out.stdout, out.stderr)
+assert "handing the journal over" not in out.stderr
+""",
+        f"""
+open({str(gate)!r}, "w").close()
+assert held.result(timeout=60) == "quick"
+""",
+    ]
+    execute(cells, tmp_path, env={"PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])})
+    assert handover_lib.lines(log) == ["start:quick", "done:quick"]  # the driver's step never ran
+
+
+def test_a_handover_request_is_refused_outside_serve_and_from_another_pid(tmp_path):
+    """The server checks the sender (the socket's peer) is the pid the request names; an engine that is not
+    zart serve refuses to hand its journal over (this process is the engine here)."""
+    journal = tmp_path / "j.duckdb"
+    log, gate = tmp_path / "steps.log", tmp_path / "gate"
+    held = zart.start(handover_lib.quick, {"log": str(log), "gate": str(gate)}, execution_id="held",
+                      journal=journal, display=False)
+    try:
+        wait_until(lambda: "start:quick" in handover_lib.lines(log), timeout=60, what="the step to start")
+        found = endpoint_file.read(journal)
+        assert found is not None and found.pid == os.getpid()
+        client = MonitorClient(found)
+        try:
+            with pytest.raises(zart.MonitorError, match="names pid 1, its sender is pid"):
+                client.request(MessageType.HANDOVER, pid=1)
+            with pytest.raises(zart.MonitorError, match="is not zart serve"):
+                client.request(MessageType.HANDOVER, pid=os.getpid())
+        finally:
+            client.close()
+        assert not held.done
+    finally:
+        gate.touch()
+        assert held.result(timeout=60) == "quick"
+        runtime.journal(journal).close()
+
+
+def test_handover_words_and_the_endpoint_suffix():
+    assert _handover.waits_for(42) == "handed over to pid 42" and _handover.is_handover("handed over to pid 42")
+    assert not _handover.is_handover("nap") and not _handover.is_handover(None)
+    assert _handover.ENDPOINT_SUFFIX == endpoint_file.SUFFIX
