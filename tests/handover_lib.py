@@ -45,3 +45,14 @@ def long(data: dict) -> list[str]:
 @zart.workflow("quick")
 def quick(data: dict) -> str:
     return zart.schedule(mark, data.get("name", "quick"), data["log"], data.get("gate")).result()
+
+
+@zart.workflow("dozer")
+def dozer(data: dict) -> list[str]:
+    """As ``long``, with a durable sleep of ``data["rest"]`` seconds (under the suspension threshold: the body
+    blocks in it) between its two steps."""
+    zart.sleep("nap", data.get("nap", 0.0))
+    first = zart.schedule(mark, "first", data["log"]).result()
+    zart.sleep("rest", data["rest"])
+    second = zart.schedule(mark, "second", data["log"]).result()
+    return [first, second]

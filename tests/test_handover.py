@@ -57,15 +57,13 @@ def _script(path: Path, body: str) -> Path:
     return path
 
 
-def test_a_run_takes_the_journal_from_serve_which_then_continues_its_execution(tmp_path):
-    journal = tmp_path / ".zart" / "journal.duckdb"
-    log, gate, gate2 = tmp_path / "steps.log", tmp_path / "gate", tmp_path / "gate2"
-    data = {"log": str(log), "gate": str(gate), "nap": 2.0}
-    # An execution that suspends in its nap, left for zart serve by a process that then ends.
+def _left_for_serve(tmp_path: Path, journal: Path, workflow: str, data: dict) -> None:
+    """Execution ``workflow`` of handover_lib, suspended in its nap by a process that then ends: the next
+    zart serve continues it when its nap is over."""
     setup = _script(tmp_path / "setup.py", f"""
         import time, handover_lib, zart_nb as zart
-        execution = zart.start(handover_lib.long, {data!r}, execution_id="long", journal={str(journal)!r},
-                               display=False)
+        execution = zart.start(handover_lib.{workflow}, {data!r}, execution_id={workflow!r},
+                               journal={str(journal)!r}, display=False)
         deadline = time.monotonic() + 60
         while execution.status is not zart.ExecutionStatus.SLEEPING and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -73,6 +71,26 @@ def test_a_run_takes_the_journal_from_serve_which_then_continues_its_execution(t
     """)
     subprocess.run([sys.executable, str(setup)], cwd=tmp_path, env=_env(ZART_SUSPEND_AFTER="0"), check=True,
                    timeout=120)
+
+
+def _driver(tmp_path: Path, journal: Path, data: dict, err: Path) -> subprocess.Popen[bytes]:
+    """A process running handover_lib.quick on ``journal``, with no patience for a locked file (lock timeout
+    0): only a handover lets it run. Its stderr goes to ``err``."""
+    script = _script(tmp_path / "driver.py", f"""
+        import handover_lib, zart_nb as zart
+        print(zart.run(handover_lib.quick, {data!r}, execution_id="quick", journal={str(journal)!r},
+                       display=False))
+    """)
+    with err.open("wb") as stderr:
+        return subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=stderr,
+                                env=_env(ZART_LOCK_TIMEOUT="0"))
+
+
+def test_a_run_takes_the_journal_from_serve_which_then_continues_its_execution(tmp_path):
+    journal = tmp_path / ".zart" / "journal.duckdb"
+    log, gate, gate2 = tmp_path / "steps.log", tmp_path / "gate", tmp_path / "gate2"
+    data = {"log": str(log), "gate": str(gate), "nap": 2.0}
+    _left_for_serve(tmp_path, journal, "long", data)
     serve_log, driver_err = tmp_path / "serve.log", tmp_path / "driver.err"
     serve = _serve(journal, tmp_path, serve_log)
     driver = None
@@ -80,15 +98,7 @@ def test_a_run_takes_the_journal_from_serve_which_then_continues_its_execution(t
         wait_until(lambda: "start:first" in handover_lib.lines(log), timeout=60, what="serve to run the first step")
         shown = _show(journal, "long", tmp_path)
         assert "[running]" in shown and f"through the engine of pid {serve.pid}" in shown
-        # A driver with no patience for a locked file (lock timeout 0): only the handover lets it run.
-        driver_script = _script(tmp_path / "driver.py", f"""
-            import handover_lib, zart_nb as zart
-            print(zart.run(handover_lib.quick, {{"log": {str(log)!r}, "gate": {str(gate2)!r}}},
-                           execution_id="quick", journal={str(journal)!r}, display=False))
-        """)
-        with driver_err.open("wb") as err:
-            driver = subprocess.Popen([sys.executable, str(driver_script)], cwd=tmp_path, stdout=subprocess.PIPE,
-                                      stderr=err, env=_env(ZART_LOCK_TIMEOUT="0"))
+        driver = _driver(tmp_path, journal, {"log": str(log), "gate": str(gate2)}, driver_err)
         wait_until(lambda: "is handing the journal over" in driver_err.read_text(), timeout=60,
                    what="the driver to be told serve hands the journal over")
         assert f"zart serve (pid {serve.pid}) is handing the journal over: its running steps finish first" in \
@@ -98,6 +108,8 @@ def test_a_run_takes_the_journal_from_serve_which_then_continues_its_execution(t
         shown = _show(journal, "long", tmp_path)
         assert "[running]" in shown and f"through the engine of pid {serve.pid}" in shown
         assert handover_lib.lines(log) == ["start:first"]
+        wait_until(lambda: f"handing over: journal.duckdb to pid {driver.pid}" in serve_log.read_text(),
+                   what="serve's status line to say it hands the journal over")
         gate.touch()  # the first step ends; serve's body stops at its next step call and lets the journal go
         wait_until(lambda: "start:quick" in handover_lib.lines(log), timeout=60, what="the driver's step to start")
         shown = _show(journal, "long", tmp_path)
@@ -140,6 +152,78 @@ def test_a_run_takes_the_journal_from_serve_which_then_continues_its_execution(t
     assert [(s.name, s.run_number, s.status) for s in steps if s.name == "mark"] == [
         ("mark", 2, zart.StepStatus.COMPLETED), ("mark", 3, zart.StepStatus.COMPLETED)]
     assert "is handing" not in serve_log.read_text() and "Traceback" not in serve_log.read_text()
+
+
+def test_a_body_in_a_durable_sleep_hands_over_at_once_and_sleeps_only_what_is_left_after(tmp_path):
+    """serve's body blocks in a 50 s durable sleep (under the suspension threshold): a handover ends it there
+    (not 50 s later); the sleep's wake time stays journaled, and a `zart wake` then ends what is left."""
+    journal = tmp_path / ".zart" / "journal.duckdb"
+    log = tmp_path / "steps.log"
+    data = {"log": str(log), "nap": 2.0, "rest": 50}
+    _left_for_serve(tmp_path, journal, "dozer", data)
+    serve_log, driver_err = tmp_path / "serve.log", tmp_path / "driver.err"
+    serve = _serve(journal, tmp_path, serve_log)
+    driver = None
+    try:
+        wait_until(lambda: "done:first" in handover_lib.lines(log), timeout=60, what="serve to run the first step")
+        driver = _driver(tmp_path, journal, {"log": str(log)}, driver_err)
+        out, _ = driver.communicate(timeout=60)  # well before the sleep would end
+        assert driver.returncode == 0, driver_err.read_text()
+        assert out.decode().strip() == "quick"
+        assert "start:second" not in handover_lib.lines(log)
+        shown = _show(journal, "dozer", tmp_path)
+        assert "[sleeping]" in shown and f"handed over to pid {driver.pid}" in shown
+        wake = subprocess.run([sys.executable, "-m", "zart_nb", "wake", "dozer", "--journal", str(journal)],
+                              capture_output=True, text=True, cwd=tmp_path, env=_env(), timeout=60)
+        assert wake.returncode == 0, wake.stderr
+        wait_until(lambda: "done:second" in handover_lib.lines(log), timeout=60, what="serve to continue 'dozer'")
+        wait_until(lambda: "[completed]" in _show(journal, "dozer", tmp_path), timeout=60,
+                   what="'dozer' to complete")
+    finally:
+        if driver is not None and driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        code = _stop(serve)
+    assert code == 0, serve_log.read_text()
+    assert sorted(handover_lib.lines(log)) == sorted(["start:first", "done:first", "start:quick", "done:quick",
+                                                      "start:second", "done:second"])
+    reader = zart.journal(journal)
+    try:
+        runs = reader.list_runs("dozer")
+    finally:
+        reader.close()
+    assert [r.ended_by for r in runs] == [zart.RunEnd.SUSPENDED, zart.RunEnd.SUSPENDED, zart.RunEnd.COMPLETED]
+    assert f"handed over to pid {driver.pid}" in (runs[1].end_detail or "")
+
+
+def test_ctrl_c_while_waiting_for_serve_journals_nothing_and_serve_continues(tmp_path):
+    journal = tmp_path / ".zart" / "journal.duckdb"
+    log, gate = tmp_path / "steps.log", tmp_path / "gate"
+    data = {"log": str(log), "gate": str(gate), "nap": 2.0}
+    _left_for_serve(tmp_path, journal, "long", data)
+    serve_log, driver_err = tmp_path / "serve.log", tmp_path / "driver.err"
+    serve = _serve(journal, tmp_path, serve_log)
+    try:
+        wait_until(lambda: "start:first" in handover_lib.lines(log), timeout=60, what="serve to run the first step")
+        driver = _driver(tmp_path, journal, {"log": str(log)}, driver_err)
+        wait_until(lambda: "is handing the journal over" in driver_err.read_text(), timeout=60,
+                   what="the driver to wait for the handover")
+        driver.send_signal(signal.SIGINT)
+        driver.communicate(timeout=60)
+        assert driver.returncode != 0 and "KeyboardInterrupt" in driver_err.read_text()
+        gate.touch()  # serve's body stops at its next step call; the asker is gone, so serve takes it again
+        wait_until(lambda: "done:second" in handover_lib.lines(log), timeout=60, what="serve to continue 'long'")
+        wait_until(lambda: "[completed]" in _show(journal, "long", tmp_path), timeout=60, what="'long' to complete")
+    finally:
+        code = _stop(serve)
+    assert code == 0, serve_log.read_text()
+    assert sorted(handover_lib.lines(log)) == sorted(["start:first", "done:first", "start:second", "done:second"])
+    reader = zart.journal(journal)
+    try:
+        assert reader.execution_record("quick") is None  # nothing of the interrupted run was journaled
+        assert reader.list_runs("long")[-1].status is zart.ExecutionStatus.COMPLETED
+    finally:
+        reader.close()
 
 
 def test_a_holder_that_is_not_serve_keeps_the_lock_and_journal_locked_names_its_pid(tmp_path):

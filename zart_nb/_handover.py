@@ -146,6 +146,11 @@ class Desk:
             return None
         return waits_for(asked.asker)
 
+    def asker(self, journal: Journal) -> int | None:
+        """The pid ``journal`` is being handed over to (asked, not yet let go), for serve's status line."""
+        asked = self._asked.get(journal.identity)
+        return None if asked is None or asked.released_at is not None else asked.asker
+
     def blocked(self, journal: Journal) -> int | None:
         """The asker's pid while this process must leave ``journal`` to it: from the request until the
         asker has the file (or died, or ``WINDOW`` after this process let it go); else None."""

@@ -266,7 +266,7 @@ class Serve:
         journal = served.journal
         asker = desk.blocked(journal)
         if asker is not None:  # handed over (or being handed over) to another process's run: it goes first
-            served.busy = f"process {asker} (handed over)"
+            served.busy = None if desk.asker(journal) is not None else f"process {asker} (handed over to it)"
             served.next_look = now + BUSY_RETRY
             return
         try:
@@ -320,6 +320,10 @@ class Serve:
             parts.append(f"next: {what} at {datetime.fromtimestamp(when).astimezone().isoformat(timespec='seconds')}")
         else:
             parts.append("nothing due")
+        handing = [f"{served.journal.path.name} to pid {asker}" for served in self.served
+                   if (asker := desk.asker(served.journal)) is not None]
+        if handing:
+            parts.append("handing over: " + "; ".join(handing) + " (running steps finish first)")
         busy = [f"{served.journal.path.name} held by {served.busy}" for served in self.served if served.busy]
         if busy:
             parts.append("waiting: " + "; ".join(busy))
