@@ -158,7 +158,7 @@ def test_a_body_in_a_durable_sleep_hands_over_at_once_and_sleeps_only_what_is_le
     """serve's body blocks in a 50 s durable sleep (under the suspension threshold): a handover ends it there
     (not 50 s later); the sleep's wake time stays journaled, and a `zart wake` then ends what is left."""
     journal = tmp_path / ".zart" / "journal.duckdb"
-    log = tmp_path / "steps.log"
+    log, gate = tmp_path / "steps.log", tmp_path / "gate"
     data = {"log": str(log), "nap": 2.0, "rest": 50}
     _left_for_serve(tmp_path, journal, "dozer", data)
     serve_log, driver_err = tmp_path / "serve.log", tmp_path / "driver.err"
@@ -166,13 +166,17 @@ def test_a_body_in_a_durable_sleep_hands_over_at_once_and_sleeps_only_what_is_le
     driver = None
     try:
         wait_until(lambda: "done:first" in handover_lib.lines(log), timeout=60, what="serve to run the first step")
-        driver = _driver(tmp_path, journal, {"log": str(log)}, driver_err)
-        out, _ = driver.communicate(timeout=60)  # well before the sleep would end
+        driver = _driver(tmp_path, journal, {"log": str(log), "gate": str(gate)}, driver_err)
+        wait_until(lambda: "start:quick" in handover_lib.lines(log), timeout=40,  # well before the sleep ends
+                   what="the driver's step to start")
+        shown = _show(journal, "dozer", tmp_path)
+        assert "[sleeping]" in shown and f"handed over to pid {driver.pid}" in shown
+        gate.touch()
+        out, _ = driver.communicate(timeout=60)
         assert driver.returncode == 0, driver_err.read_text()
         assert out.decode().strip() == "quick"
         assert "start:second" not in handover_lib.lines(log)
-        shown = _show(journal, "dozer", tmp_path)
-        assert "[sleeping]" in shown and f"handed over to pid {driver.pid}" in shown
+        # serve continues it (in its sleep again, for what is left of it): end the sleep now
         wake = subprocess.run([sys.executable, "-m", "zart_nb", "wake", "dozer", "--journal", str(journal)],
                               capture_output=True, text=True, cwd=tmp_path, env=_env(), timeout=60)
         assert wake.returncode == 0, wake.stderr
