@@ -56,3 +56,10 @@ def dozer(data: dict) -> list[str]:
     zart.sleep("rest", data["rest"])
     second = zart.schedule(mark, "second", data["log"]).result()
     return [first, second]
+
+
+@zart.workflow("fanned")
+def fanned(data: dict) -> list[str]:
+    """Five steps gated on ``data["gate"]`` fanned out and waited for, then one more step."""
+    names = zart.wait([zart.schedule(mark, f"fan{i}", data["log"], data["gate"]) for i in range(5)])
+    return [*names, zart.schedule(mark, "after", data["log"]).result()]

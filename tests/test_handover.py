@@ -17,6 +17,7 @@ from nbhelpers import execute
 
 import zart_nb as zart
 from zart_nb import _handover
+from zart_nb._handles import run_of
 from zart_nb._monitor import endpoint as endpoint_file
 from zart_nb._monitor.client import MonitorClient
 from zart_nb._monitor.protocol import MessageType
@@ -292,6 +293,33 @@ def test_a_handover_request_is_refused_outside_serve_and_from_another_pid(tmp_pa
         gate.touch()
         assert held.result(timeout=60) == "quick"
         runtime.journal(journal).close()
+
+
+def test_a_run_handed_over_lets_its_steps_in_flight_finish_and_a_resume_reuses_them(tmp_path):
+    """The engine's side alone (no serve): a run told to hand over stops at its next step call after its five
+    running steps finished; it is journaled sleeping, due now, with a free lease, and nothing here continues
+    it; the next run reuses the five and runs the last step once."""
+    journal = tmp_path / "j.duckdb"
+    log, gate = tmp_path / "steps.log", tmp_path / "gate"
+    data = {"log": str(log), "gate": str(gate)}
+    execution = zart.start(handover_lib.fanned, data, execution_id="fanned", journal=journal, display=False,
+                           workers=5)
+    wait_until(lambda: len(handover_lib.lines(log)) == 5, timeout=60, what="the five steps to start")
+    run = run_of(execution)
+    assert run is not None
+    run.hand_over(_handover.waits_for(4242))
+    assert not execution.done  # its steps run on
+    gate.touch()
+    assert execution.wait_done(60)
+    assert execution.status is zart.ExecutionStatus.SLEEPING
+    assert sorted(handover_lib.lines(log)) == sorted([f"{what}:fan{i}" for i in range(5) for what in ("start", "done")])
+    row = runtime.journal(journal).query(lambda conn: conn.execute(
+        "SELECT status, waits_for, wake_at, lease_until FROM executions WHERE execution_id = 'fanned'").fetchone())
+    assert row[:2] == ("sleeping", "handed over to pid 4242") and row[3] == row[2]  # free from its wake time on
+    assert zart.resume("fanned", journal=journal).result(timeout=60) == [f"fan{i}" for i in range(5)] + ["after"]
+    assert sorted(handover_lib.lines(log)).count("start:after") == 1
+    assert len(handover_lib.lines(log)) == 12  # every step ran once
+    runtime.journal(journal).close()
 
 
 def test_handover_words_and_the_endpoint_suffix():

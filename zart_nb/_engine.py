@@ -900,10 +900,10 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, options: R
     run._executor = remote
     run.value_store = options.value_store
     run.output_sinks = execution.output_sinks
-    asked = handover.desk.asked(journal)  # begun while zart serve hands the journal over: stops at once
-    if asked is not None:
-        run.hand_over(asked)
     execution.attach(run)
+    asked = handover.desk.asked(journal)  # begun while zart serve hands the journal over: stops at once
+    if asked is not None:  # (after attach: a request from now on finds the run itself)
+        run.hand_over(asked)
     if execution.cancel_requested:  # before its run existed
         run.cancelled = True
         run.interrupted = execution.interrupt_requested
