@@ -322,6 +322,30 @@ def test_a_run_handed_over_lets_its_steps_in_flight_finish_and_a_resume_reuses_t
     runtime.journal(journal).close()
 
 
+def test_serve_leaves_a_journal_it_let_go_to_its_asker_until_the_asker_has_it(tmp_path):
+    """The desk's rule, in one process standing for both (its own pid as the asker): blocked from the request
+    on; after the release still blocked while the asker does not have the file; free once it has it."""
+    desk = _handover.Desk()
+    journal = runtime.journal(tmp_path / "j.duckdb")
+    with pytest.raises(zart.MonitorError, match="is not zart serve"):
+        desk.request(journal, os.getpid())
+    desk.accept()
+    try:
+        with journal.hold():
+            assert desk.request(journal, os.getpid())["stopping"] == []
+            assert desk.blocked(journal) == os.getpid() and desk.asker(journal) == os.getpid()
+            assert desk.asked(journal) == "handed over to pid " + str(os.getpid())
+        journal.close()  # serve lets it go
+        assert desk.asker(journal) is None and desk.asked(journal) is None
+        assert desk.blocked(journal) == os.getpid()  # the asker has not taken it yet
+        with journal.hold():  # the asker has it: serve may look again (and meets its lock)
+            assert desk.blocked(journal) is None
+        assert desk.blocked(journal) is None
+    finally:
+        desk.accept(False)
+        runtime.journal(journal.path).close()
+
+
 def test_handover_words_and_the_endpoint_suffix():
     assert _handover.waits_for(42) == "handed over to pid 42" and _handover.is_handover("handed over to pid 42")
     assert not _handover.is_handover("nap") and not _handover.is_handover(None)

@@ -158,6 +158,8 @@ class Desk:
             asked = self._asked.get(journal.identity)
             if asked is None:
                 return None
+            if asked.released_at is None and not journal.is_open:  # let go before the request saw it
+                asked.released_at = time.time()
             if asked.released_at is not None and (
                     time.time() > asked.released_at + WINDOW or not _alive(asked.asker)
                     or holds_file(asked.asker, journal.path)):
