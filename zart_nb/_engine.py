@@ -999,9 +999,9 @@ def _suspend_run(execution: Execution, run: RunState, suspended: Suspend) -> Non
     # earlier of the two, read in the transaction that suspends.
     wake_at = cast("float | None", run.journal.transact(
         suspension.suspend, run.execution_id, run.run_number, suspended.status, suspended.waits_for,
-        suspended.wake_at, suspension.owner(), lease_until(suspended.status, suspended.wake_at, suspended.handed_over),
-        run.ran,
-        run.reused, now, suspended.describe(), suspended.sleep_key))
+        suspended.wake_at, suspension.owner(),
+        lease_until(suspended.status, suspended.wake_at, suspended.handed_over), run.ran, run.reused, now,
+        suspended.describe(), suspended.sleep_key))
     execution.suspend(suspended.status, suspended.waits_for, wake_at)
 
 

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import JournalLocked, MonitorError
 from ._handles import journal_of, run_of
+from ._journal.file import alive
 from ._runtime import runtime
 
 if TYPE_CHECKING:
@@ -72,16 +73,6 @@ def holds_file(pid: int, path: Path) -> bool:
         except OSError:
             continue
     return False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # --- serve's side ---------------------------------------------------------------------------------------
@@ -161,7 +152,7 @@ class Desk:
             if asked.released_at is None and not journal.is_open:  # let go before the request saw it
                 asked.released_at = time.time()
             if asked.released_at is not None and (
-                    time.time() > asked.released_at + WINDOW or not _alive(asked.asker)
+                    time.time() > asked.released_at + WINDOW or not alive(asked.asker)
                     or holds_file(asked.asker, journal.path)):
                 del self._asked[journal.identity]
                 return None
@@ -192,7 +183,7 @@ def _taken(journal: Journal, connecting: Callable[[], None] | None) -> Iterator[
             try:
                 stack.enter_context(journal.hold(connecting=connecting))
             except JournalLocked as exc:
-                if asked is not None and exc.pid == asked and _alive(asked):
+                if asked is not None and exc.pid == asked and alive(asked):
                     continue  # serve took it for a moment (it is asked again)
                 raise
             break
