@@ -17,6 +17,12 @@ file. Serve then leaves the journal alone until the asker has it (or :data:`WIND
 asker died); after that its looks meet ``JournalLocked`` and retry (``BUSY_RETRY``) until the file is free,
 and its ``Wakeups`` source continues the handed-over executions (trigger ``resume``). Nothing runs twice:
 a step either finished and was journaled before the body unwound (a replay reuses it) or never started.
+
+Its cost where nothing is handed over: a run reads one attribute per durable call (``RunState.handover``),
+one dict lookup as it begins, and a journal opened cold one ``stat`` of the endpoint file. Counted with
+callgrind against main b2e62c3 (``bench_outcomes.py``, repeats 3 less 1, halved): the replay loop 41.62 k ->
+41.76 k instructions a step (+0.3%), ``schedule`` of new steps 52.92 k -> 53.08 k (+0.3%); a whole P1 driver
+(``bench_counted.py p1``, N=4 less N=1, over 3) 657.6 M -> 659.9 M (+0.35%; a second sample -0.2%).
 """
 from __future__ import annotations
 
