@@ -67,6 +67,14 @@ def test_error_round_trips_with_its_context(cls, dumps, loads):
     assert copy.__dict__ == error.__dict__
 
 
+def test_journal_locked_names_its_holders_pid_and_pickles_with_it():
+    named = zart.JournalLocked("/tmp/j.duckdb", "the kernel (pid 4242) of notebook a.ipynb", 10.0)
+    assert named.pid == 4242  # read from the words when not given
+    given = zart.JournalLocked("/tmp/j.duckdb", "another process", 1.0, 77)
+    assert given.pid == 77 and pickle.loads(pickle.dumps(given)).pid == 77
+    assert zart.JournalLocked("/tmp/j.duckdb", "another process", 1.0).pid is None
+
+
 def test_public_names_read_as_public_in_tracebacks():
     assert zart.StepFailed.__module__ == "zart_nb"
     assert repr(zart.StepFailed).startswith("<class 'zart_nb.StepFailed'")

@@ -113,6 +113,12 @@ def _report_unread(listed: list[Listed], what: str) -> None:
             print(f"zart: {safe(one.path)}: {what}: {safe(one.error)}", file=sys.stderr)
 
 
+def _handed_over(waits_for: str | None) -> bool:
+    from ._handover import is_handover  # the engine's words for an execution zart serve handed over
+
+    return is_handover(waits_for)
+
+
 def _status_cell(record: ExecutionRecord) -> str:
     """Its status; a suspended one's with what it waits for and until when (``sleeping 'nap' until 14:05:00``)."""
     if not record.status.suspended:
@@ -420,7 +426,10 @@ def _print_head(record: ExecutionRecord, runs: list[RunRecord], found: discovery
         print(f"  output:   {safe(record.output_preview)}")
     if record.error and record.error != record.end_detail:
         print(f"  error:    {safe(record.error)}")
-    if record.status.suspended:
+    if record.status.suspended and _handed_over(record.waits_for):
+        print(f"  waits:    for the journal, {safe(record.waits_for)} by zart serve (nothing runs; zart serve "
+              "continues it once that process lets the file go)")
+    elif record.status.suspended:
         until = "no timeout" if record.wake_at is None else \
             f"until {record.wake_at.astimezone().isoformat(timespec='seconds')}"
         what = "sleep" if record.status is ExecutionStatus.SLEEPING else "event"

@@ -64,6 +64,8 @@ class Run(Protocol):
     def suspend(self, status: ExecutionStatus, waits_for: str, wake_at: float | None,
                 call: tuple[str, int, str] | None = None) -> None: ...
 
+    def hand_over(self, waits_for: str) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Context:

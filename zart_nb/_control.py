@@ -173,6 +173,12 @@ class EngineControl(Control):
 
         return [tuple(event) for event in self._journal.query(inbox.pending_events, execution_id)]  # type: ignore[misc]
 
+    def handover(self, pid: int) -> dict[str, Any]:
+        """``zart serve`` hands the journal over to process ``pid`` (``_handover``); other engines refuse."""
+        from ._handover import desk
+
+        return desk.request(self._journal, pid)
+
 
 @overload
 def cancel(execution_id: str, *, journal: str | os.PathLike[str] | None = None) -> ExecutionStatus: ...

@@ -11,7 +11,6 @@ looked for again (an engine writes it just after it takes the file).
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -80,8 +79,7 @@ def holder(pid: int, journal: Path) -> str:
 
 def holder_pid(exc: JournalLocked) -> int | None:
     """The pid of the process a :class:`JournalLocked` names, when it names one."""
-    match = re.search(r"(?:process|pid) (\d+)", exc.owner)
-    return int(match.group(1)) if match else None
+    return exc.pid
 
 
 # --- reading one journal -------------------------------------------------------------------------
@@ -149,7 +147,7 @@ def through(path: Path, live: Callable[[MonitorClient], T], here: Callable[[Jour
                 continue
             pid = holder_pid(exc)
             owner = f"{holder(pid, path) if pid else exc.owner}, which serves no monitor endpoint"
-            raise JournalLocked(path, owner, READ_WAIT) from None
+            raise JournalLocked(path, owner, READ_WAIT, pid) from None
         finally:
             journal.lock_timeout = saved
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from . import _byref as byref
 from . import _context
+from . import _handover as handover
 from . import _kinds as kinds
 from . import _serialization as ser
 from . import _stores as stores
@@ -170,6 +171,7 @@ class RunState:
         # A cluster's workers load a by-reference argument only from a store they share (value_store=)
         self._by_reference_ok = value_store is not None or choice.target(executor) is None
         self._sleeping: list[Any] | None = None  # [wake time, (key, seq, name)] while the body sleeps
+        self.handover: str | None = None  # zart serve hands the journal over: stop at the next durable call
 
     # --- scheduling (workflow thread) ------------------------------------------------------------
 
@@ -179,6 +181,8 @@ class RunState:
         # The replay of a journaled step takes this path thousands of times: keep it lean.
         if self.cancelled:
             raise Cancelled(f"execution {self.execution_id!r} was cancelled")
+        if self.handover is not None:  # a flag read a call: zart serve hands the journal over
+            self._yield_journal()
         name = step.name
         if key is None and step._template_fields:
             key = step.key_for(args, kwargs)
@@ -296,6 +300,8 @@ class RunState:
         """``(key, seq, journaled record)`` of the next durable call of ``kind`` named ``name``."""
         if self.cancelled:
             raise Cancelled(f"execution {self.execution_id!r} was cancelled")
+        if self.handover is not None:
+            self._yield_journal()
         key = self._keys.key(kind, name)
         return key, self._keys.next_seq(), self.stored.get(key)
 
@@ -319,6 +325,8 @@ class RunState:
         with self._cond:
             if self.cancelled:
                 raise Cancelled(f"execution {self.execution_id!r} was cancelled")
+            if self.handover is not None:
+                self._yield_journal()
             remaining = until - time.time()
             if remaining > 0:
                 self._cond.wait(min(remaining, 1.0))
@@ -337,6 +345,8 @@ class RunState:
                 while True:
                     if self.cancelled:
                         raise Cancelled(f"execution {self.execution_id!r} was cancelled")
+                    if self.handover is not None:
+                        self._yield_journal()
                     remaining = self._sleeping[0] - time.time()
                     if remaining <= 0:
                         return
@@ -351,6 +361,19 @@ class RunState:
         caller blocks instead."""
         if self.parent is None:
             raise Suspend(status, waits_for, wake_at, None if call is None else call[0])
+
+    def hand_over(self, waits_for: str) -> None:
+        """zart serve hands the journal over (``_handover``): the body stops at its next durable call (one
+        it is dozing or sleeping in included), its steps in flight finishing first."""
+        with self._cond:
+            self.handover = waits_for
+            self._cond.notify_all()
+
+    def _yield_journal(self) -> None:
+        """Suspend for a handover, due at once with a free lease; a child run (its parent's body waits
+        for it) runs on, and its parent stops instead."""
+        if self.parent is None and self.handover is not None:
+            raise Suspend(ExecutionStatus.SLEEPING, self.handover, time.time(), handed_over=True)
 
     def finish_pending(self) -> None:
         """Wait until every attempt scheduled in this run so far has ended and is journaled (a
@@ -562,6 +585,8 @@ class RunState:
         Reused while ``identity`` (what it chose among) is the same; otherwise chosen again."""
         if self.cancelled:
             raise Cancelled(f"execution {self.execution_id!r} was cancelled")
+        if self.handover is not None:
+            self._yield_journal()
         key = self._keys.key(kind, name)
         # Its place in the run's call order: the sequence schedule() and recall() take theirs from (a count
         # of its own would give a capture the seq of the step after it, and a fork or rerun --after mix them)
@@ -780,7 +805,7 @@ def execute(execution: Execution, workflow: WorkflowDef, data: Any, options: Run
     opening = threading.Event()
     started = None if journal.is_open else runtime.prestart(options.workers, options.executor, opening)
     try:
-        with journal.hold(connecting=opening.set):
+        with handover.hold_for_run(journal, opening.set):
             opening.set()
             _execute_held(execution, workflow, data, options, plan)
     except BaseException as exc:
@@ -789,8 +814,9 @@ def execute(execution: Execution, workflow: WorkflowDef, data: Any, options: Run
     finally:
         if started is not None and run_of(execution) is None:  # no run: the pool was not needed
             runtime.stop_if_unused(started)
-        if execution.suspension is not None and execution.error is None:  # continued here when due
-            continuer.add(execution, workflow, data, options, execute)
+        suspended = execution.suspension
+        if suspended is not None and execution.error is None and not handover.is_handover(suspended[0]):
+            continuer.add(execution, workflow, data, options, execute)  # continued here when due
         else:
             runtime.release(execution)
             execution.set_done()
@@ -893,6 +919,9 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, options: R
     run._executor = remote
     run.output_sinks = execution.output_sinks
     execution.attach(run)
+    asked = handover.desk.asked(journal)  # begun while zart serve hands the journal over: stops at once
+    if asked is not None:  # (after attach: a request from now on finds the run itself)
+        run.hand_over(asked)
     if execution.cancel_requested:  # before its run existed
         run.cancelled = True
         run.interrupted = execution.interrupt_requested
@@ -988,7 +1017,8 @@ def _suspend_run(execution: Execution, run: RunState, suspended: Suspend) -> Non
     # earlier of the two, read in the transaction that suspends.
     wake_at = cast("float | None", run.journal.transact(
         suspension.suspend, run.execution_id, run.run_number, suspended.status, suspended.waits_for,
-        suspended.wake_at, suspension.owner(), lease_until(now), run.ran,
+        suspended.wake_at, suspension.owner(),
+        suspended.wake_at if suspended.handed_over else lease_until(now), run.ran,
         run.reused, now, suspended.describe(), suspended.sleep_key))
     execution.suspend(suspended.status, suspended.waits_for, wake_at)
 

@@ -41,6 +41,7 @@ arguments back): the journal stores them, and other processes carry them.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -62,11 +63,16 @@ class JournalError(ZartError):
 
 
 class JournalLocked(JournalError):
-    """Another process owns the journal file and did not release it in time."""
+    """Another process owns the journal file and did not release it in time (``pid`` names that process when known)."""
 
-    def __init__(self, path: str | Path, owner: str, waited: float) -> None:
+    def __init__(self, path: str | Path, owner: str, waited: float, pid: int | None = None) -> None:
         self.owner = owner
         self.waited = waited
+        # the holder's process id (``owner`` names it in words): given, else read from ``owner``
+        if pid is None:
+            found = re.search(r"(?:process|pid) (\d+)", owner)
+            pid = int(found.group(1)) if found else None
+        self.pid = pid
         super().__init__(
             path,
             f"journal is in use by {owner}; waited {waited:.1f}s. Stop that process (or let its "
@@ -75,7 +81,7 @@ class JournalLocked(JournalError):
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.path, self.owner, self.waited), self.__dict__)
+        return (type(self), (self.path, self.owner, self.waited, self.pid), self.__dict__)
 
 
 class JournalCorrupt(JournalError):

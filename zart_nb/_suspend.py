@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigurationError, ZartError
 from ._handles import journal_of
+from ._handover import desk, is_handover
 from ._journal import suspension
 from ._options import RunPlan
 from ._runtime import runtime
@@ -81,9 +82,10 @@ class Suspend(BaseException):  # noqa: N818 - a control-flow signal, like Genera
     """Raised in a body to suspend its execution (never seen by user code that catches ``Exception``)."""
 
     def __init__(self, status: ExecutionStatus, waits_for: str, wake_at: float | None,
-                 sleep_key: str | None = None) -> None:
+                 sleep_key: str | None = None, *, handed_over: bool = False) -> None:
         super().__init__(status, waits_for, wake_at)
         self.sleep_key = sleep_key  # the sleep's step key (its row's finished_at is its wake time)
+        self.handed_over = handed_over  # zart serve lets another process have the journal (``_handover``)
         self.status = status
         self.waits_for = waits_for  # the sleep's or the event's name
         self.wake_at = wake_at  # the wake time, or the wait's timeout (None: none)
@@ -97,6 +99,8 @@ def describe(status: ExecutionStatus, waits_for: str | None, wake_at: float | No
     """``sleep 'nap' until 2026-12-06T01:00:00+00:00``, ``event 'approve' (no timeout)``."""
     from datetime import UTC, datetime
 
+    if is_handover(waits_for):
+        return f"{waits_for}: zart serve let that process have the journal; continued once it lets go"
     what = f"{'sleep' if status is ExecutionStatus.SLEEPING else 'event'} {waits_for!r}"
     if wake_at is None:
         return what + " (no timeout)"
@@ -121,7 +125,8 @@ def lease_time() -> float:
 
 
 def lease_until(now: float) -> float:
-    """When a lease taken or renewed at ``now`` by the suspending process ends unless renewed again."""
+    """When a lease taken or renewed at ``now`` by the suspending process ends unless renewed again (an
+    execution handed over by ``zart serve`` has none: free from its wake time, which is now)."""
     return now + lease_time()
 
 
@@ -376,6 +381,9 @@ class Continuer:
         execution = entry.execution
         journal = journal_of(execution)
         try:
+            asker = desk.blocked(journal)
+            if asker is not None:  # this zart serve handed the journal over: the asker goes first
+                raise ZartError(f"zart serve handed the journal over to pid {asker}")
             with journal.hold():
                 pass  # it can be opened now (a notebook or serve may hold it: try again shortly)
         except ZartError as exc:

@@ -2,6 +2,7 @@
 engine side can import it cheaply)."""
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +81,12 @@ class Control(ABC):
     def published(self, execution_id: str, key: str, after: int) -> list[tuple[int, str]]:
         """``(seq, JSON text)`` of the values the execution published under ``key`` after ``after``."""
         return []
+
+    def handover(self, pid: int) -> dict[str, Any]:
+        """Process ``pid`` (the request's sender, checked) needs the journal for a run: ``zart serve``
+        stops its runs at their next durable call and lets the file go (``{"pid", "asker", "stopping"}``);
+        any other engine refuses."""
+        raise MonitorError(f"process {os.getpid()} is not zart serve: it does not hand its journal over")
 
     def pending_events(self, execution_id: str) -> list[tuple[int, str, str, float, str | None]]:
         """``(seq, name, JSON payload, sent at, sender)`` of the events not consumed yet."""

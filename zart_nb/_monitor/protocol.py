@@ -69,12 +69,14 @@ class MessageType(enum.StrEnum):
     PUBLISHED = "published"  # values an execution published under a key (zart.published, zart.stream)
     PENDING_EVENTS = "pending_events"  # events sent to an execution and not consumed yet
     WAKE = "wake"  # end the durable sleep an execution is in (zart wake)
+    HANDOVER = "handover"  # a run of another process needs the journal: zart serve lets it go (_handover)
     EVENTS = "events"  # server to client, after subscribe
 
 
 CONTROL_TYPES = frozenset({MessageType.CANCEL, MessageType.RETRY, MessageType.RESUME, MessageType.DELETE,
                            MessageType.RESTART, MessageType.RERUN, MessageType.FORK, MessageType.RECOVER,
-                           MessageType.GARBAGE_COLLECT, MessageType.SEND_EVENT, MessageType.WAKE})
+                           MessageType.GARBAGE_COLLECT, MessageType.SEND_EVENT, MessageType.WAKE,
+                           MessageType.HANDOVER})
 
 
 def _loads(data: bytes) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import socket
+import struct
 import tempfile
 import threading
 from collections.abc import Callable, Iterable
@@ -45,6 +46,7 @@ from .protocol import (
 
 logger = logging.getLogger("zart_nb")
 
+PEER = "_peer"  # set by the server on a handover request: its sender's [pid, uid]
 COALESCE = 0.25
 MAX_PENDING_EVENTS = 20_000
 MAX_PAGE = 5_000
@@ -208,6 +210,8 @@ class MonitorServer:
                 if request.type is MessageType.SUBSCRIBE:
                     self._stream(conn, request)
                     return
+                if request.type is MessageType.HANDOVER:  # who sends it, as the kernel says (not the client)
+                    request = Request(request.id, request.type, {**request.args, PEER: _peer(conn)})
                 if not _send(conn, self._handle(request)):
                     return
         except Exception:  # a connection's failure never reaches the engine
@@ -287,6 +291,12 @@ class MonitorServer:
             return {"sent": self._control.send_event(
                 _arg(args, "execution_id", str), _arg(args, "name", str), _arg(args, "payload", str),
                 _arg(args, "idempotency_key", str, None), _arg(args, "sender", str, None))}
+        if kind is MessageType.HANDOVER:
+            pid, peer = _arg(args, "pid", int), args.get(PEER)
+            if peer is not None and tuple(peer) != (pid, os.getuid()):
+                raise MonitorError(f"a handover is asked only by the process that needs the journal: the request "
+                                   f"names pid {pid}, its sender is pid {peer[0]} (uid {peer[1]})")
+            return self._control.handover(pid)
         if kind is MessageType.WAKE:
             return {"woken": self._control.wake(_arg(args, "execution_id", str))}
         if kind is MessageType.PUBLISHED:
@@ -373,6 +383,22 @@ def _send(conn: Connection, message: Response | EventBatch) -> bool:
         return True
     except (OSError, ValueError):
         return False
+
+
+def _peer(conn: Connection) -> list[int] | None:
+    """``[pid, uid]`` of the process at the other end of ``conn`` (Linux ``SO_PEERCRED``), else None."""
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None:
+        return None
+    try:
+        sock = socket.socket(fileno=os.dup(conn.fileno()))
+        try:
+            pid, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i")))
+        finally:
+            sock.close()
+    except (OSError, ValueError):
+        return None
+    return [pid, uid]
 
 
 def _shutdown(conn: Connection) -> None:

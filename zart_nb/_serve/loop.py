@@ -1,10 +1,13 @@
 """``zart serve``: a long-running process that continues the due work of one or more journals.
 
-Who holds the journal: serve takes turns with notebooks. It holds a journal only around due work: for
-a moment to ask its sources what is due (``poll``), and while an execution it started runs (the engine
-holds the file then, and serves the monitor endpoint). It never waits for a journal another process
-holds: it asks again a second later (``BUSY_RETRY``), so a notebook's run goes first and its due work
-starts once the notebook has released the file.
+Who holds the journal: serve holds a journal only around due work: for a moment to ask its sources what
+is due (``poll``), and while an execution it started runs (the engine holds the file then, and serves
+the monitor endpoint). It never waits for a journal another process holds: it asks again a second later
+(``BUSY_RETRY``), so a notebook's run goes first and its due work starts once the notebook has released
+the file. A run of another process that needs the journal while serve runs executions on it asks serve,
+through the monitor endpoint, to hand it over (``_handover``): serve's executions stop at their next
+durable call (steps in flight finish first) and are journaled sleeping, due at once; serve lets the file
+go, leaves it to the asker, and continues them (``Wakeups``) once the file is free again.
 
 Due work comes from *sources* (:class:`Source`: when is the next due, take what is due now), asked in
 turn with the journal held: executions whose last run ended because their process died (or a stopping
@@ -30,6 +33,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from .. import _serialization as ser
 from .._definitions import as_workflow
 from .._errors import ConfigurationError, DefinitionNotFound, JournalLocked, ZartError
+from .._handover import desk
 from .._journal import schedules as sql
 from .._runtime import runtime
 from .._status import ExecutionStatus, RunTrigger
@@ -218,6 +222,7 @@ class Serve:
         self._on_stop: list[Callable[[], None]] = []
         self._discover = discover  # the folder's journals, looked up again every poll (new notebooks)
         self._discovered_at = time.monotonic()
+        desk.accept()  # a run of another process that needs a journal served here is handed it (``_handover``)
 
     def rediscover(self) -> None:
         """Serve the journals that appeared in the folder since the last look (every ``poll`` seconds)."""
@@ -259,6 +264,11 @@ class Serve:
     def look(self, served: _Served, now: float) -> None:
         """Take and start what is due in one journal, holding it meanwhile; note its next due work."""
         journal = served.journal
+        asker = desk.blocked(journal)
+        if asker is not None:  # handed over (or being handed over) to another process's run: it goes first
+            served.busy = None if desk.asker(journal) is not None else f"process {asker} (handed over to it)"
+            served.next_look = now + BUSY_RETRY
+            return
         try:
             with journal.hold():
                 served.busy = None
@@ -310,6 +320,10 @@ class Serve:
             parts.append(f"next: {what} at {datetime.fromtimestamp(when).astimezone().isoformat(timespec='seconds')}")
         else:
             parts.append("nothing due")
+        handing = [f"{served.journal.path.name} to pid {asker}" for served in self.served
+                   if (asker := desk.asker(served.journal)) is not None]
+        if handing:
+            parts.append("handing over: " + "; ".join(handing) + " (running steps finish first)")
         busy = [f"{served.journal.path.name} held by {served.busy}" for served in self.served if served.busy]
         if busy:
             parts.append("waiting: " + "; ".join(busy))
@@ -346,6 +360,7 @@ class Serve:
             self._shutdown()
 
     def _shutdown(self) -> None:
+        desk.accept(False)
         for callback in self._on_stop:
             try:
                 callback()
