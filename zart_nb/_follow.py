@@ -18,8 +18,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Generator, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Generator, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._errors import ExecutionNotFound, MonitorError
 from ._journal import inbox
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ._events import Event
     from ._monitor.client import MonitorClient
 
+T = TypeVar("T")
 LIVE_POLL = 0.1  # seconds between reads of new values while an execution runs (one request each, no connect)
 _RUNNING = ExecutionStatus.RUNNING.value
 
@@ -42,10 +43,11 @@ class _Reader:
         self.held = runtime.journal(journal)
         self.execution_id = execution_id
         self._client: MonitorClient | None = None
+        self.file_next = False  # the engine went away or is letting the file go: read the file next
 
     def client(self) -> MonitorClient | None:
         """The monitor client of the engine (of another process) holding the journal, kept once made."""
-        if self.held.is_open:  # this process holds it: no socket
+        if self.held.is_open or self.file_next:  # this process holds it (no socket), or read the file once
             self.drop()
             return None
         if self._client is None:
@@ -54,7 +56,8 @@ class _Reader:
             self._client = MonitorClient.connect(self.held.path)
         return self._client
 
-    def drop(self) -> None:
+    def drop(self, *, file_next: bool = False) -> None:
+        self.file_next = file_next
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -67,12 +70,12 @@ class _Reader:
             try:
                 record = client.execution_record(self.execution_id)
             except MonitorError:  # the engine released the journal meanwhile: read the file
-                self.drop()
+                self.drop(file_next=True)
             else:
                 if record is None:
                     raise ExecutionNotFound(self.execution_id, self.held.path)
                 return record.status.value
-        status = self.held.query(inbox.execution_status, self.execution_id)
+        status = self._file(inbox.execution_status, self.execution_id)
         live = runtime.live_execution(self.held, self.execution_id)
         if status is None:
             if live is not None and not live.done:
@@ -89,12 +92,23 @@ class _Reader:
             try:
                 return client.published(self.execution_id, key, after)
             except MonitorError:
-                self.drop()
-        return self.held.query(inbox.published_values, self.execution_id, key, after)
+                self.drop(file_next=True)
+        return self.file_values(key, after)
+
+    def file_values(self, key: str, after: int) -> list[tuple[int, str]]:
+        """:meth:`values` read from the file."""
+        return self._file(inbox.published_values, self.execution_id, key, after)
+
+    def _file(self, read: Callable[..., T], *args: Any) -> T:
+        """``read`` on the file (this process's open journal, or opened for a moment, waiting for an engine
+        that is letting it go); then the monitor is preferred again."""
+        self.file_next = False
+        return self.held.query(read, *args)
 
     def live(self, client: MonitorClient, key: str, after: int) -> Generator[tuple[int, str], None, bool]:
         """Values after ``after`` while ``client``'s engine serves the journal; True once the execution
-        is no longer running there, False when the engine went away (read elsewhere then)."""
+        is no longer running there and every value is read, False when the engine went away or let the
+        journal go first (an engine answers no read once its run is over: the rest is in the file)."""
         ended, changed = threading.Event(), threading.Event()
         execution_id = self.execution_id
 
@@ -107,13 +121,13 @@ class _Reader:
         try:
             subscription = client.subscribe(on_events, lambda reason: changed.set())
         except MonitorError:
-            self.drop()
+            self.drop(file_next=True)
             return False
         try:
             try:  # subscribed first, then read: an end in between is not missed
                 record = client.execution_record(execution_id)
             except MonitorError:
-                self.drop()
+                self.drop(file_next=True)
                 return False
             if record is None:
                 raise ExecutionNotFound(execution_id, self.held.path)
@@ -124,7 +138,7 @@ class _Reader:
                 try:
                     rows = client.published(execution_id, key, after)
                 except MonitorError:
-                    self.drop()
+                    self.drop(file_next=True)
                     return False
                 for seq, text in rows:
                     after = seq
@@ -132,7 +146,7 @@ class _Reader:
                 if over:
                     return True
                 if not subscription.active:  # the engine released the journal
-                    self.drop()
+                    self.drop(file_next=True)
                     return False
                 changed.wait(LIVE_POLL)
                 changed.clear()
@@ -199,15 +213,15 @@ def _stream(reader: _Reader, key: str) -> Iterator[Any]:
                     return
                 time.sleep(LIVE_POLL)  # the engine went away: the file, or the next holder's endpoint
                 continue
-            status = reader.status()
-            for seq, text in reader.values(key, after):
-                after = seq
-                yield decode(text)
-            if status != _RUNNING:
-                for seq, text in reader.values(key, after):  # published as it ended
+            status = reader.status()  # first: what was published before it ended is read after
+            if status != _RUNNING:  # over (or not running anywhere): the rest is in the file
+                for seq, text in reader.file_values(key, after):
                     after = seq
                     yield decode(text)
                 return
+            for seq, text in reader.values(key, after):
+                after = seq
+                yield decode(text)
             time.sleep(LIVE_POLL)
     finally:
         reader.close()
