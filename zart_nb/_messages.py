@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, cast
 from . import _context
 from . import _kinds as kinds
 from . import _serialization as ser
-from ._errors import ConfigurationError, EventTimeout, ExecutionNotFound, StateConflict
+from ._errors import ConfigurationError, EventTimeout, ExecutionNotFound, MonitorError, StateConflict
 from ._follow import published as published  # public: reading what an execution published
 from ._follow import stream as stream
 from ._handles import run_of
@@ -197,7 +197,10 @@ def pending_events(execution_id: str, journal: str | os.PathLike[str] | None = N
         client = _live_client(held.path)
         if client is not None:
             with client:
-                return client.pending_events(execution_id)
+                try:
+                    return client.pending_events(execution_id)
+                except MonitorError:  # it is letting the journal go (its run is over): read the file
+                    pass
     from ._journal.reader import FileJournalReader
 
     return FileJournalReader(held).pending_events(execution_id)
