@@ -36,7 +36,10 @@ def test_published_values_are_journaled_once_and_read_in_order(journal, tmp_path
         zart.publish("url", "https://example.test/approve/1")
         return gate(marker)
 
-    assert zart.published("missing", "progress", journal=journal, default="none") == "none"
+    with pytest.raises(zart.ExecutionNotFound, match="missing"):  # not `default`: the id is wrong
+        zart.published("missing", "progress", journal=journal, default="none", timeout=5)
+    with pytest.raises(zart.ExecutionNotFound, match="missing"):  # raised by the call, before iterating
+        zart.stream("missing", "progress", journal=journal)
     with pytest.raises(zart.StepFailed):
         zart.run(flow, str(marker), execution_id="pub", journal=journal)
     marker.unlink()

@@ -38,16 +38,15 @@ def cmd_wake(args: argparse.Namespace) -> int:
 
 
 def cmd_event(args: argparse.Namespace) -> int:
+    from ._errors import SerializationError
     from ._messages import send_event
 
     try:
-        payload = json.loads(args.data)
-    except ValueError as exc:
-        print(f"zart event: --data is not JSON ({exc}); quote it for the shell: --data '{{\"k\": 1}}'",
-              file=sys.stderr)
+        sent = send_event(args.execution_id, args.name, journal=args.journal, idempotency_key=args.idempotency_key,
+                          payload_json=args.data)
+    except SerializationError as exc:  # checked by the one JSON codec (_monitor.jsonvalue)
+        print(f"zart event: --data: {safe(exc)}; quote it for the shell: --data '{{\"k\": 1}}'", file=sys.stderr)
         return ERROR_EXIT
-    sent = send_event(args.execution_id, args.name, payload, journal=args.journal,
-                      idempotency_key=args.idempotency_key)
     if args.json:
         print(json.dumps({"execution_id": args.execution_id, "name": args.name, "sent": sent}))
     elif sent:

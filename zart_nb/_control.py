@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from ._errors import Cancelled, ConfigurationError, DefinitionError, ExecutionNotFound, MonitorError, ZartError
 from ._handles import journal_of, run_of
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from ._reader import JournalReader
     from ._records import ExecutionRecord
 
+_T = TypeVar("_T")
 logger = logging.getLogger("zart_nb")
 
 CANCEL_WAIT = 30.0
@@ -166,12 +167,23 @@ class EngineControl(Control):
     def published(self, execution_id: str, key: str, after: int) -> list[tuple[int, str]]:
         from ._journal import inbox
 
-        return self._journal.query(inbox.published_values, execution_id, key, after)
+        return self._read(inbox.published_values, execution_id, key, after)
 
     def pending_events(self, execution_id: str) -> list[tuple[int, str, str, float, str | None]]:
         from ._journal import inbox
 
-        return [tuple(event) for event in self._journal.query(inbox.pending_events, execution_id)]  # type: ignore[misc]
+        return [tuple(event) for event in self._read(inbox.pending_events, execution_id)]  # type: ignore[misc]
+
+    def _read(self, read: Callable[..., _T], *args: Any) -> _T:
+        """``read(cursor, *args)`` on the journal this engine holds, as the monitor's other reads (``lend``):
+        never opening it. Through ``Journal.query`` a request that came as the engine let the file go
+        opened it again, on a monitor thread, and a process exiting then aborted inside DuckDB."""
+        journal = self._journal
+        journal.fold_pending()  # what was published a moment ago is read
+        with journal.borrow() as cursor:
+            if cursor is None:
+                raise MonitorError(f"the engine is releasing {journal.path}; read the file instead")
+            return read(cursor, *args)
 
     def handover(self, pid: int) -> dict[str, Any]:
         """``zart serve`` hands the journal over to process ``pid`` (``_handover``); other engines refuse."""

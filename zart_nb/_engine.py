@@ -862,10 +862,6 @@ def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, option
             raise
         raise SerializationError(f"the input of execution {execution_id!r} cannot be pickled: {exc}") \
             from exc
-    # A run starts: the monitor may list it (a completed re-run returned above), in every process.
-    from ._actions import start_monitor  # a run starts: a finished re-run (returned above) never loads it
-
-    runtime.serve(journal, lambda held: start_monitor(held, execute))
     if plan is not None and plan.fork_from is not None and stored is None:
         journal.copy_steps(plan.fork_from[0], execution_id, plan.fork_from[1])
     runtime.run_opened(options.workers)
@@ -912,6 +908,11 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, options: R
         **({} if plan is None else {"trigger": plan.trigger, "trigger_detail": plan.detail,
                                     "new_deadline": plan.new_deadline, "extend": plan.extend,
                                     "lease": suspension.owner() if plan.lease else None}))
+    # The run is journaled: the monitor may serve it now, in every process (a finished re-run returned before
+    # and never loads it). Served earlier, a client that came as the endpoint appeared read no such execution.
+    from ._actions import start_monitor
+
+    runtime.serve(journal, lambda held: start_monitor(held, execute))
     stored = journal.pickled_steps(execution_id)
     if plan is not None and (plan.redo or plan.redo_all):
         _mark_redo(stored, plan)

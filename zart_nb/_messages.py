@@ -2,7 +2,8 @@
 ``zart.send_event`` / ``zart.wait_for_event``.
 
 Payloads and published values are JSON values (they cross the monitor endpoint and HTTP, which never
-unpickle), at most :data:`MAX_JSON_BYTES` once encoded. Where they travel:
+unpickle), at most :data:`MAX_JSON_BYTES` once encoded (one codec for every surface: ``_monitor.jsonvalue``).
+Where they travel:
 
 - While an engine holds the journal (DuckDB lets one process open the file), another process reads
   and sends through that engine's monitor endpoint; the engine writes the event and wakes the body.
@@ -17,20 +18,22 @@ is journaled as a consumption without a payload, so a replay raises :class:`Even
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from . import _context
 from . import _kinds as kinds
 from . import _serialization as ser
-from ._errors import ConfigurationError, EventTimeout, ExecutionNotFound, SerializationError, StateConflict
+from ._errors import ConfigurationError, EventTimeout, ExecutionNotFound, MonitorError, StateConflict
+from ._follow import published as published  # public: reading what an execution published
+from ._follow import stream as stream
 from ._handles import run_of
 from ._journal import inbox, suspension
+from ._monitor.jsonvalue import MAX_JSON_BYTES as MAX_JSON_BYTES  # public: zart.MAX_JSON_BYTES
+from ._monitor.jsonvalue import decode, encode, parse
 from ._replay import Kind
 from ._runtime import runtime
 from ._status import ExecutionStatus
@@ -41,24 +44,8 @@ if TYPE_CHECKING:
     from ._monitor.client import MonitorClient
     from ._records import PendingEvent
 
-MAX_JSON_BYTES = 64 * 1024  # an event's payload or a published value, encoded as JSON (UTF-8)
 POLL = 0.5  # seconds between looks at the journal while a body waits for an event (a send also wakes it)
 _FINISHED = ("completed", "cancelled")  # a failed execution may be resumed: its waits may be ahead
-
-
-def encode(value: Any, what: str) -> str:
-    """``value`` as compact JSON text, refused (``SerializationError``) when it is not a JSON value or
-    is larger than :data:`MAX_JSON_BYTES`."""
-    try:
-        text = json.dumps(value, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
-        raise SerializationError(f"{what} must be a JSON value (dict, list, str, int, float, bool, None): "
-                                 f"{exc}") from None
-    size = len(text.encode("utf-8"))
-    if size > MAX_JSON_BYTES:
-        raise SerializationError(f"{what} is {size:,} bytes as JSON; the limit is {MAX_JSON_BYTES:,} "
-                                 "(publish a path or a URL to something larger)")
-    return text
 
 
 def _run(what: str) -> _context.Run:
@@ -108,7 +95,7 @@ def wait_for_event(name: str, timeout: float | None = None) -> Any:
         if found:
             if payload is None:
                 raise EventTimeout(run.execution_id, name, timeout)
-            return json.loads(payload)
+            return decode(payload)
         if now >= suspend_at and (deadline is None or deadline - now > POLL):
             run.suspend(ExecutionStatus.WAITING, name, deadline)
             suspend_at = math.inf  # a run that cannot suspend (a child's) waits on
@@ -119,18 +106,26 @@ def wait_for_event(name: str, timeout: float | None = None) -> Any:
 
 
 def send_event(execution_id: str, name: str, payload: Any = None, journal: str | os.PathLike[str] | None = None,
-               idempotency_key: str | None = None) -> bool:
+               idempotency_key: str | None = None, *, payload_json: str | None = None) -> bool:
     """Send the event ``name`` with ``payload`` (a JSON value) to an execution; a
     ``zart.wait_for_event(name)`` in its body returns it (one wait per event, in the order sent; one
-    sent before the body waits is kept). ``False``: an event with that ``idempotency_key`` was already
-    sent to it. An unknown execution is :class:`ExecutionNotFound`; a completed or cancelled one
-    :class:`StateConflict` (a failed one takes events: it may be resumed)."""
+    sent before the body waits is kept). ``payload_json``: the payload as JSON text instead, as a user
+    typed it (``zart event --data``, zart-tui), checked here. A payload that is not JSON or is larger than
+    :data:`MAX_JSON_BYTES` is :class:`SerializationError`. ``False``: an event with that
+    ``idempotency_key`` was already sent to it. An unknown execution is :class:`ExecutionNotFound`; a
+    completed or cancelled one :class:`StateConflict` (a failed one takes events: it may be resumed)."""
     kinds.check_name("send_event", name)
     if not isinstance(execution_id, str) or not execution_id:
         raise ConfigurationError(f"zart.send_event() needs an execution id, got {execution_id!r}")
     if idempotency_key is not None and (not isinstance(idempotency_key, str) or not idempotency_key):
         raise ConfigurationError(f"idempotency_key must be a non-empty string or None, got {idempotency_key!r}")
-    text = encode(payload, f"the payload of event {name!r}")
+    what = f"the payload of event {name!r}"
+    if payload_json is None:
+        text = encode(payload, what)
+    elif payload is not None:
+        raise ConfigurationError("zart.send_event() takes a payload or payload_json, not both")
+    else:
+        text = parse(payload_json, what)
     held = runtime.journal(journal)
     sender = f"process {os.getpid()}"
     if not held.is_open:
@@ -219,38 +214,6 @@ def wake_here(journal: Journal, execution_id: str) -> bool:
     return woken > 0
 
 
-def published(execution_id: str, key: str, timeout: float | None = None, default: Any = None,
-              journal: str | os.PathLike[str] | None = None) -> Any:
-    """The latest value an execution published under ``key``; waits up to ``timeout`` seconds for a
-    first one (None: does not wait), else returns ``default``. Unlike ``zart.events`` (this process's
-    stream of state changes), published values are journaled and readable from any process."""
-    deadline = time.monotonic() + (timeout or 0.0)
-    while True:
-        found = _published(journal, execution_id, key, -1)
-        if found:
-            return json.loads(found[-1][1])
-        if time.monotonic() >= deadline:
-            return default
-        time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
-
-
-def stream(execution_id: str, key: str, journal: str | os.PathLike[str] | None = None) -> Iterator[Any]:
-    """Every value an execution published under ``key``, in order, following it live until it ends
-    (it also ends when the execution is not running anywhere: resume it to go on)."""
-    after = -1
-    while True:
-        status = _status(journal, execution_id)
-        for seq, text in _published(journal, execution_id, key, after):
-            after = seq
-            yield json.loads(text)
-        if status != "running":
-            for seq, text in _published(journal, execution_id, key, after):  # published as it ended
-                after = seq
-                yield json.loads(text)
-            return
-        time.sleep(0.1)
-
-
 def pending_events(execution_id: str, journal: str | os.PathLike[str] | None = None) -> list[PendingEvent]:
     """Events sent to an execution that no wait consumed yet, oldest first (``zart show``, the TUI)."""
     held = runtime.journal(journal)
@@ -258,39 +221,13 @@ def pending_events(execution_id: str, journal: str | os.PathLike[str] | None = N
         client = _live_client(held.path)
         if client is not None:
             with client:
-                return client.pending_events(execution_id)
+                try:
+                    return client.pending_events(execution_id)
+                except MonitorError:  # it is letting the journal go (its run is over): read the file
+                    pass
     from ._journal.reader import FileJournalReader
 
     return FileJournalReader(held).pending_events(execution_id)
-
-
-def _published(journal: str | os.PathLike[str] | None, execution_id: str, key: str,
-               after: int) -> list[tuple[int, str]]:
-    held = runtime.journal(journal)
-    if not held.is_open:
-        client = _live_client(held.path)
-        if client is not None:
-            with client:
-                return client.published(execution_id, key, after)
-    return held.query(inbox.published_values, execution_id, key, after)
-
-
-def _status(journal: str | os.PathLike[str] | None, execution_id: str) -> str:
-    held = runtime.journal(journal)
-    if not held.is_open:
-        client = _live_client(held.path)
-        if client is not None:
-            with client:
-                record = client.execution_record(execution_id)
-                if record is None:
-                    raise ExecutionNotFound(execution_id, held.path)
-                return record.status.value
-    status = held.query(inbox.execution_status, execution_id)
-    if status is None:
-        raise ExecutionNotFound(execution_id, held.path)
-    if status == "running" and runtime.live_execution(held, execution_id) is None:
-        return "interrupted"  # journaled as running by a process that is gone (or not yet marked)
-    return status
 
 
 def _live_client(path: os.PathLike[str] | str) -> MonitorClient | None:

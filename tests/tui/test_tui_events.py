@@ -41,5 +41,13 @@ async def test_pending_events_are_listed_and_one_is_sent_from_the_screen(tmp_pat
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("y")
         await wait_for(pilot, lambda: len(pending_events("w-1", journal=journal)) == 2, what="the event to be sent")
+        await pilot.press("E")  # a payload that is not JSON: zart.send_event refuses it, the screen says why
+        await pilot.press(*"approve {ok: true}")
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: any("the payload of event 'approve' is not JSON" in n.message
+                                          and n.severity == "error" for n in app._notifications),
+                       what="the refusal's note")
     assert [(e.name, e.payload) for e in pending_events("w-1", journal=journal)] == [
         ("note", '{"from":"test"}'), ("approve", '{"ok":true}')]

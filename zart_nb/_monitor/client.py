@@ -21,6 +21,7 @@ from .._errors import (
     ExecutionNotFound,
     MonitorError,
     NonDeterminism,
+    SerializationError,
     StateConflict,
 )
 from .._events import Event
@@ -57,7 +58,7 @@ logger = logging.getLogger("zart_nb")
 
 _ERRORS: dict[str, type[Exception]] = {
     cls.__name__: cls for cls in (ConfigurationError, DefinitionError, DefinitionNotFound, NonDeterminism,
-                                  ProtocolError, MonitorError, StateConflict)}
+                                  ProtocolError, MonitorError, SerializationError, StateConflict)}
 
 
 def _connect(endpoint: Endpoint) -> Connection:

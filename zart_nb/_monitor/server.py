@@ -31,6 +31,7 @@ from .._events import Event, EventBus, ExecutionEvent
 from .._reader import JournalReader, check_sort
 from .._status import ExecutionStatus
 from . import endpoint as endpoint_file
+from . import jsonvalue
 from .control import Control
 from .protocol import (
     MAX_REQUEST_BYTES,
@@ -288,8 +289,10 @@ class MonitorServer:
             progress = self._control.progress(_arg(args, "execution_id", str))
             return None if progress is None else progress_to_json(progress)
         if kind is MessageType.SEND_EVENT:
+            name = _arg(args, "name", str)
+            payload = jsonvalue.parse(_arg(args, "payload", str), f"the payload of event {name!r}")
             return {"sent": self._control.send_event(
-                _arg(args, "execution_id", str), _arg(args, "name", str), _arg(args, "payload", str),
+                _arg(args, "execution_id", str), name, payload,
                 _arg(args, "idempotency_key", str, None), _arg(args, "sender", str, None))}
         if kind is MessageType.HANDOVER:
             pid, peer = _arg(args, "pid", int), args.get(PEER)
