@@ -21,13 +21,21 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from . import _context
 from . import _kinds as kinds
 from . import _serialization as ser
-from ._errors import ConfigurationError, EventTimeout, ExecutionNotFound, MonitorError, StateConflict
+from ._errors import (
+    ConfigurationError,
+    EventTimeout,
+    ExecutionNotFound,
+    JournalLocked,
+    MonitorError,
+    StateConflict,
+)
 from ._follow import published as published  # public: reading what an execution published
 from ._follow import stream as stream
 from ._handles import run_of
@@ -43,6 +51,8 @@ if TYPE_CHECKING:
     from ._journal import Journal
     from ._monitor.client import MonitorClient
     from ._records import PendingEvent
+
+T = TypeVar("T")
 
 POLL = 0.5  # seconds between looks at the journal while a body waits for an event (a send also wakes it)
 _FINISHED = ("completed", "cancelled")  # a failed execution may be resumed: its waits may be ahead
@@ -126,14 +136,10 @@ def send_event(execution_id: str, name: str, payload: Any = None, journal: str |
         raise ConfigurationError("zart.send_event() takes a payload or payload_json, not both")
     else:
         text = parse(payload_json, what)
-    held = runtime.journal(journal)
     sender = f"process {os.getpid()}"
-    if not held.is_open:
-        client = _live_client(held.path)
-        if client is not None:
-            with client:
-                return client.send_event(execution_id, name, text, idempotency_key, sender)
-    return deliver(held, execution_id, name, text, idempotency_key, sender)
+    return _by_holder(runtime.journal(journal),
+                      lambda client: client.send_event(execution_id, name, text, idempotency_key, sender),
+                      lambda held: deliver(held, execution_id, name, text, idempotency_key, sender))
 
 
 def deliver(journal: Journal, execution_id: str, name: str, payload: str, idempotency_key: str | None,
@@ -184,13 +190,8 @@ def wake(execution_id: str, journal: str | os.PathLike[str] | None = None) -> bo
     its monitor endpoint from another process), or, when nobody holds the journal, in the file, so its
     next run does not sleep. False when it was not sleeping. An unknown execution is
     :class:`ExecutionNotFound`; a completed or cancelled one :class:`StateConflict`."""
-    held = runtime.journal(journal)
-    if not held.is_open:
-        client = _live_client(held.path)
-        if client is not None:
-            with client:
-                return client.wake(execution_id)
-    return wake_here(held, execution_id)
+    return _by_holder(runtime.journal(journal), lambda client: client.wake(execution_id),
+                      lambda held: wake_here(held, execution_id))
 
 
 def wake_here(journal: Journal, execution_id: str) -> bool:
@@ -228,6 +229,26 @@ def pending_events(execution_id: str, journal: str | os.PathLike[str] | None = N
     from ._journal.reader import FileJournalReader
 
     return FileJournalReader(held).pending_events(execution_id)
+
+
+def _by_holder(held: Journal, remote: Callable[[MonitorClient], T], here: Callable[[Journal], T]) -> T:
+    """``remote`` through the monitor endpoint of the process holding ``held``, else ``here`` in the file.
+    An engine may take the file between the look for its endpoint and the open (``zart serve`` beginning
+    a due run): the open then meets the lock, and the endpoint, served once that run is journaled, is
+    asked instead of failing."""
+    if not held.is_open:
+        client = _live_client(held.path)
+        if client is not None:
+            with client:
+                return remote(client)
+    try:
+        return here(held)
+    except JournalLocked:
+        client = None if held.is_open else _live_client(held.path)
+        if client is None:
+            raise
+        with client:
+            return remote(client)
 
 
 def _live_client(path: os.PathLike[str] | str) -> MonitorClient | None:
