@@ -23,6 +23,11 @@ THRESHOLD = 4096
 TESTS = str(Path(__file__).parent)
 
 
+def _values_in(store) -> list[str]:
+    """The stored values' files of a store (not its marker, ``_stores.MARKER``)."""
+    return sorted(name for name in os.listdir(store) if not name.startswith("."))
+
+
 @pytest.fixture(autouse=True)
 def small_threshold(monkeypatch):
     monkeypatch.setenv("ZART_VALUE_THRESHOLD", str(THRESHOLD))
@@ -52,12 +57,12 @@ def _failed_run(journal: Path, tmp_path: Path, store: Path) -> dict:
 def test_zart_resume_in_another_process_uses_the_journaled_store_not_the_variable(journal, tmp_path):
     store, elsewhere = tmp_path / "store", tmp_path / "elsewhere"
     _failed_run(journal, tmp_path, store)
-    assert len(os.listdir(store)) == 1  # the array, written by its worker there
+    assert len(_values_in(store)) == 1  # the array, written by its worker there
     resumed = _cli(journal, "resume", "e", env={"ZART_VALUE_STORE": str(elsewhere)})
     assert resumed.returncode == 0, resumed.stderr
     assert calls(tmp_path) == ["array", "small"]  # both reused: the array was loaded from the journaled store
     assert not elsewhere.exists() and not values.folder_for(journal).exists()
-    assert len(os.listdir(store)) == 2  # and the workflow's output (it holds the array) went there too
+    assert len(_values_in(store)) == 2  # and the workflow's output (it holds the array) went there too
     shown = _cli(journal, "show", "e", "--json", env={"ZART_VALUE_STORE": str(elsewhere)})
     assert shown.returncode == 0, shown.stderr
     listed = json.loads(shown.stdout)["stored"]
@@ -80,9 +85,9 @@ def test_a_fork_keeps_its_sources_store_and_retention_frees_it_there(journal, tm
         zart.run(array_then_fail, params, execution_id="e", journal=journal, display=False,
                  value_store=tmp_path / "other")
     zart.run(array_then_fail, params, execution_id="e", journal=journal, display=False)
-    before = set(os.listdir(store))
+    before = set(_values_in(store))
     assert len(before) == 3  # the array (shared by both), and each execution's output
     report = zart.garbage_collect(keep=0, journal=journal, min_age=0)
     assert set(report.executions) == {"e", "f"} and report.files == 3
-    assert os.listdir(store) == []  # each file found in the execution's own store
+    assert _values_in(store) == []  # each file found in the execution's own store
     assert zart.gc(journal, min_age=0).removed == ()

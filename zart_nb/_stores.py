@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import _values as values
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, ValueStoreError
 from ._journal import stores as sql
 
 if TYPE_CHECKING:
@@ -76,8 +76,49 @@ def choose(journal: Journal, execution_id: str, exists: bool, option: str | None
     else:
         chosen = option if option is not None else from_environment()
     if chosen != journaled:
+        if chosen is not None:
+            claim(Path(chosen), journal)
         journal.transact(sql.set_store, execution_id, chosen)
     return chosen
+
+
+MARKER = ".zart-journal"  # in a value store named by value_store=: the id of the one journal it belongs to
+
+
+def claim(store: Path, journal: Journal) -> None:
+    """Make ``store`` the value store of ``journal`` alone: a folder already claimed by another journal is
+    refused (``zart gc`` of one would remove the other's values, which it does not reference)."""
+    with journal.hold():
+        mine = journal.journal_id
+    values.check_folder(store, create=True)
+    owner = owner_of(store)
+    if owner is None:
+        marker = store / MARKER
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, mine.encode("ascii"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        values.sync_folder(store)
+    elif owner != mine:
+        raise ConfigurationError(f"value_store={str(store)!r} holds the stored values of another journal "
+                                 f"(id {owner}); give each journal a value store folder of its own")
+
+
+def owner_of(store: Path) -> str | None:
+    """The id of the journal that claimed ``store`` (its marker's text, never unpickled), or None."""
+    try:
+        fd = os.open(store / MARKER, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ValueStoreError(f"the value store {store} has a marker {MARKER} that cannot be read: "
+                                     f"{exc}") from exc
+    try:
+        return os.read(fd, 200).decode("ascii", "replace").strip()
+    finally:
+        os.close(fd)
 
 
 def load(journal: Journal, execution_id: str, blob: bytes) -> Any:
@@ -88,5 +129,10 @@ def load(journal: Journal, execution_id: str, blob: bytes) -> Any:
 
 
 def folders(journal: Journal) -> list[Path]:
-    """Every value store of the journal: its own, then each other one an execution was run with."""
-    return [values.folder_for(journal.path)] + [Path(path) for path in journal.query(sql.stores)]
+    """Every value store of the journal: its own, then each other one an execution was run with and that
+    no other journal claimed since (``claim``)."""
+    with journal.hold(write=False):
+        mine = journal.journal_id
+    others = [Path(path) for path in journal.query(sql.stores)]
+    return [values.folder_for(journal.path)] + [
+        store for store in others if not store.is_dir() or owner_of(store) in (None, mine, "")]

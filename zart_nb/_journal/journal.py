@@ -171,6 +171,12 @@ class Journal:
         live executions): its ``(device, inode)``, or its path if it did not exist yet."""
         return self._identity
 
+    @property
+    def journal_id(self) -> str:
+        """The id this journal's file was created with (kept when the file is copied or moved); empty
+        until the file was opened in this process."""
+        return self._journal_id
+
     def __repr__(self) -> str:
         return f"<Journal {self.path}>"
 
@@ -330,6 +336,7 @@ class Journal:
             logger.warning("zart: the journal %s is read-only here and was not recovered (its side log "
                            "or interrupted runs are not shown as such)", self.path)
         self._conn, self._read_only = conn, True
+        self._journal_id = meta.get("journal_id", self._journal_id)
         return conn
 
     def _open_for_writing(self, connecting: Callable[[], None] | None = None) -> duckdb.DuckDBPyConnection:
