@@ -9,6 +9,9 @@ Run by hand, never by the test suite:
     python bench/bench_values.py --mb 50 --repeats 1 --json /tmp/p9.json
     python bench/bench_values.py --suite p10 --rows 5000000   # P10 only (needs pandas and pyarrow)
 
+zart_nb's bytecode is compiled first, as ``pip install`` does (``--no-compile`` skips it: with
+``PYTHONDONTWRITEBYTECODE`` set, each zart process then compiles every module it imports).
+
 | measurement | what the process does |
 |---|---|
 | base-write | imports numpy, makes the array, ``pickle.dump``s it to a file, fsyncs it |
@@ -224,8 +227,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", help="write the results here too")
+    parser.add_argument("--no-compile", action="store_true",
+                        help="do not compile zart_nb's bytecode first (with PYTHONDONTWRITEBYTECODE set, every "
+                             "zart process, driver and worker, then compiles its modules: ~80 ms of CPU each)")
     args = parser.parse_args()
     env = {**os.environ, "ZART_WORKERS": str(args.workers), "ZART_MONITOR": "0"}
+    if not args.no_compile:  # as `pip install` leaves a package (bench_cold.py does the same)
+        subprocess.run([sys.executable, "-c", "import compileall, os, zart_nb; "
+                        "compileall.compile_dir(os.path.dirname(zart_nb.__file__), quiet=1)"],
+                       check=True, env=env, stdout=subprocess.DEVNULL)
     modes = (P9_MODES if args.suite != "p10" else ()) + (P10_MODES if args.suite != "p9" else ())
     results: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
     stores: dict[str, float] = {}
@@ -247,7 +257,8 @@ def main() -> None:
               for mode, runs in results.items()}
     import zart_nb
 
-    print(f"{args.repeats} repeats (medians), {args.workers} workers, zart_nb from {Path(zart_nb.__file__).parent}")
+    print(f"{args.repeats} repeats (medians), {args.workers} workers, zart_nb from {Path(zart_nb.__file__).parent}"
+          f"{' (not compiled first)' if args.no_compile else ''}, load average {os.getloadavg()[0]:.2f}")
     print(f"journal and store sizes, MB (last repeat): {stores}")
     print(f"{'process':<18} {'seconds':>8} {'driver RSS MB':>14} {'worker RSS MB':>14}")
     for mode, row in median.items():
