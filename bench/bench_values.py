@@ -9,6 +9,9 @@ Run by hand, never by the test suite:
     python bench/bench_values.py --mb 50 --repeats 1 --json /tmp/p9.json
     python bench/bench_values.py --suite p10 --rows 5000000   # P10 only (needs pandas and pyarrow)
 
+zart_nb's bytecode is compiled first, as ``pip install`` does (``--no-compile`` skips it: with
+``PYTHONDONTWRITEBYTECODE`` set, each zart process then compiles every module it imports).
+
 | measurement | what the process does |
 |---|---|
 | base-write | imports numpy, makes the array, ``pickle.dump``s it to a file, fsyncs it |
@@ -21,6 +24,11 @@ Run by hand, never by the test suite:
 | zart-frame-first | P10: ``zart.run`` of a workflow whose step makes the frame; the body then raises |
 | base-frame-read  | P10: ``read_parquet``s that file and sums a column |
 | zart-frame-replay | P10: the re-run: the step is reused (its frame loaded from the store), the body sums a column |
+
+P10's processes that make the frame (base-frame-write, and zart-frame-first's step in its worker) also
+report the peak of the making alone (``pd.DataFrame`` of five fresh columns peaks above 2.5x the frame on
+its own) and reset the kernel's peak (``/proc/self/clear_refs``) once the frame exists, so the peak of
+what follows (writing it) is printed apart: the peak a frame made with less waste would meet.
 
 The two sides do the same work: the array is made with the same expression, and both replays sum it
 (so every page is read: a mapped value is not cheaper merely for being left untouched). Each process
@@ -68,12 +76,26 @@ def make_frame(rows):
                          "cat": pd.Categorical.from_codes(i % 7, list("abcdefg")),
                          "ts": pd.date_range("2024-01-01", periods=rows, freq="s", tz="Europe/Paris")})
 
+def made_frame(rows, note=None):
+    """make_frame, then the process's peak so far written to ``note`` (or returned) and reset, so the
+    peak at exit is what came after the frame existed (``ru_maxrss`` of a child reads the reset peak)."""
+    frame = make_frame(rows)
+    made = peak_kb()
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")
+    if note:
+        with open(note, "w") as handle:
+            handle.write(str(made))
+    return frame, made
+
 if mode == "base-frame-write":
     path = os.path.join(folder, "frame.parquet")
-    make_frame(int(sys.argv[3])).to_parquet(path)
+    frame, made = made_frame(int(sys.argv[3]))
+    frame.to_parquet(path)
     fd = os.open(path, os.O_RDONLY)
     os.fsync(fd)
-    print(f"RSS {peak_kb()} 0")
+    print(f"MADE {made} {peak_kb()}")
+    print(f"RSS {max(made, peak_kb())} 0")
     sys.exit(0)
 if mode == "base-frame-read":
     import pandas as pd
@@ -129,7 +151,7 @@ else:
 
     @zart.step("make-frame")
     def make_frame_step(rows):
-        return make_frame(rows)
+        return made_frame(rows, os.path.join(folder, "made"))[0]
 
     @zart.workflow("bench-frame")
     def frame_flow(params):
@@ -152,7 +174,11 @@ else:
         except zart.TaskError:
             pass
         zart.shutdown_pool()
-        print(f"RSS {peak_kb()} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}")
+        after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        made = int(open(os.path.join(folder, "made")).read()) if mode == "zart-frame-first" else 0
+        if made:
+            print(f"MADE {made} {after}")
+        print(f"RSS {peak_kb()} {max(made, after)}")
         sys.exit(0)
     if mode == "zart-p11":
         print(f"SUM {zart.run(p11, n, execution_id='p11', journal=os.path.join(folder, 'p11.duckdb'))}")
@@ -182,7 +208,11 @@ def run_child(mode: str, folder: Path, mb: int, env: dict[str, str]) -> dict[str
     if proc.returncode != 0:
         raise SystemExit(f"{mode} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     rss = [line.split() for line in proc.stdout.splitlines() if line.startswith("RSS ")][-1]
-    return {"seconds": elapsed, "driver_mb": int(rss[1]) / 1024, "worker_mb": int(rss[2]) / 1024}
+    out = {"seconds": elapsed, "driver_mb": int(rss[1]) / 1024, "worker_mb": int(rss[2]) / 1024}
+    made = [line.split() for line in proc.stdout.splitlines() if line.startswith("MADE ")]
+    if made:  # the frame's making peaked at the first figure; what followed (the write) at the second
+        out["made_mb"], out["after_made_mb"] = int(made[-1][1]) / 1024, int(made[-1][2]) / 1024
+    return out
 
 
 P9_MODES = ("base-write", "zart-first", "base-read", "zart-replay", "base-p11", "zart-p11")
@@ -197,8 +227,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", help="write the results here too")
+    parser.add_argument("--no-compile", action="store_true",
+                        help="do not compile zart_nb's bytecode first (with PYTHONDONTWRITEBYTECODE set, every "
+                             "zart process, driver and worker, then compiles its modules: ~80 ms of CPU each)")
     args = parser.parse_args()
     env = {**os.environ, "ZART_WORKERS": str(args.workers), "ZART_MONITOR": "0"}
+    if not args.no_compile:  # as `pip install` leaves a package (bench_cold.py does the same)
+        subprocess.run([sys.executable, "-c", "import compileall, os, zart_nb; "
+                        "compileall.compile_dir(os.path.dirname(zart_nb.__file__), quiet=1)"],
+                       check=True, env=env, stdout=subprocess.DEVNULL)
     modes = (P9_MODES if args.suite != "p10" else ()) + (P10_MODES if args.suite != "p9" else ())
     results: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
     stores: dict[str, float] = {}
@@ -220,7 +257,8 @@ def main() -> None:
               for mode, runs in results.items()}
     import zart_nb
 
-    print(f"{args.repeats} repeats (medians), {args.workers} workers, zart_nb from {Path(zart_nb.__file__).parent}")
+    print(f"{args.repeats} repeats (medians), {args.workers} workers, zart_nb from {Path(zart_nb.__file__).parent}"
+          f"{' (not compiled first)' if args.no_compile else ''}, load average {os.getloadavg()[0]:.2f}")
     print(f"journal and store sizes, MB (last repeat): {stores}")
     print(f"{'process':<18} {'seconds':>8} {'driver RSS MB':>14} {'worker RSS MB':>14}")
     for mode, row in median.items():
@@ -246,6 +284,14 @@ def main() -> None:
               f"(target <= 1.5), replay {ratios['p10-replay']:.2f}x (target <= 1.5), peak RSS "
               f"{ratios['p10-peak']:.2f}x the frame (target <= 2; a process with pandas and pyarrow loaded "
               f"starts near {median['base-frame-read']['driver_mb']:.0f} MB)")
+        base, first = median["base-frame-write"], median["zart-frame-first"]
+        ratios["p10-made"] = base["made_mb"] / frame_mb
+        ratios["p10-peak-after-made"] = max(first["after_made_mb"], first["driver_mb"],
+                                            median["zart-frame-replay"]["driver_mb"]) / frame_mb
+        print(f"P10: making the frame alone peaks at {base['made_mb']:.0f} MB ({ratios['p10-made']:.2f}x) in the "
+              f"baseline, {first['made_mb']:.0f} MB in zart's worker; once it is made, the peak is "
+              f"{base['after_made_mb']:.0f} MB for to_parquet, {first['after_made_mb']:.0f} MB for zart's worker: "
+              f"zart's peak beyond the making {ratios['p10-peak-after-made']:.2f}x the frame (target <= 2)")
     if args.json:
         Path(args.json).write_text(json.dumps({"mb": args.mb, "rows": args.rows, "median": median,
                                                "runs": results, "ratios": ratios}, indent=2))

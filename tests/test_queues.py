@@ -118,8 +118,10 @@ def test_a_rate_never_starts_more_than_its_calls_in_a_window(journal, tmp_path, 
     # latencies to differ by up to 0.25 s on a loaded one: any three starts span >= 1.0 - 0.25 s.
     tolerance = 0.25
     queue = zart.Queue(_name("rate"), rate=(2, 1.0))
-    zart.run(lambda _: timed(f"warm-{uuid.uuid4().hex}", str(tmp_path), 0.0), None, journal=journal,
-             workers=2)  # the pool's workers are up: their start-up is no dispatch latency
+    warm = [f"warm-{uuid.uuid4().hex}" for _ in range(2)]
+    zart.run(lambda _: zart.wait([zart.schedule(timed, tag, str(tmp_path), 0.0) for tag in warm]), None,
+             journal=journal, workers=2)  # both workers are up (two steps at once start both): their
+    # start-up is no dispatch latency
 
     @zart.workflow("rated")
     def flow(_):

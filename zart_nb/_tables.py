@@ -4,7 +4,9 @@ Every such output (whatever its size: so every table a workflow makes can be que
 cost of one small fsynced file per table) is written by the worker that made it as one zstd-compressed
 Parquet file in the value store (``_values`` names and checks it), and read back as the same kind of
 value: pandas through the schema's pandas metadata (index, categoricals, time zones, nullable ints),
-polars through ``polars.from_arrow``. Nothing here unpickles: Parquet is data.
+polars through ``polars.from_arrow``. Nothing here unpickles: Parquet is data. A large frame is
+converted and written a slice of rows at a time, and read a column at a time (``_parquet``), so neither
+side holds a second whole copy of it.
 
 A value Parquet cannot hold (a column of mixed objects, column names that are not unique strings, a
 MultiIndex of columns) or a process without pyarrow keeps the pickle; its preview says why. pyarrow,
@@ -31,11 +33,12 @@ def kind_of(value: Any) -> str | None:
 
 
 def to_arrow(value: Any, kind: str) -> tuple[Any, str | None]:
-    """``(pyarrow Table, None)``, or ``(None, why it stays a pickle)``."""
+    """``(pyarrow Table or _parquet.FrameSlices, None)``, or ``(None, why it stays a pickle)``."""
     try:
-        import pyarrow as pa
+        import pyarrow  # noqa: F401  (whether it is installed; _parquet converts)
     except ImportError:
         return None, "pyarrow is not installed"
+    from . import _parquet
     try:
         if kind == "pandas.DataFrame":
             columns = value.columns
@@ -43,18 +46,22 @@ def to_arrow(value: Any, kind: str) -> tuple[Any, str | None]:
                 return None, "its columns are a MultiIndex"
             if not all(isinstance(name, str) for name in columns) or not columns.is_unique:
                 return None, "its column names are not unique strings"
-            return pa.Table.from_pandas(value), None
+            return _parquet.frame_to_arrow(value), None  # a large frame: converted a slice at a time
         if kind == "polars.DataFrame":
             return value.to_arrow(), None
         return value, None
+    except _parquet.Unconvertible as exc:
+        return None, str(exc)[:200]
     except Exception as exc:  # a column of mixed objects: ArrowTypeError, ArrowInvalid, polars' errors
         return None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200]
 
 
 def write(table: Any, path: str) -> None:
-    """Write ``table`` to ``path`` (created 0600 by the caller) as zstd Parquet, fsynced."""
+    """Write ``table`` (what :func:`to_arrow` gave) to ``path`` (created 0600 by the caller) as zstd
+    Parquet, fsynced. Raises ``_parquet.Unconvertible`` when a slice of a large frame cannot be converted."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
+
+    from . import _parquet
 
     # Dictionary encoding only where it pays (categoricals, strings): on 5M floats and timestamps it
     # costs 0.13 s to write and 0.3 s to read back into pandas, for a larger file (measured, P10's frame).
@@ -62,7 +69,7 @@ def write(table: Any, path: str) -> None:
                   if pa.types.is_dictionary(field.type) or pa.types.is_string(field.type)
                   or pa.types.is_large_string(field.type)]
     # Page checksums (a crc32 of each compressed page) let `zart gc --verify` scrub the content.
-    pq.write_table(table, path, compression="zstd", use_dictionary=dictionary, write_page_checksum=True)
+    _parquet.write(table, path, compression="zstd", use_dictionary=dictionary, write_page_checksum=True)
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
@@ -75,13 +82,15 @@ def read(fd: int, size: int, kind: str) -> Any:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from . import _parquet
+
     proc = f"/proc/self/fd/{fd}"  # the checked file itself, read natively (a map of it read 2x slower)
     if os.path.exists(proc):
         source = pa.OSFile(proc)
     else:
         source = pa.BufferReader(pa.py_buffer(mmap.mmap(fd, size, access=mmap.ACCESS_READ)))
     with source:
-        table = _read_columns(pq.ParquetFile(source, pre_buffer=False, buffer_size=1 << 20))
+        table = _parquet.read(pq.ParquetFile(source, pre_buffer=False, buffer_size=1 << 20))
     if kind == "pandas.DataFrame":  # column by column, freeing each (a peak of one frame, not two)
         return shielded(table.to_pandas(split_blocks=True, self_destruct=True))
     if kind == "polars.DataFrame":
@@ -147,21 +156,6 @@ def layout(value: Any) -> tuple[Any, ...] | None:
     if kind == "pyarrow.Table":
         return ()
     return None
-
-
-def _read_columns(parquet: Any) -> Any:
-    """The whole table, read one column at a time: each column's pages are decoded and their buffers
-    freed before the next (reading them all at once, in parallel, peaked 2.1x P10's 165 MB frame above
-    the imports; column by column 1.4x, in the same time). Names a column path could misread (nested
-    types, dots) and repeated names are read whole."""
-    import pyarrow as pa
-
-    schema = parquet.schema_arrow
-    names = schema.names
-    if not names or len(set(names)) != len(names) or any("." in name for name in names) or \
-            any(pa.types.is_nested(field.type) for field in schema):
-        return parquet.read()
-    return pa.Table.from_arrays([parquet.read(columns=[name]).column(0) for name in names], schema=schema)
 
 
 def _schema(value: Any, kind: str, table: Any) -> str:

@@ -453,10 +453,15 @@ def encode_table(value: Any, kind: str, store: tuple[str, int], execution_id: st
         tuple[bytes | None, str]:
     """``(reference, preview)`` of a table stored as Parquet, or ``(None, preview)`` saying why it
     stays a pickle."""
+    from ._parquet import Unconvertible
+
     table, why = tables.to_arrow(value, kind)
     if table is None:
         return None, tables.pickled_note(value, kind, why or "")
-    ref = write_table(Path(store[0]), table_name(execution_id, step_key), table, kind)
+    try:
+        ref = write_table(Path(store[0]), table_name(execution_id, step_key), table, kind)
+    except Unconvertible as exc:  # a slice of a large frame Arrow could not convert after all
+        return None, tables.pickled_note(value, kind, str(exc))
     return encode_ref(ref), tables.describe(value, kind, table, f"stored as Parquet: {size_text(ref.size)}")
 
 
