@@ -95,7 +95,14 @@ def test_fork_reuses_the_steps_before_the_named_one_and_takes_new_input(journal,
     assert [(r.trigger, r.reused, r.executed) for r in runs] == [(zart.RunTrigger.FORK, 2, 1)]
     assert runs[0].trigger_detail == "from p-4 at step report#0 (2 steps before it copied), with a new input"
     assert reader.execution_record("p-4").run_number == 1  # the original is untouched
+    ran = {s.step_key: s.this_run(1) for s in reader.list_steps("p-4-b")}
     reader.close()
+    assert ran == {"load#0": "copied from p-4", "transform#0": "copied from p-4", "report#0": "executed (new)"}
+    shown = _cli("show", "p-4-b", "--journal", str(journal), cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    rows = {line.split()[0]: line for line in shown.stdout.splitlines() if "#0" in line}
+    assert "copied from p-4" in rows["load#0"] and "copied from p-4" in rows["transform#0"], shown.stdout
+    assert "executed (new)" in rows["report#0"], shown.stdout
     with pytest.raises(zart.StateConflict, match="exists already"):
         zart.fork("p-4", from_step="report#0", new_id="p-4-b", journal=journal)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from ._status import ExecutionStatus, RunEnd, RunReason, RunTrigger, StepStatus
+from ._status import COPIED_FROM, ExecutionStatus, RunEnd, RunReason, RunTrigger, StepStatus
 
 __all__ = ["AttemptRecord", "DefinitionRecord", "ExecutionRecord", "ExecutionStatus", "PendingEvent", "RunEnd",
            "RunReason", "RunRecord", "RunTrigger", "StepRecord", "StepStatus"]
@@ -68,7 +68,9 @@ class StepRecord:
 
     def this_run(self, current_run: int) -> str:
         """What the execution's run ``current_run`` did with this step: executed it (and why), reused
-        it, or never started it (the CLI's and the TUI's "this run" column)."""
+        it, copied it from a fork's source, or never started it (the CLI's and the TUI's "this run" column)."""
+        if self.reason.startswith(COPIED_FROM):
+            return self.reason  # "copied from <source>": the fork's run 1 did not run it
         if self.run_number != current_run:
             return f"reused from run {self.run_number}"
         if self.status is StepStatus.INTERRUPTED:

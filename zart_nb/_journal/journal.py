@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar
 
 from .._errors import DefinitionNotFound, JournalError
-from .._status import ExecutionStatus, RunEnd, RunTrigger, StepStatus
+from .._status import COPIED_FROM, ExecutionStatus, RunEnd, RunTrigger, StepStatus
 from . import db, file, fold, retention, schema, suspension
 from .schema import (
     IN_FLIGHT_COLUMNS,
@@ -861,19 +861,22 @@ class Journal:
     @_held
     def copy_steps(self, source: str, target: str, keys: Sequence[str]) -> int:
         """Copy the current completed records of ``keys`` of execution ``source`` to the new execution
-        ``target`` (a fork, before its first run reuses them), as records of its run 1. Returns how many.
+        ``target`` (a fork, before its first run reuses them), as records of its run 1 whose reason is
+        ``copied from <source>`` (so they read as copied, not as run 1's). Returns how many.
         Stored values are shared, not copied: ``zart gc`` keeps a file while any record refers to it."""
         if not keys:
             return 0
+        columns = ", ".join("?" if column == "reason" else column for column in STEP_COLUMNS[3:])
         with self._lock:
             conn = self._ensure_open()
             self._fold_locked()
             conn.execute("BEGIN")
             try:
                 copied = conn.execute(
-                    f"""INSERT INTO steps SELECT ?, step_key, 1, {", ".join(STEP_COLUMNS[3:])} FROM steps
+                    f"""INSERT INTO steps SELECT ?, step_key, 1, {columns} FROM steps
                         WHERE execution_id = ? AND current AND status = 'completed'
-                        AND list_contains(?, step_key)""", [target, source, list(keys)]).fetchone()
+                        AND list_contains(?, step_key)""",
+                    [target, COPIED_FROM + source, source, list(keys)]).fetchone()
                 conn.execute("DELETE FROM step_counts WHERE execution_id = ?", [target])
                 conn.execute("""INSERT INTO step_counts SELECT execution_id, count(*),
                                     count(*) FILTER (WHERE status = 'completed'),
