@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import wait_until
-from control_lib import guarded, pipeline
+from control_lib import guarded, pipeline, two_transforms
 from steps_lib import calls
 
 import zart_nb as zart
@@ -78,6 +78,26 @@ def test_retry_step_runs_a_failed_step_again_and_continues(journal, tmp_path):
     assert handle.result(60) == {"y": 20, "report": "report t"}
     assert calls(tmp_path) == ["load:2", "transform:2", "transform:2", "report:t"]
     assert _runs(journal, "p-3") == [(1, "failed", "initial"), (2, "completed", "retry")]
+
+
+def test_a_retry_runs_only_its_step_and_another_failed_step_fails_again_as_journaled(journal, tmp_path):
+    (tmp_path / "fail").touch()
+    with pytest.raises(zart.StepFailed):
+        zart.run(two_transforms, _data(tmp_path), execution_id="two", journal=journal, workers=2)
+    assert sorted(calls(tmp_path)) == ["transform:1", "transform:2"]
+    (tmp_path / "fail").unlink()
+    with pytest.raises(zart.StepFailed, match="transform failed.*failed before") as failed:
+        zart.retry_step("two", "transform#0", journal).result(60)
+    assert failed.value.step_key == "transform#1"
+    assert sorted(calls(tmp_path)) == ["transform:1", "transform:1", "transform:2"]  # transform#1 did not run
+    reader = zart.journal(journal, live=False)
+    steps = {s.step_key: s for s in reader.list_steps("two")}
+    reader.close()
+    assert (steps["transform#0"].status, steps["transform#0"].run_number) == (zart.StepStatus.COMPLETED, 2)
+    assert steps["transform#1"].this_run(2) == "failed in run 1, not run again"
+    assert zart.retry_step("two", "transform#1", journal).result(60) == [10, 20]
+    assert sorted(calls(tmp_path)) == ["transform:1", "transform:1", "transform:2", "transform:2"]
+    assert _runs(journal, "two") == [(1, "failed", "initial"), (2, "failed", "retry"), (3, "completed", "retry")]
 
 
 def test_fork_reuses_the_steps_before_the_named_one_and_takes_new_input(journal, tmp_path):

@@ -72,6 +72,8 @@ class StepRecord:
         if self.reason.startswith(COPIED_FROM):
             return self.reason  # "copied from <source>": the fork's run 1 did not run it
         if self.run_number != current_run:
+            if self.status is StepStatus.FAILED:  # a retry of another step reached it: it failed again
+                return f"failed in run {self.run_number}, not run again"
             return f"reused from run {self.run_number}"
         if self.status is StepStatus.INTERRUPTED:
             return "interrupted (its process died)"

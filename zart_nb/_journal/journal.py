@@ -53,7 +53,8 @@ FOLD_BATCH = 5000
 class StoredStep(NamedTuple):
     """What replay needs of a journaled step (its output stays a pickle until asked for)."""
 
-    status: StepStatus | Literal["redo"]  # "redo": a control action runs it again (engine's copy only)
+    # "redo": a control action runs it again; "fail again": a retry of another step does not (engine's copy only)
+    status: StepStatus | Literal["redo", "fail again"]
     args_hash: str
     def_id: str
     output: bytes | None
