@@ -324,3 +324,13 @@ def test_delete_asks_on_a_terminal_and_wants_yes_elsewhere(tmp_path):
     mixed = zart_cli("delete", "nope", "d3", "--yes", cwd=tmp_path)
     assert mixed.returncode == 1 and "no execution 'nope'" in mixed.stderr and "deleted 'd3'" in mixed.stdout
     assert ids() == []
+
+
+def test_one_duration_formatter_for_the_cli_and_the_tui():
+    import zart_nb as zart
+    from zart_nb import _cli_format
+    from zart_tui import fmt
+
+    assert _cli_format.fmt_duration is zart.format_duration and fmt.seconds_text is zart.format_duration
+    cases = {None: "-", 0.35: "350ms", 12.5: "12.5s", 180: "3.0m", 9000: "2.5h"}
+    assert {seconds: zart.format_duration(seconds) for seconds in cases} == cases

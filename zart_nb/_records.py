@@ -46,6 +46,21 @@ class ExecutionRecord:
         return (end - self.started_at).total_seconds()
 
 
+def format_duration(seconds: float | None) -> str:
+    """A duration as ``zart show`` and ``zart-tui`` print it: ``"-"`` for ``None``, then milliseconds
+    below a second, seconds below two minutes, minutes below two hours, else hours (``"350ms"``,
+    ``"12.5s"``, ``"3.0m"``, ``"2.5h"``). Takes a record's ``duration`` or a ``RunningStep.elapsed``."""
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 120:
+        return f"{seconds:.1f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
 @dataclass(frozen=True, slots=True)
 class StepRecord:
     execution_id: str
