@@ -327,9 +327,10 @@ def test_delete_asks_on_a_terminal_and_wants_yes_elsewhere(tmp_path):
 
 
 def test_one_duration_formatter_for_the_cli_and_the_tui():
+    from zart_tui import fmt
+
     import zart_nb as zart
     from zart_nb import _cli_format
-    from zart_tui import fmt
 
     assert _cli_format.fmt_duration is zart.format_duration and fmt.seconds_text is zart.format_duration
     cases = {None: "-", 0.35: "350ms", 12.5: "12.5s", 180: "3.0m", 9000: "2.5h"}
