@@ -59,3 +59,10 @@ def recovered(data: dict, failure: BaseException) -> str:
 @zart.workflow("guarded", on_failure=recovered, max_recoveries=3)
 def guarded(data: dict) -> str:
     return gated(data["dir"])
+
+
+@zart.workflow("two-transforms")
+def two_transforms(data: dict) -> list[int]:
+    """transform#0 and transform#1 at once: both fail while ``<dir>/fail`` exists."""
+    folder = data["dir"]
+    return zart.wait([zart.schedule(transform, folder, 1), zart.schedule(transform, folder, 2)])

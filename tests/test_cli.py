@@ -183,6 +183,27 @@ def test_show_pages_a_long_execution_and_says_how_to_see_the_rest(tmp_path):
     assert "Traceback" not in err and "BrokenPipe" not in err
 
 
+def test_show_all_reads_keyset_chunks_after_the_last_step_printed(tmp_path, monkeypatch, capsys):
+    from zart_nb import _cli, _cli_read
+    from zart_nb._journal.reader import FileJournalReader
+
+    journal = tmp_path / "j.duckdb"
+    _fan_out(journal, "chunked", 1200)
+    monkeypatch.setattr(_cli_read, "CHUNK", 500)
+    asked = []
+    list_steps = FileJournalReader.list_steps
+
+    def recording(self, execution_id, **kwargs):
+        asked.append((kwargs.get("offset", 0), kwargs.get("after")))
+        return list_steps(self, execution_id, **kwargs)
+
+    monkeypatch.setattr(FileJournalReader, "list_steps", recording)
+    assert _cli.main(["show", "chunked", "--all", "--offset", "100", "--journal", str(journal)]) == 0
+    assert [int(i) for i in STEP_ROW.findall(capsys.readouterr().out)] == list(range(100, 1200))
+    # the first chunk from --offset, then each after the last key printed (never an OFFSET past them)
+    assert asked == [(100, None), (0, "n#599"), (0, "n#1099"), (0, "n#1199")]
+
+
 def test_runs_stats_json_and_exit_codes_say_what_happened(tmp_path):
     import json
 
@@ -303,3 +324,14 @@ def test_delete_asks_on_a_terminal_and_wants_yes_elsewhere(tmp_path):
     mixed = zart_cli("delete", "nope", "d3", "--yes", cwd=tmp_path)
     assert mixed.returncode == 1 and "no execution 'nope'" in mixed.stderr and "deleted 'd3'" in mixed.stdout
     assert ids() == []
+
+
+def test_one_duration_formatter_for_the_cli_and_the_tui():
+    from zart_tui import fmt
+
+    import zart_nb as zart
+    from zart_nb import _cli_format
+
+    assert _cli_format.fmt_duration is zart.format_duration and fmt.seconds_text is zart.format_duration
+    cases = {None: "-", 0.35: "350ms", 12.5: "12.5s", 180: "3.0m", 9000: "2.5h"}
+    assert {seconds: zart.format_duration(seconds) for seconds in cases} == cases

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import wait_until
-from control_lib import guarded, pipeline
+from control_lib import guarded, pipeline, two_transforms
 from steps_lib import calls
 
 import zart_nb as zart
@@ -80,6 +80,26 @@ def test_retry_step_runs_a_failed_step_again_and_continues(journal, tmp_path):
     assert _runs(journal, "p-3") == [(1, "failed", "initial"), (2, "completed", "retry")]
 
 
+def test_a_retry_runs_only_its_step_and_another_failed_step_fails_again_as_journaled(journal, tmp_path):
+    (tmp_path / "fail").touch()
+    with pytest.raises(zart.StepFailed):
+        zart.run(two_transforms, _data(tmp_path), execution_id="two", journal=journal, workers=2)
+    assert sorted(calls(tmp_path)) == ["transform:1", "transform:2"]
+    (tmp_path / "fail").unlink()
+    with pytest.raises(zart.StepFailed, match="transform failed.*failed before") as failed:
+        zart.retry_step("two", "transform#0", journal).result(60)
+    assert failed.value.step_key == "transform#1"
+    assert sorted(calls(tmp_path)) == ["transform:1", "transform:1", "transform:2"]  # transform#1 did not run
+    reader = zart.journal(journal, live=False)
+    steps = {s.step_key: s for s in reader.list_steps("two")}
+    reader.close()
+    assert (steps["transform#0"].status, steps["transform#0"].run_number) == (zart.StepStatus.COMPLETED, 2)
+    assert steps["transform#1"].this_run(2) == "failed in run 1, not run again"
+    assert zart.retry_step("two", "transform#1", journal).result(60) == [10, 20]
+    assert sorted(calls(tmp_path)) == ["transform:1", "transform:1", "transform:2", "transform:2"]
+    assert _runs(journal, "two") == [(1, "failed", "initial"), (2, "failed", "retry"), (3, "completed", "retry")]
+
+
 def test_fork_reuses_the_steps_before_the_named_one_and_takes_new_input(journal, tmp_path):
     zart.run(pipeline, _data(tmp_path), execution_id="p-4", journal=journal, workers=1)
     same = zart.fork("p-4", from_step="transform#0", journal=journal)
@@ -95,7 +115,14 @@ def test_fork_reuses_the_steps_before_the_named_one_and_takes_new_input(journal,
     assert [(r.trigger, r.reused, r.executed) for r in runs] == [(zart.RunTrigger.FORK, 2, 1)]
     assert runs[0].trigger_detail == "from p-4 at step report#0 (2 steps before it copied), with a new input"
     assert reader.execution_record("p-4").run_number == 1  # the original is untouched
+    ran = {s.step_key: s.this_run(1) for s in reader.list_steps("p-4-b")}
     reader.close()
+    assert ran == {"load#0": "copied from p-4", "transform#0": "copied from p-4", "report#0": "executed (new)"}
+    shown = _cli("show", "p-4-b", "--journal", str(journal), cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    rows = {line.split()[0]: line for line in shown.stdout.splitlines() if "#0" in line}
+    assert "copied from p-4" in rows["load#0"] and "copied from p-4" in rows["transform#0"], shown.stdout
+    assert "executed (new)" in rows["report#0"], shown.stdout
     with pytest.raises(zart.StateConflict, match="exists already"):
         zart.fork("p-4", from_step="report#0", new_id="p-4-b", journal=journal)
 

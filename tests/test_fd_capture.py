@@ -70,6 +70,9 @@ def test_descriptor_output_is_streamed_live_and_journaled_per_step(tmp_path):
         assert f"[raw#{i}] fd1 {i}" in out and f"[raw#{i}] child {i}" in out
         assert f"[raw#{i}] fd2 {i}" in errs and f"[raw#{i}] shell {i}" in errs
     assert "[flood#0] the end" in out
+    # every line of the 3 MB reached us: the file is emptied between steps only (emptied while the
+    # step wrote, the lines appended after the last read were lost)
+    assert out.count("[flood#0] " + "y" * 99) == 30000
     assert out[-1] == "result [0, 1, 2, 'flooded', 'went']"
     reader = zart.journal(tmp_path / "j.duckdb")
     try:

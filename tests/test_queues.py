@@ -112,26 +112,33 @@ def test_concurrency_two_on_a_pool_of_four_runs_at_most_two_at_once(journal, fol
     assert limit_of(TWO).active == 0
 
 
-def test_a_rate_never_starts_more_than_its_calls_in_a_window(journal, tmp_path, folder):
-    # The rate counts attempts as the driver hands them to a worker; each starts there a moment
-    # later (the dispatch latency, milliseconds on an idle machine). TOLERANCE allows two such
-    # latencies to differ by up to 0.25 s on a loaded one: any three starts span >= 1.0 - 0.25 s.
-    tolerance = 0.25
+def test_a_rate_never_starts_more_than_its_calls_in_a_window(journal, folder, monkeypatch):
+    # The rate counts admissions: the moment the driver hands an attempt to the executor to send (the
+    # taskqueue docstring). Each starts on its worker a moment later, and on a loaded machine those
+    # moments differ by more than any tolerance (a test on the workers' clocks failed 4 of 5 runs beside
+    # two busy loops), so the window is checked on the admissions themselves, on the limit's own clock.
     queue = zart.Queue(_name("rate"), rate=(2, 1.0))
-    warm = [f"warm-{uuid.uuid4().hex}" for _ in range(2)]
-    zart.run(lambda _: zart.wait([zart.schedule(timed, tag, str(tmp_path), 0.0) for tag in warm]), None,
-             journal=journal, workers=2)  # both workers are up (two steps at once start both): their
-    # start-up is no dispatch latency
+    limit = limit_of(queue)
+    admitted: list[float] = []
+    admit = type(limit)._admit
+
+    def recording(self, now: float) -> None:
+        if self is limit:
+            admitted.append(now)
+        admit(self, now)
+
+    monkeypatch.setattr(type(limit), "_admit", recording)
 
     @zart.workflow("rated")
     def flow(_):
         return zart.wait([queue.schedule(timed, str(i), str(folder), 0.0) for i in range(6)])
 
     assert zart.run(flow, None, journal=journal, workers=2) == [str(i) for i in range(6)]
-    starts = [start for start, _, _ in intervals(folder)]
-    assert len(starts) == 6
-    for first, third in zip(starts, starts[2:], strict=False):
-        assert third - first >= 1.0 - tolerance, starts
+    assert len(intervals(folder)) == 6  # each attempt ran once, on a worker
+    assert len(admitted) == 6 and admitted == sorted(admitted)
+    for first, third in zip(admitted, admitted[2:], strict=False):
+        assert third - first >= 1.0, admitted  # never a third admission within a second of the first
+    assert admitted[-1] - admitted[0] >= 2.0  # six at two a second: three windows at least
 
 
 def test_a_retry_stays_in_its_queue(inline, journal, folder):

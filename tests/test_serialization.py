@@ -99,6 +99,28 @@ def test_code_hash_sees_code_and_helper_changes():
     assert changed_constant
 
 
+def test_code_hash_of_a_class_style_workflow_sees_a_step_it_holds_as_an_attribute():
+    def flow(body: str) -> str:
+        return f"""
+            import zart_nb as zart
+
+            def fetch(x):
+                return {body}
+
+            class Flow(zart.DurableExecution):
+                fetch_step = zart.step("held-fetch")(fetch)
+
+                def run(self, data):
+                    return self.fetch_step(data)
+
+            f = Flow()
+        """
+
+    base, changed, same = (_code_hash_of(flow(b)) for b in ("x + 1", "x + 2", "x + 1"))
+    assert base == same  # stable across definitions of the same code
+    assert base != changed  # the held step's function changed: the workflow's code did
+
+
 def test_previews_are_short_and_never_fail():
     class Broken:
         def __repr__(self):

@@ -8,6 +8,8 @@ from datetime import datetime
 
 from rich.text import Text
 
+import zart_nb as zart
+
 STATUS_STYLES = {
     "pending": "dim", "scheduled": "dim", "running": "bold cyan", "retrying": "bold yellow",
     "completed": "green", "failed": "bold red", "cancelled": "magenta", "interrupted": "yellow",
@@ -58,16 +60,7 @@ class Clock:
         return seconds_text(seconds)
 
 
-def seconds_text(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 120:
-        return f"{seconds:.1f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f}m"
-    return f"{seconds / 3600:.1f}h"
+seconds_text = zart.format_duration  # the CLI's formatter too: one way to say a duration
 
 
 def when(value: datetime | None) -> str:

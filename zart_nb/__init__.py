@@ -72,7 +72,15 @@ if _typing.TYPE_CHECKING:
     from ._options import OnChange, RunOptions
     from ._progress import FailedStep, QueueBacklog, RunEnd, RunningStep, RunProgress
     from ._reader import JournalReader
-    from ._records import AttemptRecord, DefinitionRecord, ExecutionRecord, PendingEvent, RunRecord, StepRecord
+    from ._records import (
+        AttemptRecord,
+        DefinitionRecord,
+        ExecutionRecord,
+        PendingEvent,
+        RunRecord,
+        StepRecord,
+        format_duration,
+    )
     from ._retention import RetentionReport, garbage_collect
     from ._runtime import shutdown_pool
     from ._serve.recurring import (
@@ -115,7 +123,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "_progress": ("FailedStep", "QueueBacklog", "RunEnd", "RunningStep", "RunProgress"),
     "_reader": ("JournalReader",),
     "_retention": ("RetentionReport", "garbage_collect"),
-    "_records": ("AttemptRecord", "DefinitionRecord", "ExecutionRecord", "PendingEvent", "RunRecord", "StepRecord"),
+    "_records": ("AttemptRecord", "DefinitionRecord", "ExecutionRecord", "PendingEvent", "RunRecord", "StepRecord",
+                 "format_duration"),
     "_options": ("OnChange", "RunOptions"),
     "_runtime": ("shutdown_pool",),
     "_serve.recurring": ("Schedule", "pause_schedule", "recurring", "remove_schedule", "resume_schedule",
@@ -240,6 +249,7 @@ __all__ = [
     "ExecutorClosed",
     "FailedStep",
     "fork",
+    "format_duration",
     "garbage_collect",
     "gc",
     "GcReport",

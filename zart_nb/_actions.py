@@ -152,7 +152,7 @@ def prepare_retry(journal: Journal, execution_id: str, step_key: str) -> Prepare
         raise StateConflict(execution_id, "", f"step {step_key!r} of {execution_id!r} is {found[step_key]}; "
                             "only a failed, cancelled or interrupted step can be retried (zart.rerun_steps runs "
                             "a completed one again)")
-    return Prepared(execution_id, workflow, data, RunPlan(RunTrigger.RETRY, f"step {step_key}"))
+    return Prepared(execution_id, workflow, data, RunPlan(RunTrigger.RETRY, f"step {step_key}", retry=step_key))
 
 
 def prepare_fork(journal: Journal, execution_id: str, from_step: str, new_id: str | None = None,

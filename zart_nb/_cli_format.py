@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+from ._records import format_duration
 from ._status import ExecutionStatus
 
 # What `zart show ID` and `zart runs ID` exit with: the execution's status, for scripts.
@@ -56,14 +57,7 @@ def fmt_time(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
 
-def fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 120:
-        return f"{seconds:.1f}s"
-    return f"{seconds / 60:.1f}m"
+fmt_duration = format_duration  # one formatter for the CLI and zart-tui (public: zart.format_duration)
 
 
 class Table:

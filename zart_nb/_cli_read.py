@@ -474,11 +474,12 @@ def _print_tail(args: argparse.Namespace, record: ExecutionRecord, steps: list[S
 
 class _AllSteps:
     """``zart show --all``: every step, read and printed a chunk at a time (a retry after the engine went
-    away goes on from where it stopped)."""
+    away goes on from where it stopped). Keyset chunks: each starts after the last step printed, so the
+    journal never counts past the steps already read (OFFSET did: quadratic over a long execution)."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.offset = args.offset
+        self.last: str | None = None  # the key of the last step printed: the next chunk starts after it
         self.started = False
         self.table = Table(STEP_HEADERS)
         self.record: ExecutionRecord | None = None
@@ -501,13 +502,16 @@ class _AllSteps:
         record = self.record
         stored = {s.step_key for s in self.stored}
         while True:
-            steps = reader.list_steps(args.execution_id, offset=self.offset, limit=CHUNK)
+            if self.last is None:  # the first chunk: from --offset on
+                steps = reader.list_steps(args.execution_id, offset=args.offset, limit=CHUNK)
+            else:
+                steps = reader.list_steps(args.execution_id, after=self.last, limit=CHUNK)
             if not self.started:
                 self.started = True
                 self._begin(reader, steps)
             if not steps:
                 return record
-            self.offset += len(steps)
+            self.last = steps[-1].step_key
             self.previews.update((s.step_key, s.output_preview) for s in steps if s.step_key in stored)
             if args.json:
                 for step in steps:

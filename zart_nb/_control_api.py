@@ -117,7 +117,8 @@ def rerun_steps(execution_id: str, steps: Sequence[str], after: bool = False,
 
 def retry_step(execution_id: str, step_key: str, journal: JournalPath = None) -> Handle:
     """Run the failed (or cancelled, interrupted) step ``step_key`` again in a new run and continue the
-    execution; completed steps are reused (``zart.resume`` re-runs every failed step)."""
+    execution; completed steps are reused, and another failed step the run reaches fails again with its
+    journaled error, not run (``zart.resume`` re-runs every failed step)."""
     return _act(journal, lambda held: prepare_retry(held, execution_id, step_key), MessageType.RETRY,
                 execution_id=execution_id, step_key=step_key)
 

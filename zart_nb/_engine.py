@@ -60,7 +60,7 @@ from ._executors.choice import ExecutorSpec
 from ._handles import Execution, StepHandle, journal_of, run_of
 from ._journal import AttemptRow, InFlightRow, Journal, RunBeat, StepRow, StoredStep, suspension
 from ._options import DEFAULT_OPTIONS, RunOptions, RunPlan
-from ._replay import REDO, Keys, Kind, check_change, decide
+from ._replay import FAIL_AGAIN, REDO, Keys, Kind, check_change, decide
 from ._runtime import runtime
 from ._settle import settle
 from ._status import ExecutionStatus, RunEnd, RunReason, RunTrigger, StepStatus
@@ -217,6 +217,8 @@ class RunState:
                     reason = self._reuse_stored(handle, output)
                 else:  # done at once with the journaled pickle (one call: this runs per reused step)
                     handle = StepHandle(self, key, name, output)
+            elif stored.status == FAIL_AGAIN:
+                return self._fail_again(key, name)
             else:
                 handle = StepHandle(self, key, name)
             if reason is None:
@@ -234,6 +236,19 @@ class RunState:
         self._submit(state)
         if events.active:
             events.publish(StepEvent(self.execution_id, key, StepStatus.SCHEDULED, name, reason=reason))
+        return handle
+
+    def _fail_again(self, key: str, name: str) -> StepHandle:
+        """A failed step that a retry of another step does not run: done at once with its journaled error."""
+        from ._journal import queries
+
+        failed = self.journal.query(queries.list_steps, self.execution_id, status="failed")
+        record = next((s for s in failed if s.step_key == key), None)
+        handle = StepHandle(self, key, name)
+        handle.fail(StepFailed(self.execution_id, key, f"{record.error if record else 'failed'} (failed before; "
+                               "a retry runs only its own step again)", record.attempts if record else 0, "",
+                               (record.traceback or "") if record else ""))
+        self.finished += 1
         return handle
 
     def _reuse_stored(self, handle: StepHandle, output: bytes) -> RunReason | None:
@@ -916,6 +931,8 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, options: R
     stored = journal.pickled_steps(execution_id)
     if plan is not None and (plan.redo or plan.redo_all):
         _mark_redo(stored, plan)
+    if plan is not None and plan.retry is not None:
+        _mark_fail_again(stored, plan.retry)
     run = RunState(journal, execution_id, run_number, stored, on_change, workers, executor, store, value_store)
     run._executor = remote
     run.output_sinks = execution.output_sinks
@@ -1029,6 +1046,13 @@ def _mark_redo(stored: dict[str, StoredStep], plan: RunPlan) -> None:
     for key, record in stored.items():
         if record.status is StepStatus.COMPLETED and (plan.redo_all or key in plan.redo):
             stored[key] = record._replace(status=REDO)
+
+
+def _mark_fail_again(stored: dict[str, StoredStep], retried: str) -> None:
+    """A retry runs ``retried`` again and no other failed step: those fail again as journaled when reached."""
+    for key, record in stored.items():
+        if record.status is StepStatus.FAILED and key != retried:
+            stored[key] = record._replace(status=FAIL_AGAIN)
 
 
 def _watch_deadline(run: RunState, deadline: float) -> threading.Timer | None:

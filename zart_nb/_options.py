@@ -99,7 +99,9 @@ class RunPlan:
     ``redo``: keys of journaled completed steps that run again (``redo_all``: every one);
     ``fork_from``: ``(execution id, step keys)`` copied from another execution before the first run;
     ``new_deadline``: the workflow's deadline counts from now (a restart), not the journaled one;
-    ``extend``: seconds the journaled deadline moves later (from now when it has passed or is unset)."""
+    ``extend``: seconds the journaled deadline moves later (from now when it has passed or is unset);
+    ``retry``: the failed step a retry runs again; another journaled failed step the run reaches fails again
+    with its journaled error (``zart.resume`` runs every failed step again)."""
 
     trigger: RunTrigger
     detail: str | None = None
@@ -108,4 +110,5 @@ class RunPlan:
     fork_from: tuple[str, tuple[str, ...]] | None = None
     new_deadline: bool = False
     extend: float | None = None
+    retry: str | None = None  # a retry's step: the only failed one it runs again (others fail again as journaled)
     lease: bool = False  # it continues a suspended execution: only if its lease lets this process (``_suspend``)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from ._status import ExecutionStatus, RunEnd, RunReason, RunTrigger, StepStatus
+from ._status import COPIED_FROM, ExecutionStatus, RunEnd, RunReason, RunTrigger, StepStatus
 
 __all__ = ["AttemptRecord", "DefinitionRecord", "ExecutionRecord", "ExecutionStatus", "PendingEvent", "RunEnd",
            "RunReason", "RunRecord", "RunTrigger", "StepRecord", "StepStatus"]
@@ -46,6 +46,21 @@ class ExecutionRecord:
         return (end - self.started_at).total_seconds()
 
 
+def format_duration(seconds: float | None) -> str:
+    """A duration as ``zart show`` and ``zart-tui`` print it: ``"-"`` for ``None``, then milliseconds
+    below a second, seconds below two minutes, minutes below two hours, else hours (``"350ms"``,
+    ``"12.5s"``, ``"3.0m"``, ``"2.5h"``). Takes a record's ``duration`` or a ``RunningStep.elapsed``."""
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 120:
+        return f"{seconds:.1f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
 @dataclass(frozen=True, slots=True)
 class StepRecord:
     execution_id: str
@@ -68,8 +83,12 @@ class StepRecord:
 
     def this_run(self, current_run: int) -> str:
         """What the execution's run ``current_run`` did with this step: executed it (and why), reused
-        it, or never started it (the CLI's and the TUI's "this run" column)."""
+        it, copied it from a fork's source, or never started it (the CLI's and the TUI's "this run" column)."""
+        if self.reason.startswith(COPIED_FROM):
+            return self.reason  # "copied from <source>": the fork's run 1 did not run it
         if self.run_number != current_run:
+            if self.status is StepStatus.FAILED:  # a retry of another step reached it: it failed again
+                return f"failed in run {self.run_number}, not run again"
             return f"reused from run {self.run_number}"
         if self.status is StepStatus.INTERRUPTED:
             return "interrupted (its process died)"

@@ -49,6 +49,9 @@ _INTERRUPTED = StepStatus.INTERRUPTED
 # A completed record a control action asked to run again (restart, rerun, fork): set by the engine on its
 # copy of the stored records, never journaled.
 REDO: Literal["redo"] = "redo"
+# A failed record that a retry of another step does not run again: reached, it fails again as journaled
+# (set by the engine on its copy of the stored records, never journaled).
+FAIL_AGAIN: Literal["fail again"] = "fail again"
 _CHANGES = (RunReason.CODE_CHANGED, RunReason.ARGS_CHANGED)
 
 

@@ -399,6 +399,9 @@ def _hash_object(obj: Any, hasher: Any, seen: dict[int, Any]) -> None:
                 target = member.fget if isinstance(member, property) else member
                 if target is not None:
                     _hash_object(target, hasher, seen)
+            elif hasattr(member, "__wrapped_fn__"):  # a Step held by the class (``fetch = zart.step(...)(f)``)
+                hasher.update(name.encode())
+                _hash_object(member.__wrapped_fn__, hasher, seen)
     elif hasattr(obj, "__wrapped_fn__"):  # a zart Step
         _hash_object(obj.__wrapped_fn__, hasher, seen)
     elif callable(obj) and not isinstance(obj, types.BuiltinFunctionType):

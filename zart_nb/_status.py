@@ -56,6 +56,9 @@ class RunReason(enum.StrEnum):
     REQUESTED = "asked to run again"  # a restart, ``zart rerun`` or a fork ran it though it had completed
 
 
+COPIED_FROM = "copied from "  # a fork's copied step: its reason is this and the source's execution id
+
+
 class RunEnd(enum.StrEnum):
     """Why a run ended (``RunReason`` says why a *step* ran). Journaled on the run's record."""
 

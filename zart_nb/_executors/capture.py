@@ -21,6 +21,7 @@ CUT_NOTE = "[zart: output cut; only the last 64 KiB are kept]\n"
 LineSink = Callable[[str, str], None]  # (stream name, complete lines) as they are printed
 
 _current: ContextVar[Capture | None] = ContextVar("zart_capture", default=None)
+_first_write = threading.Lock()  # makes a capture's buffers once (most captures never get any)
 
 
 class Capture:
@@ -35,9 +36,12 @@ class Capture:
 
     def write(self, stream: str, text: str) -> None:
         if self._chunks is None:
-            self._chunks, self._size, self._cut = [], 0, False
-            self._partial = {"stdout": "", "stderr": ""}
-            self._lock = threading.Lock()
+            with _first_write:  # a step's print and the descriptor thread may both write first
+                if self._chunks is None:
+                    self._cut, self._size = False, 0
+                    self._partial = {"stdout": "", "stderr": ""}
+                    self._lock = threading.Lock()
+                    self._chunks = []  # last: a thread that sees it sees the rest
         with self._lock:
             self._chunks.append(text)
             self._size += len(text)

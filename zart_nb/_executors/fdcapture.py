@@ -12,6 +12,14 @@ write never blocks, so C code that writes a lot while holding the GIL cannot dea
 thread that reads. The worker reads what is new when a step ends (two ``lseek`` calls when nothing
 was written) and every ``POLL_SECONDS`` while it runs, so lines still stream live. Bytes written when
 no step runs (the worker's own warnings) go on to the original descriptors.
+
+Two rules keep every byte with its step (both were races, seen as a flaky test under load):
+- the target changes only under the lock, in ``begin`` as in ``end``: the poll thread collects either
+  before a step begins (bytes that are not the step's) or for that step, never the step's bytes for
+  no one;
+- a file is emptied (``ROTATE_BYTES``) only between steps: a writer appends while the poll thread
+  reads, and ``ftruncate`` would drop whatever was appended after the read. So while one step runs its
+  file grows by what it writes, and is emptied when it ends.
 """
 from __future__ import annotations
 
@@ -64,19 +72,31 @@ class FdCapture:
         threading.Thread(target=self._poll, name="zart-worker-fds", daemon=True).start()
 
     def begin(self, capture: Capture) -> None:
-        self._target = capture
+        with self._lock:
+            self._collect(None)  # what came before the step is not the step's
+            self._target = capture
 
     def end(self) -> None:
         """Hand what the step wrote to its capture; called before the capture closes."""
         with self._lock:
             self._collect(self._target)
             self._target = None
+            self._rotate()
 
     def _poll(self) -> None:
         wake = threading.Event()
         while not wake.wait(POLL_SECONDS):
             with self._lock:
                 self._collect(self._target)
+                if self._target is None:
+                    self._rotate()
+
+    def _rotate(self) -> None:
+        """Empty a file that grew past ``ROTATE_BYTES`` (lock held, no step running, all of it read)."""
+        for stream in self._streams:
+            if stream.offset >= ROTATE_BYTES:
+                os.ftruncate(stream.file, 0)
+                stream.offset = 0
 
     def _collect(self, target: Capture | None) -> None:
         for stream in self._streams:
@@ -93,9 +113,6 @@ class FdCapture:
                 text = stream.decoder.decode(data)
                 if text:
                     target.write(stream.name, text)
-            if stream.offset >= ROTATE_BYTES:
-                os.ftruncate(stream.file, 0)
-                stream.offset = 0
 
 
 def _private_file(name: str) -> int:

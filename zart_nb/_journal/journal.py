@@ -6,8 +6,10 @@ letting other notebooks, the CLI and the TUI take their turn. Finished steps rea
 fsynced side log first (see ``sidelog``) and are folded into DuckDB in batches by a writer thread
 (the transaction itself is ``fold``'s; when to fold, and under which lock, is decided here).
 
-Opening the file is ``file``'s job, the tables ``schema``'s, and the record reads ``queries``'; the
-reads here that return pickles say so in their names (``pickled_*``): only replay and resume use them.
+Opening the file is ``file``'s job, the tables ``schema``'s, the record reads ``queries``', and the SQL of
+run control ``runs``' (the methods here that begin, end or beat a run hold the file, choose the connection
+and the transaction, and call it); the reads here that return pickles say so in their names
+(``pickled_*``): only replay and resume use them.
 """
 from __future__ import annotations
 
@@ -24,14 +26,12 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar
 
 from .._errors import DefinitionNotFound, JournalError
 from .._status import ExecutionStatus, RunEnd, RunTrigger, StepStatus
-from . import db, file, fold, retention, schema, suspension
+from . import db, file, fold, retention, runs, schema
+from .runs import RunBeat
 from .schema import (
-    IN_FLIGHT_COLUMNS,
     SCHEMA_VERSION,
-    STEP_COLUMNS,
     AttemptRow,
     DefinitionRow,
-    InFlightRow,
     StepRow,
     migrate,
     read_schema,
@@ -53,7 +53,8 @@ FOLD_BATCH = 5000
 class StoredStep(NamedTuple):
     """What replay needs of a journaled step (its output stays a pickle until asked for)."""
 
-    status: StepStatus | Literal["redo"]  # "redo": a control action runs it again (engine's copy only)
+    # "redo": a control action runs it again; "fail again": a retry of another step does not (engine's copy only)
+    status: StepStatus | Literal["redo", "fail again"]
     args_hash: str
     def_id: str
     output: bytes | None
@@ -72,16 +73,6 @@ class StoredExecution:
     output: bytes | None
     error: str | None
     run_number: int
-
-
-class RunBeat(NamedTuple):
-    """One run in a heartbeat: its counts so far and the attempts it is running."""
-
-    execution_id: str
-    run_number: int
-    executed: int
-    reused: int
-    running: Sequence[InFlightRow]
 
 
 _STEP_STATUSES = {status.value: status for status in StepStatus}
@@ -622,54 +613,11 @@ class Journal:
         if definition is not None:  # durable in the side log before the run exists
             self.save_definition(*definition)
             self.record()
-        with self._controlled() as conn:
-            conn.execute("BEGIN")
-            try:
-                if lease is not None:
-                    suspension.take(conn, self.path, execution_id, lease, now, suspension.alive)
-                row = conn.execute("SELECT run_number, deadline FROM executions WHERE execution_id = ?",
-                                   [execution_id]).fetchone()
-                run_number = (row[0] if row else 0) + 1
-                if row is not None and row[1] is not None and not new_deadline:
-                    deadline = row[1]
-                if extend is not None:
-                    deadline = max(deadline or now, now) + extend
-                if trigger is None:
-                    trigger = RunTrigger.INITIAL if row is None else RunTrigger.RESUME
-                deaths = 0
-                if count_deaths and row is not None:
-                    counted = conn.execute("SELECT count(*) FROM runs WHERE execution_id = ? AND ended_by = ?",
-                                           [execution_id, RunEnd.PROCESS_DIED.value]).fetchone()
-                    deaths = counted[0] if counted else 0
-                # A plain INSERT or UPDATE: DuckDB's upsert (ON CONFLICT) costs ~5x more here.
-                if row is None:
-                    conn.execute(
-                        """INSERT INTO executions (execution_id, workflow, def_id, input, input_hash,
-                               input_preview, status, run_number, on_change, created_at, started_at,
-                               owner_pid, owner_host, deadline)
-                           VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)""",
-                        [execution_id, workflow, def_id, input, input_hash, input_preview, run_number,
-                         on_change, now, now, os.getpid(), os.uname().nodename, deadline])
-                else:
-                    conn.execute(
-                        """UPDATE executions SET workflow = ?, def_id = ?, input = ?, input_hash = ?,
-                               input_preview = ?, status = 'running', output = NULL,
-                               output_preview = NULL, error = NULL, traceback = NULL, run_number = ?,
-                               on_change = ?, started_at = ?, finished_at = NULL, owner_pid = ?,
-                               owner_host = ?, deadline = ?, waits_for = NULL, wake_at = NULL,
-                               lease_owner = ?, lease_until = NULL
-                           WHERE execution_id = ?""",
-                        [workflow, def_id, input, input_hash, input_preview, run_number, on_change,
-                         now, os.getpid(), os.uname().nodename, deadline, suspension.owner(), execution_id])
-                conn.execute("INSERT INTO runs (execution_id, run_number, status, started_at, pid, executed, "
-                             "reused, alive_at, trigger, trigger_detail) VALUES (?, ?, 'running', ?, ?, 0, 0, ?, ?, ?)",
-                             [execution_id, run_number, now, os.getpid(), now, trigger.value, trigger_detail])
-                conn.execute("COMMIT")
-                file.protect_wal(self.path)
-            except BaseException:
-                rollback(conn)
-                raise
-        return run_number, deadline, deaths
+        begun = self._control_transaction(runs.begin, self.path, now, execution_id, workflow, def_id, input,
+                                          input_hash, input_preview, on_change, deadline, count_deaths, trigger,
+                                          trigger_detail, new_deadline, extend, lease)
+        file.protect_wal(self.path)
+        return begun
 
     @_held
     def finish_run(self, execution_id: str, run_number: int, status: ExecutionStatus,
@@ -682,32 +630,12 @@ class Journal:
         Its steps need not be folded first: they are durable in the side log, and every reader of
         this process folds before reading, as does the release of the file to other processes."""
         now = time.time()
-
-        def record_end(conn: duckdb.DuckDBPyConnection) -> None:
-            conn.execute(
-                """UPDATE executions SET status = ?, output = ?, output_preview = ?, error = ?,
-                       traceback = ?, finished_at = ? WHERE execution_id = ?""",
-                [status.value, output, output_preview, error, traceback, now, execution_id])
-            conn.execute(
-                """UPDATE runs SET status = ?, finished_at = ?, executed = ?, reused = ?, ended_by = ?,
-                       end_detail = ?, alive_at = ? WHERE execution_id = ? AND run_number = ?""",
-                [status.value, now, executed, reused, (ended_by or RunEnd(status.value)).value, end_detail,
-                 now, execution_id, run_number])
-            conn.execute("DELETE FROM in_flight WHERE execution_id = ? AND run_number = ?",
-                         [execution_id, run_number])
-
         with self._log_lock:  # definitions not yet carried by a step still belong in the journal
             self._queue_pending_defs_locked()
             if self._unfolded:
                 self._log_cond.notify_all()
-        with self._controlled() as conn:
-            conn.execute("BEGIN")
-            try:
-                record_end(conn)
-                conn.execute("COMMIT")
-            except BaseException:
-                rollback(conn)
-                raise
+        self._control_transaction(runs.finish, now, execution_id, run_number, status, output,
+                                  output_preview, error, traceback, executed, reused, ended_by, end_detail)
         self._check_still_there(f"execution {execution_id!r} ended ({status}), but nothing of run "
                                 f"{run_number} can be read back")
 
@@ -725,15 +653,7 @@ class Journal:
                 return
             conn.execute("BEGIN")
             try:
-                for beat in beats:
-                    conn.execute("UPDATE runs SET alive_at = ?, executed = ?, reused = ? WHERE execution_id = ? "
-                                 "AND run_number = ? AND status = 'running'",
-                                 [now, beat.executed, beat.reused, beat.execution_id, beat.run_number])
-                    conn.execute("DELETE FROM in_flight WHERE execution_id = ? AND run_number = ?",
-                                 [beat.execution_id, beat.run_number])
-                    if beat.running:
-                        conn.executemany(f"INSERT INTO in_flight VALUES ({', '.join('?' * len(IN_FLIGHT_COLUMNS))})",
-                                         [list(row) for row in beat.running])
+                runs.beat(conn, now, beats)
                 conn.execute("COMMIT")
             except BaseException:
                 rollback(conn)
@@ -742,24 +662,13 @@ class Journal:
     @_held
     def delete_execution(self, execution_id: str) -> None:
         """Remove an execution with its runs, steps, attempts and events (pending rows are folded first)."""
-        with self._lock:
-            conn = self._ensure_open()
-            self._fold_locked()
-            conn.execute("BEGIN")
-            try:
-                for table in ("attempts", "steps", "step_counts", "in_flight", "events", "runs", "executions"):
-                    conn.execute(f"DELETE FROM {table} WHERE execution_id = ?", [execution_id])
-                conn.execute("COMMIT")
-            except BaseException:
-                rollback(conn)
-                raise
+        self._folded_transaction(runs.delete, execution_id)
 
     @_held
     def set_parent(self, execution_id: str, parent_execution_id: str) -> None:
         """Record the execution whose workflow body started this one (``zart.run``/``zart.start`` in it)."""
         with self._controlled() as control:
-            control.execute("UPDATE executions SET parent_execution_id = ? WHERE execution_id = ?",
-                            [parent_execution_id, execution_id])
+            runs.set_parent(control, execution_id, parent_execution_id)
 
     @_held
     def retire(self, ids: Sequence[str], *, dry_run: bool = False) -> retention.Removed:
@@ -781,9 +690,7 @@ class Journal:
     def set_status(self, execution_id: str, status: ExecutionStatus) -> None:
         """Set an execution's status outside of a run (e.g. cancel an interrupted one)."""
         with self._controlled() as control:
-            control.execute(
-                "UPDATE executions SET status = ?, finished_at = coalesce(finished_at, ?) "
-                "WHERE execution_id = ?", [status.value, time.time(), execution_id])
+            runs.set_status(control, time.time(), execution_id, status)
 
     # --- steps -----------------------------------------------------------------------------------
 
@@ -861,36 +768,44 @@ class Journal:
         with self._lock:
             conn = self._ensure_open()
             self._fold_locked()
-            rows = conn.execute("SELECT step_key, seq, status FROM steps WHERE execution_id = ? AND current "
-                                "ORDER BY seq, step_key", [execution_id]).fetchall()
-        return [(row[0], row[1], row[2]) for row in rows]
+            return runs.step_order(conn, execution_id)
 
     @_held
     def copy_steps(self, source: str, target: str, keys: Sequence[str]) -> int:
         """Copy the current completed records of ``keys`` of execution ``source`` to the new execution
-        ``target`` (a fork, before its first run reuses them), as records of its run 1. Returns how many.
+        ``target`` (a fork, before its first run reuses them), as records of its run 1 whose reason is
+        ``copied from <source>`` (so they read as copied, not as run 1's). Returns how many.
         Stored values are shared, not copied: ``zart gc`` keeps a file while any record refers to it."""
         if not keys:
             return 0
+        return self._folded_transaction(runs.copy_steps, source, target, keys)
+
+    def _control_transaction(self, write: Callable[..., T], *args: Any) -> T:
+        """``write(connection, *args)`` in one transaction on the run-control connection (no fold)."""
+        with self._controlled() as conn:
+            conn.execute("BEGIN")
+            try:
+                result = write(conn, *args)
+                conn.execute("COMMIT")
+            except BaseException:
+                rollback(conn)
+                raise
+        return result
+
+    def _folded_transaction(self, write: Callable[..., T], *args: Any) -> T:
+        """``write(connection, *args)`` in one transaction on the main connection, this process's
+        records folded first (the rows it deletes or copies are all there)."""
         with self._lock:
             conn = self._ensure_open()
             self._fold_locked()
             conn.execute("BEGIN")
             try:
-                copied = conn.execute(
-                    f"""INSERT INTO steps SELECT ?, step_key, 1, {", ".join(STEP_COLUMNS[3:])} FROM steps
-                        WHERE execution_id = ? AND current AND status = 'completed'
-                        AND list_contains(?, step_key)""", [target, source, list(keys)]).fetchone()
-                conn.execute("DELETE FROM step_counts WHERE execution_id = ?", [target])
-                conn.execute("""INSERT INTO step_counts SELECT execution_id, count(*),
-                                    count(*) FILTER (WHERE status = 'completed'),
-                                    count(*) FILTER (WHERE status = 'failed')
-                                FROM steps WHERE execution_id = ? AND current GROUP BY execution_id""", [target])
+                result = write(conn, *args)
                 conn.execute("COMMIT")
             except BaseException:
                 rollback(conn)
                 raise
-        return int(copied[0]) if copied else 0
+        return result
 
     # --- other modules' tables (``schedules``) -----------------------------------------------------
 

@@ -156,8 +156,7 @@ class ExecutionView:
         parts.append("<h4>Steps</h4>")
         rows = []
         for step in self.steps[:MAX_ROWS]:
-            ran = (f"executed ({_esc(step.reason)})" if step.run_number == r.run_number
-                   else f"reused from run {step.run_number}")
+            ran = _esc(step.this_run(r.run_number))
             result = (f"<span style='color:#c62828'>{_esc(step.error)}</span>" if step.error
                       else f"<code>{_esc(step.output_preview)}</code>")
             rows.append((f"<code>{_esc(step.step_key)}</code>", step.status.value, str(step.attempts),
