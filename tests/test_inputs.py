@@ -156,8 +156,9 @@ def test_a_bad_value_store_is_refused_before_anything_is_journaled(journal, valu
 
 def test_the_local_pool_runs_with_a_value_store_named(journal, tmp_path):
     """``value_store=`` names the folder the execution keeps its stored values in (the local pool's too),
-    journaled: created when a value goes there (none here), and another folder is refused later."""
+    journaled and claimed for this journal at once (its marker alone here: no value went there), and another
+    folder is refused later."""
     assert zart.run(huge, 4, execution_id="vs-2", journal=journal, value_store=tmp_path / "shared") == 8
-    assert not (tmp_path / "shared").exists()
+    assert [p.name for p in (tmp_path / "shared").iterdir()] == [".zart-journal"]
     with pytest.raises(zart.ConfigurationError, match="keeps its stored values in"):
         zart.run(huge, 4, execution_id="vs-2", journal=journal, value_store=tmp_path / "other")
