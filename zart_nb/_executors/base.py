@@ -105,6 +105,13 @@ class WireRevoked(NamedTuple):
     task_ids: list[int]
 
 
+class WireImports(NamedTuple):
+    """Modules a step's output needs (its type's), sent as the step returns, before its output is pickled and
+    written: the driver imports them meanwhile, not after the reply (``importahead``)."""
+
+    modules: tuple[str, ...]
+
+
 @dataclass(slots=True)
 class Outcome:
     """How an attempt ended."""
