@@ -9,7 +9,9 @@ The driver's ``sys.path`` comes in the environment (``PATH_VARIABLE``). Messages
 ``REVOKE_FD``, read by a thread of its own so that a revoke is answered while a step runs.
 Replies: ``None`` once when ready, then lists of ``WireReply`` in task order, with ``WireOutput``
 (lines a running step printed) before the reply of their task, and a ``WireRevoked`` per revoke: the
-attempts taken off the local queue (drained from the socket first), which will never run here. One
+attempts taken off the local queue (drained from the socket first), which will never run here; and, as a
+step returns an output of a type not seen before, a ``WireImports`` naming its module, sent at once so the
+driver imports it while the output is pickled and written (``importahead``). One
 lock guards the queue: an attempt is either taken off it to run or revoked, never both. A reply
 leaves at most ``REPLY_DELAY`` seconds after its step ended (a sender thread gathers the replies of
 quick steps into one message, whatever the next step is doing).
