@@ -17,15 +17,16 @@ import logging
 import sys
 import threading
 
+from .base import NOT_IMPORTED_AHEAD
+
 logger = logging.getLogger("zart_nb")
 
-SKIPPED = frozenset(("builtins", "__main__"))  # always there (a notebook's or script's own classes: __main__)
 THREAD_NAME = "zart-import-ahead"
 
 
 def wanted(module: str) -> bool:
-    """A module name worth importing ahead: dotted identifiers, not yet imported, not ``SKIPPED``."""
-    return (module not in sys.modules and module not in SKIPPED and len(module) < 256
+    """A module name worth importing ahead: dotted identifiers, not yet imported, not builtins or __main__."""
+    return (module not in sys.modules and module not in NOT_IMPORTED_AHEAD and len(module) < 256
             and all(part.isidentifier() for part in module.split(".")))
 
 

@@ -39,6 +39,7 @@ from .._serialization import cap_text
 from . import capture, fdcapture
 from .base import (
     FUNCTION_MISSING,
+    NOT_IMPORTED_AHEAD,
     PATH_VARIABLE,
     UNPICKLABLE_RESULT,
     WireImports,
@@ -47,7 +48,6 @@ from .base import (
     WireRevoked,
     WireTask,
 )
-from .importahead import SKIPPED
 from .wire import FdConnection
 
 FN_CACHE_SIZE = 512
@@ -183,7 +183,7 @@ class Runner:
         if kind not in self._named and len(self._named) < FN_CACHE_SIZE:
             self._named.add(kind)
             module = getattr(kind, "__module__", None)
-            if isinstance(module, str) and module not in SKIPPED and self._imports is not None:
+            if isinstance(module, str) and module not in NOT_IMPORTED_AHEAD and self._imports is not None:
                 self._imports(module)
 
     @staticmethod
