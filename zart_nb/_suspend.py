@@ -59,6 +59,7 @@ EVENT_LOOK = 5.0  # seconds between looks in the file for events sent to waiting
 WOKEN_BY_PING = "woken by a ping on its wake channel"  # in the continuing run's trigger detail
 BUSY_RETRY = 2.0  # another process holds the journal at a due time: try again this much later
 PING_SETTLE = 0.1  # seconds between a ping and its look: the sender pings as it closes the file
+PING_RETRY = 5.0  # seconds a pinged look is tried again while the file is still held (its sender closing it)
 
 Execute = Callable[["Execution", "WorkflowDef", Any, "RunOptions", "RunPlan | None"], None]
 
@@ -179,6 +180,7 @@ class Continuer:
         self._looked = 0.0
         self._channels: dict[object, WakeChannel | None] = {}  # journal identity -> its wake channel (None: none)
         self._pinged: set[object] = set()  # journals to look at now (a ping came)
+        self._pinged_at: dict[object, float] = {}  # journal identity -> when the ping not yet looked upon came
         self._at_exit = False
 
     def add(self, execution: Execution, workflow: WorkflowDef, data: Any, options: RunOptions,
@@ -273,6 +275,7 @@ class Continuer:
     def _ping(self, identity: object) -> None:
         with self._cond:
             self._pinged.add(identity)
+            self._pinged_at.setdefault(identity, time.time())
             self._cond.notify_all()
 
     def _close_idle_channels(self) -> None:
@@ -322,13 +325,31 @@ class Continuer:
         by_journal: dict[object, list[tuple[tuple[object, str], _Entry]]] = {}
         for key, entry in entries:
             by_journal.setdefault(key[0], []).append((key, entry))
+        with self._cond:
+            for identity in pinged - by_journal.keys():
+                self._pinged_at.pop(identity, None)  # nothing of it suspended here any more
         for identity, group in by_journal.items():
             journal = journal_of(group[0][1].execution)
             try:
                 with journal.hold():
                     self._look_at(journal, group, identity in pinged)
-            except ZartError:  # another process holds it: look again later
+            except ZartError:  # another process holds it: look again later (soon after a ping: its sender
+                if identity in pinged:  # lets go of the file as it pings, which may take a moment under load)
+                    self._ping_again(identity)
                 continue
+            with self._cond:
+                self._pinged_at.pop(identity, None)
+                if identity in self._pinged:  # pinged again while it looked
+                    self._pinged_at[identity] = time.time()
+
+    def _ping_again(self, identity: object) -> None:
+        """A pinged look found the file held: look again after ``PING_SETTLE``, for up to ``PING_RETRY``."""
+        with self._cond:
+            if time.time() < self._pinged_at.get(identity, 0.0) + PING_RETRY:
+                self._pinged.add(identity)
+                self._cond.notify_all()
+            else:
+                self._pinged_at.pop(identity, None)
 
     def _woken_by(self, identity: object, pinged: bool) -> str:
         """Why a look found something: a ping came for the journal before (or while) it looked."""
@@ -357,13 +378,17 @@ class Continuer:
             with self._cond:
                 if self._entries.pop(key, None) is None:
                     continue
+            why = self._woken_by(journal.identity, pinged)
             error: BaseException
             if status == ExecutionStatus.CANCELLED.value:
-                error = Cancelled(f"execution {execution.execution_id!r} was cancelled while {entry.status.value}")
+                logger.info("zart: execution %r was cancelled from another process (%s)", execution.execution_id, why)
+                error = Cancelled(f"execution {execution.execution_id!r} was cancelled while {entry.status.value} "
+                                  f"(from another process; {why})")
                 execution.finish(ExecutionStatus.CANCELLED, error=error)
             else:
+                logger.info("zart: execution %r is %s (%s)", execution.execution_id, status or "deleted", why)
                 execution.fail(StateConflict(execution.execution_id, status or "deleted",
-                                             "another process continued it (or it was deleted)"))
+                                             f"another process continued it (or it was deleted; {why})"))
             runtime.release(execution)
             execution.set_done()
         if renew:
