@@ -182,6 +182,8 @@ class Continuer:
         self._pinged: set[object] = set()  # journals to look at now (a ping came)
         self._pinged_at: dict[object, float] = {}  # journal identity -> when the ping not yet looked upon came
         self._at_exit = False
+        self._busy = threading.Lock()  # held while the thread uses a journal (a look, a continuation's start)
+        self._stopping = False  # the interpreter exits: the thread uses no journal any more
 
     def add(self, execution: Execution, workflow: WorkflowDef, data: Any, options: RunOptions,
             execute: Execute) -> None:
@@ -192,6 +194,8 @@ class Continuer:
         waits_for, wake_at = held
         journal = journal_of(execution)
         key = (journal.identity, execution.execution_id)
+        if self._stopping:  # the process is exiting: left suspended in the file, for zart serve or a resume
+            return
         entry = _Entry(execution, workflow, data, options, execute, execution.status, waits_for, wake_at)
         execution.on_suspended_cancel(lambda origin: self.cancel(key, origin))
         with self._cond:
@@ -290,9 +294,25 @@ class Continuer:
 
     # --- the thread ------------------------------------------------------------------------------
 
+    def _stop(self) -> None:
+        """As the interpreter exits, before the journals close (``runtime.close_all``, an ``atexit``
+        callback): wait for a look in progress and end the thread; executions suspended after this are
+        not taken. A daemon thread still opening the journal as the interpreter finalizes aborts the
+        process (SIGABRT, "FATAL: exception not rethrown" inside DuckDB's connect): 1 process in about 20
+        that exited at once after an execution suspended, at load 4, when its run thread added the
+        execution after ``atexit`` had run and the new continuer's first look opened the file."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._busy.acquire(timeout=10.0):
+            self._busy.release()
+        self._close_channels()
+
     def _loop(self) -> None:
         while True:
             with self._cond:
+                if self._stopping:
+                    return
                 now = time.time()
                 due = [key for key, entry in self._entries.items() if entry.due is not None and entry.due <= now]
                 taken = [(key, self._entries.pop(key)) for key in due]
@@ -305,18 +325,22 @@ class Continuer:
                     if soonest > now:
                         self._cond.wait(min(soonest - now, EVENT_LOOK))
                         continue
-            for key, entry in taken:
-                self._continue(key, entry)
-            if pinged:
-                time.sleep(PING_SETTLE)  # the sender is closing the file: open it once it has
-            every = time.time() >= self._looked + _look_every()
-            if every or pinged:
-                if every:
-                    self._looked = time.time()
-                with self._cond:
-                    entries = [(key, entry) for key, entry in self._entries.items() if every or key[0] in pinged]
-                self._look(entries, pinged)
-            self._close_idle_channels()
+            with self._busy:
+                if self._stopping:
+                    return
+                for key, entry in taken:
+                    self._continue(key, entry)
+                if pinged:
+                    time.sleep(PING_SETTLE)  # the sender is closing the file: open it once it has
+                every = time.time() >= self._looked + _look_every()
+                if every or pinged:
+                    if every:
+                        self._looked = time.time()
+                    with self._cond:
+                        entries = [(key, entry) for key, entry in self._entries.items()
+                                   if every or key[0] in pinged]
+                    self._look(entries, pinged)
+                self._close_idle_channels()
 
     def _look(self, entries: list[tuple[tuple[object, str], _Entry]], pinged: set[object]) -> None:
         """What other processes wrote into the file while nobody held it: an event sent to a waiting
@@ -432,3 +456,5 @@ class Continuer:
 
 
 continuer = Continuer()
+# threading's own exit hooks run before every atexit callback (concurrent.futures stops its workers so)
+threading._register_atexit(continuer._stop)  # type: ignore[attr-defined]
