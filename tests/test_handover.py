@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import handover_lib
@@ -47,10 +48,16 @@ def _stop(proc: subprocess.Popen[bytes]) -> int:
 
 
 def _show(journal: Path, execution_id: str, cwd: Path) -> str:
-    out = subprocess.run([sys.executable, "-m", "zart_nb", "show", execution_id, "--journal", str(journal)],
-                         capture_output=True, text=True, cwd=cwd, env=_env(), timeout=60)
-    assert out.stdout.startswith(f"Execution {execution_id}"), out.stderr  # its exit code is its status's
-    return out.stdout
+    """``zart show``'s text. Serve opens the file for a moment at each of its looks (``--poll 0.5``) without
+    serving its monitor, and a ``zart show`` that meets it then gives up after ``READ_WAIT`` (0.3 s; under
+    load a look can take longer) naming it: asked again until it reads (the test cannot know when serve looks)."""
+    deadline = time.monotonic() + 60
+    while True:
+        out = subprocess.run([sys.executable, "-m", "zart_nb", "show", execution_id, "--journal", str(journal)],
+                             capture_output=True, text=True, cwd=cwd, env=_env(), timeout=60)
+        if out.stdout.startswith(f"Execution {execution_id}"):  # its exit code is its status's
+            return out.stdout
+        assert "which serves no monitor endpoint" in out.stderr and time.monotonic() < deadline, out.stderr
 
 
 def _script(path: Path, body: str) -> Path:

@@ -80,11 +80,16 @@ def request_cancel(journal: Journal, execution_id: str, origin: str | None = Non
 
 
 def _cancel_journaled(journal: Journal, execution_id: str) -> ExecutionStatus:
+    from ._messages import owner_to_ping, ping
+
     status = journal.execution_status(execution_id)
     if status is None:
         raise ExecutionNotFound(execution_id, journal.path)
     if not status.finished:
+        owner = owner_to_ping(journal, execution_id)  # suspended by a live process: it ends at once, not on its look
         journal.set_status(execution_id, ExecutionStatus.CANCELLED)
+        if owner is not None:
+            ping(journal, owner)
         _cancel_children(journal, execution_id)
     return status
 
@@ -116,7 +121,12 @@ def delete_here(journal: Journal, execution_id: str) -> None:
         raise ExecutionNotFound(execution_id, journal.path)
     if (live is not None and not live.done) or status in (ExecutionStatus.RUNNING, ExecutionStatus.PENDING):
         raise DefinitionError(f"execution {execution_id!r} is {status.value}; cancel it before deleting it")
+    from ._messages import owner_to_ping, ping
+
+    owner = owner_to_ping(journal, execution_id)  # suspended by another live process: told after the commit
     journal.delete_execution(execution_id)
+    if owner is not None:
+        ping(journal, owner)
 
 
 class EngineControl(Control):

@@ -171,18 +171,32 @@ def ping_owner(journal: Journal, execution_id: str) -> None:
     The owner cannot open the file while this process has it open, so the ping goes as this process
     lets go of it (a second after its last use, or at exit), or at once if it has. Without a ping the
     owner finds it on its next look (``EVENT_LOOK``)."""
+    owner = owner_to_ping(journal, execution_id)
+    if owner is not None:
+        ping(journal, owner)
+
+
+def owner_to_ping(journal: Journal, execution_id: str) -> str | None:
+    """The lease owner of a suspended execution that another process (on any host) holds, which a change
+    written into the file concerns; None when it is not suspended or suspended here. A cancel or a
+    delete reads it before its commit (the commit ends the suspension) and pings after it (:func:`ping`)."""
     status, owner = journal.query(suspension.lease_of, execution_id)
     if owner is None or status not in suspension.SUSPENDED or owner == suspension.owner():
-        return
+        return None
+    return owner
+
+
+def ping(journal: Journal, owner: str) -> None:
+    """Ping ``owner``'s wake channel for ``journal`` as this process lets go of the file (at once if it has)."""
     from ._monitor import wake  # sockets only when another process may be pinged
 
-    def ping() -> None:
+    def send() -> None:
         wake.ping(journal.path, owner)
 
     if journal.is_open:
-        journal.on_release(ping)
+        journal.on_release(send)
     else:
-        ping()
+        send()
 
 
 def wake(execution_id: str, journal: str | os.PathLike[str] | None = None) -> bool:

@@ -59,6 +59,7 @@ EVENT_LOOK = 5.0  # seconds between looks in the file for events sent to waiting
 WOKEN_BY_PING = "woken by a ping on its wake channel"  # in the continuing run's trigger detail
 BUSY_RETRY = 2.0  # another process holds the journal at a due time: try again this much later
 PING_SETTLE = 0.1  # seconds between a ping and its look: the sender pings as it closes the file
+PING_RETRY = 5.0  # seconds a pinged look is tried again while the file is still held (its sender closing it)
 
 Execute = Callable[["Execution", "WorkflowDef", Any, "RunOptions", "RunPlan | None"], None]
 
@@ -179,7 +180,10 @@ class Continuer:
         self._looked = 0.0
         self._channels: dict[object, WakeChannel | None] = {}  # journal identity -> its wake channel (None: none)
         self._pinged: set[object] = set()  # journals to look at now (a ping came)
+        self._pinged_at: dict[object, float] = {}  # journal identity -> when the ping not yet looked upon came
         self._at_exit = False
+        self._busy = threading.Lock()  # held while the thread uses a journal (a look, a continuation's start)
+        self._stopping = False  # the interpreter exits: the thread uses no journal any more
 
     def add(self, execution: Execution, workflow: WorkflowDef, data: Any, options: RunOptions,
             execute: Execute) -> None:
@@ -190,6 +194,8 @@ class Continuer:
         waits_for, wake_at = held
         journal = journal_of(execution)
         key = (journal.identity, execution.execution_id)
+        if self._stopping:  # the process is exiting: left suspended in the file, for zart serve or a resume
+            return
         entry = _Entry(execution, workflow, data, options, execute, execution.status, waits_for, wake_at)
         execution.on_suspended_cancel(lambda origin: self.cancel(key, origin))
         with self._cond:
@@ -273,6 +279,7 @@ class Continuer:
     def _ping(self, identity: object) -> None:
         with self._cond:
             self._pinged.add(identity)
+            self._pinged_at.setdefault(identity, time.time())
             self._cond.notify_all()
 
     def _close_idle_channels(self) -> None:
@@ -287,9 +294,25 @@ class Continuer:
 
     # --- the thread ------------------------------------------------------------------------------
 
+    def _stop(self) -> None:
+        """As the interpreter exits, before the journals close (``runtime.close_all``, an ``atexit``
+        callback): wait for a look in progress and end the thread; executions suspended after this are
+        not taken. A daemon thread still opening the journal as the interpreter finalizes aborts the
+        process (SIGABRT, "FATAL: exception not rethrown" inside DuckDB's connect): 1 process in about 20
+        that exited at once after an execution suspended, at load 4, when its run thread added the
+        execution after ``atexit`` had run and the new continuer's first look opened the file."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._busy.acquire(timeout=10.0):
+            self._busy.release()
+        self._close_channels()
+
     def _loop(self) -> None:
         while True:
             with self._cond:
+                if self._stopping:
+                    return
                 now = time.time()
                 due = [key for key, entry in self._entries.items() if entry.due is not None and entry.due <= now]
                 taken = [(key, self._entries.pop(key)) for key in due]
@@ -302,18 +325,22 @@ class Continuer:
                     if soonest > now:
                         self._cond.wait(min(soonest - now, EVENT_LOOK))
                         continue
-            for key, entry in taken:
-                self._continue(key, entry)
-            if pinged:
-                time.sleep(PING_SETTLE)  # the sender is closing the file: open it once it has
-            every = time.time() >= self._looked + _look_every()
-            if every or pinged:
-                if every:
-                    self._looked = time.time()
-                with self._cond:
-                    entries = [(key, entry) for key, entry in self._entries.items() if every or key[0] in pinged]
-                self._look(entries, pinged)
-            self._close_idle_channels()
+            with self._busy:
+                if self._stopping:
+                    return
+                for key, entry in taken:
+                    self._continue(key, entry)
+                if pinged:
+                    time.sleep(PING_SETTLE)  # the sender is closing the file: open it once it has
+                every = time.time() >= self._looked + _look_every()
+                if every or pinged:
+                    if every:
+                        self._looked = time.time()
+                    with self._cond:
+                        entries = [(key, entry) for key, entry in self._entries.items()
+                                   if every or key[0] in pinged]
+                    self._look(entries, pinged)
+                self._close_idle_channels()
 
     def _look(self, entries: list[tuple[tuple[object, str], _Entry]], pinged: set[object]) -> None:
         """What other processes wrote into the file while nobody held it: an event sent to a waiting
@@ -322,13 +349,31 @@ class Continuer:
         by_journal: dict[object, list[tuple[tuple[object, str], _Entry]]] = {}
         for key, entry in entries:
             by_journal.setdefault(key[0], []).append((key, entry))
+        with self._cond:
+            for identity in pinged - by_journal.keys():
+                self._pinged_at.pop(identity, None)  # nothing of it suspended here any more
         for identity, group in by_journal.items():
             journal = journal_of(group[0][1].execution)
             try:
                 with journal.hold():
                     self._look_at(journal, group, identity in pinged)
-            except ZartError:  # another process holds it: look again later
+            except ZartError:  # another process holds it: look again later (soon after a ping: its sender
+                if identity in pinged:  # lets go of the file as it pings, which may take a moment under load)
+                    self._ping_again(identity)
                 continue
+            with self._cond:
+                self._pinged_at.pop(identity, None)
+                if identity in self._pinged:  # pinged again while it looked
+                    self._pinged_at[identity] = time.time()
+
+    def _ping_again(self, identity: object) -> None:
+        """A pinged look found the file held: look again after ``PING_SETTLE``, for up to ``PING_RETRY``."""
+        with self._cond:
+            if time.time() < self._pinged_at.get(identity, 0.0) + PING_RETRY:
+                self._pinged.add(identity)
+                self._cond.notify_all()
+            else:
+                self._pinged_at.pop(identity, None)
 
     def _woken_by(self, identity: object, pinged: bool) -> str:
         """Why a look found something: a ping came for the journal before (or while) it looked."""
@@ -357,13 +402,17 @@ class Continuer:
             with self._cond:
                 if self._entries.pop(key, None) is None:
                     continue
+            why = self._woken_by(journal.identity, pinged)
             error: BaseException
             if status == ExecutionStatus.CANCELLED.value:
-                error = Cancelled(f"execution {execution.execution_id!r} was cancelled while {entry.status.value}")
+                logger.info("zart: execution %r was cancelled from another process (%s)", execution.execution_id, why)
+                error = Cancelled(f"execution {execution.execution_id!r} was cancelled while {entry.status.value} "
+                                  f"(from another process; {why})")
                 execution.finish(ExecutionStatus.CANCELLED, error=error)
             else:
+                logger.info("zart: execution %r is %s (%s)", execution.execution_id, status or "deleted", why)
                 execution.fail(StateConflict(execution.execution_id, status or "deleted",
-                                             "another process continued it (or it was deleted)"))
+                                             f"another process continued it (or it was deleted; {why})"))
             runtime.release(execution)
             execution.set_done()
         if renew:
@@ -407,3 +456,5 @@ class Continuer:
 
 
 continuer = Continuer()
+# threading's own exit hooks run before every atexit callback (concurrent.futures stops its workers so)
+threading._register_atexit(continuer._stop)  # type: ignore[attr-defined]

@@ -239,7 +239,8 @@ class Api:
             return {"was": was.value, "status": "cancelling"}
 
     def start(self, journal: Journal, body: Any) -> tuple[int, Any]:
-        from .loop import start_journaled
+        """``POST /executions``; another process's turn at the journal is 503 with ``Retry-After`` (``turns``)."""
+        from .turns import RETRY_AFTER, not_now
 
         if not isinstance(body, dict) or not isinstance(body.get("workflow"), str) or not body["workflow"]:
             raise HttpError(400, 'the body is {"workflow": "<name>", "data": <JSON>, "execution_id": "<optional>"}')
@@ -247,9 +248,20 @@ class Api:
         execution_id = body.get("execution_id") or f"{workflow}-{secrets.token_hex(6)}"
         if not isinstance(execution_id, str):
             raise HttpError(400, "execution_id is a string")
+        busy = not_now(journal)  # another process's turn: answered at once, the file left to it
+        if busy is not None:
+            raise HttpError(503, busy, {"Retry-After": str(RETRY_AFTER)})
+        try:
+            return self._start(journal, workflow, execution_id, body.get("data"))
+        except JournalLocked as exc:  # it took the file between the look and the open
+            raise HttpError(503, f"{exc}; try again in {RETRY_AFTER} s", {"Retry-After": str(RETRY_AFTER)}) from None
+
+    def _start(self, journal: Journal, workflow: str, execution_id: str, data: Any) -> tuple[int, Any]:
+        from .loop import start_journaled
+
         if journal.execution_status(execution_id) is not None:  # a retried request starts nothing twice
             raise HttpError(409, f"execution {execution_id!r} exists already (GET /executions/{execution_id})")
-        execution = start_journaled(journal, workflow, body.get("data"), execution_id)
+        execution = start_journaled(journal, workflow, data, execution_id)
         self.serve.track(journal, execution)
         return 201, {"execution_id": execution_id, "workflow": workflow, "run": execution.run_number,
                      "status": execution.status.value}
@@ -412,7 +424,9 @@ OPENAPI: dict[str, Any] = {
                             "execution_id": {"type": "string"}}},
                         extra={"400": "the body is not that JSON object", "404": "no journaled workflow of that name",
                                "409": "an execution of that id exists already", "413": "the body is over 1 MiB",
-                               "503": "the journal is busy"}),
+                               "503": "another process has the journal now (zart serve handed it over to a run "
+                                      "that asked for it, or that process holds it): nothing was started; try "
+                                      "again after the Retry-After header's seconds"}),
         },
         "/executions/{execution_id}": {
             "get": _op("An execution with its steps and runs (previews: nothing is unpickled)", params=[_ID],
