@@ -105,16 +105,6 @@ class WireRevoked(NamedTuple):
     task_ids: list[int]
 
 
-NOT_IMPORTED_AHEAD = frozenset(("builtins", "__main__"))  # always there (a script's or notebook's own: __main__)
-
-
-class WireImports(NamedTuple):
-    """Modules a step's output needs (its type's), sent as the step returns, before its output is pickled and
-    written: the driver imports them meanwhile, not after the reply (``importahead``)."""
-
-    modules: tuple[str, ...]
-
-
 @dataclass(slots=True)
 class Outcome:
     """How an attempt ended."""

@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import ExecutorClosed
-from . import importahead
 from .base import (
     FUNCTION_MISSING,
     PATH_VARIABLE,
@@ -51,7 +50,6 @@ from .base import (
     OutcomeKind,
     OutcomeSink,
     Task,
-    WireImports,
     WireOutput,
     WireReply,
     WireRevoked,
@@ -157,8 +155,6 @@ class LocalPool(Executor):
         self._wake_pending = False
         self._delivering = False  # the I/O thread is inside the sink (not reading replies)
         self._printed: list[tuple[Task, str, str]] = []  # (task, stream, lines), I/O thread only
-        self._imports: list[str] = []  # modules workers named for outputs on their way (I/O thread only)
-        self.imported_ahead: list[str] = []  # every module imported ahead (for tests and benchmarks)
         self.revokes = 0  # revoke messages sent (for tests and benchmarks)
         self.taken_back = 0  # attempts workers gave back unstarted, for idle workers to run
         self._thread = threading.Thread(target=self._loop, name="zart-pool-io", daemon=True)
@@ -501,9 +497,6 @@ class LocalPool(Executor):
             self._release_delayed_locked()
             self._check_timeouts_locked(outcomes)
             self._dispatch_locked()
-        if self._imports:  # before the outcomes: the worker is still writing the output
-            names, self._imports = self._imports, []
-            self.imported_ahead.extend(importahead.start(names))
         if self._printed:
             printed, self._printed = self._printed, []
             deliver_output(printed)
@@ -533,8 +526,6 @@ class LocalPool(Executor):
                     if type(reply) is WireOutput:  # lines its running step printed
                         if task is not None and reply.task_id == task.task_id:
                             self._printed.append((task, reply.stream, reply.text))
-                    elif type(reply) is WireImports:  # its step returned; the output is being written
-                        self._imports.extend(reply.modules)
                     elif type(reply) is WireRevoked and not self._take_back_locked(worker, reply.task_ids, now):
                         return False
                     continue

@@ -9,9 +9,7 @@ The driver's ``sys.path`` comes in the environment (``PATH_VARIABLE``). Messages
 ``REVOKE_FD``, read by a thread of its own so that a revoke is answered while a step runs.
 Replies: ``None`` once when ready, then lists of ``WireReply`` in task order, with ``WireOutput``
 (lines a running step printed) before the reply of their task, and a ``WireRevoked`` per revoke: the
-attempts taken off the local queue (drained from the socket first), which will never run here; and, as a
-step returns an output of a type not seen before, a ``WireImports`` naming its module, sent at once so the
-driver imports it while the output is pickled and written (``importahead``). One
+attempts taken off the local queue (drained from the socket first), which will never run here. One
 lock guards the queue: an attempt is either taken off it to run or revoked, never both. A reply
 leaves at most ``REPLY_DELAY`` seconds after its step ended (a sender thread gathers the replies of
 quick steps into one message, whatever the next step is doing).
@@ -39,10 +37,8 @@ from .._serialization import cap_text
 from . import capture, fdcapture
 from .base import (
     FUNCTION_MISSING,
-    NOT_IMPORTED_AHEAD,
     PATH_VARIABLE,
     UNPICKLABLE_RESULT,
-    WireImports,
     WireOutput,
     WireReply,
     WireRevoked,
@@ -84,10 +80,7 @@ class Runner:
     Used without the socket loop too: by the inline executor (a thread of the driver) and by
     executors that run tasks inside other processes (a Dask worker)."""
 
-    def __init__(self, live: Callable[[int, str, str], None] | None = None,
-                 imports: Callable[[str], None] | None = None) -> None:
-        """``live``: gets a step's printed lines as it runs; ``imports``: gets the module of an output's
-        type as the step returns, once per type (the driver imports it while the output is written)."""
+    def __init__(self, live: Callable[[int, str, str], None] | None = None) -> None:
         from .. import _context, _serialization, _tables
 
         self._context = _context
@@ -96,8 +89,6 @@ class Runner:
         self._functions: dict[str, Callable[..., Any]] = {}
         self._blobs: dict[str, bytes] = {}  # functions that came with a revoked task, not loaded
         self._live = live  # (task id, stream, complete lines) as the step prints them
-        self._imports = imports
-        self._named: set[type] = set()  # output types whose module was named to ``imports``
 
     def run(self, task: WireTask) -> WireReply:
         task_id, fn_id, fn_blob, args_blob, execution_id, step_key, attempt, store = task
@@ -142,8 +133,6 @@ class Runner:
                 error_blob = None
             return WireReply(task_id, False, error_blob, None, type(exc).__qualname__, cap_text(_message(exc)),
                              cap_text(_format_traceback(exc)), started, time.time(), output)
-        if store is not None and self._imports is not None and type(result) not in _NO_BUFFERS:
-            self._name_module(type(result))
         preview: str | None = None
         buffers: list[Any] = []
         if store is not None and type(result).__name__ in _TABLE_NAMES:  # a DataFrame: Parquet, not a pickle
@@ -178,13 +167,6 @@ class Runner:
                 preview = stored if preview is None else f"{preview} {stored[stored.rfind('[stored'):]}"
         return _reply((task_id, True, blob, preview or ser.quick_preview(result), None, None, None, started,
                        time.time(), output))
-
-    def _name_module(self, kind: type) -> None:
-        if kind not in self._named and len(self._named) < FN_CACHE_SIZE:
-            self._named.add(kind)
-            module = getattr(kind, "__module__", None)
-            if isinstance(module, str) and module not in NOT_IMPORTED_AHEAD and self._imports is not None:
-                self._imports(module)
 
     @staticmethod
     def _store_failed(task_id: int, result: Any, store: tuple[str, int], exc: Exception, started: float,
@@ -232,12 +214,6 @@ class _Replies:
             elif len(self._items) == 1:
                 self._first = time.monotonic()
                 self._cond.notify()
-
-    def add_imports(self, module: str) -> None:
-        """The module a step's output needs, sent now: its output is pickled and written next."""
-        with self._cond:
-            self._items.append(WireImports((module,)))
-            self._send_locked()
 
     def add_revoked(self, task_ids: list[int]) -> None:
         """A revoke's answer, sent now: the driver waits for it to hand those attempts to others."""
@@ -329,7 +305,7 @@ def _serve_revokes(control: FdConnection, queue: _Queue, runner: Runner, replies
 
 def _serve(conn: FdConnection, control: FdConnection | None = None) -> None:
     replies = _Replies(conn)
-    runner = Runner(live=replies.add_output, imports=replies.add_imports)
+    runner = Runner(live=replies.add_output)
     pid = os.getpid()
     queue = _Queue(conn)
     pending = queue.pending
