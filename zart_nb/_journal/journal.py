@@ -33,6 +33,7 @@ from .schema import (
     AttemptRow,
     DefinitionRow,
     StepRow,
+    in_transaction,
     migrate,
     read_schema,
     rollback,
@@ -651,13 +652,7 @@ class Journal:
             conn = self._control
             if conn is None:
                 return
-            conn.execute("BEGIN")
-            try:
-                runs.beat(conn, now, beats)
-                conn.execute("COMMIT")
-            except BaseException:
-                rollback(conn)
-                raise
+            in_transaction(conn, runs.beat, now, beats)
 
     @_held
     def delete_execution(self, execution_id: str) -> None:
@@ -783,14 +778,7 @@ class Journal:
     def _control_transaction(self, write: Callable[..., T], *args: Any) -> T:
         """``write(connection, *args)`` in one transaction on the run-control connection (no fold)."""
         with self._controlled() as conn:
-            conn.execute("BEGIN")
-            try:
-                result = write(conn, *args)
-                conn.execute("COMMIT")
-            except BaseException:
-                rollback(conn)
-                raise
-        return result
+            return in_transaction(conn, write, *args)
 
     def _folded_transaction(self, write: Callable[..., T], *args: Any) -> T:
         """``write(connection, *args)`` in one transaction on the main connection, this process's
@@ -798,14 +786,7 @@ class Journal:
         with self._lock:
             conn = self._ensure_open()
             self._fold_locked()
-            conn.execute("BEGIN")
-            try:
-                result = write(conn, *args)
-                conn.execute("COMMIT")
-            except BaseException:
-                rollback(conn)
-                raise
-        return result
+            return in_transaction(conn, write, *args)
 
     # --- other modules' tables (``schedules``) -----------------------------------------------------
 
@@ -817,11 +798,4 @@ class Journal:
         with self._lock:
             self._fold_locked()
         with self._controlled() as conn:
-            conn.execute("BEGIN")
-            try:
-                result = write(conn, *args, **kwargs)
-                conn.execute("COMMIT")
-            except BaseException:
-                rollback(conn)
-                raise
-        return result
+            return in_transaction(conn, write, *args, **kwargs)

@@ -6,14 +6,17 @@ order is the column order the appender writes, so a row can never be built in an
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from .._errors import JournalCorrupt, JournalSchemaTooNew
 from . import db
 
 if TYPE_CHECKING:
     import duckdb
+
+T = TypeVar("T")
 
 SCHEMA_VERSION = 11
 
@@ -298,6 +301,18 @@ def empty() -> duckdb.DuckDBPyConnection:
     conn: duckdb.DuckDBPyConnection = db.load().connect(":memory:")
     migrate(conn, {})
     return conn
+
+
+def in_transaction(conn: duckdb.DuckDBPyConnection, write: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``write(conn, *args, **kwargs)`` in one transaction: committed, or rolled back whole if it raises."""
+    conn.execute("BEGIN")
+    try:
+        result = write(conn, *args, **kwargs)
+        conn.execute("COMMIT")
+    except BaseException:
+        rollback(conn)
+        raise
+    return result
 
 
 def rollback(conn: duckdb.DuckDBPyConnection) -> None:
