@@ -7,7 +7,7 @@ import sys
 
 import pytest
 from conftest import wait_until
-from steps_lib import pid_step, quick, slow_forever, square, wait_for_file
+from steps_lib import quick, slow_forever, square, wait_for_file
 
 import zart_nb as zart
 
@@ -226,29 +226,3 @@ print(json.dumps(zart.run(look, sys.argv[1], journal="j.duckdb", workers=2, disp
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
-
-
-def test_a_pool_started_ahead_starts_its_other_workers_only_when_work_needs_them(journal, tmp_path):
-    """A first run starts its pool while the journal opens (a core's worth of workers); the others start
-    with the first submit that has more attempts than idle workers, not with a lone step."""
-    from zart_nb._runtime import runtime
-
-    cores = os.cpu_count() or 2
-    if cores > 8:
-        pytest.skip("starts one worker per core and one more")
-    workers = cores + 1
-    zart.shutdown_pool()
-    seen = {}
-
-    @zart.workflow("one-then-a-fan-out")
-    def flow(_):
-        from zart_nb._runtime import runtime  # imported here: the workflow is pickled into the journal
-
-        seen["one"] = zart.wait([zart.schedule(pid_step, "one", str(tmp_path))])[0]
-        seen["after one"] = list(runtime.executor.pids)
-        return zart.wait([zart.schedule(pid_step, f"fan-{i}", str(tmp_path)) for i in range(2 * workers)])
-
-    zart.run(flow, None, journal=journal, workers=workers, display=False)
-    assert seen["after one"] == [seen["one"]] if cores <= 2 else len(seen["after one"]) == cores - 1
-    assert len(runtime.executor.pids) == workers  # the fan-out started the rest
-    zart.shutdown_pool()

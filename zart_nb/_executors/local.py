@@ -134,8 +134,7 @@ class LocalPool(Executor):
     def __init__(self, workers: int, sink: OutcomeSink, *, start: int | None = None,
                  umask: Callable[[], int] | None = None) -> None:
         """``start``: how many worker processes to start now (default all); the others start with
-        the first ``submit`` that has more attempts than idle started workers. ``umask``: gives a
-        worker's umask as it starts (default: inherited)."""
+        the first ``submit``. ``umask``: gives a worker's umask as it starts (default: inherited)."""
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.size = workers
@@ -165,7 +164,7 @@ class LocalPool(Executor):
     def submit(self, tasks: list[Task]) -> None:
         if self._closed:
             raise ExecutorClosed("the worker pool was shut down; submit to a new one")
-        if self._unstarted and self._needs_the_rest(tasks):
+        if self._unstarted:
             self._start_the_rest()
         now = time.time()
         wake = False
@@ -199,13 +198,6 @@ class LocalPool(Executor):
                 wake = True
         if wake:
             self._wake()
-
-    def _needs_the_rest(self, tasks: list[Task]) -> bool:
-        """Whether ``tasks`` need more workers than the started ones: not when a started worker is idle
-        for each of them and nothing else waits (a first run's single step does not start processes it
-        never uses: on 2 cores, the second worker's start-up competed with the step for the CPU)."""
-        idle = sum(1 for worker in self._workers if not worker.inflight)
-        return len(tasks) > idle or not self._tasks.empty
 
     def _start_the_rest(self) -> None:
         with self._lock:
