@@ -171,6 +171,7 @@ class RunState:
         # A cluster's workers load a by-reference argument only from a store they share (value_store=)
         self._by_reference_ok = value_store is not None or choice.target(executor) is None
         self._sleeping: list[Any] | None = None  # [wake time, (key, seq, name)] while the body sleeps
+        self._failed_before: dict[str, Any] | None = None  # a retry's other failed steps, read once (_fail_again)
         self.handover: str | None = None  # zart serve hands the journal over: stop at the next durable call
 
     # --- scheduling (workflow thread) ------------------------------------------------------------
@@ -242,8 +243,10 @@ class RunState:
         """A failed step that a retry of another step does not run: done at once with its journaled error."""
         from ._journal import queries
 
-        failed = self.journal.query(queries.list_steps, self.execution_id, status="failed")
-        record = next((s for s in failed if s.step_key == key), None)
+        if self._failed_before is None:  # read once per run, not once per such step
+            failed = self.journal.query(queries.list_steps, self.execution_id, status="failed")
+            self._failed_before = {step.step_key: step for step in failed}
+        record = self._failed_before.get(key)
         handle = StepHandle(self, key, name)
         handle.fail(StepFailed(self.execution_id, key, f"{record.error if record else 'failed'} (failed before; "
                                "a retry runs only its own step again)", record.attempts if record else 0, "",
