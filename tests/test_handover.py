@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import handover_lib
@@ -31,10 +30,10 @@ def _env(**extra: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]), **extra}
 
 
-def _serve(journal: Path, cwd: Path, log: Path) -> subprocess.Popen[bytes]:
+def _serve(journal: Path, cwd: Path, log: Path, **env: str) -> subprocess.Popen[bytes]:
     with log.open("ab") as stderr:
         return subprocess.Popen([sys.executable, "-m", "zart_nb", "serve", "--journal", str(journal), "--poll", "0.5"],
-                                stdout=subprocess.DEVNULL, stderr=stderr, cwd=cwd, env=_env())
+                                stdout=subprocess.DEVNULL, stderr=stderr, cwd=cwd, env=_env(**env))
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> int:
@@ -49,15 +48,11 @@ def _stop(proc: subprocess.Popen[bytes]) -> int:
 
 def _show(journal: Path, execution_id: str, cwd: Path) -> str:
     """``zart show``'s text. Serve opens the file for a moment at each of its looks (``--poll 0.5``) without
-    serving its monitor, and a ``zart show`` that meets it then gives up after ``READ_WAIT`` (0.3 s; under
-    load a look can take longer) naming it: asked again until it reads (the test cannot know when serve looks)."""
-    deadline = time.monotonic() + 60
-    while True:
-        out = subprocess.run([sys.executable, "-m", "zart_nb", "show", execution_id, "--journal", str(journal)],
-                             capture_output=True, text=True, cwd=cwd, env=_env(), timeout=60)
-        if out.stdout.startswith(f"Execution {execution_id}"):  # its exit code is its status's
-            return out.stdout
-        assert "which serves no monitor endpoint" in out.stderr and time.monotonic() < deadline, out.stderr
+    serving its monitor: a ``zart show`` that meets it waits for it (see the test below), never fails."""
+    out = subprocess.run([sys.executable, "-m", "zart_nb", "show", execution_id, "--journal", str(journal)],
+                         capture_output=True, text=True, cwd=cwd, env=_env(), timeout=60)
+    assert out.stdout.startswith(f"Execution {execution_id}"), out.stderr  # its exit code is its status's
+    return out.stdout
 
 
 def _script(path: Path, body: str) -> Path:
@@ -353,6 +348,35 @@ def test_serve_leaves_a_journal_it_let_go_to_its_asker_until_the_asker_has_it(tm
     finally:
         desk.accept(False)
         runtime.journal(journal.path).close()
+
+
+def test_a_reader_that_meets_serve_holding_the_file_waits_for_it_instead_of_failing(tmp_path):
+    """Serve holds a journal without a monitor at each look for due work, and while it runs an execution with
+    ``$ZART_MONITOR=0``: ``zart show`` waits for it as a writer would (saying so once), where it gave up after
+    0.3 s naming serve before."""
+    journal = tmp_path / ".zart" / "journal.duckdb"
+    log, gate = tmp_path / "steps.log", tmp_path / "gate"
+    _left_for_serve(tmp_path, journal, "long", {"log": str(log), "gate": str(gate), "nap": 0.5})
+    serve = _serve(journal, tmp_path, tmp_path / "serve.log", ZART_MONITOR="0")
+    try:
+        wait_until(lambda: "start:first" in handover_lib.lines(log), timeout=60, what="serve to run the first step")
+        show = subprocess.Popen([sys.executable, "-m", "zart_nb", "show", "long", "--journal", str(journal)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                                env=_env(ZART_LOCK_TIMEOUT="120"))
+        waiting = f"process {serve.pid} (python -m zart_nb serve"
+        err_lines: list[str] = []
+        assert show.stderr is not None
+        wait_until(lambda: waiting in (err_lines.append(show.stderr.readline()) or err_lines[-1]), timeout=60,
+                   what="zart show to say it waits for serve")
+        assert "waiting up to 120s for it to be released" in err_lines[-1], err_lines
+        assert show.poll() is None  # serve still holds the file: its step waits for the gate
+        gate.touch()
+        out, err = show.communicate(timeout=90)
+        assert out.startswith("Execution long"), "".join(err_lines) + err
+        assert "which serves no monitor endpoint" not in err
+    finally:
+        gate.touch()
+        assert _stop(serve) == 0
 
 
 def test_handover_words_and_the_endpoint_suffix():

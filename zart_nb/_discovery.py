@@ -6,10 +6,13 @@ A folder's journals are its ``*.duckdb`` files: ``./.zart/`` by default (a noteb
 engine holds it, else from the file for a moment. A journal held by a process that serves no monitor
 (``$ZART_MONITOR=0``, an older zart_nb) is named by who holds it at once: the file's lock is tried
 without the usual wait (``$ZART_LOCK_TIMEOUT``, 10 s), only for ``READ_WAIT`` while the endpoint is
-looked for again (an engine writes it just after it takes the file).
+looked for again (an engine writes it just after it takes the file). ``zart serve`` is the exception: it
+opens its journals for a moment at each look for due work, without a monitor, so a file it holds is
+waited for as a writer waits (the lock timeout), with one line saying so.
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
     from ._monitor.client import MonitorClient
 
 T = TypeVar("T")
+logger = logging.getLogger("zart_nb")
 
 READ_WAIT = 0.3  # seconds to retry a locked file (and look for its engine's endpoint) before naming its holder
 ENGINE_GONE_WAIT = 5.0  # how long an engine that is releasing its journal (endpoint still there) is waited for
@@ -77,6 +81,13 @@ def holder(pid: int, journal: Path) -> str:
     return f"process {pid}"
 
 
+def is_serve(pid: int) -> bool:
+    """Whether process ``pid`` runs ``zart serve`` (``zart serve ...`` or ``python -m zart_nb serve ...``)."""
+    argv = _proc(pid, "cmdline")
+    return any(arg == "serve" and os.path.basename(before) in ("zart", "zart_nb")
+               for before, arg in zip(argv, argv[1:], strict=False))
+
+
 def holder_pid(exc: JournalLocked) -> int | None:
     """The pid of the process a :class:`JournalLocked` names, when it names one."""
     return exc.pid
@@ -122,6 +133,7 @@ def through(path: Path, live: Callable[[MonitorClient], T], here: Callable[[Jour
 
     deadline = time.monotonic() + READ_WAIT
     gone_by = time.monotonic() + ENGINE_GONE_WAIT
+    serve: int | None = None  # the zart serve process waited for, once it was met holding the file
     while True:
         client = MonitorClient.connect(path)
         if client is not None:
@@ -146,8 +158,15 @@ def through(path: Path, live: Callable[[MonitorClient], T], here: Callable[[Jour
                 time.sleep(0.05)
                 continue
             pid = holder_pid(exc)
+            if pid is not None and serve is None and is_serve(pid):
+                serve = pid
+                deadline = time.monotonic() + max(0.0, saved - READ_WAIT)
+                logger.warning("zart: %s holds journal %s; waiting up to %.0fs for it to be released...",
+                               holder(pid, path), path, saved)
+                continue
             owner = f"{holder(pid, path) if pid else exc.owner}, which serves no monitor endpoint"
-            raise JournalLocked(path, owner, READ_WAIT, pid) from None
+            raise JournalLocked(path, owner, saved if pid is not None and pid == serve else READ_WAIT,
+                                pid) from None
         finally:
             journal.lock_timeout = saved
 
