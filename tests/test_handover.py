@@ -7,10 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import handover_lib
+import processes
 import pytest
 from conftest import wait_until
 from nbhelpers import execute
@@ -26,44 +26,19 @@ from zart_nb._runtime import runtime
 TESTS = Path(__file__).parent
 
 
-def _env(**extra: str) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]), **extra}
-
-
-def _serve(journal: Path, cwd: Path, log: Path, **env: str) -> subprocess.Popen[bytes]:
-    with log.open("ab") as stderr:
-        return subprocess.Popen([sys.executable, "-m", "zart_nb", "serve", "--journal", str(journal), "--poll", "0.5"],
-                                stdout=subprocess.DEVNULL, stderr=stderr, cwd=cwd, env=_env(**env))
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> int:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
 def _show(journal: Path, execution_id: str, cwd: Path) -> str:
     """``zart show``'s text. Serve opens the file for a moment at each of its looks (``--poll 0.5``) without
     serving its monitor: a ``zart show`` that meets it waits for it (see the test below), never fails."""
     out = subprocess.run([sys.executable, "-m", "zart_nb", "show", execution_id, "--journal", str(journal)],
-                         capture_output=True, text=True, cwd=cwd, env=_env(), timeout=60)
+                         capture_output=True, text=True, cwd=cwd, env=processes.env(), timeout=60)
     assert out.stdout.startswith(f"Execution {execution_id}"), out.stderr  # its exit code is its status's
     return out.stdout
-
-
-def _script(path: Path, body: str) -> Path:
-    path.write_text(textwrap.dedent(body))
-    return path
 
 
 def _left_for_serve(tmp_path: Path, journal: Path, workflow: str, data: dict) -> None:
     """Execution ``workflow`` of handover_lib, suspended in its nap by a process that then ends: the next
     zart serve continues it when its nap is over."""
-    setup = _script(tmp_path / "setup.py", f"""
+    setup = processes.script(tmp_path / "setup.py", f"""
         import time, handover_lib, zart_nb as zart
         execution = zart.start(handover_lib.{workflow}, {data!r}, execution_id={workflow!r},
                                journal={str(journal)!r}, display=False)
@@ -72,21 +47,21 @@ def _left_for_serve(tmp_path: Path, journal: Path, workflow: str, data: dict) ->
             time.sleep(0.02)
         assert execution.status is zart.ExecutionStatus.SLEEPING, execution.status
     """)
-    subprocess.run([sys.executable, str(setup)], cwd=tmp_path, env=_env(ZART_SUSPEND_AFTER="0"), check=True,
+    subprocess.run([sys.executable, str(setup)], cwd=tmp_path, env=processes.env(ZART_SUSPEND_AFTER="0"), check=True,
                    timeout=120)
 
 
 def _driver(tmp_path: Path, journal: Path, data: dict, err: Path) -> subprocess.Popen[bytes]:
     """A process running handover_lib.quick on ``journal``, with no patience for a locked file (lock timeout
     0): only a handover lets it run. Its stderr goes to ``err``."""
-    script = _script(tmp_path / "driver.py", f"""
+    script = processes.script(tmp_path / "driver.py", f"""
         import handover_lib, zart_nb as zart
         print(zart.run(handover_lib.quick, {data!r}, execution_id="quick", journal={str(journal)!r},
                        display=False))
     """)
     with err.open("wb") as stderr:
         return subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=stderr,
-                                env=_env(ZART_LOCK_TIMEOUT="0"))
+                                env=processes.env(ZART_LOCK_TIMEOUT="0"))
 
 
 def test_a_run_takes_the_journal_from_serve_which_then_continues_its_execution(tmp_path):
@@ -95,7 +70,7 @@ def test_a_run_takes_the_journal_from_serve_which_then_continues_its_execution(t
     data = {"log": str(log), "gate": str(gate), "nap": 2.0}
     _left_for_serve(tmp_path, journal, "long", data)
     serve_log, driver_err = tmp_path / "serve.log", tmp_path / "driver.err"
-    serve = _serve(journal, tmp_path, serve_log)
+    serve = processes.serve(journal, tmp_path, serve_log)
     driver = None
     try:
         wait_until(lambda: "start:first" in handover_lib.lines(log), timeout=60, what="serve to run the first step")
@@ -132,7 +107,7 @@ def test_a_run_takes_the_journal_from_serve_which_then_continues_its_execution(t
         if driver is not None and driver.poll() is None:
             driver.kill()
             driver.wait()
-        code = _stop(serve)
+        code = processes.stop(serve)
     assert code == 0, serve_log.read_text()
     # every step ran exactly once, and no result was lost
     assert sorted(handover_lib.lines(log)) == sorted(["start:first", "done:first", "start:quick", "done:quick",
@@ -165,7 +140,7 @@ def test_a_body_in_a_durable_sleep_hands_over_at_once_and_sleeps_only_what_is_le
     data = {"log": str(log), "nap": 2.0, "rest": 50}
     _left_for_serve(tmp_path, journal, "dozer", data)
     serve_log, driver_err = tmp_path / "serve.log", tmp_path / "driver.err"
-    serve = _serve(journal, tmp_path, serve_log)
+    serve = processes.serve(journal, tmp_path, serve_log)
     driver = None
     try:
         wait_until(lambda: "done:first" in handover_lib.lines(log), timeout=60, what="serve to run the first step")
@@ -183,7 +158,7 @@ def test_a_body_in_a_durable_sleep_hands_over_at_once_and_sleeps_only_what_is_le
 
         # whether serve has begun the continued run (its endpoint) or not yet (the file), one `zart wake` does it
         woke = subprocess.run([sys.executable, "-m", "zart_nb", "wake", "dozer", "--journal", str(journal)],
-                              capture_output=True, cwd=tmp_path, env=_env(), timeout=60)
+                              capture_output=True, cwd=tmp_path, env=processes.env(), timeout=60)
         assert woke.returncode == 0, woke.stderr.decode()
         wait_until(lambda: "done:second" in handover_lib.lines(log), timeout=60, what="serve to continue 'dozer'")
         wait_until(lambda: "[completed]" in _show(journal, "dozer", tmp_path), timeout=60,
@@ -192,7 +167,7 @@ def test_a_body_in_a_durable_sleep_hands_over_at_once_and_sleeps_only_what_is_le
         if driver is not None and driver.poll() is None:
             driver.kill()
             driver.wait()
-        code = _stop(serve)
+        code = processes.stop(serve)
     assert code == 0, serve_log.read_text()
     assert sorted(handover_lib.lines(log)) == sorted(["start:first", "done:first", "start:quick", "done:quick",
                                                       "start:second", "done:second"])
@@ -211,7 +186,7 @@ def test_ctrl_c_while_waiting_for_serve_journals_nothing_and_serve_continues(tmp
     data = {"log": str(log), "gate": str(gate), "nap": 2.0}
     _left_for_serve(tmp_path, journal, "long", data)
     serve_log, driver_err = tmp_path / "serve.log", tmp_path / "driver.err"
-    serve = _serve(journal, tmp_path, serve_log)
+    serve = processes.serve(journal, tmp_path, serve_log)
     try:
         wait_until(lambda: "start:first" in handover_lib.lines(log), timeout=60, what="serve to run the first step")
         driver = _driver(tmp_path, journal, {"log": str(log)}, driver_err)
@@ -224,7 +199,7 @@ def test_ctrl_c_while_waiting_for_serve_journals_nothing_and_serve_continues(tmp
         wait_until(lambda: "done:second" in handover_lib.lines(log), timeout=60, what="serve to continue 'long'")
         wait_until(lambda: "[completed]" in _show(journal, "long", tmp_path), timeout=60, what="'long' to complete")
     finally:
-        code = _stop(serve)
+        code = processes.stop(serve)
     assert code == 0, serve_log.read_text()
     assert sorted(handover_lib.lines(log)) == sorted(["start:first", "done:first", "start:second", "done:second"])
     reader = zart.journal(journal)
@@ -240,7 +215,7 @@ def test_a_holder_that_is_not_serve_keeps_the_lock_and_journal_locked_names_its_
     fails with JournalLocked carrying the kernel's pid (a kernel does not hand its journal over)."""
     journal = tmp_path / ".zart" / "journal.duckdb"
     log, gate = tmp_path / "steps.log", tmp_path / "gate"
-    driver = _script(tmp_path / "driver.py", f"""
+    driver = processes.script(tmp_path / "driver.py", f"""
         import handover_lib, zart_nb as zart
         try:
             zart.run(handover_lib.quick, {{"log": {str(log)!r}, "name": "driver"}}, execution_id="driver",
@@ -357,12 +332,12 @@ def test_a_reader_that_meets_serve_holding_the_file_waits_for_it_instead_of_fail
     journal = tmp_path / ".zart" / "journal.duckdb"
     log, gate = tmp_path / "steps.log", tmp_path / "gate"
     _left_for_serve(tmp_path, journal, "long", {"log": str(log), "gate": str(gate), "nap": 0.5})
-    serve = _serve(journal, tmp_path, tmp_path / "serve.log", ZART_MONITOR="0")
+    serve = processes.serve(journal, tmp_path, tmp_path / "serve.log", ZART_MONITOR="0")
     try:
         wait_until(lambda: "start:first" in handover_lib.lines(log), timeout=60, what="serve to run the first step")
         show = subprocess.Popen([sys.executable, "-m", "zart_nb", "show", "long", "--journal", str(journal)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-                                env=_env(ZART_LOCK_TIMEOUT="120"))
+                                env=processes.env(ZART_LOCK_TIMEOUT="120"))
         waiting = f"process {serve.pid} (python -m zart_nb serve"
         err_lines: list[str] = []
         assert show.stderr is not None
@@ -376,7 +351,7 @@ def test_a_reader_that_meets_serve_holding_the_file_waits_for_it_instead_of_fail
         assert "which serves no monitor endpoint" not in err
     finally:
         gate.touch()
-        assert _stop(serve) == 0
+        assert processes.stop(serve) == 0
 
 
 def test_handover_words_and_the_endpoint_suffix():

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import async_handover_lib
 import handover_lib
+import processes
 from conftest import wait_until
-from test_handover import _driver, _env, _script, _serve, _show, _stop
+from test_handover import _driver, _show
 
 import zart_nb as zart
 from zart_nb._runtime import runtime
@@ -18,7 +19,7 @@ from zart_nb._runtime import runtime
 
 def _left_for_serve(tmp_path: Path, journal: Path, data: dict) -> None:
     """``async_long``, suspended in its nap by a process that then ends: the next zart serve continues it."""
-    setup = _script(tmp_path / "setup.py", f"""
+    setup = processes.script(tmp_path / "setup.py", f"""
         import time, async_handover_lib, zart_nb as zart
         execution = zart.start(async_handover_lib.async_long, {data!r}, execution_id="async_long",
                                journal={str(journal)!r}, display=False)
@@ -27,7 +28,7 @@ def _left_for_serve(tmp_path: Path, journal: Path, data: dict) -> None:
             time.sleep(0.02)
         assert execution.status is zart.ExecutionStatus.SLEEPING, execution.status
     """)
-    subprocess.run([sys.executable, str(setup)], cwd=tmp_path, env=_env(ZART_SUSPEND_AFTER="0"), check=True,
+    subprocess.run([sys.executable, str(setup)], cwd=tmp_path, env=processes.env(ZART_SUSPEND_AFTER="0"), check=True,
                    timeout=120)
 
 
@@ -42,7 +43,7 @@ def test_an_async_body_hands_the_journal_over_at_its_next_durable_call_and_serve
     data = {"log": str(log), "gate": str(gate), "nap": 2.0}
     _left_for_serve(tmp_path, journal, data)
     serve_log, driver_err = tmp_path / "serve.log", tmp_path / "driver.err"
-    serve = _serve(journal, tmp_path, serve_log)
+    serve = processes.serve(journal, tmp_path, serve_log)
     driver = None
     try:
         wait_until(lambda: "start:first" in handover_lib.lines(log), timeout=60, what="serve to run the first step")
@@ -66,7 +67,7 @@ def test_an_async_body_hands_the_journal_over_at_its_next_durable_call_and_serve
         if driver is not None and driver.poll() is None:
             driver.kill()
             driver.wait()
-        code = _stop(serve)
+        code = processes.stop(serve)
     assert code == 0, serve_log.read_text()
     assert sorted(handover_lib.lines(log)) == sorted(
         f"{edge}:{name}" for name in ("first", "quick", "second", "third", "fourth") for edge in ("start", "done"))

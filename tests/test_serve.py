@@ -3,14 +3,13 @@ runs one catch-up tick for missed ticks, shows what it runs, and on SIGTERM leav
 by the next `zart serve`."""
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
 
+import processes
 import serve_lib
 from conftest import wait_until
 
@@ -19,26 +18,6 @@ from zart_nb._journal import schedules as sql
 from zart_nb._runtime import runtime
 
 TESTS = Path(__file__).parent
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
-
-
-def _serve(journal: Path, cwd: Path, log: Path, *args: str) -> subprocess.Popen[bytes]:
-    with log.open("ab") as stderr:  # the child keeps its own descriptor
-        return subprocess.Popen([sys.executable, "-m", "zart_nb", "serve", "--journal", str(journal), "--poll",
-                                 "0.5", *args], stdout=subprocess.DEVNULL, stderr=stderr, cwd=cwd, env=_env())
-
-
-def _terminate(proc: subprocess.Popen[bytes]) -> int:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def _read(journal: Path, fn):
@@ -77,7 +56,7 @@ def test_serve_continues_a_run_whose_process_died_and_not_one_its_user_interrupt
         zart.run(serve_lib.gated, {{"gate": {str(gate)!r}, "log": {str(died_log)!r}}}, execution_id="died",
                  journal={str(journal)!r}, display=False)
     """))
-    proc = subprocess.Popen([sys.executable, str(driver)], cwd=tmp_path, env=_env())
+    proc = subprocess.Popen([sys.executable, str(driver)], cwd=tmp_path, env=processes.env())
     try:
         wait_until(lambda: serve_lib.lines(died_log), timeout=60, what="the driver's step to start")
     finally:
@@ -85,7 +64,7 @@ def test_serve_continues_a_run_whose_process_died_and_not_one_its_user_interrupt
         proc.wait()
 
     serve_log = tmp_path / "serve.log"
-    serve = _serve(journal, tmp_path, serve_log)
+    serve = processes.serve(journal, tmp_path, serve_log)
     try:
         wait_until(lambda: len([x for x in serve_lib.lines(died_log) if x.startswith("started")]) == 2, timeout=60,
                    what="zart serve to run the died execution's step again")
@@ -94,7 +73,7 @@ def test_serve_continues_a_run_whose_process_died_and_not_one_its_user_interrupt
         wait_until(lambda: "running 0" in serve_log.read_text().splitlines()[-1], timeout=60,
                    what="the resumed execution to end")
     finally:
-        code = _terminate(serve)
+        code = processes.stop(serve)
     assert code == 0, serve_log.read_text()
     runs = _read(journal, lambda r: r.list_runs("died"))
     assert [(r.status, r.ended_by) for r in runs] == [
@@ -120,20 +99,20 @@ def test_missed_ticks_give_one_run_and_sigterm_leaves_it_to_the_next_serve(tmp_p
     tick = f"gated@{year}-01-01T00:00:00+00:00"
 
     serve_log = tmp_path / "serve.log"
-    serve = _serve(journal, tmp_path, serve_log)
+    serve = processes.serve(journal, tmp_path, serve_log)
     try:
         wait_until(lambda: serve_lib.lines(log), timeout=60, what="the catch-up tick's step to start")
         wait_until(lambda: f"running 1 ({tick})" in serve_log.read_text(), what="the status line")
         assert f"next: gated@{year + 1}-01-01T00:00:00+00:00" in serve_log.read_text()
     finally:
-        code = _terminate(serve)
+        code = processes.stop(serve)
     assert code == 0, serve_log.read_text()
     assert [r.execution_id for r in _read(journal, lambda r: r.list_executions())] == [tick]  # one catch-up run
     runs = _read(journal, lambda r: r.list_runs(tick))
     assert [(r.status, r.ended_by) for r in runs] == [(zart.ExecutionStatus.INTERRUPTED, zart.RunEnd.INTERRUPTED)]
     assert runs[0].end_detail.startswith(sql.STOPPED_BY_SERVE)
 
-    serve = _serve(journal, tmp_path, serve_log)
+    serve = processes.serve(journal, tmp_path, serve_log)
     try:
         wait_until(lambda: len([x for x in serve_lib.lines(log) if x.startswith("started")]) == 2, timeout=60,
                    what="the next zart serve to run the interrupted tick again")
@@ -141,7 +120,7 @@ def test_missed_ticks_give_one_run_and_sigterm_leaves_it_to_the_next_serve(tmp_p
         wait_until(lambda: "passed" in serve_lib.lines(log) and
                    "running 0" in serve_log.read_text().splitlines()[-1], timeout=60, what="the tick to end")
     finally:
-        code = _terminate(serve)
+        code = processes.stop(serve)
     assert code == 0, serve_log.read_text()
     assert [(r.execution_id, r.status) for r in _read(journal, lambda r: r.list_executions())] == \
         [(tick, zart.ExecutionStatus.COMPLETED)]
@@ -157,7 +136,7 @@ def test_a_notebook_and_serve_take_turns_on_a_journal(tmp_path):
     zart.recurring(serve_lib.ticker, "0 0 1 1 *", journal=journal)  # nothing due for months
     runtime.journal(journal).close()
     serve_log = tmp_path / "serve.log"
-    serve = _serve(journal, tmp_path, serve_log)
+    serve = processes.serve(journal, tmp_path, serve_log)
     try:
         wait_until(lambda: "next: ticker@" in serve_log.read_text(), what="serve to look at the journal")
         runtime.journal(journal, lock_timeout=5.0)
@@ -167,17 +146,17 @@ def test_a_notebook_and_serve_take_turns_on_a_journal(tmp_path):
             runtime.journal(journal).close()
         assert serve.poll() is None  # serve did not fail on the journal this process held
     finally:
-        code = _terminate(serve)
+        code = processes.stop(serve)
     assert code == 0, serve_log.read_text()
 
 
 def test_serve_refuses_a_journal_that_does_not_exist(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "zart_nb", "serve", "--journal", str(tmp_path / "typo.duckdb")],
-                          capture_output=True, text=True, cwd=tmp_path, env=_env(), timeout=60)
+                          capture_output=True, text=True, cwd=tmp_path, env=processes.env(), timeout=60)
     assert proc.returncode != 0 and "no journal at" in proc.stderr
     assert not (tmp_path / "typo.duckdb").exists()
     empty = subprocess.run([sys.executable, "-m", "zart_nb", "serve"], capture_output=True, text=True, cwd=tmp_path,
-                           env=_env(), timeout=60)
+                           env=processes.env(), timeout=60)
     assert empty.returncode == 2 and "no journal to serve in ./.zart/" in empty.stderr
 
 
@@ -188,7 +167,7 @@ def test_serve_of_the_folder_picks_up_a_journal_made_after_it_started(tmp_path):
     serve_log = tmp_path / "serve.log"
     with serve_log.open("ab") as stderr:
         serve = subprocess.Popen([sys.executable, "-m", "zart_nb", "serve", "--poll", "0.5"],
-                                 stdout=subprocess.DEVNULL, stderr=stderr, cwd=tmp_path, env=_env())
+                                 stdout=subprocess.DEVNULL, stderr=stderr, cwd=tmp_path, env=processes.env())
     try:
         wait_until(lambda: "zart serve: 1 journal |" in serve_log.read_text(), what="serve to start")
         later = tmp_path / ".zart" / "later.duckdb"  # a notebook's first run makes a journal of its own
@@ -199,6 +178,6 @@ def test_serve_of_the_folder_picks_up_a_journal_made_after_it_started(tmp_path):
                                for r in _read(later, lambda reader: reader.list_executions())),
                    what="a tick of the new journal to complete")
     finally:
-        code = _terminate(serve)
+        code = processes.stop(serve)
     assert code == 0, serve_log.read_text()
     assert _read(first, lambda reader: reader.list_executions()) == []

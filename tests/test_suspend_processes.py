@@ -11,6 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import processes
 import pytest
 import serve_lib
 from conftest import wait_until
@@ -77,29 +78,13 @@ def _kill(proc: subprocess.Popen[str]) -> None:
     assert proc.returncode == -signal.SIGKILL
 
 
-def _serve(journal: Path, cwd: Path, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as stderr:
-        return subprocess.Popen([sys.executable, "-m", "zart_nb", "serve", "--journal", str(journal), "--poll", "0.5"],
-                                stdout=subprocess.DEVNULL, stderr=stderr, cwd=cwd, env=_env())
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> int:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
 def _finish_under_serve(tmp_path: Path, journal: Path, execution_id: str, serves: int = 1) -> list[object]:
     logs = [tmp_path / f"serve{i}.log" for i in range(serves)]
-    procs = [_serve(journal, tmp_path, log) for log in logs]
+    procs = [processes.serve(journal, tmp_path, log) for log in logs]
     try:
         wait_until(lambda: _status(journal, execution_id) == "completed", timeout=90, what="serve to finish it")
     finally:
-        codes = [_stop(proc) for proc in procs]
+        codes = [processes.stop(proc) for proc in procs]
     assert codes == [0] * serves, [log.read_text() for log in logs]
     return _read(journal, lambda r: [(run.status.value, run.ended_by) for run in r.list_runs(execution_id)])
 
@@ -214,11 +199,11 @@ def test_serve_leaves_an_execution_to_the_live_process_that_suspended_it(tmp_pat
                            display=False)
     wait_until(lambda: execution.status is zart.ExecutionStatus.SLEEPING, timeout=60, what="it to suspend")
     serve_log = tmp_path / "serve.log"
-    serve = _serve(journal, tmp_path, serve_log)
+    serve = processes.serve(journal, tmp_path, serve_log)
     try:
         assert execution.result(timeout=90) == [3, "after", 13]
     finally:
-        code = _stop(serve)
+        code = processes.stop(serve)
     assert code == 0, serve_log.read_text()
     runs = _read(journal, lambda r: [(run.ended_by, run.pid) for run in r.list_runs("k")])
     assert runs == [(zart.RunEnd.SUSPENDED, os.getpid()), (zart.RunEnd.COMPLETED, os.getpid())]  # not serve's
