@@ -5,7 +5,7 @@ measured in the same run.
 
 Run by hand, never by the test suite:
 
-    python bench/bench_values.py                     # 200 MB, 3 repeats, 2 workers
+    python bench/bench_values.py                     # 200 MB (and 2 MB), 5 repeats, 2 workers
     python bench/bench_values.py --mb 50 --repeats 1 --json /tmp/p9.json
     python bench/bench_values.py --suite p10 --rows 5000000   # P10 only (needs pandas and pyarrow)
 
@@ -20,6 +20,13 @@ zart_nb's bytecode is compiled first, as ``pip install`` does (``--no-compile`` 
 | zart-replay | the re-run: the step is reused (its value loaded from the journal), the body sums it |
 | base-p11   | makes the array, ``np.save``s it + fsync, sums a ``np.load(mmap_mode="r")`` of it 3 times |
 | zart-p11   | P11: a step makes the array, 3 later steps each take it as their argument and sum it |
+| NAME@2 | NAME (base-write, zart-first, base-p11, zart-p11) with a 2 MB array (``--small-mb``) |
+
+A 200 MB figure minus its 2 MB one is the part of the time that grows with the value; the 2 MB figure is
+(nearly all) the process's fixed cost: interpreters, imports, the journal, the pool.
+
+| process | what the process does |
+|---|---|
 | base-frame-write | P10: imports pandas, makes the frame, ``to_parquet``s it (pandas' defaults), fsyncs it |
 | zart-frame-first | P10: ``zart.run`` of a workflow whose step makes the frame; the body then raises |
 | base-frame-read  | P10: ``read_parquet``s that file and sums a column |
@@ -224,7 +231,11 @@ def main() -> None:
     parser.add_argument("--mb", type=int, default=200, help="size of the array in MB (default 200)")
     parser.add_argument("--rows", type=int, default=5_000_000, help="rows of P10's frame (default 5M)")
     parser.add_argument("--suite", choices=("all", "p9", "p10"), default="all", help="p9: P9 and P11; p10: P10")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--small-mb", type=int, default=2,
+                        help="P9 and P11 are also run at this size (above the 1 MiB threshold, default 2): the "
+                             "difference between the two sizes is the part of the time that grows with the "
+                             "value, the rest a fixed cost of the process (0: not run)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", help="write the results here too")
     parser.add_argument("--no-compile", action="store_true",
@@ -238,13 +249,16 @@ def main() -> None:
                        check=True, env=env, stdout=subprocess.DEVNULL)
     modes = (P9_MODES if args.suite != "p10" else ()) + (P10_MODES if args.suite != "p9" else ())
     results: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
+    small = [m for m in ("base-write", "zart-first", "base-p11", "zart-p11") if m in modes] if args.small_mb else []
+    results.update({f"{m}@{args.small_mb}": [] for m in small})
     stores: dict[str, float] = {}
     for _ in range(args.repeats):
         folder = Path(tempfile.mkdtemp(prefix="zart-p9-"))
         try:
             for mode in results:
-                size = args.rows if mode in P10_MODES else args.mb
-                results[mode].append(run_child(mode, folder, size, env))
+                base_mode, _, at = mode.partition("@")
+                size = args.rows if mode in P10_MODES else int(at) if at else args.mb
+                results[mode].append(run_child(base_mode, folder, size, env))
             for name in ("j", "f"):
                 store = folder / f"{name}.duckdb.values"
                 stores[name] = sum(f.stat().st_size for f in store.rglob("*") if f.is_file()) / 1e6 \
@@ -274,6 +288,20 @@ def main() -> None:
               f"{ratios['replay']:.2f}x (target <= 1.5), peak RSS {ratios['peak']:.2f}x the value (target <= 2)")
         print(f"P11: the array passed to 3 steps {ratios['p11']:.2f}x (target <= 2), driver peak RSS "
               f"{median['zart-p11']['driver_mb'] / args.mb:.2f}x the value")
+        for name, zart_mode, base_mode in (("P9 first run", "zart-first", "base-write"),
+                                           ("P11", "zart-p11", "base-p11")):
+            if f"{zart_mode}@{args.small_mb}" not in median:
+                continue
+            fixed_zart = median[f"{zart_mode}@{args.small_mb}"]["seconds"]
+            fixed_base = median[f"{base_mode}@{args.small_mb}"]["seconds"]
+            grown_zart = median[zart_mode]["seconds"] - fixed_zart
+            grown_base = median[base_mode]["seconds"] - fixed_base
+            key = zart_mode.removeprefix("zart-")
+            ratios[f"{key}-grown"] = grown_zart / grown_base if grown_base > 0 else float("nan")
+            print(f"{name}: the part that grows with the value ({args.mb} MB minus {args.small_mb} MB) "
+                  f"{grown_zart:.2f} s vs {grown_base:.2f} s ({ratios[f'{key}-grown']:.2f}x); at "
+                  f"{args.small_mb} MB {fixed_zart:.2f} s vs {fixed_base:.2f} s (the process's fixed cost: "
+                  f"+{fixed_zart - fixed_base:.2f} s)")
     if args.suite != "p9":
         frame_mb = args.rows * 33 / 1e6  # 8 + 8 + 8 + 1 + 8 bytes a row in memory
         ratios["p10-first"] = median["zart-frame-first"]["seconds"] / median["base-frame-write"]["seconds"]
