@@ -7,10 +7,10 @@ import stat
 from pathlib import Path
 
 import httpx
+import processes
 import pytest
 import serve_lib
 from conftest import wait_until
-from test_serve import _serve, _terminate
 
 import zart_nb as zart
 from zart_nb._runtime import runtime
@@ -37,7 +37,7 @@ def served(tmp_path):
     runtime.journal(journal).close()
     port = _free_port()
     log = tmp_path / "serve.log"
-    proc = _serve(journal, tmp_path, log, "--http", f":{port}")
+    proc = processes.serve(journal, tmp_path, log, "--http", f":{port}")
     token_file = journal.with_name("journal.duckdb.token")
     try:
         wait_until(lambda: "HTTP API on" in log.read_text(), timeout=60, what="the HTTP API to listen")
@@ -46,7 +46,7 @@ def served(tmp_path):
                           timeout=30) as client:
             yield client, journal, tmp_path, log
     finally:
-        code = _terminate(proc)
+        code = processes.stop(proc)
     assert code == 0, log.read_text()
 
 

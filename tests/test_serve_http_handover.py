@@ -9,10 +9,9 @@ import sys
 import textwrap
 
 import httpx
+import processes
 import serve_lib
 from conftest import wait_until
-from test_handover import _env
-from test_serve import _serve, _terminate
 from test_serve_http import _free_port
 
 import zart_nb as zart
@@ -31,7 +30,7 @@ def test_an_http_start_while_the_journal_is_lent_is_503_with_retry_after_then_st
     runtime.journal(journal).close()
     port = _free_port()
     log, driver_err = tmp_path / "serve.log", tmp_path / "driver.err"
-    serve = _serve(journal, tmp_path, log, "--http", f":{port}")
+    serve = processes.serve(journal, tmp_path, log, "--http", f":{port}")
     driver = None
     try:
         wait_until(lambda: "HTTP API on" in log.read_text(), timeout=60, what="the HTTP API to listen")
@@ -49,7 +48,7 @@ def test_an_http_start_while_the_journal_is_lent_is_503_with_retry_after_then_st
             """))
             with driver_err.open("wb") as err:
                 driver = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, stdout=subprocess.PIPE,
-                                          stderr=err, env=_env(ZART_LOCK_TIMEOUT="0"))
+                                          stderr=err, env=processes.env(ZART_LOCK_TIMEOUT="0"))
             wait_until(lambda: "is handing the journal over" in driver_err.read_text(), timeout=60,
                        what="serve to accept the driver's handover request")
             (tmp_path / "g1").touch()  # serve's run ends; it lets the journal go to the driver
@@ -78,5 +77,5 @@ def test_an_http_start_while_the_journal_is_lent_is_503_with_retry_after_then_st
         if driver is not None and driver.poll() is None:
             driver.kill()
             driver.wait()
-        code = _terminate(serve)
+        code = processes.stop(serve)
     assert code == 0, log.read_text()

@@ -13,9 +13,10 @@ import textwrap
 import time
 from pathlib import Path
 
+import processes
 import serve_lib
 from conftest import wait_until
-from test_suspend_processes import _env, _kill, _read, _serve, _status, _stop
+from test_suspend_processes import _env, _kill, _read, _status
 
 import zart_nb as zart
 from zart_nb._monitor import wake
@@ -123,7 +124,7 @@ def test_a_lease_held_on_another_host_is_taken_over_by_serve_once_it_expires_and
     held.transact(_lease, "h", "gone-host.invalid:4242", time.time() + 3600)  # renewed, then its host went away
     held.close()
     serve_log = tmp_path / "serve.log"
-    serve = _serve(journal, tmp_path, serve_log)
+    serve = processes.serve(journal, tmp_path, serve_log)
     try:
         wait_until(lambda: "next: continue h at" in serve_log.read_text(), timeout=60,
                    what="serve to see the execution due once its lease expires")
@@ -136,7 +137,7 @@ def test_a_lease_held_on_another_host_is_taken_over_by_serve_once_it_expires_and
         held.close()
         wait_until(lambda: _status(journal, "h") == "completed", timeout=90, what="serve to continue it")
     finally:
-        code = _stop(serve)
+        code = processes.stop(serve)
     assert code == 0, serve_log.read_text()
     runs = _read(journal, lambda r: list(r.list_runs("h")))
     assert [run.ended_by for run in runs] == [zart.RunEnd.SUSPENDED, zart.RunEnd.COMPLETED]
@@ -186,11 +187,11 @@ def test_an_async_body_killed_in_a_suspended_event_wait_is_finished_by_serve(tmp
     assert zart.send_event("aw", "go", {"n": 21}, journal=journal) is True  # into the file: nobody holds it
     runtime.journal(journal).close()
     serve_log = tmp_path / "serve.log"
-    serve = _serve(journal, tmp_path, serve_log)
+    serve = processes.serve(journal, tmp_path, serve_log)
     try:
         wait_until(lambda: _status(journal, "aw") == "completed", timeout=90, what="serve to finish it")
     finally:
-        code = _stop(serve)
+        code = processes.stop(serve)
     assert code == 0, serve_log.read_text()
     record = _read(journal, lambda r: r.execution_record("aw"))
     assert record.output_preview == "{'after': 'after', 'doubled': 42, 'got': {'n': 21}}"
@@ -222,14 +223,14 @@ def test_a_live_process_renews_its_lease_so_serve_leaves_it_the_execution_past_t
     try:
         wait_until(lambda: _status(journal, "n") == "sleeping", timeout=60, what="the driver to suspend")
         first = wait_until(lambda: _lease_until(journal, "n"), timeout=60, what="the journaled lease")
-        serve = _serve(journal, tmp_path, serve_log)
+        serve = processes.serve(journal, tmp_path, serve_log)
         wait_until(lambda: (_lease_until(journal, "n") or 0) > first, timeout=60, interval=0.5,
                    what="the driver to renew its lease")
         assert _output(driver) == [3, "after", 13]
     finally:
         if driver.poll() is None:
             _kill(driver)
-        code = None if serve is None else _stop(serve)
+        code = None if serve is None else processes.stop(serve)
     assert code == 0, serve_log.read_text()
     runs = _read(journal, lambda r: [(run.ended_by, run.pid) for run in r.list_runs("n")])
     assert runs == [(zart.RunEnd.SUSPENDED, driver.pid), (zart.RunEnd.COMPLETED, driver.pid)]  # not serve's
@@ -245,11 +246,11 @@ def test_an_async_body_killed_in_a_suspended_sleep_is_finished_by_serve(tmp_path
     finally:
         _kill(driver)
     serve_log = tmp_path / "serve.log"
-    serve = _serve(journal, tmp_path, serve_log)
+    serve = processes.serve(journal, tmp_path, serve_log)
     try:
         wait_until(lambda: _status(journal, "ak") == "completed", timeout=90, what="serve to finish it")
     finally:
-        code = _stop(serve)
+        code = processes.stop(serve)
     assert code == 0, serve_log.read_text()
     runs = _read(journal, lambda r: [(run.ended_by, run.pid == driver.pid) for run in r.list_runs("ak")])
     assert runs == [(zart.RunEnd.SUSPENDED, True), (zart.RunEnd.COMPLETED, False)]
