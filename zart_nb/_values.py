@@ -251,11 +251,22 @@ def encode(value: Any, data: bytes, buffers: list[pickle.PickleBuffer], store: t
     return encode_ref(ref), describe(value, ref.size)
 
 
-def dumps(value: Any, store: tuple[str, int]) -> tuple[bytes, str]:
+def dumps(value: Any, store: tuple[str, int], table: tuple[str, str] | None = None) -> tuple[bytes, str]:
     """The driver's side: ``value`` (a workflow's input or output) as a pickle or a reference, with
-    its preview."""
+    its preview. ``table``: ``(execution id, key)`` under which a table (a pandas or polars DataFrame,
+    a pyarrow Table) is stored as Parquet whatever its size, as a step's output is (a workflow's output:
+    ``_stored.OUTPUT_KEY``); a table Parquet cannot hold stays a pickle, its preview saying why."""
+    note = None
+    if table is not None and type(value).__name__ in tables.NAMES:
+        kind = tables.kind_of(value)
+        if kind is not None:
+            ref, note = encode_table(value, kind, store, *table)
+            if ref is not None:
+                return ref, note
     data, buffers = ser.dumps_out_of_band(value)
     blob, text = encode(value, data, buffers, store)
+    if note is not None:  # a table kept as a pickle keeps its note, with where it went
+        return blob, note if text is None else f"{note} {text[text.rfind('[stored'):]}"
     return blob, text if text is not None else ser.preview(value)
 
 
