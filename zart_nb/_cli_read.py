@@ -38,7 +38,7 @@ from ._progress import QueueBacklog, RunEnd, RunProgress
 from ._reader import JournalReader
 from ._records import AttemptRecord, ExecutionRecord, PendingEvent, RunRecord, StepRecord
 from ._status import ExecutionStatus
-from ._stored import OUTPUT_KEY, StoredValue
+from ._stored import StoredValue
 from ._stored import lines as stored_lines
 from ._stored import read as read_stored
 
@@ -351,7 +351,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         steps = reader.list_steps(args.execution_id, offset=offset, limit=limit + 1)
         keys = {s.step_key for s in steps[:limit]}
         attempts = [a for a in reader.list_attempts(args.execution_id) if a.step_key in keys]
-        stored = [s for s in read_stored(reader, args.execution_id) if s.step_key in keys or s.step_key == OUTPUT_KEY]
+        keys.add(values.OUTPUT_KEY)  # a workflow's table output, listed with its steps' stored values
+        stored = [s for s in read_stored(reader, args.execution_id) if s.step_key in keys]
         return _Page(record, reader.list_runs(args.execution_id), steps[:limit], attempts, len(steps) > limit,
                      reader.progress(args.execution_id), stored,
                      reader.list_executions(parent=args.execution_id, limit=CHILDREN_SHOWN + 1, descending=False),
@@ -576,7 +577,8 @@ def _show_all(args: argparse.Namespace) -> int:
     show = _AllSteps(args)
     record = _read_one(args, show).value
     # The stored values of the steps shown, as the paged show lists them (a table's head read from its file)
-    stored = [s.peek(show.location) for s in show.stored if s.step_key in show.previews or s.step_key == OUTPUT_KEY]
+    shown = {*show.previews, values.OUTPUT_KEY}  # and a workflow's table output
+    stored = [s.peek(show.location) for s in show.stored if s.step_key in shown]
     if args.json:
         sys.stdout.write('\n  ],\n  "stored": ' + json.dumps([s.to_json() for s in stored]) + "\n}\n")
     else:

@@ -64,7 +64,6 @@ from ._replay import FAIL_AGAIN, REDO, Keys, Kind, check_change, decide
 from ._runtime import runtime
 from ._settle import settle
 from ._status import ExecutionStatus, RunEnd, RunReason, RunTrigger, StepStatus
-from ._stored import OUTPUT_KEY
 from ._suspend import Suspend, continuer, lease_until
 from ._tracebacks import locate_dynamic
 
@@ -1013,7 +1012,7 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, options: R
             timer.cancel()
     run.cancel_pending()  # steps scheduled but never waited for do not outlive their execution
     try:
-        output_blob, output_preview = values.dumps(output, run.store, (execution_id, OUTPUT_KEY))
+        output_blob, output_preview = values.dumps(output, run.store, (execution_id, values.OUTPUT_KEY))
     except Exception as exc:
         stored_error = exc if isinstance(exc, ValueStoreError) else SerializationError(
             f"the output of execution {execution_id!r} cannot be pickled: {exc}")  # not a store's refusal
@@ -1100,7 +1099,8 @@ def _recover(execution: Execution, workflow: WorkflowDef, run: RunState, data: A
         # Reused by the input and what failed (a step's error text, e.g. its traceback, may vary)
         identity = (data, type(error).__qualname__, getattr(error, "step_key", None))
         output = run.schedule(handler, (data, error, cause), {}, kind=Kind.ON_FAILURE, identity=identity).result()
-        output_blob, output_preview = values.dumps(output, run.store, (execution.execution_id, OUTPUT_KEY))
+        output_blob, output_preview = values.dumps(output, run.store,
+                                                   (execution.execution_id, values.OUTPUT_KEY))
     except BaseException as exc:  # noqa: BLE001 - reported on the execution's own error
         error.add_note(f"zart: its on_failure handler failed too: {type(exc).__name__}: {_text(exc)}")
         return False

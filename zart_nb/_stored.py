@@ -17,10 +17,6 @@ from pathlib import Path
 from typing import Any
 
 HEAD_ROWS = 5  # rows a peek reads by default
-# The key under which a workflow's own output is listed when it is a table (a step's keys are its name and
-# occurrence, ``load#0``; other durable calls' are prefixed by their kind, ``capture:now#0``): its SQL view is
-# ``"<execution id>/workflow:output"``, its file ``tables/<execution id>/workflow:output.parquet``.
-OUTPUT_KEY = "workflow:output"
 CELL_CHARS = 40  # a first-rows cell's text is cut here
 
 

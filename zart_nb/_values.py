@@ -41,6 +41,10 @@ THRESHOLD_VARIABLE = "ZART_VALUE_THRESHOLD"
 DEFAULT_THRESHOLD = 1 << 20  # 1 MiB of pickle
 MIN_AGE = 3600.0  # zart gc keeps an unreferenced file younger than this (it may be being written)
 SUFFIX = ".zv"
+# The key under which a workflow's own output is listed when it is a table (a step's keys are its name and
+# occurrence, ``load#0``; other durable calls' are prefixed by their kind, ``capture:now#0``): its SQL view is
+# ``"<execution id>/workflow:output"``, its file ``tables/<execution id>/workflow:output.parquet``.
+OUTPUT_KEY = "workflow:output"
 REF_MAGIC = b"\x00zart-value-ref\x01"  # never the start of a pickle (protocol 2+ starts with \x80)
 REF_FIRST = REF_MAGIC[0]  # the hot paths test this one byte; load() checks the whole magic
 FILE_MAGIC = b"ZARTVAL1"
@@ -255,7 +259,7 @@ def dumps(value: Any, store: tuple[str, int], table: tuple[str, str] | None = No
     """The driver's side: ``value`` (a workflow's input or output) as a pickle or a reference, with
     its preview. ``table``: ``(execution id, key)`` under which a table (a pandas or polars DataFrame,
     a pyarrow Table) is stored as Parquet whatever its size, as a step's output is (a workflow's output:
-    ``_stored.OUTPUT_KEY``); a table Parquet cannot hold stays a pickle, its preview saying why."""
+    ``OUTPUT_KEY``); a table Parquet cannot hold stays a pickle, its preview saying why."""
     note = None
     if table is not None and type(value).__name__ in tables.NAMES:
         kind = tables.kind_of(value)

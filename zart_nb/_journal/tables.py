@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._errors import QueryError
-from .._stored import OUTPUT_KEY, StoredValue, from_blob
+from .._stored import StoredValue, from_blob
+from .._values import OUTPUT_KEY, REF_MAGIC, TABLES
 from . import db
 
 LISTING = "zart_tables"
@@ -72,6 +73,4 @@ def stored_values(conn: Any, execution_id: str | None = None, step_key: str | No
 
 def _table_ref_start() -> bytes:
     """How a journaled reference to a stored table begins (``_values.REF_MAGIC`` then ``tables/``)."""
-    from .._values import REF_MAGIC, TABLES
-
     return REF_MAGIC + f"{TABLES}/".encode()
