@@ -98,6 +98,9 @@ def test_zart_show_lists_the_outputs_schema_and_rows(journal, tmp_path):
         assert (stored["step_key"], stored["rows"], stored["table"]) == ("workflow:output", N, True)
     assert [s.step_key for s in zart.stored("f", journal=journal)] == ["workflow:output"]
     assert zart.stored("f", "scale#0", journal=journal) == []
+    html = zart.show("f", journal=journal)._repr_html_()  # the notebook's view: the same section
+    section = html[html.index("<h4>Stored values</h4>"):]
+    assert "<code>workflow:output</code>: pandas.DataFrame" in section and f"{N:,} rows x 5 columns" in section
 
 
 @pytest.mark.parametrize("dtype", ["float32", "int64"])
