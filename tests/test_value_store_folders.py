@@ -173,6 +173,9 @@ def test_sql_and_stats_beside_an_engine_serving_no_monitor(tmp_path, caplog):
             got = zart.sql(f'select count(*) as n from "{VIEW}"', journal=journal)
         assert got["n"].tolist() == [6]
         assert any("serves no monitor" in r.getMessage() for r in caplog.records)
+        cli = _cli("sql", "--journal", str(journal), "--json", f'select count(*) as n from "{VIEW}"')
+        assert cli.returncode == 0, cli.stderr
+        assert json.loads(cli.stdout)["rows"] == [{"n": 6}]
         state, row = _store_row(journal)
         assert state == "locked" and row["path"] == str(store) and row["files"] == 2
         text = _cli("stats", "--journal", str(journal))  # its stores are counted; the holder is named
