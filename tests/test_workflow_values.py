@@ -17,7 +17,13 @@ pd = pytest.importorskip("pandas")
 pytest.importorskip("pyarrow")
 
 from steps_lib import calls  # noqa: E402
-from workflow_values_lib import array_out, frame_of, frame_out, mixed_out  # noqa: E402
+from workflow_values_lib import (  # noqa: E402
+    array_in_then_fail,
+    array_out,
+    frame_of,
+    frame_out,
+    mixed_out,
+)
 
 import zart_nb as zart  # noqa: E402
 from zart_nb import _values as values  # noqa: E402
@@ -146,3 +152,37 @@ def test_a_dataframe_output_goes_to_the_executions_value_store(journal, tmp_path
     runtime.journal(journal).close()
     pd.testing.assert_frame_equal(zart.run(frame_out, params, execution_id="v", journal=journal, display=False),
                                   first)
+
+
+def test_a_large_input_is_written_once_not_at_every_run(journal, tmp_path):
+    array = np.arange(N, dtype=np.float64)
+    params = {"array": array, "counter_dir": str(tmp_path), "flag": str(tmp_path / "flag")}
+    (tmp_path / "flag").touch()
+    names = []
+    for _ in range(2):
+        with pytest.raises(zart.TaskError, match="failing after the step"):
+            zart.run(array_in_then_fail, params, execution_id="i", journal=journal, display=False)
+        names.append(values.decode_ref(_blobs(journal, "i")[0]).name)
+    (tmp_path / "flag").unlink()
+    assert zart.run(array_in_then_fail, params, execution_id="i", journal=journal, display=False) == \
+        float(array.sum()) * 2
+    names.append(values.decode_ref(_blobs(journal, "i")[0]).name)
+    assert names[0] == names[1] == names[2]  # the same file: journaled once, referenced by every run
+    assert sorted(os.listdir(values.folder_for(journal))) == [names[0]]  # no orphan left for gc
+    assert calls(tmp_path) == ["body", "scale", "body", "body"]
+
+
+def test_a_lost_input_file_is_written_again_by_the_next_run(journal, tmp_path):
+    array = np.arange(N, dtype=np.float64)
+    params = {"array": array, "counter_dir": str(tmp_path), "flag": str(tmp_path / "flag")}
+    (tmp_path / "flag").touch()
+    with pytest.raises(zart.TaskError):
+        zart.run(array_in_then_fail, params, execution_id="i", journal=journal, display=False)
+    first = values.decode_ref(_blobs(journal, "i")[0]).name
+    (values.folder_for(journal) / first).unlink()
+    (tmp_path / "flag").unlink()
+    assert zart.run(array_in_then_fail, params, execution_id="i", journal=journal, display=False) == \
+        float(array.sum()) * 2
+    again = values.decode_ref(_blobs(journal, "i")[0]).name
+    assert again != first and (values.folder_for(journal) / again).is_file()
+    assert np.array_equal(values.load(_blobs(journal, "i")[0], journal)["array"], array)  # what a resume loads

@@ -2,6 +2,8 @@
 DataFrame or an array out, with one step run by a worker process."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 from steps_lib import _count
@@ -45,3 +47,13 @@ def mixed_out(counter_dir: str) -> pd.DataFrame:
     """A frame Parquet cannot hold (a column of mixed objects): it stays a pickle."""
     _count(counter_dir, "body")
     return pd.DataFrame({"m": [1, "a", 2.5] * 100_000, "k": scale(1.0, counter_dir)})
+
+
+@zart.workflow("array-in-then-fail")
+def array_in_then_fail(params: dict) -> float:
+    """Sums its input array after a step; fails while ``params["flag"]`` exists."""
+    _count(params["counter_dir"], "body")
+    factor = scale(1.0, params["counter_dir"])
+    if os.path.exists(params["flag"]):
+        raise RuntimeError("failing after the step")
+    return float(params["array"].sum()) * factor

@@ -873,8 +873,11 @@ def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, option
     if not checked:
         value_store = stores.choose(journal, execution_id, stored is not None, options.value_store, forked)
     store = (str(stores.folder(journal.path, value_store)), values.threshold())
+    # A large input journaled by an earlier run with the same hash is not written to the store again
+    same = None if stored is None or stored.input_hash != input_hash else \
+        values.kept(stored.input, data, Path(store[0]))
     try:  # only a run needs the input's pickle: a completed execution returned above
-        input_blob, input_preview = values.dumps(data, store)
+        input_blob, input_preview = same if same is not None else values.dumps(data, store)
     except Exception as exc:
         if isinstance(exc, ValueStoreError):
             raise

@@ -274,6 +274,23 @@ def dumps(value: Any, store: tuple[str, int], table: tuple[str, str] | None = No
     return blob, text if text is not None else ser.preview(value)
 
 
+def kept(blob: bytes | None, value: Any, folder: Path) -> tuple[bytes, str] | None:
+    """``(blob, preview)`` when ``blob`` (``value`` as journaled before: the same input hash) is a
+    reference to a value file of ``folder`` that is still whole (owner, mode, size, header checked),
+    so a run of an execution does not write its large input again; None otherwise (write it)."""
+    if blob is None or not is_ref(blob):
+        return None
+    ref = decode_ref(blob)
+    if not ref.name.endswith(SUFFIX):
+        return None
+    try:
+        opened = _open(folder, ref)
+    except (ValueLost, ValueStoreError):
+        return None
+    os.close(opened.fd)
+    return blob, describe(value, ref.size)
+
+
 # --- reading ------------------------------------------------------------------------------------------
 
 
