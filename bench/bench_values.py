@@ -215,11 +215,18 @@ def run_child(mode: str, folder: Path, mb: int, env: dict[str, str]) -> dict[str
     if proc.returncode != 0:
         raise SystemExit(f"{mode} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     rss = [line.split() for line in proc.stdout.splitlines() if line.startswith("RSS ")][-1]
-    out = {"seconds": elapsed, "driver_mb": int(rss[1]) / 1024, "worker_mb": int(rss[2]) / 1024}
+    out = {"seconds": elapsed, "driver_mb": _mb(rss[1]), "worker_mb": _mb(rss[2])}
     made = [line.split() for line in proc.stdout.splitlines() if line.startswith("MADE ")]
     if made:  # the frame's making peaked at the first figure; what followed (the write) at the second
-        out["made_mb"], out["after_made_mb"] = int(made[-1][1]) / 1024, int(made[-1][2]) / 1024
+        out["made_mb"], out["after_made_mb"] = _mb(made[-1][1]), _mb(made[-1][2])
     return out
+
+
+def _mb(kib: str) -> float:
+    """A peak the kernel counts in KiB (``VmHWM``, ``ru_maxrss``) in MB, the unit of the values it is
+    compared with (``--mb``, the frame's 33 bytes a row / 1e6). Before, the peaks were MiB divided by
+    MB: every peak ratio read 4.9% low (P10's driver 2.18x was 2.29x)."""
+    return int(kib) * 1024 / 1e6
 
 
 P9_MODES = ("base-write", "zart-first", "base-read", "zart-replay", "base-p11", "zart-p11")

@@ -61,7 +61,8 @@ def test_zart_resume_in_another_process_uses_the_journaled_store_not_the_variabl
     resumed = _cli(journal, "resume", "e", env={"ZART_VALUE_STORE": str(elsewhere)})
     assert resumed.returncode == 0, resumed.stderr
     assert calls(tmp_path) == ["array", "small"]  # both reused: the array was loaded from the journaled store
-    assert not elsewhere.exists() and not values.folder_for(journal).exists()
+    assert not elsewhere.exists()
+    assert os.listdir(values.folder_for(journal)) == [".zart-stores"]  # the list of its stores alone
     assert len(_values_in(store)) == 2  # and the workflow's output (it holds the array) went there too
     shown = _cli(journal, "show", "e", "--json", env={"ZART_VALUE_STORE": str(elsewhere)})
     assert shown.returncode == 0, shown.stderr

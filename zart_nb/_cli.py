@@ -169,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("execution_id")
     runs.set_defaults(func=cmd_runs)
 
-    stats = sub.add_parser("stats", parents=[common, as_json], help="executions per status, per journal")
+    stats = sub.add_parser("stats", parents=[common, as_json],
+                           help="executions per status and value store sizes, per journal")
     stats.add_argument("folder", nargs="?", metavar="DIR", help="another folder (as for ls)")
     stats.set_defaults(func=cmd_stats)
 

@@ -163,34 +163,68 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    journals = targets(args)
-    listed = [_list_one(path, lambda r: (r.stats(), [])) for path in journals.paths]
-    if not journals.folder and listed[0].error is not None:
-        raise ZartError(listed[0].error)
-    summed = {status: sum(one.counts.get(status, 0) for one in listed) for status in ExecutionStatus}
-    from ._data import usage  # the value store's files, as found on disk (none opened)
+    from . import _storefolders as folders  # the value stores' files, as found on disk (none opened)
 
-    stores = {one.path: usage(one.path) for one in listed}
+    journals = targets(args)
+    journaled: dict[Path, list[str] | None] = {}
+
+    def read(path: Path) -> Any:
+        def counts(reader: JournalReader) -> tuple[dict[ExecutionStatus, int], list[ExecutionRecord]]:
+            journaled[path] = _value_stores(reader)
+            return reader.stats(), []
+        return counts
+
+    listed = [_list_one(path, read(path)) for path in journals.paths]
+    if not journals.folder and listed[0].error is not None and listed[0].state != "locked":
+        raise ZartError(listed[0].error)  # a held journal's stores are still counted (from the list beside it)
+    summed = {status: sum(one.counts.get(status, 0) for one in listed) for status in ExecutionStatus}
+    stores = {one.path: folders.of_journal(one.path, journaled.get(one.path)) for one in listed}
+    files = sum(f.files for found in stores.values() for f in found)
+    size = sum(f.size for found in stores.values() for f in found)
     if args.json:
         write(dumps({"where": journals.where,
-                     "journals": [{**one.to_json(), "store": {"path": str(values.folder_for(one.path.resolve())),
-                                                              "files": stores[one.path][0],
-                                                              "bytes": stores[one.path][1]}} for one in listed],
+                     "journals": [{**one.to_json(), "store": {"path": stores[one.path][0].path,
+                                                              "files": stores[one.path][0].files,
+                                                              "bytes": stores[one.path][0].size},
+                                   "stores": [f.to_json() for f in stores[one.path]],
+                                   "store_files": sum(f.files for f in stores[one.path]),
+                                   "store_bytes": sum(f.size for f in stores[one.path])} for one in listed],
                      "stats": {s: n for s, n in summed.items() if n}, "total": sum(summed.values()),
-                     "store_bytes": sum(size for _, size in stores.values())}))
+                     "store_files": files, "store_bytes": size}))
         return 0
     _report_unread(listed, "not counted")
     statuses = list(ExecutionStatus)
     rows = [[one.path.stem, *(one.counts.get(s, 0) for s in statuses), sum(one.counts.values()),
-             _store_text(*stores[one.path])] for one in listed if one.error is None]
+             _store_text(sum(f.files for f in stores[one.path]), sum(f.size for f in stores[one.path]))]
+            for one in listed if one.error is None]
     if len(rows) > 1:
-        rows.append(["all", *(summed[s] for s in statuses), sum(summed.values()),
-                     _store_text(sum(n for n, _ in stores.values()), sum(size for _, size in stores.values()))])
-    if not rows:
+        rows.append(["all", *(summed[s] for s in statuses), sum(summed.values()), _store_text(files, size)])
+    shown = [(one.path, f) for one in listed for f in stores[one.path] if f.files or f.error or not f.own]
+    if not rows and not shown:
         print(f"no journals in {safe(journals.where)}")
         return 0
-    print(table(["JOURNAL", *(s.value.upper() for s in statuses), "TOTAL", "STORE"], rows))
+    if rows:
+        print(table(["JOURNAL", *(s.value.upper() for s in statuses), "TOTAL", "STORE"], rows))
+    if shown:  # each folder: the journal's own store and each value_store= folder of its executions
+        if rows:
+            print()
+        folder_rows: list[list[object]] = [[f.path, path.stem, f.files, values.size_text(f.size) if f.files else "-",
+                                            f.error or ""] for path, f in shown]
+        if len(shown) > 1:
+            folder_rows.append(["all", "", files, values.size_text(size), ""])
+        print(table(["VALUE STORE", "JOURNAL", "FILES", "SIZE", "NOTE"], folder_rows))
     return 0
+
+
+def _value_stores(reader: JournalReader) -> list[str] | None:
+    """The journal's ``value_store=`` folders, or None from a reader that cannot list them (an engine of
+    an older zart_nb answering through its monitor: the list beside the journal is read instead)."""
+    from ._errors import MonitorError
+
+    try:
+        return reader.value_stores()
+    except (NotImplementedError, MonitorError):
+        return None
 
 
 def _store_text(files: int, size: int) -> str:
@@ -317,6 +351,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         steps = reader.list_steps(args.execution_id, offset=offset, limit=limit + 1)
         keys = {s.step_key for s in steps[:limit]}
         attempts = [a for a in reader.list_attempts(args.execution_id) if a.step_key in keys]
+        keys.add(values.OUTPUT_KEY)  # a workflow's table output, listed with its steps' stored values
         stored = [s for s in read_stored(reader, args.execution_id) if s.step_key in keys]
         return _Page(record, reader.list_runs(args.execution_id), steps[:limit], attempts, len(steps) > limit,
                      reader.progress(args.execution_id), stored,
@@ -542,7 +577,8 @@ def _show_all(args: argparse.Namespace) -> int:
     show = _AllSteps(args)
     record = _read_one(args, show).value
     # The stored values of the steps shown, as the paged show lists them (a table's head read from its file)
-    stored = [s.peek(show.location) for s in show.stored if s.step_key in show.previews]
+    shown = {*show.previews, values.OUTPUT_KEY}  # and a workflow's table output
+    stored = [s.peek(show.location) for s in show.stored if s.step_key in shown]
     if args.json:
         sys.stdout.write('\n  ],\n  "stored": ' + json.dumps([s.to_json() for s in stored]) + "\n}\n")
     else:

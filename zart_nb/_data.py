@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any
 from . import _stores as stores
 from . import _tables as tables
 from . import _values as values
-from ._errors import ConfigurationError, ExecutionNotFound, JournalError, JournalLocked, ValueLost
+from ._errors import (
+    ConfigurationError,
+    ExecutionNotFound,
+    JournalError,
+    JournalLocked,
+    ValueLost,
+    ValueStoreError,
+)
 from ._reader import JournalReader
 from ._runtime import runtime
 from ._status import StepStatus
@@ -65,26 +72,6 @@ def _store_files(folder: Path) -> Iterator[tuple[Path, list[tuple[str, os.DirEnt
             directory = tables_dir / entry.name
             values.check_folder(directory)
             yield directory, files(directory, f"{values.TABLES}/{entry.name}/", (tables.SUFFIX, ".tmp"))
-
-
-def usage(journal_path: str | os.PathLike[str]) -> tuple[int, int]:
-    """``(files, bytes)`` of the value store of a journal (``zart stats``): its files as found on disk,
-    none opened; ``(0, 0)`` without a store."""
-    folder = values.folder_for(journal_path)
-    count = total = 0
-    pending = [folder]
-    while pending:
-        try:
-            entries = list(os.scandir(pending.pop()))
-        except OSError:
-            continue
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                pending.append(Path(entry.path))
-            elif entry.is_file(follow_symlinks=False):
-                count += 1
-                total += entry.stat(follow_symlinks=False).st_size
-    return count, total
 
 
 def collect(journal_path: str | os.PathLike[str], referenced: set[str], *, min_age: float = values.MIN_AGE,
@@ -206,9 +193,10 @@ def _listed(journal: Path, tables_only: bool, execution_id: str | None = None, s
 FILES = "files"  # how a list was read: the store's files, not the journal
 
 
-def _table_files(folder: Path) -> list[StoredValue]:
+def _table_files(folder: Path, store: str | None = None) -> list[StoredValue]:
     """The store's Parquet files as unjournaled references (the journal could not be read): their
-    execution and key from their names (``%XX`` decoded), their size as found."""
+    execution and key from their names (``%XX`` decoded), their size as found (``store``: a
+    ``value_store=`` folder, ``folder`` itself)."""
     from urllib.parse import unquote
 
     found: list[StoredValue] = []
@@ -223,7 +211,31 @@ def _table_files(folder: Path) -> list[StoredValue]:
             parts = name.split("/")
             size = entry.stat(follow_symlinks=False).st_size
             found.append(StoredValue(unquote(parts[1]), unquote(parts[2].removesuffix(tables.SUFFIX)), name, size,
-                                     "parquet"))
+                                     "parquet", store=store))
+    return found
+
+
+def _all_table_files(journal: Path) -> list[StoredValue]:
+    """:func:`_table_files` of the journal's own store and of each ``value_store=`` folder listed beside
+    it (``_storefolders.remembered``: the journal itself cannot be read), each folder checked first; a
+    refused one is left out with a warning."""
+    from ._storefolders import remembered
+
+    own = values.folder_for(journal.resolve())
+    found: list[StoredValue] = []
+    try:
+        others = remembered(journal)
+    except (ValueStoreError, ValueLost) as exc:
+        log.warning("zart.sql: the list of value stores beside %s is not read: %s", journal, exc)
+        others = []
+    for folder, store in [(own, None), *((Path(other), other) for other in others)]:
+        if not folder.exists():
+            continue
+        try:
+            values.check_folder(folder)
+            found += _table_files(folder, store)
+        except (ValueStoreError, ValueLost) as exc:
+            log.warning("zart.sql leaves out the tables of the value store %s: %s", folder, exc)
     return found
 
 
@@ -270,12 +282,11 @@ def sql(query: str, journal: str | os.PathLike[str] | None = None) -> Any:
     if not isinstance(query, str) or not query.strip():
         raise ConfigurationError(f"zart.sql wants a query (a non-empty string), got {query!r}")
     path = _journal_path(journal)
-    folder = values.folder_for(path.resolve())  # the journal's own store (each table names its own)
     listed, via = _listed(path, True, files_ok=True)
     if via == FILES:
         log.warning("zart.sql: %s is held by a process that serves no monitor; the tables are the value "
-                    "store's files (a step's table not journaled yet may show)", path)
-        listed = _table_files(folder) if folder.exists() else []
+                    "stores' files (a step's table not journaled yet may show)", path)
+        listed = _all_table_files(path)
     views: list[tuple[str, str, str, str, str]] = []
     for found in listed:
         try:

@@ -873,8 +873,11 @@ def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, option
     if not checked:
         value_store = stores.choose(journal, execution_id, stored is not None, options.value_store, forked)
     store = (str(stores.folder(journal.path, value_store)), values.threshold())
+    # A large input journaled by an earlier run with the same hash is not written to the store again
+    same = None if stored is None or stored.input_hash != input_hash else \
+        values.kept(stored.input, data, Path(store[0]))
     try:  # only a run needs the input's pickle: a completed execution returned above
-        input_blob, input_preview = values.dumps(data, store)
+        input_blob, input_preview = same if same is not None else values.dumps(data, store)
     except Exception as exc:
         if isinstance(exc, ValueStoreError):
             raise
@@ -1012,7 +1015,7 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, options: R
             timer.cancel()
     run.cancel_pending()  # steps scheduled but never waited for do not outlive their execution
     try:
-        output_blob, output_preview = values.dumps(output, run.store)
+        output_blob, output_preview = values.dumps(output, run.store, (execution_id, values.OUTPUT_KEY))
     except Exception as exc:
         stored_error = exc if isinstance(exc, ValueStoreError) else SerializationError(
             f"the output of execution {execution_id!r} cannot be pickled: {exc}")  # not a store's refusal
@@ -1099,7 +1102,8 @@ def _recover(execution: Execution, workflow: WorkflowDef, run: RunState, data: A
         # Reused by the input and what failed (a step's error text, e.g. its traceback, may vary)
         identity = (data, type(error).__qualname__, getattr(error, "step_key", None))
         output = run.schedule(handler, (data, error, cause), {}, kind=Kind.ON_FAILURE, identity=identity).result()
-        output_blob, output_preview = values.dumps(output, run.store)
+        output_blob, output_preview = values.dumps(output, run.store,
+                                                   (execution.execution_id, values.OUTPUT_KEY))
     except BaseException as exc:  # noqa: BLE001 - reported on the execution's own error
         error.add_note(f"zart: its on_failure handler failed too: {type(exc).__name__}: {_text(exc)}")
         return False

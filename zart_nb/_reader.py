@@ -110,6 +110,13 @@ class JournalReader(ABC):
         and key order. Nothing is loaded or unpickled: see ``zart.stored`` for a table's first rows."""
         raise NotImplementedError(f"{type(self).__name__} does not list stored values")
 
+    def value_stores(self) -> list[str]:
+        """The value store folders of the journal besides its own ``<journal>.values``: each folder an
+        execution was run with (``value_store=``, ``$ZART_VALUE_STORE``) that no other journal claimed
+        since, as journaled (absolute paths, sorted). Nothing in them is opened: ``zart stats`` counts
+        their files."""
+        raise NotImplementedError(f"{type(self).__name__} does not list value stores")
+
     def progress(self, execution_id: str) -> RunProgress | None:
         """The live progress of an execution running in the engine read through (its running steps with
         attempt, worker and elapsed time); ``None`` when it is not running there (the file reader:

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import _values as values
-from ._errors import ConfigurationError, ValueStoreError
+from ._errors import ConfigurationError
 from ._journal import stores as sql
+from ._storefolders import MARKER, owner_of, remember
 
 if TYPE_CHECKING:
     from ._journal.journal import Journal
@@ -79,10 +80,13 @@ def choose(journal: Journal, execution_id: str, exists: bool, option: str | None
         if chosen is not None:
             claim(Path(chosen), journal)
         journal.transact(sql.set_store, execution_id, chosen)
+    if chosen is not None:  # listed beside the journal too, for readers that cannot read it (_storefolders)
+        with journal.hold():
+            mine = journal.journal_id
+        remember(journal.path, mine, chosen)
     return chosen
 
 
-MARKER = ".zart-journal"  # in a value store named by value_store=: the id of the one journal it belongs to
 
 
 def claim(store: Path, journal: Journal) -> None:
@@ -104,21 +108,6 @@ def claim(store: Path, journal: Journal) -> None:
     elif owner != mine:
         raise ConfigurationError(f"value_store={str(store)!r} holds the stored values of another journal "
                                  f"(id {owner}); give each journal a value store folder of its own")
-
-
-def owner_of(store: Path) -> str | None:
-    """The id of the journal that claimed ``store`` (its marker's text, never unpickled), or None."""
-    try:
-        fd = os.open(store / MARKER, os.O_RDONLY | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise ValueStoreError(f"the value store {store} has a marker {MARKER} that cannot be read: "
-                                     f"{exc}") from exc
-    try:
-        return os.read(fd, 200).decode("ascii", "replace").strip()
-    finally:
-        os.close(fd)
 
 
 def load(journal: Journal, execution_id: str, blob: bytes) -> Any:

@@ -41,6 +41,10 @@ THRESHOLD_VARIABLE = "ZART_VALUE_THRESHOLD"
 DEFAULT_THRESHOLD = 1 << 20  # 1 MiB of pickle
 MIN_AGE = 3600.0  # zart gc keeps an unreferenced file younger than this (it may be being written)
 SUFFIX = ".zv"
+# The key under which a workflow's own output is listed when it is a table (a step's keys are its name and
+# occurrence, ``load#0``; other durable calls' are prefixed by their kind, ``capture:now#0``): its SQL view is
+# ``"<execution id>/workflow:output"``, its file ``tables/<execution id>/workflow:output.parquet``.
+OUTPUT_KEY = "workflow:output"
 REF_MAGIC = b"\x00zart-value-ref\x01"  # never the start of a pickle (protocol 2+ starts with \x80)
 REF_FIRST = REF_MAGIC[0]  # the hot paths test this one byte; load() checks the whole magic
 FILE_MAGIC = b"ZARTVAL1"
@@ -251,12 +255,40 @@ def encode(value: Any, data: bytes, buffers: list[pickle.PickleBuffer], store: t
     return encode_ref(ref), describe(value, ref.size)
 
 
-def dumps(value: Any, store: tuple[str, int]) -> tuple[bytes, str]:
+def dumps(value: Any, store: tuple[str, int], table: tuple[str, str] | None = None) -> tuple[bytes, str]:
     """The driver's side: ``value`` (a workflow's input or output) as a pickle or a reference, with
-    its preview."""
+    its preview. ``table``: ``(execution id, key)`` under which a table (a pandas or polars DataFrame,
+    a pyarrow Table) is stored as Parquet whatever its size, as a step's output is (a workflow's output:
+    ``OUTPUT_KEY``); a table Parquet cannot hold stays a pickle, its preview saying why."""
+    note = None
+    if table is not None and type(value).__name__ in tables.NAMES:
+        kind = tables.kind_of(value)
+        if kind is not None:
+            ref, note = encode_table(value, kind, store, *table)
+            if ref is not None:
+                return ref, note
     data, buffers = ser.dumps_out_of_band(value)
     blob, text = encode(value, data, buffers, store)
+    if note is not None:  # a table kept as a pickle keeps its note, with where it went
+        return blob, note if text is None else f"{note} {text[text.rfind('[stored'):]}"
     return blob, text if text is not None else ser.preview(value)
+
+
+def kept(blob: bytes | None, value: Any, folder: Path) -> tuple[bytes, str] | None:
+    """``(blob, preview)`` when ``blob`` (``value`` as journaled before: the same input hash) is a
+    reference to a value file of ``folder`` that is still whole (owner, mode, size, header checked),
+    so a run of an execution does not write its large input again; None otherwise (write it)."""
+    if blob is None or not is_ref(blob):
+        return None
+    ref = decode_ref(blob)
+    if not ref.name.endswith(SUFFIX):
+        return None
+    try:
+        opened = _open(folder, ref)
+    except (ValueLost, ValueStoreError):
+        return None
+    os.close(opened.fd)
+    return blob, describe(value, ref.size)
 
 
 # --- reading ------------------------------------------------------------------------------------------

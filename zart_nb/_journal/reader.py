@@ -87,6 +87,13 @@ class FileJournalReader(JournalReader):
 
         return self._journal.query(tables.stored_values, execution_id, step_key, tables_only=tables_only)
 
+    def value_stores(self) -> list[str]:
+        from .._storefolders import own  # each folder's claim, read as text
+        from . import stores
+
+        journal_id, folders = self._journal.query(stores.stores_of_journal)
+        return own(journal_id, folders)
+
     def pending_events(self, execution_id: str) -> list[PendingEvent]:
         return [PendingEvent(execution_id, e.seq, e.name, e.payload, datetime.fromtimestamp(e.sent_at), e.sender)
                 for e in self._journal.query(inbox.pending_events, execution_id)]

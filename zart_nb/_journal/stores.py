@@ -32,6 +32,13 @@ def stores(conn: duckdb.DuckDBPyConnection) -> list[str]:
     return [str(row[0]) for row in conn.execute("SELECT DISTINCT path FROM value_stores ORDER BY path").fetchall()]
 
 
+def stores_of_journal(conn: duckdb.DuckDBPyConnection) -> tuple[str, list[str]]:
+    """``(the journal's id, every value store folder other than its own)``: what the read API's
+    ``value_stores`` checks each folder's claim against (``_storefolders``)."""
+    row = conn.execute("SELECT value FROM zart_meta WHERE key = 'journal_id'").fetchone()
+    return ("" if row is None else str(row[0])), stores(conn)
+
+
 def references(conn: duckdb.DuckDBPyConnection, longest: int = 4096) -> list[tuple[str | None, bytes]]:
     """``(value store or None, blob)`` of every journaled blob short enough to be a value store reference
     (every step record's output, superseded ones too, every execution's input and output)."""

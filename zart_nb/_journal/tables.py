@@ -9,6 +9,7 @@ from typing import Any
 
 from .._errors import QueryError
 from .._stored import StoredValue, from_blob
+from .._values import OUTPUT_KEY, REF_MAGIC, TABLES
 from . import db
 
 LISTING = "zart_tables"
@@ -46,18 +47,30 @@ def query(sql: str, views: Sequence[tuple[str, str, str, str, str]]) -> Any:
 
 def stored_values(conn: Any, execution_id: str | None = None, step_key: str | None = None, *,
                   tables_only: bool = False, longest: int = 4096) -> list[StoredValue]:
-    """The value store references of the completed current steps (of one execution, one step), in
-    execution and key order: the blobs short enough to be one, decoded (never unpickled)."""
-    where = ["current", "status = 'completed'", "output IS NOT NULL", "octet_length(output) <= ?"]
+    """The value store references of the completed current steps (of one execution, one step), and of
+    the completed executions' outputs stored as tables (under the key ``OUTPUT_KEY``), in execution and
+    key order: the blobs short enough to be one, decoded (never unpickled)."""
+    where = ["output IS NOT NULL", "octet_length(output) <= ?"]
     params: list[Any] = [longest]
     if execution_id is not None:
         where.append("execution_id = ?")
         params.append(execution_id)
+    steps = ["current", "status = 'completed'", *where]
+    outputs = ["status = 'completed'", *where, "output >= ?", "output < ?"]  # a table's reference: a prefix
     if step_key is not None:
-        where.append("step_key = ?")
-        params.append(step_key)
-    rows = conn.execute(f"SELECT s.execution_id, s.step_key, s.output, v.path FROM steps s LEFT JOIN value_stores v "
-                        f"USING (execution_id) WHERE {' AND '.join(where)} ORDER BY execution_id, step_key",
-                        params).fetchall()
+        steps.append("step_key = ?")
+    parts = [f"SELECT execution_id, step_key, output FROM steps WHERE {' AND '.join(steps)}"]
+    values = params + ([step_key] if step_key is not None else [])
+    if step_key in (None, OUTPUT_KEY):
+        parts.append(f"SELECT execution_id, ?, output FROM executions WHERE {' AND '.join(outputs)}")
+        start = _table_ref_start()
+        values += [OUTPUT_KEY, *params, start, start[:-1] + bytes([start[-1] + 1])]
+    rows = conn.execute(f"SELECT b.*, v.path FROM ({' UNION ALL '.join(parts)}) b LEFT JOIN value_stores v "
+                        "USING (execution_id) ORDER BY execution_id, step_key", values).fetchall()
     found = [from_blob(row[0], row[1], row[2], row[3]) for row in rows]
     return [s for s in found if s is not None and (s.is_table or not tables_only)]
+
+
+def _table_ref_start() -> bytes:
+    """How a journaled reference to a stored table begins (``_values.REF_MAGIC`` then ``tables/``)."""
+    return REF_MAGIC + f"{TABLES}/".encode()

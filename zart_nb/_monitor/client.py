@@ -278,6 +278,12 @@ class MonitorClient(JournalReader):
         found = [record_from_json(StoredValue, row) for row in _list(rows)]
         return [StoredValue(s.execution_id, s.step_key, s.file, s.size, s.kind, s.check, store=s.store) for s in found]
 
+    def value_stores(self) -> list[str]:
+        folders = _list(self.request(MessageType.VALUE_STORES))
+        if not all(isinstance(folder, str) for folder in folders):
+            raise ProtocolError("value stores must be a list of paths")
+        return [str(folder) for folder in folders]
+
     # --- events and control ----------------------------------------------------------------------
 
     def subscribe(self, on_events: Callable[[list[Event], bool], None],

@@ -65,6 +65,7 @@ class MessageType(enum.StrEnum):
     PROGRESS = "progress"
     LIVE_OUTPUT = "live_output"
     STORED_VALUES = "stored_values"
+    VALUE_STORES = "value_stores"  # the journal's value_store= folders (zart stats)
     SEND_EVENT = "send_event"  # an event for an execution (zart.send_event, zart event, the TUI)
     PUBLISHED = "published"  # values an execution published under a key (zart.published, zart.stream)
     PENDING_EVENTS = "pending_events"  # events sent to an execution and not consumed yet

@@ -377,6 +377,8 @@ class MonitorServer:
             return [record_to_json(s) for s in reader.stored_values(
                 _arg(args, "execution_id", str, None), _arg(args, "step_key", str, None),
                 tables_only=_arg(args, "tables_only", bool, False))]
+        if kind is MessageType.VALUE_STORES:
+            return reader.value_stores()
         raise ProtocolError(f"{kind.value!r} is not a request")
 
 
