@@ -6,6 +6,7 @@ then checks every step's result, how often it ran, and its attempts in the journ
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -194,3 +195,52 @@ def test_a_timeout_between_a_revoke_and_its_answer_runs_the_revoked_attempt_once
     assert _steps(journal, "behind") == {"gated-timed-behind": ("completed", 1)}
     assert _steps(journal, "other") == {"gated-other": ("completed", 1)}
     assert pool.executor.taken_back == 0
+
+
+def test_revokes_sent_back_to_back_are_answered_in_order_each_once(tmp_path):
+    """A worker answers revokes one at a time, in the order they came, on the socket its replies use:
+    an older answer never arrives after a newer one, and a revoke naming attempts already given back
+    (or already answered) is answered with nothing, so it can take nothing twice."""
+    import pickle
+
+    from steps_lib import quick, wait_for_file
+
+    from zart_nb import _serialization as ser
+    from zart_nb._executors.base import WireOutput, WireReply, WireRevoked, WireTask
+    from zart_nb._executors.local import _Worker
+
+    def wire(task_id, fn, *args):
+        return tuple(WireTask(task_id, fn.name, ser.dumps_by_value(fn.fn), ser.dumps((args, {})), "e-1",
+                              f"k#{task_id}", 1))
+
+    worker = _Worker(0, None)
+    answered, revoked = {}, []
+
+    def read_until(done):
+        end = time.monotonic() + 30
+        while not done():
+            assert time.monotonic() < end, f"answered {sorted(answered)}, revoked {revoked}"
+            if worker.conn.poll(0.1):
+                for item in pickle.loads(worker.conn.recv_bytes()) or []:
+                    if type(item) is WireRevoked:
+                        revoked.append(item.task_ids)
+                    elif type(item) is not WireOutput:
+                        reply = WireReply(*item)
+                        assert reply.task_id not in answered
+                        answered[reply.task_id] = ser.loads(reply.blob)
+
+    try:
+        gate = tmp_path / "gate"
+        worker.conn.send_bytes(pickle.dumps(("run", [wire(1, wait_for_file, str(gate), 30.0)]
+                                             + [wire(i, quick, i) for i in range(2, 6)]), 5))
+        for ids in ([2, 3], [4], [3, 4]):  # the last names only attempts already given back
+            worker.control.send_bytes(pickle.dumps(("revoke", ids), 5))
+        read_until(lambda: len(revoked) == 3)
+        assert revoked == [[2, 3], [4], []] and not answered
+        gate.touch()
+        read_until(lambda: len(answered) == 2)
+        worker.control.send_bytes(pickle.dumps(("revoke", [1, 5]), 5))  # both answered already
+        read_until(lambda: len(revoked) == 4)
+        assert revoked[3] == [] and answered == {1: "released", 5: 6}
+    finally:
+        worker.kill()
