@@ -15,8 +15,8 @@ worker answers with the ones it took off its queue before starting them (``WireR
 are queued again, for the idle worker, so a revoke racing the worker as it starts one resolves to one
 run. Until the answer comes they stay the worker's, so if it dies first they are re-run exactly as
 after any crash. Attempts are named by id, unique in the process (several executions share a pool);
-``_take_back_locked`` lists the interleavings an answer can meet, and how each is handled. One revoke per worker at a time; with a worker busy, or the queue not empty, none is
-sent and none costs anything.
+``_take_back_locked`` lists the interleavings an answer can meet, and how each is handled. One revoke
+per worker at a time; with a worker busy, or the queue not empty, none is sent and none costs anything.
 
 Deadlock rule: a worker that is busy is never sent more than ``BUSY_WINDOW`` bytes it has not
 answered yet, so the driver's send never blocks on a full socket while the worker blocks on its own.
@@ -380,7 +380,7 @@ class LocalPool(Executor):
         again, and one the driver does not hold for it is forgotten (nothing of it can be lost: it is
         not this worker's to run). An answer never makes the pool replace the worker.
 
-        The interleavings checked, each driven by a test in tests/test_pool_revoke_race.py:
+        The interleavings checked, and the tests that drive each with real worker processes:
         - Two executions of the process on one pool numbering their attempts alike: a worker held
           execution A's running attempt 1 and B's attempt 1 behind it; a revoke of B's took both "1"s
           back, so A's ran twice (and its reply was taken for B's, or the worker failed as crashed: the
@@ -388,20 +388,27 @@ class LocalPool(Executor):
           ids are unique in the process (``base.new_task_id``). Should a consumer reuse ids anyway, the
           worker names an id once per attempt it took off, and those are the last the driver holds
           with that id (a worker starts its attempts in the order they were sent), so they are the
-          ones taken back here, never one the worker started.
+          ones taken back here, never one the worker started. (test_pool_revoke_race: the first two)
         - A cancel, a timeout or a crash between the revoke and its answer: each replaces the worker
           (a new ``_Worker``, ``revoking`` false), what it held is cancelled, failed or queued again
           then, and the old worker's answer is dropped unread (``_iterate``: not in ``_workers``).
+          (test_pool_revoke_race's cancel and timeout tests; test_pool's worker killed before it answers)
         - An older revoke's answer after a newer one: a worker has one revoke at a time (``revoking``,
-          cleared only here, by its answer), and answers come in order on its socket.
+          cleared only here, by its answer); its revoke thread answers them one by one, in order, on
+          its socket, and one naming attempts given back or answered already gets an empty answer.
+          (test_pool_revoke_race: revokes sent back to back)
         - A reply and a revoke answer of the same attempt: impossible (see above); both travel on the
-          worker's socket, in the order the worker made them, and are matched by id.
+          worker's socket, in the order the worker made them, and are matched by id. (test_worker:
+          an attempt is either run or revoked, never both: 300 revokes racing the worker's next start)
         - A revoke overtaking the attempts it names (the revoke pipe against the socket): the worker
           drains its socket before it looks, or, mid-receive, waits up to ``REVOKE_WAIT`` for the
           message; past that it answers without them and runs them (a missed steal, nothing lost).
+          (test_worker: a worker gives back what it holds behind a running step, revoked right after
+          the attempts were sent)
         - An attempt answered ``FUNCTION_MISSING`` while a revoke naming it is on its way: the driver
           queues it again and may send it to the same worker, whose revoke thread may then take the
-          new copy: it is held again by then, so it is taken back once.
+          new copy: it is held again by then, so it is taken back once. (No test drives it: it needs
+          a worker's function cache evicted between a send and a revoke.)
         """
         worker.revoking = False
         if not task_ids:
