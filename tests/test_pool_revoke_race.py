@@ -244,3 +244,48 @@ def test_revokes_sent_back_to_back_are_answered_in_order_each_once(tmp_path):
         assert revoked[3] == [] and answered == {1: "released", 5: 6}
     finally:
         worker.kill()
+
+
+@zart.workflow("race-waves")
+def waves(args: list) -> list:
+    from steps_lib import nap, square
+
+    base, counter = args
+    out = []
+    for wave in range(6):
+        handles = []
+        for i in range(base + wave * 30, base + wave * 30 + 30):
+            if i % 15 == wave % 5:  # slow steps of 3 to 21 ms, early in each wave
+                handles.append(zart.schedule(nap, i, 0.003 * (1 + i % 7), counter))
+            handles.append(zart.schedule(square, i, counter))
+        out.extend(zart.wait(handles))
+    return out
+
+
+def test_executions_at_once_whose_attempts_are_taken_back_run_each_step_once(journal, tmp_path, pool):
+    """Four executions at once on two workers, in waves that end with the pool's queue empty: the pool
+    takes attempts back from a worker busy with a slow step while attempts of all four executions wait
+    on it. Before attempt ids were unique in the process this failed 5 runs in 5 under load (steps
+    failed with WorkerCrashed: 'answered for an attempt it was not running')."""
+    from steps_lib import calls as counted
+
+    bases = [1000 * k for k in range(4)]
+    started = [zart.start(waves, [base, str(tmp_path)], journal=journal, workers=2, execution_id=f"w{base}")
+               for base in bases]
+    slow = {base: [i for wave in range(6) for i in range(base + wave * 30, base + wave * 30 + 30)
+                   if i % 15 == wave % 5] for base in bases}
+    for base, execution in zip(bases, started, strict=True):
+        expected = []
+        for i in range(base, base + 180):
+            expected += ([-i] if i in slow[base] else []) + [i * i]
+        assert execution.result(timeout=120) == expected
+    assert sorted(counted(tmp_path)) == sorted(
+        [f"square:{i}" for base in bases for i in range(base, base + 180)]
+        + [f"nap:{i}" for base in bases for i in slow[base]])
+    reader = zart.journal(journal)
+    for base in bases:
+        steps = reader.list_steps(f"w{base}")
+        assert len(steps) == 180 + len(slow[base])
+        assert {(s.status.value, s.attempts) for s in steps} == {("completed", 1)}
+    executor = pool.executor
+    assert executor.taken_back > 0, f"no attempt was taken back ({executor.revokes} revokes)"
