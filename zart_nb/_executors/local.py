@@ -385,7 +385,7 @@ class LocalPool(Executor):
           execution A's running attempt 1 and B's attempt 1 behind it; a revoke of B's took both "1"s
           back, so A's ran twice (and its reply was taken for B's, or the worker failed as crashed: the
           CI run's "revoked attempts it was not given", then WorkerCrashed). The cause, fixed: attempt
-          ids are unique in the process (``base.new_task_id``). Should a consumer reuse ids anyway, the
+          ids are unique in the process (``base.TASK_IDS``). Should a consumer reuse ids anyway, the
           worker names an id once per attempt it took off, and those are the last the driver holds
           with that id (a worker starts its attempts in the order they were sent), so they are the
           ones taken back here, never one the worker started. (test_pool_revoke_race: the first two)
