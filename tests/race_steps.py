@@ -1,6 +1,6 @@
 """Steps for tests/test_pool_revoke_race.py, importable by worker processes: each announces that it
-started (its worker's pid in ``<tag>.started``), counts its run in ``calls.log`` and waits for the
-test to create ``<tag>.go``."""
+started (its worker's pid in ``<tag>.started``), counts its run in ``calls.log`` (read by
+``steps_lib.calls``) and waits for the test to create ``<tag>.go``."""
 from __future__ import annotations
 
 import os
@@ -35,14 +35,6 @@ def gated_timed(tag: str, workdir: str) -> str:
     """The same with a timeout: its submit wakes the pool's I/O thread, which sends it at once even
     though every worker is busy (to the worker listed first, when all hold as many)."""
     return _gate(tag, workdir)
-
-
-def calls(workdir) -> list[str]:
-    path = os.path.join(str(workdir), "calls.log")
-    if not os.path.exists(path):
-        return []
-    with open(path) as handle:
-        return handle.read().split()
 
 
 @zart.step("gated-short-{tag}", timeout=8)

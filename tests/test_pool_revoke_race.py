@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 from conftest import wait_until
-from race_steps import calls, gated, gated_short, gated_timed, stopped
+from race_steps import gated, gated_short, gated_timed, stopped
+from steps_lib import calls
 
 import zart_nb as zart
 
@@ -160,38 +161,26 @@ def _behind_a_stopped_worker(journal: Path, workdir: Path, pool, head_flow) -> t
     return started, pid_head
 
 
-def test_a_cancel_between_a_revoke_and_its_answer_runs_the_revoked_attempt_once(journal, tmp_path, pool):
-    """The execution running on a worker is cancelled while the pool waits for that worker's answer
-    to a revoke: the worker is replaced (its step cancelled), the attempt the revoke named, another
-    execution's, runs once on the other worker, and the answer never counts."""
-    started, pid_head = _behind_a_stopped_worker(journal, tmp_path, pool, single)
-    started["head"].cancel()
-    with pytest.raises(zart.Cancelled):
+@pytest.mark.parametrize("end", ["cancel", "timeout"])
+def test_a_cancel_or_timeout_between_a_revoke_and_its_answer_runs_the_revoked_attempt_once(
+        journal, tmp_path, pool, end):
+    """The execution running on a worker is cancelled, or its step times out, while the pool waits for
+    that worker's answer to a revoke: the worker is killed and replaced (its step cancelled, or failed
+    with its timeout), the attempt the revoke named, another execution's, runs once on the other
+    worker, and the answer never counts."""
+    started, pid_head = _behind_a_stopped_worker(journal, tmp_path, pool,
+                                                 single if end == "cancel" else single_short)
+    if end == "cancel":
+        started["head"].cancel()
+    with pytest.raises(zart.Cancelled if end == "cancel" else zart.StepTimeout):
         started["head"].result(timeout=60)
     assert _pid(tmp_path, "behind") != pid_head
     (tmp_path / "behind.go").touch()
     assert started["behind"].result(timeout=60) == "behind"
     assert started["other"].result(timeout=60) == "other"
     assert sorted(calls(tmp_path)) == ["behind", "head", "other"]
-    assert _steps(journal, "head") == {"gated-head": ("cancelled", 1)}
-    assert _steps(journal, "behind") == {"gated-timed-behind": ("completed", 1)}
-    assert _steps(journal, "other") == {"gated-other": ("completed", 1)}
-    assert pool.executor.taken_back == 0
-
-
-def test_a_timeout_between_a_revoke_and_its_answer_runs_the_revoked_attempt_once(journal, tmp_path, pool):
-    """The step running on a worker times out while the pool waits for that worker's answer to a
-    revoke: the worker is killed and replaced, the step fails with its timeout, and the attempt the
-    revoke named runs once on the other worker."""
-    started, pid_head = _behind_a_stopped_worker(journal, tmp_path, pool, single_short)
-    with pytest.raises(zart.StepTimeout):
-        started["head"].result(timeout=60)
-    assert _pid(tmp_path, "behind") != pid_head
-    (tmp_path / "behind.go").touch()
-    assert started["behind"].result(timeout=60) == "behind"
-    assert started["other"].result(timeout=60) == "other"
-    assert sorted(calls(tmp_path)) == ["behind", "head", "other"]
-    assert _steps(journal, "head") == {"gated-short-head": ("failed", 1)}
+    assert _steps(journal, "head") == ({"gated-head": ("cancelled", 1)} if end == "cancel"
+                                       else {"gated-short-head": ("failed", 1)})
     assert _steps(journal, "behind") == {"gated-timed-behind": ("completed", 1)}
     assert _steps(journal, "other") == {"gated-other": ("completed", 1)}
     assert pool.executor.taken_back == 0
@@ -267,8 +256,6 @@ def test_executions_at_once_whose_attempts_are_taken_back_run_each_step_once(jou
     takes attempts back from a worker busy with a slow step while attempts of all four executions wait
     on it. Before attempt ids were unique in the process this failed 5 runs in 5 under load (steps
     failed with WorkerCrashed: 'answered for an attempt it was not running')."""
-    from steps_lib import calls as counted
-
     bases = [1000 * k for k in range(4)]
     started = [zart.start(waves, [base, str(tmp_path)], journal=journal, workers=2, execution_id=f"w{base}")
                for base in bases]
@@ -279,7 +266,7 @@ def test_executions_at_once_whose_attempts_are_taken_back_run_each_step_once(jou
         for i in range(base, base + 180):
             expected += ([-i] if i in slow[base] else []) + [i * i]
         assert execution.result(timeout=120) == expected
-    assert sorted(counted(tmp_path)) == sorted(
+    assert sorted(calls(tmp_path)) == sorted(
         [f"square:{i}" for base in bases for i in range(base, base + 180)]
         + [f"nap:{i}" for base in bases for i in slow[base]])
     reader = zart.journal(journal)
