@@ -160,6 +160,7 @@ def test_a_worker_killed_before_it_answers_a_revoke_loses_nothing(tmp_path):
     import signal
     import threading
 
+    from race_steps import stopped
     from steps_lib import announce_then_wait
 
     from zart_nb import _serialization as ser
@@ -189,6 +190,7 @@ def test_a_worker_killed_before_it_answers_a_revoke_loses_nothing(tmp_path):
         wait_until(started_b.exists, what="the second worker's step to start")
         victim = int(wait_until(started_a.read_text, what="its pid"))
         os.kill(victim, signal.SIGSTOP)  # it can take no more, answer no revoke
+        wait_until(lambda: stopped(victim), what="every thread of the worker stopped")  # kill() returns before
         pool.submit([task(i, quick, i) for i in range(3, 13)])  # queued: both workers are busy
         (tmp_path / "gate-b").touch()  # the second worker takes them; one lands behind the stopped one
         wait_until(lambda: pool.revokes, what="a revoke sent to the stopped worker")

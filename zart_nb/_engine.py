@@ -54,7 +54,7 @@ from ._errors import (
 )
 from ._events import ExecutionEvent, StepEvent, events
 from ._executors import choice
-from ._executors.base import Executor, Outcome, OutcomeKind, Task
+from ._executors.base import TASK_IDS, Executor, Outcome, OutcomeKind, Task
 from ._executors.capture import Capture, prefix_lines
 from ._executors.choice import ExecutorSpec
 from ._handles import Execution, StepHandle, journal_of, run_of
@@ -163,7 +163,6 @@ class RunState:
         self._definitions: dict[Step[..., Any], _Definition] = {}
         self._pending: dict[int, _StepState] = {}
         self._cond = threading.Condition()
-        self._task_ids = iter(range(1, 1 << 62))
         self._executor: Executor | None = None
         # Stored arrays and tables this run loaded, by id (a weak reference tells a live one from a reused id):
         # passed unchanged to another step, one travels as its reference (``_by_reference``).
@@ -295,7 +294,7 @@ class RunState:
 
     def _task(self, state: _StepState, delay: float = 0.0) -> Task:
         """A new attempt of ``state``; the caller registers it in ``_pending`` under ``_cond``."""
-        return Task(next(self._task_ids), state.definition.fn_id, state.definition.fn_blob,
+        return Task(next(TASK_IDS), state.definition.fn_id, state.definition.fn_blob,
                     state.args_blob, self.execution_id, state.handle.key, state.attempt,
                     state.timeout, time.time() + delay if delay else 0.0, store=self.store,
                     shared_store=self.value_store, consumer=self, owner=state, limit=state.limit)

@@ -14,8 +14,9 @@ for them (``("revoke", [task ids])`` on a pipe that a thread of the worker reads
 worker answers with the ones it took off its queue before starting them (``WireRevoked``); only those
 are queued again, for the idle worker, so a revoke racing the worker as it starts one resolves to one
 run. Until the answer comes they stay the worker's, so if it dies first they are re-run exactly as
-after any crash. One revoke per worker at a time; with a worker busy, or the queue not empty, none is
-sent and none costs anything.
+after any crash. Attempts are named by id, unique in the process (several executions share a pool);
+``_take_back_locked`` lists the interleavings an answer can meet, and how each is handled. One revoke
+per worker at a time; with a worker busy, or the queue not empty, none is sent and none costs anything.
 
 Deadlock rule: a worker that is busy is never sent more than ``BUSY_WINDOW`` bytes it has not
 answered yet, so the driver's send never blocks on a full socket while the worker blocks on its own.
@@ -371,31 +372,76 @@ class LocalPool(Executor):
         except OSError:
             pass  # the worker died; the I/O thread sees EOF and recovers its tasks
 
-    def _take_back_locked(self, worker: _Worker, task_ids: list[int], now: float) -> bool:
-        """Queue again the attempts ``worker`` says it revoked; False if it names one it does not hold."""
+    def _take_back_locked(self, worker: _Worker, task_ids: list[int], now: float) -> None:
+        """Queue again the attempts ``worker`` says it took off its queue unstarted (its ``WireRevoked``).
+
+        The worker takes an attempt off its queue either to run it or for a revoke, under one lock: an
+        attempt it names never ran there and never will. So each one the driver holds for it is queued
+        again, and one the driver does not hold for it is forgotten (nothing of it can be lost: it is
+        not this worker's to run). An answer never makes the pool replace the worker.
+
+        The interleavings checked, and the tests that drive each with real worker processes:
+        - Two executions of the process on one pool numbering their attempts alike: a worker held
+          execution A's running attempt 1 and B's attempt 1 behind it; a revoke of B's took both "1"s
+          back, so A's ran twice (and its reply was taken for B's, or the worker failed as crashed: the
+          CI run's "revoked attempts it was not given", then WorkerCrashed). The cause, fixed: attempt
+          ids are unique in the process (``base.TASK_IDS``). Should a consumer reuse ids anyway, the
+          worker names an id once per attempt it took off, and those are the last the driver holds
+          with that id (a worker starts its attempts in the order they were sent), so they are the
+          ones taken back here, never one the worker started. (test_pool_revoke_race: the first two)
+        - A cancel, a timeout or a crash between the revoke and its answer: each replaces the worker
+          (a new ``_Worker``, ``revoking`` false), what it held is cancelled, failed or queued again
+          then, and the old worker's answer is dropped unread (``_iterate``: not in ``_workers``).
+          (test_pool_revoke_race's cancel and timeout tests; test_pool's worker killed before it answers)
+        - An older revoke's answer after a newer one: a worker has one revoke at a time (``revoking``,
+          cleared only here, by its answer); its revoke thread answers them one by one, in order, on
+          its socket, and one naming attempts given back or answered already gets an empty answer.
+          (test_pool_revoke_race: revokes sent back to back)
+        - A reply and a revoke answer of the same attempt: impossible (see above); both travel on the
+          worker's socket, in the order the worker made them, and are matched by id. (test_worker:
+          an attempt is either run or revoked, never both: 300 revokes racing the worker's next start)
+        - A revoke overtaking the attempts it names (the revoke pipe against the socket): the worker
+          drains its socket before it looks, or, mid-receive, waits up to ``REVOKE_WAIT`` for the
+          message; past that it answers without them and runs them (a missed steal, nothing lost).
+          (test_worker: a worker gives back what it holds behind a running step, revoked right after
+          the attempts were sent)
+        - An attempt answered ``FUNCTION_MISSING`` while a revoke naming it is on its way: the driver
+          queues it again and may send it to the same worker, whose revoke thread may then take the
+          new copy: it is held again by then, so it is taken back once. (No test drives it: it needs
+          a worker's function cache evicted between a send and a revoke.)
+        """
         worker.revoking = False
         if not task_ids:
-            return True
-        wanted = set(task_ids)
+            return
         inflight = worker.inflight
-        if len(wanted) != len(task_ids) or not wanted <= {task.task_id for task in inflight}:
-            logger.warning("zart: worker %s revoked attempts it was not given; replacing it", worker.name)
-            return False  # what it holds is recovered as after a crash
-        head_revoked = inflight[0].task_id in wanted
-        back = []
-        for _ in range(len(inflight)):
-            task = inflight.popleft()
-            if task.task_id in wanted:
+        if len(task_ids) == 1:  # the usual answer: no counting
+            wanted: dict[int, int] = {task_ids[0]: 1}
+        else:
+            wanted = collections.Counter(task_ids)
+        head = inflight[0] if inflight else None
+        head_revoked = False
+        back: list[Task] = []
+        kept: list[Task] = []
+        for task in reversed(inflight):  # the attempts a worker has not started are the last it holds
+            left = wanted.get(task.task_id)
+            if left:
+                wanted[task.task_id] = left - 1
                 back.append(task)
                 worker.unanswered -= task.sent_bytes
                 task.worker = ""
+                head_revoked = head_revoked or task is head
             else:
-                inflight.append(task)
+                kept.append(task)
+        if not back:
+            logger.debug("zart: worker %s revoked attempts the pool no longer holds for it: %s", worker.name, task_ids)
+            return
+        inflight.clear()
+        inflight.extend(reversed(kept))
         if head_revoked:  # the attempt now at the head started at the latest by now
             worker.head_started = now
+        back.reverse()
         self._tasks.ready.extendleft(reversed(back))
         self.taken_back += len(back)
-        return True
 
     def _replace_locked(self, index: int, kind: OutcomeKind, message: str | None = None,
                         cancel: OutcomeConsumer | None = None) -> list[Outcome]:
@@ -518,8 +564,8 @@ class LocalPool(Executor):
                     if type(reply) is WireOutput:  # lines its running step printed
                         if task is not None and reply.task_id == task.task_id:
                             self._printed.append((task, reply.stream, reply.text))
-                    elif type(reply) is WireRevoked and not self._take_back_locked(worker, reply.task_ids, now):
-                        return False
+                    elif type(reply) is WireRevoked:
+                        self._take_back_locked(worker, reply.task_ids, now)
                     continue
                 reply = _as_reply(reply)  # sent as a plain tuple (see the worker's _Replies)
                 if task is None or reply.task_id != task.task_id:
