@@ -189,4 +189,7 @@ def test_workers_that_cannot_start_end_the_pool_instead_of_respawning_forever(jo
     finally:
         runtime.shutdown_executor()
     started = len(deaths.read_text())
-    assert started <= STARTUP_DEATHS + 2  # bounded, not a process started every few milliseconds forever
+    # Bounded, not a process started every few milliseconds forever. The pool started ahead of the run (while
+    # the journal opens) can give up before the run's first dispatch, which then starts one more pool (a later
+    # dispatch starts a new one, by design): at most two pools' worth (a clean CI run counted 10).
+    assert started <= 2 * (STARTUP_DEATHS + 2)
