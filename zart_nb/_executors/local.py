@@ -480,6 +480,10 @@ class LocalPool(Executor):
           ran one to its end as it looked: they are still held, not halted on. With no other revoke
           of that worker outstanding, the cancel is sent again for those left; the next answer takes
           them, halts on one, or comes after their replies (dropped).
+        - A reply of an attempt behind one the cancel took (a cancel takes from the middle of the
+          queue, a steal only its end): the worker sends its answer under its queue lock, so before
+          it starts anything after what it took, and replies are matched in order after it.
+          (test_pool_cancel: a cancel answer comes before the reply of any attempt behind it)
         - A steal revoke outstanding at the cancel (``revoking`` counts both; each answer is matched
           by ids, in the order sent): its answer may name a marked attempt, which is forgotten, not
           queued again.

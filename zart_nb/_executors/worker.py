@@ -310,7 +310,9 @@ def _serve_revokes(control: FdConnection, queue: _Queue, runner: Runner, replies
             if kind == "cancel" and running is not None and running[0] in wanted:
                 queue.halted = True  # under the lock: the main thread starts nothing after it
                 halted = running[0]
-        replies.add_revoked(removed, halted)
+            # Sent under the lock: a cancel takes attempts from the middle of the queue, so the reply
+            # of one behind them must not reach the driver before this answer (it matches in order).
+            replies.add_revoked(removed, halted)
 
 
 def _serve(conn: FdConnection, control: FdConnection | None = None) -> None:
