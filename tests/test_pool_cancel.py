@@ -102,7 +102,9 @@ def test_cancelling_an_execution_queued_behind_another_leaves_the_others_step_ru
 def test_cancelling_the_execution_a_worker_runs_replaces_it_and_runs_the_others_attempts_once(
         journal, tmp_path, pool, workers):
     """B runs a step on every worker; A's attempts wait behind B's. Cancelling B kills those workers
-    (B's steps stop), and A's attempts, never started, run once each on the new workers."""
+    (B's steps stop), and A's attempts, never started, run once each on the new workers. (Each worker
+    is asked first, since it might have ended B's step and started A's without the driver knowing
+    yet: it halts on B's and says so, and only then is it killed.)"""
     b_tags = [f"b{i}" for i in range(1, workers + 1)]
     ex_b = zart.start(plain, [b_tags, str(tmp_path)], journal=journal, workers=workers, execution_id="ex-b")
     old = {_pid(tmp_path, tag) for tag in b_tags}
@@ -114,13 +116,14 @@ def test_cancelling_the_execution_a_worker_runs_replaces_it_and_runs_the_others_
     ex_b.cancel()
     with pytest.raises(zart.Cancelled):
         ex_b.result(timeout=30)
-    assert not set(executor.pids) & old
+    wait_until(lambda: not set(executor.pids) & old, what="B's workers replaced")
     for tag in ("a1", "a2"):  # on one worker they run one after the other
         assert _pid(tmp_path, tag) not in old
         (tmp_path / f"{tag}.go").touch()
     assert ex_a.result(timeout=60) == ["a1", "a2"]
     assert sorted(calls(tmp_path)) == sorted(["a1", "a2", *b_tags])
-    assert executor.cancels == 0
+    # a worker holding A's attempts was asked (it halted on B's step), one holding only B's killed at once
+    assert 1 <= executor.cancels <= workers
     assert _steps(journal, "ex-a") == {"gated-timed-a1": ("completed", 1), "gated-timed-a2": ("completed", 1)}
     assert _steps(journal, "ex-b") == {f"gated-{tag}": ("cancelled", 1) for tag in b_tags}
     assert all(s.started_at is not None for s in zart.journal(journal).list_steps("ex-b"))  # they had started
@@ -169,8 +172,8 @@ def test_a_worker_that_started_a_cancelled_attempt_halts_and_is_replaced(tmp_pat
         with pool._lock:  # the I/O thread cannot take in a's reply: the driver still sees a running
             (tmp_path / "a.go").touch()
             assert _pid(tmp_path, "b") == pid  # the worker ended a and started b
-            cancelled, replaced = pool._cancel_locked(exec_b)
-        assert not replaced and [(o.task, o.kind) for o in cancelled] == [(b, OutcomeKind.CANCELLED)]
+            cancelled, wake = pool._cancel_locked(exec_b)
+        assert not wake and [(o.task, o.kind) for o in cancelled] == [(b, OutcomeKind.CANCELLED)]
         assert _pid(tmp_path, "c") != pid  # the worker halted on b, was killed; c runs on the new one
         assert pid not in pool.pids and pool.cancels == 1
         (tmp_path / "c.go").touch()

@@ -18,10 +18,11 @@ after any crash. Attempts are named by id, unique in the process (several execut
 ``_take_back_locked`` lists the interleavings an answer can meet, and how each is handled. One steal
 per worker at a time; with a worker busy, or the queue not empty, none is sent and none costs anything.
 
-Cancelling one execution (``cancel``) kills only the workers running its attempt; its attempts waiting
-on a worker behind another execution's are delivered as cancelled at once and asked back with the
+Cancelling one execution (``cancel``) kills only the workers running its attempts. Its attempts on a
+worker that also holds another execution's are delivered as cancelled at once and asked back with the
 same protocol (``("cancel", [task ids])``): a worker found running one of them halts (starts nothing
-more) and is replaced, and whatever it says of them later is dropped.
+more) and is replaced, one that ran on to another execution's step keeps running it, and whatever a
+worker says of a cancelled attempt later is dropped.
 
 Deadlock rule: a worker that is busy is never sent more than ``BUSY_WINDOW`` bytes it has not
 answered yet, so the driver's send never blocks on a full socket while the worker blocks on its own.
@@ -73,13 +74,14 @@ QUEUE_SECONDS = 0.005
 STEAL_AFTER = QUEUE_SECONDS  # a head running longer than a whole queue's worth is holding others up
 BUSY_WINDOW = 64 * 1024
 SOCKET_BUFFER = 4 * BUSY_WINDOW
+CANCEL_GRACE = 2.0  # a worker that does not answer a cancel of the step it runs is killed after this
 STARTUP_DEATHS = 5  # (or twice the pool size) workers in a row dying while starting: the pool gives up
 _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 
 
 class _Worker:
     __slots__ = ("proc", "conn", "control", "inflight", "functions", "name", "head_started", "ready",
-                 "unanswered", "revoking", "cancelled")
+                 "unanswered", "revoking", "cancelled", "cancel_deadline")
 
     def __init__(self, index: int, umask: Callable[[], int] | None) -> None:
         parent_sock, child_sock = socket.socketpair()
@@ -117,6 +119,7 @@ class _Worker:
         # Attempts it holds whose execution was cancelled (their CANCELLED outcome was delivered then):
         # asked back with a cancel; whatever the worker says of them later delivers nothing.
         self.cancelled: set[int] = set()
+        self.cancel_deadline = 0.0  # a cancel named the attempt it ran: killed then, unless it answered
 
     def kill(self) -> None:
         try:
@@ -228,43 +231,59 @@ class LocalPool(Executor):
         """Cancel every attempt of ``consumer`` (one execution) the pool holds; each is delivered as
         ``CANCELLED`` before this returns (the execution never waits for a worker).
 
-        A worker is killed (and replaced) only when the attempt at the head of what it holds, the one
-        it runs, is ``consumer``'s: the attempts of other executions it holds behind it go back to the
-        queue, never started. Attempts of ``consumer`` that only wait on a worker behind another
-        execution's are asked back with a cancel (a revoke that may halt the worker, see
-        ``_take_back_locked``): the step running there runs on, once, to its own result. By the time
-        the cancel arrives the worker may have started one of them (the driver learns of a finished
-        step only from its reply): the worker then halts (starts nothing more) and says which it
-        runs, and the pool kills it and queues again what it held (none of it started); a reply of
-        a cancelled attempt is dropped, never delivered. So no attempt of another execution runs
-        twice or is lost, and no step of ``consumer`` is journaled after this returns; one started
-        just before the cancel reached its worker may run until the worker's answer comes (a worker
-        that cannot answer, stopped or stuck in C code holding the GIL, holds it longer)."""
+        A worker is killed (and replaced) only when the attempt it runs is ``consumer``'s; the others
+        of another execution it holds behind it go back to the queue, never started, and run once
+        elsewhere. The driver sees what a worker runs only through its replies, which lag (a worker
+        gathers the replies of quick steps for up to ``REPLY_DELAY`` while it runs on), so:
+        - A worker holding only ``consumer``'s attempts (or cancelled ones), or still starting, and
+          running ``consumer``'s by the driver's view: killed now. Nothing of another execution can
+          be lost, whatever it really runs.
+        - Otherwise every attempt of ``consumer`` it holds is marked cancelled (``worker.cancelled``)
+          and asked back with a cancel (a revoke that may halt the worker, see ``_take_back_locked``).
+          The worker takes back those it has not started; if it runs one of them (the head by the
+          driver's view, or one it started since), it halts (starts nothing after it) and names it,
+          and the pool kills it and queues again what it still holds (none of it started). If the
+          head had ended already, its reply is dropped and the step the worker runs now (another
+          execution's) runs on, once, to its own result. A worker that does not answer within
+          ``CANCEL_GRACE`` while the head is a cancelled attempt (stopped, or stuck in C code holding
+          the GIL) is killed then, as before this protocol.
+        Every attempt of ``consumer`` is delivered ``CANCELLED`` before this returns (the execution
+        never waits for a worker), a reply of a cancelled attempt is never delivered, and no attempt
+        of another execution is lost or run twice. A step of ``consumer`` that runs when the cancel
+        reaches its worker runs on until the answer is read (milliseconds) and is then killed; its
+        queue slot (``zart.Queue`` limits) is given back at the cancel."""
         with self._lock:
-            outcomes, replaced = self._cancel_locked(consumer)
+            outcomes, wake = self._cancel_locked(consumer)
             self._dispatch_locked()
-        if replaced:
-            self._wake()  # the I/O thread must start listening to the new worker
+        if wake:
+            self._wake()  # the I/O thread must listen to a new worker, or keep a cancel's deadline
         if outcomes:
             self._sink(outcomes)
 
     def _cancel_locked(self, consumer: OutcomeConsumer) -> tuple[list[Outcome], bool]:
-        """``cancel`` without the delivery: the outcomes to deliver, and whether a worker was replaced."""
+        """``cancel`` without the delivery: the outcomes to deliver, and whether the I/O thread must
+        look again (a worker was replaced, or a cancel's deadline set)."""
         outcomes = cancelled(self._tasks.drop(consumer))
-        replaced = False
+        wake = False
         for index, worker in enumerate(self._workers):
             ghosts = worker.cancelled
             mine = [task for task in worker.inflight if task.consumer is consumer and task.task_id not in ghosts]
             if not mine:
                 continue
-            if mine[0] is worker.inflight[0]:  # it runs one of them (or is about to): kill it
+            head = worker.inflight[0]
+            if mine[0] is head and (not worker.ready or len(mine) + len(ghosts) == len(worker.inflight)):
+                # it runs one of them, and holds no other execution's attempt it may have started
                 outcomes.extend(self._replace_locked(index, OutcomeKind.CANCELLED, cancel=consumer))
-                replaced = True
-            else:  # they wait behind another execution's attempt: asked back, cancelled now
-                ghosts.update(task.task_id for task in mine)
-                outcomes.extend(cancelled(mine))
-                self._send_cancel_locked(worker, [task.task_id for task in mine])
-        return outcomes, replaced
+                wake = True
+                continue
+            ghosts.update(task.task_id for task in mine)  # asked back, cancelled now
+            if mine[0] is head:  # it runs one (by the driver's view): it halts, or is killed at the grace
+                head.started_at = worker.head_started  # it counts as executed
+                worker.cancel_deadline = time.time() + CANCEL_GRACE
+                wake = True
+            outcomes.extend(cancelled(mine))
+            self._send_cancel_locked(worker, [task.task_id for task in mine])
+        return outcomes, wake
 
     def shutdown(self) -> None:
         """Stop every worker; attempts still queued or running end as ``cancelled``."""
@@ -490,8 +509,13 @@ class LocalPool(Executor):
         - The worker dies, times out or is cancelled before it answers: ``_replace_locked`` skips the
           marked attempts (a marked one at the head counts as the step it ran: the one behind it is
           queued again, not failed), and the old worker's answer is dropped unread.
+        - The worker does not answer a cancel naming the head (stopped, or a step holding the GIL):
+          killed after ``CANCEL_GRACE`` (``_check_timeouts_locked``), the rest queued again.
+          (test_pool_revoke_race: a cancel between a revoke and its answer, the worker stopped)
         """
         worker.revoking = max(0, worker.revoking - 1)
+        if not worker.revoking:
+            worker.cancel_deadline = 0.0  # answered: it did not halt on what it ran, or halts now
         ghosts = worker.cancelled
         if task_ids:
             self._forget_revoked_locked(worker, task_ids, now)
@@ -740,6 +764,11 @@ class LocalPool(Executor):
     def _check_timeouts_locked(self, outcomes: list[Outcome]) -> None:
         now = time.time()
         for index, worker in enumerate(self._workers):
+            if worker.cancel_deadline and now > worker.cancel_deadline:
+                logger.warning("zart: worker %s did not answer the cancel of the step it runs within %gs; "
+                               "killing it", worker.name, CANCEL_GRACE)
+                self._replace_locked(index, OutcomeKind.CANCELLED, halted=True)
+                continue
             if worker.inflight and worker.ready:
                 head = worker.inflight[0]
                 if (head.timeout is not None and now - worker.head_started > head.timeout
@@ -754,6 +783,8 @@ class LocalPool(Executor):
         if due is not None:
             deadlines.append(due)
         for worker in self._workers:
+            if worker.cancel_deadline:
+                deadlines.append(worker.cancel_deadline)
             if worker.ready and worker.inflight:
                 head = worker.inflight[0]
                 if head.timeout is not None and head.task_id not in worker.cancelled:
