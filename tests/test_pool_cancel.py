@@ -187,6 +187,51 @@ def test_a_worker_that_started_a_cancelled_attempt_halts_and_is_replaced(tmp_pat
         pool.shutdown()
 
 
+def test_a_worker_that_ran_on_past_the_cancelled_step_is_not_killed(tmp_path):
+    """The other lag: the driver sees B's step running, but the worker ended it and started A's next
+    one (B's reply is on its way). The cancel of B finds nothing of B's to halt on: A's step runs on,
+    once, on the same worker, to its own result; B's reply is dropped (B was delivered cancelled)."""
+    from zart_nb import _serialization as ser
+    from zart_nb._executors.base import TASK_IDS, OutcomeKind, Task
+    from zart_nb._executors.local import LocalPool
+
+    outcomes, lock = [], threading.Lock()
+
+    def sink(batch):
+        with lock:
+            outcomes.extend(batch)
+
+    exec_a, exec_b = _Consumer(), _Consumer()
+
+    def task(consumer, execution_id, fn, tag, timeout=None):
+        return Task(next(TASK_IDS), fn.name, ser.dumps_by_value(fn.fn), ser.dumps(((tag, str(tmp_path)), {})),
+                    execution_id, tag, 1, timeout=timeout, consumer=consumer)
+
+    b = task(exec_b, "e-b", gated, "b")
+    a = task(exec_a, "e-a", gated_timed, "a", 120)
+    pool = LocalPool(1, sink)
+    try:
+        pool.submit([b])
+        pid = _pid(tmp_path, "b")
+        pool.submit([a])
+        wait_until(lambda: _held(pool) == 2, what="a sent behind b")
+        with pool._lock:  # the I/O thread cannot take in b's reply: the driver still sees b running
+            (tmp_path / "b.go").touch()
+            assert _pid(tmp_path, "a") == pid  # the worker ended b and started a
+            cancelled, wake = pool._cancel_locked(exec_b)
+        assert wake and [(o.task, o.kind) for o in cancelled] == [(b, OutcomeKind.CANCELLED)]
+        wait_until(lambda: not pool._workers[0].cancelled, what="b's reply (dropped) and the cancel's answer")
+        assert pool.pids == [pid] and pool.cancels == 1  # not killed: it runs A's step
+        (tmp_path / "a.go").touch()
+        wait_until(lambda: pool.idle, what="a to end")
+        with lock:
+            got = {o.task.step_key: (o.kind, ser.loads(o.blob)) for o in outcomes}
+        assert got == {"a": (OutcomeKind.OK, "a")}  # nothing for b
+        assert sorted(calls(tmp_path)) == ["a", "b"] and pool.pids == [pid]
+    finally:
+        pool.shutdown()
+
+
 def test_a_cancel_halts_the_worker_only_when_it_names_the_running_attempt(tmp_path):
     """One level down: a worker sent ``("cancel", [id of the attempt it runs])`` answers that it halted
     on it, lets that step end (the driver kills it), and starts nothing after it: the attempt queued
