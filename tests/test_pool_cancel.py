@@ -285,15 +285,16 @@ def test_a_cancel_answer_comes_before_the_reply_of_any_attempt_behind_what_it_to
     """A cancel takes attempts from the middle of a worker's queue (another execution's run between
     them), unlike a steal, which takes the last ones. The driver matches replies to what a worker holds,
     in order: the answer must reach it before the reply of any attempt queued behind one it took, or
-    the driver would take that reply for the taken attempt's and fail the worker as broken."""
+    the driver would take that reply for the taken attempt's and fail the worker as broken. (A cancel
+    that finds the worker running one it names halts it: the round ends there, on a new worker.)"""
     from steps_lib import nap
 
     from zart_nb import _serialization as ser
     from zart_nb._executors.base import WireOutput, WireReply, WireRevoked, WireTask
     from zart_nb._executors.local import _Worker
 
-    def wire(task_id, *args):
-        return tuple(WireTask(task_id, "nap", ser.dumps_by_value(nap.fn) if task_id == 1 else None,
+    def wire(task_id, first, *args):
+        return tuple(WireTask(task_id, "nap", ser.dumps_by_value(nap.fn) if first else None,
                               ser.dumps((args, {})), "e-1", f"k#{task_id}", 1))
 
     worker = _Worker(0, None)
@@ -302,17 +303,18 @@ def test_a_cancel_answer_comes_before_the_reply_of_any_attempt_behind_what_it_to
         for _round in range(60):
             ids = list(range(next_id, next_id + 12))
             next_id += 12
-            worker.conn.send_bytes(pickle.dumps(("run", [wire(i, i, 0.0005, str(tmp_path)) for i in ids]), 5))
+            worker.conn.send_bytes(pickle.dumps(
+                ("run", [wire(i, i == ids[0], i, 0.0005, str(tmp_path)) for i in ids]), 5))
             cancel = ids[2::3]  # every third, from the third on: others sit between them
             worker.control.send_bytes(pickle.dumps(("cancel", cancel), 5))
-            stream, seen = [], set()
+            stream, seen, halted = [], set(), None
             end = time.monotonic() + 30
-            while seen != set(ids):
+            while halted is None and seen != set(ids) or not any(kind == "revoked" for kind, _ in stream):
                 assert time.monotonic() < end, f"round {_round}: {stream}"
                 if worker.conn.poll(0.1):
                     for item in pickle.loads(worker.conn.recv_bytes()) or []:
                         if type(item) is WireRevoked:
-                            assert item.halted is None
+                            halted = item.halted
                             stream.append(("revoked", item.task_ids))
                             seen.update(item.task_ids)
                         elif type(item) is not WireOutput:
@@ -320,10 +322,14 @@ def test_a_cancel_answer_comes_before_the_reply_of_any_attempt_behind_what_it_to
                             stream.append(("reply", task_id))
                             seen.add(task_id)
             answer = next(i for i, (kind, _) in enumerate(stream) if kind == "revoked")
-            taken = stream[answer][1]
+            taken = stream[answer][1] + ([] if halted is None else [halted])
             taken_total += len(taken)
             early = [task_id for kind, task_id in stream[:answer] if kind == "reply"]
             assert not taken or max(early, default=0) < min(taken), f"round {_round}: {stream}"
+            if halted is not None:
+                assert halted in cancel
+                worker.kill()
+                worker = _Worker(0, None)
         assert taken_total > 0
     finally:
         worker.kill()
