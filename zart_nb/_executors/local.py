@@ -487,14 +487,16 @@ class LocalPool(Executor):
         revoke naming them) is sent. Whatever the worker says of a marked attempt later delivers
         nothing and queues nothing, in every path (``_absorb_locked``, here, ``_replace_locked``, a
         timeout, a shutdown). The answer can meet:
-        - The worker took them off its queue: forgotten here. (test_pool_cancel: the first two)
+        - The worker took them off its queue: forgotten here. (test_pool_cancel: an execution queued
+          behind another, on 1 and 2 workers)
         - The worker had started one (the step ahead of it ended, its reply still on its way): the worker
           halted under its queue lock as it looked, so it started nothing after it, and its answer
           comes after every reply it made before. The pool kills and replaces it; what it still holds
           was never started and goes back to the queue (marked attempts are dropped); the halted
           attempt's reply, if it comes first, is dropped. Killing it, rather than letting the step run
           to its end, stops the cancelled execution's step at once, as a cancel of a running step does.
-          (test_pool_cancel: the halted worker; test_worker: a cancel halts the worker)
+          (test_pool_cancel: a worker that started a cancelled attempt halts; a cancel halts the
+          worker only when it names the running attempt; a worker that ran on past the cancelled step)
         - The worker had not received them yet (the cancel overtook them past ``REVOKE_WAIT``) or
           ran one to its end as it looked: they are still held, not halted on. With no other revoke
           of that worker outstanding, the cancel is sent again for those left; the next answer takes
