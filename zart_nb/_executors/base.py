@@ -113,6 +113,7 @@ class WireRevoked(NamedTuple):
     had started by then are answered as usual)."""
 
     task_ids: list[int]
+    halted: int | None = None  # a cancel named the attempt it was running: it starts nothing more
 
 
 @dataclass(slots=True)

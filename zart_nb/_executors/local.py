@@ -15,8 +15,14 @@ worker answers with the ones it took off its queue before starting them (``WireR
 are queued again, for the idle worker, so a revoke racing the worker as it starts one resolves to one
 run. Until the answer comes they stay the worker's, so if it dies first they are re-run exactly as
 after any crash. Attempts are named by id, unique in the process (several executions share a pool);
-``_take_back_locked`` lists the interleavings an answer can meet, and how each is handled. One revoke
+``_take_back_locked`` lists the interleavings an answer can meet, and how each is handled. One steal
 per worker at a time; with a worker busy, or the queue not empty, none is sent and none costs anything.
+
+Cancelling one execution (``cancel``) kills only the workers running its attempts. Its attempts on a
+worker that also holds another execution's are delivered as cancelled at once and asked back with the
+same protocol (``("cancel", [task ids])``): a worker found running one of them halts (starts nothing
+more) and is replaced, one that ran on to another execution's step keeps running it, and whatever a
+worker says of a cancelled attempt later is dropped.
 
 Deadlock rule: a worker that is busy is never sent more than ``BUSY_WINDOW`` bytes it has not
 answered yet, so the driver's send never blocks on a full socket while the worker blocks on its own.
@@ -68,13 +74,14 @@ QUEUE_SECONDS = 0.005
 STEAL_AFTER = QUEUE_SECONDS  # a head running longer than a whole queue's worth is holding others up
 BUSY_WINDOW = 64 * 1024
 SOCKET_BUFFER = 4 * BUSY_WINDOW
+CANCEL_GRACE = 2.0  # a worker that does not answer a cancel of the step it runs is killed after this
 STARTUP_DEATHS = 5  # (or twice the pool size) workers in a row dying while starting: the pool gives up
 _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 
 
 class _Worker:
     __slots__ = ("proc", "conn", "control", "inflight", "functions", "name", "head_started", "ready",
-                 "unanswered", "revoking")
+                 "unanswered", "revoking", "cancelled", "cancel_deadline")
 
     def __init__(self, index: int, umask: Callable[[], int] | None) -> None:
         parent_sock, child_sock = socket.socketpair()
@@ -108,7 +115,11 @@ class _Worker:
         self.head_started = 0.0
         self.ready = False  # until its first message: start-up time is not counted against a step
         self.unanswered = 0  # bytes sent for attempts it has not answered yet
-        self.revoking = False  # a revoke was sent and its answer has not come back yet
+        self.revoking = 0  # revokes (and cancels) sent whose answer has not come back yet
+        # Attempts it holds whose execution was cancelled (their CANCELLED outcome was delivered then):
+        # asked back with a cancel; whatever the worker says of them later delivers nothing.
+        self.cancelled: set[int] = set()
+        self.cancel_deadline = 0.0  # a cancel named the attempt it ran: killed then, unless it answered
 
     def kill(self) -> None:
         try:
@@ -157,6 +168,7 @@ class LocalPool(Executor):
         self._printed: list[tuple[Task, str, str]] = []  # (task, stream, lines), I/O thread only
         self.revokes = 0  # revoke messages sent (for tests and benchmarks)
         self.taken_back = 0  # attempts workers gave back unstarted, for idle workers to run
+        self.cancels = 0  # cancel messages sent (a cancelled execution's attempts waiting on a worker)
         self._thread = threading.Thread(target=self._loop, name="zart-pool-io", daemon=True)
         self._thread.start()
 
@@ -216,18 +228,62 @@ class LocalPool(Executor):
             self._sink(cancelled(left, "the worker pool was shut down"))
 
     def cancel(self, consumer: OutcomeConsumer) -> None:
+        """Cancel every attempt of ``consumer`` (one execution) the pool holds; each is delivered as
+        ``CANCELLED`` before this returns (the execution never waits for a worker).
+
+        A worker is killed (and replaced) only when the attempt it runs is ``consumer``'s; the others
+        of another execution it holds behind it go back to the queue, never started, and run once
+        elsewhere. The driver sees what a worker runs only through its replies, which lag (a worker
+        gathers the replies of quick steps for up to ``REPLY_DELAY`` while it runs on), so:
+        - A worker holding only ``consumer``'s attempts (or cancelled ones), or still starting, and
+          running ``consumer``'s by the driver's view: killed now. Nothing of another execution can
+          be lost, whatever it really runs.
+        - Otherwise every attempt of ``consumer`` it holds is marked cancelled (``worker.cancelled``)
+          and asked back with a cancel (a revoke that may halt the worker, see ``_take_back_locked``).
+          The worker takes back those it has not started; if it runs one of them (the head by the
+          driver's view, or one it started since), it halts (starts nothing after it) and names it,
+          and the pool kills it and queues again what it still holds (none of it started). If the
+          head had ended already, its reply is dropped and the step the worker runs now (another
+          execution's) runs on, once, to its own result. A worker that does not answer within
+          ``CANCEL_GRACE`` while the head is a cancelled attempt (stopped, or stuck in C code holding
+          the GIL) is killed then, as before this protocol.
+        Every attempt of ``consumer`` is delivered ``CANCELLED`` before this returns (the execution
+        never waits for a worker), a reply of a cancelled attempt is never delivered, and no attempt
+        of another execution is lost or run twice. A step of ``consumer`` that runs when the cancel
+        reaches its worker runs on until the answer is read (milliseconds) and is then killed; its
+        queue slot (``zart.Queue`` limits) is given back at the cancel."""
         with self._lock:
-            outcomes = cancelled(self._tasks.drop(consumer))
-            replaced = False
-            for index, worker in enumerate(self._workers):
-                if any(task.consumer is consumer for task in worker.inflight):
-                    outcomes.extend(self._replace_locked(index, OutcomeKind.CANCELLED, cancel=consumer))
-                    replaced = True
+            outcomes, wake = self._cancel_locked(consumer)
             self._dispatch_locked()
-        if replaced:
-            self._wake()  # the I/O thread must start listening to the new worker
+        if wake:
+            self._wake()  # the I/O thread must listen to a new worker, or keep a cancel's deadline
         if outcomes:
             self._sink(outcomes)
+
+    def _cancel_locked(self, consumer: OutcomeConsumer) -> tuple[list[Outcome], bool]:
+        """``cancel`` without the delivery: the outcomes to deliver, and whether the I/O thread must
+        look again (a worker was replaced, or a cancel's deadline set)."""
+        outcomes = cancelled(self._tasks.drop(consumer))
+        wake = False
+        for index, worker in enumerate(self._workers):
+            ghosts = worker.cancelled
+            mine = [task for task in worker.inflight if task.consumer is consumer and task.task_id not in ghosts]
+            if not mine:
+                continue
+            head = worker.inflight[0]
+            if mine[0] is head and (not worker.ready or len(mine) + len(ghosts) == len(worker.inflight)):
+                # it runs one of them, and holds no other execution's attempt it may have started
+                outcomes.extend(self._replace_locked(index, OutcomeKind.CANCELLED, cancel=consumer))
+                wake = True
+                continue
+            ghosts.update(task.task_id for task in mine)  # asked back, cancelled now
+            if mine[0] is head:  # it runs one (by the driver's view): it halts, or is killed at the grace
+                head.started_at = worker.head_started  # it counts as executed
+                worker.cancel_deadline = time.time() + CANCEL_GRACE
+                wake = True
+            outcomes.extend(cancelled(mine))
+            self._send_cancel_locked(worker, [task.task_id for task in mine])
+        return outcomes, wake
 
     def shutdown(self) -> None:
         """Stop every worker; attempts still queued or running end as ``cancelled``."""
@@ -238,7 +294,7 @@ class LocalPool(Executor):
             workers, self._workers = self._workers, []
             dropped = self._tasks.drain()
             for worker in workers:
-                dropped.extend(worker.inflight)
+                dropped.extend(task for task in worker.inflight if task.task_id not in worker.cancelled)
                 worker.inflight.clear()
         self._wake()
         for worker in workers:
@@ -270,7 +326,9 @@ class LocalPool(Executor):
         for worker in list(self._workers):  # no lock: a progress view must not slow dispatch
             try:
                 if worker.ready and worker.inflight:
-                    attempts.append((worker.inflight[0], worker.head_started))
+                    head = worker.inflight[0]
+                    if head.task_id not in worker.cancelled:
+                        attempts.append((head, worker.head_started))
             except IndexError:  # answered meanwhile
                 pass
         return attempts
@@ -365,20 +423,34 @@ class LocalPool(Executor):
         inflight = victim.inflight
         take = min(len(inflight) - 1, idle * self._depth())
         task_ids = [task.task_id for task in itertools.islice(inflight, len(inflight) - take, None)]
-        victim.revoking = True
+        victim.revoking += 1
         self.revokes += 1
         try:
             victim.control.send_bytes(pickle.dumps(("revoke", task_ids), 5))
         except OSError:
             pass  # the worker died; the I/O thread sees EOF and recovers its tasks
 
-    def _take_back_locked(self, worker: _Worker, task_ids: list[int], now: float) -> None:
-        """Queue again the attempts ``worker`` says it took off its queue unstarted (its ``WireRevoked``).
+    def _send_cancel_locked(self, worker: _Worker, task_ids: list[int]) -> None:
+        """Ask ``worker`` for attempts of a cancelled execution (in ``worker.cancelled``): those it has
+        not started come back in its ``WireRevoked``; if it runs one of them, it halts and names it."""
+        worker.revoking += 1
+        self.cancels += 1
+        try:
+            worker.control.send_bytes(pickle.dumps(("cancel", task_ids), 5))
+        except OSError:
+            pass  # the worker died; the I/O thread sees EOF (a cancelled attempt is not queued again)
+
+    def _take_back_locked(self, worker: _Worker, task_ids: list[int], now: float,
+                          halted: int | None = None) -> bool:
+        """Queue again the attempts ``worker`` says it took off its queue unstarted (its ``WireRevoked``);
+        True when the answer made the pool replace the worker (it halted for a cancel).
 
         The worker takes an attempt off its queue either to run it or for a revoke, under one lock: an
         attempt it names never ran there and never will. So each one the driver holds for it is queued
-        again, and one the driver does not hold for it is forgotten (nothing of it can be lost: it is
-        not this worker's to run). An answer never makes the pool replace the worker.
+        again, unless its execution was cancelled (``worker.cancelled``: its outcome was delivered at
+        the cancel; it is forgotten), and one the driver does not hold for it is forgotten (nothing of it
+        can be lost: it is not this worker's to run). A revoke's answer never makes the pool replace
+        the worker; a cancel's does when the worker was running one of the attempts it names.
 
         The interleavings checked, and the tests that drive each with real worker processes:
         - Two executions of the process on one pool numbering their attempts alike: a worker held
@@ -409,11 +481,59 @@ class LocalPool(Executor):
           queues it again and may send it to the same worker, whose revoke thread may then take the
           new copy: it is held again by then, so it is taken back once. (No test drives it: it needs
           a worker's function cache evicted between a send and a revoke.)
+
+        The cancel of one execution (``cancel``) whose attempts wait on a worker behind another's:
+        they are delivered as ``CANCELLED`` at once and marked (``worker.cancelled``), and a cancel (a
+        revoke naming them) is sent. Whatever the worker says of a marked attempt later delivers
+        nothing and queues nothing, in every path (``_absorb_locked``, here, ``_replace_locked``, a
+        timeout, a shutdown). The answer can meet:
+        - The worker took them off its queue: forgotten here. (test_pool_cancel: an execution queued
+          behind another, on 1 and 2 workers)
+        - The worker had started one (the step ahead of it ended, its reply still on its way): the worker
+          halted under its queue lock as it looked, so it started nothing after it, and its answer
+          comes after every reply it made before. The pool kills and replaces it; what it still holds
+          was never started and goes back to the queue (marked attempts are dropped); the halted
+          attempt's reply, if it comes first, is dropped. Killing it, rather than letting the step run
+          to its end, stops the cancelled execution's step at once, as a cancel of a running step does.
+          (test_pool_cancel: a worker that started a cancelled attempt halts; a cancel halts the
+          worker only when it names the running attempt; a worker that ran on past the cancelled step)
+        - The worker had not received them yet (the cancel overtook them past ``REVOKE_WAIT``) or
+          ran one to its end as it looked: they are still held, not halted on. With no other revoke
+          of that worker outstanding, the cancel is sent again for those left; the next answer takes
+          them, halts on one, or comes after their replies (dropped).
+        - A reply of an attempt behind one the cancel took (a cancel takes from the middle of the
+          queue, a steal only its end): the worker sends its answer under its queue lock, so before
+          it starts anything after what it took, and replies are matched in order after it.
+          (test_pool_cancel: a cancel answer comes before the reply of any attempt behind it)
+        - A steal revoke outstanding at the cancel (``revoking`` counts both; each answer is matched
+          by ids, in the order sent): its answer may name a marked attempt, which is forgotten, not
+          queued again.
+        - The worker dies, times out or is cancelled before it answers: ``_replace_locked`` skips the
+          marked attempts (a marked one at the head counts as the step it ran: the one behind it is
+          queued again, not failed), and the old worker's answer is dropped unread.
+        - The worker does not answer a cancel naming the head (stopped, or a step holding the GIL):
+          killed after ``CANCEL_GRACE`` (``_check_timeouts_locked``), the rest queued again.
+          (test_pool_revoke_race: a cancel between a revoke and its answer, the worker stopped)
         """
-        worker.revoking = False
-        if not task_ids:
-            return
+        worker.revoking = max(0, worker.revoking - 1)
+        if not worker.revoking:
+            worker.cancel_deadline = 0.0  # answered: it did not halt on what it ran, or halts now
+        ghosts = worker.cancelled
+        if task_ids:
+            self._forget_revoked_locked(worker, task_ids, now)
+        if halted is not None:
+            self._replace_locked(self._workers.index(worker), OutcomeKind.CANCELLED, halted=True)
+            return True
+        if ghosts and not worker.revoking:
+            left = [task.task_id for task in worker.inflight if task.task_id in ghosts]
+            if left:
+                self._send_cancel_locked(worker, left)
+        return False
+
+    def _forget_revoked_locked(self, worker: _Worker, task_ids: list[int], now: float) -> None:
+        """Take the attempts a worker gave back off what it holds; queue again those not cancelled."""
         inflight = worker.inflight
+        ghosts = worker.cancelled
         if len(task_ids) == 1:  # the usual answer: no counting
             wanted: dict[int, int] = {task_ids[0]: 1}
         else:
@@ -422,34 +542,42 @@ class LocalPool(Executor):
         head_revoked = False
         back: list[Task] = []
         kept: list[Task] = []
+        dropped = 0
         for task in reversed(inflight):  # the attempts a worker has not started are the last it holds
             left = wanted.get(task.task_id)
             if left:
                 wanted[task.task_id] = left - 1
-                back.append(task)
                 worker.unanswered -= task.sent_bytes
                 task.worker = ""
                 head_revoked = head_revoked or task is head
+                if ghosts and task.task_id in ghosts:  # cancelled: delivered already
+                    ghosts.discard(task.task_id)
+                    dropped += 1
+                else:
+                    back.append(task)
             else:
                 kept.append(task)
-        if not back:
+        if not back and not dropped:
             logger.debug("zart: worker %s revoked attempts the pool no longer holds for it: %s", worker.name, task_ids)
             return
         inflight.clear()
         inflight.extend(reversed(kept))
         if head_revoked:  # the attempt now at the head started at the latest by now
             worker.head_started = now
-        back.reverse()
-        self._tasks.ready.extendleft(reversed(back))
-        self.taken_back += len(back)
+        if back:
+            back.reverse()
+            self._tasks.ready.extendleft(reversed(back))
+            self.taken_back += len(back)
 
     def _replace_locked(self, index: int, kind: OutcomeKind, message: str | None = None,
-                        cancel: OutcomeConsumer | None = None) -> list[Outcome]:
+                        cancel: OutcomeConsumer | None = None, halted: bool = False) -> list[Outcome]:
         """Kill a worker and start another in its place.
 
         Without ``cancel``, the attempt it was running fails with ``kind`` and those it had not
         started go back to the queue; with ``cancel``, that execution's attempts are cancelled and
-        the others go back to the queue."""
+        the others go back to the queue; ``halted`` (it halted on a cancelled attempt): every attempt
+        goes back to the queue. Attempts already cancelled (``worker.cancelled``) are dropped, with no
+        outcome: a cancelled one at the head counts as the attempt it was running."""
         worker = self._workers[index]
         worker.kill()
         outcomes: list[Outcome] = []
@@ -457,12 +585,15 @@ class LocalPool(Executor):
         inflight = list(worker.inflight)
         worker.inflight.clear()
         requeue = []
+        ghosts = worker.cancelled
         for position, task in enumerate(inflight):
+            if ghosts and task.task_id in ghosts:
+                continue  # its CANCELLED outcome was delivered at the cancel
             if cancel is not None and task.consumer is cancel:
                 if position == 0 and worker.ready:  # it had started: it counts as executed
                     task.started_at = worker.head_started
                 outcomes.append(Outcome(task, OutcomeKind.CANCELLED, finished_at=now))
-            elif cancel is None and position == 0:
+            elif cancel is None and position == 0 and not halted:
                 task.started_at = worker.head_started if worker.ready else 0.0
                 outcomes.append(Outcome(task, kind, error=message, error_type=kind, finished_at=now))
             else:
@@ -530,7 +661,7 @@ class LocalPool(Executor):
                 if not self._absorb_locked(worker, messages, now, outcomes):
                     self._crashed_locked(worker, outcomes, "answered for an attempt it was not running "
                                          "(did the step fork?)")
-                elif dead:
+                elif dead and worker in self._workers:  # (not replaced as it answered a cancel)
                     self._crashed_locked(worker, outcomes)
             self._release_delayed_locked()
             self._check_timeouts_locked(outcomes)
@@ -551,6 +682,7 @@ class LocalPool(Executor):
     def _absorb_locked(self, worker: _Worker, messages: list[bytes], now: float,
                        outcomes: list[Outcome]) -> bool:
         """Turn a worker's messages into outcomes; False when it broke the protocol."""
+        ghosts = worker.cancelled
         for message in messages:
             replies = pickle.loads(message)
             if replies is None:  # the worker finished starting
@@ -562,10 +694,11 @@ class LocalPool(Executor):
                 task = worker.inflight[0] if worker.inflight else None
                 if type(reply) is not tuple:
                     if type(reply) is WireOutput:  # lines its running step printed
-                        if task is not None and reply.task_id == task.task_id:
+                        if task is not None and reply.task_id == task.task_id and task.task_id not in ghosts:
                             self._printed.append((task, reply.stream, reply.text))
                     elif type(reply) is WireRevoked:
-                        self._take_back_locked(worker, reply.task_ids, now)
+                        if self._take_back_locked(worker, reply.task_ids, now, reply.halted):
+                            return True  # replaced: the rest of what it said is dropped
                     continue
                 reply = _as_reply(reply)  # sent as a plain tuple (see the worker's _Replies)
                 if task is None or reply.task_id != task.task_id:
@@ -576,6 +709,10 @@ class LocalPool(Executor):
                     return False
                 worker.inflight.popleft()
                 worker.unanswered -= task.sent_bytes
+                if ghosts and task.task_id in ghosts:  # cancelled (delivered then): its reply is dropped
+                    ghosts.discard(task.task_id)
+                    worker.head_started = reply.finished
+                    continue
                 if reply.error_type == FUNCTION_MISSING:  # evicted from its cache, or it failed to load
                     worker.functions.discard(task.fn_id)
                     self._tasks.ready.appendleft(task)
@@ -616,7 +753,7 @@ class LocalPool(Executor):
         workers, self._workers = self._workers, []
         tasks = self._tasks.drain()
         for worker in workers:
-            tasks.extend(worker.inflight)
+            tasks.extend(task for task in worker.inflight if task.task_id not in worker.cancelled)
             worker.inflight.clear()
             worker.kill()
         now = time.time()
@@ -629,9 +766,15 @@ class LocalPool(Executor):
     def _check_timeouts_locked(self, outcomes: list[Outcome]) -> None:
         now = time.time()
         for index, worker in enumerate(self._workers):
+            if worker.cancel_deadline and now > worker.cancel_deadline:
+                logger.warning("zart: worker %s did not answer the cancel of the step it runs within %gs; "
+                               "killing it", worker.name, CANCEL_GRACE)
+                self._replace_locked(index, OutcomeKind.CANCELLED, halted=True)
+                continue
             if worker.inflight and worker.ready:
                 head = worker.inflight[0]
-                if head.timeout is not None and now - worker.head_started > head.timeout:
+                if (head.timeout is not None and now - worker.head_started > head.timeout
+                        and head.task_id not in worker.cancelled):
                     outcomes.extend(self._replace_locked(
                         index, OutcomeKind.TIMEOUT, f"attempt ran past its timeout of {head.timeout:g}s; "
                                           f"worker process {worker.proc.pid} was killed"))
@@ -642,8 +785,12 @@ class LocalPool(Executor):
         if due is not None:
             deadlines.append(due)
         for worker in self._workers:
-            if worker.ready and worker.inflight and worker.inflight[0].timeout is not None:
-                deadlines.append(worker.head_started + worker.inflight[0].timeout)
+            if worker.cancel_deadline:
+                deadlines.append(worker.cancel_deadline)
+            if worker.ready and worker.inflight:
+                head = worker.inflight[0]
+                if head.timeout is not None and head.task_id not in worker.cancelled:
+                    deadlines.append(worker.head_started + head.timeout)
         if not self._tasks.ready and len(self._workers) > 1:
             now = time.time()
             victim, due = self._steal_candidate_locked(now)

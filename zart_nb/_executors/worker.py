@@ -5,8 +5,11 @@ re-imports the user's ``__main__`` (a notebook or a script without a ``__main__`
 forks a kernel's threads. It talks to its driver over one end of a private socketpair.
 
 The driver's ``sys.path`` comes in the environment (``PATH_VARIABLE``). Messages from the driver
-(pickled): ``("run", [WireTask, ...])`` on the socket; ``("revoke", [task id, ...])`` on the pipe
-``REVOKE_FD``, read by a thread of its own so that a revoke is answered while a step runs.
+(pickled): ``("run", [WireTask, ...])`` on the socket; ``("revoke", [task id, ...])`` or
+``("cancel", [task id, ...])`` on the pipe ``REVOKE_FD``, read by a thread of its own so that a revoke
+is answered while a step runs. A cancel is a revoke of attempts whose execution was cancelled: if the
+step running then is one it names, the worker also halts (starts nothing more, and waits to be killed)
+and says so in its answer (``WireRevoked.halted``), so the driver knows exactly what it started.
 Replies: ``None`` once when ready, then lists of ``WireReply`` in task order, with ``WireOutput``
 (lines a running step printed) before the reply of their task, and a ``WireRevoked`` per revoke: the
 attempts taken off the local queue (drained from the socket first), which will never run here. One
@@ -215,10 +218,10 @@ class _Replies:
                 self._first = time.monotonic()
                 self._cond.notify()
 
-    def add_revoked(self, task_ids: list[int]) -> None:
+    def add_revoked(self, task_ids: list[int], halted: int | None = None) -> None:
         """A revoke's answer, sent now: the driver waits for it to hand those attempts to others."""
         with self._cond:
-            self._items.append(WireRevoked(task_ids))
+            self._items.append(WireRevoked(task_ids, halted))
             self._send_locked()
 
     def flush(self) -> None:
@@ -255,7 +258,7 @@ class _Queue:
     to the queue. Otherwise the revoke thread, under ``lock``, drains the socket first, so that every
     attempt sent before the revoke is on the queue when it looks."""
 
-    __slots__ = ("conn", "pending", "lock", "absorbed", "reading")
+    __slots__ = ("conn", "pending", "lock", "absorbed", "reading", "running", "halted")
 
     def __init__(self, conn: FdConnection) -> None:
         self.conn = conn
@@ -263,6 +266,8 @@ class _Queue:
         self.lock = threading.Lock()
         self.absorbed = threading.Condition(self.lock)  # the main thread took in what it received
         self.reading = False
+        self.running: WireTask | None = None  # the attempt started and not finished (the main thread's)
+        self.halted = False  # a cancel named the running attempt: start nothing more
 
     def absorb(self, message: bytes) -> None:
         _kind, payload = pickle.loads(message)
@@ -278,7 +283,7 @@ class _Queue:
 def _serve_revokes(control: FdConnection, queue: _Queue, runner: Runner, replies: _Replies) -> None:
     while True:
         try:
-            _kind, task_ids = pickle.loads(control.recv_bytes())
+            kind, task_ids = pickle.loads(control.recv_bytes())
         except (EOFError, OSError):
             return  # the driver is gone: the main thread sees it on the socket
         wanted = set(task_ids)
@@ -300,7 +305,14 @@ def _serve_revokes(control: FdConnection, queue: _Queue, runner: Runner, replies
                         runner.keep_function(task[1], task[2])
                 else:
                     pending.append(task)
-        replies.add_revoked(removed)
+            running = queue.running
+            halted = None
+            if kind == "cancel" and running is not None and running[0] in wanted:
+                queue.halted = True  # under the lock: the main thread starts nothing after it
+                halted = running[0]
+            # Sent under the lock: a cancel takes attempts from the middle of the queue, so the reply
+            # of one behind them must not reach the driver before this answer (it matches in order).
+            replies.add_revoked(removed, halted)
 
 
 def _serve(conn: FdConnection, control: FdConnection | None = None) -> None:
@@ -318,8 +330,13 @@ def _serve(conn: FdConnection, control: FdConnection | None = None) -> None:
     while True:
         try:
             with lock:
-                task = pending.popleft() if pending else None
-                queue.reading = task is None
+                halted = queue.halted
+                task = pending.popleft() if pending and not halted else None
+                queue.running = task
+                queue.reading = task is None and not halted
+            if halted:  # a cancel named the attempt it ran: the driver kills this worker
+                replies.flush()
+                threading.Event().wait()
             if task is None:
                 replies.flush()  # nothing left to run: no reason to make the driver wait
                 message = conn.recv_bytes()
@@ -335,6 +352,7 @@ def _serve(conn: FdConnection, control: FdConnection | None = None) -> None:
         if os.getpid() != pid:  # the step forked and this is the child: it must not serve
             os._exit(0)
         with lock:
+            queue.running = None
             if not pending:
                 try:
                     queue.drain()
