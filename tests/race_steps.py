@@ -4,6 +4,8 @@ started (its worker's pid in ``<tag>.started``), counts its run in ``calls.log``
 from __future__ import annotations
 
 import os
+import pickle
+import threading
 import time
 
 import zart_nb as zart
@@ -57,3 +59,44 @@ def stopped(pid: int) -> bool:
         if state not in ("T", "t"):
             return False
     return bool(threads)
+
+
+class Outcomes:
+    """A pool's sink that keeps what it is given (the pool delivers from its I/O thread)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.outcomes: list = []
+
+    def __call__(self, batch: list) -> None:
+        with self.lock:
+            self.outcomes.extend(batch)
+
+
+class WorkerLine:
+    """One worker process driven by hand: what it answered (``answered``: task id -> result) and each
+    revoke answer it gave (``revoked``, as ``keep(WireRevoked)`` makes it)."""
+
+    def __init__(self, keep) -> None:
+        from zart_nb._executors.local import _Worker
+
+        self.worker = _Worker(0, None)
+        self.keep = keep
+        self.answered: dict = {}
+        self.revoked: list = []
+
+    def read_until(self, done) -> None:
+        from zart_nb import _serialization as ser
+        from zart_nb._executors.base import WireOutput, WireReply, WireRevoked
+
+        end = time.monotonic() + 30
+        while not done():
+            assert time.monotonic() < end, f"answered {sorted(self.answered)}, revoked {self.revoked}"
+            if self.worker.conn.poll(0.1):
+                for item in pickle.loads(self.worker.conn.recv_bytes()) or []:
+                    if type(item) is WireRevoked:
+                        self.revoked.append(self.keep(item))
+                    elif type(item) is not WireOutput:
+                        reply = WireReply(*item)
+                        assert reply.task_id not in self.answered
+                        self.answered[reply.task_id] = ser.loads(reply.blob)

@@ -5,13 +5,12 @@ the cancelled execution's. The cancelled execution's attempts waiting behind ano
 once. Each test drives one case with real worker processes and steps gated on files (race_steps), and
 checks results, how often each step ran (calls.log) and the attempts in the journal."""
 import pickle
-import threading
 import time
 from pathlib import Path
 
 import pytest
 from conftest import wait_until
-from race_steps import gated, gated_timed
+from race_steps import Outcomes, WorkerLine, gated, gated_timed
 from steps_lib import calls, quick
 
 import zart_nb as zart
@@ -147,11 +146,8 @@ def test_a_worker_that_started_a_cancelled_attempt_halts_and_is_replaced(tmp_pat
     from zart_nb._executors.base import TASK_IDS, OutcomeKind, Task
     from zart_nb._executors.local import LocalPool
 
-    outcomes, lock = [], threading.Lock()
-
-    def sink(batch):
-        with lock:
-            outcomes.extend(batch)
+    sink = Outcomes()
+    outcomes, lock = sink.outcomes, sink.lock
 
     exec_a, exec_b = _Consumer(), _Consumer()
 
@@ -195,11 +191,8 @@ def test_a_worker_that_ran_on_past_the_cancelled_step_is_not_killed(tmp_path):
     from zart_nb._executors.base import TASK_IDS, OutcomeKind, Task
     from zart_nb._executors.local import LocalPool
 
-    outcomes, lock = [], threading.Lock()
-
-    def sink(batch):
-        with lock:
-            outcomes.extend(batch)
+    sink = Outcomes()
+    outcomes, lock = sink.outcomes, sink.lock
 
     exec_a, exec_b = _Consumer(), _Consumer()
 
@@ -238,27 +231,14 @@ def test_a_cancel_halts_the_worker_only_when_it_names_the_running_attempt(tmp_pa
     behind is still there for a later revoke. A cancel naming only queued attempts takes them back
     without halting."""
     from zart_nb import _serialization as ser
-    from zart_nb._executors.base import WireOutput, WireReply, WireRevoked, WireTask
-    from zart_nb._executors.local import _Worker
+    from zart_nb._executors.base import WireTask
 
     def wire(task_id, fn, *args):
         return tuple(WireTask(task_id, fn.name, ser.dumps_by_value(fn.fn), ser.dumps((args, {})), "e-1",
                               f"k#{task_id}", 1))
 
-    worker = _Worker(0, None)
-    answered, revoked = {}, []
-
-    def read_until(done):
-        end = time.monotonic() + 30
-        while not done():
-            assert time.monotonic() < end, f"answered {sorted(answered)}, revoked {revoked}"
-            if worker.conn.poll(0.1):
-                for item in pickle.loads(worker.conn.recv_bytes()) or []:
-                    if type(item) is WireRevoked:
-                        revoked.append(tuple(item))
-                    elif type(item) is not WireOutput:
-                        reply = WireReply(*item)
-                        answered[reply.task_id] = ser.loads(reply.blob)
+    line = WorkerLine(tuple)
+    worker, answered, revoked, read_until = line.worker, line.answered, line.revoked, line.read_until
 
     def send(kind, ids):
         worker.control.send_bytes(pickle.dumps((kind, ids), 5))

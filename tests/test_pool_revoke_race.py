@@ -5,13 +5,11 @@ interleaving with real worker processes and steps that wait for files the test c
 then checks every step's result, how often it ran, and its attempts in the journal."""
 import os
 import signal
-import threading
-import time
 from pathlib import Path
 
 import pytest
 from conftest import wait_until
-from race_steps import gated, gated_short, gated_timed, stopped
+from race_steps import Outcomes, WorkerLine, gated, gated_short, gated_timed, stopped
 from steps_lib import calls
 
 import zart_nb as zart
@@ -83,11 +81,8 @@ def test_the_pool_takes_back_the_right_attempt_when_two_share_an_id(tmp_path):
     from zart_nb._executors.base import OutcomeKind, Task
     from zart_nb._executors.local import LocalPool
 
-    outcomes, lock = [], threading.Lock()
-
-    def sink(batch):
-        with lock:
-            outcomes.extend(batch)
+    sink = Outcomes()
+    outcomes, lock = sink.outcomes, sink.lock
 
     def task(task_id, execution_id, fn, tag, timeout=None):
         blob = ser.dumps_by_value(fn.fn)
@@ -195,28 +190,14 @@ def test_revokes_sent_back_to_back_are_answered_in_order_each_once(tmp_path):
     from steps_lib import quick, wait_for_file
 
     from zart_nb import _serialization as ser
-    from zart_nb._executors.base import WireOutput, WireReply, WireRevoked, WireTask
-    from zart_nb._executors.local import _Worker
+    from zart_nb._executors.base import WireTask
 
     def wire(task_id, fn, *args):
         return tuple(WireTask(task_id, fn.name, ser.dumps_by_value(fn.fn), ser.dumps((args, {})), "e-1",
                               f"k#{task_id}", 1))
 
-    worker = _Worker(0, None)
-    answered, revoked = {}, []
-
-    def read_until(done):
-        end = time.monotonic() + 30
-        while not done():
-            assert time.monotonic() < end, f"answered {sorted(answered)}, revoked {revoked}"
-            if worker.conn.poll(0.1):
-                for item in pickle.loads(worker.conn.recv_bytes()) or []:
-                    if type(item) is WireRevoked:
-                        revoked.append(item.task_ids)
-                    elif type(item) is not WireOutput:
-                        reply = WireReply(*item)
-                        assert reply.task_id not in answered
-                        answered[reply.task_id] = ser.loads(reply.blob)
+    line = WorkerLine(lambda item: item.task_ids)
+    worker, answered, revoked, read_until = line.worker, line.answered, line.revoked, line.read_until
 
     try:
         gate = tmp_path / "gate"
