@@ -6,6 +6,7 @@ The monitor endpoint lists this process's live executions and journals from here
 from __future__ import annotations
 
 import atexit
+import importlib
 import logging
 import os
 import sys
@@ -74,6 +75,11 @@ def default_worker_count() -> int:
     return os.cpu_count() or 2
 
 
+def _plain_module_name(name: str) -> bool:
+    """A dotted module name and nothing else (a worker names it: checked before it is imported)."""
+    return 0 < len(name) <= 200 and all(part.isidentifier() for part in name.split("."))
+
+
 class _Committer:
     """Takes outcomes off the executor's I/O thread and makes them durable in groups.
 
@@ -87,6 +93,7 @@ class _Committer:
         self._outcomes: list[Outcome] = []
         self._thread: threading.Thread | None = None
         self._busy = False
+        self._imports: list[str] = []
 
     def deliver(self, outcomes: list[Outcome]) -> None:
         executor = self._runtime.executor
@@ -103,28 +110,57 @@ class _Committer:
             finally:
                 with self._cond:
                     self._busy = False
-                    if self._outcomes:
+                    if self._outcomes or self._imports:
                         self._cond.notify()
             return
         with self._cond:
             self._outcomes.extend(outcomes)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="zart-committer", daemon=True)
-                self._thread.start()
+            self._start_locked()
             self._cond.notify()
+
+    def prepare(self, modules: list[str]) -> None:
+        """Import ``modules``, which outputs on their way from workers need (``WireImport``: numpy for an
+        array), on this committer's thread, before those outputs arrive: a large output's loading then
+        does not start with them. Here and not on a thread of its own: outcomes are loaded (unpickled)
+        where they are committed, one commit at a time, and two threads importing numpy at once can
+        fail one of them ("partially initialized module"). Never on the pool's I/O thread (imports
+        take tens of ms); a module that cannot be imported here is left for the output's loading to
+        report."""
+        fresh = [name for name in modules if name not in sys.modules and _plain_module_name(name)]
+        if not fresh:
+            return
+        with self._cond:
+            self._imports.extend(fresh)
+            self._start_locked()
+            self._cond.notify()
+
+    def _start_locked(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="zart-committer", daemon=True)
+            self._thread.start()
 
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while not self._outcomes or self._busy:
+                while not (self._outcomes or self._imports) or self._busy:
                     self._cond.wait()
                 batch, self._outcomes = self._outcomes, []
+                imports, self._imports = self._imports, []
                 self._busy = True
             try:
-                self._commit(batch)
+                for name in imports:
+                    if name not in sys.modules:
+                        try:
+                            importlib.import_module(name)
+                        except BaseException:  # noqa: BLE001 - the output's loading meets it and says so
+                            pass
+                if batch:
+                    self._commit(batch)
             finally:
                 with self._cond:
                     self._busy = False
+                    if self._outcomes or self._imports:
+                        self._cond.notify()
 
     @staticmethod
     def _commit(batch: list[Outcome]) -> None:
@@ -214,6 +250,7 @@ class Runtime:
                     # leave the driver a core; the rest start with its first task.
                     start = max(1, (os.cpu_count() or 2) - 1) if prestart else None
                     current = self.executor = LocalPool(size, self.committer.deliver, start=start,
+                                                        prepare=self.committer.prepare,
                                                         umask=journal_file.umask_for_children)
                 else:
                     current = self.executor = factory(size, self.committer.deliver)

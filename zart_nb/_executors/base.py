@@ -108,6 +108,13 @@ class WireOutput(NamedTuple):
     text: str
 
 
+class WireImport(NamedTuple):
+    """The module a step's output needs, sent as the step returns, before its output is pickled and
+    written (for a large value, the longest part): the driver imports it meanwhile instead of after."""
+
+    module: str
+
+
 class WireRevoked(NamedTuple):
     """A worker's answer to a revoke: the attempts it took off its queue, never to run them (those it
     had started by then are answered as usual)."""

@@ -57,6 +57,7 @@ from .base import (
     OutcomeKind,
     OutcomeSink,
     Task,
+    WireImport,
     WireOutput,
     WireReply,
     WireRevoked,
@@ -144,9 +145,11 @@ class LocalPool(Executor):
     """Worker processes kept warm for the life of the driver (or until ``shutdown``)."""
 
     def __init__(self, workers: int, sink: OutcomeSink, *, start: int | None = None,
-                 umask: Callable[[], int] | None = None) -> None:
+                 umask: Callable[[], int] | None = None, prepare: Callable[[list[str]], None] | None = None) -> None:
         """``start``: how many worker processes to start now (default all); the others start with
-        the first ``submit``. ``umask``: gives a worker's umask as it starts (default: inherited)."""
+        the first ``submit``. ``umask``: gives a worker's umask as it starts (default: inherited).
+        ``prepare``: given the modules a worker says an output coming needs (``WireImport``), on the
+        I/O thread (it must not import them there: see ``runtime._Committer.prepare``)."""
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.size = workers
@@ -166,6 +169,8 @@ class LocalPool(Executor):
         self._wake_pending = False
         self._delivering = False  # the I/O thread is inside the sink (not reading replies)
         self._printed: list[tuple[Task, str, str]] = []  # (task, stream, lines), I/O thread only
+        self._prepare = prepare
+        self._imports: list[str] = []  # modules outputs on their way need (WireImport), I/O thread only
         self.revokes = 0  # revoke messages sent (for tests and benchmarks)
         self.taken_back = 0  # attempts workers gave back unstarted, for idle workers to run
         self.cancels = 0  # cancel messages sent (a cancelled execution's attempts waiting on a worker)
@@ -669,6 +674,10 @@ class LocalPool(Executor):
         if self._printed:
             printed, self._printed = self._printed, []
             deliver_output(printed)
+        if self._imports:
+            imports, self._imports = self._imports, []
+            if self._prepare is not None:
+                self._prepare(imports)
         if outcomes:
             # With nothing queued, the sink may commit right here (fsync, event subscribers):
             # submitters must not wait for that. With work queued it only hands outcomes over.
@@ -696,6 +705,8 @@ class LocalPool(Executor):
                     if type(reply) is WireOutput:  # lines its running step printed
                         if task is not None and reply.task_id == task.task_id and task.task_id not in ghosts:
                             self._printed.append((task, reply.stream, reply.text))
+                    elif type(reply) is WireImport:
+                        self._imports.append(reply.module)
                     elif type(reply) is WireRevoked:
                         if self._take_back_locked(worker, reply.task_ids, now, reply.halted):
                             return True  # replaced: the rest of what it said is dropped

@@ -42,6 +42,7 @@ from .base import (
     FUNCTION_MISSING,
     PATH_VARIABLE,
     UNPICKLABLE_RESULT,
+    WireImport,
     WireOutput,
     WireReply,
     WireRevoked,
@@ -54,6 +55,7 @@ _NOT_AWAITABLE = frozenset((int, float, str, bytes, bool, list, dict, tuple))  #
 # Results that cannot hold an out-of-band buffer (an array): pickled as before, no buffer list (~150 ns)
 _NO_BUFFERS = frozenset((int, float, str, bytes, bool, type(None)))
 _TABLE_NAMES = frozenset(("DataFrame", "Table"))  # tested first (a type's name): no pandas import here
+_NOT_ANNOUNCED = frozenset(("builtins", "__main__"))  # the driver has these (or loads them with the function)
 _reply = functools.partial(tuple.__new__, WireReply)  # a C call: WireReply(...) costs ~0.5 µs a step more
 REPLY_DELAY = 0.001
 REVOKE_WAIT = 0.05  # a revoke that finds the worker receiving waits this long for what it receives
@@ -83,7 +85,8 @@ class Runner:
     Used without the socket loop too: by the inline executor (a thread of the driver) and by
     executors that run tasks inside other processes (a Dask worker)."""
 
-    def __init__(self, live: Callable[[int, str, str], None] | None = None) -> None:
+    def __init__(self, live: Callable[[int, str, str], None] | None = None,
+                 announce: Callable[[str], None] | None = None) -> None:
         from .. import _context, _serialization, _tables
 
         self._context = _context
@@ -92,6 +95,8 @@ class Runner:
         self._functions: dict[str, Callable[..., Any]] = {}
         self._blobs: dict[str, bytes] = {}  # functions that came with a revoked task, not loaded
         self._live = live  # (task id, stream, complete lines) as the step prints them
+        self._announce = announce  # a module the driver will need for an output (once per output type)
+        self._announced: set[type] = {int, float, str, bytes, bool, type(None)}  # the driver has these
 
     def run(self, task: WireTask) -> WireReply:
         task_id, fn_id, fn_blob, args_blob, execution_id, step_key, attempt, store = task
@@ -138,6 +143,8 @@ class Runner:
                              cap_text(_format_traceback(exc)), started, time.time(), output)
         preview: str | None = None
         buffers: list[Any] = []
+        if type(result) not in self._announced and self._announce is not None:
+            self._announce_modules(type(result), store is not None and type(result).__name__ in _TABLE_NAMES)
         if store is not None and type(result).__name__ in _TABLE_NAMES:  # a DataFrame: Parquet, not a pickle
             from .. import _tables, _values
 
@@ -170,6 +177,19 @@ class Runner:
                 preview = stored if preview is None else f"{preview} {stored[stored.rfind('[stored'):]}"
         return _reply((task_id, True, blob, preview or ser.quick_preview(result), None, None, None, started,
                        time.time(), output))
+
+    def _announce_modules(self, kind: type, table: bool) -> None:
+        """Name the modules the driver needs to load an output of type ``kind`` (a table's: its reader's
+        too), before pickling and writing it: with numpy or pandas not yet imported in the driver, it
+        imports them while this worker writes (and fsyncs) a large value, not after."""
+        self._announced.add(kind)
+        announce = self._announce
+        assert announce is not None
+        module = getattr(kind, "__module__", None)
+        if isinstance(module, str) and module not in _NOT_ANNOUNCED:
+            announce(module)
+        if table:
+            announce("pyarrow.parquet")
 
     @staticmethod
     def _store_failed(task_id: int, result: Any, store: tuple[str, int], exc: Exception, started: float,
@@ -217,6 +237,12 @@ class _Replies:
             elif len(self._items) == 1:
                 self._first = time.monotonic()
                 self._cond.notify()
+
+    def add_import(self, module: str) -> None:
+        """A module the driver needs for an output coming (``WireImport``), sent now."""
+        with self._cond:
+            self._items.append(WireImport(module))
+            self._send_locked()
 
     def add_revoked(self, task_ids: list[int], halted: int | None = None) -> None:
         """A revoke's answer, sent now: the driver waits for it to hand those attempts to others."""
@@ -317,7 +343,7 @@ def _serve_revokes(control: FdConnection, queue: _Queue, runner: Runner, replies
 
 def _serve(conn: FdConnection, control: FdConnection | None = None) -> None:
     replies = _Replies(conn)
-    runner = Runner(live=replies.add_output)
+    runner = Runner(live=replies.add_output, announce=replies.add_import)
     pid = os.getpid()
     queue = _Queue(conn)
     pending = queue.pending
