@@ -150,6 +150,18 @@ def kills_its_worker() -> str:
     return "unreachable"
 
 
+@zart.step("gated-square")
+def gated_square(workdir: str, x: int) -> int:
+    note(workdir, f"square-{x}")
+    wait_for_release(workdir)
+    return x * x
+
+
+@zart.workflow("squares")
+def squares(data: dict) -> list:
+    return zart.wait([zart.schedule(gated_square, data["workdir"], data["base"] + i) for i in range(3)])
+
+
 @zart.workflow("fan-out")
 def fan_out(n: int) -> list:
     return zart.wait([zart.schedule(whoami, i) for i in range(n)])
@@ -303,6 +315,29 @@ def test_a_timed_out_attempt_fails_at_once_and_its_result_is_discarded(cluster, 
     (step,) = zart.journal(journal).list_steps("slow")
     assert step.status == zart.StepStatus.FAILED and step.output_preview is None
     assert step.worker in worker_pids(client)
+
+
+def test_two_executions_in_flight_at_once_keep_their_own_results(cluster, journal, tmp_path):
+    # Their steps have the same keys (squares#0-2) and, when each run numbered its attempts from 1, the same
+    # attempt ids: the cluster's task keys (step key, executor, attempt id) were equal, so the cluster ran
+    # one task for both and each got the first's result. Attempt ids are unique in the process now.
+    client, _ = cluster
+
+    def start(base: int) -> zart.Execution:
+        return zart.start(squares, {"workdir": str(tmp_path), "base": base}, journal=journal, executor=client,
+                          execution_id=f"squares-{base}", display=False)
+
+    first, second = start(0), start(10)
+
+    def in_flight(execution: zart.Execution) -> bool:
+        progress = execution.progress()
+        return progress is not None and progress.total == 3 and progress.finished == 0
+
+    wait_until(lambda: in_flight(first) and in_flight(second), timeout=DEADLINE, what="both executions' steps")
+    (tmp_path / "release").touch()
+    assert first.result(timeout=DEADLINE) == [0, 1, 4]
+    assert second.result(timeout=DEADLINE) == [100, 121, 144]
+    assert sorted(label for label, _ in counter(tmp_path)) == sorted(f"square-{x}" for x in (0, 1, 2, 10, 11, 12))
 
 
 def test_cancel_stops_queued_and_running_steps(cluster, journal, tmp_path):
