@@ -141,7 +141,7 @@ def delete(journal: Journal, execution_id: str) -> tuple[list[str], int]:
     if not gone:
         return [], 0
     try:  # read after the delete: a fork's records may point to the same files
-        names = gone - values.referenced_names(journal.value_references())
+        names = gone - values.referenced_names(journal.query(sql.reference_blobs, values.REF_MAGIC))
         return remove_files(folder(journal.path, store), names, dry_run=False)
     except (ValueStoreError, ValueLost, OSError) as exc:
         log.warning("zart: the stored values of the deleted execution %r were not freed (zart gc frees them): %s",

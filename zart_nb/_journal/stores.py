@@ -111,3 +111,16 @@ def references(conn: duckdb.DuckDBPyConnection, longest: int = 4096) -> list[tup
                UNION ALL SELECT execution_id, input FROM executions
                    WHERE input IS NOT NULL AND octet_length(input) <= ?) b
            LEFT JOIN value_stores v USING (execution_id)""", [longest, longest, longest]).fetchall()]
+
+
+def reference_blobs(conn: duckdb.DuckDBPyConnection, magic: bytes) -> list[bytes]:
+    """Every journaled value store reference (of any step record, superseded ones too, and of every
+    execution's input and output): what a deletion keeps. Only references are fetched (the blobs that
+    begin with ``magic``, ``_values.REF_MAGIC``: a range), not every short pickle as
+    ``Journal.value_references`` does."""
+    low, high = magic, magic[:-1] + bytes([magic[-1] + 1])
+    return [row[0] for row in conn.execute(
+        """SELECT output FROM steps WHERE output >= ? AND output < ?
+           UNION ALL SELECT output FROM executions WHERE output >= ? AND output < ?
+           UNION ALL SELECT input FROM executions WHERE input >= ? AND input < ?""",
+        [low, high, low, high, low, high]).fetchall()]
