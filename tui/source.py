@@ -121,7 +121,7 @@ class Source:
                 self.message = str(exc)
                 return None
         if not self.path.exists():
-            self.state, self.message = MISSING, f"no journal at {self.path}"
+            self.state, self.message, self._served_since = MISSING, f"no journal at {self.path}", None
             return None
         reader = zart.journal(self.path, live=False, lock_timeout=LOCK_TIMEOUT)
         try:
@@ -133,9 +133,9 @@ class Source:
         except zart.JournalLocked as exc:
             self._locked(exc)
         except zart.ZartError as exc:
-            self.state, self.message = ERROR, str(exc)
+            self.state, self.message, self._served_since = ERROR, str(exc), None
         except Exception as exc:  # DuckDB's own errors on a damaged file, and the like: shown, never raised
-            self.state, self.message = ERROR, f"{type(exc).__name__}: {exc}"
+            self.state, self.message, self._served_since = ERROR, f"{type(exc).__name__}: {exc}", None
         finally:
             try:
                 reader.close()

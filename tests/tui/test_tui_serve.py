@@ -13,6 +13,7 @@ from conftest import wait_until
 from textual.widgets import DataTable
 from tui_helpers import rows, run_async, settle, wait_for
 from zart_tui.app import ZartApp
+from zart_tui.source import Source
 
 ROWS = [["done-1", "quick", "completed"], ["long", "long", "sleeping"]]
 
@@ -72,6 +73,10 @@ async def test_the_app_keeps_its_rows_while_serve_holds_the_journal_and_says_loc
             assert source.state == "busy" and f"process {serve.pid}" in source.message, source.message
             assert "journal busy" in _header(app) and "locked" not in _header(app)
             assert _listed(app) == ROWS
+            # a source that has read nothing yet (an app started now) says busy at once, not locked
+            fresh = Source(journal)
+            assert fresh.read(lambda reader: reader.stats()) is None
+            assert fresh.kept and fresh.state == "busy" and "(zart serve) holds it" in fresh.message, fresh.message
             # serve keeps the file past the app's patience: now it is locked
             source.serve_patience = 0.5
             await wait_for(pilot, lambda: f"locked: process {serve.pid}" in _header(app),

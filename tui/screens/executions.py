@@ -173,7 +173,9 @@ class ExecutionsScreen(Screen[None]):
         if q != self.query_now():
             self.reload()  # the filter or sort changed while this was read: that read is coming
             return
-        self.updated_at = self.zapp.clock.now()
+        kept = [source for source, _, _ in results if source.kept]
+        if len(kept) < len(results):  # something was read (what zart serve held is shown as it was)
+            self.updated_at = self.zapp.clock.now()
         rows = [Row(source, record) for source, records, _ in results for record in records]
         if len(results) > 1:
             order = {id(r): i for i, r in enumerate(merged([row.record for row in rows], q.sort, q.descending))}
@@ -207,6 +209,10 @@ class ExecutionsScreen(Screen[None]):
         if not rows:
             what = [f"status {q.status}"] if q.status else []
             what += [f"search {q.search!r}"] if q.search else []
+            if kept:
+                empty.update(Text(f"Reading {', '.join(source.name for source in kept)}: zart serve holds it for a "
+                                  "moment.", style="bold"))
+                return
             empty.update(Text(f"No executions match {' and '.join(what)} (0 shows every status, escape clears "
                               "the search)." if what else "No executions yet: run a workflow and it shows here.",
                               style="bold"))
