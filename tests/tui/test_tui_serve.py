@@ -9,18 +9,23 @@ import sys
 
 import handover_lib
 import processes
+import pytest
 from conftest import wait_until
 from textual.widgets import DataTable
 from tui_helpers import rows, run_async, settle, wait_for
 from zart_tui.app import ZartApp
+from zart_tui.screens.schedules import SchedulesScreen
 from zart_tui.source import Source
+
+import zart_nb as zart
 
 ROWS = [["done-1", "quick", "completed"], ["long", "long", "sleeping"]]
 
 
-def _journal_for_serve(tmp_path):
+def _journal_for_serve(tmp_path, schedule: bool = False):
     """``done-1`` completed, and ``long`` (handover_lib) suspended in its nap by a process that has ended:
-    the next zart serve continues it, and holds the journal while its step waits for ``gate``."""
+    the next zart serve continues it, and holds the journal while its step waits for ``gate``. With
+    ``schedule``, a recurring schedule of ``quick`` too (daily: no tick comes during the test)."""
     journal = tmp_path / ".zart" / "journal.duckdb"
     log, gate = tmp_path / "steps.log", tmp_path / "gate"
     data = {"log": str(log), "gate": str(gate), "nap": 0.5}
@@ -34,6 +39,8 @@ def _journal_for_serve(tmp_path):
         while execution.status is not zart.ExecutionStatus.SLEEPING and time.monotonic() < deadline:
             time.sleep(0.02)
         assert execution.status is zart.ExecutionStatus.SLEEPING, execution.status
+        if {schedule!r}:
+            zart.recurring(handover_lib.quick, "0 3 * * *", data={{"log": {str(log)!r}}}, journal={str(journal)!r})
     """)
     subprocess.run([sys.executable, str(setup)], cwd=tmp_path, env=processes.env(ZART_SUSPEND_AFTER="0"), check=True,
                    timeout=120)
@@ -95,6 +102,33 @@ async def test_the_app_keeps_its_rows_while_serve_holds_the_journal_and_says_loc
 
 
 @run_async
+async def test_the_schedules_screen_keeps_its_rows_while_serve_holds_the_journal(tmp_path):
+    journal, log, gate = _journal_for_serve(tmp_path, schedule=True)
+    app = ZartApp(str(journal), poll=0.3)
+    async with app.run_test(size=(150, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("T")
+        await settle(pilot)
+        assert isinstance(app.screen, SchedulesScreen)
+        table = app.screen.query_one("#schedules", DataTable)
+        assert [r[0] for r in rows(table)] == ["quick"]
+        serve = processes.serve(journal, tmp_path, tmp_path / "serve.log", ZART_MONITOR="0")
+        try:
+            wait_until(lambda: "start:first" in handover_lib.lines(log), timeout=60, what="serve to run the step")
+            refresher = app.screen.refresher
+            before = refresher.reads
+            await wait_for(pilot, lambda: refresher.reads >= before + 3, what="reads beside serve")
+            assert [r[0] for r in rows(table)] == ["quick"]  # before: none, and "held by a running engine"
+            assert "held by" not in str(app.screen.query_one("#schedules-note").render())
+            with pytest.raises(zart.JournalLocked) as held:  # serve held the file all along (its step waits)
+                zart.schedules(journal, lock_timeout=0.3)
+            assert held.value.held_by_serve and held.value.pid == serve.pid
+        finally:
+            gate.touch()
+            assert processes.stop(serve) == 0
+
+
+@run_async
 async def test_a_holder_that_is_not_serve_is_locked_at_once(tmp_path):
     journal, _, gate = _journal_for_serve(tmp_path)
     gate.touch()
@@ -113,6 +147,9 @@ with runtime.journal({str(journal)!r}).hold():
             source = app.sources[0]
             await wait_for(pilot, lambda: f"locked: process {holder.pid}" in _header(app), what="locked")
             assert source.state == "locked" and not source.kept and "serves no monitor" in _header(app)
+        with pytest.raises(zart.JournalLocked) as held:
+            zart.schedules(journal, lock_timeout=0.3)
+        assert held.value.pid == holder.pid and not held.value.held_by_serve
     finally:
         holder.kill()
         holder.wait()
