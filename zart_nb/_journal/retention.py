@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 FINISHED = ("completed", "failed", "cancelled")
 # Every table with rows of an execution, children first (executions last).
-OWNED_TABLES = ("attempts", "steps", "step_counts", "in_flight", "runs", "executions")
+OWNED_TABLES = ("attempts", "steps", "step_counts", "in_flight", "events", "runs", "executions")
 
 
 class Candidate(NamedTuple):
