@@ -29,23 +29,17 @@ def test_a_key_used_twice_is_refused_naming_it_and_the_execution():
         keys.step_key("x", "a#0")
 
 
-class _LaterKind:
-    """Stands for a kind added later (a durable sleep): only its ``value`` is used."""
-
-    value = "sleep"
-
-
 def test_each_kind_has_its_own_sequence_and_namespace():
     keys = Keys("e-1")
-    later = _LaterKind()
+    later = Kind.SLEEP  # a kind added after steps: its keys and sequence are its own
     assert keys.key(Kind.STEP, "nap") == "nap#0"
-    assert keys.key(later, "nap") == "sleep:nap#0"  # type: ignore[arg-type]
-    assert keys.key(later, "nap") == "sleep:nap#1"  # type: ignore[arg-type]
+    assert keys.key(later, "nap") == "sleep:nap#0"
+    assert keys.key(later, "nap") == "sleep:nap#1"
     assert keys.step_key("nap") == "nap#1"  # the step of the same name is not shifted
-    assert [keys.next_seq(), keys.next_seq(), keys.next_seq(later)] == [0, 1, 0]  # type: ignore[arg-type]
-    keys.key(later, "n", "x")  # type: ignore[arg-type]
+    assert [keys.next_seq(), keys.next_seq(), keys.next_seq(later)] == [0, 1, 0]
+    keys.key(later, "n", "x")
     with pytest.raises(DefinitionError, match="sleep:x"):
-        keys.key(later, "n", "x")  # type: ignore[arg-type]
+        keys.key(later, "n", "x")
 
 
 def _stored(status, args_hash="A", code_hash="C"):

@@ -3,6 +3,12 @@
 A :class:`Source` never raises into the app: a read returns None and leaves its ``state`` and
 ``message`` saying why (missing, corrupt or foreign file, locked by a process that serves no monitor,
 an engine that went away). Reads block: the app calls them from worker threads.
+
+``zart serve`` opens its journals for a moment at each look for due work, without a monitor. A read that
+meets it holding the file returns None with ``kept`` set: nothing new was read, and a screen keeps what it
+shows (the state stays as it was; after ``BUSY_HINT`` seconds of it the header says "busy"). Only a
+holder that keeps the file (serve for longer than ``SERVE_PATIENCE``, or any other process at once) makes
+the journal "locked".
 """
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -18,8 +25,13 @@ import zart_nb as zart
 
 T = TypeVar("T")
 
-LIVE, FILE, LOCKED, MISSING, ERROR = "live", "file", "locked", "missing", "error"
+LIVE, FILE, LOCKED, MISSING, ERROR, BUSY = "live", "file", "locked", "missing", "error", "busy"
 LOCK_TIMEOUT = 0.3
+# zart serve holding the file: the header says "busy" after this many seconds of it (about two of the
+# app's polls), and "locked" after SERVE_PATIENCE (zart's own readers wait that long for serve: the
+# default of $ZART_LOCK_TIMEOUT)
+BUSY_HINT = 4.0
+SERVE_PATIENCE = 10.0
 
 _children: list[subprocess.Popen[bytes]] = []
 # The actions that start a run, as `zart` names them, and how a message says each was started.
@@ -47,6 +59,9 @@ class Source:
         self._client: zart.MonitorClient | None = None
         self._subscription: object | None = None
         self._lock = threading.Lock()
+        self.busy_hint, self.serve_patience = BUSY_HINT, SERVE_PATIENCE
+        self._served_since: float | None = None  # when reads began to find zart serve holding the file
+        self._read_once = False  # a read of the file has landed (a screen has something to keep)
 
     def __repr__(self) -> str:
         return f"<Source {self.path} {self.state}>"
@@ -54,6 +69,12 @@ class Source:
     @property
     def live(self) -> bool:
         return self._client is not None
+
+    @property
+    def kept(self) -> bool:
+        """The last read found the file held by ``zart serve`` for a moment: it read nothing new, and a
+        screen keeps showing what it has."""
+        return self._served_since is not None and self.state != LOCKED
 
     def connect(self) -> None:
         """Use the live engine's monitor if one serves this journal now (and subscribe to its events)."""
@@ -100,26 +121,43 @@ class Source:
                 self.message = str(exc)
                 return None
         if not self.path.exists():
-            self.state, self.message = MISSING, f"no journal at {self.path}"
+            self.state, self.message, self._served_since = MISSING, f"no journal at {self.path}", None
             return None
         reader = zart.journal(self.path, live=False, lock_timeout=LOCK_TIMEOUT)
         try:
             value = fn(reader)
+            self._served_since, self._read_once = None, True
             if self.state != FILE:
                 self.state, self.message = FILE, "read from the file"
             return value
         except zart.JournalLocked as exc:
-            self.state, self.message = LOCKED, f"locked: {exc.owner} holds it and serves no monitor"
+            self._locked(exc)
         except zart.ZartError as exc:
-            self.state, self.message = ERROR, str(exc)
+            self.state, self.message, self._served_since = ERROR, str(exc), None
         except Exception as exc:  # DuckDB's own errors on a damaged file, and the like: shown, never raised
-            self.state, self.message = ERROR, f"{type(exc).__name__}: {exc}"
+            self.state, self.message, self._served_since = ERROR, f"{type(exc).__name__}: {exc}", None
         finally:
             try:
                 reader.close()
             except Exception:
                 pass
         return None
+
+    def _locked(self, exc: zart.JournalLocked) -> None:
+        """The file is held by another process that serves no monitor: ``zart serve`` looking for due work
+        is waited for (``kept``), any other holder, or serve past ``serve_patience``, makes it "locked"."""
+        now = time.monotonic()
+        if exc.held_by_serve:
+            since = self._served_since = now if self._served_since is None else self._served_since
+            if now - since < self.serve_patience:
+                if now - since >= self.busy_hint or not self._read_once:
+                    self.state, self.message = BUSY, (f"journal busy: {exc.owner} (zart serve) holds it for a "
+                                                      "moment" + ("; showing the last read" if self._read_once
+                                                                  else ""))
+                return
+        else:
+            self._served_since = None
+        self.state, self.message = LOCKED, f"locked: {exc.owner} holds it and serves no monitor"
 
     # --- actions (each returns a message for the app to show) -------------------------------------
 

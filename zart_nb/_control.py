@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
+from . import _stores as stores
 from ._errors import Cancelled, ConfigurationError, DefinitionError, ExecutionNotFound, MonitorError, ZartError
 from ._handles import journal_of, run_of
 from ._journal import Journal
@@ -109,8 +110,9 @@ def _cancel_children(journal: Journal, parent_id: str) -> None:
 
 
 def delete_here(journal: Journal, execution_id: str) -> None:
-    """Delete a finished (or interrupted, sleeping, waiting) execution from the journal; a running one is
-    refused. One suspended in this process is no longer continued here."""
+    """Delete a finished (or interrupted, sleeping, waiting) execution from the journal, with the files of
+    its value store only it pointed to (``_stores.delete``); a running one is refused. One suspended in
+    this process is no longer continued here."""
     live = runtime.live_execution(journal, execution_id)
     if live is not None and live.suspension is not None:
         live.cancel(origin="its deletion")
@@ -124,7 +126,7 @@ def delete_here(journal: Journal, execution_id: str) -> None:
     from ._messages import owner_to_ping, ping
 
     owner = owner_to_ping(journal, execution_id)  # suspended by another live process: told after the commit
-    journal.delete_execution(execution_id)
+    stores.delete(journal, execution_id)  # and the files of its value store only it pointed to
     if owner is not None:
         ping(journal, owner)
 
@@ -294,10 +296,10 @@ def delete(execution_id: list[str] | tuple[str, ...], *,
            journal: str | os.PathLike[str] | None = None) -> list[ControlOutcome]: ...
 def delete(execution_id: str | list[str] | tuple[str, ...], *,
            journal: str | os.PathLike[str] | None = None) -> list[ControlOutcome] | None:
-    """Remove a finished execution (its runs, steps and attempts) from the journal; a running one is
-    refused with ``DefinitionError``. Given a list of ids, deletes each and returns a
-    :class:`ControlOutcome` per id, in order: an unknown or running one is reported there, with its
-    error, and the others are deleted all the same."""
+    """Remove a finished execution (its runs, steps and attempts) from the journal, and the files of its
+    value store that only it pointed to; a running one is refused with ``DefinitionError``. Given a list
+    of ids, deletes each and returns a :class:`ControlOutcome` per id, in order: an unknown or running one
+    is reported there, with its error, and the others are deleted all the same."""
     if not isinstance(execution_id, str):
         return _delete_many(_ids(execution_id), journal)
     from ._monitor.client import MonitorClient

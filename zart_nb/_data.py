@@ -112,8 +112,11 @@ def collect_all(journal: Journal, referenced: set[str], *, min_age: float = valu
                 dry_run: bool = False) -> GcReport:
     """:func:`collect` over every value store of ``journal`` (held by the caller), as one report (its
     ``store`` the journal's own, followed by the others)."""
+    folders = stores.folders(journal)
     reports = [collect(journal.path, referenced, min_age=min_age, dry_run=dry_run, folder=folder)
-               for folder in stores.folders(journal)]
+               for folder in folders]
+    if not dry_run:  # a deleted execution's folder is visited until nothing unreferenced is left there
+        stores.settle(journal, {folder: not report.kept_young for folder, report in zip(folders, reports, strict=True)})
     return GcReport(", ".join(report.store for report in reports),
                     tuple(name for report in reports for name in report.removed),
                     sum(report.freed for report in reports),

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from . import _context
 from ._errors import ConfigurationError, DefinitionError
+from ._replay import check_step_key
 from ._serialization import global_names
 
 if TYPE_CHECKING:
@@ -201,6 +202,7 @@ class Step(Generic[P, R]):
                 raise DefinitionError(f"step {name!r}: {exc}") from None
         if queue is not None and not isinstance(queue, Queue):
             raise DefinitionError(f"step {name!r}: queue must be a zart.Queue, got {queue!r}")
+        check_step_key(name, "step name")  # its keys are ``<name>#<n>``: outside zart_nb's own namespaces
         self.fn = fn
         self.queue = queue
         self.__wrapped_fn__ = fn
@@ -242,13 +244,17 @@ class Step(Generic[P, R]):
             raise DefinitionError(f"step {self.name!r}: {exc}") from None
         bound.apply_defaults()
         try:
-            return self.name.format(**bound.arguments)
+            key = self.name.format(**bound.arguments)
         except (KeyError, IndexError, AttributeError) as exc:
             raise DefinitionError(f"step name template {self.name!r} refers to {exc}, which is not an "
                                   f"argument of {self.fn.__name__}") from None
+        return check_step_key(key, f"step key (from the template {self.name!r})")
 
     def named(self, key: str) -> NamedCall[P, R]:
-        """This step under an explicit key, for one call: ``step.named("fetch-eu")(region)``."""
+        """This step under an explicit key, for one call: ``step.named("fetch-eu")(region)``.
+
+        A key may not start with a prefix zart_nb reserves for its own records (``capture:``, ``sleep:``,
+        ``workflow:``, ...: ``zart_nb._replay.RESERVED_PREFIXES``); such a key is a :class:`DefinitionError`."""
         return NamedCall(self, key)
 
 
@@ -272,7 +278,7 @@ class NamedCall(Generic[P, R]):
 
     def __init__(self, step: Step[P, R], key: str) -> None:
         self.step = step
-        self.key = key
+        self.key = check_step_key(key)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         run = _context.current_run()

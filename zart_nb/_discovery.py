@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from ._errors import ExecutionNotFound, JournalError, JournalLocked, MonitorError, ZartError
+from ._procinfo import is_serve as is_serve
+from ._procinfo import proc as _proc
 from ._reader import JournalReader
 
 if TYPE_CHECKING:
@@ -55,15 +57,6 @@ def folder_journals(target: str | os.PathLike[str] | None = None) -> tuple[Path,
 # --- who holds a file ----------------------------------------------------------------------------
 
 
-def _proc(pid: int, name: str) -> list[str]:
-    try:
-        with open(f"/proc/{pid}/{name}", "rb") as handle:
-            raw = handle.read(256 * 1024)
-    except OSError:
-        return []
-    return [part.decode("utf-8", "replace") for part in raw.split(b"\0") if part]
-
-
 def holder(pid: int, journal: Path) -> str:
     """Who ``pid`` is, for a message: the kernel of a notebook (its ``$JPY_SESSION_NAME``, else the notebook
     the journal is named after), or the process and its command line."""
@@ -79,13 +72,6 @@ def holder(pid: int, journal: Path) -> str:
         command = " ".join([os.path.basename(argv[0]), *argv[1:]])
         return f"process {pid} ({command[:120]}{'...' if len(command) > 120 else ''})"
     return f"process {pid}"
-
-
-def is_serve(pid: int) -> bool:
-    """Whether process ``pid`` runs ``zart serve`` (``zart serve ...`` or ``python -m zart_nb serve ...``)."""
-    argv = _proc(pid, "cmdline")
-    return any(arg == "serve" and os.path.basename(before) in ("zart", "zart_nb")
-               for before, arg in zip(argv, argv[1:], strict=False))
 
 
 def holder_pid(exc: JournalLocked) -> int | None:

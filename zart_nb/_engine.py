@@ -60,7 +60,7 @@ from ._executors.choice import ExecutorSpec
 from ._handles import Execution, StepHandle, journal_of, run_of
 from ._journal import AttemptRow, InFlightRow, Journal, RunBeat, StepRow, StoredStep, suspension
 from ._options import DEFAULT_OPTIONS, RunOptions, RunPlan
-from ._replay import FAIL_AGAIN, REDO, Keys, Kind, check_change, decide
+from ._replay import FAIL_AGAIN, PREFIXES, REDO, Keys, Kind, check_change, decide
 from ._runtime import runtime
 from ._settle import settle
 from ._status import ExecutionStatus, RunEnd, RunReason, RunTrigger, StepStatus
@@ -801,7 +801,7 @@ class RunState:
             raise DefinitionError(f"execution {self.execution_id[:200]!r} starts {workflow!r} with children nested "
                                   f"{MAX_CHILD_DEPTH} deep: a workflow that starts itself without end?")
         key = self._keys.key(Kind.CHILD, workflow)
-        return f"{self.execution_id}/{key.removeprefix(Kind.CHILD.value + ':')}"
+        return f"{self.execution_id}/{key.removeprefix(PREFIXES[Kind.CHILD])}"
 
 
 # --- executing a workflow ----------------------------------------------------------------------

@@ -83,6 +83,15 @@ class JournalLocked(JournalError):
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.path, self.owner, self.waited, self.pid), self.__dict__)
 
+    @property
+    def held_by_serve(self) -> bool:
+        """Whether the holder is ``zart serve`` (read from ``/proc`` now, on Linux): it opens its journals
+        for a moment at each look for due work, without a monitor, and lets go; a reader can wait for it
+        (``zart show`` does, up to ``$ZART_LOCK_TIMEOUT``; ``zart-tui`` keeps showing what it read)."""
+        from ._procinfo import is_serve  # (not at import: a worker imports the errors, and never needs it)
+
+        return self.pid is not None and is_serve(self.pid)
+
 
 class JournalCorrupt(JournalError):
     """The file is not a DuckDB zart journal, or DuckDB cannot read it. The file is left untouched."""

@@ -113,8 +113,8 @@ class JournalReader(ABC):
     def value_stores(self) -> list[str]:
         """The value store folders of the journal besides its own ``<journal>.values``: each folder an
         execution was run with (``value_store=``, ``$ZART_VALUE_STORE``) that no other journal claimed
-        since, as journaled (absolute paths, sorted). Nothing in them is opened: ``zart stats`` counts
-        their files."""
+        since, as journaled (absolute paths, sorted), a deleted execution's included until ``zart gc``
+        finds nothing of it left there. Nothing in them is opened: ``zart stats`` counts their files."""
         raise NotImplementedError(f"{type(self).__name__} does not list value stores")
 
     def progress(self, execution_id: str) -> RunProgress | None:

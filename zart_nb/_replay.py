@@ -9,8 +9,10 @@ Each kind of durable call has a sequence of its own (Temporal's ``_next_seq("tim
 on_failure handler, captured values, sleeps, awaited events and published values (their rules are
 ``_kinds``' and ``_messages``'; how a step's attempt is settled, ``_settle``'s). A new kind never shifts
 the keys of another, and its keys live in a namespace of their own (``sleep:nap#0``), so a step named
-like a sleep cannot collide with it. Every journaled call also takes its place in the run's call order
-(``Keys.next_seq()``, the rows' ``seq``).
+like a sleep cannot collide with it. Those namespaces (and ``workflow:``, an execution's own values such as
+its table output ``workflow:output``) are :data:`RESERVED_PREFIXES`: a step key given by the user (a step's
+name, a name template's key, ``.named(...)``) may not start with one (:func:`check_step_key`). Every
+journaled call also takes its place in the run's call order (``Keys.next_seq()``, the rows' ``seq``).
 
 The reuse decision (:func:`decide`) compares a journaled record with the call being made: the record
 is reused only when it completed with the same argument and code hashes; otherwise the call runs, and
@@ -39,6 +41,28 @@ class Kind(enum.StrEnum):
     SLEEP = "sleep"  # zart.sleep / zart.sleep_until: its wake time, journaled at the first call
     EVENT = "event"  # zart.wait_for_event: its deadline, journaled at the first call (what it consumed: events)
     PUBLISH = "publish"  # zart.publish: a JSON value others read (zart.published, zart.stream)
+
+
+# The key namespaces zart_nb keeps for its own records, one list that the code forming those keys uses too:
+# a durable call of another kind than a step is keyed ``<kind>:<name>#<n>`` (``sleep:nap#0``,
+# ``capture:now#0``), and an execution's own values ``workflow:<what>`` (its table output).
+PREFIXES: dict[Kind, str] = {kind: f"{kind.value}:" for kind in Kind if kind is not Kind.STEP}
+WORKFLOW_PREFIX = "workflow:"
+OUTPUT_KEY = WORKFLOW_PREFIX + "output"  # a workflow's table output (``tables/<id>/workflow:output.parquet``)
+RESERVED_PREFIXES: tuple[str, ...] = (*PREFIXES.values(), WORKFLOW_PREFIX)
+
+
+def check_step_key(key: object, what: str = "step key") -> str:
+    """``key`` if a user may give it to a step (a non-empty string outside :data:`RESERVED_PREFIXES`),
+    else a :class:`DefinitionError` naming it and the reserved prefixes. A key in a reserved namespace
+    would share its record with the engine's own (its check failing, the call running again each time)."""
+    if not isinstance(key, str) or not key:
+        raise DefinitionError(f"a {what} must be a non-empty string, got {key!r}")
+    if key.startswith(RESERVED_PREFIXES):
+        prefix = next(p for p in RESERVED_PREFIXES if key.startswith(p))
+        raise DefinitionError(f"{what} {key[:200]!r} starts with {prefix!r}, which zart_nb reserves for its own "
+                              f"records (reserved prefixes: {', '.join(RESERVED_PREFIXES)}); choose another")
+    return key
 
 
 _STEP = Kind.STEP
@@ -104,7 +128,7 @@ class Keys:
             occurrence = counts.get(name, 0)
             counts[name] = occurrence + 1
             explicit = f"{name}#{occurrence}"
-        key = f"{kind.value}:{explicit}"
+        key = PREFIXES[kind] + explicit
         if key in self._used:
             raise DefinitionError(f"{kind.value} key {key!r} is used twice in execution "
                                   f"{self.execution_id!r}")

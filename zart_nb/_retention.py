@@ -13,11 +13,10 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import _values as values
-from ._errors import ConfigurationError, JournalError, JournalLocked, ValueStoreError
+from ._errors import ConfigurationError, JournalError, JournalLocked
 from ._handles import journal_of
 
 if TYPE_CHECKING:
@@ -185,7 +184,7 @@ def collect_here(journal: Journal, *, keep: int | None, older_than: float | None
         remaining = values.referenced_names(removed.remaining)  # read after the delete (a dry run's too)
         freed_names, freed = [], 0
         for folder in stores.folders(journal):  # a name is in one of them: the store of its execution
-            names, size = _remove_files(folder, gone - remaining, dry_run)
+            names, size = stores.remove_files(folder, gone - remaining, dry_run)
             freed_names += names
             freed += size
         orphans = data.collect_all(journal, remaining | gone, min_age=min_age, dry_run=dry_run)
@@ -194,43 +193,3 @@ def collect_here(journal: Journal, *, keep: int | None, older_than: float | None
     return RetentionReport(str(journal.path), deleted, sum(removed.rows.values()), len(freed_names), freed,
                            len(orphans.removed), orphans.freed, len(candidates) - len(deleted), dry_run,
                            dict(removed.rows), tuple(freed_names) + orphans.removed, len(orphans.kept_young))
-
-
-def _store_path(folder: Path, name: str) -> Path:
-    """The file ``name`` (from a journal reference) of the store, refused when it could point elsewhere."""
-    parts = name.split("/")
-    plain = len(parts) == 1 and name.endswith(values.SUFFIX)
-    table = len(parts) == 3 and parts[0] == values.TABLES
-    if not (plain or table) or any(not p or p.startswith(".") or p == ".." for p in parts):
-        raise ValueStoreError(f"a journaled value reference names {name!r}, not a file of the store {folder}")
-    return folder.joinpath(*parts)
-
-
-def _remove_files(folder: Path, names: set[str], dry_run: bool) -> tuple[list[str], int]:
-    """Remove the files ``names`` of the store ``folder`` (those of deleted executions no one else points to)."""
-    if not names or not folder.exists():
-        return [], 0
-    values.check_folder(folder)
-    removed: list[str] = []
-    freed = 0
-    touched: set[Path] = set()
-    for name in sorted(names):
-        path = _store_path(folder, name)
-        try:
-            size = path.lstat().st_size
-            if not dry_run:
-                os.unlink(path)
-        except FileNotFoundError:
-            continue
-        removed.append(name)
-        freed += size
-        touched.add(path.parent)
-    if not dry_run:
-        for directory in sorted(touched, key=lambda p: len(p.parts), reverse=True):
-            if directory != folder:
-                try:
-                    directory.rmdir()  # a table folder of a deleted execution, if now empty
-                except OSError:
-                    pass
-            values.sync_folder(directory if directory.exists() else directory.parent)
-    return removed, freed

@@ -12,12 +12,13 @@ owner and mode, each file's), and belongs to one journal: ``zart gc`` removes it
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import _values as values
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, ValueLost, ValueStoreError
 from ._journal import stores as sql
 from ._storefolders import MARKER, owner_of, remember
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from ._journal.journal import Journal
 
 VARIABLE = "ZART_VALUE_STORE"
+log = logging.getLogger("zart_nb")
 
 
 def from_environment() -> str | None:
@@ -87,8 +89,6 @@ def choose(journal: Journal, execution_id: str, exists: bool, option: str | None
     return chosen
 
 
-
-
 def claim(store: Path, journal: Journal) -> None:
     """Make ``store`` the value store of ``journal`` alone: a folder already claimed by another journal is
     refused (``zart gc`` of one would remove the other's values, which it does not reference)."""
@@ -125,3 +125,75 @@ def folders(journal: Journal) -> list[Path]:
     others = [Path(path) for path in journal.query(sql.stores)]
     return [values.folder_for(journal.path)] + [
         store for store in others if not store.is_dir() or owner_of(store) in (None, mine, "")]
+
+
+# --- what deleting executions leaves ------------------------------------------------------------
+
+
+def delete(journal: Journal, execution_id: str) -> tuple[list[str], int]:
+    """Delete ``execution_id`` from ``journal`` (held by the caller) and free the files of its value store
+    that only it pointed to: ``(their names, bytes freed)``. Its folder stays in the list ``zart gc``
+    visits until gc finds nothing unreferenced left there (``_journal/stores.py``), so a file that could
+    not be freed now (a folder refused, an error) is gc's to free."""
+    store, blobs = journal.query(sql.outputs_of, execution_id)
+    journal.delete_execution(execution_id)
+    gone = values.referenced_names(blobs)
+    if not gone:
+        return [], 0
+    try:  # read after the delete: a fork's records may point to the same files
+        names = gone - values.referenced_names(journal.query(sql.reference_blobs, values.REF_MAGIC))
+        return remove_files(folder(journal.path, store), names, dry_run=False)
+    except (ValueStoreError, ValueLost, OSError) as exc:
+        log.warning("zart: the stored values of the deleted execution %r were not freed (zart gc frees them): %s",
+                    execution_id, exc)
+        return [], 0
+
+
+def settle(journal: Journal, cleared: dict[Path, bool]) -> None:
+    """After a gc that removed files (``cleared``: each folder it visited, True when it kept no unreferenced
+    file there): the folders left for deleted executions that it cleared, or that are not visited any
+    more (another journal claimed them), are no longer visited for them."""
+    for path in journal.query(sql.left):
+        if cleared.get(Path(path), True):
+            journal.transact(sql.settle, path)
+
+
+def _store_path(store: Path, name: str) -> Path:
+    """The file ``name`` (from a journal reference) of the store, refused when it could point elsewhere."""
+    parts = name.split("/")
+    plain = len(parts) == 1 and name.endswith(values.SUFFIX)
+    table = len(parts) == 3 and parts[0] == values.TABLES
+    if not (plain or table) or any(not p or p.startswith(".") or p == ".." for p in parts):
+        raise ValueStoreError(f"a journaled value reference names {name!r}, not a file of the store {store}")
+    return store.joinpath(*parts)
+
+
+def remove_files(store: Path, names: set[str], dry_run: bool) -> tuple[list[str], int]:
+    """Remove the files ``names`` of the store ``store`` (those of deleted executions no one else points to):
+    ``(the names found, their bytes)``."""
+    if not names or not store.exists():
+        return [], 0
+    values.check_folder(store)
+    removed: list[str] = []
+    freed = 0
+    touched: set[Path] = set()
+    for name in sorted(names):
+        path = _store_path(store, name)
+        try:
+            size = path.lstat().st_size
+            if not dry_run:
+                os.unlink(path)
+        except FileNotFoundError:
+            continue
+        removed.append(name)
+        freed += size
+        touched.add(path.parent)
+    if not dry_run:
+        for directory in sorted(touched, key=lambda p: len(p.parts), reverse=True):
+            if directory != store:
+                try:
+                    directory.rmdir()  # a table folder of a deleted execution, if now empty
+                except OSError:
+                    pass
+            values.sync_folder(directory if directory.exists() else directory.parent)
+    return removed, freed

@@ -37,14 +37,16 @@ from . import _serialization as ser
 from . import _tables as tables
 from ._errors import ConfigurationError, ValueLost, ValueStoreError
 
+# The key under which a workflow's own output is listed when it is a table (a step's keys are its name and
+# occurrence, ``load#0``; other durable calls' are prefixed by their kind, ``capture:now#0``; both kinds of
+# prefix are ``_replay.RESERVED_PREFIXES``, which no step key may start with): its SQL view is
+# ``"<execution id>/workflow:output"``, its file ``tables/<execution id>/workflow:output.parquet``.
+from ._replay import OUTPUT_KEY as OUTPUT_KEY
+
 THRESHOLD_VARIABLE = "ZART_VALUE_THRESHOLD"
 DEFAULT_THRESHOLD = 1 << 20  # 1 MiB of pickle
 MIN_AGE = 3600.0  # zart gc keeps an unreferenced file younger than this (it may be being written)
 SUFFIX = ".zv"
-# The key under which a workflow's own output is listed when it is a table (a step's keys are its name and
-# occurrence, ``load#0``; other durable calls' are prefixed by their kind, ``capture:now#0``): its SQL view is
-# ``"<execution id>/workflow:output"``, its file ``tables/<execution id>/workflow:output.parquet``.
-OUTPUT_KEY = "workflow:output"
 REF_MAGIC = b"\x00zart-value-ref\x01"  # never the start of a pickle (protocol 2+ starts with \x80)
 REF_FIRST = REF_MAGIC[0]  # the hot paths test this one byte; load() checks the whole magic
 FILE_MAGIC = b"ZARTVAL1"

@@ -221,6 +221,8 @@ class ExecutionScreen(Screen[None]):
             self.reload()  # a key changed the page while this was read: that read is coming
             return
         summary = self.query_one("#summary", Static)
+        if page is None and self.source.kept and self.record is not None:
+            return  # zart serve holds the file a moment: what is shown stays (read again at the next poll)
         if page is None or page.record is None:
             why = self.source.message if page is None else f"no execution {self.execution_id!r} in {self.source.path}"
             summary.update(Text(fmt.clean(why), style="bold red"))

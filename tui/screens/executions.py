@@ -107,6 +107,8 @@ class ExecutionsScreen(Screen[None]):
         self._counts: dict[str, int] = {}
         # per journal: ((the app's execution_events, read live), counts) of its last stats read
         self._stats: dict[Path, tuple[tuple[int, bool], dict[str, int]]] = {}
+        # per journal: (query, records, counts) of its last read, kept while zart serve holds its file
+        self._last: dict[Path, tuple[Query, list[zart.ExecutionRecord], dict[str, int]]] = {}
         self._columns: list[tuple[str, str]] = []  # (label, sort key) shown now
         self.refresher: Refresher[tuple[Query, list[tuple[Source, list[zart.ExecutionRecord], dict[str, int]]]]] \
             = Refresher(self, self._read, self._show, name="executions")
@@ -147,14 +149,22 @@ class ExecutionsScreen(Screen[None]):
         for source in self.zapp.refresh_sources():
             records = source.read(lambda r: r.list_executions(q.status, search=q.search, limit=PAGE, sort=q.sort,
                                                               descending=q.descending))
+            last = self._last.get(source.path)
+            if records is None and source.kept and last is not None and last[0] == q:
+                results.append((source, last[1], last[2]))  # zart serve holds the file a moment: as shown
+                continue
             seen = (self.zapp.execution_events, source.live)
             cached = self._stats.get(source.path)
             if source.live and cached is not None and cached[0] == seen:
                 counts = cached[1]  # only steps moved (read live both times): no execution changed status
             else:
                 found = source.read(lambda r: r.stats())
-                counts = {k.value: v for k, v in (found or {}).items()}
-                self._stats[source.path] = (seen, counts)
+                if found is None and source.kept and last is not None:
+                    counts = last[2]
+                else:
+                    counts = {k.value: v for k, v in (found or {}).items()}
+                    self._stats[source.path] = (seen, counts)
+            self._last[source.path] = (q, records or [], counts)
             results.append((source, records or [], counts))
         return q, results
 
@@ -163,7 +173,9 @@ class ExecutionsScreen(Screen[None]):
         if q != self.query_now():
             self.reload()  # the filter or sort changed while this was read: that read is coming
             return
-        self.updated_at = self.zapp.clock.now()
+        kept = [source for source, _, _ in results if source.kept]
+        if len(kept) < len(results):  # something was read (what zart serve held is shown as it was)
+            self.updated_at = self.zapp.clock.now()
         rows = [Row(source, record) for source, records, _ in results for record in records]
         if len(results) > 1:
             order = {id(r): i for i, r in enumerate(merged([row.record for row in rows], q.sort, q.descending))}
@@ -197,6 +209,10 @@ class ExecutionsScreen(Screen[None]):
         if not rows:
             what = [f"status {q.status}"] if q.status else []
             what += [f"search {q.search!r}"] if q.search else []
+            if kept:
+                empty.update(Text(f"Reading {', '.join(source.name for source in kept)}: zart serve holds it for a "
+                                  "moment.", style="bold"))
+                return
             empty.update(Text(f"No executions match {' and '.join(what)} (0 shows every status, escape clears "
                               "the search)." if what else "No executions yet: run a workflow and it shows here.",
                               style="bold"))

@@ -42,6 +42,7 @@ class SchedulesScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.rows: dict[str, Row] = {}
+        self._last: dict[Path, list[Row]] = {}  # per journal: the rows of its last read
         self.refresher: Refresher[tuple[list[Row], list[str]]] = Refresher(self, self._read, self._show,
                                                                             name="schedules")
 
@@ -71,13 +72,18 @@ class SchedulesScreen(Screen[None]):
                 continue
             try:
                 found = zart.schedules(source.path, lock_timeout=LOCK_TIMEOUT)
-            except zart.JournalLocked:
+            except zart.JournalLocked as exc:
+                last = self._last.get(source.path)
+                if last is not None and exc.held_by_serve:  # zart serve looks at it a moment: as shown
+                    rows += last
+                    continue
                 notes.append(f"{source.name}: held by a running engine; its schedules show once it releases it")
                 continue
             except zart.ZartError as exc:
                 notes.append(f"{source.name}: {exc}")
                 continue
-            rows += [Row(source.path, schedule) for schedule in found]
+            self._last[source.path] = [Row(source.path, schedule) for schedule in found]
+            rows += self._last[source.path]
         return rows, notes
 
     def _show(self, read: tuple[list[Row], list[str]]) -> None:

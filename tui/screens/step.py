@@ -36,6 +36,7 @@ class StepScreen(Screen[None]):
         self.following = step.status is zart.StepStatus.RUNNING
         self.live_text: str | None = None
         self.stored: list[zart.StoredValue] = []
+        self.shown = False  # a read of the step's detail was shown
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="step"):
@@ -117,6 +118,8 @@ class StepScreen(Screen[None]):
 
         found = self.source.read(read)
         values = self.source.read(stored) if step.status is zart.StepStatus.COMPLETED else None
+        if self.source.kept:  # zart serve took the file for a moment meanwhile: both are read again
+            found = values = None
         # a table's schema and first rows, read from its Parquet file (nothing is unpickled)
         self.stored = [value.peek(self.source.path) for value in values or []]
         self.app.call_from_thread(self._show, found)
@@ -132,6 +135,12 @@ class StepScreen(Screen[None]):
     def _show(self, found: tuple[list[zart.AttemptRecord], list[zart.DefinitionRecord]] | None) -> None:
         step = self.step
         text = Text()
+        if found is None and self.source.kept:  # zart serve holds the file a moment: read again soon
+            self.set_timer(1.0, self.load)
+            if not self.shown:
+                self.query_one("#step-detail", Static).update(Text("journal busy: zart serve holds it a moment; "
+                                                                   "reading again", style="dim"))
+            return  # else what is shown stays
         if found is None:
             text.append(fmt.clean(self.source.message), style="bold red")
             self.query_one("#step-detail", Static).update(text)
@@ -156,6 +165,7 @@ class StepScreen(Screen[None]):
         for definition in sources:
             self._section(text, f"source ({definition.def_id[:12]})", definition.source)
         self.query_one("#step-detail", Static).update(text)
+        self.shown = True
 
     def action_retry(self) -> None:
         step = self.step

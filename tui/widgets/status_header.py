@@ -1,5 +1,5 @@
 """The line above the executions table: counts per status, the filter and search, and how each journal is
-read (live from the engine, from the file, locked, or what is wrong with it)."""
+read (live from the engine, from the file, busy a moment, locked, or what is wrong with it)."""
 from __future__ import annotations
 
 from rich.text import Text
@@ -7,8 +7,8 @@ from textual.widgets import Static
 
 from ..fmt import STATUS_STYLES, clean
 
-STATE_STYLES = {"live": "bold green", "file": "cyan", "locked": "bold yellow", "missing": "bold red",
-                "error": "bold red"}
+STATE_STYLES = {"live": "bold green", "file": "cyan", "busy": "yellow", "locked": "bold yellow",
+                "missing": "bold red", "error": "bold red"}
 
 
 class StatusHeader(Static):

@@ -6,12 +6,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
+from . import stores
+
 if TYPE_CHECKING:
     import duckdb
 
 FINISHED = ("completed", "failed", "cancelled")
 # Every table with rows of an execution, children first (executions last).
-OWNED_TABLES = ("attempts", "steps", "step_counts", "in_flight", "runs", "executions")
+OWNED_TABLES = ("attempts", "steps", "step_counts", "in_flight", "events", "runs", "executions")
 
 
 class Candidate(NamedTuple):
@@ -67,6 +69,7 @@ def remove(conn: duckdb.DuckDBPyConnection, ids: Sequence[str], longest: int = 4
                UNION ALL SELECT input FROM executions WHERE execution_id IN (SELECT execution_id FROM zart_retired)
                    AND input IS NOT NULL AND octet_length(input) <= ?""",
             [longest, longest, longest]).fetchall()]
+        stores.forget(conn, retired)  # their folders stay visited by gc until nothing of theirs is left
         rows: dict[str, int] = {}
         for table in OWNED_TABLES:
             counted = conn.execute(f"SELECT count(*) FROM {table} WHERE execution_id IN "

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from .._status import COPIED_FROM, ExecutionStatus, RunEnd, RunTrigger
-from . import suspension
+from . import stores, suspension
 from .schema import IN_FLIGHT_COLUMNS, STEP_COLUMNS, InFlightRow
 
 if TYPE_CHECKING:
@@ -113,9 +113,10 @@ def beat(conn: duckdb.DuckDBPyConnection, now: float, beats: Sequence[RunBeat]) 
 
 
 def delete(conn: duckdb.DuckDBPyConnection, execution_id: str) -> None:
-    """Remove an execution with its runs, steps, attempts and events."""
+    """Remove an execution with its runs, steps, attempts and events (its value store row: ``stores.forget``)."""
     for table in ("attempts", "steps", "step_counts", "in_flight", "events", "runs", "executions"):
         conn.execute(f"DELETE FROM {table} WHERE execution_id = ?", [execution_id])
+    stores.forget(conn, [execution_id])
 
 
 def set_parent(conn: duckdb.DuckDBPyConnection, execution_id: str, parent_execution_id: str) -> None:

@@ -121,7 +121,8 @@ EVENTS_TABLE = """CREATE TABLE events (
 
 # The value store an execution's stored values are in when it is not ``<journal>.values`` (its run option
 # ``value_store=``, or ``$ZART_VALUE_STORE`` at its first run): written before the first value goes there,
-# and kept when the execution is deleted, so ``zart gc`` still visits that folder (``_journal/stores.py``).
+# and removed with the execution, whose folder stays on the list ``zart gc`` visits (a ``zart_meta`` row
+# ``value_store_left:<folder>``) until nothing of it is left there (``_journal/stores.py``).
 VALUE_STORES_TABLE = """CREATE TABLE value_stores (execution_id VARCHAR PRIMARY KEY, path VARCHAR NOT NULL)"""
 
 IN_FLIGHT_TABLE = """CREATE TABLE in_flight (

@@ -3,15 +3,24 @@
 An execution run with ``value_store=`` (or ``$ZART_VALUE_STORE`` at its first run) keeps its stored
 values in that folder, not in ``<journal>.values``; a row of ``value_stores`` says so (no row: the
 journal's own store). The row is written before the first value goes there (``set_store``, through
-``Journal.transact``), and outlives the execution's deletion: ``zart gc`` still visits that folder for
-the files left there. Reads go through ``Journal.query``.
+``Journal.transact``). Reads go through ``Journal.query``.
+
+The row goes with its execution (``forget``, in the deletion's transaction: its id may then be reused with
+another store), but its folder is not forgotten: it stays in the list ``zart gc`` visits (``stores``) as a
+``zart_meta`` row ``value_store_left:<folder>`` (no schema change) until gc finds nothing unreferenced left
+in it (``settle``), so files a crash or a young age kept there are still freed by a later gc. A row an
+older zart_nb kept for a deleted execution stays visited, and moves to that list when a reuse of its id
+replaces it (``set_store``).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import duckdb
+
+LEFT = "value_store_left:"  # a zart_meta key: a deleted execution's folder gc still visits
 
 
 def store_of(conn: duckdb.DuckDBPyConnection, execution_id: str) -> str | None:
@@ -21,15 +30,67 @@ def store_of(conn: duckdb.DuckDBPyConnection, execution_id: str) -> str | None:
 
 
 def set_store(conn: duckdb.DuckDBPyConnection, execution_id: str, path: str | None) -> None:
-    """Journal ``path`` as the value store of ``execution_id`` (None: the journal's own)."""
-    conn.execute("DELETE FROM value_stores WHERE execution_id = ?", [execution_id])
+    """Journal ``path`` as the value store of ``execution_id`` (None: the journal's own). A row it replaces
+    naming another folder (an older zart_nb's row of a deleted execution whose id is reused) leaves that
+    folder in the list gc visits."""
+    old = store_of(conn, execution_id)
+    if old == path:
+        return
+    if old is not None:
+        _leave(conn, old)
+        conn.execute("DELETE FROM value_stores WHERE execution_id = ?", [execution_id])
     if path is not None:
         conn.execute("INSERT INTO value_stores VALUES (?, ?)", [execution_id, path])
 
 
+def forget(conn: duckdb.DuckDBPyConnection, execution_ids: Sequence[str]) -> None:
+    """Remove the value store rows of executions being deleted (in the caller's transaction); each folder
+    stays in the list gc visits until it holds nothing unreferenced (``settle``)."""
+    ids = list(execution_ids)
+    for (path,) in conn.execute("SELECT DISTINCT path FROM value_stores WHERE list_contains(?, execution_id)",
+                                [ids]).fetchall():
+        _leave(conn, str(path))
+    conn.execute("DELETE FROM value_stores WHERE list_contains(?, execution_id)", [ids])
+
+
+def _leave(conn: duckdb.DuckDBPyConnection, path: str) -> None:
+    conn.execute("INSERT INTO zart_meta VALUES (?, ?) ON CONFLICT DO NOTHING", [LEFT + path, path])
+
+
+def left(conn: duckdb.DuckDBPyConnection) -> list[str]:
+    """The folders gc still visits for deleted executions (left by ``forget`` or ``set_store``)."""
+    return [str(row[0]) for row in conn.execute(
+        "SELECT value FROM zart_meta WHERE starts_with(key, ?) ORDER BY value", [LEFT]).fetchall()]
+
+
+def settle(conn: duckdb.DuckDBPyConnection, path: str) -> None:
+    """gc left nothing unreferenced in the folder ``path`` (or it is gone, or another journal's now): it is
+    no longer visited for deleted executions (a live execution's row still names it if it has one). A row
+    an older zart_nb kept for a deleted execution stays (a new execution's row, written before its
+    execution's, looks the same to a gc running beside its engine)."""
+    conn.execute("DELETE FROM zart_meta WHERE key = ?", [LEFT + path])
+
+
 def stores(conn: duckdb.DuckDBPyConnection) -> list[str]:
-    """Every value store folder other than the journal's own that an execution was ever run with."""
-    return [str(row[0]) for row in conn.execute("SELECT DISTINCT path FROM value_stores ORDER BY path").fetchall()]
+    """Every value store folder other than the journal's own that an execution was ever run with, and that
+    gc has not yet found empty of a deleted execution's files (``left``)."""
+    return [str(row[0]) for row in conn.execute(
+        "SELECT path FROM value_stores UNION SELECT value FROM zart_meta WHERE starts_with(key, ?) ORDER BY 1",
+        [LEFT]).fetchall()]
+
+
+def outputs_of(conn: duckdb.DuckDBPyConnection, execution_id: str,
+               longest: int = 4096) -> tuple[str | None, list[bytes]]:
+    """``(value store or None, blobs)``: the store of ``execution_id`` and every blob of it short enough to
+    be a value store reference (its step records' outputs, superseded ones too, its input and output)."""
+    blobs = [row[0] for row in conn.execute(
+        """SELECT output FROM steps WHERE execution_id = ? AND output IS NOT NULL AND octet_length(output) <= ?
+           UNION ALL SELECT output FROM executions WHERE execution_id = ? AND output IS NOT NULL
+               AND octet_length(output) <= ?
+           UNION ALL SELECT input FROM executions WHERE execution_id = ? AND input IS NOT NULL
+               AND octet_length(input) <= ?""",
+        [execution_id, longest, execution_id, longest, execution_id, longest]).fetchall()]
+    return store_of(conn, execution_id), blobs
 
 
 def stores_of_journal(conn: duckdb.DuckDBPyConnection) -> tuple[str, list[str]]:
@@ -50,3 +111,16 @@ def references(conn: duckdb.DuckDBPyConnection, longest: int = 4096) -> list[tup
                UNION ALL SELECT execution_id, input FROM executions
                    WHERE input IS NOT NULL AND octet_length(input) <= ?) b
            LEFT JOIN value_stores v USING (execution_id)""", [longest, longest, longest]).fetchall()]
+
+
+def reference_blobs(conn: duckdb.DuckDBPyConnection, magic: bytes) -> list[bytes]:
+    """Every journaled value store reference (of any step record, superseded ones too, and of every
+    execution's input and output): what a deletion keeps. Only references are fetched (the blobs that
+    begin with ``magic``, ``_values.REF_MAGIC``: a range), not every short pickle as
+    ``Journal.value_references`` does."""
+    low, high = magic, magic[:-1] + bytes([magic[-1] + 1])
+    return [row[0] for row in conn.execute(
+        """SELECT output FROM steps WHERE output >= ? AND output < ?
+           UNION ALL SELECT output FROM executions WHERE output >= ? AND output < ?
+           UNION ALL SELECT input FROM executions WHERE input >= ? AND input < ?""",
+        [low, high, low, high, low, high]).fetchall()]
