@@ -350,3 +350,20 @@ def test_a_full_disk_when_the_next_run_folds_what_the_last_left_is_a_clear_error
         assert done.stdout.strip() == "5", (done.stdout, done.stderr)
         steps = zart.journal(journal).list_steps("left", limit=1000)
         assert len(steps) == 150 and {s.status for s in steps} == {zart.StepStatus.COMPLETED}
+
+
+def test_only_a_wait_of_a_second_or_more_for_a_held_journal_is_announced(tmp_path, caplog):
+    # zart-tui and the monitor read with a 0.3 s lock timeout at every refresh: a line each time ("waiting
+    # up to 0s") said nothing a user could act on; the CLI's and a run's waits (10 s, 120 s) are announced.
+    import logging
+    import time
+
+    from zart_nb._journal import file
+
+    path = tmp_path / "j.duckdb"
+    with caplog.at_level(logging.WARNING, logger="zart_nb"):
+        assert file._wait(path, "process 1", time.monotonic() + 60, 0.3, False)
+        assert not [r for r in caplog.records if "waiting up to" in r.getMessage()]
+        assert file._wait(path, "process 1", time.monotonic() + 60, 2.5, False)
+        assert [r.getMessage() for r in caplog.records if "waiting up to" in r.getMessage()] == [
+            f"zart: journal {path} is in use by process 1; waiting up to 2.5s for it to be released..."]

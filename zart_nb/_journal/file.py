@@ -402,8 +402,8 @@ def _connect_owner_only(module: ModuleType, path: Path, read_only: bool) -> duck
 def _wait(path: Path, owner: str, deadline: float, lock_timeout: float, announced: bool) -> bool:
     if time.monotonic() >= deadline:
         raise JournalLocked(path, owner, lock_timeout) from None
-    if not announced:
-        logger.warning("zart: journal %s is in use by %s; waiting up to %.0fs for it to be released...",
+    if not announced and lock_timeout >= 1:  # a short wait (a monitor's 0.3 s read) says nothing
+        logger.warning("zart: journal %s is in use by %s; waiting up to %gs for it to be released...",
                        path, owner, lock_timeout)
     time.sleep(0.05)
     return True
