@@ -73,6 +73,15 @@ class Outcomes:
             self.outcomes.extend(batch)
 
 
+def wire(task_id: int, fn, *args) -> tuple:
+    """A ``WireTask`` (as the pool sends it: a plain tuple) of step ``fn`` on ``args``, with its function."""
+    from zart_nb import _serialization as ser
+    from zart_nb._executors.base import WireTask
+
+    return tuple(WireTask(task_id, fn.name, ser.dumps_by_value(fn.fn), ser.dumps((args, {})), "e-1",
+                          f"k#{task_id}", 1))
+
+
 class WorkerLine:
     """One worker process driven by hand: what it answered (``answered``: task id -> result) and each
     revoke answer it gave (``revoked``, as ``keep(WireRevoked)`` makes it)."""
@@ -84,6 +93,14 @@ class WorkerLine:
         self.keep = keep
         self.answered: dict = {}
         self.revoked: list = []
+
+    def run(self, tasks: list) -> None:
+        """Send ``tasks`` (``wire``'s) in one message, as the pool does."""
+        self.worker.conn.send_bytes(pickle.dumps(("run", tasks), 5))
+
+    def send(self, kind: str, task_ids: list) -> None:
+        """A ``("revoke" | "cancel" | "halt", [task id, ...])`` on the worker's revoke pipe."""
+        self.worker.control.send_bytes(pickle.dumps((kind, task_ids), 5))
 
     def read_until(self, done) -> None:
         from zart_nb import _serialization as ser

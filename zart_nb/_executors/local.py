@@ -24,6 +24,14 @@ same protocol (``("cancel", [task ids])``): a worker found running one of them h
 more) and is replaced, one that ran on to another execution's step keeps running it, and whatever a
 worker says of a cancelled attempt later is dropped.
 
+Timeouts: an attempt's clock starts when the worker is seen to start it (the reply of the one before,
+or the send to an idle worker). Past its timeout, a worker that holds nothing else is killed at once.
+One that holds other attempts behind it may have ended it and started the next (the driver's view
+lags by up to ``REPLY_DELAY``), so it is asked first (``("halt", [task id])``, see
+``_check_timeouts_locked``): it halts only if it runs that attempt (it is killed, the attempt fails
+with ``TIMEOUT``, the others go back to the queue); else the timeout did not happen. One that does
+not answer within ``HALT_GRACE`` (stopped, or a step holding the GIL in C code) is killed then.
+
 Deadlock rule: a worker that is busy is never sent more than ``BUSY_WINDOW`` bytes it has not
 answered yet, so the driver's send never blocks on a full socket while the worker blocks on its own.
 """
@@ -75,13 +83,15 @@ STEAL_AFTER = QUEUE_SECONDS  # a head running longer than a whole queue's worth 
 BUSY_WINDOW = 64 * 1024
 SOCKET_BUFFER = 4 * BUSY_WINDOW
 CANCEL_GRACE = 2.0  # a worker that does not answer a cancel of the step it runs is killed after this
+HALT_GRACE = CANCEL_GRACE  # ... or a halt (the step it runs by the driver's view ran past its timeout)
 STARTUP_DEATHS = 5  # (or twice the pool size) workers in a row dying while starting: the pool gives up
 _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 
 
 class _Worker:
     __slots__ = ("proc", "conn", "control", "inflight", "functions", "name", "head_started", "ready",
-                 "unanswered", "revoking", "cancelled", "cancel_deadline")
+                 "unanswered", "revoking", "cancelled", "cancel_deadline", "halting", "halt_answer",
+                 "halt_deadline")
 
     def __init__(self, index: int, umask: Callable[[], int] | None) -> None:
         parent_sock, child_sock = socket.socketpair()
@@ -120,6 +130,11 @@ class _Worker:
         # asked back with a cancel; whatever the worker says of them later delivers nothing.
         self.cancelled: set[int] = set()
         self.cancel_deadline = 0.0  # a cancel named the attempt it ran: killed then, unless it answered
+        # A halt asked about ``halting``, the head past its timeout: its answer is the ``halt_answer``-th
+        # revoke answer from now (they come in the order sent); killed at ``halt_deadline`` if none came.
+        self.halting: Task | None = None
+        self.halt_answer = 0
+        self.halt_deadline = 0.0
 
     def kill(self) -> None:
         try:
@@ -138,6 +153,10 @@ class _Worker:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
+
+
+def _timed_out(head: Task, worker: _Worker) -> str:
+    return f"attempt ran past its timeout of {head.timeout:g}s; worker process {worker.proc.pid} was killed"
 
 
 class LocalPool(Executor):
@@ -169,6 +188,7 @@ class LocalPool(Executor):
         self.revokes = 0  # revoke messages sent (for tests and benchmarks)
         self.taken_back = 0  # attempts workers gave back unstarted, for idle workers to run
         self.cancels = 0  # cancel messages sent (a cancelled execution's attempts waiting on a worker)
+        self.halts = 0  # halt messages sent (a timeout of an attempt a worker holds others behind)
         self._thread = threading.Thread(target=self._loop, name="zart-pool-io", daemon=True)
         self._thread.start()
 
@@ -440,8 +460,22 @@ class LocalPool(Executor):
         except OSError:
             pass  # the worker died; the I/O thread sees EOF (a cancelled attempt is not queued again)
 
-    def _take_back_locked(self, worker: _Worker, task_ids: list[int], now: float,
-                          halted: int | None = None) -> bool:
+    def _send_halt_locked(self, worker: _Worker, head: Task, now: float) -> None:
+        """Ask ``worker`` whether it runs ``head``, which ran past its timeout by the driver's view: if
+        it does, it halts and names it (the pool kills it and fails ``head`` with ``TIMEOUT``); if it
+        ran on, it answers with nothing and nothing happens (``head``'s reply is on its way)."""
+        worker.revoking += 1
+        worker.halting = head
+        worker.halt_answer = worker.revoking  # answers come in the order their requests were sent
+        worker.halt_deadline = now + HALT_GRACE
+        self.halts += 1
+        try:
+            worker.control.send_bytes(pickle.dumps(("halt", [head.task_id]), 5))
+        except OSError:
+            pass  # the worker died; the I/O thread sees EOF and recovers its tasks
+
+    def _take_back_locked(self, worker: _Worker, task_ids: list[int], now: float, halted: int | None,
+                          outcomes: list[Outcome]) -> bool:
         """Queue again the attempts ``worker`` says it took off its queue unstarted (its ``WireRevoked``);
         True when the answer made the pool replace the worker (it halted for a cancel).
 
@@ -514,15 +548,39 @@ class LocalPool(Executor):
         - The worker does not answer a cancel naming the head (stopped, or a step holding the GIL):
           killed after ``CANCEL_GRACE`` (``_check_timeouts_locked``), the rest queued again.
           (test_pool_revoke_race: a cancel between a revoke and its answer, the worker stopped)
+
+        A halt (the head ran past its timeout by the driver's view, ``_send_halt_locked``) takes
+        nothing back; its answer is told from the others by its place (answers come in the order the
+        requests were sent: ``halt_answer``). Naming the head as halted, the head fails with
+        ``TIMEOUT`` and the worker is replaced; with nothing named, the head ended (or has not
+        started) and nothing happens. ``_check_timeouts_locked`` lists the interleavings.
+        (test_pool_timeout: all three tests)
         """
         worker.revoking = max(0, worker.revoking - 1)
         if not worker.revoking:
             worker.cancel_deadline = 0.0  # answered: it did not halt on what it ran, or halts now
         ghosts = worker.cancelled
+        timing_out = worker.halting
+        if timing_out is not None:
+            worker.halt_answer -= 1
+            if worker.halt_answer:
+                timing_out = None  # an answer to a revoke sent before the halt
+            else:  # the halt's answer
+                worker.halting = None
+                worker.halt_deadline = 0.0
+                if halted is None and worker.inflight and worker.inflight[0] is timing_out:
+                    # It did not run it when it looked (it ended: its reply follows): the timeout did
+                    # not happen. Should it run it yet, it starts now at the earliest.
+                    worker.head_started = now
         if task_ids:
             self._forget_revoked_locked(worker, task_ids, now)
         if halted is not None:
-            self._replace_locked(self._workers.index(worker), OutcomeKind.CANCELLED, halted=True)
+            index = self._workers.index(worker)
+            if (timing_out is not None and halted == timing_out.task_id and worker.inflight
+                    and worker.inflight[0] is timing_out and halted not in ghosts):
+                outcomes.extend(self._replace_locked(index, OutcomeKind.TIMEOUT, _timed_out(timing_out, worker)))
+            else:
+                self._replace_locked(index, OutcomeKind.CANCELLED, halted=True)
             return True
         if ghosts and not worker.revoking:
             left = [task.task_id for task in worker.inflight if task.task_id in ghosts]
@@ -697,7 +755,7 @@ class LocalPool(Executor):
                         if task is not None and reply.task_id == task.task_id and task.task_id not in ghosts:
                             self._printed.append((task, reply.stream, reply.text))
                     elif type(reply) is WireRevoked:
-                        if self._take_back_locked(worker, reply.task_ids, now, reply.halted):
+                        if self._take_back_locked(worker, reply.task_ids, now, reply.halted, outcomes):
                             return True  # replaced: the rest of what it said is dropped
                     continue
                 reply = _as_reply(reply)  # sent as a plain tuple (see the worker's _Replies)
@@ -764,6 +822,30 @@ class LocalPool(Executor):
         self._tasks.release_due(time.time())
 
     def _check_timeouts_locked(self, outcomes: list[Outcome]) -> None:
+        """Kill the workers whose cancel or halt went unanswered past its grace, and act on attempts
+        that ran past their timeout by the driver's view (the head a worker holds, timed from
+        ``head_started``).
+
+        The driver's view lags: a worker gathers the replies of quick steps for up to ``REPLY_DELAY``
+        while it runs on, so the head may have ended and the worker may run the next attempt, another
+        execution's, which a kill would fail or run again from the start. So:
+        - A worker holding only the head (and cancelled attempts): killed now, the head failing with
+          ``TIMEOUT``. Nothing else it holds can be lost, whatever it really runs.
+        - Otherwise it is asked (``_send_halt_locked``): a worker running the head halts (starts
+          nothing more) and names it, and its answer makes the pool kill it and fail the head with
+          ``TIMEOUT`` (``_take_back_locked``); the others go back to the queue, never started.
+          (test_pool_timeout: a worker running the timed-out step halts)
+        - A worker that ran on answers with nothing: nothing is killed, the head's reply (on its
+          way, before or just after the answer) is its result, and, should the head still be held
+          (not received yet), its clock restarts at the answer. (test_pool_timeout: a worker that
+          ran on past the timed-out step is not killed)
+        - No answer within ``HALT_GRACE`` (stopped, or a step holding the GIL in C code): killed
+          then, the head failing with ``TIMEOUT``, as without the question; if the head's reply came
+          meanwhile (its answer is late, not missing) the question is dropped and nothing is killed.
+          (test_pool_revoke_race: a timeout between a revoke and its answer, the worker stopped)
+        - A cancel of the head's execution before the answer: the halt's answer, halted on a
+          cancelled attempt, replaces the worker with every attempt queued again (the cancel's rule).
+        """
         now = time.time()
         for index, worker in enumerate(self._workers):
             if worker.cancel_deadline and now > worker.cancel_deadline:
@@ -771,13 +853,26 @@ class LocalPool(Executor):
                                "killing it", worker.name, CANCEL_GRACE)
                 self._replace_locked(index, OutcomeKind.CANCELLED, halted=True)
                 continue
-            if worker.inflight and worker.ready:
-                head = worker.inflight[0]
-                if (head.timeout is not None and now - worker.head_started > head.timeout
-                        and head.task_id not in worker.cancelled):
-                    outcomes.extend(self._replace_locked(
-                        index, OutcomeKind.TIMEOUT, f"attempt ran past its timeout of {head.timeout:g}s; "
-                                          f"worker process {worker.proc.pid} was killed"))
+            if not (worker.inflight and worker.ready):
+                continue
+            head = worker.inflight[0]
+            if worker.halting is not None:  # asked whether it runs the head that timed out
+                if now > worker.halt_deadline:
+                    if head is worker.halting:
+                        logger.warning("zart: worker %s did not answer whether it still runs the attempt past "
+                                       "its timeout within %gs; killing it", worker.name, HALT_GRACE)
+                        outcomes.extend(self._replace_locked(index, OutcomeKind.TIMEOUT, _timed_out(head, worker)))
+                    else:  # it answered for that attempt: that timeout did not happen
+                        worker.halting = None
+                        worker.halt_deadline = 0.0
+                continue
+            ghosts = worker.cancelled
+            if head.timeout is not None and now - worker.head_started > head.timeout and head.task_id not in ghosts:
+                if len(worker.inflight) == 1 + len(ghosts):
+                    # it holds no other attempt it may have started (the driver's view lags): killed now
+                    outcomes.extend(self._replace_locked(index, OutcomeKind.TIMEOUT, _timed_out(head, worker)))
+                else:
+                    self._send_halt_locked(worker, head, now)
 
     def _next_deadline_locked(self) -> float | None:
         deadlines = []
@@ -787,7 +882,9 @@ class LocalPool(Executor):
         for worker in self._workers:
             if worker.cancel_deadline:
                 deadlines.append(worker.cancel_deadline)
-            if worker.ready and worker.inflight:
+            if worker.halting is not None:
+                deadlines.append(worker.halt_deadline)
+            elif worker.ready and worker.inflight:
                 head = worker.inflight[0]
                 if head.timeout is not None and head.task_id not in worker.cancelled:
                     deadlines.append(worker.head_started + head.timeout)
