@@ -9,8 +9,10 @@ stays behind the worker's."""
 import time
 
 from conftest import wait_until
-from race_steps import Outcomes, WorkerLine, gated, gated_timed, wire
+from race_steps import Outcomes, WorkerLine, counted, gated, gated_timed, gil_hog, wire
 from steps_lib import calls, quick
+
+import zart_nb as zart
 
 
 def _pid(workdir, tag: str) -> int:
@@ -155,3 +157,26 @@ def test_a_halt_stops_the_worker_only_when_it_names_the_running_attempt(tmp_path
         assert revoked[3] == ([3], None) and answered == {1: "one", 2: "two"}  # 3 never started
     finally:
         line.worker.kill()
+
+
+@zart.workflow("timeout-hog")
+def hog_then_counted(workdir: str) -> list:
+    return zart.wait([zart.schedule(gil_hog, "hog", workdir), zart.schedule(counted, "after", workdir)],
+                     return_exceptions=True)
+
+
+def test_a_step_holding_the_gil_past_its_timeout_is_still_stopped(journal, tmp_path):
+    """A step stuck in one C call that holds the GIL, with another attempt waiting behind it on its
+    worker: the worker cannot answer the halt, and is killed after the grace. The step fails with its
+    timeout, and the attempt behind it, never started, runs once on a new worker."""
+    from zart_nb._runtime import runtime
+
+    zart.shutdown_pool()  # a fresh pool: its counters start at 0
+    hog, after = zart.run(hog_then_counted, str(tmp_path), journal=journal, workers=1, execution_id="hog")
+    assert isinstance(hog, zart.StepTimeout) and hog.step_key == "hog-hog"
+    assert "ran past its timeout of 0.5s" in str(hog)
+    assert after == "after"
+    assert runtime.executor.halts == 1  # "after" waited on the hog's worker: it was asked, and killed at the grace
+    assert sorted(calls(tmp_path)) == ["after", "hog"]
+    steps = {s.step_key: (s.status.value, s.attempts) for s in zart.journal(journal).list_steps("hog")}
+    assert steps == {"hog-hog": ("failed", 1), "counted-after": ("completed", 1)}
