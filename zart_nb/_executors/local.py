@@ -61,6 +61,12 @@ STEAL_AFTER = QUEUE_SECONDS  # a head running longer than a whole queue's worth 
 STARTUP_DEATHS = 5  # (or twice the pool size) workers in a row dying while starting: the pool gives up
 
 
+def _crashed(tasks: list[Task], message: str) -> list[Outcome]:
+    now = time.time()
+    return [Outcome(task, OutcomeKind.CRASHED, error=message, error_type=OutcomeKind.CRASHED, finished_at=now)
+            for task in tasks]
+
+
 class LocalPool(TakeBack, Executor):
     """Worker processes kept warm for the life of the driver (or until ``shutdown``)."""
 
@@ -84,6 +90,9 @@ class LocalPool(TakeBack, Executor):
         os.set_blocking(self._wake_w, False)
         self._closed = False
         self._startup_deaths = 0  # workers that died before their first message, in a row
+        self._gave_up: str | None = None  # why it gave up (workers cannot start): later submits fail with it
+        self._unheard = False  # it gave up unheard (see ``closed``): not closed until a submit failed with it
+        self._failed_any = False  # a worker's crash failed an attempt (a run heard of this pool's trouble)
         self._wake_pending = False
         self._delivering = False  # the I/O thread is inside the sink (not reading replies)
         self._printed: list[tuple[Task, str, str]] = []  # (task, stream, lines), I/O thread only
@@ -98,7 +107,11 @@ class LocalPool(TakeBack, Executor):
 
     def submit(self, tasks: list[Task]) -> None:
         if self._closed:
-            raise ExecutorClosed("the worker pool was shut down; submit to a new one")
+            if self._gave_up is None:
+                raise ExecutorClosed("the worker pool was shut down; submit to a new one")
+            self._unheard = False  # (now closed: the next dispatch starts a new pool)
+            self._sink(_crashed(tasks, self._gave_up))
+            return
         if self._unstarted:
             self._start_the_rest()
         now = time.time()
@@ -186,6 +199,7 @@ class LocalPool(TakeBack, Executor):
         """Stop every worker; attempts still queued or running end as ``cancelled``."""
         with self._lock:
             if self._closed:
+                self._unheard = False
                 return
             self._closed = True
             workers, self._workers = self._workers, []
@@ -201,7 +215,11 @@ class LocalPool(TakeBack, Executor):
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        """Shut down, or gave up (workers cannot start) and said so: a pool that gave up unheard (it
+        failed no attempt: started ahead of a run, while its journal opens) is not ``closed`` until a
+        submit has been failed with its error, so the run's first dispatch fails with it instead of
+        starting a second pool's worth of processes that cannot start (and logging the error again)."""
+        return self._closed and not self._unheard
 
     @property
     def idle(self) -> bool:
@@ -452,23 +470,27 @@ class LocalPool(TakeBack, Executor):
                     f"{detail}); check that `{sys.executable} -m zart_nb._executors.worker` can start"))
                 return
         index = self._workers.index(worker)
-        outcomes.extend(self._replace_locked(
-            index, OutcomeKind.CRASHED, f"worker process {worker.proc.pid} died during the step ({detail})"))
+        failed = self._replace_locked(
+            index, OutcomeKind.CRASHED, f"worker process {worker.proc.pid} died during the step ({detail})")
+        if failed:
+            self._failed_any = True
+            outcomes.extend(failed)
 
     def _give_up_locked(self, message: str) -> list[Outcome]:
         """Worker processes cannot start: close the pool (a later dispatch starts a new one) and
-        fail every attempt it holds, rather than start dying processes forever."""
+        fail every attempt it holds, rather than start dying processes forever. Holding none, it
+        fails the next submit with ``message`` first (see ``closed``)."""
         logger.error("zart: %s", message)
         self._closed = True
+        self._gave_up = message
         workers, self._workers = self._workers, []
         tasks = self._tasks.drain()
         for worker in workers:
             tasks.extend(task for task in worker.inflight if task.task_id not in worker.cancelled)
             worker.inflight.clear()
             worker.kill()
-        now = time.time()
-        return [Outcome(task, OutcomeKind.CRASHED, error=message, error_type=OutcomeKind.CRASHED, finished_at=now)
-                for task in tasks]
+        self._unheard = not tasks and not self._failed_any
+        return _crashed(tasks, message)
 
     def _release_delayed_locked(self) -> None:
         self._tasks.release_due(time.time())
