@@ -134,7 +134,8 @@ class TakeBack:
     def _take_back_locked(self, worker: _Worker, task_ids: list[int], now: float, halted: int | None,
                           outcomes: list[Outcome]) -> bool:
         """Queue again the attempts ``worker`` says it took off its queue unstarted (its ``WireRevoked``);
-        True when the answer made the pool replace the worker (it halted for a cancel).
+        True when the answer made the pool replace the worker (it halted for a cancel or a halt; the
+        timed-out attempt's ``TIMEOUT`` outcome is added to ``outcomes``).
 
         The worker takes an attempt off its queue either to run it or for a revoke, under one lock: an
         attempt it names never ran there and never will. So each one the driver holds for it is queued
