@@ -159,8 +159,12 @@ class LocalPool(TakeBack, Executor):
     def _drop_after_shutdown(self, tasks: list[Task]) -> None:
         with self._lock:
             left = self._tasks.take(tasks)
+            gave_up = self._gave_up
+            if left and gave_up is not None:
+                self._unheard = False  # (the run hears it now)
         if left:
-            self._sink(cancelled(left, "the worker pool was shut down"))
+            self._sink(cancelled(left, "the worker pool was shut down") if gave_up is None
+                       else _crashed(left, gave_up))
 
     def cancel(self, consumer: OutcomeConsumer) -> None:
         """Cancel every attempt of ``consumer`` (one execution) the pool holds; each is delivered as
