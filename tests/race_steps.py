@@ -1,6 +1,7 @@
-"""Steps for tests/test_pool_revoke_race.py, importable by worker processes: each announces that it
-started (its worker's pid in ``<tag>.started``), counts its run in ``calls.log`` (read by
-``steps_lib.calls``) and waits for the test to create ``<tag>.go``."""
+"""Steps for the pool's race tests (test_pool_revoke_race, test_pool_cancel, test_pool_timeout),
+importable by worker processes: each counts its run in ``calls.log`` (read by ``steps_lib.calls``);
+the gated ones also announce that they started (their worker's pid in ``<tag>.started``) and wait
+for the test to create ``<tag>.go``."""
 from __future__ import annotations
 
 import os
@@ -11,10 +12,14 @@ import time
 import zart_nb as zart
 
 
-def _gate(tag: str, workdir: str) -> str:
+def _count(tag: str, workdir: str) -> None:
     fd = os.open(os.path.join(workdir, "calls.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.write(fd, f"{tag}\n".encode())
     os.close(fd)
+
+
+def _gate(tag: str, workdir: str) -> str:
+    _count(tag, workdir)
     started = os.path.join(workdir, f"{tag}.started")
     with open(started + ".tmp", "w") as handle:
         handle.write(str(os.getpid()))
@@ -45,6 +50,22 @@ def gated_short(tag: str, workdir: str) -> str:
     return _gate(tag, workdir)
 
 
+@zart.step("hog-{tag}", timeout=0.5)
+def gil_hog(tag: str, workdir: str) -> int:
+    """Counts its run, then runs past its timeout in one C call that never lets the GIL go (the worker's
+    revoke thread cannot answer meanwhile)."""
+    _count(tag, workdir)
+    return sum(range(10**13))
+
+
+@zart.step("counted-{tag}", timeout=120)
+def counted(tag: str, workdir: str) -> str:
+    """Counts its run. Its timeout makes its submit wake the pool's I/O thread, which sends it at once,
+    to a busy worker if every worker is busy."""
+    _count(tag, workdir)
+    return tag
+
+
 def stopped(pid: int) -> bool:
     """Every thread of process ``pid`` is stopped (SIGSTOP). ``kill`` returns before that: the kernel
     wakes one thread to start the group stop, and the others run on until it has (a worker's revoke
@@ -73,6 +94,15 @@ class Outcomes:
             self.outcomes.extend(batch)
 
 
+def wire(task_id: int, fn, *args) -> tuple:
+    """A ``WireTask`` (as the pool sends it: a plain tuple) of step ``fn`` on ``args``, with its function."""
+    from zart_nb import _serialization as ser
+    from zart_nb._executors.base import WireTask
+
+    return tuple(WireTask(task_id, fn.name, ser.dumps_by_value(fn.fn), ser.dumps((args, {})), "e-1",
+                          f"k#{task_id}", 1))
+
+
 class WorkerLine:
     """One worker process driven by hand: what it answered (``answered``: task id -> result) and each
     revoke answer it gave (``revoked``, as ``keep(WireRevoked)`` makes it)."""
@@ -84,6 +114,14 @@ class WorkerLine:
         self.keep = keep
         self.answered: dict = {}
         self.revoked: list = []
+
+    def run(self, tasks: list) -> None:
+        """Send ``tasks`` (``wire``'s) in one message, as the pool does."""
+        self.worker.conn.send_bytes(pickle.dumps(("run", tasks), 5))
+
+    def send(self, kind: str, task_ids: list) -> None:
+        """A ``("revoke" | "cancel" | "halt", [task id, ...])`` on the worker's revoke pipe."""
+        self.worker.control.send_bytes(pickle.dumps((kind, task_ids), 5))
 
     def read_until(self, done) -> None:
         from zart_nb import _serialization as ser

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import wait_until
-from race_steps import Outcomes, WorkerLine, gated, gated_timed
+from race_steps import Outcomes, WorkerLine, gated, gated_timed, wire
 from steps_lib import calls, quick
 
 import zart_nb as zart
@@ -230,22 +230,10 @@ def test_a_cancel_halts_the_worker_only_when_it_names_the_running_attempt(tmp_pa
     on it, lets that step end (the driver kills it), and starts nothing after it: the attempt queued
     behind is still there for a later revoke. A cancel naming only queued attempts takes them back
     without halting."""
-    from zart_nb import _serialization as ser
-    from zart_nb._executors.base import WireTask
-
-    def wire(task_id, fn, *args):
-        return tuple(WireTask(task_id, fn.name, ser.dumps_by_value(fn.fn), ser.dumps((args, {})), "e-1",
-                              f"k#{task_id}", 1))
-
     line = WorkerLine(tuple)
-    worker, answered, revoked, read_until = line.worker, line.answered, line.revoked, line.read_until
-
-    def send(kind, ids):
-        worker.control.send_bytes(pickle.dumps((kind, ids), 5))
-
+    answered, revoked, read_until, send = line.answered, line.revoked, line.read_until, line.send
     try:
-        worker.conn.send_bytes(pickle.dumps(("run", [wire(1, gated, "one", str(tmp_path)), wire(2, quick, 2),
-                                                     wire(3, quick, 3)]), 5))
+        line.run([wire(1, gated, "one", str(tmp_path)), wire(2, quick, 2), wire(3, quick, 3)])
         _pid(tmp_path, "one")
         send("cancel", [3])  # only a queued one: taken back, no halt
         read_until(lambda: len(revoked) == 1)
@@ -258,7 +246,7 @@ def test_a_cancel_halts_the_worker_only_when_it_names_the_running_attempt(tmp_pa
         read_until(lambda: len(revoked) == 3)
         assert revoked[2] == ([2], None) and answered == {1: "one"}  # 2 never started
     finally:
-        worker.kill()
+        line.worker.kill()
 
 
 def test_a_cancel_answer_comes_before_the_reply_of_any_attempt_behind_what_it_took(tmp_path):

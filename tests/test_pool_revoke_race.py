@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import wait_until
-from race_steps import Outcomes, WorkerLine, gated, gated_short, gated_timed, stopped
+from race_steps import Outcomes, WorkerLine, gated, gated_short, gated_timed, stopped, wire
 from steps_lib import calls
 
 import zart_nb as zart
@@ -185,35 +185,24 @@ def test_revokes_sent_back_to_back_are_answered_in_order_each_once(tmp_path):
     """A worker answers revokes one at a time, in the order they came, on the socket its replies use:
     an older answer never arrives after a newer one, and a revoke naming attempts already given back
     (or already answered) is answered with nothing, so it can take nothing twice."""
-    import pickle
-
     from steps_lib import quick, wait_for_file
 
-    from zart_nb import _serialization as ser
-    from zart_nb._executors.base import WireTask
-
-    def wire(task_id, fn, *args):
-        return tuple(WireTask(task_id, fn.name, ser.dumps_by_value(fn.fn), ser.dumps((args, {})), "e-1",
-                              f"k#{task_id}", 1))
-
     line = WorkerLine(lambda item: item.task_ids)
-    worker, answered, revoked, read_until = line.worker, line.answered, line.revoked, line.read_until
-
+    answered, revoked, read_until, send = line.answered, line.revoked, line.read_until, line.send
     try:
         gate = tmp_path / "gate"
-        worker.conn.send_bytes(pickle.dumps(("run", [wire(1, wait_for_file, str(gate), 30.0)]
-                                             + [wire(i, quick, i) for i in range(2, 6)]), 5))
+        line.run([wire(1, wait_for_file, str(gate), 30.0)] + [wire(i, quick, i) for i in range(2, 6)])
         for ids in ([2, 3], [4], [3, 4]):  # the last names only attempts already given back
-            worker.control.send_bytes(pickle.dumps(("revoke", ids), 5))
+            send("revoke", ids)
         read_until(lambda: len(revoked) == 3)
         assert revoked == [[2, 3], [4], []] and not answered
         gate.touch()
         read_until(lambda: len(answered) == 2)
-        worker.control.send_bytes(pickle.dumps(("revoke", [1, 5]), 5))  # both answered already
+        send("revoke", [1, 5])  # both answered already
         read_until(lambda: len(revoked) == 4)
         assert revoked[3] == [] and answered == {1: "released", 5: 6}
     finally:
-        worker.kill()
+        line.worker.kill()
 
 
 @zart.workflow("race-waves")

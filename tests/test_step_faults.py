@@ -160,8 +160,10 @@ def test_alive_helper_sees_this_process():
     assert _alive(os.getpid())
 
 
-def test_workers_that_cannot_start_end_the_pool_instead_of_respawning_forever(journal, tmp_path, monkeypatch):
-    from zart_nb._executors.local import STARTUP_DEATHS
+@pytest.fixture
+def dying_workers(tmp_path, monkeypatch):
+    """Worker processes exit as they start (each adds an ``x`` to the file this returns); the pool is
+    started afresh for the test and shut down after it."""
     from zart_nb._runtime import runtime
 
     site = tmp_path / "site"
@@ -175,21 +177,51 @@ def test_workers_that_cannot_start_end_the_pool_instead_of_respawning_forever(jo
             os._exit(3)
     """))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
-
-    @zart.workflow("never-starts")
-    def flow(x):
-        return square(x)
-
     runtime.shutdown_executor()
-    try:
-        with pytest.raises(zart.WorkerCrashed, match="square#0"):
-            zart.run(flow, 3, journal=journal, workers=1)
-        pool = runtime.executor
-        wait_until(lambda: pool is None or pool.closed, timeout=60, what="the pool to give up")
-    finally:
-        runtime.shutdown_executor()
-    started = len(deaths.read_text())
-    # Bounded, not a process started every few milliseconds forever. The pool started ahead of the run (while
-    # the journal opens) can give up before the run's first dispatch, which then starts one more pool (a later
-    # dispatch starts a new one, by design): at most two pools' worth (a clean CI run counted 10).
-    assert started <= 2 * (STARTUP_DEATHS + 2)
+    yield deaths
+    runtime.shutdown_executor()
+
+
+@zart.workflow("never-starts")
+def _never_starts(x):
+    return square(x)
+
+
+def _gave_up_lines(caplog) -> int:
+    return len([r for r in caplog.records if "exited while starting" in r.getMessage()])
+
+
+def test_workers_that_cannot_start_end_the_pool_instead_of_respawning_forever(journal, dying_workers, caplog):
+    from zart_nb._executors.local import STARTUP_DEATHS
+    from zart_nb._runtime import runtime
+
+    with pytest.raises(zart.WorkerCrashed, match="square#0"):
+        zart.run(_never_starts, 3, journal=journal, workers=1)
+    pool = runtime.executor
+    wait_until(lambda: pool is None or pool.closed, timeout=60, what="the pool to give up")
+    # Bounded, not a process started every few milliseconds forever: one pool's worth. The pool started ahead of
+    # the run (while the journal opens) may give up before the run's first dispatch, which then fails with its
+    # error rather than start a second pool (before, a clean CI run counted 10 starts and two error lines).
+    assert len(dying_workers.read_text()) <= STARTUP_DEATHS + 2
+    assert _gave_up_lines(caplog) == 1
+
+
+def test_a_pool_started_ahead_that_gave_up_fails_the_run_with_its_error_and_starts_no_other(
+        journal, dying_workers, caplog):
+    """The pool started ahead of a run (as while a journal opens) gives up before the run's first
+    dispatch: that dispatch fails with the pool's error, and no second pool starts. The next run, told
+    already, gets a new pool (workers that cannot start may have been fixed meanwhile)."""
+    from zart_nb._executors.local import STARTUP_DEATHS
+    from zart_nb._runtime import runtime
+
+    runtime.prestart(workers=1).join()
+    pool = runtime.executor
+    wait_until(lambda: not pool.pids, timeout=60, what="the pool started ahead to give up")
+    assert len(dying_workers.read_text()) == STARTUP_DEATHS and not pool.closed  # it has not told a run yet
+    with pytest.raises(zart.WorkerCrashed, match="worker processes in a row exited while starting"):
+        zart.run(_never_starts, 3, journal=journal, workers=1)
+    assert len(dying_workers.read_text()) == STARTUP_DEATHS  # no second pool
+    assert _gave_up_lines(caplog) == 1 and pool.closed and runtime.executor is pool
+    with pytest.raises(zart.WorkerCrashed, match="square#0"):
+        zart.run(_never_starts, 4, journal=journal, workers=1)
+    assert runtime.executor is not pool and len(dying_workers.read_text()) > STARTUP_DEATHS

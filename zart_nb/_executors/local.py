@@ -7,22 +7,10 @@ of work, between ``MIN_DEPTH`` and ``MAX_DEPTH``), so no-op steps are pipelined 
 ones are spread evenly. Workers batch the replies of quick steps too. Outcomes are handed to the
 engine in batches (whatever arrived together), which is what lets the journal group-commit.
 
-Taking attempts back: pipelining means attempts wait on a worker behind the one it runs. When
-nothing is queued in the pool, a worker is idle, and another holds attempts behind a head that has
-run for ``STEAL_AFTER`` (longer than its whole queue was meant to take), the pool asks that worker
-for them (``("revoke", [task ids])`` on a pipe that a thread of the worker reads even mid-step). The
-worker answers with the ones it took off its queue before starting them (``WireRevoked``); only those
-are queued again, for the idle worker, so a revoke racing the worker as it starts one resolves to one
-run. Until the answer comes they stay the worker's, so if it dies first they are re-run exactly as
-after any crash. Attempts are named by id, unique in the process (several executions share a pool);
-``_take_back_locked`` lists the interleavings an answer can meet, and how each is handled. One steal
-per worker at a time; with a worker busy, or the queue not empty, none is sent and none costs anything.
-
-Cancelling one execution (``cancel``) kills only the workers running its attempts. Its attempts on a
-worker that also holds another execution's are delivered as cancelled at once and asked back with the
-same protocol (``("cancel", [task ids])``): a worker found running one of them halts (starts nothing
-more) and is replaced, one that ran on to another execution's step keeps running it, and whatever a
-worker says of a cancelled attempt later is dropped.
+Taking attempts back from a worker (a steal, when another is idle), the cancel of one execution's
+attempts a worker holds, and timeouts are one protocol, in ``takeback`` (a mixin of ``LocalPool``): the
+pool decides here when to steal (``_steal_candidate_locked``) and reads the answers in ``_absorb_locked``.
+The driver's handle on one worker process (``_Worker``) is in ``handle``.
 
 Deadlock rule: a worker that is busy is never sent more than ``BUSY_WINDOW`` bytes it has not
 answered yet, so the driver's send never blocks on a full socket while the worker blocks on its own.
@@ -35,8 +23,6 @@ import itertools
 import logging
 import os
 import pickle
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -44,13 +30,11 @@ import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_for_ready
-from pathlib import Path
 from typing import Any
 
 from .._errors import ExecutorClosed
 from .base import (
     FUNCTION_MISSING,
-    PATH_VARIABLE,
     Executor,
     Outcome,
     OutcomeConsumer,
@@ -64,6 +48,8 @@ from .base import (
     deliver_output,
     outcome_of,
 )
+from .handle import BUSY_WINDOW, _Worker
+from .takeback import TakeBack
 from .taskqueue import TaskQueue, cancelled
 
 logger = logging.getLogger("zart_nb")
@@ -73,75 +59,16 @@ MIN_DEPTH = 2
 MAX_DEPTH = 64
 QUEUE_SECONDS = 0.005
 STEAL_AFTER = QUEUE_SECONDS  # a head running longer than a whole queue's worth is holding others up
-BUSY_WINDOW = 64 * 1024
-SOCKET_BUFFER = 4 * BUSY_WINDOW
-CANCEL_GRACE = 2.0  # a worker that does not answer a cancel of the step it runs is killed after this
 STARTUP_DEATHS = 5  # (or twice the pool size) workers in a row dying while starting: the pool gives up
-_PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 
 
-class _Worker:
-    __slots__ = ("proc", "conn", "control", "inflight", "functions", "name", "head_started", "ready",
-                 "unanswered", "revoking", "cancelled", "cancel_deadline")
-
-    def __init__(self, index: int, umask: Callable[[], int] | None) -> None:
-        parent_sock, child_sock = socket.socketpair()
-        for sock in (parent_sock, child_sock):  # comfortably above BUSY_WINDOW on every platform
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_PARENT, env.get("PYTHONPATH")]))
-        # The driver's import path travels in the environment, not as a first message: nothing is
-        # sent until a task is, and every send copes with a worker that died at any moment.
-        env[PATH_VARIABLE] = os.pathsep.join(p for p in sys.path if p)
-        child_fd = child_sock.fileno()
-        revoke_r, revoke_w = os.pipe()  # revokes: read by a thread of the worker, even mid-step
-        # A process group of its own: killing the group also ends whatever a step started.
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "zart_nb._executors.worker", str(child_fd), str(revoke_r)],
-                pass_fds=[child_fd, revoke_r], stdin=subprocess.DEVNULL, env=env, close_fds=True,
-                process_group=0, umask=-1 if umask is None else umask())
-        except BaseException:
-            os.close(revoke_w)
-            raise
-        finally:
-            child_sock.close()
-            os.close(revoke_r)
-        self.conn = Connection(parent_sock.detach())
-        self.control = Connection(revoke_w, readable=False)
-        self.inflight: collections.deque[Task] = collections.deque()
-        self.functions: set[str] = set()
-        self.name = f"worker-{index}:pid{self.proc.pid}"
-        self.head_started = 0.0
-        self.ready = False  # until its first message: start-up time is not counted against a step
-        self.unanswered = 0  # bytes sent for attempts it has not answered yet
-        self.revoking = 0  # revokes (and cancels) sent whose answer has not come back yet
-        # Attempts it holds whose execution was cancelled (their CANCELLED outcome was delivered then):
-        # asked back with a cancel; whatever the worker says of them later delivers nothing.
-        self.cancelled: set[int] = set()
-        self.cancel_deadline = 0.0  # a cancel named the attempt it ran: killed then, unless it answered
-
-    def kill(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # the worker and any process its step started
-        except OSError:
-            try:
-                self.proc.kill()
-            except OSError:
-                pass
-        for conn in (self.conn, self.control):
-            try:
-                conn.close()
-            except OSError:
-                pass
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
+def _crashed(tasks: list[Task], message: str) -> list[Outcome]:
+    now = time.time()
+    return [Outcome(task, OutcomeKind.CRASHED, error=message, error_type=OutcomeKind.CRASHED, finished_at=now)
+            for task in tasks]
 
 
-class LocalPool(Executor):
+class LocalPool(TakeBack, Executor):
     """Worker processes kept warm for the life of the driver (or until ``shutdown``)."""
 
     def __init__(self, workers: int, sink: OutcomeSink, *, start: int | None = None,
@@ -166,6 +93,9 @@ class LocalPool(Executor):
         os.set_blocking(self._wake_w, False)
         self._closed = False
         self._startup_deaths = 0  # workers that died before their first message, in a row
+        self._gave_up: str | None = None  # why it gave up (workers cannot start): later submits fail with it
+        self._unheard = False  # it gave up unheard (see ``closed``): not closed until a submit failed with it
+        self._failed_any = False  # a worker's crash failed an attempt (a run heard of this pool's trouble)
         self._wake_pending = False
         self._delivering = False  # the I/O thread is inside the sink (not reading replies)
         self._printed: list[tuple[Task, str, str]] = []  # (task, stream, lines), I/O thread only
@@ -174,6 +104,7 @@ class LocalPool(Executor):
         self.revokes = 0  # revoke messages sent (for tests and benchmarks)
         self.taken_back = 0  # attempts workers gave back unstarted, for idle workers to run
         self.cancels = 0  # cancel messages sent (a cancelled execution's attempts waiting on a worker)
+        self.halts = 0  # halt messages sent (a timeout of an attempt a worker holds others behind)
         self._thread = threading.Thread(target=self._loop, name="zart-pool-io", daemon=True)
         self._thread.start()
 
@@ -181,7 +112,11 @@ class LocalPool(Executor):
 
     def submit(self, tasks: list[Task]) -> None:
         if self._closed:
-            raise ExecutorClosed("the worker pool was shut down; submit to a new one")
+            if self._gave_up is None:
+                raise ExecutorClosed("the worker pool was shut down; submit to a new one")
+            self._unheard = False  # (now closed: the next dispatch starts a new pool)
+            self._sink(_crashed(tasks, self._gave_up))
+            return
         if self._unstarted:
             self._start_the_rest()
         now = time.time()
@@ -229,8 +164,12 @@ class LocalPool(Executor):
     def _drop_after_shutdown(self, tasks: list[Task]) -> None:
         with self._lock:
             left = self._tasks.take(tasks)
+            gave_up = self._gave_up
+            if left and gave_up is not None:
+                self._unheard = False  # (the run hears it now)
         if left:
-            self._sink(cancelled(left, "the worker pool was shut down"))
+            self._sink(cancelled(left, "the worker pool was shut down") if gave_up is None
+                       else _crashed(left, gave_up))
 
     def cancel(self, consumer: OutcomeConsumer) -> None:
         """Cancel every attempt of ``consumer`` (one execution) the pool holds; each is delivered as
@@ -265,35 +204,11 @@ class LocalPool(Executor):
         if outcomes:
             self._sink(outcomes)
 
-    def _cancel_locked(self, consumer: OutcomeConsumer) -> tuple[list[Outcome], bool]:
-        """``cancel`` without the delivery: the outcomes to deliver, and whether the I/O thread must
-        look again (a worker was replaced, or a cancel's deadline set)."""
-        outcomes = cancelled(self._tasks.drop(consumer))
-        wake = False
-        for index, worker in enumerate(self._workers):
-            ghosts = worker.cancelled
-            mine = [task for task in worker.inflight if task.consumer is consumer and task.task_id not in ghosts]
-            if not mine:
-                continue
-            head = worker.inflight[0]
-            if mine[0] is head and (not worker.ready or len(mine) + len(ghosts) == len(worker.inflight)):
-                # it runs one of them, and holds no other execution's attempt it may have started
-                outcomes.extend(self._replace_locked(index, OutcomeKind.CANCELLED, cancel=consumer))
-                wake = True
-                continue
-            ghosts.update(task.task_id for task in mine)  # asked back, cancelled now
-            if mine[0] is head:  # it runs one (by the driver's view): it halts, or is killed at the grace
-                head.started_at = worker.head_started  # it counts as executed
-                worker.cancel_deadline = time.time() + CANCEL_GRACE
-                wake = True
-            outcomes.extend(cancelled(mine))
-            self._send_cancel_locked(worker, [task.task_id for task in mine])
-        return outcomes, wake
-
     def shutdown(self) -> None:
         """Stop every worker; attempts still queued or running end as ``cancelled``."""
         with self._lock:
             if self._closed:
+                self._unheard = False
                 return
             self._closed = True
             workers, self._workers = self._workers, []
@@ -309,7 +224,11 @@ class LocalPool(Executor):
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        """Shut down, or gave up (workers cannot start) and said so: a pool that gave up unheard (it
+        failed no attempt: started ahead of a run, while its journal opens) is not ``closed`` until a
+        submit has been failed with its error, so the run's first dispatch fails with it instead of
+        starting a second pool's worth of processes that cannot start (and logging the error again)."""
+        return self._closed and not self._unheard
 
     @property
     def idle(self) -> bool:
@@ -357,7 +276,7 @@ class LocalPool(Executor):
         if len(self._workers) > 1:
             victim, _ = self._steal_candidate_locked(time.time())
             if victim is not None:
-                self._revoke_locked(victim)
+                self._revoke_locked(victim, self._depth())
 
     def _send_queued_locked(self, queue: collections.deque[Task]) -> None:
         depth = self._depth()
@@ -397,7 +316,7 @@ class LocalPool(Executor):
             if not queue:
                 return
 
-    # --- taking back attempts a busy worker holds, for an idle one -----------------------------------
+    # --- when to take attempts back from a busy worker, for an idle one (how: takeback) -----------
 
     def _steal_candidate_locked(self, now: float) -> tuple[_Worker | None, float | None]:
         """With nothing queued: the worker to take attempts back from now (a worker is idle while
@@ -420,193 +339,6 @@ class LocalPool(Executor):
         if not idle:
             return None, None
         return victim, None if victim is not None else due
-
-    def _revoke_locked(self, victim: _Worker) -> None:
-        """Ask ``victim`` for the attempts behind its head, as many as the idle workers take (those
-        it has not started come back in a ``WireRevoked`` and are queued again; see _take_back_locked)."""
-        idle = sum(1 for worker in self._workers if not worker.inflight and worker.ready)
-        inflight = victim.inflight
-        take = min(len(inflight) - 1, idle * self._depth())
-        task_ids = [task.task_id for task in itertools.islice(inflight, len(inflight) - take, None)]
-        victim.revoking += 1
-        self.revokes += 1
-        try:
-            victim.control.send_bytes(pickle.dumps(("revoke", task_ids), 5))
-        except OSError:
-            pass  # the worker died; the I/O thread sees EOF and recovers its tasks
-
-    def _send_cancel_locked(self, worker: _Worker, task_ids: list[int]) -> None:
-        """Ask ``worker`` for attempts of a cancelled execution (in ``worker.cancelled``): those it has
-        not started come back in its ``WireRevoked``; if it runs one of them, it halts and names it."""
-        worker.revoking += 1
-        self.cancels += 1
-        try:
-            worker.control.send_bytes(pickle.dumps(("cancel", task_ids), 5))
-        except OSError:
-            pass  # the worker died; the I/O thread sees EOF (a cancelled attempt is not queued again)
-
-    def _take_back_locked(self, worker: _Worker, task_ids: list[int], now: float,
-                          halted: int | None = None) -> bool:
-        """Queue again the attempts ``worker`` says it took off its queue unstarted (its ``WireRevoked``);
-        True when the answer made the pool replace the worker (it halted for a cancel).
-
-        The worker takes an attempt off its queue either to run it or for a revoke, under one lock: an
-        attempt it names never ran there and never will. So each one the driver holds for it is queued
-        again, unless its execution was cancelled (``worker.cancelled``: its outcome was delivered at
-        the cancel; it is forgotten), and one the driver does not hold for it is forgotten (nothing of it
-        can be lost: it is not this worker's to run). A revoke's answer never makes the pool replace
-        the worker; a cancel's does when the worker was running one of the attempts it names.
-
-        The interleavings checked, and the tests that drive each with real worker processes:
-        - Two executions of the process on one pool numbering their attempts alike: a worker held
-          execution A's running attempt 1 and B's attempt 1 behind it; a revoke of B's took both "1"s
-          back, so A's ran twice (and its reply was taken for B's, or the worker failed as crashed: the
-          CI run's "revoked attempts it was not given", then WorkerCrashed). The cause, fixed: attempt
-          ids are unique in the process (``base.TASK_IDS``). Should a consumer reuse ids anyway, the
-          worker names an id once per attempt it took off, and those are the last the driver holds
-          with that id (a worker starts its attempts in the order they were sent), so they are the
-          ones taken back here, never one the worker started. (test_pool_revoke_race: the first two)
-        - A cancel, a timeout or a crash between the revoke and its answer: each replaces the worker
-          (a new ``_Worker``, ``revoking`` false), what it held is cancelled, failed or queued again
-          then, and the old worker's answer is dropped unread (``_iterate``: not in ``_workers``).
-          (test_pool_revoke_race's cancel and timeout tests; test_pool's worker killed before it answers)
-        - An older revoke's answer after a newer one: a worker has one revoke at a time (``revoking``,
-          cleared only here, by its answer); its revoke thread answers them one by one, in order, on
-          its socket, and one naming attempts given back or answered already gets an empty answer.
-          (test_pool_revoke_race: revokes sent back to back)
-        - A reply and a revoke answer of the same attempt: impossible (see above); both travel on the
-          worker's socket, in the order the worker made them, and are matched by id. (test_worker:
-          an attempt is either run or revoked, never both: 300 revokes racing the worker's next start)
-        - A revoke overtaking the attempts it names (the revoke pipe against the socket): the worker
-          drains its socket before it looks, or, mid-receive, waits up to ``REVOKE_WAIT`` for the
-          message; past that it answers without them and runs them (a missed steal, nothing lost).
-          (test_worker: a worker gives back what it holds behind a running step, revoked right after
-          the attempts were sent)
-        - An attempt answered ``FUNCTION_MISSING`` while a revoke naming it is on its way: the driver
-          queues it again and may send it to the same worker, whose revoke thread may then take the
-          new copy: it is held again by then, so it is taken back once. (No test drives it: it needs
-          a worker's function cache evicted between a send and a revoke.)
-
-        The cancel of one execution (``cancel``) whose attempts wait on a worker behind another's:
-        they are delivered as ``CANCELLED`` at once and marked (``worker.cancelled``), and a cancel (a
-        revoke naming them) is sent. Whatever the worker says of a marked attempt later delivers
-        nothing and queues nothing, in every path (``_absorb_locked``, here, ``_replace_locked``, a
-        timeout, a shutdown). The answer can meet:
-        - The worker took them off its queue: forgotten here. (test_pool_cancel: an execution queued
-          behind another, on 1 and 2 workers)
-        - The worker had started one (the step ahead of it ended, its reply still on its way): the worker
-          halted under its queue lock as it looked, so it started nothing after it, and its answer
-          comes after every reply it made before. The pool kills and replaces it; what it still holds
-          was never started and goes back to the queue (marked attempts are dropped); the halted
-          attempt's reply, if it comes first, is dropped. Killing it, rather than letting the step run
-          to its end, stops the cancelled execution's step at once, as a cancel of a running step does.
-          (test_pool_cancel: a worker that started a cancelled attempt halts; a cancel halts the
-          worker only when it names the running attempt; a worker that ran on past the cancelled step)
-        - The worker had not received them yet (the cancel overtook them past ``REVOKE_WAIT``) or
-          ran one to its end as it looked: they are still held, not halted on. With no other revoke
-          of that worker outstanding, the cancel is sent again for those left; the next answer takes
-          them, halts on one, or comes after their replies (dropped).
-        - A reply of an attempt behind one the cancel took (a cancel takes from the middle of the
-          queue, a steal only its end): the worker sends its answer under its queue lock, so before
-          it starts anything after what it took, and replies are matched in order after it.
-          (test_pool_cancel: a cancel answer comes before the reply of any attempt behind it)
-        - A steal revoke outstanding at the cancel (``revoking`` counts both; each answer is matched
-          by ids, in the order sent): its answer may name a marked attempt, which is forgotten, not
-          queued again.
-        - The worker dies, times out or is cancelled before it answers: ``_replace_locked`` skips the
-          marked attempts (a marked one at the head counts as the step it ran: the one behind it is
-          queued again, not failed), and the old worker's answer is dropped unread.
-        - The worker does not answer a cancel naming the head (stopped, or a step holding the GIL):
-          killed after ``CANCEL_GRACE`` (``_check_timeouts_locked``), the rest queued again.
-          (test_pool_revoke_race: a cancel between a revoke and its answer, the worker stopped)
-        """
-        worker.revoking = max(0, worker.revoking - 1)
-        if not worker.revoking:
-            worker.cancel_deadline = 0.0  # answered: it did not halt on what it ran, or halts now
-        ghosts = worker.cancelled
-        if task_ids:
-            self._forget_revoked_locked(worker, task_ids, now)
-        if halted is not None:
-            self._replace_locked(self._workers.index(worker), OutcomeKind.CANCELLED, halted=True)
-            return True
-        if ghosts and not worker.revoking:
-            left = [task.task_id for task in worker.inflight if task.task_id in ghosts]
-            if left:
-                self._send_cancel_locked(worker, left)
-        return False
-
-    def _forget_revoked_locked(self, worker: _Worker, task_ids: list[int], now: float) -> None:
-        """Take the attempts a worker gave back off what it holds; queue again those not cancelled."""
-        inflight = worker.inflight
-        ghosts = worker.cancelled
-        if len(task_ids) == 1:  # the usual answer: no counting
-            wanted: dict[int, int] = {task_ids[0]: 1}
-        else:
-            wanted = collections.Counter(task_ids)
-        head = inflight[0] if inflight else None
-        head_revoked = False
-        back: list[Task] = []
-        kept: list[Task] = []
-        dropped = 0
-        for task in reversed(inflight):  # the attempts a worker has not started are the last it holds
-            left = wanted.get(task.task_id)
-            if left:
-                wanted[task.task_id] = left - 1
-                worker.unanswered -= task.sent_bytes
-                task.worker = ""
-                head_revoked = head_revoked or task is head
-                if ghosts and task.task_id in ghosts:  # cancelled: delivered already
-                    ghosts.discard(task.task_id)
-                    dropped += 1
-                else:
-                    back.append(task)
-            else:
-                kept.append(task)
-        if not back and not dropped:
-            logger.debug("zart: worker %s revoked attempts the pool no longer holds for it: %s", worker.name, task_ids)
-            return
-        inflight.clear()
-        inflight.extend(reversed(kept))
-        if head_revoked:  # the attempt now at the head started at the latest by now
-            worker.head_started = now
-        if back:
-            back.reverse()
-            self._tasks.ready.extendleft(reversed(back))
-            self.taken_back += len(back)
-
-    def _replace_locked(self, index: int, kind: OutcomeKind, message: str | None = None,
-                        cancel: OutcomeConsumer | None = None, halted: bool = False) -> list[Outcome]:
-        """Kill a worker and start another in its place.
-
-        Without ``cancel``, the attempt it was running fails with ``kind`` and those it had not
-        started go back to the queue; with ``cancel``, that execution's attempts are cancelled and
-        the others go back to the queue; ``halted`` (it halted on a cancelled attempt): every attempt
-        goes back to the queue. Attempts already cancelled (``worker.cancelled``) are dropped, with no
-        outcome: a cancelled one at the head counts as the attempt it was running."""
-        worker = self._workers[index]
-        worker.kill()
-        outcomes: list[Outcome] = []
-        now = time.time()
-        inflight = list(worker.inflight)
-        worker.inflight.clear()
-        requeue = []
-        ghosts = worker.cancelled
-        for position, task in enumerate(inflight):
-            if ghosts and task.task_id in ghosts:
-                continue  # its CANCELLED outcome was delivered at the cancel
-            if cancel is not None and task.consumer is cancel:
-                if position == 0 and worker.ready:  # it had started: it counts as executed
-                    task.started_at = worker.head_started
-                outcomes.append(Outcome(task, OutcomeKind.CANCELLED, finished_at=now))
-            elif cancel is None and position == 0 and not halted:
-                task.started_at = worker.head_started if worker.ready else 0.0
-                outcomes.append(Outcome(task, kind, error=message, error_type=kind, finished_at=now))
-            else:
-                requeue.append(task)
-        self._tasks.ready.extendleft(reversed(requeue))
-        if not self._closed:
-            self._workers[index] = _Worker(next(self._names), self._umask)
-        return outcomes
 
     # --- the I/O thread --------------------------------------------------------------------------
 
@@ -708,7 +440,7 @@ class LocalPool(Executor):
                     elif type(reply) is WireImport:
                         self._imports.append(reply.module)
                     elif type(reply) is WireRevoked:
-                        if self._take_back_locked(worker, reply.task_ids, now, reply.halted):
+                        if self._take_back_locked(worker, reply.task_ids, now, reply.halted, outcomes):
                             return True  # replaced: the rest of what it said is dropped
                     continue
                 reply = _as_reply(reply)  # sent as a plain tuple (see the worker's _Replies)
@@ -753,42 +485,30 @@ class LocalPool(Executor):
                     f"{detail}); check that `{sys.executable} -m zart_nb._executors.worker` can start"))
                 return
         index = self._workers.index(worker)
-        outcomes.extend(self._replace_locked(
-            index, OutcomeKind.CRASHED, f"worker process {worker.proc.pid} died during the step ({detail})"))
+        failed = self._replace_locked(
+            index, OutcomeKind.CRASHED, f"worker process {worker.proc.pid} died during the step ({detail})")
+        if failed:
+            self._failed_any = True
+            outcomes.extend(failed)
 
     def _give_up_locked(self, message: str) -> list[Outcome]:
         """Worker processes cannot start: close the pool (a later dispatch starts a new one) and
-        fail every attempt it holds, rather than start dying processes forever."""
+        fail every attempt it holds, rather than start dying processes forever. Holding none, it
+        fails the next submit with ``message`` first (see ``closed``)."""
         logger.error("zart: %s", message)
         self._closed = True
+        self._gave_up = message
         workers, self._workers = self._workers, []
         tasks = self._tasks.drain()
         for worker in workers:
             tasks.extend(task for task in worker.inflight if task.task_id not in worker.cancelled)
             worker.inflight.clear()
             worker.kill()
-        now = time.time()
-        return [Outcome(task, OutcomeKind.CRASHED, error=message, error_type=OutcomeKind.CRASHED, finished_at=now)
-                for task in tasks]
+        self._unheard = not tasks and not self._failed_any
+        return _crashed(tasks, message)
 
     def _release_delayed_locked(self) -> None:
         self._tasks.release_due(time.time())
-
-    def _check_timeouts_locked(self, outcomes: list[Outcome]) -> None:
-        now = time.time()
-        for index, worker in enumerate(self._workers):
-            if worker.cancel_deadline and now > worker.cancel_deadline:
-                logger.warning("zart: worker %s did not answer the cancel of the step it runs within %gs; "
-                               "killing it", worker.name, CANCEL_GRACE)
-                self._replace_locked(index, OutcomeKind.CANCELLED, halted=True)
-                continue
-            if worker.inflight and worker.ready:
-                head = worker.inflight[0]
-                if (head.timeout is not None and now - worker.head_started > head.timeout
-                        and head.task_id not in worker.cancelled):
-                    outcomes.extend(self._replace_locked(
-                        index, OutcomeKind.TIMEOUT, f"attempt ran past its timeout of {head.timeout:g}s; "
-                                          f"worker process {worker.proc.pid} was killed"))
 
     def _next_deadline_locked(self) -> float | None:
         deadlines = []
@@ -798,7 +518,9 @@ class LocalPool(Executor):
         for worker in self._workers:
             if worker.cancel_deadline:
                 deadlines.append(worker.cancel_deadline)
-            if worker.ready and worker.inflight:
+            if worker.halting is not None:
+                deadlines.append(worker.halt_deadline)
+            elif worker.ready and worker.inflight:
                 head = worker.inflight[0]
                 if head.timeout is not None and head.task_id not in worker.cancelled:
                     deadlines.append(worker.head_started + head.timeout)

@@ -6,10 +6,12 @@ forks a kernel's threads. It talks to its driver over one end of a private socke
 
 The driver's ``sys.path`` comes in the environment (``PATH_VARIABLE``). Messages from the driver
 (pickled): ``("run", [WireTask, ...])`` on the socket; ``("revoke", [task id, ...])`` or
-``("cancel", [task id, ...])`` on the pipe ``REVOKE_FD``, read by a thread of its own so that a revoke
-is answered while a step runs. A cancel is a revoke of attempts whose execution was cancelled: if the
-step running then is one it names, the worker also halts (starts nothing more, and waits to be killed)
-and says so in its answer (``WireRevoked.halted``), so the driver knows exactly what it started.
+``("cancel", [task id, ...])`` or ``("halt", [task id])`` on the pipe ``REVOKE_FD``, read by a thread of
+its own so that a revoke is answered while a step runs. A cancel is a revoke of attempts whose execution
+was cancelled: if the step running then is one it names, the worker also halts (starts nothing more, and
+waits to be killed) and says so in its answer (``WireRevoked.halted``), so the driver knows exactly what
+it started. A halt (an attempt ran past its timeout by the driver's view) takes nothing back: the worker
+halts if it runs that attempt, and otherwise answers with nothing and runs on.
 Replies: ``None`` once when ready, then lists of ``WireReply`` in task order, with ``WireOutput``
 (lines a running step printed) before the reply of their task, and a ``WireRevoked`` per revoke: the
 attempts taken off the local queue (drained from the socket first), which will never run here. One
@@ -323,7 +325,8 @@ def _serve_revokes(control: FdConnection, queue: _Queue, runner: Runner, replies
                 except (EOFError, OSError):
                     pass  # the main thread sees it too
             pending = queue.pending
-            for _ in range(len(pending)):  # in place: the main thread holds this deque
+            # a halt (a timeout) takes nothing off the queue: it only asks about the running attempt
+            for _ in range(len(pending) if kind != "halt" else 0):  # in place: the main thread holds this deque
                 task = pending.popleft()
                 if task[0] in wanted:
                     removed.append(task[0])
@@ -333,7 +336,7 @@ def _serve_revokes(control: FdConnection, queue: _Queue, runner: Runner, replies
                     pending.append(task)
             running = queue.running
             halted = None
-            if kind == "cancel" and running is not None and running[0] in wanted:
+            if kind != "revoke" and running is not None and running[0] in wanted:
                 queue.halted = True  # under the lock: the main thread starts nothing after it
                 halted = running[0]
             # Sent under the lock: a cancel takes attempts from the middle of the queue, so the reply
