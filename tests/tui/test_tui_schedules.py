@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from textual.widgets import DataTable, Static
-from tui_helpers import rows, run_async, settle, wait_for
+from tui_helpers import open_schedules, rows, run_async, settle, wait_for
 from zart_tui.app import ZartApp
 from zart_tui.screens.confirm import ConfirmScreen
 from zart_tui.screens.schedules import SchedulesScreen
@@ -34,10 +34,7 @@ async def test_the_schedules_screen_pauses_resumes_and_removes(journal_path):
     app = ZartApp(str(journal_path))
     async with app.run_test(size=(120, 30)) as pilot:
         await settle(pilot)
-        await pilot.press("T")
-        await settle(pilot)
-        assert isinstance(app.screen, SchedulesScreen)
-        table = app.screen.query_one("#schedules", DataTable)
+        table = await open_schedules(pilot)
         listed = rows(table)
         assert [r[:3] for r in listed] == [["tui-nightly", "cron '0 9 * * *' (Europe/Paris)", "skip"]]
         assert listed[0][3].endswith("T09:00:00+01:00") and listed[0][4] == "-"

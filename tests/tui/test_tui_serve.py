@@ -12,9 +12,8 @@ import processes
 import pytest
 from conftest import wait_until
 from textual.widgets import DataTable
-from tui_helpers import rows, run_async, settle, wait_for
+from tui_helpers import open_schedules, rows, run_async, settle, wait_for
 from zart_tui.app import ZartApp
-from zart_tui.screens.schedules import SchedulesScreen
 from zart_tui.source import Source
 
 import zart_nb as zart
@@ -107,10 +106,7 @@ async def test_the_schedules_screen_keeps_its_rows_while_serve_holds_the_journal
     app = ZartApp(str(journal), poll=0.3)
     async with app.run_test(size=(150, 40)) as pilot:
         await settle(pilot)
-        await pilot.press("T")
-        await settle(pilot)
-        assert isinstance(app.screen, SchedulesScreen)
-        table = app.screen.query_one("#schedules", DataTable)
+        table = await open_schedules(pilot)
         assert [r[0] for r in rows(table)] == ["quick"]
         serve = processes.serve(journal, tmp_path, tmp_path / "serve.log", ZART_MONITOR="0")
         try:

@@ -69,6 +69,17 @@ def rows(table) -> list[list[str]]:
     return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
 
 
+async def open_schedules(pilot):
+    """Open the schedules screen (``T``) and return its table once its first read landed."""
+    from textual.widgets import DataTable
+    from zart_tui.screens.schedules import SchedulesScreen
+
+    await pilot.press("T")
+    await settle(pilot)
+    assert isinstance(pilot.app.screen, SchedulesScreen)
+    return pilot.app.screen.query_one("#schedules", DataTable)
+
+
 os.environ.setdefault("ZART_WORKERS", "2")
 
 
