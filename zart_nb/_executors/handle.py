@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import os
+import pickle
 import signal
 import socket
 import subprocess
@@ -69,6 +70,16 @@ class _Worker:
         self.halting: Task | None = None
         self.halt_answer = 0
         self.halt_deadline = 0.0
+
+    def ask(self, kind: str, task_ids: list[int]) -> None:
+        """Send a ``revoke``, ``cancel`` or ``halt`` naming ``task_ids`` on the control pipe; its answer
+        (``WireRevoked``) comes back on the socket, in the order the requests were sent. A worker that
+        died meanwhile is left to the I/O thread, which sees its EOF and recovers what it held."""
+        self.revoking += 1
+        try:
+            self.control.send_bytes(pickle.dumps((kind, task_ids), 5))
+        except OSError:
+            pass
 
     def kill(self) -> None:
         try:

@@ -37,7 +37,6 @@ from __future__ import annotations
 import collections
 import itertools
 import logging
-import pickle
 import time
 from collections.abc import Callable, Iterator
 
@@ -100,36 +99,24 @@ class TakeBack:
         inflight = victim.inflight
         take = min(len(inflight) - 1, idle * depth)
         task_ids = [task.task_id for task in itertools.islice(inflight, len(inflight) - take, None)]
-        victim.revoking += 1
         self.revokes += 1
-        try:
-            victim.control.send_bytes(pickle.dumps(("revoke", task_ids), 5))
-        except OSError:
-            pass  # the worker died; the I/O thread sees EOF and recovers its tasks
+        victim.ask("revoke", task_ids)
 
     def _send_cancel_locked(self, worker: _Worker, task_ids: list[int]) -> None:
         """Ask ``worker`` for attempts of a cancelled execution (in ``worker.cancelled``): those it has
         not started come back in its ``WireRevoked``; if it runs one of them, it halts and names it."""
-        worker.revoking += 1
         self.cancels += 1
-        try:
-            worker.control.send_bytes(pickle.dumps(("cancel", task_ids), 5))
-        except OSError:
-            pass  # the worker died; the I/O thread sees EOF (a cancelled attempt is not queued again)
+        worker.ask("cancel", task_ids)  # a worker that died: a cancelled attempt is not queued again
 
     def _send_halt_locked(self, worker: _Worker, head: Task, now: float) -> None:
         """Ask ``worker`` whether it runs ``head``, which ran past its timeout by the driver's view: if
         it does, it halts and names it (the pool kills it and fails ``head`` with ``TIMEOUT``); if it
         ran on, it answers with nothing and nothing happens (``head``'s reply is on its way)."""
-        worker.revoking += 1
         worker.halting = head
-        worker.halt_answer = worker.revoking  # answers come in the order their requests were sent
+        worker.halt_answer = worker.revoking + 1  # answers come in the order their requests were sent
         worker.halt_deadline = now + HALT_GRACE
         self.halts += 1
-        try:
-            worker.control.send_bytes(pickle.dumps(("halt", [head.task_id]), 5))
-        except OSError:
-            pass  # the worker died; the I/O thread sees EOF and recovers its tasks
+        worker.ask("halt", [head.task_id])
 
     def _take_back_locked(self, worker: _Worker, task_ids: list[int], now: float, halted: int | None,
                           outcomes: list[Outcome]) -> bool:
