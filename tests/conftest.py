@@ -37,3 +37,14 @@ def inline():
     finally:
         runtime.shutdown_executor()
         runtime.executor_factory = None
+
+
+@pytest.fixture
+def pool():
+    """The process's worker pool, fresh for the test (its counters start at 0), shut down after it."""
+    import zart_nb as zart
+    from zart_nb._runtime import runtime
+
+    zart.shutdown_pool()
+    yield runtime
+    zart.shutdown_pool()

@@ -10,34 +10,17 @@ from pathlib import Path
 
 import pytest
 from conftest import wait_until
+from pool_helpers import UnusedConsumer, gated_task, held, started_pid
 from race_steps import Outcomes, WorkerLine, gated, gated_timed, wire
 from steps_lib import calls, quick
 
 import zart_nb as zart
 
 
-@pytest.fixture
-def pool():
-    """A fresh pool for the test (its counters start at 0), shut down after it."""
-    from zart_nb._runtime import runtime
-
-    zart.shutdown_pool()
-    yield runtime
-    zart.shutdown_pool()
-
-
-def _pid(workdir: Path, tag: str) -> int:
-    started = workdir / f"{tag}.started"
-    return int(wait_until(lambda: started.exists() and started.read_text(), what=f"step {tag} to start"))
-
-
 def _steps(journal: Path, execution_id: str) -> dict[str, tuple[str, int]]:
     return {s.step_key: (s.status.value, s.attempts) for s in zart.journal(journal).list_steps(execution_id)}
 
 
-def _held(executor) -> int:
-    """Attempts sent to the pool's workers and not answered (read only)."""
-    return sum(len(worker.inflight) for worker in list(executor._workers))
 
 
 def _pipeline_deeply(executor) -> None:
@@ -60,6 +43,21 @@ def timed(args: list) -> list:
     return zart.wait([zart.schedule(gated_timed, tag, workdir) for tag in tags])
 
 
+def _one_behind_another(journal, workdir, pool, workers, running, queued):
+    """Execution ``running`` (id, tags) runs a gated step on every worker; then ``queued``'s two attempts
+    are sent to those busy workers, behind its steps. Returns both executions, the pid each of
+    ``running``'s steps started on, and the pool."""
+    (running_id, running_tags), (queued_id, queued_tags) = running, queued
+    first = zart.start(plain, [running_tags, str(workdir)], journal=journal, workers=workers,
+                       execution_id=running_id)
+    pids = {tag: started_pid(workdir, tag) for tag in running_tags}
+    executor = pool.executor
+    _pipeline_deeply(executor)
+    second = zart.start(timed, [queued_tags, str(workdir)], journal=journal, workers=workers, execution_id=queued_id)
+    wait_until(lambda: held(executor) == workers + 2, what=f"{queued_id}'s attempts sent to the busy workers")
+    return first, second, pids, executor
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_cancelling_an_execution_queued_behind_another_leaves_the_others_step_running(
         journal, tmp_path, pool, workers):
@@ -68,14 +66,9 @@ def test_cancelling_an_execution_queued_behind_another_leaves_the_others_step_ru
     steps run once each, on the workers they started on, to their own results. (Before, the pool
     killed every worker holding one of B's attempts: A's steps ran twice.)"""
     a_tags = [f"a{i}" for i in range(1, workers + 1)]
-    ex_a = zart.start(plain, [a_tags, str(tmp_path)], journal=journal, workers=workers, execution_id="ex-a")
-    pids = {tag: _pid(tmp_path, tag) for tag in a_tags}
-    executor = pool.executor
+    ex_a, ex_b, pids, executor = _one_behind_another(journal, tmp_path, pool, workers, ("ex-a", a_tags),
+                                                     ("ex-b", ["b1", "b2"]))
     assert executor.size == workers and sorted(executor.pids) == sorted(pids.values())
-    _pipeline_deeply(executor)
-    ex_b = zart.start(timed, [["b1", "b2"], str(tmp_path)], journal=journal, workers=workers,
-                      execution_id="ex-b")
-    wait_until(lambda: _held(executor) == workers + 2, what="B's attempts sent to the busy workers")
     ex_b.cancel()
     with pytest.raises(zart.Cancelled):
         ex_b.result(timeout=30)  # A's steps still wait for their gates: B did not wait for them
@@ -94,7 +87,7 @@ def test_cancelling_an_execution_queued_behind_another_leaves_the_others_step_ru
     # the workers are healthy: the next execution runs on them
     (tmp_path / "c1.go").touch()
     assert zart.run(plain, [["c1"], str(tmp_path)], journal=journal, workers=workers) == ["c1"]
-    assert _pid(tmp_path, "c1") in pids.values()
+    assert started_pid(tmp_path, "c1") in pids.values()
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -105,19 +98,15 @@ def test_cancelling_the_execution_a_worker_runs_replaces_it_and_runs_the_others_
     is asked first, since it might have ended B's step and started A's without the driver knowing
     yet: it halts on B's and says so, and only then is it killed.)"""
     b_tags = [f"b{i}" for i in range(1, workers + 1)]
-    ex_b = zart.start(plain, [b_tags, str(tmp_path)], journal=journal, workers=workers, execution_id="ex-b")
-    old = {_pid(tmp_path, tag) for tag in b_tags}
-    executor = pool.executor
-    _pipeline_deeply(executor)
-    ex_a = zart.start(timed, [["a1", "a2"], str(tmp_path)], journal=journal, workers=workers,
-                      execution_id="ex-a")
-    wait_until(lambda: _held(executor) == workers + 2, what="A's attempts sent to the busy workers")
+    ex_b, ex_a, started, executor = _one_behind_another(journal, tmp_path, pool, workers, ("ex-b", b_tags),
+                                                        ("ex-a", ["a1", "a2"]))
+    old = set(started.values())
     ex_b.cancel()
     with pytest.raises(zart.Cancelled):
         ex_b.result(timeout=30)
     wait_until(lambda: not set(executor.pids) & old, what="B's workers replaced")
     for tag in ("a1", "a2"):  # on one worker they run one after the other
-        assert _pid(tmp_path, tag) not in old
+        assert started_pid(tmp_path, tag) not in old
         (tmp_path / f"{tag}.go").touch()
     assert ex_a.result(timeout=60) == ["a1", "a2"]
     assert sorted(calls(tmp_path)) == sorted(["a1", "a2", *b_tags])
@@ -128,12 +117,6 @@ def test_cancelling_the_execution_a_worker_runs_replaces_it_and_runs_the_others_
     assert all(s.started_at is not None for s in zart.journal(journal).list_steps("ex-b"))  # they had started
 
 
-class _Consumer:
-    def on_outcomes(self, outcomes):  # pragma: no cover - the pool's sink receives them in this test
-        raise AssertionError("not used")
-
-    def fail_outcomes(self, outcomes, exc):  # pragma: no cover
-        raise AssertionError("not used")
 
 
 def test_a_worker_that_started_a_cancelled_attempt_halts_and_is_replaced(tmp_path):
@@ -143,34 +126,30 @@ def test_a_worker_that_started_a_cancelled_attempt_halts_and_is_replaced(tmp_pat
     more) and says so; the pool kills it, delivers A's result, and A's attempt queued behind B's
     runs once on a new worker. B's attempt is delivered cancelled at the cancel, and nothing else."""
     from zart_nb import _serialization as ser
-    from zart_nb._executors.base import TASK_IDS, OutcomeKind, Task
+    from zart_nb._executors.base import OutcomeKind
     from zart_nb._executors.local import LocalPool
 
     sink = Outcomes()
     outcomes, lock = sink.outcomes, sink.lock
 
-    exec_a, exec_b = _Consumer(), _Consumer()
+    exec_a, exec_b = UnusedConsumer(), UnusedConsumer()
 
-    def task(consumer, execution_id, fn, tag, timeout=None):
-        return Task(next(TASK_IDS), fn.name, ser.dumps_by_value(fn.fn), ser.dumps(((tag, str(tmp_path)), {})),
-                    execution_id, tag, 1, timeout=timeout, consumer=consumer)
-
-    a = task(exec_a, "e-a", gated, "a")
-    b = task(exec_b, "e-b", gated_timed, "b", 120)
-    c = task(exec_a, "e-a", gated_timed, "c", 120)
+    a = gated_task(tmp_path, "e-a", gated, "a", consumer=exec_a)
+    b = gated_task(tmp_path, "e-b", gated_timed, "b", consumer=exec_b, timeout=120)
+    c = gated_task(tmp_path, "e-a", gated_timed, "c", consumer=exec_a, timeout=120)
     pool = LocalPool(1, sink)
     _pipeline_deeply(pool)
     try:
         pool.submit([a])
-        pid = _pid(tmp_path, "a")
+        pid = started_pid(tmp_path, "a")
         pool.submit([b, c])  # their timeouts wake the I/O thread: sent behind a
-        wait_until(lambda: _held(pool) == 3, what="b and c sent behind a")
+        wait_until(lambda: held(pool) == 3, what="b and c sent behind a")
         with pool._lock:  # the I/O thread cannot take in a's reply: the driver still sees a running
             (tmp_path / "a.go").touch()
-            assert _pid(tmp_path, "b") == pid  # the worker ended a and started b
+            assert started_pid(tmp_path, "b") == pid  # the worker ended a and started b
             cancelled, wake = pool._cancel_locked(exec_b)
         assert not wake and [(o.task, o.kind) for o in cancelled] == [(b, OutcomeKind.CANCELLED)]
-        assert _pid(tmp_path, "c") != pid  # the worker halted on b, was killed; c runs on the new one
+        assert started_pid(tmp_path, "c") != pid  # the worker halted on b, was killed; c runs on the new one
         assert pid not in pool.pids and pool.cancels == 1
         (tmp_path / "c.go").touch()
         wait_until(lambda: pool.idle, what="c to end")
@@ -188,29 +167,25 @@ def test_a_worker_that_ran_on_past_the_cancelled_step_is_not_killed(tmp_path):
     one (B's reply is on its way). The cancel of B finds nothing of B's to halt on: A's step runs on,
     once, on the same worker, to its own result; B's reply is dropped (B was delivered cancelled)."""
     from zart_nb import _serialization as ser
-    from zart_nb._executors.base import TASK_IDS, OutcomeKind, Task
+    from zart_nb._executors.base import OutcomeKind
     from zart_nb._executors.local import LocalPool
 
     sink = Outcomes()
     outcomes, lock = sink.outcomes, sink.lock
 
-    exec_a, exec_b = _Consumer(), _Consumer()
+    exec_a, exec_b = UnusedConsumer(), UnusedConsumer()
 
-    def task(consumer, execution_id, fn, tag, timeout=None):
-        return Task(next(TASK_IDS), fn.name, ser.dumps_by_value(fn.fn), ser.dumps(((tag, str(tmp_path)), {})),
-                    execution_id, tag, 1, timeout=timeout, consumer=consumer)
-
-    b = task(exec_b, "e-b", gated, "b")
-    a = task(exec_a, "e-a", gated_timed, "a", 120)
+    b = gated_task(tmp_path, "e-b", gated, "b", consumer=exec_b)
+    a = gated_task(tmp_path, "e-a", gated_timed, "a", consumer=exec_a, timeout=120)
     pool = LocalPool(1, sink)
     try:
         pool.submit([b])
-        pid = _pid(tmp_path, "b")
+        pid = started_pid(tmp_path, "b")
         pool.submit([a])
-        wait_until(lambda: _held(pool) == 2, what="a sent behind b")
+        wait_until(lambda: held(pool) == 2, what="a sent behind b")
         with pool._lock:  # the I/O thread cannot take in b's reply: the driver still sees b running
             (tmp_path / "b.go").touch()
-            assert _pid(tmp_path, "a") == pid  # the worker ended b and started a
+            assert started_pid(tmp_path, "a") == pid  # the worker ended b and started a
             cancelled, wake = pool._cancel_locked(exec_b)
         assert wake and [(o.task, o.kind) for o in cancelled] == [(b, OutcomeKind.CANCELLED)]
         wait_until(lambda: not pool._workers[0].cancelled, what="b's reply (dropped) and the cancel's answer")
@@ -234,7 +209,7 @@ def test_a_cancel_halts_the_worker_only_when_it_names_the_running_attempt(tmp_pa
     answered, revoked, read_until, send = line.answered, line.revoked, line.read_until, line.send
     try:
         line.run([wire(1, gated, "one", str(tmp_path)), wire(2, quick, 2), wire(3, quick, 3)])
-        _pid(tmp_path, "one")
+        started_pid(tmp_path, "one")
         send("cancel", [3])  # only a queued one: taken back, no halt
         read_until(lambda: len(revoked) == 1)
         send("cancel", [1])  # the running one

@@ -9,25 +9,11 @@ from pathlib import Path
 
 import pytest
 from conftest import wait_until
+from pool_helpers import gated_task, started_pid
 from race_steps import Outcomes, WorkerLine, gated, gated_short, gated_timed, stopped, wire
 from steps_lib import calls
 
 import zart_nb as zart
-
-
-@pytest.fixture
-def pool():
-    """A fresh two-worker pool for the test (its counters start at 0), shut down after it."""
-    from zart_nb._runtime import runtime
-
-    zart.shutdown_pool()
-    yield runtime
-    zart.shutdown_pool()
-
-
-def _pid(workdir: Path, tag: str) -> int:
-    return int(wait_until(lambda: (workdir / f"{tag}.started").exists() and (workdir / f"{tag}.started").read_text(),
-                          what=f"step {tag} to start"))
 
 
 def _steps(journal: Path, execution_id: str) -> dict[str, tuple[str, int]]:
@@ -52,7 +38,7 @@ def test_a_revoke_answer_names_the_attempt_of_its_own_execution(journal, tmp_pat
     ran A's again (while it still ran), or failed the worker as crashed, or gave B A's result."""
     workdir = tmp_path
     ex_a = zart.start(two_gated, str(workdir), journal=journal, workers=2, execution_id="ex-a")
-    pid_a1, pid_a2 = _pid(workdir, "a1"), _pid(workdir, "a2")
+    pid_a1, pid_a2 = started_pid(workdir, "a1"), started_pid(workdir, "a2")
     assert pid_a1 != pid_a2
     executor = pool.executor
     ex_b = zart.start(one_gated, str(workdir), journal=journal, workers=2, execution_id="ex-b")
@@ -60,7 +46,7 @@ def test_a_revoke_answer_names_the_attempt_of_its_own_execution(journal, tmp_pat
     wait_until(lambda: (ex_b.progress() or zart.RunProgress("", 0)).scheduled == 1 and not executor.has_queued,
                what="B's attempt sent to a busy worker")
     (workdir / "a2.go").touch()  # the second worker goes idle: it takes B's attempt back
-    pid_b1 = _pid(workdir, "b1")
+    pid_b1 = started_pid(workdir, "b1")
     assert executor.taken_back == 1, "B's attempt was not queued behind A's running one"
     assert pid_b1 == pid_a2 != pid_a1
     (workdir / "a1.go").touch()
@@ -78,28 +64,25 @@ def test_the_pool_takes_back_the_right_attempt_when_two_share_an_id(tmp_path):
     takes back the last one it holds with that id (a worker starts its attempts in the order they came),
     never the one running; each outcome goes to its own attempt."""
     from zart_nb import _serialization as ser
-    from zart_nb._executors.base import OutcomeKind, Task
+    from zart_nb._executors.base import OutcomeKind
     from zart_nb._executors.local import LocalPool
 
     sink = Outcomes()
     outcomes, lock = sink.outcomes, sink.lock
 
-    def task(task_id, execution_id, fn, tag, timeout=None):
-        blob = ser.dumps_by_value(fn.fn)
-        return Task(task_id, fn.name, blob, ser.dumps(((tag, str(tmp_path)), {})), execution_id, tag, 1,
-                    timeout=timeout)
-
-    a1, a2, b1 = task(1, "e-a", gated, "a1"), task(2, "e-a", gated, "a2"), task(1, "e-b", gated_timed, "b1", 120)
+    a1 = gated_task(tmp_path, "e-a", gated, "a1", task_id=1)
+    a2 = gated_task(tmp_path, "e-a", gated, "a2", task_id=2)
+    b1 = gated_task(tmp_path, "e-b", gated_timed, "b1", task_id=1, timeout=120)
     pool = LocalPool(2, sink)
     try:
         pool.submit([a1])
-        pid_a1 = _pid(tmp_path, "a1")
+        pid_a1 = started_pid(tmp_path, "a1")
         pool.submit([a2])
-        pid_a2 = _pid(tmp_path, "a2")
+        pid_a2 = started_pid(tmp_path, "a2")
         pool.submit([b1])  # its timeout wakes the I/O thread: sent behind a1 (both workers hold one)
         wait_until(lambda: not pool.has_queued, what="b1 sent to a busy worker")
         (tmp_path / "a2.go").touch()
-        assert _pid(tmp_path, "b1") == pid_a2 != pid_a1  # taken back from a1's worker
+        assert started_pid(tmp_path, "b1") == pid_a2 != pid_a1  # taken back from a1's worker
         assert pool.taken_back == 1
         (tmp_path / "a1.go").touch()
         (tmp_path / "b1.go").touch()
@@ -136,9 +119,9 @@ def _behind_a_stopped_worker(journal: Path, workdir: Path, pool, head_flow) -> t
     second goes idle, and the pool sends the first a revoke for ``behind`` that it cannot answer."""
     started = {"head": zart.start(head_flow, ["head", str(workdir)], journal=journal, workers=2,
                                   execution_id="head")}
-    pid_head = _pid(workdir, "head")
+    pid_head = started_pid(workdir, "head")
     started["other"] = zart.start(single, ["other", str(workdir)], journal=journal, workers=2, execution_id="other")
-    assert _pid(workdir, "other") != pid_head
+    assert started_pid(workdir, "other") != pid_head
     executor = pool.executor
     started["behind"] = zart.start(single_timed, ["behind", str(workdir)], journal=journal, workers=2,
                                    execution_id="behind")
@@ -169,7 +152,7 @@ def test_a_cancel_or_timeout_between_a_revoke_and_its_answer_runs_the_revoked_at
         started["head"].cancel()
     with pytest.raises(zart.Cancelled if end == "cancel" else zart.StepTimeout):
         started["head"].result(timeout=60)
-    assert _pid(tmp_path, "behind") != pid_head
+    assert started_pid(tmp_path, "behind") != pid_head
     (tmp_path / "behind.go").touch()
     assert started["behind"].result(timeout=60) == "behind"
     assert started["other"].result(timeout=60) == "other"

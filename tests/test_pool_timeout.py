@@ -9,35 +9,11 @@ stays behind the worker's."""
 import time
 
 from conftest import wait_until
+from pool_helpers import UnusedConsumer, gated_task, held, started_pid
 from race_steps import Outcomes, WorkerLine, counted, gated, gated_timed, gil_hog, wire
 from steps_lib import calls, quick
 
 import zart_nb as zart
-
-
-def _pid(workdir, tag: str) -> int:
-    started = workdir / f"{tag}.started"
-    return int(wait_until(lambda: started.exists() and started.read_text(), what=f"step {tag} to start"))
-
-
-def _held(pool) -> int:
-    return sum(len(worker.inflight) for worker in list(pool._workers))
-
-
-class _Consumer:
-    def on_outcomes(self, outcomes):  # pragma: no cover - the pool's sink receives them in this test
-        raise AssertionError("not used")
-
-    def fail_outcomes(self, outcomes, exc):  # pragma: no cover
-        raise AssertionError("not used")
-
-
-def _task(workdir, consumer, execution_id, fn, tag, timeout=None):
-    from zart_nb import _serialization as ser
-    from zart_nb._executors.base import TASK_IDS, Task
-
-    return Task(next(TASK_IDS), fn.name, ser.dumps_by_value(fn.fn), ser.dumps(((tag, str(workdir)), {})),
-                execution_id, tag, 1, timeout=timeout, consumer=consumer)
 
 
 def _past_its_timeout(pool, head) -> None:
@@ -53,14 +29,14 @@ def _a_then_b(workdir, sink):
     """One worker runs A's step ``a`` (gated), B's ``b`` sent behind it; both with a long timeout."""
     from zart_nb._executors.local import LocalPool
 
-    a = _task(workdir, _Consumer(), "e-a", gated_timed, "a", 120)
-    b = _task(workdir, _Consumer(), "e-b", gated_timed, "b", 120)
+    a = gated_task(workdir, "e-a", gated_timed, "a", consumer=UnusedConsumer(), timeout=120)
+    b = gated_task(workdir, "e-b", gated_timed, "b", consumer=UnusedConsumer(), timeout=120)
     pool = LocalPool(1, sink)
     try:
         pool.submit([a])
-        pid = _pid(workdir, "a")
+        pid = started_pid(workdir, "a")
         pool.submit([b])  # its timeout wakes the I/O thread: sent behind a
-        wait_until(lambda: _held(pool) == 2, what="b sent behind a")
+        wait_until(lambda: held(pool) == 2, what="b sent behind a")
     except BaseException:
         pool.shutdown()
         raise
@@ -82,7 +58,7 @@ def test_a_worker_that_ran_on_past_the_timed_out_step_is_not_killed(tmp_path):
         missed: list = []
         with pool._lock:  # the I/O thread cannot take in a's reply: the driver still sees a running
             (tmp_path / "a.go").touch()
-            assert _pid(tmp_path, "b") == pid  # the worker ended a and started b
+            assert started_pid(tmp_path, "b") == pid  # the worker ended a and started b
             _past_its_timeout(pool, a)
             pool._check_timeouts_locked(missed)
         assert missed == [] and pool.halts == 1
@@ -116,7 +92,7 @@ def test_a_worker_running_the_timed_out_step_halts_and_the_step_fails_with_its_t
             pool._check_timeouts_locked(missed)
         assert missed == [] and pool.halts == 1
         wait_until(lambda: pid not in pool.pids, what="the worker halted on a and replaced")
-        assert _pid(tmp_path, "b") != pid
+        assert started_pid(tmp_path, "b") != pid
         (tmp_path / "b.go").touch()
         wait_until(lambda: pool.idle and len(sink.outcomes) == 2, what="b to end")
         with sink.lock:
@@ -140,11 +116,11 @@ def test_a_halt_stops_the_worker_only_when_it_names_the_running_attempt(tmp_path
     answered, revoked, read_until, send = line.answered, line.revoked, line.read_until, line.send
     try:
         line.run([wire(1, gated, "one", str(tmp_path)), wire(2, gated, "two", str(tmp_path)), wire(3, quick, 3)])
-        _pid(tmp_path, "one")
+        started_pid(tmp_path, "one")
         send("halt", [2])  # queued: not taken, no halt
         read_until(lambda: len(revoked) == 1)
         (tmp_path / "one.go").touch()
-        _pid(tmp_path, "two")  # it ran on
+        started_pid(tmp_path, "two")  # it ran on
         send("halt", [1])  # ended
         read_until(lambda: len(revoked) == 2 and 1 in answered)
         send("halt", [2])  # the running one
