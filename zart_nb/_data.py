@@ -165,7 +165,7 @@ def gc(journal: str | os.PathLike[str] | None = None, *, dry_run: bool = False,
         raise JournalError(journal_.path, "no journal file here")
     try:
         with journal_.hold():
-            referenced = values.referenced_names(journal_.value_references())
+            referenced = stores.referenced(journal_)
             return collect_all(journal_, referenced, min_age=min_age, dry_run=dry_run)
     except JournalLocked as exc:
         raise JournalLocked(exc.path, f"{exc.owner} (its engine may be writing values: zart gc runs when no "

@@ -141,12 +141,18 @@ def delete(journal: Journal, execution_id: str) -> tuple[list[str], int]:
     if not gone:
         return [], 0
     try:  # read after the delete: a fork's records may point to the same files
-        names = gone - values.referenced_names(journal.query(sql.reference_blobs, values.REF_MAGIC))
+        names = gone - referenced(journal)
         return remove_files(folder(journal.path, store), names, dry_run=False)
     except (ValueStoreError, ValueLost, OSError) as exc:
         log.warning("zart: the stored values of the deleted execution %r were not freed (zart gc frees them): %s",
                     execution_id, exc)
         return [], 0
+
+
+def referenced(journal: Journal) -> set[str]:
+    """The names of the store files every journaled reference points to (any step record, superseded
+    ones too, every execution's input and output): what ``zart gc`` and a deletion keep."""
+    return values.referenced_names(journal.query(sql.reference_blobs, values.REF_MAGIC))
 
 
 def settle(journal: Journal, cleared: dict[Path, bool]) -> None:

@@ -729,20 +729,6 @@ class Journal:
         return [(row[0], row[1], row[2]) for row in rows]
 
     @_held
-    def value_references(self, longest: int = 4096) -> list[bytes]:
-        """Every journaled blob short enough to be a value store reference (of any step record,
-        superseded ones too, and of every execution's input and output): what ``zart gc`` keeps."""
-        with self._lock:
-            conn = self._ensure_open()
-            self._fold_locked()
-            rows = conn.execute(
-                """SELECT output FROM steps WHERE output IS NOT NULL AND octet_length(output) <= ?
-                   UNION ALL SELECT output FROM executions WHERE output IS NOT NULL AND octet_length(output) <= ?
-                   UNION ALL SELECT input FROM executions WHERE input IS NOT NULL AND octet_length(input) <= ?""",
-                [longest, longest, longest]).fetchall()
-        return [row[0] for row in rows]
-
-    @_held
     def step_code_hashes(self, execution_id: str) -> dict[str, set[str]]:
         """The code hashes journaled with an execution's current steps, by step name."""
         with self._lock:

@@ -115,9 +115,8 @@ def references(conn: duckdb.DuckDBPyConnection, longest: int = 4096) -> list[tup
 
 def reference_blobs(conn: duckdb.DuckDBPyConnection, magic: bytes) -> list[bytes]:
     """Every journaled value store reference (of any step record, superseded ones too, and of every
-    execution's input and output): what a deletion keeps. Only references are fetched (the blobs that
-    begin with ``magic``, ``_values.REF_MAGIC``: a range), not every short pickle as
-    ``Journal.value_references`` does."""
+    execution's input and output): what ``zart gc`` and a deletion keep. Only references are fetched (the
+    blobs that begin with ``magic``, ``_values.REF_MAGIC``: a range), not every short pickle."""
     low, high = magic, magic[:-1] + bytes([magic[-1] + 1])
     return [row[0] for row in conn.execute(
         """SELECT output FROM steps WHERE output >= ? AND output < ?
