@@ -556,10 +556,12 @@ class Journal:
 
     @_held
     def pickled_definition(self, def_id: str) -> tuple[str, str, bytes]:
-        """``(kind, name, pickle)`` of a stored definition (for ``zart resume``)."""
+        """``(kind, name, pickle)`` of a stored definition (for ``zart resume``), this process's records
+        folded first (a definition travels in the side log with the run's first records)."""
         with self._lock:
-            row = self._ensure_open().execute(
-                "SELECT kind, name, pickle FROM definitions WHERE def_id = ?", [def_id]).fetchone()
+            conn = self._ensure_open()
+            self._fold_locked()
+            row = conn.execute("SELECT kind, name, pickle FROM definitions WHERE def_id = ?", [def_id]).fetchone()
         if row is None:
             raise DefinitionNotFound(f"the journal {self.path} holds no definition {def_id!r}")
         return row[0], row[1], row[2]
