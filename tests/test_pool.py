@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import wait_until
@@ -52,6 +53,48 @@ def test_shutting_the_pool_down_under_a_run_ends_its_steps(journal, tmp_path):
     with pytest.raises(zart.StepCancelled, match="wait-for-file#0"):
         execution.result(timeout=60)
     assert zart.run(lambda x: square(x), 3, journal=journal) == 9  # a new pool starts on demand
+
+
+@zart.step("hold-child")
+def hold_child(pid_dir: str, tag: str) -> None:
+    """Start a child that outlives nothing on its own, note both pids, and wait to be killed."""
+    import time
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    (Path(pid_dir) / tag).write_text(f"{os.getpid()} {child.pid}")
+    while True:
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except OSError:
+        return False
+
+
+def test_shutdown_ends_every_busy_worker_and_what_its_step_started(journal, tmp_path):
+    from zart_nb._runtime import runtime
+
+    @zart.workflow("held-children")
+    def flow(path):
+        return zart.wait([zart.schedule(hold_child, path, tag) for tag in ("a", "b")])
+
+    execution = zart.start(flow, str(tmp_path), journal=journal, workers=2)
+    wait_until(lambda: all((tmp_path / tag).exists() for tag in "ab"), what="both steps running")
+    pids = [tuple(map(int, (tmp_path / tag).read_text().split())) for tag in "ab"]
+    assert len({worker for worker, _ in pids}) == 2  # one step on each worker
+    zart.shutdown_pool()
+    # The workers are this process's children: reaped before shutdown_pool returned, not merely signalled.
+    for worker, _ in pids:
+        with pytest.raises(ChildProcessError):
+            os.waitpid(worker, os.WNOHANG)
+        assert not _alive(worker)
+    wait_until(lambda: not any(_alive(child) for _, child in pids), what="the steps' children killed too")
+    with pytest.raises(zart.StepCancelled):
+        execution.result(timeout=60)
+    assert runtime.executor is None or runtime.executor.closed
 
 
 def test_a_later_worker_count_is_honoured_when_nothing_runs(journal, caplog):

@@ -82,8 +82,13 @@ class _Worker:
             pass
 
     def kill(self) -> None:
+        self.signal_kill()
+        self.reap()
+
+    def signal_kill(self) -> None:
+        """Kill the worker and any process its step started, and close its ends; ``reap`` waits for it."""
         try:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # the worker and any process its step started
+            os.killpg(self.proc.pid, signal.SIGKILL)
         except OSError:
             try:
                 self.proc.kill()
@@ -94,7 +99,17 @@ class _Worker:
                 conn.close()
             except OSError:
                 pass
+
+    def reap(self) -> None:
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
+
+
+def kill_all(workers: list[_Worker]) -> None:
+    """Kill every worker, then wait for them: their exits (freeing what each held) overlap."""
+    for worker in workers:
+        worker.signal_kill()
+    for worker in workers:
+        worker.reap()

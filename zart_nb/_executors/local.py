@@ -48,7 +48,7 @@ from .base import (
     deliver_output,
     outcome_of,
 )
-from .handle import BUSY_WINDOW, _Worker
+from .handle import BUSY_WINDOW, _Worker, kill_all
 from .takeback import TakeBack
 from .taskqueue import TaskQueue, cancelled
 
@@ -217,8 +217,7 @@ class LocalPool(TakeBack, Executor):
                 dropped.extend(task for task in worker.inflight if task.task_id not in worker.cancelled)
                 worker.inflight.clear()
         self._wake()
-        for worker in workers:
-            worker.kill()
+        kill_all(workers)
         if dropped:
             self._sink(cancelled(dropped, "the worker pool was shut down"))
 
