@@ -1,4 +1,5 @@
 """The worker's runner, used without its socket loop (as the inline and Dask executors use it)."""
+import os
 import threading
 
 import pytest
@@ -173,3 +174,39 @@ def test_the_workers_connection_frames_messages_as_multiprocessing_does():
     with pytest.raises(EOFError):
         worker.recv_bytes()
     worker.close()
+
+
+def test_wait_reports_the_connections_with_news_and_a_closed_one_fails_its_reads_not_another_file():
+    import socket
+
+    from zart_nb._executors.wire import FdConnection, wait
+
+    pairs = [socket.socketpair() for _ in range(3)]
+    near = [FdConnection(a.detach()) for a, _ in pairs]
+    far = [FdConnection(b.detach()) for _, b in pairs]
+    wake_r, wake_w = os.pipe()
+    try:
+        assert wait([*near, wake_r], 0) == []
+        far[1].send_bytes(b"one")
+        os.write(wake_w, b"x")
+        assert sorted(map(id, wait([*near, wake_r], 5))) == sorted(map(id, [near[1], wake_r]))
+        assert near[1].recv_bytes() == b"one"
+        far[2].close()
+        assert wait(near, 5) == [near[2]]  # the end of a stream is news
+        with pytest.raises(EOFError):
+            near[2].recv_bytes()
+        near[0].close()
+        near[0].close()  # once only: a second close must not close a descriptor reused meanwhile
+        reused = os.open(os.devnull, os.O_RDONLY)  # likely takes the number near[0] had
+        try:
+            assert wait([near[0]], 0) == []  # closed: left out, never waited on
+            with pytest.raises(OSError):
+                near[0].recv_bytes()
+            assert os.fstat(reused)  # still open
+        finally:
+            os.close(reused)
+    finally:
+        for conn in (*near[1:], *far[:2]):
+            conn.close()
+        os.close(wake_r)
+        os.close(wake_w)

@@ -13,10 +13,10 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable
-from multiprocessing.connection import Connection
 from pathlib import Path
 
 from .base import PATH_VARIABLE, Task
+from .wire import FdConnection
 
 BUSY_WINDOW = 64 * 1024
 SOCKET_BUFFER = 4 * BUSY_WINDOW
@@ -52,8 +52,8 @@ class _Worker:
         finally:
             child_sock.close()
             os.close(revoke_r)
-        self.conn = Connection(parent_sock.detach())
-        self.control = Connection(revoke_w, readable=False)
+        self.conn = FdConnection(parent_sock.detach())
+        self.control = FdConnection(revoke_w)
         self.inflight: collections.deque[Task] = collections.deque()
         self.functions: set[str] = set()
         self.name = f"worker-{index}:pid{self.proc.pid}"

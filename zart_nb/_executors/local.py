@@ -28,8 +28,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from multiprocessing.connection import Connection
-from multiprocessing.connection import wait as wait_for_ready
 from typing import Any
 
 from .._errors import ExecutorClosed
@@ -51,6 +49,8 @@ from .base import (
 from .handle import BUSY_WINDOW, _Worker, kill_all
 from .takeback import TakeBack
 from .taskqueue import TaskQueue, cancelled
+from .wire import FdConnection
+from .wire import wait as wait_for_ready
 
 logger = logging.getLogger("zart_nb")
 _as_reply = functools.partial(tuple.__new__, WireReply)  # a C call: no NamedTuple __new__ per reply
@@ -379,12 +379,12 @@ class LocalPool(TakeBack, Executor):
                 continue
             messages: list[bytes] = []
             dead = False
-            assert isinstance(conn, Connection)
+            assert isinstance(conn, FdConnection)
             try:
                 messages.append(conn.recv_bytes())
                 while conn.poll(0):
                     messages.append(conn.recv_bytes())
-            except (EOFError, OSError, TypeError):  # TypeError: closed meanwhile by a cancel (its handle is None)
+            except (EOFError, OSError):  # OSError: also a connection closed meanwhile by a cancel
                 dead = True
             received.append((conns[conn], messages, dead, time.time()))
         outcomes: list[Outcome] = []

@@ -1,10 +1,10 @@
-"""The worker's end of its socket and revoke pipe: ``multiprocessing.connection.Connection``'s framing
-(a signed 4-byte big-endian length, ``-1`` then an 8-byte length above 2 GiB) on a raw descriptor.
+"""Both ends of a worker's socket and revoke pipe: ``multiprocessing.connection.Connection``'s framing
+(a signed 4-byte big-endian length, ``-1`` then an 8-byte length above 2 GiB) on a raw descriptor, and
+``wait`` for the driver's I/O thread (many connections at once).
 
-The driver keeps using ``multiprocessing.connection`` (it waits on many connections at once). A worker
-needs only send, receive and poll, and importing ``multiprocessing.connection`` costs a starting worker
-~10 ms (it pulls in ``multiprocessing``, ``tempfile``, ``subprocess``...): time the first step of a
-resumed run waits for.
+Importing ``multiprocessing.connection`` costs ~10 ms (it pulls in ``multiprocessing``, ``tempfile``,
+``shutil``...): on a worker, time the first step of a resumed run waits for; on the driver, time before
+the first worker process of a fresh process can start.
 """
 from __future__ import annotations
 
@@ -54,7 +54,11 @@ class FdConnection:
         return bool(self._poller.poll(timeout * 1000))
 
     def close(self) -> None:
-        os.close(self._fd)
+        """Close the descriptor (once): a later call reads and writes ``-1`` (``OSError``), never a
+        descriptor number the process reused meanwhile."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
 
     def _write(self, data: bytes) -> None:
         view = memoryview(data)
@@ -76,3 +80,18 @@ class FdConnection:
             chunks.append(chunk)
             received += len(chunk)
         return b"".join(chunks)
+
+
+def wait(objects: list[FdConnection | int], timeout: float | None) -> list[FdConnection | int]:
+    """The connections (or raw descriptors) of ``objects`` with something to read, their end of stream
+    or an error, within ``timeout`` seconds (None: no limit), as ``multiprocessing.connection.wait``.
+    A connection closed meanwhile is left out, or reported (and its read fails): never waited on."""
+    poller = select.poll()
+    by_fd: dict[int, FdConnection | int] = {}
+    for item in objects:
+        fd = item if isinstance(item, int) else item.fileno()
+        if fd >= 0:
+            by_fd[fd] = item
+            poller.register(fd, select.POLLIN)
+    events = poller.poll(None if timeout is None else max(0.0, timeout) * 1000)
+    return [by_fd[fd] for fd, _ in events if fd in by_fd]
