@@ -280,7 +280,9 @@ class TakeBack:
         started go back to the queue; with ``cancel``, that execution's attempts are cancelled and
         the others go back to the queue; ``halted`` (it halted on a cancelled attempt): every attempt
         goes back to the queue. Attempts already cancelled (``worker.cancelled``) are dropped, with no
-        outcome: a cancelled one at the head counts as the attempt it was running."""
+        outcome: a cancelled one at the head counts as the attempt it was running. A worker that had not
+        said it was ready (it died while starting) ran none of what it held: all of it goes back to the
+        queue, and a pool that gives up fails it with the give-up's error (``LocalPool._crashed_locked``)."""
         worker = self._workers[index]
         worker.kill()
         outcomes: list[Outcome] = []
@@ -296,8 +298,8 @@ class TakeBack:
                 if position == 0 and worker.ready:  # it had started: it counts as executed
                     task.started_at = worker.head_started
                 outcomes.append(Outcome(task, OutcomeKind.CANCELLED, finished_at=now))
-            elif cancel is None and position == 0 and not halted:
-                task.started_at = worker.head_started if worker.ready else 0.0
+            elif cancel is None and position == 0 and not halted and worker.ready:
+                task.started_at = worker.head_started
                 outcomes.append(Outcome(task, kind, error=message, error_type=kind, finished_at=now))
             else:
                 requeue.append(task)
