@@ -158,8 +158,11 @@ class TakeBack:
           the attempts were sent)
         - An attempt answered ``FUNCTION_MISSING`` while a revoke naming it is on its way: the driver
           queues it again and may send it to the same worker, whose revoke thread may then take the
-          new copy: it is held again by then, so it is taken back once. (No test drives it: it needs
-          a worker's function cache evicted between a send and a revoke.)
+          new copy: it is held again by then, so it is taken back once. A cancel's crossing drives
+          it (test_pool_function_missing: a worker whose cache evicted the function); a steal's is not
+          driven (the idle worker the steal needs would be sent the copy instead). A revoked
+          attempt's function stays on the worker for the attempts sent after it without it
+          (test_pool_function_missing: after a cancel, after a steal).
 
         The cancel of one execution (``cancel``) whose attempts wait on a worker behind another's:
         they are delivered as ``CANCELLED`` at once and marked (``worker.cancelled``), and a cancel (a
