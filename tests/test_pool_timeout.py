@@ -25,21 +25,31 @@ def _past_its_timeout(pool, head) -> None:
     worker.head_started = time.time() - head.timeout - 1
 
 
-def _a_then_b(workdir, sink):
-    """One worker runs A's step ``a`` (gated), B's ``b`` sent behind it; both with a long timeout."""
+def _one_worker(workdir, sink, head, behind, *, deep: bool = False):
+    """One worker runs ``head`` (a gated step, its tag its key) with the attempts ``behind`` sent after it
+    (their timeouts wake the I/O thread, which sends them at once); ``deep``: a pipeline deep enough for
+    several behind it (as after quick steps). Returns the pool and the worker's pid."""
     from zart_nb._executors.local import LocalPool
 
-    a = gated_task(workdir, "e-a", gated_timed, "a", consumer=UnusedConsumer(), timeout=120)
-    b = gated_task(workdir, "e-b", gated_timed, "b", consumer=UnusedConsumer(), timeout=120)
     pool = LocalPool(1, sink)
     try:
-        pool.submit([a])
-        pid = started_pid(workdir, "a")
-        pool.submit([b])  # its timeout wakes the I/O thread: sent behind a
-        wait_until(lambda: held(pool) == 2, what="b sent behind a")
+        pool.submit([head])
+        pid = started_pid(workdir, head.step_key)
+        if deep:
+            pool._step_seconds = 0.001
+        pool.submit(behind)
+        wait_until(lambda: held(pool) == 1 + len(behind), what=f"{len(behind)} sent behind {head.step_key}")
     except BaseException:
         pool.shutdown()
         raise
+    return pool, pid
+
+
+def _a_then_b(workdir, sink):
+    """One worker runs A's step ``a`` (gated), B's ``b`` sent behind it; both with a long timeout."""
+    a = gated_task(workdir, "e-a", gated_timed, "a", consumer=UnusedConsumer(), timeout=120)
+    b = gated_task(workdir, "e-b", gated_timed, "b", consumer=UnusedConsumer(), timeout=120)
+    pool, pid = _one_worker(workdir, sink, a, [b])
     return pool, a, pid
 
 
@@ -167,19 +177,13 @@ def test_a_halt_finding_the_head_not_started_yet_restarts_its_clock(tmp_path):
     again at once, round after round, and kills the worker once A runs: a timeout A never ran into.)"""
     from zart_nb import _serialization as ser
     from zart_nb._executors.base import OutcomeKind
-    from zart_nb._executors.local import LocalPool
 
     sink = Outcomes()
     x = gated_task(tmp_path, "e-x", lagging, "x", consumer=UnusedConsumer())
     a = gated_task(tmp_path, "e-a", gated_timed, "a", consumer=UnusedConsumer(), timeout=120)
     b = gated_task(tmp_path, "e-b", counted, "b", consumer=UnusedConsumer(), timeout=120)
-    pool = LocalPool(1, sink)
+    pool, pid = _one_worker(tmp_path, sink, x, [a, b], deep=True)
     try:
-        pool.submit([x])
-        pid = started_pid(tmp_path, "x")
-        pool._step_seconds = 0.001  # deep enough a pipeline for A and B both behind X (as after quick steps)
-        pool.submit([a, b])  # their timeouts wake the I/O thread: sent behind x
-        wait_until(lambda: held(pool) == 3, what="a and b sent behind x")
         (tmp_path / "x.go").touch()
         wait_until(lambda: (tmp_path / "x.replied").exists(), what="x's reply handed over")
         worker = pool._workers[0]
