@@ -201,8 +201,8 @@ class TakeBack:
         nothing back; its answer is told from the others by its place (answers come in the order the
         requests were sent: ``halt_answer``). Naming the head as halted, the head fails with
         ``TIMEOUT`` and the worker is replaced; with nothing named, the head ended (or has not
-        started) and nothing happens. ``_check_timeouts_locked`` lists the interleavings.
-        (test_pool_timeout: all three tests)
+        started: its clock restarts) and nothing happens. ``_check_timeouts_locked`` lists the
+        interleavings. (test_pool_timeout: every test)
         """
         worker.revoking = max(0, worker.revoking - 1)
         if not worker.revoking:
@@ -328,7 +328,10 @@ class TakeBack:
         - A worker that ran on answers with nothing: nothing is killed, the head's reply (on its
           way, before or just after the answer) is its result, and, should the head still be held
           (not received yet), its clock restarts at the answer. (test_pool_timeout: a worker that
-          ran on past the timed-out step is not killed)
+          ran on past the timed-out step is not killed.) The same when the worker has not started the
+          head yet (it lags behind the driver's view): the head then runs to its own result, its
+          timeout counted from the answer, not from when it was queued. (test_pool_timeout: a halt
+          finding the head not started yet restarts its clock)
         - No answer within ``HALT_GRACE`` (stopped, or a step holding the GIL in C code): killed
           then, the head failing with ``TIMEOUT``, as without the question; if the head's reply came
           meanwhile (its answer is late, not missing) the question is dropped and nothing is killed.
