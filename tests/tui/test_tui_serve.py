@@ -196,3 +196,32 @@ async def test_a_filter_changed_while_serve_holds_the_journal_shows_the_last_rea
         finally:
             gate.touch()
             assert processes.stop(serve) == 0
+
+
+def test_the_last_read_answers_a_new_query_only_when_it_holds_every_row_of_it():
+    """``narrowed``, what the list shows for a query changed while serve holds the file: the last read
+    filtered and sorted as the read API would, or None when that read cannot hold every row the query
+    wants (it kept another status, a search the new one does not contain, or it filled its page)."""
+    from datetime import datetime
+
+    from zart_tui.screens.executions import PAGE, Query, narrowed
+
+    def record(i: int, workflow: str, status: str) -> zart.ExecutionRecord:
+        return zart.ExecutionRecord(f"run-{i}", workflow, zart.ExecutionStatus(status), 1, "", None, None, None,
+                                    datetime(2026, 1, 1, 0, 0, i), None, None, None)
+
+    def ids(records) -> list[str]:
+        return [r.execution_id for r in records]
+
+    read = [record(3, "train", "failed"), record(2, "etl", "failed"), record(1, "Train", "completed")]
+    every = Query(None, None, "created", True)
+    assert ids(narrowed(every, read, Query("failed", None, "created", True))) == ["run-3", "run-2"]
+    assert ids(narrowed(every, read, Query(None, "TRAIN", "id", False))) == ["run-1", "run-3"]  # any case
+    assert ids(narrowed(every, read, Query(None, "run-2", "created", True))) == ["run-2"]  # a part of the id
+    searched = Query(None, "tra", "created", True)
+    trains = [read[0], read[2]]
+    assert ids(narrowed(searched, trains, Query("completed", "train", "created", True))) == ["run-1"]
+    assert narrowed(searched, trains, Query(None, "t", "created", True)) is None  # wider than that read
+    assert narrowed(searched, trains, every) is None
+    assert narrowed(Query("failed", None, "created", True), read[:2], Query("completed", None, "created", True)) is None
+    assert narrowed(every, [read[0]] * PAGE, Query("failed", None, "created", True)) is None  # a full page
