@@ -84,9 +84,11 @@ def test_attempts_stolen_with_the_function_run_elsewhere_and_the_worker_keeps_it
         pool.submit([t1, t2])
         wait_until(lambda: len(w0.inflight) == 3, what="t1 and t2 sent behind x")
         assert not _without_function(t1) and _without_function(t2)
+        stolen = pool.taken_back  # (y may have been: x and y were sent to worker 0 together)
         (tmp_path / "y.go").touch()  # worker 1 goes idle: it steals t1 and t2
         assert started_pid(tmp_path, "t1") == pid_y and started_pid(tmp_path, "t2") == pid_y
-        wait_until(lambda: pool.taken_back >= 2 and len(sink.outcomes) == 3, what="y, t1 and t2 to end")
+        wait_until(lambda: len(sink.outcomes) == 3, what="y, t1 and t2 to end")
+        assert pool.taken_back == stolen + 2
         assert not _without_function(t1)  # sent again to worker 1, with the function
         pool.submit([z])  # worker 1 busy again (z waits), so the next attempt goes to worker 0
         assert started_pid(tmp_path, "z") == pid_y
