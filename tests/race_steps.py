@@ -37,6 +37,31 @@ def gated(tag: str, workdir: str) -> str:
     return _gate(tag, workdir)
 
 
+@zart.step("lagging-{tag}")
+def lagging(tag: str, workdir: str) -> str:
+    """A gated step that, once let go, holds its worker's main thread right after handing its reply
+    over (``<tag>.replied`` says so) until the test creates ``<tag>.resume``: the driver sees the step
+    end while the worker has not started the attempt behind it yet (the lag a descheduled worker
+    gives, made to last). Its worker's revoke thread answers meanwhile. It wraps the worker's reply
+    queue (found by its type) for one reply, its own."""
+    import gc
+
+    replies = next(o for o in gc.get_objects() if type(o).__name__ == "_Replies")
+    add = replies.add
+
+    def add_then_hold(reply, more_to_run):
+        del replies.add  # once: the class's own method again
+        add(reply, more_to_run)
+        with open(os.path.join(workdir, f"{tag}.replied"), "w"):
+            pass
+        deadline = time.monotonic() + 60
+        while not os.path.exists(os.path.join(workdir, f"{tag}.resume")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    replies.add = add_then_hold
+    return _gate(tag, workdir)
+
+
 @zart.step("gated-timed-{tag}", timeout=120)
 def gated_timed(tag: str, workdir: str) -> str:
     """The same with a timeout: its submit wakes the pool's I/O thread, which sends it at once even

@@ -37,3 +37,30 @@ def test_after_its_stop_the_continuer_takes_no_execution_and_the_process_exits_c
         assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
         assert _status(journal, "late") == "sleeping"  # left in the file for zart serve or a resume
         journal.unlink()
+
+
+def test_the_continuer_stops_before_non_daemon_threads_are_waited_for_and_before_atexit(tmp_path):
+    """What its exit hook guarantees: once the main thread ends, the continuer is stopped while the
+    interpreter still waits for the process's non-daemon threads, and before any atexit callback (the
+    journals close in one). A non-daemon thread sees it stopped; the atexit callback comes after. (With
+    an atexit callback instead, the thread would wait in vain: the interpreter waits for it first.)"""
+    script = tmp_path / "order.py"
+    script.write_text(textwrap.dedent("""
+        import atexit, threading, time
+        from zart_nb._suspend import continuer
+        seen = []
+        atexit.register(lambda: print(" ".join(seen + ["atexit"]), flush=True))
+
+        def watch():  # a non-daemon thread: the interpreter waits for it before any atexit callback
+            deadline = time.monotonic() + 30
+            while not continuer._stopping and time.monotonic() < deadline:
+                time.sleep(0.01)
+            seen.append("stopped" if continuer._stopping else "running")
+
+        threading.Thread(target=watch, name="watch").start()
+        assert not continuer._stopping
+    """))
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env=_env())
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["stopped", "atexit"], done.stdout

@@ -10,7 +10,7 @@ import time
 
 from conftest import wait_until
 from pool_helpers import UnusedConsumer, gated_task, held, started_pid
-from race_steps import Outcomes, WorkerLine, counted, gated, gated_timed, gil_hog, wire
+from race_steps import Outcomes, WorkerLine, counted, gated, gated_timed, gil_hog, lagging, wire
 from steps_lib import calls, quick
 
 import zart_nb as zart
@@ -25,21 +25,31 @@ def _past_its_timeout(pool, head) -> None:
     worker.head_started = time.time() - head.timeout - 1
 
 
-def _a_then_b(workdir, sink):
-    """One worker runs A's step ``a`` (gated), B's ``b`` sent behind it; both with a long timeout."""
+def _one_worker(workdir, sink, head, behind, *, deep: bool = False):
+    """One worker runs ``head`` (a gated step, its tag its key) with the attempts ``behind`` sent after it
+    (their timeouts wake the I/O thread, which sends them at once); ``deep``: a pipeline deep enough for
+    several behind it (as after quick steps). Returns the pool and the worker's pid."""
     from zart_nb._executors.local import LocalPool
 
-    a = gated_task(workdir, "e-a", gated_timed, "a", consumer=UnusedConsumer(), timeout=120)
-    b = gated_task(workdir, "e-b", gated_timed, "b", consumer=UnusedConsumer(), timeout=120)
     pool = LocalPool(1, sink)
     try:
-        pool.submit([a])
-        pid = started_pid(workdir, "a")
-        pool.submit([b])  # its timeout wakes the I/O thread: sent behind a
-        wait_until(lambda: held(pool) == 2, what="b sent behind a")
+        pool.submit([head])
+        pid = started_pid(workdir, head.step_key)
+        if deep:
+            pool._step_seconds = 0.001
+        pool.submit(behind)
+        wait_until(lambda: held(pool) == 1 + len(behind), what=f"{len(behind)} sent behind {head.step_key}")
     except BaseException:
         pool.shutdown()
         raise
+    return pool, pid
+
+
+def _a_then_b(workdir, sink):
+    """One worker runs A's step ``a`` (gated), B's ``b`` sent behind it; both with a long timeout."""
+    a = gated_task(workdir, "e-a", gated_timed, "a", consumer=UnusedConsumer(), timeout=120)
+    b = gated_task(workdir, "e-b", gated_timed, "b", consumer=UnusedConsumer(), timeout=120)
+    pool, pid = _one_worker(workdir, sink, a, [b])
     return pool, a, pid
 
 
@@ -156,3 +166,49 @@ def test_a_step_holding_the_gil_past_its_timeout_is_still_stopped(journal, tmp_p
     assert sorted(calls(tmp_path)) == ["after", "hog"]
     steps = {s.step_key: (s.status.value, s.attempts) for s in zart.journal(journal).list_steps("hog")}
     assert steps == {"hog-hog": ("failed", 1), "counted-after": ("completed", 1)}
+
+
+def test_a_halt_finding_the_head_not_started_yet_restarts_its_clock(tmp_path):
+    """The driver has the reply of the step before A's and so counts A's time from that step's end,
+    but the worker has not started A yet (it lags, A queued behind). A's time runs out by the driver's
+    view: the halt finds no attempt running, so nothing is killed and A's clock restarts at the
+    answer. A then runs to its own result, not failed as TIMEOUT for the time it spent queued, and
+    a later look at the timeouts (while A runs) asks nothing. (Without the restart the pool asks
+    again at once, round after round, and kills the worker once A runs: a timeout A never ran into.)"""
+    from zart_nb import _serialization as ser
+    from zart_nb._executors.base import OutcomeKind
+
+    sink = Outcomes()
+    x = gated_task(tmp_path, "e-x", lagging, "x", consumer=UnusedConsumer())
+    a = gated_task(tmp_path, "e-a", gated_timed, "a", consumer=UnusedConsumer(), timeout=120)
+    b = gated_task(tmp_path, "e-b", counted, "b", consumer=UnusedConsumer(), timeout=120)
+    pool, pid = _one_worker(tmp_path, sink, x, [a, b], deep=True)
+    try:
+        (tmp_path / "x.go").touch()
+        wait_until(lambda: (tmp_path / "x.replied").exists(), what="x's reply handed over")
+        worker = pool._workers[0]
+        wait_until(lambda: worker.inflight[0] is a, what="the driver to see x end")
+        with pool._lock:
+            _past_its_timeout(pool, a)
+            queued_since = worker.head_started
+            missed: list = []
+            pool._check_timeouts_locked(missed)
+        assert missed == [] and pool.halts == 1
+        wait_until(lambda: pool.halts > 1 or (worker.halting is None and not worker.revoking),
+                   what="the halt's answer")
+        # a had not started: nothing was killed
+        assert pool.halts == 1 and pool.pids == [pid] and not (tmp_path / "a.started").exists()
+        assert worker.head_started > queued_since + 120  # its clock restarted at the answer
+        (tmp_path / "x.resume").touch()
+        assert started_pid(tmp_path, "a") == pid
+        with pool._lock:
+            pool._check_timeouts_locked(missed)  # a runs now, well within its timeout from the restart
+        assert missed == [] and pool.halts == 1
+        (tmp_path / "a.go").touch()
+        wait_until(lambda: pool.idle and len(sink.outcomes) == 3, what="a and b to end")
+        with sink.lock:
+            got = {o.task.step_key: (o.kind, ser.loads(o.blob)) for o in sink.outcomes}
+        assert got == {"x": (OutcomeKind.OK, "x"), "a": (OutcomeKind.OK, "a"), "b": (OutcomeKind.OK, "b")}
+        assert sorted(calls(tmp_path)) == ["a", "b", "x"] and pool.pids == [pid] and pool.halts == 1
+    finally:
+        pool.shutdown()

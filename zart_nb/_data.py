@@ -108,13 +108,14 @@ def collect(journal_path: str | os.PathLike[str], referenced: set[str], *, min_a
     return GcReport(str(folder), tuple(removed), freed, tuple(young), kept, dry_run)
 
 
-def collect_all(journal: Journal, referenced: set[str], *, min_age: float = values.MIN_AGE,
+def collect_all(journal: Journal, referenced: stores.Referenced, *, min_age: float = values.MIN_AGE,
                 dry_run: bool = False) -> GcReport:
     """:func:`collect` over every value store of ``journal`` (held by the caller), as one report (its
-    ``store`` the journal's own, followed by the others)."""
+    ``store`` the journal's own, followed by the others); ``referenced``: the names kept, by folder (a
+    name referenced in one folder keeps no file of that name in another)."""
     folders = stores.folders(journal)
-    reports = [collect(journal.path, referenced, min_age=min_age, dry_run=dry_run, folder=folder)
-               for folder in folders]
+    reports = [collect(journal.path, stores.names_in(referenced, folder), min_age=min_age, dry_run=dry_run,
+                       folder=folder) for folder in folders]
     if not dry_run:  # a deleted execution's folder is visited until nothing unreferenced is left there
         stores.settle(journal, {folder: not report.kept_young for folder, report in zip(folders, reports, strict=True)})
     return GcReport(", ".join(report.store for report in reports),

@@ -180,14 +180,15 @@ def collect_here(journal: Journal, *, keep: int | None, older_than: float | None
         candidates = [c for c in candidates if c.execution_id not in live]
         chosen = choose(candidates, keep, older_than, time.time())
         removed = journal.retire(chosen, dry_run=dry_run)
-        gone = values.referenced_names(removed.blobs)
-        remaining = values.referenced_names(removed.remaining)  # read after the delete (a dry run's too)
+        gone = stores.by_folder(journal.path, removed.blobs)
+        remaining = stores.by_folder(journal.path, removed.remaining)  # read after the delete (a dry run's too)
         freed_names, freed = [], 0
-        for folder in stores.folders(journal):  # a name is in one of them: the store of its execution
-            names, size = stores.remove_files(folder, gone - remaining, dry_run)
+        for folder in stores.folders(journal):  # each name in the folder of its execution's store
+            names, size = stores.remove_files(
+                folder, stores.names_in(gone, folder) - stores.names_in(remaining, folder), dry_run)
             freed_names += names
             freed += size
-        orphans = data.collect_all(journal, remaining | gone, min_age=min_age, dry_run=dry_run)
+        orphans = data.collect_all(journal, stores.merged(remaining, gone), min_age=min_age, dry_run=dry_run)
     retired = set(removed.ids)
     deleted = tuple(i for i in chosen if i in retired)
     return RetentionReport(str(journal.path), deleted, sum(removed.rows.values()), len(freed_names), freed,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -141,18 +142,48 @@ def delete(journal: Journal, execution_id: str) -> tuple[list[str], int]:
     if not gone:
         return [], 0
     try:  # read after the delete: a fork's records may point to the same files
-        names = gone - referenced(journal)
-        return remove_files(folder(journal.path, store), names, dry_run=False)
+        where = folder(journal.path, store)
+        return remove_files(where, gone - names_in(referenced(journal), where), dry_run=False)
     except (ValueStoreError, ValueLost, OSError) as exc:
         log.warning("zart: the stored values of the deleted execution %r were not freed (zart gc frees them): %s",
                     execution_id, exc)
         return [], 0
 
 
-def referenced(journal: Journal) -> set[str]:
+Referenced = dict[Path, set[str]]  # the store files journaled references point to, by value store folder
+
+
+def referenced(journal: Journal) -> Referenced:
     """The names of the store files every journaled reference points to (any step record, superseded
-    ones too, every execution's input and output): what ``zart gc`` and a deletion keep."""
-    return values.referenced_names(journal.query(sql.reference_blobs, values.REF_MAGIC))
+    ones too, every execution's input and output), by the folder of each reference's execution's store:
+    what ``zart gc`` and a deletion keep. A name counts in its own folder only: a file of another folder
+    with that name is not kept for it (see :func:`names_in`)."""
+    return by_folder(journal.path, journal.query(sql.reference_blobs, values.REF_MAGIC))
+
+
+def by_folder(journal_path: str | os.PathLike[str], blobs: Iterable[tuple[str | None, bytes | None]]) -> Referenced:
+    """The store files that ``(value store or None, blob)`` pairs point to, by folder (None: the journal's
+    own store)."""
+    found: Referenced = {}
+    for store, blob in blobs:
+        if blob is not None and values.is_ref(blob):
+            found.setdefault(folder(journal_path, store), set()).add(values.decode_ref(blob).name)
+    return found
+
+
+def names_in(found: Referenced, where: Path) -> set[str]:
+    """The names ``found`` in the folder ``where``: those of every key naming that folder (the same path,
+    or the same folder through a link: a ``value_store=`` given as the journal's own store, say)."""
+    names: set[str] = set()
+    for key, keyed in found.items():
+        if key == where or same_folder(key, where):
+            names |= keyed
+    return names
+
+
+def merged(one: Referenced, other: Referenced) -> Referenced:
+    """Both, folder by folder."""
+    return {key: one.get(key, set()) | other.get(key, set()) for key in one.keys() | other.keys()}
 
 
 def settle(journal: Journal, cleared: dict[Path, bool]) -> None:

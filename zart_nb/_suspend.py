@@ -456,5 +456,16 @@ class Continuer:
 
 
 continuer = Continuer()
-# threading's own exit hooks run before every atexit callback (concurrent.futures stops its workers so)
-threading._register_atexit(continuer._stop)  # type: ignore[attr-defined]
+# The continuer stops in threading's own exit hooks (private, 3.9+; concurrent.futures stops its workers
+# so): they run as the main thread ends, before the interpreter waits for non-daemon threads and before
+# every atexit callback. Nothing public runs then: an atexit callback runs after those threads were
+# joined (one suspending an execution meanwhile could have it continued here), and after
+# runtime.close_all when DuckDB was imported later (close_all is registered again then, and atexit runs
+# the last first); a thread joined on the main thread wakes only after these hooks (threading._shutdown), alongside
+# the threads being joined. tests/test_continuer_exit.py holds the order. Should a Python drop the hook,
+# atexit is the nearest (the continuer still stops, later).
+_at_thread_shutdown = getattr(threading, "_register_atexit", None)
+if _at_thread_shutdown is not None:
+    _at_thread_shutdown(continuer._stop)
+else:  # pragma: no cover - no such Python yet
+    atexit.register(continuer._stop)

@@ -11,7 +11,7 @@ import handover_lib
 import processes
 import pytest
 from conftest import wait_until
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Static
 from tui_helpers import open_schedules, rows, run_async, settle, wait_for
 from zart_tui.app import ZartApp
 from zart_tui.source import Source
@@ -151,3 +151,77 @@ with runtime.journal({str(journal)!r}).hold():
         holder.wait()
         if holder.stdout is not None:
             holder.stdout.close()
+
+
+@run_async
+async def test_a_filter_changed_while_serve_holds_the_journal_shows_the_last_read_filtered(tmp_path):
+    """While serve holds the file, a new filter, search or sort cannot be read: the list shows the last
+    read filtered and sorted here (before: an empty list until the file could be read again). A filter the
+    last read cannot answer (none failed in it: none listed) says serve holds the file; the first filter
+    comes back exactly as read. Once serve lets go, the file's own answer replaces it."""
+    journal, log, gate = _journal_for_serve(tmp_path)
+    app = ZartApp(str(journal), poll=0.3)
+    async with app.run_test(size=(150, 40)) as pilot:
+        await settle(pilot)
+        source, screen = app.sources[0], app.screen
+        assert _listed(app) == ROWS
+        source.busy_hint, source.serve_patience = 1.0, 3600.0
+        serve = processes.serve(journal, tmp_path, tmp_path / "serve.log", ZART_MONITOR="0")
+        try:
+            wait_until(lambda: "start:first" in handover_lib.lines(log), timeout=60, what="serve to run the step")
+            refresher = screen.refresher
+            before = refresher.reads
+            await wait_for(pilot, lambda: source.kept and refresher.reads >= before + 2, what="reads beside serve")
+
+            async def shown_after(*keys: str) -> list[list[str]]:
+                """The rows once a read started after ``keys`` has landed (serve still holding the file)."""
+                at = refresher.reads
+                await pilot.press(*keys)
+                await wait_for(pilot, lambda: refresher.reads > at and not refresher.running, what=f"{keys} read")
+                assert source.kept, "serve let the file go: nothing here was read beside it"
+                return [r[:3] for r in rows(screen.query_one("#executions", DataTable))]
+
+            assert await shown_after("3") == [ROWS[0]]  # completed (before: no rows)
+            assert await shown_after("7") == [ROWS[1]]  # sleeping
+            assert await shown_after("2") == []  # failed: none in the last read
+            assert "zart serve holds it" in str(screen.query_one("#empty", Static).render())
+            assert await shown_after("0") == [ROWS[1], ROWS[0]]  # every status, newest first: as read
+            assert await shown_after("S") == ROWS  # oldest first
+            assert await shown_after("slash", "d", "o", "n", "enter") == [ROWS[0]]  # a search: "don"
+            assert await shown_after("escape", "3") == [ROWS[0]]
+            assert "busy" in _header(app) and "completed" in _header(app)
+            gate.touch()  # serve lets go: the file's answer (long completed too) replaces the narrowed list
+            await wait_for(pilot, lambda: sorted(r[:3] for r in rows(screen.query_one("#executions", DataTable)))
+                           == [ROWS[0], ["long", "long", "completed"]], timeout=60, what="the file read again")
+        finally:
+            gate.touch()
+            assert processes.stop(serve) == 0
+
+
+def test_the_last_read_answers_a_new_query_only_when_it_holds_every_row_of_it():
+    """``narrowed``, what the list shows for a query changed while serve holds the file: the last read
+    filtered and sorted as the read API would, or None when that read cannot hold every row the query
+    wants (it kept another status, a search the new one does not contain, or it filled its page)."""
+    from datetime import datetime
+
+    from zart_tui.screens.executions import PAGE, Query, narrowed
+
+    def record(i: int, workflow: str, status: str) -> zart.ExecutionRecord:
+        return zart.ExecutionRecord(f"run-{i}", workflow, zart.ExecutionStatus(status), 1, "", None, None, None,
+                                    datetime(2026, 1, 1, 0, 0, i), None, None, None)
+
+    def ids(records) -> list[str]:
+        return [r.execution_id for r in records]
+
+    read = [record(3, "train", "failed"), record(2, "etl", "failed"), record(1, "Train", "completed")]
+    every = Query(None, None, "created", True)
+    assert ids(narrowed(every, read, Query("failed", None, "created", True))) == ["run-3", "run-2"]
+    assert ids(narrowed(every, read, Query(None, "TRAIN", "id", False))) == ["run-1", "run-3"]  # any case
+    assert ids(narrowed(every, read, Query(None, "run-2", "created", True))) == ["run-2"]  # a part of the id
+    searched = Query(None, "tra", "created", True)
+    trains = [read[0], read[2]]
+    assert ids(narrowed(searched, trains, Query("completed", "train", "created", True))) == ["run-1"]
+    assert narrowed(searched, trains, Query(None, "t", "created", True)) is None  # wider than that read
+    assert narrowed(searched, trains, every) is None
+    assert narrowed(Query("failed", None, "created", True), read[:2], Query("completed", None, "created", True)) is None
+    assert narrowed(every, [read[0]] * PAGE, Query("failed", None, "created", True)) is None  # a full page

@@ -59,6 +59,21 @@ def merged(records: list[zart.ExecutionRecord], sort: str, descending: bool) -> 
     return sorted(rows, key=lambda r: (value(r) is None, value(r) or 0))
 
 
+def narrowed(read: Query, records: list[zart.ExecutionRecord], query: Query) -> list[zart.ExecutionRecord] | None:
+    """The executions ``query`` would list, taken from the records a read for ``read`` listed (the last read
+    of a journal ``zart serve`` holds a moment): filtered and sorted here as the read API does (a status,
+    a part of the id or workflow, case-insensitive). None when that read cannot hold them all: it kept
+    another status or a search ``query``'s does not contain, or it filled its page (rows past it unknown)."""
+    if len(records) >= PAGE or read.status not in (None, query.status):
+        return None
+    if read.search and (not query.search or read.search.lower() not in query.search.lower()):
+        return None
+    part = (query.search or "").lower()
+    found = [r for r in records if (query.status is None or r.status.value == query.status)
+             and (not part or part in r.execution_id.lower() or part in r.workflow.lower())]
+    return merged(found, query.sort, query.descending)
+
+
 @dataclass(frozen=True)
 class Row:
     source: Source
@@ -107,8 +122,10 @@ class ExecutionsScreen(Screen[None]):
         self._counts: dict[str, int] = {}
         # per journal: ((the app's execution_events, read live), counts) of its last stats read
         self._stats: dict[Path, tuple[tuple[int, bool], dict[str, int]]] = {}
-        # per journal: (query, records, counts) of its last read, kept while zart serve holds its file
+        # per journal: (query, records, counts) of its last read, kept while zart serve holds its file; and
+        # its last read of every status with no search (a filter changed then is applied to it, see narrowed)
         self._last: dict[Path, tuple[Query, list[zart.ExecutionRecord], dict[str, int]]] = {}
+        self._whole: dict[Path, tuple[Query, list[zart.ExecutionRecord]]] = {}
         self._columns: list[tuple[str, str]] = []  # (label, sort key) shown now
         self.refresher: Refresher[tuple[Query, list[tuple[Source, list[zart.ExecutionRecord], dict[str, int]]]]] \
             = Refresher(self, self._read, self._show, name="executions")
@@ -150,8 +167,17 @@ class ExecutionsScreen(Screen[None]):
             records = source.read(lambda r: r.list_executions(q.status, search=q.search, limit=PAGE, sort=q.sort,
                                                               descending=q.descending))
             last = self._last.get(source.path)
-            if records is None and source.kept and last is not None and last[0] == q:
-                results.append((source, last[1], last[2]))  # zart serve holds the file a moment: as shown
+            if records is None and source.kept and last is not None:  # zart serve holds the file a moment
+                if last[0] == q:
+                    results.append((source, last[1], last[2]))  # as shown
+                    continue
+                # the filter, search or sort changed meanwhile: the last read (or the last of every
+                # status) narrowed here; the last read itself is kept for when the query comes back
+                whole = self._whole.get(source.path)
+                shown = narrowed(last[0], last[1], q)
+                if shown is None and whole is not None:
+                    shown = narrowed(whole[0], whole[1], q)
+                results.append((source, shown or [], last[2]))
                 continue
             seen = (self.zapp.execution_events, source.live)
             cached = self._stats.get(source.path)
@@ -165,6 +191,8 @@ class ExecutionsScreen(Screen[None]):
                     counts = {k.value: v for k, v in (found or {}).items()}
                     self._stats[source.path] = (seen, counts)
             self._last[source.path] = (q, records or [], counts)
+            if records is not None and q.status is None and not q.search:
+                self._whole[source.path] = (q, records)
             results.append((source, records or [], counts))
         return q, results
 

@@ -158,8 +158,11 @@ class TakeBack:
           the attempts were sent)
         - An attempt answered ``FUNCTION_MISSING`` while a revoke naming it is on its way: the driver
           queues it again and may send it to the same worker, whose revoke thread may then take the
-          new copy: it is held again by then, so it is taken back once. (No test drives it: it needs
-          a worker's function cache evicted between a send and a revoke.)
+          new copy: it is held again by then, so it is taken back once. A cancel's crossing drives
+          it (test_pool_function_missing: a worker whose cache evicted the function); a steal's is not
+          driven (the idle worker the steal needs would be sent the copy instead). A revoked
+          attempt's function stays on the worker for the attempts sent after it without it
+          (test_pool_function_missing: after a cancel, after a steal).
 
         The cancel of one execution (``cancel``) whose attempts wait on a worker behind another's:
         they are delivered as ``CANCELLED`` at once and marked (``worker.cancelled``), and a cancel (a
@@ -198,8 +201,8 @@ class TakeBack:
         nothing back; its answer is told from the others by its place (answers come in the order the
         requests were sent: ``halt_answer``). Naming the head as halted, the head fails with
         ``TIMEOUT`` and the worker is replaced; with nothing named, the head ended (or has not
-        started) and nothing happens. ``_check_timeouts_locked`` lists the interleavings.
-        (test_pool_timeout: all three tests)
+        started: its clock restarts) and nothing happens. ``_check_timeouts_locked`` lists the
+        interleavings. (test_pool_timeout: every test)
         """
         worker.revoking = max(0, worker.revoking - 1)
         if not worker.revoking:
@@ -280,7 +283,9 @@ class TakeBack:
         started go back to the queue; with ``cancel``, that execution's attempts are cancelled and
         the others go back to the queue; ``halted`` (it halted on a cancelled attempt): every attempt
         goes back to the queue. Attempts already cancelled (``worker.cancelled``) are dropped, with no
-        outcome: a cancelled one at the head counts as the attempt it was running."""
+        outcome: a cancelled one at the head counts as the attempt it was running. A worker that had not
+        said it was ready (it died while starting) ran none of what it held: all of it goes back to the
+        queue, and a pool that gives up fails it with the give-up's error (``LocalPool._crashed_locked``)."""
         worker = self._workers[index]
         worker.kill()
         outcomes: list[Outcome] = []
@@ -296,8 +301,8 @@ class TakeBack:
                 if position == 0 and worker.ready:  # it had started: it counts as executed
                     task.started_at = worker.head_started
                 outcomes.append(Outcome(task, OutcomeKind.CANCELLED, finished_at=now))
-            elif cancel is None and position == 0 and not halted:
-                task.started_at = worker.head_started if worker.ready else 0.0
+            elif cancel is None and position == 0 and not halted and worker.ready:
+                task.started_at = worker.head_started
                 outcomes.append(Outcome(task, kind, error=message, error_type=kind, finished_at=now))
             else:
                 requeue.append(task)
@@ -323,7 +328,10 @@ class TakeBack:
         - A worker that ran on answers with nothing: nothing is killed, the head's reply (on its
           way, before or just after the answer) is its result, and, should the head still be held
           (not received yet), its clock restarts at the answer. (test_pool_timeout: a worker that
-          ran on past the timed-out step is not killed)
+          ran on past the timed-out step is not killed.) The same when the worker has not started the
+          head yet (it lags behind the driver's view): the head then runs to its own result, its
+          timeout counted from the answer, not from when it was queued. (test_pool_timeout: a halt
+          finding the head not started yet restarts its clock)
         - No answer within ``HALT_GRACE`` (stopped, or a step holding the GIL in C code): killed
           then, the head failing with ``TIMEOUT``, as without the question; if the head's reply came
           meanwhile (its answer is late, not missing) the question is dropped and nothing is killed.

@@ -27,12 +27,13 @@ class Candidate(NamedTuple):
 
 class Removed(NamedTuple):
     """What removing executions took out: rows per table, the short blobs (possible value store
-    references) their rows held, and those every other row holds (what stays referenced)."""
+    references) their rows held, and those every other row holds (what stays referenced), each with the
+    value store of its execution (None: the journal's own)."""
 
     ids: list[str]
     rows: dict[str, int]
-    blobs: list[bytes]
-    remaining: list[bytes]
+    blobs: list[tuple[str | None, bytes]]
+    remaining: list[tuple[str | None, bytes]]
 
 
 def finished(conn: duckdb.DuckDBPyConnection, workflow: str | None = None) -> list[Candidate]:
@@ -53,7 +54,7 @@ def remove(conn: duckdb.DuckDBPyConnection, ids: Sequence[str], longest: int = 4
     """Delete the executions of ``ids`` that are still finished, with every row they own, in the caller's
     transaction; returns what went. An id that is no longer finished (a resume began meanwhile) stays."""
     if not ids:
-        return Removed([], {}, [], _references(conn, longest))
+        return Removed([], {}, [], stores.references(conn, longest))
     conn.execute("CREATE OR REPLACE TEMP TABLE zart_retired (execution_id VARCHAR)")
     try:
         conn.executemany("INSERT INTO zart_retired VALUES (?)", [[i] for i in ids])
@@ -61,13 +62,18 @@ def remove(conn: duckdb.DuckDBPyConnection, ids: Sequence[str], longest: int = 4
                         (SELECT execution_id FROM executions WHERE status IN (?, ?, ?))""", list(FINISHED))
         retired = [row[0] for row in conn.execute(
             "SELECT execution_id FROM zart_retired ORDER BY execution_id").fetchall()]
-        blobs = [row[0] for row in conn.execute(
-            """SELECT output FROM steps WHERE execution_id IN (SELECT execution_id FROM zart_retired)
-                   AND output IS NOT NULL AND octet_length(output) <= ?
-               UNION ALL SELECT output FROM executions WHERE execution_id IN (SELECT execution_id FROM zart_retired)
-                   AND output IS NOT NULL AND octet_length(output) <= ?
-               UNION ALL SELECT input FROM executions WHERE execution_id IN (SELECT execution_id FROM zart_retired)
-                   AND input IS NOT NULL AND octet_length(input) <= ?""",
+        blobs = [(row[0], row[1]) for row in conn.execute(
+            """SELECT v.path, b.blob FROM (
+                   SELECT execution_id, output AS blob FROM steps
+                       WHERE execution_id IN (SELECT execution_id FROM zart_retired)
+                       AND output IS NOT NULL AND octet_length(output) <= ?
+                   UNION ALL SELECT execution_id, output FROM executions
+                       WHERE execution_id IN (SELECT execution_id FROM zart_retired)
+                       AND output IS NOT NULL AND octet_length(output) <= ?
+                   UNION ALL SELECT execution_id, input FROM executions
+                       WHERE execution_id IN (SELECT execution_id FROM zart_retired)
+                       AND input IS NOT NULL AND octet_length(input) <= ?) b
+               LEFT JOIN value_stores v USING (execution_id)""",
             [longest, longest, longest]).fetchall()]
         stores.forget(conn, retired)  # their folders stay visited by gc until nothing of theirs is left
         rows: dict[str, int] = {}
@@ -77,16 +83,6 @@ def remove(conn: duckdb.DuckDBPyConnection, ids: Sequence[str], longest: int = 4
             rows[table] = counted[0] if counted else 0
             if rows[table]:
                 conn.execute(f"DELETE FROM {table} WHERE execution_id IN (SELECT execution_id FROM zart_retired)")
-        return Removed(retired, rows, blobs, _references(conn, longest))
+        return Removed(retired, rows, blobs, stores.references(conn, longest))
     finally:
         conn.execute("DROP TABLE IF EXISTS zart_retired")
-
-
-def _references(conn: duckdb.DuckDBPyConnection, longest: int) -> list[bytes]:
-    """Every short blob of the journal (of any step record, and every execution's input and output)."""
-    rows = conn.execute(
-        """SELECT output FROM steps WHERE output IS NOT NULL AND octet_length(output) <= ?
-           UNION ALL SELECT output FROM executions WHERE output IS NOT NULL AND octet_length(output) <= ?
-           UNION ALL SELECT input FROM executions WHERE input IS NOT NULL AND octet_length(input) <= ?""",
-        [longest, longest, longest]).fetchall()
-    return [row[0] for row in rows]

@@ -113,13 +113,16 @@ def references(conn: duckdb.DuckDBPyConnection, longest: int = 4096) -> list[tup
            LEFT JOIN value_stores v USING (execution_id)""", [longest, longest, longest]).fetchall()]
 
 
-def reference_blobs(conn: duckdb.DuckDBPyConnection, magic: bytes) -> list[bytes]:
-    """Every journaled value store reference (of any step record, superseded ones too, and of every
-    execution's input and output): what ``zart gc`` and a deletion keep. Only references are fetched (the
-    blobs that begin with ``magic``, ``_values.REF_MAGIC``: a range), not every short pickle."""
+def reference_blobs(conn: duckdb.DuckDBPyConnection, magic: bytes) -> list[tuple[str | None, bytes]]:
+    """``(value store or None, reference)`` of every journaled value store reference (of any step record,
+    superseded ones too, and of every execution's input and output), with the store of its execution (None:
+    the journal's own): what ``zart gc`` and a deletion keep, folder by folder. Only references are fetched
+    (the blobs that begin with ``magic``, ``_values.REF_MAGIC``: a range), not every short pickle."""
     low, high = magic, magic[:-1] + bytes([magic[-1] + 1])
-    return [row[0] for row in conn.execute(
-        """SELECT output FROM steps WHERE output >= ? AND output < ?
-           UNION ALL SELECT output FROM executions WHERE output >= ? AND output < ?
-           UNION ALL SELECT input FROM executions WHERE input >= ? AND input < ?""",
+    return [(row[0], row[1]) for row in conn.execute(
+        """SELECT v.path, b.blob FROM (
+               SELECT execution_id, output AS blob FROM steps WHERE output >= ? AND output < ?
+               UNION ALL SELECT execution_id, output FROM executions WHERE output >= ? AND output < ?
+               UNION ALL SELECT execution_id, input FROM executions WHERE input >= ? AND input < ?) b
+           LEFT JOIN value_stores v USING (execution_id)""",
         [low, high, low, high, low, high]).fetchall()]
