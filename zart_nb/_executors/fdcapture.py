@@ -18,11 +18,23 @@ Two rules keep every byte with its step (both were races, seen as a flaky test u
   sets the target before the step writes anything, in the same thread, so bytes a read finds that the
   step wrote are the step's, never handed to no one. ``begin`` takes no lock (a lock and a look for
   what came before the step cost ~7,000 instructions a step, 11% of a no-op step in the worker,
-  callgrind), so bytes written between two steps (the worker's own warnings; a step's child still
-  writing) that no poll collected go to the next step;
+  callgrind);
 - a file is emptied (``ROTATE_BYTES``) only in ``end``, between steps: a writer appends while the poll
   thread reads, and ``ftruncate`` would drop whatever was appended after the read. So while one step
   runs its file grows by what it writes, and is emptied when it ends.
+
+A step's child process can outlive the step (``subprocess.Popen`` of something slow, ``cmd &``) and
+keeps writing to the descriptors it inherited. Those bytes are never the next step's: a step that
+started a process (seen by an audit hook: ``subprocess``, ``os.system``, ``os.popen``,
+``os.posix_spawn``, ``os.fork``; one flag, no cost to a step that starts none) has its files *retired*
+when it ends: descriptors 1 and 2 get fresh files, and what arrives in the old ones afterwards is that
+step's late output. Its record cannot take it (the step's outcome and output were journaled when it
+returned), so it goes to the worker's own descriptors (the driver's terminal, or the Jupyter
+server's log), each line labelled ``[key of execution, after it ended]``. A retired file is closed once no
+process holds it open for writing: a read lease on it (held by nobody else, it is opened a second
+time read-only) is granted only then. Not covered: processes started from C code (``fork`` called by
+an extension) and threads a step leaves running, whose later writes land where the descriptors point
+then.
 """
 from __future__ import annotations
 
@@ -31,27 +43,86 @@ import fcntl
 import os
 import sys
 import threading
-from typing import cast
+from typing import Any, cast
 
 from .capture import Capture
 
 POLL_SECONDS = 0.1
 _CURRENT = object()  # _collect's target: whichever step runs once the bytes are read
 ROTATE_BYTES = 1 << 20  # a file is emptied once this much was read from it
+RETIRED_FILES = 64  # retired files kept open at most where leases are not available (then: the oldest closed)
+# Audit events of a process being started: the step's files are retired when it ends.
+_SPAWNS = frozenset(("subprocess.Popen", "os.system", "os.posix_spawn", "os.fork", "os.forkpty", "os.spawn"))
+_F_SETLEASE = getattr(fcntl, "F_SETLEASE", 1024)  # Linux's values: Python 3.11's fcntl lacks the names
+_F_RDLCK = getattr(fcntl, "F_RDLCK", 0)
+_F_UNLCK = getattr(fcntl, "F_UNLCK", 2)
 
 
 class _Stream:
-    __slots__ = ("name", "fd", "file", "saved", "offset", "decoder")
+    """One descriptor's file: ``write`` (``O_APPEND``; what descriptor ``fd`` points at) and ``read``, a
+    read-only description of the same file (see the module docstring on leases)."""
 
-    def __init__(self, name: str, fd: int) -> None:
+    __slots__ = ("name", "fd", "write", "read", "saved", "offset", "decoder")
+
+    def __init__(self, name: str, fd: int, saved: int) -> None:
         self.name = name
         self.fd = fd
-        self.file = _private_file(name)
+        self.write, self.read = _private_file(name)
         # Appending: every process that shares the descriptor (a step's children) writes at the end.
-        fcntl.fcntl(self.file, fcntl.F_SETFL, fcntl.fcntl(self.file, fcntl.F_GETFL) | os.O_APPEND)
-        self.saved = os.dup(fd)
+        fcntl.fcntl(self.write, fcntl.F_SETFL, fcntl.fcntl(self.write, fcntl.F_GETFL) | os.O_APPEND)
+        self.saved = saved
         self.offset = 0
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def new(self) -> bytes:
+        """What was appended since the last read ("" when nothing: two ``lseek`` calls)."""
+        size = os.lseek(self.read, 0, os.SEEK_END)  # the size; O_APPEND writes ignore the offset
+        if size == self.offset:
+            return b""
+        if size < self.offset:  # emptied under us (cannot happen: only this code truncates)
+            self.offset = 0
+        data = os.pread(self.read, size - self.offset, self.offset)
+        self.offset += len(data)
+        return data
+
+
+class _Retired:
+    """A step's files after it ended (it started a process, which may still write to them)."""
+
+    __slots__ = ("stream", "label", "partial", "leases")
+
+    def __init__(self, stream: _Stream, label: str) -> None:
+        self.stream = stream
+        self.label = label
+        self.partial = ""
+        self.leases = True  # False: the file system grants none (kept until RETIRED_FILES pushes it out)
+
+    def collect(self, final: bool = False) -> None:
+        """Pass on its complete new lines, labelled, to the worker's own descriptor (all of it: ``final``)."""
+        stream = self.stream
+        text = self.partial + stream.decoder.decode(stream.new(), final)
+        end = len(text) if final else text.rfind("\n") + 1
+        self.partial = text[end:]
+        if end:
+            lines = "".join(f"{self.label} {line}\n" for line in text[:end].splitlines())
+            _write_all(stream.saved, lines.encode("utf-8", "replace"))
+
+    def unwritten(self) -> bool:
+        """No process holds the file open for writing any more (a read lease is granted only then)."""
+        if not self.leases:
+            return False
+        try:
+            fcntl.fcntl(self.stream.read, _F_SETLEASE, _F_RDLCK)
+        except OSError as exc:
+            if exc.errno not in (11, 16):  # EAGAIN, EBUSY: a writer still holds it
+                self.leases = False
+            return False
+        fcntl.fcntl(self.stream.read, _F_SETLEASE, _F_UNLCK)
+        return True
+
+    def close(self) -> None:
+        self.collect(final=True)
+        os.close(self.stream.read)
 
 
 class FdCapture:
@@ -61,6 +132,8 @@ class FdCapture:
         self._lock = threading.Lock()
         self._target: Capture | None = None
         self._streams: tuple[_Stream, ...] = ()
+        self._spawned = False  # the running step started a process: retire its files when it ends
+        self._retired: list[_Retired] = []
 
     def install(self) -> None:
         for stream in (sys.stdout, sys.stderr):
@@ -68,48 +141,88 @@ class FdCapture:
                 stream.flush()
             except (AttributeError, OSError, ValueError):
                 pass
-        streams = []
-        for name, fd in (("stdout", 1), ("stderr", 2)):
-            stream = _Stream(name, fd)
-            os.dup2(stream.file, fd)
-            streams.append(stream)
-        self._streams = tuple(streams)
+        self._streams = tuple(self._attach(_Stream(name, fd, os.dup(fd))) for name, fd in (("stdout", 1),
+                                                                                            ("stderr", 2)))
+        sys.addaudithook(self._audit)
         threading.Thread(target=self._poll, name="zart-worker-fds", daemon=True).start()
+
+    def _audit(self, event: str, _args: tuple[Any, ...]) -> None:
+        if event in _SPAWNS:
+            self._spawned = True
 
     def begin(self, capture: Capture) -> None:
         self._target = capture  # before the step writes: see the module docstring
 
-    def end(self) -> None:
-        """Hand what the step wrote to its capture; called before the capture closes."""
+    def end(self, task: tuple[Any, ...] | None = None) -> None:
+        """Hand what the step wrote to its capture; called before the capture closes. ``task`` (its
+        ``WireTask``) labels what its processes write after it ended."""
         with self._lock:
             self._collect(self._target)
             self._target = None
+            if self._spawned:
+                self._spawned = False
+                self._retire(task)
             self._rotate()
+
+    def _retire(self, task: tuple[Any, ...] | None) -> None:
+        """Give descriptors 1 and 2 fresh files; the old ones keep what the step's processes write
+        from now on (lock held)."""
+        if task is None:
+            label = "[a step, after it ended]"
+        else:
+            attempt = "" if task[6] <= 1 else f" attempt {task[6]}"
+            label = f"[{task[5]}{attempt} of {task[4]}, after it ended]"
+        streams = []
+        for old in self._streams:
+            try:
+                stream = self._attach(_Stream(old.name, old.fd, old.saved))
+            except OSError:  # no file for it (a full /tmp): its late bytes may reach the next step
+                streams.append(old)
+                continue
+            os.close(old.write)  # the step's processes hold the only writers left
+            streams.append(stream)
+            self._retired.append(_Retired(old, label))
+        self._streams = tuple(streams)
+        while len(self._retired) > RETIRED_FILES:
+            self._retired.pop(0).close()
+
+    @staticmethod
+    def _attach(stream: _Stream) -> _Stream:
+        os.dup2(stream.write, stream.fd)
+        return stream
 
     def _poll(self) -> None:
         wake = threading.Event()
         while not wake.wait(POLL_SECONDS):
             with self._lock:
                 self._collect(_CURRENT)
+                if self._retired:
+                    self._collect_retired()
+
+    def _collect_retired(self) -> None:
+        kept = []
+        for retired in self._retired:
+            retired.collect()
+            if retired.unwritten():
+                retired.close()  # what was written before the last writer closed it is read here
+            else:
+                kept.append(retired)
+        self._retired = kept
 
     def _rotate(self) -> None:
         """Empty a file that grew past ``ROTATE_BYTES`` (lock held, no step running, all of it read)."""
         for stream in self._streams:
             if stream.offset >= ROTATE_BYTES:
-                os.ftruncate(stream.file, 0)
+                os.ftruncate(stream.write, 0)
                 stream.offset = 0
 
     def _collect(self, target: Capture | None | object) -> None:
         """Hand what is new in the files on: to ``target``, or (``_CURRENT``) to the step running once
         it was read (``None``: the original descriptors)."""
         for stream in self._streams:
-            size = os.lseek(stream.file, 0, os.SEEK_END)  # the size; O_APPEND writes ignore the offset
-            if size == stream.offset:
+            data = stream.new()
+            if not data:
                 continue
-            if size < stream.offset:  # emptied under us (cannot happen: only this code truncates)
-                stream.offset = 0
-            data = os.pread(stream.file, size - stream.offset, stream.offset)
-            stream.offset += len(data)
             to = self._target if target is _CURRENT else target
             if to is None:
                 _write_all(stream.saved, data)
@@ -119,21 +232,30 @@ class FdCapture:
                     cast(Capture, to).write(stream.name, text)
 
 
-def _private_file(name: str) -> int:
-    """A new 0600 file with no name: ``O_TMPFILE`` where the system has it (no ``tempfile`` import,
-    ~4 ms of a worker's start), else ``mkstemp`` and unlink."""
+def _private_file(name: str) -> tuple[int, int]:
+    """A new 0600 file with no name, opened twice: for writing and (another description) read-only.
+    ``O_TMPFILE`` where the system has it (no ``tempfile`` import, ~4 ms of a worker's start), else
+    ``mkstemp`` and unlink."""
     folder = os.environ.get("TMPDIR") or "/tmp"
     flags = getattr(os, "O_TMPFILE", 0)
     if flags:
         try:
-            return os.open(folder, flags | os.O_RDWR, 0o600)
+            write = os.open(folder, flags | os.O_RDWR, 0o600)
         except OSError:
             pass
+        else:
+            try:
+                return write, os.open(f"/proc/self/fd/{write}", os.O_RDONLY)
+            except OSError:  # no /proc
+                os.close(write)
     import tempfile
 
-    handle, path = tempfile.mkstemp(prefix=f"zart-{name}-")  # 0600, created exclusively
-    os.unlink(path)
-    return handle
+    write, path = tempfile.mkstemp(prefix=f"zart-{name}-")  # 0600, created exclusively
+    try:
+        read = os.open(path, os.O_RDONLY)
+    finally:
+        os.unlink(path)
+    return write, read
 
 
 def _write_all(fd: int, data: bytes) -> None:
