@@ -23,7 +23,7 @@ def raw(i):
 @zart.step("flood")
 def flood():
     chunk = ("y" * 99 + "\n").encode()
-    for _ in range(30000):  # 3 MB straight to the descriptor: never blocks, keeps the last 64 KiB
+    for _ in range(30000):  # 3 MB straight to the descriptor: never blocks, keeps its two ends
         os.write(1, chunk)
     os.write(1, b"the end\n")
     return "flooded"
@@ -81,8 +81,10 @@ def test_descriptor_output_is_streamed_live_and_journaled_per_step(tmp_path):
         reader.close()
     assert sorted(steps["raw#1"].log.splitlines()) == ["child 1", "fd1 1", "fd2 1", "shell 1"]
     flood = steps["flood#0"].log
-    assert flood.startswith("[zart: output cut; only the last 64 KiB are kept]\n")
-    assert flood.endswith("y" * 99 + "\nthe end\n") and len(flood) < 70 * 1024
+    head, _, rest = flood.partition("[zart: ")  # its first 16 KiB, what was skipped, its last 64 KiB
+    assert head.startswith("y" * 99 + "\n") and len(head) == 16 * 1024 + 1  # a line break added
+    assert rest.startswith(f"{3_000_008 - 16 * 1024 - 64 * 1024:,} characters of output skipped; the first 16 KiB")
+    assert rest.endswith("y" * 99 + "\nthe end\n") and len(flood) < 82 * 1024
     assert steps["waits#0"].log == "before the wait\n"
 
 

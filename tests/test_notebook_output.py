@@ -62,8 +62,9 @@ def test_step_output_is_prefixed_live_and_journaled_per_attempt(tmp_path):
         (attempt,) = reader.list_attempts("chatty-1")
         assert (attempt.step_key, attempt.attempt, attempt.log) == ("flaky#0", 1, "trying 1\n")
         loud = steps["loud#0"].log
-        assert loud.startswith("[zart: output cut; only the last 64 KiB are kept]\n")
-        assert loud.endswith("line 19999 " + "x" * 20 + "\n") and len(loud) < 70 * 1024
+        assert loud.startswith("line 00000 " + "x" * 20 + "\nline 00001 ")  # its first 16 KiB
+        assert f"\n[zart: {20000 * 32 - 80 * 1024:,} characters of output skipped; the first 16 KiB and " in loud
+        assert loud.endswith("line 19999 " + "x" * 20 + "\n") and len(loud) < 82 * 1024  # its last 64 KiB
     finally:
         reader.close()
     cli = subprocess.run([sys.executable, "-m", "zart_nb._cli", "show", "chatty-1", "--output",

@@ -6,17 +6,27 @@ process that runs several steps at once on threads (the inline executor, a Dask 
 step's output apart, and code that is not a step prints as before. Output written to the file
 descriptors directly (C extensions, child processes) is captured in the local pool's workers only
 (``fdcapture``), which run one step at a time.
+
+Bounded whatever a step prints: an attempt keeps its first ``HEAD`` and its last ``TAIL`` characters (both
+streams interleaved in the order written) and one line counting what lies between (``skip_note``), so
+at most ``HEAD + 2 * TAIL`` characters and one unfinished line per stream (cut at ``TAIL``) are held.
+Lines are passed on live up to ``LIVE_BURST`` characters, then at ``LIVE_RATE`` a second; those beyond
+are counted in a note with the next lines passed on (a step printing gigabytes in a loop neither floods
+the driver's I/O thread nor a notebook). A killed attempt is journaled from what the driver received.
 """
 from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
-LIMIT = 64 * 1024  # characters kept per attempt: the last ones
-CUT_NOTE = "[zart: output cut; only the last 64 KiB are kept]\n"
+HEAD = 16 * 1024  # characters kept per attempt from the start of its output...
+TAIL = 64 * 1024  # ...and from its end; what lies between is counted in one line (``skip_note``)
+LIVE_BURST = 4 * 1024 * 1024  # characters of complete lines passed on live before the rate applies
+LIVE_RATE = 128 * 1024  # then characters a second (lines beyond it are counted, not passed on)
 
 LineSink = Callable[[str, str], None]  # (stream name, complete lines) as they are printed
 
@@ -24,38 +34,103 @@ _current: ContextVar[Capture | None] = ContextVar("zart_capture", default=None)
 _first_write = threading.Lock()  # makes a capture's buffers once (most captures never get any)
 
 
-class Capture:
-    """One attempt's output: both streams interleaved, bounded to the last ``LIMIT`` characters.
-    Costs next to nothing until the step writes (most steps print nothing)."""
+def skip_note(skipped: int) -> str:
+    """The line that stands for what an attempt's kept output leaves out."""
+    return (f"[zart: {skipped:,} characters of output skipped; the first {HEAD // 1024} KiB and the last "
+            f"{TAIL // 1024} KiB are kept]\n")
 
-    __slots__ = ("_chunks", "_size", "_cut", "_partial", "_sink", "_lock")
+
+def _dropped_note(lines: int) -> str:
+    return f"[zart: {lines:,} lines not shown live (printed too fast); the journal keeps the output's ends]\n"
+
+
+class Capture:
+    """One attempt's output: both streams interleaved, bounded to its first ``HEAD`` and last ``TAIL``
+    characters, and passed on line by line to ``sink`` (at most ``LIVE_BURST`` characters, then
+    ``LIVE_RATE`` a second: a step printing gigabytes cannot flood the driver or a notebook). Costs
+    next to nothing until the step writes (most steps print nothing)."""
+
+    __slots__ = ("_head", "_room", "_chunks", "_size", "_skipped", "_partial", "_sink", "_lock", "_budget",
+                 "_refilled", "_dropped")
 
     def __init__(self, sink: LineSink | None) -> None:
         self._chunks: list[str] | None = None
         self._sink = sink
 
+    def _start(self) -> None:
+        with _first_write:  # a step's print and the descriptor thread may both write first
+            if self._chunks is None:
+                self._head: list[str] = []
+                self._room = HEAD
+                self._size = self._skipped = self._dropped = 0
+                self._partial = {"stdout": "", "stderr": ""}
+                self._budget = float(LIVE_BURST)
+                self._refilled = 0.0
+                self._lock = threading.Lock()
+                self._chunks = []  # last: a thread that sees it sees the rest
+
     def write(self, stream: str, text: str) -> None:
         if self._chunks is None:
-            with _first_write:  # a step's print and the descriptor thread may both write first
-                if self._chunks is None:
-                    self._cut, self._size = False, 0
-                    self._partial = {"stdout": "", "stderr": ""}
-                    self._lock = threading.Lock()
-                    self._chunks = []  # last: a thread that sees it sees the rest
+            self._start()
         with self._lock:
-            self._chunks.append(text)
-            self._size += len(text)
-            if self._size > 2 * LIMIT:
-                kept = "".join(self._chunks)[-LIMIT:]
-                self._chunks, self._size, self._cut = [kept], len(kept), True
+            if self._room:
+                kept = text[:self._room]
+                self._head.append(kept)
+                self._room -= len(kept)
+                rest = text[len(kept):]
+            else:
+                rest = text
+            if rest:
+                chunks = cast(list[str], self._chunks)
+                chunks.append(rest)
+                self._size += len(rest)
+                if self._size > 2 * TAIL:
+                    kept = "".join(chunks)[-TAIL:]
+                    self._skipped += self._size - len(kept)
+                    self._chunks, self._size = [kept], len(kept)
             if self._sink is None:
                 return
             pending = self._partial[stream] + text
             end = pending.rfind("\n") + 1
+            if len(pending) - end > TAIL:  # a "line" that never ends: passed on in pieces
+                pending, end = pending + "\n", len(pending) + 1
             self._partial[stream] = pending[end:]
-            lines = pending[:end]
+            lines = self._allowed(pending[:end])
         if lines:
             self._sink(stream, lines)
+
+    def _allowed(self, lines: str) -> str:
+        """``lines`` if the live budget allows them, else "" (counted; lock held)."""
+        if not lines:
+            return lines
+        if len(lines) > self._budget:
+            now = time.monotonic()
+            if self._refilled:
+                self._budget = min(float(LIVE_BURST), self._budget + (now - self._refilled) * LIVE_RATE)
+            self._refilled = now
+            if len(lines) > self._budget:
+                self._dropped += lines.count("\n")
+                return ""
+        self._budget -= len(lines)
+        if self._dropped:
+            note = _dropped_note(self._dropped)
+            self._dropped = 0
+            return note + lines
+        return lines
+
+    def skipped(self, stream: str, count: int) -> None:
+        """``count`` characters of ``stream`` were left out unread (the descriptors' backlog): what is
+        kept of the tail so far came before them, so it is left out too."""
+        if self._chunks is None:
+            self._start()
+        with self._lock:
+            self._skipped += count + self._size
+            self._chunks, self._size = [], 0
+            self._room = 0  # what follows the gap is the tail's, never the head's
+            partial = self._partial[stream]
+            self._partial[stream] = ""
+        if self._sink is not None:
+            self._sink(stream, (partial + "\n" if partial else "") + f"[zart: {count:,} characters skipped]\n")
 
     def close(self) -> str | None:
         """The text to journal (None when nothing was printed); passes on unterminated last lines."""
@@ -64,15 +139,21 @@ class Capture:
         with self._lock:
             partial = [(stream, text) for stream, text in self._partial.items() if text]
             self._partial = {"stdout": "", "stderr": ""}
-            text = "".join(self._chunks)
+            dropped, self._dropped = self._dropped, 0
+            head = "".join(self._head)
+            tail = "".join(self._chunks)
+            skipped = self._skipped
         if self._sink is not None:
             for stream, rest in partial:
                 self._sink(stream, rest + "\n")
-        if not text:
-            return None
-        if self._cut or len(text) > LIMIT:
-            return CUT_NOTE + text[-LIMIT:]
-        return text
+            if dropped:
+                self._sink("stderr", _dropped_note(dropped))
+        if len(tail) > TAIL:
+            skipped += len(tail) - TAIL
+            tail = tail[-TAIL:]
+        if skipped:
+            return head + ("" if head.endswith("\n") else "\n") + skip_note(skipped) + tail
+        return (head + tail) or None
 
 
 class _Router:

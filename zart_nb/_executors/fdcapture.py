@@ -20,8 +20,15 @@ Two rules keep every byte with its step (both were races, seen as a flaky test u
   what came before the step cost ~7,000 instructions a step, 11% of a no-op step in the worker,
   callgrind);
 - a file is emptied (``ROTATE_BYTES``) only in ``end``, between steps: a writer appends while the poll
-  thread reads, and ``ftruncate`` would drop whatever was appended after the read. So while one step
-  runs its file grows by what it writes, and is emptied when it ends.
+  thread reads, and ``ftruncate`` would drop whatever was appended after the read. While a step runs,
+  the disk space of what was read is given back instead (``fallocate`` punching a hole: the size stays,
+  appends go on at the end, nothing unread is touched), every ``PUNCH_BYTES``.
+
+Bounded on disk and in memory, whatever a step writes: files are read ``READ_BYTES`` at a time; a backlog
+of more than ``BACKLOG_BYTES`` (a writer faster than the reader) is read only at its two ends, the count
+of bytes between handed to the capture (``Capture.skipped``); the poll comes every ``BUSY_POLL_SECONDS``
+while a step writes a lot. A file holds at most about ``BACKLOG_BYTES`` plus what the step writes in one
+poll interval (a writer at 1 GB/s: ~10 MB). What the capture keeps of it is bounded in ``capture``.
 
 A step's child process can outlive the step (``subprocess.Popen`` of something slow, ``cmd &``) and
 keeps writing to the descriptors it inherited. Those bytes are never the next step's: a step that
@@ -43,13 +50,20 @@ import fcntl
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any, cast
 
 from .capture import Capture
 
 POLL_SECONDS = 0.1
+BUSY_POLL_SECONDS = 0.01  # while a step writes faster than READ_BYTES a poll
 _CURRENT = object()  # _collect's target: whichever step runs once the bytes are read
 ROTATE_BYTES = 1 << 20  # a file is emptied once this much was read from it
+READ_BYTES = 1 << 20  # read at most this much at once
+BACKLOG_BYTES = 8 << 20  # more than this unread: only its first HEAD_BYTES and last TAIL_BYTES are read
+HEAD_BYTES = 64 << 10
+TAIL_BYTES = 256 << 10
+PUNCH_BYTES = 1 << 20  # while a step runs, the disk space of what was read is freed by this much
 RETIRED_FILES = 64  # retired files kept open at most where leases are not available (then: the oldest closed)
 # Audit events of a process being started: the step's files are retired when it ends.
 _SPAWNS = frozenset(("subprocess.Popen", "os.system", "os.posix_spawn", "os.fork", "os.forkpty", "os.spawn"))
@@ -62,7 +76,7 @@ class _Stream:
     """One descriptor's file: ``write`` (``O_APPEND``; what descriptor ``fd`` points at) and ``read``, a
     read-only description of the same file (see the module docstring on leases)."""
 
-    __slots__ = ("name", "fd", "write", "read", "saved", "offset", "decoder")
+    __slots__ = ("name", "fd", "write", "read", "saved", "offset", "punched", "decoder")
 
     def __init__(self, name: str, fd: int, saved: int) -> None:
         self.name = name
@@ -72,18 +86,42 @@ class _Stream:
         fcntl.fcntl(self.write, fcntl.F_SETFL, fcntl.fcntl(self.write, fcntl.F_GETFL) | os.O_APPEND)
         self.saved = saved
         self.offset = 0
+        self.punched = 0  # the disk space before this offset was given back
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
-    def new(self) -> bytes:
-        """What was appended since the last read ("" when nothing: two ``lseek`` calls)."""
-        size = os.lseek(self.read, 0, os.SEEK_END)  # the size; O_APPEND writes ignore the offset
-        if size == self.offset:
-            return b""
+    def size(self) -> int:
+        return os.lseek(self.read, 0, os.SEEK_END)  # O_APPEND writes ignore the offset
+
+    def pieces(self, size: int) -> Iterator[bytes | int]:
+        """What was appended up to ``size``, in pieces of at most ``READ_BYTES``; past a backlog of
+        ``BACKLOG_BYTES``, its first and last bytes with the count of those between (an ``int``)."""
         if size < self.offset:  # emptied under us (cannot happen: only this code truncates)
             self.offset = 0
-        data = os.pread(self.read, size - self.offset, self.offset)
+        if size - self.offset > BACKLOG_BYTES:
+            yield self._read(HEAD_BYTES)
+            skipped = size - TAIL_BYTES - self.offset
+            self.offset = size - TAIL_BYTES
+            self.decoder.reset()
+            yield skipped
+        while self.offset < size:
+            data = self._read(min(READ_BYTES, size - self.offset))
+            if not data:
+                return
+            yield data
+
+    def _read(self, count: int) -> bytes:
+        data = os.pread(self.read, count, self.offset)
         self.offset += len(data)
         return data
+
+    def punch(self, write: int | None = None) -> None:
+        """Give back the disk space of what was read (a file keeps its size: appends go on at its end)."""
+        upto = self.offset & ~0xFFFF
+        if upto - self.punched < PUNCH_BYTES:
+            return
+        fd = self.write if write is None else write
+        if _punch_hole(fd, self.punched, upto - self.punched):
+            self.punched = upto
 
 
 class _Retired:
@@ -100,12 +138,29 @@ class _Retired:
     def collect(self, final: bool = False) -> None:
         """Pass on its complete new lines, labelled, to the worker's own descriptor (all of it: ``final``)."""
         stream = self.stream
-        text = self.partial + stream.decoder.decode(stream.new(), final)
-        end = len(text) if final else text.rfind("\n") + 1
-        self.partial = text[end:]
+        size = stream.size()
+        if size != stream.offset:
+            for piece in stream.pieces(size):
+                self._labelled(stream.decoder.decode(piece) if isinstance(piece, bytes) else
+                               "\n" + _skip_note(piece))
+            if size - stream.punched >= PUNCH_BYTES:  # its writers may go on: free what was read
+                try:
+                    write = os.open(f"/proc/self/fd/{stream.read}", os.O_WRONLY)
+                except OSError:
+                    pass
+                else:
+                    stream.punch(write)
+                    os.close(write)
+        if final:
+            self._labelled(stream.decoder.decode(b"", True) + ("\n" if self.partial else ""))
+
+    def _labelled(self, text: str) -> None:
+        text = self.partial + text
+        end = text.rfind("\n") + 1
+        self.partial = text[end:][-HEAD_BYTES:]
         if end:
             lines = "".join(f"{self.label} {line}\n" for line in text[:end].splitlines())
-            _write_all(stream.saved, lines.encode("utf-8", "replace"))
+            _write_all(self.stream.saved, lines.encode("utf-8", "replace"))
 
     def unwritten(self) -> bool:
         """No process holds the file open for writing any more (a read lease is granted only then)."""
@@ -134,6 +189,7 @@ class FdCapture:
         self._streams: tuple[_Stream, ...] = ()
         self._spawned = False  # the running step started a process: retire its files when it ends
         self._retired: list[_Retired] = []
+        self._busy = False  # the last read found a lot: read again sooner
 
     def install(self) -> None:
         for stream in (sys.stdout, sys.stderr):
@@ -193,8 +249,9 @@ class FdCapture:
 
     def _poll(self) -> None:
         wake = threading.Event()
-        while not wake.wait(POLL_SECONDS):
+        while not wake.wait(BUSY_POLL_SECONDS if self._busy else POLL_SECONDS):
             with self._lock:
+                self._busy = False
                 self._collect(_CURRENT)
                 if self._retired:
                     self._collect_retired()
@@ -214,22 +271,54 @@ class FdCapture:
         for stream in self._streams:
             if stream.offset >= ROTATE_BYTES:
                 os.ftruncate(stream.write, 0)
-                stream.offset = 0
+                stream.offset = stream.punched = 0
 
     def _collect(self, target: Capture | None | object) -> None:
         """Hand what is new in the files on: to ``target``, or (``_CURRENT``) to the step running once
         it was read (``None``: the original descriptors)."""
         for stream in self._streams:
-            data = stream.new()
-            if not data:
-                continue
-            to = self._target if target is _CURRENT else target
+            size = os.lseek(stream.read, 0, os.SEEK_END)  # stream.size(), inline: every step ends here
+            if size != stream.offset:
+                self._drain(stream, size, target)
+
+    def _drain(self, stream: _Stream, size: int, target: Capture | None | object) -> None:
+        if size - stream.offset >= READ_BYTES:
+            self._busy = True
+        for piece in stream.pieces(size):
+            to = self._target if target is _CURRENT else target  # decided after the read
             if to is None:
-                _write_all(stream.saved, data)
-            else:
-                text = stream.decoder.decode(data)
+                _write_all(stream.saved, piece if isinstance(piece, bytes) else _skip_note(piece).encode())
+            elif isinstance(piece, bytes):
+                text = stream.decoder.decode(piece)
                 if text:
                     cast(Capture, to).write(stream.name, text)
+            else:
+                cast(Capture, to).skipped(stream.name, piece)
+        stream.punch()
+
+
+def _skip_note(count: int) -> str:
+    return f"[zart: {count:,} bytes skipped]\n"
+
+
+_punch: Any = None  # libc's fallocate, loaded when first needed (False: not available)
+
+
+def _punch_hole(fd: int, offset: int, length: int) -> bool:
+    """Free the disk space of a file's range, keeping its size (``fallocate`` ``PUNCH_HOLE``)."""
+    global _punch
+    if _punch is None:
+        try:
+            import ctypes
+
+            function = ctypes.CDLL(None, use_errno=True).fallocate
+            function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+            _punch = function
+        except (OSError, AttributeError):
+            _punch = False
+    if _punch is False:
+        return False
+    return bool(_punch(fd, 0x01 | 0x02, offset, length) == 0)  # FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE
 
 
 def _private_file(name: str) -> tuple[int, int]:
