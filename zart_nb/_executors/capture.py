@@ -31,6 +31,9 @@ LIVE_RATE = 128 * 1024  # then characters a second (lines beyond it are counted,
 LineSink = Callable[[str, str], None]  # (stream name, complete lines) as they are printed
 
 _current: ContextVar[Capture | None] = ContextVar("zart_capture", default=None)
+# Set by ``fdcapture`` while the running step has started a process: called before a step's print is
+# captured, it hands on first what reached the descriptors before it (the process's output), in order.
+catch_up: Callable[[], None] | None = None
 _first_write = threading.Lock()  # makes a capture's buffers once (most captures never get any)
 
 
@@ -167,6 +170,8 @@ class _Router:
         capture = _current.get()
         if capture is None:
             return self._inner.write(text)
+        if catch_up is not None:
+            catch_up()
         capture.write(self._name, text)
         return len(text)
 

@@ -56,6 +56,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any, cast
 
+from . import capture
 from .capture import Capture
 
 POLL_SECONDS = 0.1
@@ -208,6 +209,14 @@ class FdCapture:
     def _audit(self, event: str, _args: tuple[Any, ...]) -> None:
         if event in _SPAWNS:
             self._spawned = True
+            capture.catch_up = self._catch_up
+
+    def _catch_up(self) -> None:
+        """A step that started a process prints: what the process wrote before is passed on first
+        (a print after ``subprocess.run`` comes after the run's output, live and in the journal)."""
+        if self._target is not None:
+            with self._lock:
+                self._collect(_CURRENT)
 
     def begin(self, capture: Capture) -> None:
         self._target = capture  # before the step writes: see the module docstring
@@ -220,6 +229,7 @@ class FdCapture:
             self._target = None
             if self._spawned:
                 self._spawned = False
+                capture.catch_up = None
                 self._retire(task)
             self._rotate()
 

@@ -1,0 +1,41 @@
+"""What a step prints and what its child processes write to the same descriptors are journaled (and
+shown live) in the order written: a print after ``subprocess.run`` comes after the run's output."""
+import subprocess
+import sys
+
+import zart_nb as zart
+
+PROGRAM = r"""
+import os, subprocess, sys
+import zart_nb as zart
+
+@zart.step("make")
+def make():
+    print("building")
+    subprocess.run(["echo", "compiler output"], check=True)
+    print("built")
+    os.system("echo warning from the linker >&2")
+    print("linked", file=sys.stderr)
+    return "made"
+
+@zart.workflow("build")
+def build(_):
+    return make()
+
+print("result", zart.run(build, None, execution_id="build-1", journal="j.duckdb", workers=1), flush=True)
+"""
+
+
+def test_a_print_after_a_child_process_comes_after_its_output(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", PROGRAM], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["[make#0] building", "[make#0] compiler output", "[make#0] built",
+                                        "result made"]
+    assert proc.stderr.splitlines() == ["[make#0] warning from the linker", "[make#0] linked"]
+    reader = zart.journal(tmp_path / "j.duckdb")
+    try:
+        (step,) = reader.list_steps("build-1")
+    finally:
+        reader.close()
+    assert step.log == "building\ncompiler output\nbuilt\nwarning from the linker\nlinked\n"
