@@ -27,6 +27,7 @@ HEAD = 16 * 1024  # characters kept per attempt from the start of its output...
 TAIL = 64 * 1024  # ...and from its end; what lies between is counted in one line (``skip_note``)
 LIVE_BURST = 4 * 1024 * 1024  # characters of complete lines passed on live before the rate applies
 LIVE_RATE = 128 * 1024  # then characters a second (lines beyond it are counted, not passed on)
+PARTIAL_SECONDS = 0.5  # an unfinished line is passed on once it waited this long (``tick``)
 
 LineSink = Callable[[str, str], None]  # (stream name, complete lines) as they are printed
 
@@ -43,6 +44,18 @@ def skip_note(skipped: int) -> str:
             f"{TAIL // 1024} KiB are kept]\n")
 
 
+def _as_shown(text: str) -> str:
+    """``text`` as a terminal shows it: of a line rewritten with carriage returns (a progress bar), the
+    last state only."""
+    if "\r" not in text:
+        return text
+    lines = []
+    for line in text.split("\n"):
+        line = line.rstrip("\r")
+        lines.append(line[line.rfind("\r") + 1:])
+    return "\n".join(lines)
+
+
 def _dropped_note(lines: int) -> str:
     return f"[zart: {lines:,} lines not shown live (printed too fast); the journal keeps the output's ends]\n"
 
@@ -53,8 +66,8 @@ class Capture:
     ``LIVE_RATE`` a second: a step printing gigabytes cannot flood the driver or a notebook). Costs
     next to nothing until the step writes (most steps print nothing)."""
 
-    __slots__ = ("_head", "_room", "_chunks", "_size", "_skipped", "_partial", "_sink", "_lock", "_budget",
-                 "_refilled", "_dropped")
+    __slots__ = ("_head", "_room", "_chunks", "_size", "_skipped", "_partial", "_since", "_sink", "_lock",
+                 "_budget", "_refilled", "_dropped")
 
     def __init__(self, sink: LineSink | None) -> None:
         self._chunks: list[str] | None = None
@@ -67,6 +80,7 @@ class Capture:
                 self._room = HEAD
                 self._size = self._skipped = self._dropped = 0
                 self._partial = {"stdout": "", "stderr": ""}
+                self._since: dict[str, float] = {}  # stream -> when ``tick`` first saw its unfinished line
                 self._budget = float(LIVE_BURST)
                 self._refilled = 0.0
                 self._lock = threading.Lock()
@@ -97,10 +111,12 @@ class Capture:
             end = pending.rfind("\n") + 1
             if len(pending) - end > TAIL:  # a "line" that never ends: passed on in pieces
                 pending, end = pending + "\n", len(pending) + 1
+            if end and self._since:
+                self._since.pop(stream, None)
             self._partial[stream] = pending[end:]
             lines = self._allowed(pending[:end])
         if lines:
-            self._sink(stream, lines)
+            self._sink(stream, _as_shown(lines))
 
     def _allowed(self, lines: str) -> str:
         """``lines`` if the live budget allows them, else "" (counted; lock held)."""
@@ -121,6 +137,27 @@ class Capture:
             return note + lines
         return lines
 
+    def tick(self, now: float) -> None:
+        """Pass on unfinished lines that waited ``PARTIAL_SECONDS`` (a worker calls this every ~0.1 s):
+        a step killed mid-line (``print("waiting for the server...", end="")``) keeps that line in the
+        output journaled from what the driver received, and it is seen live. The rest of the line
+        follows as a line of its own."""
+        if self._chunks is None or self._sink is None:
+            return
+        ready = []
+        with self._lock:
+            for stream, text in self._partial.items():
+                if text:
+                    since = self._since.setdefault(stream, now)
+                    if now - since >= PARTIAL_SECONDS:
+                        ready.append((stream, text))
+                        self._partial[stream] = ""
+                        del self._since[stream]
+        for stream, text in ready:
+            shown = _as_shown(text)
+            if shown:
+                self._sink(stream, shown)
+
     def skipped(self, stream: str, count: int) -> None:
         """``count`` characters of ``stream`` were left out unread (the descriptors' backlog): what is
         kept of the tail so far came before them, so it is left out too."""
@@ -133,7 +170,7 @@ class Capture:
             partial = self._partial[stream]
             self._partial[stream] = ""
         if self._sink is not None:
-            self._sink(stream, (partial + "\n" if partial else "") + f"[zart: {count:,} characters skipped]\n")
+            self._sink(stream, _as_shown(partial + "\n" if partial else "") + f"[zart: {count:,} characters skipped]\n")
 
     def close(self) -> str | None:
         """The text to journal (None when nothing was printed); passes on unterminated last lines."""
@@ -148,7 +185,7 @@ class Capture:
             skipped = self._skipped
         if self._sink is not None:
             for stream, rest in partial:
-                self._sink(stream, rest + "\n")
+                self._sink(stream, _as_shown(rest + "\n"))
             if dropped:
                 self._sink("stderr", _dropped_note(dropped))
         if len(tail) > TAIL:

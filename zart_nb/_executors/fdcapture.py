@@ -53,6 +53,7 @@ import fcntl
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any, cast
 
@@ -266,6 +267,8 @@ class FdCapture:
             with self._lock:
                 self._busy = False
                 self._collect(_CURRENT)
+                if self._target is not None:
+                    self._target.tick(time.monotonic())
                 if self._retired:
                     self._collect_retired()
 
