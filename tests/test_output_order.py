@@ -1,9 +1,12 @@
 """What a step prints and what its child processes write to the same descriptors are journaled (and
 shown live) in the order written: a print after ``subprocess.run`` comes after the run's output."""
+import os
 import subprocess
 import sys
+import threading
 
 import zart_nb as zart
+from zart_nb._executors import capture, fdcapture
 
 PROGRAM = r"""
 import os, subprocess, sys
@@ -39,3 +42,28 @@ def test_a_print_after_a_child_process_comes_after_its_output(tmp_path):
     finally:
         reader.close()
     assert step.log == "building\ncompiler output\nbuilt\nwarning from the linker\nlinked\n"
+
+
+def test_a_print_from_inside_a_catch_up_does_not_wait_for_itself():
+    # A finalizer run by a collection while the catch-up holds the lock may print: that print's own
+    # catch-up is skipped, not waited for (it would wait forever on the lock its own thread holds).
+    descriptors = fdcapture.FdCapture()
+    stream = fdcapture._Stream("stdout", 1, -1)  # a real file, not put behind descriptor 1
+    descriptors._streams = (stream,)
+    received = []
+
+    def sink(name, text):
+        descriptors._catch_up()  # as the finalizer's print would
+        received.append(text)
+
+    descriptors.begin(capture.Capture(sink))
+    os.write(stream.write, b"from a child\n")
+    caller = threading.Thread(target=descriptors._catch_up, daemon=True)
+    try:
+        caller.start()
+        caller.join(30)
+        assert not caller.is_alive()
+        assert received == ["from a child\n"]
+    finally:
+        os.close(stream.write)
+        os.close(stream.read)

@@ -159,8 +159,9 @@ class Capture:
                 self._sink(stream, shown)
 
     def skipped(self, stream: str, count: int) -> None:
-        """``count`` characters of ``stream`` were left out unread (the descriptors' backlog): what is
-        kept of the tail so far came before them, so it is left out too."""
+        """``count`` bytes of ``stream`` were left out unread (the descriptors' backlog; counted as
+        characters in the note): what is kept of the tail so far came before them, so it is left out
+        too."""
         if self._chunks is None:
             self._start()
         with self._lock:
@@ -170,7 +171,7 @@ class Capture:
             partial = self._partial[stream]
             self._partial[stream] = ""
         if self._sink is not None:
-            self._sink(stream, _as_shown(partial + "\n" if partial else "") + f"[zart: {count:,} characters skipped]\n")
+            self._sink(stream, _as_shown(partial + "\n" if partial else "") + f"[zart: {count:,} bytes skipped]\n")
 
     def close(self) -> str | None:
         """The text to journal (None when nothing was printed); passes on unterminated last lines."""

@@ -195,6 +195,7 @@ class FdCapture:
         self._spawned = False  # the running step started a process: retire its files when it ends
         self._retired: list[_Retired] = []
         self._busy = False  # the last read found a lot: read again sooner
+        self._catching = False  # in _catch_up (the step's thread)
 
     def install(self) -> None:
         for stream in (sys.stdout, sys.stderr):
@@ -214,10 +215,15 @@ class FdCapture:
 
     def _catch_up(self) -> None:
         """A step that started a process prints: what the process wrote before is passed on first
-        (a print after ``subprocess.run`` comes after the run's output, live and in the journal)."""
-        if self._target is not None:
-            with self._lock:
-                self._collect(_CURRENT)
+        (a print after ``subprocess.run`` comes after the run's output, live and in the journal). Not
+        again from inside (a finalizer run by a collection while the lock is held may print)."""
+        if self._target is not None and not self._catching:
+            self._catching = True
+            try:
+                with self._lock:
+                    self._collect(_CURRENT)
+            finally:
+                self._catching = False
 
     def begin(self, capture: Capture) -> None:
         self._target = capture  # before the step writes: see the module docstring
