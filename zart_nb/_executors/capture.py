@@ -66,8 +66,8 @@ class Capture:
     ``LIVE_RATE`` a second: a step printing gigabytes cannot flood the driver or a notebook). Costs
     next to nothing until the step writes (most steps print nothing)."""
 
-    __slots__ = ("_head", "_room", "_chunks", "_size", "_skipped", "_partial", "_since", "_sink", "_lock",
-                 "_budget", "_refilled", "_dropped")
+    __slots__ = ("_head", "_room", "_chunks", "_size", "_skipped", "_mid_line", "_partial", "_since", "_sink",
+                 "_lock", "_budget", "_refilled", "_dropped")
 
     def __init__(self, sink: LineSink | None) -> None:
         self._chunks: list[str] | None = None
@@ -79,6 +79,7 @@ class Capture:
                 self._head: list[str] = []
                 self._room = HEAD
                 self._size = self._skipped = self._dropped = 0
+                self._mid_line = False  # the kept tail starts inside a line (what came before is skipped)
                 self._partial = {"stdout": "", "stderr": ""}
                 self._since: dict[str, float] = {}  # stream -> when ``tick`` first saw its unfinished line
                 self._budget = float(LIVE_BURST)
@@ -102,7 +103,9 @@ class Capture:
                 chunks.append(rest)
                 self._size += len(rest)
                 if self._size > 2 * TAIL:
-                    kept = "".join(chunks)[-TAIL:]
+                    joined = "".join(chunks)
+                    kept = joined[-TAIL:]
+                    self._mid_line = joined[-TAIL - 1] != "\n"
                     self._skipped += self._size - len(kept)
                     self._chunks, self._size = [kept], len(kept)
             if self._sink is None:
@@ -168,6 +171,7 @@ class Capture:
             self._skipped += count + self._size
             self._chunks, self._size = [], 0
             self._room = 0  # what follows the gap is the tail's, never the head's
+            self._mid_line = True
             partial = self._partial[stream]
             self._partial[stream] = ""
         if self._sink is not None:
@@ -184,6 +188,7 @@ class Capture:
             head = "".join(self._head)
             tail = "".join(self._chunks)
             skipped = self._skipped
+            mid_line = self._mid_line
         if self._sink is not None:
             for stream, rest in partial:
                 self._sink(stream, _as_shown(rest + "\n"))
@@ -191,10 +196,22 @@ class Capture:
                 self._sink("stderr", _dropped_note(dropped))
         if len(tail) > TAIL:
             skipped += len(tail) - TAIL
+            mid_line = tail[-TAIL - 1] != "\n"
             tail = tail[-TAIL:]
-        if skipped:
-            return head + ("" if head.endswith("\n") else "\n") + skip_note(skipped) + tail
-        return (head + tail) or None
+        if not skipped:
+            return (head + tail) or None
+        # Whole lines on both sides of the note (the pieces of lines cut are counted as skipped)
+        end = head.rfind("\n") + 1
+        if end >= len(head) // 2:
+            skipped += len(head) - end
+            head = head[:end]
+        elif not head.endswith("\n"):
+            head += "\n"
+        start = tail.find("\n") + 1 if mid_line else 0
+        if start <= len(tail) // 2:
+            skipped += start
+            tail = tail[start:]
+        return head + skip_note(skipped) + tail
 
 
 class _Router:
@@ -236,6 +253,29 @@ def begin(sink: LineSink | None) -> tuple[Capture, Any]:
 
 def end(token: Any) -> None:
     _current.reset(token)
+
+
+FOLLOW_KEPT = 256  # characters of what a follower showed last, to find its place in a later text
+
+
+def unseen(text: str, start: int, seen: str) -> tuple[str, int, str]:
+    """For a follower of a running attempt's output (``zart show --output --follow``): the whole lines
+    of ``text`` (what it printed so far, as ``Capture.close`` gives it) not shown yet, and the follower's
+    new place ``(start, seen)``. The text is not only appended to: past ``HEAD + TAIL`` characters its
+    middle is skipped, so the place is also found by the last characters shown (``seen``); if those fell
+    out of the kept tail, following resumes at its start."""
+    end = text.rfind("\n") + 1
+    if start > end or text[max(0, start - len(seen)):start] != seen:
+        found = text.rfind(seen, 0, end) if seen else -1
+        if found >= 0:
+            start = found + len(seen)
+        else:  # behind by more than the kept tail: from its first whole line (it may start mid-line)
+            note = text.find(" characters of output skipped; ")
+            first = -1 if note < 0 else text.find("\n", text.find("\n", note) + 1)
+            start = 0 if note < 0 else end if first < 0 else first + 1
+    if end <= start:
+        return "", start, seen
+    return text[start:end], end, text[max(0, end - FOLLOW_KEPT):end]
 
 
 def prefix_lines(step_key: str, attempt: int, text: str) -> str:
