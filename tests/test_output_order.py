@@ -1,5 +1,6 @@
 """What a step prints and what its child processes write to the same descriptors are journaled (and
 shown live) in the order written: a print after ``subprocess.run`` comes after the run's output."""
+import gc
 import os
 import subprocess
 import sys
@@ -67,3 +68,40 @@ def test_a_print_from_inside_a_catch_up_does_not_wait_for_itself():
     finally:
         os.close(stream.write)
         os.close(stream.read)
+
+
+def test_a_print_during_a_collection_inside_a_capture_does_not_hang():
+    # A collection may start while a capture holds its lock (it allocates), and run a finalizer that
+    # prints to the same capture, from the same thread: it must not wait for itself.
+    captured = capture.Capture(lambda stream, text: None)
+    reentered = []
+
+    inside = {capture.Capture.write.__code__, capture.Capture._start.__code__}
+
+    def on_collection(phase, _info):
+        if phase != "start" or threading.current_thread() is not writer:
+            return
+        frame = sys._getframe(1)
+        while frame is not None and frame.f_code not in inside:
+            frame = frame.f_back
+        if frame is not None:  # the collection started inside the capture (its lock held, at times)
+            reentered.append(frame.f_code.co_name)
+            captured.write("stdout", "from a finalizer\n")
+
+    def write_lots():
+        for i in range(5000):  # past 2 * TAIL: the tail is trimmed (a new list) under the lock
+            captured.write("stdout", f"{i:05d} " + "x" * 100 + "\n")
+
+    writer = threading.Thread(target=write_lots, daemon=True)
+    threshold = gc.get_threshold()
+    gc.callbacks.append(on_collection)
+    gc.set_threshold(1)  # a collection at every allocation of a container
+    try:
+        writer.start()
+        writer.join(30)
+    finally:
+        gc.set_threshold(*threshold)
+        gc.callbacks.remove(on_collection)
+    assert not writer.is_alive()
+    assert reentered[0] == "_start" and "write" in reentered
+    assert (captured.close() or "").endswith("04999 " + "x" * 100 + "\n")

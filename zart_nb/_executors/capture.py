@@ -35,7 +35,9 @@ _current: ContextVar[Capture | None] = ContextVar("zart_capture", default=None)
 # Set by ``fdcapture`` while the running step has started a process: called before a step's print is
 # captured, it hands on first what reached the descriptors before it (the process's output), in order.
 catch_up: Callable[[], None] | None = None
-_first_write = threading.Lock()  # makes a capture's buffers once (most captures never get any)
+# Reentrant, as a capture's own lock: a collection run while one is held may call a finalizer that prints
+# to the same capture from the same thread (with a plain lock the step would wait forever).
+_first_write = threading.RLock()  # makes a capture's buffers once (most captures never get any)
 
 
 def skip_note(skipped: int) -> str:
@@ -84,7 +86,7 @@ class Capture:
                 self._since: dict[str, float] = {}  # stream -> when ``tick`` first saw its unfinished line
                 self._budget = float(LIVE_BURST)
                 self._refilled = 0.0
-                self._lock = threading.Lock()
+                self._lock = threading.RLock()
                 self._chunks = []  # last: a thread that sees it sees the rest
 
     def write(self, stream: str, text: str) -> None:
