@@ -8,11 +8,14 @@ descriptors directly (C extensions, child processes) is captured in the local po
 (``fdcapture``), which run one step at a time.
 
 Bounded whatever a step prints: an attempt keeps its first ``HEAD`` and its last ``TAIL`` characters (both
-streams interleaved in the order written) and one line counting what lies between (``skip_note``), so
-at most ``HEAD + 2 * TAIL`` characters and one unfinished line per stream (cut at ``TAIL``) are held.
-Lines are passed on live up to ``LIVE_BURST`` characters, then at ``LIVE_RATE`` a second; those beyond
-are counted in a note with the next lines passed on (a step printing gigabytes in a loop neither floods
-the driver's I/O thread nor a notebook). A killed attempt is journaled from what the driver received.
+streams interleaved in the order written; whole lines) and one line counting what lies between
+(``skip_note``), so at most ``HEAD + 2 * TAIL`` characters and one unfinished line per stream (cut at
+``TAIL``) are held. Lines are passed on live up to ``LIVE_BURST`` characters, then at ``LIVE_RATE`` a
+second; those beyond are counted in a note with the next lines passed on (a step printing gigabytes in a
+loop neither floods the driver's I/O thread nor a notebook). A killed attempt is journaled from what the
+driver received, so an unfinished line is passed on too once it waited ``PARTIAL_SECONDS`` (``tick``);
+what is passed on is shown as a terminal shows it (a line rewritten with carriage returns, a progress
+bar, in its last state). ``unseen`` keeps a follower's place in a text that is not only appended to.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ LIVE_BURST = 4 * 1024 * 1024  # characters of complete lines passed on live befo
 LIVE_RATE = 128 * 1024  # then characters a second (lines beyond it are counted, not passed on)
 PARTIAL_SECONDS = 0.5  # an unfinished line is passed on once it waited this long (``tick``)
 
-LineSink = Callable[[str, str], None]  # (stream name, complete lines) as they are printed
+LineSink = Callable[[str, str], None]  # (stream name, complete lines; or a line's start, see tick) as printed
 
 _current: ContextVar[Capture | None] = ContextVar("zart_capture", default=None)
 # Set by ``fdcapture`` while the running step has started a process: called before a step's print is
