@@ -68,6 +68,7 @@ READ_BYTES = 1 << 20  # read at most this much at once
 BACKLOG_BYTES = 8 << 20  # more than this unread: only its first HEAD_BYTES and last TAIL_BYTES are read
 HEAD_BYTES = 64 << 10
 TAIL_BYTES = 256 << 10
+CATCH_UP_SECONDS = 0.001  # a print looks for what the step's processes wrote before it at most this often
 PUNCH_BYTES = 1 << 20  # while a step runs, the disk space of what was read is freed by this much
 RETIRED_FILES = 64  # retired files kept open at most where leases are not available (then: the oldest closed)
 # Audit events of a process being started: the step's files are retired when it ends.
@@ -196,6 +197,7 @@ class FdCapture:
         self._retired: list[_Retired] = []
         self._busy = False  # the last read found a lot: read again sooner
         self._catching = False  # in _catch_up (the step's thread)
+        self._caught = 0.0  # when _catch_up last looked
 
     def install(self) -> None:
         for stream in (sys.stdout, sys.stderr):
@@ -211,13 +213,18 @@ class FdCapture:
     def _audit(self, event: str, _args: tuple[Any, ...]) -> None:
         if event in _SPAWNS:
             self._spawned = True
+            self._caught = 0.0  # the first print after it looks, whenever the last look was
             capture.catch_up = self._catch_up
 
     def _catch_up(self) -> None:
         """A step that started a process prints: what the process wrote before is passed on first
-        (a print after ``subprocess.run`` comes after the run's output, live and in the journal). Not
-        again from inside (a finalizer run by a collection while the lock is held may print)."""
-        if self._target is not None and not self._catching:
+        (a print after ``subprocess.run`` comes after the run's output, live and in the journal). At
+        most every ``CATCH_UP_SECONDS`` (a look costs ~5 µs: 200,000 prints took 2.1 s instead of
+        1.1 s), except the first print after a process starts; and not again from inside (a finalizer
+        run by a collection while the lock is held may print)."""
+        now = time.monotonic()
+        if now - self._caught >= CATCH_UP_SECONDS and self._target is not None and not self._catching:
+            self._caught = now
             self._catching = True
             try:
                 with self._lock:
