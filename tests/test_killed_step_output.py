@@ -1,5 +1,6 @@
 """A step killed by its timeout or a cancel keeps what it printed before the kill (journaled from the
-lines already streamed to the driver), and a running step is listed as running, with its worker."""
+lines already streamed to the driver), its unfinished last line too, and a running step is listed as
+running, with its worker."""
 import time
 
 from conftest import wait_until
@@ -47,13 +48,7 @@ def test_a_cancelled_step_keeps_its_output_and_was_listed_running(journal):
     (running,) = progress.running_steps
     assert (running.key, running.attempt) == ("hangs#0", 1) and running.worker and running.elapsed >= 0
     assert (progress.total, progress.running, progress.scheduled, progress.finished) == (1, 1, 0, 0)
-    execution.cancel(origin="a test")
-    try:
-        execution.result(timeout=60)
-    except zart.Cancelled:
-        pass
-    (step,) = zart.journal(journal).list_steps("co-1")
-    assert step.status == zart.StepStatus.CANCELLED
+    step = _cancelled(execution, journal)
     assert "cancelled: before the kill" in (step.log or "")
     record = zart.journal(journal).execution_record("co-1")
     assert (record.ended_by, record.end_detail) == (zart.RunEnd.CANCELLED, "cancelled from a test")
@@ -87,3 +82,47 @@ def test_steps_that_never_started_are_not_called_executed(journal):
         assert "cancelled before it started" in rows[key] and "executed" not in rows[key], shown.stdout
     record = zart.journal(journal).execution_record("ns-1")
     assert (record.status, record.ended_by) == (zart.ExecutionStatus.INTERRUPTED, zart.RunEnd.INTERRUPTED)
+
+
+@zart.step("hangs-mid-line")
+def hangs_mid_line() -> str:
+    print("connecting", flush=True)
+    for percent in (10, 50, 90):  # a progress bar: one line rewritten
+        print(f"\rloading {percent}%", end="", flush=True)
+    print("; waiting for the server...", end="", flush=True)
+    time.sleep(60)
+    return "never"
+
+
+def test_a_step_cancelled_mid_line_keeps_its_unfinished_line(journal, capsys):
+    # A line with no newline yet reaches the driver once it waited a moment; a line rewritten with
+    # carriage returns is shown as a terminal shows it, in its last state.
+    @zart.workflow("mid-line")
+    def flow(_):
+        return zart.wait([zart.schedule(hangs_mid_line)])
+
+    execution = zart.start(flow, None, execution_id="ml-1", journal=journal, display=False)
+
+    def unfinished_line_seen():
+        run = run_of(execution)
+        found = None if run is None else run.output_so_far("hangs-mid-line#0")
+        return found if found and "waiting for the server..." in found[1] else None
+
+    _, so_far = wait_until(unfinished_line_seen, what="the unfinished line to reach the driver")
+    assert so_far == "connecting\nloading 90%; waiting for the server..."
+    step = _cancelled(execution, journal)
+    assert step.log == "connecting\nloading 90%; waiting for the server..."
+    live = capsys.readouterr().out.splitlines()
+    assert live == ["[hangs-mid-line#0] connecting", "[hangs-mid-line#0] loading 90%; waiting for the server..."]
+
+
+def _cancelled(execution: zart.Execution, journal) -> zart.StepRecord:
+    """Cancel ``execution`` (one step, running) and read its step back, cancelled."""
+    execution.cancel(origin="a test")
+    try:
+        execution.result(timeout=60)
+    except zart.Cancelled:
+        pass
+    (step,) = zart.journal(journal).list_steps(execution.execution_id)
+    assert step.status == zart.StepStatus.CANCELLED
+    return step

@@ -6,6 +6,7 @@ import sys
 import duckdb
 import pytest
 from nbhelpers import execute, text
+from output_helpers import parts
 
 import zart_nb as zart
 from zart_nb._journal import SCHEMA_VERSION
@@ -62,8 +63,10 @@ def test_step_output_is_prefixed_live_and_journaled_per_attempt(tmp_path):
         (attempt,) = reader.list_attempts("chatty-1")
         assert (attempt.step_key, attempt.attempt, attempt.log) == ("flaky#0", 1, "trying 1\n")
         loud = steps["loud#0"].log
-        assert loud.startswith("[zart: output cut; only the last 64 KiB are kept]\n")
-        assert loud.endswith("line 19999 " + "x" * 20 + "\n") and len(loud) < 70 * 1024
+        head, skipped, tail = parts(loud)  # its first 16 KiB and last 64 KiB, and the count between
+        assert head == "".join(f"line {n:05d} " + "x" * 20 + "\n" for n in range(512))
+        assert tail == "".join(f"line {n:05d} " + "x" * 20 + "\n" for n in range(20000 - 2048, 20000))
+        assert skipped == (20000 - 512 - 2048) * 32
     finally:
         reader.close()
     cli = subprocess.run([sys.executable, "-m", "zart_nb._cli", "show", "chatty-1", "--output",

@@ -33,7 +33,7 @@ from ._cli_format import (
     write,
 )
 from ._errors import ConfigurationError, ExecutionNotFound, JournalError, JournalLocked, ZartError
-from ._executors.capture import prefix_lines
+from ._executors.capture import prefix_lines, unseen
 from ._progress import QueueBacklog, RunEnd, RunProgress
 from ._reader import JournalReader
 from ._records import AttemptRecord, ExecutionRecord, PendingEvent, RunRecord, StepRecord
@@ -306,7 +306,7 @@ FOLLOW_POLL = 0.25
 def follow_output(reader: JournalReader, execution_id: str) -> ExecutionRecord | None:
     """Print what the running steps of an execution print, as they print it, until it stops running in
     the engine ``reader`` reads through; returns its record then (None if it cannot be read)."""
-    shown: dict[tuple[str, int], int] = {}
+    shown: dict[tuple[str, int], tuple[int, str]] = {}  # (key, attempt) -> where it is (capture.unseen)
     while True:
         try:
             progress = reader.progress(execution_id)
@@ -317,11 +317,11 @@ def follow_output(reader: JournalReader, execution_id: str) -> ExecutionRecord |
                 if found is None:
                     continue
                 attempt, text = found
-                start = shown.get((step.key, attempt), 0)
-                end = text.rfind("\n") + 1  # whole lines only; the rest comes with the next poll
-                if end > start:
-                    print(prefix_lines(step.key, attempt, safe(text[start:end], lines=True)), end="", flush=True)
-                    shown[(step.key, attempt)] = end
+                start, seen = shown.get((step.key, attempt), (0, ""))
+                lines, start, seen = unseen(text, start, seen)  # whole lines; the rest comes with the next poll
+                if lines:
+                    print(prefix_lines(step.key, attempt, safe(lines, lines=True)), end="", flush=True)
+                shown[(step.key, attempt)] = start, seen
         except ZartError:  # the engine released the journal: the run is over
             return None
         time.sleep(FOLLOW_POLL)

@@ -97,7 +97,7 @@ class WireReply(NamedTuple):
     traceback: str | None
     started: float
     finished: float
-    output: str | None = None  # what the step printed (the last 64 KiB), for the journal
+    output: str | None = None  # what the step printed (its first 16 KiB and last 64 KiB), for the journal
 
 
 class WireOutput(NamedTuple):

@@ -134,7 +134,7 @@ class Runner:
                 self._context.leave_step(token)
                 capture.end(capture_token)
                 if descriptors is not None:
-                    descriptors.end()
+                    descriptors.end(task)
                 output = captured.close()
         except BaseException as exc:  # report everything; the driver decides about retries
             try:
