@@ -154,8 +154,8 @@ class RunState:
         self.cancel_origin: str | None = None  # who asked to stop it ("zart cancel (pid 12)")
         self.deadline_passed = False  # its deadline passed while it ran (its steps were stopped)
         self.started = time.time()
-        # What running attempts printed so far (task id -> its last 64 KiB): an attempt killed by its
-        # timeout, a cancel or a crash sends no output of its own, so this is what gets journaled.
+        # What running attempts printed so far (task id -> its first 16 KiB and last 64 KiB): an attempt
+        # killed by its timeout, a cancel or a crash sends no output of its own, so this is what gets journaled.
         self._streamed: dict[int, Capture] = {}
         self._keys = Keys(execution_id)
         # Keyed by the Step object, which the dict keeps alive for the run: an ``id()`` key let a freed
@@ -691,8 +691,8 @@ class RunState:
             return RunBeat(self.execution_id, self.run_number, executed, self.reused, rows)
 
     def output_so_far(self, step_key: str) -> tuple[int, str] | None:
-        """``(attempt, text)`` a running attempt of ``step_key`` printed so far (the last 64 KiB), or
-        ``None`` when no attempt of it is running here."""
+        """``(attempt, text)`` a running attempt of ``step_key`` printed so far (its first 16 KiB and last
+        64 KiB, ``capture``), or ``None`` when no attempt of it is running here."""
         with self._cond:
             for task_id, state in self._pending.items():
                 if state.handle.key == step_key:

@@ -129,9 +129,9 @@ class JournalReader(ABC):
         return []
 
     def live_output(self, execution_id: str, step_key: str) -> tuple[int, str] | None:
-        """``(attempt, text)`` a running attempt of the step printed so far (the last 64 KiB), read from
-        the engine running it; ``None`` when none runs there (the journaled ``StepRecord.log`` then
-        has what it printed)."""
+        """``(attempt, text)`` a running attempt of the step printed so far (its first 16 KiB and last
+        64 KiB, ``capture``), read from the engine running it; ``None`` when none runs there (the
+        journaled ``StepRecord.log`` then has what it printed)."""
         return None
 
     def close(self) -> None:  # noqa: B027 - a reader with nothing to release keeps this

@@ -79,7 +79,7 @@ class StepRecord:
     started_at: datetime | None
     finished_at: datetime | None
     worker: str | None
-    log: str | None = None  # what its last attempt printed (the last 64 KiB)
+    log: str | None = None  # what its last attempt printed (its first 16 KiB and last 64 KiB, ``capture``)
 
     def this_run(self, current_run: int) -> str:
         """What the execution's run ``current_run`` did with this step: executed it (and why), reused
@@ -116,7 +116,7 @@ class AttemptRecord:
     started_at: datetime | None
     finished_at: datetime | None
     worker: str | None
-    log: str | None = None  # what the attempt printed (the last 64 KiB)
+    log: str | None = None  # what the attempt printed (its first 16 KiB and last 64 KiB, ``capture``)
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,7 +46,7 @@ class StepRow(NamedTuple):
     started_at: float | None
     finished_at: float | None
     worker: str | None
-    log: str | None = None  # what the attempt printed (the last 64 KiB)
+    log: str | None = None  # what the attempt printed (its first 16 KiB and last 64 KiB, ``capture``)
 
 
 class AttemptRow(NamedTuple):
@@ -91,7 +91,7 @@ class InFlightRow(NamedTuple):
     attempt: int
     started_at: float | None
     worker: str | None
-    log: str | None  # what it printed so far (the last 64 KiB)
+    log: str | None  # what it printed so far (its first 16 KiB and last 64 KiB, ``capture``)
 
 
 STEP_COLUMNS: tuple[str, ...] = StepRow._fields
