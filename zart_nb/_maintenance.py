@@ -116,7 +116,7 @@ def scrub(journal: str | os.PathLike[str] | None = None) -> ScrubReport:
     if not journal_.path.exists():
         raise JournalError(journal_.path, "no journal file here")
     with journal_.hold():
-        blobs = journal_.query(sql.references)
+        blobs = journal_.query(sql.reference_blobs)
     own = values.folder_for(journal_.path)
     refs = sorted({(store or "", values.decode_ref(blob)) for store, blob in blobs if values.is_ref(blob)})
     damaged: list[tuple[str, str]] = []

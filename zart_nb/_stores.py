@@ -158,7 +158,7 @@ def referenced(journal: Journal) -> Referenced:
     ones too, every execution's input and output), by the folder of each reference's execution's store:
     what ``zart gc`` and a deletion keep. A name counts in its own folder only: a file of another folder
     with that name is not kept for it (see :func:`names_in`)."""
-    return by_folder(journal.path, journal.query(sql.reference_blobs, values.REF_MAGIC))
+    return by_folder(journal.path, journal.query(sql.reference_blobs))
 
 
 def by_folder(journal_path: str | os.PathLike[str], blobs: Iterable[tuple[str | None, bytes | None]]) -> Referenced:

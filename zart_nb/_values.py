@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 from . import _ownership
 from . import _serialization as ser
 from . import _tables as tables
+from . import _valueref as valueref
 from ._errors import ConfigurationError, ValueLost, ValueStoreError
 
 # The key under which a workflow's own output is listed when it is a table (a step's keys are its name and
@@ -47,7 +48,7 @@ THRESHOLD_VARIABLE = "ZART_VALUE_THRESHOLD"
 DEFAULT_THRESHOLD = 1 << 20  # 1 MiB of pickle
 MIN_AGE = 3600.0  # zart gc keeps an unreferenced file younger than this (it may be being written)
 SUFFIX = ".zv"
-REF_MAGIC = b"\x00zart-value-ref\x01"  # never the start of a pickle (protocol 2+ starts with \x80)
+REF_MAGIC = valueref.REF_MAGIC  # never the start of a pickle (protocol 2+ starts with \x80)
 REF_FIRST = REF_MAGIC[0]  # the hot paths test this one byte; load() checks the whole magic
 FILE_MAGIC = b"ZARTVAL1"
 ALIGN = 64

@@ -718,19 +718,6 @@ class Journal:
         return None if row is None else (row[0], row[1])
 
     @_held
-    def current_references(self, longest: int = 4096) -> list[tuple[str, str, bytes]]:
-        """``(execution id, step key, output)`` of every completed current step whose output is short
-        enough to be a value store reference (``zart.sql`` keeps the tables among them)."""
-        with self._lock:
-            conn = self._ensure_open()
-            self._fold_locked()
-            rows = conn.execute(
-                """SELECT execution_id, step_key, output FROM steps WHERE current AND status = 'completed'
-                   AND output IS NOT NULL AND octet_length(output) <= ? ORDER BY execution_id, step_key""",
-                [longest]).fetchall()
-        return [(row[0], row[1], row[2]) for row in rows]
-
-    @_held
     def step_code_hashes(self, execution_id: str) -> dict[str, set[str]]:
         """The code hashes journaled with an execution's current steps, by step name."""
         with self._lock:

@@ -26,9 +26,9 @@ class Candidate(NamedTuple):
 
 
 class Removed(NamedTuple):
-    """What removing executions took out: rows per table, the short blobs (possible value store
-    references) their rows held, and those every other row holds (what stays referenced), each with the
-    value store of its execution (None: the journal's own)."""
+    """What removing executions took out: rows per table, the value store references their rows held,
+    and those every other row holds (what stays referenced), each with the value store of its execution
+    (None: the journal's own). Only references are read (``stores.span``), never the short pickles."""
 
     ids: list[str]
     rows: dict[str, int]
@@ -50,11 +50,11 @@ def finished(conn: duckdb.DuckDBPyConnection, workflow: str | None = None) -> li
     return [Candidate(*row) for row in rows]
 
 
-def remove(conn: duckdb.DuckDBPyConnection, ids: Sequence[str], longest: int = 4096) -> Removed:
+def remove(conn: duckdb.DuckDBPyConnection, ids: Sequence[str]) -> Removed:
     """Delete the executions of ``ids`` that are still finished, with every row they own, in the caller's
     transaction; returns what went. An id that is no longer finished (a resume began meanwhile) stays."""
     if not ids:
-        return Removed([], {}, [], stores.references(conn, longest))
+        return Removed([], {}, [], stores.reference_blobs(conn))
     conn.execute("CREATE OR REPLACE TEMP TABLE zart_retired (execution_id VARCHAR)")
     try:
         conn.executemany("INSERT INTO zart_retired VALUES (?)", [[i] for i in ids])
@@ -62,19 +62,15 @@ def remove(conn: duckdb.DuckDBPyConnection, ids: Sequence[str], longest: int = 4
                         (SELECT execution_id FROM executions WHERE status IN (?, ?, ?))""", list(FINISHED))
         retired = [row[0] for row in conn.execute(
             "SELECT execution_id FROM zart_retired ORDER BY execution_id").fetchall()]
+        retired_only = "execution_id IN (SELECT execution_id FROM zart_retired)"
         blobs = [(row[0], row[1]) for row in conn.execute(
-            """SELECT v.path, b.blob FROM (
-                   SELECT execution_id, output AS blob FROM steps
-                       WHERE execution_id IN (SELECT execution_id FROM zart_retired)
-                       AND output IS NOT NULL AND octet_length(output) <= ?
+            f"""SELECT v.path, b.blob FROM (
+                   SELECT execution_id, output AS blob FROM steps WHERE {retired_only} AND {stores.span("output")}
                    UNION ALL SELECT execution_id, output FROM executions
-                       WHERE execution_id IN (SELECT execution_id FROM zart_retired)
-                       AND output IS NOT NULL AND octet_length(output) <= ?
+                       WHERE {retired_only} AND {stores.span("output")}
                    UNION ALL SELECT execution_id, input FROM executions
-                       WHERE execution_id IN (SELECT execution_id FROM zart_retired)
-                       AND input IS NOT NULL AND octet_length(input) <= ?) b
-               LEFT JOIN value_stores v USING (execution_id)""",
-            [longest, longest, longest]).fetchall()]
+                       WHERE {retired_only} AND {stores.span("input")}) b
+               LEFT JOIN value_stores v USING (execution_id)""", [*stores.SPAN] * 3).fetchall()]
         stores.forget(conn, retired)  # their folders stay visited by gc until nothing of theirs is left
         rows: dict[str, int] = {}
         for table in OWNED_TABLES:
@@ -83,6 +79,6 @@ def remove(conn: duckdb.DuckDBPyConnection, ids: Sequence[str], longest: int = 4
             rows[table] = counted[0] if counted else 0
             if rows[table]:
                 conn.execute(f"DELETE FROM {table} WHERE execution_id IN (SELECT execution_id FROM zart_retired)")
-        return Removed(retired, rows, blobs, stores.references(conn, longest))
+        return Removed(retired, rows, blobs, stores.reference_blobs(conn))
     finally:
         conn.execute("DROP TABLE IF EXISTS zart_retired")

@@ -17,10 +17,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from .._valueref import REF_END, REF_MAGIC
+
 if TYPE_CHECKING:
     import duckdb
 
 LEFT = "value_store_left:"  # a zart_meta key: a deleted execution's folder gc still visits
+# The blobs that begin with REF_MAGIC, as a range of BLOB values [low, high): a reader of references
+# compares in DuckDB instead of fetching every short pickle to test it in Python (outputs_of on 100,000
+# steps of 1 KB pickled outputs: 0.23 s and +231 MB of peak RSS before, 0.12 s and +107 MB with it).
+SPAN = (REF_MAGIC, REF_END)
+
+
+def span(column: str) -> str:
+    """SQL true when the BLOB ``column`` is a value store reference (two parameters: ``*SPAN``)."""
+    return f"{column} >= ? AND {column} < ?"
 
 
 def store_of(conn: duckdb.DuckDBPyConnection, execution_id: str) -> str | None:
@@ -79,17 +90,15 @@ def stores(conn: duckdb.DuckDBPyConnection) -> list[str]:
         [LEFT]).fetchall()]
 
 
-def outputs_of(conn: duckdb.DuckDBPyConnection, execution_id: str,
-               longest: int = 4096) -> tuple[str | None, list[bytes]]:
-    """``(value store or None, blobs)``: the store of ``execution_id`` and every blob of it short enough to
-    be a value store reference (its step records' outputs, superseded ones too, its input and output)."""
+def outputs_of(conn: duckdb.DuckDBPyConnection, execution_id: str) -> tuple[str | None, list[bytes]]:
+    """``(value store or None, references)``: the store of ``execution_id`` and every value store reference
+    it journaled (its step records' outputs, superseded ones too, its input and output). Only references
+    are fetched (a range on ``REF_MAGIC``), not its short pickles."""
     blobs = [row[0] for row in conn.execute(
-        """SELECT output FROM steps WHERE execution_id = ? AND output IS NOT NULL AND octet_length(output) <= ?
-           UNION ALL SELECT output FROM executions WHERE execution_id = ? AND output IS NOT NULL
-               AND octet_length(output) <= ?
-           UNION ALL SELECT input FROM executions WHERE execution_id = ? AND input IS NOT NULL
-               AND octet_length(input) <= ?""",
-        [execution_id, longest, execution_id, longest, execution_id, longest]).fetchall()]
+        f"""SELECT output FROM steps WHERE execution_id = ? AND {span("output")}
+            UNION ALL SELECT output FROM executions WHERE execution_id = ? AND {span("output")}
+            UNION ALL SELECT input FROM executions WHERE execution_id = ? AND {span("input")}""",
+        [execution_id, *SPAN, execution_id, *SPAN, execution_id, *SPAN]).fetchall()]
     return store_of(conn, execution_id), blobs
 
 
@@ -100,29 +109,14 @@ def stores_of_journal(conn: duckdb.DuckDBPyConnection) -> tuple[str, list[str]]:
     return ("" if row is None else str(row[0])), stores(conn)
 
 
-def references(conn: duckdb.DuckDBPyConnection, longest: int = 4096) -> list[tuple[str | None, bytes]]:
-    """``(value store or None, blob)`` of every journaled blob short enough to be a value store reference
-    (every step record's output, superseded ones too, every execution's input and output)."""
-    return [(row[0], row[1]) for row in conn.execute(
-        """SELECT v.path, b.blob FROM (
-               SELECT execution_id, output AS blob FROM steps WHERE output IS NOT NULL AND octet_length(output) <= ?
-               UNION ALL SELECT execution_id, output FROM executions
-                   WHERE output IS NOT NULL AND octet_length(output) <= ?
-               UNION ALL SELECT execution_id, input FROM executions
-                   WHERE input IS NOT NULL AND octet_length(input) <= ?) b
-           LEFT JOIN value_stores v USING (execution_id)""", [longest, longest, longest]).fetchall()]
-
-
-def reference_blobs(conn: duckdb.DuckDBPyConnection, magic: bytes) -> list[tuple[str | None, bytes]]:
+def reference_blobs(conn: duckdb.DuckDBPyConnection) -> list[tuple[str | None, bytes]]:
     """``(value store or None, reference)`` of every journaled value store reference (of any step record,
     superseded ones too, and of every execution's input and output), with the store of its execution (None:
-    the journal's own): what ``zart gc`` and a deletion keep, folder by folder. Only references are fetched
-    (the blobs that begin with ``magic``, ``_values.REF_MAGIC``: a range), not every short pickle."""
-    low, high = magic, magic[:-1] + bytes([magic[-1] + 1])
+    the journal's own): what ``zart gc``, a deletion, retention and ``zart gc --verify`` read, folder by
+    folder. Only references are fetched (a range on ``REF_MAGIC``), not every short pickle."""
     return [(row[0], row[1]) for row in conn.execute(
-        """SELECT v.path, b.blob FROM (
-               SELECT execution_id, output AS blob FROM steps WHERE output >= ? AND output < ?
-               UNION ALL SELECT execution_id, output FROM executions WHERE output >= ? AND output < ?
-               UNION ALL SELECT execution_id, input FROM executions WHERE input >= ? AND input < ?) b
-           LEFT JOIN value_stores v USING (execution_id)""",
-        [low, high, low, high, low, high]).fetchall()]
+        f"""SELECT v.path, b.blob FROM (
+               SELECT execution_id, output AS blob FROM steps WHERE {span("output")}
+               UNION ALL SELECT execution_id, output FROM executions WHERE {span("output")}
+               UNION ALL SELECT execution_id, input FROM executions WHERE {span("input")}) b
+           LEFT JOIN value_stores v USING (execution_id)""", [*SPAN, *SPAN, *SPAN]).fetchall()]

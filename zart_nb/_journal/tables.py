@@ -10,7 +10,7 @@ from typing import Any
 from .._errors import QueryError
 from .._stored import StoredValue, from_blob
 from .._values import OUTPUT_KEY, REF_MAGIC, TABLES
-from . import db
+from . import db, stores
 
 LISTING = "zart_tables"
 
@@ -46,25 +46,28 @@ def query(sql: str, views: Sequence[tuple[str, str, str, str, str]]) -> Any:
 
 
 def stored_values(conn: Any, execution_id: str | None = None, step_key: str | None = None, *,
-                  tables_only: bool = False, longest: int = 4096) -> list[StoredValue]:
+                  tables_only: bool = False) -> list[StoredValue]:
     """The value store references of the completed current steps (of one execution, one step), and of
     the completed executions' outputs stored as tables (under the key ``OUTPUT_KEY``), in execution and
-    key order: the blobs short enough to be one, decoded (never unpickled)."""
-    where = ["output IS NOT NULL", "octet_length(output) <= ?"]
-    params: list[Any] = [longest]
+    key order, decoded (never unpickled). Only references are fetched (a range on ``REF_MAGIC``; with
+    ``tables_only``, on a table's reference), not the short pickles beside them."""
+    start = _table_ref_start()
+    tables_span = [start, start[:-1] + bytes([start[-1] + 1])]
+    where = [stores.span("output")]
+    params: list[Any] = list(tables_span if tables_only else stores.SPAN)
     if execution_id is not None:
         where.append("execution_id = ?")
         params.append(execution_id)
     steps = ["current", "status = 'completed'", *where]
-    outputs = ["status = 'completed'", *where, "output >= ?", "output < ?"]  # a table's reference: a prefix
+    values: list[Any] = list(params)
     if step_key is not None:
         steps.append("step_key = ?")
+        values.append(step_key)
     parts = [f"SELECT execution_id, step_key, output FROM steps WHERE {' AND '.join(steps)}"]
-    values = params + ([step_key] if step_key is not None else [])
-    if step_key in (None, OUTPUT_KEY):
+    if step_key in (None, OUTPUT_KEY):  # an execution's output is listed when it is a table
+        outputs = ["status = 'completed'", *where]
         parts.append(f"SELECT execution_id, ?, output FROM executions WHERE {' AND '.join(outputs)}")
-        start = _table_ref_start()
-        values += [OUTPUT_KEY, *params, start, start[:-1] + bytes([start[-1] + 1])]
+        values += [OUTPUT_KEY, *tables_span, *params[2:]]
     rows = conn.execute(f"SELECT b.*, v.path FROM ({' UNION ALL '.join(parts)}) b LEFT JOIN value_stores v "
                         "USING (execution_id) ORDER BY execution_id, step_key", values).fetchall()
     found = [from_blob(row[0], row[1], row[2], row[3]) for row in rows]
