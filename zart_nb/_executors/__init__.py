@@ -6,4 +6,6 @@ attempts in a thread of the driver, for fast engine tests; ``dask`` runs them on
 only importer of ``distributed``), chosen by ``choice`` from ``executor=`` or ``$ZART_EXECUTOR``.
 Each keeps the attempts it has not started in a ``taskqueue.TaskQueue``, which also keeps the limits
 of ``zart.Queue``.
+What a step prints is captured where it runs (``capture``; ``fdcapture`` in a pool worker, ``ticker``
+where steps run on threads).
 """

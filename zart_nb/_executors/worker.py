@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .._serialization import cap_text
-from . import capture, fdcapture
+from . import capture, fdcapture, ticker
 from .base import (
     FUNCTION_MISSING,
     PATH_VARIABLE,
@@ -121,8 +121,10 @@ class Runner:
             captured, capture_token = capture.begin(
                 None if live is None else lambda stream, text: live(task_id, stream, text))
             descriptors = fdcapture.active
-            if descriptors is not None:
+            if descriptors is not None:  # its poll thread ticks the capture (unfinished lines)
                 descriptors.begin(captured)
+            elif live is not None:  # steps on threads (inline, Dask): the process's ticker does
+                ticker.add(captured)
             token = self._context.enter_step(execution_id, step_key, attempt)
             try:
                 result = fn(*args, **kwargs)
@@ -135,6 +137,8 @@ class Runner:
                 capture.end(capture_token)
                 if descriptors is not None:
                     descriptors.end(task)
+                elif live is not None:
+                    ticker.discard(captured)
                 output = captured.close()
         except BaseException as exc:  # report everything; the driver decides about retries
             try:
