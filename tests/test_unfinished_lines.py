@@ -139,3 +139,16 @@ def test_dask_a_step_cancelled_mid_line_keeps_its_unfinished_line(client, journa
     assert step.log == UNFINISHED
     assert _live(capsys.readouterr().out, "mid-line#0") == LIVE
     wait_until(lambda: not any(client.processing().values()), timeout=DEADLINE, what="the cluster idle")
+
+
+def test_dask_a_step_past_its_timeout_keeps_its_unfinished_line(client, journal, tmp_path, capsys):
+    try:
+        with pytest.raises(zart.StepTimeout):
+            zart.run(timed_flow, str(tmp_path), execution_id="dsk-2", journal=journal, executor=client,
+                     display=False)
+    finally:
+        (tmp_path / "release").touch()
+    (step,) = zart.journal(journal).list_steps("dsk-2")
+    assert step.status == zart.StepStatus.FAILED and step.log == UNFINISHED
+    assert _live(capsys.readouterr().out, "mid-line-timed#0") == LIVE
+    wait_until(lambda: not any(client.processing().values()), timeout=DEADLINE, what="the cluster idle")
