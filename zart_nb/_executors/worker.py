@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .._serialization import cap_text
-from . import capture, fdcapture, ticker
+from . import capture, fdcapture
 from .base import (
     FUNCTION_MISSING,
     PATH_VARIABLE,
@@ -124,6 +124,8 @@ class Runner:
             if descriptors is not None:  # its poll thread ticks the capture (unfinished lines)
                 descriptors.begin(captured)
             elif live is not None:  # steps on threads (inline, Dask): the process's ticker does
+                from . import ticker  # (a pool worker never loads it)
+
                 ticker.add(captured)
             token = self._context.enter_step(execution_id, step_key, attempt)
             try:
