@@ -491,12 +491,12 @@ def _print_tail(args: argparse.Namespace, record: ExecutionRecord, steps: list[S
     if args.output:
         for a in attempts:
             if a.log:
-                print(f"\nOutput of {safe(a.step_key)} (run {a.run_number}, attempt {a.attempt}):\n"
-                      f"{safe(a.log.rstrip(), lines=True)}")
+                print(f"\nOutput of {safe(a.step_key)} (run {a.run_number}, attempt {a.attempt}"
+                      f"{_cut(a.log_skipped)}):\n{safe(a.log.rstrip(), lines=True)}")
         for s in steps:
             if s.log:
-                print(f"\nOutput of {safe(s.step_key)} (run {s.run_number}, attempt {s.attempts}):\n"
-                      f"{safe(s.log.rstrip(), lines=True)}")
+                print(f"\nOutput of {safe(s.step_key)} (run {s.run_number}, attempt {s.attempts}"
+                      f"{_cut(s.log_skipped)}):\n{safe(s.log.rstrip(), lines=True)}")
     if args.traceback:
         from ._tracebacks import short  # zart_nb's frames hidden, source lines shown
 
@@ -505,6 +505,11 @@ def _print_tail(args: argparse.Namespace, record: ExecutionRecord, steps: list[S
                 print(f"\nTraceback of {safe(s.step_key)}:\n{safe(short(s.traceback), lines=True)}")
         if record.traceback:
             print(f"\nTraceback of the workflow:\n{safe(short(record.traceback), lines=True)}")
+
+
+def _cut(skipped: int) -> str:
+    """What an output's heading says of a kept output that leaves its middle out."""
+    return f"; {skipped:,} characters skipped in the middle, at the [zart: ...] line" if skipped else ""
 
 
 class _AllSteps:

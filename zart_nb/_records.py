@@ -61,6 +61,14 @@ def format_duration(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
+def _skipped_in(log: str | None) -> int:
+    if not log:
+        return 0
+    from ._executors.capture import skipped_in  # the owner of the skip note's words
+
+    return skipped_in(log)
+
+
 @dataclass(frozen=True, slots=True)
 class StepRecord:
     execution_id: str
@@ -103,6 +111,13 @@ class StepRecord:
             return None
         return (self.finished_at - self.started_at).total_seconds()
 
+    @property
+    def log_skipped(self) -> int:
+        """Characters of what it printed that ``log`` leaves out (0: ``log`` is whole): past its first
+        16 KiB and last 64 KiB, one line between them says how many (``[zart: ... characters of output
+        skipped; ...]``)."""
+        return _skipped_in(self.log)
+
 
 @dataclass(frozen=True, slots=True)
 class AttemptRecord:
@@ -117,6 +132,11 @@ class AttemptRecord:
     finished_at: datetime | None
     worker: str | None
     log: str | None = None  # what the attempt printed (its first 16 KiB and last 64 KiB, ``capture``)
+
+    @property
+    def log_skipped(self) -> int:
+        """Characters of what the attempt printed that ``log`` leaves out (0: ``log`` is whole)."""
+        return _skipped_in(self.log)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from ..source import Source
 
 
+NOTE_START = "[zart: "  # a line zart wrote into a step's output: what was skipped, or not shown live
+NOTE_STYLE = "bold yellow"
+
+
 class StepScreen(Screen[None]):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="step.back"),
@@ -78,7 +82,7 @@ class StepScreen(Screen[None]):
             attempt, text = live
             self.live_text = text
             out = Text()
-            self._section(out, f"printed so far (attempt {attempt}, live)", text or None)
+            self._section(out, f"printed so far (attempt {attempt}, live)", text or None, output=True)
             box.update(out)
             return
         if record is None:
@@ -124,13 +128,23 @@ class StepScreen(Screen[None]):
         self.stored = [value.peek(self.source.path) for value in values or []]
         self.app.call_from_thread(self._show, found)
 
-    def _section(self, text: Text, title: str, body: str | None) -> None:
+    def _section(self, text: Text, title: str, body: str | None, *, output: bool = False) -> None:
         text.append(f"\n── {title} ", style="bold")
         width = min(64, (self.size.width or 80) - 4)  # a rule that never wraps on a narrow terminal
         text.append("─" * max(0, width - len(title) - 4) + "\n", style="dim")
-        text.append(fmt.clean(body) if body else "(none)\n", style="" if body else "dim")
+        if body and output:  # what zart wrote into a step's output (a skip note) stands out from the step's
+            for line in fmt.clean(body).splitlines(keepends=True):
+                text.append(line, style=NOTE_STYLE if line.startswith(NOTE_START) else "")
+        else:
+            text.append(fmt.clean(body) if body else "(none)\n", style="" if body else "dim")
         if body and not body.endswith("\n"):
             text.append("\n")
+
+    def _output_section(self, text: Text, title: str, log: str | None, skipped: int) -> None:
+        """What a step printed; a kept output that leaves its middle out says so in its title too."""
+        if skipped:
+            title += f" (cut: {skipped:,} characters skipped in the middle)"
+        self._section(text, title, log, output=True)
 
     def _show(self, found: tuple[list[zart.AttemptRecord], list[zart.DefinitionRecord]] | None) -> None:
         step = self.step
@@ -158,7 +172,7 @@ class StepScreen(Screen[None]):
             first, *rest = value.describe(step.output_preview)
             self._section(text, "stored value", "\n".join([first, *rest]))
         if not self.following:  # while it runs, what it printed so far is shown above, live
-            self._section(text, "captured output", step.log)
+            self._output_section(text, "captured output", step.log, step.log_skipped)
         sources = [d for d in definitions if d.kind == "step" and d.name == step.name]
         if not sources:
             self._section(text, "source", None)

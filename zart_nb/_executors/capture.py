@@ -19,6 +19,7 @@ bar, in its last state). ``unseen`` keeps a follower's place in a text that is n
 """
 from __future__ import annotations
 
+import re
 import sys
 import threading
 import time
@@ -47,6 +48,17 @@ def skip_note(skipped: int) -> str:
     """The line that stands for what an attempt's kept output leaves out."""
     return (f"[zart: {skipped:,} characters of output skipped; the first {HEAD // 1024} KiB and the last "
             f"{TAIL // 1024} KiB are kept]\n")
+
+
+_SKIP_NOTE = re.compile(r"^\[zart: ([\d,]+) characters of output skipped; the first \d+ KiB and the last \d+ KiB "
+                        r"are kept\]$", re.MULTILINE)
+
+
+def skipped_in(log: str | None) -> int:
+    """The characters a kept output leaves out, as its skip notes count them (0: it is whole)."""
+    if not log or "characters of output skipped" not in log:
+        return 0
+    return sum(int(match.group(1).replace(",", "")) for match in _SKIP_NOTE.finditer(log))
 
 
 def _as_shown(text: str) -> str:
