@@ -24,6 +24,17 @@ def wait_until(condition, timeout: float = 30.0, interval: float = 0.02, what: s
         time.sleep(interval)
 
 
+def wait_for_release(workdir: str, timeout: float = 60.0) -> bool:
+    """Block until WORKDIR/release exists, for a step a test holds (in a worker process, a thread, a Dask
+    worker): False if it never appeared, so a broken test leaves no thread behind."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(os.path.join(workdir, "release")):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 @pytest.fixture
 def inline():
     """Steps run on threads of this process (the inline executor) instead of worker processes."""

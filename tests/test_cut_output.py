@@ -7,40 +7,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from cut_output_lib import make
 from output_helpers import parts
-
-import zart_nb as zart
-
-LINES = 20_000  # 20,000 lines of 52 characters: about 1 MB, cut
-
-
-@zart.step("loud")
-def loud(n: int) -> int:
-    for i in range(n):
-        print(f"line {i:06d} " + "x" * 40)
-    print("done")
-    return n
-
-
-@zart.step("quiet")
-def quiet() -> str:
-    print("one line")
-    return "ok"
-
-
-@zart.workflow("cut-output")
-def cut_output(n: int) -> int:
-    zart.wait([zart.schedule(quiet)])
-    return loud(n)
-
-
-def make(journal) -> dict[str, zart.StepRecord]:
-    zart.run(cut_output, LINES, execution_id="cut-1", journal=journal, display=False)
-    reader = zart.journal(journal, live=False)
-    try:
-        return {step.step_key: step for step in reader.list_steps("cut-1")}
-    finally:
-        reader.close()
 
 
 def test_a_cut_output_counts_what_it_skipped_and_show_says_so_in_its_heading(journal):

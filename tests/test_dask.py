@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
+from conftest import wait_for_release, wait_until
 from nbhelpers import execute, text
 
 import zart_nb as zart
@@ -31,7 +31,6 @@ dask = pytest.importorskip("dask")
 
 DRIVER = Path(__file__).resolve().parent / "scripts" / "fault_driver.py"
 DEADLINE = 60.0  # generous: the machine is shared and noisy
-GATE_DEADLINE = 60.0
 
 
 # --- the cluster ---------------------------------------------------------------------------------
@@ -90,16 +89,6 @@ def counter(workdir: Path) -> list[tuple[str, int]]:
     if not path.exists():
         return []
     return [(label, int(pid)) for label, pid in (line.split() for line in path.read_text().splitlines())]
-
-
-def wait_for_release(workdir: str) -> bool:
-    """Block until WORKDIR/release exists (False if it never appeared: a broken test leaves no thread)."""
-    deadline = time.monotonic() + GATE_DEADLINE
-    while not os.path.exists(os.path.join(workdir, "release")):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 @zart.step("whoami")

@@ -7,11 +7,9 @@ of its test, so no thread outlives it for long."""
 from __future__ import annotations
 
 import logging
-import os
-import time
 
 import pytest
-from conftest import wait_until
+from conftest import wait_for_release, wait_until
 
 import zart_nb as zart
 from zart_nb._handles import run_of
@@ -19,16 +17,6 @@ from zart_nb._handles import run_of
 UNFINISHED = "connecting\nloading 90%; waiting for the server..."
 LIVE = ["connecting", "loading 90%; waiting for the server..."]
 DEADLINE = 60.0
-
-
-def wait_for_release(workdir: str) -> bool:
-    """Block until WORKDIR/release exists (False if it never appeared: a broken test leaves no thread)."""
-    deadline = time.monotonic() + DEADLINE
-    while not os.path.exists(os.path.join(workdir, "release")):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def _mid_line(workdir: str) -> str:

@@ -3,16 +3,11 @@ was skipped, and the ``[zart: ...]`` line that stands for it is styled apart fro
 (Textual's pilot, a real run)."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-from textual.widgets import DataTable, Static
-from tui_helpers import rows, run_async, settle, wait_for
+from cut_output_lib import make
+from textual.widgets import Static
+from tui_helpers import open_first_execution, run_async, settle, wait_for
 from zart_tui.app import ZartApp
 from zart_tui.screens.step import NOTE_STYLE, StepScreen
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from test_cut_output import make  # noqa: E402
 
 
 @run_async
@@ -22,10 +17,7 @@ async def test_the_step_screen_says_an_output_was_cut_and_shows_the_note_apart(t
     assert skipped > 900_000
     app = ZartApp(str(journal))
     async with app.run_test(size=(150, 50)) as pilot:
-        await settle(pilot)
-        await pilot.press("enter")
-        await settle(pilot)
-        steps = [r[0] for r in rows(app.screen.query_one("#steps", DataTable))]
+        steps = await open_first_execution(pilot)
         await pilot.press(*["down"] * steps.index("loud#0"), "enter")
         await settle(pilot)
         assert isinstance(app.screen, StepScreen) and app.screen.step.step_key == "loud#0"

@@ -6,8 +6,8 @@ import pickle
 
 import cloudpickle
 import pytest
-from textual.widgets import DataTable, Static
-from tui_helpers import rows, run_async, settle, wait_for
+from textual.widgets import Static
+from tui_helpers import open_first_execution, run_async, settle, wait_for
 
 pytest.importorskip("pandas")
 pytest.importorskip("pyarrow")
@@ -33,11 +33,7 @@ async def test_the_step_screen_shows_a_stored_table_and_array(tmp_path, monkeypa
     monkeypatch.setattr(cloudpickle, "loads", refuse)
     app = ZartApp(str(journal))
     async with app.run_test(size=(150, 50)) as pilot:
-        await settle(pilot)
-        await pilot.press("enter")
-        await settle(pilot)
-        steps = [r[0] for r in rows(app.screen.query_one("#steps", DataTable))]
-        assert steps == ["fetch:raw-data#0", "grid#0"]
+        assert await open_first_execution(pilot) == ["fetch:raw-data#0", "grid#0"]
         await pilot.press("enter")
         await settle(pilot)
         assert isinstance(app.screen, StepScreen)

@@ -69,6 +69,16 @@ def rows(table) -> list[list[str]]:
     return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
 
 
+async def open_first_execution(pilot) -> list[str]:
+    """Open the first execution listed (once the list is read) and return the step keys its screen lists."""
+    from textual.widgets import DataTable
+
+    await settle(pilot)
+    await pilot.press("enter")
+    await settle(pilot)
+    return [r[0] for r in rows(pilot.app.screen.query_one("#steps", DataTable))]
+
+
 async def open_schedules(pilot):
     """Open the schedules screen (``T``) and return its table once its first read landed."""
     from textual.widgets import DataTable
