@@ -145,6 +145,10 @@ class LocalPool(TakeBack, Executor):
             if self._lock.acquire(blocking=False):
                 try:
                     self._dispatch_locked()
+                    # A worker left idle beside one holding attempts behind a head (a queue longer
+                    # than the idle workers' room, sent past one of them): the steal this comes to
+                    # is due on the I/O thread's clock, which was set before this submit.
+                    wake = wake or self._steal_candidate_locked(now) != (None, None)
                 finally:
                     self._lock.release()
             else:
@@ -278,42 +282,67 @@ class LocalPool(TakeBack, Executor):
                 self._revoke_locked(victim, self._depth())
 
     def _send_queued_locked(self, queue: collections.deque[Task]) -> None:
+        """Send what is queued to the workers that have room for it (``_depth``).
+
+        A queue the idle ready workers can take (no longer than their room) is dealt out among them,
+        one each first (a short queue of long steps must not run two by two on one worker while another
+        is idle: a steal would fix it only after ``STEAL_AFTER``, at the cost of a revoke). A worker still
+        starting is passed over then: what it is sent waits for its start, and cannot be stolen back
+        until it is ready. While no worker is ready yet (a pool just started), the idle ones, all
+        starting, are dealt the queue instead: they were started together and become ready at about the
+        same time, and sent now a step is on its worker's socket when it is. A longer queue fills the
+        least loaded workers first, each up to the depth (every worker gets its share either way)."""
         depth = self._depth()
-        for worker in sorted(self._workers, key=lambda w: len(w.inflight)):
-            room = depth - len(worker.inflight)
-            batch: list[tuple[Any, ...]] = []
-            batch_bytes = 0
-            idle = not worker.inflight
-            while queue and room > 0:
-                task = queue[0]
-                send_fn = task.fn_id not in worker.functions
-                size = (len(task.args_blob) + (len(task.fn_blob) if send_fn else 0)
-                        + len(task.step_key) + len(task.execution_id) + 128)
-                if not (idle and not batch) and worker.unanswered + batch_bytes + size > BUSY_WINDOW:
-                    break
-                queue.popleft()
-                # A plain tuple in WireTask's field order: a NamedTuple costs ~1 µs more to pickle
-                # and unpickle (its Python __new__), per task, on both sides (measured).
-                batch.append((task.task_id, task.fn_id, task.fn_blob if send_fn else None, task.args_blob,
-                              task.execution_id, task.step_key, task.attempt, task.store))
-                batch_bytes += size
-                if send_fn:
-                    worker.functions.add(task.fn_id)
-                task.worker = worker.name
-                task.sent_bytes = size
-                worker.inflight.append(task)
-                room -= 1
-            if not batch:
-                continue
-            if idle and worker.ready:
-                worker.head_started = time.time()
-            worker.unanswered += batch_bytes
-            try:
-                worker.conn.send_bytes(pickle.dumps(("run", batch), 5))
-            except OSError:
-                pass  # the worker died; the I/O thread sees EOF and recovers its tasks
+        workers = self._workers
+        if len(queue) <= depth * len(workers):  # (a fan-out's long queue skips this)
+            idle = [worker for worker in workers if worker.ready and not worker.inflight]
+            if not idle and not any(worker.ready for worker in workers):
+                idle = [worker for worker in workers if not worker.inflight]
+            if idle and len(queue) <= depth * len(idle):
+                share, extra = divmod(len(queue), len(idle))
+                for index, worker in enumerate(idle):
+                    self._send_locked(worker, queue, share + 1 if index < extra else share)
+                if not queue:
+                    return
+        for worker in sorted(workers, key=lambda w: len(w.inflight)):
+            self._send_locked(worker, queue, depth - len(worker.inflight))
             if not queue:
                 return
+
+    def _send_locked(self, worker: _Worker, queue: collections.deque[Task], room: int) -> None:
+        """Send ``worker`` up to ``room`` attempts from the head of ``queue``, in one message (fewer when
+        they would pass its ``BUSY_WINDOW``; an idle worker always gets one)."""
+        batch: list[tuple[Any, ...]] = []
+        batch_bytes = 0
+        idle = not worker.inflight
+        while queue and room > 0:
+            task = queue[0]
+            send_fn = task.fn_id not in worker.functions
+            size = (len(task.args_blob) + (len(task.fn_blob) if send_fn else 0)
+                    + len(task.step_key) + len(task.execution_id) + 128)
+            if not (idle and not batch) and worker.unanswered + batch_bytes + size > BUSY_WINDOW:
+                break
+            queue.popleft()
+            # A plain tuple in WireTask's field order: a NamedTuple costs ~1 µs more to pickle
+            # and unpickle (its Python __new__), per task, on both sides (measured).
+            batch.append((task.task_id, task.fn_id, task.fn_blob if send_fn else None, task.args_blob,
+                          task.execution_id, task.step_key, task.attempt, task.store))
+            batch_bytes += size
+            if send_fn:
+                worker.functions.add(task.fn_id)
+            task.worker = worker.name
+            task.sent_bytes = size
+            worker.inflight.append(task)
+            room -= 1
+        if not batch:
+            return
+        if idle and worker.ready:
+            worker.head_started = time.time()
+        worker.unanswered += batch_bytes
+        try:
+            worker.conn.send_bytes(pickle.dumps(("run", batch), 5))
+        except OSError:
+            pass  # the worker died; the I/O thread sees EOF and recovers its tasks
 
     # --- when to take attempts back from a busy worker, for an idle one (how: takeback) -----------
 
