@@ -144,11 +144,7 @@ class LocalPool(TakeBack, Executor):
         if self._delivering or any(not worker.inflight for worker in self._workers):
             if self._lock.acquire(blocking=False):
                 try:
-                    self._dispatch_locked()
-                    # A worker left idle beside one holding attempts behind a head (a queue longer
-                    # than the idle workers' room, sent past one of them): the steal this comes to
-                    # is due on the I/O thread's clock, which was set before this submit.
-                    wake = wake or self._steal_candidate_locked(now) != (None, None)
+                    self._dispatch_locked()  # (it leaves no steal due: see _send_queued_locked)
                 finally:
                     self._lock.release()
             else:
@@ -284,14 +280,24 @@ class LocalPool(TakeBack, Executor):
     def _send_queued_locked(self, queue: collections.deque[Task]) -> None:
         """Send what is queued to the workers that have room for it (``_depth``).
 
-        A queue the idle ready workers can take (no longer than their room) is dealt out among them,
-        one each first (a short queue of long steps must not run two by two on one worker while another
-        is idle: a steal would fix it only after ``STEAL_AFTER``, at the cost of a revoke). A worker still
-        starting is passed over then: what it is sent waits for its start, and cannot be stolen back
-        until it is ready. While no worker is ready yet (a pool just started), the idle ones, all
-        starting, are dealt the queue instead: they were started together and become ready at about the
-        same time, and sent now a step is on its worker's socket when it is. A longer queue fills the
-        least loaded workers first, each up to the depth (every worker gets its share either way)."""
+        A queue the idle ready workers can take (no longer than their room) goes to them one each first,
+        the rest filling them in turn up to the depth (quick steps stay together, as before): a short
+        queue of long steps must not run two by two on one worker while another is idle (a steal would
+        fix it only after ``STEAL_AFTER``, at the cost of a revoke). A worker still starting is passed
+        over then: what it is sent waits for its start, and cannot be stolen back until it is ready.
+        While no worker is ready yet (a pool just started), the idle ones, all starting, take the queue
+        that way instead: they were started together and become ready at about the same time (4 started
+        together here are ready within 10-25 ms of each other, 150-180 ms after their start), and a step
+        sent now is on its worker's socket when it is; holding the queue for the first one ready would
+        send it all there (its room is the depth's minimum, 2) and need a revoke a moment later. A
+        longer queue fills the least loaded workers first (of two as loaded, the ready one), each up to
+        the depth.
+
+        So a dispatch never leaves a ready worker idle beside another that holds attempts behind its
+        head: a steal comes due only as a step runs long, a deadline of the I/O thread. (Before, two
+        long steps submitted together on a warm pool went to the first worker; submitted from another
+        thread, which does not wake the I/O thread when it dispatches, the second waited for the first
+        step's end or another worker's reply.)"""
         depth = self._depth()
         workers = self._workers
         if len(queue) <= depth * len(workers):  # (a fan-out's long queue skips this)
@@ -299,12 +305,14 @@ class LocalPool(TakeBack, Executor):
             if not idle and not any(worker.ready for worker in workers):
                 idle = [worker for worker in workers if not worker.inflight]
             if idle and len(queue) <= depth * len(idle):
-                share, extra = divmod(len(queue), len(idle))
-                for index, worker in enumerate(idle):
-                    self._send_locked(worker, queue, share + 1 if index < extra else share)
+                more = len(queue) - len(idle)  # beyond one each: filled in turn, as a longer queue
+                for worker in idle:
+                    take = min(more, depth - 1) if more > 0 else 0
+                    more -= take
+                    self._send_locked(worker, queue, 1 + take)
                 if not queue:
                     return
-        for worker in sorted(workers, key=lambda w: len(w.inflight)):
+        for worker in sorted(workers, key=lambda w: 2 * len(w.inflight) + (not w.ready)):  # ready ones first
             self._send_locked(worker, queue, depth - len(worker.inflight))
             if not queue:
                 return
