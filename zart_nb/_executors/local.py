@@ -301,15 +301,20 @@ class LocalPool(TakeBack, Executor):
         depth = self._depth()
         workers = self._workers
         if len(queue) <= depth * len(workers):  # (a fan-out's long queue skips this)
-            idle = [worker for worker in workers if worker.ready and not worker.inflight]
+            idle = [worker for worker in workers if not worker.inflight and worker.ready]
             if not idle and not any(worker.ready for worker in workers):
                 idle = [worker for worker in workers if not worker.inflight]
             if idle and len(queue) <= depth * len(idle):
                 more = len(queue) - len(idle)  # beyond one each: filled in turn, as a longer queue
                 for worker in idle:
-                    take = min(more, depth - 1) if more > 0 else 0
-                    more -= take
-                    self._send_locked(worker, queue, 1 + take)
+                    if more > 0:
+                        take = min(more, depth - 1)
+                        more -= take
+                        self._send_locked(worker, queue, 1 + take)
+                    else:
+                        self._send_locked(worker, queue, 1)
+                        if not queue:
+                            return
                 if not queue:
                     return
         for worker in sorted(workers, key=lambda w: 2 * len(w.inflight) + (not w.ready)):  # ready ones first
