@@ -27,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -62,6 +63,14 @@ STEAL_AFTER = QUEUE_SECONDS  # a head running longer than a whole queue's worth 
 STARTUP_DEATHS = 5  # (or twice the pool size) workers in a row dying while starting: the pool gives up
 
 
+def _close_pipe(*fds: int) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
 def _crashed(tasks: list[Task], message: str) -> list[Outcome]:
     now = time.time()
     return [Outcome(task, OutcomeKind.CRASHED, error=message, error_type=OutcomeKind.CRASHED, finished_at=now)
@@ -91,6 +100,11 @@ class LocalPool(TakeBack, Executor):
         self._unstarted = workers - first
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
+        # Closed once the pool is gone, not at shutdown: a submit or cancel racing the shutdown may still
+        # write a wake-up, and a descriptor closed under it could be reused by another file meanwhile.
+        # (Before, every pool left its two open: a kernel that changes its worker count, or whose pool
+        # gave up, ran out of descriptors after ~500 pools.)
+        weakref.finalize(self, _close_pipe, self._wake_r, self._wake_w)
         self._closed = False
         self._startup_deaths = 0  # workers that died before their first message, in a row
         self._gave_up: str | None = None  # why it gave up (workers cannot start): later submits fail with it
