@@ -261,6 +261,7 @@ def test_a_killed_worker_still_gives_what_it_sent_before_it_died(tmp_path):
 
     line = WorkerLine(tuple)
     try:
+        assert pickle.loads(line.worker.conn.recv_bytes()) is None  # ready
         line.run([wire(1, quick, 3)])
         wait_until(lambda: line.worker.conn.poll(0), what="the reply on the socket")
         messages = line.worker.kill_and_read()

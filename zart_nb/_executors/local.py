@@ -104,7 +104,8 @@ class LocalPool(TakeBack, Executor):
         # write a wake-up, and a descriptor closed under it could be reused by another file meanwhile.
         # (Before, every pool left its two open: a kernel that changes its worker count, or whose pool
         # gave up, ran out of descriptors after ~500 pools.)
-        weakref.finalize(self, _close_pipe, self._wake_r, self._wake_w)
+        # Not at exit: a pool still running then has an I/O thread reading the pipe.
+        weakref.finalize(self, _close_pipe, self._wake_r, self._wake_w).atexit = False
         self._closed = False
         self._startup_deaths = 0  # workers that died before their first message, in a row
         self._gave_up: str | None = None  # why it gave up (workers cannot start): later submits fail with it
