@@ -32,3 +32,30 @@ def test_a_pool_shut_down_and_dropped_closes_its_wake_up_pipe():
     gc.collect()
     # closed (or reused by something else since: then open on another file)
     assert [_identity(fd) == before for fd, before in zip(pipe, opened, strict=True)] == [False, False]
+
+
+def test_a_pool_that_cannot_start_all_its_workers_leaves_none_running(monkeypatch):
+    """The second worker process cannot be started (out of processes or descriptors, made to happen
+    here): the pool's creation fails with that error, and the first worker, started already, is
+    killed and reaped rather than left waiting forever for a driver that dropped it."""
+    import subprocess
+
+    import pytest
+
+    from zart_nb._executors import handle
+    from zart_nb._executors.local import LocalPool
+
+    started: list = []
+    real = subprocess.Popen
+
+    def popen(*args, **kwargs):
+        if started:
+            raise OSError(11, "Resource temporarily unavailable")
+        started.append(real(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(handle.subprocess, "Popen", popen)
+    with pytest.raises(OSError, match="Resource temporarily unavailable"):
+        LocalPool(2, Outcomes())
+    [first] = started
+    assert first.returncode is not None  # killed and reaped

@@ -48,6 +48,7 @@ class _Worker:
                 process_group=0, umask=-1 if umask is None else umask())
         except BaseException:
             os.close(revoke_w)
+            parent_sock.close()
             raise
         finally:
             child_sock.close()

@@ -96,7 +96,13 @@ class LocalPool(TakeBack, Executor):
         self._names = itertools.count()
         first = workers if start is None else max(1, min(workers, start))
         self._umask = umask
-        self._workers = [_Worker(next(self._names), umask) for _ in range(first)]
+        self._workers: list[_Worker] = []
+        try:
+            for _ in range(first):
+                self._workers.append(_Worker(next(self._names), umask))
+        except BaseException:  # (out of processes or descriptors): the ones started must not wait forever
+            kill_all(self._workers)
+            raise
         self._unstarted = workers - first
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
