@@ -6,6 +6,7 @@ that timed out is asked first (a halt): it halts only when it runs that attempt 
 the attempt fails with its timeout), and otherwise runs on. Each test drives one case with real worker
 processes and steps gated on files (race_steps), holding the pool's lock so that the driver's view
 stays behind the worker's."""
+import pickle
 import time
 
 from conftest import wait_until
@@ -212,3 +213,61 @@ def test_a_halt_finding_the_head_not_started_yet_restarts_its_clock(tmp_path):
         assert sorted(calls(tmp_path)) == ["a", "b", "x"] and pool.pids == [pid] and pool.halts == 1
     finally:
         pool.shutdown()
+
+
+def test_a_step_that_ended_right_at_its_timeout_keeps_its_result(tmp_path):
+    """The only attempt a worker holds ends just as its timeout comes: its reply is on the driver's
+    socket, not read yet, when the I/O thread looks at the timeouts. The worker is killed, as any
+    worker past a timeout with nothing else to lose, but what it sent before it died is read first:
+    the reply is the attempt's outcome, not a ``TIMEOUT`` (before, the result was lost and the step
+    failed with a timeout it did not run into). The I/O thread itself looks, as it always does: the
+    test holds the pool's lock after the thread has read its sockets for the round (it waits for the
+    lock to take in what it read: nothing), lets the step end, and moves the clock past the timeout."""
+    from zart_nb import _serialization as ser
+    from zart_nb._executors.base import OutcomeKind
+    from zart_nb._executors.local import LocalPool
+
+    sink = Outcomes()
+    a = gated_task(tmp_path, "e-a", gated_timed, "a", consumer=UnusedConsumer(), timeout=120)
+    pool = LocalPool(1, sink)
+    try:
+        pool.submit([a])
+        pid = started_pid(tmp_path, "a")
+        worker = pool._workers[0]
+        with pool._lock:
+            pool._wake()
+            # the I/O thread read the wake-up (its round's reads are over) and waits for the lock
+            wait_until(lambda: not pool._wake_pending, what="the I/O thread to read its wake-up")
+            (tmp_path / "a.go").touch()
+            wait_until(lambda: worker.conn.poll(0), what="a's reply on the driver's socket")
+            assert worker.inflight[0] is a  # not read: the driver still sees a running
+            _past_its_timeout(pool, a)
+        wait_until(lambda: sink.outcomes, what="a's outcome")
+        with sink.lock:
+            [got] = sink.outcomes
+        assert got.kind is OutcomeKind.OK, got.error
+        assert ser.loads(got.blob) == "a"
+        wait_until(lambda: pool.idle, what="the pool to settle")
+        assert pid not in pool.pids and len(pool.pids) == 1  # killed (past its timeout), and replaced
+        assert calls(tmp_path) == ["a"]
+    finally:
+        pool.shutdown()
+
+
+def test_a_killed_worker_still_gives_what_it_sent_before_it_died(tmp_path):
+    """One level down (``_Worker.kill_and_read``): a worker that answered an attempt and was killed
+    before the driver read the answer: the answer is read after its death, whole."""
+    from zart_nb import _serialization as ser
+
+    line = WorkerLine(tuple)
+    try:
+        assert pickle.loads(line.worker.conn.recv_bytes()) is None  # ready
+        line.run([wire(1, quick, 3)])
+        wait_until(lambda: line.worker.conn.poll(0), what="the reply on the socket")
+        messages = line.worker.kill_and_read()
+        assert line.worker.proc.returncode is not None  # dead and reaped
+        replies = [reply for message in messages for reply in (pickle.loads(message) or [])]
+        assert [(reply[0], ser.loads(reply[2])) for reply in replies] == [(1, quick.fn(3))]
+        assert line.worker.kill_and_read() == []  # nothing more
+    finally:
+        line.worker.kill()

@@ -48,6 +48,7 @@ class _Worker:
                 process_group=0, umask=-1 if umask is None else umask())
         except BaseException:
             os.close(revoke_w)
+            parent_sock.close()
             raise
         finally:
             child_sock.close()
@@ -85,18 +86,35 @@ class _Worker:
         self.signal_kill()
         self.reap()
 
+    def kill_and_read(self) -> list[bytes]:
+        """Kill the worker (and what its step started) and wait for it, then read every whole message it
+        sent that the driver had not read: all it said before it died, with nothing more to come. Its
+        ends stay open (``kill`` closes them). Only the pool's I/O thread, the one reader of its socket."""
+        self._signal()
+        self.reap()
+        messages: list[bytes] = []
+        try:
+            while self.conn.poll(0):
+                messages.append(self.conn.recv_bytes())
+        except (EOFError, OSError):  # the end of what it sent (a message cut short by the kill is dropped)
+            pass
+        return messages
+
     def signal_kill(self) -> None:
         """Kill the worker and any process its step started, and close its ends; ``reap`` waits for it."""
+        self._signal()
+        for conn in (self.conn, self.control):
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+    def _signal(self) -> None:
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except OSError:
             try:
                 self.proc.kill()
-            except OSError:
-                pass
-        for conn in (self.conn, self.control):
-            try:
-                conn.close()
             except OSError:
                 pass
 

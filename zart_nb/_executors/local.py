@@ -27,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -62,6 +63,14 @@ STEAL_AFTER = QUEUE_SECONDS  # a head running longer than a whole queue's worth 
 STARTUP_DEATHS = 5  # (or twice the pool size) workers in a row dying while starting: the pool gives up
 
 
+def _close_pipe(*fds: int) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
 def _crashed(tasks: list[Task], message: str) -> list[Outcome]:
     now = time.time()
     return [Outcome(task, OutcomeKind.CRASHED, error=message, error_type=OutcomeKind.CRASHED, finished_at=now)
@@ -87,10 +96,22 @@ class LocalPool(TakeBack, Executor):
         self._names = itertools.count()
         first = workers if start is None else max(1, min(workers, start))
         self._umask = umask
-        self._workers = [_Worker(next(self._names), umask) for _ in range(first)]
+        self._workers: list[_Worker] = []
+        try:
+            for _ in range(first):
+                self._workers.append(_Worker(next(self._names), umask))
+        except BaseException:  # (out of processes or descriptors): the ones started must not wait forever
+            kill_all(self._workers)
+            raise
         self._unstarted = workers - first
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
+        # Closed once the pool is gone, not at shutdown: a submit or cancel racing the shutdown may still
+        # write a wake-up, and a descriptor closed under it could be reused by another file meanwhile.
+        # (Before, every pool left its two open: a kernel that changes its worker count, or whose pool
+        # gave up, ran out of descriptors after ~500 pools.)
+        # Not at exit: a pool still running then has an I/O thread reading the pipe.
+        weakref.finalize(self, _close_pipe, self._wake_r, self._wake_w).atexit = False
         self._closed = False
         self._startup_deaths = 0  # workers that died before their first message, in a row
         self._gave_up: str | None = None  # why it gave up (workers cannot start): later submits fail with it
@@ -144,7 +165,7 @@ class LocalPool(TakeBack, Executor):
         if self._delivering or any(not worker.inflight for worker in self._workers):
             if self._lock.acquire(blocking=False):
                 try:
-                    self._dispatch_locked()
+                    self._dispatch_locked()  # (it leaves no steal due: see _send_queued_locked)
                 finally:
                     self._lock.release()
             else:
@@ -278,42 +299,84 @@ class LocalPool(TakeBack, Executor):
                 self._revoke_locked(victim, self._depth())
 
     def _send_queued_locked(self, queue: collections.deque[Task]) -> None:
+        """Send what is queued to the workers that have room for it (``_depth``).
+
+        A queue the idle ready workers can take (no longer than their room) goes to them one each first,
+        the rest filling them in turn up to the depth (quick steps stay together, as before): a short
+        queue of long steps must not run two by two on one worker while another is idle (a steal would
+        fix it only after ``STEAL_AFTER``, at the cost of a revoke). A worker still starting is passed
+        over then: what it is sent waits for its start, and cannot be stolen back until it is ready.
+        While no worker is ready yet (a pool just started), the idle ones, all starting, take the queue
+        that way instead: they were started together and become ready at about the same time (4 started
+        together here are ready within 10-25 ms of each other, 150-180 ms after their start), and a step
+        sent now is on its worker's socket when it is; holding the queue for the first one ready would
+        send it all there (its room is the depth's minimum, 2) and need a revoke a moment later. A
+        longer queue fills the least loaded workers first (of two as loaded, the ready one), each up to
+        the depth.
+
+        So a dispatch never leaves a ready worker idle beside another that holds attempts behind its
+        head: a steal comes due only as a step runs long, a deadline of the I/O thread. (Before, two
+        long steps submitted together on a warm pool went to the first worker; submitted from another
+        thread, which does not wake the I/O thread when it dispatches, the second waited for the first
+        step's end or another worker's reply.)"""
         depth = self._depth()
-        for worker in sorted(self._workers, key=lambda w: len(w.inflight)):
-            room = depth - len(worker.inflight)
-            batch: list[tuple[Any, ...]] = []
-            batch_bytes = 0
-            idle = not worker.inflight
-            while queue and room > 0:
-                task = queue[0]
-                send_fn = task.fn_id not in worker.functions
-                size = (len(task.args_blob) + (len(task.fn_blob) if send_fn else 0)
-                        + len(task.step_key) + len(task.execution_id) + 128)
-                if not (idle and not batch) and worker.unanswered + batch_bytes + size > BUSY_WINDOW:
-                    break
-                queue.popleft()
-                # A plain tuple in WireTask's field order: a NamedTuple costs ~1 µs more to pickle
-                # and unpickle (its Python __new__), per task, on both sides (measured).
-                batch.append((task.task_id, task.fn_id, task.fn_blob if send_fn else None, task.args_blob,
-                              task.execution_id, task.step_key, task.attempt, task.store))
-                batch_bytes += size
-                if send_fn:
-                    worker.functions.add(task.fn_id)
-                task.worker = worker.name
-                task.sent_bytes = size
-                worker.inflight.append(task)
-                room -= 1
-            if not batch:
-                continue
-            if idle and worker.ready:
-                worker.head_started = time.time()
-            worker.unanswered += batch_bytes
-            try:
-                worker.conn.send_bytes(pickle.dumps(("run", batch), 5))
-            except OSError:
-                pass  # the worker died; the I/O thread sees EOF and recovers its tasks
+        workers = self._workers
+        if len(queue) <= depth * len(workers):  # (a fan-out's long queue skips this)
+            idle = [worker for worker in workers if not worker.inflight and worker.ready]
+            if not idle and not any(worker.ready for worker in workers):
+                idle = [worker for worker in workers if not worker.inflight]
+            if idle and len(queue) <= depth * len(idle):
+                more = len(queue) - len(idle)  # beyond one each: filled in turn, as a longer queue
+                for worker in idle:
+                    if more > 0:
+                        take = min(more, depth - 1)
+                        more -= take
+                        self._send_locked(worker, queue, 1 + take)
+                    else:
+                        self._send_locked(worker, queue, 1)
+                        if not queue:
+                            return
+                if not queue:
+                    return
+        for worker in sorted(workers, key=lambda w: 2 * len(w.inflight) + (not w.ready)):  # ready ones first
+            self._send_locked(worker, queue, depth - len(worker.inflight))
             if not queue:
                 return
+
+    def _send_locked(self, worker: _Worker, queue: collections.deque[Task], room: int) -> None:
+        """Send ``worker`` up to ``room`` attempts from the head of ``queue``, in one message (fewer when
+        they would pass its ``BUSY_WINDOW``; an idle worker always gets one)."""
+        batch: list[tuple[Any, ...]] = []
+        batch_bytes = 0
+        idle = not worker.inflight
+        while queue and room > 0:
+            task = queue[0]
+            send_fn = task.fn_id not in worker.functions
+            size = (len(task.args_blob) + (len(task.fn_blob) if send_fn else 0)
+                    + len(task.step_key) + len(task.execution_id) + 128)
+            if not (idle and not batch) and worker.unanswered + batch_bytes + size > BUSY_WINDOW:
+                break
+            queue.popleft()
+            # A plain tuple in WireTask's field order: a NamedTuple costs ~1 µs more to pickle
+            # and unpickle (its Python __new__), per task, on both sides (measured).
+            batch.append((task.task_id, task.fn_id, task.fn_blob if send_fn else None, task.args_blob,
+                          task.execution_id, task.step_key, task.attempt, task.store))
+            batch_bytes += size
+            if send_fn:
+                worker.functions.add(task.fn_id)
+            task.worker = worker.name
+            task.sent_bytes = size
+            worker.inflight.append(task)
+            room -= 1
+        if not batch:
+            return
+        if idle and worker.ready:
+            worker.head_started = time.time()
+        worker.unanswered += batch_bytes
+        try:
+            worker.conn.send_bytes(pickle.dumps(("run", batch), 5))
+        except OSError:
+            pass  # the worker died; the I/O thread sees EOF and recovers its tasks
 
     # --- when to take attempts back from a busy worker, for an idle one (how: takeback) -----------
 

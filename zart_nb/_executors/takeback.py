@@ -22,7 +22,8 @@ can meet, and how each is handled.
   whatever a worker says of a cancelled attempt later is dropped.
 - A halt (``("halt", [task id])``, ``_check_timeouts_locked``): an attempt's clock starts when the
   worker is seen to start it (the reply of the one before, or the send to an idle worker). Past its
-  timeout, a worker that holds nothing else is killed at once; one that holds other attempts behind
+  timeout, a worker that holds nothing else is killed at once, and what it sent before it died is read
+  then (a step that ended right at its timeout keeps its result); one that holds other attempts behind
   it may have ended it and started the next, so it is asked first: it halts only if it runs that
   attempt (it is killed, the attempt fails with ``TIMEOUT``, the others go back to the queue); else
   the timeout did not happen.
@@ -39,6 +40,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from .base import Outcome, OutcomeConsumer, OutcomeKind, Task
 from .handle import _Worker
@@ -66,6 +68,11 @@ class TakeBack:
     taken_back: int  # attempts workers gave back unstarted, for idle workers to run
     cancels: int  # cancel messages sent (a cancelled execution's attempts waiting on a worker)
     halts: int  # halt messages sent (a timeout of an attempt a worker holds others behind)
+
+    if TYPE_CHECKING:
+        def _absorb_locked(self, worker: _Worker, messages: list[bytes], now: float,
+                           outcomes: list[Outcome]) -> bool:
+            """``LocalPool``'s: turn a worker's messages into outcomes; False when it broke the protocol."""
 
     def _cancel_locked(self, consumer: OutcomeConsumer) -> tuple[list[Outcome], bool]:
         """``cancel`` without the delivery: the outcomes to deliver, and whether the I/O thread must
@@ -320,7 +327,15 @@ class TakeBack:
         while it runs on, so the head may have ended and the worker may run the next attempt, another
         execution's, which a kill would fail or run again from the start. So:
         - A worker holding only the head (and cancelled attempts): killed now, the head failing with
-          ``TIMEOUT``. Nothing else it holds can be lost, whatever it really runs.
+          ``TIMEOUT``. Nothing else it holds can be lost, whatever it really runs. The head may have
+          ended right at its timeout, its reply on the socket but not read (it came as the I/O thread's
+          wait ended on the deadline): what the worker sent before it died is read after the kill
+          (``_kill_timed_out_locked``), and a reply of the head is its outcome, not ``TIMEOUT``.
+          (test_pool_timeout: a step that ended right at its timeout keeps its result.) The halt
+          protocol is not used here: it would cover no more (the worker counts a step as running
+          until its reply is built, value stored and pickled, so a halt then halts it, and a reply
+          already sent is read after the kill as well), and a step stuck in C code holding the GIL
+          would then be stopped only after ``HALT_GRACE``, with a round trip added to every timeout.
         - Otherwise it is asked (``_send_halt_locked``): a worker running the head halts (starts
           nothing more) and names it, and its answer makes the pool kill it and fail the head with
           ``TIMEOUT`` (``_take_back_locked``); the others go back to the queue, never started.
@@ -333,8 +348,9 @@ class TakeBack:
           timeout counted from the answer, not from when it was queued. (test_pool_timeout: a halt
           finding the head not started yet restarts its clock)
         - No answer within ``HALT_GRACE`` (stopped, or a step holding the GIL in C code): killed
-          then, the head failing with ``TIMEOUT``, as without the question; if the head's reply came
-          meanwhile (its answer is late, not missing) the question is dropped and nothing is killed.
+          then, the head failing with ``TIMEOUT``, as without the question, unless what it sent before
+          it died (read after the kill) answers the head; if the head's reply came meanwhile (its
+          answer is late, not missing) the question is dropped and nothing is killed.
           (test_pool_revoke_race: a timeout between a revoke and its answer, the worker stopped)
         - A cancel of the head's execution before the answer: the halt's answer, halted on a
           cancelled attempt, replaces the worker with every attempt queued again (the cancel's rule).
@@ -354,7 +370,7 @@ class TakeBack:
                     if head is worker.halting:
                         logger.warning("zart: worker %s did not answer whether it still runs the attempt past "
                                        "its timeout within %gs; killing it", worker.name, HALT_GRACE)
-                        outcomes.extend(self._replace_locked(index, OutcomeKind.TIMEOUT, _timed_out(head, worker)))
+                        self._kill_timed_out_locked(index, worker, head, now, outcomes)
                     else:  # it answered for that attempt: that timeout did not happen
                         worker.halting = None
                         worker.halt_deadline = 0.0
@@ -363,6 +379,23 @@ class TakeBack:
             if head.timeout is not None and now - worker.head_started > head.timeout and head.task_id not in ghosts:
                 if len(worker.inflight) == 1 + len(ghosts):
                     # it holds no other attempt it may have started (the driver's view lags): killed now
-                    outcomes.extend(self._replace_locked(index, OutcomeKind.TIMEOUT, _timed_out(head, worker)))
+                    self._kill_timed_out_locked(index, worker, head, now, outcomes)
                 else:
                     self._send_halt_locked(worker, head, now)
+
+    def _kill_timed_out_locked(self, index: int, worker: _Worker, head: Task, now: float,
+                               outcomes: list[Outcome]) -> None:
+        """Kill ``worker``, whose ``head`` ran past its timeout by the driver's view, then take in what it
+        sent before it died (``_Worker.kill_and_read``): the step may have ended right at its timeout,
+        its reply sent but not read yet (it came as the I/O thread's wait ended on the deadline, or in
+        the time it took to get here). Such a reply is the attempt's outcome, as is every reply after
+        it; only a head the worker did not answer fails with ``TIMEOUT``. What it holds behind goes
+        back to the queue, never started or started and killed (as after a crash). I/O thread only:
+        it reads the worker's socket."""
+        messages = worker.kill_and_read()
+        if messages and self._absorb_locked(worker, messages, now, outcomes) and worker not in self._workers:
+            return  # an answer it sent replaced it (a halt naming the head: its TIMEOUT was added then)
+        if worker.inflight and worker.inflight[0] is head:
+            outcomes.extend(self._replace_locked(index, OutcomeKind.TIMEOUT, _timed_out(head, worker)))
+        else:  # it answered the head, which did not time out: what it still holds goes back to the queue
+            self._replace_locked(index, OutcomeKind.CANCELLED, halted=True)

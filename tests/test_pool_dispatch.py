@@ -1,0 +1,150 @@
+"""Where the pool sends a short queue: long steps submitted together on idle workers start on as many
+workers at once, none taken back later by a steal (a revoke). Real worker processes, steps gated on
+files (race_steps); a pool starting up is held before its workers are ready by a ``sitecustomize``
+that waits for a file."""
+import os
+import signal
+import textwrap
+
+import pytest
+from conftest import wait_until
+from pool_helpers import UnusedConsumer, gated_task, held, started_pid
+from race_steps import Outcomes, gated
+
+
+def _run_gated(pool, workdir, tags: list[str]) -> list[int]:
+    """Submit a gated attempt per tag in one call; the pids of the workers that started them."""
+    tasks = [gated_task(workdir, "e-spread", gated, tag, consumer=UnusedConsumer()) for tag in tags]
+    pool.submit(tasks)
+    return [started_pid(workdir, tag) for tag in tags]
+
+
+def _let_go(pool, sink, workdir, tags: list[str]) -> None:
+    for tag in tags:
+        (workdir / f"{tag}.go").touch()
+    wait_until(lambda: pool.idle and len(sink.outcomes) == len(tags), what="the gated steps to end")
+
+
+@pytest.mark.parametrize("workers", [2, 4])
+def test_long_steps_submitted_together_start_on_as_many_ready_workers(tmp_path, workers):
+    """N long steps submitted at once on N idle, ready workers: one each, so they run side by side
+    from the start. (Before, the first worker was sent two, the depth's minimum, and the last worker
+    none: an idle worker took one back with a revoke once the head had run ``STEAL_AFTER``; with the
+    steps submitted from a thread, not the I/O thread, that steal waited for the next reply.)"""
+    from zart_nb._executors.local import LocalPool
+
+    sink = Outcomes()
+    pool = LocalPool(workers, sink)
+    tags = [f"s{i}" for i in range(workers)]
+    try:
+        wait_until(lambda: all(worker.ready for worker in pool._workers), what="the workers to start")
+        pids = _run_gated(pool, tmp_path, tags)
+        assert sorted(pids) == sorted(pool.pids)  # one step on each worker
+        assert (pool.revokes, pool.taken_back) == (0, 0)
+        _let_go(pool, sink, tmp_path, tags)
+        assert (pool.revokes, pool.taken_back) == (0, 0)
+    finally:
+        pool.shutdown()
+
+
+@pytest.fixture
+def held_starts(tmp_path, monkeypatch):
+    """Worker processes started while ``$HOLD_START`` is set wait, as they start (before they say they
+    are ready), for the file this returns to exist."""
+    site = tmp_path / "site"
+    site.mkdir()
+    gate = tmp_path / "workers.go"
+    (site / "sitecustomize.py").write_text(textwrap.dedent(f"""
+        import os, time
+        if "ZART_WORKER_SYS_PATH" in os.environ and os.environ.get("HOLD_START"):
+            deadline = time.monotonic() + 60
+            while not os.path.exists({str(gate)!r}) and time.monotonic() < deadline:
+                time.sleep(0.01)
+    """))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
+    yield gate
+    gate.touch()
+
+
+def _replace_held(pool, monkeypatch, count: int) -> None:
+    """Kill the first ``count`` workers of a ready pool; their replacements are held as they start."""
+    monkeypatch.setenv("HOLD_START", "1")
+    killed = pool.pids[:count]
+    for pid in killed:
+        os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not set(killed) & set(pool.pids), what="the workers replaced")
+
+
+def _load(pool) -> list[int]:
+    with pool._lock:
+        return [len(worker.inflight) for worker in pool._workers]
+
+
+def test_a_pool_still_starting_deals_a_short_queue_one_to_each_worker(tmp_path, monkeypatch, held_starts):
+    """No worker is ready yet (each waits for a file as it starts): two long steps submitted together
+    go one to each starting worker, not both to the first (which could not be stolen from before it is
+    ready, and then only by a revoke). Each starts on its own worker once the workers are ready."""
+    from zart_nb._executors.local import LocalPool
+
+    monkeypatch.setenv("HOLD_START", "1")
+    sink = Outcomes()
+    pool = LocalPool(2, sink)
+    tags = ["a", "b"]
+    try:
+        tasks = [gated_task(tmp_path, "e-spread", gated, tag, consumer=UnusedConsumer()) for tag in tags]
+        pool.submit(tasks)
+        wait_until(lambda: held(pool) == 2, what="both sent")  # (by the I/O thread if it held the lock)
+        with pool._lock:  # the driver's view: nothing ready, one attempt sent to each
+            assert not any(worker.ready for worker in pool._workers)
+            assert [[task.step_key for task in worker.inflight] for worker in pool._workers] == [["a"], ["b"]]
+        held_starts.touch()
+        pids = [started_pid(tmp_path, tag) for tag in tags]
+        assert sorted(pids) == sorted(pool.pids) and pids[0] != pids[1]
+        _let_go(pool, sink, tmp_path, tags)
+        assert (pool.revokes, pool.taken_back) == (0, 0)
+    finally:
+        pool.shutdown()
+
+
+def test_a_short_queue_goes_to_a_ready_worker_not_one_still_starting(tmp_path, monkeypatch, held_starts):
+    """The first worker is a replacement still starting (held as it starts), the second is ready and
+    idle: a step submitted now goes to the ready one, which runs it at once, not to the starting one
+    (first by the least-loaded order), where it would wait for the start and could not be taken back."""
+    from zart_nb._executors.local import LocalPool
+
+    sink = Outcomes()
+    pool = LocalPool(2, sink)
+    try:
+        wait_until(lambda: all(worker.ready for worker in pool._workers), what="the workers to start")
+        second = pool.pids[1]
+        _replace_held(pool, monkeypatch, 1)
+        assert _run_gated(pool, tmp_path, ["a"]) == [second]
+        assert _load(pool) == [0, 1] and not pool._workers[0].ready
+        held_starts.touch()
+        _let_go(pool, sink, tmp_path, ["a"])
+    finally:
+        pool.shutdown()
+
+
+def test_a_longer_queue_fills_a_ready_worker_before_ones_still_starting(tmp_path, monkeypatch, held_starts):
+    """Two replacements still starting, one worker ready and idle, and more long steps than the ready
+    one's room (2): the ready worker is filled first, then the starting ones, so it does not sit idle
+    while they start (before, the first two, starting, took all four)."""
+    from zart_nb._executors.local import LocalPool
+
+    sink = Outcomes()
+    pool = LocalPool(3, sink)
+    tags = ["a", "b", "c", "d"]
+    try:
+        wait_until(lambda: all(worker.ready for worker in pool._workers), what="the workers to start")
+        third = pool.pids[2]
+        _replace_held(pool, monkeypatch, 2)
+        tasks = [gated_task(tmp_path, "e-spread", gated, tag, consumer=UnusedConsumer()) for tag in tags]
+        pool.submit(tasks)
+        wait_until(lambda: held(pool) == 4, what="all four sent")
+        assert _load(pool) == [2, 0, 2]
+        assert started_pid(tmp_path, "a") == third
+        held_starts.touch()
+        _let_go(pool, sink, tmp_path, tags)
+    finally:
+        pool.shutdown()
