@@ -328,16 +328,11 @@ class LocalPool(TakeBack, Executor):
             if idle and len(queue) <= depth * len(idle):
                 more = len(queue) - len(idle)  # beyond one each: filled in turn, as a longer queue
                 for worker in idle:
-                    if more > 0:
-                        take = min(more, depth - 1)
-                        more -= take
-                        self._send_locked(worker, queue, 1 + take)
-                    else:
-                        self._send_locked(worker, queue, 1)
-                        if not queue:
-                            return
-                if not queue:
-                    return
+                    extra = min(more, depth - 1) if more > 0 else 0
+                    more -= extra
+                    self._send_locked(worker, queue, 1 + extra)
+                    if not queue:
+                        return
         for worker in sorted(workers, key=lambda w: 2 * len(w.inflight) + (not w.ready)):  # ready ones first
             self._send_locked(worker, queue, depth - len(worker.inflight))
             if not queue:

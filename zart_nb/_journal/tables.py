@@ -9,6 +9,7 @@ from typing import Any
 
 from .._errors import QueryError
 from .._stored import StoredValue, from_blob
+from .._valueref import prefix_span
 from .._values import OUTPUT_KEY, REF_MAGIC, TABLES
 from . import db, stores
 
@@ -51,8 +52,7 @@ def stored_values(conn: Any, execution_id: str | None = None, step_key: str | No
     the completed executions' outputs stored as tables (under the key ``OUTPUT_KEY``), in execution and
     key order, decoded (never unpickled). Only references are fetched (a range on ``REF_MAGIC``; with
     ``tables_only``, on a table's reference), not the short pickles beside them."""
-    start = _table_ref_start()
-    tables_span = [start, start[:-1] + bytes([start[-1] + 1])]
+    tables_span = list(prefix_span(_table_ref_start()))
     where = [stores.span("output")]
     params: list[Any] = list(tables_span if tables_only else stores.SPAN)
     if execution_id is not None:
