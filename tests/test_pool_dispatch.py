@@ -148,3 +148,34 @@ def test_a_longer_queue_fills_a_ready_worker_before_ones_still_starting(tmp_path
         _let_go(pool, sink, tmp_path, tags)
     finally:
         pool.shutdown()
+
+
+def test_a_pool_started_ahead_starts_more_workers_only_for_queued_attempts(tmp_path):
+    """A pool started ahead of need with one of its three workers (as a run starts it, ``start=``):
+    one attempt at a time never starts another process (a sequential workflow keeps one); an attempt
+    queued while that worker is busy starts a second; a fan-out starts the third, and each long step
+    runs on a worker of its own. (Before, the first attempt started them all: on a machine with as
+    many cores as workers, a process starting beside the first step slowed it.)"""
+    from zart_nb._executors.local import LocalPool
+
+    sink = Outcomes()
+    pool = LocalPool(3, sink, start=1)
+    try:
+        first = pool.pids
+        assert len(first) == 1
+        for round_ in range(2):  # sequential: submitted, run, answered, then the next
+            tag = f"seq{round_}"
+            pids = _run_gated(pool, tmp_path, [tag])
+            _let_go(pool, sink, tmp_path, [tag])
+            assert pids == first and pool.pids == first
+            sink.outcomes.clear()
+        busy = _run_gated(pool, tmp_path, ["a"])  # the one worker now holds a long step
+        assert pool.pids == first
+        second = _run_gated(pool, tmp_path, ["b"])  # queued behind it: a second process starts for it
+        assert len(pool.pids) == 2 and second != busy
+        third = _run_gated(pool, tmp_path, ["c"])
+        assert sorted(busy + second + third) == sorted(pool.pids) and len(pool.pids) == 3
+        _let_go(pool, sink, tmp_path, ["a", "b", "c"])
+        assert sorted(outcome.task.step_key for outcome in sink.outcomes) == ["a", "b", "c"]
+    finally:
+        pool.shutdown()

@@ -247,7 +247,7 @@ class Runtime:
                     from ._executors.local import LocalPool
 
                     # Started ahead of need (while a journal is read), a pool starts the workers that
-                    # leave the driver a core; the rest start with its first task.
+                    # leave the driver a core; the rest start as attempts queue beyond the idle workers.
                     start = max(1, (os.cpu_count() or 2) - 1) if prestart else None
                     current = self.executor = LocalPool(size, self.committer.deliver, start=start,
                                                         prepare=self.committer.prepare,
