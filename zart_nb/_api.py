@@ -80,11 +80,12 @@ def _follow(execution: Execution, workflow: WorkflowDef, display: bool | None, b
     return follow(execution, workflow.name, display, background)
 
 
-def _explain_interrupt(exc: KeyboardInterrupt, execution: Execution) -> None:
-    """One clear line in a notebook instead of a long traceback (how far it got, how to resume)."""
+def _explain_interrupt(exc: KeyboardInterrupt, execution: Execution) -> BaseException:
+    """The interrupt to raise: one clear line (how far it got, how to resume) in IPython instead of a
+    long traceback; in a script a ``KeyboardInterrupt`` saying so, raised ``from None`` by the caller."""
     from ._notebook.tracebacks import explain_interrupt
 
-    explain_interrupt(exc, execution)
+    return explain_interrupt(exc, execution)
 
 
 # --- the one entry path: zart.run/start, DurableScheduler.run/start and the control actions ----------
@@ -115,8 +116,10 @@ def run_here(journal: Journal, execution_id: str, workflow: WorkflowDef, data: A
             _engine.execute(execution, definition, data, options, plan)
         return execution.result()
     except KeyboardInterrupt as exc:
-        _explain_interrupt(exc, execution)
-        raise
+        shown = _explain_interrupt(exc, execution)
+        if shown is exc:
+            raise
+        raise shown from None
     finally:
         if live is not None:
             live.close()
@@ -220,8 +223,10 @@ class DurableScheduler:
         try:
             return execution.result(timeout)
         except KeyboardInterrupt as exc:
-            _explain_interrupt(exc, execution)
-            raise
+            shown = _explain_interrupt(exc, execution)
+            if shown is exc:
+                raise
+            raise shown from None
 
     def wait(self, execution_id: str, timeout: float | None = None) -> Any:
         """The output of an execution started here (or journaled as completed)."""

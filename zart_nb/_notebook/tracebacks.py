@@ -173,15 +173,25 @@ def render_task_error(exc: TaskError) -> list[str]:
     return lines
 
 
-def _stopped(execution: Execution, how: str) -> str:
+def _stopped(execution: Execution, how: str, again: str = "run the cell again") -> str:
     """``execution 'x' <how> after 7 of 31 steps (run 1); run the cell again to resume``."""
     run = run_of(execution)
     if run is not None:
         progress = run.progress()
         done = max(0, progress.finished - progress.cancelled)
         return (f"execution {execution.execution_id!r} {how} after {done} of {progress.total} steps "
-                f"(run {progress.run_number}); run the cell again to resume")
-    return f"execution {execution.execution_id!r} {how}; run the cell again to resume"
+                f"(run {progress.run_number}); {again} to resume")
+    return f"execution {execution.execution_id!r} {how}; {again} to resume"
+
+
+def _ipython_renders() -> bool:
+    """Whether an IPython shell (a kernel, a terminal) shows this process's uncaught exceptions, and so
+    honours ``_render_traceback_``."""
+    ipython = sys.modules.get("IPython")
+    try:
+        return ipython is not None and ipython.get_ipython() is not None
+    except Exception:  # noqa: BLE001 - a broken IPython shows nothing of ours either
+        return False
 
 
 def _one_line(exc: BaseException, kind: str, message: str) -> None:
@@ -189,18 +199,29 @@ def _one_line(exc: BaseException, kind: str, message: str) -> None:
     exc._render_traceback_ = lambda: [f"{kind}: {message}"]  # type: ignore[attr-defined]
 
 
-def explain_interrupt(exc: BaseException, execution: Execution) -> None:
-    """Make IPython show an interrupted run as one line instead of a long traceback (a suspended one was
-    not interrupted: it stays sleeping or waiting, and this kernel continues it when due)."""
+def explain_interrupt(exc: BaseException, execution: Execution) -> BaseException:
+    """The interrupt to raise for an interrupted run: ``exc``, which IPython shows as one line instead of a
+    long traceback; outside IPython (a script) a ``KeyboardInterrupt`` saying the same, to raise ``from
+    None``, so Python's traceback ends at the caller's ``zart.run`` line instead of zart_nb's internals.
+    (A suspended execution was not interrupted: it stays sleeping or waiting, and this process continues
+    it when due.)"""
     held = execution.suspension
     if held is not None:
         from .._suspend import describe
 
-        _one_line(exc, "KeyboardInterrupt", f"stopped waiting for execution {execution.execution_id!r}: it is still "
-                  f"{execution.status.value} ({describe(execution.status, *held)}) and continues when due; "
-                  "execution.result() or zart.run again waits for its output")
-        return
-    _one_line(exc, "KeyboardInterrupt", _stopped(execution, "interrupted"))
+        message = (f"stopped waiting for execution {execution.execution_id!r}: it is still "
+                   f"{execution.status.value} ({describe(execution.status, *held)}) and continues when due; "
+                   "execution.result() or zart.run again waits for its output")
+    elif _ipython_renders():
+        message = _stopped(execution, "interrupted")
+    else:
+        message = _stopped(execution, "interrupted", "run it again with the same execution id")
+    _one_line(exc, "KeyboardInterrupt", message)
+    if _ipython_renders():
+        return exc
+    plain = KeyboardInterrupt(message)
+    plain.zart_message = message  # type: ignore[attr-defined]
+    return plain
 
 
 def explain_end(execution: Execution) -> None:
