@@ -130,3 +130,52 @@ def test_a_version_1_journal_is_upgraded_and_keeps_its_rows(tmp_path):
         str(SCHEMA_VERSION),)
     conn.close()
     os.unlink(tmp_path / "marker")
+
+
+TOGETHER = r"""
+import os, time
+import zart_nb as zart
+
+@zart.step("tick")
+def tick(name, workdir):
+    open(os.path.join(workdir, name + ".started"), "w").close()
+    deadline = time.monotonic() + 60  # both executions run now: each prints once the other's step started
+    while not all(os.path.exists(os.path.join(workdir, n + ".started")) for n in ("c-0", "c-1")):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the other execution's step")
+        time.sleep(0.01)
+    print("tick of", name)
+    return name
+
+@zart.workflow("together")
+def together(params):
+    return zart.wait([zart.schedule(tick, *params)])[0]
+"""
+
+
+def test_lines_of_two_executions_running_together_name_their_execution(tmp_path):
+    """Two executions started together in a script (and in one cell) print side by side: each line
+    names its execution as well as its step. (Before, both printed ``[tick#0]``.) An execution
+    running alone keeps the short prefix (the tests above)."""
+    program = TOGETHER + (
+        "handles = [zart.start(together, (f'c-{k}', os.getcwd()), execution_id=f'c-{k}', journal='j.duckdb',"
+        " workers=2) for k in range(2)]\n"
+        "print('result', [h.result() for h in handles])\n")
+    proc = subprocess.run([sys.executable, "-c", program], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert sorted(lines[:-1]) == ["[tick#0 of c-0] tick of c-0", "[tick#0 of c-1] tick of c-1"]
+    assert lines[-1] == "result ['c-0', 'c-1']"
+
+    cell = tmp_path / "cell"
+    cell.mkdir()
+    nb = execute([
+        "import os\n" + TOGETHER,
+        "handles = [zart.start(together, (f'c-{k}', os.getcwd()), execution_id=f'c-{k}', journal='j.duckdb',"
+        " workers=2) for k in range(2)]\n"
+        "print('result', [h.result() for h in handles])",
+    ], cell)
+    lines = text(nb.cells[1], "stdout").splitlines()
+    assert sorted(line for line in lines if line.startswith("[")) == [
+        "[tick#0 of c-0] tick of c-0", "[tick#0 of c-1] tick of c-1"]

@@ -179,3 +179,30 @@ def test_a_pool_started_ahead_starts_more_workers_only_for_queued_attempts(tmp_p
         assert sorted(outcome.task.step_key for outcome in sink.outcomes) == ["a", "b", "c"]
     finally:
         pool.shutdown()
+
+
+def test_an_attempt_sent_behind_another_on_the_only_started_worker_starts_a_second(tmp_path):
+    """Two submits racing (one's dispatch sends the other's attempt before that one checks the queue)
+    can leave two long steps on the only worker started, the second behind the first: the pool starts
+    another worker for it and moves it there (a steal) instead of leaving it to wait. Made to happen
+    here by sending both to the first worker under the pool's lock, as the racing dispatch does.
+    (Before, only a queued attempt started a worker: the two steps ran one after the other.)"""
+    import collections
+
+    from zart_nb._executors.local import LocalPool
+
+    sink = Outcomes()
+    pool = LocalPool(2, sink, start=1)
+    try:
+        wait_until(lambda: all(worker.ready for worker in pool._workers), what="the first worker to start")
+        first = pool.pids
+        tasks = [gated_task(tmp_path, "e-behind", gated, tag, consumer=UnusedConsumer()) for tag in ("a", "b")]
+        with pool._lock:
+            pool._send_locked(pool._workers[0], collections.deque(tasks), 2)
+        pool._wake()
+        a, b = started_pid(tmp_path, "a"), started_pid(tmp_path, "b")
+        assert [a] == first and b != a and sorted(pool.pids) == sorted([a, b])
+        assert pool.revokes == 1  # b was taken back from the first worker for the second
+        _let_go(pool, sink, tmp_path, ["a", "b"])
+    finally:
+        pool.shutdown()

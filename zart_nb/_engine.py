@@ -150,7 +150,9 @@ class RunState:
         self.retries = 0
         self.cancelled_steps = 0
         self.never_started = 0  # cancelled before an attempt began: not counted as executed
-        self.output_sinks: list[Callable[[str, int, str, str], None]] = []  # (key, attempt, stream, lines)
+        # (key, attempt, stream, lines, the execution's id to name in their prefix or None)
+        self.output_sinks: list[Callable[[str, int, str, str, str | None], None]] = []
+        self.overlap_mark: int | None = None  # see ``runtime.run_opened``; None: its lines never name it
         self.cancel_origin: str | None = None  # who asked to stop it ("zart cancel (pid 12)")
         self.deadline_passed = False  # its deadline passed while it ran (its steps were stopped)
         self.started = time.time()
@@ -426,18 +428,21 @@ class RunState:
 
     def on_output(self, task: Task, stream: str, text: str) -> None:
         """Lines a running step printed: to the cell that started the execution, else to this
-        process's own stream, prefixed with the step key."""
+        process's own stream, prefixed with the step key (and the execution's id once another run was
+        open beside this one in this process: their lines interleave)."""
         captured = self._streamed.get(task.task_id)
         if captured is None:
             captured = self._streamed[task.task_id] = Capture(None)
         captured.write(stream, text)
+        mark = self.overlap_mark
+        named = self.execution_id if mark is not None and runtime.overlapped(mark) else None
         sinks = self.output_sinks
         if sinks:
             for sink in sinks:
-                sink(task.step_key, task.attempt, stream, text)
+                sink(task.step_key, task.attempt, stream, text, named)
         else:
             target = sys.stderr if stream == "stderr" else sys.stdout
-            target.write(prefix_lines(task.step_key, task.attempt, text))
+            target.write(prefix_lines(task.step_key, task.attempt, text, named))
 
     def on_outcomes(self, outcomes: list[Outcome]) -> None:
         """Settle a batch of ended attempts (``_settle.settle`` decides), then record them (fsynced),
@@ -884,10 +889,10 @@ def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, option
             from exc
     if plan is not None and plan.fork_from is not None and stored is None:
         journal.copy_steps(plan.fork_from[0], execution_id, plan.fork_from[1])
-    runtime.run_opened(options.workers)
+    mark = runtime.run_opened(options.workers)
     try:
         _run_body(execution, workflow, data, options, plan, input_blob, input_preview, input_hash,
-                  workflow_hash, store, value_store, new=stored is None and plan is None)
+                  workflow_hash, store, value_store, new=stored is None and plan is None, overlap=mark)
     finally:
         runtime.run_closed()
 
@@ -908,9 +913,11 @@ def _code_change(execution: Execution, workflow: WorkflowDef) -> str:
 
 def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, options: RunOptions,
               plan: RunPlan | None, input_blob: bytes, input_preview: str, input_hash: str, workflow_hash: str,
-              store: tuple[str, int] | None = None, value_store: str | None = None, *, new: bool = False) -> None:
+              store: tuple[str, int] | None = None, value_store: str | None = None, *, new: bool = False,
+              overlap: int | None = None) -> None:
     """``new``: the journal had no row for the execution before this run (and no control action
-    copies steps into it), so it has no steps to replay: none are read."""
+    copies steps into it), so it has no steps to replay: none are read. ``overlap``: the run's mark
+    from ``runtime.run_opened`` (its printed lines name it once another run was open beside it)."""
     journal = journal_of(execution)
     execution_id = execution.execution_id
     on_change, workers, executor = options.on_change, options.workers, options.executor
@@ -945,6 +952,7 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, options: R
     run = RunState(journal, execution_id, run_number, stored, on_change, workers, executor, store, value_store)
     run._executor = remote
     run.output_sinks = execution.output_sinks
+    run.overlap_mark = overlap
     execution.attach(run)
     asked = handover.desk.asked(journal)  # begun while zart serve hands the journal over: stops at once
     if asked is not None:  # (after attach: a request from now on finds the run itself)

@@ -122,7 +122,7 @@ class Execution:
         self._cancel_requested = False
         self._interrupt_requested = False
         self._on_result: list[Callable[[], None]] = []  # progress views: final render in the caller's cell
-        self._output_sinks: list[Callable[[str, int, str, str], None]] = []  # lines its steps print
+        self._output_sinks: list[Callable[[str, int, str, str, str | None], None]] = []  # lines its steps print
         self.fingerprint: tuple[str, str] | None = None  # (workflow code hash, input hash)
         self.cancelled_by: str | None = None  # who cancelled it from elsewhere ("zart cancel (pid 123)")
         self._suspension: tuple[str, float | None] | None = None  # (what it waits for, until when) while suspended
@@ -221,12 +221,13 @@ class Execution:
         """Call ``callback`` in the thread that takes the result (a view's final render in its cell)."""
         self._on_result.append(callback)
 
-    def add_output_sink(self, sink: Callable[[str, int, str, str], None]) -> None:
-        """Send the lines its steps print to ``sink(step_key, attempt, stream, text)``."""
+    def add_output_sink(self, sink: Callable[[str, int, str, str, str | None], None]) -> None:
+        """Send the lines its steps print to ``sink(step_key, attempt, stream, text, named)`` (``named``:
+        the execution's id once another execution ran beside it in this process, else None)."""
         self._output_sinks.append(sink)
 
     @property
-    def output_sinks(self) -> list[Callable[[str, int, str, str], None]]:
+    def output_sinks(self) -> list[Callable[[str, int, str, str, str | None], None]]:
         """The callbacks given to ``add_output_sink``, in order."""
         return self._output_sinks
 

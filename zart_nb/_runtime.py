@@ -186,6 +186,7 @@ class Runtime:
         self.executor_factory: Callable[[int, OutcomeSink], Executor] | None = None
         self.committer = _Committer(self)
         self._open_runs = 0
+        self._overlaps = 0  # runs opened while another was open (see ``overlapped``)
         self._warned_sizes: set[int] = set()
         self._live: dict[tuple[Hashable, str], Execution] = {}
         self._remote: dict[tuple[str, Any], Executor] = {}  # Dask executors, by address or client
@@ -200,8 +201,9 @@ class Runtime:
 
     # --- the executor ------------------------------------------------------------------------
 
-    def run_opened(self, workers: int | None = None) -> None:
-        """A run started: the pool must not be restarted under it (see ``get_executor``).
+    def run_opened(self, workers: int | None = None) -> int:
+        """A run started: the pool must not be restarted under it (see ``get_executor``). Returns the
+        run's mark for ``overlapped``.
 
         When no other run is open and the idle pool has another size than ``workers`` asks for, it is
         stopped here, so the run's first dispatch starts one of the size asked for."""
@@ -211,10 +213,21 @@ class Runtime:
             if (self._open_runs == 0 and executor is not None and not executor.closed
                     and executor.size != (workers or default_worker_count()) and executor.idle):
                 stale, self.executor = executor, None
+            if self._open_runs:
+                self._overlaps += 1
+                mark = -1  # another run is open beside this one
+            else:
+                mark = self._overlaps
             self._open_runs += 1
         self._heartbeat.ensure_running()
         if stale is not None:
             stale.shutdown()
+        return mark
+
+    def overlapped(self, mark: int) -> bool:
+        """Whether the run ``run_opened`` gave ``mark`` has had another run open beside it (each run
+        opened while another is open counts one overlap: one counted since that run opened overlapped it)."""
+        return mark < 0 or self._overlaps != mark
 
     def run_closed(self) -> None:
         with self._lock:

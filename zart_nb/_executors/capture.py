@@ -295,7 +295,9 @@ def unseen(text: str, start: int, seen: str) -> tuple[str, int, str]:
     return text[start:end], end, text[max(0, end - FOLLOW_KEPT):end]
 
 
-def prefix_lines(step_key: str, attempt: int, text: str) -> str:
-    """``[step-key] line`` for every line (``[step-key attempt 2]`` for retries)."""
-    label = f"[{step_key}]" if attempt <= 1 else f"[{step_key} attempt {attempt}]"
+def prefix_lines(step_key: str, attempt: int, text: str, execution_id: str | None = None) -> str:
+    """``[step-key] line`` for every line (``[step-key attempt 2]`` for retries; ``[step-key of
+    execution-id]`` when ``execution_id`` is given)."""
+    label = step_key if attempt <= 1 else f"{step_key} attempt {attempt}"
+    label = f"[{label}]" if execution_id is None else f"[{label} of {execution_id}]"
     return "".join(f"{label} {line}\n" for line in text.splitlines())

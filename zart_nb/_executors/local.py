@@ -157,7 +157,7 @@ class LocalPool(TakeBack, Executor):
         if self._closed:  # shut down meanwhile: what shutdown() did not take ends here
             self._drop_after_shutdown(tasks)
             return
-        if self._unstarted and len(ready) > sum(1 for worker in self._workers if not worker.inflight):
+        if self._unstarted:
             with self._lock:
                 self._start_wanted_locked()
         # An idle worker gets the work now, from this thread (no hop: the sequential path). When
@@ -176,13 +176,18 @@ class LocalPool(TakeBack, Executor):
             self._wake()
 
     def _start_wanted_locked(self) -> None:
-        """Start workers not started yet, one per attempt queued beyond the idle workers (a sequential
-        workflow keeps one process; a fan-out starts them all). Not all at the first attempt: on a
-        machine with as many cores as workers, a process starting beside the one running the first
-        step slows it (P9's first run: 0.51 s against 0.63 s, medians of 11, with one of two started)."""
+        """Start workers not started yet, one per attempt waiting beyond the idle workers: queued, or
+        sent to a worker behind the attempt it runs (a steal moves it to the new worker once that one is
+        ready). A sequential workflow keeps one process; a fan-out starts them all. Not all at the first
+        attempt: on a machine with as many cores as workers, a process starting beside the one running
+        the first step slows it (P9's first run: 0.51 s against 0.63 s, medians of 11, with one of two
+        started). Called as attempts are submitted and at each dispatch while workers are unstarted: a
+        submit racing another's dispatch may see its attempt sent behind the other's, not queued."""
         if self._closed:
             return
-        wanted = len(self._tasks.ready) - sum(1 for worker in self._workers if not worker.inflight)
+        wanted = len(self._tasks.ready)
+        for worker in self._workers:
+            wanted += len(worker.inflight) - 1 if worker.inflight else -1
         while wanted > 0 and self._unstarted:
             self._workers.append(_Worker(next(self._names), self._umask))
             self._unstarted -= 1
@@ -296,9 +301,9 @@ class LocalPool(TakeBack, Executor):
 
     def _dispatch_locked(self) -> None:
         queue = self._tasks.ready
+        if self._unstarted:
+            self._start_wanted_locked()
         if queue:
-            if self._unstarted:  # (attempts released from a delay or a limit, or given back)
-                self._start_wanted_locked()
             self._send_queued_locked(queue)
             if queue:
                 return

@@ -42,7 +42,7 @@ class Live:
         self._background = background
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._lines: collections.deque[tuple[str, int, str, str]] = collections.deque()
+        self._lines: collections.deque[tuple[str, int, str, str, str | None]] = collections.deque()
         self._closed = False
         self._rendered_by: set[int] = set()  # threads that rendered the final state
         self._lock = threading.Lock()
@@ -54,9 +54,10 @@ class Live:
                                         daemon=True)
         self._thread.start()
 
-    def _printed(self, key: str, attempt: int, stream: str, text: str) -> None:
-        # On the executor's I/O thread: only hand over.
-        self._lines.append((key, attempt, stream, text))
+    def _printed(self, key: str, attempt: int, stream: str, text: str, named: str | None) -> None:
+        # On the executor's I/O thread: only hand over. ``named``: the execution's id, once another ran
+        # beside it in this process (two started from one cell print into it side by side).
+        self._lines.append((key, attempt, stream, text, named))
         self._wake.set()
 
     def _write_lines(self) -> None:
@@ -67,12 +68,12 @@ class Live:
         pending: list[str] = []
         stream = "stdout"
         while self._lines:
-            key, attempt, line_stream, text = self._lines.popleft()
+            key, attempt, line_stream, text, named = self._lines.popleft()
             if line_stream != stream and pending:
                 self._emit(stream, pending)
                 pending = []
             stream = line_stream
-            pending.append(prefix_lines(key, attempt, text))
+            pending.append(prefix_lines(key, attempt, text, named))
         self._emit(stream, pending)
 
     @staticmethod
