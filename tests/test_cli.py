@@ -335,3 +335,36 @@ def test_one_duration_formatter_for_the_cli_and_the_tui():
     assert _cli_format.fmt_duration is zart.format_duration and fmt.seconds_text is zart.format_duration
     cases = {None: "-", 0.35: "350ms", 12.5: "12.5s", 180: "3.0m", 9000: "2.5h"}
     assert {seconds: zart.format_duration(seconds) for seconds in cases} == cases
+
+
+FAILING_TWICE = r"""
+import zart_nb as zart
+
+@zart.step("shaky", retries=1)
+def shaky():
+    print("trying", zart.context().attempt)
+    raise RuntimeError("no luck")
+
+@zart.workflow("shaky-flow")
+def flow(_):
+    return shaky()
+
+try:
+    zart.run(flow, None, execution_id="s1", journal="j.duckdb")
+except zart.StepFailed:
+    pass
+"""
+
+
+def test_show_output_prints_each_attempt_of_a_failed_step_once(tmp_path):
+    """A step whose attempts all failed: ``zart show --output`` prints each attempt's output once (the
+    step's own record holds its last attempt's output, also listed among the failed attempts: before,
+    that attempt was printed twice)."""
+    proc = subprocess.run([sys.executable, "-c", FAILING_TWICE], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    show = zart_cli("show", "s1", "--output", "--journal", "j.duckdb", cwd=tmp_path)
+    assert show.returncode == 3, show.stderr  # 3: failed
+    headings = [line for line in show.stdout.splitlines() if line.startswith("Output of ")]
+    assert headings == ["Output of shaky#0 (run 1, attempt 1):", "Output of shaky#0 (run 1, attempt 2):"]
+    assert "Output of shaky#0 (run 1, attempt 2):\ntrying 2" in show.stdout

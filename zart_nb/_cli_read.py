@@ -489,12 +489,14 @@ def _print_tail(args: argparse.Namespace, record: ExecutionRecord, steps: list[S
         print(table(("KEY", "RUN", "ATTEMPT", "WORKER", "ERROR"),
                     [(a.step_key, a.run_number, a.attempt, a.worker or "", a.error or "") for a in attempts]))
     if args.output:
+        shown: set[tuple[str, int, int]] = set()
         for a in attempts:
             if a.log:
+                shown.add((a.step_key, a.run_number, a.attempt))
                 print(f"\nOutput of {safe(a.step_key)} (run {a.run_number}, attempt {a.attempt}"
                       f"{_cut(a.log_skipped)}):\n{safe(a.log.rstrip(), lines=True)}")
         for s in steps:
-            if s.log:
+            if s.log and (s.step_key, s.run_number, s.attempts) not in shown:  # (a failed step's last attempt)
                 print(f"\nOutput of {safe(s.step_key)} (run {s.run_number}, attempt {s.attempts}"
                       f"{_cut(s.log_skipped)}):\n{safe(s.log.rstrip(), lines=True)}")
     if args.traceback:
