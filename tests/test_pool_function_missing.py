@@ -163,6 +163,9 @@ def test_a_function_missing_answer_crossing_the_cancel_of_its_attempt_sends_noth
             late = {o.task.step_key: o.kind.value for o in sink.outcomes[crossed:]}
         assert late == {"b": "cancelled", "x": "ok", "a": "ok"}  # b once: cancelled
         assert sorted(calls(tmp_path)) == ["a", "warm", "x"] and pool.pids == [pid]
+        # b was never sent again (its last send is the one without the function) nor cancelled twice: an
+        # answer for a cancelled attempt is dropped before it is read as a missing function
+        assert _without_function(b) and pool.cancels == 1
         # without a cancel, the missing function is sent again and the attempt runs
         again = gated_task(tmp_path, "e-c", counted, "c", consumer=UnusedConsumer())
         _evict(pool, sink, tmp_path)
