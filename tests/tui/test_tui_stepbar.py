@@ -1,6 +1,7 @@
 """The execution screen's step bar counts the rows it shows: while steps run, the engine's running steps
 come after the journal's records (the journal has no row of them yet), and the bar counts both, saying
-which are running (it said "steps 1-1 of 1" above three rows)."""
+which are running (it said "steps 1-1 of 1" above three rows). A real driver on two worker processes;
+its two gated steps wait for a release file."""
 from __future__ import annotations
 
 import os
@@ -11,13 +12,13 @@ from pathlib import Path
 
 from conftest import wait_until
 from textual.widgets import DataTable, Static
-from tui_helpers import rows, run_async, settle, wait_for
+from tui_helpers import open_running, rows, run_async, wait_for
 from zart_tui.app import ZartApp
 from zart_tui.screens.execution import PAGE, ExecutionScreen
 
 from zart_nb._monitor import endpoint as endpoint_file
 
-DRIVER = Path(__file__).parent.parent / "scripts" / "stepbar_driver.py"
+DRIVER = Path(__file__).parent.parent / "scripts" / "printing_driver.py"
 
 
 @contextmanager
@@ -44,18 +45,6 @@ def driving(tmp_path: Path, quick: int):
             driver.wait()
 
 
-async def open_running(pilot) -> ExecutionScreen:
-    app = pilot.app
-    await settle(pilot)
-    table = app.screen.query_one("#executions", DataTable)
-    await wait_for(pilot, lambda: any(r[0] == "bar" and r[2] == "running" for r in rows(table)),
-                   what="the execution running")
-    await pilot.press("enter")
-    await settle(pilot)
-    assert isinstance(app.screen, ExecutionScreen)
-    return app.screen
-
-
 def bar_of(screen: ExecutionScreen) -> str:
     return str(screen.query_one("#stepbar", Static).render())
 
@@ -70,11 +59,10 @@ async def test_the_step_bar_counts_the_running_rows(tmp_path):
     with driving(tmp_path, quick=1) as journal:
         app = ZartApp(str(journal.parent), poll=30)
         async with app.run_test(size=(150, 40)) as pilot:
-            screen = await open_running(pilot)
+            screen = await open_running(pilot, "bar")
             await wait_for(pilot, lambda: running_rows(screen), what="both slow steps listed running")
             shown = rows(screen.query_one("#steps", DataTable))
-            assert [r[:2] for r in shown] == [["quick-0000", "completed"], ["slow-0", "running"],
-                                             ["slow-1", "running"]]
+            assert [r[:2] for r in shown] == [["quick-0", "completed"], ["slow-0", "running"], ["slow-1", "running"]]
             # the bar is drawn with the rows: both come from the same read
             assert bar_of(screen).startswith("3 steps: 1 done, 2 running"), bar_of(screen)
 
@@ -85,7 +73,7 @@ async def test_a_paged_step_bar_counts_the_running_rows_too(tmp_path):
     with driving(tmp_path, quick=quick) as journal:
         app = ZartApp(str(journal.parent), poll=30)
         async with app.run_test(size=(150, 40)) as pilot:
-            screen = await open_running(pilot)
+            screen = await open_running(pilot, "bar")
             await wait_for(pilot, lambda: screen.total == quick and screen.progress and screen.progress.running == 2,
                            what="the quick steps journaled, the slow ones running")
             total = quick + 2
@@ -94,7 +82,6 @@ async def test_a_paged_step_bar_counts_the_running_rows_too(tmp_path):
             assert running_rows(screen) is None  # they are on the last page
             await pilot.press("G")
             await wait_for(pilot, lambda: running_rows(screen), what="the last page, with the running steps")
-            table = screen.query_one("#steps", DataTable)
-            assert table.row_count == PAGE + 2
+            assert screen.query_one("#steps", DataTable).row_count == PAGE + 2
             assert bar_of(screen).startswith(f"steps {total - PAGE - 1}-{total} of {total} (2 running, "
                                              "not journaled yet)"), bar_of(screen)
