@@ -146,6 +146,23 @@ def gated_square(workdir: str, x: int) -> int:
     return x * x
 
 
+@zart.step("talks-twice")
+def talks_twice(workdir: str) -> int:
+    """Prints a line and an unfinished one once WORKDIR/go exists, then waits for the release."""
+    note(workdir, "talks-twice")
+    wait_until(lambda: os.path.exists(os.path.join(workdir, "go")), timeout=DEADLINE, what="go")
+    print(f"run in pid {os.getpid()}", flush=True)
+    print("waiting...", end="", flush=True)
+    wait_for_release(workdir)
+    print(" released")
+    return os.getpid()
+
+
+@zart.workflow("talks-twice-flow")
+def talks_twice_flow(workdir: str) -> int:
+    return talks_twice(workdir)
+
+
 @zart.workflow("squares")
 def squares(data: dict) -> list:
     return zart.wait([zart.schedule(gated_square, data["workdir"], data["base"] + i) for i in range(3)])
@@ -361,6 +378,56 @@ def test_a_worker_killed_mid_step_is_rescheduled_and_the_execution_completes(clu
     (step,) = zart.journal(journal).list_steps("kill-worker")
     assert step.status == zart.StepStatus.COMPLETED and step.attempts == 1
     two_workers(client)
+
+
+def test_what_a_rescheduled_step_printed_before_its_worker_died_is_told_apart(cluster, journal, tmp_path):
+    """A worker killed mid-step: Dask runs the task again under the same key. The lines of the run that
+    died are followed by a note, then the later run's lines (they read as one run before); the journal
+    keeps the later run's output."""
+    from zart_nb._executors.dask import rerun_note
+
+    client, _ = cluster
+    addresses = {pid: address for address, pid in worker_pids(client).items()}
+    lines: list[tuple[str, int, str, str]] = []
+    execution = zart.start(talks_twice_flow, str(tmp_path), journal=journal, executor=client,
+                           execution_id="rerun-lines")
+    execution.add_output_sink(lambda *line: lines.append(line))  # before the step prints: it waits for go
+    ((_, victim),) = wait_until(lambda: counter(tmp_path), timeout=DEADLINE, what="the step to start")
+    (tmp_path / "go").touch()
+    wait_until(lambda: any(line == "waiting..." for *_, line in lines), timeout=DEADLINE,
+               what="the unfinished line of the first run")
+    os.kill(victim, signal.SIGKILL)
+    (_, rerun) = wait_until(lambda: counter(tmp_path)[1:], timeout=DEADLINE, what="the step to start again")[0]
+    wait_until(lambda: any(line == f"run in pid {rerun}\n" for *_, line in lines), timeout=DEADLINE,
+               what="the later run's first line")
+    (tmp_path / "release").touch()
+    assert execution.result(timeout=DEADLINE) == rerun != victim
+    later = next(address for address, pid in worker_pids(client).items() if pid == rerun)
+    note_line = rerun_note(f"{addresses[victim]} x", f"{later} y")
+    assert note_line == (f"[zart: Dask runs this attempt again from its start on {later} (the worker that ran it, "
+                         f"{addresses[victim]}, was lost): the lines above are the earlier run's]\n")
+    assert {(key, attempt) for key, attempt, _, _ in lines} == {("talks-twice#0", 1)}
+    assert "".join(line for *_, line in lines) == (f"run in pid {victim}\nwaiting...\n{note_line}"
+                                                   f"run in pid {rerun}\nwaiting... released\n")
+    assert [stream for *_, stream, line in lines if line == note_line] == ["stderr"]
+    (step,) = read_journal(journal, lambda reader: reader.list_steps("rerun-lines"))
+    assert step.attempts == 1 and step.log == f"run in pid {rerun}\nwaiting... released\n"
+    two_workers(client)
+
+
+def test_lines_of_an_earlier_run_arriving_late_are_dropped():
+    """The rule the driver applies to the tagged lines of one attempt, in the order the events arrive."""
+    from zart_nb._executors.dask import DaskExecutor, _Flight, rerun_note
+
+    flight = _Flight(task=object(), future=None)  # type: ignore[arg-type]
+    shown: list = []
+    for stream, line, run in [("stdout", "a1\n", "w1 a"), ("stdout", "a2 unfinished", "w1 a"),
+                              ("stderr", "b1\n", "w2 b"), ("stdout", "a3 late\n", "w1 a"),
+                              ("stdout", "untagged\n", ""), ("stdout", "b2\n", "w2 b")]:
+        DaskExecutor._output(flight, ["output", 7, stream, line, run], shown)
+    assert [(stream, text) for _, stream, text in shown] == [
+        ("stdout", "a1\n"), ("stdout", "a2 unfinished"), ("stdout", "\n"), ("stderr", rerun_note("w1 a", "w2 b")),
+        ("stderr", "b1\n"), ("stdout", "untagged\n"), ("stdout", "b2\n")]
 
 
 def test_workers_dying_past_allowed_failures_fail_the_attempt_as_worker_crashed(cluster, journal):

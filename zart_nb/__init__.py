@@ -146,18 +146,30 @@ _ON_DEMAND = ("_monitor.client", "_records", "_serve.recurring", "_actions", "_c
 _HOME = {name: module for module, names in _EXPORTS.items() for name in names}
 
 
-def show(execution: "str | Execution", journal: str | os.PathLike[str] | None = None) -> _typing.Any:
+def show(execution: "str | Execution", journal: str | os.PathLike[str] | None = None, *,
+         step: str | None = None) -> _typing.Any:
     """An execution as a notebook shows it: runs, steps (status, attempts, duration, executed or
     reused and why, previews), failed attempts and a timeline (one lane per worker, a bar per
     attempt). ``execution`` is an id (in ``journal``, default as for :func:`journal`) or an
     :class:`Execution`. The result renders as HTML in a notebook and as one line of text elsewhere;
-    nothing is unpickled."""
+    nothing is unpickled.
+
+    With ``step`` (a step key), that journaled step as zart-tui's step screen shows it: its record,
+    failed attempts, tracebacks, stored value, what it printed and its source. An output kept as its
+    first 16 KiB and last 64 KiB says so in its title (``captured output (cut: 978,115 characters
+    skipped in the middle)``). A step not journaled yet (it is when it ends) is a
+    :class:`ConfigurationError`."""
     from ._handles import Execution
     from ._notebook.show import show as show_execution
 
+    execution_id = execution if isinstance(execution, str) else execution.execution_id
     if isinstance(execution, Execution):
-        return show_execution(execution.execution_id, execution.journal)
-    return show_execution(execution, journal)
+        journal = execution.journal
+    if step is not None:
+        from ._notebook.show_step import show_step
+
+        return show_step(execution_id, step, journal)
+    return show_execution(execution_id, journal)
 
 
 def journal(path: str | os.PathLike[str] | None = None, *, live: bool = True,

@@ -1,10 +1,10 @@
 """Driver for tests/test_run_end.py: an execution whose steps print, then block until WORKDIR/release.
 
-    python printing_driver.py JOURNAL WORKDIR EXECUTION_ID [queue]
+    python printing_driver.py JOURNAL WORKDIR EXECUTION_ID [queue | QUICK]
 
-Two quick steps complete first; then two gated steps print a line each and wait. The test kills
-this process (SIGKILL) while the gated steps run. With ``queue``, the gated steps go through a
-``zart.Queue("slow", concurrency=1)``: one runs, the other waits on the queue."""
+Two quick steps (QUICK, when given) complete first; then two gated steps print a line each and wait.
+The test kills this process (SIGKILL) while the gated steps run. With ``queue``, the gated steps go
+through a ``zart.Queue("slow", concurrency=1)``: one runs, the other waits on the queue."""
 from __future__ import annotations
 
 import os
@@ -32,19 +32,20 @@ ONE_AT_A_TIME = zart.Queue("slow", concurrency=1)
 
 
 @zart.workflow("printing")
-def printing(workdir: str) -> list:
-    first = zart.wait([zart.schedule(quick, i) for i in range(2)])
-    return first + zart.wait([zart.schedule(slow, i, workdir) for i in range(2)])
+def printing(data: dict) -> list:
+    first = zart.wait([zart.schedule(quick, i) for i in range(data["quick"])])
+    return first + zart.wait([zart.schedule(slow, i, data["workdir"]) for i in range(2)])
 
 
 @zart.workflow("printing-queued")
-def printing_queued(workdir: str) -> list:
-    first = zart.wait([zart.schedule(quick, i) for i in range(2)])
-    return first + zart.wait([ONE_AT_A_TIME.schedule(slow, i, workdir) for i in range(2)])
+def printing_queued(data: dict) -> list:
+    first = zart.wait([zart.schedule(quick, i) for i in range(data["quick"])])
+    return first + zart.wait([ONE_AT_A_TIME.schedule(slow, i, data["workdir"]) for i in range(2)])
 
 
 if __name__ == "__main__":
     journal, workdir, execution_id = sys.argv[1:4]
     flow = printing_queued if sys.argv[4:] == ["queue"] else printing
+    data = {"workdir": workdir, "quick": int(sys.argv[4]) if sys.argv[4:5] not in ([], ["queue"]) else 2}
     print(f"DRIVER_PID {os.getpid()}", flush=True)
-    print(f"RESULT {zart.run(flow, workdir, execution_id=execution_id, journal=journal, workers=2)}", flush=True)
+    print(f"RESULT {zart.run(flow, data, execution_id=execution_id, journal=journal, workers=2)}", flush=True)

@@ -9,9 +9,8 @@ from pathlib import Path
 
 from conftest import wait_until
 from textual.widgets import DataTable, Static
-from tui_helpers import rows, run_async, settle, wait_for
+from tui_helpers import open_running, rows, run_async, settle, wait_for
 from zart_tui.app import ZartApp
-from zart_tui.screens.execution import ExecutionScreen
 from zart_tui.screens.step import StepScreen
 
 from zart_nb._monitor import endpoint as endpoint_file
@@ -32,14 +31,7 @@ async def test_a_running_step_is_listed_running_and_its_output_followed_live(tmp
         wait_until(lambda: endpoint_file.read(journal), what="the driver's endpoint")
         app = ZartApp(str(journal.parent), poll=30)
         async with app.run_test(size=(150, 40)) as pilot:
-            await settle(pilot)
-            table = app.screen.query_one("#executions", DataTable)
-            await wait_for(pilot, lambda: any(r[0] == "live" and r[2] == "running" for r in rows(table)),
-                           what="the execution running")
-            await pilot.press("enter")
-            await settle(pilot)
-            assert isinstance(app.screen, ExecutionScreen)
-            steps = app.screen.query_one("#steps", DataTable)
+            steps = (await open_running(pilot, "live")).query_one("#steps", DataTable)
 
             def running_rows():
                 found = {r[0]: r for r in rows(steps) if r[0].startswith("slow-")}
@@ -80,12 +72,7 @@ async def test_the_execution_screen_shows_a_queues_backlog(tmp_path):
         wait_until(lambda: endpoint_file.read(journal), what="the driver's endpoint")
         app = ZartApp(str(journal.parent), poll=30)
         async with app.run_test(size=(150, 40)) as pilot:
-            await settle(pilot)
-            table = app.screen.query_one("#executions", DataTable)
-            await wait_for(pilot, lambda: any(r[0] == "queued" and r[2] == "running" for r in rows(table)),
-                           what="the execution running")
-            await pilot.press("enter")
-            await settle(pilot)
+            await open_running(pilot, "queued")
             summary = lambda: str(app.screen.query_one("#summary", Static).render())  # noqa: E731
             await wait_for(pilot, lambda: "1 running" in summary() and "1 waiting on queue 'slow'" in summary(),
                            what="one slow step running, the other waiting on its queue")

@@ -79,6 +79,22 @@ async def open_first_execution(pilot) -> list[str]:
     return [r[0] for r in rows(pilot.app.screen.query_one("#steps", DataTable))]
 
 
+async def open_running(pilot, execution_id: str):
+    """Open ``execution_id`` from the list once it is listed running; return its execution screen."""
+    from textual.widgets import DataTable
+    from zart_tui.screens.execution import ExecutionScreen
+
+    await settle(pilot)
+    table = pilot.app.screen.query_one("#executions", DataTable)
+    await wait_for(pilot, lambda: any(r[0] == execution_id and r[2] == "running" for r in rows(table)),
+                   what=f"{execution_id} running")
+    table.move_cursor(row=[r[0] for r in rows(table)].index(execution_id))
+    await pilot.press("enter")
+    await settle(pilot)
+    assert isinstance(pilot.app.screen, ExecutionScreen)
+    return pilot.app.screen
+
+
 async def open_schedules(pilot):
     """Open the schedules screen (``T``) and return its table once its first read landed."""
     from textual.widgets import DataTable

@@ -40,6 +40,18 @@ TOLD_ENDS = {zart.RunEnd.CANCELLED, zart.RunEnd.INTERRUPTED, zart.RunEnd.PROCESS
 Anchor = tuple[object, ...]
 
 
+# How the step bar names each status (``3 steps: 1 done, 2 running``), in the order it lists them
+COUNTED = {zart.StepStatus.COMPLETED: "done", zart.StepStatus.FAILED: "failed",
+           zart.StepStatus.CANCELLED: "cancelled", zart.StepStatus.INTERRUPTED: "interrupted",
+           zart.StepStatus.RUNNING: "running", zart.StepStatus.SCHEDULED: "waiting",
+           zart.StepStatus.RETRYING: "retrying"}
+
+
+def counted(statuses: list[zart.StepStatus]) -> str:
+    """``1 done, 2 running``: how many of ``statuses`` are in each status, in ``COUNTED``'s order."""
+    return ", ".join(f"{n} {label}" for status, label in COUNTED.items() if (n := statuses.count(status)))
+
+
 @dataclass(frozen=True)
 class Query:
     anchor: Anchor
@@ -161,6 +173,8 @@ class ExecutionScreen(Screen[None]):
         self.record: zart.ExecutionRecord | None = None
         self.steps: dict[str, zart.StepRecord] = {}
         self.page: list[zart.StepRecord] = []
+        # the steps in flight that the journal has no record of yet (rows after the last page's records)
+        self.live: list[tuple[str, zart.StepStatus, tuple[Text, ...]]] = []
         self.updated_at: datetime | None = None
         self.note: str | None = None
         self.progress: zart.RunProgress | None = None
@@ -298,15 +312,31 @@ class ExecutionScreen(Screen[None]):
     def _draw_stepbar(self) -> None:
         if not self.is_attached:
             return
-        shown = self.query_one(DataTable).row_count
-        text = Text(f"steps {self.page_start + 1 if shown else 0}-{self.page_start + len(self.page)} of {self.total}",
-                    style="dim")
+        self.query_one("#stepbar", Static).update(self.stepbar_text())
+
+    def stepbar_text(self) -> Text:
+        """What the steps' table holds, counted as shown: the journal's records and, after them on the last
+        page, the steps in flight it has no record of yet (``3 steps: 1 done, 2 running``; paged: ``steps
+        1-500 of 1002 (2 running, not journaled yet: on the last page)``)."""
+        live = [status for _, status, _ in self.live]
+        total = self.total + len(live)
+        if self.page_start == 0 and self.on_last_page():
+            statuses = [step.status for step in self.page] + live
+            text = Text(f"{total} step{'' if total == 1 else 's'}" + (f": {counted(statuses)}" if total else ""),
+                        style="dim")
+        else:
+            last = self.page_start + len(self.page) + (len(live) if self.on_last_page() else 0)
+            text = Text(f"steps {self.page_start + 1 if last > self.page_start else 0}-{last} of {total}",
+                        style="dim")
+            if live:
+                where = "" if self.on_last_page() else ": on the last page"
+                text.append(f" ({counted(live)}, not journaled yet{where})", style="dim")
         if self.failed_only:
             text.append("  failed only", style="bold red")
         if self.total > PAGE:
             text.append("  [ ] pages, g G first/last", style="dim")
         text.append(f"  {fmt.ago(self.updated_at, self.zapp.clock.now())}", style="dim")
-        self.query_one("#stepbar", Static).update(text)
+        return text
 
     def _fill(self, record: zart.ExecutionRecord, steps: list[zart.StepRecord], cursor: str | None) -> None:
         table = self.query_one(DataTable)
@@ -321,35 +351,46 @@ class ExecutionScreen(Screen[None]):
             table.add_row(fmt.cell(step.step_key, 40), fmt.status(step.status), str(step.attempts),
                           fmt.seconds_text(step.duration), ran, fmt.cell(step.worker or "-", 24),
                           fmt.cell(step.args_preview, 30), fmt.cell(result or "", 50), key=step.step_key)
-        if not self.failed_only and self.page_start + len(steps) >= self.total:
-            # the last page: steps in flight that the journal has no row of yet
-            # (running ones as the engine says now: attempt, worker and elapsed time)
-            running = {step.key: step for step in self.progress.running_steps} if self.progress else {}
-            live = self.zapp.live_steps.get((self.source.path, self.execution_id), {})
-            for key, event in list(live.items()):
-                if key in self.steps or event.status not in IN_FLIGHT:
-                    continue
-                now = running.pop(key, None)
-                if now is not None:
-                    table.add_row(fmt.cell(key, 40), fmt.status(zart.StepStatus.RUNNING), str(now.attempt),
-                                  fmt.seconds_text(now.elapsed), "executing", fmt.cell(now.worker or "-", 24), "", "",
-                                  key=key)
-                    continue
-                status = zart.StepStatus.RUNNING if event.status is zart.StepStatus.SCHEDULED and \
-                    event.started_at is not None else event.status
-                table.add_row(fmt.cell(key, 40), fmt.status(status), str(event.attempt), "-",
-                              f"executing ({event.reason.value if event.reason else 'new'})",
-                              fmt.cell(event.worker or "-", 24), "", fmt.cell(event.error or "", 50), key=key)
-            for key, now in running.items():  # running, though no event of it reached this app
-                if key not in self.steps:
-                    table.add_row(fmt.cell(key, 40), fmt.status(zart.StepStatus.RUNNING), str(now.attempt),
-                                  fmt.seconds_text(now.elapsed), "executing", fmt.cell(now.worker or "-", 24), "",
-                                  "", key=key)
+        self.live = self._live_rows() if not self.failed_only else []
+        if self.on_last_page():  # steps in flight that the journal has no row of yet come last
+            for key, status, cells in self.live:
+                table.add_row(fmt.cell(key, 40), fmt.status(status), *cells, key=key)
         if current == "":
             table.move_cursor(row=max(0, table.row_count - 1))
         elif current is not None and current in table.rows:
             table.move_cursor(row=table.get_row_index(current))
         self._preview()
+
+    def on_last_page(self) -> bool:
+        return self.page_start + len(self.page) >= self.total
+
+    def _live_rows(self) -> list[tuple[str, zart.StepStatus, tuple[Text, ...]]]:
+        """The steps in flight that have no record on this page: ``(key, status shown, other cells)``, running
+        ones as the engine says now (attempt, worker and elapsed time), then those only an event told of."""
+        running = {step.key: step for step in self.progress.running_steps} if self.progress else {}
+        live = self.zapp.live_steps.get((self.source.path, self.execution_id), {})
+        found: list[tuple[str, zart.StepStatus, tuple[Text, ...]]] = []
+        for key, event in list(live.items()):
+            if key in self.steps or event.status not in IN_FLIGHT:
+                continue
+            now = running.pop(key, None)
+            if now is not None:
+                found.append((key, zart.StepStatus.RUNNING, self._running_cells(now)))
+                continue
+            status = zart.StepStatus.RUNNING if event.status is zart.StepStatus.SCHEDULED and \
+                event.started_at is not None else event.status
+            found.append((key, status, (Text(str(event.attempt)), Text("-"),
+                                        Text(f"executing ({event.reason.value if event.reason else 'new'})"),
+                                        fmt.cell(event.worker or "-", 24), Text(""), fmt.cell(event.error or "", 50))))
+        for key, now in running.items():  # running, though no event of it reached this app
+            if key not in self.steps:
+                found.append((key, zart.StepStatus.RUNNING, self._running_cells(now)))
+        return found
+
+    @staticmethod
+    def _running_cells(now: zart.RunningStep) -> tuple[Text, ...]:
+        return (Text(str(now.attempt)), Text(fmt.seconds_text(now.elapsed)), Text("executing"),
+                fmt.cell(now.worker or "-", 24), Text(""), Text(""))
 
     def current_key(self) -> str | None:
         table = self.query_one(DataTable)
@@ -411,7 +452,7 @@ class ExecutionScreen(Screen[None]):
             self._go(jump=("first", None))
 
     def action_last(self) -> None:
-        if self.page_start + len(self.page) >= self.total:
+        if self.on_last_page():
             table = self.query_one(DataTable)
             table.move_cursor(row=max(0, table.row_count - 1))
         else:

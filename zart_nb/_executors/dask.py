@@ -16,6 +16,12 @@ Where Dask and the local pool differ, and what this module does about it:
 - A worker killed mid-step: Dask runs the task again on another worker (the attempt is rescheduled,
   not failed) until ``distributed.scheduler.allowed-failures`` workers died running it; then the
   attempt fails as ``CRASHED`` (``WorkerCrashed``) and the step's own retries apply.
+- What a step prints travels as Dask events tagged with the run of the task that printed it (a worker
+  and a token): a task Dask runs again keeps its key, so without the tag the earlier run's lines would
+  read as the later run's. The first line of a later run is preceded by one ``[zart: ...]`` note on
+  stderr saying the attempt runs again from its start (after the earlier run's unfinished lines are
+  ended), and lines of the earlier run that arrive after it are dropped. What is journaled of a step
+  that completes is its last run's output, as the runner captured it.
 - Timeouts: Dask cannot stop a running Python function. A timed-out attempt fails at once and its
   future is cancelled, so its result is discarded; the function itself runs on in its worker thread
   until it returns (occupying that thread). Its clock starts when a worker starts it (workers report
@@ -68,6 +74,9 @@ _TOPIC = "zart-"  # + the executor's id: the events its attempts send back (star
 _RUNNERS = 16  # drivers whose runners (function caches) a cluster worker keeps
 _runners: collections.OrderedDict[str, Any] = collections.OrderedDict()
 _runners_lock = threading.Lock()
+# (topic, task id) -> "<worker address> <token>" of the run of that task this worker process runs now:
+# the tag of its printed lines (Dask runs a task again under the same key when its worker was lost)
+_runs: dict[tuple[str, int], str] = {}
 
 
 # --- what runs on a cluster worker --------------------------------------------------------------
@@ -81,9 +90,14 @@ def run_on_worker(wire: WireTask, topic: str, timed: bool) -> tuple[WireReply, s
     while the task waits in the scheduler's queue."""
     worker = distributed.get_worker()
     runner = _runner_for(topic, worker)
-    if timed:
-        worker.log_event(topic, ["started", wire.task_id, worker.address, time.time()])
-    return runner.run(wire), worker.address
+    run = (topic, wire.task_id)
+    _runs[run] = f"{worker.address} {uuid.uuid4().hex[:8]}"
+    try:
+        if timed:
+            worker.log_event(topic, ["started", wire.task_id, worker.address, time.time()])
+        return runner.run(wire), worker.address
+    finally:
+        _runs.pop(run, None)
 
 
 def _runner_for(topic: str, worker: Any) -> Any:
@@ -94,7 +108,7 @@ def _runner_for(topic: str, worker: Any) -> Any:
             from .worker import Runner
 
             def live(task_id: int, stream: str, text: str) -> None:
-                worker.log_event(topic, ["output", task_id, stream, text])
+                worker.log_event(topic, ["output", task_id, stream, text, _runs.get((topic, task_id), "")])
 
             runner = _runners[topic] = Runner(live=live)
             while len(_runners) > _RUNNERS:
@@ -114,6 +128,9 @@ class _Flight:
     task: Task
     future: Any
     misses: int = 0  # finished, yet its result could not be fetched (lost meanwhile)
+    run: str = ""  # the tag of the run whose lines are shown ("<worker address> <token>"; "": none yet)
+    earlier: set[str] | None = None  # tags of the runs before it (their late lines are dropped)
+    unfinished: set[str] | None = None  # streams whose last line shown is not finished
 
 
 class DaskExecutor(Executor):
@@ -343,7 +360,7 @@ class DaskExecutor(Executor):
             if flight is None:
                 return  # finished (or cancelled) before the event arrived; the journal has its output
             if message[0] == "output":
-                printed.append((flight.task, message[2], message[3]))
+                self._output(flight, message, printed)
                 return
             _, task_id, address, started = message
             if flight.task.timeout is None:
@@ -353,6 +370,29 @@ class DaskExecutor(Executor):
             # The driver's clock, not the worker's: the cluster's clocks may differ from ours. A
             # task that Dask reschedules (its worker died) starts again, and so does its clock.
             self._deadlines[task_id] = time.monotonic() + flight.task.timeout
+
+    @staticmethod
+    def _output(flight: _Flight, message: Any, printed: list[tuple[Task, str, str]]) -> None:
+        """A line the task printed, unless an earlier run of it printed it (Dask ran it again meanwhile);
+        the first line of a later run comes after a note saying the attempt runs again."""
+        stream, text = message[2], message[3]
+        run = message[4] if len(message) > 4 else ""  # "": untagged (a line after its run returned)
+        task = flight.task
+        if run and run != flight.run:
+            if flight.earlier is not None and run in flight.earlier:
+                return  # the earlier run's, arrived after the later run's first line
+            if flight.run:  # a later run: what came before is the earlier run's
+                flight.earlier = (flight.earlier or set()) | {flight.run}
+                printed.extend((task, ended, "\n") for ended in sorted(flight.unfinished or ()))
+                flight.unfinished = None
+                printed.append((task, "stderr", rerun_note(flight.run, run)))
+            flight.run = run
+        if text.endswith("\n"):
+            if flight.unfinished:
+                flight.unfinished.discard(stream)
+        elif text:
+            flight.unfinished = (flight.unfinished or set()) | {stream}
+        printed.append((task, stream, text))
 
     def _pop_locked(self, task_id: int) -> _Flight:
         self._deadlines.pop(task_id, None)
@@ -456,6 +496,13 @@ def _gather_directly(client: distributed.Client, workers: list[str]) -> bool | N
     except ValueError:
         return None
     return True if hosts and hosts <= {"127.0.0.1", "localhost", "::1"} else None
+
+
+def rerun_note(earlier: str, later: str) -> str:
+    """The line between what an earlier run of an attempt printed and what its later run prints (``earlier``,
+    ``later``: the runs' tags, "<worker address> <token>")."""
+    return (f"[zart: Dask runs this attempt again from its start on {later.rsplit(' ', 1)[0]} (the worker that "
+            f"ran it, {earlier.rsplit(' ', 1)[0]}, was lost): the lines above are the earlier run's]\n")
 
 
 _MAX_MISSES = 5  # then the attempt fails as crashed rather than spin on a result that never comes

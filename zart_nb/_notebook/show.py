@@ -165,6 +165,15 @@ class ExecutionView:
                             rows))
         if len(self.steps) > MAX_ROWS:
             parts.append(f"<p>... and {len(self.steps) - MAX_ROWS} more steps (zart.journal() reads them all)</p>")
+        cut = [step for step in self.steps if step.log_skipped]
+        if cut:  # the journal keeps an output's two ends: which outputs lost their middle
+            parts.append("<div>Output cut (its first 16 KiB and last 64 KiB kept): " + ", ".join(
+                f"<code>{_esc(step.step_key)}</code> ({step.log_skipped:,} characters skipped in the middle)"
+                for step in cut[:MAX_ROWS]) + (f" and {len(cut) - MAX_ROWS} more" if len(cut) > MAX_ROWS else "")
+                + "</div>")
+        if any(step.log for step in self.steps):
+            parts.append(f"<div style='color:#666'>What a step printed: <code>zart.show({_esc(repr(r.execution_id))}, "
+                         "step=KEY)</code></div>")
         if self.stored:
             parts.append(stored_html(self.stored, self.steps))
         if self.attempts:

@@ -1,0 +1,87 @@
+"""The execution screen's step bar counts the rows it shows: while steps run, the engine's running steps
+come after the journal's records (the journal has no row of them yet), and the bar counts both, saying
+which are running (it said "steps 1-1 of 1" above three rows). A real driver on two worker processes;
+its two gated steps wait for a release file."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+from conftest import wait_until
+from textual.widgets import DataTable, Static
+from tui_helpers import open_running, rows, run_async, wait_for
+from zart_tui.app import ZartApp
+from zart_tui.screens.execution import PAGE, ExecutionScreen
+
+from zart_nb._monitor import endpoint as endpoint_file
+
+DRIVER = Path(__file__).parent.parent / "scripts" / "printing_driver.py"
+
+
+@contextmanager
+def driving(tmp_path: Path, quick: int):
+    """A driver process running execution ``bar``: ``quick`` quick steps, then two gated ones on its two
+    workers; released and waited for on the way out."""
+    journal = tmp_path / ".zart" / "nb.duckdb"
+    journal.parent.mkdir()
+    work = tmp_path / "work"
+    work.mkdir()
+    with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
+        driver = subprocess.Popen([sys.executable, str(DRIVER), str(journal), str(work), "bar", str(quick)],
+                                  cwd=tmp_path, stdout=out, stderr=err, env={**os.environ, "ZART_WORKERS": "2"})
+    try:
+        wait_until(lambda: endpoint_file.read(journal), what="the driver's endpoint")
+        yield journal
+        (work / "release").touch()
+        assert driver.wait(60) == 0, (tmp_path / "err").read_text()
+        assert "RESULT" in (tmp_path / "out").read_text()
+    finally:
+        (work / "release").touch()
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+
+
+def bar_of(screen: ExecutionScreen) -> str:
+    return str(screen.query_one("#stepbar", Static).render())
+
+
+def running_rows(screen: ExecutionScreen) -> list[list[str]] | None:
+    found = [r for r in rows(screen.query_one("#steps", DataTable)) if r[0].startswith("slow-")]
+    return found if len(found) == 2 and all(r[1] == "running" for r in found) else None
+
+
+@run_async
+async def test_the_step_bar_counts_the_running_rows(tmp_path):
+    with driving(tmp_path, quick=1) as journal:
+        app = ZartApp(str(journal.parent), poll=30)
+        async with app.run_test(size=(150, 40)) as pilot:
+            screen = await open_running(pilot, "bar")
+            await wait_for(pilot, lambda: running_rows(screen), what="both slow steps listed running")
+            shown = rows(screen.query_one("#steps", DataTable))
+            assert [r[:2] for r in shown] == [["quick-0", "completed"], ["slow-0", "running"], ["slow-1", "running"]]
+            # the bar is drawn with the rows: both come from the same read
+            assert bar_of(screen).startswith("3 steps: 1 done, 2 running"), bar_of(screen)
+
+
+@run_async
+async def test_a_paged_step_bar_counts_the_running_rows_too(tmp_path):
+    quick = PAGE + 1  # two pages of records, and two running steps after the last
+    with driving(tmp_path, quick=quick) as journal:
+        app = ZartApp(str(journal.parent), poll=30)
+        async with app.run_test(size=(150, 40)) as pilot:
+            screen = await open_running(pilot, "bar")
+            await wait_for(pilot, lambda: screen.total == quick and screen.progress and screen.progress.running == 2,
+                           what="the quick steps journaled, the slow ones running")
+            total = quick + 2
+            assert bar_of(screen).startswith(f"steps 1-{PAGE} of {total} (2 running, not journaled yet: on the "
+                                             "last page)"), bar_of(screen)
+            assert running_rows(screen) is None  # they are on the last page
+            await pilot.press("G")
+            await wait_for(pilot, lambda: running_rows(screen), what="the last page, with the running steps")
+            assert screen.query_one("#steps", DataTable).row_count == PAGE + 2
+            assert bar_of(screen).startswith(f"steps {total - PAGE - 1}-{total} of {total} (2 running, "
+                                             "not journaled yet)"), bar_of(screen)
