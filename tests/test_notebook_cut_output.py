@@ -55,3 +55,27 @@ def test_a_kernel_shows_the_step_detail_with_its_cut(journal, tmp_path):
     page, plain = shown[0]["data"]["text/html"], shown[0]["data"]["text/plain"]
     assert f"captured output (cut: {skipped:,} characters skipped in the middle)" in sections(page)
     assert plain.endswith(f"output cut: {skipped:,} characters skipped in the middle")
+
+
+@zart.step("shaky", retries=1)
+def shaky() -> None:
+    print("trying", zart.context().attempt)
+    raise RuntimeError(f"no luck {zart.context().attempt}")
+
+
+@zart.workflow("shaky-flow")
+def shaky_flow(_: object) -> None:
+    shaky()
+
+
+def test_a_failed_steps_last_attempt_is_shown_once(tmp_path):
+    """A step whose two attempts failed: its record is its last attempt's, so the detail shows that
+    attempt's traceback and output once, as the step's, and the earlier attempt's apart (before, the
+    last attempt's were shown twice)."""
+    journal = tmp_path / "j.duckdb"
+    with pytest.raises(zart.StepFailed):
+        zart.run(shaky_flow, None, execution_id="s1", journal=journal)
+    page = zart.show("s1", journal, step="shaky#0")._repr_html_()
+    assert [t for t in sections(page) if "traceback" in t or "captured output" in t] == [
+        "traceback", "traceback of attempt 1 (run 1)", "captured output", "captured output of attempt 1 (run 1)"]
+    assert page.count("trying 2") == 1 and page.count("trying 1") == 1

@@ -99,6 +99,8 @@ async def test_execution_and_step_screens(journal_path, monkeypatch):
         assert isinstance(app.screen, StepScreen)
         detail = text_of(app, "#step-detail")
         assert "ValueError: bad value 2" in detail  # the traceback
+        # its one attempt's traceback is the step's: shown once (before, again as "traceback of attempt 1")
+        assert "traceback of attempt" not in detail and "failed attempts (1)" in detail
         assert "def fail_if(x: int, bad: int)" in detail  # the step's source
         assert "bad value 2" in text_of(app, "#step-head")
         await pilot.press("escape")

@@ -164,8 +164,8 @@ class StepScreen(Screen[None]):
                  f"{fmt.when(a.started_at)})" for a in attempts]
         self._section(text, f"failed attempts ({len(attempts)})", "\n".join(lines))
         self._section(text, "traceback", step.traceback)
-        for attempt in attempts:
-            if attempt.traceback:
+        for attempt in attempts:  # (a failed step's record is its last attempt's: its traceback is shown once)
+            if attempt.traceback and (attempt.run_number, attempt.attempt) != (step.run_number, step.attempts):
                 self._section(text, f"traceback of attempt {attempt.attempt} (run {attempt.run_number})",
                               attempt.traceback)
         for value in self.stored:

@@ -66,13 +66,15 @@ class StepView:
                 (str(a.run_number), str(a.attempt), a.status.value, _esc(a.error or ""), _esc(a.worker or "-"),
                  _when(a.started_at)) for a in self.attempts]))
         self._section(parts, "traceback", s.traceback)
-        for attempt in self.attempts:
+        # a failed step's record is its last attempt's: that attempt's traceback and output are shown once
+        earlier = [a for a in self.attempts if (a.run_number, a.attempt) != (s.run_number, s.attempts)]
+        for attempt in earlier:
             self._section(parts, f"traceback of attempt {attempt.attempt} (run {attempt.run_number})",
                           attempt.traceback)
         for value in self.stored:
             self._section(parts, "stored value", "\n".join(value.describe(s.output_preview)))
         self._section(parts, cut_title("captured output", s.log_skipped), s.log, output=True, always=True)
-        for attempt in self.attempts:
+        for attempt in earlier:
             self._section(parts, cut_title(f"captured output of attempt {attempt.attempt} (run "
                                            f"{attempt.run_number})", attempt.log_skipped), attempt.log, output=True)
         sources = [d for d in self.definitions if d.kind == "step" and d.name == s.name]
