@@ -52,8 +52,9 @@ class Dispatch:
         ready). A sequential workflow keeps one process; a fan-out starts them all. Not all at the first
         attempt: on a machine with as many cores as workers, a process starting beside the one running
         the first step slows it (P9's first run: 0.51 s against 0.63 s, medians of 11, with one of two
-        started). Called as attempts are submitted and at each dispatch while workers are unstarted: a
-        submit racing another's dispatch may see its attempt sent behind the other's, not queued."""
+        started). Called at each dispatch while workers are unstarted (a submit dispatches then, or
+        wakes the I/O thread when another holds the lock): a submit racing another's dispatch may see its
+        attempt sent behind the other's, not queued."""
         if self._closed:
             return
         wanted = len(self._tasks.ready)

@@ -149,14 +149,12 @@ class LocalPool(TakeBack, Dispatch, Executor):
         if self._closed:  # shut down meanwhile: what shutdown() did not take ends here
             self._drop_after_shutdown(tasks)
             return
-        if self._unstarted:
-            with self._lock:
-                self._start_wanted_locked()
         # An idle worker gets the work now, from this thread (no hop: the sequential path). When
         # every worker is busy, their replies wake the I/O thread, which sends what is queued in
         # batches: a burst of schedule() calls costs the caller only the append. While the I/O
-        # thread is handing outcomes over (it reads no replies then), the caller dispatches too.
-        if self._delivering or any(not worker.inflight for worker in self._workers):
+        # thread is handing outcomes over (it reads no replies then), the caller dispatches too; and
+        # while workers are unstarted, since this attempt may want one (the dispatch starts it).
+        if self._unstarted or self._delivering or any(not worker.inflight for worker in self._workers):
             if self._lock.acquire(blocking=False):
                 try:
                     self._dispatch_locked()  # (it leaves no steal due: see _send_queued_locked)
