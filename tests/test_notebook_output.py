@@ -179,3 +179,35 @@ def test_lines_of_two_executions_running_together_name_their_execution(tmp_path)
     lines = text(nb.cells[1], "stdout").splitlines()
     assert sorted(line for line in lines if line.startswith("[")) == [
         "[tick#0 of c-0] tick of c-0", "[tick#0 of c-1] tick of c-1"]
+
+
+@zart.step("say-when")
+def say_when(workdir: str) -> str:
+    import time
+
+    deadline = time.monotonic() + 60
+    while not os.path.exists(os.path.join(workdir, "go")):  # the sinks are added before it prints
+        if time.monotonic() > deadline:
+            raise TimeoutError("go")
+        time.sleep(0.01)
+    print("said")
+    return "ok"
+
+
+@zart.workflow("say-when-flow")
+def say_when_flow(workdir: str) -> str:
+    return say_when(workdir)
+
+
+def test_an_output_sink_of_four_parameters_still_gets_the_lines(tmp_path):
+    """``Execution.add_output_sink`` calls a sink with a fifth argument now (the execution's id to name,
+    or None); a sink written for the four it took before is called with those four."""
+    four: list = []
+    five: list = []
+    execution = zart.start(say_when_flow, str(tmp_path), execution_id="sinks", journal=tmp_path / "j.duckdb")
+    execution.add_output_sink(lambda key, attempt, stream, text: four.append((key, attempt, stream, text)))
+    execution.add_output_sink(lambda *line: five.append(line))
+    (tmp_path / "go").touch()
+    assert execution.result(timeout=60) == "ok"
+    assert four == [("say-when#0", 1, "stdout", "said\n")]
+    assert five == [("say-when#0", 1, "stdout", "said\n", None)]

@@ -221,9 +221,16 @@ class Execution:
         """Call ``callback`` in the thread that takes the result (a view's final render in its cell)."""
         self._on_result.append(callback)
 
-    def add_output_sink(self, sink: Callable[[str, int, str, str, str | None], None]) -> None:
+    def add_output_sink(self, sink: Callable[..., None]) -> None:
         """Send the lines its steps print to ``sink(step_key, attempt, stream, text, named)`` (``named``:
-        the execution's id once another execution ran beside it in this process, else None)."""
+        the execution's id once another execution ran beside it in this process, else None). A sink of
+        four parameters (as this method took before ``named`` was added) is called without it."""
+        if _takes_four(sink):
+            four = sink
+
+            def sink(step_key: str, attempt: int, stream: str, text: str, named: str | None) -> None:
+                four(step_key, attempt, stream, text)
+
         self._output_sinks.append(sink)
 
     @property
@@ -287,6 +294,20 @@ class Execution:
 
 
 # --- the engine's side, kept off the public class: these hand out private types ---------------------
+
+
+def _takes_four(sink: Callable[..., None]) -> bool:
+    """Whether ``sink`` takes exactly four positional arguments (no ``*args``)."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(sink).parameters.values()
+    except (TypeError, ValueError):  # (a builtin without a signature: given all five)
+        return False
+    if any(p.kind is p.VAR_POSITIONAL for p in parameters):
+        return False
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) == 4
 
 
 def run_of(execution: Execution) -> Run | None:
