@@ -12,6 +12,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Generic, TypeVar
 
+from textual.css.query import NoMatches
 from textual.widget import Widget
 
 T = TypeVar("T")
@@ -55,6 +56,9 @@ class Refresher(Generic[T]):
         self.running = False
         if not self._owner.is_attached:
             return
-        show()
+        try:
+            show()
+        except NoMatches:  # the app is closing: the screen's widgets went before the screen (seen in CI)
+            return
         if self.dirty:
             self._start()

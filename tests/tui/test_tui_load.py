@@ -90,3 +90,33 @@ async def test_the_list_refreshes_and_keys_answer_while_thousands_of_steps_compl
         if driver.poll() is None:
             driver.kill()
         driver.communicate()  # closes its pipes (left open, they are unraisable warnings in a later test)
+
+
+@run_async
+async def test_a_read_landing_as_the_app_closes_is_dropped_quietly():
+    """A screen's read can land after the app began closing: the screen is still attached but its widgets
+    are gone, and showing the read met ``NoMatches`` (a worker failure, seen once in CI as a pilot test
+    ended). The refresher drops such a read; a read that lands normally is shown."""
+    from textual.app import App
+    from textual.screen import Screen
+    from textual.widgets import Static
+    from zart_tui.refresh import Refresher
+
+    shown: list[str] = []
+
+    class Plain(Screen[None]):
+        def compose(self):
+            yield Static(id="here")
+
+    class Host(App[None]):
+        def on_mount(self) -> None:
+            self.push_screen(Plain())
+
+    app = Host()
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        screen = app.screen
+        refresher = Refresher(screen, lambda: None, lambda _: None, name="test")
+        refresher._done(lambda: shown.append(str(screen.query_one("#here", Static).id)))
+        refresher._done(lambda: screen.query_one("#gone", Static))  # (raised NoMatches before)
+        assert shown == ["here"] and not refresher.running
