@@ -225,3 +225,15 @@ def test_a_frame_parquet_cannot_hold_stays_a_pickle_and_says_why(journal, monkey
     runtime.journal(journal).close()
     assert zart.sql("select view from zart_tables", journal=journal).empty
     assert not (values.folder_for(journal) / "tables").exists()
+
+
+def test_a_fork_keeps_the_input_in_a_file_of_its_own(journal):
+    frame = _frame()
+    zart.run(frame_in, frame, execution_id="t", journal=journal, display=False)
+    out = zart.fork("t", "total#0", new_id="f", journal=journal).result(60)
+    pd.testing.assert_frame_equal(out["frame"], frame)
+    assert values.decode_ref(_row(journal, "f")[0]).name == "tables/f/workflow:input.parquet"
+    assert _row(journal, "f")[1] == _row(journal, "t")[1]  # the same input: the same journaled hash
+    zart.delete("t", journal=journal)
+    assert not (values.folder_for(journal) / INPUT).exists()
+    assert zart.sql('select count(*) as n from "f/workflow:input"', journal=journal)["n"].tolist() == [N]
