@@ -39,3 +39,14 @@ def frame_in_writes(frame: pd.DataFrame) -> dict[str, Any]:
     """Writes to its input before passing it on: the step must get the written frame, not the file's."""
     frame.iloc[0, 0] = -1000.0
     return {"total": total(frame), "first": float(frame.iloc[0, 0])}
+
+
+@zart.step("half")
+def half(value: float) -> float:
+    return value / 2
+
+
+@zart.workflow("frame-in-two")
+def frame_in_two(frame: Any) -> float:
+    """Two steps: the input's sum, then half of it (a fork from ``half#0`` copies ``total#0``)."""
+    return half(total(frame))

@@ -17,7 +17,7 @@ pd = pytest.importorskip("pandas")
 pa = pytest.importorskip("pyarrow")
 
 from processes import env  # noqa: E402
-from table_input_lib import FLAG, frame_in, frame_in_writes  # noqa: E402
+from table_input_lib import FLAG, frame_in, frame_in_two, frame_in_writes  # noqa: E402
 from workflow_values_lib import frame_of  # noqa: E402
 
 import zart_nb as zart  # noqa: E402
@@ -237,3 +237,10 @@ def test_a_fork_keeps_the_input_in_a_file_of_its_own(journal):
     zart.delete("t", journal=journal)
     assert not (values.folder_for(journal) / INPUT).exists()
     assert zart.sql('select count(*) as n from "f/workflow:input"', journal=journal)["n"].tolist() == [N]
+
+
+def test_a_fork_reuses_the_copied_step_that_took_the_input(journal):
+    frame = _frame()
+    assert zart.run(frame_in_two, frame, execution_id="t", journal=journal, display=False) == frame["x"].sum() / 2
+    assert zart.fork("t", "half#0", new_id="f", journal=journal).result(60) == frame["x"].sum() / 2
+    assert _runs_from(runtime.journal(journal), "f") == [(1, 1)]  # total#0 reused: its input is the same

@@ -274,14 +274,16 @@ class RunState:
             self._mapped[id(value)] = (weakref.ref(value), mapped)
         return value
 
-    def table_input(self, data: Any, blob: bytes) -> Any:
+    def table_input(self, data: Any, blob: bytes, input_hash: str) -> Any:
         """The workflow's table input as its body gets it: read back from its Parquet file (``blob``), or
-        ``data`` when it is the value a resume read from that file; remembered to go to steps by reference."""
+        ``data`` when it is the value a resume read from that file; remembered to go to steps by reference,
+        hashed as the input (``input_hash``) rather than as its file."""
         held = tableinput.loaded(data, blob)
         if held is None:
-            return self._load(blob)
-        if self._by_reference_ok:
-            self._mapped[id(data)] = (weakref.ref(data), held)
+            data, tracked = byref.load_tracked(blob, self.journal.path, Path(self.store[0]))
+            held = tracked if isinstance(tracked, byref.Held) else None
+        if held is not None and self._by_reference_ok:
+            self._mapped[id(data)] = (weakref.ref(data), tableinput.held(held, input_hash))
         return data
 
     def _by_reference(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> \
@@ -990,7 +992,7 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, options: R
         if run.deadline_passed:
             raise Cancelled(f"execution {execution_id!r} passed its deadline")
         if input_blob[0] == _REF_FIRST and tableinput.is_table(input_blob):
-            data = run.table_input(data, input_blob)  # as stored, on every run (``_tableinput``)
+            data = run.table_input(data, input_blob, input_hash)  # as stored, on every run (``_tableinput``)
         output = workflow.body(data)
         if inspect.isawaitable(output):
             output = _run_coroutine(output)

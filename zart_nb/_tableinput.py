@@ -16,6 +16,7 @@ hash journaled for it (:func:`journaled_hash`), for as long as it is the file's 
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import threading
 import weakref
@@ -75,6 +76,12 @@ def journaled_hash(value: Any) -> str | None:
         return None
     found = _entry(value)
     return None if found is None else found[1]
+
+
+def held(tracked: byref.Held, input_hash: str) -> byref.Held:
+    """``tracked`` (the input's file) hashing as the input it holds, not as its file: a step that took it
+    is reused by every run of the same input (a fork's, which writes a file of its own, too)."""
+    return dataclasses.replace(tracked, key=byref.StoredKey(f"{values.INPUT_KEY}\t{input_hash}"))
 
 
 def loaded(value: Any, blob: bytes) -> byref.Held | None:
