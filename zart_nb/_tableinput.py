@@ -6,8 +6,9 @@ It is stored as a Parquet file of its execution's value store under the key ``wo
 The body receives it as read back from that file, on the first run as on a replay or a resume, as a
 step's table output is received: the same kind of value with the same dtypes and index every time,
 written to the same way (a pandas frame copies a column on its first write: ``_tables.shielded``), and
-passed to a step unchanged it travels by reference (``_byref``), hashed by its file: the steps that
-take it are reused by a resume as by a re-run in the same process.
+passed to a step unchanged it travels by reference (``_byref``), hashed as the input it is (its input
+hash), not as its file: the steps that take it are reused by a resume as by a re-run in the same
+process, and by a fork (which writes the input to a file of its own).
 
 A resume (``zart resume``, a control action, ``zart serve`` taking over) loads the input from the
 journal. The loaded frame does not pickle to the bytes the caller's frame did (its columns are one
