@@ -244,3 +244,11 @@ def test_a_fork_reuses_the_copied_step_that_took_the_input(journal):
     assert zart.run(frame_in_two, frame, execution_id="t", journal=journal, display=False) == frame["x"].sum() / 2
     assert zart.fork("t", "half#0", new_id="f", journal=journal).result(60) == frame["x"].sum() / 2
     assert _runs_from(runtime.journal(journal), "f") == [(1, 1)]  # total#0 reused: its input is the same
+
+
+def test_no_step_can_take_the_inputs_key():
+    from zart_nb._replay import RESERVED_PREFIXES
+
+    assert values.INPUT_KEY == "workflow:input" and values.INPUT_KEY.startswith(RESERVED_PREFIXES)
+    with pytest.raises(zart.DefinitionError, match="'workflow:input' starts with 'workflow:'"):
+        zart.step(values.INPUT_KEY)(lambda x: x)
