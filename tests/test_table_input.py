@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,12 +17,14 @@ import pytest
 pd = pytest.importorskip("pandas")
 pa = pytest.importorskip("pyarrow")
 
+from conftest import wait_until  # noqa: E402
 from processes import env  # noqa: E402
 from table_input_lib import FLAG, frame_in, frame_in_two, frame_in_writes  # noqa: E402
 from workflow_values_lib import frame_of  # noqa: E402
 
 import zart_nb as zart  # noqa: E402
 from zart_nb import _values as values  # noqa: E402
+from zart_nb._monitor import endpoint as endpoint_file  # noqa: E402
 from zart_nb._runtime import runtime  # noqa: E402
 
 N = 1000  # 14 kB of Parquet: a table input goes to Parquet whatever its size, as a table output does
@@ -252,3 +255,31 @@ def test_no_step_can_take_the_inputs_key():
     assert values.INPUT_KEY == "workflow:input" and values.INPUT_KEY.startswith(RESERVED_PREFIXES)
     with pytest.raises(zart.DefinitionError, match="'workflow:input' starts with 'workflow:'"):
         zart.step(values.INPUT_KEY)(lambda x: x)
+
+
+def test_a_running_executions_input_is_read_through_its_engines_monitor(tmp_path):
+    journal = tmp_path / "j.duckdb"
+    driver = subprocess.Popen([sys.executable, str(Path(__file__).parent / "scripts" / "table_input_driver.py"),
+                               str(journal), str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, cwd=tmp_path)
+    try:
+        wait_until(lambda: endpoint_file.read(journal), timeout=60, what="the driver's endpoint")
+        views = lambda: zart.sql("select view from zart_tables", journal=journal)["view"].tolist()  # noqa: E731
+        wait_until(lambda: views() == ["held/workflow:input"], timeout=60, what="the input, through the monitor")
+        got = zart.sql('select cat, sum(x) as total from "held/workflow:input" group by cat order by cat',
+                       journal=journal)
+        assert got.to_dict("list") == {"cat": ["a", "b"], "total": [6.0, 9.0]}
+        (found,) = zart.stored("held", journal=journal)
+        assert (found.step_key, found.kind, found.rows, found.head[0]) == ("workflow:input", "pandas.DataFrame", 6,
+                                                                           ("a", "0.0"))
+        reader = zart.journal(journal, live=False, lock_timeout=0)
+        try:  # the engine held the file all along: the list came through its monitor
+            with pytest.raises(zart.JournalLocked):
+                reader.list_executions()
+        finally:
+            reader.close()
+        assert driver.poll() is None
+    finally:
+        (tmp_path / "go").touch()
+        out, err = driver.communicate(timeout=60)
+    assert "DONE completed" in out, err
