@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _serialization as ser
 from . import _stores as stores
+from . import _tableinput as tableinput
 from ._control import EngineControl, follow
 from ._control import start_monitor as start_control_monitor
 from ._definitions import WorkflowDef, as_workflow
@@ -72,7 +73,8 @@ def _journaled(journal: Journal, execution_id: str) -> tuple[WorkflowDef, Any, E
         raise ExecutionNotFound(execution_id, journal.path)
     _, _, blob = journal.pickled_definition(stored.def_id)
     workflow = as_workflow(ser.loads(blob), stored.workflow)
-    return workflow, stores.load(journal, execution_id, stored.input), ExecutionStatus(stored.status)
+    data = tableinput.load(journal, execution_id, stored.input, stored.input_hash)
+    return workflow, data, ExecutionStatus(stored.status)
 
 
 def _not_running(journal: Journal, execution_id: str, status: ExecutionStatus, action: str) -> None:

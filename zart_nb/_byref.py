@@ -42,11 +42,13 @@ class Mapped:
 
 @dataclass(frozen=True, slots=True)
 class Held:
-    """A loaded table (a pandas frame, a pyarrow Table) and its file (``ref`` in ``folder``)."""
+    """A loaded table (a pandas frame, a pyarrow Table) and its file (``ref`` in ``folder``); ``key``:
+    what it hashes as when not its file (a workflow's table input: its input hash, ``_tableinput``)."""
 
     folder: str
     ref: values.Ref
     layout: tuple[Any, ...]  # tables.layout() as loaded
+    key: StoredKey | None = None
 
 
 Tracked = Mapped | Held
@@ -158,6 +160,7 @@ def replace(args: tuple[Any, ...], kwargs: dict[str, Any], found: dict[int, tupl
             if not unchanged(value, mapped):
                 continue  # written to since it was loaded: it travels by value
             items[index] = StoredArg(mapped.folder, values.encode_ref(mapped.ref))
-            hashes[index] = key_of(mapped.ref)
+            key = mapped.key if isinstance(mapped, Held) else None
+            hashes[index] = key_of(mapped.ref) if key is None else key
             replaced = True
     return (tuple(sent), sent_kw, tuple(hashed), hashed_kw) if replaced else None

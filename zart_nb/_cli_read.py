@@ -351,7 +351,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         steps = reader.list_steps(args.execution_id, offset=offset, limit=limit + 1)
         keys = {s.step_key for s in steps[:limit]}
         attempts = [a for a in reader.list_attempts(args.execution_id) if a.step_key in keys]
-        keys.add(values.OUTPUT_KEY)  # a workflow's table output, listed with its steps' stored values
+        keys |= {values.INPUT_KEY, values.OUTPUT_KEY}  # a workflow's table input and output, with its steps'
         stored = [s for s in read_stored(reader, args.execution_id) if s.step_key in keys]
         return _Page(record, reader.list_runs(args.execution_id), steps[:limit], attempts, len(steps) > limit,
                      reader.progress(args.execution_id), stored,
@@ -584,7 +584,7 @@ def _show_all(args: argparse.Namespace) -> int:
     show = _AllSteps(args)
     record = _read_one(args, show).value
     # The stored values of the steps shown, as the paged show lists them (a table's head read from its file)
-    shown = {*show.previews, values.OUTPUT_KEY}  # and a workflow's table output
+    shown = {*show.previews, values.INPUT_KEY, values.OUTPUT_KEY}  # and a workflow's table input and output
     stored = [s.peek(show.location) for s in show.stored if s.step_key in shown]
     if args.json:
         sys.stdout.write('\n  ],\n  "stored": ' + json.dumps([s.to_json() for s in stored]) + "\n}\n")

@@ -247,7 +247,8 @@ def stored(execution_id: str | None = None, step_key: str | None = None,
            journal: str | os.PathLike[str] | None = None, *, rows: int = HEAD_ROWS,
            tables_only: bool = False) -> list[StoredValue]:
     """The completed steps of ``journal`` whose output is in the value store (of execution
-    ``execution_id``, of step ``step_key``), each a :class:`StoredValue`: its kind, file and size; for a
+    ``execution_id``, of step ``step_key``), and the executions' table inputs and outputs (the keys
+    ``workflow:input`` and ``workflow:output``), each a :class:`StoredValue`: its kind, file and size; for a
     table also its schema, row count and first ``rows`` rows, read from its Parquet file. An array's
     dtype and shape are in its step's ``output_preview``.
 

@@ -31,6 +31,7 @@ from . import _handover as handover
 from . import _kinds as kinds
 from . import _serialization as ser
 from . import _stores as stores
+from . import _tableinput as tableinput
 from . import _values as values
 from ._definitions import FATAL_MARK, Guarded, Queue, Step, WorkflowDef, deadline_at, limit_of, referenced_steps
 from ._errors import (
@@ -272,6 +273,18 @@ class RunState:
         if mapped is not None and self._by_reference_ok:
             self._mapped[id(value)] = (weakref.ref(value), mapped)
         return value
+
+    def table_input(self, data: Any, blob: bytes, input_hash: str) -> Any:
+        """The workflow's table input as its body gets it: read back from its Parquet file (``blob``), or
+        ``data`` when it is the value a resume read from that file; remembered to go to steps by reference,
+        hashed as the input (``input_hash``) rather than as its file."""
+        held = tableinput.loaded(data, blob)
+        if held is None:
+            data, tracked = byref.load_tracked(blob, self.journal.path, Path(self.store[0]))
+            held = tracked if isinstance(tracked, byref.Held) else None
+        if held is not None and self._by_reference_ok:
+            self._mapped[id(data)] = (weakref.ref(data), tableinput.held(held, input_hash))
+        return data
 
     def _by_reference(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> \
             tuple[tuple[Any, ...], dict[str, Any], tuple[Any, ...], dict[str, Any]] | None:
@@ -881,7 +894,8 @@ def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, option
     same = None if stored is None or stored.input_hash != input_hash else \
         values.kept(stored.input, data, Path(store[0]))
     try:  # only a run needs the input's pickle: a completed execution returned above
-        input_blob, input_preview = same if same is not None else values.dumps(data, store)
+        input_blob, input_preview = same if same is not None else \
+            values.dumps(data, store, (execution_id, values.INPUT_KEY))  # a table: Parquet, as the output
     except Exception as exc:
         if isinstance(exc, ValueStoreError):
             raise
@@ -977,6 +991,8 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, options: R
     try:
         if run.deadline_passed:
             raise Cancelled(f"execution {execution_id!r} passed its deadline")
+        if input_blob[0] == _REF_FIRST and tableinput.is_table(input_blob):
+            data = run.table_input(data, input_blob, input_hash)  # as stored, on every run (``_tableinput``)
         output = workflow.body(data)
         if inspect.isawaitable(output):
             output = _run_coroutine(output)
@@ -1178,8 +1194,9 @@ def _run_coroutine(awaitable: Any) -> Any:
 
 def fingerprint(workflow: WorkflowDef, data: Any) -> tuple[str, str]:
     """``(code hash of the workflow, hash of its input)``: what makes two runs of one id the same."""
+    journaled = tableinput.journaled_hash(data)  # a table input a resume loaded: its journaled hash
     try:
-        return ser.code_hash(workflow.definition), ser.args_hash((data,), {})
+        return ser.code_hash(workflow.definition), journaled or ser.args_hash((data,), {})
     except SerializationError as exc:
         raise SerializationError(f"the input of workflow {workflow.name!r} cannot be pickled: {exc}") from exc
 

@@ -9,10 +9,11 @@ Each kind of durable call has a sequence of its own (Temporal's ``_next_seq("tim
 on_failure handler, captured values, sleeps, awaited events and published values (their rules are
 ``_kinds``' and ``_messages``'; how a step's attempt is settled, ``_settle``'s). A new kind never shifts
 the keys of another, and its keys live in a namespace of their own (``sleep:nap#0``), so a step named
-like a sleep cannot collide with it. Those namespaces (and ``workflow:``, an execution's own values such as
-its table output ``workflow:output``) are :data:`RESERVED_PREFIXES`: a step key given by the user (a step's
-name, a name template's key, ``.named(...)``) may not start with one (:func:`check_step_key`). Every
-journaled call also takes its place in the run's call order (``Keys.next_seq()``, the rows' ``seq``).
+like a sleep cannot collide with it. Those namespaces (and ``workflow:``, an execution's own values: its
+table input ``workflow:input`` and output ``workflow:output``) are :data:`RESERVED_PREFIXES`: a step key
+given by the user (a step's name, a name template's key, ``.named(...)``) may not start with one
+(:func:`check_step_key`). Every journaled call also takes its place in the run's call order
+(``Keys.next_seq()``, the rows' ``seq``).
 
 The reuse decision (:func:`decide`) compares a journaled record with the call being made: the record
 is reused only when it completed with the same argument and code hashes; otherwise the call runs, and
@@ -45,10 +46,11 @@ class Kind(enum.StrEnum):
 
 # The key namespaces zart_nb keeps for its own records, one list that the code forming those keys uses too:
 # a durable call of another kind than a step is keyed ``<kind>:<name>#<n>`` (``sleep:nap#0``,
-# ``capture:now#0``), and an execution's own values ``workflow:<what>`` (its table output).
+# ``capture:now#0``), and an execution's own values ``workflow:<what>`` (its table input and output).
 PREFIXES: dict[Kind, str] = {kind: f"{kind.value}:" for kind in Kind if kind is not Kind.STEP}
 WORKFLOW_PREFIX = "workflow:"
 OUTPUT_KEY = WORKFLOW_PREFIX + "output"  # a workflow's table output (``tables/<id>/workflow:output.parquet``)
+INPUT_KEY = WORKFLOW_PREFIX + "input"  # a workflow's table input (``tables/<id>/workflow:input.parquet``)
 RESERVED_PREFIXES: tuple[str, ...] = (*PREFIXES.values(), WORKFLOW_PREFIX)
 
 

@@ -22,7 +22,8 @@ CELL_CHARS = 40  # a first-rows cell's text is cut here
 
 @dataclass(frozen=True, slots=True)
 class StoredValue:
-    """A completed step's output kept in the value store (``<journal>.values/``, or ``store``).
+    """A completed step's output kept in the value store (``<journal>.values/``, or ``store``), or an
+    execution's table input or output (``step_key`` ``workflow:input``, ``workflow:output``).
 
     ``file`` is relative to the store (``store``: its execution's ``value_store=`` folder; None: the
     journal's own) (``tables/<execution>/<key>.parquet`` for a table, a ``.zv`` file

@@ -41,7 +41,9 @@ from ._errors import ConfigurationError, ValueLost, ValueStoreError
 # The key under which a workflow's own output is listed when it is a table (a step's keys are its name and
 # occurrence, ``load#0``; other durable calls' are prefixed by their kind, ``capture:now#0``; both kinds of
 # prefix are ``_replay.RESERVED_PREFIXES``, which no step key may start with): its SQL view is
-# ``"<execution id>/workflow:output"``, its file ``tables/<execution id>/workflow:output.parquet``.
+# ``"<execution id>/workflow:output"``, its file ``tables/<execution id>/workflow:output.parquet``. Its
+# table input likewise, under ``INPUT_KEY`` (``workflow:input``).
+from ._replay import INPUT_KEY as INPUT_KEY
 from ._replay import OUTPUT_KEY as OUTPUT_KEY
 
 THRESHOLD_VARIABLE = "ZART_VALUE_THRESHOLD"
@@ -262,7 +264,8 @@ def dumps(value: Any, store: tuple[str, int], table: tuple[str, str] | None = No
     """The driver's side: ``value`` (a workflow's input or output) as a pickle or a reference, with
     its preview. ``table``: ``(execution id, key)`` under which a table (a pandas or polars DataFrame,
     a pyarrow Table) is stored as Parquet whatever its size, as a step's output is (a workflow's output:
-    ``OUTPUT_KEY``); a table Parquet cannot hold stays a pickle, its preview saying why."""
+    ``OUTPUT_KEY``, its input: ``INPUT_KEY``); a table Parquet cannot hold stays a pickle, its preview
+    saying why."""
     note = None
     if table is not None and type(value).__name__ in tables.NAMES:
         kind = tables.kind_of(value)
@@ -279,19 +282,27 @@ def dumps(value: Any, store: tuple[str, int], table: tuple[str, str] | None = No
 
 def kept(blob: bytes | None, value: Any, folder: Path) -> tuple[bytes, str] | None:
     """``(blob, preview)`` when ``blob`` (``value`` as journaled before: the same input hash) is a
-    reference to a value file of ``folder`` that is still whole (owner, mode, size, header checked),
-    so a run of an execution does not write its large input again; None otherwise (write it)."""
+    reference to a value file of ``folder`` that is still whole (owner, mode, size, header checked; a
+    table's Parquet file: owner, mode, size, the crc32 of its end), so a run of an execution does not
+    write its large or table input again; None otherwise (write it)."""
     if blob is None or not is_ref(blob):
         return None
     ref = decode_ref(blob)
-    if not ref.name.endswith(SUFFIX):
+    table = ref.name.endswith(tables.SUFFIX)
+    if not table and not ref.name.endswith(SUFFIX):
         return None
     try:
-        opened = _open(folder, ref)
+        fd = open_table(folder, ref)[0] if table else _open(folder, ref).fd
     except (ValueLost, ValueStoreError):
         return None
-    os.close(opened.fd)
-    return blob, describe(value, ref.size)
+    os.close(fd)
+    if not table:
+        return blob, describe(value, ref.size)
+    kind = tables.kind_of(value)
+    if kind is None:
+        return None
+    arrow = value.to_arrow() if kind == "polars.DataFrame" else value  # the schema a polars frame shows
+    return blob, tables.describe(value, kind, arrow, f"stored as Parquet: {size_text(ref.size)}")
 
 
 # --- reading ------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 from .._errors import QueryError
 from .._stored import StoredValue, from_blob
 from .._valueref import prefix_span
-from .._values import OUTPUT_KEY, REF_MAGIC, TABLES
+from .._values import INPUT_KEY, OUTPUT_KEY, REF_MAGIC, TABLES
 from . import db, stores
 
 LISTING = "zart_tables"
@@ -48,10 +48,11 @@ def query(sql: str, views: Sequence[tuple[str, str, str, str, str]]) -> Any:
 
 def stored_values(conn: Any, execution_id: str | None = None, step_key: str | None = None, *,
                   tables_only: bool = False) -> list[StoredValue]:
-    """The value store references of the completed current steps (of one execution, one step), and of
-    the completed executions' outputs stored as tables (under the key ``OUTPUT_KEY``), in execution and
-    key order, decoded (never unpickled). Only references are fetched (a range on ``REF_MAGIC``; with
-    ``tables_only``, on a table's reference), not the short pickles beside them."""
+    """The value store references of the completed current steps (of one execution, one step), of the
+    completed executions' outputs stored as tables (under the key ``OUTPUT_KEY``) and of every execution's
+    input stored as a table (``INPUT_KEY``), in execution and key order, decoded (never unpickled). Only
+    references are fetched (a range on ``REF_MAGIC``; with ``tables_only``, on a table's reference), not
+    the short pickles beside them."""
     tables_span = list(prefix_span(_table_ref_start()))
     where = [stores.span("output")]
     params: list[Any] = list(tables_span if tables_only else stores.SPAN)
@@ -68,6 +69,10 @@ def stored_values(conn: Any, execution_id: str | None = None, step_key: str | No
         outputs = ["status = 'completed'", *where]
         parts.append(f"SELECT execution_id, ?, output FROM executions WHERE {' AND '.join(outputs)}")
         values += [OUTPUT_KEY, *tables_span, *params[2:]]
+    if step_key in (None, INPUT_KEY):  # and its input when it is a table, from its first run on
+        inputs = [stores.span("input"), *where[1:]]
+        parts.append(f"SELECT execution_id, ?, input FROM executions WHERE {' AND '.join(inputs)}")
+        values += [INPUT_KEY, *tables_span, *params[2:]]
     rows = conn.execute(f"SELECT b.*, v.path FROM ({' UNION ALL '.join(parts)}) b LEFT JOIN value_stores v "
                         "USING (execution_id) ORDER BY execution_id, step_key", values).fetchall()
     found = [from_blob(row[0], row[1], row[2], row[3]) for row in rows]
