@@ -259,8 +259,8 @@ def test_no_step_can_take_the_inputs_key():
 
 def test_a_running_executions_input_is_read_through_its_engines_monitor(tmp_path):
     journal = tmp_path / "j.duckdb"
-    driver = subprocess.Popen([sys.executable, str(Path(__file__).parent / "scripts" / "table_input_driver.py"),
-                               str(journal), str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    driver = subprocess.Popen([sys.executable, str(Path(__file__).parent / "scripts" / "tables_driver.py"),
+                               str(journal), str(tmp_path), "input"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, cwd=tmp_path)
     try:
         wait_until(lambda: endpoint_file.read(journal), timeout=60, what="the driver's endpoint")

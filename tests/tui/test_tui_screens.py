@@ -2,17 +2,15 @@
 from __future__ import annotations
 
 import os
-import pickle
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import cloudpickle
 import pytest
 from textual.command import CommandPalette
 from textual.widgets import DataTable, Static
-from tui_helpers import make_journal, rows, run_async, settle, wait_for
+from tui_helpers import make_journal, refuse_unpickling, rows, run_async, settle, wait_for
 from zart_tui.app import ZartApp
 from zart_tui.screens.confirm import ConfirmScreen
 from zart_tui.screens.execution import ExecutionScreen
@@ -27,14 +25,6 @@ SIZE = (150, 40)
 
 def text_of(app, selector: str) -> str:
     return str(app.screen.query_one(selector, Static).render())
-
-
-def refuse_unpickling(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("the app unpickled something")
-
-    monkeypatch.setattr(pickle, "loads", refuse)
-    monkeypatch.setattr(cloudpickle, "loads", refuse)
 
 
 @pytest.fixture

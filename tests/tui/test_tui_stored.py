@@ -2,12 +2,9 @@
 Parquet file), an array's dtype and shape; the app unpickles nothing (Textual's pilot, a real run)."""
 from __future__ import annotations
 
-import pickle
-
-import cloudpickle
 import pytest
 from textual.widgets import Static
-from tui_helpers import open_first_execution, run_async, settle, wait_for
+from tui_helpers import open_first_execution, refuse_unpickling, run_async, settle, wait_for
 
 pytest.importorskip("pandas")
 pytest.importorskip("pyarrow")
@@ -26,11 +23,7 @@ async def test_the_step_screen_shows_a_stored_table_and_array(tmp_path, monkeypa
     zart.run(table_and_array, 40, execution_id="ex", journal=journal, display=False)
     zart.journal(journal, live=False).close()
 
-    def refuse(*args, **kwargs):
-        raise AssertionError("the app unpickled something")
-
-    monkeypatch.setattr(pickle, "loads", refuse)
-    monkeypatch.setattr(cloudpickle, "loads", refuse)
+    refuse_unpickling(monkeypatch)
     app = ZartApp(str(journal))
     async with app.run_test(size=(150, 50)) as pilot:
         assert await open_first_execution(pilot) == ["fetch:raw-data#0", "grid#0"]

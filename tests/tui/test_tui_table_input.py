@@ -3,13 +3,10 @@ columns, Parquet size and schema, from the journaled preview; the app unpickles 
 real run with a worker process)."""
 from __future__ import annotations
 
-import pickle
-
-import cloudpickle
 import numpy as np
 import pytest
 from textual.widgets import Static
-from tui_helpers import open_first_execution, run_async, settle
+from tui_helpers import open_first_execution, refuse_unpickling, run_async, settle
 
 pytest.importorskip("pandas")
 pytest.importorskip("pyarrow")
@@ -29,11 +26,7 @@ async def test_the_execution_screen_shows_a_table_inputs_schema(tmp_path, monkey
     zart.run(frame_in, frame_of(np.linspace(0, 1, 50), 1.0), execution_id="ex", journal=journal, display=False)
     zart.journal(journal, live=False).close()
 
-    def refuse(*args, **kwargs):
-        raise AssertionError("the app unpickled something")
-
-    monkeypatch.setattr(pickle, "loads", refuse)
-    monkeypatch.setattr(cloudpickle, "loads", refuse)
+    refuse_unpickling(monkeypatch)
     app = ZartApp(str(journal))
     async with app.run_test(size=(160, 50)) as pilot:
         assert await open_first_execution(pilot) == ["total#0"]

@@ -119,3 +119,16 @@ def run_async(fn):
         return asyncio.run(fn(*args, **kwargs))
 
     return wrapper
+
+
+def refuse_unpickling(monkeypatch) -> None:
+    """Make any unpickling in this process fail the test: the app shows stored values without it."""
+    import pickle
+
+    import cloudpickle
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the app unpickled something")
+
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(cloudpickle, "loads", refuse)
