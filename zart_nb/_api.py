@@ -81,8 +81,8 @@ def _follow(execution: Execution, workflow: WorkflowDef, display: bool | None, b
 
 
 def _explain_interrupt(exc: KeyboardInterrupt, execution: Execution) -> BaseException:
-    """The interrupt to raise: one clear line (how far it got, how to resume) in IPython instead of a
-    long traceback; in a script a ``KeyboardInterrupt`` saying so, raised ``from None`` by the caller."""
+    """The interrupt to raise ``from None``: one clear line (how far it got, how to resume) in IPython
+    instead of a long traceback; in a script a ``KeyboardInterrupt`` saying so."""
     from ._notebook.tracebacks import explain_interrupt
 
     return explain_interrupt(exc, execution)
@@ -116,10 +116,7 @@ def run_here(journal: Journal, execution_id: str, workflow: WorkflowDef, data: A
             _engine.execute(execution, definition, data, options, plan)
         return execution.result()
     except KeyboardInterrupt as exc:
-        shown = _explain_interrupt(exc, execution)
-        if shown is exc:
-            raise
-        raise shown from None
+        raise _explain_interrupt(exc, execution) from None
     finally:
         if live is not None:
             live.close()
@@ -223,10 +220,7 @@ class DurableScheduler:
         try:
             return execution.result(timeout)
         except KeyboardInterrupt as exc:
-            shown = _explain_interrupt(exc, execution)
-            if shown is exc:
-                raise
-            raise shown from None
+            raise _explain_interrupt(exc, execution) from None
 
     def wait(self, execution_id: str, timeout: float | None = None) -> Any:
         """The output of an execution started here (or journaled as completed)."""

@@ -4,8 +4,8 @@ One I/O thread owns the receiving side of every worker connection. Tasks are sen
 worker has room, several to a message; each step function is sent to a worker once and then named
 by id. Which worker gets what, how many attempts each may hold, when a worker starts and when to
 steal are the dispatch's (``dispatch``, a mixin of ``LocalPool``). Workers batch the replies of quick
-steps too. Outcomes are handed to the
-engine in batches (whatever arrived together), which is what lets the journal group-commit.
+steps too. Outcomes are handed to the engine in batches (whatever arrived together), which is what
+lets the journal group-commit.
 
 Taking attempts back from a worker (a steal, when another is idle), the cancel of one execution's
 attempts a worker holds, and timeouts are one protocol, in ``takeback`` (a mixin of ``LocalPool``): the

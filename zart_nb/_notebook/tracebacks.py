@@ -200,24 +200,24 @@ def _one_line(exc: BaseException, kind: str, message: str) -> None:
 
 
 def explain_interrupt(exc: BaseException, execution: Execution) -> BaseException:
-    """The interrupt to raise for an interrupted run: ``exc``, which IPython shows as one line instead of a
-    long traceback; outside IPython (a script) a ``KeyboardInterrupt`` saying the same, to raise ``from
-    None``, so Python's traceback ends at the caller's ``zart.run`` line instead of zart_nb's internals.
+    """The interrupt to raise ``from None`` for an interrupted run: ``exc``, which IPython shows as one
+    line instead of a long traceback; outside IPython (a script) a ``KeyboardInterrupt`` saying the same,
+    so Python's traceback ends at the caller's ``zart.run`` line instead of zart_nb's internals.
     (A suspended execution was not interrupted: it stays sleeping or waiting, and this process continues
     it when due.)"""
     held = execution.suspension
+    ipython = _ipython_renders()
     if held is not None:
         from .._suspend import describe
 
         message = (f"stopped waiting for execution {execution.execution_id!r}: it is still "
                    f"{execution.status.value} ({describe(execution.status, *held)}) and continues when due; "
                    "execution.result() or zart.run again waits for its output")
-    elif _ipython_renders():
-        message = _stopped(execution, "interrupted")
     else:
-        message = _stopped(execution, "interrupted", "run it again with the same execution id")
+        message = _stopped(execution, "interrupted", "run the cell again" if ipython else
+                           "run it again with the same execution id")
     _one_line(exc, "KeyboardInterrupt", message)
-    if _ipython_renders():
+    if ipython:
         return exc
     plain = KeyboardInterrupt(message)
     plain.zart_message = message  # type: ignore[attr-defined]
