@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -209,6 +210,65 @@ def test_gc_verify_stats_deletion_and_retention_keep_or_free_the_inputs_file(jou
     damaged.write_bytes(bytes(data))
     verify = _zart("gc", "--verify", "--journal", str(journal))
     assert verify.returncode != 0 and "tables/v/workflow:input.parquet" in verify.stdout + verify.stderr
+
+
+def test_a_changed_input_is_written_beside_the_journaled_one_so_a_crash_in_between_loses_nothing(journal, tmp_path):
+    """A run with another input writes it beside the file the journal points to, never over it: killed
+    before the run is journaled, the execution still resumes with its own input; the orphan is gc's."""
+    first, second, third = _frame(2.0), _frame(3.0), _frame(4.0)
+    (tmp_path / "flag").touch()
+    with pytest.raises(zart.TaskError, match="failing after the step"):
+        zart.run(frame_in, first, execution_id="t", journal=journal, display=False)
+    blob, input_hash, _ = _row(journal, "t")
+    store = values.folder_for(journal)
+    plain = store / INPUT
+    written = (plain.stat().st_ino, plain.stat().st_mtime_ns, plain.read_bytes())
+
+    killed = textwrap.dedent(f"""
+        import os, sys
+        import zart_nb as zart
+        from zart_nb._journal.journal import Journal
+        from table_input_lib import frame_in
+        from workflow_values_lib import frame_of
+        import numpy as np
+        def begin_run(*args, **kwargs):  # the new input's file is written; the run is not journaled yet
+            os._exit(9)
+        Journal.begin_run = begin_run
+        zart.run(frame_in, frame_of(np.linspace(0, 1, {N}), 3.0), execution_id="t", journal=sys.argv[1],
+                 display=False)
+    """)
+    proc = subprocess.run([sys.executable, "-c", killed, str(journal)], capture_output=True, text=True,
+                          timeout=120, env=env())
+    assert proc.returncode == 9, proc.stderr
+    beside = sorted(p.name for p in (store / "tables/t").glob("workflow:input.*.parquet"))
+    assert len(beside) == 1 and beside[0].startswith("workflow:input.") and len(beside[0].split(".")) == 3
+    assert (plain.stat().st_ino, plain.stat().st_mtime_ns, plain.read_bytes()) == written  # not replaced
+    assert _row(journal, "t")[:2] == (blob, input_hash)
+
+    # Resumed in another process: it runs with its own input, the step that took it reused
+    (tmp_path / "flag").unlink()
+    resumed = _zart("resume", "t", "--journal", str(journal))
+    assert resumed.returncode == 0, resumed.stderr
+    assert _runs_from(runtime.journal(journal), "t") == [(1, 0), (0, 1)]
+    runtime.journal(journal).close()
+    out = zart.run(frame_in, first, execution_id="t", journal=journal, display=False)  # completed: its output
+    assert out["total"] == float(first["x"].sum())
+    pd.testing.assert_frame_equal(out["frame"], first)
+    assert zart.gc(journal, min_age=0).removed == (f"tables/t/{beside[0]}",)  # the killed run's orphan
+
+    # Run with another input for real: written beside the journaled one, which is then freed
+    out = zart.run(frame_in, second, execution_id="t", journal=journal, display=False)
+    assert out["total"] == float(second["x"].sum())
+    now = values.decode_ref(_row(journal, "t")[0]).name
+    assert now.startswith("tables/t/workflow:input.") and now != INPUT and not plain.exists()
+    assert [p.name for p in (store / "tables/t").glob("workflow:input*")] == [now.rsplit("/", 1)[1]]
+    got = zart.sql('select sum(x) as s from "t/workflow:input"', journal=journal)["s"].tolist()
+    assert got == [pytest.approx(float(second["x"].sum()))]
+    # and the next one goes back to the plain name, freeing that one
+    out = zart.run(frame_in, third, execution_id="t", journal=journal, display=False)
+    assert out["total"] == float(third["x"].sum())
+    assert values.decode_ref(_row(journal, "t")[0]).name == INPUT
+    assert [p.name for p in (store / "tables/t").glob("workflow:input*")] == ["workflow:input.parquet"]
 
 
 def test_a_frame_parquet_cannot_hold_stays_a_pickle_and_says_why(journal, monkeypatch):

@@ -894,8 +894,9 @@ def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, option
     same = None if stored is None or stored.input_hash != input_hash else \
         values.kept(stored.input, data, Path(store[0]))
     try:  # only a run needs the input's pickle: a completed execution returned above
-        input_blob, input_preview = same if same is not None else \
-            values.dumps(data, store, (execution_id, values.INPUT_KEY))  # a table: Parquet, as the output
+        input_blob, input_preview = same if same is not None else values.dumps(  # a table: Parquet, as the output
+            data, store, (execution_id, values.INPUT_KEY),
+            values.input_table_name(execution_id, None if stored is None else stored.input, input_hash))
     except Exception as exc:
         if isinstance(exc, ValueStoreError):
             raise
@@ -906,7 +907,8 @@ def _execute_held(execution: Execution, workflow: WorkflowDef, data: Any, option
     mark = runtime.run_opened(options.workers)
     try:
         _run_body(execution, workflow, data, options, plan, input_blob, input_preview, input_hash,
-                  workflow_hash, store, value_store, new=stored is None and plan is None, overlap=mark)
+                  workflow_hash, store, value_store, new=stored is None and plan is None, overlap=mark,
+                  replaced=None if stored is None or same is not None else stored.input)
     finally:
         runtime.run_closed()
 
@@ -928,10 +930,12 @@ def _code_change(execution: Execution, workflow: WorkflowDef) -> str:
 def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, options: RunOptions,
               plan: RunPlan | None, input_blob: bytes, input_preview: str, input_hash: str, workflow_hash: str,
               store: tuple[str, int] | None = None, value_store: str | None = None, *, new: bool = False,
-              overlap: int | None = None) -> None:
+              overlap: int | None = None, replaced: bytes | None = None) -> None:
     """``new``: the journal had no row for the execution before this run (and no control action
     copies steps into it), so it has no steps to replay: none are read. ``overlap``: the run's mark
-    from ``runtime.run_opened`` (its printed lines name it once another run was open beside it)."""
+    from ``runtime.run_opened`` (its printed lines name it once another run was open beside it).
+    ``replaced``: the input journaled before this run, when ``input_blob`` was written anew (its file,
+    if any, is freed once the run is journaled with the new one)."""
     journal = journal_of(execution)
     execution_id = execution.execution_id
     on_change, workers, executor = options.on_change, options.workers, options.executor
@@ -951,6 +955,8 @@ def _run_body(execution: Execution, workflow: WorkflowDef, data: Any, options: R
         **({} if plan is None else {"trigger": plan.trigger, "trigger_detail": plan.detail,
                                     "new_deadline": plan.new_deadline, "extend": plan.extend,
                                     "lease": suspension.owner() if plan.lease else None}))
+    if replaced is not None and input_blob[0] == _REF_FIRST:
+        stores.free_replaced(journal, value_store, replaced, input_blob)
     # The run is journaled: the monitor may serve it now, in every process (a finished re-run returned before
     # and never loads it). Served earlier, a client that came as the endpoint appeared read no such execution.
     from ._actions import start_monitor

@@ -150,6 +150,22 @@ def delete(journal: Journal, execution_id: str) -> tuple[list[str], int]:
         return [], 0
 
 
+def free_replaced(journal: Journal, store: str | None, old: bytes | None, new: bytes) -> None:
+    """After a run journaled ``new`` as its execution's input in place of ``old`` (another input's): free
+    ``old``'s store file unless a journaled reference still points to it (if it cannot be freed now, zart
+    gc frees it), so the store keeps one input file per execution."""
+    if old is None or not values.is_ref(old) or not values.is_ref(new):
+        return
+    name = values.decode_ref(old).name
+    if name == values.decode_ref(new).name:
+        return
+    try:
+        where = folder(journal.path, store)
+        remove_files(where, {name} - names_in(referenced(journal), where), dry_run=False)
+    except (ValueStoreError, ValueLost, OSError) as exc:
+        log.warning("zart: the replaced input file %s was not freed (zart gc frees it): %s", name, exc)
+
+
 Referenced = dict[Path, set[str]]  # the store files journaled references point to, by value store folder
 
 

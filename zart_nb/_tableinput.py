@@ -2,7 +2,8 @@
 
 It is stored as a Parquet file of its execution's value store under the key ``workflow:input``
 (``tables/<execution id>/workflow:input.parquet``), as the workflow's table output is under
-``workflow:output``, written once (a run with the same input hash keeps the file: ``_values.kept``).
+``workflow:output``, written once (a run with the same input hash keeps the file: ``_values.kept``; a
+run with another input writes it beside the journaled one: ``_values.input_table_name``).
 The body receives it as read back from that file, on the first run as on a replay or a resume, as a
 step's table output is received: the same kind of value with the same dtypes and index every time,
 written to the same way (a pandas frame copies a column on its first write: ``_tables.shielded``), and

@@ -260,17 +260,18 @@ def encode(value: Any, data: bytes, buffers: list[pickle.PickleBuffer], store: t
     return encode_ref(ref), describe(value, ref.size)
 
 
-def dumps(value: Any, store: tuple[str, int], table: tuple[str, str] | None = None) -> tuple[bytes, str]:
+def dumps(value: Any, store: tuple[str, int], table: tuple[str, str] | None = None, name: str | None = None) -> \
+        tuple[bytes, str]:
     """The driver's side: ``value`` (a workflow's input or output) as a pickle or a reference, with
     its preview. ``table``: ``(execution id, key)`` under which a table (a pandas or polars DataFrame,
     a pyarrow Table) is stored as Parquet whatever its size, as a step's output is (a workflow's output:
     ``OUTPUT_KEY``, its input: ``INPUT_KEY``); a table Parquet cannot hold stays a pickle, its preview
-    saying why."""
+    saying why; ``name``: its file, when not ``table_name(*table)``."""
     note = None
     if table is not None and type(value).__name__ in tables.NAMES:
         kind = tables.kind_of(value)
         if kind is not None:
-            ref, note = encode_table(value, kind, store, *table)
+            ref, note = encode_table(value, kind, store, *table, name=name)
             if ref is not None:
                 return ref, note
     data, buffers = ser.dumps_out_of_band(value)
@@ -453,6 +454,18 @@ def table_name(execution_id: str, step_key: str) -> str:
     return f"{TABLES}/{file_part(execution_id)}/{file_part(step_key)}{tables.SUFFIX}"
 
 
+def input_table_name(execution_id: str, journaled: bytes | None, input_hash: str) -> str:
+    """Where a run writes its table input: ``tables/<execution id>/workflow:input.parquet``, unless the
+    execution's journaled input (``journaled``, another input's) points to that file; then beside it,
+    ``workflow:input.<16 hex digits of the input hash>.parquet``. The journal points to the new file once
+    the run begins, never to a file replaced under it: a crash in between leaves the old input whole (a
+    resume runs with it) and the new file an orphan for ``zart gc``."""
+    plain = table_name(execution_id, INPUT_KEY)
+    if journaled is None or not is_ref(journaled) or decode_ref(journaled).name != plain:
+        return plain
+    return f"{plain.removesuffix(tables.SUFFIX)}.{input_hash[:16]}{tables.SUFFIX}"
+
+
 def _table_kind(ref: Ref) -> str:
     return ref.kind if ref.kind in tables.KINDS else "pyarrow.Table"
 
@@ -495,17 +508,17 @@ def write_table(folder: Path, name: str, table: Any, kind: str) -> Ref:
     return Ref(name, size, kind, check)
 
 
-def encode_table(value: Any, kind: str, store: tuple[str, int], execution_id: str, step_key: str) -> \
-        tuple[bytes | None, str]:
-    """``(reference, preview)`` of a table stored as Parquet, or ``(None, preview)`` saying why it
-    stays a pickle."""
+def encode_table(value: Any, kind: str, store: tuple[str, int], execution_id: str, step_key: str, *,
+                 name: str | None = None) -> tuple[bytes | None, str]:
+    """``(reference, preview)`` of a table stored as Parquet (as the file ``name``, default
+    ``table_name(execution_id, step_key)``), or ``(None, preview)`` saying why it stays a pickle."""
     from ._parquet import Unconvertible
 
     table, why = tables.to_arrow(value, kind)
     if table is None:
         return None, tables.pickled_note(value, kind, why or "")
     try:
-        ref = write_table(Path(store[0]), table_name(execution_id, step_key), table, kind)
+        ref = write_table(Path(store[0]), name or table_name(execution_id, step_key), table, kind)
     except Unconvertible as exc:  # a slice of a large frame Arrow could not convert after all
         return None, tables.pickled_note(value, kind, str(exc))
     return encode_ref(ref), tables.describe(value, kind, table, f"stored as Parquet: {size_text(ref.size)}")
