@@ -103,6 +103,9 @@ def test_a_table_input_is_parquet_read_back_on_every_run_and_a_resume_reuses_its
     assert [str(d) for d in out["frame"].dtypes] == [str(d) for d in frame.dtypes]
     assert out["frame"].index.name == "row" and str(out["frame"]["ts"].dtype).endswith(", Europe/Paris]")
     assert _runs_from(runtime.journal(journal), "t") == [(1, 0), (0, 1), (0, 1)]  # no run: it completed
+    runtime.journal(journal).close()
+    pd.testing.assert_frame_equal(zart.load("t", "workflow:input", journal=journal), frame)  # from its file
+    assert zart.load("t", "workflow:output", journal=journal)["total"] == float(frame["x"].sum())
 
 
 def test_the_body_gets_the_stored_frame_on_the_first_run_too(journal):

@@ -160,6 +160,22 @@ def test_zart_load_refuses_a_damaged_value(journal, tmp_path):
         zart.load("other", "array#0", journal=journal)
 
 
+def test_zart_load_gives_an_executions_own_input_and_output(journal, tmp_path):
+    params = _params(tmp_path)
+    Path(params["flag"]).touch()
+    with pytest.raises(zart.TaskError):
+        zart.run(array_then_fail, params, execution_id="e", journal=journal, display=False)
+    assert zart.load("e", "workflow:input", journal=journal) == params  # a small input: its pickle
+    with pytest.raises(LookupError, match="execution 'e' is failed: it has no output to load"):
+        zart.load("e", "workflow:output", journal=journal)
+    os.unlink(params["flag"])
+    out = zart.run(array_then_fail, params, execution_id="e", journal=journal, display=False)
+    got = zart.load("e", "workflow:output", journal=journal)  # a dict holding a large array: stored raw
+    assert set(got) == set(out) and got["one"] == 2 and np.array_equal(got["array"], out["array"])
+    with pytest.raises(zart.ExecutionNotFound):
+        zart.load("other", "workflow:input", journal=journal)
+
+
 def _trust_cases():
     cases = [
         ("folder writable by others", lambda store, file: os.chmod(store, 0o777), "writable by others"),

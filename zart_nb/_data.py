@@ -25,7 +25,7 @@ from ._errors import (
 )
 from ._reader import JournalReader
 from ._runtime import runtime
-from ._status import StepStatus
+from ._status import ExecutionStatus, StepStatus
 from ._stored import HEAD_ROWS, StoredValue, folder_of, peek, ref_of
 
 if TYPE_CHECKING:
@@ -130,11 +130,16 @@ def load(execution_id: str, step_key: str, journal: str | os.PathLike[str] | Non
     default ``$ZART_JOURNAL`` or ``./.zart/journal.duckdb``), loaded outside a workflow: from its row,
     or from the value store (arrays mapped copy-on-write).
 
+    ``step_key`` ``"workflow:input"`` loads the execution's input (what a resume runs it with: a table
+    input read from its Parquet file), ``"workflow:output"`` the output of a completed execution.
+
     An explicit unpickle: load only from a journal you trust (its store's files are refused when
     another user owns them or others can write them). Raises ``ExecutionNotFound``, ``LookupError``
     for a step the execution does not have or that did not complete, ``ValueLost`` when its stored
     file is missing or damaged."""
     journal_ = runtime.journal(journal)
+    if step_key in (values.INPUT_KEY, values.OUTPUT_KEY):
+        return _load_own(journal_, execution_id, step_key == values.INPUT_KEY)
     with journal_.hold():
         found = journal_.pickled_step_output(execution_id, step_key)
         if found is None:
@@ -148,6 +153,18 @@ def load(execution_id: str, step_key: str, journal: str | os.PathLike[str] | Non
         return None
     with journal_.hold():
         return stores.load(journal_, execution_id, blob)
+
+
+def _load_own(journal: Journal, execution_id: str, wants_input: bool) -> Any:
+    """An execution's own input (``wants_input``) or output, loaded as :func:`load` loads a step's."""
+    with journal.hold():
+        found = journal.pickled_execution(execution_id)
+        if found is None:
+            raise ExecutionNotFound(execution_id, journal.path)
+        if not wants_input and found.status != ExecutionStatus.COMPLETED:
+            raise LookupError(f"execution {execution_id!r} is {found.status.value}: it has no output to load")
+        blob = found.input if wants_input else found.output
+        return None if blob is None else stores.load(journal, execution_id, blob)
 
 
 def gc(journal: str | os.PathLike[str] | None = None, *, dry_run: bool = False,
