@@ -134,6 +134,28 @@ def test_a_pyarrow_table_input_round_trips_as_a_pyarrow_table(journal):
     assert values.decode_ref(_row(journal, "t")[0]).kind == "pyarrow.Table"
 
 
+def test_a_polars_input_round_trips_as_polars_and_a_resume_reuses_its_step(journal, tmp_path):
+    pl = pytest.importorskip("polars")
+    frame = pl.from_pandas(_frame().reset_index())
+    (tmp_path / "flag").touch()
+    with pytest.raises(zart.TaskError, match="failing after the step"):
+        zart.run(frame_in, frame, execution_id="t", journal=journal, display=False)
+    blob, input_hash, preview = _row(journal, "t")
+    assert (values.decode_ref(blob).name, values.decode_ref(blob).kind) == (INPUT, "polars.DataFrame")
+    assert preview.startswith(f"<polars.DataFrame rows={N:,} columns=5> [stored as Parquet: ")
+    (tmp_path / "flag").unlink()
+    resumed = _zart("resume", "t", "--journal", str(journal))
+    assert resumed.returncode == 0, resumed.stderr
+    assert _runs_from(runtime.journal(journal), "t") == [(1, 0), (0, 1)]  # the step that took it reused
+    runtime.journal(journal).close()
+    assert _row(journal, "t")[:2] == (blob, input_hash)
+    out = zart.run(frame_in, frame, execution_id="t", journal=journal, display=False)  # completed: its output
+    assert out["kind"] == "polars.DataFrame" and out["frame"].equals(frame)
+    assert out["frame"].schema == frame.schema and out["total"] == float(frame["x"].sum())
+    loaded = zart.load("t", "workflow:input", journal=journal)
+    assert isinstance(loaded, pl.DataFrame) and loaded.equals(frame)
+
+
 def test_the_input_is_queried_with_zart_sql_and_with_plain_duckdb(journal, tmp_path):
     frames = {"t": _frame(2.0), "u": _frame(3.0)}
     for execution_id, frame in frames.items():

@@ -14,7 +14,10 @@ process, and by a fork (which writes the input to a file of its own).
 A resume (``zart resume``, a control action, ``zart serve`` taking over) loads the input from the
 journal. The loaded frame does not pickle to the bytes the caller's frame did (its columns are one
 block each, Arrow's memory), so its hash is not recomputed: the value is remembered, weakly, with the
-hash journaled for it (:func:`journaled_hash`), for as long as it is the file's content unchanged.
+hash journaled for it (:func:`journaled_hash`), for as long as it is the file's content unchanged. A
+polars frame, whose changes in place cannot be told (``_tables.layout``), is remembered until its first
+:func:`journaled_hash`: the resume's own fingerprint, before any code has seen it (its nulls' slots pickle
+to other bytes once read back, so hashed again it would read as another input).
 """
 from __future__ import annotations
 
@@ -32,8 +35,8 @@ from . import _values as values
 if TYPE_CHECKING:
     from ._journal.journal import Journal
 
-# id -> (a weak reference to the loaded input, its file, its journaled input hash)
-_loaded: dict[int, tuple[weakref.ref[Any], byref.Held, str]] = {}
+# id -> (a weak reference to the loaded input, its file (None: remembered for one look), its journaled input hash)
+_loaded: dict[int, tuple[weakref.ref[Any], byref.Held | None, str]] = {}
 _lock = threading.Lock()
 
 
@@ -49,10 +52,11 @@ def load(journal: Journal, execution_id: str, blob: bytes, input_hash: str) -> A
         return stores.load(journal, execution_id, blob)
     folder = stores.folder(journal.path, stores.of(journal, execution_id))
     value, held = byref.load_tracked(blob, journal.path, folder)
-    if isinstance(held, byref.Held):
+    if isinstance(held, byref.Held) or tables.kind_of(value) == "polars.DataFrame":
         key = id(value)
         with _lock:
-            _loaded[key] = (weakref.ref(value, functools.partial(_forget, key)), held, input_hash)
+            _loaded[key] = (weakref.ref(value, functools.partial(_forget, key)),
+                            held if isinstance(held, byref.Held) else None, input_hash)
     return value
 
 
@@ -63,10 +67,17 @@ def _forget(key: int, gone: weakref.ref[Any]) -> None:
             del _loaded[key]
 
 
-def _entry(value: Any) -> tuple[byref.Held, str] | None:
+def _entry(value: Any, *, look: bool = False) -> tuple[byref.Held | None, str] | None:
+    """What :func:`load` remembered for ``value``; ``look``: a fingerprint's look, which takes a value
+    remembered for one look (any other caller finds nothing for it)."""
     with _lock:
         entry = _loaded.get(id(value))
-    if entry is None or entry[0]() is not value or not byref.unchanged(value, entry[1]):
+        if entry is not None and entry[1] is None and entry[0]() is value:
+            if not look:
+                return None
+            del _loaded[id(value)]  # one look only: later changes to it could not be seen
+            return None, entry[2]
+    if entry is None or entry[0]() is not value or entry[1] is None or not byref.unchanged(value, entry[1]):
         return None
     return entry[1], entry[2]
 
@@ -76,7 +87,7 @@ def journaled_hash(value: Any) -> str | None:
     file's content (a pandas frame not written to since); None otherwise (hash the value itself)."""
     if type(value).__name__ not in tables.NAMES:  # the hot path of every run: one name test
         return None
-    found = _entry(value)
+    found = _entry(value, look=True)
     return None if found is None else found[1]
 
 
@@ -90,5 +101,5 @@ def loaded(value: Any, blob: bytes) -> byref.Held | None:
     """The file ``value`` was read from when it is the input :func:`load` read from ``blob``'s file and
     is unchanged (a run then gives the body this value rather than reading the file a second time)."""
     found = _entry(value)
-    return None if found is None or found[0].ref != values.decode_ref(blob) else found[0]
+    return None if found is None or found[0] is None or found[0].ref != values.decode_ref(blob) else found[0]
 
