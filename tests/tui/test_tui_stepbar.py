@@ -22,15 +22,15 @@ DRIVER = Path(__file__).parent.parent / "scripts" / "printing_driver.py"
 
 
 @contextmanager
-def driving(tmp_path: Path, quick: int):
+def driving(tmp_path: Path, quick: int, *mode: str):
     """A driver process running execution ``bar``: ``quick`` quick steps, then two gated ones on its two
-    workers; released and waited for on the way out."""
+    workers (``mode``: ``"rerun"``, see the driver); released and waited for on the way out."""
     journal = tmp_path / ".zart" / "nb.duckdb"
     journal.parent.mkdir()
     work = tmp_path / "work"
     work.mkdir()
     with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
-        driver = subprocess.Popen([sys.executable, str(DRIVER), str(journal), str(work), "bar", str(quick)],
+        driver = subprocess.Popen([sys.executable, str(DRIVER), str(journal), str(work), "bar", str(quick), *mode],
                                   cwd=tmp_path, stdout=out, stderr=err, env={**os.environ, "ZART_WORKERS": "2"})
     try:
         wait_until(lambda: endpoint_file.read(journal), what="the driver's endpoint")
@@ -85,3 +85,23 @@ async def test_a_paged_step_bar_counts_the_running_rows_too(tmp_path):
             assert screen.query_one("#steps", DataTable).row_count == PAGE + 2
             assert bar_of(screen).startswith(f"steps {total - PAGE - 1}-{total} of {total} (2 running, "
                                              "not journaled yet)"), bar_of(screen)
+
+
+@run_async
+async def test_a_step_running_again_with_its_record_on_another_page_is_counted_once(tmp_path):
+    quick = PAGE + 1  # slow-0's record (run 1) is on the second page; a rerun runs it again
+    with driving(tmp_path, quick, "rerun") as journal:
+        app = ZartApp(str(journal.parent), poll=30)
+        async with app.run_test(size=(150, 40)) as pilot:
+            screen = await open_running(pilot, "bar")
+            await wait_for(pilot, lambda: screen.progress and screen.progress.running == 1,
+                           what="slow-0 running again, its record on the last page")  # read with its page
+            total = quick + 2
+            assert bar_of(screen).startswith(f"steps 1-{PAGE} of {total} (1 running again: its record on "
+                                             "another page)"), bar_of(screen)
+            await pilot.press("G")
+            await wait_for(pilot, lambda: screen.page_start == total - PAGE and "slow-0" in screen.steps,
+                           what="the last page (the last PAGE steps), with slow-0's record")
+            assert screen.query_one("#steps", DataTable).row_count == PAGE  # no second slow-0 row
+            assert [r[0] for r in rows(screen.query_one("#steps", DataTable))].count("slow-0") == 1
+            assert bar_of(screen).startswith(f"steps {total - PAGE + 1}-{total} of {total}  "), bar_of(screen)

@@ -74,6 +74,8 @@ class Page:
     note: str | None
     progress: zart.RunProgress | None = None  # while it runs in the engine read through: what runs now
     events: tuple[str, ...] = ()  # names of the events sent to it and not consumed yet, oldest first
+    # running steps whose record (from an earlier run) is on another page: counted once, with their record
+    elsewhere: frozenset[str] = frozenset()
 
 
 def read_page(reader: zart.JournalReader, execution_id: str, q: Query) -> Page:
@@ -82,8 +84,20 @@ def read_page(reader: zart.JournalReader, execution_id: str, q: Query) -> Page:
     if page.record is not None and page.record.status not in TAKES_NO_EVENTS:
         page = replace(page, events=tuple(event.name for event in reader.pending_events(execution_id)))
     if page.record is not None and page.record.status is zart.ExecutionStatus.RUNNING:
-        return replace(page, progress=reader.progress(execution_id))
+        progress = reader.progress(execution_id)
+        return replace(page, progress=progress, elsewhere=_recorded_elsewhere(reader, execution_id, page, progress))
     return page
+
+
+def _recorded_elsewhere(reader: zart.JournalReader, execution_id: str, page: Page,
+                        progress: zart.RunProgress | None) -> frozenset[str]:
+    """The running steps that have a journaled record on another page than ``page`` (a step an earlier run
+    journaled, running again): one lookup each, only when the steps take more than one page."""
+    if progress is None or page.query.failed_only or page.total <= len(page.steps):
+        return frozenset()
+    shown = {step.step_key for step in page.steps}
+    return frozenset(step.key for step in progress.running_steps
+                     if step.key not in shown and reader.step_index(execution_id, step.key) is not None)
 
 
 def _read_page(reader: zart.JournalReader, execution_id: str, q: Query) -> Page:
@@ -175,6 +189,9 @@ class ExecutionScreen(Screen[None]):
         self.page: list[zart.StepRecord] = []
         # the steps in flight that the journal has no record of yet (rows after the last page's records)
         self.live: list[tuple[str, zart.StepStatus, tuple[Text, ...]]] = []
+        # and those in flight again whose record is on another page (counted with it, not as rows)
+        self.again: list[zart.StepStatus] = []
+        self.elsewhere: frozenset[str] = frozenset()
         self.updated_at: datetime | None = None
         self.note: str | None = None
         self.progress: zart.RunProgress | None = None
@@ -246,6 +263,7 @@ class ExecutionScreen(Screen[None]):
         self.record, self.page_start, self.total = page.record, page.start, page.total
         self.progress = page.progress
         self.events = page.events
+        self.elsewhere = page.elsewhere
         if page.note:
             self.notify(page.note, timeout=4)
         summary.update(self._summary(page.record, page.runs))
@@ -331,6 +349,8 @@ class ExecutionScreen(Screen[None]):
             if live:
                 where = "" if self.on_last_page() else ": on the last page"
                 text.append(f" ({counted(live)}, not journaled yet{where})", style="dim")
+            if self.again:
+                text.append(f" ({counted(self.again)} again: its record on another page)", style="dim")
         if self.failed_only:
             text.append("  failed only", style="bold red")
         if self.total > PAGE:
@@ -351,7 +371,7 @@ class ExecutionScreen(Screen[None]):
             table.add_row(fmt.cell(step.step_key, 40), fmt.status(step.status), str(step.attempts),
                           fmt.seconds_text(step.duration), ran, fmt.cell(step.worker or "-", 24),
                           fmt.cell(step.args_preview, 30), fmt.cell(result or "", 50), key=step.step_key)
-        self.live = self._live_rows() if not self.failed_only else []
+        self.live, self.again = self._live_rows() if not self.failed_only else ([], [])
         if self.on_last_page():  # steps in flight that the journal has no row of yet come last
             for key, status, cells in self.live:
                 table.add_row(fmt.cell(key, 40), fmt.status(status), *cells, key=key)
@@ -364,14 +384,25 @@ class ExecutionScreen(Screen[None]):
     def on_last_page(self) -> bool:
         return self.page_start + len(self.page) >= self.total
 
-    def _live_rows(self) -> list[tuple[str, zart.StepStatus, tuple[Text, ...]]]:
+    def _live_rows(self) -> tuple[list[tuple[str, zart.StepStatus, tuple[Text, ...]]], list[zart.StepStatus]]:
         """The steps in flight that have no record on this page: ``(key, status shown, other cells)``, running
-        ones as the engine says now (attempt, worker and elapsed time), then those only an event told of."""
+        ones as the engine says now (attempt, worker and elapsed time), then those only an event told of;
+        and the statuses of those left out because their record is on another page (the read found it, or
+        the event's reason says an earlier run journaled the step)."""
         running = {step.key: step for step in self.progress.running_steps} if self.progress else {}
         live = self.zapp.live_steps.get((self.source.path, self.execution_id), {})
         found: list[tuple[str, zart.StepStatus, tuple[Text, ...]]] = []
+        again: list[zart.StepStatus] = []
+        for key in self.elsewhere:
+            if key not in self.steps and running.pop(key, None) is not None:
+                again.append(zart.StepStatus.RUNNING)
         for key, event in list(live.items()):
-            if key in self.steps or event.status not in IN_FLIGHT:
+            if key in self.steps or key in self.elsewhere or event.status not in IN_FLIGHT:
+                continue
+            if self.total > len(self.page) and event.reason not in (None, zart.RunReason.NEW):
+                running.pop(key, None)
+                again.append(zart.StepStatus.RUNNING if event.status is zart.StepStatus.SCHEDULED and
+                             event.started_at is not None else event.status)
                 continue
             now = running.pop(key, None)
             if now is not None:
@@ -385,7 +416,7 @@ class ExecutionScreen(Screen[None]):
         for key, now in running.items():  # running, though no event of it reached this app
             if key not in self.steps:
                 found.append((key, zart.StepStatus.RUNNING, self._running_cells(now)))
-        return found
+        return found, again
 
     @staticmethod
     def _running_cells(now: zart.RunningStep) -> tuple[Text, ...]:
