@@ -131,6 +131,43 @@ def test_previews_are_short_and_never_fail():
     assert ser.preview([1, 2]) == "[1, 2]"
 
 
+def test_previews_name_data_by_kind_and_size_wherever_it_is_held():
+    """A frame, a Series, a Table or an array of more than a few items inside a value (an argument that is a
+    list of frames, an output dict holding one) is named by kind and size, not printed with escaped newlines."""
+    np = pytest.importorskip("numpy")
+    pd = pytest.importorskip("pandas")
+    pa = pytest.importorskip("pyarrow")
+    frame = pd.DataFrame({"region": ["eu"] * 200_000, "sales": np.arange(200_000) * 0.5})
+    assert ser.preview({"summary": frame, "trace": 1.0}) == \
+        "{'summary': <pandas.DataFrame rows=200,000 columns=2>, 'trace': 1.0}"
+    assert ser.args_preview(([frame, frame.head(3)],), {"n": 2}) == \
+        "[<pandas.DataFrame rows=200,000 columns=2>, <pandas.DataFrame rows=3 columns=2>], n=2"
+    assert ser.preview((frame["sales"], pd.Series([1], name=None))) == \
+        "(<pandas.Series 'sales' rows=200,000 dtype=float64>, <pandas.Series rows=1 dtype=int64>)"
+    assert ser.preview([np.ones((1000, 1000)), np.arange(3), pa.table({"a": [1, 2]})]) == \
+        "[<numpy.ndarray dtype=float64 shape=(1000, 1000)>, array([0, 1, 2]), <pyarrow.Table rows=2 columns=1>]"
+    assert ser.preview(np.arange(17)) == "<numpy.ndarray dtype=int64 shape=(17,)>"  # more than a few items
+    call = ser.encode_call(([frame],), {})
+    assert call.preview == "[<pandas.DataFrame rows=200,000 columns=2>]"
+
+
+class _NotData:
+    """A type named like a data type (reprlib finds the rendering by type name): printed as before."""
+
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
+
+    def __repr__(self) -> str:
+        return f"DataFrame({self.rows})"
+
+
+def test_a_type_named_like_data_but_from_elsewhere_keeps_its_repr():
+    kind = type("DataFrame", (_NotData,), {})
+    assert ser.preview([kind(3)]) == "[DataFrame(3)]"
+    assert ser.preview([type("ndarray", (_NotData,), {})(4), type("Series", (_NotData,), {})(5)]) == \
+        "[DataFrame(4), DataFrame(5)]"
+
+
 class _Colour(__import__("enum").Enum):
     RED = 1
 

@@ -28,7 +28,48 @@ PROTOCOL = 5
 PREVIEW_CHARS = 200
 MAX_TEXT = 64 * 1024  # an error message or traceback longer than this is cut, with a note
 
-_repr = reprlib.Repr()
+class _Preview(reprlib.Repr):
+    """reprlib's short rendering, with data named by kind and size instead of printed: a DataFrame, a
+    Series, a pyarrow Table or an array of more than a few items anywhere in a value (an argument that
+    is a list of frames, an output dict holding one) reads ``<pandas.DataFrame rows=200,000 columns=3>``,
+    not the first lines of its table with its newlines escaped. Found by type name (reprlib's
+    ``repr_<name>``): nothing is imported, other types pay nothing."""
+
+    def repr_DataFrame(self, value: Any, level: int) -> str:
+        return _sized(value) or self.repr_instance(value, level)
+
+    repr_Table = repr_DataFrame
+
+    def repr_Series(self, value: Any, level: int) -> str:
+        root = _root(value)
+        if root not in ("pandas", "polars"):
+            return self.repr_instance(value, level)
+        name = "" if value.name is None or value.name == "" else f" {self.repr1(value.name, level - 1)}"
+        return f"<{root}.Series{name} rows={len(value):,} dtype={value.dtype}>"
+
+    def repr_ndarray(self, value: Any, level: int) -> str:
+        if _root(value) != "numpy" or (value.ndim <= 1 and value.size <= 16):
+            return self.repr_instance(value, level)
+        return f"<numpy.ndarray dtype={value.dtype} shape={value.shape}>"
+
+
+def _root(value: Any) -> str:
+    return type(value).__module__.partition(".")[0]
+
+
+def _sized(value: Any) -> str | None:
+    """``<kind rows=N columns=M>`` of a pandas or polars DataFrame or a pyarrow Table, else None."""
+    root = _root(value)
+    if root == "pyarrow":
+        rows, columns = value.num_rows, value.num_columns
+    elif root in ("pandas", "polars"):
+        rows, columns = value.shape
+    else:
+        return None
+    return f"<{root}.{type(value).__name__} rows={rows:,} columns={columns}>"
+
+
+_repr = _Preview()
 _repr.maxstring = 120
 _repr.maxother = 120
 _repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 8
