@@ -104,3 +104,19 @@ def arrow_rows(table: pa.Table) -> int:
 def arrow_to_three(counter_dir: str) -> list:
     table = zart.wait([zart.schedule(arrow, counter_dir)])[0]
     return zart.wait([zart.schedule(arrow_rows, table) for _ in range(3)])
+
+
+@zart.step("region-{name}")
+def region(name: str, n: int) -> pd.DataFrame:
+    """One region's rows; a region other than the first adds a column (the step's view unions by name)."""
+    frame = pd.DataFrame({"region": [name] * n, "x": [float(i) for i in range(n)]})
+    return frame if name == "eu" else frame.assign(extra=1)
+
+
+@zart.workflow("regions-for-sql")
+def regions_for_sql(n: int) -> int:
+    """A fan-out of keyed steps (``region-eu``, ``region-us``) and one of numbered ones (``fetch:raw-data#0``,
+    ``#1``)."""
+    frames = zart.wait([zart.schedule(region, name, n) for name in ("eu", "us")]
+                       + [zart.schedule(fetch, n), zart.schedule(fetch, 2 * n)])
+    return sum(len(f) for f in frames)

@@ -62,6 +62,8 @@ def test_sql_and_stored_read_through_the_monitor_of_the_engine_holding_the_journ
         assert _held(journal)  # the engine holds the file all along: the list came through its monitor
         got = zart.sql(f'select cat, sum(x) as total from "{VIEW}" group by cat order by cat', journal=journal)
         assert got.to_dict("list") == {"cat": ["a", "b"], "total": [6.0, 9.0]}
+        by_step = zart.sql('select step_key, count(*) as n from "held/frame:sales-{n}" group by 1', journal=journal)
+        assert by_step.values.tolist() == [["frame:sales-3", 6]]  # the step's name came through the monitor too
 
         (found,) = zart.stored("held", journal=journal)
         assert (found.step_key, found.kind, found.rows) == ("frame:sales-3", "pandas.DataFrame", 6)

@@ -15,7 +15,7 @@ import pytest
 pd = pytest.importorskip("pandas")
 pytest.importorskip("pyarrow")
 
-from tables_lib import tables_for_sql  # noqa: E402
+from tables_lib import regions_for_sql, tables_for_sql  # noqa: E402
 
 import zart_nb as zart  # noqa: E402
 from zart_nb import _values as values  # noqa: E402
@@ -43,6 +43,24 @@ def test_sql_has_a_view_per_table_named_by_execution_and_key_and_a_listing(journ
     joined = zart.sql('select count(*) as n from "exec-1/load#0" a join "exec-2/load#0" b using (ts)',
                       journal=journal)
     assert joined["n"][0] == 5
+
+
+def test_a_steps_view_unions_the_tables_of_all_its_keys_with_their_key(journal):
+    """A fan-out's outputs in one view, ``"<execution id>/<step name>"``: each row with its step's key, the
+    tables' columns united by name; each key keeps its own view, and the listing names each file's step."""
+    assert zart.run(regions_for_sql, 3, execution_id="exec-1", journal=journal, display=False) == 3 + 3 + 6 + 12
+    got = zart.sql('select step_key, region, count(*) as n, sum(x) as x, count(extra) as extra '
+                   'from "exec-1/region-{name}" group by all order by step_key', journal=journal)
+    assert got.values.tolist() == [["region-eu", "eu", 3, 3.0, 0], ["region-us", "us", 3, 3.0, 3]]
+    fetched = zart.sql('select step_key, count(*) as n from "exec-1/fetch:raw-data" group by 1 order by 1',
+                       journal=journal)
+    assert fetched.values.tolist() == [["fetch:raw-data#0", 6], ["fetch:raw-data#1", 12]]
+    assert zart.sql('select count(*) as n from "exec-1/region-us"', journal=journal)["n"].tolist() == [3]
+    listing = zart.sql("select step_key, step from zart_tables order by view", journal=journal)
+    assert listing.values.tolist() == [["fetch:raw-data#0", "fetch:raw-data"], ["fetch:raw-data#1", "fetch:raw-data"],
+                                       ["region-eu", "region-{name}"], ["region-us", "region-{name}"]]
+    assert [s.step for s in zart.stored("exec-1", journal=journal)] == \
+        ["fetch:raw-data", "fetch:raw-data", "region-{name}", "region-{name}"]
 
 
 def test_a_bad_query_is_a_query_error(journal):

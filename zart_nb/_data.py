@@ -292,8 +292,10 @@ def sql(query: str, journal: str | os.PathLike[str] | None = None) -> Any:
     pandas DataFrame.
 
     Each table is a view named ``<execution id>/<step key>``, which SQL writes in double quotes:
-    ``select cat, avg(x) from "exec-1/load#0" group by cat`` (a ``"`` in a name is doubled). The view
-    ``zart_tables`` lists them (``view, execution_id, step_key, kind, path``). The query runs on a new
+    ``select cat, avg(x) from "exec-1/load#0" group by cat`` (a ``"`` in a name is doubled), and each
+    step's tables together are a view named ``<execution id>/<step name>`` (a fan-out's outputs:
+    ``"exec-1/load-{region}"``, ``"exec-1/fetch"``), its first column ``step_key``. The view
+    ``zart_tables`` lists the tables (``view, execution_id, step_key, kind, path, step``). The query runs on a new
     in-memory DuckDB connection, never on the journal's, and never takes the journal's lock: the list of
     tables is read from the journal file when no other process holds it, through the monitor of the
     engine that does (a notebook running a workflow), or, when that engine serves no monitor
@@ -309,7 +311,7 @@ def sql(query: str, journal: str | os.PathLike[str] | None = None) -> Any:
         log.warning("zart.sql: %s is held by a process that serves no monitor; the tables are the value "
                     "stores' files (a step's table not journaled yet may show)", path)
         listed = _all_table_files(path)
-    views: list[tuple[str, str, str, str, str]] = []
+    views: list[tuple[str, str, str, str, str, str | None]] = []
     for found in listed:
         try:
             fd, table = values.open_table(folder_of(found, path), ref_of(found))  # the store's checks first
@@ -319,7 +321,7 @@ def sql(query: str, journal: str | os.PathLike[str] | None = None) -> Any:
             continue
         os.close(fd)
         views.append((f"{found.execution_id}/{found.step_key}", found.execution_id, found.step_key, found.kind,
-                      str(table)))
+                      str(table), found.step))
     from ._journal import tables as sql_tables
 
     return sql_tables.query(query, views)

@@ -30,7 +30,8 @@ class StoredValue:
     otherwise), ``size`` its bytes, ``kind`` the value's type (``pandas.DataFrame``, ``numpy.ndarray``,
     ...). ``rows``, ``columns`` (``(name, type)`` pairs) and ``head`` (the first rows, each cell as text)
     are filled by :func:`zart.stored <zart_nb.stored>` for a table; ``note`` says why they are not (the
-    file is missing or fails its check)."""
+    file is missing or fails its check). ``step`` is the step's name (``load-{region}`` for the key
+    ``load-eu``; None for a workflow's own input and output, and when only the store's files were read)."""
 
     execution_id: str
     step_key: str
@@ -43,6 +44,7 @@ class StoredValue:
     head: tuple[tuple[str, ...], ...] = ()
     note: str | None = None
     store: str | None = None
+    step: str | None = None  # the step's name (``load-{region}``, ``fetch``); None for a workflow's own value
 
     @property
     def is_table(self) -> bool:
@@ -79,18 +81,19 @@ class StoredValue:
         return {"execution_id": self.execution_id, "step_key": self.step_key, "file": self.file, "size": self.size,
                 "kind": self.kind, "table": self.is_table, "rows": self.rows,
                 "columns": [list(column) for column in self.columns], "head": [list(row) for row in self.head],
-                "note": self.note, "store": self.store}
+                "note": self.note, "store": self.store, "step": self.step}
 
 
-def from_blob(execution_id: str, step_key: str, blob: bytes, store: str | None = None) -> StoredValue | None:
+def from_blob(execution_id: str, step_key: str, blob: bytes, store: str | None = None,
+              step: str | None = None) -> StoredValue | None:
     """The record of a journaled output blob when it is a value store reference (else None); ``store``:
-    its execution's value store, when not the journal's own."""
+    its execution's value store, when not the journal's own; ``step``: the step's name."""
     from . import _values as values
 
     if not values.is_ref(blob):
         return None
     ref = values.decode_ref(blob)
-    return StoredValue(execution_id, step_key, ref.name, ref.size, ref.kind, ref.check, store=store)
+    return StoredValue(execution_id, step_key, ref.name, ref.size, ref.kind, ref.check, store=store, step=step)
 
 
 def folder_of(stored: StoredValue, journal_path: str | os.PathLike[str]) -> Path:

@@ -25,19 +25,41 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def query(sql: str, views: Sequence[tuple[str, str, str, str, str]]) -> Any:
+_FILE = "zart_file"  # the column read_parquet names each row's file in (dropped from a step's view)
+
+
+def _step_views(views: Sequence[tuple[str, str, str, str, str, str | None]]) -> dict[str, list[str]]:
+    """``<execution id>/<step name>`` -> the files of every key of that step (a fan-out's outputs: the view
+    ``"exec-1/load-{region}"`` or ``"exec-1/fetch"``), for each step name that names no key's view."""
+    taken = {view[0] for view in views}
+    found: dict[str, list[str]] = {}
+    for _, execution_id, _, _, path, step in views:
+        name = f"{execution_id}/{step}"
+        if step is not None and name not in taken:
+            found.setdefault(name, []).append(path)
+    return found
+
+
+def query(sql: str, views: Sequence[tuple[str, str, str, str, str, str | None]]) -> Any:
     """Run ``sql`` on a new in-memory connection where each of ``views`` (view name, execution id, step
-    key, kind, Parquet path) is a view of its file, and ``zart_tables`` lists them; a pandas DataFrame."""
+    key, kind, Parquet path, step name or None) is a view of its file, each step name of an execution a
+    view of all its keys' tables (:func:`_step_views`), and ``zart_tables`` lists the files; a pandas
+    DataFrame."""
     duckdb = db.load()
     conn = duckdb.connect(":memory:")
     try:
         conn.execute("CREATE TEMP TABLE _zart_tables (view VARCHAR, execution_id VARCHAR, step_key VARCHAR, "
-                     "kind VARCHAR, path VARCHAR)")
+                     "kind VARCHAR, path VARCHAR, step VARCHAR)")
         if views:
-            conn.executemany("INSERT INTO _zart_tables VALUES (?, ?, ?, ?, ?)", [list(view) for view in views])
+            conn.executemany("INSERT INTO _zart_tables VALUES (?, ?, ?, ?, ?, ?)", [list(view) for view in views])
         conn.execute(f"CREATE TEMP VIEW {LISTING} AS SELECT * FROM _zart_tables")
-        for view, _, _, _, path in views:
+        for view, _, _, _, path, _ in views:
             conn.execute(f"CREATE TEMP VIEW {quote(view)} AS SELECT * FROM read_parquet({_literal(path)})")
+        for view, paths in _step_views(views).items():
+            listed = ", ".join(_literal(path) for path in paths)
+            conn.execute(f"CREATE TEMP VIEW {quote(view)} AS SELECT t.step_key, p.* EXCLUDE ({_FILE}) FROM "
+                         f"read_parquet([{listed}], union_by_name = true, filename = {_literal(_FILE)}) p "
+                         f"JOIN _zart_tables t ON t.path = p.{_FILE}")
         try:
             return conn.execute(sql).df()
         except duckdb.Error as exc:
@@ -64,18 +86,18 @@ def stored_values(conn: Any, execution_id: str | None = None, step_key: str | No
     if step_key is not None:
         steps.append("step_key = ?")
         values.append(step_key)
-    parts = [f"SELECT execution_id, step_key, output FROM steps WHERE {' AND '.join(steps)}"]
+    parts = [f"SELECT execution_id, step_key, output, name FROM steps WHERE {' AND '.join(steps)}"]
     if step_key in (None, OUTPUT_KEY):  # an execution's output is listed when it is a table
         outputs = ["status = 'completed'", *where]
-        parts.append(f"SELECT execution_id, ?, output FROM executions WHERE {' AND '.join(outputs)}")
+        parts.append(f"SELECT execution_id, ?, output, NULL FROM executions WHERE {' AND '.join(outputs)}")
         values += [OUTPUT_KEY, *tables_span, *params[2:]]
     if step_key in (None, INPUT_KEY):  # and its input when it is a table, from its first run on
         inputs = [stores.span("input"), *where[1:]]
-        parts.append(f"SELECT execution_id, ?, input FROM executions WHERE {' AND '.join(inputs)}")
+        parts.append(f"SELECT execution_id, ?, input, NULL FROM executions WHERE {' AND '.join(inputs)}")
         values += [INPUT_KEY, *tables_span, *params[2:]]
     rows = conn.execute(f"SELECT b.*, v.path FROM ({' UNION ALL '.join(parts)}) b LEFT JOIN value_stores v "
                         "USING (execution_id) ORDER BY execution_id, step_key", values).fetchall()
-    found = [from_blob(row[0], row[1], row[2], row[3]) for row in rows]
+    found = [from_blob(row[0], row[1], row[2], row[4], row[3]) for row in rows]
     return [s for s in found if s is not None and (s.is_table or not tables_only)]
 
 

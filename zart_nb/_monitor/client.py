@@ -276,7 +276,8 @@ class MonitorClient(JournalReader):
         rows = self.request(MessageType.STORED_VALUES, execution_id=execution_id, step_key=step_key,
                             tables_only=tables_only)
         found = [record_from_json(StoredValue, row) for row in _list(rows)]
-        return [StoredValue(s.execution_id, s.step_key, s.file, s.size, s.kind, s.check, store=s.store) for s in found]
+        return [StoredValue(s.execution_id, s.step_key, s.file, s.size, s.kind, s.check, store=s.store, step=s.step)
+                for s in found]
 
     def value_stores(self) -> list[str]:
         folders = _list(self.request(MessageType.VALUE_STORES))
