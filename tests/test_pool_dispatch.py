@@ -206,3 +206,50 @@ def test_an_attempt_sent_behind_another_on_the_only_started_worker_starts_a_seco
         _let_go(pool, sink, tmp_path, ["a", "b"])
     finally:
         pool.shutdown()
+
+
+def test_an_attempt_queued_behind_the_only_ready_worker_runs_there_when_its_step_ends_first(
+        tmp_path, monkeypatch, held_starts):
+    """A pool started ahead with one worker, busy with a step; an attempt submitted now starts a second
+    worker (held as it starts here) but waits behind the busy one's step, not on the starting process:
+    the step ends, and it runs on the first worker while the second is still starting. (Before, it was
+    sent to the starting worker and waited for its start however soon the step ended: P11's second sum
+    waited 60 ms for a process and ran 70 ms there, against 10 ms behind the first.)"""
+    from zart_nb._executors.local import LocalPool
+
+    sink = Outcomes()
+    pool = LocalPool(2, sink, start=1)
+    try:
+        wait_until(lambda: all(worker.ready for worker in pool._workers), what="the first worker to start")
+        first = pool.pids
+        assert _run_gated(pool, tmp_path, ["a"]) == first
+        monkeypatch.setenv("HOLD_START", "1")  # the second worker, started for b, waits as it starts
+        pool.submit([gated_task(tmp_path, "e-behind", gated, "b", consumer=UnusedConsumer())])
+        wait_until(lambda: len(pool._workers) == 2, what="a second worker started for b")
+        assert _load(pool) == [2, 0] and not pool._workers[1].ready  # b waits behind a, not on the start
+        (tmp_path / "a.go").touch()
+        assert started_pid(tmp_path, "b") == first[0]  # a ended: b runs on the first worker at once
+        assert not pool._workers[1].ready
+        held_starts.touch()
+        _let_go(pool, sink, tmp_path, ["a", "b"])
+    finally:
+        pool.shutdown()
+
+
+def test_an_attempt_behind_a_long_step_moves_to_the_new_worker_once_it_is_ready(tmp_path):
+    """The same, with the first worker's step running on: once the second worker is ready, the attempt
+    waiting behind that step is taken back and runs there (a steal), not after the step."""
+    from zart_nb._executors.local import LocalPool
+
+    sink = Outcomes()
+    pool = LocalPool(2, sink, start=1)
+    try:
+        wait_until(lambda: all(worker.ready for worker in pool._workers), what="the first worker to start")
+        first = pool.pids
+        assert _run_gated(pool, tmp_path, ["a"]) == first
+        (second,) = _run_gated(pool, tmp_path, ["b"])  # a still runs: b starts on the second worker
+        assert second != first[0] and sorted(pool.pids) == sorted([first[0], second])
+        assert pool.taken_back == 1
+        _let_go(pool, sink, tmp_path, ["a", "b"])
+    finally:
+        pool.shutdown()

@@ -97,8 +97,11 @@ class Dispatch:
         together here are ready within 10-25 ms of each other, 150-180 ms after their start), and a step
         sent now is on its worker's socket when it is; holding the queue for the first one ready would
         send it all there (its room is the depth's minimum, 2) and need a revoke a moment later. A
-        longer queue fills the least loaded workers first (of two as loaded, the ready one), each up to
-        the depth.
+        longer queue fills the ready workers first, least loaded first, each up to the depth, then the
+        ones still starting: an attempt queued while the only ready worker runs a step waits behind it
+        rather than on a process that is starting (55-150 ms here), runs as soon as that step ends, and
+        moves to the new worker by a steal once that one is ready if the step runs on (before, it went
+        to the starting worker and waited for its start however soon the step ended).
 
         So a dispatch never leaves a ready worker idle beside another that holds attempts behind its
         head: a steal comes due only as a step runs long, a deadline of the I/O thread. (Before, two
@@ -119,7 +122,7 @@ class Dispatch:
                     self._send_locked(worker, queue, 1 + extra)
                     if not queue:
                         return
-        for worker in sorted(workers, key=lambda w: 2 * len(w.inflight) + (not w.ready)):  # ready ones first
+        for worker in sorted(workers, key=lambda w: (not w.ready, len(w.inflight))):  # ready ones first
             self._send_locked(worker, queue, depth - len(worker.inflight))
             if not queue:
                 return
