@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -61,6 +62,33 @@ def test_a_steps_view_unions_the_tables_of_all_its_keys_with_their_key(journal):
                                        ["region-eu", "region-{name}"], ["region-us", "region-{name}"]]
     assert [s.step for s in zart.stored("exec-1", journal=journal)] == \
         ["fetch:raw-data", "fetch:raw-data", "region-{name}", "region-{name}"]
+
+
+def test_zart_show_prints_one_key_of_a_steps_tables_and_a_line_for_the_others(journal):
+    """A fan-out's stored tables in ``zart show``: the first key of each step with its schema and first rows,
+    the others of that step in one line naming the step's SQL view (it printed every table's first rows); the
+    JSON keeps every table with its rows."""
+    assert zart.run(regions_for_sql, 3, execution_id="exec-1", journal=journal, display=False) == 24
+    env = {**os.environ, "ZART_MONITOR": "0"}
+    show = subprocess.run([sys.executable, "-m", "zart_nb", "show", "exec-1", "--journal", str(journal)],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert show.returncode == 0, show.stderr
+    stored = show.stdout[show.stdout.index("Stored values (4)"):].splitlines()
+    tops = [re.sub(r"\d+\.\d kB", "N kB", line) for line in stored if re.match(r"  \S", line)]
+    assert tops == [
+        "  region-eu: pandas.DataFrame, N kB Parquet, 3 rows x 2 columns",
+        "  ... and 1 more of step 'region-{name}' (region-us): pandas.DataFrame, N kB; all 2 in SQL: "
+        """zart sql 'select * from "exec-1/region-{name}"'""",
+        "  fetch:raw-data#0: pandas.DataFrame, N kB Parquet, 6 rows x 2 columns",
+        "  ... and 1 more of step 'fetch:raw-data' (fetch:raw-data#1): pandas.DataFrame, N kB; all 2 in SQL: "
+        """zart sql 'select * from "exec-1/fetch:raw-data"'"""]
+    assert sum(line.split() == ["region", "x"] for line in stored) == 1  # one table's rows, not each one's
+    document = json.loads(subprocess.run([sys.executable, "-m", "zart_nb", "show", "exec-1", "--journal",
+                                          str(journal), "--json"], capture_output=True, text=True, env=env,
+                                         timeout=60).stdout)
+    assert [(s["step_key"], s["step"], s["rows"]) for s in document["stored"]] == [
+        ("fetch:raw-data#0", "fetch:raw-data", 6), ("fetch:raw-data#1", "fetch:raw-data", 12),
+        ("region-eu", "region-{name}", 3), ("region-us", "region-{name}", 3)]
 
 
 def test_a_bad_query_is_a_query_error(journal):

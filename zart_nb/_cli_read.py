@@ -34,6 +34,7 @@ from ._cli_format import (
 )
 from ._errors import ConfigurationError, ExecutionNotFound, JournalError, JournalLocked, ZartError
 from ._executors.capture import prefix_lines, unseen
+from ._journal.tables import quote as sql_name
 from ._progress import QueueBacklog, RunEnd, RunProgress
 from ._reader import JournalReader
 from ._records import AttemptRecord, ExecutionRecord, PendingEvent, RunRecord, StepRecord
@@ -360,14 +361,13 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     found = _read_one(args, read)
     page = found.value
-    page.stored = [s.peek(found.path) for s in page.stored]  # a table's schema and first rows, from its file
     record = page.record
     left = _left(record, offset, len(page.steps), page.more)
     if args.json:
         write(dumps({"journal": str(found.path.resolve()), "read": found.via, "execution": record,
                      "runs": page.runs, "offset": offset, "limit": limit, "steps": page.steps,
                      "more": left if page.more else 0, "attempts": page.attempts, "progress": page.progress,
-                     "stored": [s.to_json() for s in page.stored], "children": page.children,
+                     "stored": [s.peek(found.path).to_json() for s in page.stored], "children": page.children,
                      "pending_events": [{"name": e.name, "payload": e.payload, "sent_at": e.sent_at,
                                          "sender": e.sender} for e in page.events]}))
         return STATUS_EXIT[record.status]
@@ -381,7 +381,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         more = f"{left} more" if isinstance(left, int) else "more steps follow"
         print(f"... {more}: `zart show {safe(args.execution_id)} --offset {nxt}` for the next {limit}, "
               "--limit N for another page size, --all for every step")
-    _print_stored(page.stored, {s.step_key: s.output_preview for s in page.steps})
+    _print_stored(page.stored, {s.step_key: s.output_preview for s in page.steps}, found.path)
     progress = page.progress
     if progress is not None and (progress.running_steps or progress.queued):
         print()
@@ -405,19 +405,47 @@ def cmd_show(args: argparse.Namespace) -> int:
     return STATUS_EXIT[record.status]
 
 
-def _print_stored(stored: list[StoredValue], previews: dict[str, str | None]) -> None:
+def _print_stored(stored: list[StoredValue], previews: dict[str, str | None], journal: Path) -> None:
     """The steps shown whose output is in the value store: kind, size, a table's schema and first rows
-    (read from its Parquet file), an array's dtype and shape (``previews``: the steps' output previews)."""
+    (read from its Parquet file now), an array's dtype and shape (``previews``: the steps' output previews).
+    Of the keys of one step (a fan-out's), the first is shown so and the others in one line: a fan-out of
+    100 frames printed 100 tables' first rows, each file read for them."""
     if not stored:
         return
     print()
     where = sorted({value.store for value in stored if value.store})  # the execution's value_store=, if any
     print(f"Stored values ({len(stored)}{', in ' + safe(', '.join(where)) if where else ''})")
+    order = {key: index for index, key in enumerate(previews)}  # the steps' call order, as the page lists them
+    stored = sorted(stored, key=lambda value: order.get(value.step_key, -1 if value.step_key == values.INPUT_KEY
+                                                       else len(order)))
+    by_step: dict[tuple[str, str], list[StoredValue]] = {}
     for value in stored:
-        first, *rest = stored_lines(value, previews.get(value.step_key))
+        if value.step is not None:
+            by_step.setdefault((value.execution_id, value.step), []).append(value)
+    for value in stored:
+        others = by_step.get((value.execution_id, value.step), []) if value.step is not None else []
+        if others and others[0] is not value:
+            continue
+        first, *rest = stored_lines(value.peek(journal), previews.get(value.step_key))
         print(f"  {safe(value.step_key)}: {safe(first)}")
         for line in rest:
             print(f"    {safe(line)}")
+        if len(others) > 1:
+            print(f"  {_more_of_step(others)}")
+
+
+def _more_of_step(values_: list[StoredValue]) -> str:
+    """One line for the other stored values of a step: how many, their keys (the first and the last), their
+    size, and for tables the SQL view that unites them."""
+    rest = values_[1:]
+    keys = safe(rest[0].step_key) if len(rest) == 1 else f"{safe(rest[0].step_key)} ... {safe(rest[-1].step_key)}"
+    kinds = sorted({value.kind for value in rest})
+    line = (f"... and {len(rest)} more of step {safe(values_[0].step or '')!r} ({keys}): {', '.join(kinds)}, "
+            f"{values.size_text(sum(value.size for value in rest))}")
+    if all(value.is_table for value in values_):
+        view = sql_name(f"{values_[0].execution_id}/{values_[0].step}")
+        line += f"; all {len(values_)} in SQL: zart sql 'select * from {safe(view)}'"
+    return line
 
 
 def ser_cap(text: str, limit: int = 60) -> str:
@@ -585,11 +613,12 @@ def _show_all(args: argparse.Namespace) -> int:
     record = _read_one(args, show).value
     # The stored values of the steps shown, as the paged show lists them (a table's head read from its file)
     shown = {*show.previews, values.INPUT_KEY, values.OUTPUT_KEY}  # and a workflow's table input and output
-    stored = [s.peek(show.location) for s in show.stored if s.step_key in shown]
+    stored = [s for s in show.stored if s.step_key in shown]
     if args.json:
-        sys.stdout.write('\n  ],\n  "stored": ' + json.dumps([s.to_json() for s in stored]) + "\n}\n")
+        sys.stdout.write('\n  ],\n  "stored": ' + json.dumps([s.peek(show.location).to_json() for s in stored])
+                         + "\n}\n")
     else:
-        _print_stored(stored, show.previews)
+        _print_stored(stored, show.previews, Path(show.location))
         _print_tail(args, record, show.with_steps, show.attempts)
     return STATUS_EXIT[record.status]
 
