@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("pandas")
 pytest.importorskip("pyarrow")
 
-from tables_lib import table_and_array  # noqa: E402
+from tables_lib import regions_for_sql, table_and_array  # noqa: E402
 
 import zart_nb as zart  # noqa: E402
 from zart_nb import _values as values  # noqa: E402
@@ -111,3 +111,18 @@ def test_zart_show_in_a_notebook_has_the_stored_values(ran, monkeypatch):
     assert "<td style='text-align:left;padding:2px 8px'>0.0</td>" in section and "double" in section
     assert "... 75 more rows" in section
     assert "numpy.ndarray" in section and "dtype=float32 shape=(40, 4)" in section
+
+
+def test_a_notebook_shows_one_key_of_a_steps_tables_and_a_line_for_the_others(journal, monkeypatch):
+    """A fan-out's stored tables in ``zart.show``: the first key of each step with its rows, the others of
+    that step in one line naming the step's SQL view (it showed every table's rows)."""
+    assert zart.run(regions_for_sql, 3, execution_id="ex", journal=journal, display=False) == 24
+    zart.journal(journal).close()
+    refuse_unpickling(monkeypatch)
+    section = zart.show("ex", journal=journal)._repr_html_()
+    section = section[section.index("<h4>Stored values</h4>"):]
+    assert section.count("<table") == 2  # fetch:raw-data#0's rows and region-eu's, not #1's nor region-us's
+    assert "<code>region-eu</code>" in section and "<code>region-us</code>" not in section
+    assert ("... and 1 more of step &#x27;region-{name}&#x27; (region-us): pandas.DataFrame, " in section
+            and "zart.sql(&#x27;select * from &quot;ex/region-{name}&quot;&#x27;)" in section)
+    assert "... and 1 more of step &#x27;fetch:raw-data&#x27; (fetch:raw-data#1)" in section

@@ -34,12 +34,11 @@ from ._cli_format import (
 )
 from ._errors import ConfigurationError, ExecutionNotFound, JournalError, JournalLocked, ZartError
 from ._executors.capture import prefix_lines, unseen
-from ._journal.tables import quote as sql_name
 from ._progress import QueueBacklog, RunEnd, RunProgress
 from ._reader import JournalReader
 from ._records import AttemptRecord, ExecutionRecord, PendingEvent, RunRecord, StepRecord
 from ._status import ExecutionStatus
-from ._stored import StoredValue
+from ._stored import StoredValue, by_step, others_line
 from ._stored import lines as stored_lines
 from ._stored import read as read_stored
 
@@ -415,37 +414,13 @@ def _print_stored(stored: list[StoredValue], previews: dict[str, str | None], jo
     print()
     where = sorted({value.store for value in stored if value.store})  # the execution's value_store=, if any
     print(f"Stored values ({len(stored)}{', in ' + safe(', '.join(where)) if where else ''})")
-    order = {key: index for index, key in enumerate(previews)}  # the steps' call order, as the page lists them
-    stored = sorted(stored, key=lambda value: order.get(value.step_key, -1 if value.step_key == values.INPUT_KEY
-                                                       else len(order)))
-    by_step: dict[tuple[str, str], list[StoredValue]] = {}
-    for value in stored:
-        if value.step is not None:
-            by_step.setdefault((value.execution_id, value.step), []).append(value)
-    for value in stored:
-        others = by_step.get((value.execution_id, value.step), []) if value.step is not None else []
-        if others and others[0] is not value:
-            continue
-        first, *rest = stored_lines(value.peek(journal), previews.get(value.step_key))
-        print(f"  {safe(value.step_key)}: {safe(first)}")
+    for group in by_step(stored, list(previews)):
+        first, *rest = stored_lines(group[0].peek(journal), previews.get(group[0].step_key))
+        print(f"  {safe(group[0].step_key)}: {safe(first)}")
         for line in rest:
             print(f"    {safe(line)}")
-        if len(others) > 1:
-            print(f"  {_more_of_step(others)}")
-
-
-def _more_of_step(values_: list[StoredValue]) -> str:
-    """One line for the other stored values of a step: how many, their keys (the first and the last), their
-    size, and for tables the SQL view that unites them."""
-    rest = values_[1:]
-    keys = safe(rest[0].step_key) if len(rest) == 1 else f"{safe(rest[0].step_key)} ... {safe(rest[-1].step_key)}"
-    kinds = sorted({value.kind for value in rest})
-    line = (f"... and {len(rest)} more of step {safe(values_[0].step or '')!r} ({keys}): {', '.join(kinds)}, "
-            f"{values.size_text(sum(value.size for value in rest))}")
-    if all(value.is_table for value in values_):
-        view = sql_name(f"{values_[0].execution_id}/{values_[0].step}")
-        line += f"; all {len(values_)} in SQL: zart sql 'select * from {safe(view)}'"
-    return line
+        if len(group) > 1:
+            print(f"  {safe(others_line(group))}")
 
 
 def ser_cap(text: str, limit: int = 60) -> str:

@@ -123,6 +123,49 @@ def read(reader: Any, execution_id: str | None = None, step_key: str | None = No
     return found
 
 
+def by_step(stored: list[StoredValue], order: list[str] | None = None) -> list[list[StoredValue]]:
+    """``stored`` (in ``order`` of step keys when given: the steps' call order; an execution's input first,
+    its output last) grouped by step: the keys of one step (a fan-out's) together, where the first of them
+    stands; a value of no known step (a workflow's own, a listing from the files) alone. The surfaces show
+    each group's first value whole and the others in one line (:func:`others_line`)."""
+    from ._values import INPUT_KEY
+
+    if order is not None:
+        at = {key: index for index, key in enumerate(order)}
+        stored = sorted(stored, key=lambda value: at.get(value.step_key, -1 if value.step_key == INPUT_KEY
+                                                         else len(at)))
+    groups: list[list[StoredValue]] = []
+    of_step: dict[tuple[str, str], list[StoredValue]] = {}
+    for value in stored:
+        if value.step is None:
+            groups.append([value])
+            continue
+        group = of_step.get((value.execution_id, value.step))
+        if group is None:
+            group = of_step[(value.execution_id, value.step)] = []
+            groups.append(group)
+        group.append(value)
+    return groups
+
+
+def others_line(group: list[StoredValue], *, python: bool = False) -> str:
+    """One line for the values of a step after its first: how many, their keys (the first and the last),
+    their size, and for tables the SQL view that unites them all (a ``zart sql`` command, or with
+    ``python`` a ``zart.sql`` call)."""
+    from ._journal.tables import quote
+    from ._values import size_text
+
+    rest = group[1:]
+    keys = rest[0].step_key if len(rest) == 1 else f"{rest[0].step_key} ... {rest[-1].step_key}"
+    line = (f"... and {len(rest)} more of step {group[0].step or ''!r} ({keys}): "
+            f"{', '.join(sorted({value.kind for value in rest}))}, {size_text(sum(value.size for value in rest))}")
+    if all(value.is_table for value in group):
+        view = quote(f"{group[0].execution_id}/{group[0].step}")
+        query = f"select * from {view}"
+        line += f"; all {len(group)} in SQL: " + (f"zart.sql('{query}')" if python else f"zart sql '{query}'")
+    return line
+
+
 def lines(stored: StoredValue, preview: str | None = None) -> list[str]:
     """A stored value as text lines (``zart show``, zart-tui): its summary, then a table's schema and
     first rows, or an array's dtype and shape (its step's ``preview``)."""

@@ -15,7 +15,7 @@ from .._handles import journal_of
 from .._journal.reader import FileJournalReader
 from .._reader import JournalReader
 from .._records import AttemptRecord, ExecutionRecord, RunRecord, StepRecord, StepStatus
-from .._stored import StoredValue
+from .._stored import StoredValue, by_step, others_line
 from .._stored import read as read_stored
 from .render import STATUS_COLOURS
 
@@ -186,10 +186,12 @@ class ExecutionView:
 
 def stored_html(stored: Sequence[StoredValue], steps: Sequence[StepRecord]) -> str:
     """The steps whose output is in the value store: kind, size and shape; a table's schema and first
-    rows (read from its Parquet file), an array's dtype and shape (its preview)."""
+    rows (read from its Parquet file), an array's dtype and shape (its preview). Of a step's several keys
+    (a fan-out's), the first so and the others in one line (``_stored.others_line``)."""
     previews = {s.step_key: s.output_preview for s in steps}
     parts = ["<h4>Stored values</h4>"]
-    for value in stored[:MAX_ROWS]:
+    for group in by_step(list(stored))[:MAX_ROWS]:
+        value = group[0]
         parts.append(f"<div><code>{_esc(value.step_key)}</code>: {_esc(value.summary())}</div>")
         if value.is_table and value.columns:
             names = tuple(f"{_esc(name)}<br><span style='color:#666;font-weight:normal'>{_esc(kind)}</span>"
@@ -200,6 +202,8 @@ def stored_html(stored: Sequence[StoredValue], steps: Sequence[StepRecord]) -> s
                 parts.append(f"<div style='color:#666'>... {value.rows - len(value.head):,} more rows</div>")
         elif not value.is_table and previews.get(value.step_key):
             parts.append(f"<div><code>{_esc(previews[value.step_key])}</code></div>")
+        if len(group) > 1:
+            parts.append(f"<div style='color:#666'>{_esc(others_line(group, python=True))}</div>")
     return "".join(parts)
 
 
@@ -217,8 +221,13 @@ def view(reader: JournalReader, execution_id: str) -> ExecutionView:
     record = reader.execution_record(execution_id)
     if record is None:
         raise ExecutionNotFound(execution_id, reader.location)
-    stored = [s.peek(getattr(reader, "path", reader.location)) for s in read_stored(reader, execution_id)]
-    return ExecutionView(record, reader.list_runs(execution_id), reader.list_steps(execution_id),
+    steps = reader.list_steps(execution_id)
+    path = getattr(reader, "path", reader.location)
+    # each step's first value with its table's rows (read from its file); a fan-out's others as they are
+    stored = [value.peek(path) if index == 0 else value
+              for group in by_step(read_stored(reader, execution_id), [s.step_key for s in steps])
+              for index, value in enumerate(group)]
+    return ExecutionView(record, reader.list_runs(execution_id), steps,
                          reader.list_attempts(execution_id), reader.location, stored)
 
 
