@@ -123,6 +123,12 @@ def read(reader: Any, execution_id: str | None = None, step_key: str | None = No
     return found
 
 
+def quote_name(name: str) -> str:
+    """A view's name (``<execution id>/<step key>``) as SQL writes it: in double quotes, a double quote
+    doubled (``zart.sql``'s views are made with it)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def by_step(stored: list[StoredValue], order: list[str] | None = None) -> list[list[StoredValue]]:
     """``stored`` (in ``order`` of step keys when given: the steps' call order; an execution's input first,
     its output last) grouped by step: the keys of one step (a fan-out's) together, where the first of them
@@ -152,7 +158,6 @@ def others_line(group: list[StoredValue], *, python: bool = False) -> str:
     """One line for the values of a step after its first: how many, their keys (the first and the last),
     their size, and for tables the SQL view that unites them all (a ``zart sql`` command, or with
     ``python`` a ``zart.sql`` call)."""
-    from ._journal.tables import quote
     from ._values import size_text
 
     rest = group[1:]
@@ -160,7 +165,7 @@ def others_line(group: list[StoredValue], *, python: bool = False) -> str:
     line = (f"... and {len(rest)} more of step {group[0].step or ''!r} ({keys}): "
             f"{', '.join(sorted({value.kind for value in rest}))}, {size_text(sum(value.size for value in rest))}")
     if all(value.is_table for value in group):
-        view = quote(f"{group[0].execution_id}/{group[0].step}")
+        view = quote_name(f"{group[0].execution_id}/{group[0].step}")
         query = f"select * from {view}"
         line += f"; all {len(group)} in SQL: " + (f"zart.sql('{query}')" if python else f"zart sql '{query}'")
     return line

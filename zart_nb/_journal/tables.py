@@ -9,16 +9,12 @@ from typing import Any
 
 from .._errors import QueryError
 from .._stored import StoredValue, from_blob
+from .._stored import quote_name as quote
 from .._valueref import prefix_span
 from .._values import INPUT_KEY, OUTPUT_KEY, REF_MAGIC, TABLES
 from . import db, stores
 
 LISTING = "zart_tables"
-
-
-def quote(name: str) -> str:
-    """``name`` as a DuckDB identifier: in double quotes, a double quote doubled."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _literal(text: str) -> str:
