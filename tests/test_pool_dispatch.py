@@ -2,9 +2,12 @@
 workers at once, none taken back later by a steal (a revoke). Real worker processes, steps gated on
 files (race_steps); a pool starting up is held before its workers are ready by a ``sitecustomize``
 that waits for a file."""
+import contextlib
 import os
 import signal
 import textwrap
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from conftest import wait_until
@@ -181,6 +184,21 @@ def test_a_pool_started_ahead_starts_more_workers_only_for_queued_attempts(tmp_p
         pool.shutdown()
 
 
+@contextlib.contextmanager
+def _one_of_two_started() -> Iterator[tuple[Any, Outcomes, list[int]]]:
+    """A pool of two workers started ahead with one (as a run starts it), that one ready:
+    ``(pool, its outcomes, the started worker's pid in a list)``; shut down on the way out."""
+    from zart_nb._executors.local import LocalPool
+
+    sink = Outcomes()
+    pool = LocalPool(2, sink, start=1)
+    try:
+        wait_until(lambda: all(worker.ready for worker in pool._workers), what="the first worker to start")
+        yield pool, sink, pool.pids
+    finally:
+        pool.shutdown()
+
+
 def test_an_attempt_sent_behind_another_on_the_only_started_worker_starts_a_second(tmp_path):
     """Two submits racing (one's dispatch sends the other's attempt before that one checks the queue)
     can leave two long steps on the only worker started, the second behind the first: the pool starts
@@ -189,13 +207,7 @@ def test_an_attempt_sent_behind_another_on_the_only_started_worker_starts_a_seco
     (Before, only a queued attempt started a worker: the two steps ran one after the other.)"""
     import collections
 
-    from zart_nb._executors.local import LocalPool
-
-    sink = Outcomes()
-    pool = LocalPool(2, sink, start=1)
-    try:
-        wait_until(lambda: all(worker.ready for worker in pool._workers), what="the first worker to start")
-        first = pool.pids
+    with _one_of_two_started() as (pool, sink, first):
         tasks = [gated_task(tmp_path, "e-behind", gated, tag, consumer=UnusedConsumer()) for tag in ("a", "b")]
         with pool._lock:
             pool._send_locked(pool._workers[0], collections.deque(tasks), 2)
@@ -204,8 +216,6 @@ def test_an_attempt_sent_behind_another_on_the_only_started_worker_starts_a_seco
         assert [a] == first and b != a and sorted(pool.pids) == sorted([a, b])
         assert pool.revokes == 1  # b was taken back from the first worker for the second
         _let_go(pool, sink, tmp_path, ["a", "b"])
-    finally:
-        pool.shutdown()
 
 
 def test_an_attempt_queued_behind_the_only_ready_worker_runs_there_when_its_step_ends_first(
@@ -215,13 +225,7 @@ def test_an_attempt_queued_behind_the_only_ready_worker_runs_there_when_its_step
     the step ends, and it runs on the first worker while the second is still starting. (Before, it was
     sent to the starting worker and waited for its start however soon the step ended: P11's second sum
     waited 60 ms for a process and ran 70 ms there, against 10 ms behind the first.)"""
-    from zart_nb._executors.local import LocalPool
-
-    sink = Outcomes()
-    pool = LocalPool(2, sink, start=1)
-    try:
-        wait_until(lambda: all(worker.ready for worker in pool._workers), what="the first worker to start")
-        first = pool.pids
+    with _one_of_two_started() as (pool, sink, first):
         assert _run_gated(pool, tmp_path, ["a"]) == first
         monkeypatch.setenv("HOLD_START", "1")  # the second worker, started for b, waits as it starts
         pool.submit([gated_task(tmp_path, "e-behind", gated, "b", consumer=UnusedConsumer())])
@@ -232,24 +236,14 @@ def test_an_attempt_queued_behind_the_only_ready_worker_runs_there_when_its_step
         assert not pool._workers[1].ready
         held_starts.touch()
         _let_go(pool, sink, tmp_path, ["a", "b"])
-    finally:
-        pool.shutdown()
 
 
 def test_an_attempt_behind_a_long_step_moves_to_the_new_worker_once_it_is_ready(tmp_path):
     """The same, with the first worker's step running on: once the second worker is ready, the attempt
     waiting behind that step is taken back and runs there (a steal), not after the step."""
-    from zart_nb._executors.local import LocalPool
-
-    sink = Outcomes()
-    pool = LocalPool(2, sink, start=1)
-    try:
-        wait_until(lambda: all(worker.ready for worker in pool._workers), what="the first worker to start")
-        first = pool.pids
+    with _one_of_two_started() as (pool, sink, first):
         assert _run_gated(pool, tmp_path, ["a"]) == first
         (second,) = _run_gated(pool, tmp_path, ["b"])  # a still runs: b starts on the second worker
         assert second != first[0] and sorted(pool.pids) == sorted([first[0], second])
         assert pool.taken_back == 1
         _let_go(pool, sink, tmp_path, ["a", "b"])
-    finally:
-        pool.shutdown()

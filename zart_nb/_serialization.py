@@ -22,6 +22,7 @@ from _blake2 import blake2b  # what hashlib.blake2b is, without loading OpenSSL 
 from collections.abc import Callable
 from typing import Any, NamedTuple, cast
 
+from . import _tables as tables
 from ._errors import SerializationError
 
 PROTOCOL = 5
@@ -36,7 +37,8 @@ class _Preview(reprlib.Repr):
     ``repr_<name>``): nothing is imported, other types pay nothing."""
 
     def repr_DataFrame(self, value: Any, level: int) -> str:
-        return _sized(value) or self.repr_instance(value, level)
+        kind = tables.kind_of(value)
+        return self.repr_instance(value, level) if kind is None else tables.sized(value, kind)
 
     repr_Table = repr_DataFrame
 
@@ -55,18 +57,6 @@ class _Preview(reprlib.Repr):
 
 def _root(value: Any) -> str:
     return type(value).__module__.partition(".")[0]
-
-
-def _sized(value: Any) -> str | None:
-    """``<kind rows=N columns=M>`` of a pandas or polars DataFrame or a pyarrow Table, else None."""
-    root = _root(value)
-    if root == "pyarrow":
-        rows, columns = value.num_rows, value.num_columns
-    elif root in ("pandas", "polars"):
-        rows, columns = value.shape
-    else:
-        return None
-    return f"<{root}.{type(value).__name__} rows={rows:,} columns={columns}>"
 
 
 _repr = _Preview()

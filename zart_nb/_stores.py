@@ -142,8 +142,7 @@ def delete(journal: Journal, execution_id: str) -> tuple[list[str], int]:
     if not gone:
         return [], 0
     try:  # read after the delete: a fork's records may point to the same files
-        where = folder(journal.path, store)
-        return remove_files(where, gone - names_in(referenced(journal), where), dry_run=False)
+        return _remove_unreferenced(journal, store, gone)
     except (ValueStoreError, ValueLost, OSError) as exc:
         log.warning("zart: the stored values of the deleted execution %r were not freed (zart gc frees them): %s",
                     execution_id, exc)
@@ -160,10 +159,16 @@ def free_replaced(journal: Journal, store: str | None, old: bytes | None, new: b
     if name == values.decode_ref(new).name:
         return
     try:
-        where = folder(journal.path, store)
-        remove_files(where, {name} - names_in(referenced(journal), where), dry_run=False)
+        _remove_unreferenced(journal, store, {name})
     except Exception as exc:  # noqa: BLE001 - best effort: the run is journaled and goes on; gc frees it later
         log.warning("zart: the replaced input file %s was not freed (zart gc frees it): %s", name, exc)
+
+
+def _remove_unreferenced(journal: Journal, store: str | None, names: set[str]) -> tuple[list[str], int]:
+    """Remove the files ``names`` of the value store ``store`` (None: the journal's own) that no journaled
+    reference points to: ``(the names removed, their bytes)``."""
+    where = folder(journal.path, store)
+    return remove_files(where, names - names_in(referenced(journal), where), dry_run=False)
 
 
 Referenced = dict[Path, set[str]]  # the store files journaled references point to, by value store folder

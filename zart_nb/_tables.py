@@ -174,13 +174,17 @@ def shape(value: Any) -> tuple[int, int]:
     return int(rows), int(columns)
 
 
+def sized(value: Any, kind: str) -> str:
+    """A table named by kind and size: ``<pandas.DataFrame rows=5 columns=2>``."""
+    rows, columns = shape(value)
+    return f"<{kind} rows={rows:,} columns={columns}>"
+
+
 def describe(value: Any, kind: str, table: Any, stored: str) -> str:
     """A table's preview: ``<pandas.DataFrame rows=5 columns=2> [stored as Parquet: 1.2 kB] a: int64, ...``."""
-    rows, columns = shape(value)
-    return f"<{kind} rows={rows:,} columns={columns}> [{stored}] {_schema(value, kind, table)}"
+    return f"{sized(value, kind)} [{stored}] {_schema(value, kind, table)}"
 
 
 def pickled_note(value: Any, kind: str, why: str) -> str:
     """What a table kept as a pickle shows instead (no schema: Parquet could not hold it)."""
-    rows, columns = shape(value)
-    return f"<{kind} rows={rows:,} columns={columns}> [a pickle, not Parquet: {why}]"
+    return f"{sized(value, kind)} [a pickle, not Parquet: {why}]"

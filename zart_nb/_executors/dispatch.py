@@ -60,12 +60,11 @@ class Dispatch:
         wanted = len(self._tasks.ready)
         for worker in self._workers:
             wanted += len(worker.inflight) - 1 if worker.inflight else -1
-        if wanted <= 0 or not self._unstarted:
+        if wanted <= 0:
             return
-        while wanted > 0 and self._unstarted:
+        for _ in range(min(wanted, self._unstarted)):  # one at a time: a start that fails keeps the count
             self._workers.append(_Worker(next(self._names), self._umask))
             self._unstarted -= 1
-            wanted -= 1
         self._wake()  # the I/O thread listens to the new workers from its next round
 
     def _depth(self) -> int:
