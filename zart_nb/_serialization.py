@@ -22,7 +22,6 @@ from _blake2 import blake2b  # what hashlib.blake2b is, without loading OpenSSL 
 from collections.abc import Callable
 from typing import Any, NamedTuple, cast
 
-from . import _tables as tables
 from ._errors import SerializationError
 
 PROTOCOL = 5
@@ -37,6 +36,8 @@ class _Preview(reprlib.Repr):
     ``repr_<name>``): nothing is imported, other types pay nothing."""
 
     def repr_DataFrame(self, value: Any, level: int) -> str:
+        from . import _tables as tables  # only when a frame is met: a worker process never imports it
+
         kind = tables.kind_of(value)
         return self.repr_instance(value, level) if kind is None else tables.sized(value, kind)
 
