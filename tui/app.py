@@ -84,8 +84,10 @@ class ZartApp(App[None]):
         while self._zart_events:
             source, events, resync = self._zart_events.popleft()
             changed = True
-            if resync:
+            if resync:  # events were lost: what the app held in flight may have ended unseen
                 self.execution_events += 1
+                for key in [key for key in self.live_steps if key[0] == source.path]:
+                    del self.live_steps[key]
             for event in events:
                 if isinstance(event, zart.StepEvent):
                     steps = self.live_steps.setdefault((source.path, event.execution_id), {})
@@ -95,7 +97,9 @@ class ZartApp(App[None]):
                         steps.pop(event.step_key, None)
                 else:
                     self.execution_events += 1
-                if isinstance(event, zart.ExecutionEvent) and event.status.finished:
+                if isinstance(event, zart.ExecutionEvent) and (event.status.finished or
+                                                               event.status is zart.ExecutionStatus.RUNNING):
+                    # ended, or a new run began: no step of an earlier run is in flight now
                     self.live_steps.pop((source.path, event.execution_id), None)
         if changed or time.monotonic() - self._zart_last_reload >= self.poll:
             self.reload_screen()
