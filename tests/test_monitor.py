@@ -245,3 +245,55 @@ def test_protocol_round_trips_records_and_refuses_bad_ones(journal):
         record_from_json(type(reader.execution_record("ok")), {"execution_id": "x"})
     with pytest.raises(ProtocolError):
         Request.from_json(b'{"id": true, "type": "ping"}')
+
+
+@zart.workflow("quick-fan")
+def quick_fan(n: int) -> list[int]:
+    return zart.wait([zart.schedule(quick, x) for x in range(n)])
+
+
+def test_a_step_whose_end_was_published_is_not_listed_in_flight(journal):
+    """A subscriber gets the steps in flight as the engine lists them just after it subscribed: a step
+    whose end was published before must not be listed, or the subscriber shows it in flight for good
+    (zart-tui showed a phantom 'not journaled yet' row when it connected as a step ended). The engine
+    listed it until the step left its books, just after the event."""
+    from zart_nb._events import events
+    from zart_nb._handles import run_of
+    from zart_nb._runtime import runtime
+
+    ended: list[str] = []
+    listed_after_end: list[str] = []
+
+    def on_event(event: zart.Event) -> None:  # on the engine's thread, as the event is published
+        if isinstance(event, zart.StepEvent) and event.status is zart.StepStatus.COMPLETED:
+            ended.append(event.step_key)
+            for execution in runtime.live_executions():
+                run = run_of(execution)
+                listed = [] if run is None else [key for key, *_ in run.in_flight()]
+                listed_after_end.extend(key for key in listed if key == event.step_key)
+
+    unsubscribe = events.subscribe(on_event)
+    try:
+        assert zart.run(quick_fan, 12, execution_id="fan", journal=journal, workers=2, display=False) == \
+            [x + 1 for x in range(12)]
+    finally:
+        unsubscribe()
+    assert len(ended) == 12
+    assert listed_after_end == []
+
+
+def test_the_steps_in_flight_when_a_client_subscribed_come_before_what_happened_since():
+    """The list of steps in flight a subscriber starts from is older than every event offered since it
+    subscribed: an execution that ended meanwhile must come after its steps in flight (a client clears
+    them at the end; the other way round it kept one in flight for good)."""
+    from zart_nb._monitor.server import _Subscription
+
+    subscription = _Subscription("/j.duckdb", ["e"])
+    subscription.offer(zart.StepEvent("e", "b", zart.StepStatus.COMPLETED, "b", 1))
+    subscription.offer(zart.ExecutionEvent("e", zart.ExecutionStatus.COMPLETED, "flow", 1, "/j.duckdb"))
+    subscription.seed([zart.StepEvent("e", "a", zart.StepStatus.RUNNING, "a", 1),
+                       zart.StepEvent("e", "b", zart.StepStatus.RUNNING, "b", 1)])
+    batch = subscription.take(0)
+    assert batch is not None
+    assert [(event.get("step_key"), event["status"]) for event in batch.events] == \
+        [("a", "running"), ("b", "completed"), (None, "completed")]

@@ -90,7 +90,7 @@ class _StepState:
 
     __slots__ = ("run", "handle", "step", "args_blob", "args_hash", "args_preview", "seq", "reason",
                  "supersedes", "attempt", "scheduled_at", "definition", "timeout", "limit", "key", "name",
-                 "code_hash", "policy")
+                 "code_hash", "policy", "ended")
 
     def __init__(self, run: RunState, handle: StepHandle, step: Step[Any, Any], definition: _Definition,
                  args_blob: bytes, args_hash: str, args_preview: str, seq: int, reason: RunReason,
@@ -113,6 +113,7 @@ class _StepState:
         self.name = step.name
         self.code_hash = definition.code_hash
         self.policy = step.retry
+        self.ended = False  # its end is published: no longer listed in flight, though still in _pending
 
 
 # --- one run of one execution ------------------------------------------------------------------
@@ -531,9 +532,13 @@ class RunState:
             resolved.append((state, value, error))
         self.journal.record(step_rows, attempt_rows, supersede)
         # Published before the handles resolve, so a step's event always precedes whatever the
-        # workflow does next (its execution's "completed" event included).
-        for event in published:
-            events.publish(event)
+        # workflow does next (its execution's "completed" event included). A monitor subscribing now
+        # lists what is in flight after it subscribed: a step whose end it was not sent must not be in it.
+        if published:
+            for state, _, _ in resolved:
+                state.ended = True
+            for event in published:
+                events.publish(event)
         retry_tasks: list[Task] = []
         with self._cond:
             for outcome in outcomes:
@@ -682,6 +687,8 @@ class RunState:
             found: list[tuple[str, str, int, StepStatus, str, float | None]] = []
             for task_id, state in self._pending.items():
                 key = state.handle.key
+                if state.ended:
+                    continue
                 if task_id in running:
                     task, started = running[task_id]
                     found.append((key, state.step.name, state.attempt, StepStatus.RUNNING, task.worker, started))

@@ -102,11 +102,16 @@ class _Subscription:
                 self._cond.notify()
 
     def seed(self, events: Iterable[Event]) -> None:
-        """What is in flight already; a newer event of the same step (offered since) wins."""
+        """What is in flight already (listed after :meth:`offer` began to receive): sent before what was
+        offered since, which is newer (an execution's end clears its steps in flight on the client); a
+        newer event of the same step wins."""
         with self._cond:
+            seeded: dict[tuple[str, str | None], Event] = {}
             for event in events:
                 self._mine.add(event.execution_id)
-                self._pending.setdefault((event.execution_id, event.step_key), event)
+                seeded[(event.execution_id, event.step_key)] = event
+            seeded.update(self._pending)
+            self._pending = seeded
             if self._pending:
                 self._cond.notify()
 
