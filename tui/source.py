@@ -115,8 +115,8 @@ class Source:
         if client is not None:
             try:
                 return fn(client)
-            except zart.MonitorError as exc:
-                self._drop(f"the engine went away ({exc}); reading the file")
+            except zart.MonitorError as exc:  # its events stop too, some maybe unsent: as if lost
+                self._lost(str(exc))
             except zart.ZartError as exc:
                 self.message = str(exc)
                 return None

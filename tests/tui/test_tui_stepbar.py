@@ -4,45 +4,10 @@ which are running (it said "steps 1-1 of 1" above three rows). A real driver on 
 its two gated steps wait for a release file."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from contextlib import contextmanager
-from pathlib import Path
-
-from conftest import wait_until
 from textual.widgets import DataTable, Static
-from tui_helpers import open_running, rows, run_async, wait_for
+from tui_helpers import driving, open_running, rows, run_async, wait_for
 from zart_tui.app import ZartApp
 from zart_tui.screens.execution import PAGE, ExecutionScreen
-
-from zart_nb._monitor import endpoint as endpoint_file
-
-DRIVER = Path(__file__).parent.parent / "scripts" / "printing_driver.py"
-
-
-@contextmanager
-def driving(tmp_path: Path, quick: int, *mode: str):
-    """A driver process running execution ``bar``: ``quick`` quick steps, then two gated ones on its two
-    workers (``mode``: ``"rerun"``, see the driver); released and waited for on the way out."""
-    journal = tmp_path / ".zart" / "nb.duckdb"
-    journal.parent.mkdir()
-    work = tmp_path / "work"
-    work.mkdir()
-    with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
-        driver = subprocess.Popen([sys.executable, str(DRIVER), str(journal), str(work), "bar", str(quick), *mode],
-                                  cwd=tmp_path, stdout=out, stderr=err, env={**os.environ, "ZART_WORKERS": "2"})
-    try:
-        wait_until(lambda: endpoint_file.read(journal), what="the driver's endpoint")
-        yield journal
-        (work / "release").touch()
-        assert driver.wait(60) == 0, (tmp_path / "err").read_text()
-        assert "RESULT" in (tmp_path / "out").read_text()
-    finally:
-        (work / "release").touch()
-        if driver.poll() is None:
-            driver.kill()
-            driver.wait()
 
 
 def bar_of(screen: ExecutionScreen) -> str:

@@ -2,13 +2,20 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from conftest import wait_until
 from steps_lib import fail_if, flaky, square
 
 import zart_nb as zart
+from zart_nb._monitor import endpoint as endpoint_file
+
+PRINTING_DRIVER = Path(__file__).parent.parent / "scripts" / "printing_driver.py"
 
 
 @zart.workflow("squares")
@@ -132,3 +139,28 @@ def refuse_unpickling(monkeypatch) -> None:
 
     monkeypatch.setattr(pickle, "loads", refuse)
     monkeypatch.setattr(cloudpickle, "loads", refuse)
+
+
+@contextmanager
+def driving(tmp_path: Path, quick: int, *mode: str) -> Iterator[Path]:
+    """A driver process running execution ``bar``: ``quick`` quick steps, then two gated ones on its two
+    workers (``mode``: ``"rerun"``, see the driver); released and waited for on the way out."""
+    journal = tmp_path / ".zart" / "nb.duckdb"
+    journal.parent.mkdir()
+    work = tmp_path / "work"
+    work.mkdir()
+    with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
+        command = [sys.executable, str(PRINTING_DRIVER), str(journal), str(work), "bar", str(quick), *mode]
+        driver = subprocess.Popen(command, cwd=tmp_path, stdout=out, stderr=err,
+                                  env={**os.environ, "ZART_WORKERS": "2"})
+    try:
+        wait_until(lambda: endpoint_file.read(journal), what="the driver's endpoint")
+        yield journal
+        (work / "release").touch()
+        assert driver.wait(60) == 0, (tmp_path / "err").read_text()
+        assert "RESULT" in (tmp_path / "out").read_text()
+    finally:
+        (work / "release").touch()
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
