@@ -297,3 +297,29 @@ def test_the_steps_in_flight_when_a_client_subscribed_come_before_what_happened_
     assert batch is not None
     assert [(event.get("step_key"), event["status"]) for event in batch.events] == \
         [("a", "running"), ("b", "completed"), (None, "completed")]
+
+
+def test_a_step_is_announced_scheduled_before_it_can_end(journal):
+    """A step's "scheduled" event goes out before the step is sent to a worker: published after, it could
+    come after the step's end (a worker and the driver's result thread are faster than the body's thread
+    when it is descheduled), and a subscriber would then hold an ended step as scheduled for good. Here the
+    subscriber holds the body's thread on each "scheduled" event for a while, long enough for a quick step
+    sent before it to end."""
+    from zart_nb._events import events
+
+    order: list[tuple[str, str]] = []
+    zart.run(quick_fan, 1, execution_id="warm", journal=journal, workers=2, display=False)  # workers up
+
+    def on_event(event: zart.Event) -> None:
+        if isinstance(event, zart.StepEvent) and event.execution_id == "fan":
+            if event.status is zart.StepStatus.SCHEDULED:  # as if the body's thread were descheduled
+                time.sleep(0.2)  # before this event reached its subscribers (widens a window only)
+            order.append((event.step_key, event.status.value))
+
+    unsubscribe = events.subscribe(on_event)
+    try:
+        zart.run(quick_fan, 3, execution_id="fan", journal=journal, workers=2, display=False)
+    finally:
+        unsubscribe()
+    for key in {key for key, _ in order}:
+        assert [status for k, status in order if k == key] == ["scheduled", "completed"], order

@@ -238,8 +238,6 @@ class RunState:
                            stored is not None, queue or step.queue)
         self.executed += 1
         self._submit(state)
-        if events.active:
-            events.publish(StepEvent(self.execution_id, key, StepStatus.SCHEDULED, name, reason=reason))
         return handle
 
     def _fail_again(self, key: str, name: str) -> StepHandle:
@@ -319,6 +317,9 @@ class RunState:
         task = self._task(state)
         with self._cond:
             self._pending[task.task_id] = state
+        if events.active:  # before its dispatch: once dispatched, its end may be published first
+            events.publish(StepEvent(self.execution_id, state.key, StepStatus.SCHEDULED, state.name,
+                                     reason=state.reason))
         self._dispatch([task])
 
     def _dispatch(self, tasks: list[Task]) -> None:
