@@ -128,3 +128,27 @@ def test_every_subpackage_is_installed():
             relative = init.parent.relative_to(folder)
             found.add(".".join([top, *relative.parts]))
     assert found == listed
+
+
+# What a first run does not need to serve its monitor: the read API's records load once a client reads
+# through it, and OpenSSL's hashes never (~15 ms of a fresh process's first run when they loaded).
+_NOT_FOR_SERVING = ("zart_nb._records", "zart_nb._journal.reader", "_hashlib")
+
+
+def test_a_first_run_serves_its_monitor_without_the_read_api_or_openssl(tmp_path):
+    script = tmp_path / "flow.py"
+    script.write_text(
+        "import sys\n"
+        "import zart_nb as zart\n"
+        "@zart.step('double')\n"
+        "def double(x):\n"
+        "    return 2 * x\n"
+        "@zart.workflow('flow')\n"
+        "def flow(n):\n"
+        "    return double(n)\n"
+        "print(zart.run(flow, 21, execution_id='once', journal=sys.argv[1], display=False, workers=1))\n"
+        "print('zart_nb._monitor.server' in sys.modules)\n"
+        f"print(sorted(m for m in {_NOT_FOR_SERVING!r} if m in sys.modules))\n")
+    first = subprocess.run([sys.executable, str(script), str(tmp_path / "j.duckdb")], capture_output=True,
+                           text=True, check=True, timeout=120)
+    assert first.stdout.splitlines() == ["42", "True", "[]"]

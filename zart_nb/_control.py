@@ -436,7 +436,6 @@ def start_monitor(journal: Journal, control: Control) -> Callable[[], None] | No
     as a run of its begins: every process that runs executions (a kernel, a script, ``zart resume``)
     serves one."""
     from ._events import StepEvent, events
-    from ._journal.reader import cursor_reader
     from ._monitor.server import MonitorServer
 
     def live_ids() -> list[str]:
@@ -444,6 +443,8 @@ def start_monitor(journal: Journal, control: Control) -> Callable[[], None] | No
 
     @contextmanager
     def lend() -> Iterator[JournalReader | None]:
+        from ._journal.reader import cursor_reader  # with the read API's records: once a client reads
+
         journal.fold_pending()  # a step an event reported finished is in the read that follows it
         with journal.borrow() as cursor:
             yield None if cursor is None else cursor_reader(cursor, journal.path)

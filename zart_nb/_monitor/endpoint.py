@@ -13,7 +13,6 @@ import contextlib
 import errno
 import json
 import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,7 +75,7 @@ class Endpoint:
 
 
 def new_key() -> str:
-    return secrets.token_hex(32)
+    return os.urandom(32).hex()  # as secrets.token_hex, without loading hashlib's OpenSSL (~3 ms)
 
 
 def write(journal: str | os.PathLike[str], address: str, key: str) -> Endpoint:

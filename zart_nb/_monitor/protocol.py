@@ -12,23 +12,14 @@ import enum
 import json
 import math
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._errors import MonitorError
 from .._events import Event, ExecutionEvent, StepEvent
-from .._progress import FailedStep, QueueBacklog, RunningStep, RunProgress
-from .._records import (
-    AttemptRecord,
-    DefinitionRecord,
-    ExecutionRecord,
-    ExecutionStatus,
-    RunEnd,
-    RunReason,
-    RunRecord,
-    RunTrigger,
-    StepRecord,
-    StepStatus,
-)
+from .._status import ExecutionStatus, RunEnd, RunReason, RunTrigger, StepStatus
+
+if TYPE_CHECKING:  # the read API's records load with the client, not with the server an engine starts
+    from .._progress import RunProgress
 
 PROTOCOL_VERSION = 1
 MAX_REQUEST_BYTES = 1 << 20  # a request is small; anything bigger is refused unread
@@ -215,6 +206,8 @@ def progress_to_json(progress: RunProgress) -> dict[str, Any]:
 
 
 def progress_from_json(value: Any) -> RunProgress:
+    from .._progress import FailedStep, QueueBacklog, RunningStep, RunProgress
+
     if not isinstance(value, dict):
         raise ProtocolError("a RunProgress must be a JSON object")
     running = value.get("running_steps", [])
@@ -246,7 +239,3 @@ def event_from_json(value: dict[str, Any]) -> Event:
     except (KeyError, TypeError, ValueError) as exc:
         raise ProtocolError(f"an event does not fit: {exc}") from None
     raise ProtocolError(f"unknown event kind {value.get('kind')!r}")
-
-
-RECORD_TYPES = {"execution": ExecutionRecord, "step": StepRecord, "attempt": AttemptRecord, "run": RunRecord,
-                "definition": DefinitionRecord}

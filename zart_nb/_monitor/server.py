@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import socket
 import struct
 import tempfile
@@ -170,6 +169,8 @@ class MonitorServer:
             _shutdown(conn)
         with contextlib.suppress(Exception):
             self._listener.close()
+        import shutil  # (loads bz2 and lzma: only on the way out)
+
         shutil.rmtree(self._dir, ignore_errors=True)
 
     # --- connections -----------------------------------------------------------------------------
