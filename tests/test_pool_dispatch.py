@@ -129,10 +129,14 @@ def test_a_short_queue_goes_to_a_ready_worker_not_one_still_starting(tmp_path, m
         pool.shutdown()
 
 
-def test_a_longer_queue_fills_a_ready_worker_before_ones_still_starting(tmp_path, monkeypatch, held_starts):
+def test_a_longer_queue_fills_a_ready_worker_and_waits_for_the_ones_still_starting(tmp_path, monkeypatch,
+                                                                                    held_starts):
     """Two replacements still starting, one worker ready and idle, and more long steps than the ready
-    one's room (2): the ready worker is filled first, then the starting ones, so it does not sit idle
-    while they start (before, the first two, starting, took all four)."""
+    one's room (2): the ready worker is filled, so it does not sit idle while they start (before stop 25,
+    the first two, starting, took all four), and the rest wait in the pool's queue for the first worker
+    with room, not on the starting workers' sockets (where a step waited for its worker's start however
+    soon a ready worker was free: P11's third sum). Once the replacements are ready, each runs one (the
+    first one ready takes both, and the second takes one back from a worker holding two)."""
     from zart_nb._executors.local import LocalPool
 
     sink = Outcomes()
@@ -144,10 +148,19 @@ def test_a_longer_queue_fills_a_ready_worker_before_ones_still_starting(tmp_path
         _replace_held(pool, monkeypatch, 2)
         tasks = [gated_task(tmp_path, "e-spread", gated, tag, consumer=UnusedConsumer()) for tag in tags]
         pool.submit(tasks)
-        wait_until(lambda: held(pool) == 4, what="all four sent")
-        assert _load(pool) == [2, 0, 2]
+        wait_until(lambda: held(pool) == 2, what="the ready worker's two sent")
+        with pool._lock:
+            assert [len(worker.inflight) for worker in pool._workers] == [0, 0, 2]
+            assert [task.step_key for task in pool._tasks.ready] == ["c", "d"]  # queued, not on a start
         assert started_pid(tmp_path, "a") == third
-        held_starts.touch()
+        held_starts.touch()  # the replacements start: three of the four steps run, one on each worker
+
+        def running() -> list[str] | None:
+            found = [tag for tag in tags if (tmp_path / f"{tag}.started").exists()]
+            return found if len(found) == 3 else None
+
+        started = wait_until(running, what="three steps running")
+        assert sorted(started_pid(tmp_path, tag) for tag in started) == sorted(pool.pids)
         _let_go(pool, sink, tmp_path, tags)
     finally:
         pool.shutdown()

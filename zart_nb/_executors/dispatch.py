@@ -90,17 +90,20 @@ class Dispatch:
         the rest filling them in turn up to the depth (quick steps stay together, as before): a short
         queue of long steps must not run two by two on one worker while another is idle (a steal would
         fix it only after ``STEAL_AFTER``, at the cost of a revoke). A worker still starting is passed
-        over then: what it is sent waits for its start, and cannot be stolen back until it is ready.
+        over: what it is sent waits for its start, and cannot be stolen back until it is ready.
         While no worker is ready yet (a pool just started), the idle ones, all starting, take the queue
         that way instead: they were started together and become ready at about the same time (4 started
         together here are ready within 10-25 ms of each other, 150-180 ms after their start), and a step
         sent now is on its worker's socket when it is; holding the queue for the first one ready would
         send it all there (its room is the depth's minimum, 2) and need a revoke a moment later. A
-        longer queue fills the ready workers first, least loaded first, each up to the depth, then the
-        ones still starting: an attempt queued while the only ready worker runs a step waits behind it
-        rather than on a process that is starting (55-150 ms here), runs as soon as that step ends, and
-        moves to the new worker by a steal once that one is ready if the step runs on (before, it went
-        to the starting worker and waited for its start however soon the step ended).
+        longer queue fills the ready workers, least loaded first, each up to the depth; what is left
+        stays queued here for the first worker with room: a ready one whose step ended, or a starting
+        one once it is ready (its ready message dispatches). An attempt queued while the only ready
+        worker runs a step waits behind it rather than on a process that is starting (55-150 ms here),
+        runs as soon as that step ends, and moves to the new worker by a steal once that one is ready if
+        the step runs on. (Before, an attempt beyond the ready workers' room went to a starting worker
+        and waited for its start: P11's third sum, sent to a worker started for it, waited ~50 ms for the
+        start and ran ~100 ms there, while the worker that made the array was free 20 ms after it.)
 
         So a dispatch never leaves a ready worker idle beside another that holds attempts behind its
         head: a steal comes due only as a step runs long, a deadline of the I/O thread. (Before, two
@@ -121,7 +124,8 @@ class Dispatch:
                     self._send_locked(worker, queue, 1 + extra)
                     if not queue:
                         return
-        for worker in sorted(workers, key=lambda w: (not w.ready, len(w.inflight))):  # ready ones first
+        ready = [worker for worker in workers if worker.ready]
+        for worker in sorted(ready or workers, key=lambda w: len(w.inflight)):  # least loaded first
             self._send_locked(worker, queue, depth - len(worker.inflight))
             if not queue:
                 return
