@@ -102,8 +102,8 @@ class Dispatch:
         worker runs a step waits behind it rather than on a process that is starting (55-150 ms here),
         runs as soon as that step ends, and moves to the new worker by a steal once that one is ready if
         the step runs on. (Before, an attempt beyond the ready workers' room went to a starting worker
-        and waited for its start: P11's third sum, sent to a worker started for it, waited ~50 ms for the
-        start and ran ~100 ms there, while the worker that made the array was free 20 ms after it.)
+        and waited for its start: P11's third sum, sent to a worker started for it, waited ~60 ms for the
+        start and ran ~65 ms there, while the worker that made the array was free ~12 ms after it.)
 
         So a dispatch never leaves a ready worker idle beside another that holds attempts behind its
         head: a steal comes due only as a step runs long, a deadline of the I/O thread. (Before, two
