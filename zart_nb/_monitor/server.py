@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import socket
 import struct
 import tempfile
@@ -169,8 +170,6 @@ class MonitorServer:
             _shutdown(conn)
         with contextlib.suppress(Exception):
             self._listener.close()
-        import shutil  # (loads bz2 and lzma: only on the way out)
-
         shutil.rmtree(self._dir, ignore_errors=True)
 
     # --- connections -----------------------------------------------------------------------------
