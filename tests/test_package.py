@@ -66,13 +66,9 @@ def test_code_in_a_step_can_use_the_light_names_without_loading_the_engine():
     assert out.stdout.split() == ["False", "zart_nb"]
 
 
-# What neither runs a workflow nor answers a finished re-run (~16 ms of its cold start when they loaded).
-_NOT_FOR_A_RUN = ("zart_nb._actions", "zart_nb._control_api", "zart_nb._maintenance", "zart_nb._messages",
-                  "zart_nb._monitor.protocol", "zart_nb._retention", "zart_nb._stored", "zart_nb._waiting",
-                  "zart_nb._durable", "zart_nb._data", "json", "pickletools")
-
-
-def test_a_finished_rerun_loads_no_control_maintenance_or_data_module(tmp_path):
+def _flow_script(tmp_path, then: str):
+    """A script running a one-step workflow (execution ``once``, journal ``argv[1]``), printing its
+    result, then running ``then``."""
     script = tmp_path / "flow.py"
     script.write_text(
         "import sys\n"
@@ -84,7 +80,18 @@ def test_a_finished_rerun_loads_no_control_maintenance_or_data_module(tmp_path):
         "def flow(n):\n"
         "    return double(n)\n"
         "print(zart.run(flow, 21, execution_id='once', journal=sys.argv[1], display=False, workers=1))\n"
-        f"print(sorted(m for m in {_NOT_FOR_A_RUN!r} if m in sys.modules))\n")
+        + then)
+    return script
+
+
+# What neither runs a workflow nor answers a finished re-run (~16 ms of its cold start when they loaded).
+_NOT_FOR_A_RUN = ("zart_nb._actions", "zart_nb._control_api", "zart_nb._maintenance", "zart_nb._messages",
+                  "zart_nb._monitor.protocol", "zart_nb._retention", "zart_nb._stored", "zart_nb._waiting",
+                  "zart_nb._durable", "zart_nb._data", "json", "pickletools")
+
+
+def test_a_finished_rerun_loads_no_control_maintenance_or_data_module(tmp_path):
+    script = _flow_script(tmp_path, f"print(sorted(m for m in {_NOT_FOR_A_RUN!r} if m in sys.modules))\n")
     journal = str(tmp_path / "j.duckdb")
     first = subprocess.run([sys.executable, str(script), journal], capture_output=True, text=True, check=True,
                            timeout=120)
@@ -136,19 +143,8 @@ _NOT_FOR_SERVING = ("zart_nb._records", "zart_nb._journal.reader", "_hashlib")
 
 
 def test_a_first_run_serves_its_monitor_without_the_read_api_or_openssl(tmp_path):
-    script = tmp_path / "flow.py"
-    script.write_text(
-        "import sys\n"
-        "import zart_nb as zart\n"
-        "@zart.step('double')\n"
-        "def double(x):\n"
-        "    return 2 * x\n"
-        "@zart.workflow('flow')\n"
-        "def flow(n):\n"
-        "    return double(n)\n"
-        "print(zart.run(flow, 21, execution_id='once', journal=sys.argv[1], display=False, workers=1))\n"
-        "print('zart_nb._monitor.server' in sys.modules)\n"
-        f"print(sorted(m for m in {_NOT_FOR_SERVING!r} if m in sys.modules))\n")
+    script = _flow_script(tmp_path, "print('zart_nb._monitor.server' in sys.modules)\n"
+                                    f"print(sorted(m for m in {_NOT_FOR_SERVING!r} if m in sys.modules))\n")
     first = subprocess.run([sys.executable, str(script), str(tmp_path / "j.duckdb")], capture_output=True,
                            text=True, check=True, timeout=120)
     assert first.stdout.splitlines() == ["42", "True", "[]"]
