@@ -85,28 +85,38 @@ class Source:
             if client is None:
                 return
             if self._on_events is not None:
+                def lost(reason: str, client: zart.MonitorClient = client) -> None:  # this client's stream
+                    self._lost(reason, client)
+
                 try:
                     self._subscription = client.subscribe(
                         lambda events, resync: self._on_events(self, events, resync) if self._on_events else None,
-                        self._lost)
+                        lost)
                 except zart.MonitorError:
                     client.close()
                     return
             self._client = client
             self.state, self.message = LIVE, f"live from the engine (pid {client.pid})"
 
-    def _lost(self, reason: str) -> None:
-        self._drop(f"the engine went away ({reason}); reading the file")
-        if self._on_events is not None:
+    def _lost(self, reason: str, client: zart.MonitorClient) -> None:
+        """``client``'s engine went away (its stream's thread, or a read through it, found it): the app is
+        told that events may have been lost. Once only, and never for a client dropped already: after a
+        reconnect, a late word from the old stream must not drop the new one."""
+        if self._drop(f"the engine went away ({reason}); reading the file", only=client) and \
+                self._on_events is not None:
             self._on_events(self, [], True)
 
-    def _drop(self, message: str) -> None:
+    def _drop(self, message: str, only: zart.MonitorClient | None = None) -> bool:
+        """Stop using the engine (``only``: if ``only`` is still the client in use); False if it was not."""
         with self._lock:
+            if only is not None and self._client is not only:
+                return False
             client, self._client = self._client, None
             self._subscription = None
             self.state, self.message = FILE, message
         if client is not None:
             client.close()
+        return True
 
     def read(self, fn: Callable[[zart.JournalReader], T]) -> T | None:
         """``fn(reader)`` through the live engine, else the file; None when neither can be read."""
@@ -116,7 +126,7 @@ class Source:
             try:
                 return fn(client)
             except zart.MonitorError as exc:  # its events stop too, some maybe unsent: as if lost
-                self._lost(str(exc))
+                self._lost(str(exc), client)
             except zart.ZartError as exc:
                 self.message = str(exc)
                 return None

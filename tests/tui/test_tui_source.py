@@ -46,3 +46,42 @@ def test_a_read_that_finds_the_engine_gone_says_its_events_were_lost(tmp_path):
                 assert ([], True) in got[before:], got[before:]
         finally:
             source.close()
+
+
+def test_a_late_word_from_a_dropped_stream_leaves_the_engine_reconnected_to(tmp_path):
+    """A stream's thread can report its engine lost after a read through that engine dropped it and the
+    source connected again (a fresh client, a fresh stream): that late word is about the old client. It
+    must neither drop the new one (the app fell back to reading a file the engine holds) nor send the app
+    a second resync."""
+    got: list[tuple[list[zart.Event], bool]] = []
+    lock = threading.Lock()
+
+    def on_events(source: Source, events: list[zart.Event], resync: bool) -> None:
+        with lock:
+            got.append((events, resync))
+
+    def engine_gone(reader: zart.JournalReader) -> object:
+        if isinstance(reader, zart.MonitorClient):
+            raise zart.MonitorError("the engine went away (connection reset)")
+        return reader.list_executions()
+
+    with driving(tmp_path, quick=1) as journal:
+        source = Source(journal, on_events)
+        try:
+            source.connect()
+            assert source.state == LIVE, source.message
+            old_stream = source._subscription
+            source.read(engine_gone)  # drops that client and its stream, with a resync
+            source.connect()
+            assert source.state == LIVE, source.message
+            new_stream = source._subscription
+            assert new_stream is not old_stream
+            with lock:
+                resyncs = sum(1 for _, resync in got if resync)
+            old_stream._on_lost("the event stream broke: connection reset")  # what its thread calls
+            assert source.state == LIVE and source._subscription is new_stream, source.message
+            assert source.read(lambda reader: isinstance(reader, zart.MonitorClient)) is True
+            with lock:
+                assert sum(1 for _, resync in got if resync) == resyncs
+        finally:
+            source.close()
