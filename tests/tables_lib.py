@@ -120,3 +120,9 @@ def regions_for_sql(n: int) -> int:
     frames = zart.wait([zart.schedule(region, name, n) for name in ("eu", "us")]
                        + [zart.schedule(fetch, n), zart.schedule(fetch, 2 * n)])
     return sum(len(f) for f in frames)
+
+
+@zart.workflow("three-regions")
+def three_regions(n: int) -> int:
+    """Three keys of one step (``region-eu``, ``-us``, ``-asia``): a page of two shows part of them."""
+    return sum(len(f) for f in zart.wait([zart.schedule(region, name, n) for name in ("eu", "us", "asia")]))

@@ -16,7 +16,7 @@ import pytest
 pd = pytest.importorskip("pandas")
 pytest.importorskip("pyarrow")
 
-from tables_lib import regions_for_sql, tables_for_sql  # noqa: E402
+from tables_lib import regions_for_sql, tables_for_sql, three_regions  # noqa: E402
 
 import zart_nb as zart  # noqa: E402
 from zart_nb import _values as values  # noqa: E402
@@ -89,6 +89,20 @@ def test_zart_show_prints_one_key_of_a_steps_tables_and_a_line_for_the_others(jo
     assert [(s["step_key"], s["step"], s["rows"]) for s in document["stored"]] == [
         ("fetch:raw-data#0", "fetch:raw-data", 6), ("fetch:raw-data#1", "fetch:raw-data", 12),
         ("region-eu", "region-{name}", 3), ("region-us", "region-{name}", 3)]
+
+
+def test_a_page_of_zart_show_says_how_many_tables_the_steps_view_unites(journal):
+    """A page holding some keys of a step's tables: its line for the others says they are this page's, and
+    counts every table the step's SQL view unites (it said "all 2" of a view of 3)."""
+    assert zart.run(three_regions, 2, execution_id="exec-3", journal=journal, display=False) == 6
+    env = {**os.environ, "ZART_MONITOR": "0"}
+    show = subprocess.run([sys.executable, "-m", "zart_nb", "show", "exec-3", "--journal", str(journal), "--limit",
+                           "2"], capture_output=True, text=True, env=env, timeout=60)
+    assert show.returncode == 0, show.stderr
+    others = [re.sub(r"\d+\.\d kB", "N kB", line) for line in show.stdout.splitlines() if "more of step" in line]
+    assert others == ["  ... and 1 more of step 'region-{name}' on this page (region-us): pandas.DataFrame, N kB; "
+                      """all 3 in SQL: zart sql 'select * from "exec-3/region-{name}"'"""]
+    assert zart.sql('select count(*) as n from "exec-3/region-{name}"', journal=journal)["n"].tolist() == [6]
 
 
 def test_a_bad_query_is_a_query_error(journal):

@@ -38,7 +38,7 @@ from ._progress import QueueBacklog, RunEnd, RunProgress
 from ._reader import JournalReader
 from ._records import AttemptRecord, ExecutionRecord, PendingEvent, RunRecord, StepRecord
 from ._status import ExecutionStatus
-from ._stored import StoredValue, by_step, others_line
+from ._stored import StoredValue, by_step, counts_by_step, others_line
 from ._stored import lines as stored_lines
 from ._stored import read as read_stored
 
@@ -297,6 +297,7 @@ class _Page:
     stored: list[StoredValue] = field(default_factory=list)
     children: list[ExecutionRecord] = field(default_factory=list)
     events: list[PendingEvent] = field(default_factory=list)  # sent, not consumed yet
+    stored_counts: dict[tuple[str, str], int] = field(default_factory=dict)  # per step, the page's or not
 
 
 CHILDREN_SHOWN = 10  # children of an execution `zart show` names (the rest are counted)
@@ -352,11 +353,12 @@ def cmd_show(args: argparse.Namespace) -> int:
         keys = {s.step_key for s in steps[:limit]}
         attempts = [a for a in reader.list_attempts(args.execution_id) if a.step_key in keys]
         keys |= {values.INPUT_KEY, values.OUTPUT_KEY}  # a workflow's table input and output, with its steps'
-        stored = [s for s in read_stored(reader, args.execution_id) if s.step_key in keys]
+        every = read_stored(reader, args.execution_id)
+        stored = [s for s in every if s.step_key in keys]
         return _Page(record, reader.list_runs(args.execution_id), steps[:limit], attempts, len(steps) > limit,
                      reader.progress(args.execution_id), stored,
                      reader.list_executions(parent=args.execution_id, limit=CHILDREN_SHOWN + 1, descending=False),
-                     reader.pending_events(args.execution_id))
+                     reader.pending_events(args.execution_id), counts_by_step(every))
 
     found = _read_one(args, read)
     page = found.value
@@ -380,7 +382,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         more = f"{left} more" if isinstance(left, int) else "more steps follow"
         print(f"... {more}: `zart show {safe(args.execution_id)} --offset {nxt}` for the next {limit}, "
               "--limit N for another page size, --all for every step")
-    _print_stored(page.stored, {s.step_key: s.output_preview for s in page.steps}, found.path)
+    _print_stored(page.stored, {s.step_key: s.output_preview for s in page.steps}, found.path, page.stored_counts)
     progress = page.progress
     if progress is not None and (progress.running_steps or progress.queued):
         print()
@@ -404,11 +406,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     return STATUS_EXIT[record.status]
 
 
-def _print_stored(stored: list[StoredValue], previews: dict[str, str | None], journal: Path) -> None:
+def _print_stored(stored: list[StoredValue], previews: dict[str, str | None], journal: Path,
+                  counts: dict[tuple[str, str], int] | None = None) -> None:
     """The steps shown whose output is in the value store: kind, size, a table's schema and first rows
     (read from its Parquet file now), an array's dtype and shape (``previews``: the steps' output previews).
     Of the keys of one step (a fan-out's), the first is shown so and the others in one line: a fan-out of
-    100 frames printed 100 tables' first rows, each file read for them."""
+    100 frames printed 100 tables' first rows, each file read for them. ``counts``: each step's values in the
+    execution, when ``stored`` is a page's (its line says how many the step's SQL view unites)."""
     if not stored:
         return
     print()
@@ -420,7 +424,9 @@ def _print_stored(stored: list[StoredValue], previews: dict[str, str | None], jo
         for line in rest:
             print(f"    {safe(line)}")
         if len(group) > 1:
-            print(f"  {safe(others_line(group))}")
+            in_all = None if counts is None or group[0].step is None else \
+                counts.get((group[0].execution_id, group[0].step))
+            print(f"  {safe(others_line(group, in_all=in_all))}")
 
 
 def ser_cap(text: str, limit: int = 60) -> str:

@@ -154,21 +154,33 @@ def by_step(stored: list[StoredValue], order: list[str] | None = None) -> list[l
     return groups
 
 
-def others_line(group: list[StoredValue], *, python: bool = False) -> str:
+def others_line(group: list[StoredValue], *, python: bool = False, in_all: int | None = None) -> str:
     """One line for the values of a step after its first: how many, their keys (the first and the last),
     their size, and for tables the SQL view that unites them all (a ``zart sql`` command, or with
-    ``python`` a ``zart.sql`` call)."""
+    ``python`` a ``zart.sql`` call). ``in_all``: how many values the step has in the execution when
+    ``group`` is a page's part of them (the view unites them all)."""
     from ._values import size_text
 
     rest = group[1:]
+    total = max(in_all or 0, len(group))
     keys = rest[0].step_key if len(rest) == 1 else f"{rest[0].step_key} ... {rest[-1].step_key}"
-    line = (f"... and {len(rest)} more of step {group[0].step or ''!r} ({keys}): "
+    here = " on this page" if total > len(group) else ""
+    line = (f"... and {len(rest)} more of step {group[0].step or ''!r}{here} ({keys}): "
             f"{', '.join(sorted({value.kind for value in rest}))}, {size_text(sum(value.size for value in rest))}")
     if all(value.is_table for value in group):
         view = quote_name(f"{group[0].execution_id}/{group[0].step}")
         query = f"select * from {view}"
-        line += f"; all {len(group)} in SQL: " + (f"zart.sql('{query}')" if python else f"zart sql '{query}'")
+        line += f"; all {total} in SQL: " + (f"zart.sql('{query}')" if python else f"zart sql '{query}'")
     return line
+
+
+def counts_by_step(stored: list[StoredValue]) -> dict[tuple[str, str], int]:
+    """How many stored values each step (``(execution id, step name)``) has: what a page of them is part of."""
+    counts: dict[tuple[str, str], int] = {}
+    for value in stored:
+        if value.step is not None:
+            counts[(value.execution_id, value.step)] = counts.get((value.execution_id, value.step), 0) + 1
+    return counts
 
 
 def lines(stored: StoredValue, preview: str | None = None) -> list[str]:
