@@ -128,3 +128,32 @@ def test_large_arguments_and_results_never_deadlock_the_pool(journal):
 
     out = zart.run(flow, blobs, journal=journal, workers=2)
     assert [o[::-1] for o in out] == blobs
+
+
+def _keep_a_weak_reference_to_the_run(kept):
+    import weakref
+
+    from zart_nb._context import current_run
+
+    kept.append(weakref.ref(current_run()))
+
+
+def test_a_finished_run_is_not_kept_alive_by_the_engines_threads(journal):
+    """Once ``zart.run`` returns and nothing of the caller's refers to it, the run's state (its step keys, the
+    replayed steps it read, its handles) is freed: the committer thread kept its last batch of outcomes while
+    it waited for the next one, and with it their run, until another run's steps ended (a kernel kept a
+    100,000-step run's keys, and the arenas they pinned: 201 MB of RSS instead of 177 MB after it)."""
+    import gc
+
+    kept = []
+
+    @zart.workflow("freed")
+    def flow(n):
+        _keep_a_weak_reference_to_the_run(kept)
+        return sum(zart.wait([zart.schedule(square, i) for i in range(n)]))
+
+    for round_ in range(3):  # each run's outcomes go through the committer thread as the pool is busy
+        assert zart.run(flow, 200, execution_id=f"freed-{round_}", journal=journal, display=False) == \
+            sum(i * i for i in range(200))
+        gc.collect()
+        assert kept[-1]() is None, f"run {round_} is still alive: {gc.get_referrers(kept[-1]())!r:.300}"

@@ -157,6 +157,9 @@ class _Committer:
                 if batch:
                     self._commit(batch)
             finally:
+                # Not kept while this thread waits for the next batch: the last one's tasks hold their run
+                # (its keys, its replayed steps), whose memory a notebook's kernel would otherwise keep.
+                batch = []
                 with self._cond:
                     self._busy = False
                     if self._outcomes or self._imports:
