@@ -467,3 +467,16 @@ def test_journals_are_closed_before_duckdbs_own_exit_handlers_run(tmp_path):
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["closed"]
+
+
+def test_a_journal_opened_for_writing_checkpoints_its_wal_past_a_few_megabytes(journal):
+    """DuckDB's WAL is checkpointed into the file once past ``CHECKPOINT_THRESHOLD`` (DuckDB's default is 16
+    MiB): what a process's exit checkpoints as it releases the journal is bounded by it."""
+    from zart_nb._journal import file as journal_file
+
+    j = runtime.journal(journal)
+    with j.hold():
+        j.record([_row("e", "k#0")])
+        with j.borrow() as cursor:
+            setting = cursor.execute("SELECT current_setting('checkpoint_threshold')").fetchone()[0]
+    assert journal_file.CHECKPOINT_THRESHOLD == "4MB" and setting == "3.8 MiB"

@@ -28,6 +28,10 @@ logger = logging.getLogger("zart_nb")
 
 
 DEFAULT_LOCK_TIMEOUT = 10.0
+# DuckDB checkpoints its WAL into the file once the WAL passes this (16 MiB by default), on the writer thread as a
+# fold commits, and at the latest as the file is released: a process's exit then checkpoints at most this much.
+# At 16 MiB a 300,000-step run's exit took 206 ms (median of 5), at 4 MB 125 ms (runs +2%, the file +10%).
+CHECKPOINT_THRESHOLD = "4MB"
 
 
 def lock_timeout(value: float | str | None = None) -> float:
@@ -392,7 +396,9 @@ def _connect_owner_only(module: ModuleType, path: Path, read_only: bool) -> duck
         _window_umask = _process_umask()
         old_umask = os.umask(0o077)
         try:
-            conn: duckdb.DuckDBPyConnection = module.connect(str(path), read_only=read_only)
+            conn: duckdb.DuckDBPyConnection = module.connect(
+                str(path), read_only=read_only,
+                config={} if read_only else {"checkpoint_threshold": CHECKPOINT_THRESHOLD})
             return conn
         finally:
             os.umask(old_umask)
