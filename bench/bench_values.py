@@ -281,9 +281,13 @@ def main() -> None:
     print(f"{args.repeats} repeats (medians), {args.workers} workers, zart_nb from {Path(zart_nb.__file__).parent}"
           f"{' (not compiled first)' if args.no_compile else ''}, load average {os.getloadavg()[0]:.2f}")
     print(f"journal and store sizes, MB (last repeat): {stores}")
-    print(f"{'process':<18} {'seconds':>8} {'driver RSS MB':>14} {'worker RSS MB':>14}")
+    # The spread of each process's runs next to its median: a disk that writes fast in one repeat and slowly in
+    # the next moves a ratio more than any change to zart does (stop 27: P9's first run 0.76x, 1.75x, 2.14x).
+    print(f"{'process':<18} {'seconds':>8} {'range s':>11} {'driver RSS MB':>14} {'worker RSS MB':>14}")
     for mode, row in median.items():
-        print(f"{mode:<18} {row['seconds']:>8.2f} {row['driver_mb']:>14.0f} {row['worker_mb']:>14.0f}")
+        times = [run["seconds"] for run in results[mode]]
+        spread = f"{min(times):.2f}-{max(times):.2f}"
+        print(f"{mode:<18} {row['seconds']:>8.2f} {spread:>11} {row['driver_mb']:>14.0f} {row['worker_mb']:>14.0f}")
     ratios: dict[str, float] = {}
     if args.suite != "p10":
         ratios["first"] = median["zart-first"]["seconds"] / median["base-write"]["seconds"]
