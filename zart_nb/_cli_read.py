@@ -297,7 +297,7 @@ class _Page:
     stored: list[StoredValue] = field(default_factory=list)
     children: list[ExecutionRecord] = field(default_factory=list)
     events: list[PendingEvent] = field(default_factory=list)  # sent, not consumed yet
-    stored_counts: dict[tuple[str, str], int] = field(default_factory=dict)  # per step, the page's or not
+    stored_counts: dict[tuple[str, str], int] = field(default_factory=dict)  # each step's, in the execution
 
 
 CHILDREN_SHOWN = 10  # children of an execution `zart show` names (the rest are counted)
