@@ -297,7 +297,7 @@ class _Page:
     stored: list[StoredValue] = field(default_factory=list)
     children: list[ExecutionRecord] = field(default_factory=list)
     events: list[PendingEvent] = field(default_factory=list)  # sent, not consumed yet
-    stored_counts: dict[tuple[str, str], int] = field(default_factory=dict)  # each step's, in the execution
+    stored_counts: dict[tuple[str, str | None], int] = field(default_factory=dict)  # each step's, in the execution
 
 
 CHILDREN_SHOWN = 10  # children of an execution `zart show` names (the rest are counted)
@@ -407,7 +407,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _print_stored(stored: list[StoredValue], previews: dict[str, str | None], journal: Path,
-                  counts: dict[tuple[str, str], int] | None = None) -> None:
+                  counts: dict[tuple[str, str | None], int] | None = None) -> None:
     """The steps shown whose output is in the value store: kind, size, a table's schema and first rows
     (read from its Parquet file now), an array's dtype and shape (``previews``: the steps' output previews).
     Of the keys of one step (a fan-out's), the first is shown so and the others in one line: a fan-out of
@@ -424,8 +424,7 @@ def _print_stored(stored: list[StoredValue], previews: dict[str, str | None], jo
         for line in rest:
             print(f"    {safe(line)}")
         if len(group) > 1:
-            in_all = None if counts is None or group[0].step is None else \
-                counts.get((group[0].execution_id, group[0].step))
+            in_all = counts.get((group[0].execution_id, group[0].step)) if counts else None
             print(f"  {safe(others_line(group, in_all=in_all))}")
 
 

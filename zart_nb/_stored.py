@@ -174,13 +174,10 @@ def others_line(group: list[StoredValue], *, python: bool = False, in_all: int |
     return line
 
 
-def counts_by_step(stored: list[StoredValue]) -> dict[tuple[str, str], int]:
+def counts_by_step(stored: list[StoredValue]) -> dict[tuple[str, str | None], int]:
     """How many stored values each step (``(execution id, step name)``) has: what a page of them is part of."""
-    counts: dict[tuple[str, str], int] = {}
-    for value in stored:
-        if value.step is not None:
-            counts[(value.execution_id, value.step)] = counts.get((value.execution_id, value.step), 0) + 1
-    return counts
+    return {(group[0].execution_id, group[0].step): len(group) for group in by_step(stored)
+            if group[0].step is not None}
 
 
 def lines(stored: StoredValue, preview: str | None = None) -> list[str]:
