@@ -84,7 +84,7 @@ def main() -> None:
         env = dict(os.environ, ZART_WORKERS=str(args.workers), ZART_DISPLAY="0")
         if tree is not None:
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(tree).resolve()), env.get("PYTHONPATH")]))
-        subprocess.run([sys.executable, "-c", "import compileall, os, zart_nb; "
+        subprocess.run([sys.executable, "-P", "-c", "import compileall, os, zart_nb; "
                         "compileall.compile_dir(os.path.dirname(zart_nb.__file__), quiet=1)"],
                        check=True, env=env, stdout=subprocess.DEVNULL)
         envs[tree] = env
@@ -127,9 +127,9 @@ def _sample(env: dict[str, str], imports: list[float], finishes: list[float], re
         finished.mkdir(mode=0o700)
         subprocess.run([sys.executable, str(script), str(finished / "j.duckdb"), str(marks), "-1"], check=True,
                        env=env, stdout=subprocess.DEVNULL)
-        imports.append(_spawn([sys.executable, "-c", "import zart_nb"], env)[0])
-        eagers.append(_spawn([sys.executable, "-c", "import zart_nb._api, _duckdb"], env)[0])
-        floors.append(_spawn([sys.executable, "-c", "import sys, _duckdb; _duckdb.connect(sys.argv[1]).close()",
+        imports.append(_spawn([sys.executable, "-P", "-c", "import zart_nb"], env)[0])
+        eagers.append(_spawn([sys.executable, "-P", "-c", "import zart_nb._api, _duckdb"], env)[0])
+        floors.append(_spawn([sys.executable, "-P", "-c", "import sys, _duckdb; _duckdb.connect(sys.argv[1]).close()",
                               str(finished / "j.duckdb")], env)[0])
         finishes.append(_spawn([sys.executable, str(script), str(finished / "j.duckdb"), str(marks), "-1"],
                                env)[0])

@@ -95,7 +95,7 @@ def main() -> None:
                     ready, stop = Path(folder, "ready"), Path(folder, "stop")
                     ready.unlink(missing_ok=True)
                     stop.unlink(missing_ok=True)
-                    client = subprocess.Popen([sys.executable, "-c", CLIENT, path, str(ready), str(stop)],
+                    client = subprocess.Popen([sys.executable, "-P", "-c", CLIENT, path, str(ready), str(stop)],
                                               stdout=subprocess.PIPE, text=True)
                     while not ready.exists():
                         if client.poll() is not None:

@@ -228,9 +228,11 @@ else:
 
 
 def run_child(mode: str, folder: Path, mb: int, env: dict[str, str]) -> dict[str, float]:
+    # -P: the child imports the zart_nb this script imported (PYTHONPATH's, or the installed one), never one in
+    # the current directory (``python -c`` would put it first: run from a checkout, a tree on PYTHONPATH lost)
     began = time.time()
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", CHILD, mode, str(folder), str(mb)], capture_output=True,
+    proc = subprocess.run([sys.executable, "-P", "-c", CHILD, mode, str(folder), str(mb)], capture_output=True,
                           text=True, env=env, timeout=600)
     elapsed = time.perf_counter() - started
     ended = time.time()
@@ -318,7 +320,7 @@ def main() -> None:
     args = parser.parse_args()
     env = {**os.environ, "ZART_WORKERS": str(args.workers), "ZART_MONITOR": "0"}
     if not args.no_compile:  # as `pip install` leaves a package (bench_cold.py does the same)
-        subprocess.run([sys.executable, "-c", "import compileall, os, zart_nb; "
+        subprocess.run([sys.executable, "-P", "-c", "import compileall, os, zart_nb; "
                         "compileall.compile_dir(os.path.dirname(zart_nb.__file__), quiet=1)"],
                        check=True, env=env, stdout=subprocess.DEVNULL)
     modes = (P9_MODES if args.suite != "p10" else ()) + (P10_MODES if args.suite != "p9" else ())

@@ -361,6 +361,22 @@ def test_an_array_written_to_after_loading_travels_by_value(journal, tmp_path):
     assert all(sizes[f"total#{i}"] > 100_000 * 8 for i in range(3)), sizes
 
 
+def test_among_many_stored_arrays_only_the_one_written_to_travels_by_value(journal):
+    """Each argument's check reads its own mapping's pages: with 40 arrays mapped in the driver, the one
+    written to (in its last page) goes by value with the write, the 39 others by reference."""
+    from values_lib import pieces_by_reference
+
+    n, count, written = 20_000, 40, 17
+    out = zart.run(pieces_by_reference, {"n": n, "count": count, "written": written}, execution_id="m",
+                   journal=journal, display=False)
+    base = float(np.arange(n, dtype=np.float64).sum())
+    assert out == [base + i * n - (n + i if i == written else 0) for i in range(count)]  # -1 in place of n-1+i
+    sizes = _args_sizes(journal, "m")
+    by_value = sorted(key for key, size in sizes.items() if key.startswith("piece-total") and size > n * 8)
+    assert by_value == [f"piece-total#{written}"], sizes
+    assert sum(key.startswith("piece-total") for key in sizes) == count
+
+
 def test_by_reference_on_the_inline_executor(journal, tmp_path, inline):
     from values_lib import array_by_reference
 

@@ -54,3 +54,22 @@ def array_by_reference(params: dict) -> list:
     if os.path.exists(params["flag"]):
         raise RuntimeError("failing after the totals")
     return [*sums, float(array[1])]
+
+
+@zart.step("piece-{i}")
+def piece(i: int, n: int) -> np.ndarray:
+    return np.arange(n, dtype=np.float64) + i
+
+
+@zart.step("piece-total")
+def piece_total(array: np.ndarray) -> float:
+    return float(array.sum())
+
+
+@zart.workflow("pieces-by-reference")
+def pieces_by_reference(params: dict) -> list:
+    """``params["count"]`` stored arrays, each passed to a later step; the one at ``params["written"]`` is
+    written to (its last element, so its last page) between loading and passing."""
+    arrays = zart.wait([zart.schedule(piece, i, params["n"]) for i in range(params["count"])])
+    arrays[params["written"]][-1] = -1.0
+    return zart.wait([zart.schedule(piece_total, array) for array in arrays])

@@ -7,16 +7,21 @@ and for a table its size and check: one per record that produced it), so a 200 M
 pickled, sent, journaled nor hashed again, and a DataFrame passed to 10 steps is stored once.
 
 "Unchanged" is checked, not assumed. An array is still its file's mapping with the same shape, dtype,
-strides and address, and no page of that mapping was written (Linux counts a written copy-on-write page
-as ``Anonymous`` in /proc/self/smaps; one scan costs ~2.5 ms in a driver with numpy and DuckDB loaded,
-255 mappings, measured). A pandas frame still has the manager, axes and column arrays it was loaded with:
-its columns are Arrow's read-only memory shared with a hidden origin (``_tables.shielded``), so pandas
-copies a column on its first write (a new array: seen here) and a write through a column's own numpy
-array raises. A pyarrow Table is immutable. Anything else (another kind of value, a polars frame, an
-array written to or reshaped in place, a system without /proc) travels by value, as before.
+strides and address, and no page of that mapping was written: a written page of a private file mapping is
+a copy, an anonymous page, which ``/proc/self/pagemap`` tells apart from the file's own (8 bytes a page of
+this mapping alone, so a check costs the same however many other values the process has mapped; reading
+/proc/self/smaps instead, as before, read every mapping's 20-odd lines for each argument: scheduling 600
+stored arrays took 3.9 s, quadratic). Whether this kernel's pagemap says so is checked once, on a page
+written for the purpose; where it does not, arrays travel by value. A pandas frame still has the manager,
+axes and column arrays it was loaded with: its columns are Arrow's read-only memory shared with a hidden
+origin (``_tables.shielded``), so pandas copies a column on its first write (a new array: seen here) and a
+write through a column's own numpy array raises. A pyarrow Table is immutable. Anything else (another kind
+of value, a polars frame, an array written to or reshaped in place, a system without /proc) travels by
+value, as before.
 """
 from __future__ import annotations
 
+import functools
 import mmap
 import os
 from dataclasses import dataclass
@@ -26,7 +31,11 @@ from typing import Any
 from . import _tables as tables
 from . import _values as values
 
-_SMAPS = "/proc/self/smaps"
+_PAGEMAP = "/proc/self/pagemap"
+_ENTRY = 8  # bytes of a pagemap entry, one a page: its top byte says present (0x80), swapped (0x40), file page (0x20)
+# The top bytes of a page not written: not present, or present as the file's own page (never swapped:
+# only an anonymous page, a written copy, goes to swap).
+_UNWRITTEN = bytes(top for top in range(256) if not top & 0x40 and (not top & 0x80 or top & 0x20))
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +80,7 @@ def load_tracked(blob: bytes, journal_path: str | os.PathLike[str], folder: Path
     kind = type(value)
     if loaded.ref is None or kind.__name__ != "ndarray" or kind.__module__ != "numpy" or len(loaded.buffers) != 1:
         return value, None
-    if not os.path.exists(_SMAPS):
+    if not _pagemap_tells_writes():
         return value, None  # a write could not be told: it travels by value
     offset, size = loaded.buffers[0]
     layout = _array_layout(value)
@@ -82,19 +91,49 @@ def load_tracked(blob: bytes, journal_path: str | os.PathLike[str], folder: Path
 
 
 def _written(mapped: Mapped) -> bool:
-    """Whether a page of the mapping was written (copy-on-write made it private), or it is gone."""
-    inside = False
-    found = False
-    with open(_SMAPS, encoding="ascii", errors="replace") as handle:
-        for line in handle:
-            if "-" in line[:20] and not line[0].isupper():  # a mapping's first line: "start-end perms ..."
-                low, _, high = line.partition(" ")[0].partition("-")
-                start, end = int(low, 16), int(high, 16)
-                inside = start < mapped.end and end > mapped.start
-                found = found or inside
-            elif inside and line.startswith("Anonymous:") and line.split()[1] != "0":
-                return True
-    return not found
+    """Whether a page of the mapping was written (copy-on-write made it an anonymous page). The caller
+    holds the array, so the mapping is still there (its buffer keeps it)."""
+    return _any_written(mapped.start, mapped.end)
+
+
+def _any_written(start: int, end: int) -> bool:
+    first = start // mmap.PAGESIZE
+    size = (-(-end // mmap.PAGESIZE) - first) * _ENTRY
+    entries = bytearray()
+    fd = os.open(_PAGEMAP, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        while len(entries) < size:
+            chunk = os.pread(fd, size - len(entries), first * _ENTRY + len(entries))
+            if not chunk:
+                return True  # the kernel said less than asked: not known unwritten
+            entries += chunk
+    finally:
+        os.close(fd)
+    return bool(entries[_ENTRY - 1::_ENTRY].translate(None, _UNWRITTEN))  # a top byte of a written page
+
+
+@functools.cache
+def _pagemap_tells_writes() -> bool:
+    """Whether this kernel's pagemap shows a written private page as one (checked once per process, on a
+    page of a private mapping of its own, before and after a write); without it an array travels by value."""
+    try:
+        page = mmap.mmap(-1, mmap.PAGESIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    except (OSError, ValueError, AttributeError):
+        return False
+    try:
+        import numpy as np  # loaded already: only a numpy array is tracked
+
+        view = np.frombuffer(page, dtype=np.uint8)
+        address = view.__array_interface__["data"][0]
+        before = _any_written(address, address + mmap.PAGESIZE)
+        view[0] = 1
+        after = _any_written(address, address + mmap.PAGESIZE)
+        del view
+        return not before and after
+    except (OSError, ValueError):
+        return False
+    finally:
+        page.close()
 
 
 def unchanged(value: Any, mapped: Tracked) -> bool:
