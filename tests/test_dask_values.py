@@ -21,7 +21,7 @@ from zart_nb import _stores  # noqa: E402
 from zart_nb import _values as values  # noqa: E402
 from zart_nb._runtime import runtime  # noqa: E402
 
-N = 400_000  # 3.2 MB of float64: above the 1 MiB threshold
+N = 400_000  # 3.2 MB of float64: above the default threshold
 
 
 @pytest.fixture(scope="module")

@@ -89,8 +89,9 @@ def test_verify_finds_a_damaged_value_file(ran, damage):
     assert found[0] == array.name
 
 
-def test_compact_gives_the_space_of_deleted_executions_back(journal):
-    blob = os.urandom(900_000)  # under the value threshold: journaled inline, in DuckDB's file
+def test_compact_gives_the_space_of_deleted_executions_back(journal, monkeypatch):
+    monkeypatch.setenv("ZART_VALUE_THRESHOLD", str(1 << 20))
+    blob = os.urandom(900_000)  # under this threshold: journaled inline, in DuckDB's file
     for i in range(12):
         zart.run(lambda data: len(data), blob + bytes([i]), execution_id=f"big-{i}", journal=journal,
                  display=False)

@@ -34,7 +34,7 @@ INPUT = "tables/t/workflow:input.parquet"
 
 @pytest.fixture(autouse=True)
 def threshold(monkeypatch, tmp_path):
-    monkeypatch.delenv("ZART_VALUE_THRESHOLD", raising=False)  # the default (1 MiB): N rows are below it
+    monkeypatch.delenv("ZART_VALUE_THRESHOLD", raising=False)  # the default (256 KiB): N rows are below it
     monkeypatch.delenv("ZART_VALUE_STORE", raising=False)
     monkeypatch.setenv(FLAG, str(tmp_path / "flag"))
 

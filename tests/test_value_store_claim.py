@@ -11,7 +11,7 @@ from zart_nb import _stores
 
 @zart.step("big")
 def big() -> np.ndarray:
-    return np.arange(300_000, dtype=np.float64)  # 2.4 MB: above the 1 MiB threshold, stored
+    return np.arange(300_000, dtype=np.float64)  # 2.4 MB: above the default threshold, stored
 
 
 @zart.workflow("claimed")

@@ -1,6 +1,6 @@
 """The value store: large values as files beside the journal, journaled as small references.
 
-A value whose pickle is larger than the threshold (``$ZART_VALUE_THRESHOLD`` bytes, 1 MiB by default)
+A value whose pickle is larger than the threshold (``$ZART_VALUE_THRESHOLD`` bytes, 256 KiB by default)
 is written by the process that produced it (the worker for a step's output, the driver for a
 workflow's input and output) into ``<journal>.values/`` (a folder of its owner only, files 0600), and
 the journal row holds a reference (``REF_MAGIC``, the file's name, size and kind) where the pickle
@@ -47,7 +47,10 @@ from ._replay import INPUT_KEY as INPUT_KEY
 from ._replay import OUTPUT_KEY as OUTPUT_KEY
 
 THRESHOLD_VARIABLE = "ZART_VALUE_THRESHOLD"
-DEFAULT_THRESHOLD = 1 << 20  # 1 MiB of pickle
+# 256 KiB of pickle: above it a value written to a file of its own beats one carried through the socket, the side
+# log and DuckDB, as a fan-out and one step after another, first run and re-run (bench/bench_threshold.py: 200
+# steps of 256 KB, whole processes, 1.08 -> 0.57 s as a fan-out); at 64 KB the row still wins, one step at a time.
+DEFAULT_THRESHOLD = 1 << 18
 MIN_AGE = 3600.0  # zart gc keeps an unreferenced file younger than this (it may be being written)
 SUFFIX = ".zv"
 REF_MAGIC = valueref.REF_MAGIC  # never the start of a pickle (protocol 2+ starts with \x80)
