@@ -121,7 +121,10 @@ def test_the_store_checks_run_before_duckdb_reads_a_file(journal):
     _run(journal)
     os.chmod(_table(journal), 0o666)
     with pytest.raises(zart.ValueStoreError, match="writable by others"):
-        zart.sql("select 1", journal=journal)
+        zart.sql('select count(*) from "exec-1/load#0"', journal=journal)
+    with pytest.raises(zart.ValueStoreError, match="writable by others"):
+        zart.sql("select count(*) from zart_tables", journal=journal)
+    assert zart.sql("select 1 as one", journal=journal)["one"].tolist() == [1]  # it reads no table: none checked
 
 
 def test_a_damaged_table_is_left_out_with_a_warning(journal, caplog):
@@ -134,6 +137,24 @@ def test_a_damaged_table_is_left_out_with_a_warning(journal, caplog):
     assert listing["view"].tolist() == ["exec-1/fetch:raw-data#0"]
     assert any("load#0" in record.getMessage() and "fails its check" in record.getMessage()
                for record in caplog.records)
+
+
+def test_a_query_reads_only_the_tables_it_names_and_a_typo_still_gets_duckdbs_suggestion(journal, caplog):
+    _run(journal)
+    data = bytearray(_table(journal).read_bytes())
+    data[-20] ^= 0xFF  # exec-1/load#0 damaged: checked (and warned about) only by a query that may read it
+    _table(journal).write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="zart_nb"):
+        got = zart.sql('select count(*) as n from "exec-1/fetch:raw-data#0"', journal=journal)
+        assert got["n"].tolist() == [20]
+        assert not [r for r in caplog.records if "load#0" in r.getMessage()]  # never opened: no view was made
+        upper = zart.sql('select count(*) as n from "EXEC-1/FETCH:RAW-DATA#0"', journal=journal)
+        assert upper["n"].tolist() == [20]  # DuckDB's names ignore case, and so does the choice of views
+        built = zart.sql("select count(*) as n from query_table('exec-1/fetch:raw-data#0')", journal=journal)
+        assert built["n"].tolist() == [20]  # a name built as a string: every view is made
+        assert any("load#0" in r.getMessage() and "fails its check" in r.getMessage() for r in caplog.records)
+    with pytest.raises(zart.QueryError, match='Did you mean "exec-1/fetch:raw-data#0"'):
+        zart.sql('select * from "exec-1/fetch:raw-dta#0"', journal=journal)  # names no view: run with all
 
 
 def test_zart_sql_prints_a_query_and_its_json(journal):

@@ -296,7 +296,9 @@ def sql(query: str, journal: str | os.PathLike[str] | None = None) -> Any:
     step's tables together are a view named ``<execution id>/<step name>`` (a fan-out's outputs:
     ``"exec-1/load-{region}"``, ``"exec-1/fetch"``), its first column ``step_key``. The view
     ``zart_tables`` lists the tables (``view, execution_id, step_key, kind, path, step``). The query runs on a new
-    in-memory DuckDB connection, never on the journal's, and never takes the journal's lock: the list of
+    in-memory DuckDB connection, never on the journal's, and never takes the journal's lock (its views are those
+    the query names, each table read as its view is made; every table's when it reads the catalog or names a
+    table no view has): the list of
     tables is read from the journal file when no other process holds it, through the monitor of the
     engine that does (a notebook running a workflow), or, when that engine serves no monitor
     (``$ZART_MONITOR=0``), from the store's files (with a warning: a table of a step not journaled yet
@@ -311,6 +313,53 @@ def sql(query: str, journal: str | os.PathLike[str] | None = None) -> Any:
         log.warning("zart.sql: %s is held by a process that serves no monitor; the tables are the value "
                     "stores' files (a step's table not journaled yet may show)", path)
         listed = _all_table_files(path)
+    from ._journal import tables as sql_tables
+
+    named = _named(query, listed)
+    if named is not None:
+        tables_named, view_names = named
+        if sql_tables.LISTING in query.casefold():  # the listing holds every table that passes the checks
+            tables_named = listed
+        try:
+            return sql_tables.query(query, _views(tables_named, path), only=view_names)
+        except sql_tables.NotAmongViews:
+            pass  # a table named in a way not spelled out, or a typo: DuckDB's "did you mean" needs every view
+    return sql_tables.query(query, _views(listed, path))
+
+
+# Words of a query that may read tables it does not spell out (the catalog, a name built as a string): such a
+# query gets a view of every table. A word inside a name or a string only costs the views.
+_EVERY_VIEW = ("information_schema", "duckdb_", "query_table", "show", "pragma", "sqlite_master")
+
+
+def _named(query: str, listed: list[StoredValue]) -> tuple[list[StoredValue], set[str]] | None:
+    """The views ``query`` names (``<execution id>/<step key>``, ``<execution id>/<step name>``), compared as
+    DuckDB compares names (case aside; a ``"`` in one doubled when quoted), and the tables they read; None
+    when it may read tables it does not name. A key's view binds its Parquet file as it is made (~0.7 ms a
+    table): a query over one table of a journal holding 1,000 no longer makes 1,000 views."""
+    text = query.casefold()
+    if any(word in text for word in _EVERY_VIEW):
+        return None
+
+    def spelled(name: str) -> bool:
+        folded = name.casefold()
+        return folded in text or folded.replace('"', '""') in text
+
+    tables_named: list[StoredValue] = []
+    names: set[str] = set()
+    for found in listed:
+        for name in (f"{found.execution_id}/{found.step_key}",
+                     None if found.step is None else f"{found.execution_id}/{found.step}"):
+            if name is not None and spelled(name):
+                names.add(name)
+                if not tables_named or tables_named[-1] is not found:
+                    tables_named.append(found)
+    return tables_named, names
+
+
+def _views(listed: list[StoredValue], path: Path) -> list[tuple[str, str, str, str, str, str | None]]:
+    """A view for each listed table whose file passes the store's checks (a missing or damaged one is
+    left out with a warning): (view name, execution id, step key, kind, Parquet path, step name)."""
     views: list[tuple[str, str, str, str, str, str | None]] = []
     for found in listed:
         try:
@@ -322,6 +371,4 @@ def sql(query: str, journal: str | os.PathLike[str] | None = None) -> Any:
         os.close(fd)
         views.append((f"{found.execution_id}/{found.step_key}", found.execution_id, found.step_key, found.kind,
                       str(table), found.step))
-    from ._journal import tables as sql_tables
-
-    return sql_tables.query(query, views)
+    return views

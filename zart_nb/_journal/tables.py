@@ -4,7 +4,7 @@ Never the journal's connection nor its file: a query over tables never holds (or
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from .._errors import QueryError
@@ -36,11 +36,18 @@ def _step_views(views: Sequence[tuple[str, str, str, str, str, str | None]]) -> 
     return found
 
 
-def query(sql: str, views: Sequence[tuple[str, str, str, str, str, str | None]]) -> Any:
+class NotAmongViews(QueryError):
+    """A query run with some views only (``only``) read a table it has no view of."""
+
+
+def query(sql: str, views: Sequence[tuple[str, str, str, str, str, str | None]], *,
+          only: Collection[str] | None = None) -> Any:
     """Run ``sql`` on a new in-memory connection where each of ``views`` (view name, execution id, step
     key, kind, Parquet path, step name or None) is a view of its file, each step name of an execution a
     view of all its keys' tables (:func:`_step_views`), and ``zart_tables`` lists the files; a pandas
-    DataFrame."""
+    DataFrame. ``only``: the view names the query names (the views made; ``views`` holds the tables they
+    read); a catalog error (a table it has no view of) then raises :class:`NotAmongViews`, for the caller to
+    run it again with every view."""
     duckdb = db.load()
     conn = duckdb.connect(":memory:")
     try:
@@ -50,14 +57,19 @@ def query(sql: str, views: Sequence[tuple[str, str, str, str, str, str | None]])
             conn.executemany("INSERT INTO _zart_tables VALUES (?, ?, ?, ?, ?, ?)", [list(view) for view in views])
         conn.execute(f"CREATE TEMP VIEW {LISTING} AS SELECT * FROM _zart_tables")
         for view, _, _, _, path, _ in views:
-            conn.execute(f"CREATE TEMP VIEW {quote(view)} AS SELECT * FROM read_parquet({_literal(path)})")
+            if only is None or view in only:
+                conn.execute(f"CREATE TEMP VIEW {quote(view)} AS SELECT * FROM read_parquet({_literal(path)})")
         for view, paths in _step_views(views).items():
+            if only is not None and view not in only:
+                continue
             listed = ", ".join(_literal(path) for path in paths)
             conn.execute(f"CREATE TEMP VIEW {quote(view)} AS SELECT t.step_key, p.* EXCLUDE ({_FILE}) FROM "
                          f"read_parquet([{listed}], union_by_name = true, filename = {_literal(_FILE)}) p "
                          f"JOIN _zart_tables t ON t.path = p.{_FILE}")
         try:
             return conn.execute(sql).df()
+        except duckdb.CatalogException as exc:
+            raise (QueryError if only is None else NotAmongViews)(f"{exc} (in: {sql.strip()[:200]})") from None
         except duckdb.Error as exc:
             raise QueryError(f"{exc} (in: {sql.strip()[:200]})") from None
     finally:
