@@ -16,6 +16,7 @@ from steps_lib import calls  # noqa: E402
 from tables_lib import frame, tables_then_fail  # noqa: E402
 
 import zart_nb as zart  # noqa: E402
+from zart_nb import _serialization as ser  # noqa: E402
 from zart_nb import _values as values  # noqa: E402
 from zart_nb._runtime import runtime  # noqa: E402
 
@@ -109,6 +110,30 @@ def test_a_table_file_writable_by_others_is_refused_before_it_is_read(journal, t
     os.chmod(path, 0o666)
     with pytest.raises(zart.ValueStoreError, match="writable by others"):
         zart.load("exec-1", "load#0", journal=journal)
+
+
+def test_a_stored_file_is_durable_through_each_folder_made_for_it_and_no_more(tmp_path, monkeypatch):
+    """A value's file and the folder entry naming it are fsynced before its record is journaled, and so is
+    each folder made for it (in its parent), once: a second value in the same folders syncs only its own."""
+    synced: list[Path] = []
+    sync = values.sync_folder
+    monkeypatch.setattr(values, "sync_folder", lambda folder: (synced.append(Path(folder)), sync(folder))[1])
+    store = tmp_path / "j.duckdb.values"
+    frame_ = pd.DataFrame({"x": [1.0, 2.0]})
+    kind = "pandas.DataFrame"
+    values.encode_table(frame_, kind, (str(store), 1 << 18), "e", "a")
+    assert synced == [tmp_path, store, store / "tables", store / "tables" / "e"]  # each made, then the file's
+    synced.clear()
+    values.encode_table(frame_, kind, (str(store), 1 << 18), "e", "b")
+    assert synced == [store / "tables" / "e"]
+    synced.clear()
+    array_store = tmp_path / "k.duckdb.values"
+    data, buffers = ser.dumps_out_of_band(bytes(100))
+    values.write(array_store, data, buffers, "bytes")
+    assert synced == [tmp_path, array_store]
+    synced.clear()
+    values.write(array_store, data, buffers, "bytes")
+    assert synced == [array_store]
 
 
 @pytest.mark.parametrize(("text", "part"), [("exec-1", "exec-1"), ("load#0", "load#0"), ("a:b", "a:b"),

@@ -156,7 +156,9 @@ def _write_all(fd: int, data: memoryview | bytes) -> None:
 
 
 def check_folder(folder: Path, *, create: bool = False) -> None:
-    """Refuse a store folder someone else could have planted or changed (as the journal's files)."""
+    """Refuse a store folder someone else could have planted or changed (as the journal's files).
+    ``create``: made first when missing, its entry in its parent fsynced then (a file written in it is
+    durable once that file and this folder are fsynced)."""
     if create:
         try:
             folder.mkdir(mode=0o700)
@@ -164,6 +166,11 @@ def check_folder(folder: Path, *, create: bool = False) -> None:
             pass
         except OSError as exc:
             raise ValueStoreError(f"cannot create the value store {folder}: {exc}") from exc
+        else:
+            try:
+                sync_folder(folder.parent)
+            except OSError as exc:
+                raise ValueStoreError(f"cannot create the value store {folder}: {exc}") from exc
     try:
         info = os.lstat(folder)
     except OSError as exc:
@@ -498,8 +505,7 @@ def write_table(folder: Path, name: str, table: Any, kind: str) -> Ref:
         finally:
             os.close(fd)
         os.replace(temporary, folder / name)
-        for synced in {directory, directory.parent, folder}:
-            sync_folder(synced)
+        sync_folder(directory)  # the folders above were synced as they were made (``check_folder``)
     except BaseException as exc:
         try:
             os.unlink(temporary)
