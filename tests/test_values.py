@@ -87,6 +87,17 @@ def test_a_large_output_never_enters_duckdb_and_a_small_one_stays_inline(journal
     assert buffers == 1 and pickle_size < 1000  # the array's bytes travel raw, out of the pickle
 
 
+def test_by_default_an_output_above_256_kib_is_stored_and_one_below_stays_in_the_row(journal, monkeypatch):
+    from values_lib import two_sizes
+
+    monkeypatch.delenv("ZART_VALUE_THRESHOLD")
+    assert values.threshold() == 256 * 1024
+    assert zart.run(two_sizes, [200_000, 300_000], execution_id="d", journal=journal, display=False) == 500_000
+    stored = runtime.journal(journal).pickled_steps("d")
+    assert values.is_ref(stored["bytes-300000"].output)
+    assert not values.is_ref(stored["bytes-200000"].output) and len(stored["bytes-200000"].output) > 200_000
+
+
 def test_store_files_are_owner_only(journal, tmp_path):
     zart.run(array_then_fail, _params(tmp_path), execution_id="e", journal=journal, display=False)
     store = _store(journal)

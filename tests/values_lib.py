@@ -73,3 +73,13 @@ def pieces_by_reference(params: dict) -> list:
     arrays = zart.wait([zart.schedule(piece, i, params["n"]) for i in range(params["count"])])
     arrays[params["written"]][-1] = -1.0
     return zart.wait([zart.schedule(piece_total, array) for array in arrays])
+
+
+@zart.step("bytes-{size}")
+def sized(size: int) -> bytes:
+    return os.urandom(size)
+
+
+@zart.workflow("two-sizes")
+def two_sizes(sizes: list) -> int:
+    return sum(len(b) for b in zart.wait([zart.schedule(sized, size) for size in sizes]))
