@@ -318,8 +318,6 @@ def sql(query: str, journal: str | os.PathLike[str] | None = None) -> Any:
     named = _named(query, listed)
     if named is not None:
         tables_named, view_names = named
-        if sql_tables.LISTING in query.casefold():  # the listing holds every table that passes the checks
-            tables_named = listed
         try:
             return sql_tables.query(query, _views(tables_named, path), only=view_names)
         except sql_tables.NotAmongViews:
@@ -334,9 +332,12 @@ _EVERY_VIEW = ("information_schema", "duckdb_", "query_table", "show", "pragma",
 
 def _named(query: str, listed: list[StoredValue]) -> tuple[list[StoredValue], set[str]] | None:
     """The views ``query`` names (``<execution id>/<step key>``, ``<execution id>/<step name>``), compared as
-    DuckDB compares names (case aside; a ``"`` in one doubled when quoted), and the tables they read; None
-    when it may read tables it does not name. A key's view binds its Parquet file as it is made (~0.7 ms a
-    table): a query over one table of a journal holding 1,000 no longer makes 1,000 views."""
+    DuckDB compares names (case aside; a ``"`` in one doubled when quoted), and the tables to check and list
+    (those views', or every table when it names the listing); None when it may read tables it does not name.
+    A key's view binds its Parquet file as it is made (~0.7 ms a table): a query over one table of a journal
+    holding 1,000 no longer makes 1,000 views."""
+    from ._journal.tables import LISTING
+
     text = query.casefold()
     if any(word in text for word in _EVERY_VIEW):
         return None
@@ -348,13 +349,14 @@ def _named(query: str, listed: list[StoredValue]) -> tuple[list[StoredValue], se
     tables_named: list[StoredValue] = []
     names: set[str] = set()
     for found in listed:
-        for name in (f"{found.execution_id}/{found.step_key}",
-                     None if found.step is None else f"{found.execution_id}/{found.step}"):
-            if name is not None and spelled(name):
-                names.add(name)
-                if not tables_named or tables_named[-1] is not found:
-                    tables_named.append(found)
-    return tables_named, names
+        views = [f"{found.execution_id}/{found.step_key}"]
+        if found.step is not None:
+            views.append(f"{found.execution_id}/{found.step}")
+        hits = [view for view in views if spelled(view)]
+        if hits:
+            names.update(hits)
+            tables_named.append(found)
+    return (listed if LISTING in text else tables_named), names
 
 
 def _views(listed: list[StoredValue], path: Path) -> list[tuple[str, str, str, str, str, str | None]]:

@@ -162,15 +162,11 @@ def check_folder(folder: Path, *, create: bool = False) -> None:
     if create:
         try:
             folder.mkdir(mode=0o700)
+            sync_folder(folder.parent)  # its entry, once: only a folder made now adds one
         except FileExistsError:
             pass
         except OSError as exc:
             raise ValueStoreError(f"cannot create the value store {folder}: {exc}") from exc
-        else:
-            try:
-                sync_folder(folder.parent)
-            except OSError as exc:
-                raise ValueStoreError(f"cannot create the value store {folder}: {exc}") from exc
     try:
         info = os.lstat(folder)
     except OSError as exc:
